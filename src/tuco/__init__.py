@@ -1,0 +1,41 @@
+"""tuco: a dependable key-value store service."""
+
+from tuco.core.events import Event, EventType
+from tuco.core.store import Store
+from tuco.errors import (
+    ConfigurationError,
+    InvalidKeyError,
+    InvalidRequestError,
+    KeyTooLongError,
+    LogClosedError,
+    LogCorruptError,
+    LogError,
+    LogFailedError,
+    LogFormatError,
+    NoSuchKeyError,
+    TucoError,
+    ValueTooLargeError,
+)
+from tuco.ports import TransactionLog
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigurationError",
+    "Event",
+    "EventType",
+    "InvalidKeyError",
+    "InvalidRequestError",
+    "KeyTooLongError",
+    "LogClosedError",
+    "LogCorruptError",
+    "LogError",
+    "LogFailedError",
+    "LogFormatError",
+    "NoSuchKeyError",
+    "Store",
+    "TransactionLog",
+    "TucoError",
+    "ValueTooLargeError",
+    "__version__",
+]

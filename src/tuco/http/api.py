@@ -1,0 +1,220 @@
+"""Transport-independent request handling, shared by the native server and ASGI.
+
+``KeyValueAPI.handle`` takes the method, the raw request target and the body
+and returns a :class:`Response`, or an awaitable of one for requests that must
+wait for the log. Reads return synchronously, so the native server answers a
+GET without creating a task.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
+
+from tuco.core.store import Store
+from tuco.errors import InvalidKeyError, KeyTooLongError, LogClosedError, LogError, LogFailedError, NoSuchKeyError, TucoError
+from tuco.ports import TransactionLog
+
+__all__ = ["ALLOWED_METHODS", "KeyValueAPI", "Limits", "Phase", "Response", "error_response"]
+
+ALLOWED_METHODS = "GET, HEAD, PUT, DELETE"
+OCTET_STREAM = b"application/octet-stream"
+JSON = b"application/json"
+
+
+class Response:
+    """Status, body and the few headers tuco ever sends."""
+
+    __slots__ = ("body", "content_type", "headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: bytes | None = None,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"Response({self.status}, {self.body[:40]!r})"
+
+
+def error_response(status: int, code: str, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> Response:
+    """A JSON error body ``{"error": code, "message": message}``."""
+    body = json.dumps({"error": code, "message": message}).encode()
+    return Response(status, body, JSON, headers)
+
+
+def json_response(status: int, payload: object) -> Response:
+    return Response(status, json.dumps(payload, separators=(",", ":")).encode(), JSON)
+
+
+# One table from error class to HTTP status; the most specific class wins.
+_STATUS_BY_ERROR: tuple[tuple[type[TucoError], int], ...] = (
+    (NoSuchKeyError, 404),
+    (KeyTooLongError, 414),
+    (InvalidKeyError, 400),
+    (LogClosedError, 503),
+    (LogFailedError, 503),
+    (LogError, 503),
+)
+
+
+def status_for(error: TucoError) -> int:
+    """The HTTP status for an error tuco raised."""
+    for cls, status in _STATUS_BY_ERROR:
+        if isinstance(error, cls):
+            return status
+    return 500
+
+
+class Phase(enum.Enum):
+    """Where the process is in its life; drives ``/readyz`` and key requests."""
+
+    STARTING = "starting"
+    SERVING = "serving"
+    STOPPING = "stopping"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Sizes a client may send."""
+
+    max_key_bytes: int = 1024
+    max_value_bytes: int = 1 << 20
+
+
+_CREATED = Response(201)
+_DELETED = Response(200)
+_METHOD_NOT_ALLOWED = error_response(
+    405, "method_not_allowed", f"allowed methods: {ALLOWED_METHODS}", ((b"Allow", ALLOWED_METHODS.encode()),)
+)
+_HEALTH_METHOD_NOT_ALLOWED = error_response(
+    405, "method_not_allowed", "allowed methods: GET, HEAD", ((b"Allow", b"GET, HEAD"),)
+)
+_NOT_FOUND_PATH = error_response(404, "not_found", "no such resource; keys live under /v1/key/{key}")
+_NO_SUCH_KEY = error_response(404, "no_such_key", "no such key")
+_STARTING = error_response(503, "starting", "replaying the transaction log; try again shortly")
+_HEALTHY = json_response(200, {"status": "alive"})
+_KEY_PREFIXES = (b"/v1/key/", b"/v1/")
+
+
+class KeyValueAPI:
+    """The REST API of Table 5-1, plus health, limits and JSON errors."""
+
+    def __init__(self, store: Store, log: TransactionLog, limits: Limits | None = None) -> None:
+        self.store = store
+        self.log = log
+        self.limits = limits or Limits()
+        self.phase = Phase.STARTING
+
+    @property
+    def ready(self) -> bool:
+        """Replay finished and the log takes writes."""
+        return self.phase is Phase.SERVING and self.log.failure is None
+
+    def handle(self, method: bytes, target: bytes, body: bytes) -> Response | Awaitable[Response]:
+        """Answer one request; ``target`` is the raw path with its query string."""
+        path, _, query = target.partition(b"?")
+        for prefix in _KEY_PREFIXES:
+            if path.startswith(prefix):
+                segment = path[len(prefix) :]
+                if b"/" in segment:
+                    continue
+                return self._handle_key(method, segment, query, body)
+        if path == b"/healthz":
+            return self._health(method, _HEALTHY)
+        if path == b"/readyz":
+            return self._health(method, self._readiness())
+        return _NOT_FOUND_PATH
+
+    def _health(self, method: bytes, response: Response) -> Response:
+        if method in (b"GET", b"HEAD"):
+            return response
+        return _HEALTH_METHOD_NOT_ALLOWED
+
+    def _readiness(self) -> Response:
+        failure = self.log.failure
+        payload: dict[str, object] = {"ready": self.ready, "phase": self.phase.value, "log": dict(self.log.describe())}
+        if failure is not None:
+            payload["error"] = failure.code
+            payload["message"] = str(failure)
+        return json_response(200 if self.ready else 503, payload)
+
+    def _handle_key(self, method: bytes, segment: bytes, query: bytes, body: bytes) -> Response | Awaitable[Response]:
+        if method not in (b"GET", b"HEAD", b"PUT", b"DELETE"):
+            return _METHOD_NOT_ALLOWED
+        if self.phase is Phase.STARTING:
+            return _STARTING
+        try:
+            key = self.decode_key(segment)
+        except InvalidKeyError as exc:
+            return error_response(status_for(exc), exc.code, str(exc))
+        if method == b"GET" or method == b"HEAD":
+            if query and _wants_consistent(query):
+                return self._consistent_get(key)
+            try:
+                return Response(200, self.store.get(key), OCTET_STREAM)
+            except NoSuchKeyError:
+                return _NO_SUCH_KEY
+        if method == b"PUT":
+            if len(body) > self.limits.max_value_bytes:
+                return value_too_large(self.limits.max_value_bytes)
+            return self._put(key, body)
+        return self._delete(key)
+
+    def decode_key(self, segment: bytes) -> str:
+        """Percent-decode one path segment into a key, enforcing the limits."""
+        raw = unquote_to_bytes(segment) if b"%" in segment else segment
+        if not raw:
+            raise InvalidKeyError("the key is empty")
+        if len(raw) > self.limits.max_key_bytes:
+            raise KeyTooLongError(f"the key is {len(raw)} bytes; the limit is {self.limits.max_key_bytes}")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidKeyError("the key is not valid UTF-8 after percent-decoding") from None
+
+    async def _put(self, key: str, value: bytes) -> Response:
+        try:
+            await self.log.write_put(key, value)
+        except LogError as exc:
+            return error_response(503, exc.code, f"not stored: {exc}")
+        return _CREATED
+
+    async def _delete(self, key: str) -> Response:
+        try:
+            await self.log.write_delete(key)
+        except LogError as exc:
+            return error_response(503, exc.code, f"not deleted: {exc}")
+        return _DELETED
+
+    async def _consistent_get(self, key: str) -> Response:
+        try:
+            await self.log.catch_up()
+        except LogError as exc:
+            return error_response(503, exc.code, f"cannot reach the log for a consistent read: {exc}")
+        try:
+            return Response(200, self.store.get(key), OCTET_STREAM)
+        except NoSuchKeyError:
+            return _NO_SUCH_KEY
+
+
+def value_too_large(limit: int) -> Response:
+    """The 413 answer, shared by every front end."""
+    return error_response(413, "value_too_large", f"the value is over the {limit}-byte limit")
+
+
+def _wants_consistent(query: bytes) -> bool:
+    for pair in query.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        if name == b"consistent":
+            return value.lower() in (b"", b"true", b"1", b"yes")
+    return False

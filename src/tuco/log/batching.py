@@ -1,0 +1,137 @@
+"""Group commit: one durable write for every event that arrived during the previous one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple
+
+import structlog
+
+from tuco.core.codec import RECORD_OVERHEAD
+from tuco.core.events import Event, EventType
+from tuco.errors import LogClosedError, LogError, LogFailedError
+from tuco.ports import ApplyEvent
+
+__all__ = ["CommitBatch", "GroupCommit", "Mutation"]
+
+_logger = structlog.get_logger("tuco.log")
+
+
+class Mutation(NamedTuple):
+    """A write waiting to be committed."""
+
+    type: EventType
+    key: str
+    value: bytes
+
+
+CommitBatch = Callable[[Sequence[Mutation]], Awaitable[Sequence[Event]]]
+"""Makes a batch durable and returns its events, sequenced, in the same order."""
+
+
+class GroupCommit:
+    """Queues writes, commits them in batches, applies and acknowledges them in order.
+
+    While one batch is being committed the next one gathers, so N concurrent
+    writers cost one disk flush (or one database transaction), not N. Events
+    are applied in commit order before anyone is acknowledged, so the state
+    readers see is always a prefix of the log. The queue is bounded in bytes:
+    past the bound, writers wait (back-pressure) instead of growing memory.
+    After a failure nothing more is accepted and nothing unstored is acknowledged.
+    """
+
+    def __init__(self, commit: CommitBatch, *, max_pending_bytes: int = 64 << 20) -> None:
+        self._commit = commit
+        self._max_pending_bytes = max_pending_bytes
+        self._pending: list[tuple[Mutation, asyncio.Future[Event]]] = []
+        self._pending_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._task: asyncio.Task[None] | None = None
+        self._apply: ApplyEvent | None = None
+        self._closing = False
+        self.failure: LogError | None = None
+        self.batches = 0
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued and not yet handed to a commit."""
+        return self._pending_bytes
+
+    def start(self, apply: ApplyEvent) -> None:
+        """Start the committing task; it ends when :meth:`aclose` has drained the queue."""
+        self._apply = apply
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="tuco-group-commit")
+
+    async def submit(self, type: EventType, key: str, value: bytes = b"") -> Event:
+        """Queue one mutation and wait until it is committed and applied."""
+        while True:
+            if self.failure is not None:
+                raise self.failure
+            if self._closing or self._task is None:
+                raise LogClosedError("the log is closed and takes no more writes")
+            if self._pending_bytes < self._max_pending_bytes:
+                break
+            self._space.clear()
+            await self._space.wait()
+        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        self._pending.append((Mutation(type, key, value), future))
+        self._pending_bytes += RECORD_OVERHEAD + len(key) + len(value)
+        self._wakeup.set()
+        return await future
+
+    def fail(self, error: LogFailedError) -> None:
+        """Stop taking writes and fail everything queued; the first failure is kept."""
+        if self.failure is None:
+            self.failure = error
+            _logger.error("log_failed", error=str(error), cause=repr(error.__cause__))
+        pending, self._pending = self._pending, []
+        self._pending_bytes = 0
+        for _, future in pending:
+            if not future.done():
+                future.set_exception(self.failure)
+        self._space.set()
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        apply = self._apply
+        if apply is None:  # pragma: no cover - start() always sets it
+            raise RuntimeError("GroupCommit started without apply")
+        while True:
+            if not self._pending:
+                if self._closing or self.failure is not None:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch, self._pending = self._pending, []
+            self._pending_bytes = 0
+            self._space.set()
+            try:
+                events = await self._commit([mutation for mutation, _ in batch])
+            except Exception as exc:  # any failure: nothing in the batch may be acknowledged
+                if isinstance(exc, LogFailedError):
+                    error = exc
+                else:
+                    error = LogFailedError(f"commit failed: {exc}")
+                    error.__cause__ = exc
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                self.fail(error)
+                return
+            self.batches += 1
+            for (_, future), event in zip(batch, events, strict=True):
+                apply(event)
+                if not future.done():
+                    future.set_result(event)
+
+    async def aclose(self) -> None:
+        """Take no more writes, commit everything queued, and stop the task."""
+        self._closing = True
+        self._wakeup.set()
+        self._space.set()
+        if self._task is not None:
+            await asyncio.shield(self._task)
