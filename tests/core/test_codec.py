@@ -1,0 +1,259 @@
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tuco.core.codec import (
+    FORMAT_VERSION,
+    HEADER_SIZE,
+    MAGIC,
+    RECORD_OVERHEAD,
+    DecodeFailure,
+    RecordDecoder,
+    decode_header,
+    encode_header,
+    encode_record,
+    find_valid_record,
+)
+from tuco.core.events import Event, EventType
+from tuco.errors import LogFormatError
+
+# Keys with everything the book's line-based format could not carry.
+awkward_keys = st.one_of(
+    st.sampled_from(["", " ", "a b", "line\nbreak", "tab\there", "a/b/c", "\x00", "nul\x00inside", "🔑🦀", "é"]),
+    st.text(),
+)
+events_strategy = st.lists(
+    st.tuples(st.sampled_from(EventType), awkward_keys, st.one_of(st.just(b""), st.just(b"\x00"), st.binary())),
+    max_size=20,
+)
+
+
+def encode_all(events: list[Event]) -> bytes:
+    return b"".join(encode_record(e.sequence, e.type, e.key, e.value) for e in events)
+
+
+def decode_all(data: bytes, chunk_sizes: list[int] | None = None) -> tuple[list[Event], RecordDecoder]:
+    decoder = RecordDecoder(start_offset=0)
+    decoded: list[Event] = []
+    pos = 0
+    sizes = iter(chunk_sizes or [])
+    while pos < len(data):
+        size = next(sizes, len(data) - pos)
+        decoded.extend(decoder.feed(data[pos : pos + size]))
+        pos += size
+    return decoded, decoder
+
+
+def test_header_round_trip() -> None:
+    """The header is the magic, the version and a reserved word, and decodes to the current version."""
+    header = encode_header()
+    assert header == b"TUCOLOG\x00" + b"\x01\x00\x00\x00" + b"\x00\x00\x00\x00"
+    assert len(header) == HEADER_SIZE == 16
+    assert decode_header(header) == FORMAT_VERSION == 1
+
+
+def test_header_with_wrong_magic_is_a_format_error() -> None:
+    """A file that does not start with the magic is refused as not a tuco log."""
+    with pytest.raises(LogFormatError, match="not a tuco log"):
+        decode_header(b"NOTALOG\x00" + b"\x01\x00\x00\x00" + b"\x00\x00\x00\x00")
+
+
+def test_header_with_unknown_version_is_a_format_error() -> None:
+    """A header from a format version this build cannot read is refused, naming the version."""
+    with pytest.raises(LogFormatError, match="version 2 is not supported"):
+        decode_header(encode_header(2))
+
+
+def test_short_header_is_a_format_error() -> None:
+    """Data shorter than the header (an empty file, say) is refused rather than misread."""
+    with pytest.raises(LogFormatError, match="shorter than the 16-byte header"):
+        decode_header(MAGIC)
+
+
+def test_record_overhead_is_21_bytes() -> None:
+    """Every record costs exactly 21 bytes on top of its UTF-8 key and value."""
+    assert RECORD_OVERHEAD == 21
+    assert len(encode_record(1, EventType.PUT, "", b"")) == 21
+    assert len(encode_record(1, EventType.PUT, "key", b"value")) == 21 + 3 + 5
+    assert len(encode_record(1, EventType.PUT, "é🔑", b"")) == 21 + 2 + 4
+
+
+def test_known_record_has_exact_bytes() -> None:
+    """A PUT and a DELETE encode to fixed bytes, so the on-disk format cannot change silently."""
+    put = encode_record(7, EventType.PUT, "key", b"value")
+    payload = (
+        b"\x07\x00\x00\x00\x00\x00\x00\x00"  # sequence 7, u64 LE
+        b"\x01"  # PUT
+        b"\x03\x00\x00\x00"  # key length 3
+        b"key"
+        b"value"
+    )
+    assert put == b"\x15\x00\x00\x00" + b"\x29\x64\x9c\x21" + payload
+    assert struct.unpack("<I", put[4:8])[0] == zlib.crc32(payload)
+    delete = encode_record(8, EventType.DELETE, "key")
+    assert delete == bytes.fromhex("1000000041bbb49908000000000000000203000000") + b"key"
+
+
+@settings(max_examples=200, deadline=None)
+@given(items=events_strategy, data=st.data())
+def test_any_events_round_trip_through_any_chunking(
+    items: list[tuple[EventType, str, bytes]], data: st.DataObject
+) -> None:
+    """Any events, encoded and fed to the decoder in chunks of any sizes, decode to the identical events."""
+    events = [Event(i, t, k, v if t is EventType.PUT else b"") for i, (t, k, v) in enumerate(items, start=1)]
+    encoded = encode_all(events)
+    chunks = data.draw(st.lists(st.integers(1, max(1, len(encoded))), max_size=50))
+    decoded, decoder = decode_all(encoded, chunks)
+    assert decoded == events
+    assert all(type(e.type) is EventType for e in decoded)
+    assert decoder.failure is None
+    assert decoder.pending_bytes == 0
+    assert decoder.offset == len(encoded)
+    assert decoder.next_sequence == len(events) + 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(items=events_strategy)
+def test_events_round_trip_one_byte_at_a_time(items: list[tuple[EventType, str, bytes]]) -> None:
+    """Feeding the decoder a single byte at a time yields the same events as feeding it all at once."""
+    events = [Event(i, t, k, v) for i, (t, k, v) in enumerate(items, start=1)]
+    encoded = encode_all(events)
+    decoded, decoder = decode_all(encoded, [1] * len(encoded))
+    assert decoded == events
+    assert decoder.offset == len(encoded)
+
+
+def test_incomplete_record_is_held_back_not_a_failure() -> None:
+    """A record cut short is kept pending (it may still arrive) and is not yet a failure."""
+    record = encode_record(1, EventType.PUT, "k", b"v")
+    decoder = RecordDecoder(start_offset=HEADER_SIZE)
+    assert decoder.feed(record[:-1]) == []
+    assert decoder.failure is None
+    assert decoder.pending_bytes == len(record) - 1
+    assert decoder.offset == HEADER_SIZE
+    assert decoder.feed(record[-1:]) == [Event(1, EventType.PUT, "k", b"v")]
+    assert decoder.offset == HEADER_SIZE + len(record)
+
+
+@pytest.mark.parametrize("position", range(len(encode_record(1, EventType.PUT, "key", b"value"))))
+def test_flipped_byte_is_a_failure(position: int) -> None:
+    """Flipping any single bit of a record makes decoding stop at that record, never yield a wrong event."""
+    good = encode_record(1, EventType.PUT, "good", b"1")
+    bad = bytearray(encode_record(2, EventType.PUT, "key", b"value"))
+    bad[position] ^= 0x01
+    decoder = RecordDecoder(start_offset=0)
+    events = decoder.feed(good + bytes(bad))
+    assert events == [Event(1, EventType.PUT, "good", b"1")]
+    # A damaged length either claims more bytes than exist (held back) or fails; nothing else.
+    if decoder.failure is None:
+        assert position < 4
+        assert decoder.pending_bytes == len(bad)
+    else:
+        assert decoder.failure.offset == len(good)
+    assert decoder.offset == len(good)
+
+
+def test_flipped_payload_byte_is_a_checksum_mismatch() -> None:
+    """A damaged payload byte is reported as a checksum mismatch at the record's offset."""
+    first = encode_record(1, EventType.PUT, "a", b"1")
+    second = bytearray(encode_record(2, EventType.PUT, "b", b"2"))
+    second[-1] ^= 0xFF
+    decoder = RecordDecoder(start_offset=HEADER_SIZE)
+    assert decoder.feed(first + bytes(second)) == [Event(1, EventType.PUT, "a", b"1")]
+    assert decoder.failure == DecodeFailure(HEADER_SIZE + len(first), "checksum mismatch")
+    assert decoder.feed(encode_record(3, EventType.PUT, "c")) == []
+
+
+def test_sequence_gap_is_a_failure() -> None:
+    """A record whose sequence is not exactly one more than the previous stops decoding."""
+    first = encode_record(1, EventType.PUT, "a", b"1")
+    decoder = RecordDecoder(start_offset=0)
+    assert decoder.feed(first + encode_record(3, EventType.PUT, "b", b"2")) == [Event(1, EventType.PUT, "a", b"1")]
+    assert decoder.failure == DecodeFailure(len(first), "sequence 3 where 2 was expected")
+    assert decoder.next_sequence == 2
+
+
+def test_first_sequence_must_be_one() -> None:
+    """A log whose first record is not sequence 1 is a failure, not a silently shifted history."""
+    decoder = RecordDecoder(start_offset=0)
+    assert decoder.feed(encode_record(2, EventType.PUT, "a")) == []
+    assert decoder.failure == DecodeFailure(0, "sequence 2 where 1 was expected")
+
+
+def test_zero_filled_tail_is_a_failure_not_an_event() -> None:
+    """Zeros after the last record (a preallocated or torn tail) are a length-0 failure, never an empty event."""
+    record = encode_record(1, EventType.PUT, "a", b"1")
+    decoder = RecordDecoder(start_offset=0)
+    assert decoder.feed(record + bytes(4096)) == [Event(1, EventType.PUT, "a", b"1")]
+    assert decoder.failure == DecodeFailure(len(record), "record length 0 is impossible")
+    assert decoder.offset == len(record)
+
+
+def test_unknown_event_type_is_a_failure() -> None:
+    """A checksummed record with an event type this build does not know is refused."""
+    payload = struct.pack("<QBI", 1, 9, 1) + b"k"
+    record = struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
+    decoder = RecordDecoder(start_offset=0)
+    assert decoder.feed(record) == []
+    assert decoder.failure == DecodeFailure(0, "malformed record (type 9, key length 1)")
+
+
+def test_key_longer_than_the_record_is_a_failure() -> None:
+    """A checksummed record whose key length runs past its end is refused."""
+    payload = struct.pack("<QBI", 1, 1, 50) + b"k"
+    record = struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
+    decoder = RecordDecoder(start_offset=0)
+    assert decoder.feed(record) == []
+    assert decoder.failure == DecodeFailure(0, "malformed record (type 1, key length 50)")
+
+
+def test_key_that_is_not_utf8_is_a_failure() -> None:
+    """A checksummed record whose key bytes are not UTF-8 is refused."""
+    payload = struct.pack("<QBI", 1, 1, 1) + b"\xff"
+    record = struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
+    decoder = RecordDecoder(start_offset=0)
+    assert decoder.feed(record) == []
+    assert decoder.failure == DecodeFailure(0, "key is not valid UTF-8")
+
+
+def test_record_over_the_size_limit_is_a_failure() -> None:
+    """A length above max_record_bytes is impossible, so a damaged length cannot make us buffer gigabytes."""
+    decoder = RecordDecoder(start_offset=0, max_record_bytes=100)
+    assert decoder.feed(encode_record(1, EventType.PUT, "k", b"x" * 100)) == []
+    assert decoder.failure == DecodeFailure(0, "record length 114 is impossible")
+
+
+def test_find_valid_record_skips_garbage() -> None:
+    """A whole record after garbage is found at its exact position."""
+    garbage = b"\xde\xad\xbe\xef" * 10 + bytes(7)
+    record = encode_record(5, EventType.DELETE, "k")
+    assert find_valid_record(garbage + record + b"trailing") == len(garbage)
+
+
+def test_find_valid_record_finds_the_first_of_several() -> None:
+    """With several records after damage, the earliest one is returned."""
+    records = encode_record(1, EventType.PUT, "a", b"1") + encode_record(2, EventType.PUT, "b", b"2")
+    assert find_valid_record(b"xyz" + records) == 3
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", bytes(4096), b"\xff" * 4096, bytes(range(256)) * 8, encode_record(1, EventType.PUT, "k", b"v")[:-1]],
+    ids=["empty", "zeros", "ones", "bytes", "torn-record"],
+)
+def test_find_valid_record_returns_none_without_a_whole_record(data: bytes) -> None:
+    """Pure garbage, zeros or a torn record contain no valid record."""
+    assert find_valid_record(data) is None
+
+
+def test_find_valid_record_finds_a_minimal_record_at_the_very_end() -> None:
+    """The smallest possible record (empty key, empty value) is found even as the last 21 bytes."""
+    record = encode_record(1, EventType.PUT, "")
+    assert len(record) == RECORD_OVERHEAD
+    assert find_valid_record(b"junk" + record) == 4
+    assert find_valid_record(record) == 0
