@@ -12,6 +12,7 @@
     └── LogError                  the transaction log
         ├── LogClosedError        we closed it; no more writes are taken
         ├── LogFailedError        it broke under us (disk, database); writes stop
+        │   └── LogUnavailableError   the database is out of reach: this batch failed, later ones may not
         ├── LogCorruptError       a damaged record followed by valid ones
         └── LogFormatError        not a tuco log, or a format we cannot read
 
@@ -31,6 +32,7 @@ __all__ = [
     "LogError",
     "LogFailedError",
     "LogFormatError",
+    "LogUnavailableError",
     "NoSuchKeyError",
     "TucoError",
     "ValueTooLargeError",
@@ -98,6 +100,17 @@ class LogFailedError(LogError):
     """The log broke under us; nothing after the failure was acknowledged."""
 
     code = "log_failed"
+
+
+class LogUnavailableError(LogFailedError):
+    """The database could not be reached; these writes were not acknowledged, later ones may be.
+
+    Unlike its parent it does not stop the log: writes resume once the database is
+    back. A write that gets it may or may not have been stored (the connection can
+    break during COMMIT); it was never acknowledged.
+    """
+
+    code = "log_unavailable"
 
 
 class LogCorruptError(LogError):

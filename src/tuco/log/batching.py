@@ -10,7 +10,7 @@ import structlog
 
 from tuco.core.codec import RECORD_OVERHEAD
 from tuco.core.events import Event, EventType
-from tuco.errors import LogClosedError, LogError, LogFailedError
+from tuco.errors import LogClosedError, LogError, LogFailedError, LogUnavailableError
 from tuco.ports import ApplyEvent
 
 __all__ = ["CommitBatch", "GroupCommit", "Mutation"]
@@ -38,7 +38,10 @@ class GroupCommit:
     are applied in commit order before anyone is acknowledged, so the state
     readers see is always a prefix of the log. The queue is bounded in bytes:
     past the bound, writers wait (back-pressure) instead of growing memory.
-    After a failure nothing more is accepted and nothing unstored is acknowledged.
+    After a failure nothing more is accepted and nothing unstored is acknowledged,
+    except that a commit raising :class:`~tuco.errors.LogUnavailableError` (the
+    database is out of reach for now) fails only its own batch: later batches are
+    still tried, so writes resume when the database comes back.
     """
 
     def __init__(self, commit: CommitBatch, *, max_pending_bytes: int = 64 << 20) -> None:
@@ -111,6 +114,11 @@ class GroupCommit:
             self._space.set()
             try:
                 events = await self._commit([mutation for mutation, _ in batch])
+            except LogUnavailableError as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
             except Exception as exc:  # any failure: nothing in the batch may be acknowledged
                 if isinstance(exc, LogFailedError):
                     error = exc
