@@ -16,6 +16,7 @@ from urllib.parse import unquote_to_bytes
 
 from tuco.core.store import Store
 from tuco.errors import InvalidKeyError, KeyTooLongError, LogClosedError, LogError, LogFailedError, NoSuchKeyError, TucoError
+from tuco.observability import Metrics
 from tuco.ports import TransactionLog
 
 __all__ = ["ALLOWED_METHODS", "KeyValueAPI", "Limits", "Phase", "Response", "error_response"]
@@ -23,6 +24,7 @@ __all__ = ["ALLOWED_METHODS", "KeyValueAPI", "Limits", "Phase", "Response", "err
 ALLOWED_METHODS = "GET, HEAD, PUT, DELETE"
 OCTET_STREAM = b"application/octet-stream"
 JSON = b"application/json"
+PROMETHEUS_TEXT = b"text/plain; version=0.0.4; charset=utf-8"
 
 
 class Response:
@@ -109,10 +111,13 @@ _KEY_PREFIXES = (b"/v1/key/", b"/v1/")
 class KeyValueAPI:
     """The REST API of Table 5-1, plus health, limits and JSON errors."""
 
-    def __init__(self, store: Store, log: TransactionLog, limits: Limits | None = None) -> None:
+    def __init__(
+        self, store: Store, log: TransactionLog, limits: Limits | None = None, metrics: Metrics | None = None
+    ) -> None:
         self.store = store
         self.log = log
         self.limits = limits or Limits()
+        self.metrics = metrics
         self.phase = Phase.STARTING
 
     @property
@@ -133,6 +138,8 @@ class KeyValueAPI:
             return self._health(method, _HEALTHY)
         if path == b"/readyz":
             return self._health(method, self._readiness())
+        if path == b"/metrics" and self.metrics is not None:
+            return self._health(method, Response(200, self.metrics.render(), PROMETHEUS_TEXT))
         return _NOT_FOUND_PATH
 
     def _health(self, method: bytes, response: Response) -> Response:

@@ -1,0 +1,3 @@
+from tuco.cli import main
+
+main()

@@ -1,0 +1,200 @@
+"""The ``tuco`` command: run the server, talk to one, inspect and repair a log file.
+
+Exit codes scripts can rely on: 0 success, 1 the key does not exist (get) or the
+log has problems (verify), 2 usage or configuration error, 3 the request failed
+(server unreachable, refused or broken).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import click
+import httpx
+
+from tuco.config import Settings, load_settings
+from tuco.errors import ConfigurationError, LogError
+
+__all__ = ["main"]
+
+EXIT_NOT_FOUND = 1
+EXIT_USAGE = 2
+EXIT_REQUEST_FAILED = 3
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="tuco")
+def main() -> None:
+    """tuco: a dependable key-value store service."""
+
+
+def _settings_options(command: Any) -> Any:
+    """One ``--flag`` per setting, mirroring its ``TUCO_*`` variable."""
+    for name, field in reversed(list(Settings.model_fields.items())):
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{field.description} [env: TUCO_{name.upper()}]"
+        command = click.option(flag, name, default=None, metavar="VALUE", help=help_text)(command)
+    return command
+
+
+@main.command()
+@_settings_options
+def serve(**options: str | None) -> None:
+    """Run the server (configured by TUCO_* variables; flags override them)."""
+    from tuco.runtime import run
+
+    try:
+        settings = load_settings(**options)
+    except ConfigurationError as exc:
+        click.echo(f"tuco: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    sys.exit(run(settings))
+
+
+_url_option = click.option(
+    "--url", envvar="TUCO_URL", default="http://127.0.0.1:8080", show_default=True, help="Server URL [env: TUCO_URL]."
+)
+_ca_option = click.option(
+    "--cacert",
+    envvar="TUCO_CA_FILE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="CA bundle to verify an HTTPS server [env: TUCO_CA_FILE].",
+)
+_consistent_option = click.option(
+    "--consistent", is_flag=True, help="Read after every write any replica acknowledged (postgres backend)."
+)
+
+
+def _request(method: str, url: str, key: str, cacert: Path | None, content: bytes | None = None, **params: str) -> httpx.Response:
+    target = f"{url.rstrip('/')}/v1/key/{quote(key, safe='')}"
+    verify: Any = str(cacert) if cacert else True
+    try:
+        with httpx.Client(verify=verify, timeout=30.0) as client:
+            return client.request(method, target, content=content, params=params or None)
+    except httpx.HTTPError as exc:
+        click.echo(f"tuco: cannot reach {url}: {exc}", err=True)
+        sys.exit(EXIT_REQUEST_FAILED)
+
+
+def _fail(response: httpx.Response) -> None:
+    try:
+        body = response.json()
+        detail = f"{body['error']}: {body['message']}"
+    except (ValueError, KeyError, TypeError):
+        detail = response.text[:200]
+    click.echo(f"tuco: {response.status_code} {detail}", err=True)
+    sys.exit(EXIT_NOT_FOUND if response.status_code == 404 else EXIT_REQUEST_FAILED)
+
+
+@main.command()
+@click.argument("key")
+@click.argument("value", required=False)
+@_url_option
+@_ca_option
+def put(key: str, value: str | None, url: str, cacert: Path | None) -> None:
+    """Store VALUE under KEY; VALUE '-' or absent reads the value from standard input."""
+    content = sys.stdin.buffer.read() if value in (None, "-") else value.encode()
+    response = _request("PUT", url, key, cacert, content)
+    if response.status_code != 201:
+        _fail(response)
+
+
+@main.command()
+@click.argument("key")
+@_url_option
+@_ca_option
+@_consistent_option
+def get(key: str, url: str, cacert: Path | None, consistent: bool) -> None:
+    """Print the value of KEY exactly as stored (exit 1 if there is none)."""
+    params = {"consistent": "true"} if consistent else {}
+    response = _request("GET", url, key, cacert, **params)
+    if response.status_code != 200:
+        _fail(response)
+    sys.stdout.buffer.write(response.content)
+    sys.stdout.buffer.flush()
+
+
+@main.command()
+@click.argument("key")
+@_url_option
+@_ca_option
+def delete(key: str, url: str, cacert: Path | None) -> None:
+    """Delete KEY (succeeds also when it does not exist)."""
+    response = _request("DELETE", url, key, cacert)
+    if response.status_code != 200:
+        _fail(response)
+
+
+@main.group()
+def log() -> None:
+    """Inspect, check and repair a file transaction log (run these while the server is stopped)."""
+
+
+_path_argument = click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+
+
+@log.command()
+@_path_argument
+def dump(path: Path) -> None:
+    """Print every event: sequence, type, key and value (escaped so any byte is visible)."""
+    from tuco.log.file import LogReader
+
+    reader = LogReader(path)
+    try:
+        for batch in reader:
+            for event in batch:
+                click.echo(f"{event.sequence}\t{event.type.name}\t{event.key!r}\t{event.value!r}")
+    except LogError as exc:
+        click.echo(f"tuco: {path}: {exc}", err=True)
+        sys.exit(EXIT_NOT_FOUND)
+    if reader.report and reader.report.problem:
+        click.echo(f"tuco: stopped at offset {reader.report.valid_bytes}: {reader.report.problem}", err=True)
+        sys.exit(EXIT_NOT_FOUND)
+
+
+@log.command()
+@_path_argument
+def verify(path: Path) -> None:
+    """Check every record; exit 0 if the log is whole, 1 if it has a torn tail or corruption."""
+    from tuco.log.file import LogReader
+
+    reader = LogReader(path)
+    try:
+        for _ in reader:
+            pass
+    except LogError as exc:
+        click.echo(f"{path}: {exc}")
+        sys.exit(EXIT_NOT_FOUND)
+    report = reader.report
+    if report is None:  # pragma: no cover - set by iteration
+        raise RuntimeError("scan did not finish")
+    click.echo(f"{path}: {report.events} events, last sequence {report.last_sequence}, {report.file_bytes} bytes")
+    if report.problem:
+        kind = "corrupt" if report.corrupt else "torn tail"
+        click.echo(f"{kind}: {report.problem}; {report.dropped_bytes} bytes after offset {report.valid_bytes}")
+        sys.exit(EXIT_NOT_FOUND)
+    click.echo("ok")
+
+
+@log.command()
+@_path_argument
+def repair(path: Path) -> None:
+    """Cut the log after its last valid record (what follows is lost; back the file up first)."""
+    from tuco.log.file import repair_log
+
+    try:
+        report = repair_log(path)
+    except LogError as exc:
+        click.echo(f"tuco: {path}: {exc}", err=True)
+        sys.exit(EXIT_NOT_FOUND)
+    if report.dropped_bytes:
+        click.echo(
+            f"{path}: kept {report.events} events (last sequence {report.last_sequence}); "
+            f"dropped {report.dropped_bytes} bytes from offset {report.valid_bytes} ({report.problem})"
+        )
+    else:
+        click.echo(f"{path}: {report.events} events, nothing to repair")

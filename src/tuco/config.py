@@ -1,0 +1,106 @@
+"""Configuration from ``TUCO_*`` environment variables (twelve-factor III), mirrored by ``tuco serve`` flags."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tuco.errors import ConfigurationError
+from tuco.log.file import SyncMode
+
+__all__ = ["LogBackend", "Settings", "load_settings"]
+
+LOG_FILE_NAME = "tuco.log"
+
+
+class LogBackend(enum.StrEnum):
+    """Where the transaction log lives."""
+
+    FILE = "file"
+    POSTGRES = "postgres"
+
+
+class Settings(BaseSettings):
+    """Every setting, its default and its bounds. Field descriptions feed ``--help`` and the README."""
+
+    model_config = SettingsConfigDict(env_prefix="TUCO_", extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Address to listen on; loopback unless asked otherwise.")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on (0 picks a free one).")
+    data_dir: Path = Field(Path("data"), description="Directory of the file transaction log.")
+    log_backend: LogBackend = Field(LogBackend.FILE, description="Transaction log backend: file or postgres.")
+    log_sync: SyncMode = Field(SyncMode.ALWAYS, description="always: fsync before acknowledging; everysec: relaxed.")
+    database_url: SecretStr | None = Field(
+        None, description="PostgreSQL URL for the postgres backend; unset means the libpq PG* variables."
+    )
+    max_key_bytes: int = Field(1024, ge=1, le=65536, description="Largest key, in UTF-8 bytes.")
+    max_value_bytes: int = Field(1 << 20, ge=0, le=1 << 30, description="Largest value, in bytes.")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate chain; with the key file, HTTPS only.")
+    tls_key_file: Path | None = Field(None, description="PEM private key of the certificate.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Least severe event logged.")
+    log_format: Literal["json", "console"] = Field("json", description="json lines, or console for people.")
+    shutdown_grace_seconds: float = Field(10.0, ge=0, le=3600, description="Time in-flight requests get on SIGTERM.")
+    request_timeout_seconds: float = Field(30.0, gt=0, le=3600, description="Longest time to receive one request.")
+    keepalive_timeout_seconds: float = Field(5.0, gt=0, le=3600, description="Idle keep-alive connections close after.")
+    max_connections: int = Field(1024, ge=1, le=1_000_000, description="Open connections beyond this are refused.")
+    log_max_pending_bytes: int = Field(
+        64 << 20, ge=1 << 16, le=1 << 34, description="Writes queued for the log before writers wait."
+    )
+    poll_interval_seconds: float = Field(
+        0.5, gt=0, le=3600, description="postgres: how often a replica polls for others' writes."
+    )
+    listen_notify: bool = Field(True, description="postgres: wake on LISTEN/NOTIFY (turn off behind poolers).")
+    database_connect_timeout_seconds: float = Field(
+        30.0, gt=0, le=86400, description="postgres: give up starting after this long without the database."
+    )
+
+    @model_validator(mode="after")
+    def _tls_files_come_in_pairs(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TUCO_TLS_CERT_FILE and TUCO_TLS_KEY_FILE must be set together")
+        return self
+
+    @property
+    def log_path(self) -> Path:
+        """The file log's path."""
+        return self.data_dir / LOG_FILE_NAME
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
+
+    def public_view(self) -> dict[str, Any]:
+        """The effective configuration with secrets redacted, for the start-up log line."""
+        from tuco.log.redact import redact_dsn
+
+        view = self.model_dump(mode="json")
+        url = self.database_url.get_secret_value() if self.database_url else None
+        view["database_url"] = redact_dsn(url) if url else None
+        return view
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment, apply explicit overrides; raise ConfigurationError in one line."""
+    clean = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        raise ConfigurationError(_one_line(exc)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if not where:
+            problems.append(message)
+            continue
+        given = error.get("input")
+        shown = "" if where == "database_url" or isinstance(given, dict) else f" (got {given!r})"
+        problems.append(f"TUCO_{where.upper()}: {message}{shown}")
+    return "invalid configuration: " + "; ".join(problems)

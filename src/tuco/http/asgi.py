@@ -1,0 +1,130 @@
+"""The API as an ASGI application, over the same request handling as the native server.
+
+Embeds tuco in any ASGI server and lets tests run it in-process through
+``httpx.ASGITransport``. The body is read incrementally and refused with 413
+as soon as it passes the limit, so an oversized upload never sits in memory.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import structlog
+
+from tuco.http.api import Response, error_response, value_too_large
+from tuco.service import Service
+
+__all__ = ["ASGIApp"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_logger = structlog.get_logger("tuco.http")
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+class ASGIApp:
+    """An ASGI 3 application serving one :class:`~tuco.service.Service`.
+
+    With ``service_factory`` the service is built and replayed on lifespan
+    start-up and closed on shutdown; a ready-made ``service`` is used as is
+    (its owner starts and closes it).
+    """
+
+    def __init__(
+        self,
+        service: Service | None = None,
+        *,
+        service_factory: Callable[[], Service] | None = None,
+    ) -> None:
+        if (service is None) == (service_factory is None):
+            raise TypeError("pass exactly one of service or service_factory")
+        self.service = service
+        self._service_factory = service_factory
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self._service_factory is not None:
+                        self.service = self._service_factory()
+                        stats = await self.service.start()
+                        _logger.info("replay_finished", events=stats.events, keys=stats.keys, seconds=stats.seconds)
+                except Exception as exc:
+                    _logger.error("start_failed", error=str(exc))
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._service_factory is not None and self.service is not None:
+                    await self.service.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        service = self.service
+        if service is None:
+            await _send(send, error_response(503, "starting", "the service is starting"), head=False)
+            return
+        api = service.api
+        method = scope["method"].encode()
+        target = scope.get("raw_path") or scope["path"].encode()
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
+        limit = api.limits.max_value_bytes
+        try:
+            body = await _read_body(scope, receive, limit)
+        except _BodyTooLargeError:
+            await _send(send, value_too_large(limit), head=False)
+            return
+        try:
+            result = api.handle(method, target, body)
+            response = await result if inspect.isawaitable(result) else result
+        except Exception:
+            _logger.exception("handler_failed", method=scope["method"], path=scope["path"])
+            response = error_response(500, "internal_error", "the server failed to handle the request")
+        await _send(send, response, head=method == b"HEAD")
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise _BodyTooLargeError
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLargeError
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _send(send: Send, response: Response, *, head: bool) -> None:
+    headers = [(b"content-length", str(len(response.body)).encode())]
+    if response.content_type is not None:
+        headers.append((b"content-type", response.content_type))
+    headers.extend((name.lower(), value) for name, value in response.headers)
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else response.body})

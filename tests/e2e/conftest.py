@@ -1,0 +1,91 @@
+"""Fixtures that run the real server: ``tuco serve`` (native) and ``uvicorn tuco.asgi:app``."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.process import TucoProcess
+
+
+@pytest.fixture
+def tuco(tmp_path: Path) -> Iterator[Callable[..., TucoProcess]]:
+    """A factory of started ``tuco serve`` processes on a fresh data directory; all are stopped afterwards."""
+    started: list[TucoProcess] = []
+
+    def start(wait_ready: bool = True, data_dir: Path | None = None, **env: str) -> TucoProcess:
+        full_env = {"TUCO_DATA_DIR": str(data_dir or tmp_path / "data"), **env}
+        process = TucoProcess(full_env, cwd=tmp_path)
+        started.append(process)
+        return process.start(wait_ready=wait_ready)
+
+    yield start
+    for process in started:
+        process.stop_quietly()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class UvicornProcess:
+    """``uvicorn --factory tuco.asgi:create_app`` on a free port: the ASGI front end over real sockets."""
+
+    def __init__(self, data_dir: Path, cwd: Path) -> None:
+        self.port = free_port()
+        env = {"TUCO_DATA_DIR": str(data_dir), "TUCO_LOG_LEVEL": "warning"}
+        import os
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "tuco.asgi:create_app", "--port", str(self.port),
+             "--log-level", "warning", "--timeout-keep-alive", "1"],
+            env={**os.environ, **env},
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise AssertionError("uvicorn exited during start-up") from None
+                time.sleep(0.05)
+        raise AssertionError("uvicorn did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+@pytest.fixture(params=["native", "asgi"])
+def frontend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """``(name, base URL)`` of a running server, once per front end: the shared HTTP suite runs on both."""
+    if request.param == "native":
+        process = TucoProcess({"TUCO_DATA_DIR": str(tmp_path / "data"), "TUCO_KEEPALIVE_TIMEOUT_SECONDS": "1",
+                               "TUCO_REQUEST_TIMEOUT_SECONDS": "1"}, cwd=tmp_path)
+        process.start()
+        try:
+            yield "native", process.url
+        finally:
+            process.stop_quietly()
+    else:
+        server = UvicornProcess(tmp_path / "data", tmp_path)
+        try:
+            yield "asgi", server.url
+        finally:
+            server.stop()
