@@ -1,0 +1,108 @@
+"""Getting data into a server before measuring it, and the disk's own fsync cost.
+
+Keys follow one scheme everywhere ("key-" + 12 digits = 16 bytes), the same as
+bench/wrk/common.lua, so preloaded keys are exactly the ones wrk asks for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import statistics
+import time
+from pathlib import Path
+
+import httpx
+
+__all__ = ["build_log", "fsync_latency", "key", "preload_http"]
+
+
+def key(i: int) -> str:
+    """The i-th benchmark key (16 bytes)."""
+    return f"key-{i:012d}"
+
+
+def build_log(path: Path, count: int, value_bytes: int) -> int:
+    """Write a tuco log of ``count`` PUTs of distinct keys directly; return its size.
+
+    Far faster than a million HTTP requests, and it exercises exactly what
+    start-up replay reads. Imports tuco only here, so the rest of the harness
+    (and the reference server) runs without it.
+    """
+    from tuco.core.codec import encode_header, encode_record
+    from tuco.core.events import EventType
+
+    value = b"v" * value_bytes
+    put = EventType.PUT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        f.write(encode_header())
+        chunk = 50_000
+        for start in range(0, count, chunk):
+            stop = min(count, start + chunk)
+            f.write(b"".join(encode_record(i + 1, put, key(i), value) for i in range(start, stop)))
+    return path.stat().st_size
+
+
+async def _preload(url: str, count: int, value_bytes: int, concurrency: int, verify: ssl.SSLContext | bool) -> None:
+    value = b"v" * value_bytes
+    next_index = iter(range(count))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, verify=verify, timeout=10.0) as client:
+
+        async def worker() -> None:
+            for i in next_index:
+                response = await client.put(f"/v1/key/{key(i)}", content=value)
+                if response.status_code not in (200, 201, 204):
+                    raise RuntimeError(f"preload PUT {key(i)} answered {response.status_code}: {response.text[:200]}")
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def preload_http(
+    url: str,
+    count: int,
+    value_bytes: int,
+    *,
+    concurrency: int = 32,
+    verify: ssl.SSLContext | bool = True,
+    timeout: float = 120.0,
+) -> float:
+    """PUT keys 0..count-1 through the API with ``concurrency`` requests in flight; return seconds.
+
+    Through the API rather than the log file so that it works for every log
+    backend, PostgreSQL included.
+    """
+    started = time.perf_counter()
+    asyncio.run(asyncio.wait_for(_preload(url, count, value_bytes, concurrency, verify), timeout))
+    return time.perf_counter() - started
+
+
+def fsync_latency(directory: Path, count: int = 1000, size: int = 4096) -> dict[str, float]:
+    """p50/p99/max milliseconds of an appending 4 KiB ``write`` + ``fdatasync``.
+
+    This bounds what any durable commit can cost on this disk, so the durable
+    PUT latency target is stated relative to it.
+    """
+    path = directory / "fsync-probe"
+    block = os.urandom(size)
+    samples = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            os.write(fd, block)
+            os.fdatasync(fd)
+            samples.append((time.perf_counter() - started) * 1000)
+    finally:
+        os.close(fd)
+        path.unlink()
+    samples.sort()
+    return {
+        "count": count,
+        "bytes": size,
+        "p50_ms": round(statistics.median(samples), 3),
+        "p99_ms": round(samples[int(len(samples) * 0.99) - 1], 3),
+        "max_ms": round(samples[-1], 3),
+    }

@@ -1,0 +1,226 @@
+"""Turning measured figures into targets met / not met, JSON and a Markdown report."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["evaluate_targets", "machine_facts", "markdown", "repo_commit", "write_json", "write_markdown"]
+
+NOTES_MARKER = "<!-- Everything below this line is kept when run.py rewrites the file. -->"
+Results = dict[str, Any]
+
+
+def machine_facts() -> dict[str, Any]:
+    """What the figures were measured on: they mean little without it."""
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    import os
+
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+    }
+
+
+def repo_commit(repo: Path) -> str:
+    """Short HEAD plus ``-dirty`` when the work tree has changes."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True)
+    commit = head.stdout.strip() or "unknown"
+    return commit + ("-dirty" if status.stdout.strip() else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One promise about performance, checked against the figures of one run.
+
+    ``limit`` is a number or, when the promise depends on this machine (the
+    durable PUT p99 allows for the measured fsync p99), a function of the run.
+    """
+
+    name: str
+    goal: str
+    measure: Callable[[Results], float | None]
+    limit: float | Callable[[Results], float]
+    unit: str
+    at_least: bool = False
+    strict: bool = False
+
+    def met(self, value: float, results: Results) -> bool:
+        limit = self.limit(results) if callable(self.limit) else self.limit
+        if self.at_least:
+            return value >= limit
+        return value < limit if self.strict else value <= limit
+
+
+def _load(results: Results, name: str, field: str) -> float | None:
+    scenario = results["scenarios"].get(name, {})
+    value = scenario.get("median", {}).get(field)
+    return None if value is None else float(value)
+
+
+def _ratio(numerator: str, denominator: str) -> Callable[[Results], float | None]:
+    def measure(results: Results) -> float | None:
+        own, base = _load(results, numerator, "rps"), _load(results, denominator, "rps")
+        return None if own is None or not base else own / base
+
+    return measure
+
+
+def _figure(name: str, field: str) -> Callable[[Results], float | None]:
+    return lambda results: _load(results, name, field)
+
+
+def _startup(field: str) -> Callable[[Results], float | None]:
+    def measure(results: Results) -> float | None:
+        value = results["scenarios"].get("startup", {}).get(field)
+        return None if value is None else float(value)
+
+    return measure
+
+
+def _durable_p99_limit(results: Results) -> float:
+    return 5.0 + float(results.get("fsync", {}).get("p99_ms", 0.0))
+
+
+TARGETS = [
+    Target("GET throughput vs ceiling", "≥ 85%", _ratio("get", "ceiling"), 0.85, "ratio", at_least=True),
+    Target("relaxed PUT throughput vs ceiling", "≥ 85%", _ratio("put_relaxed", "ceiling"), 0.85, "ratio", True),
+    Target("mixed 90/10 throughput vs ceiling", "≥ 85%", _ratio("mix", "ceiling"), 0.85, "ratio", at_least=True),
+    Target("server CPU per GET", "≤ 12 µs", _figure("get", "cpu_us_per_request"), 12, "µs"),
+    Target("server CPU per relaxed PUT", "≤ 15 µs", _figure("put_relaxed", "cpu_us_per_request"), 15, "µs"),
+    Target("durable PUT vs relaxed PUT throughput", "≥ 50%", _ratio("put_durable", "put_relaxed"), 0.5, "ratio", True),
+    Target("durable PUT p99", "≤ 5 ms + fsync p99", _figure("put_durable", "p99_ms"), _durable_p99_limit, "ms"),
+    Target("GET p99 (64 connections)", "≤ 5 ms", _figure("get", "p99_ms"), 5, "ms"),
+    Target("relaxed PUT p99 (64 connections)", "≤ 5 ms", _figure("put_relaxed", "p99_ms"), 5, "ms"),
+    Target("GET max latency, 256 connections", "< 2 s", _figure("get_c256", "max_ms"), 2000, "ms", strict=True),
+    Target("start-up replay rate", "≥ 500,000 events/s", _startup("replay_events_per_second"), 5e5, "events/s", True),
+    Target("1,000,000-event log: spawn to ready", "≤ 2.5 s", _startup("ready_seconds"), 2.5, "s"),
+    Target("RSS per key beyond key+value, 1M keys", "≤ 200 B", _startup("rss_overhead_bytes_per_key"), 200, "B"),
+    Target("log bytes per event beyond key+value", "≤ 32 B", _startup("log_overhead_bytes_per_event"), 32, "B"),
+]
+
+
+def _format(value: float, unit: str) -> str:
+    if unit == "ratio":
+        return f"{value:.0%}"
+    if unit == "events/s":
+        return f"{value:,.0f} events/s"
+    if unit in ("s", "ms"):
+        return f"{value:,.3g} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+    return f"{value:,.1f} {unit}"
+
+
+def evaluate_targets(results: Results) -> list[dict[str, Any]]:
+    """Each target with its measured figure and met / not met / not measured."""
+    rows = []
+    for target in TARGETS:
+        value = target.measure(results)
+        row: dict[str, Any] = {"target": target.name, "goal": target.goal, "figure": None, "verdict": "not measured"}
+        if value is not None:
+            row["figure"] = round(value, 4)
+            row["shown"] = _format(value, target.unit)
+            row["verdict"] = "met" if target.met(value, results) else "NOT met"
+        rows.append(row)
+    return rows
+
+
+def _load_table(results: Results) -> list[str]:
+    ceiling = _load(results, "ceiling", "rps")
+    lines = [
+        "| scenario | conns | value | req/s | vs ceiling | p50 ms | p99 ms | max ms | CPU µs/req | peak RSS MiB "
+        "| errors |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name, sc in results["scenarios"].items():
+        if sc.get("kind") != "load":
+            continue
+        if "median" not in sc:
+            lines.append(f"| {name}: {sc['title']} | {sc['connections']} | {sc['value_bytes']} B | — | | | | | | | |")
+            continue
+        m = sc["median"]
+        ratio = f"{m['rps'] / ceiling:.0%}" if ceiling else "—"
+        errors = sum(m["errors"].values())
+        lines.append(
+            f"| {name}: {sc['title']} | {sc['connections']} | {sc['value_bytes']:,} B | {m['rps']:,.0f} | {ratio} "
+            f"| {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {m['max_ms']:.1f} | {m['cpu_us_per_request']:.1f} "
+            f"| {sc['peak_rss_kib'] / 1024:.0f} | {errors} |"
+        )
+    return lines
+
+
+def _startup_lines(results: Results) -> list[str]:
+    st = results["scenarios"].get("startup")
+    if not st or "ready_seconds" not in st:
+        return []
+    replay = st.get("replay_events_per_second")
+    return [
+        "",
+        f"**Start-up and footprint** ({st['events']:,} PUTs of distinct 16-byte keys with 100-byte values, "
+        f"log written directly; median of {len(st['rounds'])} starts):",
+        "",
+        "| figure | value |",
+        "|---|--:|",
+        f"| spawn to `GET /readyz` = 200 | {st['ready_seconds']:.2f} s ({st['ready_events_per_second']:,} events/s) |",
+        f"| replay as logged by the server | {st.get('replay_seconds', '—')} s "
+        f"({f'{replay:,}' if replay else '—'} events/s) |",
+        f"| RSS empty → loaded | {st['empty_rss_kib'] / 1024:.0f} MiB → {st['rss_kib'] / 1024:.0f} MiB |",
+        f"| RSS per key beyond its 116 key+value bytes | {st['rss_overhead_bytes_per_key']:.0f} B |",
+        f"| log size | {st['log_bytes']:,} B |",
+        f"| log bytes per event beyond key+value | {st['log_overhead_bytes_per_event']:.1f} B |",
+    ]
+
+
+def markdown(results: Results) -> str:
+    """The report committed as bench/RESULTS.md."""
+    m, fs = results["machine"], results.get("fsync", {})
+    lines = [
+        "# Benchmark results",
+        "",
+        f"- **Command:** `{results['command']}`",
+        f"- **Commit:** `{results['commit']}`, measured {results['started_at']}",
+        f"- **Machine:** {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Python {m['python']}",
+        f"- **Rounds:** median of {results['settings']['rounds']} x {results['settings']['seconds']:g} s "
+        f"(after {results['settings']['warmup']:g} s warm-up), wrk 1 thread, `--timeout 5s`",
+    ]
+    if fs:
+        lines.append(
+            f"- **Disk fsync** (4 KiB append + fdatasync, {fs['count']} times): p50 {fs['p50_ms']:.2f} ms, "
+            f"p99 {fs['p99_ms']:.2f} ms, max {fs['max_ms']:.2f} ms"
+        )
+    lines += ["", "## Throughput and latency", "", *_load_table(results), *_startup_lines(results)]
+    problems = [(n, s) for n, s in results["scenarios"].items() if "error" in s or "skipped" in s]
+    if problems:
+        lines += ["", "**Not measured:**", ""]
+        lines += [f"- {n}: {s.get('skipped') or s.get('error')}" for n, s in problems]
+    lines += ["", "## Targets", "", "| target | goal | figure | verdict |", "|---|---|--:|---|"]
+    for row in results["targets"]:
+        lines.append(f"| {row['target']} | {row['goal']} | {row.get('shown', '—')} | {row['verdict']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_json(results: Results, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def write_markdown(results: Results, path: Path) -> None:
+    """Rewrite the generated part of ``path``, keeping hand-written notes after the marker."""
+    notes = ""
+    if path.exists():
+        old = path.read_text()
+        if NOTES_MARKER in old:
+            notes = old[old.index(NOTES_MARKER) :]
+    path.write_text(markdown(results) + "\n" + (notes or NOTES_MARKER + "\n"))

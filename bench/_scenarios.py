@@ -1,0 +1,277 @@
+"""The benchmark scenarios and how each one is run.
+
+Each load scenario gets a fresh data directory and a fresh server, is preloaded
+through the API, warmed up, then measured for several rounds; the figures kept
+are the per-field medians of the rounds. A scenario that fails records its
+error and the run goes on, so one broken feature does not hide the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import shutil
+import ssl
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from _data import build_log, preload_http
+from _proc import status_kib
+from _server import ServerDiedError, ServerProcess, free_port, reference_command, tuco_command
+from _wrk import RoundResult, run_round
+
+__all__ = ["LOAD_SCENARIOS", "LoadScenario", "Settings", "run_load", "run_startup"]
+
+DATABASE_SERVER = "postgresql://postgres@127.0.0.1:5432"
+KEY_VALUE_BYTES_1M = 16 + 100
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How long and how often to measure."""
+
+    rounds: int
+    seconds: float
+    warmup: float
+
+
+@dataclass(frozen=True, slots=True)
+class LoadScenario:
+    """One wrk workload against one freshly started server."""
+
+    name: str
+    title: str
+    script: str
+    connections: int = 64
+    keys: int = 10_000
+    value_bytes: int = 64
+    put_percent: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    reference: bool = False
+    tls: bool = False
+    postgres: bool = False
+    quick: bool = False
+    max_seconds: float | None = None
+
+
+RELAXED = {"TUCO_LOG_SYNC": "everysec"}
+BIG_VALUES = {"TUCO_MAX_VALUE_BYTES": str(1 << 20)}
+
+LOAD_SCENARIOS: list[LoadScenario] = [
+    LoadScenario("ceiling", "reference server, GET", "get.lua", reference=True, quick=True),
+    LoadScenario("get", "GET", "get.lua", quick=True),
+    LoadScenario("put_durable", "PUT, durable log (default)", "put.lua", quick=True),
+    LoadScenario("put_relaxed", "PUT, TUCO_LOG_SYNC=everysec", "put.lua", env=RELAXED, quick=True),
+    LoadScenario("mix", "90/10 GET/PUT, everysec", "mix.lua", put_percent=10, env=RELAXED, quick=True),
+    LoadScenario("mix_durable", "90/10 GET/PUT, durable log", "mix.lua", put_percent=10),
+    LoadScenario("get_1k", "GET, 1 KiB values", "get.lua", value_bytes=1024),
+    LoadScenario("put_1k", "PUT, 1 KiB values, durable", "put.lua", value_bytes=1024),
+    LoadScenario("get_64k", "GET, 64 KiB values (1,000 keys)", "get.lua", keys=1000, value_bytes=65536, env=BIG_VALUES),
+    LoadScenario(
+        "put_64k",
+        "PUT, 64 KiB values (1,000 keys), durable",
+        "put.lua",
+        keys=1000,
+        value_bytes=65536,
+        env=BIG_VALUES,
+        max_seconds=5,
+    ),
+    LoadScenario("get_c1", "GET, 1 connection", "get.lua", connections=1),
+    LoadScenario("get_c256", "GET, 256 connections", "get.lua", connections=256),
+    LoadScenario("get_tls", "GET over TLS", "get.lua", tls=True),
+    LoadScenario("pg_put", "PUT, PostgreSQL log", "put.lua", postgres=True),
+    LoadScenario("pg_get", "GET, PostgreSQL log", "get.lua", postgres=True),
+]
+
+
+def _base_env(port: int, data_dir: Path, level: str = "warning") -> dict[str, str]:
+    return {
+        "TUCO_HOST": "127.0.0.1",
+        "TUCO_PORT": str(port),
+        "TUCO_DATA_DIR": str(data_dir),
+        "TUCO_LOG_LEVEL": level,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@contextlib.contextmanager
+def _tls_files(directory: Path) -> Iterator[tuple[dict[str, str], ssl.SSLContext]]:
+    """A trustme CA and a certificate for 127.0.0.1; the env that points tuco at them."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    cert.private_key_pem.write_to_path(str(key_file))
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    yield {"TUCO_TLS_CERT_FILE": str(cert_file), "TUCO_TLS_KEY_FILE": str(key_file)}, client
+
+
+async def _admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(f"{DATABASE_SERVER}/postgres", timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def _fresh_database(name: str) -> Iterator[dict[str, str]]:
+    """Create a database for one scenario and drop it afterwards."""
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield {"TUCO_LOG_BACKEND": "postgres", "TUCO_DATABASE_URL": f"{DATABASE_SERVER}/{name}"}
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _median_round(rounds: list[RoundResult]) -> dict[str, Any]:
+    """Per-field median over rounds; errors are summed since any error matters."""
+    fields = ["requests", "seconds", "rps", "p50_ms", "p90_ms", "p99_ms", "max_ms", "cpu_us_per_request"]
+    median = {f: round(statistics.median(getattr(r, f) for r in rounds), 3) for f in fields}
+    errors: dict[str, int] = {}
+    for r in rounds:
+        for kind, n in r.errors.items():
+            errors[kind] = errors.get(kind, 0) + n
+    median["errors"] = errors
+    return median
+
+
+def _start(sc: LoadScenario, workdir: Path, env: dict[str, str]) -> ServerProcess:
+    port = free_port()
+    if sc.reference:
+        return ServerProcess(sc.name, reference_command(port), {}, port)
+    data_dir = workdir / "data"
+    data_dir.mkdir()
+    return ServerProcess(sc.name, tuco_command(), {**_base_env(port, data_dir), **sc.env, **env}, port, tls=sc.tls)
+
+
+def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
+    """Run one load scenario; return its rounds, medians and server facts."""
+    seconds = min(settings.seconds, sc.max_seconds or settings.seconds)
+    result: dict[str, Any] = {
+        "title": sc.title,
+        "kind": "load",
+        "connections": sc.connections,
+        "keys": sc.keys,
+        "value_bytes": sc.value_bytes,
+        "put_percent": 100 if sc.script == "put.lua" else sc.put_percent,
+        "server_env": sc.env,
+        "round_seconds": seconds,
+    }
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"tuco-bench-{sc.name}-")))
+        env: dict[str, str] = {}
+        verify: ssl.SSLContext | bool = True
+        if sc.tls:
+            tls_env, verify = stack.enter_context(_tls_files(workdir))
+            env.update(tls_env)
+        if sc.postgres:
+            env.update(stack.enter_context(_fresh_database(f"tuco_bench_{sc.name}_{int(time.time())}")))
+        server = stack.enter_context(_start(sc, workdir, env))
+        result["ready_seconds"] = round(server.wait_ready(timeout=30), 3)
+        if not sc.reference:
+            result["preload_seconds"] = round(preload_http(server.url, sc.keys, sc.value_bytes, verify=verify), 2)
+        measure = functools.partial(
+            run_round,
+            url=server.url,
+            pid=server.pid,
+            script=sc.script,
+            connections=sc.connections,
+            keys=sc.keys,
+            value_bytes=sc.value_bytes,
+            put_percent=sc.put_percent,
+        )
+        measure(seconds=settings.warmup)
+        rounds = []
+        for _ in range(settings.rounds):
+            rounds.append(measure(seconds=seconds))
+            server.check_alive()
+        result["peak_rss_kib"] = status_kib(server.pid, "VmHWM")
+        result["rounds"] = [r.as_dict() for r in rounds]
+        result["median"] = _median_round(rounds)
+        result["exit_code"] = server.stop()
+        if result["exit_code"] != 0:
+            raise ServerDiedError(f"{sc.name}: server exited with {result['exit_code']} on SIGTERM")
+    return result
+
+
+def _empty_rss_kib(workdir: Path) -> int:
+    """VmRSS of a ready tuco with nothing stored: the baseline per-key memory is measured against."""
+    data_dir = workdir / "empty"
+    data_dir.mkdir()
+    port = free_port()
+    with ServerProcess("startup-empty", tuco_command(), _base_env(port, data_dir), port) as server:
+        server.wait_ready()
+        time.sleep(0.3)
+        rss = status_kib(server.pid, "VmRSS")
+        server.stop()
+    return rss
+
+
+def _replay_once(seed: Path, workdir: Path, index: int) -> dict[str, Any]:
+    """Start tuco on a copy of the seeded log; time spawn to ready and read its memory."""
+    data_dir = workdir / f"round{index}"
+    data_dir.mkdir()
+    shutil.copyfile(seed, data_dir / "tuco.log")
+    port = free_port()
+    env = _base_env(port, data_dir, level="info")
+    with ServerProcess(f"startup-{index}", tuco_command(), env, port) as server:
+        ready = server.wait_ready(timeout=120)
+        rss = status_kib(server.pid, "VmRSS")
+        hwm = status_kib(server.pid, "VmHWM")
+        replay = next((e for e in server.log_events() if e.get("event") == "replay_finished"), None)
+        code = server.stop()
+    if code != 0:
+        raise ServerDiedError(f"startup round {index}: server exited with {code} on SIGTERM")
+    return {"ready_seconds": round(ready, 3), "rss_kib": rss, "peak_rss_kib": hwm, "replay": replay}
+
+
+def run_startup(settings: Settings, events: int = 1_000_000) -> dict[str, Any]:
+    """Replay speed, memory per key and log bytes per event, all from one seeded log.
+
+    One log of ``events`` PUTs of distinct 16-byte keys with 100-byte values
+    serves all three: replaying it is the start-up figure, the store it leaves
+    holds ``events`` keys, and its size over the count is the log's cost.
+    """
+    with tempfile.TemporaryDirectory(prefix="tuco-bench-startup-") as tmp:
+        workdir = Path(tmp)
+        seed = workdir / "seed" / "tuco.log"
+        started = time.perf_counter()
+        size = build_log(seed, events, 100)
+        build_seconds = time.perf_counter() - started
+        empty_rss = _empty_rss_kib(workdir)
+        rounds = [_replay_once(seed, workdir, i) for i in range(settings.rounds)]
+    ready = statistics.median(r["ready_seconds"] for r in rounds)
+    rss = statistics.median(r["rss_kib"] for r in rounds)
+    replay_seconds = [r["replay"]["seconds"] for r in rounds if r["replay"] and "seconds" in r["replay"]]
+    result: dict[str, Any] = {
+        "title": f"start-up replay and memory, {events:,} keys",
+        "kind": "startup",
+        "events": events,
+        "log_bytes": size,
+        "log_build_seconds": round(build_seconds, 2),
+        "rounds": rounds,
+        "ready_seconds": ready,
+        "ready_events_per_second": round(events / ready),
+        "empty_rss_kib": empty_rss,
+        "rss_kib": rss,
+        "rss_overhead_bytes_per_key": round((rss - empty_rss) * 1024 / events - KEY_VALUE_BYTES_1M, 1),
+        "log_overhead_bytes_per_event": round(size / events - KEY_VALUE_BYTES_1M, 2),
+    }
+    if replay_seconds:
+        result["replay_seconds"] = statistics.median(replay_seconds)
+        result["replay_events_per_second"] = round(events / result["replay_seconds"])
+    else:
+        result["note"] = "the server logged no replay_finished line with a seconds field"
+    return result
