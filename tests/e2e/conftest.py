@@ -6,7 +6,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -19,9 +19,11 @@ def tuco(tmp_path: Path) -> Iterator[Callable[..., TucoProcess]]:
     """A factory of started ``tuco serve`` processes on a fresh data directory; all are stopped afterwards."""
     started: list[TucoProcess] = []
 
-    def start(wait_ready: bool = True, data_dir: Path | None = None, **env: str) -> TucoProcess:
+    def start(
+        wait_ready: bool = True, data_dir: Path | None = None, args: Sequence[str] = (), **env: str
+    ) -> TucoProcess:
         full_env = {"TUCO_DATA_DIR": str(data_dir or tmp_path / "data"), **env}
-        process = TucoProcess(full_env, cwd=tmp_path)
+        process = TucoProcess(full_env, cwd=tmp_path, args=args)
         started.append(process)
         return process.start(wait_ready=wait_ready)
 

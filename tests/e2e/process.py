@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ STARTUP_TIMEOUT = 30.0
 class TucoProcess:
     """One ``python -m tuco serve`` child on a free port, its stdout collected line by line."""
 
-    def __init__(self, env: Mapping[str, str], *, cwd: Path) -> None:
+    def __init__(self, env: Mapping[str, str], *, cwd: Path, args: Sequence[str] = ()) -> None:
+        self.args = list(args)
         self.env = {**os.environ, "TUCO_PORT": "0", "TUCO_LOG_LEVEL": "info", **env}
         self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
@@ -43,7 +44,7 @@ class TucoProcess:
         """Spawn the server and wait for its listening line (and readiness, by default)."""
         self.lines = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tuco", "serve"],
+            [sys.executable, "-m", "tuco", "serve", *self.args],
             env=self.env,
             cwd=self.cwd,
             stdout=subprocess.PIPE,

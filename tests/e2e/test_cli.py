@@ -1,0 +1,83 @@
+"""The client commands and the log tools, run as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.e2e.process import TucoProcess
+
+StartTuco = Callable[..., TucoProcess]
+
+
+def _tuco(*args: str, url: str = "", stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "TUCO_URL": url} if url else dict(os.environ)
+    return subprocess.run(
+        [sys.executable, "-m", "tuco", *args], input=stdin, env=env, capture_output=True, timeout=30, check=False
+    )
+
+
+def test_put_get_delete_with_exit_codes(tuco: StartTuco) -> None:
+    """put/get/delete round-trip exact bytes; get of a missing key exits 1, an unreachable server 3."""
+    server = tuco()
+    assert _tuco("put", "greeting key", "hello", url=server.url).returncode == 0
+    got = _tuco("get", "greeting key", url=server.url)
+    assert (got.returncode, got.stdout) == (0, b"hello")
+    binary = bytes(range(256))
+    assert _tuco("put", "bin/key", "-", url=server.url, stdin=binary).returncode == 0
+    assert _tuco("get", "bin/key", url=server.url).stdout == binary
+    assert _tuco("delete", "greeting key", url=server.url).returncode == 0
+    missing = _tuco("get", "greeting key", url=server.url)
+    assert missing.returncode == 1
+    assert missing.stderr.decode().startswith("tuco: 404 no_such_key")
+    unreachable = _tuco("get", "k", url="http://127.0.0.1:9")
+    assert unreachable.returncode == 3
+    assert "Traceback" not in unreachable.stderr.decode()
+
+
+def test_log_dump_verify_repair(tuco: StartTuco, tmp_path: Path) -> None:
+    """dump prints each event, verify flags a damaged middle record, repair keeps the prefix."""
+    server = tuco()
+    with server.client() as http:
+        for number in range(5):
+            assert http.put(f"/v1/key/k{number}", content=f"v{number}".encode()).status_code == 201
+        assert http.delete("/v1/key/k0").status_code == 200
+    assert server.terminate() == 0
+    log = tmp_path / "data" / "tuco.log"
+    dump = _tuco("log", "dump", str(log))
+    assert dump.returncode == 0
+    assert dump.stdout.decode().splitlines() == [
+        "1\tPUT\t'k0'\tb'v0'",
+        "2\tPUT\t'k1'\tb'v1'",
+        "3\tPUT\t'k2'\tb'v2'",
+        "4\tPUT\t'k3'\tb'v3'",
+        "5\tPUT\t'k4'\tb'v4'",
+        "6\tDELETE\t'k0'\tb''",
+    ]
+    ok = _tuco("log", "verify", str(log))
+    assert ok.returncode == 0 and ok.stdout.decode().endswith("ok\n")
+    data = bytearray(log.read_bytes())
+    record = 21 + 2 + 2  # overhead + key + value
+    third = 16 + 2 * record
+    data[third + 10] ^= 0xFF
+    log.write_bytes(bytes(data))
+    bad = _tuco("log", "verify", str(log))
+    assert bad.returncode == 1
+    assert f"corrupt: checksum mismatch at offset {third}" in bad.stdout.decode()
+    refused = TucoProcess({"TUCO_DATA_DIR": str(tmp_path / "data")}, cwd=tmp_path)
+    refused.proc = subprocess.Popen([sys.executable, "-m", "tuco", "serve"], env={**refused.env}, cwd=tmp_path,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out, _ = refused.proc.communicate(timeout=30)
+    assert refused.proc.returncode == 1
+    assert b"tuco log repair" in out
+    repaired = _tuco("log", "repair", str(log))
+    assert repaired.returncode == 0
+    assert f"dropped {len(data) - third} bytes from offset {third}" in repaired.stdout.decode()
+    restarted = tuco()
+    with restarted.client() as http:
+        assert http.get("/v1/key/k0").content == b"v0"
+        assert http.get("/v1/key/k1").content == b"v1"
+        assert http.get("/v1/key/k2").status_code == 404

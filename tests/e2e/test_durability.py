@@ -1,0 +1,188 @@
+"""Nothing acknowledged is lost: SIGKILL mid-burst, SIGTERM mid-burst, and replay of any keys and values."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.e2e.keys import key_path
+from tests.e2e.process import TucoProcess
+
+StartTuco = Callable[..., TucoProcess]
+
+
+@dataclass
+class Op:
+    """One mutation a client sent: when, and when (if ever) it was acknowledged."""
+
+    key: str
+    value: bytes | None  # None is a DELETE
+    sent: float
+    acked: float | None = None
+
+
+async def _burst(url: str, clients: int, keys: list[str], ops: list[Op], stop: asyncio.Event) -> None:
+    async def client(number: int) -> None:
+        rng = random.Random(number)
+        counter = 0
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            while not stop.is_set():
+                key = rng.choice(keys)
+                counter += 1
+                value = None if rng.random() < 0.2 else f"c{number}-{counter}".encode()
+                op = Op(key, value, time.monotonic())
+                ops.append(op)
+                try:
+                    if value is None:
+                        response = await http.delete(key_path(key))
+                        ok = response.status_code == 200
+                    else:
+                        response = await http.put(key_path(key), content=value)
+                        ok = response.status_code == 201
+                except httpx.HTTPError:
+                    return
+                if ok:
+                    op.acked = time.monotonic()
+
+    await asyncio.gather(*(client(n) for n in range(clients)))
+
+
+def _check_never_older(ops: list[Op], state: dict[str, bytes | None]) -> None:
+    """Each key holds the result of an op that no acknowledged op definitely followed."""
+    for key, final in state.items():
+        mine = [op for op in ops if op.key == key]
+        candidates = [op for op in mine if op.value == final]
+        assert candidates, f"{key!r} holds {final!r}, which no client ever wrote"
+        acked_sends = [op.sent for op in mine if op.acked is not None]
+
+        def superseded(op: Op) -> bool:
+            return op.acked is not None and any(sent > op.acked for sent in acked_sends)
+
+        assert not all(superseded(op) for op in candidates), (
+            f"{key!r} holds {final!r}, older than a later acknowledged write"
+        )
+
+
+def _read_state(url: str, keys: list[str]) -> dict[str, bytes | None]:
+    state: dict[str, bytes | None] = {}
+    with httpx.Client(base_url=url, timeout=10) as http:
+        for key in keys:
+            response = http.get(key_path(key))
+            assert response.status_code in (200, 404)
+            state[key] = response.content if response.status_code == 200 else None
+    return state
+
+
+def test_sigkill_during_concurrent_burst_loses_nothing_acknowledged(tuco: StartTuco) -> None:
+    """64 clients PUT and DELETE 16 shared keys; after SIGKILL and restart no key is older than acknowledged."""
+    server = tuco()
+    keys = [f"shared key {n}" for n in range(16)]
+    ops: list[Op] = []
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        burst = asyncio.create_task(_burst(server.url, 64, keys, ops, stop))
+        deadline = time.monotonic() + 20
+        while sum(op.acked is not None for op in ops) < 1500 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        server.kill()
+        stop.set()
+        await burst
+
+    asyncio.run(scenario())
+    acked = sum(op.acked is not None for op in ops)
+    assert acked >= 1500, f"only {acked} writes acknowledged before the kill"
+    restarted = tuco()
+    _check_never_older(ops, _read_state(restarted.url, keys))
+
+
+def test_sigterm_during_write_burst_exits_zero_and_keeps_every_acknowledged_write(tuco: StartTuco) -> None:
+    """SIGTERM mid-burst: exit code 0 within the grace period and every acknowledged PUT survives."""
+    server = tuco(TUCO_SHUTDOWN_GRACE_SECONDS="5")
+    acknowledged: dict[str, bytes] = {}
+
+    async def writer(number: int, stop: asyncio.Event) -> None:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            for counter in range(100_000):
+                if stop.is_set():
+                    return
+                key, value = f"w{number}-{counter}", f"value {number} {counter}".encode()
+                try:
+                    response = await http.put(key_path(key), content=value)
+                except httpx.HTTPError:
+                    return
+                if response.status_code == 201:
+                    acknowledged[key] = value
+
+    async def scenario() -> float:
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(writer(n, stop)) for n in range(32)]
+        while len(acknowledged) < 1000:
+            await asyncio.sleep(0.02)
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code = await asyncio.to_thread(server.wait_exit, 30)
+        took = time.monotonic() - started
+        stop.set()
+        await asyncio.gather(*tasks)
+        assert code == 0, server.output()
+        return took
+
+    took = asyncio.run(scenario())
+    assert took < 5 + 3, f"shutdown took {took:.1f}s with a 5s grace period"
+    assert any(event.get("event") == "stopped" for event in server.events())
+    restarted = tuco()
+    with restarted.client() as http:
+        for key, value in acknowledged.items():
+            response = http.get(key_path(key))
+            assert (response.status_code, response.content) == (200, value), key
+
+
+_special_keys = st.sampled_from(["a b", "tab\there", "new\nline", "slash/key", "emoji 🦎", "nul\x00key", "%2F", ".", ".."])
+_keys = st.one_of(_special_keys, st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40))
+_values = st.one_of(
+    st.just(b""),
+    st.binary(max_size=300),
+    st.just(b"\x00" * 17),
+    st.just(bytes(range(256)) * 4096),  # exactly 1 MiB
+)
+_ops = st.lists(st.tuples(_keys, st.one_of(st.none(), _values)), min_size=1, max_size=25)
+
+
+def test_any_puts_and_deletes_replay_to_the_same_state(tuco: StartTuco) -> None:
+    """Arbitrary keys and byte values applied over HTTP read back identically after a restart."""
+    server = tuco()
+    model: dict[str, bytes] = {}
+
+    @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(ops=_ops)
+    def check(ops: list[tuple[str, bytes | None]]) -> None:
+        nonlocal server
+        with server.client() as http:
+            for key, value in ops:
+                if value is None:
+                    assert http.delete(key_path(key)).status_code == 200
+                    model.pop(key, None)
+                else:
+                    assert http.put(key_path(key), content=value).status_code == 201
+                    model[key] = value
+        assert server.terminate() == 0
+        server = tuco()  # same data directory
+        with server.client() as http:
+            for key, value in model.items():
+                response = http.get(key_path(key))
+                assert (response.status_code, response.content) == (200, value), repr(key)
+            for key, _ in ops:
+                if key not in model:
+                    assert http.get(key_path(key)).status_code == 404
+
+    check()

@@ -1,0 +1,72 @@
+"""A full disk under the log: writes get 503, reads go on, readiness turns false, nothing false is acknowledged."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.process import TucoProcess
+
+StartTuco = Callable[..., TucoProcess]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB tmpfs mounted for the test (needs root, as on our machines and CI)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)], capture_output=True, check=False
+    )
+    if result.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs under CI: {result.stderr.decode().strip()}")
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_full_disk_turns_writes_into_503_and_keeps_reads(tuco: StartTuco, tiny_disk: Path) -> None:
+    """Fill the disk: the failing PUT gets 503, earlier values still read, /readyz is 503, restart keeps them."""
+    server = tuco(data_dir=tiny_disk)
+    value = os.urandom(4096)
+    stored: list[str] = []
+    with server.client() as http:
+        for number in range(100):
+            response = http.put(f"/v1/key/k{number}", content=value)
+            if response.status_code != 201:
+                break
+            stored.append(f"k{number}")
+        else:
+            pytest.fail("a 64 KiB disk took 400 KiB of values")
+        assert response.status_code == 503
+        assert response.json()["error"] == "log_failed"
+        failed_key = f"k{len(stored)}"
+        assert len(stored) >= 5
+        assert http.get(f"/v1/key/{failed_key}").status_code == 404
+        for key in stored:
+            got = http.get(f"/v1/key/{key}")
+            assert (got.status_code, got.content) == (200, value)
+        later = http.put("/v1/key/later", content=b"small")
+        assert (later.status_code, later.json()["error"]) == (503, "log_failed")
+        delete = http.delete(f"/v1/key/{stored[0]}")
+        assert delete.status_code == 503
+        ready = http.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["ready"] is False and ready.json()["error"] == "log_failed"
+        assert http.get("/healthz").status_code == 200
+    failures = [e for e in server.events() if e.get("event") == "log_failed"]
+    assert len(failures) == 1, "the failure is logged once, with its cause"
+    assert "No space left on device" in failures[0]["error"]
+    assert server.terminate() == 0
+    restarted = tuco(data_dir=tiny_disk)
+    with restarted.client() as http:
+        for key in stored:
+            assert http.get(f"/v1/key/{key}").content == value
+        assert http.get(f"/v1/key/{failed_key}").status_code == 404
