@@ -67,6 +67,12 @@ def disk_bytes(path: Path) -> bytes:
         return file.read()
 
 
+def append_bytes(path: Path, data: bytes) -> None:
+    """Append ``data`` through a separate open, as another process would."""
+    with open(path, "ab") as file:
+        file.write(data)
+
+
 def record_bytes(events: list[Event]) -> list[bytes]:
     return [encode_record(e.sequence, e.type, e.key, e.value) for e in events]
 
@@ -466,3 +472,61 @@ def test_aclose_commits_queued_writes_then_refuses_more(path: Path) -> None:
 
     asyncio.run(main())
     assert [e.key for e in read_back(path)] == [f"k{i}" for i in range(50)]
+
+
+@pytest.mark.parametrize("last_sequence", [4, 2, 1], ids=["gap", "duplicate", "backwards"])
+def test_checksummed_record_out_of_sequence_at_the_end_is_corruption(path: Path, last_sequence: int) -> None:
+    """A whole, checksummed last record with the wrong sequence is corruption, not a torn tail to cut silently."""
+    good = encode_header() + encode_record(1, EventType.PUT, "a", b"1") + encode_record(2, EventType.PUT, "b", b"2")
+    content = good + encode_record(last_sequence, EventType.PUT, "c", b"3")
+    path.write_bytes(content)
+
+    async def main() -> None:
+        log = FileTransactionLog(path)
+        with pytest.raises(
+            LogCorruptError, match=f"sequence {last_sequence} where 3 was expected at offset {len(good)}"
+        ):
+            async for _ in log.read_events():
+                pass
+        await log.aclose()
+
+    asyncio.run(main())
+    assert path.read_bytes() == content
+
+
+def test_second_log_does_not_cut_a_running_logs_file(path: Path) -> None:
+    """A second log on a file in use is refused before it replays, so it cannot cut a write still in flight."""
+
+    async def main() -> None:
+        first, _ = await open_log(path)
+        await first.write_put("a", b"1")
+        # What the file looks like to another process in the middle of the next append.
+        in_flight = encode_record(2, EventType.PUT, "b", b"2")[:10]
+        append_bytes(path, in_flight)
+        before = disk_bytes(path)
+        with capture_logs() as logs, pytest.raises(LogFailedError, match="locked"):
+            await open_log(path)
+        assert logs == []
+        assert disk_bytes(path) == before
+        await first.aclose()
+
+    asyncio.run(main())
+
+
+def test_repair_refuses_a_log_in_use(path: Path) -> None:
+    """repair_log on a file a running log holds raises a 'locked' LogFailedError and changes nothing."""
+
+    async def main() -> None:
+        log, _ = await open_log(path)
+        await log.write_put("a", b"1")
+        append_bytes(path, b"junk")
+        before = disk_bytes(path)
+        with pytest.raises(LogFailedError, match="locked"):
+            repair_log(path)
+        assert disk_bytes(path) == before
+        await log.aclose()
+
+    asyncio.run(main())
+    report = repair_log(path)
+    assert (report.events, report.dropped_bytes, report.corrupt) == (1, 4, False)
+    assert read_back(path) == [put(1, "a", b"1")]

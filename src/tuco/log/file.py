@@ -17,7 +17,7 @@ import contextlib
 import enum
 import fcntl
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -26,7 +26,7 @@ import structlog
 
 from tuco.core.codec import HEADER_SIZE, RecordDecoder, decode_header, encode_header, encode_record, find_valid_record
 from tuco.core.events import Event, EventType
-from tuco.errors import LogClosedError, LogCorruptError, LogError, LogFailedError, LogFormatError
+from tuco.errors import LogClosedError, LogCorruptError, LogError, LogFailedError
 from tuco.log.batching import GroupCommit, Mutation
 from tuco.ports import ApplyEvent
 
@@ -132,7 +132,9 @@ class LogReader:
             corrupt = False
             if valid < file_bytes:
                 problem = decoder.failure.reason if decoder.failure else "incomplete record"
-                after = _find_record_after(file, valid + 1, file_bytes, self.max_record_bytes)
+                # Search from the bad record itself: a torn write never has a valid
+                # checksum, so a whole record there (out of sequence) is corruption.
+                after = _find_record_after(file, valid, file_bytes, self.max_record_bytes)
                 if after is not None:
                     corrupt = True
                     problem = f"{problem} at offset {valid}, followed by a valid record at offset {after}"
@@ -174,19 +176,35 @@ def _sync_directory(directory: Path) -> None:
 
 
 def repair_log(path: Path, *, max_record_bytes: int = 1 << 31) -> ScanReport:
-    """Cut the log after its last good record, whatever follows; return what was found."""
-    reader = LogReader(path, max_record_bytes=max_record_bytes)
-    for _ in reader:
-        pass
-    report = reader.report
-    if report is None:  # pragma: no cover - set by iteration
-        raise RuntimeError("scan did not finish")
-    if report.dropped_bytes:
-        with open(path, "r+b") as file:
-            file.truncate(report.valid_bytes)
-            file.flush()
-            os.fsync(file.fileno())
+    """Cut the log after its last good record, whatever follows; return what was found.
+
+    Raises :class:`LogFailedError` if a running tuco holds the log: its tail may be a write in flight.
+    """
+    with open(path, "r+b") as file:
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LogFailedError(f"{path} is locked by another tuco process") from None
+        reader = LogReader(path, max_record_bytes=max_record_bytes)
+        for _ in reader:
+            pass
+        report = reader.report
+        if report is None:  # pragma: no cover - set by iteration
+            raise RuntimeError("scan did not finish")
+        if report.dropped_bytes:
+            _truncate(file, report.valid_bytes)
     return report
+
+
+def _cut(path: Path, size: int) -> None:
+    with open(path, "r+b") as file:
+        _truncate(file, size)
+
+
+def _truncate(file: BinaryIO, size: int) -> None:
+    file.truncate(size)
+    file.flush()
+    os.fsync(file.fileno())
 
 
 class FileTransactionLog:
@@ -200,7 +218,7 @@ class FileTransactionLog:
         max_pending_bytes: int = 64 << 20,
         max_record_bytes: int = 1 << 31,
         sync_interval: float = 1.0,
-        open_file: type[LogFile] | None = None,
+        open_file: Callable[[Path], LogFile] | None = None,
     ) -> None:
         self.path = path
         self.sync_mode = sync
@@ -219,9 +237,23 @@ class FileTransactionLog:
         return self._commits.failure
 
     async def read_events(self) -> AsyncIterator[Sequence[Event]]:
-        """Replay the file, creating it if missing and cutting a torn tail with a warning."""
+        """Replay the file, creating it if missing and cutting a torn tail with a warning.
+
+        The file is opened for writing, and so locked, before it is read: a
+        second process must not replay (or cut the tail of) a log still in use.
+        """
         if not self.path.exists():
             create_log(self.path)
+        if self._file is None:
+            self._open_for_writing()
+        try:
+            async for batch in self._replay():
+                yield batch
+        except BaseException:
+            self._close_file()
+            raise
+
+    async def _replay(self) -> AsyncIterator[Sequence[Event]]:
         reader = LogReader(self.path, max_record_bytes=self._max_record_bytes)
         try:
             for batch in reader:
@@ -244,7 +276,10 @@ class FileTransactionLog:
                 offset=report.valid_bytes,
                 reason=report.problem,
             )
-            repair_log(self.path, max_record_bytes=self._max_record_bytes)
+            try:
+                _cut(self.path, report.valid_bytes)
+            except OSError as exc:
+                raise LogFailedError(f"cannot cut the torn tail of {self.path}: {exc.strerror}") from exc
         self._next_sequence = report.last_sequence + 1
         self.replay_report = report
 
@@ -252,14 +287,23 @@ class FileTransactionLog:
         if self.replay_report is None:
             async for _ in self.read_events():
                 pass
+        if self._file is None:
+            self._open_for_writing()
+        self._commits.start(apply)
+        if self.sync_mode is SyncMode.EVERYSEC:
+            self._sync_task = asyncio.get_running_loop().create_task(self._sync_every_interval(), name="tuco-log-sync")
+
+    def _open_for_writing(self) -> None:
         opener = self._open_file or OsLogFile
         try:
             self._file = opener(self.path)
         except OSError as exc:
             raise LogFailedError(f"cannot open {self.path} for writing: {exc.strerror}") from exc
-        self._commits.start(apply)
-        if self.sync_mode is SyncMode.EVERYSEC:
-            self._sync_task = asyncio.get_running_loop().create_task(self._sync_every_interval(), name="tuco-log-sync")
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     async def write_put(self, key: str, value: bytes) -> Event:
         return await self._commits.submit(EventType.PUT, key, value)
@@ -318,8 +362,7 @@ class FileTransactionLog:
             self._sync_task = None
         if self._file is not None:
             await self._sync_now()
-            self._file.close()
-            self._file = None
+            self._close_file()
 
 
 def _write_and_sync(file: LogFile, data: bytes) -> None:
