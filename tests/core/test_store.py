@@ -108,6 +108,28 @@ def test_apply_skips_events_at_or_below_last_sequence() -> None:
     assert store.snapshot() == {"k": b"six"}
 
 
+def test_apply_batch_matches_apply_one_by_one() -> None:
+    """apply_batch leaves exactly the state that applying each event in turn leaves, skipping old ones."""
+    events = [put(1, "a", b"1"), put(2, "b", b"2"), delete(3, "a"), put(2, "stale", b"x"), put(4, "b", b"4")]
+    one_by_one = Store()
+    for event in events:
+        one_by_one.apply(event)
+    batched = Store()
+    batched.apply(put(1, "a", b"1"))
+    batched.apply_batch(events)
+    assert batched.snapshot() == one_by_one.snapshot() == {"b": b"4"}
+    assert batched.last_sequence == one_by_one.last_sequence == 4
+
+
+def test_apply_batch_of_nothing_changes_nothing() -> None:
+    """An empty batch leaves the state and last_sequence alone."""
+    store = Store()
+    store.apply(put(3, "k", b"v"))
+    store.apply_batch([])
+    assert store.snapshot() == {"k": b"v"}
+    assert store.last_sequence == 3
+
+
 def test_items_is_a_snapshot_safe_to_iterate_while_mutating() -> None:
     """items() iterates over a copy, so applying events during iteration does not break it."""
     store = Store()
@@ -163,6 +185,20 @@ class StoreAgainstDict(RuleBasedStateMachine):
     def replay_an_old_event(self, key: str, value: bytes) -> None:
         if self.sequence:
             assert self.store.apply(put(self.sequence, key, value)) is False
+
+    @rule(batch=st.lists(st.tuples(keys, st.one_of(st.none(), values)), max_size=5))
+    def apply_batch(self, batch: list[tuple[str, bytes | None]]) -> None:
+        events = []
+        for key, value in batch:
+            if value is None:
+                events.append(delete(self._next(), key))
+                self.model.pop(key, None)
+            else:
+                events.append(put(self._next(), key, value))
+                self.model[key] = value
+        # A batch may start with events already applied (a replay overlapping what is there).
+        stale = [put(self.sequence - len(events), "stale", b"x")] if self.sequence > len(events) else []
+        self.store.apply_batch(stale + events)
 
     @rule(key=keys)
     def get(self, key: str) -> None:
