@@ -26,7 +26,7 @@ from _proc import status_kib
 from _server import ServerDiedError, ServerProcess, free_port, reference_command, tuco_command
 from _wrk import RoundResult, run_round
 
-__all__ = ["LOAD_SCENARIOS", "LoadScenario", "Settings", "run_load", "run_startup"]
+__all__ = ["LOAD_SCENARIOS", "LoadScenario", "Settings", "base_env", "run_load", "run_startup"]
 
 DATABASE_SERVER = "postgresql://postgres@127.0.0.1:5432"
 KEY_VALUE_BYTES_1M = 16 + 100
@@ -90,7 +90,7 @@ LOAD_SCENARIOS: list[LoadScenario] = [
 ]
 
 
-def _base_env(port: int, data_dir: Path, level: str = "warning") -> dict[str, str]:
+def base_env(port: int, data_dir: Path, level: str = "warning") -> dict[str, str]:
     return {
         "TUCO_HOST": "127.0.0.1",
         "TUCO_PORT": str(port),
@@ -153,7 +153,7 @@ def _start(sc: LoadScenario, workdir: Path, env: dict[str, str]) -> ServerProces
         return ServerProcess(sc.name, reference_command(port), {}, port)
     data_dir = workdir / "data"
     data_dir.mkdir()
-    return ServerProcess(sc.name, tuco_command(), {**_base_env(port, data_dir), **sc.env, **env}, port, tls=sc.tls)
+    return ServerProcess(sc.name, tuco_command(), {**base_env(port, data_dir), **sc.env, **env}, port, tls=sc.tls)
 
 
 def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
@@ -211,7 +211,7 @@ def _empty_rss_kib(workdir: Path) -> int:
     data_dir = workdir / "empty"
     data_dir.mkdir()
     port = free_port()
-    with ServerProcess("startup-empty", tuco_command(), _base_env(port, data_dir), port) as server:
+    with ServerProcess("startup-empty", tuco_command(), base_env(port, data_dir), port) as server:
         server.wait_ready()
         time.sleep(0.3)
         rss = status_kib(server.pid, "VmRSS")
@@ -225,7 +225,7 @@ def _replay_once(seed: Path, workdir: Path, index: int) -> dict[str, Any]:
     data_dir.mkdir()
     shutil.copyfile(seed, data_dir / "tuco.log")
     port = free_port()
-    env = _base_env(port, data_dir, level="info")
+    env = base_env(port, data_dir, level="info")
     with ServerProcess(f"startup-{index}", tuco_command(), env, port) as server:
         ready = server.wait_ready(timeout=120)
         rss = status_kib(server.pid, "VmRSS")

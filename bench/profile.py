@@ -1,0 +1,124 @@
+"""Profile tuco under a benchmark load: ``.venv/bin/python bench/profile.py --scenario get``.
+
+Where the server's CPU goes per request is what to optimise, so this runs one
+load scenario of run.py while sampling the server, then prints the functions
+with the most samples: own time (the frame on top of the stack) and time
+including callees. It uses py-spy when it is installed (sampling from outside,
+so the server runs unmodified; ``.venv/bin/pip install py-spy``), otherwise
+cProfile inside the server (slower, and it distorts cheap calls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from _data import preload_http
+from _scenarios import LOAD_SCENARIOS, base_env
+from _server import OUT_DIR, ServerProcess, free_port, tuco_command
+from _wrk import RoundResult, run_round
+
+
+def _py_spy() -> str | None:
+    return shutil.which("py-spy") or next(
+        (str(p) for p in [Path(sys.executable).parent / "py-spy"] if p.exists()), None
+    )
+
+
+def _frame_name(frame: str) -> str:
+    """``func (path/to/module.py:123)`` -> ``func (module.py:123)``: short, still findable."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.rsplit('/', 1)[-1]}" if where else name
+
+
+def top_from_collapsed(path: Path, limit: int) -> str:
+    """Own and inclusive sample shares per function from py-spy's collapsed-stack output."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_frame_name(f) for f in stack.split(";")]
+        # The first frame is the thread; the last is where the CPU was.
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames[1:]):
+            inclusive[frame] += count
+    lines = [f"{total} samples", "", "own time:"]
+    lines += [f"  {n / total:6.1%}  {f}" for f, n in own.most_common(limit)]
+    lines += ["", "including callees:"]
+    lines += [f"  {n / total:6.1%}  {f}" for f, n in inclusive.most_common(limit)]
+    return "\n".join(lines)
+
+
+def _load(server: ServerProcess, scenario: str, seconds: float, box: list[RoundResult]) -> None:
+    sc = next(s for s in LOAD_SCENARIOS if s.name == scenario)
+    box.append(
+        run_round(
+            url=server.url,
+            pid=server.pid,
+            script=sc.script,
+            connections=sc.connections,
+            seconds=seconds,
+            keys=sc.keys,
+            value_bytes=sc.value_bytes,
+            put_percent=sc.put_percent,
+        )
+    )
+
+
+def profile(scenario: str, seconds: float, limit: int, use_cprofile: bool) -> str:
+    sc = next(s for s in LOAD_SCENARIOS if s.name == scenario)
+    spy = None if use_cprofile else _py_spy()
+    stats_path = OUT_DIR / f"profile-{scenario}.{'txt' if spy else 'pstats'}"
+    argv = tuco_command() if spy else [sys.executable, "-m", "cProfile", "-o", str(stats_path), "-m", "tuco", "serve"]
+    with tempfile.TemporaryDirectory(prefix="tuco-profile-") as tmp:
+        port = free_port()
+        env = {**base_env(port, Path(tmp)), **sc.env}
+        with ServerProcess(f"profile-{scenario}", argv, env, port) as server:
+            server.wait_ready()
+            preload_http(server.url, sc.keys, sc.value_bytes)
+            box: list[RoundResult] = []
+            load = threading.Thread(target=_load, args=(server, scenario, seconds + 2, box))
+            load.start()
+            if spy:
+                record = [spy, "record", "--pid", str(server.pid), "--duration", str(int(seconds))]
+                record += ["--rate", "200", "--format", "raw", "--output", str(stats_path)]
+                subprocess.run(record, capture_output=True, timeout=seconds + 60, check=True)
+            load.join(seconds + 120)
+            server.stop()
+    header = f"{scenario} under load via {'py-spy' if spy else 'cProfile'}"
+    if box:
+        r = box[0]
+        header += f": {r.rps:,.0f} req/s, {r.cpu_us_per_request:.1f} µs server CPU per request (while sampled)"
+    if spy:
+        return header + "\n" + top_from_collapsed(stats_path, limit)
+    out = OUT_DIR / f"profile-{scenario}-top.txt"
+    with out.open("w") as f:
+        pstats.Stats(str(stats_path), stream=f).sort_stats("tottime").print_stats(limit)
+    return header + "\n" + out.read_text()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Profile tuco under one benchmark scenario's load.")
+    parser.add_argument("--scenario", default="get", choices=[s.name for s in LOAD_SCENARIOS if not s.reference])
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--cprofile", action="store_true", help="use cProfile even if py-spy is installed")
+    args = parser.parse_args()
+    print(profile(args.scenario, args.seconds, args.top, args.cprofile))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
