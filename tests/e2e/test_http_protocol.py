@@ -188,6 +188,8 @@ def test_ambiguous_or_malformed_requests_get_400_and_close(frontend: Frontend, r
 
 def test_silent_client_is_disconnected(frontend: Frontend) -> None:
     """A client that connects and says nothing is closed after the (1 s, in these tests) timeout."""
+    if frontend[0] == "asgi":
+        pytest.skip("timeouts belong to the ASGI server; uvicorn times out idle connections only between requests")
     with _connect(frontend) as sock:
         started = time.monotonic()
         assert _closed_by_server(sock, 8)
