@@ -1,0 +1,736 @@
+"""One HTTP/1.1 connection of the native server: parsing, ordering, limits, time-outs.
+
+httptools (llhttp) does the parsing and calls back into :class:`HttpConnection`
+once per request line, header, body piece and message end. Everything else
+lives here, in one ``asyncio.Protocol`` with no task per request:
+
+* **Order.** Responses leave in request order. A synchronous answer (a GET)
+  is written at once when nothing is ahead of it; otherwise it takes a slot in
+  ``_queue`` behind the awaitable answers (a PUT waiting for the log), and the
+  queue is drained from the front as they complete.
+* **Writes come first.** A request after an unfinished PUT or DELETE on the
+  same connection is not handled until that write is done (RFC 9112 lets only
+  safe requests run in parallel), so a pipelined PUT then GET reads the write.
+* **Bounded memory.** httptools parses all of a read before returning, so
+  pausing the transport alone would still let one 256 KiB read of tiny GETs
+  produce thousands of responses. Requests parsed while output is backed up
+  (writing paused, or ``max_pipelined`` answers pending) wait unanswered in
+  ``_backlog`` and reading is paused: what is held is bounded by what was
+  already read plus ``max_pipelined`` responses plus the transport's
+  high-water mark.
+* **One write per read.** Responses produced while handling one read are
+  gathered and written with one call, so a pipelined burst costs one syscall.
+* **One timer.** Each connection owns at most one ``TimerHandle``. Moving the
+  deadline later only updates a float; the handle re-arms itself when it fires
+  early. Only a deadline that moves earlier replaces the handle.
+* **Closing politely.** After the last response we half-close (``write_eof``)
+  and discard what the client still sends for a moment, instead of closing a
+  socket with unread data, which makes the kernel reset it and can destroy the
+  error response the client has not read yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import http
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final, cast
+
+import httptools
+import structlog
+
+from tuco.http.api import Response, error_response, value_too_large
+
+if TYPE_CHECKING:
+    from tuco.http.server import ServerSettings
+
+__all__ = ["Handler", "HttpConnection", "ServerContext"]
+
+Handler = Callable[[bytes, bytes, bytes], Response | Awaitable[Response]]
+"""``(method, raw target including the query, body)`` to a response or an awaitable of one."""
+
+_logger = structlog.get_logger("tuco.http")
+
+# How a response ends the exchange: keep-alive implied, keep-alive said (HTTP/1.0), or close.
+_KEEP: Final = 0
+_KEEP_SAID: Final = 1
+_CLOSE: Final = 2
+
+# Which deadline the connection's timer is measuring.
+_UNSET: Final = 0
+_IDLE: Final = 1
+_REQUEST: Final = 2
+_SEND: Final = 3
+_LINGER: Final = 4
+_BUSY: Final = 5
+
+# How long to keep discarding a client's bytes after our last response.
+_LINGER_SECONDS: Final = 2.0
+# Bodies up to this size are copied into the head's buffer: one small write beats two.
+_JOIN_BODY_BYTES: Final = 16 * 1024
+_MAX_CACHED_HEADS: Final = 1024
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+# RFC 9110 names where Python's table still has the older ones.
+_REASONS: dict[int, str] = {status.value: status.phrase for status in http.HTTPStatus}
+_REASONS.update(
+    {413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable", 422: "Unprocessable Content"}
+)
+
+_INTERNAL_ERROR = error_response(500, "internal_error", "the server failed to answer this request; see its log")
+_CANCELLED = error_response(503, "cancelled", "the request was cancelled before it was answered")
+_SHUTTING_DOWN = error_response(503, "shutting_down", "the server is shutting down; retry on a new connection")
+_OVERLOADED = error_response(503, "too_many_connections", "the server has too many open connections")
+_URI_TOO_LONG = error_response(414, "uri_too_long", "the request target is too long")
+_HEADERS_TOO_LARGE = error_response(431, "headers_too_large", "too many request headers, or they are too large")
+_TIMEOUT = error_response(408, "request_timeout", "the request was not received in time")
+_DUPLICATE_LENGTH = error_response(400, "bad_request", "more than one Content-Length header")
+_AMBIGUOUS_LENGTH = error_response(400, "bad_request", "both Content-Length and Transfer-Encoding are present")
+_BAD_TRANSFER_CODING = error_response(501, "not_implemented", "only the chunked transfer coding is supported")
+_BAD_EXPECTATION = error_response(417, "expectation_failed", "only 'Expect: 100-continue' is supported")
+
+
+class ServerContext:
+    """What all connections of one server share: handler, limits, registry, clock."""
+
+    __slots__ = ("_emptied", "closing", "connections", "date_tail", "handler", "loop", "settings")
+
+    def __init__(self, handler: Handler, settings: ServerSettings, loop: asyncio.AbstractEventLoop) -> None:
+        self.handler = handler
+        self.settings = settings
+        self.loop = loop
+        self.connections: set[HttpConnection] = set()
+        self.closing = False
+        # The end of every response head; the server refreshes the date once a second.
+        self.date_tail = b"\r\n\r\n"
+        self._emptied = asyncio.Event()
+
+    def admit(self, connection: HttpConnection) -> bool:
+        """Register a new connection, or refuse it when at the cap or shutting down."""
+        if self.closing or len(self.connections) >= self.settings.max_connections:
+            return False
+        self.connections.add(connection)
+        return True
+
+    def release(self, connection: HttpConnection) -> None:
+        self.connections.discard(connection)
+        if not self.connections:
+            self._emptied.set()
+
+    async def wait_empty(self) -> None:
+        """Return once no connection is open."""
+        while self.connections:
+            self._emptied.clear()
+            await self._emptied.wait()
+
+
+def status_line(status: int) -> bytes:
+    """``HTTP/1.1 <status> <reason>\\r\\n``, with the RFC 9110 reason phrase."""
+    return f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n".encode("ascii")
+
+
+_HeadKey = tuple[int, bytes | None, tuple[tuple[bytes, bytes], ...], int]
+_HEADS: dict[_HeadKey, bytes] = {}
+
+
+def _build_head(key: _HeadKey) -> bytes:
+    """Everything of a response head up to the Content-Length value; cached by shape."""
+    status, content_type, headers, mode = key
+    parts = [status_line(status)]
+    if content_type is not None:
+        parts += [b"Content-Type: ", content_type, b"\r\n"]
+    for name, value in headers:
+        if b"\r" in name or b"\n" in name or b"\r" in value or b"\n" in value:
+            # A header that would split the response is a bug upstream; drop it rather than emit it.
+            _logger.error("response_header_dropped", name=name)
+            continue
+        parts += [name, b": ", value, b"\r\n"]
+    if mode == _CLOSE:
+        parts.append(b"Connection: close\r\n")
+    elif mode == _KEEP_SAID:
+        parts.append(b"Connection: keep-alive\r\n")
+    parts.append(b"Content-Length: ")
+    head = b"".join(parts)
+    if len(_HEADS) >= _MAX_CACHED_HEADS:
+        _HEADS.clear()
+    _HEADS[key] = head
+    return head
+
+
+def render(response: Response, mode: int, date_tail: bytes) -> bytes:
+    """The complete bytes of a response whose body is sent too; used outside connections."""
+    body = response.body
+    key = (response.status, response.content_type, response.headers, mode)
+    head = _HEADS.get(key) or _build_head(key)
+    return b"%b%d%b%b" % (head, len(body), date_tail, body)
+
+
+class _Stop(Exception):
+    """Raised inside a parser callback to make httptools stop at once."""
+
+
+class _Slot:
+    """A place in the response order; ``response`` is filled when the handler finishes."""
+
+    __slots__ = ("head_only", "mode", "response")
+
+    def __init__(self, response: Response | None, mode: int, head_only: bool) -> None:
+        self.response = response
+        self.mode = mode
+        self.head_only = head_only
+
+
+class _Held:
+    """A parsed request, or a ready rejection, waiting because output is backed up."""
+
+    __slots__ = ("body", "method", "mode", "rejection", "target")
+
+    def __init__(self, method: bytes, target: bytes, body: bytes, mode: int, rejection: Response | None) -> None:
+        self.method = method
+        self.target = target
+        self.body = body
+        self.mode = mode
+        self.rejection = rejection
+
+
+class HttpConnection(asyncio.Protocol):
+    """The server side of one client connection; the ``on_*`` methods are httptools' callbacks."""
+
+    __slots__ = (
+        "_backlog",
+        "_body_size",
+        "_chunks",
+        "_connection_header",
+        "_content_length",
+        "_continue_wanted",
+        "_ctx",
+        "_deadline",
+        "_eof",
+        "_expect",
+        "_handler",
+        "_head_size",
+        "_header_count",
+        "_in_head",
+        "_in_request",
+        "_lingering",
+        "_loop",
+        "_max_body",
+        "_max_head_bytes",
+        "_max_header_count",
+        "_max_pipelined",
+        "_messages",
+        "_out",
+        "_out_size",
+        "_parser",
+        "_queue",
+        "_raw_head",
+        "_reading_paused",
+        "_stopped",
+        "_target",
+        "_tasks",
+        "_unsafe_pending",
+        "_timer",
+        "_timer_state",
+        "_timer_when",
+        "_tls",
+        "_transfer_encoding",
+        "_transport",
+        "_write_high_water",
+        "_write_paused",
+    )
+
+    def __init__(self, ctx: ServerContext) -> None:
+        settings = ctx.settings
+        self._ctx = ctx
+        self._loop = ctx.loop
+        self._handler = ctx.handler
+        self._max_body = settings.max_body_bytes
+        self._max_head_bytes = settings.max_header_bytes
+        self._max_header_count = settings.max_header_count
+        self._max_pipelined = settings.max_pipelined
+        self._write_high_water = settings.write_high_water
+        self._transport: asyncio.Transport | None = None
+        self._parser: httptools.HttpRequestParser | None = None
+        self._tls = False
+        # The request being parsed.
+        self._in_request = False
+        self._in_head = False
+        self._messages = 0
+        self._raw_head = 0
+        self._target = b""
+        self._head_size = 0
+        self._header_count = 0
+        self._content_length: int | None = None
+        self._transfer_encoding: bytes | None = None
+        self._connection_header: bytes | None = None
+        self._expect: bytes | None = None
+        self._chunks: list[bytes] | None = None
+        self._body_size = 0
+        self._continue_wanted = False
+        # Answers in request order, requests held back, and the handlers' tasks.
+        self._queue: collections.deque[_Slot] = collections.deque()
+        self._backlog: collections.deque[_Held] = collections.deque()
+        self._tasks: set[asyncio.Future[Response]] = set()
+        self._unsafe_pending = 0  # unfinished PUTs and DELETEs; later requests wait for them
+        self._out: list[bytes] = []
+        self._out_size = 0
+        # Flow control and the end of the connection.
+        self._write_paused = False
+        self._reading_paused = False
+        self._stopped = False  # no further request will be parsed
+        self._lingering = False  # the last response is written; discarding input until the client goes
+        self._eof = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
+        self._timer_state = _UNSET
+        self._deadline: float | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # a stream server makes nothing else
+        if not self._ctx.admit(self):
+            transport.write(render(_SHUTTING_DOWN if self._ctx.closing else _OVERLOADED, _CLOSE, self._ctx.date_tail))
+            transport.close()
+            self._stopped = True
+            return
+        self._transport = transport
+        self._parser = httptools.HttpRequestParser(self)
+        self._tls = transport.get_extra_info("sslcontext") is not None
+        transport.set_write_buffer_limits(high=self._write_high_water)
+        self._rearm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._stopped:
+            return  # answered for the last time, or the client is gone; the rest is not ours to read
+        messages = self._messages
+        was_in_head = self._in_head
+        try:
+            self._parser.feed_data(data)  # type: ignore[union-attr]
+        except httptools.HttpParserUpgrade:
+            self._stopped = True  # what follows is another protocol; the answer already says close
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            if cause is not None and not isinstance(cause, Exception):
+                raise cause from None  # KeyboardInterrupt and the like, raised inside a callback
+            if not self._stopped:  # not our own _Stop: llhttp rejected the bytes
+                self._reject(error_response(400, "bad_request", f"malformed request: {exc}"))
+        if self._in_head and was_in_head and self._messages == messages:
+            # A header spread over several reads is buffered inside httptools, where
+            # on_header cannot count it yet; count the reads instead.
+            self._raw_head += len(data)
+            if self._raw_head > self._max_head_bytes:
+                self._reject(_HEADERS_TOO_LARGE)
+        if self._out:
+            self._flush()
+        if self._queue or self._backlog or self._stopped or self._reading_paused:
+            self._update_reading()
+        self._rearm()
+
+    def eof_received(self) -> bool | None:
+        if self._lingering or self._in_request or self._tls or not (self._queue or self._backlog):
+            return None  # nothing more can be answered: let the transport close
+        self._stopped = True
+        self._eof = True
+        return True  # keep the write side open to send what is still pending
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._transport is None:
+            return  # refused at the cap; never registered
+        self._transport = None
+        self._parser = None  # the parser holds our bound methods: break the cycle now
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._queue.clear()
+        self._backlog.clear()
+        self._out.clear()
+        self._chunks = None
+        # Handler tasks keep running (a PUT queued in the log must still be stored);
+        # their callbacks see that the transport is gone and write nothing.
+        self._ctx.release(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+        self._rearm()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._pump()
+        self._after_output()
+
+    # -- httptools callbacks --------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._stopped:
+            raise _Stop
+        if self._ctx.closing:
+            self._reject(_SHUTTING_DOWN)
+            raise _Stop
+        self._in_request = True
+        self._in_head = True
+        self._messages += 1
+        self._raw_head = 0
+        self._target = b""
+        self._head_size = 0
+        self._header_count = 0
+        self._content_length = None
+        self._transfer_encoding = None
+        self._connection_header = None
+        self._expect = None
+        self._body_size = 0
+        self._timer_state = _UNSET  # a new request restarts whichever deadline applies
+
+    def on_url(self, url: bytes) -> None:
+        target = self._target + url if self._target else url
+        if len(target) > self._max_head_bytes:
+            self._reject(_URI_TOO_LONG)
+            raise _Stop
+        self._target = target
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        size = self._head_size + len(name) + len(value) + 4
+        self._head_size = size
+        if self._header_count > self._max_header_count or size + len(self._target) > self._max_head_bytes:
+            self._reject(_HEADERS_TOO_LARGE)
+            raise _Stop
+        # Only four headers matter to the server; the length test skips the rest cheaply.
+        length = len(name)
+        if length != 14 and length != 17 and length != 10 and length != 6:
+            return
+        name = name.lower()
+        if name == b"content-length":
+            if self._content_length is not None:
+                self._reject(_DUPLICATE_LENGTH)
+                raise _Stop
+            self._content_length = int(value)  # llhttp has checked that it is all digits
+        elif name == b"transfer-encoding":
+            current = self._transfer_encoding
+            self._transfer_encoding = value if current is None else current + b"," + value
+        elif name == b"connection":
+            self._connection_header = value.lower()
+        elif name == b"expect":
+            self._expect = value
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        length = self._content_length
+        coding = self._transfer_encoding
+        if coding is not None:
+            if length is not None:
+                self._reject(_AMBIGUOUS_LENGTH)
+                raise _Stop
+            if coding.strip().lower() != b"chunked":
+                self._reject(_BAD_TRANSFER_CODING)
+                raise _Stop
+        elif length is not None and length > self._max_body:
+            self._reject(value_too_large(self._max_body))
+            raise _Stop
+        if self._expect is not None:
+            if self._expect.strip().lower() != b"100-continue":
+                self._reject(_BAD_EXPECTATION)
+                raise _Stop
+            if length or coding is not None:
+                self._continue_wanted = True
+                if not self._queue and not self._backlog:
+                    self._send_continue()
+
+    def on_body(self, body: bytes) -> None:
+        size = self._body_size + len(body)
+        if size > self._max_body:
+            self._chunks = None
+            self._reject(value_too_large(self._max_body))
+            raise _Stop
+        self._body_size = size
+        self._continue_wanted = False
+        if self._chunks is None:
+            self._chunks = [body]
+        else:
+            self._chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        self._in_request = False
+        self._continue_wanted = False
+        chunks = self._chunks
+        if chunks is None:
+            body = b""
+        else:
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self._chunks = None
+        parser = self._parser
+        if not parser.should_keep_alive() or parser.should_upgrade() or self._ctx.closing:  # type: ignore[union-attr]
+            mode = _CLOSE  # llhttp parses nothing after an upgrade (or CONNECT): answer it, then close
+        elif self._connection_header is not None and b"keep-alive" in self._connection_header:
+            mode = _KEEP_SAID
+        else:
+            mode = _KEEP
+        if mode == _CLOSE:
+            self._stopped = True
+        method = parser.get_method()  # type: ignore[union-attr]
+        if self._backlog or self._unsafe_pending or self._write_paused or len(self._queue) >= self._max_pipelined:
+            self._backlog.append(_Held(method, self._target, body, mode, None))
+        else:
+            self._dispatch(method, self._target, body, mode)
+
+    # -- answering ------------------------------------------------------------
+
+    def _dispatch(self, method: bytes, target: bytes, body: bytes, mode: int) -> None:
+        """Call the handler; answer now if it answered now, else give its awaitable a slot."""
+        try:
+            result = self._handler(method, target, body)
+        except Exception as exc:
+            result = _internal_error(exc)
+        head_only = method == b"HEAD"
+        if isinstance(result, Response):
+            if self._queue:
+                self._queue.append(_Slot(result, mode, head_only))
+            else:
+                self._send(result, mode, head_only)
+            return
+        slot = _Slot(None, mode, head_only)
+        self._queue.append(slot)
+        try:
+            task = asyncio.ensure_future(result, loop=self._loop)
+        except TypeError as exc:  # the handler returned neither a Response nor an awaitable
+            slot.response = _internal_error(exc)
+            return
+        unsafe = not head_only and method != b"GET"
+        if unsafe:
+            self._unsafe_pending += 1
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._on_task_done, slot, unsafe))
+
+    def _on_task_done(self, slot: _Slot, unsafe: bool, task: asyncio.Future[Response]) -> None:
+        self._tasks.discard(task)
+        if unsafe:
+            self._unsafe_pending -= 1
+        if task.cancelled():
+            response = _CANCELLED
+        else:
+            exc = task.exception()
+            response = task.result() if exc is None else _internal_error(exc)
+            if not isinstance(response, Response):
+                response = _internal_error(TypeError(f"the handler's awaitable returned {response!r}"))
+        slot.response = response
+        if self._transport is None or self._lingering:
+            return
+        queue = self._queue
+        while queue and queue[0].response is not None and not self._lingering:
+            ready = queue.popleft()
+            self._send(ready.response, ready.mode, ready.head_only)  # type: ignore[arg-type]
+        self._pump()
+        self._after_output()
+
+    def _answer(self, response: Response, mode: int, head_only: bool) -> None:
+        if self._queue:
+            self._queue.append(_Slot(response, mode, head_only))
+        else:
+            self._send(response, mode, head_only)
+
+    def _send(self, response: Response, mode: int, head_only: bool) -> None:
+        """Serialise one response into the output buffer; after the last one, close."""
+        if self._ctx.closing and mode != _CLOSE and not self._queue and not self._backlog and not self._in_request:
+            mode = _CLOSE
+        body = response.body
+        key = (response.status, response.content_type, response.headers, mode)
+        head = _HEADS.get(key) or _build_head(key)
+        size = len(body)
+        if head_only or not size:
+            data = b"%b%d%b" % (head, size, self._ctx.date_tail)
+            self._out.append(data)
+        elif size <= _JOIN_BODY_BYTES:
+            data = b"%b%d%b%b" % (head, size, self._ctx.date_tail, body)
+            self._out.append(data)
+        else:
+            data = b"%b%d%b" % (head, size, self._ctx.date_tail)
+            self._out.append(data)
+            self._out.append(body)
+            self._out_size += size
+        self._out_size += len(data)
+        if mode == _CLOSE:
+            self._finish()
+        elif self._out_size >= self._write_high_water:
+            self._flush()  # may call pause_writing, which holds back further requests
+
+    def _send_continue(self) -> None:
+        self._continue_wanted = False
+        self._out.append(_CONTINUE)
+        self._out_size += len(_CONTINUE)
+
+    def _reject(self, response: Response) -> None:
+        """Answer the request being parsed with an error, in its turn, and close after it."""
+        self._stopped = True
+        self._in_request = False
+        self._in_head = False
+        self._continue_wanted = False
+        self._chunks = None
+        if self._backlog or self._write_paused:
+            self._backlog.append(_Held(b"", b"", b"", _CLOSE, response))
+        else:
+            self._answer(response, _CLOSE, False)
+        self._after_output()
+
+    def _pump(self) -> None:
+        """Answer held requests while output has room again."""
+        backlog = self._backlog
+        while (
+            backlog
+            and not self._unsafe_pending
+            and not self._write_paused
+            and not self._lingering
+            and len(self._queue) < self._max_pipelined
+        ):
+            held = backlog.popleft()
+            if held.rejection is not None:
+                self._answer(held.rejection, _CLOSE, False)
+            else:
+                self._dispatch(held.method, held.target, held.body, held.mode)
+        if self._continue_wanted and not self._queue and not backlog and not self._lingering:
+            self._send_continue()
+
+    def _flush(self) -> None:
+        out = self._out
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            if len(out) == 1:
+                transport.write(out[0])
+            else:
+                transport.writelines(out)
+        out.clear()
+        self._out_size = 0
+
+    def _after_output(self) -> None:
+        """Flush, close a connection that has nothing left to answer, and adjust reading and timer."""
+        if self._out:
+            self._flush()
+        transport = self._transport
+        if transport is None:
+            return
+        if (
+            (self._eof or self._ctx.closing)
+            and not self._lingering
+            and not self._in_request
+            and not self._queue
+            and not self._backlog
+        ):
+            self._lingering = True
+            transport.close()
+        self._update_reading()
+        self._rearm()
+
+    def _finish(self) -> None:
+        """The last response is in the buffer: send it and half-close."""
+        self._stopped = True
+        self._lingering = True
+        self._queue.clear()  # only a shutdown can end the connection with answers pending; they are moot
+        self._flush()
+        transport = self._transport
+        if transport is None:
+            return
+        if transport.can_write_eof() and not self._eof:
+            transport.write_eof()  # the client reads our answer, then closes; we discard what it still sends
+        else:
+            transport.close()
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        paused = (
+            self._write_paused
+            or bool(self._backlog)
+            or len(self._queue) >= self._max_pipelined
+            or (self._stopped and not self._lingering and not self._eof)
+        )
+        if paused != self._reading_paused:
+            self._reading_paused = paused
+            if paused:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+
+    # -- time-outs ------------------------------------------------------------
+
+    def _rearm(self) -> None:
+        """Point the timer at the deadline that applies in the current state."""
+        if self._transport is None:
+            return
+        if self._lingering:
+            state = _LINGER
+        elif self._write_paused:
+            state = _SEND
+        elif self._reading_paused or self._queue or self._backlog:
+            state = _BUSY  # our turn, not the client's: no deadline
+        elif self._in_request:
+            state = _REQUEST
+        else:
+            state = _IDLE
+        if state == self._timer_state:
+            return
+        self._timer_state = state
+        settings = self._ctx.settings
+        if state == _IDLE:
+            delay = settings.keepalive_timeout
+        elif state in (_REQUEST, _SEND):
+            delay = settings.request_timeout
+        elif state == _LINGER:
+            delay = _LINGER_SECONDS
+        else:
+            self._deadline = None
+            return
+        deadline = self._loop.time() + delay
+        self._deadline = deadline
+        timer = self._timer
+        if timer is None or self._timer_when > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer_when = deadline
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        transport = self._transport
+        if transport is None or deadline is None:
+            return
+        if deadline > self._loop.time():
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer_when = deadline
+            return
+        state = self._timer_state
+        self._deadline = None
+        if state == _REQUEST:
+            self._reject(_TIMEOUT)
+        elif state == _IDLE:
+            self._lingering = True
+            self._stopped = True
+            transport.close()
+        else:  # a client that will not read, or will not go away
+            transport.abort()
+
+    # -- shutdown -------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Close now if idle; otherwise finish what is in flight and close after its answer."""
+        transport = self._transport
+        if transport is None:
+            return
+        if self._lingering:
+            transport.close()
+        else:
+            self._after_output()
+
+    def abort(self) -> None:
+        """Drop the connection without waiting for anything."""
+        if self._transport is not None:
+            self._transport.abort()
+
+
+def _internal_error(exc: BaseException) -> Response:
+    _logger.error("handler_failed", exc_info=exc)
+    return _INTERNAL_ERROR

@@ -1,0 +1,142 @@
+"""tuco's own HTTP/1.1 server: httptools' parser on the running (uvloop) event loop.
+
+Why our own: general-purpose Python servers spend most of a GET's time in
+their generic machinery (ASGI scopes, header dicts, a task per request). tuco
+needs a small part of HTTP/1.1, and :class:`~tuco.http.api.KeyValueAPI`
+answers reads synchronously, so a purpose-built ``asyncio.Protocol`` can
+answer a GET with a few callbacks and one write and no task or allocation it
+does not need. We use llhttp (through httptools) for the parsing, because
+parsing HTTP safely is the hard part, and write the connection handling: the
+order of pipelined answers, limits, time-outs, back-pressure and shutdown, in
+:mod:`tuco.http.connection`.
+
+This module is the lifecycle: settings, binding, the shared date clock, and a
+graceful :meth:`NativeServer.aclose`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import ssl as ssl_module
+import time
+from dataclasses import dataclass, fields
+
+from tuco.errors import ConfigurationError
+from tuco.http.connection import Handler, HttpConnection, ServerContext
+
+__all__ = ["Handler", "NativeServer", "ServerSettings", "start_server"]
+
+_SSL_HANDSHAKE_TIMEOUT = 10.0
+# After the grace period the remaining connections are aborted; this is how long we wait to see them go.
+_ABORT_WAIT = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """Limits and time-outs of the native server; every one protects it from a client."""
+
+    max_body_bytes: int = 1 << 20
+    """A larger body is answered 413 and the connection closed, without reading the rest into memory."""
+    max_header_count: int = 100
+    max_header_bytes: int = 16 * 1024
+    """Request line plus headers; a longer target gets 414, longer headers 431."""
+    request_timeout: float = 30.0
+    """From the first byte of a request until its body is complete; also how long a client may refuse to read."""
+    keepalive_timeout: float = 5.0
+    """How long a connection may sit idle between requests."""
+    max_connections: int = 1024
+    """Connections beyond it get a 503 and are closed at once."""
+    write_high_water: int = 1 << 20
+    """Above this many unsent bytes the server stops reading from that client."""
+    max_pipelined: int = 64
+    """Answers pending on one connection before the server stops reading from it."""
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            if getattr(self, field.name) <= 0:
+                raise ConfigurationError(
+                    f"server setting {field.name} must be positive, not {getattr(self, field.name)}"
+                )
+
+
+_DEFAULT_SETTINGS = ServerSettings()
+
+
+class NativeServer:
+    """A listening native server; :meth:`aclose` shuts it down gracefully."""
+
+    def __init__(self, server: asyncio.Server, ctx: ServerContext) -> None:
+        self._server = server
+        self._ctx = ctx
+        self._clock: asyncio.TimerHandle | None = None
+        self._closed = False
+        self.addresses: list[tuple[str, int]] = [
+            (str(sock.getsockname()[0]), int(sock.getsockname()[1])) for sock in server.sockets
+        ]
+        self._tick()
+
+    @property
+    def connection_count(self) -> int:
+        """Connections currently open (refused ones are not counted)."""
+        return len(self._ctx.connections)
+
+    def _tick(self) -> None:
+        """Refresh the Date header once a second, on the second, instead of formatting it per response."""
+        now = time.time()
+        self._ctx.date_tail = b"\r\nDate: " + email.utils.formatdate(now, usegmt=True).encode("ascii") + b"\r\n\r\n"
+        self._clock = self._ctx.loop.call_later(1.0 - now % 1.0, self._tick)
+
+    async def aclose(self, grace: float = 10.0) -> None:
+        """Stop accepting, let in-flight requests be answered for up to ``grace`` seconds, then drop the rest.
+
+        Idle connections are closed at once; busy ones get ``Connection: close``
+        on their last answer. Handler tasks are not cancelled: a write already
+        handed to the log still completes, even if its client is gone.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._server.close()
+        ctx = self._ctx
+        ctx.closing = True
+        for connection in list(ctx.connections):
+            connection.shutdown()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await ctx.wait_empty()
+        if ctx.connections:
+            for connection in list(ctx.connections):
+                connection.abort()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_ABORT_WAIT):
+                    await ctx.wait_empty()
+        await self._server.wait_closed()
+        if self._clock is not None:
+            self._clock.cancel()
+            self._clock = None
+
+
+async def start_server(
+    handler: Handler,
+    *,
+    host: str,
+    port: int,
+    ssl: ssl_module.SSLContext | None = None,
+    settings: ServerSettings = _DEFAULT_SETTINGS,
+    backlog: int = 2048,
+) -> NativeServer:
+    """Bind ``host:port`` (0 picks a free port) and serve ``handler`` on the running loop."""
+    loop = asyncio.get_running_loop()
+    ctx = ServerContext(handler, settings, loop)
+    server = await loop.create_server(
+        lambda: HttpConnection(ctx),
+        host,
+        port,
+        backlog=backlog,
+        reuse_address=True,
+        ssl=ssl,
+        ssl_handshake_timeout=None if ssl is None else _SSL_HANDSHAKE_TIMEOUT,
+    )
+    return NativeServer(server, ctx)
