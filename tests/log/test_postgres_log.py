@@ -1,0 +1,347 @@
+"""The PostgreSQL transaction log against a real server: ordering, bootstrap, replicas, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.fix_proxy import Proxy
+from tuco.core.events import Event, EventType
+from tuco.core.store import Store
+from tuco.errors import LogFailedError, LogUnavailableError
+from tuco.log.postgres import PostgresTransactionLog, redact_dsn
+
+pytestmark = pytest.mark.postgres
+
+
+class Replica:
+    """One log instance with its own store, as one tuco process would have."""
+
+    def __init__(self, dsn: str, **options: Any) -> None:
+        self.log = PostgresTransactionLog(dsn, **options)
+        self.store = Store()
+        self.bootstrap: list[Event] = []
+        self.applied: list[int] = []
+
+    def _apply(self, event: Event) -> None:
+        self.applied.append(event.sequence)
+        self.store.apply(event)
+
+    async def start(self) -> Replica:
+        async for batch in self.log.read_events():
+            self.bootstrap.extend(batch)
+            for event in batch:
+                self.store.apply(event)
+        await self.log.run(self._apply)
+        return self
+
+    async def put(self, key: str, value: bytes) -> Event:
+        return await self.log.write_put(key, value)
+
+
+async def query(dsn: str, statement: str, *args: object) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(statement, *args))
+    finally:
+        await conn.close()
+
+
+async def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+def run(main: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(main())  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A local port with nothing listening on it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+ODD_KEYS = {
+    "plain": b"value",
+    "with space": b"\x00\xff\x00binary",
+    "new\nline": b"",
+    "emoji 🦎": "ünïcödé".encode(),
+    "tab\tand/slash?": bytes(range(256)),
+}
+
+
+def test_round_trip_and_replay_in_a_fresh_instance(pg_dsn: str) -> None:
+    """Odd keys, binary and empty values and a delete survive a restart exactly."""
+
+    async def main() -> None:
+        first = await Replica(pg_dsn).start()
+        try:
+            events = [await first.put(key, value) for key, value in ODD_KEYS.items()]
+            deleted = await first.log.write_delete("plain")
+        finally:
+            await first.log.aclose()
+        assert [e.sequence for e in events] == [1, 2, 3, 4, 5]
+        assert deleted == Event(6, EventType.DELETE, "plain", b"")
+        expected = {k: v for k, v in ODD_KEYS.items() if k != "plain"}
+        assert first.store.snapshot() == expected
+
+        second = await Replica(pg_dsn).start()
+        await second.log.aclose()
+        assert second.store.snapshot() == expected
+        assert [e.sequence for e in second.bootstrap] == [2, 3, 4, 5]
+        assert second.log.last_sequence == 6
+        rows = await query(pg_dsn, "SELECT sequence, type, key, value FROM tuco_events ORDER BY sequence")
+        assert [(r[0], r[1], bytes(r[2]).decode(), bytes(r[3])) for r in rows] == [
+            *[(e.sequence, 1, e.key, e.value) for e in events],
+            (6, 2, "plain", b""),
+        ]
+
+    run(main)
+
+
+def test_bootstrap_reads_the_state_not_the_history(pg_dsn: str) -> None:
+    """1000 puts over 10 keys bootstrap as exactly 10 events, and the tail follows from there."""
+
+    async def main() -> None:
+        writer = await Replica(pg_dsn).start()
+        for round_ in range(10):
+            await asyncio.gather(*(writer.put(f"k{i % 10}", f"{round_}-{i}".encode()) for i in range(100)))
+        reader = await Replica(pg_dsn).start()
+        try:
+            rows = await query(
+                pg_dsn, "SELECT DISTINCT ON (key) key, value, sequence FROM tuco_events ORDER BY key, sequence DESC"
+            )
+            expected = sorted(Event(r[2], EventType.PUT, bytes(r[0]).decode(), bytes(r[1])) for r in rows)
+            assert reader.bootstrap == expected
+            assert len(reader.bootstrap) == 10
+            assert reader.log.last_sequence == 1000
+            tail = await writer.put("k3", b"tail")
+            assert tail.sequence == 1001
+            await wait_until(lambda: reader.store.last_sequence == 1001)
+            assert reader.applied == [1001]
+            assert reader.store.get("k3") == b"tail"
+        finally:
+            await writer.log.aclose()
+            await reader.log.aclose()
+
+    run(main)
+
+
+def test_two_replicas_converge_to_the_last_event_per_key(pg_dsn: str) -> None:
+    """Concurrent writes to the same keys from two replicas leave both with the log's final state."""
+
+    async def main() -> None:
+        a, b = await Replica(pg_dsn).start(), await Replica(pg_dsn).start()
+        try:
+            await asyncio.gather(
+                *(a.put(f"key{i % 7}", f"a{i}".encode()) for i in range(200)),
+                *(b.put(f"key{i % 7}", f"b{i}".encode()) for i in range(200)),
+            )
+            await a.log.catch_up()
+            await b.log.catch_up()
+            rows = await query(
+                pg_dsn, "SELECT DISTINCT ON (key) key, value FROM tuco_events ORDER BY key, sequence DESC"
+            )
+            final = {bytes(r[0]).decode(): bytes(r[1]) for r in rows}
+            state = await query(pg_dsn, "SELECT key, value FROM tuco_state")
+            assert {bytes(r[0]).decode(): bytes(r[1]) for r in state} == final
+            assert a.store.snapshot() == final
+            assert b.store.snapshot() == final
+            assert a.store.last_sequence == b.store.last_sequence == 400
+        finally:
+            await a.log.aclose()
+            await b.log.aclose()
+
+    run(main)
+
+
+@pytest.mark.parametrize("use_notify", [True, False])
+def test_a_follower_applies_every_sequence_once_in_order(pg_dsn: str, use_notify: bool) -> None:
+    """With three writers racing, a follower applies exactly 1..N with no gap or repeat."""
+
+    async def main() -> None:
+        follower = await Replica(pg_dsn, use_notify=use_notify, poll_interval=0.05).start()
+        writers = [await Replica(pg_dsn).start() for _ in range(3)]
+        try:
+            await asyncio.gather(*(w.put(f"w{n}-{i}", b"x") for n, w in enumerate(writers) for i in range(150)))
+            await wait_until(lambda: follower.store.last_sequence == 450)
+            assert follower.applied == list(range(1, 451))
+            for writer in writers:
+                assert sorted(set(writer.applied)) == writer.applied
+            assert len(follower.store) == 450
+        finally:
+            for replica in (follower, *writers):
+                await replica.log.aclose()
+
+    run(main)
+
+
+def test_terminated_connections_lose_no_acknowledged_write(pg_dsn: str) -> None:
+    """Killing every backend mid-burst: acknowledged writes are all stored once, and following resumes."""
+
+    async def main() -> None:
+        writer = await Replica(pg_dsn, write_timeout=10.0).start()
+        other = await Replica(pg_dsn, poll_interval=0.05).start()
+        acked: dict[str, int] = {}
+        failed: list[str] = []
+
+        killing = asyncio.Event()
+
+        async def put_many(worker: int) -> None:
+            i = 0
+            while not killing.is_set():
+                i += 1
+                key = f"burst{worker}-{i}"
+                try:
+                    acked[key] = (await writer.put(key, key.encode())).sequence
+                except LogUnavailableError:
+                    failed.append(key)
+
+        kills: list[int] = []
+
+        async def kill() -> None:
+            for _ in range(5):
+                await asyncio.sleep(0.1)
+                rows = await query(
+                    pg_dsn,
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = 'tuco'",
+                )
+                kills.append(len(rows))
+            killing.set()
+
+        try:
+            await asyncio.gather(kill(), *(put_many(w) for w in range(20)))
+            assert min(kills) >= 2  # the writer's and the follower's connections, at least
+            rows = await query(pg_dsn, "SELECT sequence, key FROM tuco_events ORDER BY sequence")
+            stored = {bytes(r[1]).decode(): r[0] for r in rows}
+            assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
+            assert len(stored) == len(rows)  # no key (each written once) stored twice
+            assert {k: stored[k] for k in acked} == acked
+            assert set(stored) - set(acked) <= set(failed)  # a failed write may have committed; never silently
+            assert len(acked) > 1000
+            after = await writer.put("after", b"ok")
+            await wait_until(lambda: other.store.last_sequence == after.sequence)
+            assert other.store.snapshot() == {**{k: k.encode() for k in stored}, "after": b"ok"}
+            assert writer.log.failure is None
+        finally:
+            await writer.log.aclose()
+            await other.log.aclose()
+
+    run(main)
+
+
+def test_unreachable_database_at_start_fails_after_the_timeout(unused_port: int) -> None:
+    """Nothing listening: LogFailedError after connect_timeout, without the password in it."""
+
+    async def main() -> None:
+        log = PostgresTransactionLog(f"postgresql://tuco:hunter2@127.0.0.1:{unused_port}/db", connect_timeout=1.0)
+        started = time.monotonic()
+        with pytest.raises(LogFailedError) as caught:
+            await log.run(lambda event: None)
+        elapsed = time.monotonic() - started
+        await log.aclose()
+        assert 1.0 <= elapsed < 3.0
+        assert "hunter2" not in str(caught.value)
+        assert "***" in str(caught.value)
+        assert log.describe()["database"] == f"postgresql://tuco:***@127.0.0.1:{unused_port}/db"
+
+    run(main)
+
+
+def test_writes_during_an_outage_fail_then_resume(pg_proxy: Proxy) -> None:
+    """While the database is away writes raise LogUnavailableError; once back they succeed again."""
+
+    async def main() -> None:
+        replica = await Replica(pg_proxy.dsn, write_timeout=1.0, poll_interval=0.05).start()
+        try:
+            assert (await replica.put("before", b"1")).sequence == 1
+            pg_proxy.stop()
+            with pytest.raises(LogUnavailableError):
+                await replica.put("during", b"2")
+            with pytest.raises(LogUnavailableError):
+                await replica.log.catch_up()
+            assert replica.log.failure is not None
+            assert replica.log.describe()["connected"] is False
+            pg_proxy.start()
+            assert (await replica.put("after", b"3")).sequence == 2
+            await wait_until(lambda: replica.log.failure is None)
+            assert replica.store.snapshot() == {"before": b"1", "after": b"3"}
+            assert replica.log.describe()["connected"] is True
+        finally:
+            await replica.log.aclose()
+
+    run(main)
+
+
+def test_follower_resumes_after_its_connection_is_cut(pg_dsn: str, pg_proxy: Proxy) -> None:
+    """A follower behind a cut connection reconnects and applies what it missed, once each."""
+
+    async def main() -> None:
+        follower = await Replica(pg_proxy.dsn, poll_interval=0.05).start()
+        writer = await Replica(pg_dsn).start()
+        try:
+            await writer.put("one", b"1")
+            await wait_until(lambda: follower.store.last_sequence == 1)
+            pg_proxy.cut()
+            await writer.put("two", b"2")
+            await writer.put("three", b"3")
+            await wait_until(lambda: follower.store.last_sequence == 3)
+            assert follower.applied == [1, 2, 3]
+        finally:
+            await follower.log.aclose()
+            await writer.log.aclose()
+
+    run(main)
+
+
+def test_catch_up_makes_another_replicas_write_visible(pg_dsn: str) -> None:
+    """A replica that would not poll for a minute sees another's write right after catch_up."""
+
+    async def main() -> None:
+        reader = await Replica(pg_dsn, use_notify=False, poll_interval=60.0).start()
+        writer = await Replica(pg_dsn).start()
+        try:
+            await asyncio.sleep(0.1)  # let the reader's first poll pass
+            await writer.put("fresh", b"value")
+            assert "fresh" not in reader.store
+            await reader.log.catch_up()
+            assert reader.store.get("fresh") == b"value"
+            assert reader.log.describe()["lag_events"] == 0
+        finally:
+            await reader.log.aclose()
+            await writer.log.aclose()
+
+    run(main)
+
+
+def test_concurrent_schema_creation(pg_dsn: str) -> None:
+    """Eight replicas starting at once on an empty database all succeed and create one schema."""
+
+    async def main() -> None:
+        replicas = [Replica(pg_dsn) for _ in range(8)]
+        await asyncio.gather(*(r.start() for r in replicas))
+        for replica in replicas:
+            await replica.log.aclose()
+        assert [tuple(r) for r in await query(pg_dsn, "SELECT version FROM tuco_schema")] == [(1,)]
+        assert [tuple(r) for r in await query(pg_dsn, "SELECT id, sequence FROM tuco_head")] == [(1, 0)]
+
+    run(main)
+
+
+def test_redact_dsn_hides_the_password() -> None:
+    """The password becomes *** and nothing else changes."""
+    assert redact_dsn("postgresql://u:s3cret@db.example:5433/tuco") == "postgresql://u:***@db.example:5433/tuco"
+    assert redact_dsn("postgresql://u@db/tuco") == "postgresql://u@db/tuco"
