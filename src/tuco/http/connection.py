@@ -230,13 +230,13 @@ class HttpConnection(asyncio.Protocol):
         "_stopped",
         "_target",
         "_tasks",
-        "_unsafe_pending",
         "_timer",
         "_timer_state",
         "_timer_when",
         "_tls",
         "_transfer_encoding",
         "_transport",
+        "_unsafe_pending",
         "_write_high_water",
         "_write_paused",
     )
@@ -632,7 +632,7 @@ class HttpConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             return
-        if transport.can_write_eof() and not self._eof:
+        if transport.can_write_eof() and not self._eof and not self._ctx.closing:
             transport.write_eof()  # the client reads our answer, then closes; we discard what it still sends
         else:
             transport.close()
