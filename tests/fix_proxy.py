@@ -36,6 +36,8 @@ class Proxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._marker: bytes | None = None
+        self._armed = False
 
     def _call(self, coro: object) -> None:
         asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)  # type: ignore[arg-type]
@@ -52,12 +54,32 @@ class Proxy:
         """Drop every open connection but keep accepting new ones."""
         self._call(self._cut())
 
+    def drop_reply_to(self, marker: bytes) -> None:
+        """Once: after a client sends ``marker``, swallow the server's reply and drop every connection.
+
+        ``drop_reply_to(b"COMMIT")`` makes a commit succeed on the server while
+        the client only sees its connection break: the "unknown outcome" case.
+        """
+        self._marker = marker
+
     def close(self) -> None:
         """Stop and end the proxy's thread."""
         self.stop()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool) -> None:
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            while data := await reader.read(65536):
+                if upstream and self._marker is not None and self._marker in data:
+                    self._marker, self._armed = None, True
+                elif not upstream and self._armed:
+                    self._armed = False
+                    self._abort_all()
+                    return
+                writer.write(data)
+                await writer.drain()
 
     async def _start(self) -> None:
         if self._server is None:
@@ -70,10 +92,13 @@ class Proxy:
             self._server = None
         await self._cut()
 
-    async def _cut(self) -> None:
+    def _abort_all(self) -> None:
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
+
+    async def _cut(self) -> None:
+        self._abort_all()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -86,8 +111,8 @@ class Proxy:
             return
         self._writers.update((client_writer, server_writer))
         pumps = [
-            asyncio.ensure_future(_pump(client_reader, server_writer)),
-            asyncio.ensure_future(_pump(server_reader, client_writer)),
+            asyncio.ensure_future(self._pump(client_reader, server_writer, upstream=True)),
+            asyncio.ensure_future(self._pump(server_reader, client_writer, upstream=False)),
         ]
         self._tasks.update(pumps)
         try:
@@ -99,13 +124,6 @@ class Proxy:
             for writer in (client_writer, server_writer):
                 writer.transport.abort()
                 self._writers.discard(writer)
-
-
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(OSError, asyncio.CancelledError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
 
 
 @pytest.fixture
