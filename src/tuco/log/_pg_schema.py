@@ -11,7 +11,14 @@ from tuco.errors import LogFormatError
 
 __all__ = [
     "CHANNEL",
+    "EVENTS_AFTER",
+    "FIND_BATCH",
+    "LOCK_HEAD",
+    "PRUNE_BATCHES",
+    "READ_HEAD",
     "SCHEMA_VERSION",
+    "STATE_BY_SEQUENCE",
+    "WRITE_BATCH",
     "ensure_schema",
     "is_transient",
 ]

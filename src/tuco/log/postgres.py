@@ -65,7 +65,12 @@ _SERVER_SETTINGS = {"application_name": "tuco", "idle_in_transaction_session_tim
 
 
 class PostgresTransactionLog:
-    """The :class:`~tuco.ports.TransactionLog` kept in PostgreSQL and shared by replicas."""
+    """The :class:`~tuco.ports.TransactionLog` kept in PostgreSQL and shared by replicas.
+
+    ``dsn=None`` uses the libpq ``PG*`` variables. ``connect_timeout`` bounds
+    start-up; ``write_timeout`` bounds how long a batch keeps retrying a lost
+    database before its writers get :class:`~tuco.errors.LogUnavailableError`.
+    """
 
     def __init__(
         self,
@@ -118,7 +123,7 @@ class PostgresTransactionLog:
                 head, head_at = row[0], row[1]
                 cursor = await conn.cursor(sql.STATE_BY_SEQUENCE)
                 while rows := await cursor.fetch(_CHUNK):
-                    yield [Event(r[0], EventType.PUT, bytes(r[1]).decode(), bytes(r[2])) for r in rows]
+                    yield [Event(r[0], EventType.PUT, r[1].decode(), r[2]) for r in rows]
         except Exception as exc:
             if not _is_driver_error(exc):
                 raise
@@ -183,8 +188,11 @@ class PostgresTransactionLog:
             pool, self._pool = self._pool, None
             try:
                 await asyncio.wait_for(pool.close(), timeout=5.0)
-            except (Exception, asyncio.CancelledError):
+            except Exception:
                 pool.terminate()
+            except asyncio.CancelledError:
+                pool.terminate()
+                raise
 
     # -- connecting -------------------------------------------------------
 
@@ -262,7 +270,8 @@ class PostgresTransactionLog:
     async def _commit_once(
         self, conn: asyncpg.Connection, batch: Sequence[Mutation], batch_id: uuid.UUID, *, recheck: bool
     ) -> list[Event]:
-        async with conn.transaction():
+        # READ COMMITTED: once the lock is ours, each later statement sees every commit before it.
+        async with conn.transaction(isolation="read_committed"):
             head, now = await conn.fetchrow(sql.LOCK_HEAD)
             # Everything up to the head is committed and must reach apply before our events.
             await self._fill(conn, head)
@@ -385,7 +394,7 @@ class PostgresTransactionLog:
 
 
 def _event(row: Any) -> Event:
-    return Event(row[0], EventType(row[1]), bytes(row[2]).decode(), bytes(row[3]))
+    return Event(row[0], EventType(row[1]), row[2].decode(), row[3])
 
 
 def _batch_arguments(events: Sequence[Event]) -> tuple[Any, ...]:
@@ -415,8 +424,11 @@ def _is_driver_error(exc: BaseException) -> bool:
 async def _close_quietly(conn: asyncpg.Connection) -> None:
     try:
         await asyncio.wait_for(conn.close(), timeout=2.0)
-    except (Exception, asyncio.CancelledError):
+    except Exception:
         conn.terminate()
+    except asyncio.CancelledError:
+        conn.terminate()
+        raise
 
 
 def _password_of(dsn: str | None) -> str | None:
