@@ -7,6 +7,7 @@ log has problems (verify), 2 usage or configuration error, 3 the request failed
 
 from __future__ import annotations
 
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -69,12 +70,19 @@ _consistent_option = click.option(
 )
 
 
-def _request(method: str, url: str, key: str, cacert: Path | None, content: bytes | None = None, **params: str) -> httpx.Response:
-    target = f"{url.rstrip('/')}/v1/key/{quote(key, safe='')}"
-    verify: Any = str(cacert) if cacert else True
+def _request(
+    method: str,
+    url: str,
+    key: str,
+    cacert: Path | None,
+    content: bytes | None = None,
+    params: dict[str, str] | None = None,
+) -> httpx.Response:
+    target = f"{url.rstrip('/')}/v1/key/{quote(key, safe='').replace('.', '%2E')}"
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(cacert)) if cacert else True
     try:
         with httpx.Client(verify=verify, timeout=30.0) as client:
-            return client.request(method, target, content=content, params=params or None)
+            return client.request(method, target, content=content, params=params)
     except httpx.HTTPError as exc:
         click.echo(f"tuco: cannot reach {url}: {exc}", err=True)
         sys.exit(EXIT_REQUEST_FAILED)
@@ -110,8 +118,8 @@ def put(key: str, value: str | None, url: str, cacert: Path | None) -> None:
 @_consistent_option
 def get(key: str, url: str, cacert: Path | None, consistent: bool) -> None:
     """Print the value of KEY exactly as stored (exit 1 if there is none)."""
-    params = {"consistent": "true"} if consistent else {}
-    response = _request("GET", url, key, cacert, **params)
+    params = {"consistent": "true"} if consistent else None
+    response = _request("GET", url, key, cacert, params=params)
     if response.status_code != 200:
         _fail(response)
     sys.stdout.buffer.write(response.content)

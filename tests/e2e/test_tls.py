@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable
@@ -35,7 +36,7 @@ def test_https_round_trip_verified_by_httpx(tuco: StartTuco, certificates: tuple
     ca, cert, key = certificates
     server = tuco(TUCO_TLS_CERT_FILE=str(cert), TUCO_TLS_KEY_FILE=str(key))
     assert server.url.startswith("https://")
-    with httpx.Client(base_url=server.url, verify=str(ca), timeout=10) as http:
+    with httpx.Client(base_url=server.url, verify=ssl.create_default_context(cafile=str(ca)), timeout=10) as http:
         assert http.put("/v1/key/secure", content=b"over tls").status_code == 201
         got = http.get("/v1/key/secure")
         assert (got.status_code, got.content) == (200, b"over tls")
@@ -79,7 +80,7 @@ def test_plain_http_to_the_tls_port_fails_cleanly(tuco: StartTuco, certificates:
         except ConnectionResetError:
             pass
     assert not received.startswith(b"HTTP/1.1 200")
-    with httpx.Client(base_url=server.url, verify=str(ca), timeout=10) as http:
+    with httpx.Client(base_url=server.url, verify=ssl.create_default_context(cafile=str(ca)), timeout=10) as http:
         assert http.get("/healthz").status_code == 200
 
 
