@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 import structlog
+import trustme
 import uvloop
 
 from tuco.core.store import Store
@@ -49,14 +51,16 @@ class Client:
         self.writer = writer
 
     @classmethod
-    async def connect(cls, server: NativeServer, receive_buffer: int | None = None) -> Client:
+    async def connect(
+        cls, server: NativeServer, receive_buffer: int | None = None, tls: ssl.SSLContext | None = None
+    ) -> Client:
         host, port = server.addresses[0]
         sock = socket.socket()
         if receive_buffer is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, (host, port))
-        reader, writer = await asyncio.open_connection(sock=sock)
+        reader, writer = await asyncio.open_connection(sock=sock, ssl=tls, server_hostname=host if tls else None)
         return cls(reader, writer)
 
     async def send(self, data: bytes) -> None:
@@ -96,7 +100,9 @@ class Client:
 
 @contextlib.asynccontextmanager
 async def serving(
-    handler: Callable[[bytes, bytes, bytes], Response | Awaitable[Response]] | None = None, **settings: Any
+    handler: Callable[[bytes, bytes, bytes], Response | Awaitable[Response]] | None = None,
+    tls: ssl.SSLContext | None = None,
+    **settings: Any,
 ) -> AsyncIterator[NativeServer]:
     """A native server on a free loopback port, over a fresh store unless a handler is given."""
     log = MemoryLog()
@@ -106,7 +112,9 @@ async def serving(
     await log.run(store.apply)
     api = KeyValueAPI(store, log)
     api.phase = Phase.SERVING
-    server = await start_server(handler or api.handle, host="127.0.0.1", port=0, settings=ServerSettings(**settings))
+    server = await start_server(
+        handler or api.handle, host="127.0.0.1", port=0, ssl=tls, settings=ServerSettings(**settings)
+    )
     try:
         yield server
     finally:
@@ -640,3 +648,28 @@ def test_a_failing_handler_gets_500_json_and_a_logged_traceback(target: bytes) -
             await client.aclose()
 
     run(main)
+
+
+@LOOPS
+def test_tls_serves_keep_alive_requests_and_closes_on_request(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """Over TLS the server keeps the connection alive across requests and closes it after Connection: close."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+
+    async def main() -> None:
+        async with serving(tls=server_context) as server:
+            client = await Client.connect(server, tls=client_context)
+            await client.send(put("t", b"secret"))
+            assert (await client.reply()).status == 201
+            await client.send(get("t", extra=b"Connection: close\r\n"))
+            reply = await client.reply()
+            assert (reply.status, reply.body, reply.headers[b"connection"]) == (200, b"secret", b"close")
+            assert await client.at_eof()
+            await client.aclose()
+
+    run(main, loop_factory)

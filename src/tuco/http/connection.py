@@ -72,6 +72,7 @@ _LINGER_SECONDS: Final = 2.0
 _JOIN_BODY_BYTES: Final = 16 * 1024
 _MAX_CACHED_HEADS: Final = 1024
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_join = b"".join
 
 # RFC 9110 names where Python's table still has the older ones.
 _REASONS: dict[int, str] = {status.value: status.phrase for status in http.HTTPStatus}
@@ -313,10 +314,13 @@ class HttpConnection(asyncio.Protocol):
             self._stopped = True  # what follows is another protocol; the answer already says close
         except httptools.HttpParserError as exc:
             cause = exc.__context__
-            if cause is not None and not isinstance(cause, Exception):
+            if cause is None or isinstance(cause, _Stop):
+                if not self._stopped:  # llhttp rejected the bytes
+                    self._reject(error_response(400, "bad_request", f"malformed request: {exc}"))
+            elif not isinstance(cause, Exception):
                 raise cause from None  # KeyboardInterrupt and the like, raised inside a callback
-            if not self._stopped:  # not our own _Stop: llhttp rejected the bytes
-                self._reject(error_response(400, "bad_request", f"malformed request: {exc}"))
+            else:  # a bug of ours inside a callback: not the client's fault
+                self._reject(_internal_error(cause))
         if self._in_head and was_in_head and self._messages == messages:
             # A header spread over several reads is buffered inside httptools, where
             # on_header cannot count it yet; count the reads instead.
@@ -541,13 +545,13 @@ class HttpConnection(asyncio.Protocol):
         head = _HEADS.get(key) or _build_head(key)
         size = len(body)
         if head_only or not size:
-            data = b"%b%d%b" % (head, size, self._ctx.date_tail)
+            data = _join((head, str(size).encode(), self._ctx.date_tail))
             self._out.append(data)
         elif size <= _JOIN_BODY_BYTES:
-            data = b"%b%d%b%b" % (head, size, self._ctx.date_tail, body)
+            data = _join((head, str(size).encode(), self._ctx.date_tail, body))
             self._out.append(data)
         else:
-            data = b"%b%d%b" % (head, size, self._ctx.date_tail)
+            data = _join((head, str(size).encode(), self._ctx.date_tail))
             self._out.append(data)
             self._out.append(body)
             self._out_size += size
