@@ -172,16 +172,16 @@ def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"tuco-bench-{sc.name}-")))
         env: dict[str, str] = {}
-        verify: ssl.SSLContext | bool = True
+        tls: ssl.SSLContext | None = None
         if sc.tls:
-            tls_env, verify = stack.enter_context(_tls_files(workdir))
+            tls_env, tls = stack.enter_context(_tls_files(workdir))
             env.update(tls_env)
         if sc.postgres:
             env.update(stack.enter_context(_fresh_database(f"tuco_bench_{sc.name}_{int(time.time())}")))
         server = stack.enter_context(_start(sc, workdir, env))
         result["ready_seconds"] = round(server.wait_ready(timeout=30), 3)
         if not sc.reference:
-            result["preload_seconds"] = round(preload_http(server.url, sc.keys, sc.value_bytes, verify=verify), 2)
+            result["preload_seconds"] = round(preload_http(server.url, sc.keys, sc.value_bytes, tls=tls), 2)
         measure = functools.partial(
             run_round,
             url=server.url,
