@@ -8,6 +8,7 @@ requests finish within the grace period, commit and sync the log, exit 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import ssl
 import sys
@@ -123,10 +124,8 @@ async def _start_or_stop(service: Service, stop: _StopSignal) -> ReplayStats | N
         stopped.cancel()
         return start.result()
     start.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError, TucoError):
         await start
-    except (asyncio.CancelledError, TucoError):
-        pass
     return None
 
 

@@ -47,8 +47,19 @@ class UvicornProcess:
         import os
 
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "tuco.asgi:create_app", "--port", str(self.port),
-             "--log-level", "warning", "--timeout-keep-alive", "1"],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "tuco.asgi:create_app",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--timeout-keep-alive",
+                "1",
+            ],
             env={**os.environ, **env},
             cwd=cwd,
             stdout=subprocess.DEVNULL,
@@ -74,15 +85,29 @@ class UvicornProcess:
         self.proc.wait(30)
 
 
-@pytest.fixture(params=["native", "asgi"])
+@pytest.fixture(params=["file", "postgres"])
+def backend(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment selecting each log backend (postgres on a fresh database): run a test on both."""
+    if request.param == "file":
+        return {}
+    return {"TUCO_LOG_BACKEND": "postgres", "TUCO_DATABASE_URL": request.getfixturevalue("pg_dsn")}
+
+
+@pytest.fixture(params=["native", "asgi", "native-postgres"])
 def frontend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """``(name, base URL)`` of a running server, once per front end: the shared HTTP suite runs on both."""
-    if request.param == "native":
-        process = TucoProcess({"TUCO_DATA_DIR": str(tmp_path / "data"), "TUCO_KEEPALIVE_TIMEOUT_SECONDS": "1",
-                               "TUCO_REQUEST_TIMEOUT_SECONDS": "1"}, cwd=tmp_path)
+    """``(name, base URL)`` of a running server: the shared HTTP suite runs on each front end and backend."""
+    if request.param.startswith("native"):
+        env = {
+            "TUCO_DATA_DIR": str(tmp_path / "data"),
+            "TUCO_KEEPALIVE_TIMEOUT_SECONDS": "1",
+            "TUCO_REQUEST_TIMEOUT_SECONDS": "1",
+        }
+        if request.param == "native-postgres":
+            env.update(TUCO_LOG_BACKEND="postgres", TUCO_DATABASE_URL=request.getfixturevalue("pg_dsn"))
+        process = TucoProcess(env, cwd=tmp_path)
         process.start()
         try:
-            yield "native", process.url
+            yield request.param, process.url
         finally:
             process.stop_quietly()
     else:

@@ -63,10 +63,10 @@ def test_bad_keys_and_paths_are_client_errors(frontend: tuple[str, str], path: s
 
 def test_health_endpoints(frontend: tuple[str, str]) -> None:
     """/healthz says alive and /readyz says ready once replay finished, both as small JSON."""
-    _, url = frontend
+    name, url = frontend
     with httpx.Client(base_url=url, timeout=10) as client:
         assert client.get("/healthz").json() == {"status": "alive"}
         ready = client.get("/readyz")
         assert ready.status_code == 200
         assert ready.json()["ready"] is True
-        assert ready.json()["log"]["backend"] == "file"
+        assert ready.json()["log"]["backend"] == ("postgres" if name.endswith("postgres") else "file")

@@ -68,8 +68,13 @@ def test_log_dump_verify_repair(tuco: StartTuco, tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert f"corrupt: checksum mismatch at offset {third}" in bad.stdout.decode()
     refused = TucoProcess({"TUCO_DATA_DIR": str(tmp_path / "data")}, cwd=tmp_path)
-    refused.proc = subprocess.Popen([sys.executable, "-m", "tuco", "serve"], env={**refused.env}, cwd=tmp_path,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    refused.proc = subprocess.Popen(
+        [sys.executable, "-m", "tuco", "serve"],
+        env={**refused.env},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     out, _ = refused.proc.communicate(timeout=30)
     assert refused.proc.returncode == 1
     assert b"tuco log repair" in out

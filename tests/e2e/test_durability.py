@@ -63,7 +63,7 @@ def _check_never_older(ops: list[Op], state: dict[str, bytes | None]) -> None:
         assert candidates, f"{key!r} holds {final!r}, which no client ever wrote"
         acked_sends = [op.sent for op in mine if op.acked is not None]
 
-        def superseded(op: Op) -> bool:
+        def superseded(op: Op, acked_sends: list[float] = acked_sends) -> bool:
             return op.acked is not None and any(sent > op.acked for sent in acked_sends)
 
         assert not all(superseded(op) for op in candidates), (
@@ -81,9 +81,9 @@ def _read_state(url: str, keys: list[str]) -> dict[str, bytes | None]:
     return state
 
 
-def test_sigkill_during_concurrent_burst_loses_nothing_acknowledged(tuco: StartTuco) -> None:
+def test_sigkill_during_concurrent_burst_loses_nothing_acknowledged(tuco: StartTuco, backend: dict[str, str]) -> None:
     """64 clients PUT and DELETE 16 shared keys; after SIGKILL and restart no key is older than acknowledged."""
-    server = tuco()
+    server = tuco(**backend)
     keys = [f"shared key {n}" for n in range(16)]
     ops: list[Op] = []
 
@@ -100,13 +100,15 @@ def test_sigkill_during_concurrent_burst_loses_nothing_acknowledged(tuco: StartT
     asyncio.run(scenario())
     acked = sum(op.acked is not None for op in ops)
     assert acked >= 1500, f"only {acked} writes acknowledged before the kill"
-    restarted = tuco()
+    restarted = tuco(**backend)
     _check_never_older(ops, _read_state(restarted.url, keys))
 
 
-def test_sigterm_during_write_burst_exits_zero_and_keeps_every_acknowledged_write(tuco: StartTuco) -> None:
+def test_sigterm_during_write_burst_exits_zero_and_keeps_every_acknowledged_write(
+    tuco: StartTuco, backend: dict[str, str]
+) -> None:
     """SIGTERM mid-burst: exit code 0 within the grace period and every acknowledged PUT survives."""
-    server = tuco(TUCO_SHUTDOWN_GRACE_SECONDS="5")
+    server = tuco(TUCO_SHUTDOWN_GRACE_SECONDS="5", **backend)
     acknowledged: dict[str, bytes] = {}
 
     async def writer(number: int, stop: asyncio.Event) -> None:
@@ -140,14 +142,16 @@ def test_sigterm_during_write_burst_exits_zero_and_keeps_every_acknowledged_writ
     took = asyncio.run(scenario())
     assert took < 5 + 3, f"shutdown took {took:.1f}s with a 5s grace period"
     assert any(event.get("event") == "stopped" for event in server.events())
-    restarted = tuco()
+    restarted = tuco(**backend)
     with restarted.client() as http:
         for key, value in acknowledged.items():
             response = http.get(key_path(key))
             assert (response.status_code, response.content) == (200, value), key
 
 
-_special_keys = st.sampled_from(["a b", "tab\there", "new\nline", "slash/key", "emoji 🦎", "nul\x00key", "%2F", ".", ".."])
+_special_keys = st.sampled_from(
+    ["a b", "tab\there", "new\nline", "slash/key", "emoji 🦎", "nul\x00key", "%2F", ".", ".."]
+)
 _keys = st.one_of(_special_keys, st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40))
 _values = st.one_of(
     st.just(b""),
@@ -158,9 +162,9 @@ _values = st.one_of(
 _ops = st.lists(st.tuples(_keys, st.one_of(st.none(), _values)), min_size=1, max_size=25)
 
 
-def test_any_puts_and_deletes_replay_to_the_same_state(tuco: StartTuco) -> None:
+def test_any_puts_and_deletes_replay_to_the_same_state(tuco: StartTuco, backend: dict[str, str]) -> None:
     """Arbitrary keys and byte values applied over HTTP read back identically after a restart."""
-    server = tuco()
+    server = tuco(**backend)
     model: dict[str, bytes] = {}
 
     @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -176,7 +180,7 @@ def test_any_puts_and_deletes_replay_to_the_same_state(tuco: StartTuco) -> None:
                     assert http.put(key_path(key), content=value).status_code == 201
                     model[key] = value
         assert server.terminate() == 0
-        server = tuco()  # same data directory
+        server = tuco(**backend)  # same data directory or database
         with server.client() as http:
             for key, value in model.items():
                 response = http.get(key_path(key))

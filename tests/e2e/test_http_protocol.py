@@ -169,7 +169,8 @@ def test_oversized_chunked_body_is_413(frontend: Frontend) -> None:
 @pytest.mark.parametrize(
     "raw",
     [
-        b"PUT /v1/key/s HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"PUT /v1/key/s HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\n",
         b"PUT /v1/key/s HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
         b"PUT /v1/key/s HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
         b"GARBAGE\r\n\r\n",

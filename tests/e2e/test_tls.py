@@ -50,9 +50,24 @@ def test_https_verified_by_curl(tuco: StartTuco, certificates: tuple[Path, Path,
     server = tuco(TUCO_TLS_CERT_FILE=str(cert), TUCO_TLS_KEY_FILE=str(key))
     url = f"https://localhost:{server.port}/v1/key/curl"
     put = subprocess.run(
-        ["curl", "-sS", "--cacert", str(ca), "-X", "PUT", "--data-binary", "from curl", "-o", "/dev/null",
-         "-w", "%{http_code}", url],
-        capture_output=True, check=True, timeout=30,
+        [
+            "curl",
+            "-sS",
+            "--cacert",
+            str(ca),
+            "-X",
+            "PUT",
+            "--data-binary",
+            "from curl",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            url,
+        ],
+        capture_output=True,
+        check=True,
+        timeout=30,
     )
     assert put.stdout == b"201"
     get = subprocess.run(["curl", "-sS", "--cacert", str(ca), url], capture_output=True, check=True, timeout=30)

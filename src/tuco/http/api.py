@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
 from tuco.core.store import Store
-from tuco.errors import InvalidKeyError, KeyTooLongError, LogClosedError, LogError, LogFailedError, NoSuchKeyError, TucoError
+from tuco.errors import (
+    InvalidKeyError,
+    KeyTooLongError,
+    LogClosedError,
+    LogError,
+    LogFailedError,
+    NoSuchKeyError,
+    TucoError,
+)
 from tuco.observability import Metrics
 from tuco.ports import TransactionLog
 

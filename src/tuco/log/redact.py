@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+import re
 
 __all__ = ["redact_dsn"]
 
+_URL_PASSWORD = re.compile(r"^(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:@/?#]*):[^@/?#]*@")
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)[^&#]*", re.IGNORECASE)
+_KEYWORD_PASSWORD = re.compile(r"(?P<head>(?:^|\s)password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
 
 def redact_dsn(dsn: str) -> str:
-    """Return ``dsn`` with any password replaced by ``***`` (URL or key=value form)."""
+    """Return ``dsn`` with every password replaced by ``***``, in URL or ``key=value`` form.
+
+    Works on the text rather than parsing it, so multi-host URLs, IPv6 hosts
+    and unusual query strings come through unchanged apart from the secret.
+    """
     if "://" in dsn:
-        parts = urlsplit(dsn)
-        if parts.password is None:
-            return dsn
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        netloc = f"{parts.username or ''}:***@{host}"
-        return urlunsplit((parts.scheme, netloc, parts.path, "password=***" if "password=" in parts.query else parts.query, parts.fragment))
-    words = []
-    for word in dsn.split():
-        name, sep, _ = word.partition("=")
-        words.append(f"{name}=***" if sep and name.lower() == "password" else word)
-    return " ".join(words)
+        dsn = _URL_PASSWORD.sub(r"\g<head>:***@", dsn, count=1)
+        return _QUERY_PASSWORD.sub(r"\g<head>***", dsn)
+    return _KEYWORD_PASSWORD.sub(r"\g<head>***", dsn)

@@ -1,0 +1,182 @@
+"""Several real ``tuco serve`` replicas on one PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+
+import asyncpg
+import httpx
+
+from tests.e2e.keys import key_path
+from tests.e2e.process import TucoProcess
+
+StartTuco = Callable[..., TucoProcess]
+
+# Without ?consistent=true a replica is behind by at most one poll interval plus the
+# time to apply; the tests allow 5 s on a loaded 2-core machine (the README states 1 s typical).
+FOLLOW_BOUND_SECONDS = 5.0
+
+
+def _replica(tuco: StartTuco, dsn: str, name: str, **env: str) -> TucoProcess:
+    return tuco(TUCO_LOG_BACKEND="postgres", TUCO_DATABASE_URL=dsn, TUCO_DATA_DIR=f"/nonexistent/{name}", **env)
+
+
+async def _last_value_per_key(dsn: str) -> dict[str, bytes]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT DISTINCT ON (key) key, type, value FROM tuco_events ORDER BY key, sequence DESC"
+        )
+        head = await conn.fetchval("SELECT sequence FROM tuco_head")
+        count, distinct = await conn.fetchrow("SELECT count(*), count(DISTINCT sequence) FROM tuco_events")
+    finally:
+        await conn.close()
+    assert count == distinct == head, "every sequence exactly once, no gaps up to the head"
+    return {bytes(row["key"]).decode(): bytes(row["value"]) for row in rows if row["type"] == 1}
+
+
+def _state(url: str, keys: list[str], *, consistent: bool = False) -> dict[str, bytes]:
+    state = {}
+    with httpx.Client(base_url=url, timeout=10) as http:
+        for key in keys:
+            response = http.get(key_path(key), params={"consistent": "true"} if consistent else None)
+            assert response.status_code in (200, 404)
+            if response.status_code == 200:
+                state[key] = response.content
+    return state
+
+
+def test_write_on_one_replica_is_readable_on_the_other(tuco: StartTuco, pg_dsn: str) -> None:
+    """Consistent reads see another replica's PUT at once; default reads within the stated bound."""
+    first = _replica(tuco, pg_dsn, "a")
+    second = _replica(tuco, pg_dsn, "b", TUCO_POLL_INTERVAL_SECONDS="60", TUCO_LISTEN_NOTIFY="false")
+    with first.client() as a, second.client() as b:
+        assert a.put("/v1/key/shared", content=b"from a").status_code == 201
+        consistent = b.get("/v1/key/shared", params={"consistent": "true"})
+        assert (consistent.status_code, consistent.content) == (200, b"from a")
+        assert b.put("/v1/key/other", content=b"from b").status_code == 201
+        deadline = time.monotonic() + FOLLOW_BOUND_SECONDS
+        while (got := a.get("/v1/key/other")).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert (got.status_code, got.content) == (200, b"from b")
+        ready = b.get("/readyz").json()
+        assert ready["ready"] is True and ready["log"]["backend"] == "postgres"
+        assert ready["log"]["last_sequence"] == 2
+
+
+def test_concurrent_writers_on_two_replicas_converge_to_the_log(tuco: StartTuco, pg_dsn: str) -> None:
+    """Both replicas write the same keys at once and end identical, equal to the last event per key."""
+    replicas = [_replica(tuco, pg_dsn, "a"), _replica(tuco, pg_dsn, "b")]
+    keys = [f"k{n}" for n in range(20)]
+
+    async def writer(url: str, seed: int) -> None:
+        rng = random.Random(seed)
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            for counter in range(60):
+                key = rng.choice(keys)
+                if rng.random() < 0.15:
+                    assert (await http.delete(key_path(key))).status_code == 200
+                else:
+                    assert (await http.put(key_path(key), content=f"{seed}-{counter}".encode())).status_code == 201
+
+    async def burst() -> None:
+        await asyncio.gather(*(writer(replicas[n % 2].url, n) for n in range(16)))
+
+    asyncio.run(burst())
+    expected = asyncio.run(_last_value_per_key(pg_dsn))
+    assert _state(replicas[0].url, keys, consistent=True) == expected
+    assert _state(replicas[1].url, keys, consistent=True) == expected
+    assert _state(replicas[0].url, keys) == _state(replicas[1].url, keys) == expected
+
+
+def test_follower_never_misses_an_event_from_many_writer_processes(tuco: StartTuco, pg_dsn: str) -> None:
+    """Three writer processes race while a fourth only follows; it ends at the head with the table's state."""
+    writers = [_replica(tuco, pg_dsn, f"w{n}") for n in range(3)]
+    follower = _replica(tuco, pg_dsn, "follower", TUCO_POLL_INTERVAL_SECONDS="0.05")
+    keys = [f"key {n}" for n in range(50)]
+
+    async def writer(url: str, seed: int) -> None:
+        rng = random.Random(seed)
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            for counter in range(40):
+                response = await http.put(key_path(rng.choice(keys)), content=f"{seed}:{counter}".encode())
+                assert response.status_code == 201
+
+    async def burst() -> None:
+        await asyncio.gather(*(writer(writers[n % 3].url, n) for n in range(24)))
+
+    asyncio.run(burst())
+    expected = asyncio.run(_last_value_per_key(pg_dsn))
+    with follower.client() as http:
+        deadline = time.monotonic() + FOLLOW_BOUND_SECONDS
+        while http.get("/readyz").json()["log"]["last_sequence"] < 24 * 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert http.get("/readyz").json()["log"]["last_sequence"] == 24 * 40
+    assert _state(follower.url, keys) == expected
+
+
+def test_terminated_backends_mid_burst_lose_nothing_and_apply_nothing_twice(tuco: StartTuco, pg_dsn: str) -> None:
+    """pg_terminate_backend on the replicas' connections during writes: acknowledged writes all stored, once."""
+    first = _replica(tuco, pg_dsn, "a")
+    second = _replica(tuco, pg_dsn, "b")
+    acknowledged: dict[str, bytes] = {}
+
+    async def writer(number: int) -> None:
+        async with httpx.AsyncClient(base_url=first.url, timeout=30) as http:
+            for counter in range(80):
+                key, value = f"w{number}-{counter}", f"{number}/{counter}".encode()
+                response = await http.put(key_path(key), content=value)
+                if response.status_code == 201:
+                    acknowledged[key] = value
+                else:
+                    assert response.status_code == 503, response.text
+
+    async def terminator() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            for _ in range(5):
+                await asyncio.sleep(0.15)
+                await conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+        finally:
+            await conn.close()
+
+    async def scenario() -> None:
+        await asyncio.gather(terminator(), *(writer(n) for n in range(16)))
+
+    asyncio.run(scenario())
+    assert len(acknowledged) > 0
+    expected = asyncio.run(_last_value_per_key(pg_dsn))
+    for key, value in acknowledged.items():
+        assert expected[key] == value
+    with second.client() as http:
+        assert http.put("/v1/key/after", content=b"resumed").status_code == 201
+    deadline = time.monotonic() + FOLLOW_BOUND_SECONDS
+    keys = [*acknowledged, "after"]
+    while _state(first.url, ["after"]) != {"after": b"resumed"} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    state_a = _state(first.url, keys)
+    assert state_a == {**acknowledged, "after": b"resumed"}
+    assert _state(second.url, keys, consistent=True) == state_a
+
+
+def test_unreachable_database_at_start_exits_non_zero_after_the_timeout(tuco: StartTuco) -> None:
+    """No database: retry with backoff, not ready meanwhile, then exit 1 with a clear line and no password."""
+    server = tuco(
+        wait_ready=False,
+        TUCO_LOG_BACKEND="postgres",
+        TUCO_DATABASE_URL="postgresql://tuco:hunter2@127.0.0.1:9/tuco",
+        TUCO_DATABASE_CONNECT_TIMEOUT_SECONDS="1.5",
+    )
+    with server.client() as http:
+        assert http.get("/readyz").status_code == 503
+        assert http.get("/healthz").status_code == 200
+    assert server.wait_exit(30) == 1
+    events = [e["event"] for e in server.events()]
+    assert "database_unreachable" in events and "start_failed" in events
+    assert "hunter2" not in server.output()
