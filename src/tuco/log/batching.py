@@ -10,7 +10,7 @@ import structlog
 
 from tuco.core.codec import RECORD_OVERHEAD
 from tuco.core.events import Event, EventType
-from tuco.errors import LogClosedError, LogError, LogFailedError, LogUnavailableError
+from tuco.errors import InvalidKeyError, LogClosedError, LogError, LogFailedError, LogUnavailableError
 from tuco.ports import ApplyEvent
 
 __all__ = ["CommitBatch", "GroupCommit", "Mutation"]
@@ -69,7 +69,16 @@ class GroupCommit:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="tuco-group-commit")
 
     async def submit(self, type: EventType, key: str, value: bytes = b"") -> Event:
-        """Queue one mutation and wait until it is committed and applied."""
+        """Queue one mutation and wait until it is committed and applied.
+
+        Raises :class:`InvalidKeyError` for a key that cannot be encoded as
+        UTF-8 (a lone surrogate), before it can reach, and break, a commit.
+        """
+        if not key.isascii():
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidKeyError("the key cannot be encoded as UTF-8") from None
         while True:
             if self.failure is not None:
                 raise self.failure
@@ -131,10 +140,19 @@ class GroupCommit:
                 self.fail(error)
                 return
             self.batches += 1
-            for (_, future), event in zip(batch, events, strict=True):
-                apply(event)
-                if not future.done():
-                    future.set_result(event)
+            try:
+                for (_, future), event in zip(batch, events, strict=True):
+                    apply(event)
+                    if not future.done():
+                        future.set_result(event)
+            except Exception as exc:  # the store no longer matches the log: stop writing
+                error = LogFailedError(f"applying a committed event failed: {exc}")
+                error.__cause__ = exc
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                self.fail(error)
+                return
 
     async def aclose(self) -> None:
         """Take no more writes, commit everything queued, and stop the task."""

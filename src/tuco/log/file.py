@@ -243,7 +243,10 @@ class FileTransactionLog:
         second process must not replay (or cut the tail of) a log still in use.
         """
         if not self.path.exists():
-            create_log(self.path)
+            try:
+                create_log(self.path)
+            except OSError as exc:
+                raise LogFailedError(f"cannot create {self.path}: {exc.strerror or exc}") from exc
         if self._file is None:
             self._open_for_writing()
         try:
@@ -361,6 +364,7 @@ class FileTransactionLog:
                 await self._sync_task
             self._sync_task = None
         if self._file is not None:
+            self._unsynced = True  # a sync cancelled above may not have finished: always sync once more
             await self._sync_now()
             self._close_file()
 
