@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     database_connect_timeout_seconds: float = Field(
         30.0, gt=0, le=86400, description="postgres: give up starting after this long without the database."
     )
+    database_write_timeout_seconds: float = Field(
+        10.0, gt=0, le=3600, description="postgres: a write retries a lost database this long before its 503."
+    )
 
     @model_validator(mode="after")
     def _tls_files_come_in_pairs(self) -> Settings:

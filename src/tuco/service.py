@@ -30,6 +30,7 @@ def build_log(settings: Settings) -> TransactionLog:
             poll_interval=settings.poll_interval_seconds,
             use_notify=settings.listen_notify,
             connect_timeout=settings.database_connect_timeout_seconds,
+            write_timeout=settings.database_write_timeout_seconds,
             max_pending_bytes=settings.log_max_pending_bytes,
         )
     return FileTransactionLog(
