@@ -73,6 +73,9 @@ def _load(results: Results, name: str, field: str) -> float | None:
 
 def _ratio(numerator: str, denominator: str) -> Callable[[Results], float | None]:
     def measure(results: Results) -> float | None:
+        paired = _load(results, numerator, "ratio_to_ceiling") if denominator == "ceiling" else None
+        if paired is not None:
+            return paired
         own, base = _load(results, numerator, "rps"), _load(results, denominator, "rps")
         return None if own is None or not base else own / base
 
@@ -152,6 +155,8 @@ def _load_table(results: Results) -> list[str]:
             continue
         m = sc["median"]
         ratio = f"{m['rps'] / ceiling:.0%}" if ceiling else "—"
+        if "ratio_to_ceiling" in m:
+            ratio = f"**{m['ratio_to_ceiling']:.0%}** (paired)"
         errors = sum(m["errors"].values())
         lines.append(
             f"| {name}: {sc['title']} | {sc['connections']} | {sc['value_bytes']:,} B | {m['rps']:,.0f} | {ratio} "

@@ -58,6 +58,7 @@ class LoadScenario:
     postgres: bool = False
     quick: bool = False
     max_seconds: float | None = None
+    paired: bool = False
 
 
 RELAXED = {"TUCO_LOG_SYNC": "everysec"}
@@ -65,10 +66,10 @@ BIG_VALUES = {"TUCO_MAX_VALUE_BYTES": str(1 << 20)}
 
 LOAD_SCENARIOS: list[LoadScenario] = [
     LoadScenario("ceiling", "reference server, GET", "get.lua", reference=True, quick=True),
-    LoadScenario("get", "GET", "get.lua", quick=True),
+    LoadScenario("get", "GET", "get.lua", quick=True, paired=True),
     LoadScenario("put_durable", "PUT, durable log (default)", "put.lua", quick=True),
-    LoadScenario("put_relaxed", "PUT, TUCO_LOG_SYNC=everysec", "put.lua", env=RELAXED, quick=True),
-    LoadScenario("mix", "90/10 GET/PUT, everysec", "mix.lua", put_percent=10, env=RELAXED, quick=True),
+    LoadScenario("put_relaxed", "PUT, TUCO_LOG_SYNC=everysec", "put.lua", env=RELAXED, quick=True, paired=True),
+    LoadScenario("mix", "90/10 GET/PUT, everysec", "mix.lua", put_percent=10, env=RELAXED, quick=True, paired=True),
     LoadScenario("mix_durable", "90/10 GET/PUT, durable log", "mix.lua", put_percent=10),
     LoadScenario("get_1k", "GET, 1 KiB values", "get.lua", value_bytes=1024),
     LoadScenario("put_1k", "PUT, 1 KiB values, durable", "put.lua", value_bytes=1024),
@@ -156,6 +157,29 @@ def _start(sc: LoadScenario, workdir: Path, env: dict[str, str]) -> ServerProces
     return ServerProcess(sc.name, tuco_command(), {**base_env(port, data_dir), **sc.env, **env}, port, tls=sc.tls)
 
 
+def _paired_ceiling(stack: contextlib.ExitStack, sc: LoadScenario) -> functools.partial[RoundResult]:
+    """A reference server beside tuco, to measure the ceiling round by round.
+
+    On a shared machine the background load drifts within minutes; a ratio
+    of rounds taken seconds apart is far steadier than one of scenarios
+    taken minutes apart.
+    """
+    port = free_port()
+    ref = stack.enter_context(ServerProcess(f"{sc.name}-ceiling", reference_command(port), {}, port))
+    ref.wait_ready()
+    measure = functools.partial(
+        run_round,
+        url=ref.url,
+        pid=ref.pid,
+        script="get.lua",
+        connections=64,
+        keys=10_000,
+        value_bytes=64,
+    )
+    measure(seconds=1)
+    return measure
+
+
 def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
     """Run one load scenario; return its rounds, medians and server facts."""
     seconds = min(settings.seconds, sc.max_seconds or settings.seconds)
@@ -192,14 +216,23 @@ def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
             value_bytes=sc.value_bytes,
             put_percent=sc.put_percent,
         )
+        ceiling = _paired_ceiling(stack, sc) if sc.paired else None
         measure(seconds=settings.warmup)
-        rounds = []
+        rounds, ratios = [], []
         for _ in range(settings.rounds):
+            # The ceiling round right before each round: both see the same background load.
+            ceiling_rps = ceiling(seconds=seconds).rps if ceiling else None
             rounds.append(measure(seconds=seconds))
             server.check_alive()
+            if ceiling_rps:
+                ratios.append({"ceiling_rps": ceiling_rps, "ratio": round(rounds[-1].rps / ceiling_rps, 4)})
         result["peak_rss_kib"] = status_kib(server.pid, "VmHWM")
         result["rounds"] = [r.as_dict() for r in rounds]
         result["median"] = _median_round(rounds)
+        if ratios:
+            result["paired_ceiling"] = ratios
+            result["median"]["ceiling_rps"] = statistics.median(r["ceiling_rps"] for r in ratios)
+            result["median"]["ratio_to_ceiling"] = statistics.median(r["ratio"] for r in ratios)
         result["exit_code"] = server.stop()
         if result["exit_code"] != 0:
             raise ServerDiedError(f"{sc.name}: server exited with {result['exit_code']} on SIGTERM")
