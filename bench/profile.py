@@ -32,31 +32,41 @@ def _py_spy() -> str | None:
     )
 
 
-def _frame_name(frame: str) -> str:
-    """``func (path/to/module.py:123)`` -> ``func (module.py:123)``: short, still findable."""
+def _frame_name(frame: str, *, lines: bool) -> str:
+    """``func (path/to/module.py:123)`` -> ``func (module.py:123)``, or ``func (module.py)`` per function."""
     name, _, where = frame.partition(" (")
-    return f"{name} ({where.rsplit('/', 1)[-1]}" if where else name
+    if not where:
+        return name
+    where = where.rstrip(")").rsplit("/", 1)[-1]
+    return f"{name} ({where if lines else where.split(':')[0]})"
 
 
 def top_from_collapsed(path: Path, limit: int) -> str:
     """Own and inclusive sample shares per function from py-spy's collapsed-stack output."""
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
+    own_lines: collections.Counter[str] = collections.Counter()
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [_frame_name(f) for f in stack.split(";")]
+        frames = [_frame_name(f, lines=False) for f in stack.split(";")]
         # The first frame is the thread; the last is where the CPU was.
         total += count
         own[frames[-1]] += count
+        own_lines[_frame_name(stack.split(";")[-1], lines=True)] += count
         for frame in set(frames[1:]):
             inclusive[frame] += count
-    lines = [f"{total} samples", "", "own time:"]
+    lines = [f"{total} samples", "", "own time, per function:"]
     lines += [f"  {n / total:6.1%}  {f}" for f, n in own.most_common(limit)]
+    lines += ["", "own time, per line:"]
+    lines += [f"  {n / total:6.1%}  {f}" for f, n in own_lines.most_common(limit // 2)]
     lines += ["", "including callees:"]
+    everywhere = [f for f, n in inclusive.items() if n == total]  # the entry point and the loop: no news
+    for frame in everywhere:
+        del inclusive[frame]
     lines += [f"  {n / total:6.1%}  {f}" for f, n in inclusive.most_common(limit)]
     return "\n".join(lines)
 
@@ -77,7 +87,7 @@ def _load(server: ServerProcess, scenario: str, seconds: float, box: list[RoundR
     )
 
 
-def profile(scenario: str, seconds: float, limit: int, use_cprofile: bool) -> str:
+def profile(scenario: str, seconds: float, limit: int, use_cprofile: bool, native: bool) -> str:
     sc = next(s for s in LOAD_SCENARIOS if s.name == scenario)
     spy = None if use_cprofile else _py_spy()
     stats_path = OUT_DIR / f"profile-{scenario}.{'txt' if spy else 'pstats'}"
@@ -94,6 +104,9 @@ def profile(scenario: str, seconds: float, limit: int, use_cprofile: bool) -> st
             if spy:
                 record = [spy, "record", "--pid", str(server.pid), "--duration", str(int(seconds))]
                 record += ["--rate", "200", "--format", "raw", "--output", str(stats_path)]
+                # Native frames show what the event loop and the kernel calls cost, but need
+                # the target paused per sample; without them, sample without pausing it.
+                record += ["--native"] if native else ["--nonblocking"]
                 subprocess.run(record, capture_output=True, timeout=seconds + 60, check=True)
             load.join(seconds + 120)
             server.stop()
@@ -115,8 +128,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--cprofile", action="store_true", help="use cProfile even if py-spy is installed")
+    parser.add_argument("--native", action="store_true", help="py-spy: include C frames (uvloop, httptools, libc)")
     args = parser.parse_args()
-    print(profile(args.scenario, args.seconds, args.top, args.cprofile))
+    print(profile(args.scenario, args.seconds, args.top, args.cprofile, args.native))
     return 0
 
 
