@@ -7,7 +7,7 @@ the fakes in :mod:`tuco.testing` implement them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 from tuco.core.events import Event
@@ -46,12 +46,16 @@ class TransactionLog(LogStatus, Protocol):
         """Start taking writes; committed events are handed to ``apply`` in order."""
         ...
 
-    async def write_put(self, key: str, value: bytes) -> Event:
-        """Durably record that ``key`` now holds ``value``."""
+    def write_put(self, key: str, value: bytes) -> Awaitable[Event]:
+        """Durably record that ``key`` now holds ``value``; await the result for the event.
+
+        Not ``async def``: implementations return a plain future when they can,
+        so a write costs no coroutine or task on the request path.
+        """
         ...
 
-    async def write_delete(self, key: str) -> Event:
-        """Durably record that ``key`` was deleted."""
+    def write_delete(self, key: str) -> Awaitable[Event]:
+        """Durably record that ``key`` was deleted; await the result for the event."""
         ...
 
     async def catch_up(self) -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from pathlib import Path
 
-from tuco.core.events import Event
+from tuco.core.events import Event, EventType
 from tuco.errors import LogError, LogFailedError
 from tuco.log.batching import GroupCommit, Mutation
 from tuco.log.file import OsLogFile
@@ -39,15 +39,11 @@ class MemoryLog:
     async def run(self, apply: ApplyEvent) -> None:
         self._commits.start(apply)
 
-    async def write_put(self, key: str, value: bytes) -> Event:
-        from tuco.core.events import EventType
+    def write_put(self, key: str, value: bytes) -> Awaitable[Event]:
+        return self._commits.submit(EventType.PUT, key, value)
 
-        return await self._commits.submit(EventType.PUT, key, value)
-
-    async def write_delete(self, key: str) -> Event:
-        from tuco.core.events import EventType
-
-        return await self._commits.submit(EventType.DELETE, key)
+    def write_delete(self, key: str) -> Awaitable[Event]:
+        return self._commits.submit(EventType.DELETE, key)
 
     async def catch_up(self) -> None:
         """Nothing to catch up with: one process, one list."""

@@ -457,7 +457,7 @@ def test_aclose_commits_queued_writes_then_refuses_more(path: Path) -> None:
 
     async def main() -> None:
         log, store = await open_log(path)
-        tasks = [asyncio.create_task(log.write_put(f"k{i}", b"v")) for i in range(50)]
+        tasks = [asyncio.ensure_future(log.write_put(f"k{i}", b"v")) for i in range(50)]
         # Let the tasks start: a task that has not run yet has not submitted its write.
         await asyncio.sleep(0)
         await log.aclose()

@@ -8,12 +8,15 @@ GET without creating a task.
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import functools
 import json
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
+from tuco.core.events import Event
 from tuco.core.store import Store
 from tuco.errors import (
     InvalidKeyError,
@@ -197,19 +200,19 @@ class KeyValueAPI:
         except UnicodeDecodeError:
             raise InvalidKeyError("the key is not valid UTF-8 after percent-decoding") from None
 
-    async def _put(self, key: str, value: bytes) -> Response:
+    def _put(self, key: str, value: bytes) -> Response | Awaitable[Response]:
         try:
-            await self.log.write_put(key, value)
-        except LogError as exc:
-            return error_response(503, exc.code, f"not stored: {exc}")
-        return _CREATED
+            written = self.log.write_put(key, value)
+        except TucoError as exc:
+            return error_response(status_for(exc), exc.code, f"not stored: {exc}")
+        return _answer_when_written(written, _CREATED, "not stored")
 
-    async def _delete(self, key: str) -> Response:
+    def _delete(self, key: str) -> Response | Awaitable[Response]:
         try:
-            await self.log.write_delete(key)
-        except LogError as exc:
-            return error_response(503, exc.code, f"not deleted: {exc}")
-        return _DELETED
+            written = self.log.write_delete(key)
+        except TucoError as exc:
+            return error_response(status_for(exc), exc.code, f"not deleted: {exc}")
+        return _answer_when_written(written, _DELETED, "not deleted")
 
     async def _consistent_get(self, key: str) -> Response:
         try:
@@ -220,6 +223,39 @@ class KeyValueAPI:
             return Response(200, self.store.get(key), OCTET_STREAM)
         except NoSuchKeyError:
             return _NO_SUCH_KEY
+
+
+def _answer_when_written(written: Awaitable[Event], done: Response, failed: str) -> Awaitable[Response]:
+    """The response to a write, once the log settled it.
+
+    A future from the log is chained to a response future by a callback, which
+    keeps the write path free of coroutines and tasks; anything else is awaited.
+    """
+    if isinstance(written, asyncio.Future):
+        answer: asyncio.Future[Response] = written.get_loop().create_future()
+        written.add_done_callback(functools.partial(_settle, answer, done, failed))
+        return answer
+    return _await_written(written, done, failed)
+
+
+def _settle(answer: asyncio.Future[Response], done: Response, failed: str, written: asyncio.Future[Event]) -> None:
+    if answer.done():
+        return
+    error = LogClosedError("the write was cancelled") if written.cancelled() else written.exception()
+    if error is None:
+        answer.set_result(done)
+    elif isinstance(error, TucoError):
+        answer.set_result(error_response(status_for(error), error.code, f"{failed}: {error}"))
+    else:
+        answer.set_exception(error)
+
+
+async def _await_written(written: Awaitable[Event], done: Response, failed: str) -> Response:
+    try:
+        await written
+    except TucoError as exc:
+        return error_response(status_for(exc), exc.code, f"{failed}: {exc}")
+    return done
 
 
 def value_too_large(limit: int) -> Response:

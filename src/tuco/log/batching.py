@@ -68,31 +68,45 @@ class GroupCommit:
         self._apply = apply
         self._task = asyncio.get_running_loop().create_task(self._run(), name="tuco-group-commit")
 
-    async def submit(self, type: EventType, key: str, value: bytes = b"") -> Event:
-        """Queue one mutation and wait until it is committed and applied.
+    def submit(self, type: EventType, key: str, value: bytes = b"") -> Awaitable[Event]:
+        """Queue one mutation; the result resolves once it is committed and applied.
 
-        Raises :class:`InvalidKeyError` for a key that cannot be encoded as
-        UTF-8 (a lone surrogate), before it can reach, and break, a commit.
+        Returns a plain future when the queue has room (the common case: no
+        coroutine or task per write), and a coroutine that first waits for room
+        otherwise. Raises at once if the log failed or closed, and raises
+        :class:`InvalidKeyError` for a key that cannot be encoded as UTF-8 (a
+        lone surrogate), before it can reach, and break, a commit.
         """
         if not key.isascii():
             try:
                 key.encode("utf-8")
             except UnicodeEncodeError:
                 raise InvalidKeyError("the key cannot be encoded as UTF-8") from None
-        while True:
-            if self.failure is not None:
-                raise self.failure
-            if self._closing or self._task is None:
-                raise LogClosedError("the log is closed and takes no more writes")
-            if self._pending_bytes < self._max_pending_bytes:
-                break
+        self._check_open()
+        if self._pending_bytes >= self._max_pending_bytes:
+            return self._submit_when_room(type, key, value)
+        return self._enqueue(type, key, value)
+
+    def _check_open(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+        if self._closing or self._task is None:
+            raise LogClosedError("the log is closed and takes no more writes")
+
+    async def _submit_when_room(self, type: EventType, key: str, value: bytes) -> Event:
+        while self._pending_bytes >= self._max_pending_bytes:
             self._space.clear()
             await self._space.wait()
+            self._check_open()
+        return await self._enqueue(type, key, value)
+
+    def _enqueue(self, type: EventType, key: str, value: bytes) -> asyncio.Future[Event]:
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         self._pending.append((Mutation(type, key, value), future))
         self._pending_bytes += RECORD_OVERHEAD + len(key) + len(value)
-        self._wakeup.set()
-        return await future
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+        return future
 
     def fail(self, error: LogFailedError) -> None:
         """Stop taking writes and fail everything queued; the first failure is kept."""

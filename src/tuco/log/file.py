@@ -17,7 +17,7 @@ import contextlib
 import enum
 import fcntl
 import os
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -308,11 +308,11 @@ class FileTransactionLog:
             self._file.close()
             self._file = None
 
-    async def write_put(self, key: str, value: bytes) -> Event:
-        return await self._commits.submit(EventType.PUT, key, value)
+    def write_put(self, key: str, value: bytes) -> Awaitable[Event]:
+        return self._commits.submit(EventType.PUT, key, value)
 
-    async def write_delete(self, key: str) -> Event:
-        return await self._commits.submit(EventType.DELETE, key)
+    def write_delete(self, key: str) -> Awaitable[Event]:
+        return self._commits.submit(EventType.DELETE, key)
 
     async def catch_up(self) -> None:
         """Nothing to do: this process is the only writer, and its reads see every commit."""

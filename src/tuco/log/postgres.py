@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -138,11 +138,11 @@ class PostgresTransactionLog:
         self._commits.start(self._apply_own)
         self._follower = asyncio.get_running_loop().create_task(self._follow(), name="tuco-pg-follower")
 
-    async def write_put(self, key: str, value: bytes) -> Event:
-        return await self._commits.submit(EventType.PUT, key, value)
+    def write_put(self, key: str, value: bytes) -> Awaitable[Event]:
+        return self._commits.submit(EventType.PUT, key, value)
 
-    async def write_delete(self, key: str) -> Event:
-        return await self._commits.submit(EventType.DELETE, key)
+    def write_delete(self, key: str) -> Awaitable[Event]:
+        return self._commits.submit(EventType.DELETE, key)
 
     async def catch_up(self) -> None:
         """Apply everything committed anywhere up to the current head; raise if the database is out of reach."""
