@@ -116,7 +116,6 @@ _NOT_FOUND_PATH = error_response(404, "not_found", "no such resource; keys live 
 _NO_SUCH_KEY = error_response(404, "no_such_key", "no such key")
 _STARTING = error_response(503, "starting", "replaying the transaction log; try again shortly")
 _HEALTHY = json_response(200, {"status": "alive"})
-_KEY_PREFIXES = (b"/v1/key/", b"/v1/")
 
 
 class KeyValueAPI:
@@ -138,13 +137,16 @@ class KeyValueAPI:
 
     def handle(self, method: bytes, target: bytes, body: bytes) -> Response | Awaitable[Response]:
         """Answer one request; ``target`` is the raw path with its query string."""
-        path, _, query = target.partition(b"?")
-        for prefix in _KEY_PREFIXES:
-            if path.startswith(prefix):
-                segment = path[len(prefix) :]
-                if b"/" in segment:
-                    continue
+        if b"?" in target:
+            path, _, query = target.partition(b"?")
+        else:
+            path, query = target, b""
+        if path.startswith(b"/v1/"):
+            # /v1/key/{key}, or the book's /v1/{key}; a key is exactly one segment.
+            segment = path[8:] if path.startswith(b"/v1/key/") else path[4:]
+            if b"/" not in segment:
                 return self._handle_key(method, segment, query, body)
+            return _NOT_FOUND_PATH
         if path == b"/healthz":
             return self._health(method, _HEALTHY)
         if path == b"/readyz":
@@ -167,7 +169,8 @@ class KeyValueAPI:
         return json_response(200 if self.ready else 503, payload)
 
     def _handle_key(self, method: bytes, segment: bytes, query: bytes, body: bytes) -> Response | Awaitable[Response]:
-        if method not in (b"GET", b"HEAD", b"PUT", b"DELETE"):
+        read = method == b"GET" or method == b"HEAD"
+        if not read and method != b"PUT" and method != b"DELETE":
             return _METHOD_NOT_ALLOWED
         if self.phase is Phase.STARTING:
             return _STARTING
@@ -175,7 +178,7 @@ class KeyValueAPI:
             key = self.decode_key(segment)
         except InvalidKeyError as exc:
             return error_response(status_for(exc), exc.code, str(exc))
-        if method == b"GET" or method == b"HEAD":
+        if read:
             if query and _wants_consistent(query):
                 return self._consistent_get(key)
             try:
