@@ -1,7 +1,7 @@
 """The ``tuco`` command: run the server, talk to one, inspect and repair a log file.
 
 Exit codes scripts can rely on: 0 success, 1 the key does not exist (get) or the
-log has problems (verify), 2 usage or configuration error, 3 the request failed
+log has problems (verify, compact), 2 usage or configuration error, 3 the request failed
 (server unreachable, refused or broken).
 """
 
@@ -206,3 +206,22 @@ def repair(path: Path) -> None:
         )
     else:
         click.echo(f"{path}: {report.events} events, nothing to repair")
+
+
+@log.command()
+@_path_argument
+def compact(path: Path) -> None:
+    """Rewrite the log as one PUT per live key, dropping overwritten and deleted values (exit 1 on failure)."""
+    from tuco.log.file import compact_log
+
+    try:
+        report = compact_log(path)
+    except LogError as exc:
+        click.echo(f"tuco: {path}: {exc}", err=True)
+        sys.exit(EXIT_NOT_FOUND)
+    if report.dropped_bytes:
+        click.echo(f"{path}: left out a torn tail of {report.dropped_bytes} bytes")
+    click.echo(
+        f"{path}: {report.events_before} events, {report.bytes_before} bytes -> "
+        f"{report.events_after} events, {report.bytes_after} bytes (last sequence {report.last_sequence})"
+    )

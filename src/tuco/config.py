@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     log_max_pending_bytes: int = Field(
         64 << 20, ge=1 << 16, le=1 << 34, description="Writes queued for the log before writers wait."
     )
+    log_compact_min_bytes: int = Field(
+        64 << 20, ge=0, le=1 << 50, description="file: compact the log online once it is this big (0: never)."
+    )
+    log_compact_ratio: float = Field(
+        2.0, gt=1, le=1000, description="file: ...and is also this many times the live data's size."
+    )
     poll_interval_seconds: float = Field(
         0.5, gt=0, le=3600, description="postgres: how often a replica polls for others' writes."
     )

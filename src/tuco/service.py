@@ -38,6 +38,8 @@ def build_log(settings: Settings) -> TransactionLog:
         sync=settings.log_sync,
         max_pending_bytes=settings.log_max_pending_bytes,
         max_record_bytes=settings.max_key_bytes + settings.max_value_bytes + 64,
+        compact_min_bytes=settings.log_compact_min_bytes,
+        compact_ratio=settings.log_compact_ratio,
     )
 
 
@@ -61,6 +63,8 @@ class Service:
         self.store = Store()
         self.log = log
         self.api = KeyValueAPI(self.store, log, limits, metrics=metrics)
+        if isinstance(log, FileTransactionLog) and log.snapshot is None:
+            log.snapshot = self.store.snapshot  # what online compaction rewrites the log from
         if metrics is not None:
             metrics.gauge("tuco_keys", "keys in the store", lambda: len(self.store))
             metrics.gauge("tuco_last_sequence", "last event applied", lambda: self.store.last_sequence)

@@ -13,6 +13,7 @@ from tuco.core.codec import (
     MAGIC,
     RECORD_OVERHEAD,
     DecodeFailure,
+    LogHeader,
     RecordDecoder,
     decode_header,
     encode_header,
@@ -50,28 +51,42 @@ def decode_all(data: bytes, chunk_sizes: list[int] | None = None) -> tuple[list[
 
 
 def test_header_round_trip() -> None:
-    """The header is the magic, the version and a reserved word, and decodes to the current version."""
+    """The header is the magic, the version, a reserved word and the first sequence (1 for a new log)."""
     header = encode_header()
-    assert header == b"TUCOLOG\x00" + b"\x01\x00\x00\x00" + b"\x00\x00\x00\x00"
-    assert len(header) == HEADER_SIZE == 16
-    assert decode_header(header) == FORMAT_VERSION == 1
+    assert header == b"TUCOLOG\x00" + b"\x01\x00\x00\x00" + b"\x00\x00\x00\x00" + b"\x01" + bytes(7)
+    assert len(header) == HEADER_SIZE == 24
+    assert decode_header(header) == LogHeader(version=FORMAT_VERSION, first_sequence=1)
+    assert FORMAT_VERSION == 1
+
+
+def test_header_round_trips_a_compacted_logs_first_sequence() -> None:
+    """A compacted log's first sequence is stored little-endian in the last 8 header bytes and decodes back."""
+    header = encode_header(first_sequence=0x0102030405)
+    assert header[16:] == b"\x05\x04\x03\x02\x01\x00\x00\x00"
+    assert decode_header(header) == LogHeader(version=1, first_sequence=0x0102030405)
+
+
+def test_header_with_first_sequence_zero_is_a_format_error() -> None:
+    """Sequences start at 1, so a header claiming the log starts at 0 is refused."""
+    with pytest.raises(LogFormatError, match="first sequence is 0"):
+        decode_header(encode_header(first_sequence=0))
 
 
 def test_header_with_wrong_magic_is_a_format_error() -> None:
     """A file that does not start with the magic is refused as not a tuco log."""
     with pytest.raises(LogFormatError, match="not a tuco log"):
-        decode_header(b"NOTALOG\x00" + b"\x01\x00\x00\x00" + b"\x00\x00\x00\x00")
+        decode_header(b"NOTALOG\x00" + b"\x01\x00\x00\x00" + b"\x00\x00\x00\x00" + b"\x01" + bytes(7))
 
 
 def test_header_with_unknown_version_is_a_format_error() -> None:
     """A header from a format version this build cannot read is refused, naming the version."""
     with pytest.raises(LogFormatError, match="version 2 is not supported"):
-        decode_header(encode_header(2))
+        decode_header(encode_header(version=2))
 
 
 def test_short_header_is_a_format_error() -> None:
     """Data shorter than the header (an empty file, say) is refused rather than misread."""
-    with pytest.raises(LogFormatError, match="shorter than the 16-byte header"):
+    with pytest.raises(LogFormatError, match="shorter than the 24-byte header"):
         decode_header(MAGIC)
 
 
@@ -176,6 +191,20 @@ def test_sequence_gap_is_a_failure() -> None:
     assert decoder.feed(first + encode_record(3, EventType.PUT, "b", b"2")) == [Event(1, EventType.PUT, "a", b"1")]
     assert decoder.failure == DecodeFailure(len(first), "sequence 3 where 2 was expected")
     assert decoder.next_sequence == 2
+
+
+def test_decoder_starting_at_n_rejects_any_other_first_record() -> None:
+    """A decoder told the file starts at sequence 100 takes record 100 and refuses 1 or 101 in its place."""
+    for wrong in (1, 99, 101):
+        decoder = RecordDecoder(first_sequence=100, start_offset=HEADER_SIZE)
+        assert decoder.feed(encode_record(wrong, EventType.PUT, "a")) == []
+        assert decoder.failure == DecodeFailure(HEADER_SIZE, f"sequence {wrong} where 100 was expected")
+    decoder = RecordDecoder(first_sequence=100, start_offset=HEADER_SIZE)
+    first = encode_record(100, EventType.PUT, "a", b"1")
+    events = decoder.feed(first + encode_record(101, EventType.DELETE, "a"))
+    assert events == [Event(100, EventType.PUT, "a", b"1"), Event(101, EventType.DELETE, "a")]
+    assert decoder.failure is None
+    assert decoder.next_sequence == 102
 
 
 def test_first_sequence_must_be_one() -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.e2e.process import TucoProcess
+from tuco.core.codec import HEADER_SIZE
 
 StartTuco = Callable[..., TucoProcess]
 
@@ -61,7 +62,7 @@ def test_log_dump_verify_repair(tuco: StartTuco, tmp_path: Path) -> None:
     assert ok.returncode == 0 and ok.stdout.decode().endswith("ok\n")
     data = bytearray(log.read_bytes())
     record = 21 + 2 + 2  # overhead + key + value
-    third = 16 + 2 * record
+    third = HEADER_SIZE + 2 * record
     data[third + 10] ^= 0xFF
     log.write_bytes(bytes(data))
     bad = _tuco("log", "verify", str(log))

@@ -277,7 +277,7 @@ def test_flipped_byte_in_a_middle_record_is_corruption_and_repair_cuts_before_it
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b"TUCOLOG", b"just some text file that is long enough", encode_header(99)],
+    [b"", b"TUCOLOG", b"just some text file that is long enough", encode_header(version=99)],
     ids=["empty", "short", "text", "future-version"],
 )
 def test_file_that_is_not_a_tuco_log_is_refused_untouched(path: Path, content: bytes) -> None:

@@ -1,15 +1,17 @@
 """The binary transaction log format, as pure functions over bytes.
 
-A log is a 16-byte header followed by records::
+A log is a 24-byte header followed by records::
 
-    header  = magic "TUCOLOG\\0" (8) | format version u32 | reserved u32     (little-endian)
+    header  = magic "TUCOLOG\\0" (8) | format version u32 | reserved u32 | first sequence u64  (little-endian)
     record  = payload length u32 | CRC-32 of payload u32 | payload
     payload = sequence u64 | event type u8 | key length u32 | key (UTF-8) | value
 
 Length framing makes any key and value round-trip exactly (the book's
 line-and-whitespace format could not), the CRC tells a torn or damaged record
 from a good one, and the fixed overhead is 21 bytes per event. Sequences start
-at 1 and increase by exactly one per record; a gap is corruption.
+at the header's first sequence (1 for a new log; more for a compacted one, whose
+rewritten history starts later) and increase by exactly one per record; a gap
+is corruption. A header with no record after it ends at first sequence - 1.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from tuco.core.events import Event, EventType
 from tuco.errors import LogFormatError
@@ -27,6 +30,7 @@ __all__ = [
     "MAGIC",
     "RECORD_OVERHEAD",
     "DecodeFailure",
+    "LogHeader",
     "RecordDecoder",
     "decode_header",
     "encode_header",
@@ -36,7 +40,7 @@ __all__ = [
 
 MAGIC = b"TUCOLOG\x00"
 FORMAT_VERSION = 1
-_HEADER = struct.Struct("<8sII")
+_HEADER = struct.Struct("<8sIIQ")
 HEADER_SIZE = _HEADER.size
 _FRAME = struct.Struct("<II")
 _PAYLOAD = struct.Struct("<QBI")
@@ -48,21 +52,30 @@ _TYPES: dict[int, EventType] = {t.value: t for t in EventType}
 _TYPE_BY_CODE: tuple[EventType | None, ...] = tuple(_TYPES.get(code) for code in range(max(_TYPES) + 1))
 
 
-def encode_header(version: int = FORMAT_VERSION) -> bytes:
-    """The bytes every log file starts with."""
-    return _HEADER.pack(MAGIC, version, 0)
+class LogHeader(NamedTuple):
+    """What a log file's header says."""
+
+    version: int
+    first_sequence: int
 
 
-def decode_header(data: bytes) -> int:
-    """Return the format version in ``data``; raise :class:`LogFormatError` if it is not ours."""
+def encode_header(*, first_sequence: int = 1, version: int = FORMAT_VERSION) -> bytes:
+    """The bytes every log file starts with; ``first_sequence`` is the sequence of its first record."""
+    return _HEADER.pack(MAGIC, version, 0, first_sequence)
+
+
+def decode_header(data: bytes) -> LogHeader:
+    """Return the header at the start of ``data``; raise :class:`LogFormatError` if it is not ours."""
     if len(data) < HEADER_SIZE:
         raise LogFormatError(f"file is {len(data)} bytes, shorter than the {HEADER_SIZE}-byte header")
-    magic, version, _reserved = _HEADER.unpack_from(data)
+    magic, version, _reserved, first_sequence = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise LogFormatError(f"not a tuco log (magic {magic!r})")
     if version != FORMAT_VERSION:
         raise LogFormatError(f"log format version {version} is not supported (this build reads {FORMAT_VERSION})")
-    return int(version)
+    if first_sequence < 1:
+        raise LogFormatError("the header's first sequence is 0; sequences start at 1")
+    return LogHeader(int(version), int(first_sequence))
 
 
 def encode_record(sequence: int, type: EventType, key: str, value: bytes = b"") -> bytes:
@@ -84,17 +97,21 @@ class RecordDecoder:
     """Turns a stream of log bytes into events, fed in chunks of any size.
 
     ``offset`` is the absolute position just after the last good record, which
-    is where a torn log would be cut. Decoding stops at the first bad record and
-    records why in ``failure``; the caller decides whether that is a torn tail
-    or corruption (see :func:`find_valid_record`).
+    is where a torn log would be cut. The first record must carry
+    ``first_sequence`` (the header's), each later one the next sequence.
+    Decoding stops at the first bad record and records why in ``failure``;
+    the caller decides whether that is a torn tail or corruption (see
+    :func:`find_valid_record`).
     """
 
     __slots__ = ("_buffer", "failure", "max_record_bytes", "next_sequence", "offset")
 
-    def __init__(self, *, start_offset: int = HEADER_SIZE, max_record_bytes: int = 1 << 31) -> None:
+    def __init__(
+        self, *, first_sequence: int = 1, start_offset: int = HEADER_SIZE, max_record_bytes: int = 1 << 31
+    ) -> None:
         self._buffer = b""
         self.offset = start_offset
-        self.next_sequence = 1
+        self.next_sequence = first_sequence
         self.max_record_bytes = max_record_bytes
         self.failure: DecodeFailure | None = None
 

@@ -1,0 +1,427 @@
+"""Compaction of the file log: offline with ``tuco log compact``, and online while writes go on."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import random
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from tuco.core.codec import HEADER_SIZE, encode_header, encode_record
+from tuco.core.events import Event, EventType
+from tuco.core.store import Store
+from tuco.errors import LogFailedError
+from tuco.log.file import FileTransactionLog, LogReader, OsLogFile, SyncMode, _lock
+
+
+def put(sequence: int, key: str, value: bytes) -> Event:
+    return Event(sequence, EventType.PUT, key, value)
+
+
+async def open_log(path: Path, **options: Any) -> tuple[FileTransactionLog, Store]:
+    """Replay ``path`` into a new store and start the log with that store as its snapshot, as the service does."""
+    store = Store()
+    log = FileTransactionLog(path, snapshot=store.snapshot, **options)
+    try:
+        async for batch in log.read_events():
+            store.apply_batch(batch)
+        await log.run(store.apply)
+    except BaseException:
+        await log.aclose()
+        raise
+    return log, store
+
+
+async def settle(log: FileTransactionLog) -> None:
+    """Wait until no compaction is in progress."""
+    while log._compaction is not None:
+        await asyncio.sleep(0.01)
+
+
+def replay(path: Path) -> tuple[dict[str, bytes], int]:
+    """The state and last sequence a restart would have, replayed without modifying the file."""
+    store = Store()
+    reader = LogReader(path)
+    for batch in reader:
+        store.apply_batch(batch)
+    assert reader.report is not None
+    assert reader.report.problem is None
+    assert store.last_sequence == reader.report.last_sequence
+    return store.snapshot(), reader.report.last_sequence
+
+
+def write_history(path: Path, operations: list[tuple[str, bytes | None]]) -> None:
+    """Write PUTs (value) and DELETEs (None) through a real log, compaction off, and close it."""
+
+    async def main() -> None:
+        log, _ = await open_log(path, compact_min_bytes=0)
+        for key, value in operations:
+            if value is None:
+                await log.write_delete(key)
+            else:
+                await log.write_put(key, value)
+        await log.aclose()
+
+    asyncio.run(main())
+
+
+def churn(keys: int, rounds: int) -> list[tuple[str, bytes | None]]:
+    """Every key written ``rounds`` times, then every third key deleted: mostly garbage."""
+    operations: list[tuple[str, bytes | None]] = []
+    for round_ in range(rounds):
+        operations += [(f"key {k}", b"value %d of %d" % (round_, k) * 4) for k in range(keys)]
+    operations += [(f"key {k}", None) for k in range(0, keys, 3)]
+    return operations
+
+
+def disk_bytes(path: Path) -> bytes:
+    """The file's bytes now; blocking on purpose, as the tests want them at this point."""
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def file_size(path: Path) -> int:
+    return os.stat(path).st_size
+
+
+def tuco_log(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tuco", "log", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "tuco.log"
+
+
+def test_offline_compaction_keeps_state_and_last_sequence_in_fewer_bytes(path: Path) -> None:
+    """`tuco log compact` leaves one PUT per live key numbered up to the old last sequence; writes continue after it."""
+    write_history(path, churn(keys=30, rounds=10))
+    state, last = replay(path)
+    assert last == 310
+    assert len(state) == 20
+    before = path.stat().st_size
+
+    result = tuco_log("compact", str(path))
+
+    assert result.returncode == 0, result.stderr
+    after = path.stat().st_size
+    assert result.stdout == f"{path}: 310 events, {before} bytes -> 20 events, {after} bytes (last sequence 310)\n"
+    assert replay(path) == (state, 310)
+    expected = encode_header(first_sequence=291) + b"".join(
+        encode_record(291 + i, EventType.PUT, key, value) for i, (key, value) in enumerate(state.items())
+    )
+    assert path.read_bytes() == expected
+    assert after < before / 10
+    assert not path.with_name("tuco.log.compact").exists()
+    verify = tuco_log("verify", str(path))
+    assert (verify.returncode, verify.stdout) == (0, f"{path}: 20 events, last sequence 310, {after} bytes\nok\n")
+
+    async def write_after() -> None:
+        log, store = await open_log(path)
+        assert store.snapshot() == state
+        assert await log.write_put("new", b"1") == put(311, "new", b"1")
+        await log.aclose()
+
+    asyncio.run(write_after())
+    assert replay(path) == ({**state, "new": b"1"}, 311)
+
+
+def test_compacting_a_log_whose_keys_are_all_deleted_keeps_the_sequence(path: Path) -> None:
+    """With no live key, the compacted log is one no-op DELETE carrying the last sequence, and replays as empty."""
+    write_history(path, [("a", b"1"), ("b", b"2"), ("a", None), ("b", None)])
+
+    result = tuco_log("compact", str(path))
+
+    assert result.returncode == 0, result.stderr
+    assert path.read_bytes() == encode_header(first_sequence=4) + encode_record(4, EventType.DELETE, "")
+    assert replay(path) == ({}, 4)
+
+    async def write_after() -> None:
+        log, store = await open_log(path)
+        assert store.last_sequence == 4
+        assert await log.write_put("c", b"3") == put(5, "c", b"3")
+        await log.aclose()
+
+    asyncio.run(write_after())
+    assert replay(path) == ({"c": b"3"}, 5)
+
+
+def test_offline_compaction_refuses_a_log_a_server_holds(path: Path) -> None:
+    """While a running log holds the file, `tuco log compact` exits 1 saying it is locked and changes nothing."""
+    write_history(path, churn(keys=5, rounds=3))
+
+    async def main() -> None:
+        log, _ = await open_log(path)
+        before = disk_bytes(path)
+        result = await asyncio.to_thread(tuco_log, "compact", str(path))
+        assert result.returncode == 1
+        assert result.stderr == f"tuco: {path}: {path} is locked by another tuco process\n"
+        assert disk_bytes(path) == before
+        await log.aclose()
+
+    asyncio.run(main())
+
+
+def test_offline_compaction_refuses_a_corrupt_log(path: Path) -> None:
+    """A log with a damaged middle record is not compacted (that would silently drop its later records)."""
+    write_history(path, [("a", b"1"), ("b", b"2"), ("c", b"3")])
+    data = bytearray(path.read_bytes())
+    data[HEADER_SIZE + 22] ^= 0xFF  # the first record's value byte
+    path.write_bytes(bytes(data))
+
+    result = tuco_log("compact", str(path))
+
+    assert result.returncode == 1
+    assert "checksum mismatch at offset 24, followed by a valid record" in result.stderr
+    assert f"tuco log repair {path}" in result.stderr
+    assert path.read_bytes() == bytes(data)
+
+
+def test_offline_compaction_leaves_out_a_torn_tail(path: Path) -> None:
+    """A torn last record is left out of the compacted log, as a restart would cut it, and the output says so."""
+    write_history(path, [("a", b"1"), ("b", b"2"), ("a", b"3")])
+    torn = encode_record(4, EventType.PUT, "torn", b"value")[:-1]
+    path.write_bytes(path.read_bytes() + torn)
+
+    result = tuco_log("compact", str(path))
+
+    assert result.returncode == 0, result.stderr
+    size = HEADER_SIZE + 2 * 23
+    assert result.stdout == (
+        f"{path}: left out a torn tail of {len(torn)} bytes\n"
+        f"{path}: 3 events, {HEADER_SIZE + 3 * 23 + len(torn)} bytes -> 2 events, {size} bytes (last sequence 3)\n"
+    )
+    assert path.read_bytes() == (
+        encode_header(first_sequence=2)
+        + encode_record(2, EventType.PUT, "a", b"3")
+        + encode_record(3, EventType.PUT, "b", b"2")
+    )
+
+
+def test_torn_tail_on_a_compacted_log_is_cut_and_writing_resumes(path: Path) -> None:
+    """A record torn after compaction is cut back to the last whole one, and the sequence continues from there."""
+    write_history(path, churn(keys=4, rounds=5))
+    assert tuco_log("compact", str(path)).returncode == 0
+    state, last = replay(path)
+    assert last == 22
+    whole = path.read_bytes()
+    path.write_bytes(whole + encode_record(23, EventType.PUT, "torn", b"value")[:-3])
+
+    async def main() -> None:
+        with capture_logs() as logs:
+            log, store = await open_log(path)
+        assert [(entry["event"], entry["offset"], entry["dropped_bytes"]) for entry in logs] == [
+            ("log_tail_truncated", len(whole), 21 + 4 + 5 - 3)
+        ]
+        assert store.snapshot() == state
+        assert await log.write_put("after", b"x") == put(23, "after", b"x")
+        await log.aclose()
+
+    asyncio.run(main())
+    assert path.read_bytes() == whole + encode_record(23, EventType.PUT, "after", b"x")
+
+
+def test_online_compaction_during_concurrent_writes_keeps_every_acknowledged_write(path: Path) -> None:
+    """Writers racing repeated online compactions: state, file and a restart all match the acknowledged writes."""
+    model: dict[str, bytes] = {}
+    writes = 0
+    uncompacted = HEADER_SIZE  # the file's size had it never been compacted
+
+    async def writer(number: int, log: FileTransactionLog) -> None:
+        nonlocal writes, uncompacted
+        rng = random.Random(number)
+        for i in range(150):
+            key = f"w{number} k{rng.randrange(8)}"
+            if rng.random() < 0.2:
+                await log.write_delete(key)
+                model.pop(key, None)
+                uncompacted += len(encode_record(0, EventType.DELETE, key))
+            else:
+                value = b"%d/%d " % (number, i) * rng.randrange(1, 20)
+                await log.write_put(key, value)
+                model[key] = value
+                uncompacted += len(encode_record(0, EventType.PUT, key, value))
+            writes += 1
+
+    async def main() -> None:
+        with capture_logs() as logs:
+            log, store = await open_log(path, compact_min_bytes=4096)
+            await asyncio.gather(*(writer(n, log) for n in range(4)))
+            assert store.snapshot() == model
+            assert store.last_sequence == writes == 600
+            assert log.failure is None
+            await log.aclose()
+        compacted = [entry for entry in logs if entry["event"] == "log_compacted"]
+        assert len(compacted) == log.compactions >= 2
+        assert [entry for entry in logs if entry["event"] != "log_compacted"] == []
+        assert all(entry["bytes_after"] < entry["bytes_before"] for entry in compacted)
+
+    asyncio.run(main())
+    assert path.stat().st_size < uncompacted / 4
+    assert not path.with_name("tuco.log.compact").exists()
+    assert replay(path) == (model, 600)
+
+    async def restart() -> None:
+        log, store = await open_log(path)
+        assert store.snapshot() == model
+        assert await log.write_delete("w0 k0") == Event(601, EventType.DELETE, "w0 k0")
+        await log.aclose()
+
+    asyncio.run(restart())
+
+
+class FullOnCompaction(OsLogFile):
+    """A real log file, except that the compaction's new file fills the disk after 1.5 MiB."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.budget = (3 << 19) if path.name.endswith(".compact") else None
+
+    def write(self, data: bytes) -> None:
+        if self.budget is not None:
+            if len(data) > self.budget:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.budget -= len(data)
+        super().write(data)
+
+
+def test_compaction_failing_on_a_full_disk_leaves_the_log_working_and_intact(path: Path) -> None:
+    """ENOSPC while writing the compacted file is logged once, the partial file removed, and writes go on."""
+    value = b"v" * 4000
+    history: list[Event] = []
+
+    async def main() -> None:
+        with capture_logs() as logs:
+            log, store = await open_log(
+                path, compact_min_bytes=3 << 20, open_file=FullOnCompaction, sync=SyncMode.EVERYSEC
+            )
+            for i in range(800):  # 2.4 MB live, 3.2 MB written: the compaction starts and fails half-way
+                history.append(await log.write_put(f"k{i % 600}", value + b"%d" % i))
+            await settle(log)
+            assert not path.with_name("tuco.log.compact").exists()
+            assert await log.write_put("after", b"1") == put(801, "after", b"1")
+            history.append(put(801, "after", b"1"))
+            assert log.failure is None
+            await log.aclose()
+        failed = [entry for entry in logs if entry["event"] == "log_compaction_failed"]
+        assert len(failed) == 1
+        assert "No space left on device" in failed[0]["error"]
+        assert [entry["event"] for entry in logs] == ["log_compaction_failed"]
+        assert log.compactions == 0
+        assert store.last_sequence == 801
+
+    asyncio.run(main())
+    assert not path.with_name("tuco.log.compact").exists()
+    reader = LogReader(path)
+    assert [event for batch in reader for event in batch] == history
+    assert reader.report is not None
+    assert (reader.report.first_sequence, reader.report.problem) == (1, None)
+
+
+def test_compaction_that_cannot_create_its_file_is_retried_only_after_more_growth(path: Path) -> None:
+    """A compaction that cannot create its file fails once, is retried only after compact_min_bytes more, and works."""
+    blocker = path.with_name("tuco.log.compact")
+    blocker.mkdir()  # a real failure, even as root: the new file's name is taken by a directory
+    value = b"v" * 200
+    record = len(encode_record(1, EventType.PUT, "same key", value))
+
+    async def main() -> None:
+        with capture_logs() as logs:
+            log, store = await open_log(path, compact_min_bytes=8192)
+            writes = 0
+
+            async def write_and_settle() -> None:
+                nonlocal writes
+                writes += 1
+                await log.write_put("same key", value + b"%d" % writes)
+                await settle(log)
+
+            while not logs:
+                await write_and_settle()
+            assert [entry["event"] for entry in logs] == ["log_compaction_failed"]
+            assert "Is a directory" in logs[0]["error"]
+            failed_at = file_size(path)
+            assert failed_at == HEADER_SIZE + sum(record + len(b"%d" % n) for n in range(1, writes + 1)) > 8192
+            while file_size(path) + record + 2 < failed_at + 8192:
+                await write_and_settle()
+            assert len(logs) == 1
+            blocker.rmdir()
+            await write_and_settle()
+            await write_and_settle()
+            assert [entry["event"] for entry in logs] == ["log_compaction_failed", "log_compacted"]
+            assert log.compactions == 1
+            assert log.failure is None
+            assert store.snapshot() == {"same key": value + b"%d" % writes}
+            await log.aclose()
+        assert replay(path) == ({"same key": value + b"%d" % writes}, writes)
+
+    asyncio.run(main())
+
+
+class SlowCompaction(OsLogFile):
+    """A real log file whose compaction writes wait until the test lets them go."""
+
+    entered = threading.Event()
+    release = threading.Event()
+
+    def write(self, data: bytes) -> None:
+        if os.readlink(f"/proc/self/fd/{self.fd}").endswith(".compact"):
+            type(self).entered.set()
+            type(self).release.wait(10)
+        super().write(data)
+
+
+def test_aclose_during_a_compaction_leaves_the_old_log_intact(path: Path) -> None:
+    """Closing the log while a rewrite is in flight abandons it: no task left, no temporary file, old file unchanged."""
+    SlowCompaction.entered.clear()
+    SlowCompaction.release.clear()
+
+    async def main() -> bytes:
+        log, store = await open_log(path, compact_min_bytes=4096, open_file=SlowCompaction)
+        for i in range(60):
+            await log.write_put("k", b"x" * 100 + b"%d" % i)
+        assert await asyncio.to_thread(SlowCompaction.entered.wait, 10)
+        compaction = log._compaction
+        assert compaction is not None
+        closing = asyncio.create_task(log.aclose())
+        await asyncio.sleep(0.05)
+        before = disk_bytes(path)
+        SlowCompaction.release.set()
+        await closing
+        assert compaction.done()
+        assert log._compaction is None
+        assert log.compactions == 0
+        assert store.last_sequence == 60
+        return before
+
+    with capture_logs() as logs:
+        before = asyncio.run(main())
+    assert logs == []
+    assert path.read_bytes() == before
+    assert not path.with_name("tuco.log.compact").exists()
+    assert replay(path)[1] == 60
+
+
+def test_a_log_replaced_between_open_and_lock_is_refused(path: Path) -> None:
+    """A process that opened the log just before a compaction renamed a new file over it gets no lock on the old one."""
+    write_history(path, [("a", b"1")])
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        replacement = path.with_name("replacement")
+        replacement.write_bytes(encode_header())
+        os.replace(replacement, path)  # what a compaction does between this open and the lock below
+        with pytest.raises(LogFailedError, match="was replaced while being opened"):
+            _lock(fd, path)
+    finally:
+        os.close(fd)
+    OsLogFile(path).close()  # the file now at the path can be locked
