@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass
 
@@ -80,9 +81,17 @@ class Service:
         started = time.perf_counter()
         apply_batch = self.store.apply_batch
         events = 0
-        async for batch in self.log.read_events():
-            apply_batch(batch)
-            events += len(batch)
+        # Replay allocates millions of short-lived event tuples and nothing cyclic;
+        # the cyclic collector would only rescan them (about a fifth of replay time).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            async for batch in self.log.read_events():
+                apply_batch(batch)
+                events += len(batch)
+        finally:
+            if collecting:
+                gc.enable()
         await self.log.run(self.store.apply)
         stats = ReplayStats(events, len(self.store), round(time.perf_counter() - started, 3))
         self.api.phase = Phase.SERVING
