@@ -104,12 +104,7 @@ class TucoProcess:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signum)
-        code = self.proc.wait(timeout)
-        if self._reader is not None:
-            self._reader.join(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        return code
+        return self.wait_exit(timeout)
 
     def wait_exit(self, timeout: float = 30.0) -> int:
         assert self.proc is not None
