@@ -7,8 +7,10 @@ log has problems (verify, compact), 2 usage or configuration error, 3 the reques
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -145,6 +147,16 @@ def log() -> None:
 _path_argument = click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 
 
+@contextlib.contextmanager
+def _exit_on_log_error(path: Path) -> Iterator[None]:
+    """A log that cannot be used (not a log, locked, corrupt) is one line on stderr and exit 1."""
+    try:
+        yield
+    except LogError as exc:
+        click.echo(f"tuco: {path}: {exc}", err=True)
+        sys.exit(EXIT_NOT_FOUND)
+
+
 @log.command()
 @_path_argument
 def dump(path: Path) -> None:
@@ -152,13 +164,10 @@ def dump(path: Path) -> None:
     from tuco.log.file import LogReader
 
     reader = LogReader(path)
-    try:
+    with _exit_on_log_error(path):
         for batch in reader:
             for event in batch:
                 click.echo(f"{event.sequence}\t{event.type.name}\t{event.key!r}\t{event.value!r}")
-    except LogError as exc:
-        click.echo(f"tuco: {path}: {exc}", err=True)
-        sys.exit(EXIT_NOT_FOUND)
     if reader.report and reader.report.problem:
         click.echo(f"tuco: stopped at offset {reader.report.valid_bytes}: {reader.report.problem}", err=True)
         sys.exit(EXIT_NOT_FOUND)
@@ -171,12 +180,9 @@ def verify(path: Path) -> None:
     from tuco.log.file import LogReader
 
     reader = LogReader(path)
-    try:
+    with _exit_on_log_error(path):
         for _ in reader:
             pass
-    except LogError as exc:
-        click.echo(f"{path}: {exc}")
-        sys.exit(EXIT_NOT_FOUND)
     report = reader.report
     if report is None:  # pragma: no cover - set by iteration
         raise RuntimeError("scan did not finish")
@@ -194,11 +200,8 @@ def repair(path: Path) -> None:
     """Cut the log after its last valid record (what follows is lost; back the file up first)."""
     from tuco.log.file import repair_log
 
-    try:
+    with _exit_on_log_error(path):
         report = repair_log(path)
-    except LogError as exc:
-        click.echo(f"tuco: {path}: {exc}", err=True)
-        sys.exit(EXIT_NOT_FOUND)
     if report.dropped_bytes:
         click.echo(
             f"{path}: kept {report.events} events (last sequence {report.last_sequence}); "
@@ -214,11 +217,8 @@ def compact(path: Path) -> None:
     """Rewrite the log as one PUT per live key, dropping overwritten and deleted values (exit 1 on failure)."""
     from tuco.log.file import compact_log
 
-    try:
+    with _exit_on_log_error(path):
         report = compact_log(path)
-    except LogError as exc:
-        click.echo(f"tuco: {path}: {exc}", err=True)
-        sys.exit(EXIT_NOT_FOUND)
     if report.dropped_bytes:
         click.echo(f"{path}: left out a torn tail of {report.dropped_bytes} bytes")
     click.echo(

@@ -19,7 +19,8 @@ from tuco.core.codec import HEADER_SIZE, encode_header, encode_record
 from tuco.core.events import Event, EventType
 from tuco.core.store import Store
 from tuco.errors import LogFailedError
-from tuco.log.file import FileTransactionLog, LogReader, OsLogFile, SyncMode, _lock
+from tuco.log._disk import lock_exclusively
+from tuco.log.file import FileTransactionLog, LogReader, OsLogFile, SyncMode
 
 
 def put(sequence: int, key: str, value: bytes) -> Event:
@@ -421,7 +422,7 @@ def test_a_log_replaced_between_open_and_lock_is_refused(path: Path) -> None:
         replacement.write_bytes(encode_header())
         os.replace(replacement, path)  # what a compaction does between this open and the lock below
         with pytest.raises(LogFailedError, match="was replaced while being opened"):
-            _lock(fd, path)
+            lock_exclusively(fd, path)
     finally:
         os.close(fd)
     OsLogFile(path).close()  # the file now at the path can be locked

@@ -26,6 +26,8 @@ class Mutation(NamedTuple):
     value: bytes
 
 
+_Batch = list[tuple[Mutation, "asyncio.Future[Event]"]]
+
 CommitBatch = Callable[[Sequence[Mutation]], Awaitable[Sequence[Event]]]
 """Makes a batch durable and returns its events, sequenced, in the same order."""
 
@@ -47,7 +49,7 @@ class GroupCommit:
     def __init__(self, commit: CommitBatch, *, max_pending_bytes: int = 64 << 20) -> None:
         self._commit = commit
         self._max_pending_bytes = max_pending_bytes
-        self._pending: list[tuple[Mutation, asyncio.Future[Event]]] = []
+        self._pending: _Batch = []
         self._pending_bytes = 0
         self._wakeup = asyncio.Event()
         self._space = asyncio.Event()
@@ -115,9 +117,7 @@ class GroupCommit:
             _logger.error("log_failed", error=str(error), cause=repr(error.__cause__))
         pending, self._pending = self._pending, []
         self._pending_bytes = 0
-        for _, future in pending:
-            if not future.done():
-                future.set_exception(self.failure)
+        _fail_batch(pending, self.failure)
         self._space.set()
         self._wakeup.set()
 
@@ -138,20 +138,10 @@ class GroupCommit:
             try:
                 events = await self._commit([mutation for mutation, _ in batch])
             except LogUnavailableError as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                _fail_batch(batch, exc)  # the database may come back: only this batch fails
                 continue
-            except Exception as exc:  # any failure: nothing in the batch may be acknowledged
-                if isinstance(exc, LogFailedError):
-                    error = exc
-                else:
-                    error = LogFailedError(f"commit failed: {exc}")
-                    error.__cause__ = exc
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                self.fail(error)
+            except Exception as exc:  # any other failure: nothing in the batch may be acknowledged
+                self._fail_with_batch(batch, exc, "commit failed")
                 return
             self.batches += 1
             try:
@@ -160,13 +150,15 @@ class GroupCommit:
                     if not future.done():
                         future.set_result(event)
             except Exception as exc:  # the store no longer matches the log: stop writing
-                error = LogFailedError(f"applying a committed event failed: {exc}")
-                error.__cause__ = exc
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                self.fail(error)
+                self._fail_with_batch(batch, exc, "applying a committed event failed")
                 return
+
+    def _fail_with_batch(self, batch: _Batch, exc: Exception, doing: str) -> None:
+        error = exc if isinstance(exc, LogFailedError) else LogFailedError(f"{doing}: {exc}")
+        if error is not exc:
+            error.__cause__ = exc
+        _fail_batch(batch, error)
+        self.fail(error)
 
     async def aclose(self) -> None:
         """Take no more writes, commit everything queued, and stop the task."""
@@ -175,3 +167,9 @@ class GroupCommit:
         self._space.set()
         if self._task is not None:
             await asyncio.shield(self._task)
+
+
+def _fail_batch(batch: _Batch, error: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(error)

@@ -23,28 +23,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import fcntl
 import os
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO, ParamSpec, Protocol, TypeVar
+from typing import ParamSpec, TypeVar
 
 import structlog
 
-from tuco.core.codec import (
-    HEADER_SIZE,
-    RECORD_OVERHEAD,
-    RecordDecoder,
-    decode_header,
-    encode_header,
-    encode_record,
-    find_valid_record,
-)
+from tuco.core.codec import HEADER_SIZE, RECORD_OVERHEAD, encode_record
 from tuco.core.events import Event, EventType
 from tuco.errors import LogClosedError, LogCorruptError, LogError, LogFailedError
+from tuco.log._compaction import (
+    CompactionReport,
+    CompactionStoppedError,
+    Rewrite,
+    compact_log,
+    compaction_path,
+    copy_range,
+    create_compaction_file,
+    finish_compaction,
+    write_compacted,
+)
+from tuco.log._disk import LogFile, OsLogFile, create_log, cut_file, sync_directory, write_and_sync
+from tuco.log._scan import LogReader, ScanReport, repair_log
 from tuco.log.batching import GroupCommit, Mutation
 from tuco.ports import ApplyEvent
 
@@ -60,11 +62,8 @@ __all__ = [
     "repair_log",
 ]
 
+
 _logger = structlog.get_logger("tuco.log")
-_READ_CHUNK = 4 << 20
-_SCAN_WINDOW = 16 << 20
-_WRITE_CHUNK = 1 << 20
-_COPY_CHUNK = 4 << 20
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
 
@@ -74,336 +73,6 @@ class SyncMode(enum.StrEnum):
 
     ALWAYS = "always"
     EVERYSEC = "everysec"
-
-
-class LogFile(Protocol):
-    """The two operations the log needs from an open file; swapped in tests to inject failures."""
-
-    def write(self, data: bytes) -> None:
-        """Append all of ``data``."""
-        ...
-
-    def sync(self) -> None:
-        """Make everything written so far durable."""
-        ...
-
-    def close(self) -> None:
-        """Release the file."""
-        ...
-
-
-class OsLogFile:
-    """A log file opened for appending, exclusively locked against a second writer."""
-
-    def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        try:
-            _lock(self.fd, path)
-        except BaseException:
-            os.close(self.fd)
-            raise
-
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.write(self.fd, view)
-            view = view[written:]
-
-    def sync(self) -> None:
-        os.fdatasync(self.fd)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-def _lock(fd: int, path: Path) -> None:
-    """Lock the file open as ``fd`` exclusively, or raise a 'locked' :class:`LogFailedError`.
-
-    Also refuses if ``path`` no longer names that file: a compaction in another
-    process may have replaced it between our open and our lock, and a lock on
-    the replaced file would guard nothing.
-    """
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise LogFailedError(f"{path} is locked by another tuco process") from None
-    opened = os.fstat(fd)
-    try:
-        named = os.stat(path)
-    except FileNotFoundError:
-        named = None
-    if named is None or (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino):
-        raise LogFailedError(f"{path} was replaced while being opened (compacted by another tuco process); try again")
-
-
-@dataclass(frozen=True, slots=True)
-class ScanReport:
-    """What reading a log found."""
-
-    events: int
-    last_sequence: int
-    valid_bytes: int
-    file_bytes: int
-    problem: str | None = None
-    corrupt: bool = False
-    first_sequence: int = 1
-
-    @property
-    def dropped_bytes(self) -> int:
-        """Bytes after the last good record."""
-        return self.file_bytes - self.valid_bytes
-
-
-class LogReader:
-    """Streams a log file's events in batches; memory is bounded by the chunk size.
-
-    After iteration, ``report`` says whether the file ended cleanly, with a
-    torn tail (bad bytes after the last good record, and no good record after
-    them) or with corruption (a bad record followed by good ones).
-    """
-
-    def __init__(self, path: Path, *, max_record_bytes: int = 1 << 31) -> None:
-        self.path = path
-        self.max_record_bytes = max_record_bytes
-        self.report: ScanReport | None = None
-
-    def __iter__(self) -> Iterator[list[Event]]:
-        with open(self.path, "rb") as file:
-            file_bytes = os.fstat(file.fileno()).st_size
-            header = decode_header(file.read(HEADER_SIZE))
-            decoder = RecordDecoder(first_sequence=header.first_sequence, max_record_bytes=self.max_record_bytes)
-            count = 0
-            while chunk := file.read(_READ_CHUNK):
-                events = decoder.feed(chunk)
-                if events:
-                    count += len(events)
-                    yield events
-                if decoder.failure is not None:
-                    break
-            valid = decoder.offset
-            problem = None
-            corrupt = False
-            if valid < file_bytes:
-                problem = decoder.failure.reason if decoder.failure else "incomplete record"
-                # Search from the bad record itself: a torn write never has a valid
-                # checksum, so a whole record there (out of sequence) is corruption.
-                after = _find_record_after(file, valid, file_bytes, self.max_record_bytes)
-                if after is not None:
-                    corrupt = True
-                    problem = f"{problem} at offset {valid}, followed by a valid record at offset {after}"
-            self.report = ScanReport(
-                count, decoder.next_sequence - 1, valid, file_bytes, problem, corrupt, header.first_sequence
-            )
-
-
-def _find_record_after(file: BinaryIO, start: int, end: int, max_record_bytes: int) -> int | None:
-    """Scan ``[start, end)`` of the file in overlapping windows for a valid record."""
-    overlap = min(max_record_bytes + 8, _SCAN_WINDOW)
-    pos = start
-    while pos < end:
-        file.seek(pos)
-        window = file.read(_SCAN_WINDOW + overlap)
-        found = find_valid_record(window, max_record_bytes=max_record_bytes)
-        if found is not None and found < _SCAN_WINDOW:
-            return pos + found
-        pos += _SCAN_WINDOW
-    return None
-
-
-def create_log(path: Path) -> None:
-    """Create an empty log durably: header written and synced, directory entry synced."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, encode_header())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    _sync_directory(path.parent)
-
-
-def _sync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def repair_log(path: Path, *, max_record_bytes: int = 1 << 31) -> ScanReport:
-    """Cut the log after its last good record, whatever follows; return what was found.
-
-    Raises :class:`LogFailedError` if a running tuco holds the log: its tail may be a write in flight.
-    """
-    with open(path, "r+b") as file:
-        _lock(file.fileno(), path)
-        reader = LogReader(path, max_record_bytes=max_record_bytes)
-        for _ in reader:
-            pass
-        report = reader.report
-        if report is None:  # pragma: no cover - set by iteration
-            raise RuntimeError("scan did not finish")
-        if report.dropped_bytes:
-            _truncate(file, report.valid_bytes)
-    return report
-
-
-def _cut(path: Path, size: int) -> None:
-    with open(path, "r+b") as file:
-        _truncate(file, size)
-
-
-def _truncate(file: BinaryIO, size: int) -> None:
-    file.truncate(size)
-    file.flush()
-    os.fsync(file.fileno())
-
-
-@dataclass(frozen=True, slots=True)
-class CompactionReport:
-    """What compacting a log did."""
-
-    events_before: int
-    events_after: int
-    bytes_before: int
-    bytes_after: int
-    last_sequence: int
-    dropped_bytes: int = 0
-
-
-class _CompactionStopped(Exception):
-    """The log is closing: the compaction gives up and leaves the old file as it was."""
-
-
-def compact_log(path: Path, *, max_record_bytes: int = 1 << 31) -> CompactionReport:
-    """Rewrite the log as one PUT per live key, replacing it atomically; return what changed.
-
-    Memory is bounded by the live state. Raises a 'locked' :class:`LogFailedError`
-    if a running tuco holds the log, :class:`LogCorruptError` if it is corrupt
-    (repair it first); a torn tail is left out, as the server would cut it.
-    """
-    tmp = _compaction_path(path)
-    try:
-        with open(path, "rb") as held:
-            _lock(held.fileno(), path)
-            reader = LogReader(path, max_record_bytes=max_record_bytes)
-            state: dict[str, bytes] = {}
-            put = EventType.PUT
-            for batch in reader:
-                for _, event_type, key, value in batch:
-                    if event_type is put:
-                        state[key] = value
-                    else:
-                        state.pop(key, None)
-            report = reader.report
-            if report is None:  # pragma: no cover - set by iteration
-                raise RuntimeError("scan did not finish")
-            if report.corrupt:
-                raise LogCorruptError(f"{report.problem}; refusing to compact. Cut it with 'tuco log repair {path}'")
-            new_file = _create_compaction_file(tmp, OsLogFile)
-            try:
-                written, first_sequence = _write_compacted(new_file, report.last_sequence, state, None)
-                new_file.sync()
-                os.replace(tmp, path)
-                _sync_directory(path.parent)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
-            finally:
-                new_file.close()
-    except OSError as exc:
-        raise LogFailedError(f"cannot compact {path}: {exc.strerror or exc}") from exc
-    return CompactionReport(
-        events_before=report.events,
-        events_after=report.last_sequence - first_sequence + 1,
-        bytes_before=report.file_bytes,
-        bytes_after=written,
-        last_sequence=report.last_sequence,
-        dropped_bytes=report.dropped_bytes,
-    )
-
-
-def _compaction_path(path: Path) -> Path:
-    return path.with_name(path.name + ".compact")
-
-
-def _create_compaction_file(tmp: Path, opener: Callable[[Path], LogFile]) -> LogFile:
-    """Create (or empty a stale) ``tmp`` and open it, locked, for appending."""
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    os.close(fd)
-    return opener(tmp)
-
-
-def _write_compacted(
-    file: LogFile, last_sequence: int, state: Mapping[str, bytes], stop: threading.Event | None
-) -> tuple[int, int]:
-    """Write the header and one PUT per key, numbered up to ``last_sequence``; return (bytes, first sequence).
-
-    With no key left, one DELETE (of the empty key, a no-op with nothing left)
-    carries ``last_sequence``: replay then still ends at that sequence.
-    """
-    if not state and last_sequence > 0:
-        records = encode_header(first_sequence=last_sequence) + encode_record(last_sequence, EventType.DELETE, "")
-        file.write(records)
-        return len(records), last_sequence
-    first_sequence = last_sequence - len(state) + 1
-    chunk = [encode_header(first_sequence=first_sequence)]
-    pending = HEADER_SIZE
-    written = 0
-    sequence = first_sequence
-    put = EventType.PUT
-    for key, value in state.items():
-        record = encode_record(sequence, put, key, value)
-        chunk.append(record)
-        pending += len(record)
-        sequence += 1
-        if pending >= _WRITE_CHUNK:
-            if stop is not None and stop.is_set():
-                raise _CompactionStopped
-            file.write(b"".join(chunk))
-            written += pending
-            chunk.clear()
-            pending = 0
-    file.write(b"".join(chunk))
-    return written + pending, first_sequence
-
-
-def _copy_range(source: int, target: LogFile, start: int, end: int, stop: threading.Event | None) -> None:
-    """Append bytes ``[start, end)`` of the file open as ``source`` to ``target``."""
-    pos = start
-    while pos < end:
-        if stop is not None and stop.is_set():
-            raise _CompactionStopped
-        data = os.pread(source, min(_COPY_CHUNK, end - pos), pos)
-        if not data:
-            raise OSError(f"the log ended at offset {pos}, before {end}")
-        target.write(data)
-        pos += len(data)
-
-
-@dataclass(slots=True)
-class _Rewrite:
-    """One online compaction in progress, shared with its worker threads."""
-
-    tmp: Path
-    stop: threading.Event = field(default_factory=threading.Event)
-    source: int | None = None  # the old file, read-only: its tail is copied over
-    offset: int = 0  # where the old file's records after the snapshot start
-    first_sequence: int = 1
-    new_file: LogFile | None = None
-    written: int = 0  # bytes of the rewritten state in the new file
-    replaced: bool = False
-
-
-def _finish_compaction(rewrite: _Rewrite, start: int, end: int, path: Path) -> None:
-    """Copy the last of the tail, make the new file durable and rename it over the log."""
-    if rewrite.source is None or rewrite.new_file is None:  # pragma: no cover - set before
-        raise RuntimeError("compaction not started")
-    _copy_range(rewrite.source, rewrite.new_file, start, end, None)
-    rewrite.new_file.sync()
-    os.replace(rewrite.tmp, path)
-    rewrite.replaced = True
 
 
 class FileTransactionLog:
@@ -457,7 +126,7 @@ class FileTransactionLog:
         self._live_bytes = 0
         self._compact_not_before = 0
         self._compaction: asyncio.Task[None] | None = None
-        self._rewrite: _Rewrite | None = None
+        self._rewrite: Rewrite | None = None
         self._commits = GroupCommit(self._commit, max_pending_bytes=max_pending_bytes)
         self.replay_report: ScanReport | None = None
         self.compactions = 0
@@ -510,7 +179,7 @@ class FileTransactionLog:
                 reason=report.problem,
             )
             try:
-                _cut(self.path, report.valid_bytes)
+                cut_file(self.path, report.valid_bytes)
             except OSError as exc:
                 raise LogFailedError(f"cannot cut the torn tail of {self.path}: {exc.strerror}") from exc
         self._next_sequence = report.last_sequence + 1
@@ -567,7 +236,7 @@ class FileTransactionLog:
             data = b"".join([encode_record(e.sequence, e.type, e.key, e.value) for e in events])
             try:
                 if self.sync_mode is SyncMode.ALWAYS:
-                    await asyncio.to_thread(_write_and_sync, file, data)
+                    await asyncio.to_thread(write_and_sync, file, data)
                 else:
                     file.write(data)
                     self._unsynced = True
@@ -589,12 +258,12 @@ class FileTransactionLog:
             and size > self._compact_ratio * self._live_bytes
             and size >= self._compact_not_before
         ):
-            self._rewrite = _Rewrite(_compaction_path(self.path))
+            self._rewrite = Rewrite(compaction_path(self.path))
             self._compaction = asyncio.get_running_loop().create_task(
                 self._compact(self._rewrite), name="tuco-log-compaction"
             )
 
-    async def _compact(self, rewrite: _Rewrite) -> None:
+    async def _compact(self, rewrite: Rewrite) -> None:
         """Rewrite the log online; a failure is logged and leaves the old file in use, intact."""
         started = time.perf_counter()
         try:
@@ -609,23 +278,23 @@ class FileTransactionLog:
                 rewrite.offset = self._size
                 rewrite.source = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
             opener = self._open_file or OsLogFile
-            new_file = await self._in_thread(rewrite, _create_compaction_file, rewrite.tmp, opener)
+            new_file = await self._in_thread(rewrite, create_compaction_file, rewrite.tmp, opener)
             rewrite.new_file = new_file
             rewrite.written, rewrite.first_sequence = await self._in_thread(
-                rewrite, _write_compacted, new_file, last_sequence, state, rewrite.stop
+                rewrite, write_compacted, new_file, last_sequence, state, rewrite.stop
             )
             del state
             # Copy what was appended meanwhile without holding writers up; only the rest waits for them.
             copied = self._size
-            await self._in_thread(rewrite, _copy_range, rewrite.source, new_file, rewrite.offset, copied, rewrite.stop)
+            await self._in_thread(rewrite, copy_range, rewrite.source, new_file, rewrite.offset, copied, rewrite.stop)
             async with self._write_lock, self._sync_lock:
                 if self.failure is not None or rewrite.stop.is_set():
-                    raise _CompactionStopped
+                    raise CompactionStoppedError
                 bytes_before = self._size
                 events_before = self._next_sequence - self._first_sequence
-                await self._in_thread(rewrite, _finish_compaction, rewrite, copied, bytes_before, self.path)
+                await self._in_thread(rewrite, finish_compaction, rewrite, copied, bytes_before, self.path)
                 self._adopt(rewrite)
-                await asyncio.to_thread(_sync_directory, self.path.parent)
+                await asyncio.to_thread(sync_directory, self.path.parent)
             _logger.info(
                 "log_compacted",
                 path=str(self.path),
@@ -635,7 +304,7 @@ class FileTransactionLog:
                 bytes_after=self._size,
                 seconds=round(time.perf_counter() - started, 3),
             )
-        except _CompactionStopped:
+        except CompactionStoppedError:
             pass
         except Exception as exc:
             if rewrite.replaced:
@@ -658,7 +327,7 @@ class FileTransactionLog:
             self._compaction = None
 
     async def _in_thread(
-        self, rewrite: _Rewrite, function: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+        self, rewrite: Rewrite, function: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
     ) -> _T:
         """Run ``function`` in a worker thread; if cancelled, stop it at its next check and wait for it.
 
@@ -672,7 +341,7 @@ class FileTransactionLog:
             await asyncio.wait([future])
             raise
 
-    def _adopt(self, rewrite: _Rewrite) -> None:
+    def _adopt(self, rewrite: Rewrite) -> None:
         """Append to the new file from now on: it holds every committed record."""
         new_file, rewrite.new_file = rewrite.new_file, None
         if new_file is None:  # pragma: no cover - checked by the callers
@@ -725,8 +394,3 @@ class FileTransactionLog:
             self._unsynced = True  # a sync cancelled above may not have finished: always sync once more
             await self._sync_now()
             self._close_file()
-
-
-def _write_and_sync(file: LogFile, data: bytes) -> None:
-    file.write(data)
-    file.sync()

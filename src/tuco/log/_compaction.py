@@ -1,0 +1,178 @@
+"""Compaction: rewriting a log as one PUT per live key, offline and as the running log's rewrite."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tuco.core.codec import HEADER_SIZE, encode_header, encode_record
+from tuco.core.events import EventType
+from tuco.errors import LogCorruptError, LogFailedError
+from tuco.log._disk import LogFile, OsLogFile, lock_exclusively, sync_directory
+from tuco.log._scan import LogReader
+
+__all__ = [
+    "CompactionReport",
+    "CompactionStoppedError",
+    "Rewrite",
+    "compact_log",
+    "compaction_path",
+    "copy_range",
+    "create_compaction_file",
+    "finish_compaction",
+    "write_compacted",
+]
+
+_WRITE_CHUNK = 1 << 20
+_COPY_CHUNK = 4 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionReport:
+    """What compacting a log did."""
+
+    events_before: int
+    events_after: int
+    bytes_before: int
+    bytes_after: int
+    last_sequence: int
+    dropped_bytes: int = 0
+
+
+class CompactionStoppedError(Exception):
+    """The log is closing: the compaction gives up and leaves the old file as it was."""
+
+
+def compact_log(path: Path, *, max_record_bytes: int = 1 << 31) -> CompactionReport:
+    """Rewrite the log as one PUT per live key, replacing it atomically; return what changed.
+
+    Memory is bounded by the live state. Raises a 'locked' :class:`LogFailedError`
+    if a running tuco holds the log, :class:`LogCorruptError` if it is corrupt
+    (repair it first); a torn tail is left out, as the server would cut it.
+    """
+    tmp = compaction_path(path)
+    try:
+        with open(path, "rb") as held:
+            lock_exclusively(held.fileno(), path)
+            reader = LogReader(path, max_record_bytes=max_record_bytes)
+            state: dict[str, bytes] = {}
+            put = EventType.PUT
+            for batch in reader:
+                for _, event_type, key, value in batch:
+                    if event_type is put:
+                        state[key] = value
+                    else:
+                        state.pop(key, None)
+            report = reader.report
+            if report is None:  # pragma: no cover - set by iteration
+                raise RuntimeError("scan did not finish")
+            if report.corrupt:
+                raise LogCorruptError(f"{report.problem}; refusing to compact. Cut it with 'tuco log repair {path}'")
+            new_file = create_compaction_file(tmp, OsLogFile)
+            try:
+                written, first_sequence = write_compacted(new_file, report.last_sequence, state, None)
+                new_file.sync()
+                os.replace(tmp, path)
+                sync_directory(path.parent)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            finally:
+                new_file.close()
+    except OSError as exc:
+        raise LogFailedError(f"cannot compact {path}: {exc.strerror or exc}") from exc
+    return CompactionReport(
+        events_before=report.events,
+        events_after=report.last_sequence - first_sequence + 1,
+        bytes_before=report.file_bytes,
+        bytes_after=written,
+        last_sequence=report.last_sequence,
+        dropped_bytes=report.dropped_bytes,
+    )
+
+
+def compaction_path(path: Path) -> Path:
+    return path.with_name(path.name + ".compact")
+
+
+def create_compaction_file(tmp: Path, opener: Callable[[Path], LogFile]) -> LogFile:
+    """Create (or empty a stale) ``tmp`` and open it, locked, for appending."""
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+    return opener(tmp)
+
+
+def write_compacted(
+    file: LogFile, last_sequence: int, state: Mapping[str, bytes], stop: threading.Event | None
+) -> tuple[int, int]:
+    """Write the header and one PUT per key, numbered up to ``last_sequence``; return (bytes, first sequence).
+
+    With no key left, one DELETE (of the empty key, a no-op with nothing left)
+    carries ``last_sequence``: replay then still ends at that sequence.
+    """
+    if not state and last_sequence > 0:
+        records = encode_header(first_sequence=last_sequence) + encode_record(last_sequence, EventType.DELETE, "")
+        file.write(records)
+        return len(records), last_sequence
+    first_sequence = last_sequence - len(state) + 1
+    chunk = [encode_header(first_sequence=first_sequence)]
+    pending = HEADER_SIZE
+    written = 0
+    sequence = first_sequence
+    put = EventType.PUT
+    for key, value in state.items():
+        record = encode_record(sequence, put, key, value)
+        chunk.append(record)
+        pending += len(record)
+        sequence += 1
+        if pending >= _WRITE_CHUNK:
+            if stop is not None and stop.is_set():
+                raise CompactionStoppedError
+            file.write(b"".join(chunk))
+            written += pending
+            chunk.clear()
+            pending = 0
+    file.write(b"".join(chunk))
+    return written + pending, first_sequence
+
+
+def copy_range(source: int, target: LogFile, start: int, end: int, stop: threading.Event | None) -> None:
+    """Append bytes ``[start, end)`` of the file open as ``source`` to ``target``."""
+    pos = start
+    while pos < end:
+        if stop is not None and stop.is_set():
+            raise CompactionStoppedError
+        data = os.pread(source, min(_COPY_CHUNK, end - pos), pos)
+        if not data:
+            raise OSError(f"the log ended at offset {pos}, before {end}")
+        target.write(data)
+        pos += len(data)
+
+
+@dataclass(slots=True)
+class Rewrite:
+    """One online compaction in progress, shared with its worker threads."""
+
+    tmp: Path
+    stop: threading.Event = field(default_factory=threading.Event)
+    source: int | None = None  # the old file, read-only: its tail is copied over
+    offset: int = 0  # where the old file's records after the snapshot start
+    first_sequence: int = 1
+    new_file: LogFile | None = None
+    written: int = 0  # bytes of the rewritten state in the new file
+    replaced: bool = False
+
+
+def finish_compaction(rewrite: Rewrite, start: int, end: int, path: Path) -> None:
+    """Copy the last of the tail, make the new file durable and rename it over the log."""
+    if rewrite.source is None or rewrite.new_file is None:  # pragma: no cover - set before
+        raise RuntimeError("compaction not started")
+    copy_range(rewrite.source, rewrite.new_file, start, end, None)
+    rewrite.new_file.sync()
+    os.replace(rewrite.tmp, path)
+    rewrite.replaced = True
