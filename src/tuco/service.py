@@ -18,6 +18,7 @@ from tuco.ports import TransactionLog
 __all__ = ["ReplayStats", "Service", "build_log"]
 
 _logger = structlog.get_logger("tuco")
+_PROGRESS_EVERY = 5.0  # seconds between replay_progress lines
 
 
 def build_log(settings: Settings) -> TransactionLog:
@@ -85,10 +86,15 @@ class Service:
         # the cyclic collector would only rescan them (about a fifth of replay time).
         collecting = gc.isenabled()
         gc.disable()
+        next_report = started + _PROGRESS_EVERY
         try:
             async for batch in self.log.read_events():
                 apply_batch(batch)
                 events += len(batch)
+                if (now := time.perf_counter()) >= next_report:  # long replays show they are moving
+                    next_report = now + _PROGRESS_EVERY
+                    rate = int(events / (now - started))
+                    _logger.info("replay_progress", events=events, keys=len(self.store), events_per_second=rate)
         finally:
             if collecting:
                 gc.enable()
