@@ -530,3 +530,20 @@ def test_repair_refuses_a_log_in_use(path: Path) -> None:
     report = repair_log(path)
     assert (report.events, report.dropped_bytes, report.corrupt) == (1, 4, False)
     assert read_back(path) == [put(1, "a", b"1")]
+
+
+def test_a_crash_while_creating_the_log_leaves_nothing_that_blocks_a_start(tmp_path: Path) -> None:
+    """A half-written temporary file from a crash during creation is ignored: the log is created whole."""
+    path = tmp_path / "data" / "tuco.log"
+    path.parent.mkdir()
+    (tmp_path / "data" / "tuco.log.new").write_bytes(b"TUC")  # the header was never finished
+
+    async def main() -> None:
+        log, _ = await open_log(path)
+        await log.write_put("k", b"v")
+        await log.aclose()
+
+    asyncio.run(main())
+    assert path.read_bytes()[:HEADER_SIZE] == encode_header()
+    assert read_back(path) == [put(1, "k", b"v")]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["tuco.log"]

@@ -83,14 +83,23 @@ def lock_exclusively(fd: int, path: Path) -> None:
 
 
 def create_log(path: Path) -> None:
-    """Create an empty log durably: header written and synced, directory entry synced."""
+    """Create an empty log durably: header written and synced, then renamed into place.
+
+    Writing a temporary file first means a crash can never leave a log
+    without its header (which the next start would refuse as not a log).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fresh = path.with_name(path.name + ".new")
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, encode_header())
         os.fsync(fd)
     finally:
         os.close(fd)
+    try:
+        os.link(fresh, path)  # unlike rename, never replaces a log another process just created
+    finally:
+        os.unlink(fresh)
     sync_directory(path.parent)
 
 
