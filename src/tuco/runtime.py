@@ -17,6 +17,7 @@ import structlog
 
 from tuco.config import Settings
 from tuco.errors import ConfigurationError, TucoError
+from tuco.http.api import Phase
 from tuco.http.server import NativeServer, ServerSettings, start_server
 from tuco.observability import Metrics, configure_logging
 from tuco.service import ReplayStats, Service
@@ -130,6 +131,7 @@ async def _start_or_stop(service: Service, stop: _StopSignal) -> ReplayStats | N
 
 
 async def _shutdown(server: NativeServer, service: Service, grace: float) -> None:
+    service.api.phase = Phase.STOPPING  # /readyz turns 503 at once, so balancers stop sending work
     await server.aclose(grace=grace)
     await service.aclose()
 
