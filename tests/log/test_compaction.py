@@ -10,11 +10,11 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
+from tests.log.helpers import open_log
 from tuco.core.codec import HEADER_SIZE, encode_header, encode_record
 from tuco.core.events import Event, EventType
 from tuco.core.store import Store
@@ -25,20 +25,6 @@ from tuco.log.file import FileTransactionLog, LogReader, OsLogFile, SyncMode
 
 def put(sequence: int, key: str, value: bytes) -> Event:
     return Event(sequence, EventType.PUT, key, value)
-
-
-async def open_log(path: Path, **options: Any) -> tuple[FileTransactionLog, Store]:
-    """Replay ``path`` into a new store and start the log with that store as its snapshot, as the service does."""
-    store = Store()
-    log = FileTransactionLog(path, snapshot=store.snapshot, **options)
-    try:
-        async for batch in log.read_events():
-            store.apply_batch(batch)
-        await log.run(store.apply)
-    except BaseException:
-        await log.aclose()
-        raise
-    return log, store
 
 
 async def settle(log: FileTransactionLog) -> None:

@@ -3,11 +3,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
+from tests.log.helpers import open_log
 from tuco.core.codec import HEADER_SIZE, encode_header, encode_record
 from tuco.core.events import Event, EventType
 from tuco.core.store import Store
@@ -18,21 +18,6 @@ from tuco.testing import FailingLogFile
 
 def put(sequence: int, key: str, value: bytes) -> Event:
     return Event(sequence, EventType.PUT, key, value)
-
-
-async def open_log(path: Path, **options: Any) -> tuple[FileTransactionLog, Store]:
-    """Replay ``path`` into a new store and start the log, as the service does at start-up."""
-    log = FileTransactionLog(path, **options)
-    store = Store()
-    try:
-        async for batch in log.read_events():
-            for event in batch:
-                store.apply(event)
-        await log.run(store.apply)
-    except BaseException:
-        await log.aclose()
-        raise
-    return log, store
 
 
 def read_back(path: Path) -> list[Event]:
