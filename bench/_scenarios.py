@@ -47,7 +47,6 @@ class LoadScenario:
 
     name: str
     title: str
-    script: str
     connections: int = 64
     keys: int = 10_000
     value_bytes: int = 64
@@ -65,29 +64,29 @@ RELAXED = {"TUCO_LOG_SYNC": "everysec"}
 BIG_VALUES = {"TUCO_MAX_VALUE_BYTES": str(1 << 20)}
 
 LOAD_SCENARIOS: list[LoadScenario] = [
-    LoadScenario("ceiling", "reference server, GET", "get.lua", reference=True, quick=True),
-    LoadScenario("get", "GET", "get.lua", quick=True, paired=True),
-    LoadScenario("put_durable", "PUT, durable log (default)", "put.lua", quick=True),
-    LoadScenario("put_relaxed", "PUT, TUCO_LOG_SYNC=everysec", "put.lua", env=RELAXED, quick=True, paired=True),
-    LoadScenario("mix", "90/10 GET/PUT, everysec", "mix.lua", put_percent=10, env=RELAXED, quick=True, paired=True),
-    LoadScenario("mix_durable", "90/10 GET/PUT, durable log", "mix.lua", put_percent=10),
-    LoadScenario("get_1k", "GET, 1 KiB values", "get.lua", value_bytes=1024),
-    LoadScenario("put_1k", "PUT, 1 KiB values, durable", "put.lua", value_bytes=1024),
-    LoadScenario("get_64k", "GET, 64 KiB values (1,000 keys)", "get.lua", keys=1000, value_bytes=65536, env=BIG_VALUES),
+    LoadScenario("ceiling", "reference server, GET", reference=True, quick=True),
+    LoadScenario("get", "GET", quick=True, paired=True),
+    LoadScenario("put_durable", "PUT, durable log (default)", put_percent=100, quick=True),
+    LoadScenario("put_relaxed", "PUT, TUCO_LOG_SYNC=everysec", put_percent=100, env=RELAXED, quick=True, paired=True),
+    LoadScenario("mix", "90/10 GET/PUT, everysec", put_percent=10, env=RELAXED, quick=True, paired=True),
+    LoadScenario("mix_durable", "90/10 GET/PUT, durable log", put_percent=10),
+    LoadScenario("get_1k", "GET, 1 KiB values", value_bytes=1024),
+    LoadScenario("put_1k", "PUT, 1 KiB values, durable", put_percent=100, value_bytes=1024),
+    LoadScenario("get_64k", "GET, 64 KiB values (1,000 keys)", keys=1000, value_bytes=65536, env=BIG_VALUES),
     LoadScenario(
         "put_64k",
         "PUT, 64 KiB values (1,000 keys), durable",
-        "put.lua",
+        put_percent=100,
         keys=1000,
         value_bytes=65536,
         env=BIG_VALUES,
         max_seconds=5,
     ),
-    LoadScenario("get_c1", "GET, 1 connection", "get.lua", connections=1),
-    LoadScenario("get_c256", "GET, 256 connections", "get.lua", connections=256),
-    LoadScenario("get_tls", "GET over TLS", "get.lua", tls=True),
-    LoadScenario("pg_put", "PUT, PostgreSQL log", "put.lua", postgres=True),
-    LoadScenario("pg_get", "GET, PostgreSQL log", "get.lua", postgres=True),
+    LoadScenario("get_c1", "GET, 1 connection", connections=1),
+    LoadScenario("get_c256", "GET, 256 connections", connections=256),
+    LoadScenario("get_tls", "GET over TLS", tls=True),
+    LoadScenario("pg_put", "PUT, PostgreSQL log", put_percent=100, postgres=True),
+    LoadScenario("pg_get", "GET, PostgreSQL log", postgres=True),
 ]
 
 
@@ -171,7 +170,6 @@ def _paired_ceiling(stack: contextlib.ExitStack, sc: LoadScenario) -> functools.
         run_round,
         url=ref.url,
         pid=ref.pid,
-        script="get.lua",
         connections=64,
         keys=10_000,
         value_bytes=64,
@@ -189,7 +187,7 @@ def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
         "connections": sc.connections,
         "keys": sc.keys,
         "value_bytes": sc.value_bytes,
-        "put_percent": 100 if sc.script == "put.lua" else sc.put_percent,
+        "put_percent": sc.put_percent,
         "server_env": sc.env,
         "round_seconds": seconds,
     }
@@ -210,7 +208,6 @@ def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
             run_round,
             url=server.url,
             pid=server.pid,
-            script=sc.script,
             connections=sc.connections,
             keys=sc.keys,
             value_bytes=sc.value_bytes,

@@ -77,7 +77,6 @@ def _load(server: ServerProcess, scenario: str, seconds: float, box: list[RoundR
         run_round(
             url=server.url,
             pid=server.pid,
-            script=sc.script,
             connections=sc.connections,
             seconds=seconds,
             keys=sc.keys,
