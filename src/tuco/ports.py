@@ -31,12 +31,20 @@ class LogStatus(Protocol):
 class TransactionLog(LogStatus, Protocol):
     """An ordered, durable record of every PUT and DELETE.
 
-    Lifecycle: ``read_events()`` once to rebuild the state, then ``run(apply)``
+    Lifecycle: ``open()`` to acquire the log, ``read_events()`` once to rebuild the state, then ``run(apply)``
     to start writing (and, for shared logs, following other writers), then the
     writes, then ``aclose()``. A write returns only once its event is durable
     and has been passed to ``apply``; it raises :class:`~tuco.errors.LogFailedError`
     or :class:`~tuco.errors.LogClosedError` if it was not stored.
     """
+
+    async def open(self) -> None:
+        """Acquire the log (lock the file, reach the database) without reading it.
+
+        Raises a :class:`~tuco.errors.LogError` naming the cause, so a process can
+        refuse to start before it binds its port. ``read_events`` opens if needed.
+        """
+        ...
 
     def read_events(self) -> AsyncIterator[Sequence[Event]]:
         """Yield the logged events in sequence order, in batches, for replay."""

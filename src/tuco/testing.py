@@ -33,6 +33,9 @@ class MemoryLog:
     def failure(self) -> LogError | None:
         return self._commits.failure
 
+    async def open(self) -> None:
+        """Nothing to acquire: the list is already here."""
+
     async def read_events(self) -> AsyncIterator[Sequence[Event]]:
         yield list(self.events)
 

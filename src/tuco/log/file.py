@@ -141,19 +141,24 @@ class FileTransactionLog:
         The file is opened for writing, and so locked, before it is read: a
         second process must not replay (or cut the tail of) a log still in use.
         """
-        if not self.path.exists():
-            try:
-                create_log(self.path)
-            except OSError as exc:
-                raise LogFailedError(f"cannot create {self.path}: {exc.strerror or exc}") from exc
-        if self._file is None:
-            self._open_for_writing()
+        await self.open()
         try:
             async for batch in self._replay():
                 yield batch
         except BaseException:
             self._close_file()
             raise
+
+    async def open(self) -> None:
+        """Create the log if it is missing, then open and lock it for appending."""
+        if self._file is not None:
+            return
+        if not self.path.exists():
+            try:
+                create_log(self.path)
+            except OSError as exc:
+                raise LogFailedError(f"cannot create {self.path}: {exc.strerror or exc}") from exc
+        self._open_for_writing()
 
     async def _replay(self) -> AsyncIterator[Sequence[Event]]:
         reader = LogReader(self.path, max_record_bytes=self._max_record_bytes)

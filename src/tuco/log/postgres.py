@@ -114,6 +114,10 @@ class PostgresTransactionLog:
         """The last sequence handed to ``apply`` (or read by bootstrap)."""
         return self._applied
 
+    async def open(self) -> None:
+        """Reach the database and make sure the schema is there."""
+        await self._open()
+
     async def read_events(self) -> AsyncIterator[Sequence[Event]]:
         """Yield the current state as PUT events in sequence order: one per live key, not the history."""
         pool = await self._open()
