@@ -58,6 +58,10 @@ class OsLogFile:
     def sync(self) -> None:
         os.fdatasync(self.fd)
 
+    def truncate(self, size: int) -> None:
+        os.ftruncate(self.fd, size)
+        os.fsync(self.fd)
+
     def close(self) -> None:
         os.close(self.fd)
 
