@@ -19,6 +19,7 @@ from typing import NamedTuple
 from tuco.core.events import Event, EventType
 from tuco.errors import LogError, LogFailedError
 from tuco.log.batching import GroupCommit, Mutation
+from tuco.log._disk import sync_directory
 from tuco.log.file import OsLogFile
 from tuco.ports import ApplyEvent
 
@@ -117,17 +118,28 @@ class FailingDisk:
     (bytes, ``None`` for unlimited) makes a write that does not fit write what
     fits and then raise ``ENOSPC``, as a full disk does; ``sync_error`` (an
     errno such as ``errno.EIO``) makes syncs fail without syncing, as a dying
-    disk does; ``truncate_error`` does the same for cutting the file back.
+    disk does; ``truncate_error`` does the same for cutting the file back, and
+    ``directory_sync_error`` for :meth:`sync_directory` (pass it as
+    ``FileTransactionLog(sync_directory=...)``).
     """
 
     def __init__(self) -> None:
         self.space_left: int | None = None
         self.sync_error: int | None = None
         self.truncate_error: int | None = None
+        self.directory_sync_error: int | None = None
         self.journal: list[LogFileCall] = []
 
     def open(self, path: Path) -> FailingLogFile:
         return FailingLogFile(path, self)
+
+    def sync_directory(self, directory: Path) -> None:
+        """Sync ``directory`` (after a rename in it), or fail with ``directory_sync_error``."""
+        if self.directory_sync_error is not None:
+            self.journal.append(LogFileCall("fail-sync-directory", directory.name, 0, time.monotonic()))
+            raise OSError(self.directory_sync_error, os.strerror(self.directory_sync_error))
+        sync_directory(directory)
+        self.journal.append(LogFileCall("sync-directory", directory.name, 0, time.monotonic()))
 
 
 class FailingLogFile(RecordingLogFile):
