@@ -28,6 +28,9 @@ __all__ = [
     "FORMAT_VERSION",
     "HEADER_SIZE",
     "MAGIC",
+    "MAX_KEY_BYTES",
+    "MAX_PAYLOAD_BYTES",
+    "MAX_VALUE_BYTES",
     "RECORD_OVERHEAD",
     "DecodeFailure",
     "LogHeader",
@@ -45,6 +48,12 @@ HEADER_SIZE = _HEADER.size
 _FRAME = struct.Struct("<II")
 _PAYLOAD = struct.Struct("<QBI")
 RECORD_OVERHEAD = _FRAME.size + _PAYLOAD.size
+MAX_KEY_BYTES = 1 << 16
+"""The largest key any setting allows (``TUCO_MAX_KEY_BYTES`` is bounded by it)."""
+MAX_VALUE_BYTES = 1 << 30
+"""The largest value any setting allows (``TUCO_MAX_VALUE_BYTES`` is bounded by it)."""
+MAX_PAYLOAD_BYTES = _PAYLOAD.size + MAX_KEY_BYTES + MAX_VALUE_BYTES
+"""The largest payload the format allows: a longer declared length is damage, never a record."""
 _HEAD = struct.Struct("<IIQBI")  # frame and payload head together: one unpack per record
 _HEAD_SIZE = _HEAD.size
 _MIN_PAYLOAD = _PAYLOAD.size
