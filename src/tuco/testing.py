@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 from tuco.core.events import Event, EventType
 from tuco.errors import LogError, LogFailedError
-from tuco.log.batching import GroupCommit, Mutation
 from tuco.log._disk import sync_directory
+from tuco.log.batching import GroupCommit, Mutation
 from tuco.log.file import OsLogFile
 from tuco.ports import ApplyEvent
 

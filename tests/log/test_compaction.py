@@ -152,7 +152,7 @@ def test_offline_compaction_refuses_a_log_a_server_holds(path: Path) -> None:
         before = disk_bytes(path)
         result = await asyncio.to_thread(tuco_log, "compact", str(path))
         assert result.returncode == 1
-        assert result.stderr == f"tuco: {path}: {path} is locked by another tuco process\n"
+        assert result.stderr == f"tuco: {path}: {path} is locked by another tuco process (it holds {path.parent})\n"
         assert disk_bytes(path) == before
         await log.aclose()
 

@@ -93,7 +93,8 @@ def test_a_failed_sync_is_cut_back_so_a_restart_serves_what_was_served(path: Pat
     """In always mode a batch whose fdatasync fails is refused and cut off: a restart does not bring it back."""
     disk = FailingDisk()
     message = (
-        f"cannot sync {path} ({EIO}): the failed batch, sequences 2 to 4, was cut from the file and will not be replayed"
+        f"cannot sync {path} ({EIO}): the failed batch, sequences 2 to 4, was cut from the file and will not "
+        "be replayed"
     )
 
     async def main() -> None:
@@ -177,7 +178,7 @@ def test_everysec_timer_syncs_acknowledged_writes_without_being_asked(path: Path
 
 
 def test_everysec_failed_sync_stops_the_log_and_says_which_writes_may_be_lost(path: Path) -> None:
-    """A failed timer sync fails the log, naming the acknowledged writes that may not be on disk; they stay in the file."""
+    """A failed timer sync fails the log, naming the acknowledged writes that may not be on disk; they stay put."""
     disk = FailingDisk()
     message = (
         f"cannot sync {path} ({EIO}): the writes acknowledged since the last good sync, sequences 2 to 3, may not "
@@ -211,7 +212,7 @@ def test_a_failed_directory_sync_after_compaction_stops_the_log(path: Path) -> N
     disk = FailingDisk()
     disk.directory_sync_error = errno.EIO
 
-    async def main() -> None:
+    async def main() -> dict[str, bytes]:
         with capture_logs():
             log, store = await open_log(
                 path, open_file=disk.open, sync_directory=disk.sync_directory, compact_min_bytes=2048
@@ -241,7 +242,7 @@ def test_removing_the_log_file_stops_acknowledging_writes(path: Path) -> None:
         with capture_logs():
             log, store = await open_log(path)
             await log.write_put("a", b"1")
-            path.unlink()
+            os.unlink(path)
             with pytest.raises(LogFailedError) as refused:
                 await log.write_put("b", b"2")
             assert str(refused.value) == (
@@ -301,14 +302,14 @@ def test_a_second_log_is_refused_after_the_first_ones_file_was_removed(path: Pat
         with capture_logs():
             log, _ = await open_log(path)
             await log.write_put("a", b"1")
-            path.unlink()
+            os.unlink(path)
             with pytest.raises(LogFailedError) as refused:
                 await open_log(path)
             assert str(refused.value) == f"{path} is locked by another tuco process (it holds {path.parent})"
-            assert not path.exists()
             await log.aclose()
 
     asyncio.run(main())
+    assert not path.exists()
 
 
 def open_in_a_thread(path: Path) -> BaseException | None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from annotated_types import Le
 from structlog.testing import capture_logs
 
 from tests.log.helpers import disk_bytes
-from tuco.config import Settings
+from tuco.config import Settings, load_settings
 from tuco.core.codec import HEADER_SIZE, MAX_KEY_BYTES, MAX_PAYLOAD_BYTES, MAX_VALUE_BYTES, encode_header, encode_record
 from tuco.core.events import Event, EventType
 from tuco.core.store import Store
@@ -23,7 +25,7 @@ def put(sequence: int, key: str, value: bytes) -> Event:
     return Event(sequence, EventType.PUT, key, value)
 
 
-async def replay_with(settings: Settings) -> tuple[dict[str, bytes], list[dict[str, object]]]:
+async def replay_with(settings: Settings) -> tuple[dict[str, bytes], list[MutableMapping[str, Any]]]:
     """Start the log the server would build from ``settings``; return the state and what was logged."""
     log = build_log(settings)
     assert isinstance(log, FileTransactionLog)
@@ -39,7 +41,8 @@ async def replay_with(settings: Settings) -> tuple[dict[str, bytes], list[dict[s
 
 def upper_bound(field: str) -> int:
     (bound,) = [item.le for item in Settings.model_fields[field].metadata if isinstance(item, Le)]
-    return int(bound)
+    assert isinstance(bound, int)
+    return bound
 
 
 def test_the_format_maximum_covers_every_record_any_setting_allows() -> None:
@@ -63,14 +66,14 @@ def test_records_over_todays_limits_replay_after_the_limits_were_lowered(tmp_pat
     expected = {e.key: e.value for e in events}
 
     for max_key, max_value in [(10, 100), (65536, 1 << 30), (1, 0)]:
-        settings = Settings(data_dir=data, max_key_bytes=max_key, max_value_bytes=max_value)
+        settings = load_settings(data_dir=data, max_key_bytes=max_key, max_value_bytes=max_value)
         state, logs = asyncio.run(replay_with(settings))
         assert (state, logs) == (expected, []), (max_key, max_value)
         assert disk_bytes(data / "tuco.log") == content
 
 
 def test_a_torn_record_whose_value_holds_a_whole_record_is_a_torn_tail(path: Path, tmp_path: Path) -> None:
-    """A record cut short is a torn tail even when its value contains a well-formed record: nothing inside is searched."""
+    """A record cut short is a torn tail even when its value holds a well-formed record: its span is never searched."""
     good = encode_header() + encode_record(1, EventType.PUT, "a", b"1") + encode_record(2, EventType.PUT, "b", b"2")
     planted = encode_record(3, EventType.PUT, "planted", b"x") + encode_record(4, EventType.PUT, "more", b"y")
     hostile = encode_record(3, EventType.PUT, "victim", b"pad" + planted + b"pad")
@@ -86,7 +89,7 @@ def test_a_torn_record_whose_value_holds_a_whole_record_is_a_torn_tail(path: Pat
             len(good),
         ), cut
 
-        async def start() -> None:
+        async def start(cut: int = cut) -> None:
             log = FileTransactionLog(path)
             with capture_logs() as logs:
                 replayed = [event async for batch in log.read_events() for event in batch]

@@ -12,7 +12,7 @@ from pathlib import Path
 from tuco.core.codec import HEADER_SIZE, encode_header, encode_record
 from tuco.core.events import EventType
 from tuco.errors import LogCorruptError, LogFailedError
-from tuco.log._disk import LogFile, OsLogFile, lock_exclusively, sync_directory
+from tuco.log._disk import LogFile, OsLogFile, hold_directory, lock_exclusively, open_regular_file, sync_directory
 from tuco.log._scan import LogReader
 
 __all__ = [
@@ -47,7 +47,7 @@ class CompactionStoppedError(Exception):
     """The log is closing: the compaction gives up and leaves the old file as it was."""
 
 
-def compact_log(path: Path, *, max_record_bytes: int = 1 << 31) -> CompactionReport:
+def compact_log(path: Path) -> CompactionReport:
     """Rewrite the log as one PUT per live key, replacing it atomically; return what changed.
 
     Memory is bounded by the live state. Raises a 'locked' :class:`LogFailedError`
@@ -56,9 +56,9 @@ def compact_log(path: Path, *, max_record_bytes: int = 1 << 31) -> CompactionRep
     """
     tmp = compaction_path(path)
     try:
-        with open(path, "rb") as held:
+        with hold_directory(path), open_regular_file(path) as held:
             lock_exclusively(held.fileno(), path)
-            reader = LogReader(path, max_record_bytes=max_record_bytes)
+            reader = LogReader(path)
             state: dict[str, bytes] = {}
             put = EventType.PUT
             for batch in reader:
@@ -101,8 +101,10 @@ def compaction_path(path: Path) -> Path:
 
 
 def create_compaction_file(tmp: Path, opener: Callable[[Path], LogFile]) -> LogFile:
-    """Create (or empty a stale) ``tmp`` and open it, locked, for appending."""
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    """Create ``tmp`` afresh (removing a stale one, whatever it is) and open it, locked, for appending."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     os.close(fd)
     return opener(tmp)
 
