@@ -184,7 +184,7 @@ def test_torn_tail_at_every_byte_offset_is_cut(path: Path, tmp_path: Path) -> No
         (bytes(4096), "record length 0 is impossible"),
         (b"\xff" * 64, "record length 4294967295 is impossible"),
     ],
-    ids=["garbage", "zeros", "ones"],
+    ids=["garbage", "short", "zeros", "ones"],
 )
 def test_junk_after_the_last_record_is_cut_with_a_warning(path: Path, tail: bytes, reason: str) -> None:
     """Garbage or a zero-filled tail after the last record is cut back to that record, with a warning."""
