@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -39,6 +41,12 @@ def replay(path: Path) -> tuple[dict[str, bytes], int, int]:
     assert reader.report is not None
     assert reader.report.corrupt is False
     return state, reader.report.last_sequence, reader.report.dropped_bytes
+
+
+def tuco_log(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tuco", "log", *args], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def calls(journal: list[LogFileCall]) -> list[tuple[str, str, int]]:
@@ -121,11 +129,13 @@ def test_a_failed_sync_is_cut_back_so_a_restart_serves_what_was_served(path: Pat
     asyncio.run(restart())
 
 
-def test_a_failed_cut_says_the_refused_batch_may_come_back(path: Path) -> None:
-    """When the failed batch cannot be cut off either, the error says it was refused and may still be replayed."""
+def test_a_batch_that_cannot_be_cut_makes_the_next_start_refuse_until_repaired(path: Path) -> None:
+    """When the failed batch cannot be cut off, it is recorded, start-up refuses, and repair cuts exactly that batch."""
     disk = FailingDisk()
+    size = 0
 
     async def main() -> None:
+        nonlocal size
         with capture_logs():
             log, _ = await open_log(path, open_file=disk.open)
             await log.write_put("kept", b"1")
@@ -134,8 +144,68 @@ def test_a_failed_cut_says_the_refused_batch_may_come_back(path: Path) -> None:
             results = await write_batch(log, 2, b"refused")
             assert [str(result) for result in results] == [
                 f"cannot sync {path} ({EIO}), and cutting the failed batch, sequences 2 to 3, back to offset {size} "
-                f"failed too ({EIO}): it was not acknowledged, but a restart may replay it"
+                f"failed too ({EIO}): it was not acknowledged, and the next start refuses until an operator runs "
+                f"'tuco log repair {path}' to cut it"
             ] * 2
+            await log.aclose()
+
+    asyncio.run(main())
+    assert len(disk_bytes(path)) > size  # the refused batch is still in the file
+
+    async def refused_start() -> None:
+        with pytest.raises(LogFailedError) as refused:
+            await open_log(path)
+        assert str(refused.value) == (
+            f"{path}: the last run could not cut off sequences 2 to 3 (from offset {size}), whose writers were told "
+            f"they were not stored; refusing to start until an operator decides: 'tuco log repair {path}' cuts "
+            f"them, deleting {path}.refused keeps them"
+        )
+
+    asyncio.run(refused_start())
+    verify = tuco_log("verify", str(path))
+    assert (verify.returncode, verify.stdout.splitlines()[1:]) == (
+        1,
+        [
+            f"refused: sequences 2 to 3 from offset {size} were refused to their writers but are still in the file; "
+            f"'tuco log repair {path}' cuts them"
+        ],
+    )
+    compact = tuco_log("compact", str(path))
+    assert (compact.returncode, compact.stderr) == (
+        1,
+        f"tuco: {path}: sequences 2 to 3 (from offset {size}) were refused to their writers but are still in the "
+        f"log; refusing to compact. Cut them with 'tuco log repair {path}'\n",
+    )
+    before_repair = len(disk_bytes(path))
+    repair = tuco_log("repair", str(path))
+    assert (repair.returncode, repair.stdout) == (
+        0,
+        f"{path}: kept 1 events (last sequence 1); dropped {before_repair - size} bytes from offset {size} "
+        "(sequences 2 to 3 never acknowledged)\n",
+    )
+    assert len(disk_bytes(path)) == size
+    assert not (path.parent / "tuco.log.refused").exists()
+    assert replay(path) == ({"kept": b"1"}, 1, 0)
+
+
+def test_a_batch_that_can_be_neither_cut_nor_recorded_says_it_may_come_back(path: Path) -> None:
+    """When neither the cut nor its record for the next start works, the error says the batch may be replayed."""
+    disk = FailingDisk()
+    blocker = path.parent / "tuco.log.refused"
+
+    async def main() -> None:
+        with capture_logs():
+            log, _ = await open_log(path, open_file=disk.open)
+            await log.write_put("kept", b"1")
+            os.mkdir(blocker)  # a real failure, even as root: the record's name is taken by a directory
+            size = len(disk_bytes(path))
+            disk.sync_error = disk.truncate_error = errno.EIO
+            results = await write_batch(log, 1, b"refused")
+            assert [str(result) for result in results] == [
+                f"cannot sync {path} ({EIO}), and cutting the failed batch, sequence 2, back to offset {size} "
+                f"failed too ({EIO}), as did recording that for the next start (Is a directory): it was not "
+                "acknowledged, but a restart may replay it"
+            ]
             await log.aclose()
 
     asyncio.run(main())

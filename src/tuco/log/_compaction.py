@@ -12,7 +12,15 @@ from pathlib import Path
 from tuco.core.codec import HEADER_SIZE, encode_header, encode_record
 from tuco.core.events import EventType
 from tuco.errors import LogCorruptError, LogFailedError
-from tuco.log._disk import LogFile, OsLogFile, hold_directory, lock_exclusively, open_regular_file, sync_directory
+from tuco.log._disk import (
+    LogFile,
+    OsLogFile,
+    hold_directory,
+    lock_exclusively,
+    open_regular_file,
+    read_refused,
+    sync_directory,
+)
 from tuco.log._scan import LogReader
 
 __all__ = [
@@ -58,6 +66,12 @@ def compact_log(path: Path) -> CompactionReport:
     try:
         with hold_directory(path), open_regular_file(path) as held:
             lock_exclusively(held.fileno(), path)
+            refused = read_refused(path)
+            if refused is not None:
+                raise LogFailedError(
+                    f"{refused.describe()} (from offset {refused.offset}) were refused to their writers but are "
+                    f"still in the log; refusing to compact. Cut them with 'tuco log repair {path}'"
+                )
             reader = LogReader(path)
             state: dict[str, bytes] = {}
             put = EventType.PUT

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import stat
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -22,6 +24,8 @@ from tuco.errors import LogFailedError
 __all__ = [
     "LogFile",
     "OsLogFile",
+    "RefusedBatch",
+    "clear_refused",
     "create_log",
     "cut_file",
     "ensure_directory",
@@ -30,6 +34,9 @@ __all__ = [
     "lock_directory",
     "lock_exclusively",
     "open_regular_file",
+    "read_refused",
+    "record_refused",
+    "refused_path",
     "sync_directory",
     "truncate_file",
 ]
@@ -260,3 +267,67 @@ def truncate_file(file: BinaryIO, size: int) -> None:
     file.truncate(size)
     file.flush()
     os.fsync(file.fileno())
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedBatch:
+    """A batch whose writers were told "not stored" but that could not be cut off the log.
+
+    Recorded beside the log so that the next start refuses, rather than
+    replaying writes their clients were told had failed, until an operator
+    decides: ``tuco log repair`` cuts the batch, deleting the record keeps it.
+    """
+
+    offset: int  # where the batch starts: the log's size before it
+    first_sequence: int
+    last_sequence: int
+
+    def describe(self) -> str:
+        if self.first_sequence == self.last_sequence:
+            return f"sequence {self.first_sequence}"
+        return f"sequences {self.first_sequence} to {self.last_sequence}"
+
+
+def refused_path(path: Path) -> Path:
+    """Where a :class:`RefusedBatch` of the log at ``path`` is recorded."""
+    return path.with_name(path.name + ".refused")
+
+
+def record_refused(path: Path, batch: RefusedBatch) -> None:
+    """Record ``batch`` durably beside the log: written, synced, renamed into place, directory synced."""
+    marker = refused_path(path)
+    fresh = marker.with_name(marker.name + ".new")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(fresh)
+    data = json.dumps({"offset": batch.offset, "first": batch.first_sequence, "last": batch.last_sequence})
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data.encode() + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(fresh, marker)
+    sync_directory(path.parent)
+
+
+def read_refused(path: Path) -> RefusedBatch | None:
+    """The refused batch recorded beside the log at ``path``, if any."""
+    marker = refused_path(path)
+    try:
+        fd = os.open(marker, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise LogFailedError(f"cannot read {marker}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "rb") as file:
+            fields = json.loads(file.read(4096))
+        return RefusedBatch(int(fields["offset"]), int(fields["first"]), int(fields["last"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LogFailedError(f"{marker} is not a record of a refused batch; move it away to start") from exc
+
+
+def clear_refused(path: Path) -> None:
+    """Remove the record of a refused batch, durably."""
+    os.unlink(refused_path(path))
+    sync_directory(path.parent)

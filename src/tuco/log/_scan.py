@@ -10,7 +10,14 @@ from pathlib import Path
 
 from tuco.core.codec import HEADER_SIZE, RECORD_OVERHEAD, RecordDecoder, decode_header, record_heads
 from tuco.core.events import Event
-from tuco.log._disk import hold_directory, lock_exclusively, open_regular_file, truncate_file
+from tuco.log._disk import (
+    clear_refused,
+    hold_directory,
+    lock_exclusively,
+    open_regular_file,
+    read_refused,
+    truncate_file,
+)
 
 __all__ = ["LogReader", "ScanReport", "repair_log"]
 
@@ -124,16 +131,30 @@ def _checksum(fd: int, window: bytes, window_start: int, start: int, end: int) -
 def repair_log(path: Path) -> ScanReport:
     """Cut the log after its last good record, whatever follows; return what was found.
 
-    Raises :class:`LogFailedError` if a running tuco holds the log: its tail may be a write in flight.
+    A batch the server refused but could not cut off (recorded beside the log)
+    is cut too, and the record of it removed. Raises :class:`LogFailedError`
+    if a running tuco holds the log: its tail may be a write in flight.
     """
-    with hold_directory(path), open(path, "r+b") as file:
+    with hold_directory(path), open_regular_file(path, writable=True) as file:
         lock_exclusively(file.fileno(), path)
+        refused = read_refused(path)
         reader = LogReader(path)
         for _ in reader:
             pass
         report = reader.report
         if report is None:  # pragma: no cover - set by iteration
             raise RuntimeError("scan did not finish")
+        if refused is not None and refused.offset <= report.valid_bytes:
+            report = ScanReport(
+                events=refused.first_sequence - report.first_sequence,
+                last_sequence=refused.first_sequence - 1,
+                valid_bytes=refused.offset,
+                file_bytes=report.file_bytes,
+                problem=f"{refused.describe()} never acknowledged",
+                first_sequence=report.first_sequence,
+            )
         if report.dropped_bytes:
             truncate_file(file, report.valid_bytes)
+        if refused is not None:
+            clear_refused(path)
     return report

@@ -62,11 +62,15 @@ from tuco.log._compaction import (
 from tuco.log._disk import (
     LogFile,
     OsLogFile,
+    RefusedBatch,
     create_log,
     cut_file,
     ensure_directory,
     identity_at,
     lock_directory,
+    read_refused,
+    record_refused,
+    refused_path,
     sync_directory,
 )
 from tuco.log._scan import LogReader, ScanReport, repair_log
@@ -188,6 +192,13 @@ class FileTransactionLog:
         ensure_directory(self.path.parent)
         self._directory = lock_directory(self.path)
         try:
+            refused = read_refused(self.path)
+            if refused is not None:
+                raise LogFailedError(
+                    f"{self.path}: the last run could not cut off {refused.describe()} (from offset {refused.offset}), "
+                    "whose writers were told they were not stored; refusing to start until an operator decides: "
+                    f"'tuco log repair {self.path}' cuts them, deleting {refused_path(self.path)} keeps them"
+                )
             try:
                 os.stat(self.path)
             except FileNotFoundError:
@@ -316,10 +327,19 @@ class FileTransactionLog:
         try:
             await asyncio.to_thread(file.truncate, start)
         except OSError as exc:
-            error = LogFailedError(
-                f"{refused}, and cutting {batch}, back to offset {start} failed too ({exc.strerror or exc}): "
-                "it was not acknowledged, but a restart may replay it"
-            )
+            cut_failed = f"{refused}, and cutting {batch}, back to offset {start} failed too ({exc.strerror or exc})"
+            try:
+                await asyncio.to_thread(record_refused, self.path, RefusedBatch(start, first, last))
+            except OSError as marker_exc:
+                error = LogFailedError(
+                    f"{cut_failed}, as did recording that for the next start ({marker_exc.strerror or marker_exc}): "
+                    "it was not acknowledged, but a restart may replay it"
+                )
+            else:
+                error = LogFailedError(
+                    f"{cut_failed}: it was not acknowledged, and the next start refuses until an operator runs "
+                    f"'tuco log repair {self.path}' to cut it"
+                )
         else:
             error = LogFailedError(f"{refused}: {batch}, was cut from the file and will not be replayed")
         error.__cause__ = refused.__cause__
