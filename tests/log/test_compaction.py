@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from tests.log.helpers import open_log
+from tests.log.helpers import open_log, wait_until
 from tuco.core.codec import HEADER_SIZE, encode_header, encode_record
 from tuco.core.events import Event, EventType
 from tuco.core.store import Store
@@ -380,8 +380,10 @@ def test_aclose_during_a_compaction_leaves_the_old_log_intact(path: Path) -> Non
         assert await asyncio.to_thread(SlowCompaction.entered.wait, 10)
         compaction = log._compaction
         assert compaction is not None
+        rewrite = log._rewrite
+        assert rewrite is not None
         closing = asyncio.create_task(log.aclose())
-        await asyncio.sleep(0.05)
+        await wait_until(rewrite.stop.is_set, "aclose told the compaction to stop")
         before = disk_bytes(path)
         SlowCompaction.release.set()
         await closing

@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from tests.log.helpers import open_log
+from tests.log.helpers import open_log, wait_until
 from tuco.core.codec import HEADER_SIZE, encode_header, encode_record
 from tuco.core.events import Event, EventType
 from tuco.core.store import Store
 from tuco.errors import LogClosedError, LogCorruptError, LogFailedError, LogFormatError
 from tuco.log.file import FileTransactionLog, LogReader, SyncMode, repair_log
-from tuco.testing import FailingDisk
+from tuco.testing import FailingDisk, LogFileCall, RecordingLogFile
 
 
 def put(sequence: int, key: str, value: bytes) -> Event:
@@ -322,11 +322,15 @@ def test_acknowledged_write_is_in_the_file(path: Path) -> None:
 def test_everysec_writes_are_replayable_after_aclose(path: Path) -> None:
     """In everysec mode, writes acknowledged before aclose are all in the file afterwards."""
 
+    journal: list[LogFileCall] = []
+
     async def main() -> list[Event]:
-        log, store = await open_log(path, sync=SyncMode.EVERYSEC, sync_interval=0.01)
+        log, store = await open_log(
+            path, sync=SyncMode.EVERYSEC, sync_interval=0.01, open_file=lambda p: RecordingLogFile(p, journal)
+        )
         assert log.describe()["sync"] == "everysec"
         events = list(await asyncio.gather(*(log.write_put(f"k{i}", b"v") for i in range(20))))
-        await asyncio.sleep(0.03)  # let the timer sync at least once while running
+        await wait_until(lambda: any(call.operation == "sync" for call in journal), "the timer synced while running")
         events.append(await log.write_delete("k0"))
         await log.aclose()
         assert store.last_sequence == 21
