@@ -386,7 +386,13 @@ class FileTransactionLog:
                 state = self.snapshot()
                 last_sequence = self._next_sequence - 1
                 rewrite.offset = self._size
-                rewrite.source = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                source = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                opened = os.fstat(source)
+                if (opened.st_dev, opened.st_ino) != self._file.identity:  # the path names another file now
+                    os.close(source)
+                    self._commits.fail(LogFailedError(f"{_moved(self.path)}: writes stopped"))
+                    return
+                rewrite.source = source
             opener = self._open_file or OsLogFile
             new_file = await self._in_thread(rewrite, create_compaction_file, rewrite.tmp, opener)
             rewrite.new_file = new_file
