@@ -253,13 +253,23 @@ def start_and_fail(tmp_path: Path, env: dict[str, str]) -> tuple[int, str]:
 
 
 def test_a_fifo_at_the_log_path_stops_start_up_at_once(tmp_path: Path) -> None:
-    """A named pipe at the log path makes start-up exit 1 naming it, instead of hanging deaf to SIGTERM."""
+    """A named pipe at the log path makes start-up and the log tools exit 1 naming it, instead of hanging."""
     data = tmp_path / "data"
     data.mkdir()
     os.mkfifo(data / "tuco.log")
     code, out = start_and_fail(tmp_path, {"TUCO_DATA_DIR": str(data)})
     assert code == 1
-    assert f"{data / 'tuco.log'} is a FIFO (named pipe), not a regular file: refusing to use it as the log" in out
+    message = f"{data / 'tuco.log'} is a FIFO (named pipe), not a regular file: refusing to use it as the log"
+    assert message in out
+    for command in ("verify", "dump", "repair", "compact"):
+        tool = subprocess.run(
+            [sys.executable, "-m", "tuco", "log", command, str(data / "tuco.log")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert (tool.returncode, tool.stderr) == (1, f"tuco: {data / 'tuco.log'}: {message}\n"), command
 
 
 def test_a_data_directory_that_is_a_file_stops_start_up_naming_it(tmp_path: Path) -> None:
