@@ -172,13 +172,14 @@ class RecordDecoder:
         new = tuple.__new__
         types = _TYPE_BY_CODE
         known_codes = len(types)
+        max_length = MAX_PAYLOAD_BYTES
         sequence = self.next_sequence
         pos = 0
         failure = None
         search_from: int | None = None
         while size - pos >= _HEAD_SIZE:
             length, checksum, seq, code, key_length = unpack_head(buf, pos)
-            if length < _MIN_PAYLOAD or length > MAX_PAYLOAD_BYTES:
+            if length < _MIN_PAYLOAD or length > max_length:
                 failure = f"record length {length} is impossible"
                 search_from = pos + 1
                 break
