@@ -20,7 +20,6 @@ from tuco.core.codec import (
     decode_header,
     encode_header,
     encode_record,
-    find_valid_record,
     record_heads,
 )
 from tuco.core.events import Event, EventType
@@ -280,43 +279,47 @@ def test_wanted_bytes_is_what_the_pending_record_still_lacks() -> None:
     assert decoder.wanted_bytes == 0
 
 
-def test_find_valid_record_skips_garbage() -> None:
-    """A whole record after garbage is found at its exact position."""
+def head_of(position: int, record: bytes) -> RecordHead:
+    return RecordHead(position, len(record) - 8, zlib.crc32(record[8:]))
+
+
+def test_record_heads_skip_garbage() -> None:
+    """A whole record after garbage is the only candidate, at its exact position."""
     garbage = b"\xde\xad\xbe\xef" * 10 + bytes(7)
     record = encode_record(5, EventType.DELETE, "k")
-    assert find_valid_record(garbage + record + b"trailing", range(1, 10)) == len(garbage)
+    assert list(record_heads(garbage + record + b"trailing", range(1, 10))) == [head_of(len(garbage), record)]
 
 
-def test_find_valid_record_finds_the_first_of_several() -> None:
-    """With several records after damage, the earliest one is returned."""
-    records = encode_record(1, EventType.PUT, "a", b"1") + encode_record(2, EventType.PUT, "b", b"2")
-    assert find_valid_record(b"xyz" + records, range(1, 3)) == 3
+def test_record_heads_yield_every_candidate_in_order() -> None:
+    """With several records after damage, each is a candidate, earliest first."""
+    first, second = encode_record(1, EventType.PUT, "a", b"1"), encode_record(2, EventType.PUT, "b", b"2")
+    assert list(record_heads(b"xyz" + first + second, range(1, 3))) == [head_of(3, first), head_of(3 + 23, second)]
 
 
 @pytest.mark.parametrize(
     "data",
-    [b"", bytes(4096), b"\xff" * 4096, bytes(range(256)) * 8, encode_record(1, EventType.PUT, "k", b"v")[:-1]],
-    ids=["empty", "zeros", "ones", "bytes", "torn-record"],
+    [b"", bytes(4096), b"\xff" * 4096, bytes(range(256)) * 8],
+    ids=["empty", "zeros", "ones", "bytes"],
 )
-def test_find_valid_record_returns_none_without_a_whole_record(data: bytes) -> None:
-    """Pure garbage, zeros or a torn record contain no valid record."""
-    assert find_valid_record(data, range(1 << 64)) is None
+def test_record_heads_find_nothing_in_garbage(data: bytes) -> None:
+    """Pure garbage or zeros hold no candidate: a plausible length, type, key length and sequence all at once."""
+    assert list(record_heads(data, range(1, 1 << 20))) == []
 
 
-def test_find_valid_record_finds_a_minimal_record_at_the_very_end() -> None:
-    """The smallest possible record (empty key, empty value) is found even as the last 21 bytes."""
+def test_record_heads_find_a_minimal_record_at_the_very_end() -> None:
+    """The smallest possible record (empty key, empty value) is a candidate even as the last 21 bytes."""
     record = encode_record(1, EventType.PUT, "")
     assert len(record) == RECORD_OVERHEAD
-    assert find_valid_record(b"junk" + record, range(1, 2)) == 4
-    assert find_valid_record(record, range(1, 2)) == 0
+    assert list(record_heads(b"junk" + record, range(1, 2))) == [head_of(4, record)]
+    assert list(record_heads(record, range(1, 2))) == [head_of(0, record)]
 
 
-def test_find_valid_record_ignores_records_with_sequences_this_log_cannot_hold() -> None:
-    """A whole record whose sequence is outside the range that can follow the damage is not a record of this log."""
+def test_record_heads_ignore_sequences_this_log_cannot_hold() -> None:
+    """A record whose sequence is outside the range that can follow the damage is no candidate."""
     record = encode_record(7, EventType.PUT, "k", b"v")
-    assert find_valid_record(b"junk" + record, range(1, 7)) is None
-    assert find_valid_record(b"junk" + record, range(8, 20)) is None
-    assert find_valid_record(b"junk" + record, range(7, 8)) == 4
+    assert list(record_heads(b"junk" + record, range(1, 7))) == []
+    assert list(record_heads(b"junk" + record, range(8, 20))) == []
+    assert list(record_heads(b"junk" + record, range(7, 8))) == [head_of(4, record)]
 
 
 def test_record_heads_are_plausible_frames_only() -> None:

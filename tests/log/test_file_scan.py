@@ -141,6 +141,38 @@ def test_repair_and_replay_agree_on_a_torn_hostile_tail(path: Path) -> None:
     assert path.read_bytes() == good
 
 
+@pytest.mark.parametrize(
+    ("after", "corrupt"),
+    [
+        (encode_record(3, EventType.PUT, "", b""), True),  # the smallest record, as the file's last 21 bytes
+        (encode_record(2, EventType.PUT, "next", b"n"), True),  # the damaged record's own sequence (junk inserted)
+        (encode_record(9, EventType.PUT, "late", b"n"), False),  # a sequence the bytes after the damage cannot reach
+        (encode_record(1, EventType.PUT, "old", b"o"), True),  # an earlier sequence of this log: still a record of it
+        (encode_record(0, EventType.PUT, "nil", b"o"), False),  # below the header's first sequence: not of this log
+        (encode_record(3, EventType.PUT, "torn", b"t")[:-1], False),  # no whole record at all
+    ],
+    ids=["minimal", "same-sequence", "sequence-too-far", "earlier-sequence", "sequence-zero", "torn"],
+)
+def test_after_a_damaged_record_only_a_whole_record_that_can_follow_it_means_corruption(
+    path: Path, after: bytes, corrupt: bool
+) -> None:
+    """After a checksum mismatch, only a whole record with a sequence this log can hold there means corruption."""
+    good = encode_header() + encode_record(1, EventType.PUT, "a", b"1")
+    damaged = bytearray(encode_record(2, EventType.PUT, "b", b"2"))
+    damaged[-1] ^= 0xFF
+    path.write_bytes(good + bytes(damaged) + after)
+    reader = LogReader(path)
+    assert [event for batch in reader for event in batch] == [put(1, "a", b"1")]
+    assert reader.report is not None
+    if not corrupt:
+        assert (reader.report.corrupt, reader.report.problem) == (False, "checksum mismatch")
+    else:
+        assert (reader.report.corrupt, reader.report.problem) == (
+            True,
+            f"checksum mismatch at offset {len(good)}, followed by a valid record at offset {len(good) + 23}",
+        )
+
+
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
     return tmp_path / "tuco.log"

@@ -40,7 +40,6 @@ __all__ = [
     "decode_header",
     "encode_header",
     "encode_record",
-    "find_valid_record",
     "record_heads",
 ]
 
@@ -248,14 +247,3 @@ def record_heads(data: bytes, sequences: range, *, stop: int | None = None) -> I
             and key_length <= length - _MIN_PAYLOAD
         ):
             yield RecordHead(pos, length, checksum)
-
-
-def find_valid_record(data: bytes, sequences: range) -> int | None:
-    """Return the first position in ``data`` where a whole, checksummed record of this log starts."""
-    with memoryview(data) as view:
-        for head in record_heads(data, sequences):
-            start = head.position + _FRAME.size
-            end = start + head.length
-            if end <= len(data) and zlib.crc32(view[start:end]) == head.checksum:
-                return head.position
-    return None
