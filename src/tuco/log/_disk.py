@@ -22,9 +22,11 @@ from tuco.core.codec import encode_header
 from tuco.errors import LogFailedError
 
 __all__ = [
+    "BatchRefusedError",
     "LogFile",
     "OsLogFile",
     "RefusedBatch",
+    "append_batch",
     "clear_refused",
     "create_log",
     "cut_file",
@@ -33,6 +35,7 @@ __all__ = [
     "identity_at",
     "lock_directory",
     "lock_exclusively",
+    "moved_away",
     "open_regular_file",
     "read_refused",
     "record_refused",
@@ -331,3 +334,30 @@ def clear_refused(path: Path) -> None:
     """Remove the record of a refused batch, durably."""
     os.unlink(refused_path(path))
     sync_directory(path.parent)
+
+
+class BatchRefusedError(Exception):
+    """A batch that must not be acknowledged: its message says why; the OSError, if any, is its cause."""
+
+
+def append_batch(file: LogFile, data: bytes, path: Path, sync: bool) -> None:
+    """Append a batch (and sync it), then check that ``path`` still names the file.
+
+    One call, so ``always`` mode costs one worker-thread hop per batch; the
+    check is one ``stat`` per batch.
+    """
+    try:
+        file.write(data)
+    except OSError as exc:
+        raise BatchRefusedError(f"cannot write {path} ({exc.strerror or exc})") from exc
+    if sync:
+        try:
+            file.sync()
+        except OSError as exc:
+            raise BatchRefusedError(f"cannot sync {path} ({exc.strerror or exc})") from exc
+    if identity_at(path) != file.identity:
+        raise BatchRefusedError(moved_away(path))
+
+
+def moved_away(path: Path) -> str:
+    return f"{path} no longer names the log file this process has open (removed or replaced)"

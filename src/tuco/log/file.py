@@ -60,14 +60,17 @@ from tuco.log._compaction import (
     write_compacted,
 )
 from tuco.log._disk import (
+    BatchRefusedError,
     LogFile,
     OsLogFile,
     RefusedBatch,
+    append_batch,
     create_log,
     cut_file,
     ensure_directory,
     identity_at,
     lock_directory,
+    moved_away,
     read_refused,
     record_refused,
     refused_path,
@@ -306,11 +309,11 @@ class FileTransactionLog:
             start = self._size
             try:
                 if self.sync_mode is SyncMode.ALWAYS:
-                    await asyncio.to_thread(_append, file, data, self.path, True)
+                    await asyncio.to_thread(append_batch, file, data, self.path, True)
                 else:
-                    _append(file, data, self.path, False)
+                    append_batch(file, data, self.path, False)
                     self._unsynced = True
-            except _BatchRefusedError as refused:
+            except BatchRefusedError as refused:
                 raise await self._undo(file, refused, start, sequence, sequence + len(events) - 1) from None
             self._next_sequence = sequence + len(events)
             if self.sync_mode is SyncMode.ALWAYS:
@@ -320,7 +323,7 @@ class FileTransactionLog:
         return events
 
     async def _undo(
-        self, file: LogFile, refused: _BatchRefusedError, start: int, first: int, last: int
+        self, file: LogFile, refused: BatchRefusedError, start: int, first: int, last: int
     ) -> LogFailedError:
         """Cut a refused batch back off the file, so no restart replays what its writers were told is not stored."""
         batch = f"the failed batch, {_sequences(first, last)}"
@@ -354,7 +357,7 @@ class FileTransactionLog:
                 if file is None or self.failure is not None:
                     return
                 if identity_at(self.path) != file.identity:
-                    self._commits.fail(LogFailedError(f"{_moved(self.path)}: writes stopped"))
+                    self._commits.fail(LogFailedError(f"{moved_away(self.path)}: writes stopped"))
                     return
 
     def _maybe_compact(self) -> None:
@@ -390,7 +393,7 @@ class FileTransactionLog:
                 opened = os.fstat(source)
                 if (opened.st_dev, opened.st_ino) != self._file.identity:  # the path names another file now
                     os.close(source)
-                    self._commits.fail(LogFailedError(f"{_moved(self.path)}: writes stopped"))
+                    self._commits.fail(LogFailedError(f"{moved_away(self.path)}: writes stopped"))
                     return
                 rewrite.source = source
             opener = self._open_file or OsLogFile
@@ -524,33 +527,6 @@ class FileTransactionLog:
             self._unsynced = True  # a sync cancelled above may not have finished: always sync once more
             await self._sync_now()
         self._release()
-
-
-class _BatchRefusedError(Exception):
-    """A batch that must not be acknowledged: its message says why; the OSError, if any, is its cause."""
-
-
-def _append(file: LogFile, data: bytes, path: Path, sync: bool) -> None:
-    """Append a batch (and sync it), then check that ``path`` still names the file.
-
-    One call, so ``always`` mode costs one worker-thread hop per batch; the
-    check is one ``stat`` per batch.
-    """
-    try:
-        file.write(data)
-    except OSError as exc:
-        raise _BatchRefusedError(f"cannot write {path} ({exc.strerror or exc})") from exc
-    if sync:
-        try:
-            file.sync()
-        except OSError as exc:
-            raise _BatchRefusedError(f"cannot sync {path} ({exc.strerror or exc})") from exc
-    if identity_at(path) != file.identity:
-        raise _BatchRefusedError(_moved(path))
-
-
-def _moved(path: Path) -> str:
-    return f"{path} no longer names the log file this process has open (removed or replaced)"
 
 
 def _sequences(first: int, last: int) -> str:
