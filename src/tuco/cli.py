@@ -176,20 +176,28 @@ def dump(path: Path) -> None:
 @log.command()
 @_path_argument
 def verify(path: Path) -> None:
-    """Check every record; exit 0 if the log is whole, 1 if it has a torn tail or corruption."""
+    """Check every record; exit 0 if the log is whole, 1 if it has a torn tail, corruption or a refused batch."""
+    from tuco.log._disk import read_refused
     from tuco.log.file import LogReader
 
     reader = LogReader(path)
     with _exit_on_log_error(path):
         for _ in reader:
             pass
+        refused = read_refused(path)
     report = reader.report
     if report is None:  # pragma: no cover - set by iteration
         raise RuntimeError("scan did not finish")
     click.echo(f"{path}: {report.events} events, last sequence {report.last_sequence}, {report.file_bytes} bytes")
+    if refused is not None:
+        click.echo(
+            f"refused: {refused.describe()} from offset {refused.offset} were refused to their writers but are "
+            f"still in the file; 'tuco log repair {path}' cuts them"
+        )
     if report.problem:
         kind = "corrupt" if report.corrupt else "torn tail"
         click.echo(f"{kind}: {report.problem}; {report.dropped_bytes} bytes after offset {report.valid_bytes}")
+    if refused is not None or report.problem:
         sys.exit(EXIT_NOT_FOUND)
     click.echo("ok")
 
@@ -197,7 +205,7 @@ def verify(path: Path) -> None:
 @log.command()
 @_path_argument
 def repair(path: Path) -> None:
-    """Cut the log after its last valid record (what follows is lost; back the file up first)."""
+    """Cut the log after its last valid record, or before a refused batch (what follows is lost; back it up first)."""
     from tuco.log.file import repair_log
 
     with _exit_on_log_error(path):

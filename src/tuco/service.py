@@ -39,7 +39,6 @@ def build_log(settings: Settings) -> TransactionLog:
         settings.log_path,
         sync=settings.log_sync,
         max_pending_bytes=settings.log_max_pending_bytes,
-        max_record_bytes=settings.max_key_bytes + settings.max_value_bytes + 64,
         compact_min_bytes=settings.log_compact_min_bytes,
         compact_ratio=settings.log_compact_ratio,
     )

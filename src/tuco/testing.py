@@ -1,24 +1,29 @@
 """Fakes for testing code above the log, shipped with the package (like ``httpx.MockTransport``).
 
 ``MemoryLog`` is a complete in-memory :class:`~tuco.ports.TransactionLog`;
-``FailingLogFile`` wraps a real log file and starts failing on command, to show
-what the service does when its disk breaks.
+``RecordingLogFile`` is a real log file that records the order of its writes,
+syncs and truncations; ``FailingDisk`` opens real log files that fail the way
+disks do (a partial write then ``ENOSPC``, a sync that fails with ``EIO``), to
+show what the service does when its disk breaks.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from tuco.core.events import Event, EventType
 from tuco.errors import LogError, LogFailedError
+from tuco.log._disk import sync_directory
 from tuco.log.batching import GroupCommit, Mutation
 from tuco.log.file import OsLogFile
 from tuco.ports import ApplyEvent
 
-__all__ = ["FailingLogFile", "MemoryLog"]
+__all__ = ["FailingDisk", "FailingLogFile", "LogFileCall", "MemoryLog", "RecordingLogFile"]
 
 
 class MemoryLog:
@@ -66,27 +71,104 @@ class MemoryLog:
         await self._commits.aclose()
 
 
-class FailingLogFile(OsLogFile):
-    """A real log file whose writes fail with ``ENOSPC`` once ``failing`` is set.
+class LogFileCall(NamedTuple):
+    """One call a :class:`RecordingLogFile` saw, in the order it happened."""
 
-    Pass the class as ``FileTransactionLog(open_file=...)``; flip the class
-    attribute ``failing`` (or set ``TUCO_TEST_FAIL_AFTER_BYTES`` before the
-    process starts) to make the disk "fill up".
+    operation: str  # "write", "sync" or "truncate"; "fail-write", "fail-sync", "fail-truncate" when it raised
+    name: str  # the file's name: "tuco.log", or "tuco.log.compact" for a compaction's new file
+    size: int  # bytes written by this call (write), or the file's size once the call returned
+    at: float  # time.monotonic() when the call returned
+
+
+class RecordingLogFile(OsLogFile):
+    """A real log file that appends every write, sync and truncate to ``journal``, in order.
+
+    Tests put their own entries (an acknowledgement, say) in the same list to
+    check what happened before what: for instance that a write was synced
+    before it was acknowledged.
     """
 
-    failing = False
-
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, journal: list[LogFileCall]) -> None:
         super().__init__(path)
-        limit = os.environ.get("TUCO_TEST_FAIL_AFTER_BYTES")
-        self._budget = int(limit) if limit else None
+        self.name = path.name
+        self.journal = journal
+
+    def _record(self, operation: str, size: int | None = None) -> None:
+        if size is None:
+            size = os.fstat(self.fd).st_size
+        self.journal.append(LogFileCall(operation, self.name, size, time.monotonic()))
 
     def write(self, data: bytes) -> None:
-        if self._budget is not None:
-            if len(data) > self._budget:
-                type(self).failing = True
-            else:
-                self._budget -= len(data)
-        if type(self).failing:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         super().write(data)
+        self._record("write", len(data))
+
+    def sync(self) -> None:
+        super().sync()
+        self._record("sync")
+
+    def truncate(self, size: int) -> None:
+        super().truncate(size)
+        self._record("truncate")
+
+
+class FailingDisk:
+    """Opens real log files that fail the way disks do, when told to; every call lands in ``journal``.
+
+    Pass ``disk.open`` as ``FileTransactionLog(open_file=...)``. ``space_left``
+    (bytes, ``None`` for unlimited) makes a write that does not fit write what
+    fits and then raise ``ENOSPC``, as a full disk does; ``sync_error`` (an
+    errno such as ``errno.EIO``) makes syncs fail without syncing, as a dying
+    disk does; ``truncate_error`` does the same for cutting the file back, and
+    ``directory_sync_error`` for :meth:`sync_directory` (pass it as
+    ``FileTransactionLog(sync_directory=...)``).
+    """
+
+    def __init__(self) -> None:
+        self.space_left: int | None = None
+        self.sync_error: int | None = None
+        self.truncate_error: int | None = None
+        self.directory_sync_error: int | None = None
+        self.journal: list[LogFileCall] = []
+
+    def open(self, path: Path) -> FailingLogFile:
+        return FailingLogFile(path, self)
+
+    def sync_directory(self, directory: Path) -> None:
+        """Sync ``directory`` (after a rename in it), or fail with ``directory_sync_error``."""
+        if self.directory_sync_error is not None:
+            self.journal.append(LogFileCall("fail-sync-directory", directory.name, 0, time.monotonic()))
+            raise OSError(self.directory_sync_error, os.strerror(self.directory_sync_error))
+        sync_directory(directory)
+        self.journal.append(LogFileCall("sync-directory", directory.name, 0, time.monotonic()))
+
+
+class FailingLogFile(RecordingLogFile):
+    """A real log file that fails as its :class:`FailingDisk` says."""
+
+    def __init__(self, path: Path, disk: FailingDisk) -> None:
+        super().__init__(path, disk.journal)
+        self.disk = disk
+
+    def write(self, data: bytes) -> None:
+        space = self.disk.space_left
+        if space is not None and len(data) > space:
+            if space:
+                super().write(data[:space])
+            self.disk.space_left = 0
+            self._record("fail-write", space)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if space is not None:
+            self.disk.space_left = space - len(data)
+        super().write(data)
+
+    def sync(self) -> None:
+        if self.disk.sync_error is not None:
+            self._record("fail-sync")
+            raise OSError(self.disk.sync_error, os.strerror(self.disk.sync_error))
+        super().sync()
+
+    def truncate(self, size: int) -> None:
+        if self.disk.truncate_error is not None:
+            self._record("fail-truncate")
+            raise OSError(self.disk.truncate_error, os.strerror(self.disk.truncate_error))
+        super().truncate(size)

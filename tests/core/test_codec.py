@@ -11,14 +11,16 @@ from tuco.core.codec import (
     FORMAT_VERSION,
     HEADER_SIZE,
     MAGIC,
+    MAX_PAYLOAD_BYTES,
     RECORD_OVERHEAD,
     DecodeFailure,
     LogHeader,
     RecordDecoder,
+    RecordHead,
     decode_header,
     encode_header,
     encode_record,
-    find_valid_record,
+    record_heads,
 )
 from tuco.core.events import Event, EventType
 from tuco.errors import LogFormatError
@@ -180,7 +182,9 @@ def test_flipped_payload_byte_is_a_checksum_mismatch() -> None:
     second[-1] ^= 0xFF
     decoder = RecordDecoder(start_offset=HEADER_SIZE)
     assert decoder.feed(first + bytes(second)) == [Event(1, EventType.PUT, "a", b"1")]
-    assert decoder.failure == DecodeFailure(HEADER_SIZE + len(first), "checksum mismatch")
+    assert decoder.failure == DecodeFailure(
+        HEADER_SIZE + len(first), "checksum mismatch", HEADER_SIZE + len(first) + 23
+    )
     assert decoder.feed(encode_record(3, EventType.PUT, "c")) == []
 
 
@@ -189,7 +193,7 @@ def test_sequence_gap_is_a_failure() -> None:
     first = encode_record(1, EventType.PUT, "a", b"1")
     decoder = RecordDecoder(start_offset=0)
     assert decoder.feed(first + encode_record(3, EventType.PUT, "b", b"2")) == [Event(1, EventType.PUT, "a", b"1")]
-    assert decoder.failure == DecodeFailure(len(first), "sequence 3 where 2 was expected")
+    assert decoder.failure == DecodeFailure(len(first), "sequence 3 where 2 was expected", None)
     assert decoder.next_sequence == 2
 
 
@@ -198,7 +202,7 @@ def test_decoder_starting_at_n_rejects_any_other_first_record() -> None:
     for wrong in (1, 99, 101):
         decoder = RecordDecoder(first_sequence=100, start_offset=HEADER_SIZE)
         assert decoder.feed(encode_record(wrong, EventType.PUT, "a")) == []
-        assert decoder.failure == DecodeFailure(HEADER_SIZE, f"sequence {wrong} where 100 was expected")
+        assert decoder.failure == DecodeFailure(HEADER_SIZE, f"sequence {wrong} where 100 was expected", None)
     decoder = RecordDecoder(first_sequence=100, start_offset=HEADER_SIZE)
     first = encode_record(100, EventType.PUT, "a", b"1")
     events = decoder.feed(first + encode_record(101, EventType.DELETE, "a"))
@@ -211,7 +215,7 @@ def test_first_sequence_must_be_one() -> None:
     """A log whose first record is not sequence 1 is a failure, not a silently shifted history."""
     decoder = RecordDecoder(start_offset=0)
     assert decoder.feed(encode_record(2, EventType.PUT, "a")) == []
-    assert decoder.failure == DecodeFailure(0, "sequence 2 where 1 was expected")
+    assert decoder.failure == DecodeFailure(0, "sequence 2 where 1 was expected", None)
 
 
 def test_zero_filled_tail_is_a_failure_not_an_event() -> None:
@@ -219,7 +223,7 @@ def test_zero_filled_tail_is_a_failure_not_an_event() -> None:
     record = encode_record(1, EventType.PUT, "a", b"1")
     decoder = RecordDecoder(start_offset=0)
     assert decoder.feed(record + bytes(4096)) == [Event(1, EventType.PUT, "a", b"1")]
-    assert decoder.failure == DecodeFailure(len(record), "record length 0 is impossible")
+    assert decoder.failure == DecodeFailure(len(record), "record length 0 is impossible", len(record) + 1)
     assert decoder.offset == len(record)
 
 
@@ -229,7 +233,7 @@ def test_unknown_event_type_is_a_failure() -> None:
     record = struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
     decoder = RecordDecoder(start_offset=0)
     assert decoder.feed(record) == []
-    assert decoder.failure == DecodeFailure(0, "malformed record (type 9, key length 1)")
+    assert decoder.failure == DecodeFailure(0, "malformed record (type 9, key length 1)", None)
 
 
 def test_key_longer_than_the_record_is_a_failure() -> None:
@@ -238,7 +242,7 @@ def test_key_longer_than_the_record_is_a_failure() -> None:
     record = struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
     decoder = RecordDecoder(start_offset=0)
     assert decoder.feed(record) == []
-    assert decoder.failure == DecodeFailure(0, "malformed record (type 1, key length 50)")
+    assert decoder.failure == DecodeFailure(0, "malformed record (type 1, key length 50)", None)
 
 
 def test_key_that_is_not_utf8_is_a_failure() -> None:
@@ -247,42 +251,80 @@ def test_key_that_is_not_utf8_is_a_failure() -> None:
     record = struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
     decoder = RecordDecoder(start_offset=0)
     assert decoder.feed(record) == []
-    assert decoder.failure == DecodeFailure(0, "key is not valid UTF-8")
+    assert decoder.failure == DecodeFailure(0, "key is not valid UTF-8", None)
 
 
-def test_record_over_the_size_limit_is_a_failure() -> None:
-    """A length above max_record_bytes is impossible, so a damaged length cannot make us buffer gigabytes."""
-    decoder = RecordDecoder(start_offset=0, max_record_bytes=100)
-    assert decoder.feed(encode_record(1, EventType.PUT, "k", b"x" * 100)) == []
-    assert decoder.failure == DecodeFailure(0, "record length 114 is impossible")
+def test_record_over_the_format_maximum_is_a_failure() -> None:
+    """A length above the format's maximum is impossible (searched from the next byte); the maximum itself is not."""
+    head = struct.pack("<IIQBI", MAX_PAYLOAD_BYTES + 1, 0, 1, 1, 1)
+    decoder = RecordDecoder(start_offset=0)
+    assert decoder.feed(head + b"k") == []
+    assert decoder.failure == DecodeFailure(0, f"record length {MAX_PAYLOAD_BYTES + 1} is impossible", 1)
+    largest = RecordDecoder(start_offset=0)
+    assert largest.feed(struct.pack("<IIQBI", MAX_PAYLOAD_BYTES, 0, 1, 1, 1) + b"k") == []
+    assert largest.failure is None
+    assert largest.wanted_bytes == 8 + MAX_PAYLOAD_BYTES - 22
 
 
-def test_find_valid_record_skips_garbage() -> None:
-    """A whole record after garbage is found at its exact position."""
+def test_wanted_bytes_is_what_the_pending_record_still_lacks() -> None:
+    """A reader learns how much of a large pending record is missing, to read it in one go."""
+    record = encode_record(1, EventType.PUT, "k", b"x" * 1000)
+    decoder = RecordDecoder(start_offset=0)
+    assert decoder.wanted_bytes == 0
+    assert decoder.feed(record[:5]) == []
+    assert decoder.wanted_bytes == 0  # the length is not known yet
+    assert decoder.feed(record[5:100]) == []
+    assert decoder.wanted_bytes == len(record) - 100
+    assert decoder.feed(record[100:]) == [Event(1, EventType.PUT, "k", b"x" * 1000)]
+    assert decoder.wanted_bytes == 0
+
+
+def head_of(position: int, record: bytes) -> RecordHead:
+    return RecordHead(position, len(record) - 8, zlib.crc32(record[8:]))
+
+
+def test_record_heads_skip_garbage() -> None:
+    """A whole record after garbage is the only candidate, at its exact position."""
     garbage = b"\xde\xad\xbe\xef" * 10 + bytes(7)
     record = encode_record(5, EventType.DELETE, "k")
-    assert find_valid_record(garbage + record + b"trailing") == len(garbage)
+    assert list(record_heads(garbage + record + b"trailing", range(1, 10))) == [head_of(len(garbage), record)]
 
 
-def test_find_valid_record_finds_the_first_of_several() -> None:
-    """With several records after damage, the earliest one is returned."""
-    records = encode_record(1, EventType.PUT, "a", b"1") + encode_record(2, EventType.PUT, "b", b"2")
-    assert find_valid_record(b"xyz" + records) == 3
+def test_record_heads_yield_every_candidate_in_order() -> None:
+    """With several records after damage, each is a candidate, earliest first."""
+    first, second = encode_record(1, EventType.PUT, "a", b"1"), encode_record(2, EventType.PUT, "b", b"2")
+    assert list(record_heads(b"xyz" + first + second, range(1, 3))) == [head_of(3, first), head_of(3 + 23, second)]
 
 
 @pytest.mark.parametrize(
     "data",
-    [b"", bytes(4096), b"\xff" * 4096, bytes(range(256)) * 8, encode_record(1, EventType.PUT, "k", b"v")[:-1]],
-    ids=["empty", "zeros", "ones", "bytes", "torn-record"],
+    [b"", bytes(4096), b"\xff" * 4096, bytes(range(256)) * 8],
+    ids=["empty", "zeros", "ones", "bytes"],
 )
-def test_find_valid_record_returns_none_without_a_whole_record(data: bytes) -> None:
-    """Pure garbage, zeros or a torn record contain no valid record."""
-    assert find_valid_record(data) is None
+def test_record_heads_find_nothing_in_garbage(data: bytes) -> None:
+    """Pure garbage or zeros hold no candidate: a plausible length, type, key length and sequence all at once."""
+    assert list(record_heads(data, range(1, 1 << 20))) == []
 
 
-def test_find_valid_record_finds_a_minimal_record_at_the_very_end() -> None:
-    """The smallest possible record (empty key, empty value) is found even as the last 21 bytes."""
+def test_record_heads_find_a_minimal_record_at_the_very_end() -> None:
+    """The smallest possible record (empty key, empty value) is a candidate even as the last 21 bytes."""
     record = encode_record(1, EventType.PUT, "")
     assert len(record) == RECORD_OVERHEAD
-    assert find_valid_record(b"junk" + record) == 4
-    assert find_valid_record(record) == 0
+    assert list(record_heads(b"junk" + record, range(1, 2))) == [head_of(4, record)]
+    assert list(record_heads(record, range(1, 2))) == [head_of(0, record)]
+
+
+def test_record_heads_ignore_sequences_this_log_cannot_hold() -> None:
+    """A record whose sequence is outside the range that can follow the damage is no candidate."""
+    record = encode_record(7, EventType.PUT, "k", b"v")
+    assert list(record_heads(b"junk" + record, range(1, 7))) == []
+    assert list(record_heads(b"junk" + record, range(8, 20))) == []
+    assert list(record_heads(b"junk" + record, range(7, 8))) == [head_of(4, record)]
+
+
+def test_record_heads_are_plausible_frames_only() -> None:
+    """record_heads yields the frames that could start a record, with their declared length and checksum."""
+    record = encode_record(3, EventType.DELETE, "key")
+    heads = list(record_heads(bytes(30) + record + bytes(30), range(1, 10)))
+    assert heads == [RecordHead(30, len(record) - 8, zlib.crc32(record[8:]))]
+    assert list(record_heads(bytes(30) + record, range(1, 10), stop=30)) == []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,3 +24,18 @@ async def open_log(path: Path, **options: Any) -> tuple[FileTransactionLog, Stor
         await log.aclose()
         raise
     return log, store
+
+
+async def wait_until(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    """Poll ``condition`` on the event loop until it is true; fail naming ``what`` after a generous deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        await asyncio.sleep(0.005)
+
+
+def disk_bytes(path: Path) -> bytes:
+    """The file's bytes through a separate open; blocking on purpose, as the tests want them now."""
+    with open(path, "rb") as file:
+        return file.read()

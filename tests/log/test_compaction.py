@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from tests.log.helpers import open_log
+from tests.log.helpers import open_log, wait_until
 from tuco.core.codec import HEADER_SIZE, encode_header, encode_record
 from tuco.core.events import Event, EventType
 from tuco.core.store import Store
@@ -152,7 +152,7 @@ def test_offline_compaction_refuses_a_log_a_server_holds(path: Path) -> None:
         before = disk_bytes(path)
         result = await asyncio.to_thread(tuco_log, "compact", str(path))
         assert result.returncode == 1
-        assert result.stderr == f"tuco: {path}: {path} is locked by another tuco process\n"
+        assert result.stderr == f"tuco: {path}: {path} is locked by another tuco process (it holds {path.parent})\n"
         assert disk_bytes(path) == before
         await log.aclose()
 
@@ -380,8 +380,10 @@ def test_aclose_during_a_compaction_leaves_the_old_log_intact(path: Path) -> Non
         assert await asyncio.to_thread(SlowCompaction.entered.wait, 10)
         compaction = log._compaction
         assert compaction is not None
+        rewrite = log._rewrite
+        assert rewrite is not None
         closing = asyncio.create_task(log.aclose())
-        await asyncio.sleep(0.05)
+        await wait_until(rewrite.stop.is_set, "aclose told the compaction to stop")
         before = disk_bytes(path)
         SlowCompaction.release.set()
         await closing

@@ -1,19 +1,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
-from tests.log.helpers import open_log
+from tests.log.helpers import open_log, wait_until
 from tuco.core.codec import HEADER_SIZE, encode_header, encode_record
 from tuco.core.events import Event, EventType
 from tuco.core.store import Store
 from tuco.errors import LogClosedError, LogCorruptError, LogFailedError, LogFormatError
 from tuco.log.file import FileTransactionLog, LogReader, SyncMode, repair_log
-from tuco.testing import FailingLogFile
+from tuco.testing import FailingDisk, LogFileCall, RecordingLogFile
 
 
 def put(sequence: int, key: str, value: bytes) -> Event:
@@ -68,11 +67,8 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def failing_disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FailingLogFile]]:
-    monkeypatch.delenv("TUCO_TEST_FAIL_AFTER_BYTES", raising=False)
-    FailingLogFile.failing = False
-    yield FailingLogFile
-    FailingLogFile.failing = False
+def failing_disk() -> FailingDisk:
+    return FailingDisk()
 
 
 def test_new_log_is_created_with_a_header(path: Path) -> None:
@@ -183,11 +179,12 @@ def test_torn_tail_at_every_byte_offset_is_cut(path: Path, tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("tail", "reason"),
     [
-        (b"this is not a record at all, just text", "incomplete record"),
+        (b"this is not a record at all, just text", "record length 1936287860 is impossible"),
+        (b"short junk", "incomplete record"),
         (bytes(4096), "record length 0 is impossible"),
         (b"\xff" * 64, "record length 4294967295 is impossible"),
     ],
-    ids=["garbage", "zeros", "ones"],
+    ids=["garbage", "short", "zeros", "ones"],
 )
 def test_junk_after_the_last_record_is_cut_with_a_warning(path: Path, tail: bytes, reason: str) -> None:
     """Garbage or a zero-filled tail after the last record is cut back to that record, with a warning."""
@@ -325,11 +322,15 @@ def test_acknowledged_write_is_in_the_file(path: Path) -> None:
 def test_everysec_writes_are_replayable_after_aclose(path: Path) -> None:
     """In everysec mode, writes acknowledged before aclose are all in the file afterwards."""
 
+    journal: list[LogFileCall] = []
+
     async def main() -> list[Event]:
-        log, store = await open_log(path, sync=SyncMode.EVERYSEC, sync_interval=0.01)
+        log, store = await open_log(
+            path, sync=SyncMode.EVERYSEC, sync_interval=0.01, open_file=lambda p: RecordingLogFile(p, journal)
+        )
         assert log.describe()["sync"] == "everysec"
         events = list(await asyncio.gather(*(log.write_put(f"k{i}", b"v") for i in range(20))))
-        await asyncio.sleep(0.03)  # let the timer sync at least once while running
+        await wait_until(lambda: any(call.operation == "sync" for call in journal), "the timer synced while running")
         events.append(await log.write_delete("k0"))
         await log.aclose()
         assert store.last_sequence == 21
@@ -340,20 +341,22 @@ def test_everysec_writes_are_replayable_after_aclose(path: Path) -> None:
     assert [e.sequence for e in events] == list(range(1, 22))
 
 
-def test_failing_disk_stops_the_log_and_loses_nothing_acknowledged(
-    path: Path, failing_disk: type[FailingLogFile]
-) -> None:
+def test_failing_disk_stops_the_log_and_loses_nothing_acknowledged(path: Path, failing_disk: FailingDisk) -> None:
     """When a write fails, it and every later write raise LogFailedError, and the failed value is never visible."""
 
     async def main() -> None:
-        log, store = await open_log(path, open_file=failing_disk)
+        log, store = await open_log(path, open_file=failing_disk.open)
         assert await log.write_put("good", b"1") == put(1, "good", b"1")
-        failing_disk.failing = True
-        with capture_logs() as logs, pytest.raises(LogFailedError, match="No space left on device"):
+        failing_disk.space_left = 10
+        with capture_logs() as logs, pytest.raises(LogFailedError) as failed:
             await log.write_put("bad", b"2")
+        assert str(failed.value) == (
+            f"cannot write {path} (No space left on device): the failed batch, sequence 2, was cut from the file "
+            "and will not be replayed"
+        )
         assert [entry["event"] for entry in logs] == ["log_failed"]
-        assert isinstance(log.failure, LogFailedError)
-        failing_disk.failing = False  # the disk recovering must not revive the log
+        assert log.failure is failed.value
+        failing_disk.space_left = None  # the disk recovering must not revive the log
         with pytest.raises(LogFailedError):
             await log.write_put("later", b"3")
         with pytest.raises(LogFailedError):
@@ -374,14 +377,18 @@ def test_failing_disk_stops_the_log_and_loses_nothing_acknowledged(
     asyncio.run(restart())
 
 
-def test_failing_disk_fails_every_queued_write(path: Path, failing_disk: type[FailingLogFile]) -> None:
-    """Writes queued behind a failing batch all raise LogFailedError; none is applied."""
+def test_failing_disk_fails_every_queued_write(path: Path, failing_disk: FailingDisk) -> None:
+    """Writes in and queued behind a failing batch all raise LogFailedError; none is applied."""
 
     async def main() -> None:
-        log, store = await open_log(path, open_file=failing_disk)
-        failing_disk.failing = True
-        results = await asyncio.gather(*(log.write_put(f"k{i}", b"v") for i in range(20)), return_exceptions=True)
-        assert all(isinstance(result, LogFailedError) for result in results)
+        log, store = await open_log(path, open_file=failing_disk.open)
+        failing_disk.space_left = 0
+        first = log.write_put("first", b"v")
+        await asyncio.sleep(0)  # the committing task takes the first batch; the rest queue behind it
+        results = await asyncio.gather(
+            first, *(log.write_put(f"k{i}", b"v") for i in range(20)), return_exceptions=True
+        )
+        assert all(type(result) is LogFailedError for result in results)
         assert store.snapshot() == {}
         await log.aclose()
 

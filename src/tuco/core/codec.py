@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -28,14 +29,18 @@ __all__ = [
     "FORMAT_VERSION",
     "HEADER_SIZE",
     "MAGIC",
+    "MAX_KEY_BYTES",
+    "MAX_PAYLOAD_BYTES",
+    "MAX_VALUE_BYTES",
     "RECORD_OVERHEAD",
     "DecodeFailure",
     "LogHeader",
     "RecordDecoder",
+    "RecordHead",
     "decode_header",
     "encode_header",
     "encode_record",
-    "find_valid_record",
+    "record_heads",
 ]
 
 MAGIC = b"TUCOLOG\x00"
@@ -43,8 +48,15 @@ FORMAT_VERSION = 1
 _HEADER = struct.Struct("<8sIIQ")
 HEADER_SIZE = _HEADER.size
 _FRAME = struct.Struct("<II")
+_LENGTH = struct.Struct("<I")
 _PAYLOAD = struct.Struct("<QBI")
 RECORD_OVERHEAD = _FRAME.size + _PAYLOAD.size
+MAX_KEY_BYTES = 1 << 16
+"""The largest key any setting allows (``TUCO_MAX_KEY_BYTES`` is bounded by it)."""
+MAX_VALUE_BYTES = 1 << 30
+"""The largest value any setting allows (``TUCO_MAX_VALUE_BYTES`` is bounded by it)."""
+MAX_PAYLOAD_BYTES = _PAYLOAD.size + MAX_KEY_BYTES + MAX_VALUE_BYTES
+"""The largest payload the format allows: a longer declared length is damage, never a record."""
 _HEAD = struct.Struct("<IIQBI")  # frame and payload head together: one unpack per record
 _HEAD_SIZE = _HEAD.size
 _MIN_PAYLOAD = _PAYLOAD.size
@@ -87,10 +99,20 @@ def encode_record(sequence: int, type: EventType, key: str, value: bytes = b"") 
 
 @dataclass(frozen=True, slots=True)
 class DecodeFailure:
-    """Why decoding stopped before the end of the data, and where (absolute offset)."""
+    """Why decoding stopped before the end of the data, and where (absolute offsets).
+
+    ``search_from`` is where a valid record would show that the log is corrupt
+    rather than torn: just past the bad record's declared span when its length
+    is plausible (the span itself may hold any bytes a client sent, records
+    included, so it is never searched), the next byte when the length itself is
+    impossible. It is ``None`` for a whole, checksummed record that is wrong
+    (out of sequence, unknown type...): a torn write never has a valid checksum,
+    so that is corruption by itself.
+    """
 
     offset: int
     reason: str
+    search_from: int | None
 
 
 class RecordDecoder:
@@ -100,25 +122,36 @@ class RecordDecoder:
     is where a torn log would be cut. The first record must carry
     ``first_sequence`` (the header's), each later one the next sequence.
     Decoding stops at the first bad record and records why in ``failure``;
-    the caller decides whether that is a torn tail or corruption (see
-    :func:`find_valid_record`).
+    the caller decides whether that is a torn tail or corruption. A record is
+    valid by its framing and checksum alone, up to the format's
+    :data:`MAX_PAYLOAD_BYTES`: never by today's request limits, which apply to
+    new requests only.
     """
 
-    __slots__ = ("_buffer", "failure", "max_record_bytes", "next_sequence", "offset")
+    __slots__ = ("_buffer", "failure", "next_sequence", "offset")
 
-    def __init__(
-        self, *, first_sequence: int = 1, start_offset: int = HEADER_SIZE, max_record_bytes: int = 1 << 31
-    ) -> None:
+    def __init__(self, *, first_sequence: int = 1, start_offset: int = HEADER_SIZE) -> None:
         self._buffer = b""
         self.offset = start_offset
         self.next_sequence = first_sequence
-        self.max_record_bytes = max_record_bytes
         self.failure: DecodeFailure | None = None
 
     @property
     def pending_bytes(self) -> int:
         """Bytes fed but not yet part of a complete record."""
         return len(self._buffer)
+
+    @property
+    def wanted_bytes(self) -> int:
+        """Bytes still missing from the pending record, when its length is known (else 0).
+
+        A reader feeds at least this much next, so a large record is joined once, not chunk by chunk.
+        """
+        buffer = self._buffer
+        if len(buffer) < _FRAME.size:
+            return 0
+        length: int = _LENGTH.unpack_from(buffer)[0]
+        return max(0, _FRAME.size + min(length, MAX_PAYLOAD_BYTES) - len(buffer))
 
     def feed(self, data: bytes) -> list[Event]:
         """Decode every complete record in what has been fed so far.
@@ -138,14 +171,16 @@ class RecordDecoder:
         new = tuple.__new__
         types = _TYPE_BY_CODE
         known_codes = len(types)
-        max_length = self.max_record_bytes
+        max_length = MAX_PAYLOAD_BYTES
         sequence = self.next_sequence
         pos = 0
         failure = None
+        search_from: int | None = None
         while size - pos >= _HEAD_SIZE:
             length, checksum, seq, code, key_length = unpack_head(buf, pos)
             if length < _MIN_PAYLOAD or length > max_length:
                 failure = f"record length {length} is impossible"
+                search_from = pos + 1
                 break
             start = pos + 8
             end = start + length
@@ -153,6 +188,7 @@ class RecordDecoder:
                 break
             if crc32(buf[start:end]) != checksum:
                 failure = "checksum mismatch"
+                search_from = end
                 break
             key_end = pos + _HEAD_SIZE + key_length
             if key_end > end or code >= known_codes or (event_type := types[code]) is None:
@@ -170,34 +206,44 @@ class RecordDecoder:
             sequence += 1
             pos = end
         self.next_sequence = sequence
+        base = self.offset
         self.offset += pos
         if failure is not None:
-            self.failure = DecodeFailure(self.offset, failure)
+            self.failure = DecodeFailure(self.offset, failure, None if search_from is None else base + search_from)
             self._buffer = b""
         else:
             self._buffer = buf[pos:]
         return events
 
 
-def find_valid_record(data: bytes, *, max_record_bytes: int = 1 << 31) -> int | None:
-    """Return the first position in ``data`` where a whole, checksummed record starts.
+class RecordHead(NamedTuple):
+    """Where a record could start: its position and the length and checksum its frame declares."""
 
-    Used after a bad record: if a valid record follows it, the log is corrupt
-    in the middle rather than torn at the end.
+    position: int
+    length: int
+    checksum: int
+
+
+def record_heads(data: bytes, sequences: range, *, stop: int | None = None) -> Iterator[RecordHead]:
+    """Yield every position before ``stop`` in ``data`` where a record of this log could start.
+
+    A candidate needs a plausible length, a known type, a key that fits and a
+    sequence in ``sequences`` (what the records after a damaged one can
+    carry), so random bytes almost never qualify; the caller checks the
+    checksum over the declared span, which may run past ``data``.
     """
-    view = memoryview(data)
-    size = len(data)
-    unpack_frame = _FRAME.unpack_from
-    crc32 = zlib.crc32
-    try:
-        for pos in range(max(0, size - 8 - _MIN_PAYLOAD + 1)):
-            length, checksum = unpack_frame(data, pos)
-            if length < _MIN_PAYLOAD or length > max_record_bytes or pos + 8 + length > size:
-                continue
-            if crc32(view[pos + 8 : pos + 8 + length]) == checksum:
-                code = data[pos + 16]
-                if code in _TYPES:
-                    return pos
-        return None
-    finally:
-        view.release()
+    unpack_head = _HEAD.unpack_from
+    known = _TYPES
+    last = len(data) - _HEAD_SIZE
+    if stop is not None:
+        last = min(last, stop - 1)
+    lowest, highest = sequences.start, sequences.stop
+    for pos in range(last + 1):
+        length, checksum, seq, code, key_length = unpack_head(data, pos)
+        if (
+            _MIN_PAYLOAD <= length <= MAX_PAYLOAD_BYTES
+            and lowest <= seq < highest
+            and code in known
+            and key_length <= length - _MIN_PAYLOAD
+        ):
+            yield RecordHead(pos, length, checksum)

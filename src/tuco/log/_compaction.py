@@ -12,7 +12,15 @@ from pathlib import Path
 from tuco.core.codec import HEADER_SIZE, encode_header, encode_record
 from tuco.core.events import EventType
 from tuco.errors import LogCorruptError, LogFailedError
-from tuco.log._disk import LogFile, OsLogFile, lock_exclusively, sync_directory
+from tuco.log._disk import (
+    LogFile,
+    OsLogFile,
+    hold_directory,
+    lock_exclusively,
+    open_regular_file,
+    read_refused,
+    sync_directory,
+)
 from tuco.log._scan import LogReader
 
 __all__ = [
@@ -47,7 +55,7 @@ class CompactionStoppedError(Exception):
     """The log is closing: the compaction gives up and leaves the old file as it was."""
 
 
-def compact_log(path: Path, *, max_record_bytes: int = 1 << 31) -> CompactionReport:
+def compact_log(path: Path) -> CompactionReport:
     """Rewrite the log as one PUT per live key, replacing it atomically; return what changed.
 
     Memory is bounded by the live state. Raises a 'locked' :class:`LogFailedError`
@@ -56,9 +64,15 @@ def compact_log(path: Path, *, max_record_bytes: int = 1 << 31) -> CompactionRep
     """
     tmp = compaction_path(path)
     try:
-        with open(path, "rb") as held:
+        with hold_directory(path), open_regular_file(path) as held:
             lock_exclusively(held.fileno(), path)
-            reader = LogReader(path, max_record_bytes=max_record_bytes)
+            refused = read_refused(path)
+            if refused is not None:
+                raise LogFailedError(
+                    f"{refused.describe()} (from offset {refused.offset}) were refused to their writers but are "
+                    f"still in the log; refusing to compact. Cut them with 'tuco log repair {path}'"
+                )
+            reader = LogReader(path)
             state: dict[str, bytes] = {}
             put = EventType.PUT
             for batch in reader:
@@ -101,8 +115,10 @@ def compaction_path(path: Path) -> Path:
 
 
 def create_compaction_file(tmp: Path, opener: Callable[[Path], LogFile]) -> LogFile:
-    """Create (or empty a stale) ``tmp`` and open it, locked, for appending."""
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    """Create ``tmp`` afresh (removing a stale one, whatever it is) and open it, locked, for appending."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     os.close(fd)
     return opener(tmp)
 

@@ -1,9 +1,20 @@
-"""File-system primitives of the file log: the open log file, its lock, durable creation and cutting."""
+"""File-system primitives of the file log: the open log file, its locks, durable creation and cutting.
+
+Nothing here may block on what happens to be at a path: every open is
+non-blocking and refuses anything but a regular file (a FIFO at the log path
+would otherwise hang start-up, deaf to SIGTERM).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
+import json
 import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -11,15 +22,134 @@ from tuco.core.codec import encode_header
 from tuco.errors import LogFailedError
 
 __all__ = [
+    "BatchRefusedError",
     "LogFile",
     "OsLogFile",
+    "RefusedBatch",
+    "append_batch",
+    "clear_refused",
     "create_log",
     "cut_file",
+    "ensure_directory",
+    "hold_directory",
+    "identity_at",
+    "lock_directory",
     "lock_exclusively",
+    "moved_away",
+    "open_regular_file",
+    "read_refused",
+    "record_refused",
+    "refused_path",
     "sync_directory",
     "truncate_file",
-    "write_and_sync",
 ]
+
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFREG: "a regular file",
+}
+
+
+def _kind(mode: int) -> str:
+    return _KINDS.get(stat.S_IFMT(mode), "not a file")
+
+
+def _not_a_log(path: Path, mode: int) -> LogFailedError:
+    return LogFailedError(f"{path} is {_kind(mode)}, not a regular file: refusing to use it as the log")
+
+
+def _open_regular(path: Path, flags: int) -> int:
+    """Open ``path`` without blocking whatever is there; refuse (closing it) anything but a regular file."""
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC)
+    except IsADirectoryError:
+        raise _not_a_log(path, stat.S_IFDIR) from None
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO opened for writing with no reader
+            raise _not_a_log(path, stat.S_IFIFO) from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_a_log(path, mode)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_regular_file(path: Path, *, writable: bool = False) -> BinaryIO:
+    """Open a log for reading (or reading and writing), refusing without blocking anything but a regular file."""
+    fd = _open_regular(path, os.O_RDWR if writable else os.O_RDONLY)
+    return os.fdopen(fd, "r+b" if writable else "rb")
+
+
+def identity_at(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) ``path`` names now, or ``None`` if it names nothing."""
+    try:
+        named = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return named.st_dev, named.st_ino
+
+
+def ensure_directory(directory: Path) -> None:
+    """Create the data directory if missing; refuse, naming it, a path that is something else."""
+    try:
+        mode = os.stat(directory).st_mode
+    except FileNotFoundError:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LogFailedError(
+                f"cannot create the data directory {directory} (TUCO_DATA_DIR): {exc.strerror or exc}"
+            ) from exc
+        return
+    except OSError as exc:
+        raise LogFailedError(f"cannot use the data directory {directory} (TUCO_DATA_DIR): {exc.strerror}") from exc
+    if not stat.S_ISDIR(mode):
+        raise LogFailedError(f"the data directory {directory} (TUCO_DATA_DIR) is {_kind(mode)}, not a directory")
+
+
+def lock_directory(path: Path) -> int:
+    """Lock the directory of the log at ``path`` exclusively; return its descriptor, to close to unlock.
+
+    The directory stays put while the log file itself may be removed, renamed
+    or replaced, so its lock keeps out a second process that a lock on the
+    file alone would let in.
+    """
+    directory = path.parent
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except NotADirectoryError:
+        raise LogFailedError(f"the data directory {directory} (TUCO_DATA_DIR) is not a directory") from None
+    except OSError as exc:
+        raise LogFailedError(f"cannot open the directory {directory}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise LogFailedError(f"{path} is locked by another tuco process (it holds {directory})") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def hold_directory(path: Path) -> Iterator[None]:
+    """Hold the log's directory lock for the ``with`` block (the offline tools, against a running server)."""
+    fd = lock_directory(path)
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 class LogFile(Protocol):
@@ -33,8 +163,17 @@ class LogFile(Protocol):
         """Make everything written so far durable."""
         ...
 
+    def truncate(self, size: int) -> None:
+        """Cut the file back to ``size`` bytes, durably."""
+        ...
+
     def close(self) -> None:
         """Release the file."""
+        ...
+
+    @property
+    def identity(self) -> tuple[int, int]:
+        """The (device, inode) of the open file, to tell whether its path still names it."""
         ...
 
 
@@ -42,12 +181,18 @@ class OsLogFile:
     """A log file opened for appending, exclusively locked against a second writer."""
 
     def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self.fd = _open_regular(path, os.O_WRONLY | os.O_APPEND)
         try:
             lock_exclusively(self.fd, path)
+            opened = os.fstat(self.fd)
         except BaseException:
             os.close(self.fd)
             raise
+        self._identity = (opened.st_dev, opened.st_ino)
+
+    @property
+    def identity(self) -> tuple[int, int]:
+        return self._identity
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -57,6 +202,10 @@ class OsLogFile:
 
     def sync(self) -> None:
         os.fdatasync(self.fd)
+
+    def truncate(self, size: int) -> None:
+        os.ftruncate(self.fd, size)
+        os.fsync(self.fd)
 
     def close(self) -> None:
         os.close(self.fd)
@@ -88,9 +237,10 @@ def create_log(path: Path) -> None:
     Writing a temporary file first means a crash can never leave a log
     without its header (which the next start would refuse as not a log).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     fresh = path.with_name(path.name + ".new")
-    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(fresh)  # left by a crash during creation; never another process's: the directory is locked
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, encode_header())
         os.fsync(fd)
@@ -112,7 +262,7 @@ def sync_directory(directory: Path) -> None:
 
 
 def cut_file(path: Path, size: int) -> None:
-    with open(path, "r+b") as file:
+    with open_regular_file(path, writable=True) as file:
         truncate_file(file, size)
 
 
@@ -122,6 +272,92 @@ def truncate_file(file: BinaryIO, size: int) -> None:
     os.fsync(file.fileno())
 
 
-def write_and_sync(file: LogFile, data: bytes) -> None:
-    file.write(data)
-    file.sync()
+@dataclass(frozen=True, slots=True)
+class RefusedBatch:
+    """A batch whose writers were told "not stored" but that could not be cut off the log.
+
+    Recorded beside the log so that the next start refuses, rather than
+    replaying writes their clients were told had failed, until an operator
+    decides: ``tuco log repair`` cuts the batch, deleting the record keeps it.
+    """
+
+    offset: int  # where the batch starts: the log's size before it
+    first_sequence: int
+    last_sequence: int
+
+    def describe(self) -> str:
+        if self.first_sequence == self.last_sequence:
+            return f"sequence {self.first_sequence}"
+        return f"sequences {self.first_sequence} to {self.last_sequence}"
+
+
+def refused_path(path: Path) -> Path:
+    """Where a :class:`RefusedBatch` of the log at ``path`` is recorded."""
+    return path.with_name(path.name + ".refused")
+
+
+def record_refused(path: Path, batch: RefusedBatch) -> None:
+    """Record ``batch`` durably beside the log: written, synced, renamed into place, directory synced."""
+    marker = refused_path(path)
+    fresh = marker.with_name(marker.name + ".new")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(fresh)
+    data = json.dumps({"offset": batch.offset, "first": batch.first_sequence, "last": batch.last_sequence})
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data.encode() + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(fresh, marker)
+    sync_directory(path.parent)
+
+
+def read_refused(path: Path) -> RefusedBatch | None:
+    """The refused batch recorded beside the log at ``path``, if any."""
+    marker = refused_path(path)
+    try:
+        fd = os.open(marker, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise LogFailedError(f"cannot read {marker}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "rb") as file:
+            fields = json.loads(file.read(4096))
+        return RefusedBatch(int(fields["offset"]), int(fields["first"]), int(fields["last"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LogFailedError(f"{marker} is not a record of a refused batch; move it away to start") from exc
+
+
+def clear_refused(path: Path) -> None:
+    """Remove the record of a refused batch, durably."""
+    os.unlink(refused_path(path))
+    sync_directory(path.parent)
+
+
+class BatchRefusedError(Exception):
+    """A batch that must not be acknowledged: its message says why; the OSError, if any, is its cause."""
+
+
+def append_batch(file: LogFile, data: bytes, path: Path, sync: bool) -> None:
+    """Append a batch (and sync it), then check that ``path`` still names the file.
+
+    One call, so ``always`` mode costs one worker-thread hop per batch; the
+    check is one ``stat`` per batch.
+    """
+    try:
+        file.write(data)
+    except OSError as exc:
+        raise BatchRefusedError(f"cannot write {path} ({exc.strerror or exc})") from exc
+    if sync:
+        try:
+            file.sync()
+        except OSError as exc:
+            raise BatchRefusedError(f"cannot sync {path} ({exc.strerror or exc})") from exc
+    if identity_at(path) != file.identity:
+        raise BatchRefusedError(moved_away(path))
+
+
+def moved_away(path: Path) -> str:
+    return f"{path} no longer names the log file this process has open (removed or replaced)"

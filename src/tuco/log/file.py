@@ -9,6 +9,20 @@ second: a power loss (not a process crash) can take the last second of writes.
 A failed ``fsync`` is never retried: after it the kernel may have dropped the
 pages, so the log stops taking writes instead.
 
+The state after a restart must be the state that was served, so a batch that
+fails (a write the disk took only part of, a failed sync, or a log path that no
+longer names the open file) is cut back off the file, to the offset where it
+began, before its writers hear "not stored"; if even that fails, the error says
+the batch may come back. In ``everysec`` mode a failed timer sync cannot be
+undone: the writes since the last good sync were acknowledged and are served;
+the error names them, and a restart replays whatever the file still holds.
+
+The lock that keeps a second process out is on the data directory, which stays
+put, and before acknowledging each batch (and every ``watch_interval`` while
+idle) the log checks that its path still names the file it has open: a log
+deleted or replaced under a running server fails, instead of taking writes into
+a file no restart will read.
+
 Compaction rewrites the log as one PUT per live key, the Redis AOF way: the
 state is snapshotted between two batches at sequence S, written to a new file
 in a worker thread while batches keep being appended to the old one, and then,
@@ -45,7 +59,23 @@ from tuco.log._compaction import (
     finish_compaction,
     write_compacted,
 )
-from tuco.log._disk import LogFile, OsLogFile, create_log, cut_file, sync_directory, write_and_sync
+from tuco.log._disk import (
+    BatchRefusedError,
+    LogFile,
+    OsLogFile,
+    RefusedBatch,
+    append_batch,
+    create_log,
+    cut_file,
+    ensure_directory,
+    identity_at,
+    lock_directory,
+    moved_away,
+    read_refused,
+    record_refused,
+    refused_path,
+    sync_directory,
+)
 from tuco.log._scan import LogReader, ScanReport, repair_log
 from tuco.log.batching import GroupCommit, Mutation
 from tuco.ports import ApplyEvent
@@ -95,9 +125,10 @@ class FileTransactionLog:
         *,
         sync: SyncMode = SyncMode.ALWAYS,
         max_pending_bytes: int = 64 << 20,
-        max_record_bytes: int = 1 << 31,
         sync_interval: float = 1.0,
+        watch_interval: float = 1.0,
         open_file: Callable[[Path], LogFile] | None = None,
+        sync_directory: Callable[[Path], None] = sync_directory,
         compact_min_bytes: int = 64 << 20,
         compact_ratio: float = 2.0,
         snapshot: Callable[[], Mapping[str, bytes]] | None = None,
@@ -107,16 +138,20 @@ class FileTransactionLog:
         self.path = path
         self.sync_mode = sync
         self.snapshot = snapshot
-        self._max_record_bytes = max_record_bytes
         self._sync_interval = sync_interval
+        self._watch_interval = watch_interval
         self._open_file = open_file
+        self._sync_directory = sync_directory
         self._file: LogFile | None = None
+        self._directory: int | None = None  # the locked data directory's descriptor
         self._next_sequence = 1
         self._first_sequence = 1
         self._size = 0
+        self._synced_sequence = 0  # every event up to this one is known to be durable
         self._unsynced = False
         self._closing = False
         self._sync_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
         # Held by each commit, so whoever else holds it runs between batches, when
         # every committed event is also applied (see _compact).
         self._write_lock = asyncio.Lock()
@@ -146,22 +181,41 @@ class FileTransactionLog:
             async for batch in self._replay():
                 yield batch
         except BaseException:
-            self._close_file()
+            self._release()
             raise
 
     async def open(self) -> None:
-        """Create the log if it is missing, then open and lock it for appending."""
+        """Lock the data directory, create the log if it is missing, then open it for appending.
+
+        Never blocks on what is at the path: anything but a regular file is refused with a
+        :class:`LogFailedError` naming the path and what is there.
+        """
         if self._file is not None:
             return
-        if not self.path.exists():
+        ensure_directory(self.path.parent)
+        self._directory = lock_directory(self.path)
+        try:
+            refused = read_refused(self.path)
+            if refused is not None:
+                raise LogFailedError(
+                    f"{self.path}: the last run could not cut off {refused.describe()} (from offset {refused.offset}), "
+                    "whose writers were told they were not stored; refusing to start until an operator decides: "
+                    f"'tuco log repair {self.path}' cuts them, deleting {refused_path(self.path)} keeps them"
+                )
             try:
-                create_log(self.path)
-            except OSError as exc:
-                raise LogFailedError(f"cannot create {self.path}: {exc.strerror or exc}") from exc
-        self._open_for_writing()
+                os.stat(self.path)
+            except FileNotFoundError:
+                try:
+                    create_log(self.path)
+                except OSError as exc:
+                    raise LogFailedError(f"cannot create {self.path}: {exc.strerror or exc}") from exc
+            self._open_for_writing()
+        except BaseException:
+            self._release()
+            raise
 
     async def _replay(self) -> AsyncIterator[Sequence[Event]]:
-        reader = LogReader(self.path, max_record_bytes=self._max_record_bytes)
+        reader = LogReader(self.path)
         try:
             for batch in reader:
                 yield batch
@@ -188,6 +242,7 @@ class FileTransactionLog:
             except OSError as exc:
                 raise LogFailedError(f"cannot cut the torn tail of {self.path}: {exc.strerror}") from exc
         self._next_sequence = report.last_sequence + 1
+        self._synced_sequence = report.last_sequence
         self._first_sequence = report.first_sequence
         self._size = report.valid_bytes
         self.replay_report = report
@@ -204,8 +259,11 @@ class FileTransactionLog:
                 RECORD_OVERHEAD + len(key.encode()) + len(value) for key, value in self.snapshot().items()
             )
         self._commits.start(apply)
+        loop = asyncio.get_running_loop()
         if self.sync_mode is SyncMode.EVERYSEC:
-            self._sync_task = asyncio.get_running_loop().create_task(self._sync_every_interval(), name="tuco-log-sync")
+            self._sync_task = loop.create_task(self._sync_every_interval(), name="tuco-log-sync")
+        if self._watch_interval > 0:
+            self._watch_task = loop.create_task(self._watch_the_path(), name="tuco-log-watch")
 
     def _open_for_writing(self) -> None:
         opener = self._open_file or OsLogFile
@@ -218,6 +276,13 @@ class FileTransactionLog:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+    def _release(self) -> None:
+        """Close the file and unlock the directory."""
+        self._close_file()
+        if self._directory is not None:
+            os.close(self._directory)
+            self._directory = None
 
     def write_put(self, key: str, value: bytes) -> Awaitable[Event]:
         return self._commits.submit(EventType.PUT, key, value)
@@ -236,21 +301,64 @@ class FileTransactionLog:
             file = self._file
             if file is None:
                 raise LogClosedError("the log is not open")
+            if self.failure is not None:  # a timer sync failed while this batch waited for the lock
+                raise self.failure
             sequence = self._next_sequence
             events = [Event(sequence + i, m.type, m.key, m.value) for i, m in enumerate(batch)]
             data = b"".join([encode_record(e.sequence, e.type, e.key, e.value) for e in events])
+            start = self._size
             try:
                 if self.sync_mode is SyncMode.ALWAYS:
-                    await asyncio.to_thread(write_and_sync, file, data)
+                    await asyncio.to_thread(append_batch, file, data, self.path, True)
                 else:
-                    file.write(data)
+                    append_batch(file, data, self.path, False)
                     self._unsynced = True
-            except OSError as exc:
-                raise LogFailedError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+            except BatchRefusedError as refused:
+                raise await self._undo(file, refused, start, sequence, sequence + len(events) - 1) from None
             self._next_sequence = sequence + len(events)
-            self._size += len(data)
+            if self.sync_mode is SyncMode.ALWAYS:
+                self._synced_sequence = self._next_sequence - 1
+            self._size = start + len(data)
         self._maybe_compact()
         return events
+
+    async def _undo(
+        self, file: LogFile, refused: BatchRefusedError, start: int, first: int, last: int
+    ) -> LogFailedError:
+        """Cut a refused batch back off the file, so no restart replays what its writers were told is not stored."""
+        batch = f"the failed batch, {_sequences(first, last)}"
+        try:
+            await asyncio.to_thread(file.truncate, start)
+        except OSError as exc:
+            cut_failed = f"{refused}, and cutting {batch}, back to offset {start} failed too ({exc.strerror or exc})"
+            try:
+                await asyncio.to_thread(record_refused, self.path, RefusedBatch(start, first, last))
+            except OSError as marker_exc:
+                error = LogFailedError(
+                    f"{cut_failed}, as did recording that for the next start ({marker_exc.strerror or marker_exc}): "
+                    "it was not acknowledged, but a restart may replay it"
+                )
+            else:
+                error = LogFailedError(
+                    f"{cut_failed}: it was not acknowledged, and the next start refuses until an operator runs "
+                    f"'tuco log repair {self.path}' to cut it"
+                )
+        else:
+            error = LogFailedError(f"{refused}: {batch}, was cut from the file and will not be replayed")
+        error.__cause__ = refused.__cause__
+        return error
+
+    async def _watch_the_path(self) -> None:
+        """Fail the log, even while idle, once its path no longer names the open file."""
+        while True:
+            await asyncio.sleep(self._watch_interval)
+            async with self._write_lock:  # between batches, and never mid-compaction
+                file = self._file
+                if file is None or self.failure is not None:
+                    return
+                if identity_at(self.path) != file.identity:
+                    self._commits.fail(LogFailedError(f"{moved_away(self.path)}: writes stopped"))
+                    return
 
     def _maybe_compact(self) -> None:
         size = self._size
@@ -281,7 +389,13 @@ class FileTransactionLog:
                 state = self.snapshot()
                 last_sequence = self._next_sequence - 1
                 rewrite.offset = self._size
-                rewrite.source = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                source = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                opened = os.fstat(source)
+                if (opened.st_dev, opened.st_ino) != self._file.identity:  # the path names another file now
+                    os.close(source)
+                    self._commits.fail(LogFailedError(f"{moved_away(self.path)}: writes stopped"))
+                    return
+                rewrite.source = source
             opener = self._open_file or OsLogFile
             new_file = await self._in_thread(rewrite, create_compaction_file, rewrite.tmp, opener)
             rewrite.new_file = new_file
@@ -299,7 +413,7 @@ class FileTransactionLog:
                 events_before = self._next_sequence - self._first_sequence
                 await self._in_thread(rewrite, finish_compaction, rewrite, copied, bytes_before, self.path)
                 self._adopt(rewrite)
-                await asyncio.to_thread(sync_directory, self.path.parent)
+                await asyncio.to_thread(self._sync_directory, self.path.parent)
             _logger.info(
                 "log_compacted",
                 path=str(self.path),
@@ -314,7 +428,8 @@ class FileTransactionLog:
         except Exception as exc:
             if rewrite.replaced:
                 # The new file is the log now, but its name may not survive a crash.
-                error = LogFailedError(f"cannot sync the directory of {self.path}: {exc}")
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                error = LogFailedError(f"cannot sync the directory of {self.path} ({reason}) after compacting the log")
                 error.__cause__ = exc
                 self._commits.fail(error)
             else:
@@ -371,12 +486,24 @@ class FileTransactionLog:
             if file is None or not self._unsynced or self.failure is not None:
                 return
             self._unsynced = False
+            covered = self._next_sequence - 1  # everything written so far is in what this sync flushes
             try:
                 await asyncio.to_thread(file.sync)
             except OSError as exc:
-                error = LogFailedError(f"cannot sync {self.path}: {exc.strerror or exc}")
+                # Acknowledged already, so not to be cut; but the kernel may have dropped them.
+                first, last = self._synced_sequence + 1, self._next_sequence - 1
+                reason = f"cannot sync {self.path} ({exc.strerror or exc})"
+                if first > last:
+                    error = LogFailedError(f"{reason}; every acknowledged write had been synced before")
+                else:
+                    error = LogFailedError(
+                        f"{reason}: the writes acknowledged since the last good sync, {_sequences(first, last)}, "
+                        "may not be on disk; a restart replays what the file still holds"
+                    )
                 error.__cause__ = exc
                 self._commits.fail(error)
+            else:
+                self._synced_sequence = max(self._synced_sequence, covered)
 
     async def aclose(self) -> None:
         """Commit what is queued, end a compaction in progress, sync, stop the timer and close the file.
@@ -390,12 +517,17 @@ class FileTransactionLog:
             if self._rewrite is not None:
                 self._rewrite.stop.set()
             await compaction
-        if self._sync_task is not None:
-            self._sync_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sync_task
-            self._sync_task = None
+        for task in (self._sync_task, self._watch_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sync_task = self._watch_task = None
         if self._file is not None:
             self._unsynced = True  # a sync cancelled above may not have finished: always sync once more
             await self._sync_now()
-            self._close_file()
+        self._release()
+
+
+def _sequences(first: int, last: int) -> str:
+    return f"sequence {first}" if first == last else f"sequences {first} to {last}"
