@@ -4,6 +4,8 @@
 
     TucoError
     ├── NoSuchKeyError            the key is not in the store (the one callers test for)
+    ├── PreconditionFailedError   a conditional write's condition did not hold; carries the current revision
+    ├── HistoryCompactedError     a revision older than the retained history; carries the oldest one
     ├── InvalidRequestError       a client's mistake; never a server fault
     │   ├── InvalidKeyError       empty or undecodable key
     │   │   └── KeyTooLongError   key over the limit
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "HistoryCompactedError",
     "InvalidKeyError",
     "InvalidRequestError",
     "KeyTooLongError",
@@ -34,6 +37,7 @@ __all__ = [
     "LogFormatError",
     "LogUnavailableError",
     "NoSuchKeyError",
+    "PreconditionFailedError",
     "TucoError",
     "ValueTooLargeError",
 ]
@@ -52,6 +56,40 @@ class NoSuchKeyError(TucoError, KeyError):
 
     def __str__(self) -> str:
         return f"no such key: {self.args[0]!r}" if self.args else "no such key"
+
+
+class PreconditionFailedError(TucoError):
+    """A conditional write was refused: the key's ``mod_revision`` is not what the condition required.
+
+    ``current`` is the key's mod_revision when the condition was decided (0: absent).
+    """
+
+    code = "precondition_failed"
+
+    def __init__(self, key: str, current: int) -> None:
+        super().__init__(key, current)
+        self.key = key
+        self.current = current
+
+    def __str__(self) -> str:
+        state = f"is at revision {self.current}" if self.current else "does not exist"
+        return f"the condition did not hold: the key {state}"
+
+
+class HistoryCompactedError(TucoError):
+    """The revision asked for is older than the history still retained.
+
+    ``oldest`` is the oldest revision that can still be served.
+    """
+
+    code = "history_compacted"
+
+    def __init__(self, oldest: int) -> None:
+        super().__init__(oldest)
+        self.oldest = oldest
+
+    def __str__(self) -> str:
+        return f"that revision is no longer retained; the oldest available is {self.oldest}"
 
 
 class InvalidRequestError(TucoError):
