@@ -18,8 +18,9 @@
         ├── LogCorruptError       a damaged record followed by valid ones
         └── LogFormatError        not a tuco log, or a format we cannot read
 
-Every error carries a stable machine-readable ``code``; the HTTP layer maps
-classes to statuses in one table and puts the code in the JSON error body.
+Every error carries a stable machine-readable ``code`` and the HTTP ``status``
+it is answered with (the one error table: psycopg looks errors up by SQLSTATE,
+tuco by class); the JSON error body carries the code.
 """
 
 from __future__ import annotations
@@ -47,12 +48,14 @@ class TucoError(Exception):
     """Root of every error tuco raises on purpose."""
 
     code = "internal_error"
+    status = 500
 
 
 class NoSuchKeyError(TucoError, KeyError):
     """The key is not in the store."""
 
     code = "no_such_key"
+    status = 404
 
     def __str__(self) -> str:
         return f"no such key: {self.args[0]!r}" if self.args else "no such key"
@@ -65,6 +68,7 @@ class PreconditionFailedError(TucoError):
     """
 
     code = "precondition_failed"
+    status = 412
 
     def __init__(self, key: str, current: int) -> None:
         super().__init__(key, current)
@@ -83,6 +87,7 @@ class HistoryCompactedError(TucoError):
     """
 
     code = "history_compacted"
+    status = 410
 
     def __init__(self, oldest: int) -> None:
         super().__init__(oldest)
@@ -96,48 +101,56 @@ class InvalidRequestError(TucoError):
     """A request the client must change before it can succeed."""
 
     code = "invalid_request"
+    status = 400
 
 
 class InvalidKeyError(InvalidRequestError):
     """The key is empty, not valid UTF-8 after percent-decoding, or over the limit."""
 
     code = "invalid_key"
+    status = 400
 
 
 class KeyTooLongError(InvalidKeyError):
     """The key is over the configured limit."""
 
     code = "key_too_long"
+    status = 414
 
 
 class ValueTooLargeError(InvalidRequestError):
     """The value is over the configured limit."""
 
     code = "value_too_large"
+    status = 413
 
 
 class ConfigurationError(TucoError):
     """Settings that cannot work; reported as one line at start-up."""
 
     code = "invalid_configuration"
+    status = 500
 
 
 class LogError(TucoError):
     """Something about the transaction log."""
 
     code = "log_error"
+    status = 503
 
 
 class LogClosedError(LogError):
     """The log was closed by us (shutdown); it takes no more writes."""
 
     code = "log_closed"
+    status = 503
 
 
 class LogFailedError(LogError):
     """The log broke under us; nothing after the failure was acknowledged."""
 
     code = "log_failed"
+    status = 503
 
 
 class LogUnavailableError(LogFailedError):
@@ -149,15 +162,18 @@ class LogUnavailableError(LogFailedError):
     """
 
     code = "log_unavailable"
+    status = 503
 
 
 class LogCorruptError(LogError):
     """A damaged record is followed by valid ones: refusing to guess."""
 
     code = "log_corrupt"
+    status = 503
 
 
 class LogFormatError(LogError):
     """The file is not a tuco log, or is in a format version this build cannot read."""
 
     code = "log_format"
+    status = 503
