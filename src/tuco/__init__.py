@@ -4,6 +4,7 @@ from tuco.core.events import Event, EventType
 from tuco.core.store import Store
 from tuco.errors import (
     ConfigurationError,
+    HistoryCompactedError,
     InvalidKeyError,
     InvalidRequestError,
     KeyTooLongError,
@@ -14,6 +15,7 @@ from tuco.errors import (
     LogFormatError,
     LogUnavailableError,
     NoSuchKeyError,
+    PreconditionFailedError,
     TucoError,
     ValueTooLargeError,
 )
@@ -25,6 +27,7 @@ __all__ = [
     "ConfigurationError",
     "Event",
     "EventType",
+    "HistoryCompactedError",
     "InvalidKeyError",
     "InvalidRequestError",
     "KeyTooLongError",
@@ -35,6 +38,7 @@ __all__ = [
     "LogFormatError",
     "LogUnavailableError",
     "NoSuchKeyError",
+    "PreconditionFailedError",
     "Store",
     "TransactionLog",
     "TucoError",

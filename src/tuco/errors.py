@@ -4,6 +4,8 @@
 
     TucoError
     ├── NoSuchKeyError            the key is not in the store (the one callers test for)
+    ├── PreconditionFailedError   a conditional write's condition did not hold; carries the current revision
+    ├── HistoryCompactedError     a revision older than the retained history; carries the oldest one
     ├── InvalidRequestError       a client's mistake; never a server fault
     │   ├── InvalidKeyError       empty or undecodable key
     │   │   └── KeyTooLongError   key over the limit
@@ -16,14 +18,16 @@
         ├── LogCorruptError       a damaged record followed by valid ones
         └── LogFormatError        not a tuco log, or a format we cannot read
 
-Every error carries a stable machine-readable ``code``; the HTTP layer maps
-classes to statuses in one table and puts the code in the JSON error body.
+Every error carries a stable machine-readable ``code`` and the HTTP ``status``
+it is answered with (the one error table: psycopg looks errors up by SQLSTATE,
+tuco by class); the JSON error body carries the code.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "HistoryCompactedError",
     "InvalidKeyError",
     "InvalidRequestError",
     "KeyTooLongError",
@@ -34,6 +38,7 @@ __all__ = [
     "LogFormatError",
     "LogUnavailableError",
     "NoSuchKeyError",
+    "PreconditionFailedError",
     "TucoError",
     "ValueTooLargeError",
 ]
@@ -43,63 +48,109 @@ class TucoError(Exception):
     """Root of every error tuco raises on purpose."""
 
     code = "internal_error"
+    status = 500
 
 
 class NoSuchKeyError(TucoError, KeyError):
     """The key is not in the store."""
 
     code = "no_such_key"
+    status = 404
 
     def __str__(self) -> str:
         return f"no such key: {self.args[0]!r}" if self.args else "no such key"
+
+
+class PreconditionFailedError(TucoError):
+    """A conditional write was refused: the key's ``mod_revision`` is not what the condition required.
+
+    ``current`` is the key's mod_revision when the condition was decided (0: absent).
+    """
+
+    code = "precondition_failed"
+    status = 412
+
+    def __init__(self, key: str, current: int) -> None:
+        super().__init__(key, current)
+        self.key = key
+        self.current = current
+
+    def __str__(self) -> str:
+        state = f"is at revision {self.current}" if self.current else "does not exist"
+        return f"the condition did not hold: the key {state}"
+
+
+class HistoryCompactedError(TucoError):
+    """The revision asked for is older than the history still retained.
+
+    ``oldest`` is the oldest revision that can still be served.
+    """
+
+    code = "history_compacted"
+    status = 410
+
+    def __init__(self, oldest: int) -> None:
+        super().__init__(oldest)
+        self.oldest = oldest
+
+    def __str__(self) -> str:
+        return f"that revision is no longer retained; the oldest available is {self.oldest}"
 
 
 class InvalidRequestError(TucoError):
     """A request the client must change before it can succeed."""
 
     code = "invalid_request"
+    status = 400
 
 
 class InvalidKeyError(InvalidRequestError):
     """The key is empty, not valid UTF-8 after percent-decoding, or over the limit."""
 
     code = "invalid_key"
+    status = 400
 
 
 class KeyTooLongError(InvalidKeyError):
     """The key is over the configured limit."""
 
     code = "key_too_long"
+    status = 414
 
 
 class ValueTooLargeError(InvalidRequestError):
     """The value is over the configured limit."""
 
     code = "value_too_large"
+    status = 413
 
 
 class ConfigurationError(TucoError):
     """Settings that cannot work; reported as one line at start-up."""
 
     code = "invalid_configuration"
+    status = 500
 
 
 class LogError(TucoError):
     """Something about the transaction log."""
 
     code = "log_error"
+    status = 503
 
 
 class LogClosedError(LogError):
     """The log was closed by us (shutdown); it takes no more writes."""
 
     code = "log_closed"
+    status = 503
 
 
 class LogFailedError(LogError):
     """The log broke under us; nothing after the failure was acknowledged."""
 
     code = "log_failed"
+    status = 503
 
 
 class LogUnavailableError(LogFailedError):
@@ -111,15 +162,18 @@ class LogUnavailableError(LogFailedError):
     """
 
     code = "log_unavailable"
+    status = 503
 
 
 class LogCorruptError(LogError):
     """A damaged record is followed by valid ones: refusing to guess."""
 
     code = "log_corrupt"
+    status = 503
 
 
 class LogFormatError(LogError):
     """The file is not a tuco log, or is in a format version this build cannot read."""
 
     code = "log_format"
+    status = 503

@@ -202,7 +202,7 @@ class RecordDecoder:
             except UnicodeDecodeError:
                 failure = "key is not valid UTF-8"
                 break
-            append(new(Event, (seq, event_type, key, buf[key_end:end])))
+            append(new(Event, (seq, event_type, key, buf[key_end:end], 0, 0)))
             sequence += 1
             pos = end
         self.next_sequence = sequence

@@ -76,7 +76,7 @@ def compact_log(path: Path) -> CompactionReport:
             state: dict[str, bytes] = {}
             put = EventType.PUT
             for batch in reader:
-                for _, event_type, key, value in batch:
+                for _, event_type, key, value, _, _ in batch:
                     if event_type is put:
                         state[key] = value
                     else:

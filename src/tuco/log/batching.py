@@ -4,32 +4,72 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
 
 import structlog
 
 from tuco.core.codec import RECORD_OVERHEAD
-from tuco.core.events import Event, EventType
-from tuco.errors import InvalidKeyError, LogClosedError, LogError, LogFailedError, LogUnavailableError
+from tuco.core.events import Event, EventType, Precondition
+from tuco.errors import (
+    InvalidKeyError,
+    LogClosedError,
+    LogError,
+    LogFailedError,
+    LogUnavailableError,
+    PreconditionFailedError,
+)
 from tuco.ports import ApplyEvent
 
-__all__ = ["CommitBatch", "GroupCommit", "Mutation"]
+__all__ = ["CommitBatch", "GroupCommit", "Mutation", "Outcome", "sequence_batch"]
 
 _logger = structlog.get_logger("tuco.log")
 
 
 class Mutation(NamedTuple):
-    """A write waiting to be committed."""
+    """A write waiting to be committed, and what the key must look like for it to happen."""
 
     type: EventType
     key: str
     value: bytes
+    precondition: Precondition | None = None
 
 
 _Batch = list[tuple[Mutation, "asyncio.Future[Event]"]]
 
-CommitBatch = Callable[[Sequence[Mutation]], Awaitable[Sequence[Event]]]
-"""Makes a batch durable and returns its events, sequenced, in the same order."""
+Outcome: TypeAlias = Event | PreconditionFailedError
+"""What became of one mutation of a batch: its event, or why its precondition refused it."""
+
+CommitBatch = Callable[[Sequence[Mutation]], Awaitable[Sequence[Outcome]]]
+"""Makes a batch durable and returns one outcome per mutation, in the same order.
+
+Preconditions are decided in log order, as if the mutations were applied one
+by one: a refused mutation is not written and takes no sequence.
+"""
+
+
+def sequence_batch(batch: Sequence[Mutation], first: int, mod_revision: Callable[[str], int]) -> list[Outcome]:
+    """Number a batch from ``first``, deciding each precondition against the state before it.
+
+    For logs with one writer (the file and memory logs): ``mod_revision`` is
+    the applied state, which holds every earlier batch; a key written earlier
+    in this batch is judged by that write.
+    """
+    if not any(mutation.precondition is not None for mutation in batch):
+        return [Event(first + i, m.type, m.key, m.value) for i, m in enumerate(batch)]
+    outcomes: list[Outcome] = []
+    written: dict[str, int] = {}
+    sequence = first
+    put = EventType.PUT
+    for m in batch:
+        if m.precondition is not None:
+            current = written[m.key] if m.key in written else mod_revision(m.key)
+            if not m.precondition.holds(current):
+                outcomes.append(PreconditionFailedError(m.key, current))
+                continue
+        outcomes.append(Event(sequence, m.type, m.key, m.value))
+        written[m.key] = sequence if m.type is put else 0
+        sequence += 1
+    return outcomes
 
 
 class GroupCommit:
@@ -70,14 +110,17 @@ class GroupCommit:
         self._apply = apply
         self._task = asyncio.get_running_loop().create_task(self._run(), name="tuco-group-commit")
 
-    def submit(self, type: EventType, key: str, value: bytes = b"") -> Awaitable[Event]:
+    def submit(
+        self, type: EventType, key: str, value: bytes = b"", precondition: Precondition | None = None
+    ) -> Awaitable[Event]:
         """Queue one mutation; the result resolves once it is committed and applied.
 
         Returns a plain future when the queue has room (the common case: no
         coroutine or task per write), and a coroutine that first waits for room
         otherwise. Raises at once if the log failed or closed, and raises
         :class:`InvalidKeyError` for a key that cannot be encoded as UTF-8 (a
-        lone surrogate), before it can reach, and break, a commit.
+        lone surrogate), before it can reach, and break, a commit. A precondition
+        that does not hold fails the write with :class:`PreconditionFailedError`.
         """
         if not key.isascii():
             try:
@@ -86,8 +129,8 @@ class GroupCommit:
                 raise InvalidKeyError("the key cannot be encoded as UTF-8") from None
         self._check_open()
         if self._pending_bytes >= self._max_pending_bytes:
-            return self._submit_when_room(type, key, value)
-        return self._enqueue(type, key, value)
+            return self._submit_when_room(Mutation(type, key, value, precondition))
+        return self._enqueue(Mutation(type, key, value, precondition))
 
     def _check_open(self) -> None:
         if self.failure is not None:
@@ -95,17 +138,17 @@ class GroupCommit:
         if self._closing or self._task is None:
             raise LogClosedError("the log is closed and takes no more writes")
 
-    async def _submit_when_room(self, type: EventType, key: str, value: bytes) -> Event:
+    async def _submit_when_room(self, mutation: Mutation) -> Event:
         while self._pending_bytes >= self._max_pending_bytes:
             self._space.clear()
             await self._space.wait()
             self._check_open()
-        return await self._enqueue(type, key, value)
+        return await self._enqueue(mutation)
 
-    def _enqueue(self, type: EventType, key: str, value: bytes) -> asyncio.Future[Event]:
+    def _enqueue(self, mutation: Mutation) -> asyncio.Future[Event]:
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
-        self._pending.append((Mutation(type, key, value), future))
-        self._pending_bytes += RECORD_OVERHEAD + len(key) + len(value)
+        self._pending.append((mutation, future))
+        self._pending_bytes += RECORD_OVERHEAD + len(mutation.key) + len(mutation.value)
         if not self._wakeup.is_set():
             self._wakeup.set()
         return future
@@ -136,7 +179,7 @@ class GroupCommit:
             self._pending_bytes = 0
             self._space.set()
             try:
-                events = await self._commit([mutation for mutation, _ in batch])
+                outcomes = await self._commit([mutation for mutation, _ in batch])
             except LogUnavailableError as exc:
                 _fail_batch(batch, exc)  # the database may come back: only this batch fails
                 continue
@@ -145,10 +188,14 @@ class GroupCommit:
                 return
             self.batches += 1
             try:
-                for (_, future), event in zip(batch, events, strict=True):
-                    apply(event)
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if isinstance(outcome, PreconditionFailedError):
+                        if not future.done():
+                            future.set_exception(outcome)
+                        continue
+                    apply(outcome)
                     if not future.done():
-                        future.set_result(event)
+                        future.set_result(outcome)
             except Exception as exc:  # the store no longer matches the log: stop writing
                 self._fail_with_batch(batch, exc, "applying a committed event failed")
                 return
