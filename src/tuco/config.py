@@ -67,7 +67,11 @@ class Settings(BaseSettings):
         30.0, gt=0, le=86400, description="postgres: give up starting after this long without the database."
     )
     database_write_timeout_seconds: float = Field(
-        10.0, gt=0, le=3600, description="postgres: a write retries a lost database this long before its 503."
+        10.0,
+        gt=0,
+        le=3600,
+        description="postgres: writes retry a lost database until it has been out of reach this long "
+        "(from the first failure), then answer 503; while it stays away, after one try.",
     )
 
     @field_validator("database_url")

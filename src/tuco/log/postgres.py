@@ -379,7 +379,7 @@ class PostgresTransactionLog:
                         await asyncio.wait_for(self._wake.wait(), self._poll_interval)
             except Exception as exc:  # never let the follower die: log, back off, reconnect
                 attempt += 1
-                self._mark_unavailable(exc, "follow", attempts=attempt)
+                self._mark_unavailable(exc, "following", attempts=attempt)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_CAP)
             finally:
