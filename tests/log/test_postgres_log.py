@@ -302,6 +302,26 @@ def test_a_lost_reply_mid_burst_repeats_no_sequence(pg_dsn: str, pg_proxy: Proxy
     run(main)
 
 
+def test_a_write_applies_the_events_before_it_first(pg_dsn: str) -> None:
+    """A replica that has not heard of others' writes applies them, in order, before its own write returns."""
+
+    async def main() -> None:
+        deaf = await Replica(pg_dsn, use_notify=False, poll_interval=60.0).start()
+        other = await Replica(pg_dsn).start()
+        try:
+            for i in range(5):
+                await other.put(f"other{i}", b"x")
+            event = await deaf.put("mine", b"y")
+            assert event == Event(6, EventType.PUT, "mine", b"y")
+            assert deaf.applied == [1, 2, 3, 4, 5, 6]
+            assert deaf.store.snapshot() == {**{f"other{i}": b"x" for i in range(5)}, "mine": b"y"}
+        finally:
+            await deaf.log.aclose()
+            await other.log.aclose()
+
+    run(main)
+
+
 def test_old_batch_ids_are_pruned_and_recent_ones_kept(pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every few batches the ids older than an hour are deleted; younger ones stay for retries."""
     monkeypatch.setattr(postgres, "_PRUNE_EVERY", 3)
