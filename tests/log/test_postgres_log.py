@@ -444,9 +444,12 @@ def test_catch_up_makes_another_replicas_write_visible(pg_dsn: str) -> None:
 
     async def main() -> None:
         reader = await Replica(pg_dsn, use_notify=False, poll_interval=60.0).start()
+        polled = """SELECT pid FROM pg_stat_activity
+            WHERE datname = current_database() AND application_name = 'tuco' AND state = 'idle' AND query = $1"""
+        while not await query(pg_dsn, polled, sql.READ_HEAD):  # the reader's first poll is over; the next is 60 s away
+            await asyncio.sleep(0.02)
         writer = await Replica(pg_dsn).start()
         try:
-            await asyncio.sleep(0.1)  # let the reader's first poll pass
             await writer.put("fresh", b"value")
             assert "fresh" not in reader.store
             await reader.log.catch_up()
