@@ -125,6 +125,7 @@ class Proxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self._marker: bytes | None = None
         self.replies_dropped = 0
+        self.executed: list[str] = []  # the SQL of every statement run through the proxy, in order
 
     def _call(self, coro: object) -> None:
         asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)  # type: ignore[arg-type]
@@ -170,6 +171,7 @@ class Proxy:
                 executed = session.statements.get(body.split(b"\0", 2)[1], b"")  # portal, then statement name
             else:
                 continue
+            self.executed.append(executed.decode(errors="replace"))
             if self._marker is not None and executed.lstrip().startswith(self._marker):
                 self._marker, session.swallowing = None, True
 

@@ -302,6 +302,23 @@ def test_a_lost_reply_mid_burst_repeats_no_sequence(pg_dsn: str, pg_proxy: Proxy
     run(main)
 
 
+def test_a_write_is_one_statement_per_batch(pg_proxy: Proxy) -> None:
+    """A caught-up replica writes each batch with one round trip: the write function, nothing before or after."""
+
+    async def main() -> None:
+        replica = await Replica(pg_proxy.dsn, use_notify=False, poll_interval=60.0).start()
+        try:
+            await replica.put("warm", b"up")  # connects the pool and prepares the statement
+            pg_proxy.executed.clear()
+            for i in range(20):
+                await replica.put(f"k{i}", b"v")
+            assert pg_proxy.executed == [sql.WRITE_BATCH] * 20
+        finally:
+            await replica.log.aclose()
+
+    run(main)
+
+
 def test_a_write_applies_the_events_before_it_first(pg_dsn: str) -> None:
     """A replica that has not heard of others' writes applies them, in order, before its own write returns."""
 

@@ -270,7 +270,11 @@ class PostgresTransactionLog:
             _logger.info("database_schema_migrated", database=self.database, old=found, new=sql.SCHEMA_VERSION)
         _logger.info("database_ready", database=self.database, schema_version=sql.SCHEMA_VERSION)
         self._pool = await asyncpg.create_pool(
-            self._dsn, min_size=0, max_size=self._pool_size, server_settings=_SERVER_SETTINGS
+            self._dsn,
+            min_size=0,
+            max_size=self._pool_size,
+            server_settings=_SERVER_SETTINGS,
+            reset=_keep_session,
         )
         return self._pool
 
@@ -387,9 +391,14 @@ class PostgresTransactionLog:
                     await _close_quietly(conn)
 
     def _on_notify(self, conn: object, pid: int, channel: str, payload: object) -> None:
-        with contextlib.suppress(ValueError, TypeError):
-            self._head = max(self._head, int(str(payload)))
-        self._wake.set()
+        try:
+            head = int(str(payload))
+        except ValueError:
+            self._wake.set()
+            return
+        self._head = max(self._head, head)
+        if head > self._applied:  # not just our own write, already applied: there is something to fetch
+            self._wake.set()
 
     def _on_terminated(self, conn: object) -> None:
         self._wake.set()
@@ -463,6 +472,14 @@ def _is_driver_error(exc: BaseException) -> bool:
     return isinstance(
         exc, (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError)
     )
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing to undo, so no round trip after every batch.
+
+    Pool connections never LISTEN, take advisory locks or change settings;
+    asyncpg itself still rolls back a transaction left open.
+    """
 
 
 async def _close_quietly(conn: asyncpg.Connection) -> None:
