@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
-__all__ = ["pg_dsn", "server_dsn"]
+__all__ = ["eventually", "fetch", "last_value_per_key", "pg_dsn", "server_dsn"]
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -53,3 +54,41 @@ def pg_dsn() -> Iterator[str]:
         yield _with_database(admin, name)
     finally:
         asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+# -- helpers shared by the PostgreSQL tests ---------------------------------
+
+
+async def fetch(dsn: str, statement: str, *args: object) -> list[asyncpg.Record]:
+    """Run one statement on a connection of its own and return the rows."""
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        return list(await conn.fetch(statement, *args))
+    finally:
+        await conn.close()
+
+
+async def last_value_per_key(dsn: str) -> dict[str, bytes]:
+    """The state the log describes (last event per key, PUTs only), after checking every sequence is there once."""
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        rows = await conn.fetch(
+            "SELECT DISTINCT ON (key) key, type, value FROM tuco_events ORDER BY key, sequence DESC"
+        )
+        head = await conn.fetchval("SELECT sequence FROM tuco_head")
+        count, distinct, top = await conn.fetchrow(
+            "SELECT count(*), count(DISTINCT sequence), coalesce(max(sequence), 0) FROM tuco_events"
+        )
+    finally:
+        await conn.close()
+    assert count == distinct == top == head, f"sequences 1..{head} each once: {count=} {distinct=} {top=}"
+    return {bytes(row["key"]).decode(): bytes(row["value"]) for row in rows if row["type"] == 1}
+
+
+def eventually(check: Callable[[], object], *, timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll ``check`` until it returns something true; fail naming ``what`` after a generous ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        time.sleep(0.02)

@@ -6,11 +6,12 @@ import enum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tuco.errors import ConfigurationError
 from tuco.log.file import SyncMode
+from tuco.log.redact import check_database_url, redact_dsn
 
 __all__ = ["LogBackend", "Settings", "load_settings"]
 
@@ -35,7 +36,9 @@ class Settings(BaseSettings):
     log_backend: LogBackend = Field(LogBackend.FILE, description="Transaction log backend: file or postgres.")
     log_sync: SyncMode = Field(SyncMode.ALWAYS, description="always: fsync before acknowledging; everysec: relaxed.")
     database_url: SecretStr | None = Field(
-        None, description="PostgreSQL URL for the postgres backend; unset means the libpq PG* variables."
+        None,
+        description="PostgreSQL URL (postgresql://user:password@host:port/database, reserved characters "
+        "percent-encoded) for the postgres backend; unset means the libpq PG* variables.",
     )
     max_key_bytes: int = Field(1024, ge=1, le=65536, description="Largest key, in UTF-8 bytes.")
     max_value_bytes: int = Field(1 << 20, ge=0, le=1 << 30, description="Largest value, in bytes.")
@@ -64,8 +67,20 @@ class Settings(BaseSettings):
         30.0, gt=0, le=86400, description="postgres: give up starting after this long without the database."
     )
     database_write_timeout_seconds: float = Field(
-        10.0, gt=0, le=3600, description="postgres: a write retries a lost database this long before its 503."
+        10.0,
+        gt=0,
+        le=3600,
+        description="postgres: writes retry a lost database until it has been out of reach this long "
+        "(from the first failure), then answer 503; while it stays away, after one try.",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_parses(cls, url: SecretStr | None) -> SecretStr | None:
+        """A URL that does not read one way would reach the driver garbled (and its password the logs)."""
+        if url is not None:
+            check_database_url(url.get_secret_value())
+        return url
 
     @model_validator(mode="after")
     def _tls_files_come_in_pairs(self) -> Settings:
@@ -84,8 +99,6 @@ class Settings(BaseSettings):
 
     def public_view(self) -> dict[str, Any]:
         """The effective configuration with secrets redacted, for the start-up log line."""
-        from tuco.log.redact import redact_dsn
-
         view = self.model_dump(mode="json")
         url = self.database_url.get_secret_value() if self.database_url else None
         view["database_url"] = redact_dsn(url) if url else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Callable
 
 import asyncpg
@@ -12,6 +11,7 @@ import httpx
 
 from tests.e2e.keys import key_path
 from tests.e2e.process import TucoProcess
+from tests.fix_db import eventually, last_value_per_key
 
 StartTuco = Callable[..., TucoProcess]
 
@@ -22,20 +22,6 @@ FOLLOW_BOUND_SECONDS = 5.0
 
 def _replica(tuco: StartTuco, dsn: str, name: str, **env: str) -> TucoProcess:
     return tuco(TUCO_LOG_BACKEND="postgres", TUCO_DATABASE_URL=dsn, TUCO_DATA_DIR=f"/nonexistent/{name}", **env)
-
-
-async def _last_value_per_key(dsn: str) -> dict[str, bytes]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = await conn.fetch(
-            "SELECT DISTINCT ON (key) key, type, value FROM tuco_events ORDER BY key, sequence DESC"
-        )
-        head = await conn.fetchval("SELECT sequence FROM tuco_head")
-        count, distinct = await conn.fetchrow("SELECT count(*), count(DISTINCT sequence) FROM tuco_events")
-    finally:
-        await conn.close()
-    assert count == distinct == head, "every sequence exactly once, no gaps up to the head"
-    return {bytes(row["key"]).decode(): bytes(row["value"]) for row in rows if row["type"] == 1}
 
 
 def _state(url: str, keys: list[str], *, consistent: bool = False) -> dict[str, bytes]:
@@ -58,13 +44,14 @@ def test_write_on_one_replica_is_readable_on_the_other(tuco: StartTuco, pg_dsn: 
         consistent = b.get("/v1/key/shared", params={"consistent": "true"})
         assert (consistent.status_code, consistent.content) == (200, b"from a")
         assert b.put("/v1/key/other", content=b"from b").status_code == 201
-        deadline = time.monotonic() + FOLLOW_BOUND_SECONDS
-        while (got := a.get("/v1/key/other")).status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        eventually(lambda: a.get("/v1/key/other").status_code == 200, timeout=FOLLOW_BOUND_SECONDS, what="a follows")
+        got = a.get("/v1/key/other")
         assert (got.status_code, got.content) == (200, b"from b")
-        ready = b.get("/readyz").json()
-        assert ready["ready"] is True and ready["log"]["backend"] == "postgres"
-        assert ready["log"]["last_sequence"] == 2
+        assert b.get("/readyz").json() == {
+            "ready": True,
+            "phase": "serving",
+            "log": {"backend": "postgres", "last_sequence": 2, "lag_events": 0, "lag_seconds": 0.0, "connected": True},
+        }
 
 
 def test_concurrent_writers_on_two_replicas_converge_to_the_log(tuco: StartTuco, pg_dsn: str) -> None:
@@ -86,7 +73,7 @@ def test_concurrent_writers_on_two_replicas_converge_to_the_log(tuco: StartTuco,
         await asyncio.gather(*(writer(replicas[n % 2].url, n) for n in range(16)))
 
     asyncio.run(burst())
-    expected = asyncio.run(_last_value_per_key(pg_dsn))
+    expected = asyncio.run(last_value_per_key(pg_dsn))
     assert _state(replicas[0].url, keys, consistent=True) == expected
     assert _state(replicas[1].url, keys, consistent=True) == expected
     assert _state(replicas[0].url, keys) == _state(replicas[1].url, keys) == expected
@@ -109,12 +96,13 @@ def test_follower_never_misses_an_event_from_many_writer_processes(tuco: StartTu
         await asyncio.gather(*(writer(writers[n % 3].url, n) for n in range(24)))
 
     asyncio.run(burst())
-    expected = asyncio.run(_last_value_per_key(pg_dsn))
+    expected = asyncio.run(last_value_per_key(pg_dsn))
     with follower.client() as http:
-        deadline = time.monotonic() + FOLLOW_BOUND_SECONDS
-        while http.get("/readyz").json()["log"]["last_sequence"] < 24 * 40 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert http.get("/readyz").json()["log"]["last_sequence"] == 24 * 40
+        eventually(
+            lambda: http.get("/readyz").json()["log"]["last_sequence"] == 24 * 40,
+            timeout=FOLLOW_BOUND_SECONDS,
+            what="the follower at the head",
+        )
     assert _state(follower.url, keys) == expected
 
 
@@ -151,18 +139,16 @@ def test_terminated_backends_mid_burst_lose_nothing_and_apply_nothing_twice(tuco
 
     asyncio.run(scenario())
     assert len(acknowledged) > 0
-    expected = asyncio.run(_last_value_per_key(pg_dsn))
-    for key, value in acknowledged.items():
-        assert expected[key] == value
+    expected = asyncio.run(last_value_per_key(pg_dsn))
+    assert {key: expected.get(key) for key in acknowledged} == acknowledged
     with second.client() as http:
         assert http.put("/v1/key/after", content=b"resumed").status_code == 201
-    deadline = time.monotonic() + FOLLOW_BOUND_SECONDS
     keys = [*acknowledged, "after"]
-    while _state(first.url, ["after"]) != {"after": b"resumed"} and time.monotonic() < deadline:
-        time.sleep(0.05)
-    state_a = _state(first.url, keys)
-    assert state_a == {**acknowledged, "after": b"resumed"}
-    assert _state(second.url, keys, consistent=True) == state_a
+    eventually(
+        lambda: _state(first.url, ["after"]) == {"after": b"resumed"}, timeout=FOLLOW_BOUND_SECONDS, what="a follows"
+    )
+    assert _state(first.url, keys) == {**acknowledged, "after": b"resumed"}
+    assert _state(second.url, keys, consistent=True) == {**acknowledged, "after": b"resumed"}
 
 
 def test_unreachable_database_at_start_exits_non_zero_after_the_timeout(tuco: StartTuco) -> None:
@@ -174,9 +160,15 @@ def test_unreachable_database_at_start_exits_non_zero_after_the_timeout(tuco: St
         TUCO_DATABASE_CONNECT_TIMEOUT_SECONDS="1.5",
     )
     with server.client() as http:
-        assert http.get("/readyz").status_code == 503
+        ready = http.get("/readyz")
+        assert (ready.status_code, ready.json()["phase"]) == (503, "starting")
+        assert "hunter2" not in ready.text
         assert http.get("/healthz").status_code == 200
     assert server.wait_exit(30) == 1
     events = [e["event"] for e in server.events()]
-    assert "database_unreachable" in events and "start_failed" in events
+    assert events[-1] == "start_failed" and events.count("database_unreachable") >= 2
+    assert server.events()[-1]["message"] == (
+        "cannot reach the database postgresql://tuco:***@127.0.0.1:9/tuco "
+        "(gave up after 1.5 s; the cause is logged as database_unreachable)"
+    )
     assert "hunter2" not in server.output()

@@ -1,0 +1,115 @@
+"""How `tuco serve` reports a database it cannot use: one line, the right exit code, at once, never the password."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from tests.e2e.process import TucoProcess
+
+StartTuco = Callable[..., TucoProcess]
+
+SECRET = "s3cr/t#x@y"  # a base64-like password: '/', '#' and '@' all need percent-encoding in a URL
+ENCODED = "s3cr%2Ft%23x%40y"
+HINT = "percent-encode '/', '#', '@', ':' and '?' in the user name, password and database name (%2F %23 %40 %3A %3F)"
+
+
+def _serve(tmp_path: Path, url: str, **env: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "tuco", "serve"],
+        env={
+            **os.environ,
+            "TUCO_PORT": "0",
+            "TUCO_DATA_DIR": str(tmp_path),
+            "TUCO_LOG_BACKEND": "postgres",
+            "TUCO_DATABASE_URL": url,
+            "TUCO_DATABASE_CONNECT_TIMEOUT_SECONDS": "300",  # a retry loop would outlive the subprocess timeout
+            **env,
+        },
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def _lines(output: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.decode().splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (f"postgresql://tuco:{SECRET}@127.0.0.1:5432/tuco", f"the URL contains '#'; {HINT}"),
+        ("postgresql://tuco:s3cr/tx@y@127.0.0.1:5432/tuco", f"the URL has '/' or '@' in an unexpected place; {HINT}"),
+        ("postgresql://tuco:s3cr@t@127.0.0.1/tuco", f"the URL has '/' or '@' in an unexpected place; {HINT}"),
+        ("postgresql://tuco:s3crt@127.0.0.1:99999/tuco", "the port of 127.0.0.1 is not a number from 1 to 65535"),
+        ("postgresql://tuco:s3crt@[::1/tuco", "the URL is malformed"),
+        ("mysql://tuco:s3crt@127.0.0.1/tuco", "the scheme must be postgresql:// or postgres://, not mysql://"),
+        (
+            "host=127.0.0.1 user=tuco password=s3crt",
+            "key=value connection strings are not supported; give a postgresql:// URL, or unset it to use the "
+            "PG* variables",
+        ),
+    ],
+)
+def test_a_bad_database_url_is_one_line_and_exit_2(tmp_path: Path, url: str, problem: str) -> None:
+    """A malformed URL, a foreign scheme or a libpq keyword string: exit 2, one stderr line, nothing on stdout."""
+    result = _serve(tmp_path, url)
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines() == [f"tuco: invalid configuration: TUCO_DATABASE_URL: {problem}"]
+    assert result.stdout == b""
+
+
+def _url(pg_dsn: str, *, user: str | None = None, database: str | None = None) -> str:
+    parts = urlsplit(pg_dsn)
+    netloc = f"{user or parts.username}:{ENCODED}@{parts.hostname}:{parts.port or 5432}"
+    return urlunsplit((parts.scheme, netloc, f"/{database}" if database else parts.path, "", ""))
+
+
+def _redacted(url: str) -> str:
+    return url.replace(ENCODED, "***")
+
+
+def test_a_percent_encoded_password_works_and_is_never_shown(tuco: StartTuco, pg_dsn: str) -> None:
+    """A password with '/', '#' and '@', percent-encoded, is accepted; no output shows it in either form."""
+    url = _url(pg_dsn)
+    server = tuco(TUCO_LOG_BACKEND="postgres", TUCO_DATABASE_URL=url)
+    assert server.wait_for("starting")["config"]["database_url"] == _redacted(url)
+    with server.client() as http:
+        assert http.put("/v1/key/k", content=b"v").status_code == 201
+        ready = http.get("/readyz")
+    assert server.terminate() == 0
+    for secret in (SECRET, ENCODED, "s3cr"):
+        assert secret not in server.output()
+        assert secret not in ready.text
+
+
+@pytest.mark.parametrize(
+    ("user", "database", "message"),
+    [
+        (None, "tuco_no_such_database", "cannot use the database {url}: it does not exist"),
+        ("tuco_no_such_role", None, "cannot use the database {url}: the server refused the login (authentication)"),
+    ],
+)
+def test_a_missing_database_or_refused_login_exits_1_at_once(
+    tmp_path: Path, pg_dsn: str, user: str | None, database: str | None, message: str
+) -> None:
+    """No such database, or a refused login: exit 1 with one start_failed line naming the cause, no retry loop."""
+    url = _url(pg_dsn, user=user, database=database)
+    result = _serve(tmp_path, url)
+    assert result.returncode == 1
+    assert result.stderr == b""
+    lines = _lines(result.stdout)
+    assert [line["event"] for line in lines if line["level"] != "info"] == ["start_failed"]
+    failed = next(line for line in lines if line["event"] == "start_failed")
+    assert (failed["error"], failed["message"]) == ("log_failed", message.format(url=_redacted(url)))
+    for secret in (SECRET, ENCODED, "s3cr"):
+        assert secret not in result.stdout.decode()
