@@ -7,16 +7,33 @@ the fakes in :mod:`tuco.testing` implement them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Protocol
 
-from tuco.core.events import Event
+from tuco.core.events import Event, Precondition
 from tuco.errors import LogError
 
-__all__ = ["ApplyEvent", "LogStatus", "TransactionLog"]
+__all__ = ["CommitSink", "LogStatus", "TransactionLog"]
 
-ApplyEvent = Callable[[Event], object]
-"""Called for every committed event, in sequence order (normally ``Store.apply``)."""
+
+class CommitSink(Protocol):
+    """Where a log hands its committed events, and what it asks to decide preconditions.
+
+    The service passes one (the store, and whoever watches it), so every
+    committed event, this replica's or another's, reaches it once, in order.
+    """
+
+    def apply(self, event: Event) -> object:
+        """Called for every committed event, in sequence order."""
+        ...
+
+    def mod_revision(self, key: str) -> int:
+        """The key's mod_revision in what was applied so far (0: absent).
+
+        One-writer logs decide preconditions with it; shared logs decide them
+        where the history is (inside the database transaction) and never call it.
+        """
+        ...
 
 
 class LogStatus(Protocol):
@@ -50,20 +67,23 @@ class TransactionLog(LogStatus, Protocol):
         """Yield the logged events in sequence order, in batches, for replay."""
         ...
 
-    async def run(self, apply: ApplyEvent) -> None:
-        """Start taking writes; committed events are handed to ``apply`` in order."""
+    async def run(self, sink: CommitSink) -> None:
+        """Start taking writes; committed events are handed to ``sink.apply`` in order."""
         ...
 
-    def write_put(self, key: str, value: bytes) -> Awaitable[Event]:
+    def write_put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Awaitable[Event]:
         """Durably record that ``key`` now holds ``value``; await the result for the event.
 
+        With a ``precondition``, the write happens only if it holds, decided in
+        log order and atomically with the write; otherwise the result raises
+        :class:`~tuco.errors.PreconditionFailedError` and nothing is recorded.
         Not ``async def``: implementations return a plain future when they can,
         so a write costs no coroutine or task on the request path.
         """
         ...
 
-    def write_delete(self, key: str) -> Awaitable[Event]:
-        """Durably record that ``key`` was deleted; await the result for the event."""
+    def write_delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
+        """Durably record that ``key`` was deleted (if ``precondition`` holds); await the result for the event."""
         ...
 
     async def catch_up(self) -> None:

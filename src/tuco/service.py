@@ -97,7 +97,7 @@ class Service:
         finally:
             if collecting:
                 gc.enable()
-        await self.log.run(self.store.apply)
+        await self.log.run(self.store)
         stats = ReplayStats(events, len(self.store), round(time.perf_counter() - started, 3))
         self.api.phase = Phase.SERVING
         return stats

@@ -12,18 +12,34 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from tuco.core.events import Event, EventType
+from tuco.core.events import Event, EventType, Precondition
+from tuco.core.store import Store
 from tuco.errors import LogError, LogFailedError
 from tuco.log._disk import sync_directory
-from tuco.log.batching import GroupCommit, Mutation
+from tuco.log.batching import GroupCommit, Mutation, Outcome, sequence_batch
 from tuco.log.file import OsLogFile
-from tuco.ports import ApplyEvent
+from tuco.ports import CommitSink
 
-__all__ = ["FailingDisk", "FailingLogFile", "LogFileCall", "MemoryLog", "RecordingLogFile"]
+__all__ = ["FailingDisk", "FailingLogFile", "LogFileCall", "MemoryLog", "RecordingLogFile", "RecordingSink"]
+
+
+class RecordingSink:
+    """A :class:`~tuco.ports.CommitSink` that applies to a store and keeps every event it was handed."""
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store if store is not None else Store()
+        self.events: list[Event] = []
+
+    def apply(self, event: Event) -> object:
+        self.events.append(event)
+        return self.store.apply(event)
+
+    def mod_revision(self, key: str) -> int:
+        return self.store.mod_revision(key)
 
 
 class MemoryLog:
@@ -32,6 +48,7 @@ class MemoryLog:
     def __init__(self, events: Sequence[Event] = ()) -> None:
         self.events: list[Event] = list(events)
         self._commits = GroupCommit(self._commit)
+        self._mod_revision: Callable[[str], int] = lambda key: 0  # set by run()
         self.fail_next_commit: LogFailedError | None = None
 
     @property
@@ -44,14 +61,15 @@ class MemoryLog:
     async def read_events(self) -> AsyncIterator[Sequence[Event]]:
         yield list(self.events)
 
-    async def run(self, apply: ApplyEvent) -> None:
-        self._commits.start(apply)
+    async def run(self, sink: CommitSink) -> None:
+        self._mod_revision = sink.mod_revision
+        self._commits.start(sink.apply)
 
-    def write_put(self, key: str, value: bytes) -> Awaitable[Event]:
-        return self._commits.submit(EventType.PUT, key, value)
+    def write_put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Awaitable[Event]:
+        return self._commits.submit(EventType.PUT, key, value, precondition)
 
-    def write_delete(self, key: str) -> Awaitable[Event]:
-        return self._commits.submit(EventType.DELETE, key)
+    def write_delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
+        return self._commits.submit(EventType.DELETE, key, b"", precondition)
 
     async def catch_up(self) -> None:
         """Nothing to catch up with: one process, one list."""
@@ -59,13 +77,12 @@ class MemoryLog:
     def describe(self) -> Mapping[str, object]:
         return {"backend": "memory", "last_sequence": len(self.events)}
 
-    async def _commit(self, batch: Sequence[Mutation]) -> Sequence[Event]:
+    async def _commit(self, batch: Sequence[Mutation]) -> Sequence[Outcome]:
         if self.fail_next_commit is not None:
             raise self.fail_next_commit
-        start = len(self.events) + 1
-        events = [Event(start + i, m.type, m.key, m.value) for i, m in enumerate(batch)]
-        self.events.extend(events)
-        return events
+        outcomes = sequence_batch(batch, len(self.events) + 1, self._mod_revision)
+        self.events.extend(outcome for outcome in outcomes if isinstance(outcome, Event))
+        return outcomes
 
     async def aclose(self) -> None:
         await self._commits.aclose()

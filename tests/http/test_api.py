@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 
-from tuco.core.events import Event
+from tuco.core.events import Event, Precondition
 from tuco.errors import LogFailedError
 from tuco.http.api import Limits, Phase
 from tuco.http.asgi import ASGIApp
@@ -135,7 +135,7 @@ def test_consistent_read_on_a_single_process_log() -> None:
 class ExplodingLog(MemoryLog):
     """A log with a bug: writing raises something that is not a tuco error."""
 
-    def write_put(self, key: str, value: bytes) -> Awaitable[Event]:
+    def write_put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Awaitable[Event]:
         raise RuntimeError("bug in the log")
 
 

@@ -109,7 +109,7 @@ async def serving(
     store = Store()
     async for batch in log.read_events():
         store.apply_batch(batch)
-    await log.run(store.apply)
+    await log.run(store)
     api = KeyValueAPI(store, log)
     api.phase = Phase.SERVING
     server = await start_server(

@@ -19,7 +19,7 @@ async def open_log(path: Path, **options: Any) -> tuple[FileTransactionLog, Stor
     try:
         async for batch in log.read_events():
             store.apply_batch(batch)
-        await log.run(store.apply)
+        await log.run(store)
     except BaseException:
         await log.aclose()
         raise

@@ -12,7 +12,7 @@ from tuco.core.events import Event, EventType
 from tuco.core.store import Store
 from tuco.errors import LogClosedError, LogCorruptError, LogFailedError, LogFormatError
 from tuco.log.file import FileTransactionLog, LogReader, SyncMode, repair_log
-from tuco.testing import FailingDisk, LogFileCall, RecordingLogFile
+from tuco.testing import FailingDisk, LogFileCall, RecordingLogFile, RecordingSink
 
 
 def put(sequence: int, key: str, value: bytes) -> Event:
@@ -130,7 +130,7 @@ async def reopen_and_write(path: Path) -> tuple[list[Event], int, Event]:
     store = Store()
     for event in replayed:
         store.apply(event)
-    await log.run(store.apply)
+    await log.run(store)
     event = await log.write_put("after", b"crash")
     await log.aclose()
     return replayed, size_after_replay, event
@@ -284,14 +284,9 @@ def test_group_commit_sequences_in_submission_order_in_few_batches(path: Path) -
         log = FileTransactionLog(path)
         async for _ in log.read_events():
             pass
-        store = Store()
-        applied: list[Event] = []
-
-        def apply(event: Event) -> None:
-            applied.append(event)
-            store.apply(event)
-
-        await log.run(apply)
+        sink = RecordingSink()
+        store, applied = sink.store, sink.events
+        await log.run(sink)
         events = await asyncio.gather(*(log.write_put(f"k{i}", b"%d" % i) for i in range(200)))
         assert events == [put(i + 1, f"k{i}", b"%d" % i) for i in range(200)]
         assert applied == events

@@ -19,6 +19,7 @@ from tuco.errors import LogFailedError, LogUnavailableError
 from tuco.log import _pg_schema as sql
 from tuco.log import postgres
 from tuco.log.postgres import PostgresTransactionLog
+from tuco.testing import RecordingSink
 
 pytestmark = pytest.mark.postgres
 
@@ -32,16 +33,19 @@ class Replica:
         self.bootstrap: list[Event] = []
         self.applied: list[int] = []
 
-    def _apply(self, event: Event) -> None:
+    def apply(self, event: Event) -> None:
         self.applied.append(event.sequence)
         self.store.apply(event)
+
+    def mod_revision(self, key: str) -> int:
+        return self.store.mod_revision(key)
 
     async def start(self) -> Replica:
         async for batch in self.log.read_events():
             self.bootstrap.extend(batch)
             for event in batch:
                 self.store.apply(event)
-        await self.log.run(self._apply)
+        await self.log.run(self)
         return self
 
     async def put(self, key: str, value: bytes) -> Event:
@@ -395,7 +399,7 @@ def test_unreachable_database_at_start_fails_after_the_timeout(unused_port: int)
         log = PostgresTransactionLog(f"postgresql://tuco:hunter2@127.0.0.1:{unused_port}/db", connect_timeout=1.0)
         started = time.monotonic()
         with pytest.raises(LogFailedError) as caught:
-            await log.run(lambda event: None)
+            await log.run(RecordingSink())
         elapsed = time.monotonic() - started
         await log.aclose()
         assert 1.0 <= elapsed < 3.0

@@ -18,7 +18,6 @@ from tuco.errors import (
     LogUnavailableError,
     PreconditionFailedError,
 )
-from tuco.ports import ApplyEvent
 
 __all__ = ["CommitBatch", "GroupCommit", "Mutation", "Outcome", "sequence_batch"]
 
@@ -35,6 +34,9 @@ class Mutation(NamedTuple):
 
 
 _Batch = list[tuple[Mutation, "asyncio.Future[Event]"]]
+
+ApplyEvent = Callable[[Event], object]
+"""Called for every committed event, in sequence order."""
 
 Outcome: TypeAlias = Event | PreconditionFailedError
 """What became of one mutation of a batch: its event, or why its precondition refused it."""

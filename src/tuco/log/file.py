@@ -46,7 +46,7 @@ from typing import ParamSpec, TypeVar
 import structlog
 
 from tuco.core.codec import HEADER_SIZE, RECORD_OVERHEAD, encode_record
-from tuco.core.events import Event, EventType
+from tuco.core.events import Event, EventType, Precondition
 from tuco.errors import LogClosedError, LogCorruptError, LogError, LogFailedError
 from tuco.log._compaction import (
     CompactionReport,
@@ -77,8 +77,8 @@ from tuco.log._disk import (
     sync_directory,
 )
 from tuco.log._scan import LogReader, ScanReport, repair_log
-from tuco.log.batching import GroupCommit, Mutation
-from tuco.ports import ApplyEvent
+from tuco.log.batching import GroupCommit, Mutation, Outcome, sequence_batch
+from tuco.ports import CommitSink
 
 __all__ = [
     "CompactionReport",
@@ -163,6 +163,7 @@ class FileTransactionLog:
         self._compaction: asyncio.Task[None] | None = None
         self._rewrite: Rewrite | None = None
         self._commits = GroupCommit(self._commit, max_pending_bytes=max_pending_bytes)
+        self._mod_revision: Callable[[str], int] = _nothing_applied  # set by run()
         self.replay_report: ScanReport | None = None
         self.compactions = 0
 
@@ -247,7 +248,7 @@ class FileTransactionLog:
         self._size = report.valid_bytes
         self.replay_report = report
 
-    async def run(self, apply: ApplyEvent) -> None:
+    async def run(self, sink: CommitSink) -> None:
         if self.replay_report is None:
             async for _ in self.read_events():
                 pass
@@ -258,7 +259,8 @@ class FileTransactionLog:
             self._live_bytes = HEADER_SIZE + sum(
                 RECORD_OVERHEAD + len(key.encode()) + len(value) for key, value in self.snapshot().items()
             )
-        self._commits.start(apply)
+        self._mod_revision = sink.mod_revision
+        self._commits.start(sink.apply)
         loop = asyncio.get_running_loop()
         if self.sync_mode is SyncMode.EVERYSEC:
             self._sync_task = loop.create_task(self._sync_every_interval(), name="tuco-log-sync")
@@ -284,11 +286,11 @@ class FileTransactionLog:
             os.close(self._directory)
             self._directory = None
 
-    def write_put(self, key: str, value: bytes) -> Awaitable[Event]:
-        return self._commits.submit(EventType.PUT, key, value)
+    def write_put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Awaitable[Event]:
+        return self._commits.submit(EventType.PUT, key, value, precondition)
 
-    def write_delete(self, key: str) -> Awaitable[Event]:
-        return self._commits.submit(EventType.DELETE, key)
+    def write_delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
+        return self._commits.submit(EventType.DELETE, key, b"", precondition)
 
     async def catch_up(self) -> None:
         """Nothing to do: this process is the only writer, and its reads see every commit."""
@@ -296,7 +298,7 @@ class FileTransactionLog:
     def describe(self) -> Mapping[str, object]:
         return {"backend": "file", "last_sequence": self._next_sequence - 1, "sync": self.sync_mode.value}
 
-    async def _commit(self, batch: Sequence[Mutation]) -> Sequence[Event]:
+    async def _commit(self, batch: Sequence[Mutation]) -> Sequence[Outcome]:
         async with self._write_lock:
             file = self._file
             if file is None:
@@ -304,7 +306,10 @@ class FileTransactionLog:
             if self.failure is not None:  # a timer sync failed while this batch waited for the lock
                 raise self.failure
             sequence = self._next_sequence
-            events = [Event(sequence + i, m.type, m.key, m.value) for i, m in enumerate(batch)]
+            outcomes = sequence_batch(batch, sequence, self._mod_revision)
+            events = [outcome for outcome in outcomes if isinstance(outcome, Event)]
+            if not events:  # every condition refused its write: nothing to record
+                return outcomes
             data = b"".join([encode_record(e.sequence, e.type, e.key, e.value) for e in events])
             start = self._size
             try:
@@ -320,7 +325,7 @@ class FileTransactionLog:
                 self._synced_sequence = self._next_sequence - 1
             self._size = start + len(data)
         self._maybe_compact()
-        return events
+        return outcomes
 
     async def _undo(
         self, file: LogFile, refused: BatchRefusedError, start: int, first: int, last: int
@@ -531,3 +536,7 @@ class FileTransactionLog:
 
 def _sequences(first: int, last: int) -> str:
     return f"sequence {first}" if first == last else f"sequences {first} to {last}"
+
+
+def _nothing_applied(key: str) -> int:
+    return 0

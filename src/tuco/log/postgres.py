@@ -43,7 +43,7 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -51,12 +51,12 @@ from urllib.parse import quote
 import asyncpg
 import structlog
 
-from tuco.core.events import Event, EventType
+from tuco.core.events import Event, EventType, Precondition
 from tuco.errors import ConfigurationError, LogClosedError, LogError, LogFailedError, LogUnavailableError
 from tuco.log import _pg_schema as sql
 from tuco.log.batching import GroupCommit, Mutation
 from tuco.log.redact import check_database_url, password_of, redact_dsn
-from tuco.ports import ApplyEvent
+from tuco.ports import CommitSink
 
 __all__ = ["PostgresTransactionLog", "redact_dsn"]
 
@@ -115,7 +115,7 @@ class PostgresTransactionLog:
         self._unavailable_since: float | None = None
         self._commits = GroupCommit(self._commit, max_pending_bytes=max_pending_bytes)
         self._pool: asyncpg.Pool | None = None
-        self._apply: ApplyEvent | None = None
+        self._apply: Callable[[Event], object] | None = None
         self._follower: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._unavailable: LogUnavailableError | None = None
@@ -157,17 +157,19 @@ class PostgresTransactionLog:
         self._applied = self._head = head
         self._applied_at = self._head_at = head_at
 
-    async def run(self, apply: ApplyEvent) -> None:
+    async def run(self, sink: CommitSink) -> None:
         """Start the group commit and the follower of other replicas' writes."""
         await self._open()
-        self._apply = apply
+        self._apply = sink.apply
         self._commits.start(self._apply_own)
         self._follower = asyncio.get_running_loop().create_task(self._follow(), name="tuco-pg-follower")
 
-    def write_put(self, key: str, value: bytes) -> Awaitable[Event]:
+    def write_put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Awaitable[Event]:
+        _refuse_conditions(precondition)
         return self._commits.submit(EventType.PUT, key, value)
 
-    def write_delete(self, key: str) -> Awaitable[Event]:
+    def write_delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
+        _refuse_conditions(precondition)
         return self._commits.submit(EventType.DELETE, key)
 
     async def catch_up(self) -> None:
@@ -509,3 +511,9 @@ def _describe_target(dsn: str | None) -> str:
         f"postgresql://{user}{'@' if user else ''}{env.get('PGHOST', 'localhost')}:{env.get('PGPORT', '5432')}"
         f"/{env.get('PGDATABASE', user)} (from PG* variables)"
     )
+
+
+def _refuse_conditions(precondition: Precondition | None) -> None:
+    """Conditional writes are decided inside the database; until the schema can, none are taken."""
+    if precondition is not None:
+        raise LogFailedError("conditional writes are not supported by the PostgreSQL log yet")
