@@ -160,14 +160,29 @@ def _exit_on_log_error(path: Path) -> Iterator[None]:
 @log.command()
 @_path_argument
 def dump(path: Path) -> None:
-    """Print every event: sequence, type, key and value (escaped so any byte is visible)."""
+    """Print every event: sequence, type, key and value (escaped so any byte is visible), and a PUT's revisions.
+
+    The sequence is the mod revision; a PUT also shows its key's create revision
+    and version, as a compacted entry records them or as replay derives them.
+    """
+    from tuco.core.events import EventType
     from tuco.log.file import LogReader
 
     reader = LogReader(path)
+    revisions: dict[str, tuple[int, int]] = {}  # key -> (create revision, version): bounded by the live keys
     with _exit_on_log_error(path):
         for batch in reader:
-            for event in batch:
-                click.echo(f"{event.sequence}\t{event.type.name}\t{event.key!r}\t{event.value!r}")
+            for sequence, type, key, value, create_revision, version in batch:
+                line = f"{sequence}\t{type.name}\t{key!r}\t{value!r}"
+                if type is EventType.PUT:
+                    if not create_revision:
+                        old = revisions.get(key)
+                        create_revision, version = (old[0], old[1] + 1) if old else (sequence, 1)
+                    revisions[key] = (create_revision, version)
+                    line += f"\tcreate_revision={create_revision}\tversion={version}"
+                else:
+                    revisions.pop(key, None)
+                click.echo(line)
     if reader.report and reader.report.problem:
         click.echo(f"tuco: stopped at offset {reader.report.valid_bytes}: {reader.report.problem}", err=True)
         sys.exit(EXIT_NOT_FOUND)
@@ -222,7 +237,7 @@ def repair(path: Path) -> None:
 @log.command()
 @_path_argument
 def compact(path: Path) -> None:
-    """Rewrite the log as one PUT per live key, dropping overwritten and deleted values (exit 1 on failure)."""
+    """Rewrite the log as one entry per live key, with its revisions, dropping overwritten and deleted values."""
     from tuco.log.file import compact_log
 
     with _exit_on_log_error(path):

@@ -64,8 +64,8 @@ class Service:
         self.store = Store()
         self.log = log
         self.api = KeyValueAPI(self.store, log, limits, metrics=metrics)
-        if isinstance(log, FileTransactionLog) and log.snapshot is None:
-            log.snapshot = self.store.snapshot  # what online compaction rewrites the log from
+        if isinstance(log, FileTransactionLog) and log.entries is None:
+            log.entries = self.store.entries  # what online compaction rewrites the log from
         if metrics is not None:
             metrics.gauge("tuco_keys", "keys in the store", lambda: len(self.store))
             metrics.gauge("tuco_last_sequence", "last event applied", lambda: self.store.last_sequence)

@@ -1,14 +1,17 @@
-"""Fakes for testing code above the log, shipped with the package (like ``httpx.MockTransport``).
+"""Fakes for testing code above the log, and the contract every log passes, shipped with the package.
 
 ``MemoryLog`` is a complete in-memory :class:`~tuco.ports.TransactionLog`;
 ``RecordingLogFile`` is a real log file that records the order of its writes,
 syncs and truncations; ``FailingDisk`` opens real log files that fail the way
 disks do (a partial write then ``ENOSPC``, a sync that fails with ``EIO``), to
-show what the service does when its disk breaks.
+show what the service does when its disk breaks. :func:`check_transaction_log`
+is the contract suite (like trio's ``check_two_way_stream``): the memory, file
+and PostgreSQL logs all pass it, and a new backend proves itself the same way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import time
@@ -16,15 +19,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from pathlib import Path
 from typing import NamedTuple
 
-from tuco.core.events import Event, EventType, Precondition
+from tuco.core.events import ABSENT, EXISTS, Event, EventType, Precondition
 from tuco.core.store import Store
-from tuco.errors import LogError, LogFailedError
+from tuco.errors import InvalidKeyError, LogClosedError, LogError, LogFailedError, PreconditionFailedError
 from tuco.log._disk import sync_directory
 from tuco.log.batching import GroupCommit, Mutation, Outcome, sequence_batch
 from tuco.log.file import OsLogFile
-from tuco.ports import CommitSink
+from tuco.ports import CommitSink, TransactionLog
 
-__all__ = ["FailingDisk", "FailingLogFile", "LogFileCall", "MemoryLog", "RecordingLogFile", "RecordingSink"]
+__all__ = [
+    "FailingDisk",
+    "FailingLogFile",
+    "LogFileCall",
+    "MemoryLog",
+    "RecordingLogFile",
+    "RecordingSink",
+    "check_transaction_log",
+]
 
 
 class RecordingSink:
@@ -43,10 +54,14 @@ class RecordingSink:
 
 
 class MemoryLog:
-    """A transaction log kept in a list; same group-commit path as the real ones."""
+    """A transaction log kept in a list; same group-commit path as the real ones.
 
-    def __init__(self, events: Sequence[Event] = ()) -> None:
-        self.events: list[Event] = list(events)
+    The list is kept, not copied: a second ``MemoryLog(log.events)`` after
+    ``aclose`` is the same log reopened.
+    """
+
+    def __init__(self, events: list[Event] | None = None) -> None:
+        self.events: list[Event] = events if events is not None else []
         self._commits = GroupCommit(self._commit)
         self._mod_revision: Callable[[str], int] = lambda key: 0  # set by run()
         self.fail_next_commit: LogFailedError | None = None
@@ -189,3 +204,218 @@ class FailingLogFile(RecordingLogFile):
             self._record("fail-truncate")
             raise OSError(self.disk.truncate_error, os.strerror(self.disk.truncate_error))
         super().truncate(size)
+
+
+async def check_transaction_log(make_log: Callable[[], TransactionLog]) -> None:
+    """Check that the logs ``make_log`` makes behave as every :class:`~tuco.ports.TransactionLog` must.
+
+    ``make_log`` is called three times, each time after the previous log was
+    closed, and must return a log over the same storage: empty the first time,
+    then holding what was stored before (a reopen). Raises ``AssertionError``
+    naming what does not hold. Checked: the lifecycle (``open``,
+    ``read_events``, ``run``, writes, ``aclose``); sequences contiguous from
+    the last replayed one, in submission order, each event handed to the sink
+    once; every kind of precondition, decided in log order (within one batch
+    too), a refused write taking no sequence and leaving no trace; concurrent
+    compare-and-swap from one revision has exactly one winner; a reopened log
+    replays the same entries (with revisions) and last sequence, and
+    preconditions hold against them; writes after ``aclose`` raise
+    :class:`~tuco.errors.LogClosedError`.
+    """
+    log, sink = await _start(make_log, expected=({}, 0))
+    try:
+        await _check_writes(log, sink)
+        await _check_preconditions(log, sink)
+    finally:
+        await log.aclose()
+    await _check_closed(log)
+    first = (sink.store.entries(), sink.store.last_sequence)
+
+    log, sink = await _start(make_log, expected=first)
+    try:
+        last = sink.store.last_sequence
+        a = sink.store.entry("a")
+        _check(
+            _key_fields(await log.write_put("a", b"reopened", Precondition(a.mod_revision)))
+            == (last + 1, EventType.PUT, "a", b"reopened"),
+            "after a reopen, If-Match with the replayed revision holds and the next sequence follows the last one",
+        )
+        _check(
+            sink.store.entry("a") == (b"reopened", a.create_revision, last + 1, a.version + 1),
+            f"after a reopen, a write continues the key's revisions: {sink.store.entry('a')}",
+        )
+        await _expect_refused(log.write_put("a", b"stale", Precondition(a.mod_revision)), "a", last + 1)
+        await log.write_delete("cas", EXISTS)
+    finally:
+        await log.aclose()
+    second = (sink.store.entries(), sink.store.last_sequence)
+
+    log, sink = await _start(make_log, expected=second)
+    await log.aclose()
+
+
+async def _start(
+    make_log: Callable[[], TransactionLog], expected: tuple[dict[str, tuple[bytes, int, int, int]], int]
+) -> tuple[TransactionLog, RecordingSink]:
+    """Open, replay and run a log; check that the replay holds ``expected`` (entries, last sequence)."""
+    log = make_log()
+    await log.open()
+    sink = RecordingSink()
+    try:
+        async for batch in log.read_events():
+            sink.store.apply_batch(batch)
+        replayed = (sink.store.entries(), sink.store.last_sequence)
+        _check(replayed == expected, f"the replay holds what was stored: {replayed} != {expected}")
+        await log.run(sink)
+        described = log.describe()
+        _check(
+            isinstance(described.get("backend"), str) and described.get("last_sequence") == expected[1],
+            f"describe() names the backend and the last sequence {expected[1]}: {dict(described)}",
+        )
+    except BaseException:
+        await log.aclose()
+        raise
+    return log, sink
+
+
+async def _check_writes(log: TransactionLog, sink: RecordingSink) -> None:
+    """Writes of any key and value take contiguous sequences, in order, and reach the sink once each."""
+    writes: list[tuple[EventType, str, bytes]] = [
+        (EventType.PUT, "a", b"1"),
+        (EventType.PUT, "b", bytes(range(256))),
+        (EventType.PUT, "a", b"2"),
+        (EventType.PUT, "", b""),
+        (EventType.PUT, "line\nbreak\ttab/slash \U0001f511", b"\x00"),
+        (EventType.DELETE, "b", b""),
+        (EventType.DELETE, "never written", b""),
+        (EventType.PUT, "b", b"again"),
+    ]
+    for number, (type, key, value) in enumerate(writes, start=1):
+        write = log.write_put(key, value) if type is EventType.PUT else log.write_delete(key)
+        event = await write
+        _check(_key_fields(event) == (number, type, key, value), f"write {number} is {event}")
+    _check(
+        [_key_fields(event) for event in sink.events] == [(n, *w) for n, w in enumerate(writes, start=1)],
+        "the sink was handed every committed event once, in sequence order",
+    )
+    store = sink.store
+    _check(store.entry("a") == (b"2", 1, 3, 2), f"a rewritten key keeps its create revision: {store.entry('a')}")
+    _check(store.entry("b") == (b"again", 8, 8, 1), f"a key created again starts over: {store.entry('b')}")
+    try:
+        await log.write_put("\ud800", b"lone surrogate")
+    except InvalidKeyError:
+        pass
+    else:
+        raise AssertionError("a key that is not encodable as UTF-8 raises InvalidKeyError")
+    concurrent = await asyncio.gather(*(log.write_put(f"c{n}", b"%d" % n) for n in range(40)))
+    _check(
+        [event.sequence for event in concurrent] == list(range(9, 49)),
+        "concurrent writes take the next sequences in submission order (the refused key took none)",
+    )
+    _check(store.last_sequence == 48, f"the sink's store is at the last sequence: {store.last_sequence}")
+
+
+async def _check_preconditions(log: TransactionLog, sink: RecordingSink) -> None:
+    """Every kind of condition, decided in log order against earlier writes too; refused writes take no sequence."""
+    n = sink.store.last_sequence + 1
+    submitted = [  # all submitted at once: one batch on a group-committing log, and still judged in order
+        log.write_put("cas", b"1", ABSENT),  # n
+        log.write_put("cas", b"2", ABSENT),  # refused: exists at n
+        log.write_put("cas", b"3", Precondition(n)),  # n + 1
+        log.write_delete("cas", Precondition(n)),  # refused: at n + 1
+        log.write_put("cas", b"4", EXISTS),  # n + 2
+        log.write_delete("cas", EXISTS),  # n + 3
+        log.write_put("cas", b"5", EXISTS),  # refused: absent
+        log.write_delete("cas", Precondition(n + 2)),  # refused: absent
+        log.write_delete("cas", ABSENT),  # n + 4: a delete of an absent key, as asked
+        log.write_put("cas", b"6", Precondition(n + 4)),  # refused: a delete gives the key no revision
+        log.write_put("cas", b"7", ABSENT),  # n + 5
+    ]
+    outcomes = await asyncio.gather(*submitted, return_exceptions=True)
+    expected: list[tuple[int, EventType, str, bytes] | tuple[str, int]] = [
+        (n, EventType.PUT, "cas", b"1"),
+        ("refused", n),
+        (n + 1, EventType.PUT, "cas", b"3"),
+        ("refused", n + 1),
+        (n + 2, EventType.PUT, "cas", b"4"),
+        (n + 3, EventType.DELETE, "cas", b""),
+        ("refused", 0),
+        ("refused", 0),
+        (n + 4, EventType.DELETE, "cas", b""),
+        ("refused", 0),
+        (n + 5, EventType.PUT, "cas", b"7"),
+    ]
+    _check([_outcome(o, "cas") for o in outcomes] == expected, f"conditions in log order: {outcomes}")
+    _check(sink.store.entry("cas") == (b"7", n + 5, n + 5, 1), f"the state after them: {sink.store.entry('cas')}")
+    _check(
+        [event.sequence for event in sink.events[-6:]] == list(range(n, n + 6)),
+        "only the writes whose condition held reached the sink",
+    )
+
+    last = sink.store.last_sequence
+    all_refused = [
+        log.write_put("cas", b"x", ABSENT),
+        log.write_put("missing", b"x", EXISTS),
+        log.write_delete("cas", Precondition(last - 1)),
+    ]
+    outcomes = await asyncio.gather(*all_refused, return_exceptions=True)
+    _check(
+        [_outcome(o, key) for o, key in zip(outcomes, ["cas", "missing", "cas"], strict=True)]
+        == [("refused", last), ("refused", 0), ("refused", last)],
+        f"writes whose conditions all fail are all refused: {outcomes}",
+    )
+    _check(_key_fields(await log.write_put("after", b"1")) == (last + 1, EventType.PUT, "after", b"1"), "no gap")
+
+    await log.write_put("contended", b"start")
+    start = sink.store.mod_revision("contended")
+    racers = await asyncio.gather(
+        *(log.write_put("contended", b"racer %d" % i, Precondition(start)) for i in range(16)), return_exceptions=True
+    )
+    winners = [outcome for outcome in racers if isinstance(outcome, Event)]
+    _check(len(winners) == 1, f"exactly one of 16 compare-and-swaps from revision {start} wins: {racers}")
+    won = winners[0].sequence
+    _check(
+        all(_outcome(o, "contended") == ("refused", won) for o in racers if not isinstance(o, Event)),
+        f"the others are refused with the winner's revision {won}: {racers}",
+    )
+    _check(sink.store.last_sequence == won == start + 1, "the refused compare-and-swaps took no sequence")
+
+
+async def _check_closed(log: TransactionLog) -> None:
+    """A closed log refuses writes with LogClosedError, whether it raises at the call or at the await."""
+    for kind in ("put", "delete"):
+        try:
+            await (log.write_put("late", b"x") if kind == "put" else log.write_delete("late"))
+        except LogClosedError:
+            continue
+        raise AssertionError(f"a {kind} after aclose() raises LogClosedError")
+
+
+async def _expect_refused(write: Awaitable[Event], key: str, current: int) -> None:
+    try:
+        event = await write
+    except PreconditionFailedError as exc:
+        _check(
+            (exc.key, exc.current) == (key, current), f"refused for {key!r} at {current}: {exc.key!r} at {exc.current}"
+        )
+    else:
+        raise AssertionError(f"a write whose condition fails is refused, not {event}")
+
+
+def _outcome(outcome: object, key: str) -> tuple[int, EventType, str, bytes] | tuple[str, int]:
+    if isinstance(outcome, PreconditionFailedError):
+        _check(outcome.key == key, f"the refusal names the key {key!r}: {outcome.key!r}")
+        return ("refused", outcome.current)
+    if isinstance(outcome, Event):
+        return _key_fields(outcome)
+    raise AssertionError(f"a write ended with {outcome!r}")
+
+
+def _key_fields(event: Event) -> tuple[int, EventType, str, bytes]:
+    return (event.sequence, event.type, event.key, event.value)
+
+
+def _check(condition: bool, what: str) -> None:
+    """``assert`` that survives ``python -O``: the suite is shipped, not only run under pytest."""
+    if not condition:
+        raise AssertionError(what)

@@ -8,16 +8,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tuco.core.codec import (
+    ENTRY_OVERHEAD,
     FORMAT_VERSION,
     HEADER_SIZE,
     MAGIC,
     MAX_PAYLOAD_BYTES,
+    PLAIN_VERSION,
     RECORD_OVERHEAD,
     DecodeFailure,
     LogHeader,
     RecordDecoder,
     RecordHead,
     decode_header,
+    encode_entry,
     encode_header,
     encode_record,
     record_heads,
@@ -53,12 +56,15 @@ def decode_all(data: bytes, chunk_sizes: list[int] | None = None) -> tuple[list[
 
 
 def test_header_round_trip() -> None:
-    """The header is the magic, the version, a reserved word and the first sequence (1 for a new log)."""
+    """The header is the magic, the version (1 without a compacted section), a reserved word and the first sequence."""
     header = encode_header()
     assert header == b"TUCOLOG\x00" + b"\x01\x00\x00\x00" + b"\x00\x00\x00\x00" + b"\x01" + bytes(7)
     assert len(header) == HEADER_SIZE == 24
-    assert decode_header(header) == LogHeader(version=FORMAT_VERSION, first_sequence=1)
-    assert FORMAT_VERSION == 1
+    assert decode_header(header) == LogHeader(version=PLAIN_VERSION, first_sequence=1)
+    assert (PLAIN_VERSION, FORMAT_VERSION) == (1, 2)
+    compacted = encode_header(first_sequence=9, version=FORMAT_VERSION)
+    assert compacted == b"TUCOLOG\x00" + b"\x02\x00\x00\x00" + b"\x00\x00\x00\x00" + b"\x09" + bytes(7)
+    assert decode_header(compacted) == LogHeader(version=2, first_sequence=9)
 
 
 def test_header_round_trips_a_compacted_logs_first_sequence() -> None:
@@ -81,9 +87,12 @@ def test_header_with_wrong_magic_is_a_format_error() -> None:
 
 
 def test_header_with_unknown_version_is_a_format_error() -> None:
-    """A header from a format version this build cannot read is refused, naming the version."""
-    with pytest.raises(LogFormatError, match="version 2 is not supported"):
-        decode_header(encode_header(version=2))
+    """A header from a format version this build cannot read is refused, naming the version and what it reads."""
+    for version in (0, 3):
+        with pytest.raises(
+            LogFormatError, match=f"^log format version {version} is not supported \\(this build reads 1 to 2\\)$"
+        ):
+            decode_header(encode_header(version=version))
 
 
 def test_short_header_is_a_format_error() -> None:
@@ -328,3 +337,138 @@ def test_record_heads_are_plausible_frames_only() -> None:
     heads = list(record_heads(bytes(30) + record + bytes(30), range(1, 10)))
     assert heads == [RecordHead(30, len(record) - 8, zlib.crc32(record[8:]))]
     assert list(record_heads(bytes(30) + record, range(1, 10), stop=30)) == []
+
+
+def entry_event(sequence: int, key: str, value: bytes, create_revision: int, version: int) -> Event:
+    return Event(sequence, EventType.PUT, key, value, create_revision, version)
+
+
+def test_known_entry_has_exact_bytes() -> None:
+    """A compacted entry encodes its mod revision as the sequence, type 3, then create revision and version."""
+    entry = encode_entry("key", b"value", create_revision=3, mod_revision=7, version=2)
+    payload = (
+        b"\x07\x00\x00\x00\x00\x00\x00\x00"  # sequence = mod revision 7
+        b"\x03"  # entry
+        b"\x03\x00\x00\x00"  # key length 3
+        b"\x03\x00\x00\x00\x00\x00\x00\x00"  # create revision 3
+        b"\x02\x00\x00\x00\x00\x00\x00\x00"  # version 2
+        b"key"
+        b"value"
+    )
+    assert entry == struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
+    assert len(encode_entry("", b"", 1, 1, 1)) == ENTRY_OVERHEAD == 37
+
+
+def test_compacted_section_decodes_to_puts_with_their_revisions_then_ordinary_records() -> None:
+    """Entries become PUTs carrying create revision and version; ordinary records follow from the first sequence."""
+    data = (
+        encode_entry("b", b"2", 2, 2, 1)
+        + encode_entry("a", b"1", 1, 5, 3)
+        + encode_record(7, EventType.DELETE, "b")
+        + encode_record(8, EventType.PUT, "c", b"3")
+    )
+    decoder = RecordDecoder(first_sequence=7, start_offset=0, compacted=True)
+    assert decoder.feed(data) == [
+        entry_event(2, "b", b"2", 2, 1),
+        entry_event(5, "a", b"1", 1, 3),
+        Event(7, EventType.DELETE, "b"),
+        Event(8, EventType.PUT, "c", b"3"),
+    ]
+    assert (decoder.failure, decoder.offset, decoder.next_sequence, decoder.entries) == (None, len(data), 9, 2)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    items=st.lists(st.tuples(awkward_keys, st.binary(), st.integers(1, 3), st.integers(0, 2)), max_size=12),
+    ordinary=events_strategy,
+    data=st.data(),
+)
+def test_entries_and_records_round_trip_through_any_chunking(
+    items: list[tuple[str, bytes, int, int]],
+    ordinary: list[tuple[EventType, str, bytes]],
+    data: st.DataObject,
+) -> None:
+    """A compacted section of any entries and any ordinary records after it decode exactly, however chunked."""
+    entries: list[Event] = []
+    sequence = 0
+    for key, value, gap, writes in items:
+        sequence += gap
+        created = max(1, sequence - writes)
+        entries.append(entry_event(sequence, key, value, created, sequence - created + 1))
+    first = sequence + 1
+    records = [Event(first + i, t, k, v) for i, (t, k, v) in enumerate(ordinary)]
+    encoded = b"".join(encode_entry(e.key, e.value, e.create_revision, e.sequence, e.version) for e in entries)
+    encoded += encode_all(records)
+    chunks = data.draw(st.lists(st.integers(1, max(1, len(encoded))), max_size=30))
+    decoder = RecordDecoder(first_sequence=first, start_offset=0, compacted=True)
+    decoded: list[Event] = []
+    pos = 0
+    sizes = iter(chunks)
+    while pos < len(encoded):
+        size = next(sizes, len(encoded) - pos)
+        decoded.extend(decoder.feed(encoded[pos : pos + size]))
+        pos += size
+    assert decoded == entries + records
+    assert (decoder.failure, decoder.pending_bytes, decoder.offset) == (None, 0, len(encoded))
+    assert (decoder.next_sequence, decoder.entries) == (first + len(records), len(entries))
+
+
+def test_an_entry_is_malformed_in_a_version_1_log_and_after_an_ordinary_record() -> None:
+    """Entries exist only in a compacted section: a plain log, or one past its first ordinary record, refuses them."""
+    entry = encode_entry("k", b"v", 1, 1, 1)
+    plain = RecordDecoder(first_sequence=1, start_offset=0)
+    assert plain.feed(entry) == []
+    assert plain.failure == DecodeFailure(0, "malformed record (type 3, key length 1)", None)
+    late = RecordDecoder(first_sequence=5, start_offset=0, compacted=True)
+    ordinary = encode_record(5, EventType.PUT, "a", b"1")
+    assert late.feed(ordinary + encode_entry("k", b"v", 1, 2, 1)) == [Event(5, EventType.PUT, "a", b"1")]
+    assert late.failure == DecodeFailure(len(ordinary), "malformed record (type 3, key length 1)", None)
+
+
+@pytest.mark.parametrize(
+    ("second", "reason"),
+    [
+        (encode_entry("b", b"", 2, 2, 1), "entry with sequence 2 after 2, where 3 to 9 may follow"),
+        (encode_entry("b", b"", 1, 1, 1), "entry with sequence 1 after 2, where 3 to 9 may follow"),
+        (encode_entry("b", b"", 3, 10, 1), "entry with sequence 10 after 2, where 3 to 9 may follow"),
+        (encode_entry("b", b"", 0, 4, 1), "entry 4 with create revision 0 and version 1 is impossible"),
+        (encode_entry("b", b"", 5, 4, 1), "entry 4 with create revision 5 and version 1 is impossible"),
+        (encode_entry("b", b"", 3, 4, 0), "entry 4 with create revision 3 and version 0 is impossible"),
+        (encode_entry("b", b"", 3, 4, 3), "entry 4 with create revision 3 and version 3 is impossible"),
+    ],
+    ids=["same-sequence", "earlier", "not-below-first", "created-0", "created-later", "version-0", "too-many-writes"],
+)
+def test_a_whole_entry_out_of_order_or_with_impossible_revisions_is_a_failure(second: bytes, reason: str) -> None:
+    """A checksummed entry must rise above the last one, stay below the first sequence, and have possible revisions."""
+    first = encode_entry("a", b"1", 1, 2, 2)
+    decoder = RecordDecoder(first_sequence=10, start_offset=0, compacted=True)
+    assert decoder.feed(first + second) == [entry_event(2, "a", b"1", 1, 2)]
+    assert decoder.failure == DecodeFailure(len(first), reason, None)
+
+
+def test_a_damaged_entry_is_a_checksum_mismatch_searched_after_its_span() -> None:
+    """A damaged entry stops decoding with a checksum mismatch, to be searched for records after its declared span."""
+    good = encode_entry("a", b"1", 1, 1, 1)
+    bad = bytearray(encode_entry("b", b"2", 2, 2, 1))
+    bad[-1] ^= 0xFF
+    decoder = RecordDecoder(first_sequence=3, start_offset=HEADER_SIZE, compacted=True)
+    assert decoder.feed(good + bytes(bad)) == [entry_event(1, "a", b"1", 1, 1)]
+    assert decoder.failure == DecodeFailure(
+        HEADER_SIZE + len(good), "checksum mismatch", HEADER_SIZE + len(good) + len(bad)
+    )
+
+
+def test_an_incomplete_entry_is_held_back_and_wanted() -> None:
+    """An entry cut short is pending, not a failure, and the decoder asks for exactly the bytes it lacks."""
+    entry = encode_entry("k", b"x" * 1000, 1, 1, 1)
+    decoder = RecordDecoder(first_sequence=2, start_offset=0, compacted=True)
+    assert decoder.feed(entry[:100]) == []
+    assert (decoder.failure, decoder.pending_bytes, decoder.wanted_bytes) == (None, 100, len(entry) - 100)
+    assert decoder.feed(entry[100:]) == [entry_event(1, "k", b"x" * 1000, 1, 1)]
+
+
+def test_record_heads_find_entries_only_in_a_compacted_log() -> None:
+    """An entry after garbage is a candidate when the log is compacted, and no record at all otherwise."""
+    entry = encode_entry("k", b"v", 1, 4, 2)
+    assert next(record_heads(b"junk" + entry, range(1, 10), compacted=True)) == head_of(4, entry)
+    assert [head.position for head in record_heads(b"junk" + entry, range(1, 10))] == [17]  # a plausible frame only

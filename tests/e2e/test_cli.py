@@ -51,11 +51,11 @@ def test_log_dump_verify_repair(tuco: StartTuco, tmp_path: Path) -> None:
     dump = _tuco("log", "dump", str(log))
     assert dump.returncode == 0
     assert dump.stdout.decode().splitlines() == [
-        "1\tPUT\t'k0'\tb'v0'",
-        "2\tPUT\t'k1'\tb'v1'",
-        "3\tPUT\t'k2'\tb'v2'",
-        "4\tPUT\t'k3'\tb'v3'",
-        "5\tPUT\t'k4'\tb'v4'",
+        "1\tPUT\t'k0'\tb'v0'\tcreate_revision=1\tversion=1",
+        "2\tPUT\t'k1'\tb'v1'\tcreate_revision=2\tversion=1",
+        "3\tPUT\t'k2'\tb'v2'\tcreate_revision=3\tversion=1",
+        "4\tPUT\t'k3'\tb'v3'\tcreate_revision=4\tversion=1",
+        "5\tPUT\t'k4'\tb'v4'\tcreate_revision=5\tversion=1",
         "6\tDELETE\t'k0'\tb''",
     ]
     ok = _tuco("log", "verify", str(log))

@@ -13,9 +13,9 @@ from tuco.log.file import FileTransactionLog
 
 
 async def open_log(path: Path, **options: Any) -> tuple[FileTransactionLog, Store]:
-    """Replay ``path`` into a new store and start the log, with that store as its compaction snapshot."""
+    """Replay ``path`` into a new store and start the log, with that store's entries as what compaction rewrites."""
     store = Store()
-    log = FileTransactionLog(path, snapshot=store.snapshot, **options)
+    log = FileTransactionLog(path, entries=store.entries, **options)
     try:
         async for batch in log.read_events():
             store.apply_batch(batch)

@@ -15,10 +15,18 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.log.helpers import open_log, wait_until
-from tuco.core.codec import HEADER_SIZE, encode_header, encode_record
-from tuco.core.events import Event, EventType
+from tuco.core.codec import (
+    ENTRY_OVERHEAD,
+    FORMAT_VERSION,
+    HEADER_SIZE,
+    decode_header,
+    encode_entry,
+    encode_header,
+    encode_record,
+)
+from tuco.core.events import Event, EventType, Precondition
 from tuco.core.store import Store
-from tuco.errors import LogFailedError
+from tuco.errors import LogFailedError, PreconditionFailedError
 from tuco.log._disk import lock_exclusively
 from tuco.log.file import FileTransactionLog, LogReader, OsLogFile, SyncMode
 
@@ -33,8 +41,11 @@ async def settle(log: FileTransactionLog) -> None:
         await asyncio.sleep(0.01)
 
 
-def replay(path: Path) -> tuple[dict[str, bytes], int]:
-    """The state and last sequence a restart would have, replayed without modifying the file."""
+Entries = dict[str, tuple[bytes, int, int, int]]
+
+
+def replay_entries(path: Path) -> tuple[Entries, int]:
+    """The entries and last sequence a restart would have, replayed without modifying the file."""
     store = Store()
     reader = LogReader(path)
     for batch in reader:
@@ -42,7 +53,26 @@ def replay(path: Path) -> tuple[dict[str, bytes], int]:
     assert reader.report is not None
     assert reader.report.problem is None
     assert store.last_sequence == reader.report.last_sequence
-    return store.snapshot(), reader.report.last_sequence
+    return store.entries(), reader.report.last_sequence
+
+
+def replay(path: Path) -> tuple[dict[str, bytes], int]:
+    """The values and last sequence a restart would have, replayed without modifying the file."""
+    entries, last = replay_entries(path)
+    return {key: entry[0] for key, entry in entries.items()}, last
+
+
+def compacted(entries: Entries, last_sequence: int) -> bytes:
+    """The exact file a compaction of ``entries`` at ``last_sequence`` writes, built from the codec by hand."""
+    ordered = sorted(entries.items(), key=lambda item: item[1][2])
+    marker = not ordered or ordered[-1][1][2] < last_sequence
+    data = encode_header(first_sequence=last_sequence if marker else last_sequence + 1, version=FORMAT_VERSION)
+    data += b"".join(
+        encode_entry(key, value, created, modified, version) for key, (value, created, modified, version) in ordered
+    )
+    if marker:
+        data += encode_record(last_sequence, EventType.DELETE, "")
+    return data
 
 
 def write_history(path: Path, operations: list[tuple[str, bytes | None]]) -> None:
@@ -91,27 +121,30 @@ def path(tmp_path: Path) -> Path:
 
 
 def test_offline_compaction_keeps_state_and_last_sequence_in_fewer_bytes(path: Path) -> None:
-    """`tuco log compact` leaves one PUT per live key numbered up to the old last sequence; writes continue after it."""
+    """`tuco log compact` leaves one entry per live key with its revisions, and a no-op DELETE carrying the last one."""
     write_history(path, churn(keys=30, rounds=10))
-    state, last = replay(path)
-    assert last == 310
+    entries, last = replay_entries(path)
+    state = {key: entry[0] for key, entry in entries.items()}
+    assert last == 310  # the delete of key 27
     assert len(state) == 20
+    assert entries["key 1"] == (b"value 9 of 1" * 4, 2, 272, 10)
     before = path.stat().st_size
 
     result = tuco_log("compact", str(path))
 
     assert result.returncode == 0, result.stderr
     after = path.stat().st_size
-    assert result.stdout == f"{path}: 310 events, {before} bytes -> 20 events, {after} bytes (last sequence 310)\n"
-    assert replay(path) == (state, 310)
-    expected = encode_header(first_sequence=291) + b"".join(
-        encode_record(291 + i, EventType.PUT, key, value) for i, (key, value) in enumerate(state.items())
-    )
+    assert result.stdout == f"{path}: 310 events, {before} bytes -> 21 events, {after} bytes (last sequence 310)\n"
+    assert replay_entries(path) == (entries, 310)
+    expected = compacted(entries, 310)
+    assert expected[:HEADER_SIZE] == encode_header(first_sequence=310, version=2)
+    assert expected.endswith(encode_record(310, EventType.DELETE, ""))
     assert path.read_bytes() == expected
+    assert after == HEADER_SIZE + sum(ENTRY_OVERHEAD + len(key) + len(value) for key, value in state.items()) + 21
     assert after < before / 10
     assert not path.with_name("tuco.log.compact").exists()
     verify = tuco_log("verify", str(path))
-    assert (verify.returncode, verify.stdout) == (0, f"{path}: 20 events, last sequence 310, {after} bytes\nok\n")
+    assert (verify.returncode, verify.stdout) == (0, f"{path}: 21 events, last sequence 310, {after} bytes\nok\n")
 
     async def write_after() -> None:
         log, store = await open_log(path)
@@ -130,7 +163,7 @@ def test_compacting_a_log_whose_keys_are_all_deleted_keeps_the_sequence(path: Pa
     result = tuco_log("compact", str(path))
 
     assert result.returncode == 0, result.stderr
-    assert path.read_bytes() == encode_header(first_sequence=4) + encode_record(4, EventType.DELETE, "")
+    assert path.read_bytes() == encode_header(first_sequence=4, version=2) + encode_record(4, EventType.DELETE, "")
     assert replay(path) == ({}, 4)
 
     async def write_after() -> None:
@@ -183,15 +216,15 @@ def test_offline_compaction_leaves_out_a_torn_tail(path: Path) -> None:
     result = tuco_log("compact", str(path))
 
     assert result.returncode == 0, result.stderr
-    size = HEADER_SIZE + 2 * 23
+    size = HEADER_SIZE + 2 * (ENTRY_OVERHEAD + 2)
     assert result.stdout == (
         f"{path}: left out a torn tail of {len(torn)} bytes\n"
         f"{path}: 3 events, {HEADER_SIZE + 3 * 23 + len(torn)} bytes -> 2 events, {size} bytes (last sequence 3)\n"
     )
     assert path.read_bytes() == (
-        encode_header(first_sequence=2)
-        + encode_record(2, EventType.PUT, "a", b"3")
-        + encode_record(3, EventType.PUT, "b", b"2")
+        encode_header(first_sequence=4, version=2)
+        + encode_entry("b", b"2", create_revision=2, mod_revision=2, version=1)
+        + encode_entry("a", b"3", create_revision=1, mod_revision=3, version=2)
     )
 
 
@@ -414,3 +447,147 @@ def test_a_log_replaced_between_open_and_lock_is_refused(path: Path) -> None:
     finally:
         os.close(fd)
     OsLogFile(path).close()  # the file now at the path can be locked
+
+
+def random_history(seed: int, operations: int, keys: int = 12) -> list[tuple[str, bytes | None]]:
+    """Puts (two thirds) and deletes of a few keys, so keys are created, rewritten, deleted and created again."""
+    rng = random.Random(seed)
+    history: list[tuple[str, bytes | None]] = []
+    for i in range(operations):
+        key = f"k{rng.randrange(keys)}"
+        history.append((key, None) if rng.random() < 1 / 3 else (key, b"%d:%d " % (seed, i) * rng.randrange(1, 9)))
+    return history
+
+
+async def write_and_close(path: Path, history: list[tuple[str, bytes | None]], **options: object) -> Store:
+    """Write ``history`` through a real log and close it; return the store it committed to."""
+    log, store = await open_log(path, **options)
+    for key, value in history:
+        if value is None:
+            await log.write_delete(key)
+        else:
+            await log.write_put(key, value)
+    await settle(log)
+    await log.aclose()
+    return store
+
+
+@pytest.mark.parametrize("last", ["put", "delete"])
+@pytest.mark.parametrize("seed", range(4))
+def test_offline_compaction_keeps_every_entry_and_the_last_sequence(path: Path, seed: int, last: str) -> None:
+    """After random puts and deletes, compacting (twice) changes no key's entry and not the store's last sequence."""
+    history = [*random_history(seed, 400), ("k0", b"last") if last == "put" else ("k0", None)]
+    store = asyncio.run(write_and_close(path, history, compact_min_bytes=0))
+    served = (store.entries(), store.last_sequence)
+    assert served[1] == 401
+    assert replay_entries(path) == served
+
+    for _ in range(2):  # a compacted log compacts to the same entries again
+        result = tuco_log("compact", str(path))
+        assert result.returncode == 0, result.stderr
+        assert replay_entries(path) == served
+        assert path.read_bytes() == compacted(store.entries(), 401)
+
+    async def write_after() -> None:
+        log, reopened = await open_log(path)
+        assert (reopened.entries(), reopened.last_sequence) == served
+        assert await log.write_put("k1", b"after") == put(402, "k1", b"after")
+        before = served[0].get("k1")
+        expected = (b"after", before[1], 402, before[3] + 1) if before else (b"after", 402, 402, 1)
+        assert reopened.entries()["k1"] == expected
+        await log.aclose()
+
+    asyncio.run(write_after())
+
+
+@pytest.mark.parametrize("last", ["put", "delete"])
+def test_online_compactions_keep_every_entry_and_the_last_sequence(path: Path, last: str) -> None:
+    """Concurrent random writers racing online compactions: a restart has exactly the entries and revision served."""
+
+    async def writer(log: FileTransactionLog, seed: int) -> None:
+        for key, value in random_history(seed, 150, keys=6):
+            key = f"w{seed} {key}"
+            if value is None:
+                await log.write_delete(key)
+            else:
+                await log.write_put(key, value)
+
+    async def main() -> tuple[Entries, int]:
+        log, store = await open_log(path, compact_min_bytes=4096)
+        await asyncio.gather(*(writer(log, seed) for seed in range(4)))
+        await (log.write_put("w0 k0", b"last") if last == "put" else log.write_delete("w0 k0"))
+        await settle(log)
+        assert log.compactions >= 2
+        assert log.failure is None
+        await log.aclose()
+        return store.entries(), store.last_sequence
+
+    served = asyncio.run(main())
+    assert served[1] == 601
+    assert replay_entries(path) == served
+    assert decode_header(path.read_bytes()).version == 2
+
+    async def restart() -> None:
+        log, store = await open_log(path)
+        assert (store.entries(), store.last_sequence) == served
+        assert await log.write_put("new", b"1") == put(602, "new", b"1")
+        await log.aclose()
+
+    asyncio.run(restart())
+
+
+@pytest.mark.parametrize("how", ["offline", "online"])
+def test_a_stale_etag_never_matches_again_after_compaction_and_restart(path: Path, how: str) -> None:
+    """A key read at revision 3, rewritten at 4, refuses If-Match 3 after compaction (which once renumbered it to 3)."""
+    history: list[tuple[str, bytes | None]] = [("k", b"a"), ("j", b"b"), ("k", b"c"), ("k", b"d")]
+    options: dict[str, object] = {"compact_min_bytes": 0 if how == "offline" else 1}
+    store = asyncio.run(write_and_close(path, history, **options))
+    assert store.entries() == {"k": (b"d", 1, 4, 3), "j": (b"b", 2, 2, 1)}
+    if how == "offline":
+        assert tuco_log("compact", str(path)).returncode == 0
+    assert decode_header(path.read_bytes()).version == 2
+
+    async def conditional_writes() -> None:
+        log, reopened = await open_log(path, compact_min_bytes=0)
+        assert reopened.entries() == {"k": (b"d", 1, 4, 3), "j": (b"b", 2, 2, 1)}
+        with pytest.raises(PreconditionFailedError) as refused:
+            await log.write_put("k", b"lost update", Precondition(3))
+        assert (refused.value.key, refused.value.current) == ("k", 4)
+        assert await log.write_put("k", b"e", Precondition(4)) == put(5, "k", b"e")
+        await log.aclose()
+
+    asyncio.run(conditional_writes())
+    assert replay_entries(path) == ({"k": (b"e", 1, 5, 4), "j": (b"b", 2, 2, 1)}, 5)
+
+
+def test_a_version_1_compacted_log_still_replays_and_compacts_to_version_2(path: Path) -> None:
+    """A log compacted by an older build (PUTs renumbered, version 1) replays as before and keeps that on compaction."""
+    old = encode_header(first_sequence=8) + b"".join(
+        encode_record(8 + i, EventType.PUT, key, value) for i, (key, value) in enumerate([("a", b"1"), ("b", b"2")])
+    )
+    path.write_bytes(old + encode_record(10, EventType.PUT, "a", b"3"))
+    entries = {"a": (b"3", 8, 10, 2), "b": (b"2", 9, 9, 1)}
+    assert replay_entries(path) == (entries, 10)
+
+    result = tuco_log("compact", str(path))
+
+    assert result.returncode == 0, result.stderr
+    assert path.read_bytes() == compacted(entries, 10)
+    assert replay_entries(path) == (entries, 10)
+
+
+def test_dump_shows_each_keys_revisions_in_compacted_and_ordinary_records(path: Path) -> None:
+    """`tuco log dump` prints create revision and version for every PUT, given by entries and derived after them."""
+    write_history(path, [("k", b"a"), ("j", b"b"), ("k", b"c"), ("j", None)])
+    assert tuco_log("compact", str(path)).returncode == 0
+    write_history(path, [("k", b"d"), ("n", b"e")])
+
+    result = tuco_log("dump", str(path))
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == [
+        "3\tPUT\t'k'\tb'c'\tcreate_revision=1\tversion=2",
+        "4\tDELETE\t''\tb''",
+        "5\tPUT\t'k'\tb'd'\tcreate_revision=1\tversion=3",
+        "6\tPUT\t'n'\tb'e'\tcreate_revision=6\tversion=1",
+    ]

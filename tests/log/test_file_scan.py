@@ -13,7 +13,15 @@ from structlog.testing import capture_logs
 
 from tests.log.helpers import disk_bytes
 from tuco.config import Settings, load_settings
-from tuco.core.codec import HEADER_SIZE, MAX_KEY_BYTES, MAX_PAYLOAD_BYTES, MAX_VALUE_BYTES, encode_header, encode_record
+from tuco.core.codec import (
+    HEADER_SIZE,
+    MAX_KEY_BYTES,
+    MAX_PAYLOAD_BYTES,
+    MAX_VALUE_BYTES,
+    encode_entry,
+    encode_header,
+    encode_record,
+)
 from tuco.core.events import Event, EventType
 from tuco.core.store import Store
 from tuco.errors import LogCorruptError
@@ -176,3 +184,74 @@ def test_after_a_damaged_record_only_a_whole_record_that_can_follow_it_means_cor
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
     return tmp_path / "tuco.log"
+
+
+def compacted_log() -> tuple[bytes, list[Event]]:
+    """A version 2 log: two entries, then ordinary records 5 and 6; and the events it replays to."""
+    data = (
+        encode_header(first_sequence=5, version=2)
+        + encode_entry("b", b"2", create_revision=2, mod_revision=2, version=1)
+        + encode_entry("a", b"1", create_revision=1, mod_revision=4, version=3)
+        + encode_record(5, EventType.PUT, "c", b"3")
+        + encode_record(6, EventType.DELETE, "b")
+    )
+    events = [
+        Event(2, EventType.PUT, "b", b"2", 2, 1),
+        Event(4, EventType.PUT, "a", b"1", 1, 3),
+        put(5, "c", b"3"),
+        Event(6, EventType.DELETE, "b"),
+    ]
+    return data, events
+
+
+def test_a_compacted_log_cut_at_every_byte_is_a_torn_tail_ending_at_the_last_whole_record(path: Path) -> None:
+    """Cut anywhere, entries included, a version 2 log replays its whole records and reports the rest as torn."""
+    data, events = compacted_log()
+    ends = [HEADER_SIZE, HEADER_SIZE + 39, HEADER_SIZE + 78, HEADER_SIZE + 78 + 23, len(data)]
+    for cut in range(HEADER_SIZE, len(data) + 1):
+        path.write_bytes(data[:cut])
+        reader = LogReader(path)
+        replayed = [event for batch in reader for event in batch]
+        whole = max(i for i, end in enumerate(ends) if end <= cut)
+        assert replayed == events[:whole], cut
+        assert reader.report is not None
+        assert (reader.report.valid_bytes, reader.report.corrupt, reader.report.entries) == (
+            ends[whole],
+            False,
+            min(whole, 2),
+        )
+        # The header's first sequence holds the revision: never handed out again after a cut.
+        assert reader.report.last_sequence == (4 if whole < 3 else 4 + whole - 2)
+
+
+@pytest.mark.parametrize("damaged", [0, 1], ids=["first-entry", "second-entry"])
+def test_a_damaged_entry_followed_by_a_valid_record_is_corruption(path: Path, damaged: int) -> None:
+    """A checksum mismatch in the compacted section with a valid entry or record after it refuses to start."""
+    data, _ = compacted_log()
+    broken = bytearray(data)
+    offset = HEADER_SIZE + 39 * damaged
+    broken[offset + 38] ^= 0xFF  # the entry's value byte
+    path.write_bytes(bytes(broken))
+    reader = LogReader(path)
+    assert len([event for batch in reader for event in batch]) == damaged
+    assert reader.report is not None
+    assert (reader.report.corrupt, reader.report.problem) == (
+        True,
+        f"checksum mismatch at offset {offset}, followed by a valid record at offset {offset + 39}",
+    )
+
+
+def test_a_torn_entry_whose_value_holds_whole_records_is_a_torn_tail(path: Path) -> None:
+    """An entry cut short is a torn tail even when its value holds well-formed entries: its span is never searched."""
+    planted = encode_entry("planted", b"x", 2, 2, 1) + encode_record(3, EventType.PUT, "more", b"y")
+    good = encode_header(first_sequence=3, version=2) + encode_entry("a", b"1", 1, 1, 1)
+    hostile = encode_entry("victim", b"pad" + planted + b"pad", 2, 2, 1)
+    path.write_bytes(good + hostile[:-1])
+    reader = LogReader(path)
+    assert [event for batch in reader for event in batch] == [Event(1, EventType.PUT, "a", b"1", 1, 1)]
+    assert reader.report is not None
+    assert (reader.report.corrupt, reader.report.problem, reader.report.valid_bytes) == (
+        False,
+        "incomplete record",
+        len(good),
+    )

@@ -5,13 +5,21 @@ A log is a 24-byte header followed by records::
     header  = magic "TUCOLOG\\0" (8) | format version u32 | reserved u32 | first sequence u64  (little-endian)
     record  = payload length u32 | CRC-32 of payload u32 | payload
     payload = sequence u64 | event type u8 | key length u32 | key (UTF-8) | value
+    entry   = sequence u64 | 3 u8 | key length u32 | create revision u64 | version u64 | key (UTF-8) | value
 
 Length framing makes any key and value round-trip exactly (the book's
 line-and-whitespace format could not), the CRC tells a torn or damaged record
-from a good one, and the fixed overhead is 21 bytes per event. Sequences start
-at the header's first sequence (1 for a new log; more for a compacted one, whose
-rewritten history starts later) and increase by exactly one per record; a gap
-is corruption. A header with no record after it ends at first sequence - 1.
+from a good one, and the fixed overhead is 21 bytes per event. Ordinary records
+(PUT, DELETE) carry the header's first sequence and then exactly one more each;
+a gap is corruption. A header with no record after it ends at first sequence - 1.
+
+Version 2 adds the compacted section a compaction writes: right after the
+header, one *entry* per live key, carrying the key's value, create revision and
+version, with its mod revision as the record's sequence, in increasing order
+and below the header's first sequence (so a key keeps its revisions, and its
+ETag, across a compaction). The first ordinary record ends the section.
+Version 1 files (no entries) are read as they always were, and a log that was
+never compacted is still written as version 1, so an older build reads it.
 """
 
 from __future__ import annotations
@@ -26,25 +34,31 @@ from tuco.core.events import Event, EventType
 from tuco.errors import LogFormatError
 
 __all__ = [
+    "ENTRY_OVERHEAD",
     "FORMAT_VERSION",
     "HEADER_SIZE",
     "MAGIC",
     "MAX_KEY_BYTES",
     "MAX_PAYLOAD_BYTES",
     "MAX_VALUE_BYTES",
+    "PLAIN_VERSION",
     "RECORD_OVERHEAD",
     "DecodeFailure",
     "LogHeader",
     "RecordDecoder",
     "RecordHead",
     "decode_header",
+    "encode_entry",
     "encode_header",
     "encode_record",
     "record_heads",
 ]
 
 MAGIC = b"TUCOLOG\x00"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The newest format this build reads and writes (with a compacted section); it also reads version 1."""
+PLAIN_VERSION = 1
+"""The version of a log without a compacted section: readable by every build."""
 _HEADER = struct.Struct("<8sIIQ")
 HEADER_SIZE = _HEADER.size
 _FRAME = struct.Struct("<II")
@@ -60,6 +74,12 @@ MAX_PAYLOAD_BYTES = _PAYLOAD.size + MAX_KEY_BYTES + MAX_VALUE_BYTES
 _HEAD = struct.Struct("<IIQBI")  # frame and payload head together: one unpack per record
 _HEAD_SIZE = _HEAD.size
 _MIN_PAYLOAD = _PAYLOAD.size
+_ENTRY = 3  # the type code of a compacted entry: never an EventType, only ever in a version 2 header's section
+_REVISIONS = struct.Struct("<QQ")  # an entry's create revision and version, after the payload head
+_ENTRY_HEAD_SIZE = _HEAD_SIZE + _REVISIONS.size
+_MIN_ENTRY = _PAYLOAD.size + _REVISIONS.size
+_MAX_ENTRY = MAX_PAYLOAD_BYTES + _REVISIONS.size
+ENTRY_OVERHEAD = _FRAME.size + _MIN_ENTRY
 _TYPES: dict[int, EventType] = {t.value: t for t in EventType}
 _TYPE_BY_CODE: tuple[EventType | None, ...] = tuple(_TYPES.get(code) for code in range(max(_TYPES) + 1))
 
@@ -71,8 +91,11 @@ class LogHeader(NamedTuple):
     first_sequence: int
 
 
-def encode_header(*, first_sequence: int = 1, version: int = FORMAT_VERSION) -> bytes:
-    """The bytes every log file starts with; ``first_sequence`` is the sequence of its first record."""
+def encode_header(*, first_sequence: int = 1, version: int = PLAIN_VERSION) -> bytes:
+    """The bytes every log file starts with; ``first_sequence`` is the sequence of its first ordinary record.
+
+    ``version`` is :data:`FORMAT_VERSION` for a file with a compacted section, else 1.
+    """
     return _HEADER.pack(MAGIC, version, 0, first_sequence)
 
 
@@ -83,8 +106,10 @@ def decode_header(data: bytes) -> LogHeader:
     magic, version, _reserved, first_sequence = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise LogFormatError(f"not a tuco log (magic {magic!r})")
-    if version != FORMAT_VERSION:
-        raise LogFormatError(f"log format version {version} is not supported (this build reads {FORMAT_VERSION})")
+    if not PLAIN_VERSION <= version <= FORMAT_VERSION:
+        raise LogFormatError(
+            f"log format version {version} is not supported (this build reads {PLAIN_VERSION} to {FORMAT_VERSION})"
+        )
     if first_sequence < 1:
         raise LogFormatError("the header's first sequence is 0; sequences start at 1")
     return LogHeader(int(version), int(first_sequence))
@@ -94,6 +119,18 @@ def encode_record(sequence: int, type: EventType, key: str, value: bytes = b"") 
     """Frame one event as a record."""
     key_bytes = key.encode("utf-8")
     payload = _PAYLOAD.pack(sequence, type, len(key_bytes)) + key_bytes + value
+    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def encode_entry(key: str, value: bytes, create_revision: int, mod_revision: int, version: int) -> bytes:
+    """Frame one live key of a compacted section, with its revisions (its mod revision is the record's sequence)."""
+    key_bytes = key.encode("utf-8")
+    payload = (
+        _PAYLOAD.pack(mod_revision, _ENTRY, len(key_bytes))
+        + _REVISIONS.pack(create_revision, version)
+        + key_bytes
+        + value
+    )
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
 
@@ -119,22 +156,28 @@ class RecordDecoder:
     """Turns a stream of log bytes into events, fed in chunks of any size.
 
     ``offset`` is the absolute position just after the last good record, which
-    is where a torn log would be cut. The first record must carry
-    ``first_sequence`` (the header's), each later one the next sequence.
-    Decoding stops at the first bad record and records why in ``failure``;
-    the caller decides whether that is a torn tail or corruption. A record is
-    valid by its framing and checksum alone, up to the format's
-    :data:`MAX_PAYLOAD_BYTES`: never by today's request limits, which apply to
-    new requests only.
+    is where a torn log would be cut. The first ordinary record must carry
+    ``first_sequence`` (the header's), each later one the next sequence. With
+    ``compacted`` (a version 2 header), entries may come first, each with a
+    higher sequence than the last and below ``first_sequence``; they become
+    PUT events carrying their create revision and version. Decoding stops at
+    the first bad record and records why in ``failure``; the caller decides
+    whether that is a torn tail or corruption. A record is valid by its framing
+    and checksum alone, up to the format's :data:`MAX_PAYLOAD_BYTES`: never by
+    today's request limits, which apply to new requests only.
     """
 
-    __slots__ = ("_buffer", "failure", "next_sequence", "offset")
+    __slots__ = ("_buffer", "_entries_below", "_last_entry", "entries", "failure", "next_sequence", "offset")
 
-    def __init__(self, *, first_sequence: int = 1, start_offset: int = HEADER_SIZE) -> None:
+    def __init__(self, *, first_sequence: int = 1, start_offset: int = HEADER_SIZE, compacted: bool = False) -> None:
         self._buffer = b""
         self.offset = start_offset
         self.next_sequence = first_sequence
         self.failure: DecodeFailure | None = None
+        self._entries_below = first_sequence if compacted else 0  # 0 once past the compacted section
+        self._last_entry = 0
+        self.entries = 0
+        """How many compacted entries were decoded."""
 
     @property
     def pending_bytes(self) -> int:
@@ -151,61 +194,65 @@ class RecordDecoder:
         if len(buffer) < _FRAME.size:
             return 0
         length: int = _LENGTH.unpack_from(buffer)[0]
-        return max(0, _FRAME.size + min(length, MAX_PAYLOAD_BYTES) - len(buffer))
+        return max(0, _FRAME.size + min(length, _MAX_ENTRY) - len(buffer))
 
     def feed(self, data: bytes) -> list[Event]:
         """Decode every complete record in what has been fed so far.
 
         This loop is the start-up time of the service, so it is written for
-        speed: one ``unpack_from`` per record, bytes slicing, and events built
-        with ``tuple.__new__`` (skipping the NamedTuple's Python ``__new__``).
+        speed: one ``unpack_from`` per ordinary record, bytes slicing, and
+        events built with ``tuple.__new__`` (skipping the NamedTuple's Python
+        ``__new__``). Compacted entries, one per live key, have a loop of their own.
         """
         if self.failure is not None:
             return []
         buf = self._buffer + data if self._buffer else data
-        size = len(buf)
         events: list[Event] = []
-        append = events.append
-        unpack_head = _HEAD.unpack_from
-        crc32 = zlib.crc32
-        new = tuple.__new__
-        types = _TYPE_BY_CODE
-        known_codes = len(types)
-        max_length = MAX_PAYLOAD_BYTES
-        sequence = self.next_sequence
         pos = 0
         failure = None
         search_from: int | None = None
-        while size - pos >= _HEAD_SIZE:
-            length, checksum, seq, code, key_length = unpack_head(buf, pos)
-            if length < _MIN_PAYLOAD or length > max_length:
-                failure = f"record length {length} is impossible"
-                search_from = pos + 1
-                break
-            start = pos + 8
-            end = start + length
-            if end > size:
-                break
-            if crc32(buf[start:end]) != checksum:
-                failure = "checksum mismatch"
-                search_from = end
-                break
-            key_end = pos + _HEAD_SIZE + key_length
-            if key_end > end or code >= known_codes or (event_type := types[code]) is None:
-                failure = f"malformed record (type {code}, key length {key_length})"
-                break
-            if seq != sequence:
-                failure = f"sequence {seq} where {sequence} was expected"
-                break
-            try:
-                key = buf[pos + _HEAD_SIZE : key_end].decode()
-            except UnicodeDecodeError:
-                failure = "key is not valid UTF-8"
-                break
-            append(new(Event, (seq, event_type, key, buf[key_end:end], 0, 0)))
-            sequence += 1
-            pos = end
-        self.next_sequence = sequence
+        if self._entries_below:
+            pos, failure, search_from = self._decode_entries(buf, events)
+        if failure is None and not self._entries_below:
+            size = len(buf)
+            append = events.append
+            unpack_head = _HEAD.unpack_from
+            crc32 = zlib.crc32
+            new = tuple.__new__
+            types = _TYPE_BY_CODE
+            known_codes = len(types)
+            max_length = MAX_PAYLOAD_BYTES
+            sequence = self.next_sequence
+            while size - pos >= _HEAD_SIZE:
+                length, checksum, seq, code, key_length = unpack_head(buf, pos)
+                if length < _MIN_PAYLOAD or length > max_length:
+                    failure = f"record length {length} is impossible"
+                    search_from = pos + 1
+                    break
+                start = pos + 8
+                end = start + length
+                if end > size:
+                    break
+                if crc32(buf[start:end]) != checksum:
+                    failure = "checksum mismatch"
+                    search_from = end
+                    break
+                key_end = pos + _HEAD_SIZE + key_length
+                if key_end > end or code >= known_codes or (event_type := types[code]) is None:
+                    failure = f"malformed record (type {code}, key length {key_length})"
+                    break
+                if seq != sequence:
+                    failure = f"sequence {seq} where {sequence} was expected"
+                    break
+                try:
+                    key = buf[pos + _HEAD_SIZE : key_end].decode()
+                except UnicodeDecodeError:
+                    failure = "key is not valid UTF-8"
+                    break
+                append(new(Event, (seq, event_type, key, buf[key_end:end], 0, 0)))
+                sequence += 1
+                pos = end
+            self.next_sequence = sequence
         base = self.offset
         self.offset += pos
         if failure is not None:
@@ -214,6 +261,64 @@ class RecordDecoder:
         else:
             self._buffer = buf[pos:]
         return events
+
+    def _decode_entries(self, buf: bytes, events: list[Event]) -> tuple[int, str | None, int | None]:
+        """Decode the compacted entries at the start of ``buf``; return where they end, and why they stopped.
+
+        The section ends at the first record of another type (left to the
+        ordinary loop, which judges it), so a failure here is always an entry's.
+        """
+        size = len(buf)
+        pos = 0
+        below = self._entries_below
+        last = self._last_entry
+        unpack_head = _HEAD.unpack_from
+        unpack_revisions = _REVISIONS.unpack_from
+        new = tuple.__new__
+        put = EventType.PUT
+        failure = None
+        search_from: int | None = None
+        count = 0
+        while size - pos >= _HEAD_SIZE:
+            length, checksum, seq, code, key_length = unpack_head(buf, pos)
+            if code != _ENTRY:
+                self._entries_below = 0
+                break
+            if length < _MIN_ENTRY or length > _MAX_ENTRY:
+                failure = f"record length {length} is impossible"
+                search_from = pos + 1
+                break
+            end = pos + 8 + length
+            if end > size:
+                break
+            if zlib.crc32(buf[pos + 8 : end]) != checksum:
+                failure = "checksum mismatch"
+                search_from = end
+                break
+            create_revision, version = unpack_revisions(buf, pos + _HEAD_SIZE)
+            key_start = pos + _ENTRY_HEAD_SIZE
+            key_end = key_start + key_length
+            if key_end > end:
+                failure = f"malformed entry (key length {key_length})"
+                break
+            if not last < seq < below:
+                failure = f"entry with sequence {seq} after {last}, where {last + 1} to {below - 1} may follow"
+                break
+            if not 1 <= create_revision <= seq or not 1 <= version <= seq - create_revision + 1:
+                failure = f"entry {seq} with create revision {create_revision} and version {version} is impossible"
+                break
+            try:
+                key = buf[key_start:key_end].decode()
+            except UnicodeDecodeError:
+                failure = "key is not valid UTF-8"
+                break
+            events.append(new(Event, (seq, put, key, buf[key_end:end], create_revision, version)))
+            count += 1
+            last = seq
+            pos = end
+        self._last_entry = last
+        self.entries += count
+        return pos, failure, search_from
 
 
 class RecordHead(NamedTuple):
@@ -224,13 +329,16 @@ class RecordHead(NamedTuple):
     checksum: int
 
 
-def record_heads(data: bytes, sequences: range, *, stop: int | None = None) -> Iterator[RecordHead]:
+def record_heads(
+    data: bytes, sequences: range, *, stop: int | None = None, compacted: bool = False
+) -> Iterator[RecordHead]:
     """Yield every position before ``stop`` in ``data`` where a record of this log could start.
 
-    A candidate needs a plausible length, a known type, a key that fits and a
-    sequence in ``sequences`` (what the records after a damaged one can
-    carry), so random bytes almost never qualify; the caller checks the
-    checksum over the declared span, which may run past ``data``.
+    A candidate needs a plausible length, a known type (an entry too, in a
+    ``compacted`` log), a key that fits and a sequence in ``sequences`` (what
+    the records after a damaged one can carry), so random bytes almost never
+    qualify; the caller checks the checksum over the declared span, which may
+    run past ``data``.
     """
     unpack_head = _HEAD.unpack_from
     known = _TYPES
@@ -240,10 +348,13 @@ def record_heads(data: bytes, sequences: range, *, stop: int | None = None) -> I
     lowest, highest = sequences.start, sequences.stop
     for pos in range(last + 1):
         length, checksum, seq, code, key_length = unpack_head(data, pos)
-        if (
-            _MIN_PAYLOAD <= length <= MAX_PAYLOAD_BYTES
-            and lowest <= seq < highest
-            and code in known
-            and key_length <= length - _MIN_PAYLOAD
+        if lowest <= seq < highest and (
+            (code in known and _MIN_PAYLOAD <= length <= MAX_PAYLOAD_BYTES and key_length <= length - _MIN_PAYLOAD)
+            or (
+                compacted
+                and code == _ENTRY
+                and _MIN_ENTRY <= length <= _MAX_ENTRY
+                and key_length <= length - _MIN_ENTRY
+            )
         ):
             yield RecordHead(pos, length, checksum)

@@ -143,6 +143,14 @@ class Store:
         """A copy of the whole state's values, for tests and compaction."""
         return {key: entry[0] for key, entry in self._data.items()}
 
+    def entries(self) -> dict[str, tuple[bytes, int, int, int]]:
+        """A copy of every key's ``(value, create_revision, mod_revision, version)``: what compaction rewrites.
+
+        One C-level dict copy (the entry tuples are immutable and shared), so
+        the file log can take it between two batches without holding writers up.
+        """
+        return dict(self._data)
+
     def page(self, prefix: str, *, after: str | None = None, limit: int, revision: int | None = None) -> Page:
         """Up to ``limit`` keys starting with ``prefix`` and sorting after ``after``, as they were at ``revision``.
 

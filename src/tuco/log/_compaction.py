@@ -1,4 +1,10 @@
-"""Compaction: rewriting a log as one PUT per live key, offline and as the running log's rewrite."""
+"""Compaction: rewriting a log as one entry per live key, offline and as the running log's rewrite.
+
+The rewritten log is format version 2: its compacted section keeps each live
+key's value, create revision, mod revision and version, so revisions (and the
+ETags built from them) survive a compaction and a restart unchanged, and a
+revision is never handed out twice.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tuco.core.codec import HEADER_SIZE, encode_header, encode_record
+from tuco.core.codec import FORMAT_VERSION, HEADER_SIZE, encode_entry, encode_header, encode_record
 from tuco.core.events import EventType
+from tuco.core.store import Store
 from tuco.errors import LogCorruptError, LogFailedError
 from tuco.log._disk import (
     LogFile,
@@ -26,6 +33,7 @@ from tuco.log._scan import LogReader
 __all__ = [
     "CompactionReport",
     "CompactionStoppedError",
+    "Entries",
     "Rewrite",
     "compact_log",
     "compaction_path",
@@ -36,6 +44,9 @@ __all__ = [
 ]
 
 _WRITE_CHUNK = 1 << 20
+
+Entries = Mapping[str, tuple[bytes, int, int, int]]
+"""Every live key's ``(value, create_revision, mod_revision, version)``, as :meth:`Store.entries` returns them."""
 _COPY_CHUNK = 4 << 20
 
 
@@ -56,7 +67,7 @@ class CompactionStoppedError(Exception):
 
 
 def compact_log(path: Path) -> CompactionReport:
-    """Rewrite the log as one PUT per live key, replacing it atomically; return what changed.
+    """Rewrite the log as one entry per live key, replacing it atomically; return what changed.
 
     Memory is bounded by the live state. Raises a 'locked' :class:`LogFailedError`
     if a running tuco holds the log, :class:`LogCorruptError` if it is corrupt
@@ -73,14 +84,9 @@ def compact_log(path: Path) -> CompactionReport:
                     f"still in the log; refusing to compact. Cut them with 'tuco log repair {path}'"
                 )
             reader = LogReader(path)
-            state: dict[str, bytes] = {}
-            put = EventType.PUT
+            store = Store(history_bytes=0)  # the very replay a start would do: the same entries
             for batch in reader:
-                for _, event_type, key, value, _, _ in batch:
-                    if event_type is put:
-                        state[key] = value
-                    else:
-                        state.pop(key, None)
+                store.apply_batch(batch)
             report = reader.report
             if report is None:  # pragma: no cover - set by iteration
                 raise RuntimeError("scan did not finish")
@@ -88,7 +94,7 @@ def compact_log(path: Path) -> CompactionReport:
                 raise LogCorruptError(f"{report.problem}; refusing to compact. Cut it with 'tuco log repair {path}'")
             new_file = create_compaction_file(tmp, OsLogFile)
             try:
-                written, first_sequence = write_compacted(new_file, report.last_sequence, state, None)
+                written, first_sequence = write_compacted(new_file, report.last_sequence, store.entries(), None)
                 new_file.sync()
                 os.replace(tmp, path)
                 sync_directory(path.parent)
@@ -102,7 +108,7 @@ def compact_log(path: Path) -> CompactionReport:
         raise LogFailedError(f"cannot compact {path}: {exc.strerror or exc}") from exc
     return CompactionReport(
         events_before=report.events,
-        events_after=report.last_sequence - first_sequence + 1,
+        events_after=len(store) + report.last_sequence - first_sequence + 1,
         bytes_before=report.file_bytes,
         bytes_after=written,
         last_sequence=report.last_sequence,
@@ -124,28 +130,29 @@ def create_compaction_file(tmp: Path, opener: Callable[[Path], LogFile]) -> LogF
 
 
 def write_compacted(
-    file: LogFile, last_sequence: int, state: Mapping[str, bytes], stop: threading.Event | None
+    file: LogFile, last_sequence: int, entries: Entries, stop: threading.Event | None
 ) -> tuple[int, int]:
-    """Write the header and one PUT per key, numbered up to ``last_sequence``; return (bytes, first sequence).
+    """Write a version 2 header and one entry per live key, by mod revision; return (bytes, first sequence).
 
-    With no key left, one DELETE (of the empty key, a no-op with nothing left)
-    carries ``last_sequence``: replay then still ends at that sequence.
+    The header's first sequence is ``last_sequence + 1``, where the records
+    after the snapshot continue. If ``last_sequence`` was no live key's write
+    (it deleted one), a DELETE of a key absent from ``entries`` carries it, a
+    no-op, and the first sequence is ``last_sequence``: either way replay ends
+    at ``last_sequence``, so no revision is ever handed out again.
     """
-    if not state and last_sequence > 0:
-        records = encode_header(first_sequence=last_sequence) + encode_record(last_sequence, EventType.DELETE, "")
-        file.write(records)
-        return len(records), last_sequence
-    first_sequence = last_sequence - len(state) + 1
-    chunk = [encode_header(first_sequence=first_sequence)]
+    ordered = sorted(entries.items(), key=lambda item: item[1][2])
+    last_written = ordered[-1][1][2] if ordered else 0
+    if last_written > last_sequence:
+        raise ValueError(f"an entry has mod revision {last_written}, after the snapshot's revision {last_sequence}")
+    marker = last_written < last_sequence
+    first_sequence = last_sequence if marker else last_sequence + 1
+    chunk = [encode_header(first_sequence=first_sequence, version=FORMAT_VERSION)]
     pending = HEADER_SIZE
     written = 0
-    sequence = first_sequence
-    put = EventType.PUT
-    for key, value in state.items():
-        record = encode_record(sequence, put, key, value)
+    for key, (value, create_revision, mod_revision, version) in ordered:
+        record = encode_entry(key, value, create_revision, mod_revision, version)
         chunk.append(record)
         pending += len(record)
-        sequence += 1
         if pending >= _WRITE_CHUNK:
             if stop is not None and stop.is_set():
                 raise CompactionStoppedError
@@ -153,8 +160,20 @@ def write_compacted(
             written += pending
             chunk.clear()
             pending = 0
+    if marker:
+        record = encode_record(last_sequence, EventType.DELETE, _absent_key(entries))
+        chunk.append(record)
+        pending += len(record)
     file.write(b"".join(chunk))
     return written + pending, first_sequence
+
+
+def _absent_key(entries: Entries) -> str:
+    """The shortest of ``""``, ``"\\0"``, ``"\\0\\0"``... that is not a live key: deleting it changes nothing."""
+    key = ""
+    while key in entries:
+        key += "\0"
+    return key
 
 
 def copy_range(source: int, target: LogFile, start: int, end: int, stop: threading.Event | None) -> None:
@@ -181,6 +200,7 @@ class Rewrite:
     first_sequence: int = 1
     new_file: LogFile | None = None
     written: int = 0  # bytes of the rewritten state in the new file
+    entries: int = 0  # live keys written as entries
     replaced: bool = False
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuco.core.codec import HEADER_SIZE, RECORD_OVERHEAD, RecordDecoder, decode_header, record_heads
+from tuco.core.codec import HEADER_SIZE, PLAIN_VERSION, RECORD_OVERHEAD, RecordDecoder, decode_header, record_heads
 from tuco.core.events import Event
 from tuco.log._disk import (
     clear_refused,
@@ -37,6 +37,8 @@ class ScanReport:
     problem: str | None = None
     corrupt: bool = False
     first_sequence: int = 1
+    entries: int = 0
+    """How many of ``events`` are compacted entries (version 2): the rest are ordinary records."""
 
     @property
     def dropped_bytes(self) -> int:
@@ -64,7 +66,8 @@ class LogReader:
         with open_regular_file(self.path) as file:
             file_bytes = os.fstat(file.fileno()).st_size
             header = decode_header(file.read(HEADER_SIZE))
-            decoder = RecordDecoder(first_sequence=header.first_sequence)
+            compacted = header.version > PLAIN_VERSION
+            decoder = RecordDecoder(first_sequence=header.first_sequence, compacted=compacted)
             count = 0
             while chunk := file.read(max(_READ_CHUNK, decoder.wanted_bytes)):
                 events = decoder.feed(chunk)
@@ -83,20 +86,29 @@ class LogReader:
                     corrupt = True
                     problem = f"{problem} at offset {valid} (a whole, checksummed record: not a torn write)"
                 elif failure is not None and failure.search_from is not None:
-                    # Records after a damaged one carry its sequence or later ones, one per 21 bytes at most.
+                    # Records after a damaged one carry its sequence or later ones, one per 21 bytes at most;
+                    # in a compacted log, entries below the first sequence too.
                     sequences = range(
-                        header.first_sequence, decoder.next_sequence + (file_bytes - valid) // RECORD_OVERHEAD + 2
+                        1 if compacted else header.first_sequence,
+                        decoder.next_sequence + (file_bytes - valid) // RECORD_OVERHEAD + 2,
                     )
-                    after = _find_record_after(file.fileno(), failure.search_from, file_bytes, sequences)
+                    after = _find_record_after(file.fileno(), failure.search_from, file_bytes, sequences, compacted)
                     if after is not None:
                         corrupt = True
                         problem = f"{problem} at offset {valid}, followed by a valid record at offset {after}"
             self.report = ScanReport(
-                count, decoder.next_sequence - 1, valid, file_bytes, problem, corrupt, header.first_sequence
+                count,
+                decoder.next_sequence - 1,
+                valid,
+                file_bytes,
+                problem,
+                corrupt,
+                header.first_sequence,
+                decoder.entries,
             )
 
 
-def _find_record_after(fd: int, start: int, end: int, sequences: range) -> int | None:
+def _find_record_after(fd: int, start: int, end: int, sequences: range, compacted: bool) -> int | None:
     """Return the first offset in ``[start, end)`` of the file where a whole record of this log starts.
 
     The file is scanned in windows; a candidate's checksum is computed from the
@@ -105,7 +117,7 @@ def _find_record_after(fd: int, start: int, end: int, sequences: range) -> int |
     pos = start
     while pos < end:
         window = os.pread(fd, _SCAN_WINDOW + _HEAD_BYTES, pos)
-        for head in record_heads(window, sequences, stop=_SCAN_WINDOW):
+        for head in record_heads(window, sequences, stop=_SCAN_WINDOW, compacted=compacted):
             found = pos + head.position
             span_end = found + 8 + head.length
             if span_end <= end and _checksum(fd, window, pos, found + 8, span_end) == head.checksum:
@@ -146,12 +158,13 @@ def repair_log(path: Path) -> ScanReport:
             raise RuntimeError("scan did not finish")
         if refused is not None and refused.offset <= report.valid_bytes:
             report = ScanReport(
-                events=refused.first_sequence - report.first_sequence,
+                events=report.entries + refused.first_sequence - report.first_sequence,
                 last_sequence=refused.first_sequence - 1,
                 valid_bytes=refused.offset,
                 file_bytes=report.file_bytes,
                 problem=f"{refused.describe()} never acknowledged",
                 first_sequence=report.first_sequence,
+                entries=report.entries,
             )
         if report.dropped_bytes:
             truncate_file(file, report.valid_bytes)

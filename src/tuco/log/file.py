@@ -23,8 +23,9 @@ idle) the log checks that its path still names the file it has open: a log
 deleted or replaced under a running server fails, instead of taking writes into
 a file no restart will read.
 
-Compaction rewrites the log as one PUT per live key, the Redis AOF way: the
-state is snapshotted between two batches at sequence S, written to a new file
+Compaction rewrites the log as one entry per live key, with the key's
+revisions (format version 2), the Redis AOF way: the store's entries are
+copied between two batches at sequence S, written to a new file
 in a worker thread while batches keep being appended to the old one, and then,
 between two batches again, the old file's records after S are copied over and
 the new file atomically replaces the old. Only that last copy holds writers up.
@@ -45,12 +46,13 @@ from typing import ParamSpec, TypeVar
 
 import structlog
 
-from tuco.core.codec import HEADER_SIZE, RECORD_OVERHEAD, encode_record
+from tuco.core.codec import ENTRY_OVERHEAD, HEADER_SIZE, encode_record
 from tuco.core.events import Event, EventType, Precondition
 from tuco.errors import LogClosedError, LogCorruptError, LogError, LogFailedError
 from tuco.log._compaction import (
     CompactionReport,
     CompactionStoppedError,
+    Entries,
     Rewrite,
     compact_log,
     compaction_path,
@@ -82,6 +84,7 @@ from tuco.ports import CommitSink
 
 __all__ = [
     "CompactionReport",
+    "Entries",
     "FileTransactionLog",
     "LogFile",
     "LogReader",
@@ -113,10 +116,11 @@ class FileTransactionLog:
     size when last measured (at start-up, from ``snapshot``, and by each
     compaction, whose output is exactly that size): the Redis rule, so the
     rewrites cost amortised O(1) per byte written and the file stays within
-    about ``compact_ratio`` times the largest live state. It needs ``snapshot``,
-    a callable returning a copy of the store's state (:class:`~tuco.service.Service`
-    supplies ``Store.snapshot``); without it, or with ``compact_min_bytes=0``,
-    the log is never compacted online.
+    about ``compact_ratio`` times the largest live state. It needs ``entries``,
+    a callable returning a copy of the store's entries with their revisions
+    (:meth:`Store.entries <tuco.core.store.Store.entries>` of the store the log
+    commits to); without it, or with ``compact_min_bytes=0``, the log is never
+    compacted online.
     """
 
     def __init__(
@@ -131,13 +135,13 @@ class FileTransactionLog:
         sync_directory: Callable[[Path], None] = sync_directory,
         compact_min_bytes: int = 64 << 20,
         compact_ratio: float = 2.0,
-        snapshot: Callable[[], Mapping[str, bytes]] | None = None,
+        entries: Callable[[], Entries] | None = None,
     ) -> None:
         if compact_ratio <= 1:
             raise ValueError("compact_ratio must be above 1")
         self.path = path
         self.sync_mode = sync
-        self.snapshot = snapshot
+        self.entries = entries
         self._sync_interval = sync_interval
         self._watch_interval = watch_interval
         self._open_file = open_file
@@ -146,6 +150,7 @@ class FileTransactionLog:
         self._directory: int | None = None  # the locked data directory's descriptor
         self._next_sequence = 1
         self._first_sequence = 1
+        self._entries_in_file = 0  # compacted entries before the first ordinary record
         self._size = 0
         self._synced_sequence = 0  # every event up to this one is known to be durable
         self._unsynced = False
@@ -245,6 +250,7 @@ class FileTransactionLog:
         self._next_sequence = report.last_sequence + 1
         self._synced_sequence = report.last_sequence
         self._first_sequence = report.first_sequence
+        self._entries_in_file = report.entries
         self._size = report.valid_bytes
         self.replay_report = report
 
@@ -254,10 +260,10 @@ class FileTransactionLog:
                 pass
         if self._file is None:
             self._open_for_writing()
-        if self._compact_min_bytes > 0 and self.snapshot is not None:
+        if self._compact_min_bytes > 0 and self.entries is not None:
             # Measured once here, O(live keys); from now on each compaction measures it.
             self._live_bytes = HEADER_SIZE + sum(
-                RECORD_OVERHEAD + len(key.encode()) + len(value) for key, value in self.snapshot().items()
+                ENTRY_OVERHEAD + len(key.encode()) + len(entry[0]) for key, entry in self.entries().items()
             )
         self._mod_revision = sink.mod_revision
         self._commits.start(sink.apply)
@@ -369,7 +375,7 @@ class FileTransactionLog:
         size = self._size
         if (
             self._compaction is None
-            and self.snapshot is not None
+            and self.entries is not None
             and self._compact_min_bytes > 0
             and not self._closing
             and size > self._compact_min_bytes
@@ -389,9 +395,9 @@ class FileTransactionLog:
                 # GroupCommit applies a batch in the same step as its commit returns, so
                 # while this lock is held every committed event is applied: the snapshot
                 # is the state at exactly the last sequence, which ends at byte _size.
-                if self.snapshot is None or self._file is None or self.failure is not None or rewrite.stop.is_set():
+                if self.entries is None or self._file is None or self.failure is not None or rewrite.stop.is_set():
                     return
-                state = self.snapshot()
+                state = self.entries()
                 last_sequence = self._next_sequence - 1
                 rewrite.offset = self._size
                 source = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -407,6 +413,7 @@ class FileTransactionLog:
             rewrite.written, rewrite.first_sequence = await self._in_thread(
                 rewrite, write_compacted, new_file, last_sequence, state, rewrite.stop
             )
+            rewrite.entries = len(state)
             del state
             # Copy what was appended meanwhile without holding writers up; only the rest waits for them.
             copied = self._size
@@ -415,7 +422,7 @@ class FileTransactionLog:
                 if self.failure is not None or rewrite.stop.is_set():
                     raise CompactionStoppedError
                 bytes_before = self._size
-                events_before = self._next_sequence - self._first_sequence
+                events_before = self._entries_in_file + self._next_sequence - self._first_sequence
                 await self._in_thread(rewrite, finish_compaction, rewrite, copied, bytes_before, self.path)
                 self._adopt(rewrite)
                 await asyncio.to_thread(self._sync_directory, self.path.parent)
@@ -423,7 +430,7 @@ class FileTransactionLog:
                 "log_compacted",
                 path=str(self.path),
                 events_before=events_before,
-                events_after=self._next_sequence - self._first_sequence,
+                events_after=self._entries_in_file + self._next_sequence - self._first_sequence,
                 bytes_before=bytes_before,
                 bytes_after=self._size,
                 seconds=round(time.perf_counter() - started, 3),
@@ -476,6 +483,7 @@ class FileTransactionLog:
             old.close()
         self._size = rewrite.written + (self._size - rewrite.offset)
         self._first_sequence = rewrite.first_sequence
+        self._entries_in_file = rewrite.entries
         self._live_bytes = rewrite.written
         self._unsynced = False
         self.compactions += 1
