@@ -12,8 +12,9 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from tests.fix_db import entries_of, replayed_entries
 from tests.fix_proxy import Proxy
-from tuco.core.events import Event, EventType
+from tuco.core.events import Event, EventType, Precondition
 from tuco.core.store import Store
 from tuco.errors import LogFailedError, LogUnavailableError
 from tuco.log import _pg_schema as sql
@@ -48,8 +49,8 @@ class Replica:
         await self.log.run(self)
         return self
 
-    async def put(self, key: str, value: bytes) -> Event:
-        return await self.log.write_put(key, value)
+    async def put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Event:
+        return await self.log.write_put(key, value, precondition)
 
 
 async def query(dsn: str, statement: str, *args: object) -> list[asyncpg.Record]:
@@ -130,9 +131,14 @@ def test_bootstrap_reads_the_state_not_the_history(pg_dsn: str) -> None:
             rows = await query(
                 pg_dsn, "SELECT DISTINCT ON (key) key, value, sequence FROM tuco_events ORDER BY key, sequence DESC"
             )
-            expected = sorted(Event(r[2], EventType.PUT, bytes(r[0]).decode(), bytes(r[1])) for r in rows)
+            # k0..k9 were first written by sequences 1..10 and each written 100 times since.
+            expected = sorted(
+                Event(r[2], EventType.PUT, bytes(r[0]).decode(), bytes(r[1]), int(bytes(r[0])[1:]) + 1, 100)
+                for r in rows
+            )
             assert reader.bootstrap == expected
             assert len(reader.bootstrap) == 10
+            assert entries_of(reader.store) == entries_of(writer.store) == await replayed_entries(pg_dsn)
             assert reader.log.last_sequence == 1000
             tail = await writer.put("k3", b"tail")
             assert tail.sequence == 1001
@@ -542,7 +548,8 @@ def test_concurrent_schema_creation(pg_dsn: str) -> None:
         await asyncio.gather(*(r.start() for r in replicas))
         for replica in replicas:
             await replica.log.aclose()
-        assert [tuple(r) for r in await query(pg_dsn, "SELECT version FROM tuco_schema ORDER BY 1")] == [(1,), (2,)]
+        versions = await query(pg_dsn, "SELECT version FROM tuco_schema ORDER BY 1")
+        assert [tuple(r) for r in versions] == [(1,), (2,), (3,)]
         assert [tuple(r) for r in await query(pg_dsn, "SELECT id, sequence FROM tuco_head")] == [(1, 0)]
 
     run(main)
