@@ -195,6 +195,40 @@ def test_a_version_2_writer_keeps_writing_during_the_upgrade(pg_dsn: str) -> Non
     run(main)
 
 
+def test_a_version_2_write_waiting_through_the_migration_is_refused_and_stores_nothing(pg_dsn: str) -> None:
+    """A v2 call already inside the old function when the migration runs fails unstored; the next call succeeds."""
+
+    async def main() -> None:
+        await _make_v2(pg_dsn)
+        holder = await asyncpg.connect(pg_dsn)
+        old = await asyncpg.connect(pg_dsn, server_settings={"application_name": "tuco-v2"})
+        try:
+            transaction = holder.transaction()
+            await transaction.start()
+            await holder.execute("SELECT 1 FROM tuco_head WHERE id = 1 FOR UPDATE")
+            starting = asyncio.ensure_future(Replica(pg_dsn).start())
+            while not await query(pg_dsn, _WAITING_FOR_A_LOCK):  # the migration waits for the head lock first
+                await asyncio.sleep(0.02)
+            late = asyncio.ensure_future(_v2_call(old, [(1, "late", b"x")]))
+            while not await query(pg_dsn, _WAITING_FOR_A_LOCK.replace("'tuco'", "'tuco-v2'")):  # ...then the v2 call
+                await asyncio.sleep(0.02)
+            await transaction.commit()
+            replica = await starting
+            with pytest.raises(asyncpg.NotNullViolationError):
+                await late
+            assert [r[0] for r in await query(pg_dsn, "SELECT max(sequence) FROM tuco_events")] == [14]
+            assert await _v2_call(old, [(1, "late", b"x")]) == (15, 15)
+            assert (await state_entries(pg_dsn))["late"] == Entry(b"x", 15, 15, 1)
+            await replica.log.catch_up()
+            assert entries_of(replica.store) == await state_entries(pg_dsn) == await replayed_entries(pg_dsn)
+            await replica.log.aclose()
+        finally:
+            await holder.close()
+            await old.close()
+
+    run(main)
+
+
 def test_a_version_1_writer_is_refused_after_the_upgrade(pg_dsn: str) -> None:
     """A v1 replica's direct insert, which would leave revisions stale, fails once v3 is installed."""
 
