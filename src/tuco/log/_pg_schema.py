@@ -192,8 +192,11 @@ BEGIN
             SELECT m.seq, m.type, m.key, m.value FROM unnest(seqs, types, keys, vals) AS m(seq, type, key, value)
             WHERE m.seq IS NOT NULL;
         -- A key this batch deletes loses its row: a PUT after the DELETE starts a new life.
-        DELETE FROM tuco_state s USING unnest(seqs, types, keys) AS m(seq, type, key)
-            WHERE m.seq IS NOT NULL AND m.type = 2 AND s.key = m.key;
+        -- (Most batches delete nothing; skipping the statement keeps them as cheap as in version 2.)
+        IF 2 = ANY(types) THEN
+            DELETE FROM tuco_state s USING unnest(seqs, types, keys) AS m(seq, type, key)
+                WHERE m.seq IS NOT NULL AND m.type = 2 AND s.key = m.key;
+        END IF;
         -- Each key whose last write is a PUT, with the PUTs after the batch's last DELETE of it (all, if none).
         INSERT INTO tuco_state AS s (key, value, sequence, create_revision, version)
             SELECT DISTINCT ON (t.key) t.key, t.value, t.seq, min(t.seq) OVER k, count(*) OVER k
