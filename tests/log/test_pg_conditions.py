@@ -161,7 +161,7 @@ def test_conditions_in_one_batch_see_the_writes_before_them(pg_dsn: str) -> None
 
 
 def test_random_conditional_batches_match_the_one_writer_decision(pg_dsn: str) -> None:
-    """Random batches over three keys get, from the database, the outcomes sequence_batch computes from the store."""
+    """Random batches over three keys get the outcomes sequence_batch computes; a restart keeps the revisions."""
     rng = random.Random(7)
     keys = ["x", "y", "z"]
 
@@ -191,6 +191,9 @@ def test_random_conditional_batches_match_the_one_writer_decision(pg_dsn: str) -
             assert refused > 20  # the conditions really were exercised both ways
         finally:
             await replica.log.aclose()
+        restarted = await Replica(pg_dsn).start()  # bootstrap from tuco_state: the same revisions
+        await restarted.log.aclose()
+        assert entries_of(restarted.store) == await replayed_entries(pg_dsn) == entries_of(replica.store)
 
     run(main)
 
