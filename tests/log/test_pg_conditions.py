@@ -186,6 +186,7 @@ def test_random_conditional_batches_match_the_one_writer_decision(pg_dsn: str) -
                         batch.append(put(key, f"{round_}-{i}".encode(), precondition))
                 expected = [verdict(o) for o in sequence_batch(batch, head + 1, store.mod_revision)]
                 assert await outcomes_of(replica, batch) == expected, f"round {round_}"
+                assert await state_entries(pg_dsn) == entries_of(replica.store), f"round {round_}"
             assert await state_entries(pg_dsn) == await replayed_entries(pg_dsn) == entries_of(replica.store)
             refused = sum(len(b[2] or ()) for b in await batches(pg_dsn))
             assert refused > 20  # the conditions really were exercised both ways
