@@ -60,7 +60,8 @@ _V1 = [
 # Version 2: the whole write of a batch is one server-side step, so the head row
 # lock is taken and released inside one statement and never held while the
 # client is away (a frozen or partitioned replica used to stall every other).
-# Frozen: version 3 replaces this function by a call of its own.
+# Frozen as shipped (a version 2 database holds exactly this); version 3 turns
+# this four-argument form into a call of its own function.
 _V2_WRITE_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION tuco_write_batch(batch_id uuid, types smallint[], keys bytea[], vals bytea[])
 RETURNS TABLE (first_sequence bigint, last_sequence bigint, committed_at timestamptz, replayed boolean)
@@ -70,12 +71,16 @@ DECLARE
     head bigint;
     total integer := cardinality(types);
 BEGIN
+    -- 1. lock
     SELECT h.sequence INTO head FROM tuco_head h WHERE h.id = 1 FOR UPDATE;
+    -- 2. dedupe (a new snapshot: READ COMMITTED statements see what committed while we waited)
     RETURN QUERY SELECT b.first_sequence, b.last_sequence, b.committed_at, true
         FROM tuco_batches b WHERE b.id = batch_id;
     IF FOUND THEN
         RETURN;
     END IF;
+    -- 3. decide: nothing yet
+    -- 4. record
     INSERT INTO tuco_events (sequence, type, key, value)
         SELECT head + m.n, m.type, m.key, m.value
         FROM unnest(types, keys, vals) WITH ORDINALITY AS m(type, key, value, n);
@@ -94,6 +99,7 @@ BEGIN
     UPDATE tuco_head SET sequence = head + total WHERE id = 1;
     INSERT INTO tuco_batches (id, first_sequence, last_sequence) VALUES (batch_id, head + 1, head + total);
     PERFORM pg_notify('{CHANNEL}', (head + total)::text);
+    -- 5. return
     RETURN QUERY SELECT head + 1, head + total, now(), false;
 END
 $fn$"""
@@ -122,8 +128,8 @@ $fn$"""
 #   4. record number the written events head+1..., insert them, bring tuco_state
 #             to each key's last write (a DELETE ends the key's life, the next PUT
 #             starts one: create_revision is that PUT, version counts the PUTs
-#             since), move the head, NOTIFY (delivered on commit), and remember
-#             the batch id with its refusals;
+#             since), move the head and NOTIFY (delivered on commit) if anything
+#             was written, and remember the batch id with its refusals;
 #   5. return (first_sequence, last_sequence, committed_at, replayed, refused,
 #             refused_revisions): the written events are first..last in batch order
 #             (last = first - 1 if none), refused the 1-based ordinals of the
