@@ -103,8 +103,11 @@ def test_a_version_1_database_is_migrated_and_keeps_its_history(pg_dsn: str) -> 
             versions = await query(pg_dsn, "SELECT version FROM tuco_schema ORDER BY version")
             assert [r[0] for r in versions] == [1, 2, sql.SCHEMA_VERSION] == [1, 2, 3]
             for replica in replicas:
-                assert replica.bootstrap == [Event(2, EventType.PUT, "b", b"two", 2, 1)]
-                assert replica.log.last_sequence == 3
+                assert replica.bootstrap == [
+                    Event(2, EventType.PUT, "b", b"two", 2, 1),
+                    Event(3, EventType.DELETE, "a"),
+                ]
+                assert replica.log.last_sequence == replica.store.last_sequence == 3
             event = await replicas[0].put("c", b"three")
             assert event == Event(4, EventType.PUT, "c", b"three")
             assert await state_entries(pg_dsn) == {"b": Entry(b"two", 2, 2, 1), "c": Entry(b"three", 4, 4, 1)}
@@ -134,6 +137,7 @@ def test_a_version_2_database_gets_the_revisions_its_history_gives(pg_dsn: str) 
                 Event(9, EventType.PUT, "a", b"a4", 7, 2),
                 Event(11, EventType.PUT, "c", b"c2", 11, 1),
                 Event(12, EventType.PUT, "b", b"b3", 2, 3),
+                Event(14, EventType.DELETE, "d"),  # the head
             ]
             assert entries_of(replica.store) == expected
             assert (await replica.put("a", b"a5", Precondition(9))).sequence == 15

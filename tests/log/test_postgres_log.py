@@ -108,8 +108,11 @@ def test_round_trip_and_replay_in_a_fresh_instance(pg_dsn: str) -> None:
         second = await Replica(pg_dsn).start()
         await second.log.aclose()
         assert second.store.snapshot() == expected
-        assert [e.sequence for e in second.bootstrap] == [2, 3, 4, 5]
-        assert second.log.last_sequence == 6
+        assert second.bootstrap == [
+            *(Event(e.sequence, e.type, e.key, e.value, e.sequence, 1) for e in events[1:]),
+            Event(6, EventType.DELETE, "plain"),  # the head: the replayed revision is 6, not 5
+        ]
+        assert second.log.last_sequence == second.store.last_sequence == 6
         rows = await query(pg_dsn, "SELECT sequence, type, key, value FROM tuco_events ORDER BY sequence")
         assert [(r[0], r[1], bytes(r[2]).decode(), bytes(r[3])) for r in rows] == [
             *[(e.sequence, 1, e.key, e.value) for e in events],
@@ -148,6 +151,31 @@ def test_bootstrap_reads_the_state_not_the_history(pg_dsn: str) -> None:
         finally:
             await writer.log.aclose()
             await reader.log.aclose()
+
+    run(main)
+
+
+def test_a_bootstrap_ends_at_the_head_when_the_head_is_a_delete(pg_dsn: str) -> None:
+    """The state before a trailing DELETE is not labelled with an older revision: the DELETE is replayed last."""
+
+    async def main() -> None:
+        writer = await Replica(pg_dsn).start()
+        try:
+            await writer.put("a", b"1")
+            await writer.put("b", b"2")
+            await writer.log.write_delete("a")
+            reader = await Replica(pg_dsn).start()
+            await reader.log.aclose()
+            assert reader.bootstrap == [Event(2, EventType.PUT, "b", b"2", 2, 1), Event(3, EventType.DELETE, "a")]
+            assert reader.store.last_sequence == writer.store.last_sequence == 3
+            assert reader.store.page("", limit=10) == writer.store.page("", limit=10)
+            await writer.put("b", b"3")  # the head is a PUT again: nothing after the state rows
+            again = await Replica(pg_dsn).start()
+            await again.log.aclose()
+            assert again.bootstrap == [Event(4, EventType.PUT, "b", b"3", 2, 2)]
+            assert again.store.last_sequence == 4
+        finally:
+            await writer.log.aclose()
 
     run(main)
 

@@ -10,6 +10,7 @@ import asyncpg
 from tuco.errors import LogFormatError
 
 __all__ = [
+    "BOOTSTRAP_HEAD",
     "CHANNEL",
     "EVENTS_AFTER",
     "PRUNE_BATCHES",
@@ -266,6 +267,8 @@ READ_HEAD = """SELECT h.sequence, e.committed_at
     FROM tuco_head h LEFT JOIN tuco_events e ON e.sequence = h.sequence WHERE h.id = 1"""
 EVENTS_AFTER = """SELECT sequence, type, key, value, committed_at FROM tuco_events
     WHERE sequence > $1 AND sequence <= $2 ORDER BY sequence LIMIT $3"""
+BOOTSTRAP_HEAD = """SELECT h.sequence, e.committed_at, e.type, e.key
+    FROM tuco_head h LEFT JOIN tuco_events e ON e.sequence = h.sequence WHERE h.id = 1"""
 STATE_BY_SEQUENCE = "SELECT sequence, key, value, create_revision, version FROM tuco_state ORDER BY sequence"
 PRUNE_BATCHES = "DELETE FROM tuco_batches WHERE committed_at < now() - interval '1 hour'"
 

@@ -45,7 +45,8 @@ Bootstrap costs time in proportion to the live data, not the history: in one
 REPEATABLE READ snapshot it reads the head S and streams ``tuco_state`` in
 sequence order as PUT events (each the latest for its key, all at or below S),
 carrying the key's create_revision and version, so the store holds the same
-revisions as the database; followed events carry 0 and the store derives them.
+revisions as the database (followed events carry 0 and the store derives
+them), then the DELETE at S if the head is one, so the store's revision is S.
 The follower then takes over from S, on NOTIFY or every ``poll_interval``.
 """
 
@@ -160,15 +161,21 @@ class PostgresTransactionLog:
         await self._open()
 
     async def read_events(self) -> AsyncIterator[Sequence[Event]]:
-        """Yield the current state as PUT events in sequence order: one per live key, with its revisions."""
+        """Yield the current state as PUT events in sequence order: one per live key, with its revisions.
+
+        If the head is a DELETE, that event comes last, so the replayed revision is the head's.
+        """
         pool = await self._open()
         try:
             async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-                row = await conn.fetchrow(sql.READ_HEAD)
-                head, head_at = row[0], row[1]
+                head, head_at, head_type, head_key = await conn.fetchrow(sql.BOOTSTRAP_HEAD)
                 cursor = await conn.cursor(sql.STATE_BY_SEQUENCE)
                 while rows := await cursor.fetch(_CHUNK):
                     yield [Event(r[0], EventType.PUT, r[1].decode(), r[2], r[3], r[4]) for r in rows]
+                # Its key has no row in tuco_state. Without it the store would stop short of the head and
+                # label the state before that DELETE with an older revision (as it must if the event was pruned).
+                if head_type == EventType.DELETE:
+                    yield [Event(head, EventType.DELETE, head_key.decode())]
         except Exception as exc:
             if not _is_driver_error(exc):
                 raise
