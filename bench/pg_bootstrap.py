@@ -15,7 +15,7 @@ then reports the median over rounds of:
   ``tuco_state`` would have to do at every start;
 - ``serve (empty)``: the same process against an empty database, the fixed cost.
 
-Bootstrap and replay must end in the same map, or the run fails. Run alone: the
+Bootstrap and replay must end in the same map, revisions included, or the run fails. Run alone: the
 machine has two cores and the server, PostgreSQL and this script share them.
 """
 
@@ -44,7 +44,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from tuco.core.events import Event, EventType
+from tuco.core.events import Entry, Event, EventType
 from tuco.core.store import Store
 from tuco.log._pg_schema import ensure_schema
 from tuco.log.postgres import PostgresTransactionLog
@@ -70,11 +70,19 @@ SELECT n,
        CASE WHEN d THEN ''::bytea ELSE convert_to(lpad(n::text, {VALUE_BYTES}, 'v'), 'UTF8') END
 FROM (SELECT n, get_byte(sha256(int8send(n)), 0) < 13 AS d FROM generate_series(1, $1::bigint) n) g
 """
+# With the revisions of each key's current life (since its last DELETE), as a replay derives them.
 _FILL_STATE = """
-INSERT INTO tuco_state (key, value, sequence)
-SELECT key, value, sequence FROM (
+INSERT INTO tuco_state (key, value, sequence, create_revision, version)
+SELECT last.key, last.value, last.sequence, life.created, life.puts FROM (
     SELECT DISTINCT ON (key) key, type, value, sequence FROM tuco_events ORDER BY key, sequence DESC
-) last WHERE type = 1
+) last JOIN (
+    SELECT e.key, min(e.sequence) AS created, count(*) AS puts
+    FROM tuco_events e LEFT JOIN (
+        SELECT key, max(sequence) AS cut FROM tuco_events WHERE type = 2 GROUP BY key) d ON d.key = e.key
+    WHERE e.type = 1 AND e.sequence > coalesce(d.cut, 0)
+    GROUP BY e.key
+) life ON life.key = last.key
+WHERE last.type = 1
 """
 _REPLAY = "SELECT sequence, type, key, value FROM tuco_events ORDER BY sequence"
 
@@ -184,12 +192,12 @@ async def fill(name: str, events: int, keys: int) -> Filled:
 
 @dataclass
 class Loaded:
-    """One in-process load into a ``Store``: wall and CPU seconds, rows read, and the resulting map."""
+    """One in-process load into a ``Store``: wall and CPU seconds, rows read, and the resulting map with revisions."""
 
     seconds: float
     cpu_seconds: float
     rows: int
-    state: dict[str, bytes]
+    state: dict[str, Entry]
 
 
 async def bootstrap(dsn: str) -> Loaded:
@@ -205,7 +213,7 @@ async def bootstrap(dsn: str) -> Loaded:
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         await log.aclose()
-    return Loaded(seconds, cpu, rows, store.snapshot())
+    return Loaded(seconds, cpu, rows, _entries(store))
 
 
 async def replay(dsn: str) -> Loaded:
@@ -223,7 +231,11 @@ async def replay(dsn: str) -> Loaded:
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         await conn.close()
-    return Loaded(seconds, cpu, rows, store.snapshot())
+    return Loaded(seconds, cpu, rows, _entries(store))
+
+
+def _entries(store: Store) -> dict[str, Entry]:
+    return {key: store.entry(key) for key in store.snapshot()}
 
 
 def probe_ready(port: int) -> bool:
@@ -392,12 +404,14 @@ def measure_dataset(
         print(f"  round {i}/{n}: " + ", ".join(said), flush=True)
         boot, full = data.boot[-1], data.replay[-1]
         if boot.state != full.state:
-            differ = boot.state.keys() ^ full.state.keys()
-            raise RuntimeError(f"bootstrap and replay disagree ({len(differ)} keys differ in presence)")
+            differ = {k for k in boot.state.keys() | full.state.keys() if boot.state.get(k) != full.state.get(k)}
+            raise RuntimeError(f"bootstrap and replay disagree on {len(differ)} keys (values or revisions)")
         if len(boot.state) != filled.live_keys or boot.rows != filled.live_keys or full.rows != events:
             raise RuntimeError(f"bootstrap read {boot.rows} rows, replay {full.rows}: not the filled data")
         boot.state, full.state = {}, {}  # compared; free the memory
-    print(f"  bootstrap == replay in every round: {filled.live_keys:,} keys, identical values", flush=True)
+    print(
+        f"  bootstrap == replay in every round: {filled.live_keys:,} keys, identical values and revisions", flush=True
+    )
     return data
 
 
@@ -496,9 +510,9 @@ def report(args: argparse.Namespace, info: dict[str, str], main: Dataset, scale:
         "CPU: for (a) and (d) the server process's utime + stime from spawn to ready (10 ms ticks); for (b) and (c) "
         "this process's CPU (driver decoding and the `Store`), PostgreSQL's own work not included.",
         "",
-        "Checks: bootstrap (b) and full replay (c) ended in the same map (same keys, same values) in every round "
-        "of every dataset, and every `tuco serve` reported the expected `keys` and `last_sequence` and exited 0 "
-        "on SIGTERM.",
+        "Checks: bootstrap (b) and full replay (c) ended in the same map (same keys, values and revisions) in "
+        "every round of every dataset, and every `tuco serve` reported the expected `keys` and `last_sequence` "
+        "and exited 0 on SIGTERM.",
         "",
         "## Reading",
         "",

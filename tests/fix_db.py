@@ -15,7 +15,19 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-__all__ = ["eventually", "fetch", "last_value_per_key", "pg_dsn", "server_dsn"]
+from tuco.core.events import Entry, Event, EventType
+from tuco.core.store import Store
+
+__all__ = [
+    "entries_of",
+    "eventually",
+    "fetch",
+    "last_value_per_key",
+    "pg_dsn",
+    "replayed_entries",
+    "server_dsn",
+    "state_entries",
+]
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -83,6 +95,25 @@ async def last_value_per_key(dsn: str) -> dict[str, bytes]:
         await conn.close()
     assert count == distinct == top == head, f"sequences 1..{head} each once: {count=} {distinct=} {top=}"
     return {bytes(row["key"]).decode(): bytes(row["value"]) for row in rows if row["type"] == 1}
+
+
+async def replayed_entries(dsn: str) -> dict[str, Entry]:
+    """Each live key's value and revisions as a store replaying all of ``tuco_events`` in order derives them."""
+    rows = await fetch(dsn, "SELECT sequence, type, key, value FROM tuco_events ORDER BY sequence")
+    store = Store()
+    store.apply_batch([Event(r[0], EventType(r[1]), bytes(r[2]).decode(), bytes(r[3])) for r in rows])
+    return entries_of(store)
+
+
+async def state_entries(dsn: str) -> dict[str, Entry]:
+    """Each key's value and revisions as ``tuco_state`` keeps them (its sequence is the mod_revision)."""
+    rows = await fetch(dsn, "SELECT key, value, create_revision, sequence, version FROM tuco_state")
+    return {bytes(r[0]).decode(): Entry(bytes(r[1]), r[2], r[3], r[4]) for r in rows}
+
+
+def entries_of(store: Store) -> dict[str, Entry]:
+    """Each key's value and revisions in a store."""
+    return {key: store.entry(key) for key in store.snapshot()}
 
 
 def eventually(check: Callable[[], object], *, timeout: float = 30.0, what: str = "condition") -> None:

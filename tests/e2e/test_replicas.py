@@ -172,3 +172,20 @@ def test_unreachable_database_at_start_exits_non_zero_after_the_timeout(tuco: St
         "(gave up after 1.5 s; the cause is logged as database_unreachable)"
     )
     assert "hunter2" not in server.output()
+
+
+def test_a_replica_started_after_a_trailing_delete_is_at_the_head(tuco: StartTuco, pg_dsn: str) -> None:
+    """A new replica's store ends its bootstrap at the head even when the head is a DELETE (metrics and stop say so)."""
+    first = _replica(tuco, pg_dsn, "a")
+    with first.client() as a:
+        assert a.put("/v1/key/gone", content=b"1").status_code == 201
+        assert a.put("/v1/key/kept", content=b"2").status_code == 201
+        assert a.delete("/v1/key/gone").status_code == 200
+    second = _replica(tuco, pg_dsn, "b")
+    with second.client() as b:
+        assert b.get("/readyz").json()["log"]["last_sequence"] == 3
+        metrics = b.get("/metrics").text.splitlines()
+        assert [line for line in metrics if line.startswith("tuco_last_sequence ")] == ["tuco_last_sequence 3.0"]
+        assert (b.get("/v1/key/gone").status_code, b.get("/v1/key/kept").content) == (404, b"2")
+    assert second.terminate() == 0
+    assert [e["last_sequence"] for e in second.events() if e["event"] == "stopped"] == [3]

@@ -1,14 +1,16 @@
-"""The PostgreSQL schema across versions: a version 1 database is migrated in place, a newer one refused."""
+"""The PostgreSQL schema across versions: version 1 and 2 databases are migrated in place, a newer one refused."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import asyncpg
 import pytest
 
+from tests.fix_db import entries_of, replayed_entries, state_entries
 from tests.log.test_postgres_log import Replica, query, run
-from tuco.core.events import Event, EventType
+from tuco.core.events import Entry, Event, EventType, Precondition
 from tuco.errors import LogFormatError
 from tuco.log import _pg_schema as sql
 
@@ -43,6 +45,16 @@ _WAITING_FOR_A_LOCK = """SELECT pid FROM pg_stat_activity
     WHERE datname = current_database() AND application_name = 'tuco' AND wait_event_type = 'Lock'"""
 
 
+# A version 2 database gets its history from the real version 2 function: keys deleted and re-created,
+# several writes of one key in a batch, a delete of an absent key.
+V2_BATCHES: list[list[tuple[int, str, bytes]]] = [
+    [(1, "a", b"a1"), (1, "b", b"b1"), (1, "a", b"a2")],  # 1-3
+    [(2, "a", b""), (1, "c", b"c1"), (2, "nobody", b"")],  # 4-6
+    [(1, "a", b"a3"), (1, "b", b"b2"), (1, "a", b"a4"), (2, "c", b""), (1, "c", b"c2")],  # 7-11
+    [(1, "b", b"b3"), (1, "d", b"d1"), (2, "d", b"")],  # 12-14
+]
+
+
 async def _make_v1(dsn: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
@@ -51,6 +63,33 @@ async def _make_v1(dsn: str) -> None:
                 await conn.execute(statement)
     finally:
         await conn.close()
+
+
+async def _make_v2(dsn: str) -> None:
+    """A database as a version 2 build left it, written through version 2's own function."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            for statement in V1_SCHEMA:
+                await conn.execute(statement)
+            await conn.execute(sql._V2_WRITE_FUNCTION)
+            await conn.execute("INSERT INTO tuco_schema (version) VALUES (2)")
+        for batch in V2_BATCHES:
+            await _v2_call(conn, batch)
+    finally:
+        await conn.close()
+
+
+async def _v2_call(conn: asyncpg.Connection, batch: list[tuple[int, str, bytes]]) -> tuple[int, int]:
+    """Write a batch as a version 2 replica does: the four-argument call."""
+    row = await conn.fetchrow(
+        "SELECT first_sequence, last_sequence FROM tuco_write_batch($1, $2, $3, $4)",
+        uuid.uuid4(),
+        [t for t, _, _ in batch],
+        [k.encode() for _, k, _ in batch],
+        [v for _, _, v in batch],
+    )
+    return row[0], row[1]
 
 
 def test_a_version_1_database_is_migrated_and_keeps_its_history(pg_dsn: str) -> None:
@@ -62,14 +101,16 @@ def test_a_version_1_database_is_migrated_and_keeps_its_history(pg_dsn: str) -> 
         await asyncio.gather(*(replica.start() for replica in replicas))
         try:
             versions = await query(pg_dsn, "SELECT version FROM tuco_schema ORDER BY version")
-            assert [r[0] for r in versions] == [1, sql.SCHEMA_VERSION] == [1, 2]
+            assert [r[0] for r in versions] == [1, 2, sql.SCHEMA_VERSION] == [1, 2, 3]
             for replica in replicas:
-                assert replica.bootstrap == [Event(2, EventType.PUT, "b", b"two")]
-                assert replica.log.last_sequence == 3
+                assert replica.bootstrap == [
+                    Event(2, EventType.PUT, "b", b"two", 2, 1),
+                    Event(3, EventType.DELETE, "a"),
+                ]
+                assert replica.log.last_sequence == replica.store.last_sequence == 3
             event = await replicas[0].put("c", b"three")
             assert event == Event(4, EventType.PUT, "c", b"three")
-            state = await query(pg_dsn, "SELECT key, value, sequence FROM tuco_state ORDER BY key")
-            assert [(bytes(r[0]), bytes(r[1]), r[2]) for r in state] == [(b"b", b"two", 2), (b"c", b"three", 4)]
+            assert await state_entries(pg_dsn) == {"b": Entry(b"two", 2, 2, 1), "c": Entry(b"three", 4, 4, 1)}
             assert [r[0] for r in await query(pg_dsn, "SELECT sequence FROM tuco_head")] == [4]
         finally:
             for replica in replicas:
@@ -78,33 +119,129 @@ def test_a_version_1_database_is_migrated_and_keeps_its_history(pg_dsn: str) -> 
     run(main)
 
 
-def test_a_version_1_writer_and_a_version_2_writer_share_the_order(pg_dsn: str) -> None:
-    """In a rolling upgrade, an old replica's transaction holding the head lock orders a new replica's write."""
+def test_a_version_2_database_gets_the_revisions_its_history_gives(pg_dsn: str) -> None:
+    """Migrating v2 computes each key's create_revision and version from tuco_events, as a replay derives them."""
 
     async def main() -> None:
-        await _make_v1(pg_dsn)
+        await _make_v2(pg_dsn)
+        replica = await Replica(pg_dsn).start()
+        try:
+            expected = {
+                "a": Entry(b"a4", 7, 9, 2),  # deleted by 4, re-created by 7
+                "b": Entry(b"b3", 2, 12, 3),
+                "c": Entry(b"c2", 11, 11, 1),  # deleted and re-created within one batch
+            }
+            assert await replayed_entries(pg_dsn) == expected
+            assert await state_entries(pg_dsn) == expected
+            assert replica.bootstrap == [
+                Event(9, EventType.PUT, "a", b"a4", 7, 2),
+                Event(11, EventType.PUT, "c", b"c2", 11, 1),
+                Event(12, EventType.PUT, "b", b"b3", 2, 3),
+                Event(14, EventType.DELETE, "d"),  # the head
+            ]
+            assert entries_of(replica.store) == expected
+            assert (await replica.put("a", b"a5", Precondition(9))).sequence == 15
+            assert replica.store.entry("a") == Entry(b"a5", 7, 15, 3)
+            assert await state_entries(pg_dsn) == {**expected, "a": Entry(b"a5", 7, 15, 3)}
+        finally:
+            await replica.log.aclose()
+
+    run(main)
+
+
+def test_a_key_whose_history_was_pruned_starts_from_its_last_write(pg_dsn: str) -> None:
+    """Events deleted below a position (as the README allows): a key with none left gets its last write's revision."""
+
+    async def main() -> None:
+        await _make_v2(pg_dsn)
+        await query(pg_dsn, "DELETE FROM tuco_events WHERE sequence <= 9")
+        replica = await Replica(pg_dsn).start()
+        await replica.log.aclose()
+        assert await state_entries(pg_dsn) == {
+            "a": Entry(b"a4", 9, 9, 1),  # no event of "a" is left: its last write is all there is
+            "b": Entry(b"b3", 12, 12, 1),  # of "b" only sequence 12 is left
+            "c": Entry(b"c2", 11, 11, 1),
+        }
+        assert entries_of(replica.store) == await state_entries(pg_dsn)
+
+    run(main)
+
+
+def test_a_version_2_writer_keeps_writing_during_the_upgrade(pg_dsn: str) -> None:
+    """In a rolling upgrade, a v2 replica's call (holding the head lock) orders a v3 write and keeps revisions right."""
+
+    async def main() -> None:
+        await _make_v2(pg_dsn)
         replica = await Replica(pg_dsn).start()
         old = await asyncpg.connect(pg_dsn)
         try:
             transaction = old.transaction()
             await transaction.start()
-            head = await old.fetchval("SELECT sequence FROM tuco_head WHERE id = 1 FOR UPDATE")
-            write = asyncio.ensure_future(replica.put("new", b"v2"))
+            assert await _v2_call(old, [(1, "b", b"b4"), (2, "a", b""), (1, "a", b"old")]) == (15, 17)
+            write = asyncio.ensure_future(replica.put("a", b"new", Precondition(17)))
             while not await query(pg_dsn, _WAITING_FOR_A_LOCK):  # the new write queues behind the old writer
                 await asyncio.sleep(0.02)
             assert not write.done()
-            await old.execute(
-                "INSERT INTO tuco_events (sequence, type, key, value) VALUES ($1, 1, 'old', 'v1')", head + 1
-            )
-            await old.execute("INSERT INTO tuco_state (key, value, sequence) VALUES ('old', 'v1', $1)", head + 1)
-            await old.execute("UPDATE tuco_head SET sequence = $1 WHERE id = 1", head + 1)
             await transaction.commit()
-            assert await write == Event(5, EventType.PUT, "new", b"v2")
-            assert replica.applied == [4, 5]
-            assert replica.store.snapshot() == {"b": b"two", "old": b"v1", "new": b"v2"}
+            assert await write == Event(18, EventType.PUT, "a", b"new")
+            assert replica.applied == [15, 16, 17, 18]
+            expected = {
+                "a": Entry(b"new", 17, 18, 2),
+                "b": Entry(b"b4", 2, 15, 4),
+                "c": Entry(b"c2", 11, 11, 1),
+            }
+            assert entries_of(replica.store) == await state_entries(pg_dsn) == await replayed_entries(pg_dsn)
+            assert entries_of(replica.store) == expected
         finally:
             await old.close()
             await replica.log.aclose()
+
+    run(main)
+
+
+def test_a_version_2_write_waiting_through_the_migration_is_refused_and_stores_nothing(pg_dsn: str) -> None:
+    """A v2 call already inside the old function when the migration runs fails unstored; the next call succeeds."""
+
+    async def main() -> None:
+        await _make_v2(pg_dsn)
+        holder = await asyncpg.connect(pg_dsn)
+        old = await asyncpg.connect(pg_dsn, server_settings={"application_name": "tuco-v2"})
+        try:
+            transaction = holder.transaction()
+            await transaction.start()
+            await holder.execute("SELECT 1 FROM tuco_head WHERE id = 1 FOR UPDATE")
+            starting = asyncio.ensure_future(Replica(pg_dsn).start())
+            while not await query(pg_dsn, _WAITING_FOR_A_LOCK):  # the migration waits for the head lock first
+                await asyncio.sleep(0.02)
+            late = asyncio.ensure_future(_v2_call(old, [(1, "late", b"x")]))
+            while not await query(pg_dsn, _WAITING_FOR_A_LOCK.replace("'tuco'", "'tuco-v2'")):  # ...then the v2 call
+                await asyncio.sleep(0.02)
+            await transaction.commit()
+            replica = await starting
+            with pytest.raises(asyncpg.NotNullViolationError):
+                await late
+            assert [r[0] for r in await query(pg_dsn, "SELECT max(sequence) FROM tuco_events")] == [14]
+            assert await _v2_call(old, [(1, "late", b"x")]) == (15, 15)
+            assert (await state_entries(pg_dsn))["late"] == Entry(b"x", 15, 15, 1)
+            await replica.log.catch_up()
+            assert entries_of(replica.store) == await state_entries(pg_dsn) == await replayed_entries(pg_dsn)
+            await replica.log.aclose()
+        finally:
+            await holder.close()
+            await old.close()
+
+    run(main)
+
+
+def test_a_version_1_writer_is_refused_after_the_upgrade(pg_dsn: str) -> None:
+    """A v1 replica's direct insert, which would leave revisions stale, fails once v3 is installed."""
+
+    async def main() -> None:
+        await _make_v1(pg_dsn)
+        replica = await Replica(pg_dsn).start()
+        await replica.log.aclose()
+        with pytest.raises(asyncpg.NotNullViolationError):
+            await query(pg_dsn, "INSERT INTO tuco_state (key, value, sequence) VALUES ('old', 'v1', 4)")
 
     run(main)
 
@@ -114,12 +251,12 @@ def test_a_newer_schema_is_refused(pg_dsn: str) -> None:
 
     async def main() -> None:
         await _make_v1(pg_dsn)
-        await query(pg_dsn, "INSERT INTO tuco_schema (version) VALUES (3)")
+        await query(pg_dsn, "INSERT INTO tuco_schema (version) VALUES (4)")
         replica = Replica(pg_dsn)
         with pytest.raises(LogFormatError) as caught:
             await replica.log.open()
         await replica.log.aclose()
-        assert str(caught.value) == "the database holds tuco schema version 3; this build reads version 2"
-        assert [r[0] for r in await query(pg_dsn, "SELECT version FROM tuco_schema ORDER BY 1")] == [1, 3]
+        assert str(caught.value) == "the database holds tuco schema version 4; this build reads version 3"
+        assert [r[0] for r in await query(pg_dsn, "SELECT version FROM tuco_schema ORDER BY 1")] == [1, 4]
 
     run(main)

@@ -12,8 +12,9 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from tests.fix_db import entries_of, replayed_entries
 from tests.fix_proxy import Proxy
-from tuco.core.events import Event, EventType
+from tuco.core.events import Event, EventType, Precondition
 from tuco.core.store import Store
 from tuco.errors import LogFailedError, LogUnavailableError
 from tuco.log import _pg_schema as sql
@@ -48,8 +49,8 @@ class Replica:
         await self.log.run(self)
         return self
 
-    async def put(self, key: str, value: bytes) -> Event:
-        return await self.log.write_put(key, value)
+    async def put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Event:
+        return await self.log.write_put(key, value, precondition)
 
 
 async def query(dsn: str, statement: str, *args: object) -> list[asyncpg.Record]:
@@ -107,8 +108,11 @@ def test_round_trip_and_replay_in_a_fresh_instance(pg_dsn: str) -> None:
         second = await Replica(pg_dsn).start()
         await second.log.aclose()
         assert second.store.snapshot() == expected
-        assert [e.sequence for e in second.bootstrap] == [2, 3, 4, 5]
-        assert second.log.last_sequence == 6
+        assert second.bootstrap == [
+            *(Event(e.sequence, e.type, e.key, e.value, e.sequence, 1) for e in events[1:]),
+            Event(6, EventType.DELETE, "plain"),  # the head: the replayed revision is 6, not 5
+        ]
+        assert second.log.last_sequence == second.store.last_sequence == 6
         rows = await query(pg_dsn, "SELECT sequence, type, key, value FROM tuco_events ORDER BY sequence")
         assert [(r[0], r[1], bytes(r[2]).decode(), bytes(r[3])) for r in rows] == [
             *[(e.sequence, 1, e.key, e.value) for e in events],
@@ -130,9 +134,14 @@ def test_bootstrap_reads_the_state_not_the_history(pg_dsn: str) -> None:
             rows = await query(
                 pg_dsn, "SELECT DISTINCT ON (key) key, value, sequence FROM tuco_events ORDER BY key, sequence DESC"
             )
-            expected = sorted(Event(r[2], EventType.PUT, bytes(r[0]).decode(), bytes(r[1])) for r in rows)
+            # k0..k9 were first written by sequences 1..10 and each written 100 times since.
+            expected = sorted(
+                Event(r[2], EventType.PUT, bytes(r[0]).decode(), bytes(r[1]), int(bytes(r[0])[1:]) + 1, 100)
+                for r in rows
+            )
             assert reader.bootstrap == expected
             assert len(reader.bootstrap) == 10
+            assert entries_of(reader.store) == entries_of(writer.store) == await replayed_entries(pg_dsn)
             assert reader.log.last_sequence == 1000
             tail = await writer.put("k3", b"tail")
             assert tail.sequence == 1001
@@ -142,6 +151,31 @@ def test_bootstrap_reads_the_state_not_the_history(pg_dsn: str) -> None:
         finally:
             await writer.log.aclose()
             await reader.log.aclose()
+
+    run(main)
+
+
+def test_a_bootstrap_ends_at_the_head_when_the_head_is_a_delete(pg_dsn: str) -> None:
+    """The state before a trailing DELETE is not labelled with an older revision: the DELETE is replayed last."""
+
+    async def main() -> None:
+        writer = await Replica(pg_dsn).start()
+        try:
+            await writer.put("a", b"1")
+            await writer.put("b", b"2")
+            await writer.log.write_delete("a")
+            reader = await Replica(pg_dsn).start()
+            await reader.log.aclose()
+            assert reader.bootstrap == [Event(2, EventType.PUT, "b", b"2", 2, 1), Event(3, EventType.DELETE, "a")]
+            assert reader.store.last_sequence == writer.store.last_sequence == 3
+            assert reader.store.page("", limit=10) == writer.store.page("", limit=10)
+            await writer.put("b", b"3")  # the head is a PUT again: nothing after the state rows
+            again = await Replica(pg_dsn).start()
+            await again.log.aclose()
+            assert again.bootstrap == [Event(4, EventType.PUT, "b", b"3", 2, 2)]
+            assert again.store.last_sequence == 4
+        finally:
+            await writer.log.aclose()
 
     run(main)
 
@@ -542,7 +576,8 @@ def test_concurrent_schema_creation(pg_dsn: str) -> None:
         await asyncio.gather(*(r.start() for r in replicas))
         for replica in replicas:
             await replica.log.aclose()
-        assert [tuple(r) for r in await query(pg_dsn, "SELECT version FROM tuco_schema ORDER BY 1")] == [(1,), (2,)]
+        versions = await query(pg_dsn, "SELECT version FROM tuco_schema ORDER BY 1")
+        assert [tuple(r) for r in versions] == [(1,), (2,), (3,)]
         assert [tuple(r) for r in await query(pg_dsn, "SELECT id, sequence FROM tuco_head")] == [(1, 0)]
 
     run(main)

@@ -10,6 +10,7 @@ import asyncpg
 from tuco.errors import LogFormatError
 
 __all__ = [
+    "BOOTSTRAP_HEAD",
     "CHANNEL",
     "EVENTS_AFTER",
     "PRUNE_BATCHES",
@@ -22,7 +23,7 @@ __all__ = [
     "refusal",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CHANNEL = "tuco_events"
 
 # Taken in the creating transaction so replicas starting together do not race on
@@ -60,23 +61,9 @@ _V1 = [
 # Version 2: the whole write of a batch is one server-side step, so the head row
 # lock is taken and released inside one statement and never held while the
 # client is away (a frozen or partitioned replica used to stall every other).
-#
-# tuco_write_batch is THE place where a batch is decided and recorded; keep it
-# that way. Its steps, in order:
-#   1. lock   take the tuco_head row lock: it orders writers across replicas, so
-#             sequence N+1 never commits before N (no gap a follower could skip);
-#   2. dedupe look the batch id up (after the lock, so a retry waits for the commit
-#             of an earlier attempt still in flight): found means it committed,
-#             and its range is returned with replayed = true, nothing written;
-#   3. decide nothing to decide yet: every PUT and DELETE is accepted. Per-key
-#             revisions and compare-and-swap belong here, reading tuco_state
-#             under the lock and returning a verdict per mutation;
-#   4. record number the events head+1..., insert them, apply the last mutation
-#             of each key to tuco_state, move the head, remember the batch id,
-#             NOTIFY (delivered on commit);
-#   5. return (first_sequence, last_sequence, committed_at, replayed).
-# Inputs are parallel arrays in the batch's order (type 1 PUT, 2 DELETE).
-_WRITE_FUNCTION = f"""
+# Frozen as shipped (a version 2 database holds exactly this); version 3 turns
+# this four-argument form into a call of its own function.
+_V2_WRITE_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION tuco_write_batch(batch_id uuid, types smallint[], keys bytea[], vals bytea[])
 RETURNS TABLE (first_sequence bigint, last_sequence bigint, committed_at timestamptz, replayed boolean)
 LANGUAGE plpgsql VOLATILE AS $fn$
@@ -118,17 +105,171 @@ BEGIN
 END
 $fn$"""
 
-# Each step brings a database from the version before to its own; run in order.
-_MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: [_WRITE_FUNCTION]}
+# Version 3: per-key revisions and conditional writes. tuco_state keeps each
+# live key's create_revision and version beside its sequence (its
+# mod_revision), and the write function decides preconditions.
+#
+# tuco_write_batch (five arguments) is THE place where a batch is decided and
+# recorded; keep it that way. Its steps, in order:
+#   1. lock   take the tuco_head row lock: it orders writers across replicas, so
+#             sequence N+1 never commits before N (no gap a follower could skip),
+#             and nobody else decides or writes until we commit;
+#   2. dedupe look the batch id up (after the lock, so a retry waits for the commit
+#             of an earlier attempt still in flight): found means it committed,
+#             and its recorded outcome is returned with replayed = true, nothing
+#             written or decided again;
+#   3. decide with expected NULL (no mutation has a condition) every mutation is
+#             written. Otherwise, in the batch's order, each mutation's condition
+#             (expected[i]: NULL none, -1 the key exists, 0 it is absent, N its
+#             mod_revision is N) is judged against the key's mod_revision: from
+#             tuco_state (read under the lock) or, if the batch touched the key
+#             before, as that earlier mutation left it. A refused mutation is not
+#             written and takes no sequence; its ordinal and the revision it was
+#             judged against are kept;
+#   4. record number the written events head+1..., insert them, bring tuco_state
+#             to each key's last write (a DELETE ends the key's life, the next PUT
+#             starts one: create_revision is that PUT, version counts the PUTs
+#             since), move the head and NOTIFY (delivered on commit) if anything
+#             was written, and remember the batch id with its refusals;
+#   5. return (first_sequence, last_sequence, committed_at, replayed, refused,
+#             refused_revisions): the written events are first..last in batch order
+#             (last = first - 1 if none), refused the 1-based ordinals of the
+#             refused mutations and refused_revisions their keys' revisions
+#             (both NULL when nothing was refused).
+# Inputs are parallel arrays in the batch's order (type 1 PUT, 2 DELETE).
+_V3_WRITE_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION tuco_write_batch(
+    batch_id uuid, types smallint[], keys bytea[], vals bytea[], expected bigint[])
+RETURNS TABLE (first_sequence bigint, last_sequence bigint, committed_at timestamptz, replayed boolean,
+               refused integer[], refused_revisions bigint[])
+LANGUAGE plpgsql VOLATILE AS $fn$
+#variable_conflict use_column
+DECLARE
+    head bigint;
+    total integer := cardinality(types);
+    written integer := 0;
+    seqs bigint[];         -- per mutation: its sequence, NULL if refused
+    earlier integer[];     -- per mutation: the ordinal of the batch's previous mutation of the key
+    stored bigint[];       -- per mutation: the key's mod_revision in tuco_state (0: absent)
+    left_at bigint[];      -- per mutation: the key's mod_revision after it
+    seen bigint;
+    want bigint;
+    refused_at integer[];
+    refused_rev bigint[];
+BEGIN
+    -- 1. lock
+    SELECT h.sequence INTO head FROM tuco_head h WHERE h.id = 1 FOR UPDATE;
+    -- 2. dedupe (a new snapshot: READ COMMITTED statements see what committed while we waited)
+    RETURN QUERY SELECT b.first_sequence, b.last_sequence, b.committed_at, true, b.refused, b.refused_revisions
+        FROM tuco_batches b WHERE b.id = batch_id;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    -- 3. decide
+    IF expected IS NULL THEN
+        written := total;
+        seqs := ARRAY(SELECT generate_series(head + 1, head + total));
+    ELSE
+        SELECT array_agg(p.earlier ORDER BY p.n), array_agg(p.stored ORDER BY p.n) INTO earlier, stored
+        FROM (SELECT m.n, lag(m.n) OVER (PARTITION BY m.key ORDER BY m.n)::integer AS earlier,
+                     coalesce(s.sequence, 0) AS stored
+              FROM unnest(keys) WITH ORDINALITY AS m(key, n) LEFT JOIN tuco_state s ON s.key = m.key) p;
+        FOR i IN 1 .. total LOOP
+            IF earlier[i] IS NULL THEN
+                seen := stored[i];
+            ELSE
+                seen := left_at[earlier[i]];
+            END IF;
+            want := expected[i];
+            IF want IS NULL OR want = seen OR (want < 0 AND seen <> 0) THEN
+                written := written + 1;
+                seqs[i] := head + written;
+                left_at[i] := CASE WHEN types[i] = 1 THEN head + written ELSE 0 END;
+            ELSE
+                seqs[i] := NULL;
+                left_at[i] := seen;
+                refused_at := refused_at || i;
+                refused_rev := refused_rev || seen;
+            END IF;
+        END LOOP;
+    END IF;
+    -- 4. record
+    IF written > 0 THEN
+        INSERT INTO tuco_events (sequence, type, key, value)
+            SELECT m.seq, m.type, m.key, m.value FROM unnest(seqs, types, keys, vals) AS m(seq, type, key, value)
+            WHERE m.seq IS NOT NULL;
+        -- A key this batch deletes loses its row: a PUT after the DELETE starts a new life.
+        -- (Most batches delete nothing; skipping the statement keeps them as cheap as in version 2.)
+        IF 2 = ANY(types) THEN
+            DELETE FROM tuco_state s USING unnest(seqs, types, keys) AS m(seq, type, key)
+                WHERE m.seq IS NOT NULL AND m.type = 2 AND s.key = m.key;
+        END IF;
+        -- Each key whose last write is a PUT, with the PUTs after the batch's last DELETE of it (all, if none).
+        INSERT INTO tuco_state AS s (key, value, sequence, create_revision, version)
+            SELECT DISTINCT ON (t.key) t.key, t.value, t.seq, min(t.seq) OVER k, count(*) OVER k
+            FROM (SELECT m.seq, m.key, m.value, max(m.seq) FILTER (WHERE m.type = 2) OVER (PARTITION BY m.key) AS cut
+                  FROM unnest(seqs, types, keys, vals) AS m(seq, type, key, value)
+                  WHERE m.seq IS NOT NULL) t
+            WHERE t.seq > coalesce(t.cut, 0)
+            WINDOW k AS (PARTITION BY t.key)
+            ORDER BY t.key, t.seq DESC
+            ON CONFLICT (key) DO UPDATE
+                SET value = excluded.value, sequence = excluded.sequence, version = s.version + excluded.version;
+        UPDATE tuco_head SET sequence = head + written WHERE id = 1;
+        PERFORM pg_notify('{CHANNEL}', (head + written)::text);
+    END IF;
+    INSERT INTO tuco_batches (id, first_sequence, last_sequence, refused, refused_revisions)
+        VALUES (batch_id, head + 1, head + written, refused_at, refused_rev);
+    -- 5. return
+    RETURN QUERY SELECT head + 1, head + written, now(), false, refused_at, refused_rev;
+END
+$fn$"""
 
-# One round trip writes a whole batch; see _WRITE_FUNCTION. Runs outside any
+# A replica of version 2 calls the four-argument function; during a rolling
+# upgrade it keeps writing, through the new one, so revisions stay right.
+_V3_V2_CALL = """
+CREATE OR REPLACE FUNCTION tuco_write_batch(batch_id uuid, types smallint[], keys bytea[], vals bytea[])
+RETURNS TABLE (first_sequence bigint, last_sequence bigint, committed_at timestamptz, replayed boolean)
+LANGUAGE sql VOLATILE AS $fn$
+    SELECT w.first_sequence, w.last_sequence, w.committed_at, w.replayed
+    FROM tuco_write_batch(batch_id, types, keys, vals, NULL::bigint[]) w
+$fn$"""
+
+_V3 = [
+    # Writers wait while the revisions are computed (the head lock first, as writers take it, so no deadlock).
+    "SELECT 1 FROM tuco_head WHERE id = 1 FOR UPDATE",
+    "ALTER TABLE tuco_state ADD COLUMN create_revision bigint, ADD COLUMN version bigint",
+    # A key's current life began after its last DELETE: the first PUT since created it, each PUT since counts.
+    """UPDATE tuco_state s SET create_revision = l.created, version = l.puts FROM (
+        SELECT e.key, min(e.sequence) AS created, count(*) AS puts
+        FROM tuco_events e LEFT JOIN (
+            SELECT key, max(sequence) AS cut FROM tuco_events WHERE type = 2 GROUP BY key) d ON d.key = e.key
+        WHERE e.type = 1 AND e.sequence > coalesce(d.cut, 0)
+        GROUP BY e.key) l
+    WHERE s.key = l.key""",
+    # A key whose events were all deleted from tuco_events (pruned history): its last write is all we know.
+    "UPDATE tuco_state SET create_revision = sequence, version = 1 WHERE create_revision IS NULL",
+    # No default: a version 1 writer (which would leave the revisions stale) is refused rather than trusted.
+    "ALTER TABLE tuco_state ALTER COLUMN create_revision SET NOT NULL, ALTER COLUMN version SET NOT NULL",
+    "ALTER TABLE tuco_batches ADD COLUMN refused integer[], ADD COLUMN refused_revisions bigint[]",
+    _V3_WRITE_FUNCTION,
+    _V3_V2_CALL,
+]
+
+# Each step brings a database from the version before to its own; run in order.
+_MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: [_V2_WRITE_FUNCTION], 3: _V3}
+
+# One round trip writes a whole batch; see _V3_WRITE_FUNCTION. Runs outside any
 # explicit transaction, so it commits before the reply is sent.
-WRITE_BATCH = "SELECT first_sequence, last_sequence, committed_at, replayed FROM tuco_write_batch($1, $2, $3, $4)"
+WRITE_BATCH = """SELECT first_sequence, last_sequence, committed_at, replayed, refused, refused_revisions
+    FROM tuco_write_batch($1, $2, $3, $4, $5)"""
 READ_HEAD = """SELECT h.sequence, e.committed_at
     FROM tuco_head h LEFT JOIN tuco_events e ON e.sequence = h.sequence WHERE h.id = 1"""
 EVENTS_AFTER = """SELECT sequence, type, key, value, committed_at FROM tuco_events
     WHERE sequence > $1 AND sequence <= $2 ORDER BY sequence LIMIT $3"""
-STATE_BY_SEQUENCE = "SELECT sequence, key, value FROM tuco_state ORDER BY sequence"
+BOOTSTRAP_HEAD = """SELECT h.sequence, e.committed_at, e.type, e.key
+    FROM tuco_head h LEFT JOIN tuco_events e ON e.sequence = h.sequence WHERE h.id = 1"""
+STATE_BY_SEQUENCE = "SELECT sequence, key, value, create_revision, version FROM tuco_state ORDER BY sequence"
 PRUNE_BATCHES = "DELETE FROM tuco_batches WHERE committed_at < now() - interval '1 hour'"
 
 
@@ -136,9 +277,10 @@ async def ensure_schema(conn: asyncpg.Connection) -> int:
     """Create or migrate the schema to :data:`SCHEMA_VERSION` (safe when replicas start together).
 
     Returns the version found before (0 for an empty database). Refuses a newer
-    schema with :class:`~tuco.errors.LogFormatError`. Replicas of the previous
-    version keep working during a rolling upgrade: version 2 only adds the
-    write function, and both kinds of writer order themselves on the head row.
+    schema with :class:`~tuco.errors.LogFormatError`. Replicas of version 2 keep
+    writing during a rolling upgrade (their call of the write function is kept,
+    and goes through the new one); version 1 replicas' writes are refused by the
+    database once version 3 is installed, as they would leave revisions stale.
     """
     if await conn.fetchval("SELECT to_regclass('tuco_schema') IS NOT NULL"):
         version = await conn.fetchval("SELECT max(version) FROM tuco_schema")

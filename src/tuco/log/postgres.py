@@ -12,6 +12,15 @@ committed, so no reader can see N+1 without N: the history has no gaps to step
 past (a BIGSERIAL would allow them). The follower still stops at a gap if it
 ever saw one.
 
+Conditional writes. Preconditions are decided by the same function, under
+the head lock, in the batch's order: against ``tuco_state`` (which every
+replica's batches keep current) and the batch's earlier mutations of the key.
+So the decision and the write are one atomic step in log order, and two
+replicas racing on one key can never both win. A refused mutation is not
+written, takes no sequence, and comes back as a
+:class:`~tuco.errors.PreconditionFailedError` carrying the revision it met.
+A batch without conditions passes ``NULL`` and skips the deciding.
+
 Order in the local store. A replica applies events strictly in sequence. Before
 writing it catches up with what it knows others wrote (NOTIFY told it the head),
 outside any lock; after the write it applies the events between its position and
@@ -20,9 +29,10 @@ its own first sequence (all committed before its lock was granted), then its own
 Exactly once across a lost connection. Each batch carries a random id, recorded
 by the same statement. A retry after an unknown outcome calls the function with
 the same id; after taking the lock (which waits for an earlier attempt still
-committing) it finds the id and returns the range already committed instead of
-writing again (``batches_found_committed`` counts these). Batch ids older than an
-hour are pruned every ``_PRUNE_EVERY`` batches; retries happen within seconds.
+committing) it finds the id and returns the outcome already committed (range
+and refusals, recorded with the id) instead of deciding and writing again
+(``batches_found_committed`` counts these). Batch ids older than an hour are
+pruned every ``_PRUNE_EVERY`` batches; retries happen within seconds.
 
 Outages. A write retries a lost database until it has been out of reach for
 ``write_timeout`` (counted from the first failure, for every write alike), then
@@ -33,7 +43,10 @@ are logged; the errors say what happened in tuco's words.
 
 Bootstrap costs time in proportion to the live data, not the history: in one
 REPEATABLE READ snapshot it reads the head S and streams ``tuco_state`` in
-sequence order as PUT events (each the latest for its key, all at or below S).
+sequence order as PUT events (each the latest for its key, all at or below S),
+carrying the key's create_revision and version, so the store holds the same
+revisions as the database (followed events carry 0 and the store derives
+them), then the DELETE at S if the head is one, so the store's revision is S.
 The follower then takes over from S, on NOTIFY or every ``poll_interval``.
 """
 
@@ -52,9 +65,16 @@ import asyncpg
 import structlog
 
 from tuco.core.events import Event, EventType, Precondition
-from tuco.errors import ConfigurationError, LogClosedError, LogError, LogFailedError, LogUnavailableError
+from tuco.errors import (
+    ConfigurationError,
+    LogClosedError,
+    LogError,
+    LogFailedError,
+    LogUnavailableError,
+    PreconditionFailedError,
+)
 from tuco.log import _pg_schema as sql
-from tuco.log.batching import GroupCommit, Mutation
+from tuco.log.batching import GroupCommit, Mutation, Outcome
 from tuco.log.redact import check_database_url, password_of, redact_dsn
 from tuco.ports import CommitSink
 
@@ -141,15 +161,21 @@ class PostgresTransactionLog:
         await self._open()
 
     async def read_events(self) -> AsyncIterator[Sequence[Event]]:
-        """Yield the current state as PUT events in sequence order: one per live key, not the history."""
+        """Yield the current state as PUT events in sequence order: one per live key, with its revisions.
+
+        If the head is a DELETE, that event comes last, so the replayed revision is the head's.
+        """
         pool = await self._open()
         try:
             async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-                row = await conn.fetchrow(sql.READ_HEAD)
-                head, head_at = row[0], row[1]
+                head, head_at, head_type, head_key = await conn.fetchrow(sql.BOOTSTRAP_HEAD)
                 cursor = await conn.cursor(sql.STATE_BY_SEQUENCE)
                 while rows := await cursor.fetch(_CHUNK):
-                    yield [Event(r[0], EventType.PUT, r[1].decode(), r[2]) for r in rows]
+                    yield [Event(r[0], EventType.PUT, r[1].decode(), r[2], r[3], r[4]) for r in rows]
+                # Its key has no row in tuco_state. Without it the store would stop short of the head and
+                # label the state before that DELETE with an older revision (as it must if the event was pruned).
+                if head_type == EventType.DELETE:
+                    yield [Event(head, EventType.DELETE, head_key.decode())]
         except Exception as exc:
             if not _is_driver_error(exc):
                 raise
@@ -165,12 +191,10 @@ class PostgresTransactionLog:
         self._follower = asyncio.get_running_loop().create_task(self._follow(), name="tuco-pg-follower")
 
     def write_put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Awaitable[Event]:
-        _refuse_conditions(precondition)
-        return self._commits.submit(EventType.PUT, key, value)
+        return self._commits.submit(EventType.PUT, key, value, precondition)
 
     def write_delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
-        _refuse_conditions(precondition)
-        return self._commits.submit(EventType.DELETE, key)
+        return self._commits.submit(EventType.DELETE, key, b"", precondition)
 
     async def catch_up(self) -> None:
         """Apply everything committed anywhere up to the current head; raise if the database is out of reach."""
@@ -282,7 +306,7 @@ class PostgresTransactionLog:
 
     # -- writing ----------------------------------------------------------
 
-    async def _commit(self, batch: Sequence[Mutation]) -> Sequence[Event]:
+    async def _commit(self, batch: Sequence[Mutation]) -> Sequence[Outcome]:
         pool = self._pool
         if pool is None:
             raise LogClosedError("the log is not open")
@@ -293,6 +317,7 @@ class PostgresTransactionLog:
             [int(m.type) for m in batch],
             [m.key.encode() for m in batch],
             [m.value for m in batch],
+            _expected(batch),
         )
         delay = _BACKOFF_FIRST
         attempt = 0
@@ -305,7 +330,7 @@ class PostgresTransactionLog:
             budget = max(deadline - tried_at, _LAST_TRY if attempt == 1 else 0.05)
             try:
                 async with asyncio.timeout(budget), pool.acquire() as conn:
-                    events = await self._commit_once(conn, batch, arguments)
+                    outcomes = await self._commit_once(conn, batch, arguments)
             except Exception as exc:
                 if not _is_driver_error(exc):
                     raise
@@ -319,27 +344,32 @@ class PostgresTransactionLog:
                 delay = min(delay * 2, _BACKOFF_CAP)
                 continue
             self._mark_available()
-            return events
+            return outcomes
 
     async def _commit_once(
         self, conn: asyncpg.Connection, batch: Sequence[Mutation], arguments: tuple[Any, ...]
-    ) -> list[Event]:
+    ) -> Sequence[Outcome]:
         """One round trip writes the batch; catching up with other replicas happens around it, never under a lock."""
         if self._head > self._applied:  # others wrote (NOTIFY said so): catch up first, so the gap after is small
             await self._fill(conn, self._head)
-        first, last, committed_at, replayed = await conn.fetchrow(sql.WRITE_BATCH, *arguments)
-        if last - first + 1 != len(batch):
-            raise LogFailedError(f"the database recorded this batch as {last - first + 1} events, not {len(batch)}")
+        first, last, committed_at, replayed, refused, revisions = await conn.fetchrow(sql.WRITE_BATCH, *arguments)
+        written = len(batch) - len(refused) if refused else len(batch)
+        if last - first + 1 != written:
+            raise LogFailedError(f"the database recorded this batch as {last - first + 1} events, not {written}")
         if replayed:
             self.batches_found_committed += 1
             _logger.info("batch_already_committed", first_sequence=first, last_sequence=last)
-        self._see_head(last, committed_at)
-        # Everything before our first sequence committed before our lock was granted: apply it first.
+        if written:
+            self._see_head(last, committed_at)
+        # Everything before our first sequence committed before our lock was granted: apply it first. After a
+        # refusal that includes the write it was judged against, so a reader here sees the revision it names.
         await self._fill(conn, first - 1)
         if self._applied < first - 1:
             raise LogFailedError(f"events before sequence {first} are missing; cannot apply this batch in order")
         if self._commits.batches % _PRUNE_EVERY == _PRUNE_EVERY - 1:
             await self._prune(conn)
+        if refused:
+            return _outcomes(batch, first, dict(zip(refused, revisions, strict=True)))
         return [Event(first + i, m.type, m.key, m.value) for i, m in enumerate(batch)]
 
     async def _prune(self, conn: asyncpg.Connection) -> None:
@@ -466,6 +496,27 @@ class PostgresTransactionLog:
         return " ".join(text.split())
 
 
+def _expected(batch: Sequence[Mutation]) -> list[int | None] | None:
+    """The write function's ``expected`` argument: each mutation's required mod_revision; None if none has one."""
+    if all(m.precondition is None for m in batch):
+        return None
+    return [None if m.precondition is None else m.precondition.mod_revision for m in batch]
+
+
+def _outcomes(batch: Sequence[Mutation], first: int, refused: Mapping[int, int]) -> list[Outcome]:
+    """Number the written mutations from ``first``; ``refused`` maps 1-based ordinals to the revision they met."""
+    outcomes: list[Outcome] = []
+    sequence = first
+    for n, m in enumerate(batch, 1):
+        current = refused.get(n)
+        if current is None:
+            outcomes.append(Event(sequence, m.type, m.key, m.value))
+            sequence += 1
+        else:
+            outcomes.append(PreconditionFailedError(m.key, current))
+    return outcomes
+
+
 def _event(row: Any) -> Event:
     return Event(row[0], EventType(row[1]), row[2].decode(), row[3])
 
@@ -511,9 +562,3 @@ def _describe_target(dsn: str | None) -> str:
         f"postgresql://{user}{'@' if user else ''}{env.get('PGHOST', 'localhost')}:{env.get('PGPORT', '5432')}"
         f"/{env.get('PGDATABASE', user)} (from PG* variables)"
     )
-
-
-def _refuse_conditions(precondition: Precondition | None) -> None:
-    """Conditional writes are decided inside the database; until the schema can, none are taken."""
-    if precondition is not None:
-        raise LogFailedError("conditional writes are not supported by the PostgreSQL log yet")
