@@ -30,6 +30,10 @@ class _BodyTooLargeError(Exception):
     pass
 
 
+class _ClientGoneError(Exception):
+    """The client disconnected before its body was complete: the request never happened."""
+
+
 class ASGIApp:
     """An ASGI 3 application serving one :class:`~tuco.service.Service`.
 
@@ -92,6 +96,8 @@ class ASGIApp:
         except _BodyTooLargeError:
             await _send(send, value_too_large(limit), head=False)
             return
+        except _ClientGoneError:
+            return  # a partial body is not a value: store nothing, and there is no one to answer
         try:
             result = api.handle(method, target, body)
             response = await result if inspect.isawaitable(result) else result
@@ -110,7 +116,7 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise _ClientGoneError
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
