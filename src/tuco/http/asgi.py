@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from tuco.http.api import Response, error_response, value_too_large
+from tuco.http.api import INTERNAL_ERROR, STARTING, Response, value_too_large
 from tuco.service import Service
 
 __all__ = ["ASGIApp"]
@@ -83,7 +83,7 @@ class ASGIApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         service = self.service
         if service is None:
-            await _send(send, error_response(503, "starting", "the service is starting"), head=False)
+            await _send(send, STARTING, head=False)
             return
         api = service.api
         method = scope["method"].encode()
@@ -103,7 +103,7 @@ class ASGIApp:
             response = await result if inspect.isawaitable(result) else result
         except Exception:
             _logger.exception("handler_failed", method=scope["method"], path=scope["path"])
-            response = error_response(500, "internal_error", "the server failed to handle the request")
+            response = INTERNAL_ERROR
         await _send(send, response, head=method == b"HEAD")
 
 

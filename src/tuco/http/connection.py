@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Final, cast
 import httptools
 import structlog
 
-from tuco.http.api import Response, error_response, value_too_large
+from tuco.http.api import INTERNAL_ERROR, Response, error_response, value_too_large
 
 if TYPE_CHECKING:
     from tuco.http.server import ServerSettings
@@ -80,7 +80,6 @@ _REASONS.update(
     {413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable", 422: "Unprocessable Content"}
 )
 
-_INTERNAL_ERROR = error_response(500, "internal_error", "the server failed to answer this request; see its log")
 _CANCELLED = error_response(503, "cancelled", "the request was cancelled before it was answered")
 _SHUTTING_DOWN = error_response(503, "shutting_down", "the server is shutting down; retry on a new connection")
 _OVERLOADED = error_response(503, "too_many_connections", "the server has too many open connections")
@@ -737,4 +736,4 @@ class HttpConnection(asyncio.Protocol):
 
 def _internal_error(exc: BaseException) -> Response:
     _logger.error("handler_failed", exc_info=exc)
-    return _INTERNAL_ERROR
+    return INTERNAL_ERROR
