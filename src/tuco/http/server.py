@@ -47,7 +47,9 @@ class ServerSettings:
     keepalive_timeout: float = 5.0
     """How long a connection may sit idle between requests."""
     max_connections: int = 1024
-    """Connections beyond it get a 503 and are closed at once."""
+    """Connections beyond it get a 503 and are closed at once; counted from accept, TLS handshakes included."""
+    max_buffered_bytes: int = 64 << 20
+    """Request bodies being received on all connections together; a body that would pass it gets 503."""
     write_high_water: int = 1 << 20
     """Above this many unsent bytes the server stops reading from that client."""
     max_pipelined: int = 64
