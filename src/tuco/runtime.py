@@ -134,6 +134,9 @@ async def serve(settings: Settings) -> int:
         where = f"{_url_host(settings.host)}:{settings.port}"
         return _start_failed("cannot_listen", f"cannot listen on {where}: {reason}", EXIT_FAILURE)
     metrics.gauge("tuco_http_connections_open", "open client connections", lambda: server.connection_count)
+    metrics.gauge(
+        "tuco_http_body_bytes_reserved", "request body bytes being received", lambda: server.body_bytes_reserved
+    )
     scheme = "https" if tls else "http"
     for host, port in server.addresses:
         _logger.info("listening", url=f"{scheme}://{_url_host(host)}:{port}", host=host, port=port)

@@ -23,6 +23,16 @@ lives here, in one ``asyncio.Protocol`` with no task per request:
 * **One timer.** Each connection owns at most one ``TimerHandle``. Moving the
   deadline later only updates a float; the handle re-arms itself when it fires
   early. Only a deadline that moves earlier replaces the handle.
+* **Counted from accept.** Under TLS the listening socket is plain and each
+  connection starts its handshake itself (``loop.start_tls``), so a connection
+  counts against ``max_connections`` from the moment it is accepted, and one
+  over the cap is closed before any TLS state is allocated for it. (A server
+  created with ``ssl=`` tells its protocol nothing until the handshake is
+  done: thousands of silent handshakes would be invisible to the cap.)
+* **A budget for bodies.** A body being received reserves its declared length
+  (chunked ones: what has arrived) from one budget shared by all connections;
+  a body that does not fit gets ``503 server_busy`` before it is read. A
+  reservation ends when the request is complete, refused or its client gone.
 * **Closing politely.** After the last response we half-close (``write_eof``)
   and discard what the client still sends for a moment, instead of closing a
   socket with unread data, which makes the kernel reset it and can destroy the
@@ -35,6 +45,7 @@ import asyncio
 import collections
 import functools
 import http
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final, cast
 
@@ -82,7 +93,13 @@ _REASONS.update(
 
 _CANCELLED = error_response(503, "cancelled", "the request was cancelled before it was answered")
 _SHUTTING_DOWN = error_response(503, "shutting_down", "the server is shutting down; retry on a new connection")
-_OVERLOADED = error_response(503, "too_many_connections", "the server has too many open connections")
+_RETRY_SOON = ((b"Retry-After", b"1"),)
+_OVERLOADED = error_response(
+    503, "too_many_connections", "the server has too many open connections; retry shortly", _RETRY_SOON
+)
+_BODIES_BUSY = error_response(
+    503, "server_busy", "the server is receiving too many request bodies at once; retry shortly", _RETRY_SOON
+)
 _URI_TOO_LONG = error_response(414, "uri_too_long", "the request target is too long")
 _HEADERS_TOO_LARGE = error_response(431, "headers_too_large", "too many request headers, or they are too large")
 _TIMEOUT = error_response(408, "request_timeout", "the request was not received in time")
@@ -95,14 +112,36 @@ _BAD_EXPECTATION = error_response(417, "expectation_failed", "only 'Expect: 100-
 class ServerContext:
     """What all connections of one server share: handler, limits, registry, clock."""
 
-    __slots__ = ("_emptied", "closing", "connections", "date_tail", "handler", "loop", "settings")
+    __slots__ = (
+        "_emptied",
+        "body_budget",
+        "closing",
+        "connections",
+        "date_tail",
+        "handler",
+        "handshake_timeout",
+        "loop",
+        "settings",
+        "tls",
+    )
 
-    def __init__(self, handler: Handler, settings: ServerSettings, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        settings: ServerSettings,
+        loop: asyncio.AbstractEventLoop,
+        tls: ssl.SSLContext | None = None,
+        handshake_timeout: float = 10.0,
+    ) -> None:
         self.handler = handler
         self.settings = settings
         self.loop = loop
+        self.tls = tls
+        self.handshake_timeout = handshake_timeout
         self.connections: set[HttpConnection] = set()
         self.closing = False
+        # Bytes of request bodies still being received may add up to this, on all connections together.
+        self.body_budget = settings.max_buffered_bytes
         # The end of every response head; the server refreshes the date once a second.
         self.date_tail = b"\r\n\r\n"
         self._emptied = asyncio.Event()
@@ -210,6 +249,7 @@ class HttpConnection(asyncio.Protocol):
         "_eof",
         "_expect",
         "_handler",
+        "_handshake",
         "_head_size",
         "_header_count",
         "_in_head",
@@ -227,6 +267,7 @@ class HttpConnection(asyncio.Protocol):
         "_queue",
         "_raw_head",
         "_reading_paused",
+        "_reserved",
         "_stopped",
         "_target",
         "_tasks",
@@ -268,7 +309,9 @@ class HttpConnection(asyncio.Protocol):
         self._expect: bytes | None = None
         self._chunks: list[bytes] | None = None
         self._body_size = 0
+        self._reserved = 0  # bytes of the shared body budget this request holds
         self._continue_wanted = False
+        self._handshake: asyncio.Task[None] | None = None
         # Answers in request order, requests held back, and the handlers' tasks.
         self._queue: collections.deque[_Slot] = collections.deque()
         self._backlog: collections.deque[_Held] = collections.deque()
@@ -291,11 +334,36 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # a stream server makes nothing else
-        if not self._ctx.admit(self):
-            transport.write(render(_SHUTTING_DOWN if self._ctx.closing else _OVERLOADED, _CLOSE, self._ctx.date_tail))
+        ctx = self._ctx
+        if not ctx.admit(self):
+            if ctx.tls is None:  # under TLS nothing can be said before a handshake we will not spend on it
+                transport.write(render(_SHUTTING_DOWN if ctx.closing else _OVERLOADED, _CLOSE, ctx.date_tail))
             transport.close()
             self._stopped = True
             return
+        if ctx.tls is not None:
+            transport.pause_reading()  # the ClientHello is for the TLS layer, which start_tls puts in front of us
+            self._handshake = self._loop.create_task(self._start_tls(transport, ctx.tls))
+            return
+        self._start(transport)
+
+    async def _start_tls(self, raw: asyncio.Transport, tls: ssl.SSLContext) -> None:
+        """Handshake, then serve; a failed or abandoned handshake gives its place under the cap back."""
+        try:
+            transport = await self._loop.start_tls(
+                raw, self, tls, server_side=True, ssl_handshake_timeout=self._ctx.handshake_timeout
+            )
+        except (Exception, asyncio.CancelledError):  # the client's failure, not ours: it just goes
+            transport = None
+        self._handshake = None
+        if transport is None or transport.is_closing():
+            raw.abort()
+            self._stopped = True
+            self._ctx.release(self)
+            return
+        self._start(transport)
+
+    def _start(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         self._parser = httptools.HttpRequestParser(self)
         self._tls = transport.get_extra_info("sslcontext") is not None
@@ -341,7 +409,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._transport is None:
-            return  # refused at the cap; never registered
+            return  # refused at the cap, or lost in the TLS handshake (_start_tls releases it)
         self._transport = None
         self._parser = None  # the parser holds our bound methods: break the cycle now
         self._stopped = True
@@ -352,6 +420,7 @@ class HttpConnection(asyncio.Protocol):
         self._backlog.clear()
         self._out.clear()
         self._chunks = None
+        self._release_body()
         # Handler tasks keep running (a PUT queued in the log must still be stored);
         # their callbacks see that the transport is gone and write nothing.
         self._ctx.release(self)
@@ -431,9 +500,17 @@ class HttpConnection(asyncio.Protocol):
             if coding.strip().lower() != b"chunked":
                 self._reject(_BAD_TRANSFER_CODING)
                 raise _Stop
-        elif length is not None and length > self._max_body:
-            self._reject(value_too_large(self._max_body))
-            raise _Stop
+        elif length is not None:
+            if length > self._max_body:
+                self._reject(value_too_large(self._max_body))
+                raise _Stop
+            if length:
+                ctx = self._ctx
+                if length > ctx.body_budget:
+                    self._reject(_BODIES_BUSY)
+                    raise _Stop
+                ctx.body_budget -= length
+                self._reserved = length
         if self._expect is not None:
             if self._expect.strip().lower() != b"100-continue":
                 self._reject(_BAD_EXPECTATION)
@@ -449,6 +526,15 @@ class HttpConnection(asyncio.Protocol):
             self._chunks = None
             self._reject(value_too_large(self._max_body))
             raise _Stop
+        if size > self._reserved:  # chunked: reserve what arrived (a declared length was reserved whole)
+            ctx = self._ctx
+            more = size - self._reserved
+            if more > ctx.body_budget:
+                self._chunks = None
+                self._reject(_BODIES_BUSY)
+                raise _Stop
+            ctx.body_budget -= more
+            self._reserved = size
         self._body_size = size
         self._continue_wanted = False
         if self._chunks is None:
@@ -459,6 +545,9 @@ class HttpConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self._in_request = False
         self._continue_wanted = False
+        if self._reserved:
+            self._ctx.body_budget += self._reserved
+            self._reserved = 0
         chunks = self._chunks
         if chunks is None:
             body = b""
@@ -572,11 +661,18 @@ class HttpConnection(asyncio.Protocol):
         self._in_head = False
         self._continue_wanted = False
         self._chunks = None
+        self._release_body()
         if self._backlog or self._write_paused:
             self._backlog.append(_Held(b"", b"", b"", _CLOSE, response))
         else:
             self._answer(response, _CLOSE, False)
         self._after_output()
+
+    def _release_body(self) -> None:
+        """Give the request's share of the body budget back (it was refused, or its client left)."""
+        if self._reserved:
+            self._ctx.body_budget += self._reserved
+            self._reserved = 0
 
     def _pump(self) -> None:
         """Answer held requests while output has room again."""
@@ -722,6 +818,8 @@ class HttpConnection(asyncio.Protocol):
         """Close now if idle; otherwise finish what is in flight and close after its answer."""
         transport = self._transport
         if transport is None:
+            if self._handshake is not None:
+                self._handshake.cancel()  # no request yet: nothing to finish
             return
         if self._lingering:
             transport.close()
@@ -732,6 +830,8 @@ class HttpConnection(asyncio.Protocol):
         """Drop the connection without waiting for anything."""
         if self._transport is not None:
             self._transport.abort()
+        elif self._handshake is not None:
+            self._handshake.cancel()
 
 
 def _internal_error(exc: BaseException) -> Response:

@@ -81,8 +81,13 @@ class NativeServer:
 
     @property
     def connection_count(self) -> int:
-        """Connections currently open (refused ones are not counted)."""
+        """Connections currently open, TLS handshakes included (refused ones are not counted)."""
         return len(self._ctx.connections)
+
+    @property
+    def body_bytes_reserved(self) -> int:
+        """Bytes of the shared body budget held by requests still being received."""
+        return self._ctx.settings.max_buffered_bytes - self._ctx.body_budget
 
     def _tick(self) -> None:
         """Refresh the Date header once a second, on the second, instead of formatting it per response."""
@@ -131,14 +136,7 @@ async def start_server(
 ) -> NativeServer:
     """Bind ``host:port`` (0 picks a free port) and serve ``handler`` on the running loop."""
     loop = asyncio.get_running_loop()
-    ctx = ServerContext(handler, settings, loop)
-    server = await loop.create_server(
-        lambda: HttpConnection(ctx),
-        host,
-        port,
-        backlog=backlog,
-        reuse_address=True,
-        ssl=ssl,
-        ssl_handshake_timeout=None if ssl is None else _SSL_HANDSHAKE_TIMEOUT,
-    )
+    # TLS is started by each connection (see connection.py), so the cap counts handshakes too.
+    ctx = ServerContext(handler, settings, loop, tls=ssl, handshake_timeout=_SSL_HANDSHAKE_TIMEOUT)
+    server = await loop.create_server(lambda: HttpConnection(ctx), host, port, backlog=backlog, reuse_address=True)
     return NativeServer(server, ctx)
