@@ -74,6 +74,53 @@ def test_tls_handshakes_in_progress_count_against_the_connection_cap(
     run(main, loop_factory)
 
 
+@LOOPS
+def test_a_client_hello_sent_with_the_connect_is_not_lost(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """A ClientHello already waiting when the connection is accepted reaches the TLS layer; the request is served."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+
+    async def main() -> None:
+        async with serving(tls=server_context) as server:
+            loop = asyncio.get_running_loop()
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = client_context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+            with pytest.raises(ssl.SSLWantReadError):
+                tls.do_handshake()
+            hello = outgoing.read()
+            with socket.socket() as sock:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, server.addresses[0])
+                await loop.sock_sendall(sock, hello)  # before the server has even accepted
+                while True:
+                    try:
+                        tls.do_handshake()
+                        break
+                    except ssl.SSLWantReadError:
+                        await loop.sock_sendall(sock, outgoing.read())
+                        data = await asyncio.wait_for(loop.sock_recv(sock, 65536), 5)
+                        assert data, "the server closed the connection during the handshake"
+                        incoming.write(data)
+                tls.write(get("k", extra=b"Connection: close\r\n"))
+                await loop.sock_sendall(sock, outgoing.read())
+                answer = b""
+                while not answer.endswith(b"}"):
+                    try:
+                        answer += tls.read()
+                    except ssl.SSLWantReadError:
+                        data = await asyncio.wait_for(loop.sock_recv(sock, 65536), 5)
+                        assert data, f"closed after {answer!r}"
+                        incoming.write(data)
+                assert answer.startswith(b"HTTP/1.1 404 Not Found\r\n")
+
+    run(main, loop_factory)
+
+
 def _put_head(key: str, length: int) -> bytes:
     return b"PUT /v1/key/%b HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (key.encode(), length)
 

@@ -77,6 +77,8 @@ _SEND: Final = 3
 _LINGER: Final = 4
 _BUSY: Final = 5
 
+# A ClientHello is a few KiB; more than this before the TLS layer takes over is not one.
+_MAX_EARLY_BYTES: Final = 64 * 1024
 # How long to keep discarding a client's bytes after our last response.
 _LINGER_SECONDS: Final = 2.0
 # Bodies up to this size are copied into the head's buffer: one small write beats two.
@@ -121,6 +123,7 @@ class ServerContext:
         "handler",
         "handshake_timeout",
         "loop",
+        "peak_connections",
         "settings",
         "tls",
     )
@@ -139,6 +142,7 @@ class ServerContext:
         self.tls = tls
         self.handshake_timeout = handshake_timeout
         self.connections: set[HttpConnection] = set()
+        self.peak_connections = 0  # most connections open at once since the server last trimmed its heap
         self.closing = False
         # Bytes of request bodies still being received may add up to this, on all connections together.
         self.body_budget = settings.max_buffered_bytes
@@ -148,9 +152,12 @@ class ServerContext:
 
     def admit(self, connection: HttpConnection) -> bool:
         """Register a new connection, or refuse it when at the cap or shutting down."""
-        if self.closing or len(self.connections) >= self.settings.max_connections:
+        count = len(self.connections)
+        if self.closing or count >= self.settings.max_connections:
             return False
         self.connections.add(connection)
+        if count >= self.peak_connections:
+            self.peak_connections = count + 1
         return True
 
     def release(self, connection: HttpConnection) -> None:
@@ -246,6 +253,8 @@ class HttpConnection(asyncio.Protocol):
         "_continue_wanted",
         "_ctx",
         "_deadline",
+        "_early",
+        "_early_is_tls",
         "_eof",
         "_expect",
         "_handler",
@@ -312,6 +321,10 @@ class HttpConnection(asyncio.Protocol):
         self._reserved = 0  # bytes of the shared body budget this request holds
         self._continue_wanted = False
         self._handshake: asyncio.Task[None] | None = None
+        # Bytes that arrived during the handshake: TLS records read before the TLS layer took the transport over
+        # (_early_is_tls), then requests decrypted before _start_tls resumed; see _start_tls.
+        self._early: list[bytes] = []
+        self._early_is_tls = True
         # Answers in request order, requests held back, and the handlers' tasks.
         self._queue: collections.deque[_Slot] = collections.deque()
         self._backlog: collections.deque[_Held] = collections.deque()
@@ -342,13 +355,24 @@ class HttpConnection(asyncio.Protocol):
             self._stopped = True
             return
         if ctx.tls is not None:
-            transport.pause_reading()  # the ClientHello is for the TLS layer, which start_tls puts in front of us
+            self._stopped = True  # until the handshake is done, what arrives is the TLS layer's (see data_received)
             self._handshake = self._loop.create_task(self._start_tls(transport, ctx.tls))
             return
         self._start(transport)
 
     async def _start_tls(self, raw: asyncio.Transport, tls: ssl.SSLContext) -> None:
-        """Handshake, then serve; a failed or abandoned handshake gives its place under the cap back."""
+        """Handshake, then serve; a failed or abandoned handshake gives its place under the cap back.
+
+        uvloop starts reading right after ``connection_made`` whatever it did, so
+        the start of the ClientHello may reach us before ``start_tls`` puts the TLS
+        protocol in front. Those bytes are handed to it by a callback queued just
+        before ``start_tls`` runs: callbacks run in order, so it runs after the
+        swap and before the TLS protocol's own ``connection_made``, which finds
+        them in its input buffer. And a client may send its first request with
+        its last handshake message: the TLS layer decrypts it before this
+        coroutine resumes, so it is kept and parsed once we serve.
+        """
+        self._loop.call_soon(self._hand_over_early_bytes, raw)
         try:
             transport = await self._loop.start_tls(
                 raw, self, tls, server_side=True, ssl_handshake_timeout=self._ctx.handshake_timeout
@@ -356,14 +380,36 @@ class HttpConnection(asyncio.Protocol):
         except (Exception, asyncio.CancelledError):  # the client's failure, not ours: it just goes
             transport = None
         self._handshake = None
+        early, self._early = self._early, []
         if transport is None or transport.is_closing():
             raw.abort()
             self._stopped = True
             self._ctx.release(self)
             return
         self._start(transport)
+        if early:
+            self.data_received(b"".join(early))
+
+    def _hand_over_early_bytes(self, raw: asyncio.Transport) -> None:
+        early, self._early = self._early, []
+        self._early_is_tls = False
+        protocol = raw.get_protocol()
+        if not early or protocol is self:
+            return
+        data = memoryview(b"".join(early))
+        if hasattr(protocol, "buffer_updated"):  # both loops' TLS protocols are buffered ones
+            buffered = cast(asyncio.BufferedProtocol, protocol)
+            while data:
+                buffer = memoryview(buffered.get_buffer(len(data)))
+                size = min(len(buffer), len(data))
+                buffer[:size] = data[:size]
+                buffered.buffer_updated(size)
+                data = data[size:]
+        else:
+            cast(asyncio.Protocol, protocol).data_received(bytes(data))
 
     def _start(self, transport: asyncio.Transport) -> None:
+        self._stopped = False
         self._transport = transport
         self._parser = httptools.HttpRequestParser(self)
         self._tls = transport.get_extra_info("sslcontext") is not None
@@ -372,6 +418,10 @@ class HttpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._stopped:
+            if self._handshake is not None and (
+                not self._early_is_tls or sum(map(len, self._early)) < _MAX_EARLY_BYTES
+            ):
+                self._early.append(data)  # arrived during the handshake (see _start_tls)
             return  # answered for the last time, or the client is gone; the rest is not ours to read
         messages = self._messages
         was_in_head = self._in_head

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import email.utils
+import functools
 import ssl as ssl_module
 import time
 from dataclasses import dataclass, fields
@@ -31,6 +34,8 @@ __all__ = ["Handler", "NativeServer", "ServerSettings", "start_server"]
 _SSL_HANDSHAKE_TIMEOUT = 10.0
 # After the grace period the remaining connections are aborted; this is how long we wait to see them go.
 _ABORT_WAIT = 1.0
+# Once this many connections have gone since the peak, hand the heap they freed back to the OS (see _tick).
+_TRIM_AFTER_GONE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +95,19 @@ class NativeServer:
         return self._ctx.settings.max_buffered_bytes - self._ctx.body_budget
 
     def _tick(self) -> None:
-        """Refresh the Date header once a second, on the second, instead of formatting it per response."""
+        """Refresh the Date header once a second, on the second, instead of formatting it per response.
+
+        Also returns memory after a crowd: glibc keeps the heap that thousands of
+        connections (TLS state, bodies) freed, so RSS would stay at the peak;
+        once a few hundred have gone since the peak, ``malloc_trim`` gives it back.
+        """
+        ctx = self._ctx
         now = time.time()
-        self._ctx.date_tail = b"\r\nDate: " + email.utils.formatdate(now, usegmt=True).encode("ascii") + b"\r\n\r\n"
-        self._clock = self._ctx.loop.call_later(1.0 - now % 1.0, self._tick)
+        ctx.date_tail = b"\r\nDate: " + email.utils.formatdate(now, usegmt=True).encode("ascii") + b"\r\n\r\n"
+        self._clock = ctx.loop.call_later(1.0 - now % 1.0, self._tick)
+        if ctx.peak_connections - len(ctx.connections) >= _TRIM_AFTER_GONE:
+            ctx.peak_connections = len(ctx.connections)
+            _trim_heap()
 
     async def aclose(self, grace: float = 10.0) -> None:
         """Stop accepting, let in-flight requests be answered for up to ``grace`` seconds, then drop the rest.
@@ -140,3 +154,20 @@ async def start_server(
     ctx = ServerContext(handler, settings, loop, tls=ssl, handshake_timeout=_SSL_HANDSHAKE_TIMEOUT)
     server = await loop.create_server(lambda: HttpConnection(ctx), host, port, backlog=backlog, reuse_address=True)
     return NativeServer(server, ctx)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None  # glibc only
+
+
+def _trim_heap() -> None:
+    """Return free heap pages to the OS, where the C library can (glibc's ``malloc_trim``)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
