@@ -22,19 +22,24 @@ import ctypes
 import ctypes.util
 import email.utils
 import functools
+import gc
 import ssl as ssl_module
 import time
 from dataclasses import dataclass, fields
+
+import structlog
 
 from tuco.errors import ConfigurationError
 from tuco.http.connection import Handler, HttpConnection, ServerContext
 
 __all__ = ["Handler", "NativeServer", "ServerSettings", "start_server"]
 
+_logger = structlog.get_logger("tuco.http")
+
 _SSL_HANDSHAKE_TIMEOUT = 10.0
 # After the grace period the remaining connections are aborted; this is how long we wait to see them go.
 _ABORT_WAIT = 1.0
-# Once this many connections have gone since the peak, hand the heap they freed back to the OS (see _tick).
+# Once this many connections have closed, hand the heap they freed back to the OS (see _tick).
 _TRIM_AFTER_GONE = 256
 
 
@@ -79,6 +84,7 @@ class NativeServer:
         self._ctx = ctx
         self._clock: asyncio.TimerHandle | None = None
         self._closed = False
+        self._trim_tail = False
         self.addresses: list[tuple[str, int]] = [
             (str(sock.getsockname()[0]), int(sock.getsockname()[1])) for sock in server.sockets
         ]
@@ -99,15 +105,18 @@ class NativeServer:
 
         Also returns memory after a crowd: glibc keeps the heap that thousands of
         connections (TLS state, bodies) freed, so RSS would stay at the peak;
-        once a few hundred have gone since the peak, ``malloc_trim`` gives it back.
+        once a few hundred have gone (and again when the rest of them have), it is given back.
         """
         ctx = self._ctx
         now = time.time()
         ctx.date_tail = b"\r\nDate: " + email.utils.formatdate(now, usegmt=True).encode("ascii") + b"\r\n\r\n"
         self._clock = ctx.loop.call_later(1.0 - now % 1.0, self._tick)
-        if ctx.peak_connections - len(ctx.connections) >= _TRIM_AFTER_GONE:
-            ctx.peak_connections = len(ctx.connections)
+        gone = ctx.closed_since_trim
+        if gone >= _TRIM_AFTER_GONE or (gone and self._trim_tail and not ctx.connections):
+            ctx.closed_since_trim = 0
+            self._trim_tail = bool(ctx.connections)  # trim once more when the rest of the crowd has gone too
             _trim_heap()
+            _logger.info("heap_trimmed", connections_gone=gone, connections_open=len(ctx.connections))
 
     async def aclose(self, grace: float = 10.0) -> None:
         """Stop accepting, let in-flight requests be answered for up to ``grace`` seconds, then drop the rest.
@@ -167,7 +176,15 @@ def _libc() -> ctypes.CDLL | None:
 
 
 def _trim_heap() -> None:
-    """Return free heap pages to the OS, where the C library can (glibc's ``malloc_trim``)."""
+    """Free what the crowd left in reference cycles, then return free heap pages to the OS (glibc only).
+
+    Failed TLS handshakes leave exceptions, tracebacks and transports in
+    cycles that only a full collection frees; measured: 10,000 silent TLS
+    connections ended 5 MB above baseline with the trim alone, 1 to 3 MB with
+    both. A full collection is what Python runs by itself now and then anyway;
+    here it runs at most once a second, and only after hundreds of clients left.
+    """
+    gc.collect()
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
