@@ -117,13 +117,13 @@ class ServerContext:
     __slots__ = (
         "_emptied",
         "body_budget",
-        "closed_since_trim",
         "closing",
         "connections",
         "date_tail",
         "handler",
         "handshake_timeout",
         "loop",
+        "peak_connections",
         "settings",
         "tls",
     )
@@ -142,7 +142,7 @@ class ServerContext:
         self.tls = tls
         self.handshake_timeout = handshake_timeout
         self.connections: set[HttpConnection] = set()
-        self.closed_since_trim = 0  # connections gone since the server last gave freed heap back (server._tick)
+        self.peak_connections = 0  # the most open at once since the server last gave freed heap back (server._tick)
         self.closing = False
         # Bytes of request bodies still being received may add up to this, on all connections together.
         self.body_budget = settings.max_buffered_bytes
@@ -152,15 +152,16 @@ class ServerContext:
 
     def admit(self, connection: HttpConnection) -> bool:
         """Register a new connection, or refuse it when at the cap or shutting down."""
-        if self.closing or len(self.connections) >= self.settings.max_connections:
+        count = len(self.connections)
+        if self.closing or count >= self.settings.max_connections:
             return False
         self.connections.add(connection)
+        if count >= self.peak_connections:
+            self.peak_connections = count + 1
         return True
 
     def release(self, connection: HttpConnection) -> None:
-        if connection in self.connections:
-            self.connections.remove(connection)
-            self.closed_since_trim += 1
+        self.connections.discard(connection)
         if not self.connections:
             self._emptied.set()
 

@@ -39,8 +39,8 @@ _logger = structlog.get_logger("tuco.http")
 _SSL_HANDSHAKE_TIMEOUT = 10.0
 # After the grace period the remaining connections are aborted; this is how long we wait to see them go.
 _ABORT_WAIT = 1.0
-# Once this many connections have closed, hand the heap they freed back to the OS (see _tick).
-_TRIM_AFTER_GONE = 256
+# Once a crowd of at least this many connections at once has mostly gone, hand back the heap it freed (see _tick).
+_CROWD = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,18 +105,19 @@ class NativeServer:
 
         Also returns memory after a crowd: glibc keeps the heap that thousands of
         connections (TLS state, bodies) freed, so RSS would stay at the peak;
-        once a few hundred have gone (and again when the rest of them have), it is given back.
+        once three quarters of a crowd have gone (and again when the rest have), it is
+        given back. A steady stream of short connections is no crowd and never trims.
         """
         ctx = self._ctx
         now = time.time()
         ctx.date_tail = b"\r\nDate: " + email.utils.formatdate(now, usegmt=True).encode("ascii") + b"\r\n\r\n"
         self._clock = ctx.loop.call_later(1.0 - now % 1.0, self._tick)
-        gone = ctx.closed_since_trim
-        if gone >= _TRIM_AFTER_GONE or (gone and self._trim_tail and not ctx.connections):
-            ctx.closed_since_trim = 0
-            self._trim_tail = bool(ctx.connections)  # trim once more when the rest of the crowd has gone too
+        still_open, crowd = len(ctx.connections), ctx.peak_connections
+        if (crowd >= _CROWD and still_open * 4 <= crowd) or (self._trim_tail and not still_open):
+            ctx.peak_connections = still_open
+            self._trim_tail = still_open > 0  # once more when the rest of the crowd has gone too
             _trim_heap()
-            _logger.info("heap_trimmed", connections_gone=gone, connections_open=len(ctx.connections))
+            _logger.info("heap_trimmed", crowd=crowd, connections_open=still_open)
 
     async def aclose(self, grace: float = 10.0) -> None:
         """Stop accepting, let in-flight requests be answered for up to ``grace`` seconds, then drop the rest.
