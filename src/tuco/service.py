@@ -80,7 +80,11 @@ class Service:
 
     @classmethod
     def from_settings(cls, settings: Settings, metrics: Metrics | None = None) -> Service:
-        limits = Limits(max_key_bytes=settings.max_key_bytes, max_value_bytes=settings.max_value_bytes)
+        limits = Limits(
+            max_key_bytes=settings.max_key_bytes,
+            max_value_bytes=settings.max_value_bytes,
+            max_buffered_bytes=settings.max_buffered_bytes,
+        )
         return cls(build_log(settings), limits, metrics)
 
     async def start(self) -> ReplayStats:

@@ -35,6 +35,8 @@ from tuco.ports import TransactionLog
 __all__ = [
     "ALLOWED_METHODS",
     "INTERNAL_ERROR",
+    "RETRY_SOON",
+    "SERVER_BUSY",
     "STARTING",
     "KeyValueAPI",
     "Limits",
@@ -116,6 +118,8 @@ class Limits:
 
     max_key_bytes: int = 1024
     max_value_bytes: int = 1 << 20
+    max_buffered_bytes: int = 64 << 20
+    """Bodies being received, all requests together (the ASGI front end; the native server has its own)."""
 
 
 _CREATED = Response(201)
@@ -130,6 +134,10 @@ _NOT_FOUND_PATH = error_response(404, "not_found", "no such resource; keys live 
 _NO_SUCH_KEY = error_response(404, "no_such_key", "no such key")
 STARTING = error_response(503, "starting", "replaying the transaction log; try again shortly")
 INTERNAL_ERROR = error_response(500, "internal_error", "the server failed to handle the request; see its log")
+RETRY_SOON = ((b"Retry-After", b"1"),)
+SERVER_BUSY = error_response(
+    503, "server_busy", "the server is receiving too many request bodies at once; retry shortly", RETRY_SOON
+)
 _HEALTHY = json_response(200, {"status": "alive"})
 
 # What a client is told when the log refuses a request: tuco's own words, never the

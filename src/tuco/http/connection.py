@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Final, cast
 import httptools
 import structlog
 
-from tuco.http.api import INTERNAL_ERROR, Response, error_response, value_too_large
+from tuco.http.api import INTERNAL_ERROR, RETRY_SOON, SERVER_BUSY, Response, error_response, value_too_large
 
 if TYPE_CHECKING:
     from tuco.http.server import ServerSettings
@@ -95,12 +95,8 @@ _REASONS.update(
 
 _CANCELLED = error_response(503, "cancelled", "the request was cancelled before it was answered")
 _SHUTTING_DOWN = error_response(503, "shutting_down", "the server is shutting down; retry on a new connection")
-_RETRY_SOON = ((b"Retry-After", b"1"),)
 _OVERLOADED = error_response(
-    503, "too_many_connections", "the server has too many open connections; retry shortly", _RETRY_SOON
-)
-_BODIES_BUSY = error_response(
-    503, "server_busy", "the server is receiving too many request bodies at once; retry shortly", _RETRY_SOON
+    503, "too_many_connections", "the server has too many open connections; retry shortly", RETRY_SOON
 )
 _URI_TOO_LONG = error_response(414, "uri_too_long", "the request target is too long")
 _HEADERS_TOO_LARGE = error_response(431, "headers_too_large", "too many request headers, or they are too large")
@@ -557,7 +553,7 @@ class HttpConnection(asyncio.Protocol):
             if length:
                 ctx = self._ctx
                 if length > ctx.body_budget:
-                    self._reject(_BODIES_BUSY)
+                    self._reject(SERVER_BUSY)
                     raise _Stop
                 ctx.body_budget -= length
                 self._reserved = length
@@ -581,7 +577,7 @@ class HttpConnection(asyncio.Protocol):
             more = size - self._reserved
             if more > ctx.body_budget:
                 self._chunks = None
-                self._reject(_BODIES_BUSY)
+                self._reject(SERVER_BUSY)
                 raise _Stop
             ctx.body_budget -= more
             self._reserved = size
