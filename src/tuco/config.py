@@ -49,7 +49,15 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(10.0, ge=0, le=3600, description="Time in-flight requests get on SIGTERM.")
     request_timeout_seconds: float = Field(30.0, gt=0, le=3600, description="Longest time to receive one request.")
     keepalive_timeout_seconds: float = Field(5.0, gt=0, le=3600, description="Idle keep-alive connections close after.")
-    max_connections: int = Field(1024, ge=1, le=1_000_000, description="Open connections beyond this are refused.")
+    max_connections: int = Field(
+        1024, ge=1, le=1_000_000, description="Open connections (TLS handshakes included) beyond this are refused."
+    )
+    max_buffered_bytes: int = Field(
+        64 << 20,
+        ge=1,
+        le=1 << 40,
+        description="Request bodies being received, all connections together; over it new bodies get 503.",
+    )
     log_max_pending_bytes: int = Field(
         64 << 20, ge=1 << 16, le=1 << 34, description="Writes queued for the log before writers wait."
     )
@@ -86,6 +94,15 @@ class Settings(BaseSettings):
     def _tls_files_come_in_pairs(self) -> Settings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("TUCO_TLS_CERT_FILE and TUCO_TLS_KEY_FILE must be set together")
+        return self
+
+    @model_validator(mode="after")
+    def _one_value_fits_the_body_budget(self) -> Settings:
+        if self.max_buffered_bytes < self.max_value_bytes:
+            raise ValueError(
+                f"TUCO_MAX_BUFFERED_BYTES ({self.max_buffered_bytes}) must be at least "
+                f"TUCO_MAX_VALUE_BYTES ({self.max_value_bytes}), or no largest value could ever be received"
+            )
         return self
 
     @property

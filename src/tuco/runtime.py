@@ -1,28 +1,37 @@
 """``tuco serve``: the process lifecycle around the service and the native server.
 
-Listen first, so ``/healthz`` answers and ``/readyz`` says "starting" while the
-log replays; then serve; on SIGTERM or SIGINT stop accepting, let in-flight
+Start-up goes settings, TLS context, ``log.open()`` (lock the file, reach the
+database), bind, replay, ready: whatever can refuse to start does so before
+the port is bound, so a balancer never sees a process that will not serve.
+The replay runs with the port open, so ``/healthz`` answers and ``/readyz``
+says "starting" meanwhile. On SIGTERM or SIGINT: stop accepting, let in-flight
 requests finish within the grace period, commit and sync the log, exit 0.
+
+Every start-up failure is one ``tuco: ...`` line on stderr (for the person at
+the terminal) and one ``start_failed`` JSON line (for the log pipeline), then
+exit 2 for configuration, 1 for anything else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import ssl
 import sys
+from pathlib import Path
 
 import structlog
 
-from tuco.config import Settings
+from tuco.config import LogBackend, Settings
 from tuco.errors import ConfigurationError, TucoError
 from tuco.http.api import Phase
 from tuco.http.server import NativeServer, ServerSettings, start_server
 from tuco.observability import Metrics, configure_logging
 from tuco.service import ReplayStats, Service
 
-__all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_OK", "make_tls_context", "run", "serve"]
+__all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_OK", "check_data_dir", "make_tls_context", "run", "serve"]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -32,23 +41,50 @@ _logger = structlog.get_logger("tuco")
 
 
 def make_tls_context(settings: Settings) -> ssl.SSLContext | None:
-    """A server-side TLS context (TLS 1.2 or newer), or None without certificate settings."""
+    """A server-side TLS context (TLS 1.2 or newer), or None without certificate settings.
+
+    Raises :class:`ConfigurationError` naming the setting and the path of a file that is missing, unreadable
+    or not a certificate and key that belong together.
+    """
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         return None
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    _check_readable("TUCO_TLS_CERT_FILE", cert)
+    _check_readable("TUCO_TLS_KEY_FILE", key)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    except FileNotFoundError as exc:
-        raise ConfigurationError(f"TLS file not found: {exc.filename}") from None
-    except PermissionError as exc:
-        raise ConfigurationError(f"TLS file not readable: {exc.filename}") from None
+        context.load_cert_chain(cert, key)
     except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or "unusable"
         raise ConfigurationError(
-            f"cannot load TLS certificate {settings.tls_cert_file} with key {settings.tls_key_file}: "
-            f"{getattr(exc, 'reason', None) or exc}"
+            f"invalid configuration: TUCO_TLS_CERT_FILE {cert} with TUCO_TLS_KEY_FILE {key}: {reason}"
         ) from None
     return context
+
+
+def _check_readable(setting: str, path: Path) -> None:
+    try:
+        with open(path, "rb"):
+            pass
+    except FileNotFoundError:
+        raise ConfigurationError(f"invalid configuration: {setting}: no such file: {path}") from None
+    except OSError as exc:
+        raise ConfigurationError(
+            f"invalid configuration: {setting}: cannot read {path}: {exc.strerror or exc}"
+        ) from None
+
+
+def check_data_dir(settings: Settings) -> None:
+    """Refuse a ``TUCO_DATA_DIR`` that is, or lies under, something other than a directory (file backend only)."""
+    if settings.log_backend is not LogBackend.FILE:
+        return
+    path = settings.data_dir
+    for candidate in (path, *path.parents):
+        if candidate.exists() or candidate.is_symlink():
+            if not candidate.is_dir():
+                raise ConfigurationError(f"invalid configuration: TUCO_DATA_DIR: not a directory: {candidate}")
+            return
 
 
 def run(settings: Settings) -> int:
@@ -59,30 +95,48 @@ def run(settings: Settings) -> int:
 
         return int(uvloop.run(serve(settings)))
     except ConfigurationError as exc:
-        print(f"tuco: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return _start_failed(exc.code, str(exc), EXIT_CONFIG)
+
+
+def _start_failed(error: str, message: str, exit_code: int) -> int:
+    """Report a start-up failure once for people (stderr) and once for the log pipeline (stdout)."""
+    _logger.error("start_failed", error=error, message=message, exit_code=exit_code)
+    print(f"tuco: {message}", file=sys.stderr, flush=True)
+    return exit_code
 
 
 async def serve(settings: Settings) -> int:
     """Start, serve and stop; configuration errors propagate, runtime failures return 1."""
     _logger.info("starting", config=settings.public_view())
+    check_data_dir(settings)
     tls = make_tls_context(settings)
     metrics = Metrics()
     service = Service.from_settings(settings, metrics)
+    try:
+        await service.log.open()
+    except TucoError as exc:
+        await _close_quietly(service)
+        return _start_failed(exc.code, str(exc), EXIT_FAILURE)
     server_settings = ServerSettings(
         max_body_bytes=settings.max_value_bytes,
         request_timeout=settings.request_timeout_seconds,
         keepalive_timeout=settings.keepalive_timeout_seconds,
         max_connections=settings.max_connections,
+        max_buffered_bytes=settings.max_buffered_bytes,
     )
     try:
         server = await start_server(
             service.api.handle, host=settings.host, port=settings.port, ssl=tls, settings=server_settings
         )
     except OSError as exc:
-        _logger.error("cannot_listen", host=settings.host, port=settings.port, error=exc.strerror or str(exc))
-        return EXIT_FAILURE
+        await _close_quietly(service)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        where = f"{_url_host(settings.host)}:{settings.port}"
+        return _start_failed("cannot_listen", f"cannot listen on {where}: {reason}", EXIT_FAILURE)
     metrics.gauge("tuco_http_connections_open", "open client connections", lambda: server.connection_count)
+    metrics.gauge(
+        "tuco_http_body_bytes_reserved", "request body bytes being received", lambda: server.body_bytes_reserved
+    )
     scheme = "https" if tls else "http"
     for host, port in server.addresses:
         _logger.info("listening", url=f"{scheme}://{_url_host(host)}:{port}", host=host, port=port)
@@ -91,10 +145,9 @@ async def serve(settings: Settings) -> int:
     try:
         stats = await _start_or_stop(service, stop)
     except TucoError as exc:
-        _logger.error("start_failed", error=exc.code, message=str(exc))
         await server.aclose(grace=0)
         await _close_quietly(service)
-        return EXIT_FAILURE
+        return _start_failed(exc.code, str(exc), EXIT_FAILURE)
     if stats is None:
         _logger.info("stopped_during_start")
         await server.aclose(grace=0)

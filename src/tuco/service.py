@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from dataclasses import dataclass
@@ -19,6 +20,11 @@ __all__ = ["ReplayStats", "Service", "build_log"]
 
 _logger = structlog.get_logger("tuco")
 _PROGRESS_EVERY = 5.0  # seconds between replay_progress lines
+# Loop turns given away after each replayed batch. A health probe on a new
+# connection needs several (accept, read, write), and a batch can take a good
+# fraction of a second, so one turn per batch would let a probe wait for three
+# batches. An idle turn costs microseconds; a batch holds many thousand events.
+_TURNS_PER_BATCH = 4
 
 
 def build_log(settings: Settings) -> TransactionLog:
@@ -73,7 +79,11 @@ class Service:
 
     @classmethod
     def from_settings(cls, settings: Settings, metrics: Metrics | None = None) -> Service:
-        limits = Limits(max_key_bytes=settings.max_key_bytes, max_value_bytes=settings.max_value_bytes)
+        limits = Limits(
+            max_key_bytes=settings.max_key_bytes,
+            max_value_bytes=settings.max_value_bytes,
+            max_buffered_bytes=settings.max_buffered_bytes,
+        )
         return cls(build_log(settings), limits, metrics)
 
     async def start(self) -> ReplayStats:
@@ -90,6 +100,10 @@ class Service:
             async for batch in self.log.read_events():
                 apply_batch(batch)
                 events += len(batch)
+                # A file log's batches come without any await: give the loop its turns, so /healthz
+                # and /readyz answer during a long replay instead of a liveness probe killing us.
+                for _ in range(_TURNS_PER_BATCH):
+                    await asyncio.sleep(0)
                 if (now := time.perf_counter()) >= next_report:  # long replays show they are moving
                     next_report = now + _PROGRESS_EVERY
                     rate = int(events / (now - started))

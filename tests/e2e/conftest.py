@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -43,9 +44,13 @@ class UvicornProcess:
 
     def __init__(self, data_dir: Path, cwd: Path) -> None:
         self.port = free_port()
-        env = {"TUCO_DATA_DIR": str(data_dir), "TUCO_LOG_LEVEL": "warning"}
-        import os
+        self.data_dir = data_dir
+        self.cwd = cwd
+        self.start()
 
+    def start(self) -> None:
+        """Spawn uvicorn (again, after a stop or kill, on the same port and data) and wait until it accepts."""
+        env = {"TUCO_DATA_DIR": str(self.data_dir), "TUCO_LOG_LEVEL": "warning"}
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -61,7 +66,7 @@ class UvicornProcess:
                 "1",
             ],
             env={**os.environ, **env},
-            cwd=cwd,
+            cwd=self.cwd,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -81,7 +86,13 @@ class UvicornProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
+        """SIGTERM and wait: uvicorn finishes in-flight requests, then the lifespan closes the log."""
         self.proc.terminate()
+        self.proc.wait(30)
+
+    def kill(self) -> None:
+        """SIGKILL: nothing gets to flush."""
+        self.proc.kill()
         self.proc.wait(30)
 
 

@@ -151,29 +151,6 @@ def test_terminated_backends_mid_burst_lose_nothing_and_apply_nothing_twice(tuco
     assert _state(second.url, keys, consistent=True) == {**acknowledged, "after": b"resumed"}
 
 
-def test_unreachable_database_at_start_exits_non_zero_after_the_timeout(tuco: StartTuco) -> None:
-    """No database: retry with backoff, not ready meanwhile, then exit 1 with a clear line and no password."""
-    server = tuco(
-        wait_ready=False,
-        TUCO_LOG_BACKEND="postgres",
-        TUCO_DATABASE_URL="postgresql://tuco:hunter2@127.0.0.1:9/tuco",
-        TUCO_DATABASE_CONNECT_TIMEOUT_SECONDS="1.5",
-    )
-    with server.client() as http:
-        ready = http.get("/readyz")
-        assert (ready.status_code, ready.json()["phase"]) == (503, "starting")
-        assert "hunter2" not in ready.text
-        assert http.get("/healthz").status_code == 200
-    assert server.wait_exit(30) == 1
-    events = [e["event"] for e in server.events()]
-    assert events[-1] == "start_failed" and events.count("database_unreachable") >= 2
-    assert server.events()[-1]["message"] == (
-        "cannot reach the database postgresql://tuco:***@127.0.0.1:9/tuco "
-        "(gave up after 1.5 s; the cause is logged as database_unreachable)"
-    )
-    assert "hunter2" not in server.output()
-
-
 def test_a_replica_started_after_a_trailing_delete_is_at_the_head(tuco: StartTuco, pg_dsn: str) -> None:
     """A new replica's store ends its bootstrap at the head even when the head is a DELETE (metrics and stop say so)."""
     first = _replica(tuco, pg_dsn, "a")

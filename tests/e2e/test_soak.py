@@ -26,10 +26,12 @@ from tests.e2e.process import TucoProcess
 HOST = "127.0.0.1"
 DURATION = 20.0
 """Seconds of load; the first and second halves are compared for memory growth."""
-SETTLE_TIMEOUT = 5.0
-"""How long the server gets, after the load, to close everything and come back to its baseline."""
-CLIENT_TIMEOUT = 5.0
-"""No single client waits longer than this for the server, so a hung server fails instead of hanging the run."""
+SETTLE_TIMEOUT = 30.0
+"""The deadline (not an expectation) for the server to close everything and come back to its baseline after the
+load; the settle is polled, so a fast server passes at once and a loaded 2-core machine has room."""
+CLIENT_TIMEOUT = 15.0
+"""No single client waits longer than this for the server, so a hung server fails instead of hanging the run;
+generous, because the slowest answer (408 after 1 s) can take a while on a loaded machine."""
 MIN_CONNECTIONS = 2000
 """Fewer connections than this and a leak of one task or descriptor per connection would be too faint."""
 
@@ -386,7 +388,7 @@ async def _soak(process: TucoProcess) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(180)
 def test_churn_leaves_no_task_fd_or_memory_behind(tuco: Callable[..., TucoProcess]) -> None:
     """After 20 s of churning, half-open, idle and stalled clients, tasks and fds are at baseline and RSS is flat."""
     process = tuco(TUCO_KEEPALIVE_TIMEOUT_SECONDS="0.5", TUCO_REQUEST_TIMEOUT_SECONDS="1")

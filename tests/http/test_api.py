@@ -76,7 +76,10 @@ def test_a_failed_log_answers_503_for_writes_and_keeps_reads() -> None:
         log.fail_next_commit = LogFailedError("disk on fire")
         failed = await client.put("/v1/key/lost", content=b"never")
         assert failed.status_code == 503
-        assert failed.json() == {"error": "log_failed", "message": "not stored: disk on fire"}
+        assert failed.json() == {
+            "error": "log_failed",
+            "message": "not stored: the transaction log failed and takes no more writes; see the server's log",
+        }
         later = await client.delete("/v1/key/kept")
         assert (later.status_code, later.json()["error"]) == (503, "log_failed")
         assert (await client.get("/v1/key/kept")).content == b"safe"
@@ -147,7 +150,7 @@ def test_a_bug_is_a_500_without_traceback() -> None:
         assert response.status_code == 500
         assert response.json() == {
             "error": "internal_error",
-            "message": "the server failed to handle the request",
+            "message": "the server failed to handle the request; see its log",
         }
         assert "Traceback" not in response.text
 

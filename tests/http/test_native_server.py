@@ -7,7 +7,6 @@ import contextlib
 import json
 import socket
 import ssl
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -27,12 +26,49 @@ LOOPS = pytest.mark.parametrize(
 )
 
 
+class ClockLoop(asyncio.SelectorEventLoop):
+    """An asyncio loop whose clock the test can move forward, like uvicorn's fake timers.
+
+    Time-outs of 30 s are then tested in milliseconds, and exactly: a deadline
+    not yet reached has not fired, however slow the machine. The clock is the
+    real one plus an offset, so the test's own waits still end in real time.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return super().time() + self.offset
+
+    async def advance(self, seconds: float) -> None:
+        """Move the clock forward and let the loop run what became due."""
+        self.offset += seconds
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+
+def clock() -> ClockLoop:
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, ClockLoop)
+    return loop
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait until ``condition`` holds (a condition, not a guess at how long things take)."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
 def run(
     main: Callable[[], Coroutine[Any, Any, None]],
     loop_factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop,
 ) -> None:
+    # A ClockLoop's clock jumps as the test moves it: its deadline is pytest-timeout's, not this one.
+    timeout = 10_000 if loop_factory is ClockLoop else 10
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(asyncio.wait_for(main(), 10))
+        runner.run(asyncio.wait_for(main(), timeout))
 
 
 @dataclass
@@ -224,8 +260,9 @@ def test_pipelined_answers_wait_for_a_slow_earlier_request() -> None:
         async with serving(handler) as server:
             client = await Client.connect(server)
             await client.send(b"GET /slow HTTP/1.1\r\n\r\nGET /fast HTTP/1.1\r\n\r\nGET /fast2 HTTP/1.1\r\n\r\n")
-            assert await client.silent_for(0.15)
+            await until(lambda: len(handler.calls) == 3)
             assert [target for _, target in handler.calls] == [b"/slow", b"/fast", b"/fast2"]
+            assert await client.silent_for(0.1)  # the fast answers were made, and are held back
             handler.release.set()
             assert [(await client.reply()).body for _ in range(3)] == [b"/slow", b"/fast", b"/fast2"]
             await client.aclose()
@@ -243,6 +280,7 @@ def test_pipelining_beyond_max_pipelined_is_held_back_then_answered() -> None:
             await client.send(
                 b"GET /slow HTTP/1.1\r\n\r\n" + b"".join(b"GET /%d HTTP/1.1\r\n\r\n" % i for i in range(20))
             )
+            await until(lambda: len(handler.calls) == 4)
             assert await client.silent_for(0.1)
             assert len(handler.calls) == 4
             handler.release.set()
@@ -489,53 +527,60 @@ def test_a_header_trickled_over_many_packets_is_cut_off() -> None:
 
 
 def test_a_silent_client_is_closed_after_the_keepalive_timeout() -> None:
-    """A connection on which nothing is ever sent is closed after keepalive_timeout, with nothing written."""
+    """A connection on which nothing is ever sent stays open until keepalive_timeout, then is closed silently."""
 
     async def main() -> None:
-        async with serving(keepalive_timeout=0.3) as server:
+        async with serving(keepalive_timeout=30) as server:
             client = await Client.connect(server)
-            started = time.monotonic()
-            assert await client.at_eof(timeout=3)
-            assert 0.25 <= time.monotonic() - started < 2
-            await asyncio.sleep(0.05)
-            assert server.connection_count == 0
+            await until(lambda: server.connection_count == 1)
+            await clock().advance(29.5)
+            assert server.connection_count == 1 and not client.reader.at_eof()
+            await clock().advance(1)
+            assert await client.at_eof()
+            await until(lambda: server.connection_count == 0)
             await client.aclose()
 
-    run(main)
+    run(main, ClockLoop)
 
 
 def test_an_idle_keep_alive_connection_is_closed_after_the_keepalive_timeout() -> None:
     """After a response, a connection idle for keepalive_timeout is closed."""
 
     async def main() -> None:
-        async with serving(keepalive_timeout=0.3) as server:
+        async with serving(keepalive_timeout=30) as server:
             client = await Client.connect(server)
             await client.send(get("k"))
             assert (await client.reply()).status == 404
-            started = time.monotonic()
-            assert await client.at_eof(timeout=3)
-            assert 0.25 <= time.monotonic() - started < 2
+            await clock().advance(29.5)
+            assert server.connection_count == 1 and not client.reader.at_eof()
+            await clock().advance(1)
+            assert await client.at_eof()
             await client.aclose()
 
-    run(main)
+    run(main, ClockLoop)
 
 
 def test_a_stalled_partial_request_gets_408_after_the_request_timeout() -> None:
     """A request whose body stops arriving gets 408 after request_timeout, then the connection closes."""
 
     async def main() -> None:
-        async with serving(request_timeout=0.3, keepalive_timeout=5) as server:
+        async with serving(request_timeout=30, keepalive_timeout=300) as server:
             client = await Client.connect(server)
             await client.send(b"PUT /v1/key/s HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
-            started = time.monotonic()
-            reply = await client.reply(timeout=3)
+            await until(lambda: server.body_bytes_reserved == 10)  # the head is parsed: the deadline is set
+            await clock().advance(29.5)
+            assert server.connection_count == 1 and await client.silent_for(0.01)
+            await clock().advance(1)
+            reply = await client.reply()
             assert reply.status == 408
-            assert json.loads(reply.body)["error"] == "request_timeout"
-            assert 0.25 <= time.monotonic() - started < 2
+            assert json.loads(reply.body) == {
+                "error": "request_timeout",
+                "message": "the request was not received in time",
+            }
             assert await client.at_eof()
             await client.aclose()
 
-    run(main)
+    run(main, ClockLoop)
 
 
 def test_connections_beyond_the_cap_get_503_and_are_closed() -> None:
@@ -568,8 +613,16 @@ def test_a_client_that_does_not_read_cannot_make_the_server_buffer_without_bound
         async with serving(handler, write_high_water=256 * 1024) as server:
             client = await Client.connect(server, receive_buffer=64 * 1024)
             await client.send(b"".join(b"GET /%d HTTP/1.1\r\n\r\n" % i for i in range(100)))
-            await asyncio.sleep(0.3)
-            # 100 MiB of answers were asked for; only what fits in the socket buffers plus the high-water mark is made.
+            # 100 MiB of answers were asked for; only what fits in the socket buffers plus the high-water mark is
+            # made. Wait until the server stops making them (the count holds still over many loop turns).
+            await until(lambda: len(handler.calls) > 0)
+            while True:
+                seen = len(handler.calls)
+                for _ in range(50):
+                    await asyncio.sleep(0)
+                await asyncio.sleep(0.05)
+                if len(handler.calls) == seen:
+                    break
             assert len(handler.calls) <= 12
             for _ in range(100):
                 assert len((await client.reply()).body) == 1 << 20
@@ -590,7 +643,7 @@ def test_aclose_finishes_in_flight_requests_and_closes_idle_connections() -> Non
             assert (await idle.reply()).status == 200
             busy = await Client.connect(server)
             await busy.send(b"GET /slow HTTP/1.1\r\n\r\n")
-            await asyncio.sleep(0.05)
+            await until(lambda: (b"GET", b"/slow") in handler.calls)
             closing = asyncio.create_task(server.aclose(grace=5))
             assert await idle.at_eof(timeout=1)
             assert not closing.done()
@@ -614,17 +667,20 @@ def test_aclose_drops_connections_still_busy_after_the_grace_period() -> None:
         async with serving(handler) as server:
             busy = await Client.connect(server)
             await busy.send(b"GET /slow HTTP/1.1\r\n\r\n")
-            await asyncio.sleep(0.05)
-            started = time.monotonic()
-            await server.aclose(grace=0.2)
-            assert time.monotonic() - started < 1.5
+            await until(lambda: (b"GET", b"/slow") in handler.calls)
+            closing = asyncio.create_task(server.aclose(grace=30))
+            await clock().advance(0)  # aclose starts, and with it the grace period
+            await clock().advance(29.5)
+            assert not closing.done() and server.connection_count == 1
+            await clock().advance(1)
+            await asyncio.wait_for(closing, 5)
             assert server.connection_count == 0
             with contextlib.suppress(ConnectionError):
                 assert await busy.at_eof()
             await busy.aclose()
             handler.release.set()
 
-    run(main)
+    run(main, ClockLoop)
 
 
 @pytest.mark.parametrize("target", [b"/boom", b"/boom-later"], ids=["raises", "awaitable-raises"])

@@ -12,9 +12,11 @@ import asyncio
 import enum
 import functools
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
+
+import structlog
 
 from tuco.core.events import Event
 from tuco.core.store import Store
@@ -30,7 +32,21 @@ from tuco.errors import (
 from tuco.observability import Metrics
 from tuco.ports import TransactionLog
 
-__all__ = ["ALLOWED_METHODS", "KeyValueAPI", "Limits", "Phase", "Response", "error_response"]
+__all__ = [
+    "ALLOWED_METHODS",
+    "INTERNAL_ERROR",
+    "RETRY_SOON",
+    "SERVER_BUSY",
+    "STARTING",
+    "KeyValueAPI",
+    "Limits",
+    "Phase",
+    "Response",
+    "error_response",
+    "refusal",
+]
+
+_logger = structlog.get_logger("tuco.http")
 
 ALLOWED_METHODS = "GET, HEAD, PUT, DELETE"
 OCTET_STREAM = b"application/octet-stream"
@@ -102,6 +118,8 @@ class Limits:
 
     max_key_bytes: int = 1024
     max_value_bytes: int = 1 << 20
+    max_buffered_bytes: int = 64 << 20
+    """Bodies being received, all requests together (the ASGI front end; the native server has its own)."""
 
 
 _CREATED = Response(201)
@@ -114,8 +132,74 @@ _HEALTH_METHOD_NOT_ALLOWED = error_response(
 )
 _NOT_FOUND_PATH = error_response(404, "not_found", "no such resource; keys live under /v1/key/{key}")
 _NO_SUCH_KEY = error_response(404, "no_such_key", "no such key")
-_STARTING = error_response(503, "starting", "replaying the transaction log; try again shortly")
+STARTING = error_response(503, "starting", "replaying the transaction log; try again shortly")
+INTERNAL_ERROR = error_response(500, "internal_error", "the server failed to handle the request; see its log")
+RETRY_SOON = ((b"Retry-After", b"1"),)
+SERVER_BUSY = error_response(
+    503, "server_busy", "the server is receiving too many request bodies at once; retry shortly", RETRY_SOON
+)
 _HEALTHY = json_response(200, {"status": "alive"})
+
+# What a client is told when the log refuses a request: tuco's own words, never the
+# OS's or the driver's (paths, hosts, errno text); those go to the server's log.
+_LOG_MESSAGES: dict[str, str] = {
+    "log_failed": "the transaction log failed and takes no more writes; see the server's log",
+    "log_unavailable": "the database is out of reach; the write may have been stored, and retrying it is safe",
+    "log_closed": "the server is shutting down and takes no more writes",
+    "starting": "replaying the transaction log; try again shortly",
+}
+_LOG_MESSAGE_OTHER = "the transaction log cannot take requests; see the server's log"
+_CONSISTENT_READ_FAILED = "cannot reach the log for a consistent read; see the server's log"
+# The /readyz fields of LogStatus.describe() an anonymous client may see (no hosts, users, database names).
+_PUBLIC_LOG_FIELDS: tuple[str, ...] = ("backend", "sync", "last_sequence", "lag_events", "lag_seconds", "connected")
+
+
+def log_message(code: str) -> str:
+    """tuco's fixed message for a log error code."""
+    return _LOG_MESSAGES.get(code, _LOG_MESSAGE_OTHER)
+
+
+class _Refusals:
+    """The canned answers to refused requests, and a log line per distinct cause.
+
+    A failed log refuses every later write with the same exception, so it is
+    logged once (with its detailed text), not once per request.
+    """
+
+    __slots__ = ("_answers", "_last")
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple[str, str], Response] = {}
+        self._last: BaseException | None = None
+
+    def answer(self, error: TucoError, doing: str, message: str | None = None) -> Response:
+        if error is not self._last:
+            self._last = error
+            _logger.warning("request_refused", error=error.code, doing=doing, detail=str(error))
+        key = (error.code, doing)
+        response = self._answers.get(key)
+        if response is None:
+            text = f"{doing}: {message or log_message(error.code)}"
+            response = self._answers[key] = error_response(status_for(error), error.code, text)
+        return response
+
+
+_refusals = _Refusals()
+
+
+def refusal(error: TucoError, doing: str) -> Response:
+    """The fixed answer to a request the log refused (``doing``: "not stored", "not deleted"...)."""
+    return _refusals.answer(error, doing)
+
+
+def public_log_status(described: Mapping[str, object]) -> dict[str, object]:
+    """The whitelisted, scalar fields of a log's ``describe()``, for anonymous readers of ``/readyz``."""
+    shown: dict[str, object] = {}
+    for name in _PUBLIC_LOG_FIELDS:
+        value = described.get(name)
+        if isinstance(value, bool | int | float) or (name in ("backend", "sync") and isinstance(value, str)):
+            shown[name] = value
+    return shown
 
 
 class KeyValueAPI:
@@ -162,10 +246,17 @@ class KeyValueAPI:
 
     def _readiness(self) -> Response:
         failure = self.log.failure
-        payload: dict[str, object] = {"ready": self.ready, "phase": self.phase.value, "log": dict(self.log.describe())}
+        payload: dict[str, object] = {
+            "ready": self.ready,
+            "phase": self.phase.value,
+            "log": public_log_status(self.log.describe()),
+        }
         if failure is not None:
             payload["error"] = failure.code
-            payload["message"] = str(failure)
+            payload["message"] = log_message(failure.code)
+        elif self.phase is Phase.STARTING:
+            payload["error"] = "starting"
+            payload["message"] = log_message("starting")
         return json_response(200 if self.ready else 503, payload)
 
     def _handle_key(self, method: bytes, segment: bytes, query: bytes, body: bytes) -> Response | Awaitable[Response]:
@@ -173,7 +264,7 @@ class KeyValueAPI:
         if not read and method != b"PUT" and method != b"DELETE":
             return _METHOD_NOT_ALLOWED
         if self.phase is Phase.STARTING:
-            return _STARTING
+            return STARTING
         try:
             key = self.decode_key(segment)
         except InvalidKeyError as exc:
@@ -207,21 +298,21 @@ class KeyValueAPI:
         try:
             written = self.log.write_put(key, value)
         except TucoError as exc:
-            return error_response(status_for(exc), exc.code, f"not stored: {exc}")
+            return refusal(exc, "not stored")
         return _answer_when_written(written, _CREATED, "not stored")
 
     def _delete(self, key: str) -> Response | Awaitable[Response]:
         try:
             written = self.log.write_delete(key)
         except TucoError as exc:
-            return error_response(status_for(exc), exc.code, f"not deleted: {exc}")
+            return refusal(exc, "not deleted")
         return _answer_when_written(written, _DELETED, "not deleted")
 
     async def _consistent_get(self, key: str) -> Response:
         try:
             await self.log.catch_up()
         except LogError as exc:
-            return error_response(503, exc.code, f"cannot reach the log for a consistent read: {exc}")
+            return _refusals.answer(exc, "no consistent read", _CONSISTENT_READ_FAILED)
         try:
             return Response(200, self.store.get(key), OCTET_STREAM)
         except NoSuchKeyError:
@@ -248,7 +339,7 @@ def _settle(answer: asyncio.Future[Response], done: Response, failed: str, writt
     if error is None:
         answer.set_result(done)
     elif isinstance(error, TucoError):
-        answer.set_result(error_response(status_for(error), error.code, f"{failed}: {error}"))
+        answer.set_result(refusal(error, failed))
     else:
         answer.set_exception(error)
 
@@ -257,7 +348,7 @@ async def _await_written(written: Awaitable[Event], done: Response, failed: str)
     try:
         await written
     except TucoError as exc:
-        return error_response(status_for(exc), exc.code, f"{failed}: {exc}")
+        return refusal(exc, failed)
     return done
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from tuco.http.api import Response, error_response, value_too_large
+from tuco.http.api import INTERNAL_ERROR, SERVER_BUSY, STARTING, Response, value_too_large
 from tuco.service import Service
 
 __all__ = ["ASGIApp"]
@@ -28,6 +28,31 @@ _logger = structlog.get_logger("tuco.http")
 
 class _BodyTooLargeError(Exception):
     pass
+
+
+class _ClientGoneError(Exception):
+    """The client disconnected before its body was complete: the request never happened."""
+
+
+class _BudgetExceededError(Exception):
+    """The body would take the bodies being received over the shared budget."""
+
+
+class _BodyBudget:
+    """Bytes of request bodies being received, all requests of one app together, against one limit."""
+
+    __slots__ = ("free",)
+
+    def __init__(self, limit: int) -> None:
+        self.free = limit
+
+    def take(self, size: int) -> None:
+        if size > self.free:
+            raise _BudgetExceededError
+        self.free -= size
+
+    def give(self, size: int) -> None:
+        self.free += size
 
 
 class ASGIApp:
@@ -48,6 +73,14 @@ class ASGIApp:
             raise TypeError("pass exactly one of service or service_factory")
         self.service = service
         self._service_factory = service_factory
+        self._budget: _BodyBudget | None = None
+
+    @property
+    def body_bytes_reserved(self) -> int:
+        """Bytes of the shared body budget held by requests whose bodies are still being received."""
+        if self._budget is None or self.service is None:
+            return 0
+        return self.service.api.limits.max_buffered_bytes - self._budget.free
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -79,45 +112,63 @@ class ASGIApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         service = self.service
         if service is None:
-            await _send(send, error_response(503, "starting", "the service is starting"), head=False)
+            await _send(send, STARTING, head=False)
             return
         api = service.api
+        if self._budget is None:
+            self._budget = _BodyBudget(api.limits.max_buffered_bytes)
         method = scope["method"].encode()
         target = scope.get("raw_path") or scope["path"].encode()
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
         limit = api.limits.max_value_bytes
         try:
-            body = await _read_body(scope, receive, limit)
+            body = await _read_body(scope, receive, limit, self._budget)
         except _BodyTooLargeError:
             await _send(send, value_too_large(limit), head=False)
             return
+        except _BudgetExceededError:
+            await _send(send, SERVER_BUSY, head=False)
+            return
+        except _ClientGoneError:
+            return  # a partial body is not a value: store nothing, and there is no one to answer
         try:
             result = api.handle(method, target, body)
             response = await result if inspect.isawaitable(result) else result
         except Exception:
             _logger.exception("handler_failed", method=scope["method"], path=scope["path"])
-            response = error_response(500, "internal_error", "the server failed to handle the request")
+            response = INTERNAL_ERROR
         await _send(send, response, head=method == b"HEAD")
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+async def _read_body(scope: Scope, receive: Receive, limit: int, budget: _BodyBudget) -> bytes:
+    """The whole body, within the value limit and the shared budget (a declared length is reserved up front)."""
+    reserved = 0
     for name, value in scope.get("headers", ()):
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise _BodyTooLargeError
+        if name == b"content-length" and value.isdigit():
+            if int(value) > limit:
+                raise _BodyTooLargeError
+            budget.take(int(value))
+            reserved = int(value)
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _BodyTooLargeError
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGoneError
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _BodyTooLargeError
+            if size > reserved:
+                budget.take(size - reserved)
+                reserved = size
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+    finally:
+        budget.give(reserved)
     return b"".join(chunks)
 
 

@@ -23,6 +23,16 @@ lives here, in one ``asyncio.Protocol`` with no task per request:
 * **One timer.** Each connection owns at most one ``TimerHandle``. Moving the
   deadline later only updates a float; the handle re-arms itself when it fires
   early. Only a deadline that moves earlier replaces the handle.
+* **Counted from accept.** Under TLS the listening socket is plain and each
+  connection starts its handshake itself (``loop.start_tls``), so a connection
+  counts against ``max_connections`` from the moment it is accepted, and one
+  over the cap is closed before any TLS state is allocated for it. (A server
+  created with ``ssl=`` tells its protocol nothing until the handshake is
+  done: thousands of silent handshakes would be invisible to the cap.)
+* **A budget for bodies.** A body being received reserves its declared length
+  (chunked ones: what has arrived) from one budget shared by all connections;
+  a body that does not fit gets ``503 server_busy`` before it is read. A
+  reservation ends when the request is complete, refused or its client gone.
 * **Closing politely.** After the last response we half-close (``write_eof``)
   and discard what the client still sends for a moment, instead of closing a
   socket with unread data, which makes the kernel reset it and can destroy the
@@ -35,13 +45,14 @@ import asyncio
 import collections
 import functools
 import http
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 import structlog
 
-from tuco.http.api import Response, error_response, value_too_large
+from tuco.http.api import INTERNAL_ERROR, RETRY_SOON, SERVER_BUSY, Response, error_response, value_too_large
 
 if TYPE_CHECKING:
     from tuco.http.server import ServerSettings
@@ -66,6 +77,8 @@ _SEND: Final = 3
 _LINGER: Final = 4
 _BUSY: Final = 5
 
+# A ClientHello is a few KiB; more than this before the TLS layer takes over is not one.
+_MAX_EARLY_BYTES: Final = 64 * 1024
 # How long to keep discarding a client's bytes after our last response.
 _LINGER_SECONDS: Final = 2.0
 # Bodies up to this size are copied into the head's buffer: one small write beats two.
@@ -80,10 +93,11 @@ _REASONS.update(
     {413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable", 422: "Unprocessable Content"}
 )
 
-_INTERNAL_ERROR = error_response(500, "internal_error", "the server failed to answer this request; see its log")
 _CANCELLED = error_response(503, "cancelled", "the request was cancelled before it was answered")
 _SHUTTING_DOWN = error_response(503, "shutting_down", "the server is shutting down; retry on a new connection")
-_OVERLOADED = error_response(503, "too_many_connections", "the server has too many open connections")
+_OVERLOADED = error_response(
+    503, "too_many_connections", "the server has too many open connections; retry shortly", RETRY_SOON
+)
 _URI_TOO_LONG = error_response(414, "uri_too_long", "the request target is too long")
 _HEADERS_TOO_LARGE = error_response(431, "headers_too_large", "too many request headers, or they are too large")
 _TIMEOUT = error_response(408, "request_timeout", "the request was not received in time")
@@ -96,23 +110,50 @@ _BAD_EXPECTATION = error_response(417, "expectation_failed", "only 'Expect: 100-
 class ServerContext:
     """What all connections of one server share: handler, limits, registry, clock."""
 
-    __slots__ = ("_emptied", "closing", "connections", "date_tail", "handler", "loop", "settings")
+    __slots__ = (
+        "_emptied",
+        "body_budget",
+        "closing",
+        "connections",
+        "date_tail",
+        "handler",
+        "handshake_timeout",
+        "loop",
+        "peak_connections",
+        "settings",
+        "tls",
+    )
 
-    def __init__(self, handler: Handler, settings: ServerSettings, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        settings: ServerSettings,
+        loop: asyncio.AbstractEventLoop,
+        tls: ssl.SSLContext | None = None,
+        handshake_timeout: float = 10.0,
+    ) -> None:
         self.handler = handler
         self.settings = settings
         self.loop = loop
+        self.tls = tls
+        self.handshake_timeout = handshake_timeout
         self.connections: set[HttpConnection] = set()
+        self.peak_connections = 0  # the most open at once since the server last gave freed heap back (server._tick)
         self.closing = False
+        # Bytes of request bodies still being received may add up to this, on all connections together.
+        self.body_budget = settings.max_buffered_bytes
         # The end of every response head; the server refreshes the date once a second.
         self.date_tail = b"\r\n\r\n"
         self._emptied = asyncio.Event()
 
     def admit(self, connection: HttpConnection) -> bool:
         """Register a new connection, or refuse it when at the cap or shutting down."""
-        if self.closing or len(self.connections) >= self.settings.max_connections:
+        count = len(self.connections)
+        if self.closing or count >= self.settings.max_connections:
             return False
         self.connections.add(connection)
+        if count >= self.peak_connections:
+            self.peak_connections = count + 1
         return True
 
     def release(self, connection: HttpConnection) -> None:
@@ -208,9 +249,12 @@ class HttpConnection(asyncio.Protocol):
         "_continue_wanted",
         "_ctx",
         "_deadline",
+        "_early",
+        "_early_is_tls",
         "_eof",
         "_expect",
         "_handler",
+        "_handshake",
         "_head_size",
         "_header_count",
         "_in_head",
@@ -228,6 +272,7 @@ class HttpConnection(asyncio.Protocol):
         "_queue",
         "_raw_head",
         "_reading_paused",
+        "_reserved",
         "_stopped",
         "_target",
         "_tasks",
@@ -269,7 +314,13 @@ class HttpConnection(asyncio.Protocol):
         self._expect: bytes | None = None
         self._chunks: list[bytes] | None = None
         self._body_size = 0
+        self._reserved = 0  # bytes of the shared body budget this request holds
         self._continue_wanted = False
+        self._handshake: asyncio.Task[None] | None = None
+        # Bytes that arrived during the handshake: TLS records read before the TLS layer took the transport over
+        # (_early_is_tls), then requests decrypted before _start_tls resumed; see _start_tls.
+        self._early: list[bytes] = []
+        self._early_is_tls = True
         # Answers in request order, requests held back, and the handlers' tasks.
         self._queue: collections.deque[_Slot] = collections.deque()
         self._backlog: collections.deque[_Held] = collections.deque()
@@ -292,11 +343,69 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # a stream server makes nothing else
-        if not self._ctx.admit(self):
-            transport.write(render(_SHUTTING_DOWN if self._ctx.closing else _OVERLOADED, _CLOSE, self._ctx.date_tail))
+        ctx = self._ctx
+        if not ctx.admit(self):
+            if ctx.tls is None:  # under TLS nothing can be said before a handshake we will not spend on it
+                transport.write(render(_SHUTTING_DOWN if ctx.closing else _OVERLOADED, _CLOSE, ctx.date_tail))
             transport.close()
             self._stopped = True
             return
+        if ctx.tls is not None:
+            self._stopped = True  # until the handshake is done, what arrives is the TLS layer's (see data_received)
+            self._handshake = self._loop.create_task(self._start_tls(transport, ctx.tls))
+            return
+        self._start(transport)
+
+    async def _start_tls(self, raw: asyncio.Transport, tls: ssl.SSLContext) -> None:
+        """Handshake, then serve; a failed or abandoned handshake gives its place under the cap back.
+
+        uvloop starts reading right after ``connection_made`` whatever it did, so
+        the start of the ClientHello may reach us before ``start_tls`` puts the TLS
+        protocol in front. Those bytes are handed to it by a callback queued just
+        before ``start_tls`` runs: callbacks run in order, so it runs after the
+        swap and before the TLS protocol's own ``connection_made``, which finds
+        them in its input buffer. And a client may send its first request with
+        its last handshake message: the TLS layer decrypts it before this
+        coroutine resumes, so it is kept and parsed once we serve.
+        """
+        self._loop.call_soon(self._hand_over_early_bytes, raw)
+        try:
+            transport = await self._loop.start_tls(
+                raw, self, tls, server_side=True, ssl_handshake_timeout=self._ctx.handshake_timeout
+            )
+        except (Exception, asyncio.CancelledError):  # the client's failure, not ours: it just goes
+            transport = None
+        self._handshake = None
+        early, self._early = self._early, []
+        if transport is None or transport.is_closing():
+            raw.abort()
+            self._stopped = True
+            self._ctx.release(self)
+            return
+        self._start(transport)
+        if early:
+            self.data_received(b"".join(early))
+
+    def _hand_over_early_bytes(self, raw: asyncio.Transport) -> None:
+        early, self._early = self._early, []
+        self._early_is_tls = False
+        protocol = raw.get_protocol()
+        if not early or protocol is self:
+            return
+        data = memoryview(b"".join(early))
+        if hasattr(protocol, "buffer_updated"):  # both loops' TLS protocols are buffered ones
+            buffered = cast(asyncio.BufferedProtocol, protocol)
+            while data:
+                buffer = memoryview(buffered.get_buffer(len(data)))
+                size = min(len(buffer), len(data))
+                buffer[:size] = data[:size]
+                buffered.buffer_updated(size)
+                data = data[size:]
+        else:
+            cast(asyncio.Protocol, protocol).data_received(bytes(data))
+
+    def _start(self, transport: asyncio.Transport) -> None:
+        self._stopped = False
         self._transport = transport
         self._parser = httptools.HttpRequestParser(self)
         self._tls = transport.get_extra_info("sslcontext") is not None
@@ -305,6 +414,10 @@ class HttpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._stopped:
+            if self._handshake is not None and (
+                not self._early_is_tls or sum(map(len, self._early)) < _MAX_EARLY_BYTES
+            ):
+                self._early.append(data)  # arrived during the handshake (see _start_tls)
             return  # answered for the last time, or the client is gone; the rest is not ours to read
         messages = self._messages
         was_in_head = self._in_head
@@ -342,7 +455,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._transport is None:
-            return  # refused at the cap; never registered
+            return  # refused at the cap, or lost in the TLS handshake (_start_tls releases it)
         self._transport = None
         self._parser = None  # the parser holds our bound methods: break the cycle now
         self._stopped = True
@@ -353,6 +466,7 @@ class HttpConnection(asyncio.Protocol):
         self._backlog.clear()
         self._out.clear()
         self._chunks = None
+        self._release_body()
         # Handler tasks keep running (a PUT queued in the log must still be stored);
         # their callbacks see that the transport is gone and write nothing.
         self._ctx.release(self)
@@ -432,9 +546,17 @@ class HttpConnection(asyncio.Protocol):
             if coding.strip().lower() != b"chunked":
                 self._reject(_BAD_TRANSFER_CODING)
                 raise _Stop
-        elif length is not None and length > self._max_body:
-            self._reject(value_too_large(self._max_body))
-            raise _Stop
+        elif length is not None:
+            if length > self._max_body:
+                self._reject(value_too_large(self._max_body))
+                raise _Stop
+            if length:
+                ctx = self._ctx
+                if length > ctx.body_budget:
+                    self._reject(SERVER_BUSY)
+                    raise _Stop
+                ctx.body_budget -= length
+                self._reserved = length
         if self._expect is not None:
             if self._expect.strip().lower() != b"100-continue":
                 self._reject(_BAD_EXPECTATION)
@@ -450,6 +572,15 @@ class HttpConnection(asyncio.Protocol):
             self._chunks = None
             self._reject(value_too_large(self._max_body))
             raise _Stop
+        if size > self._reserved:  # chunked: reserve what arrived (a declared length was reserved whole)
+            ctx = self._ctx
+            more = size - self._reserved
+            if more > ctx.body_budget:
+                self._chunks = None
+                self._reject(SERVER_BUSY)
+                raise _Stop
+            ctx.body_budget -= more
+            self._reserved = size
         self._body_size = size
         self._continue_wanted = False
         if self._chunks is None:
@@ -460,6 +591,9 @@ class HttpConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self._in_request = False
         self._continue_wanted = False
+        if self._reserved:
+            self._ctx.body_budget += self._reserved
+            self._reserved = 0
         chunks = self._chunks
         if chunks is None:
             body = b""
@@ -573,11 +707,18 @@ class HttpConnection(asyncio.Protocol):
         self._in_head = False
         self._continue_wanted = False
         self._chunks = None
+        self._release_body()
         if self._backlog or self._write_paused:
             self._backlog.append(_Held(b"", b"", b"", _CLOSE, response))
         else:
             self._answer(response, _CLOSE, False)
         self._after_output()
+
+    def _release_body(self) -> None:
+        """Give the request's share of the body budget back (it was refused, or its client left)."""
+        if self._reserved:
+            self._ctx.body_budget += self._reserved
+            self._reserved = 0
 
     def _pump(self) -> None:
         """Answer held requests while output has room again."""
@@ -723,6 +864,8 @@ class HttpConnection(asyncio.Protocol):
         """Close now if idle; otherwise finish what is in flight and close after its answer."""
         transport = self._transport
         if transport is None:
+            if self._handshake is not None:
+                self._handshake.cancel()  # no request yet: nothing to finish
             return
         if self._lingering:
             transport.close()
@@ -733,8 +876,10 @@ class HttpConnection(asyncio.Protocol):
         """Drop the connection without waiting for anything."""
         if self._transport is not None:
             self._transport.abort()
+        elif self._handshake is not None:
+            self._handshake.cancel()
 
 
 def _internal_error(exc: BaseException) -> Response:
     _logger.error("handler_failed", exc_info=exc)
-    return _INTERNAL_ERROR
+    return INTERNAL_ERROR

@@ -18,19 +18,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import email.utils
+import functools
+import gc
 import ssl as ssl_module
 import time
 from dataclasses import dataclass, fields
+
+import structlog
 
 from tuco.errors import ConfigurationError
 from tuco.http.connection import Handler, HttpConnection, ServerContext
 
 __all__ = ["Handler", "NativeServer", "ServerSettings", "start_server"]
 
+_logger = structlog.get_logger("tuco.http")
+
 _SSL_HANDSHAKE_TIMEOUT = 10.0
 # After the grace period the remaining connections are aborted; this is how long we wait to see them go.
 _ABORT_WAIT = 1.0
+# Once a crowd of at least this many connections at once has mostly gone, hand back the heap it freed (see _tick).
+_CROWD = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +57,9 @@ class ServerSettings:
     keepalive_timeout: float = 5.0
     """How long a connection may sit idle between requests."""
     max_connections: int = 1024
-    """Connections beyond it get a 503 and are closed at once."""
+    """Connections beyond it get a 503 and are closed at once; counted from accept, TLS handshakes included."""
+    max_buffered_bytes: int = 64 << 20
+    """Request bodies being received on all connections together; a body that would pass it gets 503."""
     write_high_water: int = 1 << 20
     """Above this many unsent bytes the server stops reading from that client."""
     max_pipelined: int = 64
@@ -72,6 +84,7 @@ class NativeServer:
         self._ctx = ctx
         self._clock: asyncio.TimerHandle | None = None
         self._closed = False
+        self._trim_tail = False
         self.addresses: list[tuple[str, int]] = [
             (str(sock.getsockname()[0]), int(sock.getsockname()[1])) for sock in server.sockets
         ]
@@ -79,14 +92,32 @@ class NativeServer:
 
     @property
     def connection_count(self) -> int:
-        """Connections currently open (refused ones are not counted)."""
+        """Connections currently open, TLS handshakes included (refused ones are not counted)."""
         return len(self._ctx.connections)
 
+    @property
+    def body_bytes_reserved(self) -> int:
+        """Bytes of the shared body budget held by requests still being received."""
+        return self._ctx.settings.max_buffered_bytes - self._ctx.body_budget
+
     def _tick(self) -> None:
-        """Refresh the Date header once a second, on the second, instead of formatting it per response."""
+        """Refresh the Date header once a second, on the second, instead of formatting it per response.
+
+        Also returns memory after a crowd: glibc keeps the heap that thousands of
+        connections (TLS state, bodies) freed, so RSS would stay at the peak;
+        once three quarters of a crowd have gone (and again when the rest have), it is
+        given back. A steady stream of short connections is no crowd and never trims.
+        """
+        ctx = self._ctx
         now = time.time()
-        self._ctx.date_tail = b"\r\nDate: " + email.utils.formatdate(now, usegmt=True).encode("ascii") + b"\r\n\r\n"
-        self._clock = self._ctx.loop.call_later(1.0 - now % 1.0, self._tick)
+        ctx.date_tail = b"\r\nDate: " + email.utils.formatdate(now, usegmt=True).encode("ascii") + b"\r\n\r\n"
+        self._clock = ctx.loop.call_later(1.0 - now % 1.0, self._tick)
+        still_open, crowd = len(ctx.connections), ctx.peak_connections
+        if (crowd >= _CROWD and still_open * 4 <= crowd) or (self._trim_tail and not still_open):
+            ctx.peak_connections = still_open
+            self._trim_tail = still_open > 0  # once more when the rest of the crowd has gone too
+            _trim_heap()
+            _logger.info("heap_trimmed", crowd=crowd, connections_open=still_open)
 
     async def aclose(self, grace: float = 10.0) -> None:
         """Stop accepting, let in-flight requests be answered for up to ``grace`` seconds, then drop the rest.
@@ -129,14 +160,32 @@ async def start_server(
 ) -> NativeServer:
     """Bind ``host:port`` (0 picks a free port) and serve ``handler`` on the running loop."""
     loop = asyncio.get_running_loop()
-    ctx = ServerContext(handler, settings, loop)
-    server = await loop.create_server(
-        lambda: HttpConnection(ctx),
-        host,
-        port,
-        backlog=backlog,
-        reuse_address=True,
-        ssl=ssl,
-        ssl_handshake_timeout=None if ssl is None else _SSL_HANDSHAKE_TIMEOUT,
-    )
+    # TLS is started by each connection (see connection.py), so the cap counts handshakes too.
+    ctx = ServerContext(handler, settings, loop, tls=ssl, handshake_timeout=_SSL_HANDSHAKE_TIMEOUT)
+    server = await loop.create_server(lambda: HttpConnection(ctx), host, port, backlog=backlog, reuse_address=True)
     return NativeServer(server, ctx)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None  # glibc only
+
+
+def _trim_heap() -> None:
+    """Free what the crowd left in reference cycles, then return free heap pages to the OS (glibc only).
+
+    Failed TLS handshakes leave exceptions, tracebacks and transports in
+    cycles that only a full collection frees; measured: 10,000 silent TLS
+    connections ended 5 MB above baseline with the trim alone, 1 to 3 MB with
+    both. A full collection is what Python runs by itself now and then anyway;
+    here it runs at most once a second, and only after hundreds of clients left.
+    """
+    gc.collect()
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
