@@ -52,11 +52,14 @@ class Settings(BaseSettings):
     max_connections: int = Field(
         1024, ge=1, le=1_000_000, description="Open connections (TLS handshakes included) beyond this are refused."
     )
-    max_buffered_bytes: int = Field(
-        64 << 20,
+    max_buffered_bytes: int | None = Field(
+        None,
         ge=1,
         le=1 << 40,
-        description="Request bodies being received, all connections together; over it new bodies get 503.",
+        description=(
+            "Request bodies being received, all connections together; over it new bodies get 503 "
+            "(unset: the larger of 64 MiB and TUCO_MAX_VALUE_BYTES)."
+        ),
     )
     log_max_pending_bytes: int = Field(
         64 << 20, ge=1 << 16, le=1 << 34, description="Writes queued for the log before writers wait."
@@ -98,12 +101,19 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _one_value_fits_the_body_budget(self) -> Settings:
-        if self.max_buffered_bytes < self.max_value_bytes:
+        if self.max_buffered_bytes is not None and self.max_buffered_bytes < self.max_value_bytes:
             raise ValueError(
                 f"TUCO_MAX_BUFFERED_BYTES ({self.max_buffered_bytes}) must be at least "
                 f"TUCO_MAX_VALUE_BYTES ({self.max_value_bytes}), or no largest value could ever be received"
             )
         return self
+
+    @property
+    def body_budget_bytes(self) -> int:
+        """TUCO_MAX_BUFFERED_BYTES, or its default: room for 64 MiB of bodies, and always for one largest value."""
+        if self.max_buffered_bytes is not None:
+            return self.max_buffered_bytes
+        return max(64 << 20, self.max_value_bytes)
 
     @property
     def log_path(self) -> Path:

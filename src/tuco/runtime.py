@@ -122,7 +122,7 @@ async def serve(settings: Settings) -> int:
         request_timeout=settings.request_timeout_seconds,
         keepalive_timeout=settings.keepalive_timeout_seconds,
         max_connections=settings.max_connections,
-        max_buffered_bytes=settings.max_buffered_bytes,
+        max_buffered_bytes=settings.body_budget_bytes,
     )
     try:
         server = await start_server(

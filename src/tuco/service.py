@@ -82,7 +82,7 @@ class Service:
         limits = Limits(
             max_key_bytes=settings.max_key_bytes,
             max_value_bytes=settings.max_value_bytes,
-            max_buffered_bytes=settings.max_buffered_bytes,
+            max_buffered_bytes=settings.body_budget_bytes,
         )
         return cls(build_log(settings), limits, metrics)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from tuco.core.events import ABSENT, EXISTS, Entry, Event, EventType, Precondition
-from tuco.core.history import History
+from tuco.core.history import CHANGE_OVERHEAD_BYTES, History
 from tuco.core.store import Store
 from tuco.errors import HistoryCompactedError, NoSuchKeyError
 
@@ -103,7 +103,7 @@ def test_history_drops_the_oldest_changes_beyond_its_byte_bound() -> None:
     assert history.retained_bytes <= 1000
     oldest = history.oldest_revision
     assert oldest == 10 - len(history)
-    assert len(history) == 1000 // (200 + 1 + 300)
+    assert len(history) == 1000 // (CHANGE_OVERHEAD_BYTES + 1 + 300)
     with pytest.raises(HistoryCompactedError) as info:
         history.state_at(oldest - 1)
     assert info.value.oldest == oldest

@@ -18,7 +18,7 @@ StartTuco = Callable[..., TucoProcess]
 WRITE_TIMEOUT = 3.0
 NOT_STORED = {
     "error": "log_unavailable",
-    "message": "not stored: the database is out of reach (writing); the cause is in tuco's log",
+    "message": "not stored: the database is out of reach; the write may have been stored, and retrying it is safe",
 }
 
 

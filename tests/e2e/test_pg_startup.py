@@ -105,11 +105,12 @@ def test_a_missing_database_or_refused_login_exits_1_at_once(
     """No such database, or a refused login: exit 1 with one start_failed line naming the cause, no retry loop."""
     url = _url(pg_dsn, user=user, database=database)
     result = _serve(tmp_path, url)
+    expected = message.format(url=_redacted(url))
     assert result.returncode == 1
-    assert result.stderr == b""
+    assert result.stderr.decode() == f"tuco: {expected}\n"
     lines = _lines(result.stdout)
     assert [line["event"] for line in lines if line["level"] != "info"] == ["start_failed"]
     failed = next(line for line in lines if line["event"] == "start_failed")
-    assert (failed["error"], failed["message"]) == ("log_failed", message.format(url=_redacted(url)))
+    assert (failed["error"], failed["message"]) == ("log_failed", expected)
     for secret in (SECRET, ENCODED, "s3cr"):
-        assert secret not in result.stdout.decode()
+        assert secret not in result.stdout.decode() + result.stderr.decode()
