@@ -99,7 +99,7 @@ def test_history_drops_the_oldest_changes_beyond_its_byte_bound() -> None:
     value = b"x" * 300
     store_entry = Entry(value, 1, 1, 1)
     for sequence in range(1, 11):
-        history.record(put(sequence, "k", value), store_entry)
+        history.record(sequence, 1, "k", value, store_entry)
     assert history.retained_bytes <= 1000
     oldest = history.oldest_revision
     assert oldest == 10 - len(history)
@@ -126,7 +126,7 @@ def test_replay_keeps_no_history_before_the_replayed_revision() -> None:
 def test_a_gap_in_recorded_revisions_restarts_the_history() -> None:
     """A change that does not follow the last one makes everything before it unservable."""
     history = History(1 << 20)
-    history.record(put(1, "a", b"1"), None)
-    history.record(put(5, "a", b"5"), Entry(b"1", 1, 1, 1))
+    history.record(1, 1, "a", b"1", None)
+    history.record(5, 1, "a", b"5", (b"1", 1, 1, 1))
     assert history.oldest_revision == 4
     assert len(history) == 1

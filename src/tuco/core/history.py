@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from itertools import islice
 from typing import NamedTuple
 
-from tuco.core.events import Entry, Event
+from tuco.core.events import Entry, Event, EventType
 from tuco.errors import HistoryCompactedError
 
 __all__ = ["CHANGE_OVERHEAD_BYTES", "Change", "History"]
@@ -25,6 +25,9 @@ __all__ = ["CHANGE_OVERHEAD_BYTES", "Change", "History"]
 CHANGE_OVERHEAD_BYTES = 320
 
 
+_new = tuple.__new__
+
+
 class Change(NamedTuple):
     """One applied event and the key's entry before it (``None``: the key was absent)."""
 
@@ -33,13 +36,19 @@ class Change(NamedTuple):
 
 
 class History:
-    """Changes with consecutive revisions, newest last, within ``max_bytes``."""
+    """Changes with consecutive revisions, newest last, within ``max_bytes``.
+
+    Each change is kept as a flat tuple of plain values (revision, type code,
+    key, value, the replaced entry's tuple): the cyclic garbage collector stops
+    tracking such tuples, so a full history costs no collection time, and
+    recording one is a single append on every write.
+    """
 
     __slots__ = ("_bytes", "_changes", "_first", "_start", "max_bytes")
 
     def __init__(self, max_bytes: int, *, revision: int = 0) -> None:
         self.max_bytes = max_bytes
-        self._changes: list[Change] = []
+        self._changes: list[tuple[int, int, str, bytes, tuple[bytes, int, int, int] | None]] = []
         self._start = 0  # index of the oldest retained change in _changes
         self._first = revision + 1  # revision of the change at _start (or of the next one)
         self._bytes = 0
@@ -63,28 +72,34 @@ class History:
         self._first = revision + 1
         self._bytes = 0
 
-    def record(self, event: Event, previous: Entry | None) -> None:
-        """Keep ``event`` (the next revision) and what it replaced; drop the oldest beyond the bound."""
-        if event.sequence != self._first + len(self):
-            self.reset(event.sequence - 1)  # a gap: nothing before it can be rebuilt
-        size = CHANGE_OVERHEAD_BYTES + len(event.key) + (len(previous.value) if previous is not None else 0)
-        if size > self.max_bytes:
-            self.reset(event.sequence)
-            return
-        self._changes.append(Change(event, previous))
-        self._bytes += size
-        while self._bytes > self.max_bytes:
+    def record(
+        self, sequence: int, code: int, key: str, value: bytes, previous: tuple[bytes, int, int, int] | None
+    ) -> None:
+        """Keep the change at revision ``sequence`` (the next one) and the entry it replaced.
+
+        ``code`` is the event type's number. Drops the oldest changes beyond the bound.
+        """
+        if sequence != self._first + len(self._changes) - self._start:
+            self.reset(sequence - 1)  # a gap: nothing before it can be rebuilt
+        self._changes.append((sequence, code, key, value, previous))
+        self._bytes += CHANGE_OVERHEAD_BYTES + len(key) + (len(previous[0]) if previous is not None else 0)
+        if self._bytes > self.max_bytes:
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:
-        change = self._changes[self._start]
-        previous = change.previous
-        self._bytes -= CHANGE_OVERHEAD_BYTES + len(change.event.key) + (len(previous.value) if previous else 0)
-        self._start += 1
-        self._first += 1
-        if self._start > 1024 and self._start * 2 > len(self._changes):
-            del self._changes[: self._start]
-            self._start = 0
+        changes = self._changes
+        start = self._start
+        size = self._bytes
+        while size > self.max_bytes and start < len(changes):
+            _, _, key, _, previous = changes[start]
+            size -= CHANGE_OVERHEAD_BYTES + len(key) + (len(previous[0]) if previous is not None else 0)
+            start += 1
+        self._first += start - self._start
+        self._bytes = size
+        if start > 1024 and start * 2 > len(changes):
+            del changes[:start]
+            start = 0
+        self._start = start
 
     def changes_after(self, revision: int) -> Iterator[Change]:
         """The retained changes after ``revision``, oldest first.
@@ -94,12 +109,17 @@ class History:
         if revision < self.oldest_revision:
             raise HistoryCompactedError(self.oldest_revision)
         begin = self._start + (revision + 1 - self._first)
-        return islice(self._changes, begin, None)
+        for sequence, code, key, value, previous in islice(self._changes, begin, None):
+            entry = _new(Entry, previous) if previous is not None else None
+            yield Change(Event(sequence, EventType(code), key, value), entry)
 
     def state_at(self, revision: int) -> dict[str, Entry | None]:
         """For every key changed after ``revision``: its entry at ``revision`` (``None``: absent then)."""
+        if revision < self.oldest_revision:
+            raise HistoryCompactedError(self.oldest_revision)
         before: dict[str, Entry | None] = {}
-        for event, previous in self.changes_after(revision):
-            if event.key not in before:
-                before[event.key] = previous
+        begin = self._start + (revision + 1 - self._first)
+        for _, _, key, _, previous in islice(self._changes, begin, None):
+            if key not in before:
+                before[key] = _new(Entry, previous) if previous is not None else None
         return before

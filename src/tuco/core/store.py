@@ -22,6 +22,7 @@ __all__ = ["Item", "Page", "Store"]
 
 DEFAULT_HISTORY_BYTES = 32 << 20
 _new = tuple.__new__
+_PUT = EventType.PUT
 
 
 class Item(NamedTuple):
@@ -93,23 +94,31 @@ class Store:
         """Apply ``event`` if it is newer than the last one applied; return whether it was.
 
         The change is recorded in :attr:`history` with the entry it replaced.
+        On the write path of every replica, so kept to one unpack and one dict update.
         """
-        sequence = event.sequence
+        sequence, type, key, value, create_revision, version = event
         if sequence <= self.last_sequence:
             return False
-        key = event.key
         data = self._data
         old = data.get(key)
-        if event.type is EventType.PUT:
-            data[key] = _entry_after(old, event)
+        if type is _PUT:
+            if create_revision:
+                data[key] = (value, create_revision, sequence, version)
+            elif old is None:
+                data[key] = (value, sequence, sequence, 1)
+            else:
+                data[key] = (value, old[1], sequence, old[3] + 1)
             if old is None and self._index is not None:
                 self._index.add(key)
-        elif old is not None:
-            del data[key]
-            if self._index is not None:
-                self._index.remove(key)
+            code = 1
+        else:
+            if old is not None:
+                del data[key]
+                if self._index is not None:
+                    self._index.remove(key)
+            code = 2
         self.last_sequence = sequence
-        self.history.record(event, _new(Entry, old) if old is not None else None)
+        self.history.record(sequence, code, key, value, old)
         return True
 
     def apply_batch(self, events: Iterable[Event]) -> None:
@@ -194,14 +203,6 @@ class Store:
         if after is not None and after >= prefix:
             return iter(index.irange(minimum=after, inclusive=(False, True)))
         return iter(index.irange(minimum=prefix))
-
-
-def _entry_after(old: tuple[bytes, int, int, int] | None, event: Event) -> tuple[bytes, int, int, int]:
-    if event.create_revision:
-        return (event.value, event.create_revision, event.sequence, event.version)
-    if old is None:
-        return (event.value, event.sequence, event.sequence, 1)
-    return (event.value, old[1], event.sequence, old[3] + 1)
 
 
 def _merge_sorted(first: Iterator[str], second: list[str]) -> Iterator[str]:
