@@ -9,14 +9,31 @@ without creating a task.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import functools
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import unquote_to_bytes
 
-from tuco.core.events import Event
-from tuco.errors import InvalidKeyError, LogClosedError, LogError, NoSuchKeyError, TucoError
+from tuco.core.events import ABSENT, EXISTS, Event, Precondition
+from tuco.core.store import Page
+from tuco.errors import (
+    HistoryCompactedError,
+    InvalidKeyError,
+    InvalidPageTokenError,
+    InvalidParameterError,
+    InvalidPreconditionError,
+    InvalidRequestError,
+    LogClosedError,
+    LogError,
+    NoSuchKeyError,
+    PreconditionFailedError,
+    TucoError,
+)
 from tuco.http.answers import (
     INTERNAL_ERROR,
+    JSON,
     OCTET_STREAM,
     PROMETHEUS_TEXT,
     RETRY_SOON,
@@ -52,10 +69,12 @@ __all__ = [
 Answer = Response | StreamResponse | Awaitable[Response | StreamResponse]
 """What a handler returns: a response now, or an awaitable of one."""
 
-_CREATED = Response(201)
-_DELETED = Response(200)
 _NOT_FOUND_PATH = error_response(404, "not_found", "no such resource; keys live under /v1/key/{key}")
 _NO_SUCH_KEY = error_response(404, "no_such_key", "no such key")
+_NO_SUCH_KEY_BODY = _NO_SUCH_KEY.body
+DEFAULT_PAGE_LIMIT = 100
+MAX_PAGE_LIMIT = 1000
+_TOKEN_VERSION = 1
 _HEALTHY = json_response(200, {"status": "alive"})
 _CONSISTENT_READ_FAILED = "cannot reach the log for a consistent read; see the server's log"
 # The /readyz fields of LogStatus.describe() an anonymous client may see (no hosts, users, database names).
@@ -88,6 +107,7 @@ class KeyValueAPI:
             "health": self._health,
             "readiness": self._readiness,
             "metrics": self._metrics,
+            "list_keys": self._list_keys,
         }
 
     def handle(self, request: Request) -> Answer:
@@ -138,30 +158,202 @@ class KeyValueAPI:
         if method == b"GET" or method == b"HEAD":
             if request.query and _wants_consistent(request):
                 return self._consistent_get(key)
-            try:
-                return Response(200, service.get(key)[0], OCTET_STREAM)
-            except NoSuchKeyError:
-                return _NO_SUCH_KEY
-        if method == b"PUT":
-            try:
-                written = service.put(key, request.body)
-            except TucoError as exc:
-                return _write_refused(exc, "not stored")
-            return _answer_when_written(written, _CREATED, "not stored")
+            return self._read(key)
         try:
-            written = service.delete(key)
+            precondition = _precondition(request)
+            if method == b"PUT":
+                written = service.put(key, request.body, precondition)
+                return _answer_when_written(written, _created, "not stored", self._failed)
+            written = service.delete(key, precondition)
         except TucoError as exc:
-            return _write_refused(exc, "not deleted")
-        return _answer_when_written(written, _DELETED, "not deleted")
+            return _write_refused(exc, "not stored" if method == b"PUT" else "not deleted")
+        return _answer_when_written(written, _deleted, "not deleted", self._failed)
+
+    def _read(self, key: str) -> Response:
+        service = self.service
+        try:
+            entry = service.get(key)
+        except NoSuchKeyError:
+            return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n" % service.revision)
+        return Response(
+            200, entry[0], OCTET_STREAM, (), b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (entry[2], service.revision)
+        )
 
     async def _consistent_get(self, key: str) -> Response:
         try:
-            entry = await self.service.consistent_get(key)
+            await self.service.catch_up()
         except LogError as exc:
             return refusal(exc, "no consistent read", _CONSISTENT_READ_FAILED)
-        except NoSuchKeyError:
-            return _NO_SUCH_KEY
-        return Response(200, entry[0], OCTET_STREAM)
+        return self._read(key)
+
+    def _failed(self, error: PreconditionFailedError) -> Response:
+        """412 with the key's current ETag (none when it is absent) and the store's revision (RFC 9110 13.1)."""
+        revision = self.service.revision
+        if error.current:
+            extra = b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (error.current, revision)
+        else:
+            extra = b"X-Tuco-Revision: %d\r\n" % revision
+        return error_answer(error, extra)
+
+    # -- listing ------------------------------------------------------------------
+
+    def _list_keys(self, request: Request, segment: bytes) -> Answer:
+        service = self.service
+        if service.phase is Phase.STARTING:
+            return STARTING
+        try:
+            prefix = _text_param(request, b"prefix")
+            limit = _limit(request)
+            keys_only = _flag(request, b"keys_only")
+            token = request.param(b"page_token")
+            if token:
+                revision, after, token_prefix = decode_page_token(token)
+                if token_prefix != prefix:
+                    raise InvalidPageTokenError("the page token belongs to a listing of another prefix")
+            else:
+                revision, after = None, None
+        except InvalidRequestError as exc:
+            return error_answer(exc)
+        if revision is not None and revision > service.revision:
+            # Another replica served the earlier page: catch up to its revision first.
+            return self._list_after_catch_up(prefix, after, limit, revision, keys_only)
+        return self._list_page(prefix, after, limit, revision, keys_only)
+
+    async def _list_after_catch_up(
+        self, prefix: str, after: str | None, limit: int, revision: int, keys_only: bool
+    ) -> Response:
+        try:
+            await self.service.catch_up()
+        except LogError as exc:
+            return refusal(exc, "no listing", "cannot reach the log to serve that revision; see the server's log")
+        return self._list_page(prefix, after, limit, revision, keys_only)
+
+    def _list_page(self, prefix: str, after: str | None, limit: int, revision: int | None, keys_only: bool) -> Response:
+        try:
+            page = self.service.page(prefix, after=after, limit=limit + 1, revision=revision)
+        except HistoryCompactedError as exc:
+            body = {"error": exc.code, "message": str(exc), "oldest_revision": exc.oldest}
+            return json_response(exc.status, body)
+        return _render_page(page, prefix, limit, keys_only)
+
+
+def _render_page(page: Page, prefix: str, limit: int, keys_only: bool) -> Response:
+    """The JSON of one page; ``page`` holds one item more than ``limit`` when more follow."""
+    items = page.items
+    next_token: str | None = None
+    if len(items) > limit:
+        items = items[:limit]
+        next_token = encode_page_token(page.revision, items[-1].key, prefix)
+    b64 = base64.b64encode
+    if keys_only:
+        rendered = [
+            {"key": key, "create_revision": created, "mod_revision": modified, "version": version}
+            for key, _, created, modified, version in items
+        ]
+    else:
+        rendered = [
+            {
+                "key": key,
+                "value": b64(value).decode("ascii"),
+                "create_revision": created,
+                "mod_revision": modified,
+                "version": version,
+            }
+            for key, value, created, modified, version in items
+        ]
+    payload = {"revision": page.revision, "items": rendered, "next_page_token": next_token}
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return Response(200, body, JSON, (), b"X-Tuco-Revision: %d\r\n" % page.revision)
+
+
+def encode_page_token(revision: int, last_key: str, prefix: str) -> str:
+    """An opaque token for the page after ``last_key`` of the listing of ``prefix`` pinned at ``revision``."""
+    raw = json.dumps([_TOKEN_VERSION, revision, last_key, prefix], separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode("ascii")
+
+
+def decode_page_token(token: bytes) -> tuple[int, str, str]:
+    """``(revision, last key, prefix)`` of a token this server issued; InvalidPageTokenError otherwise."""
+    try:
+        raw = base64.urlsafe_b64decode(token + b"=" * (-len(token) % 4))
+        version, revision, last_key, prefix = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        raise InvalidPageTokenError("the page token is not one this server issued") from None
+    if (
+        version != _TOKEN_VERSION
+        or type(revision) is not int
+        or revision < 0
+        or not isinstance(last_key, str)
+        or not isinstance(prefix, str)
+    ):
+        raise InvalidPageTokenError("the page token is not one this server issued")
+    return revision, last_key, prefix
+
+
+def _text_param(request: Request, name: bytes) -> str:
+    raw = request.param(name)
+    if raw is None:
+        return ""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidParameterError(f"{name.decode()} is not valid UTF-8 after percent-decoding") from None
+
+
+def _limit(request: Request) -> int:
+    raw = request.param(b"limit")
+    if raw is None:
+        return DEFAULT_PAGE_LIMIT
+    if not raw.isdigit() or len(raw) > 4 or not 1 <= int(raw) <= MAX_PAGE_LIMIT:
+        raise InvalidParameterError(f"limit must be a whole number from 1 to {MAX_PAGE_LIMIT}")
+    return int(raw)
+
+
+def _flag(request: Request, name: bytes) -> bool:
+    raw = request.param(name)
+    if raw is None:
+        return False
+    value = raw.lower()
+    if value in (b"", b"true", b"1", b"yes"):
+        return True
+    if value in (b"false", b"0", b"no"):
+        return False
+    raise InvalidParameterError(f"{name.decode()} must be true or false")
+
+
+def _precondition(request: Request) -> Precondition | None:
+    """The condition of ``If-Match`` / ``If-None-Match``; InvalidPreconditionError for what tuco does not accept."""
+    match = request.header(b"if-match")
+    none_match = request.header(b"if-none-match")
+    if match is None and none_match is None:
+        return None
+    if match is not None and none_match is not None:
+        raise InvalidPreconditionError("send If-Match or If-None-Match, not both")
+    name = b"if-match" if match is not None else b"if-none-match"
+    if request.header_count(name) > 1:
+        raise InvalidPreconditionError(f"send one {name.decode()} header with one entity tag")
+    value = (match if match is not None else none_match or b"").strip()
+    if none_match is not None:
+        if value == b"*":
+            return ABSENT
+        raise InvalidPreconditionError('If-None-Match takes only "*" (create only if absent)')
+    if value == b"*":
+        return EXISTS
+    if value.startswith(b"W/"):
+        raise InvalidPreconditionError("weak entity tags are not accepted: tuco's ETags are strong")
+    if b"," in value:
+        raise InvalidPreconditionError("a list of entity tags is not accepted: send one")
+    if len(value) > 2 and value[0] == value[-1] == 0x22 and value[1:-1].isdigit() and int(value[1:-1]) > 0:
+        return Precondition(int(value[1:-1]))
+    raise InvalidPreconditionError('If-Match takes "*" or one ETag as tuco sends it: a revision in quotes, "12"')
+
+
+def _created(event: Event) -> Response:
+    return Response(201, b"", None, (), b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (event.sequence, event.sequence))
+
+
+def _deleted(event: Event) -> Response:
+    return Response(200, b"", None, (), b"X-Tuco-Revision: %d\r\n" % event.sequence)
 
 
 def decode_key(segment: bytes) -> str:
@@ -182,7 +374,11 @@ def _write_refused(error: TucoError, doing: str) -> Response:
     return error_answer(error)
 
 
-def _answer_when_written(written: Awaitable[Event], done: Response, failed: str) -> Awaitable[Response]:
+Done = Callable[[Event], Response]
+Failed = Callable[[PreconditionFailedError], Response]
+
+
+def _answer_when_written(written: Awaitable[Event], done: Done, doing: str, failed: Failed) -> Awaitable[Response]:
     """The response to a write, once the log settled it.
 
     A future from the log is chained to a response future by a callback, which
@@ -190,29 +386,35 @@ def _answer_when_written(written: Awaitable[Event], done: Response, failed: str)
     """
     if isinstance(written, asyncio.Future):
         answer: asyncio.Future[Response] = written.get_loop().create_future()
-        written.add_done_callback(functools.partial(_settle, answer, done, failed))
+        written.add_done_callback(functools.partial(_settle, answer, done, doing, failed))
         return answer
-    return _await_written(written, done, failed)
+    return _await_written(written, done, doing, failed)
 
 
-def _settle(answer: asyncio.Future[Response], done: Response, failed: str, written: asyncio.Future[Event]) -> None:
+def _settle(
+    answer: asyncio.Future[Response], done: Done, doing: str, failed: Failed, written: asyncio.Future[Event]
+) -> None:
     if answer.done():
         return
     error = LogClosedError("the write was cancelled") if written.cancelled() else written.exception()
     if error is None:
-        answer.set_result(done)
+        answer.set_result(done(written.result()))
+    elif isinstance(error, PreconditionFailedError):
+        answer.set_result(failed(error))
     elif isinstance(error, TucoError):
-        answer.set_result(refusal(error, failed))
+        answer.set_result(refusal(error, doing))
     else:
         answer.set_exception(error)
 
 
-async def _await_written(written: Awaitable[Event], done: Response, failed: str) -> Response:
+async def _await_written(written: Awaitable[Event], done: Done, doing: str, failed: Failed) -> Response:
     try:
-        await written
+        event = await written
+    except PreconditionFailedError as exc:
+        return failed(exc)
     except TucoError as exc:
-        return refusal(exc, failed)
-    return done
+        return refusal(exc, doing)
+    return done(event)
 
 
 def _wants_consistent(request: Request) -> bool:
