@@ -56,9 +56,10 @@ def test_if_match_writes_only_at_that_revision_and_412_carries_the_current_etag(
         await client.put("/v1/key/other", content=b"x")
         ok = await client.put("/v1/key/c", content=b"1", headers={"If-Match": '"1"'})
         assert (ok.status_code, ok.headers["etag"]) == (201, '"3"')
+        await client.put("/v1/key/other", content=b"y")
         stale = await client.put("/v1/key/c", content=b"2", headers={"If-Match": '"1"'})
         assert stale.status_code == 412
-        assert (stale.headers["etag"], stale.headers["x-tuco-revision"]) == ('"3"', "3")
+        assert (stale.headers["etag"], stale.headers["x-tuco-revision"]) == ('"3"', "4")
         assert stale.json() == {
             "error": "precondition_failed",
             "message": "the condition did not hold: the key is at revision 3",
