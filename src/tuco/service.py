@@ -13,7 +13,7 @@ import asyncio
 import enum
 import gc
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -67,7 +67,11 @@ class ReplayStats:
 
 
 class Service:
-    """Store and log with their lifecycle (replay, serve, close) and the key-value operations."""
+    """Store and log with their lifecycle (replay, serve, close) and the key-value operations.
+
+    ``get(key)`` returns the key's :class:`~tuco.core.events.Entry` from this
+    replica's store (raises NoSuchKeyError); it is the store's lookup itself.
+    """
 
     def __init__(
         self,
@@ -82,6 +86,8 @@ class Service:
         self.limits = limits or Limits()
         self.metrics = metrics
         self.phase = Phase.STARTING
+        # Reads are the hot path: get is the store's own lookup, not a method calling it.
+        self.get: Callable[[str], Entry] = self.store.entry
         if metrics is not None:
             metrics.gauge("tuco_keys", "keys in the store", lambda: len(self.store))
             metrics.gauge("tuco_last_sequence", "last event applied", lambda: self.store.last_sequence)
@@ -108,10 +114,6 @@ class Service:
         return self.store.mod_revision(key)
 
     # -- operations ---------------------------------------------------------------
-
-    def get(self, key: str) -> Entry:
-        """The key's value and revisions from this replica's store; raises NoSuchKeyError."""
-        return self.store.entry(key)
 
     async def consistent_get(self, key: str) -> Entry:
         """The key as of every write any replica acknowledged before the call."""

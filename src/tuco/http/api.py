@@ -47,7 +47,7 @@ from tuco.http.answers import (
     value_too_large,
 )
 from tuco.http.messages import Request, Response, StreamResponse
-from tuco.http.routes import match
+from tuco.http.routes import ALIAS, KEY, match
 from tuco.observability import Metrics
 from tuco.service import Limits, Phase, Service
 
@@ -112,7 +112,13 @@ class KeyValueAPI:
 
     def handle(self, request: Request) -> Answer:
         """Answer one request."""
-        route, segment = match(request.path)
+        path = request.path
+        if path.startswith(b"/v1/key/"):  # the hot path, matched as routes.match would; _key checks the methods
+            segment = path[8:]
+            return self._key(request, segment) if b"/" not in segment else _NOT_FOUND_PATH
+        route, segment = match(path)
+        if route is ALIAS:
+            return self._key(request, segment)
         if route is None:
             return _NOT_FOUND_PATH
         if request.method not in route.methods:
@@ -147,18 +153,33 @@ class KeyValueAPI:
         return json_response(200 if service.ready else 503, payload)
 
     def _key(self, request: Request, segment: bytes) -> Answer:
+        method = request.method
+        read = method == b"GET" or method == b"HEAD"
+        if not read and method != b"PUT" and method != b"DELETE":
+            return KEY.not_allowed
         service = self.service
         if service.phase is Phase.STARTING:
             return STARTING
-        method = request.method
         try:
-            key = decode_key(segment)
+            key = segment.decode() if segment and b"%" not in segment else decode_key(segment)
+        except UnicodeDecodeError:
+            return error_answer(InvalidKeyError("the key is not valid UTF-8 after percent-decoding"))
         except InvalidKeyError as exc:
             return error_answer(exc)
-        if method == b"GET" or method == b"HEAD":
+        if read:
             if request.query and _wants_consistent(request):
                 return self._consistent_get(key)
-            return self._read(key)
+            try:
+                entry = service.get(key)
+            except NoSuchKeyError:
+                return self._read(key)
+            return Response(
+                200,
+                entry[0],
+                OCTET_STREAM,
+                (),
+                b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (entry[2], service.store.last_sequence),
+            )
         try:
             precondition = _precondition(request)
             if method == b"PUT":

@@ -13,7 +13,7 @@ from typing import NamedTuple
 from tuco.http.answers import error_response
 from tuco.http.messages import Response
 
-__all__ = ["KEY", "RESERVED", "ROUTES", "Route", "match"]
+__all__ = ["ALIAS", "KEY", "RESERVED", "ROUTES", "Route", "match"]
 
 _READ = frozenset((b"GET", b"HEAD"))
 _KEY_METHODS = frozenset((b"GET", b"HEAD", b"PUT", b"DELETE"))
@@ -40,7 +40,7 @@ def _route(pattern: str, methods: frozenset[bytes], handler: str | None) -> Rout
 
 
 KEY = _route("/v1/key/{key}", _KEY_METHODS, "key")
-_ALIAS = _route("/v1/{key}", _KEY_METHODS, "key")
+ALIAS = _route("/v1/{key}", _KEY_METHODS, "key")
 
 RESERVED: tuple[str, ...] = ("keys", "watch", "leases", "tokens", "openapi.json")
 """Names under /v1/ that are resources, not keys (not all are built yet)."""
@@ -55,7 +55,7 @@ ROUTES: tuple[Route, ...] = (
     _route("/v1/tokens", _READ, None),
     _route("/v1/openapi.json", _READ, None),
     KEY,
-    _ALIAS,
+    ALIAS,
 )
 """Every route, in matching order (the alias last)."""
 
@@ -73,5 +73,5 @@ def match(path: bytes) -> tuple[Route | None, bytes]:
     if path.startswith(b"/v1/"):
         segment = path[4:]
         if b"/" not in segment:
-            return _ALIAS, segment
+            return ALIAS, segment
     return None, b""
