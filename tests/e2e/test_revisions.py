@@ -150,3 +150,36 @@ def test_compare_and_swap_counter_on_two_postgres_replicas(tuco: StartTuco, pg_d
     ]
     refusals = _run_counter([replica.url for replica in replicas], clients=8, rounds=10, consistent=True)
     assert refusals > 0
+
+
+def test_a_page_token_from_a_replica_ahead_is_served_after_catching_up(tuco: StartTuco, pg_dsn: str) -> None:
+    """A replica that has not yet seen the token's revision catches up and serves the page at that revision."""
+    env = {"TUCO_LOG_BACKEND": "postgres", "TUCO_DATABASE_URL": pg_dsn}
+    writer = tuco(TUCO_DATA_DIR="/nonexistent/a", **env)
+    # No polling to speak of and no notifications: this replica learns of writes only by catching up.
+    lagging = tuco(TUCO_DATA_DIR="/nonexistent/b", TUCO_POLL_INTERVAL_SECONDS="3600", TUCO_LISTEN_NOTIFY="false", **env)
+    with (
+        httpx.Client(base_url=writer.url, timeout=10) as first,
+        httpx.Client(base_url=lagging.url, timeout=10) as second,
+    ):
+        for n in range(4):
+            assert first.put(key_path(f"r/{n}"), content=b"v%d" % n).status_code == 201
+        page = first.get("/v1/keys", params={"prefix": "r/", "limit": "2"}).json()
+        assert page["revision"] == 4
+        assert second.get("/v1/key/r%2F3").status_code == 404  # it has not caught up on its own
+        rest = second.get("/v1/keys", params={"prefix": "r/", "limit": "2", "page_token": page["next_page_token"]})
+        assert rest.status_code == 200
+        assert rest.json() == {
+            "revision": 4,
+            "items": [
+                {
+                    "key": f"r/{n}",
+                    "value": base64.b64encode(b"v%d" % n).decode(),
+                    "create_revision": n + 1,
+                    "mod_revision": n + 1,
+                    "version": 1,
+                }
+                for n in (2, 3)
+            ],
+            "next_page_token": None,
+        }

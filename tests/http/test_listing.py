@@ -134,6 +134,11 @@ def test_a_revision_out_of_the_history_is_410_history_compacted() -> None:
         ({"prefix": "\udcff"}, "invalid_parameter", "prefix is not valid UTF-8 after percent-decoding"),
         ({"page_token": "garbage"}, "invalid_page_token", "the page token is not one this server issued"),
         (
+            {"page_token": encode_page_token(99, "a1", "")},
+            "invalid_page_token",
+            "the page token is for a revision this server has not reached",
+        ),
+        (
             {"prefix": "b", "page_token": encode_page_token(0, "a1", "a")},
             "invalid_page_token",
             "the page token belongs to a listing of another prefix",

@@ -250,6 +250,9 @@ class KeyValueAPI:
         return self._list_page(prefix, after, limit, revision, keys_only)
 
     def _list_page(self, prefix: str, after: str | None, limit: int, revision: int | None, keys_only: bool) -> Response:
+        if revision is not None and revision > self.service.revision:
+            # Still ahead after catching up: another server's token (or another store's) cannot be served here.
+            return error_answer(InvalidPageTokenError("the page token is for a revision this server has not reached"))
         try:
             page = self.service.page(prefix, after=after, limit=limit + 1, revision=revision)
         except HistoryCompactedError as exc:
