@@ -32,39 +32,22 @@ from tuco.errors import (
     TucoError,
 )
 from tuco.http.answers import (
-    INTERNAL_ERROR,
     JSON,
     OCTET_STREAM,
     PROMETHEUS_TEXT,
-    RETRY_SOON,
-    SERVER_BUSY,
     STARTING,
     error_answer,
     error_response,
     json_response,
     log_message,
     refusal,
-    value_too_large,
 )
 from tuco.http.messages import Request, Response, StreamResponse
 from tuco.http.routes import ALIAS, KEY, match
 from tuco.observability import Metrics
-from tuco.service import Limits, Phase, Service
+from tuco.service import Phase, Service
 
-__all__ = [
-    "INTERNAL_ERROR",
-    "RETRY_SOON",
-    "SERVER_BUSY",
-    "STARTING",
-    "Answer",
-    "KeyValueAPI",
-    "Limits",
-    "Phase",
-    "Response",
-    "error_response",
-    "refusal",
-    "value_too_large",
-]
+__all__ = ["Answer", "KeyValueAPI", "decode_key", "decode_page_token", "encode_page_token"]
 
 Answer = Response | StreamResponse | Awaitable[Response | StreamResponse]
 """What a handler returns: a response now, or an awaitable of one."""
