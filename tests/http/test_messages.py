@@ -91,6 +91,34 @@ def test_native_server_sends_a_stream_chunked_then_answers_the_next_request() ->
     run(main)
 
 
+def test_a_stream_whose_client_leaves_is_closed() -> None:
+    """When the client disconnects mid-stream the chunk generator is closed (its finally runs), not left waiting."""
+    closed = asyncio.Event()
+    forever = asyncio.Event()
+
+    async def endless() -> AsyncIterator[bytes]:
+        try:
+            yield b"first"
+            await forever.wait()
+            yield b"never"
+        finally:
+            closed.set()
+
+    def handler(request: Request) -> StreamResponse:
+        return StreamResponse(200, endless())
+
+    async def main() -> None:
+        async with serving(handler) as server:
+            client = await Client.connect(server)
+            await client.send(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+            await asyncio.wait_for(client.reader.readuntil(b"5\r\nfirst\r\n"), 5)
+            await client.aclose()
+            await asyncio.wait_for(closed.wait(), 5)
+            assert not forever.is_set()
+
+    run(main)
+
+
 def test_asgi_sends_a_stream_with_more_body() -> None:
     """Through ASGI the same StreamResponse arrives whole, with its headers and no Content-Length."""
 

@@ -465,7 +465,11 @@ class HttpConnection(asyncio.Protocol):
         self._rearm()
 
     def eof_received(self) -> bool | None:
-        if self._lingering or self._in_request or self._tls or not (self._queue or self._backlog or self._streaming):
+        if self._stream_task is not None:
+            # A client that stops sending during a stream is gone (a watch would wait for it forever).
+            self._stream_task.cancel()
+            return None
+        if self._lingering or self._in_request or self._tls or not (self._queue or self._backlog):
             return None  # nothing more can be answered: let the transport close
         self._stopped = True
         self._eof = True
@@ -485,8 +489,8 @@ class HttpConnection(asyncio.Protocol):
         self._out.clear()
         self._chunks = None
         self._release_body()
-        if self._drained is not None:
-            self._drained.set()  # a stream waiting for room sees the client is gone
+        if self._stream_task is not None:
+            self._stream_task.cancel()  # a stream may wait for its next chunk indefinitely: nobody reads it now
         # Handler tasks keep running (a PUT queued in the log must still be stored);
         # their callbacks see that the transport is gone and write nothing.
         self._ctx.release(self)
