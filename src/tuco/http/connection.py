@@ -33,6 +33,11 @@ lives here, in one ``asyncio.Protocol`` with no task per request:
   (chunked ones: what has arrived) from one budget shared by all connections;
   a body that does not fit gets ``503 server_busy`` before it is read. A
   reservation ends when the request is complete, refused or its client gone.
+* **Streams.** A :class:`~tuco.http.messages.StreamResponse` is sent with
+  ``Transfer-Encoding: chunked`` by a task that writes each chunk as it comes
+  and waits while writing is paused; answers to later requests wait in
+  ``_queue`` until its last chunk. A client that goes away or stops sending
+  cancels the task, which closes the chunk iterator.
 * **Closing politely.** After the last response we half-close (``write_eof``)
   and discard what the client still sends for a moment, instead of closing a
   socket with unread data, which makes the kernel reset it and can destroy the
