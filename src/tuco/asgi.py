@@ -6,17 +6,17 @@ Settings are read at lifespan start-up, so importing this module has no side eff
 
 from __future__ import annotations
 
+from tuco.assembly import build_service
 from tuco.config import load_settings
 from tuco.http.asgi import ASGIApp
 from tuco.observability import Metrics
-from tuco.service import Service
 
 __all__ = ["app", "create_app"]
 
 
 def create_app() -> ASGIApp:
     """A new ASGI app whose service is built from the environment when the server starts it."""
-    return ASGIApp(service_factory=lambda: Service.from_settings(load_settings(), Metrics()))
+    return ASGIApp(service_factory=lambda: build_service(load_settings(), Metrics()))
 
 
 app = create_app()

@@ -2,12 +2,15 @@
 
 Exit codes scripts can rely on: 0 success, 1 the key does not exist (get) or the
 log has problems (verify, compact), 2 usage or configuration error, 3 the request failed
-(server unreachable, refused or broken).
+(server unreachable, refused or broken), 4 a condition did not hold (``--if-match``,
+``--create-only``: the server answered 412).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import ssl
 import sys
 from collections.abc import Iterator
@@ -26,6 +29,7 @@ __all__ = ["main"]
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
 EXIT_REQUEST_FAILED = 3
+EXIT_PRECONDITION_FAILED = 4
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -79,15 +83,42 @@ def _request(
     cacert: Path | None,
     content: bytes | None = None,
     params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     target = f"{url.rstrip('/')}/v1/key/{quote(key, safe='').replace('.', '%2E')}"
+    with _client(url, cacert) as client:
+        return _send(client, url, method, target, content=content, params=params, headers=headers)
+
+
+def _client(url: str, cacert: Path | None) -> httpx.Client:
     verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(cacert)) if cacert else True
+    return httpx.Client(verify=verify, timeout=30.0)
+
+
+def _send(client: httpx.Client, url: str, method: str, target: str, **options: Any) -> httpx.Response:
     try:
-        with httpx.Client(verify=verify, timeout=30.0) as client:
-            return client.request(method, target, content=content, params=params)
+        return client.request(method, target, **options)
     except httpx.HTTPError as exc:
         click.echo(f"tuco: cannot reach {url}: {exc}", err=True)
         sys.exit(EXIT_REQUEST_FAILED)
+
+
+def _conditions(if_match: str | None, create_only: bool = False) -> dict[str, str]:
+    """The conditional headers of --if-match REV (a revision, or * for "exists") and --create-only."""
+    if if_match is not None and create_only:
+        click.echo("tuco: --if-match and --create-only exclude each other", err=True)
+        sys.exit(EXIT_USAGE)
+    if create_only:
+        return {"If-None-Match": "*"}
+    if if_match is None:
+        return {}
+    if if_match == "*":
+        return {"If-Match": "*"}
+    revision = if_match.strip('"')
+    if not revision.isdigit() or int(revision) < 1:
+        click.echo(f"tuco: --if-match takes a revision (a positive number) or *, not {if_match!r}", err=True)
+        sys.exit(EXIT_USAGE)
+    return {"If-Match": f'"{int(revision)}"'}
 
 
 def _fail(response: httpx.Response) -> None:
@@ -96,8 +127,13 @@ def _fail(response: httpx.Response) -> None:
         detail = f"{body['error']}: {body['message']}"
     except (ValueError, KeyError, TypeError):
         detail = response.text[:200]
+    if response.status_code == 412:
+        etag = response.headers.get("etag")
+        detail += f" (current revision {etag.strip(chr(34))})" if etag else ""
     click.echo(f"tuco: {response.status_code} {detail}", err=True)
-    sys.exit(EXIT_NOT_FOUND if response.status_code == 404 else EXIT_REQUEST_FAILED)
+    if response.status_code == 404:
+        sys.exit(EXIT_NOT_FOUND)
+    sys.exit(EXIT_PRECONDITION_FAILED if response.status_code == 412 else EXIT_REQUEST_FAILED)
 
 
 @main.command()
@@ -105,10 +141,16 @@ def _fail(response: httpx.Response) -> None:
 @click.argument("value", required=False)
 @_url_option
 @_ca_option
-def put(key: str, value: str | None, url: str, cacert: Path | None) -> None:
-    """Store VALUE under KEY; VALUE '-' or absent reads the value from standard input."""
+@click.option("--if-match", "if_match", metavar="REV", help="Write only if KEY is at revision REV (* : if it exists).")
+@click.option("--create-only", is_flag=True, help="Write only if KEY does not exist.")
+def put(key: str, value: str | None, url: str, cacert: Path | None, if_match: str | None, create_only: bool) -> None:
+    """Store VALUE under KEY; VALUE '-' or absent reads the value from standard input.
+
+    With --if-match or --create-only, a condition that does not hold exits 4.
+    """
+    headers = _conditions(if_match, create_only)
     content = sys.stdin.buffer.read() if value in (None, "-") else value.encode()
-    response = _request("PUT", url, key, cacert, content)
+    response = _request("PUT", url, key, cacert, content, headers=headers)
     if response.status_code != 201:
         _fail(response)
 
@@ -132,11 +174,65 @@ def get(key: str, url: str, cacert: Path | None, consistent: bool) -> None:
 @click.argument("key")
 @_url_option
 @_ca_option
-def delete(key: str, url: str, cacert: Path | None) -> None:
-    """Delete KEY (succeeds also when it does not exist)."""
-    response = _request("DELETE", url, key, cacert)
+@click.option("--if-match", "if_match", metavar="REV", help="Delete only if KEY is at revision REV (* : if it exists).")
+def delete(key: str, url: str, cacert: Path | None, if_match: str | None) -> None:
+    """Delete KEY (succeeds also when it does not exist, unless --if-match says otherwise: exit 4)."""
+    response = _request("DELETE", url, key, cacert, headers=_conditions(if_match))
     if response.status_code != 200:
         _fail(response)
+
+
+@main.command(name="list")
+@click.argument("prefix", default="")
+@click.option("--keys-only", is_flag=True, help="Print only the keys.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: revision and every item.")
+@_url_option
+@_ca_option
+def list_keys(prefix: str, keys_only: bool, as_json: bool, url: str, cacert: Path | None) -> None:
+    """Print the keys under PREFIX (all keys without one) in byte order, at one revision.
+
+    Lines are KEY, a tab and the value (UTF-8, with backslash escapes for other
+    bytes, tabs and newlines); --json prints the API's items (values base64).
+    """
+    target = f"{url.rstrip('/')}/v1/keys"
+    params: dict[str, str] = {"prefix": prefix, "limit": "1000"}
+    if keys_only:
+        params["keys_only"] = "true"
+    items: list[dict[str, Any]] = []
+    revision = 0
+    with _client(url, cacert) as client:
+        while True:
+            response = _send(client, url, "GET", target, params=params)
+            if response.status_code != 200:
+                _fail(response)
+            page = response.json()
+            revision = page["revision"]
+            if as_json:
+                items += page["items"]
+            else:
+                for item in page["items"]:
+                    click.echo(_key_line(item, keys_only))
+            if page["next_page_token"] is None:
+                break
+            params["page_token"] = page["next_page_token"]
+    if as_json:
+        click.echo(json.dumps({"revision": revision, "items": items}, ensure_ascii=False))
+
+
+def _key_line(item: dict[str, Any], keys_only: bool) -> str:
+    key = _escape(item["key"])
+    if keys_only:
+        return key
+    value = base64.b64decode(item["value"]).replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+    return f"{key}\t{_escape_controls(value)}"
+
+
+def _escape(text: str) -> str:
+    return _escape_controls(text.replace("\\", "\\\\"))
+
+
+def _escape_controls(text: str) -> str:
+    return text.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 @main.group()

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     log_compact_ratio: float = Field(
         2.0, gt=1, le=1000, description="file: ...and is also this many times the live data's size."
     )
+    history_max_bytes: int = Field(
+        32 << 20,
+        ge=0,
+        le=1 << 40,
+        description="Bytes of recent changes kept so every page of a listing shows one revision (and, next, watches).",
+    )
     poll_interval_seconds: float = Field(
         0.5, gt=0, le=3600, description="postgres: how often a replica polls for others' writes."
     )

@@ -9,7 +9,10 @@
     ├── InvalidRequestError       a client's mistake; never a server fault
     │   ├── InvalidKeyError       empty or undecodable key
     │   │   └── KeyTooLongError   key over the limit
-    │   └── ValueTooLargeError    body over the value limit
+    │   ├── ValueTooLargeError    body over the value limit
+    │   ├── InvalidPreconditionError   If-Match / If-None-Match that tuco cannot read
+    │   ├── InvalidPageTokenError      a listing page token that is garbage or for another listing
+    │   └── InvalidParameterError      a query parameter out of range (limit, keys_only)
     ├── ConfigurationError        settings that cannot work; reported at start-up
     └── LogError                  the transaction log
         ├── LogClosedError        we closed it; no more writes are taken
@@ -29,6 +32,9 @@ __all__ = [
     "ConfigurationError",
     "HistoryCompactedError",
     "InvalidKeyError",
+    "InvalidPageTokenError",
+    "InvalidParameterError",
+    "InvalidPreconditionError",
     "InvalidRequestError",
     "KeyTooLongError",
     "LogClosedError",
@@ -123,6 +129,27 @@ class ValueTooLargeError(InvalidRequestError):
 
     code = "value_too_large"
     status = 413
+
+
+class InvalidPreconditionError(InvalidRequestError):
+    """A conditional header tuco does not accept: weak tags, lists, garbage, or both If-Match and If-None-Match."""
+
+    code = "invalid_precondition"
+    status = 400
+
+
+class InvalidPageTokenError(InvalidRequestError):
+    """A page token that tuco did not issue, or issued for another listing (another prefix)."""
+
+    code = "invalid_page_token"
+    status = 400
+
+
+class InvalidParameterError(InvalidRequestError):
+    """A query parameter with a value out of its range."""
+
+    code = "invalid_parameter"
+    status = 400
 
 
 class ConfigurationError(TucoError):

@@ -24,12 +24,13 @@ from pathlib import Path
 
 import structlog
 
+from tuco.assembly import build_service
 from tuco.config import LogBackend, Settings
 from tuco.errors import ConfigurationError, TucoError
-from tuco.http.api import Phase
+from tuco.http.api import KeyValueAPI
 from tuco.http.server import NativeServer, ServerSettings, start_server
 from tuco.observability import Metrics, configure_logging
-from tuco.service import ReplayStats, Service
+from tuco.service import Phase, ReplayStats, Service
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_OK", "check_data_dir", "make_tls_context", "run", "serve"]
 
@@ -111,7 +112,7 @@ async def serve(settings: Settings) -> int:
     check_data_dir(settings)
     tls = make_tls_context(settings)
     metrics = Metrics()
-    service = Service.from_settings(settings, metrics)
+    service = build_service(settings, metrics)
     try:
         await service.log.open()
     except TucoError as exc:
@@ -126,7 +127,7 @@ async def serve(settings: Settings) -> int:
     )
     try:
         server = await start_server(
-            service.api.handle, host=settings.host, port=settings.port, ssl=tls, settings=server_settings
+            KeyValueAPI(service).handle, host=settings.host, port=settings.port, ssl=tls, settings=server_settings
         )
     except OSError as exc:
         await _close_quietly(service)
@@ -184,7 +185,7 @@ async def _start_or_stop(service: Service, stop: _StopSignal) -> ReplayStats | N
 
 
 async def _shutdown(server: NativeServer, service: Service, grace: float) -> None:
-    service.api.phase = Phase.STOPPING  # /readyz turns 503 at once, so balancers stop sending work
+    service.phase = Phase.STOPPING  # /readyz turns 503 at once, so balancers stop sending work
     await server.aclose(grace=grace)
     await service.aclose()
 

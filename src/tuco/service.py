@@ -1,22 +1,30 @@
-"""The assembled service: settings → log → store → API, shared by every front end."""
+"""The application layer: the store, the log and their lifecycle, and the operations every front end offers.
+
+HTTP (native and ASGI) and the runtime call :class:`Service`; nothing here
+knows HTTP, and nothing here names a concrete log (:mod:`tuco.assembly` turns
+settings into one). The service is the :class:`~tuco.ports.CommitSink` the log
+runs with: every committed event reaches :meth:`Service.apply` once, in order,
+which is where changes will also fan out to watchers.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import gc
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
 
-from tuco.config import LogBackend, Settings
-from tuco.core.store import Store
-from tuco.http.api import KeyValueAPI, Limits, Phase
-from tuco.log.file import FileTransactionLog
+from tuco.core.events import Entry, Event, Precondition
+from tuco.core.store import DEFAULT_HISTORY_BYTES, Page, Store
+from tuco.errors import InvalidKeyError, KeyTooLongError, ValueTooLargeError
 from tuco.observability import Metrics
 from tuco.ports import TransactionLog
 
-__all__ = ["ReplayStats", "Service", "build_log"]
+__all__ = ["Limits", "Phase", "ReplayStats", "Service"]
 
 _logger = structlog.get_logger("tuco")
 _PROGRESS_EVERY = 5.0  # seconds between replay_progress lines
@@ -27,27 +35,22 @@ _PROGRESS_EVERY = 5.0  # seconds between replay_progress lines
 _TURNS_PER_BATCH = 4
 
 
-def build_log(settings: Settings) -> TransactionLog:
-    """The transaction log the settings ask for (twelve-factor IV: attached by configuration)."""
-    if settings.log_backend is LogBackend.POSTGRES:
-        from tuco.log.postgres import PostgresTransactionLog
+class Phase(enum.Enum):
+    """Where the process is in its life; drives ``/readyz`` and key requests."""
 
-        url = settings.database_url.get_secret_value() if settings.database_url else None
-        return PostgresTransactionLog(
-            url,
-            poll_interval=settings.poll_interval_seconds,
-            use_notify=settings.listen_notify,
-            connect_timeout=settings.database_connect_timeout_seconds,
-            write_timeout=settings.database_write_timeout_seconds,
-            max_pending_bytes=settings.log_max_pending_bytes,
-        )
-    return FileTransactionLog(
-        settings.log_path,
-        sync=settings.log_sync,
-        max_pending_bytes=settings.log_max_pending_bytes,
-        compact_min_bytes=settings.log_compact_min_bytes,
-        compact_ratio=settings.log_compact_ratio,
-    )
+    STARTING = "starting"
+    SERVING = "serving"
+    STOPPING = "stopping"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Sizes a client may send."""
+
+    max_key_bytes: int = 1024
+    max_value_bytes: int = 1 << 20
+    max_buffered_bytes: int = 64 << 20
+    """Bodies being received, all requests together (the ASGI front end; the native server has its own)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,30 +67,91 @@ class ReplayStats:
 
 
 class Service:
-    """Store, log and API with their lifecycle: replay, serve, close."""
+    """Store and log with their lifecycle (replay, serve, close) and the key-value operations.
 
-    def __init__(self, log: TransactionLog, limits: Limits | None = None, metrics: Metrics | None = None) -> None:
-        self.store = Store()
+    ``get(key)`` returns the key's :class:`~tuco.core.events.Entry` from this
+    replica's store (raises NoSuchKeyError); it is the store's lookup itself.
+    """
+
+    def __init__(
+        self,
+        log: TransactionLog,
+        limits: Limits | None = None,
+        metrics: Metrics | None = None,
+        *,
+        history_bytes: int = DEFAULT_HISTORY_BYTES,
+    ) -> None:
+        self.store = Store(history_bytes=history_bytes)
         self.log = log
-        self.api = KeyValueAPI(self.store, log, limits, metrics=metrics)
-        if isinstance(log, FileTransactionLog) and log.entries is None:
-            log.entries = self.store.entries  # what online compaction rewrites the log from
+        self.limits = limits or Limits()
+        self.metrics = metrics
+        self.phase = Phase.STARTING
+        # Reads are the hot path: get is the store's own lookup, not a method calling it.
+        self.get: Callable[[str], Entry] = self.store.entry
         if metrics is not None:
             metrics.gauge("tuco_keys", "keys in the store", lambda: len(self.store))
             metrics.gauge("tuco_last_sequence", "last event applied", lambda: self.store.last_sequence)
-            metrics.gauge("tuco_ready", "1 when serving and the log takes writes", lambda: float(self.api.ready))
+            metrics.gauge("tuco_ready", "1 when serving and the log takes writes", lambda: float(self.ready))
 
-    @classmethod
-    def from_settings(cls, settings: Settings, metrics: Metrics | None = None) -> Service:
-        limits = Limits(
-            max_key_bytes=settings.max_key_bytes,
-            max_value_bytes=settings.max_value_bytes,
-            max_buffered_bytes=settings.body_budget_bytes,
-        )
-        return cls(build_log(settings), limits, metrics)
+    @property
+    def ready(self) -> bool:
+        """Replay finished and the log takes writes."""
+        return self.phase is Phase.SERVING and self.log.failure is None
+
+    @property
+    def revision(self) -> int:
+        """The store's revision: the sequence of the last event applied."""
+        return self.store.last_sequence
+
+    # -- CommitSink -------------------------------------------------------------
+
+    def apply(self, event: Event) -> object:
+        """Apply one committed event (this replica's or another's) to the store."""
+        return self.store.apply(event)
+
+    def mod_revision(self, key: str) -> int:
+        """The key's mod_revision in what was applied so far (0: absent)."""
+        return self.store.mod_revision(key)
+
+    # -- operations ---------------------------------------------------------------
+
+    async def consistent_get(self, key: str) -> Entry:
+        """The key as of every write any replica acknowledged before the call."""
+        await self.log.catch_up()
+        return self.store.entry(key)
+
+    def put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Awaitable[Event]:
+        """Store ``value`` under ``key`` if ``precondition`` holds; await the result for the event.
+
+        Raises the InvalidRequestError for a key or value over the limits at once;
+        the awaitable raises PreconditionFailedError or a LogError.
+        """
+        limits = self.limits
+        if not key:
+            raise InvalidKeyError("the key is empty")
+        # A key of n characters has at most 4n UTF-8 bytes: most keys need no encoding to be checked.
+        if len(key) * 4 > limits.max_key_bytes and (size := len(key.encode())) > limits.max_key_bytes:
+            raise KeyTooLongError(f"the key is {size} bytes; the limit is {limits.max_key_bytes}")
+        if len(value) > limits.max_value_bytes:
+            raise ValueTooLargeError(f"the value is over the {limits.max_value_bytes}-byte limit")
+        return self.log.write_put(key, value, precondition)
+
+    def delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
+        """Record that ``key`` is deleted if ``precondition`` holds (deleting an absent key is no error)."""
+        return self.log.write_delete(key, precondition)
+
+    def page(self, prefix: str, *, after: str | None, limit: int, revision: int | None) -> Page:
+        """A page of the keys under ``prefix`` at ``revision`` (None: now); raises HistoryCompactedError."""
+        return self.store.page(prefix, after=after, limit=limit, revision=revision)
+
+    async def catch_up(self) -> None:
+        """Make every event committed anywhere visible here (a revision another replica served)."""
+        await self.log.catch_up()
+
+    # -- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> ReplayStats:
-        """Replay the log into the store, then start writing; the API turns ready."""
+        """Replay the log into the store, then start writing; the service turns ready."""
         started = time.perf_counter()
         apply_batch = self.store.apply_batch
         events = 0
@@ -111,12 +175,12 @@ class Service:
         finally:
             if collecting:
                 gc.enable()
-        await self.log.run(self.store)
+        await self.log.run(self)
         stats = ReplayStats(events, len(self.store), round(time.perf_counter() - started, 3))
-        self.api.phase = Phase.SERVING
+        self.phase = Phase.SERVING
         return stats
 
     async def aclose(self) -> None:
         """Stop serving keys and close the log after committing what is queued."""
-        self.api.phase = Phase.STOPPING
+        self.phase = Phase.STOPPING
         await self.log.aclose()

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import pytest
 
 from tests.e2e.process import TucoProcess
-from tuco.core.store import DEFAULT_HISTORY_BYTES
 
 HOST = "127.0.0.1"
 DURATION = 20.0
@@ -48,6 +47,7 @@ STORED_BYTES = SMALL_KEYS * (len(SMALL_VALUE) + 8) + MEDIUM_KEYS * (len(MEDIUM_V
 RSS_HALF_SLACK = 8 * MIB
 """How much more the second half's RSS peak may be than the first half's (allocator noise, not a trend)."""
 RSS_TOTAL_SLACK = 64 * MIB
+HISTORY_BYTES = 1 * MIB  # small, so retained history cannot hide a leak
 """How far beyond baseline plus stored data RSS may end (interpreter caches, allocator arenas)."""
 
 
@@ -381,10 +381,10 @@ async def _soak(process: TucoProcess) -> None:
         f"RSS still growing: second-half peak exceeds first-half peak by "
         f"{(second_half - first_half) / MIB:.1f} MiB (allowed {RSS_HALF_SLACK / MIB:.0f}):\n{report}"
     )
-    # The store keeps up to DEFAULT_HISTORY_BYTES of recent changes (for pinned listings): bounded, so allowed.
-    assert final.rss <= baseline.rss + STORED_BYTES + DEFAULT_HISTORY_BYTES + RSS_TOTAL_SLACK, (
+    # The store keeps up to HISTORY_BYTES of recent changes (for pinned listings): bounded, so allowed.
+    assert final.rss <= baseline.rss + STORED_BYTES + HISTORY_BYTES + RSS_TOTAL_SLACK, (
         f"RSS grew {(final.rss - baseline.rss) / MIB:.1f} MiB, more than stored data, "
-        f"{DEFAULT_HISTORY_BYTES / MIB:.0f} MiB of history and {RSS_TOTAL_SLACK / MIB:.0f} MiB:\n{report}"
+        f"{HISTORY_BYTES / MIB:.0f} MiB of history and {RSS_TOTAL_SLACK / MIB:.0f} MiB:\n{report}"
     )
     assert not load.unexpected, f"clients saw unexpected answers or failures:\n{report}"
 
@@ -393,5 +393,9 @@ async def _soak(process: TucoProcess) -> None:
 @pytest.mark.timeout(180)
 def test_churn_leaves_no_task_fd_or_memory_behind(tuco: Callable[..., TucoProcess]) -> None:
     """After 20 s of churning, half-open, idle and stalled clients, tasks and fds are at baseline and RSS is flat."""
-    process = tuco(TUCO_KEEPALIVE_TIMEOUT_SECONDS="0.5", TUCO_REQUEST_TIMEOUT_SECONDS="1")
+    process = tuco(
+        TUCO_KEEPALIVE_TIMEOUT_SECONDS="0.5",
+        TUCO_REQUEST_TIMEOUT_SECONDS="1",
+        TUCO_HISTORY_MAX_BYTES=str(HISTORY_BYTES),
+    )
     asyncio.run(_soak(process))

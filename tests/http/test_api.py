@@ -9,9 +9,8 @@ import httpx
 
 from tuco.core.events import Event, Precondition
 from tuco.errors import LogFailedError
-from tuco.http.api import Limits, Phase
 from tuco.http.asgi import ASGIApp
-from tuco.service import Service
+from tuco.service import Limits, Phase, Service
 from tuco.testing import MemoryLog
 
 Check = Callable[[httpx.AsyncClient, Service], Awaitable[None]]
@@ -97,7 +96,7 @@ def test_keys_are_refused_while_replaying() -> None:
     """Before replay finishes, key requests get 503 'starting' and /readyz 503; /healthz is 200."""
 
     async def check(client: httpx.AsyncClient, service: Service) -> None:
-        assert service.api.phase is Phase.STARTING
+        assert service.phase is Phase.STARTING
         starting = await client.get("/v1/key/k")
         assert (starting.status_code, starting.json()["error"]) == (503, "starting")
         assert (await client.get("/readyz")).status_code == 503

@@ -7,9 +7,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from tuco.http.api import Limits
 from tuco.http.asgi import ASGIApp
-from tuco.service import Service
+from tuco.service import Limits, Service
 from tuco.testing import MemoryLog
 
 

@@ -16,9 +16,11 @@ import structlog
 import trustme
 import uvloop
 
-from tuco.core.store import Store
-from tuco.http.api import KeyValueAPI, Phase, Response, value_too_large
+from tuco.http.answers import value_too_large
+from tuco.http.api import KeyValueAPI
+from tuco.http.messages import Request, Response, StreamResponse
 from tuco.http.server import NativeServer, ServerSettings, start_server
+from tuco.service import Service
 from tuco.testing import MemoryLog
 
 LOOPS = pytest.mark.parametrize(
@@ -136,18 +138,15 @@ class Client:
 
 @contextlib.asynccontextmanager
 async def serving(
-    handler: Callable[[bytes, bytes, bytes], Response | Awaitable[Response]] | None = None,
+    handler: Callable[[Request], Response | StreamResponse | Awaitable[Response | StreamResponse]] | None = None,
     tls: ssl.SSLContext | None = None,
     **settings: Any,
 ) -> AsyncIterator[NativeServer]:
     """A native server on a free loopback port, over a fresh store unless a handler is given."""
     log = MemoryLog()
-    store = Store()
-    async for batch in log.read_events():
-        store.apply_batch(batch)
-    await log.run(store)
-    api = KeyValueAPI(store, log)
-    api.phase = Phase.SERVING
+    service = Service(log)
+    await service.start()
+    api = KeyValueAPI(service)
     server = await start_server(
         handler or api.handle, host="127.0.0.1", port=0, ssl=tls, settings=ServerSettings(**settings)
     )
@@ -166,7 +165,9 @@ class Scripted:
         self.calls: list[tuple[bytes, bytes]] = []
         self.body = b"x" * body_size
 
-    def __call__(self, method: bytes, target: bytes, body: bytes) -> Response | Awaitable[Response]:
+    def __call__(self, request: Request) -> Response | Awaitable[Response]:
+        method = request.method
+        target = request.path + (b"?" + request.query if request.query else b"")
         self.calls.append((method, target))
         if target == b"/slow":
             return self._slow(target)

@@ -12,6 +12,7 @@ from annotated_types import Le
 from structlog.testing import capture_logs
 
 from tests.log.helpers import disk_bytes
+from tuco.assembly import build_log
 from tuco.config import Settings, load_settings
 from tuco.core.codec import (
     HEADER_SIZE,
@@ -26,7 +27,6 @@ from tuco.core.events import Event, EventType
 from tuco.core.store import Store
 from tuco.errors import LogCorruptError
 from tuco.log.file import FileTransactionLog, LogReader, repair_log
-from tuco.service import build_log
 
 
 def put(sequence: int, key: str, value: bytes) -> Event:

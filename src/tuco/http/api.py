@@ -1,195 +1,71 @@
-"""Transport-independent request handling, shared by the native server and ASGI.
+"""Request to Service to Response: the HTTP API, shared by the native server and ASGI.
 
-``KeyValueAPI.handle`` takes the method, the raw request target and the body
-and returns a :class:`Response`, or an awaitable of one for requests that must
-wait for the log. Reads return synchronously, so the native server answers a
-GET without creating a task.
+``KeyValueAPI.handle`` takes a :class:`~tuco.http.messages.Request` and
+returns a response, or an awaitable of one for requests that must wait for
+the log. Reads return synchronously, so the native server answers a GET
+without creating a task.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
+import base64
+import binascii
 import functools
 import json
-from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import unquote_to_bytes
 
-import structlog
-
-from tuco.core.events import Event
-from tuco.core.store import Store
+from tuco.core.events import ABSENT, EXISTS, Event, Precondition
+from tuco.core.store import Page
 from tuco.errors import (
+    HistoryCompactedError,
     InvalidKeyError,
-    KeyTooLongError,
+    InvalidPageTokenError,
+    InvalidParameterError,
+    InvalidPreconditionError,
+    InvalidRequestError,
     LogClosedError,
     LogError,
-    LogFailedError,
     NoSuchKeyError,
+    PreconditionFailedError,
     TucoError,
 )
+from tuco.http.answers import (
+    JSON,
+    OCTET_STREAM,
+    PROMETHEUS_TEXT,
+    STARTING,
+    error_answer,
+    error_response,
+    json_response,
+    log_message,
+    refusal,
+)
+from tuco.http.messages import Request, Response, StreamResponse
+from tuco.http.routes import ALIAS, KEY, match
 from tuco.observability import Metrics
-from tuco.ports import TransactionLog
+from tuco.service import Phase, Service
 
-__all__ = [
-    "ALLOWED_METHODS",
-    "INTERNAL_ERROR",
-    "RETRY_SOON",
-    "SERVER_BUSY",
-    "STARTING",
-    "KeyValueAPI",
-    "Limits",
-    "Phase",
-    "Response",
-    "error_response",
-    "refusal",
-]
+__all__ = ["Answer", "KeyValueAPI", "decode_key", "decode_page_token", "encode_page_token"]
 
-_logger = structlog.get_logger("tuco.http")
+Answer = Response | StreamResponse | Awaitable[Response | StreamResponse]
+"""What a handler returns: a response now, or an awaitable of one."""
 
-ALLOWED_METHODS = "GET, HEAD, PUT, DELETE"
-OCTET_STREAM = b"application/octet-stream"
-JSON = b"application/json"
-PROMETHEUS_TEXT = b"text/plain; version=0.0.4; charset=utf-8"
-
-
-class Response:
-    """Status, body and the few headers tuco ever sends."""
-
-    __slots__ = ("body", "content_type", "headers", "status")
-
-    def __init__(
-        self,
-        status: int,
-        body: bytes = b"",
-        content_type: bytes | None = None,
-        headers: tuple[tuple[bytes, bytes], ...] = (),
-    ) -> None:
-        self.status = status
-        self.body = body
-        self.content_type = content_type
-        self.headers = headers
-
-    def __repr__(self) -> str:
-        return f"Response({self.status}, {self.body[:40]!r})"
-
-
-def error_response(status: int, code: str, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> Response:
-    """A JSON error body ``{"error": code, "message": message}``."""
-    body = json.dumps({"error": code, "message": message}).encode()
-    return Response(status, body, JSON, headers)
-
-
-def json_response(status: int, payload: object) -> Response:
-    return Response(status, json.dumps(payload, separators=(",", ":")).encode(), JSON)
-
-
-# One table from error class to HTTP status; the most specific class wins.
-_STATUS_BY_ERROR: tuple[tuple[type[TucoError], int], ...] = (
-    (NoSuchKeyError, 404),
-    (KeyTooLongError, 414),
-    (InvalidKeyError, 400),
-    (LogClosedError, 503),
-    (LogFailedError, 503),
-    (LogError, 503),
-)
-
-
-def status_for(error: TucoError) -> int:
-    """The HTTP status for an error tuco raised."""
-    for cls, status in _STATUS_BY_ERROR:
-        if isinstance(error, cls):
-            return status
-    return 500
-
-
-class Phase(enum.Enum):
-    """Where the process is in its life; drives ``/readyz`` and key requests."""
-
-    STARTING = "starting"
-    SERVING = "serving"
-    STOPPING = "stopping"
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Sizes a client may send."""
-
-    max_key_bytes: int = 1024
-    max_value_bytes: int = 1 << 20
-    max_buffered_bytes: int = 64 << 20
-    """Bodies being received, all requests together (the ASGI front end; the native server has its own)."""
-
-
-_CREATED = Response(201)
-_DELETED = Response(200)
-_METHOD_NOT_ALLOWED = error_response(
-    405, "method_not_allowed", f"allowed methods: {ALLOWED_METHODS}", ((b"Allow", ALLOWED_METHODS.encode()),)
-)
-_HEALTH_METHOD_NOT_ALLOWED = error_response(
-    405, "method_not_allowed", "allowed methods: GET, HEAD", ((b"Allow", b"GET, HEAD"),)
-)
 _NOT_FOUND_PATH = error_response(404, "not_found", "no such resource; keys live under /v1/key/{key}")
 _NO_SUCH_KEY = error_response(404, "no_such_key", "no such key")
-STARTING = error_response(503, "starting", "replaying the transaction log; try again shortly")
-INTERNAL_ERROR = error_response(500, "internal_error", "the server failed to handle the request; see its log")
-RETRY_SOON = ((b"Retry-After", b"1"),)
-SERVER_BUSY = error_response(
-    503, "server_busy", "the server is receiving too many request bodies at once; retry shortly", RETRY_SOON
-)
+_NO_SUCH_KEY_BODY = _NO_SUCH_KEY.body
+DEFAULT_PAGE_LIMIT = 100
+MAX_PAGE_LIMIT = 1000
+_TOKEN_VERSION = 1
 _HEALTHY = json_response(200, {"status": "alive"})
-
-# What a client is told when the log refuses a request: tuco's own words, never the
-# OS's or the driver's (paths, hosts, errno text); those go to the server's log.
-_LOG_MESSAGES: dict[str, str] = {
-    "log_failed": "the transaction log failed and takes no more writes; see the server's log",
-    "log_unavailable": "the database is out of reach; the write may have been stored, and retrying it is safe",
-    "log_closed": "the server is shutting down and takes no more writes",
-    "starting": "replaying the transaction log; try again shortly",
-}
-_LOG_MESSAGE_OTHER = "the transaction log cannot take requests; see the server's log"
 _CONSISTENT_READ_FAILED = "cannot reach the log for a consistent read; see the server's log"
 # The /readyz fields of LogStatus.describe() an anonymous client may see (no hosts, users, database names).
 _PUBLIC_LOG_FIELDS: tuple[str, ...] = ("backend", "sync", "last_sequence", "lag_events", "lag_seconds", "connected")
 
 
-def log_message(code: str) -> str:
-    """tuco's fixed message for a log error code."""
-    return _LOG_MESSAGES.get(code, _LOG_MESSAGE_OTHER)
-
-
-class _Refusals:
-    """The canned answers to refused requests, and a log line per distinct cause.
-
-    A failed log refuses every later write with the same exception, so it is
-    logged once (with its detailed text), not once per request.
-    """
-
-    __slots__ = ("_answers", "_last")
-
-    def __init__(self) -> None:
-        self._answers: dict[tuple[str, str], Response] = {}
-        self._last: BaseException | None = None
-
-    def answer(self, error: TucoError, doing: str, message: str | None = None) -> Response:
-        if error is not self._last:
-            self._last = error
-            _logger.warning("request_refused", error=error.code, doing=doing, detail=str(error))
-        key = (error.code, doing)
-        response = self._answers.get(key)
-        if response is None:
-            text = f"{doing}: {message or log_message(error.code)}"
-            response = self._answers[key] = error_response(status_for(error), error.code, text)
-        return response
-
-
-_refusals = _Refusals()
-
-
-def refusal(error: TucoError, doing: str) -> Response:
-    """The fixed answer to a request the log refused (``doing``: "not stored", "not deleted"...)."""
-    return _refusals.answer(error, doing)
+def _not_built(name: str) -> Response:
+    return error_response(404, "not_found", f"/v1/{name} is a reserved resource that this server does not offer yet")
 
 
 def public_log_status(described: Mapping[str, object]) -> dict[str, object]:
@@ -203,123 +79,313 @@ def public_log_status(described: Mapping[str, object]) -> dict[str, object]:
 
 
 class KeyValueAPI:
-    """The REST API of Table 5-1, plus health, limits and JSON errors."""
+    """The REST API of Table 5-1, plus health, limits and JSON errors, over one :class:`Service`."""
 
-    def __init__(
-        self, store: Store, log: TransactionLog, limits: Limits | None = None, metrics: Metrics | None = None
-    ) -> None:
-        self.store = store
-        self.log = log
-        self.limits = limits or Limits()
-        self.metrics = metrics
-        self.phase = Phase.STARTING
+    def __init__(self, service: Service, metrics: Metrics | None = None) -> None:
+        self.service = service
+        self.metrics = metrics if metrics is not None else service.metrics
+        self.limits = service.limits
+        self._handlers: dict[str, Callable[[Request, bytes], Answer]] = {
+            "key": self._key,
+            "health": self._health,
+            "readiness": self._readiness,
+            "metrics": self._metrics,
+            "list_keys": self._list_keys,
+        }
 
-    @property
-    def ready(self) -> bool:
-        """Replay finished and the log takes writes."""
-        return self.phase is Phase.SERVING and self.log.failure is None
-
-    def handle(self, method: bytes, target: bytes, body: bytes) -> Response | Awaitable[Response]:
-        """Answer one request; ``target`` is the raw path with its query string."""
-        if b"?" in target:
-            path, _, query = target.partition(b"?")
-        else:
-            path, query = target, b""
-        if path.startswith(b"/v1/"):
-            # /v1/key/{key}, or the book's /v1/{key}; a key is exactly one segment.
-            segment = path[8:] if path.startswith(b"/v1/key/") else path[4:]
-            if b"/" not in segment:
-                return self._handle_key(method, segment, query, body)
+    def handle(self, request: Request) -> Answer:
+        """Answer one request."""
+        path = request.path
+        if path.startswith(b"/v1/key/"):  # the hot path, matched as routes.match would; _key checks the methods
+            segment = path[8:]
+            return self._key(request, segment) if b"/" not in segment else _NOT_FOUND_PATH
+        route, segment = match(path)
+        if route is ALIAS:
+            return self._key(request, segment)
+        if route is None:
             return _NOT_FOUND_PATH
-        if path == b"/healthz":
-            return self._health(method, _HEALTHY)
-        if path == b"/readyz":
-            return self._health(method, self._readiness())
-        if path == b"/metrics" and self.metrics is not None:
-            return self._health(method, Response(200, self.metrics.render(), PROMETHEUS_TEXT))
-        return _NOT_FOUND_PATH
+        if request.method not in route.methods:
+            return route.not_allowed
+        handler = self._handlers.get(route.handler) if route.handler is not None else None
+        if handler is None:
+            return _not_built(route.pattern[4:])
+        return handler(request, segment)
 
-    def _health(self, method: bytes, response: Response) -> Response:
-        if method in (b"GET", b"HEAD"):
-            return response
-        return _HEALTH_METHOD_NOT_ALLOWED
+    def _health(self, request: Request, segment: bytes) -> Answer:
+        return _HEALTHY
 
-    def _readiness(self) -> Response:
-        failure = self.log.failure
+    def _metrics(self, request: Request, segment: bytes) -> Answer:
+        if self.metrics is None:
+            return _NOT_FOUND_PATH
+        return Response(200, self.metrics.render(), PROMETHEUS_TEXT)
+
+    def _readiness(self, request: Request, segment: bytes) -> Answer:
+        service = self.service
+        failure = service.log.failure
         payload: dict[str, object] = {
-            "ready": self.ready,
-            "phase": self.phase.value,
-            "log": public_log_status(self.log.describe()),
+            "ready": service.ready,
+            "phase": service.phase.value,
+            "log": public_log_status(service.log.describe()),
         }
         if failure is not None:
             payload["error"] = failure.code
             payload["message"] = log_message(failure.code)
-        elif self.phase is Phase.STARTING:
+        elif service.phase is Phase.STARTING:
             payload["error"] = "starting"
             payload["message"] = log_message("starting")
-        return json_response(200 if self.ready else 503, payload)
+        return json_response(200 if service.ready else 503, payload)
 
-    def _handle_key(self, method: bytes, segment: bytes, query: bytes, body: bytes) -> Response | Awaitable[Response]:
+    def _key(self, request: Request, segment: bytes) -> Answer:
+        method = request.method
         read = method == b"GET" or method == b"HEAD"
         if not read and method != b"PUT" and method != b"DELETE":
-            return _METHOD_NOT_ALLOWED
-        if self.phase is Phase.STARTING:
+            return KEY.not_allowed
+        service = self.service
+        if service.phase is Phase.STARTING:
             return STARTING
         try:
-            key = self.decode_key(segment)
+            key = segment.decode() if segment and b"%" not in segment else decode_key(segment)
+        except UnicodeDecodeError:
+            return error_answer(InvalidKeyError("the key is not valid UTF-8 after percent-decoding"))
         except InvalidKeyError as exc:
-            return error_response(status_for(exc), exc.code, str(exc))
+            return error_answer(exc)
         if read:
-            if query and _wants_consistent(query):
+            if request.query and _wants_consistent(request):
                 return self._consistent_get(key)
             try:
-                return Response(200, self.store.get(key), OCTET_STREAM)
+                entry = service.get(key)
             except NoSuchKeyError:
-                return _NO_SUCH_KEY
-        if method == b"PUT":
-            if len(body) > self.limits.max_value_bytes:
-                return value_too_large(self.limits.max_value_bytes)
-            return self._put(key, body)
-        return self._delete(key)
-
-    def decode_key(self, segment: bytes) -> str:
-        """Percent-decode one path segment into a key, enforcing the limits."""
-        raw = unquote_to_bytes(segment) if b"%" in segment else segment
-        if not raw:
-            raise InvalidKeyError("the key is empty")
-        if len(raw) > self.limits.max_key_bytes:
-            raise KeyTooLongError(f"the key is {len(raw)} bytes; the limit is {self.limits.max_key_bytes}")
+                return self._read(key)
+            return Response(
+                200,
+                entry[0],
+                OCTET_STREAM,
+                (),
+                b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (entry[2], service.store.last_sequence),
+            )
         try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidKeyError("the key is not valid UTF-8 after percent-decoding") from None
-
-    def _put(self, key: str, value: bytes) -> Response | Awaitable[Response]:
-        try:
-            written = self.log.write_put(key, value)
+            precondition = _precondition(request)
+            if method == b"PUT":
+                written = service.put(key, request.body, precondition)
+                return _answer_when_written(written, _created, "not stored", self._failed)
+            written = service.delete(key, precondition)
         except TucoError as exc:
-            return refusal(exc, "not stored")
-        return _answer_when_written(written, _CREATED, "not stored")
+            return _write_refused(exc, "not stored" if method == b"PUT" else "not deleted")
+        return _answer_when_written(written, _deleted, "not deleted", self._failed)
 
-    def _delete(self, key: str) -> Response | Awaitable[Response]:
+    def _read(self, key: str) -> Response:
+        service = self.service
         try:
-            written = self.log.write_delete(key)
-        except TucoError as exc:
-            return refusal(exc, "not deleted")
-        return _answer_when_written(written, _DELETED, "not deleted")
+            entry = service.get(key)
+        except NoSuchKeyError:
+            return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n" % service.revision)
+        return Response(
+            200, entry[0], OCTET_STREAM, (), b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (entry[2], service.revision)
+        )
 
     async def _consistent_get(self, key: str) -> Response:
         try:
-            await self.log.catch_up()
+            await self.service.catch_up()
         except LogError as exc:
-            return _refusals.answer(exc, "no consistent read", _CONSISTENT_READ_FAILED)
+            return refusal(exc, "no consistent read", _CONSISTENT_READ_FAILED)
+        return self._read(key)
+
+    def _failed(self, error: PreconditionFailedError) -> Response:
+        """412 with the key's current ETag (none when it is absent) and the store's revision (RFC 9110 13.1)."""
+        revision = self.service.revision
+        if error.current:
+            extra = b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (error.current, revision)
+        else:
+            extra = b"X-Tuco-Revision: %d\r\n" % revision
+        return error_answer(error, extra)
+
+    # -- listing ------------------------------------------------------------------
+
+    def _list_keys(self, request: Request, segment: bytes) -> Answer:
+        service = self.service
+        if service.phase is Phase.STARTING:
+            return STARTING
         try:
-            return Response(200, self.store.get(key), OCTET_STREAM)
-        except NoSuchKeyError:
-            return _NO_SUCH_KEY
+            prefix = _text_param(request, b"prefix")
+            limit = _limit(request)
+            keys_only = _flag(request, b"keys_only")
+            token = request.param(b"page_token")
+            if token:
+                revision, after, token_prefix = decode_page_token(token)
+                if token_prefix != prefix:
+                    raise InvalidPageTokenError("the page token belongs to a listing of another prefix")
+            else:
+                revision, after = None, None
+        except InvalidRequestError as exc:
+            return error_answer(exc)
+        if revision is not None and revision > service.revision:
+            # Another replica served the earlier page: catch up to its revision first.
+            return self._list_after_catch_up(prefix, after, limit, revision, keys_only)
+        return self._list_page(prefix, after, limit, revision, keys_only)
+
+    async def _list_after_catch_up(
+        self, prefix: str, after: str | None, limit: int, revision: int, keys_only: bool
+    ) -> Response:
+        try:
+            await self.service.catch_up()
+        except LogError as exc:
+            return refusal(exc, "no listing", "cannot reach the log to serve that revision; see the server's log")
+        return self._list_page(prefix, after, limit, revision, keys_only)
+
+    def _list_page(self, prefix: str, after: str | None, limit: int, revision: int | None, keys_only: bool) -> Response:
+        if revision is not None and revision > self.service.revision:
+            # Still ahead after catching up: another server's token (or another store's) cannot be served here.
+            return error_answer(InvalidPageTokenError("the page token is for a revision this server has not reached"))
+        try:
+            page = self.service.page(prefix, after=after, limit=limit + 1, revision=revision)
+        except HistoryCompactedError as exc:
+            body = {"error": exc.code, "message": str(exc), "oldest_revision": exc.oldest}
+            return json_response(exc.status, body)
+        return _render_page(page, prefix, limit, keys_only)
 
 
-def _answer_when_written(written: Awaitable[Event], done: Response, failed: str) -> Awaitable[Response]:
+def _render_page(page: Page, prefix: str, limit: int, keys_only: bool) -> Response:
+    """The JSON of one page; ``page`` holds one item more than ``limit`` when more follow."""
+    items = page.items
+    next_token: str | None = None
+    if len(items) > limit:
+        items = items[:limit]
+        next_token = encode_page_token(page.revision, items[-1].key, prefix)
+    b64 = base64.b64encode
+    if keys_only:
+        rendered = [
+            {"key": key, "create_revision": created, "mod_revision": modified, "version": version}
+            for key, _, created, modified, version in items
+        ]
+    else:
+        rendered = [
+            {
+                "key": key,
+                "value": b64(value).decode("ascii"),
+                "create_revision": created,
+                "mod_revision": modified,
+                "version": version,
+            }
+            for key, value, created, modified, version in items
+        ]
+    payload = {"revision": page.revision, "items": rendered, "next_page_token": next_token}
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return Response(200, body, JSON, (), b"X-Tuco-Revision: %d\r\n" % page.revision)
+
+
+def encode_page_token(revision: int, last_key: str, prefix: str) -> str:
+    """An opaque token for the page after ``last_key`` of the listing of ``prefix`` pinned at ``revision``."""
+    raw = json.dumps([_TOKEN_VERSION, revision, last_key, prefix], separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode("ascii")
+
+
+def decode_page_token(token: bytes) -> tuple[int, str, str]:
+    """``(revision, last key, prefix)`` of a token this server issued; InvalidPageTokenError otherwise."""
+    try:
+        raw = base64.urlsafe_b64decode(token + b"=" * (-len(token) % 4))
+        version, revision, last_key, prefix = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        raise InvalidPageTokenError("the page token is not one this server issued") from None
+    if (
+        version != _TOKEN_VERSION
+        or type(revision) is not int
+        or revision < 0
+        or not isinstance(last_key, str)
+        or not isinstance(prefix, str)
+    ):
+        raise InvalidPageTokenError("the page token is not one this server issued")
+    return revision, last_key, prefix
+
+
+def _text_param(request: Request, name: bytes) -> str:
+    raw = request.param(name)
+    if raw is None:
+        return ""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidParameterError(f"{name.decode()} is not valid UTF-8 after percent-decoding") from None
+
+
+def _limit(request: Request) -> int:
+    raw = request.param(b"limit")
+    if raw is None:
+        return DEFAULT_PAGE_LIMIT
+    if not raw.isdigit() or len(raw) > 4 or not 1 <= int(raw) <= MAX_PAGE_LIMIT:
+        raise InvalidParameterError(f"limit must be a whole number from 1 to {MAX_PAGE_LIMIT}")
+    return int(raw)
+
+
+def _flag(request: Request, name: bytes) -> bool:
+    raw = request.param(name)
+    if raw is None:
+        return False
+    value = raw.lower()
+    if value in (b"", b"true", b"1", b"yes"):
+        return True
+    if value in (b"false", b"0", b"no"):
+        return False
+    raise InvalidParameterError(f"{name.decode()} must be true or false")
+
+
+def _precondition(request: Request) -> Precondition | None:
+    """The condition of ``If-Match`` / ``If-None-Match``; InvalidPreconditionError for what tuco does not accept."""
+    match = request.header(b"if-match")
+    none_match = request.header(b"if-none-match")
+    if match is None and none_match is None:
+        return None
+    if match is not None and none_match is not None:
+        raise InvalidPreconditionError("send If-Match or If-None-Match, not both")
+    name = b"if-match" if match is not None else b"if-none-match"
+    if request.header_count(name) > 1:
+        raise InvalidPreconditionError(f"send one {name.decode()} header with one entity tag")
+    value = (match if match is not None else none_match or b"").strip()
+    if none_match is not None:
+        if value == b"*":
+            return ABSENT
+        raise InvalidPreconditionError('If-None-Match takes only "*" (create only if absent)')
+    if value == b"*":
+        return EXISTS
+    if value.startswith(b"W/"):
+        raise InvalidPreconditionError("weak entity tags are not accepted: tuco's ETags are strong")
+    if b"," in value:
+        raise InvalidPreconditionError("a list of entity tags is not accepted: send one")
+    if len(value) > 2 and value[0] == value[-1] == 0x22 and value[1:-1].isdigit() and int(value[1:-1]) > 0:
+        return Precondition(int(value[1:-1]))
+    raise InvalidPreconditionError('If-Match takes "*" or one ETag as tuco sends it: a revision in quotes, "12"')
+
+
+def _created(event: Event) -> Response:
+    return Response(201, b"", None, (), b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (event.sequence, event.sequence))
+
+
+def _deleted(event: Event) -> Response:
+    return Response(200, b"", None, (), b"X-Tuco-Revision: %d\r\n" % event.sequence)
+
+
+def decode_key(segment: bytes) -> str:
+    """Percent-decode one path segment into a key (the length limit is the service's, on writes)."""
+    raw = unquote_to_bytes(segment) if b"%" in segment else segment
+    if not raw:
+        raise InvalidKeyError("the key is empty")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidKeyError("the key is not valid UTF-8 after percent-decoding") from None
+
+
+def _write_refused(error: TucoError, doing: str) -> Response:
+    """A write refused before it reached the log: a client's mistake answered as such, or a log refusal."""
+    if isinstance(error, LogError):
+        return refusal(error, doing)
+    return error_answer(error)
+
+
+Done = Callable[[Event], Response]
+Failed = Callable[[PreconditionFailedError], Response]
+
+
+def _answer_when_written(written: Awaitable[Event], done: Done, doing: str, failed: Failed) -> Awaitable[Response]:
     """The response to a write, once the log settled it.
 
     A future from the log is chained to a response future by a callback, which
@@ -327,39 +393,37 @@ def _answer_when_written(written: Awaitable[Event], done: Response, failed: str)
     """
     if isinstance(written, asyncio.Future):
         answer: asyncio.Future[Response] = written.get_loop().create_future()
-        written.add_done_callback(functools.partial(_settle, answer, done, failed))
+        written.add_done_callback(functools.partial(_settle, answer, done, doing, failed))
         return answer
-    return _await_written(written, done, failed)
+    return _await_written(written, done, doing, failed)
 
 
-def _settle(answer: asyncio.Future[Response], done: Response, failed: str, written: asyncio.Future[Event]) -> None:
+def _settle(
+    answer: asyncio.Future[Response], done: Done, doing: str, failed: Failed, written: asyncio.Future[Event]
+) -> None:
     if answer.done():
         return
     error = LogClosedError("the write was cancelled") if written.cancelled() else written.exception()
     if error is None:
-        answer.set_result(done)
+        answer.set_result(done(written.result()))
+    elif isinstance(error, PreconditionFailedError):
+        answer.set_result(failed(error))
     elif isinstance(error, TucoError):
-        answer.set_result(refusal(error, failed))
+        answer.set_result(refusal(error, doing))
     else:
         answer.set_exception(error)
 
 
-async def _await_written(written: Awaitable[Event], done: Response, failed: str) -> Response:
+async def _await_written(written: Awaitable[Event], done: Done, doing: str, failed: Failed) -> Response:
     try:
-        await written
+        event = await written
+    except PreconditionFailedError as exc:
+        return failed(exc)
     except TucoError as exc:
-        return refusal(exc, failed)
-    return done
+        return refusal(exc, doing)
+    return done(event)
 
 
-def value_too_large(limit: int) -> Response:
-    """The 413 answer, shared by every front end."""
-    return error_response(413, "value_too_large", f"the value is over the {limit}-byte limit")
-
-
-def _wants_consistent(query: bytes) -> bool:
-    for pair in query.split(b"&"):
-        name, _, value = pair.partition(b"=")
-        if name == b"consistent":
-            return value.lower() in (b"", b"true", b"1", b"yes")
-    return False
+def _wants_consistent(request: Request) -> bool:
+    value = request.param(b"consistent")
+    return value is not None and value.lower() in (b"", b"true", b"1", b"yes")

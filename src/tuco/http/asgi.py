@@ -13,7 +13,9 @@ from typing import Any
 
 import structlog
 
-from tuco.http.api import INTERNAL_ERROR, SERVER_BUSY, STARTING, Response, value_too_large
+from tuco.http.answers import INTERNAL_ERROR, SERVER_BUSY, STARTING, value_too_large
+from tuco.http.api import KeyValueAPI
+from tuco.http.messages import Request, Response, StreamResponse
 from tuco.service import Service
 
 __all__ = ["ASGIApp"]
@@ -60,7 +62,7 @@ class ASGIApp:
 
     With ``service_factory`` the service is built and replayed on lifespan
     start-up and closed on shutdown; a ready-made ``service`` is used as is
-    (its owner starts and closes it).
+    (its owner starts and closes it), with ``api`` over it if given.
     """
 
     def __init__(
@@ -68,19 +70,23 @@ class ASGIApp:
         service: Service | None = None,
         *,
         service_factory: Callable[[], Service] | None = None,
+        api: KeyValueAPI | None = None,
     ) -> None:
         if (service is None) == (service_factory is None):
             raise TypeError("pass exactly one of service or service_factory")
+        if api is not None and api.service is not service:
+            raise TypeError("api must serve the service given")
         self.service = service
         self._service_factory = service_factory
         self._budget: _BodyBudget | None = None
+        self._api: KeyValueAPI | None = api or (KeyValueAPI(service) if service is not None else None)
 
     @property
     def body_bytes_reserved(self) -> int:
         """Bytes of the shared body budget held by requests whose bodies are still being received."""
         if self._budget is None or self.service is None:
             return 0
-        return self.service.api.limits.max_buffered_bytes - self._budget.free
+        return self.service.limits.max_buffered_bytes - self._budget.free
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -96,6 +102,7 @@ class ASGIApp:
                 try:
                     if self._service_factory is not None:
                         self.service = self._service_factory()
+                        self._api = KeyValueAPI(self.service)
                         stats = await self.service.start()
                         _logger.info("replay_finished", events=stats.events, keys=stats.keys, seconds=stats.seconds)
                 except Exception as exc:
@@ -110,17 +117,16 @@ class ASGIApp:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        service = self.service
-        if service is None:
+        api = self._api
+        if api is None:
             await _send(send, STARTING, head=False)
             return
-        api = service.api
         if self._budget is None:
             self._budget = _BodyBudget(api.limits.max_buffered_bytes)
         method = scope["method"].encode()
-        target = scope.get("raw_path") or scope["path"].encode()
-        if scope.get("query_string"):
-            target += b"?" + scope["query_string"]
+        path = scope.get("raw_path") or scope["path"].encode()
+        if b"?" in path:  # some servers put the query in raw_path too
+            path = path.partition(b"?")[0]
         limit = api.limits.max_value_bytes
         try:
             body = await _read_body(scope, receive, limit, self._budget)
@@ -132,8 +138,12 @@ class ASGIApp:
             return
         except _ClientGoneError:
             return  # a partial body is not a value: store nothing, and there is no one to answer
+        headers = scope.get("headers")
+        request = Request(
+            method, path, scope.get("query_string", b""), list(headers) if headers else [], body, _peer(scope)
+        )
         try:
-            result = api.handle(method, target, body)
+            result = api.handle(request)
             response = await result if inspect.isawaitable(result) else result
         except Exception:
             _logger.exception("handler_failed", method=scope["method"], path=scope["path"])
@@ -172,10 +182,37 @@ async def _read_body(scope: Scope, receive: Receive, limit: int, budget: _BodyBu
     return b"".join(chunks)
 
 
-async def _send(send: Send, response: Response, *, head: bool) -> None:
+def _peer(scope: Scope) -> str | None:
+    """The TLS client's identity, where the server reports one (the ASGI TLS extension)."""
+    tls = (scope.get("extensions") or {}).get("tls")
+    name = tls.get("client_cert_name") if isinstance(tls, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+async def _send(send: Send, response: Response | StreamResponse, *, head: bool) -> None:
+    if isinstance(response, StreamResponse):
+        await _send_stream(send, response, head=head)
+        return
     headers = [(b"content-length", str(len(response.body)).encode())]
     if response.content_type is not None:
         headers.append((b"content-type", response.content_type))
-    headers.extend((name.lower(), value) for name, value in response.headers)
+    headers.extend((name.lower(), value) for name, value in response.all_headers())
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else response.body})
+
+
+async def _send_stream(send: Send, response: StreamResponse, *, head: bool) -> None:
+    headers = [] if response.content_type is None else [(b"content-type", response.content_type)]
+    headers.extend((name.lower(), value) for name, value in response.headers)
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    chunks = response.chunks
+    try:
+        if not head:
+            async for chunk in chunks:
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    finally:
+        closing = getattr(chunks, "aclose", None)
+        if closing is not None:
+            await closing()
+    await send({"type": "http.response.body", "body": b""})

@@ -33,6 +33,11 @@ lives here, in one ``asyncio.Protocol`` with no task per request:
   (chunked ones: what has arrived) from one budget shared by all connections;
   a body that does not fit gets ``503 server_busy`` before it is read. A
   reservation ends when the request is complete, refused or its client gone.
+* **Streams.** A :class:`~tuco.http.messages.StreamResponse` is sent with
+  ``Transfer-Encoding: chunked`` by a task that writes each chunk as it comes
+  and waits while writing is paused; answers to later requests wait in
+  ``_queue`` until its last chunk. A client that goes away or stops sending
+  cancels the task, which closes the chunk iterator.
 * **Closing politely.** After the last response we half-close (``write_eof``)
   and discard what the client still sends for a moment, instead of closing a
   socket with unread data, which makes the kernel reset it and can destroy the
@@ -52,15 +57,16 @@ from typing import TYPE_CHECKING, Final, cast
 import httptools
 import structlog
 
-from tuco.http.api import INTERNAL_ERROR, RETRY_SOON, SERVER_BUSY, Response, error_response, value_too_large
+from tuco.http.answers import INTERNAL_ERROR, RETRY_SOON, SERVER_BUSY, error_response, value_too_large
+from tuco.http.messages import Request, Response, StreamResponse
 
 if TYPE_CHECKING:
     from tuco.http.server import ServerSettings
 
 __all__ = ["Handler", "HttpConnection", "ServerContext"]
 
-Handler = Callable[[bytes, bytes, bytes], Response | Awaitable[Response]]
-"""``(method, raw target including the query, body)`` to a response or an awaitable of one."""
+Handler = Callable[[Request], Response | StreamResponse | Awaitable[Response | StreamResponse]]
+"""A request to a response, or an awaitable of one."""
 
 _logger = structlog.get_logger("tuco.http")
 
@@ -178,7 +184,7 @@ _HEADS: dict[_HeadKey, bytes] = {}
 
 
 def _build_head(key: _HeadKey) -> bytes:
-    """Everything of a response head up to the Content-Length value; cached by shape."""
+    """A response head's status line and static headers (up to ``extra`` and Content-Length); cached by shape."""
     status, content_type, headers, mode = key
     parts = [status_line(status)]
     if content_type is not None:
@@ -193,7 +199,6 @@ def _build_head(key: _HeadKey) -> bytes:
         parts.append(b"Connection: close\r\n")
     elif mode == _KEEP_SAID:
         parts.append(b"Connection: keep-alive\r\n")
-    parts.append(b"Content-Length: ")
     head = b"".join(parts)
     if len(_HEADS) >= _MAX_CACHED_HEADS:
         _HEADS.clear()
@@ -206,7 +211,14 @@ def render(response: Response, mode: int, date_tail: bytes) -> bytes:
     body = response.body
     key = (response.status, response.content_type, response.headers, mode)
     head = _HEADS.get(key) or _build_head(key)
-    return b"%b%d%b%b" % (head, len(body), date_tail, body)
+    return b"%b%bContent-Length: %d%b%b" % (head, response.extra, len(body), date_tail, body)
+
+
+def _stream_head(response: StreamResponse, mode: int, date_tail: bytes) -> bytes:
+    """The head of a chunked response (streams are rare: not cached)."""
+    key = (response.status, response.content_type, response.headers, mode)
+    head = _HEADS.get(key) or _build_head(key)
+    return head + b"Transfer-Encoding: chunked" + date_tail
 
 
 class _Stop(Exception):
@@ -218,7 +230,7 @@ class _Slot:
 
     __slots__ = ("head_only", "mode", "response")
 
-    def __init__(self, response: Response | None, mode: int, head_only: bool) -> None:
+    def __init__(self, response: Response | StreamResponse | None, mode: int, head_only: bool) -> None:
         self.response = response
         self.mode = mode
         self.head_only = head_only
@@ -227,12 +239,10 @@ class _Slot:
 class _Held:
     """A parsed request, or a ready rejection, waiting because output is backed up."""
 
-    __slots__ = ("body", "method", "mode", "rejection", "target")
+    __slots__ = ("mode", "rejection", "request")
 
-    def __init__(self, method: bytes, target: bytes, body: bytes, mode: int, rejection: Response | None) -> None:
-        self.method = method
-        self.target = target
-        self.body = body
+    def __init__(self, request: Request | None, mode: int, rejection: Response | None) -> None:
+        self.request = request
         self.mode = mode
         self.rejection = rejection
 
@@ -249,6 +259,7 @@ class HttpConnection(asyncio.Protocol):
         "_continue_wanted",
         "_ctx",
         "_deadline",
+        "_drained",
         "_early",
         "_early_is_tls",
         "_eof",
@@ -257,6 +268,7 @@ class HttpConnection(asyncio.Protocol):
         "_handshake",
         "_head_size",
         "_header_count",
+        "_headers",
         "_in_head",
         "_in_request",
         "_lingering",
@@ -269,11 +281,14 @@ class HttpConnection(asyncio.Protocol):
         "_out",
         "_out_size",
         "_parser",
+        "_peer",
         "_queue",
         "_raw_head",
         "_reading_paused",
         "_reserved",
         "_stopped",
+        "_stream_task",
+        "_streaming",
         "_target",
         "_tasks",
         "_timer",
@@ -306,6 +321,8 @@ class HttpConnection(asyncio.Protocol):
         self._messages = 0
         self._raw_head = 0
         self._target = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._peer: str | None = None
         self._head_size = 0
         self._header_count = 0
         self._content_length: int | None = None
@@ -324,8 +341,12 @@ class HttpConnection(asyncio.Protocol):
         # Answers in request order, requests held back, and the handlers' tasks.
         self._queue: collections.deque[_Slot] = collections.deque()
         self._backlog: collections.deque[_Held] = collections.deque()
-        self._tasks: set[asyncio.Future[Response]] = set()
+        self._tasks: set[asyncio.Future[Response | StreamResponse]] = set()
         self._unsafe_pending = 0  # unfinished PUTs and DELETEs; later requests wait for them
+        # A streamed response being sent: later answers wait in _queue until it ends.
+        self._streaming = False
+        self._stream_task: asyncio.Task[None] | None = None
+        self._drained: asyncio.Event | None = None
         self._out: list[bytes] = []
         self._out_size = 0
         # Flow control and the end of the connection.
@@ -409,6 +430,8 @@ class HttpConnection(asyncio.Protocol):
         self._transport = transport
         self._parser = httptools.HttpRequestParser(self)
         self._tls = transport.get_extra_info("sslcontext") is not None
+        if self._tls:
+            self._peer = _peer_identity(transport)
         transport.set_write_buffer_limits(high=self._write_high_water)
         self._rearm()
 
@@ -447,6 +470,10 @@ class HttpConnection(asyncio.Protocol):
         self._rearm()
 
     def eof_received(self) -> bool | None:
+        if self._stream_task is not None:
+            # A client that stops sending during a stream is gone (a watch would wait for it forever).
+            self._stream_task.cancel()
+            return None
         if self._lingering or self._in_request or self._tls or not (self._queue or self._backlog):
             return None  # nothing more can be answered: let the transport close
         self._stopped = True
@@ -467,6 +494,8 @@ class HttpConnection(asyncio.Protocol):
         self._out.clear()
         self._chunks = None
         self._release_body()
+        if self._stream_task is not None:
+            self._stream_task.cancel()  # a stream may wait for its next chunk indefinitely: nobody reads it now
         # Handler tasks keep running (a PUT queued in the log must still be stored);
         # their callbacks see that the transport is gone and write nothing.
         self._ctx.release(self)
@@ -478,6 +507,8 @@ class HttpConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._drained is not None:
+            self._drained.set()
         self._pump()
         self._after_output()
 
@@ -494,6 +525,7 @@ class HttpConnection(asyncio.Protocol):
         self._messages += 1
         self._raw_head = 0
         self._target = b""
+        self._headers = []
         self._head_size = 0
         self._header_count = 0
         self._content_length = None
@@ -517,6 +549,7 @@ class HttpConnection(asyncio.Protocol):
         if self._header_count > self._max_header_count or size + len(self._target) > self._max_head_bytes:
             self._reject(_HEADERS_TOO_LARGE)
             raise _Stop
+        self._headers.append((name, value))
         # Only four headers matter to the server; the length test skips the rest cheaply.
         length = len(name)
         if length != 14 and length != 17 and length != 10 and length != 6:
@@ -609,23 +642,29 @@ class HttpConnection(asyncio.Protocol):
             mode = _KEEP
         if mode == _CLOSE:
             self._stopped = True
-        method = parser.get_method()  # type: ignore[union-attr]
-        if self._backlog or self._unsafe_pending or self._write_paused or len(self._queue) >= self._max_pipelined:
-            self._backlog.append(_Held(method, self._target, body, mode, None))
+        target = self._target
+        if b"?" in target:
+            path, _, query = target.partition(b"?")
         else:
-            self._dispatch(method, self._target, body, mode)
+            path, query = target, b""
+        request = Request(parser.get_method(), path, query, self._headers, body, self._peer)  # type: ignore[union-attr]
+        if self._backlog or self._unsafe_pending or self._write_paused or len(self._queue) >= self._max_pipelined:
+            self._backlog.append(_Held(request, mode, None))
+        else:
+            self._dispatch(request, mode)
 
     # -- answering ------------------------------------------------------------
 
-    def _dispatch(self, method: bytes, target: bytes, body: bytes, mode: int) -> None:
+    def _dispatch(self, request: Request, mode: int) -> None:
         """Call the handler; answer now if it answered now, else give its awaitable a slot."""
         try:
-            result = self._handler(method, target, body)
+            result = self._handler(request)
         except Exception as exc:
             result = _internal_error(exc)
+        method = request.method
         head_only = method == b"HEAD"
-        if isinstance(result, Response):
-            if self._queue:
+        if isinstance(result, Response | StreamResponse):
+            if self._queue or self._streaming:
                 self._queue.append(_Slot(result, mode, head_only))
             else:
                 self._send(result, mode, head_only)
@@ -643,49 +682,58 @@ class HttpConnection(asyncio.Protocol):
         self._tasks.add(task)
         task.add_done_callback(functools.partial(self._on_task_done, slot, unsafe))
 
-    def _on_task_done(self, slot: _Slot, unsafe: bool, task: asyncio.Future[Response]) -> None:
+    def _on_task_done(self, slot: _Slot, unsafe: bool, task: asyncio.Future[Response | StreamResponse]) -> None:
         self._tasks.discard(task)
         if unsafe:
             self._unsafe_pending -= 1
+        response: Response | StreamResponse
         if task.cancelled():
             response = _CANCELLED
         else:
             exc = task.exception()
             response = task.result() if exc is None else _internal_error(exc)
-            if not isinstance(response, Response):
+            if not isinstance(response, Response | StreamResponse):
                 response = _internal_error(TypeError(f"the handler's awaitable returned {response!r}"))
         slot.response = response
         if self._transport is None or self._lingering:
             return
+        self._drain_queue()
+
+    def _drain_queue(self) -> None:
+        """Send the finished answers at the front of the queue, then take held requests."""
         queue = self._queue
-        while queue and queue[0].response is not None and not self._lingering:
+        while queue and queue[0].response is not None and not self._lingering and not self._streaming:
             ready = queue.popleft()
             self._send(ready.response, ready.mode, ready.head_only)  # type: ignore[arg-type]
         self._pump()
         self._after_output()
 
     def _answer(self, response: Response, mode: int, head_only: bool) -> None:
-        if self._queue:
+        if self._queue or self._streaming:
             self._queue.append(_Slot(response, mode, head_only))
         else:
             self._send(response, mode, head_only)
 
-    def _send(self, response: Response, mode: int, head_only: bool) -> None:
+    def _send(self, response: Response | StreamResponse, mode: int, head_only: bool) -> None:
         """Serialise one response into the output buffer; after the last one, close."""
         if self._ctx.closing and mode != _CLOSE and not self._queue and not self._backlog and not self._in_request:
             mode = _CLOSE
+        if type(response) is StreamResponse:
+            self._start_stream(response, mode, head_only)
+            return
+        response = cast(Response, response)
         body = response.body
         key = (response.status, response.content_type, response.headers, mode)
         head = _HEADS.get(key) or _build_head(key)
         size = len(body)
         if head_only or not size:
-            data = _join((head, str(size).encode(), self._ctx.date_tail))
+            data = _join((head, response.extra, b"Content-Length: ", str(size).encode(), self._ctx.date_tail))
             self._out.append(data)
         elif size <= _JOIN_BODY_BYTES:
-            data = _join((head, str(size).encode(), self._ctx.date_tail, body))
+            data = _join((head, response.extra, b"Content-Length: ", str(size).encode(), self._ctx.date_tail, body))
             self._out.append(data)
         else:
-            data = _join((head, str(size).encode(), self._ctx.date_tail))
+            data = _join((head, response.extra, b"Content-Length: ", str(size).encode(), self._ctx.date_tail))
             self._out.append(data)
             self._out.append(body)
             self._out_size += size
@@ -694,6 +742,50 @@ class HttpConnection(asyncio.Protocol):
             self._finish()
         elif self._out_size >= self._write_high_water:
             self._flush()  # may call pause_writing, which holds back further requests
+
+    def _start_stream(self, response: StreamResponse, mode: int, head_only: bool) -> None:
+        """Write a chunked head and send the chunks from a task; later answers wait for its end."""
+        self._out.append(_stream_head(response, mode, self._ctx.date_tail))
+        self._flush()
+        self._streaming = True
+        self._stream_task = self._loop.create_task(self._stream(response, mode, head_only))
+
+    async def _stream(self, response: StreamResponse, mode: int, head_only: bool) -> None:
+        chunks = response.chunks
+        try:
+            if not head_only:
+                async for chunk in chunks:
+                    if self._transport is None:
+                        return
+                    if chunk:
+                        self._out.append(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                        self._flush()
+                    while self._write_paused and self._transport is not None:
+                        if self._drained is None:
+                            self._drained = asyncio.Event()
+                        self._drained.clear()
+                        await self._drained.wait()
+                if self._transport is None:
+                    return
+                self._out.append(b"0\r\n\r\n")
+        except Exception as exc:  # a chunk cannot be followed by an error answer: cut the connection
+            _logger.error("stream_failed", exc_info=exc)
+            if self._transport is not None:
+                self._out.clear()
+                self._transport.abort()
+            return
+        finally:
+            closing = getattr(chunks, "aclose", None)
+            if closing is not None:
+                await closing()
+            self._streaming = False
+            self._stream_task = None
+        if self._transport is None:
+            return
+        if mode == _CLOSE:
+            self._finish()
+            return
+        self._drain_queue()
 
     def _send_continue(self) -> None:
         self._continue_wanted = False
@@ -709,7 +801,7 @@ class HttpConnection(asyncio.Protocol):
         self._chunks = None
         self._release_body()
         if self._backlog or self._write_paused:
-            self._backlog.append(_Held(b"", b"", b"", _CLOSE, response))
+            self._backlog.append(_Held(None, _CLOSE, response))
         else:
             self._answer(response, _CLOSE, False)
         self._after_output()
@@ -734,7 +826,7 @@ class HttpConnection(asyncio.Protocol):
             if held.rejection is not None:
                 self._answer(held.rejection, _CLOSE, False)
             else:
-                self._dispatch(held.method, held.target, held.body, held.mode)
+                self._dispatch(held.request, held.mode)  # type: ignore[arg-type]
         if self._continue_wanted and not self._queue and not backlog and not self._lingering:
             self._send_continue()
 
@@ -762,6 +854,7 @@ class HttpConnection(asyncio.Protocol):
             and not self._in_request
             and not self._queue
             and not self._backlog
+            and not self._streaming
         ):
             self._lingering = True
             transport.close()
@@ -809,7 +902,7 @@ class HttpConnection(asyncio.Protocol):
             state = _LINGER
         elif self._write_paused:
             state = _SEND
-        elif self._reading_paused or self._queue or self._backlog:
+        elif self._reading_paused or self._queue or self._backlog or self._streaming:
             state = _BUSY  # our turn, not the client's: no deadline
         elif self._in_request:
             state = _REQUEST
@@ -878,6 +971,18 @@ class HttpConnection(asyncio.Protocol):
             self._transport.abort()
         elif self._handshake is not None:
             self._handshake.cancel()
+
+
+def _peer_identity(transport: asyncio.BaseTransport) -> str | None:
+    """The TLS client certificate's subject common name, when the client presented one."""
+    cert = transport.get_extra_info("peercert")
+    if not cert:
+        return None
+    for rdn in cert.get("subject", ()):
+        for name, value in rdn:
+            if name == "commonName":
+                return str(value)
+    return None
 
 
 def _internal_error(exc: BaseException) -> Response:

@@ -48,7 +48,7 @@ class ServerSettings:
     """Limits and time-outs of the native server; every one protects it from a client."""
 
     max_body_bytes: int = 1 << 20
-    """A larger body is answered 413 and the connection closed, without reading the rest into memory."""
+    """A larger body is answered 413 and the connection closed, without reading the rest into memory (0: empty only)."""
     max_header_count: int = 100
     max_header_bytes: int = 16 * 1024
     """Request line plus headers; a longer target gets 414, longer headers 431."""
@@ -67,7 +67,7 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         for field in fields(self):
-            if getattr(self, field.name) <= 0:
+            if getattr(self, field.name) < 0 or (getattr(self, field.name) == 0 and field.name != "max_body_bytes"):
                 raise ConfigurationError(
                     f"server setting {field.name} must be positive, not {getattr(self, field.name)}"
                 )

@@ -1,0 +1,55 @@
+"""Settings to adapters to a :class:`~tuco.service.Service`: the only module that names a concrete log."""
+
+from __future__ import annotations
+
+from tuco.config import LogBackend, Settings
+from tuco.observability import Metrics
+from tuco.ports import TransactionLog
+from tuco.service import Limits, Service
+
+__all__ = ["build_log", "build_service", "limits_from"]
+
+
+def build_log(settings: Settings) -> TransactionLog:
+    """The transaction log the settings ask for (twelve-factor IV: attached by configuration)."""
+    if settings.log_backend is LogBackend.POSTGRES:
+        from tuco.log.postgres import PostgresTransactionLog
+
+        url = settings.database_url.get_secret_value() if settings.database_url else None
+        return PostgresTransactionLog(
+            url,
+            poll_interval=settings.poll_interval_seconds,
+            use_notify=settings.listen_notify,
+            connect_timeout=settings.database_connect_timeout_seconds,
+            write_timeout=settings.database_write_timeout_seconds,
+            max_pending_bytes=settings.log_max_pending_bytes,
+        )
+    from tuco.log.file import FileTransactionLog
+
+    return FileTransactionLog(
+        settings.log_path,
+        sync=settings.log_sync,
+        max_pending_bytes=settings.log_max_pending_bytes,
+        compact_min_bytes=settings.log_compact_min_bytes,
+        compact_ratio=settings.log_compact_ratio,
+    )
+
+
+def limits_from(settings: Settings) -> Limits:
+    """The request size limits of the settings."""
+    return Limits(
+        max_key_bytes=settings.max_key_bytes,
+        max_value_bytes=settings.max_value_bytes,
+        max_buffered_bytes=settings.body_budget_bytes,
+    )
+
+
+def build_service(settings: Settings, metrics: Metrics | None = None) -> Service:
+    """The service over the log the settings ask for, with its limits and history bound."""
+    log = build_log(settings)
+    service = Service(log, limits_from(settings), metrics, history_bytes=settings.history_max_bytes)
+    from tuco.log.file import FileTransactionLog
+
+    if isinstance(log, FileTransactionLog) and log.entries is None:
+        log.entries = service.store.entries  # what online compaction rewrites the log from
+    return service

@@ -1,0 +1,136 @@
+"""The request and response values both front ends exchange with the API.
+
+A :class:`Request` holds what was received, as received: the native server
+appends the header pairs httptools hands over and nothing else, and the query
+string is parsed only when a handler asks for it. Responses keep their static
+headers (which the native server caches rendered, by shape) apart from
+``extra``, the few per-response header lines (``ETag``, ``X-Tuco-Revision``)
+pre-rendered in one formatting operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from urllib.parse import unquote_to_bytes
+
+__all__ = ["Request", "Response", "StreamResponse"]
+
+Headers = tuple[tuple[bytes, bytes], ...]
+
+
+class Request:
+    """One HTTP request: method, raw path, raw query, headers as received, body, TLS peer identity."""
+
+    __slots__ = ("_params", "body", "headers", "method", "path", "peer", "query")
+
+    def __init__(
+        self,
+        method: bytes,
+        path: bytes,
+        query: bytes = b"",
+        headers: list[tuple[bytes, bytes]] | None = None,
+        body: bytes = b"",
+        peer: str | None = None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers: list[tuple[bytes, bytes]] = headers if headers is not None else []
+        self.body = body
+        self.peer = peer
+        self._params: dict[bytes, bytes] | None = None
+
+    @classmethod
+    def from_target(
+        cls, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]] | None = None, body: bytes = b""
+    ) -> Request:
+        """A request from a raw target (path with its query string)."""
+        path, _, query = target.partition(b"?")
+        return cls(method, path, query, headers, body)
+
+    def header(self, name: bytes) -> bytes | None:
+        """The value of the first header called ``name`` (lower case), compared case-insensitively."""
+        size = len(name)
+        for key, value in self.headers:
+            if len(key) == size and key.lower() == name:
+                return value
+        return None
+
+    def header_count(self, name: bytes) -> int:
+        """How many headers called ``name`` (lower case) were received."""
+        size = len(name)
+        return sum(1 for key, _ in self.headers if len(key) == size and key.lower() == name)
+
+    def param(self, name: bytes) -> bytes | None:
+        """The percent-decoded value of the first query parameter ``name``; parsed on first use."""
+        params = self._params
+        if params is None:
+            params = self._params = {}
+            if self.query:
+                for pair in self.query.split(b"&"):
+                    if not pair:
+                        continue
+                    raw_name, _, raw_value = pair.partition(b"=")
+                    key = _unquote(raw_name)
+                    if key not in params:
+                        params[key] = _unquote(raw_value)
+        return params.get(name)
+
+    def __repr__(self) -> str:
+        return f"Request({self.method!r}, {self.path!r}, {self.query!r})"
+
+
+def _unquote(raw: bytes) -> bytes:
+    raw = raw.replace(b"+", b" ") if b"+" in raw else raw
+    return unquote_to_bytes(raw) if b"%" in raw else raw
+
+
+class Response:
+    """Status, body, static headers and pre-rendered per-response header lines."""
+
+    __slots__ = ("body", "content_type", "extra", "headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: bytes | None = None,
+        headers: Headers = (),
+        extra: bytes = b"",
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = headers
+        self.extra = extra
+        """Header lines, each ending in CRLF, made by tuco itself from numbers (never from client input)."""
+
+    def all_headers(self) -> list[tuple[bytes, bytes]]:
+        """The static headers and the ``extra`` lines as pairs (the ASGI front end sends these)."""
+        pairs = list(self.headers)
+        if self.extra:
+            for line in self.extra.split(b"\r\n"):
+                if line:
+                    name, _, value = line.partition(b": ")
+                    pairs.append((name, value))
+        return pairs
+
+    def __repr__(self) -> str:
+        return f"Response({self.status}, {self.body[:40]!r})"
+
+
+class StreamResponse:
+    """A response whose body is produced over time: chunked on the native server, ``more_body`` on ASGI."""
+
+    __slots__ = ("chunks", "content_type", "headers", "status")
+
+    def __init__(
+        self, status: int, chunks: AsyncIterator[bytes], content_type: bytes | None = None, headers: Headers = ()
+    ) -> None:
+        self.status = status
+        self.chunks = chunks
+        self.content_type = content_type
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"StreamResponse({self.status})"

@@ -1,0 +1,77 @@
+"""The declared routes of the API and how a path finds one.
+
+Fixed paths are found by one dict lookup; then ``/v1/key/{key}``; then the
+reserved names under ``/v1/`` (resources, never keys); last the book's
+``/v1/{key}`` alias, which serves every other single segment. A key whose
+name is reserved stays reachable at ``/v1/key/{name}``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from tuco.http.answers import error_response
+from tuco.http.messages import Response
+
+__all__ = ["ALIAS", "KEY", "RESERVED", "ROUTES", "Route", "match"]
+
+_READ = frozenset((b"GET", b"HEAD"))
+_KEY_METHODS = frozenset((b"GET", b"HEAD", b"PUT", b"DELETE"))
+_ORDER = (b"GET", b"HEAD", b"PUT", b"POST", b"PATCH", b"DELETE")
+
+
+class Route(NamedTuple):
+    """A path pattern, the methods it answers and the name of the API method that handles it.
+
+    ``handler`` is None for a reserved resource not built yet (answered 404).
+    ``not_allowed`` is the 405 answer, with ``Allow`` from ``methods``.
+    """
+
+    pattern: str
+    methods: frozenset[bytes]
+    handler: str | None
+    not_allowed: Response
+
+
+def _route(pattern: str, methods: frozenset[bytes], handler: str | None) -> Route:
+    allow = ", ".join(method.decode() for method in _ORDER if method in methods)
+    refused = error_response(405, "method_not_allowed", f"allowed methods: {allow}", ((b"Allow", allow.encode()),))
+    return Route(pattern, methods, handler, refused)
+
+
+KEY = _route("/v1/key/{key}", _KEY_METHODS, "key")
+ALIAS = _route("/v1/{key}", _KEY_METHODS, "key")
+
+RESERVED: tuple[str, ...] = ("keys", "watch", "leases", "tokens", "openapi.json")
+"""Names under /v1/ that are resources, not keys (not all are built yet)."""
+
+ROUTES: tuple[Route, ...] = (
+    _route("/healthz", _READ, "health"),
+    _route("/readyz", _READ, "readiness"),
+    _route("/metrics", _READ, "metrics"),
+    _route("/v1/keys", _READ, "list_keys"),
+    _route("/v1/watch", _READ, None),
+    _route("/v1/leases", _READ, None),
+    _route("/v1/tokens", _READ, None),
+    _route("/v1/openapi.json", _READ, None),
+    KEY,
+    ALIAS,
+)
+"""Every route, in matching order (the alias last)."""
+
+_FIXED: dict[bytes, Route] = {route.pattern.encode(): route for route in ROUTES if "{" not in route.pattern}
+
+
+def match(path: bytes) -> tuple[Route | None, bytes]:
+    """The route for ``path`` and, for a key route, the raw key segment; ``(None, b"")`` for no route."""
+    if path.startswith(b"/v1/key/"):
+        segment = path[8:]
+        return (KEY, segment) if b"/" not in segment else (None, b"")
+    fixed = _FIXED.get(path)
+    if fixed is not None:
+        return fixed, b""
+    if path.startswith(b"/v1/"):
+        segment = path[4:]
+        if b"/" not in segment:
+            return ALIAS, segment
+    return None, b""
