@@ -40,11 +40,15 @@ class TucoProcess:
         assert self.proc is not None
         return self.proc.pid
 
+    def command(self) -> list[str]:
+        """The command line that starts the server (a subclass may run it under a tracer)."""
+        return [sys.executable, "-m", "tuco", "serve", *self.args]
+
     def start(self, *, wait_ready: bool = True) -> TucoProcess:
         """Spawn the server and wait for its listening line (and readiness, by default)."""
         self.lines = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tuco", "serve", *self.args],
+            self.command(),
             env=self.env,
             cwd=self.cwd,
             stdout=subprocess.PIPE,

@@ -43,26 +43,21 @@ class TracedTuco(TucoProcess):
         super().__init__(env, cwd=cwd)
         self.failing_sync = failing_sync
 
-    def start(self, *, wait_ready: bool = True) -> TucoProcess:
-        import threading
-
-        strace = strace_or_fail()
-        self.lines = []
+    def command(self) -> list[str]:
         inject = f"inject=fdatasync:error=EIO:when={self.failing_sync}"
-        trace = [strace, "-f", "-qq", "--seccomp-bpf", "-o", "/dev/null", "-e", "trace=fdatasync", "-e", inject]
-        self.proc = subprocess.Popen(
-            [*trace, sys.executable, "-m", "tuco", "serve"],
-            env=self.env,
-            cwd=self.cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.port = int(self.wait_for("listening")["port"])
-        if wait_ready:
-            self.wait_for("ready")
-        return self
+        trace = [
+            strace_or_fail(),
+            "-f",
+            "-qq",
+            "--seccomp-bpf",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=fdatasync",
+            "-e",
+            inject,
+        ]
+        return [*trace, *super().command()]
 
     def kill(self) -> int:
         """SIGKILL the traced server itself (killing strace would leave it running, detached)."""
