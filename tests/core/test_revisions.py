@@ -2,18 +2,11 @@ from __future__ import annotations
 
 import pytest
 
+from tests.core.test_store import delete, put
 from tuco.core.events import ABSENT, EXISTS, Entry, Event, EventType, Precondition
 from tuco.core.history import CHANGE_OVERHEAD_BYTES, History
 from tuco.core.store import Store
 from tuco.errors import HistoryCompactedError, NoSuchKeyError
-
-
-def put(sequence: int, key: str, value: bytes) -> Event:
-    return Event(sequence, EventType.PUT, key, value)
-
-
-def delete(sequence: int, key: str) -> Event:
-    return Event(sequence, EventType.DELETE, key)
 
 
 def test_revisions_follow_etcd_create_mod_and_version() -> None:

@@ -9,9 +9,8 @@ import ssl
 from collections.abc import Awaitable, Callable
 
 import pytest
-import trustme
 
-from tests.http.test_native_server import LOOPS, Client, Reply, get, run, serving
+from tests.http.test_native_server import LOOPS, Client, Reply, get, run, serving, tls_contexts
 from tuco.http.server import NativeServer
 
 
@@ -47,11 +46,7 @@ def test_tls_handshakes_in_progress_count_against_the_connection_cap(
     loop_factory: Callable[[], asyncio.AbstractEventLoop],
 ) -> None:
     """With the cap taken by silent TLS connections, the next one is closed at accept; leaving frees a place."""
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
+    server_context, client_context = tls_contexts()
 
     async def main() -> None:
         async with serving(tls=server_context, max_connections=2) as server:
@@ -79,11 +74,7 @@ def test_a_client_hello_sent_with_the_connect_is_not_lost(
     loop_factory: Callable[[], asyncio.AbstractEventLoop],
 ) -> None:
     """A ClientHello already waiting when the connection is accepted reaches the TLS layer; the request is served."""
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
+    server_context, client_context = tls_contexts()
 
     async def main() -> None:
         async with serving(tls=server_context) as server:

@@ -23,6 +23,17 @@ from tuco.http.server import NativeServer, ServerSettings, start_server
 from tuco.service import Service
 from tuco.testing import MemoryLog
 
+
+def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a certificate for 127.0.0.1 from a fresh trustme CA, and a client context trusting it."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    return server_context, client_context
+
+
 LOOPS = pytest.mark.parametrize(
     "loop_factory", [uvloop.new_event_loop, asyncio.new_event_loop], ids=["uvloop", "asyncio"]
 )
@@ -712,11 +723,7 @@ def test_tls_serves_keep_alive_requests_and_closes_on_request(
     loop_factory: Callable[[], asyncio.AbstractEventLoop],
 ) -> None:
     """Over TLS the server keeps the connection alive across requests and closes it after Connection: close."""
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
+    server_context, client_context = tls_contexts()
 
     async def main() -> None:
         async with serving(tls=server_context) as server:

@@ -10,14 +10,12 @@ first; asking for a revision before the oldest retained one raises
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from itertools import islice
-from typing import NamedTuple
 
-from tuco.core.events import Entry, Event, EventType
+from tuco.core.events import Entry
 from tuco.errors import HistoryCompactedError
 
-__all__ = ["CHANGE_OVERHEAD_BYTES", "Change", "History"]
+__all__ = ["CHANGE_OVERHEAD_BYTES", "History"]
 
 # What a retained change costs beyond its key's and its replaced value's bytes:
 # the change, event and entry tuples, their integers, the bytes object header
@@ -26,13 +24,6 @@ CHANGE_OVERHEAD_BYTES = 320
 
 
 _new = tuple.__new__
-
-
-class Change(NamedTuple):
-    """One applied event and the key's entry before it (``None``: the key was absent)."""
-
-    event: Event
-    previous: Entry | None
 
 
 class History:
@@ -100,18 +91,6 @@ class History:
             del changes[:start]
             start = 0
         self._start = start
-
-    def changes_after(self, revision: int) -> Iterator[Change]:
-        """The retained changes after ``revision``, oldest first.
-
-        Raises :class:`HistoryCompactedError` if changes after ``revision`` were already dropped.
-        """
-        if revision < self.oldest_revision:
-            raise HistoryCompactedError(self.oldest_revision)
-        begin = self._start + (revision + 1 - self._first)
-        for sequence, code, key, value, previous in islice(self._changes, begin, None):
-            entry = _new(Entry, previous) if previous is not None else None
-            yield Change(Event(sequence, EventType(code), key, value), entry)
 
     def state_at(self, revision: int) -> dict[str, Entry | None]:
         """For every key changed after ``revision``: its entry at ``revision`` (``None``: absent then)."""

@@ -155,7 +155,7 @@ class KeyValueAPI:
             try:
                 entry = service.get(key)
             except NoSuchKeyError:
-                return self._read(key)
+                return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n" % service.revision)
             return Response(
                 200,
                 entry[0],
