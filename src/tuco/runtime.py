@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import ssl
@@ -162,6 +163,13 @@ async def serve(settings: Settings) -> int:
         events_per_second=stats.events_per_second,
         **dict(service.log.describe()),
     )
+    # The store's dict and the history's list are made before replay and live as long as the process.
+    # Their entries are tuples, so each write re-tracks them, and every full collection would then
+    # visit every key and change: measured 16 to 78 ms with 100k keys, the relaxed-PUT p99. Frozen,
+    # they are never traversed (what they hold is still freed by reference counting). What is frozen is
+    # start-up's: modules, settings, the service; a frozen object that later dies in a cycle would be
+    # kept, and the only such candidates (connections open during replay) break their cycles on close.
+    gc.freeze()
     _logger.info("ready")
     signum = await stop.wait()
     _logger.info("stopping", signal=signum, grace_seconds=settings.shutdown_grace_seconds)

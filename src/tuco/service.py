@@ -70,7 +70,8 @@ class Service:
     """Store and log with their lifecycle (replay, serve, close) and the key-value operations.
 
     ``get(key)`` returns the key's :class:`~tuco.core.events.Entry` from this
-    replica's store (raises NoSuchKeyError); it is the store's lookup itself.
+    replica's store (raises NoSuchKeyError); ``find(key)`` the entry's plain
+    tuple or None, with no copy and no exception: the HTTP read path's lookup.
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class Service:
         self.phase = Phase.STARTING
         # Reads are the hot path: get is the store's own lookup, not a method calling it.
         self.get: Callable[[str], Entry] = self.store.entry
+        self.find: Callable[[str], tuple[bytes, int, int, int] | None] = self.store.find
         if metrics is not None:
             metrics.gauge("tuco_keys", "keys in the store", lambda: len(self.store))
             metrics.gauge("tuco_last_sequence", "last event applied", lambda: self.store.last_sequence)

@@ -78,10 +78,12 @@ class History:
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:
+        """Drop the oldest changes down to 15/16 of the bound, so a full history drops once per many writes."""
         changes = self._changes
         start = self._start
         size = self._bytes
-        while size > self.max_bytes and start < len(changes):
+        target = self.max_bytes - (self.max_bytes >> 4)
+        while size > target and start < len(changes):
             _, _, key, _, previous = changes[start]
             size -= CHANGE_OVERHEAD_BYTES + len(key) + (len(previous[0]) if previous is not None else 0)
             start += 1

@@ -9,7 +9,7 @@ event, and a process nobody lists from never pays for the index.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 from sortedcontainers import SortedList
@@ -53,10 +53,12 @@ class Store:
     thread; reads are single dict operations.
     """
 
-    __slots__ = ("_data", "_index", "history", "last_sequence")
+    __slots__ = ("_data", "_index", "find", "history", "last_sequence")
 
     def __init__(self, *, history_bytes: int = DEFAULT_HISTORY_BYTES) -> None:
         self._data: dict[str, tuple[bytes, int, int, int]] = {}
+        self.find: Callable[[str], tuple[bytes, int, int, int] | None] = self._data.get
+        """The key's ``(value, create_revision, mod_revision, version)``, or None: the dict's own lookup (reads)."""
         self._index: SortedList | None = None
         self.history = History(history_bytes)
         self.last_sequence = 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import functools
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import unquote_to_bytes
@@ -27,7 +26,6 @@ from tuco.errors import (
     InvalidRequestError,
     LogClosedError,
     LogError,
-    NoSuchKeyError,
     PreconditionFailedError,
     TucoError,
 )
@@ -42,14 +40,14 @@ from tuco.http.answers import (
     log_message,
     refusal,
 )
-from tuco.http.messages import Request, Response, StreamResponse
-from tuco.http.routes import ALIAS, KEY, match
+from tuco.http.messages import Deferred, Request, Response, StreamResponse
+from tuco.http.routes import ALIAS, KEY, Route, match
 from tuco.observability import Metrics
 from tuco.service import Phase, Service
 
 __all__ = ["Answer", "KeyValueAPI", "decode_key", "decode_page_token", "encode_page_token"]
 
-Answer = Response | StreamResponse | Awaitable[Response | StreamResponse]
+Answer = Response | StreamResponse | Deferred | Awaitable[Response | StreamResponse]
 """What a handler returns: a response now, or an awaitable of one."""
 
 _NOT_FOUND_PATH = error_response(404, "not_found", "no such resource; keys live under /v1/key/{key}")
@@ -86,7 +84,6 @@ class KeyValueAPI:
         self.metrics = metrics if metrics is not None else service.metrics
         self.limits = service.limits
         self._handlers: dict[str, Callable[[Request, bytes], Answer]] = {
-            "key": self._key,
             "health": self._health,
             "readiness": self._readiness,
             "metrics": self._metrics,
@@ -94,14 +91,62 @@ class KeyValueAPI:
         }
 
     def handle(self, request: Request) -> Answer:
-        """Answer one request."""
+        """Answer one request.
+
+        The key routes are answered right here rather than in a handler method:
+        they are nearly every request, and a call less per request is measurable.
+        """
         path = request.path
-        if path.startswith(b"/v1/key/"):  # the hot path, matched as routes.match would; _key checks the methods
+        if path.startswith(b"/v1/key/"):  # the hot path, matched as routes.match would
             segment = path[8:]
-            return self._key(request, segment) if b"/" not in segment else _NOT_FOUND_PATH
-        route, segment = match(path)
-        if route is ALIAS:
-            return self._key(request, segment)
+            if b"/" in segment:
+                return _NOT_FOUND_PATH
+        else:
+            route, segment = match(path)
+            if route is not ALIAS:
+                return self._resource(route, request, segment)
+        method = request.method
+        read = method == b"GET" or method == b"HEAD"
+        if not read and method != b"PUT" and method != b"DELETE":
+            return KEY.not_allowed
+        service = self.service
+        if service.phase is Phase.STARTING:
+            return STARTING
+        try:
+            key = segment.decode() if segment and b"%" not in segment else decode_key(segment)
+        except UnicodeDecodeError:
+            return error_answer(InvalidKeyError("the key is not valid UTF-8 after percent-decoding"))
+        except InvalidKeyError as exc:
+            return error_answer(exc)
+        if read:
+            if request.query and _wants_consistent(request):
+                return self._consistent_get(key)
+            found = service.find(key)
+            if found is None:
+                return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n" % service.revision)
+            return Response(
+                200,
+                found[0],
+                OCTET_STREAM,
+                (),
+                b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.store.last_sequence),
+            )
+        try:
+            precondition = _precondition(request) if request.conditional else None
+            if method == b"PUT":
+                written = service.put(key, request.body, precondition)
+                settle = self._settle_put
+            else:
+                written = service.delete(key, precondition)
+                settle = self._settle_delete
+        except TucoError as exc:
+            return _write_refused(exc, "not stored" if method == b"PUT" else "not deleted")
+        if isinstance(written, asyncio.Future):
+            return Deferred(written, settle)
+        return _await_written(written, settle)
+
+    def _resource(self, route: Route | None, request: Request, segment: bytes) -> Answer:
+        """Every route but the keys': health, readiness, metrics, listing and the reserved names."""
         if route is None:
             return _NOT_FOUND_PATH
         if request.method not in route.methods:
@@ -135,52 +180,13 @@ class KeyValueAPI:
             payload["message"] = log_message("starting")
         return json_response(200 if service.ready else 503, payload)
 
-    def _key(self, request: Request, segment: bytes) -> Answer:
-        method = request.method
-        read = method == b"GET" or method == b"HEAD"
-        if not read and method != b"PUT" and method != b"DELETE":
-            return KEY.not_allowed
-        service = self.service
-        if service.phase is Phase.STARTING:
-            return STARTING
-        try:
-            key = segment.decode() if segment and b"%" not in segment else decode_key(segment)
-        except UnicodeDecodeError:
-            return error_answer(InvalidKeyError("the key is not valid UTF-8 after percent-decoding"))
-        except InvalidKeyError as exc:
-            return error_answer(exc)
-        if read:
-            if request.query and _wants_consistent(request):
-                return self._consistent_get(key)
-            try:
-                entry = service.get(key)
-            except NoSuchKeyError:
-                return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n" % service.revision)
-            return Response(
-                200,
-                entry[0],
-                OCTET_STREAM,
-                (),
-                b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (entry[2], service.store.last_sequence),
-            )
-        try:
-            precondition = _precondition(request)
-            if method == b"PUT":
-                written = service.put(key, request.body, precondition)
-                return _answer_when_written(written, _created, "not stored", self._failed)
-            written = service.delete(key, precondition)
-        except TucoError as exc:
-            return _write_refused(exc, "not stored" if method == b"PUT" else "not deleted")
-        return _answer_when_written(written, _deleted, "not deleted", self._failed)
-
     def _read(self, key: str) -> Response:
         service = self.service
-        try:
-            entry = service.get(key)
-        except NoSuchKeyError:
+        found = service.find(key)
+        if found is None:
             return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n" % service.revision)
         return Response(
-            200, entry[0], OCTET_STREAM, (), b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (entry[2], service.revision)
+            200, found[0], OCTET_STREAM, (), b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.revision)
         )
 
     async def _consistent_get(self, key: str) -> Response:
@@ -189,6 +195,32 @@ class KeyValueAPI:
         except LogError as exc:
             return refusal(exc, "no consistent read", _CONSISTENT_READ_FAILED)
         return self._read(key)
+
+    def _settle_put(self, written: asyncio.Future[Event]) -> Response:
+        """201 with the new ETag, or why the write was not stored."""
+        try:
+            sequence = written.result()[0]
+        except (Exception, asyncio.CancelledError):
+            return self._not_written(written, "not stored")
+        return Response(201, b"", None, (), b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (sequence, sequence))
+
+    def _settle_delete(self, written: asyncio.Future[Event]) -> Response:
+        """200 with the new revision, or why the delete was not recorded."""
+        try:
+            sequence = written.result()[0]
+        except (Exception, asyncio.CancelledError):
+            return self._not_written(written, "not deleted")
+        return Response(200, b"", None, (), b"X-Tuco-Revision: %d\r\n" % sequence)
+
+    def _not_written(self, written: asyncio.Future[Event], doing: str) -> Response:
+        if written.cancelled():
+            return refusal(LogClosedError("the write was cancelled"), doing)
+        error = written.exception()
+        if isinstance(error, PreconditionFailedError):
+            return self._failed(error)
+        if isinstance(error, TucoError):
+            return refusal(error, doing)
+        raise RuntimeError("the log failed a write with an unexpected error") from error  # answered 500, logged
 
     def _failed(self, error: PreconditionFailedError) -> Response:
         """412 with the key's current ETag (none when it is absent) and the store's revision (RFC 9110 13.1)."""
@@ -355,14 +387,6 @@ def _precondition(request: Request) -> Precondition | None:
     raise InvalidPreconditionError('If-Match takes "*" or one ETag as tuco sends it: a revision in quotes, "12"')
 
 
-def _created(event: Event) -> Response:
-    return Response(201, b"", None, (), b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (event.sequence, event.sequence))
-
-
-def _deleted(event: Event) -> Response:
-    return Response(200, b"", None, (), b"X-Tuco-Revision: %d\r\n" % event.sequence)
-
-
 def decode_key(segment: bytes) -> str:
     """Percent-decode one path segment into a key (the length limit is the service's, on writes)."""
     raw = unquote_to_bytes(segment) if b"%" in segment else segment
@@ -381,47 +405,9 @@ def _write_refused(error: TucoError, doing: str) -> Response:
     return error_answer(error)
 
 
-Done = Callable[[Event], Response]
-Failed = Callable[[PreconditionFailedError], Response]
-
-
-def _answer_when_written(written: Awaitable[Event], done: Done, doing: str, failed: Failed) -> Awaitable[Response]:
-    """The response to a write, once the log settled it.
-
-    A future from the log is chained to a response future by a callback, which
-    keeps the write path free of coroutines and tasks; anything else is awaited.
-    """
-    if isinstance(written, asyncio.Future):
-        answer: asyncio.Future[Response] = written.get_loop().create_future()
-        written.add_done_callback(functools.partial(_settle, answer, done, doing, failed))
-        return answer
-    return _await_written(written, done, doing, failed)
-
-
-def _settle(
-    answer: asyncio.Future[Response], done: Done, doing: str, failed: Failed, written: asyncio.Future[Event]
-) -> None:
-    if answer.done():
-        return
-    error = LogClosedError("the write was cancelled") if written.cancelled() else written.exception()
-    if error is None:
-        answer.set_result(done(written.result()))
-    elif isinstance(error, PreconditionFailedError):
-        answer.set_result(failed(error))
-    elif isinstance(error, TucoError):
-        answer.set_result(refusal(error, doing))
-    else:
-        answer.set_exception(error)
-
-
-async def _await_written(written: Awaitable[Event], done: Done, doing: str, failed: Failed) -> Response:
-    try:
-        event = await written
-    except PreconditionFailedError as exc:
-        return failed(exc)
-    except TucoError as exc:
-        return refusal(exc, doing)
-    return done(event)
+def _await_written(written: Awaitable[Event], settle: Callable[[asyncio.Future[Event]], Response]) -> Answer:
+    """A write whose log did not hand back a plain future (it waits for room first): settle it when done."""
+    return Deferred(asyncio.ensure_future(written), settle)
 
 
 def _wants_consistent(request: Request) -> bool:

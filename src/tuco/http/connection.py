@@ -52,20 +52,20 @@ import functools
 import http
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import httptools
 import structlog
 
 from tuco.http.answers import INTERNAL_ERROR, RETRY_SOON, SERVER_BUSY, error_response, value_too_large
-from tuco.http.messages import Request, Response, StreamResponse
+from tuco.http.messages import Deferred, Request, Response, StreamResponse
 
 if TYPE_CHECKING:
     from tuco.http.server import ServerSettings
 
 __all__ = ["Handler", "HttpConnection", "ServerContext"]
 
-Handler = Callable[[Request], Response | StreamResponse | Awaitable[Response | StreamResponse]]
+Handler = Callable[[Request], Response | StreamResponse | Deferred | Awaitable[Response | StreamResponse]]
 """A request to a response, or an awaitable of one."""
 
 _logger = structlog.get_logger("tuco.http")
@@ -91,6 +91,7 @@ _LINGER_SECONDS: Final = 2.0
 _JOIN_BODY_BYTES: Final = 16 * 1024
 _MAX_CACHED_HEADS: Final = 1024
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CONDITIONS: Final = (b"if-match", b"if-none-match")
 _join = b"".join
 
 # RFC 9110 names where Python's table still has the older ones.
@@ -254,6 +255,7 @@ class HttpConnection(asyncio.Protocol):
         "_backlog",
         "_body_size",
         "_chunks",
+        "_conditional",
         "_connection_header",
         "_content_length",
         "_continue_wanted",
@@ -329,6 +331,7 @@ class HttpConnection(asyncio.Protocol):
         self._transfer_encoding: bytes | None = None
         self._connection_header: bytes | None = None
         self._expect: bytes | None = None
+        self._conditional = False  # If-Match or If-None-Match was sent
         self._chunks: list[bytes] | None = None
         self._body_size = 0
         self._reserved = 0  # bytes of the shared body budget this request holds
@@ -532,6 +535,7 @@ class HttpConnection(asyncio.Protocol):
         self._transfer_encoding = None
         self._connection_header = None
         self._expect = None
+        self._conditional = False
         self._body_size = 0
         self._timer_state = _UNSET  # a new request restarts whichever deadline applies
 
@@ -550,9 +554,11 @@ class HttpConnection(asyncio.Protocol):
             self._reject(_HEADERS_TOO_LARGE)
             raise _Stop
         self._headers.append((name, value))
-        # Only four headers matter to the server; the length test skips the rest cheaply.
+        # Only six headers matter here; the length test skips the rest cheaply.
         length = len(name)
         if length != 14 and length != 17 and length != 10 and length != 6:
+            if (length == 8 or length == 13) and name.lower() in _CONDITIONS:
+                self._conditional = True
             return
         name = name.lower()
         if name == b"content-length":
@@ -647,7 +653,15 @@ class HttpConnection(asyncio.Protocol):
             path, _, query = target.partition(b"?")
         else:
             path, query = target, b""
-        request = Request(parser.get_method(), path, query, self._headers, body, self._peer)  # type: ignore[union-attr]
+        request = Request(
+            parser.get_method(),  # type: ignore[union-attr]
+            path,
+            query,
+            self._headers,
+            body,
+            self._peer,
+            self._conditional,
+        )
         if self._backlog or self._unsafe_pending or self._write_paused or len(self._queue) >= self._max_pipelined:
             self._backlog.append(_Held(request, mode, None))
         else:
@@ -663,7 +677,7 @@ class HttpConnection(asyncio.Protocol):
             result = _internal_error(exc)
         method = request.method
         head_only = method == b"HEAD"
-        if isinstance(result, Response | StreamResponse):
+        if type(result) is Response or type(result) is StreamResponse:  # an answer now (cheaper than isinstance)
             if self._queue or self._streaming:
                 self._queue.append(_Slot(result, mode, head_only))
             else:
@@ -671,8 +685,14 @@ class HttpConnection(asyncio.Protocol):
             return
         slot = _Slot(None, mode, head_only)
         self._queue.append(slot)
+        if type(result) is Deferred:  # a write waiting for the log: one callback settles and sends it
+            unsafe = not head_only and method != b"GET"
+            if unsafe:
+                self._unsafe_pending += 1
+            result.future.add_done_callback(functools.partial(self._on_settled, slot, unsafe, result.settle))
+            return
         try:
-            task = asyncio.ensure_future(result, loop=self._loop)
+            task = asyncio.ensure_future(result, loop=self._loop)  # type: ignore[arg-type]  # no answer types left
         except TypeError as exc:  # the handler returned neither a Response nor an awaitable
             slot.response = _internal_error(exc)
             return
@@ -681,6 +701,19 @@ class HttpConnection(asyncio.Protocol):
             self._unsafe_pending += 1
         self._tasks.add(task)
         task.add_done_callback(functools.partial(self._on_task_done, slot, unsafe))
+
+    def _on_settled(
+        self, slot: _Slot, unsafe: bool, settle: Callable[[asyncio.Future[Any]], Response], future: asyncio.Future[Any]
+    ) -> None:
+        if unsafe:
+            self._unsafe_pending -= 1
+        try:
+            slot.response = settle(future)
+        except Exception as exc:
+            slot.response = _internal_error(exc)
+        if self._transport is None or self._lingering:
+            return
+        self._drain_queue()
 
     def _on_task_done(self, slot: _Slot, unsafe: bool, task: asyncio.Future[Response | StreamResponse]) -> None:
         self._tasks.discard(task)
@@ -718,10 +751,9 @@ class HttpConnection(asyncio.Protocol):
         """Serialise one response into the output buffer; after the last one, close."""
         if self._ctx.closing and mode != _CLOSE and not self._queue and not self._backlog and not self._in_request:
             mode = _CLOSE
-        if type(response) is StreamResponse:
+        if isinstance(response, StreamResponse):
             self._start_stream(response, mode, head_only)
             return
-        response = cast(Response, response)
         body = response.body
         key = (response.status, response.content_type, response.headers, mode)
         head = _HEADS.get(key) or _build_head(key)

@@ -10,10 +10,13 @@ pre-rendered in one formatting operation.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Generator
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
-__all__ = ["Request", "Response", "StreamResponse"]
+__all__ = ["Deferred", "Request", "Response", "StreamResponse"]
 
 Headers = tuple[tuple[bytes, bytes], ...]
 
@@ -21,7 +24,7 @@ Headers = tuple[tuple[bytes, bytes], ...]
 class Request:
     """One HTTP request: method, raw path, raw query, headers as received, body, TLS peer identity."""
 
-    __slots__ = ("_params", "body", "headers", "method", "path", "peer", "query")
+    __slots__ = ("_params", "body", "conditional", "headers", "method", "path", "peer", "query")
 
     def __init__(
         self,
@@ -31,6 +34,7 @@ class Request:
         headers: list[tuple[bytes, bytes]] | None = None,
         body: bytes = b"",
         peer: str | None = None,
+        conditional: bool | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -38,6 +42,11 @@ class Request:
         self.headers: list[tuple[bytes, bytes]] = headers if headers is not None else []
         self.body = body
         self.peer = peer
+        if conditional is None:
+            conditional = any(len(name) in (8, 13) and name.lower() in _CONDITIONS for name, _ in self.headers)
+        self.conditional = conditional
+        """Whether ``If-Match`` or ``If-None-Match`` was sent: the native server notes it while parsing,
+        so an unconditional write never scans its headers for them."""
         self._params: dict[bytes, bytes] | None = None
 
     @classmethod
@@ -78,6 +87,9 @@ class Request:
 
     def __repr__(self) -> str:
         return f"Request({self.method!r}, {self.path!r}, {self.query!r})"
+
+
+_CONDITIONS = (b"if-match", b"if-none-match")
 
 
 def _unquote(raw: bytes) -> bytes:
@@ -134,3 +146,28 @@ class StreamResponse:
 
     def __repr__(self) -> str:
         return f"StreamResponse({self.status})"
+
+
+class Deferred:
+    """An answer that waits for the log: the write's future, and how its outcome becomes a response.
+
+    The native server chains ``settle`` to the future with one callback (no
+    second future, no task per write); everyone else simply awaits it.
+    """
+
+    __slots__ = ("future", "settle")
+
+    def __init__(self, future: asyncio.Future[Any], settle: Callable[[asyncio.Future[Any]], Response]) -> None:
+        self.future = future
+        self.settle = settle
+
+    def __await__(self) -> Generator[Any, None, Response]:
+        return self._outcome().__await__()
+
+    async def _outcome(self) -> Response:
+        with contextlib.suppress(Exception):  # settle turns its exception into the answer; cancellation propagates
+            await self.future
+        return self.settle(self.future)
+
+    def __repr__(self) -> str:
+        return f"Deferred({self.future!r})"

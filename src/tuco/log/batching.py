@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import operator
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple, TypeAlias
 
@@ -19,7 +20,7 @@ from tuco.errors import (
     PreconditionFailedError,
 )
 
-__all__ = ["CommitBatch", "GroupCommit", "Mutation", "Outcome", "sequence_batch"]
+__all__ = ["CommitBatch", "GroupCommit", "Mutation", "Outcome", "has_conditions", "sequence_batch"]
 
 _logger = structlog.get_logger("tuco.log")
 
@@ -49,6 +50,15 @@ by one: a refused mutation is not written and takes no sequence.
 """
 
 
+_new = tuple.__new__  # builds a NamedTuple without its Python-level __new__: these are made per write
+_precondition_of = operator.itemgetter(3)
+
+
+def has_conditions(batch: Sequence[Mutation]) -> bool:
+    """Whether any mutation of ``batch`` is conditional (a C-level scan: most batches have none)."""
+    return any(map(_precondition_of, batch))  # a Precondition is a non-empty tuple: true even for ABSENT
+
+
 def sequence_batch(batch: Sequence[Mutation], first: int, mod_revision: Callable[[str], int]) -> list[Outcome]:
     """Number a batch from ``first``, deciding each precondition against the state before it.
 
@@ -56,8 +66,8 @@ def sequence_batch(batch: Sequence[Mutation], first: int, mod_revision: Callable
     the applied state, which holds every earlier batch; a key written earlier
     in this batch is judged by that write.
     """
-    if not any(mutation.precondition is not None for mutation in batch):
-        return [Event(first + i, m.type, m.key, m.value) for i, m in enumerate(batch)]
+    if not has_conditions(batch):
+        return [_new(Event, (first + i, m[0], m[1], m[2], 0, 0)) for i, m in enumerate(batch)]
     outcomes: list[Outcome] = []
     written: dict[str, int] = {}
     sequence = first
@@ -98,6 +108,7 @@ class GroupCommit:
         self._space.set()
         self._task: asyncio.Task[None] | None = None
         self._apply: ApplyEvent | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self.failure: LogError | None = None
         self.batches = 0
@@ -110,7 +121,8 @@ class GroupCommit:
     def start(self, apply: ApplyEvent) -> None:
         """Start the committing task; it ends when :meth:`aclose` has drained the queue."""
         self._apply = apply
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="tuco-group-commit")
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name="tuco-group-commit")
 
     def submit(
         self, type: EventType, key: str, value: bytes = b"", precondition: Precondition | None = None
@@ -129,10 +141,12 @@ class GroupCommit:
                 key.encode("utf-8")
             except UnicodeEncodeError:
                 raise InvalidKeyError("the key cannot be encoded as UTF-8") from None
-        self._check_open()
+        if self.failure is not None or self._closing or self._task is None:
+            self._check_open()
+        mutation = _new(Mutation, (type, key, value, precondition))
         if self._pending_bytes >= self._max_pending_bytes:
-            return self._submit_when_room(Mutation(type, key, value, precondition))
-        return self._enqueue(Mutation(type, key, value, precondition))
+            return self._submit_when_room(mutation)
+        return self._enqueue(mutation)
 
     def _check_open(self) -> None:
         if self.failure is not None:
@@ -148,9 +162,9 @@ class GroupCommit:
         return await self._enqueue(mutation)
 
     def _enqueue(self, mutation: Mutation) -> asyncio.Future[Event]:
-        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Event] = self._loop.create_future()  # type: ignore[union-attr]  # start() set it
         self._pending.append((mutation, future))
-        self._pending_bytes += RECORD_OVERHEAD + len(mutation.key) + len(mutation.value)
+        self._pending_bytes += RECORD_OVERHEAD + len(mutation[1]) + len(mutation[2])
         if not self._wakeup.is_set():
             self._wakeup.set()
         return future

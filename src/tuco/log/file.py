@@ -42,7 +42,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar, cast
 
 import structlog
 
@@ -79,8 +79,11 @@ from tuco.log._disk import (
     sync_directory,
 )
 from tuco.log._scan import LogReader, ScanReport, repair_log
-from tuco.log.batching import GroupCommit, Mutation, Outcome, sequence_batch
+from tuco.log.batching import GroupCommit, Mutation, Outcome, has_conditions, sequence_batch
 from tuco.ports import CommitSink
+
+_PUT = EventType.PUT
+_DELETE = EventType.DELETE
 
 __all__ = [
     "CompactionReport",
@@ -293,10 +296,10 @@ class FileTransactionLog:
             self._directory = None
 
     def write_put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Awaitable[Event]:
-        return self._commits.submit(EventType.PUT, key, value, precondition)
+        return self._commits.submit(_PUT, key, value, precondition)
 
     def write_delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
-        return self._commits.submit(EventType.DELETE, key, b"", precondition)
+        return self._commits.submit(_DELETE, key, b"", precondition)
 
     async def catch_up(self) -> None:
         """Nothing to do: this process is the only writer, and its reads see every commit."""
@@ -313,7 +316,9 @@ class FileTransactionLog:
                 raise self.failure
             sequence = self._next_sequence
             outcomes = sequence_batch(batch, sequence, self._mod_revision)
-            events = [outcome for outcome in outcomes if isinstance(outcome, Event)]
+            # Without conditions every outcome is an event: no need to look.
+            events = [o for o in outcomes if isinstance(o, Event)] if has_conditions(batch) else outcomes
+            events = cast("list[Event]", events)
             if not events:  # every condition refused its write: nothing to record
                 return outcomes
             data = b"".join([encode_record(e.sequence, e.type, e.key, e.value) for e in events])
