@@ -1,0 +1,158 @@
+"""Instructions per request of tuco's own code path, counted by valgrind: a figure load cannot move.
+
+``.venv/bin/python bench/instructions.py [--src OTHER/src] [--what get,put]``
+
+Wall-clock and CPU-time figures swing by 15% or more on a shared two-core
+machine; an instruction count does not. This drives one process's
+:class:`~tuco.http.connection.HttpConnection` objects over an in-memory
+transport (64 connections, 1,000 keys, 100-byte values, the file log in
+``everysec`` mode), so it counts parsing, routing, the service, the group
+commit, the store and response rendering, and leaves out the kernel's socket
+work, which is the same for any two versions. Each figure is the difference
+between a run of ``n2`` and one of ``n1`` requests divided by ``n2 - n1``, so
+start-up and imports cancel out. ``--src`` counts another checkout (for a
+before/after pair); checkouts from before the application layer (f2a2330 and
+older) are driven through their ``Service.from_settings``.
+
+Needs ``valgrind`` (``apt-get install -y valgrind``); about a minute per figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_CONNECTIONS = 64
+_KEYS = 1000
+_VALUE = b"v" * 100
+
+
+class _Transport(asyncio.Transport):
+    """Counts the responses the connection writes, and drops them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.responses = 0
+        self._closing = False
+
+    def write(self, data: Any) -> None:
+        self.responses += bytes(data).count(b"HTTP/1.1 ")
+
+    def writelines(self, list_of_data: Any) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._closing = True
+
+    def abort(self) -> None:
+        self._closing = True
+
+
+async def _drive(what: str, requests: int) -> int:
+    """Answer ``requests`` GETs or PUTs through real connection objects; return the responses written."""
+    from tuco.config import load_settings
+    from tuco.http.connection import HttpConnection, ServerContext
+    from tuco.http.server import ServerSettings
+
+    settings = load_settings(data_dir=tempfile.mkdtemp(prefix="tuco-instructions-"), log_sync="everysec")
+    handler: Any
+    try:
+        from tuco.assembly import build_service
+        from tuco.http.api import KeyValueAPI
+
+        service: Any = build_service(settings, None)
+        await service.log.open()
+        await service.start()
+        handler = KeyValueAPI(service).handle
+    except ImportError:  # a checkout from before the application layer
+        from tuco.service import Service
+
+        service = Service.from_settings(settings, None)  # type: ignore[attr-defined]
+        await service.start()
+        handler = service.api.handle
+    ctx = ServerContext(handler, ServerSettings(), asyncio.get_running_loop())
+    ctx.date_tail = b"\r\nDate: Tue, 01 Dec 2026 00:00:00 GMT\r\n\r\n"
+    connections = []
+    for _ in range(_CONNECTIONS):
+        connection, transport = HttpConnection(ctx), _Transport()
+        connection.connection_made(transport)
+        connections.append((connection, transport))
+    head = b"PUT /v1/key/k%d HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n"
+    puts = [head % (i, len(_VALUE)) + _VALUE for i in range(_KEYS)]
+    gets = [b"GET /v1/key/k%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % i for i in range(_KEYS)]
+    for batch in range(0, _KEYS, _CONNECTIONS):  # preload every key
+        for i in range(batch, min(batch + _CONNECTIONS, _KEYS)):
+            connections[i % _CONNECTIONS][0].data_received(puts[i])
+        await asyncio.sleep(0.002)
+    await asyncio.sleep(0.05)
+    wanted = gets if what == "get" else puts
+    for i in range(requests):
+        connections[i % _CONNECTIONS][0].data_received(wanted[i % _KEYS])
+        if what == "put" and i % _CONNECTIONS == _CONNECTIONS - 1:
+            for _ in range(3):  # the group commit runs, then the answers go out
+                await asyncio.sleep(0)
+    await asyncio.sleep(0.05)
+    await service.aclose()
+    return sum(transport.responses for _, transport in connections)
+
+
+def _count(src: Path, what: str, requests: int) -> int:
+    """Instructions valgrind counted for one whole run of ``requests`` requests."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__]
+    argv += ["--drive", what, str(requests)]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800, check=False)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    expected = _KEYS + requests
+    if done.returncode != 0 or found is None or f"answered {expected}" not in done.stdout:
+        raise SystemExit(f"the run of {requests} {what}s failed:\n{done.stdout}\n{done.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Instructions per request, counted by valgrind.")
+    parser.add_argument("--src", type=Path, default=Path(__file__).resolve().parent.parent / "src")
+    parser.add_argument("--what", default="get,put", help="comma-separated: get, put")
+    parser.add_argument("--n1", type=int, default=2000)
+    parser.add_argument("--n2", type=int, default=6000)
+    parser.add_argument("--drive", nargs=2, metavar=("WHAT", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.drive:
+        import uvloop
+
+        print(f"answered {uvloop.run(_drive(args.drive[0], int(args.drive[1])))}")
+        return 0
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed: apt-get install -y valgrind")
+    for what in args.what.split(","):
+        low, high = _count(args.src, what, args.n1), _count(args.src, what, args.n2)
+        print(f"{what}: {(high - low) // (args.n2 - args.n1):,} instructions per request ({args.src})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
