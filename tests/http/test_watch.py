@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import httpx
 import pytest
 
-from tests.http.watching import FRONT_ENDS, SSE, run_served
+from tests.http.watching import FRONT_ENDS, SSE, Frame, run_served
 from tuco.core.events import Event, EventType
 from tuco.service import Service, WatchSettings
 
@@ -198,7 +199,8 @@ def test_a_watch_that_falls_behind_is_ended_with_where_to_resume(front_end: str)
     run_served(front_end, check, watch=WatchSettings(max_lag_events=10))
 
 
-async def _until_end(sse: SSE):  # type: ignore[no-untyped-def]
+async def _until_end(sse: SSE) -> AsyncIterator[Frame]:
+    """The frames after the opening one, progress left out, to the end of the stream."""
     while (frame := await sse.frame()) is not None:
         if frame.retry is None and frame.event != "progress":
             yield frame
