@@ -363,8 +363,9 @@ class _Hub:
 class Watch:
     """One watch stream's cursor: ``after`` is the last revision examined; changes after it are still to come.
 
-    ``live`` turns true once the cursor reached the store's revision; from then
-    on a cursor more than ``max_lag_events`` behind is ended (a slow consumer).
+    ``live`` is true from the start when the watch starts within ``max_lag_events``
+    of the store's revision, else once the cursor first reaches it; a live
+    cursor more than ``max_lag_events`` behind is ended (a slow consumer).
     Catching up from an old revision is paced by the reader and is never cut
     for lag, but once memory dropped its place it reads from the log, if the log
     can (:class:`~tuco.ports.EventHistory`), or ends.
@@ -376,7 +377,9 @@ class Watch:
         self._service = service
         self.selector = selector
         self.after = after
-        self.live = False
+        # A watch that starts within the lag bound is live at once; one further back is catching up until it
+        # first reaches the store's revision (else one that never caught up could never be cut).
+        self.live = service.revision - after <= service.watch_settings.max_lag_events
         self.closed = False
         self._last_sent = asyncio.get_running_loop().time()
 
