@@ -106,6 +106,7 @@ class Service:
             metrics.gauge("tuco_keys", "keys in the store", lambda: len(self.store))
             metrics.gauge("tuco_last_sequence", "last event applied", lambda: self.store.last_sequence)
             metrics.gauge("tuco_ready", "1 when serving and the log takes writes", lambda: float(self.ready))
+            metrics.gauge("tuco_watchers", "open watch streams", lambda: self.watch_count)
 
     @property
     def ready(self) -> bool:
