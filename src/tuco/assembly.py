@@ -5,7 +5,8 @@ from __future__ import annotations
 from tuco.config import LogBackend, Settings
 from tuco.observability import Metrics
 from tuco.ports import TransactionLog
-from tuco.service import Limits, Service, WatchSettings
+from tuco.service import Limits, Service
+from tuco.watchers import WatchSettings
 
 __all__ = ["build_log", "build_service", "limits_from"]
 

@@ -15,25 +15,18 @@ import gc
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import structlog
 
 from tuco.core.events import Entry, Event, Precondition
 from tuco.core.store import DEFAULT_HISTORY_BYTES, Page, Store
-from tuco.core.watch import Selector, WatchEvent, events_from_changes, events_from_log
-from tuco.errors import (
-    HistoryCompactedError,
-    InvalidKeyError,
-    KeyTooLongError,
-    LogError,
-    TooManyWatchersError,
-    ValueTooLargeError,
-)
+from tuco.core.watch import Selector
+from tuco.errors import InvalidKeyError, KeyTooLongError, ValueTooLargeError
 from tuco.observability import Metrics
 from tuco.ports import EventHistory, TransactionLog
+from tuco.watchers import Hub, Watch, WatchSettings, changed_since, end_watches, open_watch, wait_for_change
 
-__all__ = ["Limits", "Phase", "ReplayStats", "Service", "Step", "Watch", "WatchSettings", "WatchStep"]
+__all__ = ["Limits", "Phase", "ReplayStats", "Service"]
 
 _logger = structlog.get_logger("tuco")
 _PROGRESS_EVERY = 5.0  # seconds between replay_progress lines
@@ -93,9 +86,8 @@ class Service:
     ) -> None:
         self.store = Store(history_bytes=history_bytes)
         self.watch_settings = watch_settings or WatchSettings()
-        self._watched: _Hub | None = None  # set while anyone watches: apply's one check
-        self._hub: _Hub | None = None
-        self._watches_ended = False
+        self.hub: Hub | None = None  # set while anyone watches or waits: apply's one check
+        self.watches_ended = False
         self.log = log
         self.limits = limits or Limits()
         self.metrics = metrics
@@ -123,8 +115,8 @@ class Service:
     def apply(self, event: Event) -> object:
         """Apply one committed event (this replica's or another's) to the store, and wake its watchers."""
         applied = self.store.apply(event)
-        if self._watched is not None:
-            self._watched.changed()
+        if self.hub is not None:
+            self.hub.changed()
         return applied
 
     def mod_revision(self, key: str) -> int:
@@ -174,15 +166,15 @@ class Service:
         Raises TooManyWatchersError over the cap, HistoryCompactedError if the
         changes after ``after`` are neither in memory nor readable from the log.
         """
-        return _watch(self, selector, after)
+        return open_watch(self, selector, after)
 
     def wait_for_change(self, key: str, revision: int, timeout: float) -> Awaitable[None]:
         """Until ``key`` changed at ``revision`` or later (or ``timeout`` seconds, or shutdown); no polling."""
-        return _wait_for_change(self, key, revision, timeout)
+        return wait_for_change(self, key, revision, timeout)
 
     def changed_since(self, key: str, revision: int) -> bool:
         """Whether ``key`` changed (a DELETE too) at ``revision`` or later, as far as memory can tell."""
-        return _changed_since(self, key, revision)
+        return changed_since(self, key, revision)
 
     @property
     def reads_back_history(self) -> bool:
@@ -191,15 +183,12 @@ class Service:
 
     def end_watches(self) -> None:
         """End every watch stream and long poll now (shutdown); they do not hold the grace period."""
-        _end_watches(self)
+        end_watches(self)
 
     @property
     def watch_count(self) -> int:
         """Open watch streams."""
-        return _watch_count(self)
-
-    def _release_hub(self, watch: Watch | None = None) -> None:
-        _release_hub(self, watch)
+        return len(self.hub.watches) if self.hub is not None else 0
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -238,288 +227,3 @@ class Service:
         self.phase = Phase.STOPPING
         self.end_watches()
         await self.log.aclose()
-
-
-# -- watching ---------------------------------------------------------------------
-#
-# A watch is a cursor (the last revision it examined) over the store's History,
-# not a queue: a change is kept once, in History, however many watch it. apply()
-# only tells the hub that something changed (one attribute check while nobody
-# watches, one flag and at most one call_soon per loop turn while anyone does);
-# the hub wakes every waiting watch at once, and each reads on from its cursor
-# when its stream asks for more. A writer never waits for a watcher.
-
-_WATCH_BATCH = 1000  # changes examined per step; a step's events go out as one chunk
-
-
-@dataclass(frozen=True, slots=True)
-class WatchSettings:
-    """Bounds on watching and who may watch from a browser (``TUCO_WATCH_*``, ``TUCO_CORS_ALLOW_ORIGINS``)."""
-
-    max_watchers: int = 1000
-    """Open watch streams at once; more get 503 too_many_watchers."""
-    max_lag_events: int = 100_000
-    """A live watch this many revisions behind the store is ended with a resume point."""
-    heartbeat_seconds: float = 15.0
-    """An idle stream gets a heartbeat comment and a progress event this often."""
-    allow_origins: frozenset[str] = frozenset()
-    """Browser origins (``Origin`` header values) whose pages may open a watch; ``*`` for any."""
-
-
-class WatchStep(enum.Enum):
-    """What a watch's next step produced."""
-
-    EVENTS = "events"
-    PROGRESS = "progress"
-    CANCEL = "cancel"
-
-
-class Step(NamedTuple):
-    """One step of a watch: events; or, idle, the revision examined so far; or the end, why and where to resume."""
-
-    kind: WatchStep
-    events: list[WatchEvent]
-    revision: int = 0
-    """PROGRESS: every change up to it was examined. CANCEL: the start_revision that resumes without a gap."""
-    reason: str = ""
-
-
-_NONE: list[WatchEvent] = []
-
-
-class _Hub:
-    """Who waits for changes: watch streams (woken together) and long polls (woken per key)."""
-
-    __slots__ = ("_changed", "_loop", "_scheduled", "_seen", "_service", "key_waiters", "watches")
-
-    def __init__(self, service: Service) -> None:
-        self._service = service
-        self._loop = asyncio.get_running_loop()
-        self._changed: asyncio.Future[None] | None = None
-        self._scheduled = False
-        self._seen = service.revision  # long polls: changes up to here were looked at
-        self.watches: set[Watch] = set()
-        self.key_waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
-
-    def changed(self) -> None:
-        """Called by apply for every event: O(1), at most one wake-up scheduled per loop turn."""
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self._fire)
-
-    def _fire(self) -> None:
-        self._scheduled = False
-        changed, self._changed = self._changed, None
-        if changed is not None and not changed.done():
-            changed.set_result(None)
-        service = self._service
-        current = service.revision
-        if self.key_waiters:
-            try:
-                changes = service.store.history.changes_after(self._seen, current - self._seen)
-            except HistoryCompactedError:
-                for key in list(self.key_waiters):
-                    self._wake_key(key, None)
-            else:
-                for change in changes:
-                    if change[2] in self.key_waiters:
-                        self._wake_key(change[2], change[0])
-        self._seen = current
-
-    def _wake_key(self, key: str, revision: int | None) -> None:
-        """Resolve the long polls on ``key`` waiting for ``revision`` or earlier (all when None)."""
-        waiting = self.key_waiters[key]
-        kept = []
-        for wanted, future in waiting:
-            if revision is None or wanted <= revision:
-                if not future.done():
-                    future.set_result(None)
-            else:
-                kept.append((wanted, future))
-        if kept:
-            self.key_waiters[key] = kept
-        else:
-            del self.key_waiters[key]
-
-    async def wait(self, timeout: float) -> None:
-        """Until the next change (or shutdown), at most ``timeout`` seconds; never cancels the shared future."""
-        changed = self._changed
-        if changed is None:
-            changed = self._changed = self._loop.create_future()
-        await asyncio.wait((changed,), timeout=timeout)
-
-    def end(self) -> None:
-        """Wake everyone now: the service is stopping."""
-        changed, self._changed = self._changed, None
-        if changed is not None and not changed.done():
-            changed.set_result(None)
-        for key in list(self.key_waiters):
-            self._wake_key(key, None)
-
-    @property
-    def idle(self) -> bool:
-        return not self.watches and not self.key_waiters
-
-
-class Watch:
-    """One watch stream's cursor: ``after`` is the last revision examined; changes after it are still to come.
-
-    ``live`` is true from the start when the watch starts within ``max_lag_events``
-    of the store's revision, else once the cursor first reaches it; a live
-    cursor more than ``max_lag_events`` behind is ended (a slow consumer).
-    Catching up from an old revision is paced by the reader and is never cut
-    for lag, but once memory dropped its place it reads from the log, if the log
-    can (:class:`~tuco.ports.EventHistory`), or ends.
-    """
-
-    __slots__ = ("_last_sent", "_service", "after", "closed", "live", "selector")
-
-    def __init__(self, service: Service, selector: Selector, after: int) -> None:
-        self._service = service
-        self.selector = selector
-        self.after = after
-        # A watch that starts within the lag bound is live at once; one further back is catching up until it
-        # first reaches the store's revision (else one that never caught up could never be cut).
-        self.live = service.revision - after <= service.watch_settings.max_lag_events
-        self.closed = False
-        self._last_sent = asyncio.get_running_loop().time()
-
-    async def next(self) -> Step:
-        """The next events, or a progress revision when idle for a heartbeat, or why and where it ends."""
-        service = self._service
-        limits = service.watch_settings
-        history = service.store.history
-        loop = asyncio.get_running_loop()
-        while True:
-            if service._watches_ended:
-                return Step(WatchStep.CANCEL, _NONE, self.after + 1, "shutting_down")
-            current = service.revision
-            now = loop.time()
-            if self.after >= current:
-                self.live = True
-                remaining = self._last_sent + limits.heartbeat_seconds - now
-                if remaining <= 0:
-                    self._last_sent = now
-                    return Step(WatchStep.PROGRESS, _NONE, self.after)
-                hub = service._hub
-                if hub is None:  # closed under us
-                    return Step(WatchStep.CANCEL, _NONE, self.after + 1, "shutting_down")
-                await hub.wait(remaining)
-                continue
-            if self.live and current - self.after > limits.max_lag_events:
-                return Step(WatchStep.CANCEL, _NONE, self.after + 1, "slow_consumer")
-            try:
-                changes = history.changes_after(self.after, _WATCH_BATCH)
-            except HistoryCompactedError:
-                step = await self._from_log(current)
-                if step is not None:
-                    return step
-            else:
-                self.after = changes[-1][0]
-                events = events_from_changes(changes, self.selector)
-                if events:
-                    self._last_sent = now
-                    return Step(WatchStep.EVENTS, events)
-            if now - self._last_sent >= limits.heartbeat_seconds:
-                self._last_sent = now
-                return Step(WatchStep.PROGRESS, _NONE, self.after)
-            await asyncio.sleep(0)  # a long stretch of others' changes: let the loop breathe between batches
-
-    async def _from_log(self, current: int) -> Step | None:
-        """Read on from the log's own history; None if this batch held nothing for us."""
-        log = self._service.log
-        if not isinstance(log, EventHistory):
-            return Step(WatchStep.CANCEL, _NONE, self.after + 1, "slow_consumer" if self.live else "history_compacted")
-        try:
-            events = await log.events_after(self.after, current, _WATCH_BATCH)
-        except LogError:
-            return Step(WatchStep.CANCEL, _NONE, self.after + 1, "log_unavailable")
-        if not events or events[0].sequence != self.after + 1:  # the log's history has a hole here
-            return Step(WatchStep.CANCEL, _NONE, self.after + 1, "history_compacted")
-        self.after = events[-1].sequence
-        found = events_from_log(events, self.selector)
-        if found:
-            self._last_sent = asyncio.get_running_loop().time()
-            return Step(WatchStep.EVENTS, found)
-        return None
-
-    def close(self) -> None:
-        """The stream ended: stop counting it."""
-        if self.closed:
-            return
-        self.closed = True
-        self._service._release_hub(watch=self)
-
-
-def _hub_of(service: Service) -> _Hub:
-    hub = service._hub
-    if hub is None:
-        hub = service._hub = _Hub(service)
-    service._watched = hub
-    return hub
-
-
-def _watch(service: Service, selector: Selector, after: int) -> Watch:
-    """See :meth:`Service.watch`."""
-    hub = service._hub
-    if hub is not None and len(hub.watches) >= service.watch_settings.max_watchers:
-        raise TooManyWatchersError(f"{service.watch_settings.max_watchers} watch streams are open; retry later")
-    oldest = service.store.history.oldest_revision
-    if after < oldest and not isinstance(service.log, EventHistory):
-        raise HistoryCompactedError(oldest)
-    watch = Watch(service, selector, after)
-    _hub_of(service).watches.add(watch)
-    return watch
-
-
-def _changed_since(service: Service, key: str, revision: int) -> bool:
-    """Whether ``key`` changed at ``revision`` or later (a DELETE too), as far as memory can tell."""
-    if service.store.mod_revision(key) >= revision:
-        return True
-    if revision > service.revision:
-        return False
-    try:
-        changes = service.store.history.changes_after(revision - 1, service.revision - revision + 1)
-    except HistoryCompactedError:
-        return True  # cannot tell any more: answer with the current state
-    return any(change[2] == key for change in changes)
-
-
-async def _wait_for_change(service: Service, key: str, revision: int, timeout: float) -> None:
-    """See :meth:`Service.wait_for_change`."""
-    if service._watches_ended or _changed_since(service, key, revision):
-        return
-    hub = _hub_of(service)
-    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    waiter = (revision, future)
-    hub.key_waiters.setdefault(key, []).append(waiter)
-    try:
-        await asyncio.wait((future,), timeout=timeout)
-    finally:
-        waiting = hub.key_waiters.get(key)
-        if waiting is not None and waiter in waiting:
-            waiting.remove(waiter)
-            if not waiting:
-                del hub.key_waiters[key]
-        service._release_hub()
-
-
-def _release_hub(service: Service, watch: Watch | None = None) -> None:
-    hub = service._hub
-    if hub is None:
-        return
-    if watch is not None:
-        hub.watches.discard(watch)
-    if hub.idle:
-        service._watched = None  # apply does nothing more for watchers
-        service._hub = None
-
-
-def _end_watches(service: Service) -> None:
-    service._watches_ended = True
-    if service._hub is not None:
-        service._hub.end()
-
-
-def _watch_count(service: Service) -> int:
-    return len(service._hub.watches) if service._hub is not None else 0

@@ -12,7 +12,8 @@ import pytest
 
 from tests.http.watching import FRONT_ENDS, SSE, Frame, run_served
 from tuco.core.events import Event, EventType
-from tuco.service import Service, WatchSettings
+from tuco.service import Service
+from tuco.watchers import WatchSettings
 
 
 def b64(value: bytes) -> str:

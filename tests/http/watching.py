@@ -16,8 +16,9 @@ import uvicorn
 from tuco.http.api import KeyValueAPI
 from tuco.http.asgi import ASGIApp
 from tuco.http.server import ServerSettings, start_server
-from tuco.service import Limits, Service, WatchSettings
+from tuco.service import Limits, Service
 from tuco.testing import MemoryLog
+from tuco.watchers import WatchSettings
 
 FRONT_ENDS = pytest.mark.parametrize("front_end", ["native", "asgi"])
 

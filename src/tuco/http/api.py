@@ -48,7 +48,8 @@ from tuco.http.answers import (
 from tuco.http.messages import Request, Response, StreamResponse
 from tuco.http.routes import ALIAS, KEY, match
 from tuco.observability import Metrics
-from tuco.service import Phase, Service, Watch, WatchStep
+from tuco.service import Phase, Service
+from tuco.watchers import Watch, WatchStep
 
 __all__ = ["Answer", "KeyValueAPI", "decode_key", "decode_page_token", "encode_page_token"]
 
