@@ -272,3 +272,21 @@ def test_an_allowed_origin_gets_cors_headers_and_others_do_not(front_end: str) -
         assert "access-control-allow-origin" not in other.headers
 
     run_served(front_end, check, watch=WatchSettings(allow_origins=frozenset({"http://app.test:3000"})))
+
+
+@FRONT_ENDS
+def test_keys_with_newlines_cannot_split_or_forge_frames(front_end: str) -> None:
+    """A key holding CR, LF and "event:" text stays inside one JSON data line: one frame, the exact key."""
+
+    async def check(client: httpx.AsyncClient, service: Service) -> None:
+        nasty = "x\r\n\r\nevent: delete\ndata: {}\n\nid: 999\r"
+        async with client.stream("GET", "/v1/watch", params={"prefix": "x"}) as response:
+            sse = SSE(response)
+            await sse.frame()
+            await put(client, nasty, b"\n\n")
+            await put(client, "x2", b"after")
+            frames = await sse.frames(2)
+        assert [(f.event, f.id) for f in frames] == [("put", "1"), ("put", "2")]
+        assert (frames[0].json()["key"], frames[0].json()["value"]) == (nasty, b64(b"\n\n"))
+
+    run_served(front_end, check)
