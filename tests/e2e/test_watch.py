@@ -32,7 +32,7 @@ StartTuco = Callable[..., TucoProcess]
 LogEvent = tuple[int, str, str, bytes]  # revision, "put"/"delete", key, value
 
 WRITERS = 16
-PADDING = b"p" * 3000  # values big enough that a slow reader's stream outgrows the kernel's socket buffers
+PADDING = b"p" * 6000  # values big enough that a slow reader's stream outgrows the kernel's socket buffers
 
 
 async def write_for(url: str, seconds: float, writers: int = WRITERS, tag: str = "") -> int:
@@ -201,7 +201,7 @@ def expected(log: list[LogEvent], prefix: str, start: int, upto: int) -> list[Lo
 def test_four_watchers_see_exactly_the_log_while_sixteen_writers_write(tuco: StartTuco, tmp_path: Path) -> None:
     """All, prefix, reconnecting and slow watchers equal `tuco log dump`; the slow one is cut with a resume point."""
     server = tuco(
-        TUCO_WATCH_MAX_LAG_EVENTS="1000",
+        TUCO_WATCH_MAX_LAG_EVENTS="600",
         TUCO_WATCH_HEARTBEAT_SECONDS="0.5",
         TUCO_LOG_SYNC="everysec",
     )
