@@ -23,3 +23,39 @@ def test_an_explicit_body_budget_below_the_value_limit_is_refused() -> None:
         "invalid configuration: TUCO_MAX_BUFFERED_BYTES (1000) must be at least TUCO_MAX_VALUE_BYTES (1048576), "
         "or no largest value could ever be received"
     )
+
+
+# -- watching -----------------------------------------------------------------------
+
+
+def test_watch_settings_reach_the_service_and_cors_origins_are_a_set() -> None:
+    """TUCO_WATCH_* and TUCO_CORS_ALLOW_ORIGINS arrive in the service's WatchSettings."""
+    from tuco.assembly import build_service
+
+    settings = load_settings(
+        watch_max_watchers="7",
+        watch_max_lag_events="50",
+        watch_heartbeat_seconds="0.5",
+        cors_allow_origins=" http://a.test:3000 ,https://b.test",
+        data_dir="/nonexistent-tuco-dir",
+    )
+    watching = build_service(settings).watch_settings
+    assert (watching.max_watchers, watching.max_lag_events, watching.heartbeat_seconds) == (7, 50, 0.5)
+    assert watching.allow_origins == frozenset({"http://a.test:3000", "https://b.test"})
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"cors_allow_origins": "app.test"}, "TUCO_CORS_ALLOW_ORIGINS: 'app.test' is not an origin"),
+        ({"cors_allow_origins": "https://a.test/path"}, "TUCO_CORS_ALLOW_ORIGINS: 'https://a.test/path' is not an"),
+        ({"watch_max_lag_events": "0"}, "TUCO_WATCH_MAX_LAG_EVENTS: Input should be greater than or equal to 1"),
+        ({"watch_heartbeat_seconds": "0"}, "TUCO_WATCH_HEARTBEAT_SECONDS: Input should be greater than 0"),
+        ({"watch_max_watchers": "many"}, "TUCO_WATCH_MAX_WATCHERS: Input should be a valid integer"),
+    ],
+)
+def test_bad_watch_settings_are_one_line_errors(options: dict[str, str], message: str) -> None:
+    """An origin that is not scheme://host[:port], a lag or heartbeat of 0, a non-number: refused in one line."""
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(**options)
+    assert message in str(caught.value)

@@ -19,6 +19,7 @@ from tuco.errors import (
     LogUnavailableError,
     NoSuchKeyError,
     PreconditionFailedError,
+    TooManyWatchersError,
     TucoError,
     ValueTooLargeError,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "NoSuchKeyError",
     "PreconditionFailedError",
     "Store",
+    "TooManyWatchersError",
     "TransactionLog",
     "TucoError",
     "ValueTooLargeError",

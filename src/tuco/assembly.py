@@ -6,6 +6,7 @@ from tuco.config import LogBackend, Settings
 from tuco.observability import Metrics
 from tuco.ports import TransactionLog
 from tuco.service import Limits, Service
+from tuco.watchers import WatchSettings
 
 __all__ = ["build_log", "build_service", "limits_from"]
 
@@ -47,7 +48,15 @@ def limits_from(settings: Settings) -> Limits:
 def build_service(settings: Settings, metrics: Metrics | None = None) -> Service:
     """The service over the log the settings ask for, with its limits and history bound."""
     log = build_log(settings)
-    service = Service(log, limits_from(settings), metrics, history_bytes=settings.history_max_bytes)
+    watching = WatchSettings(
+        max_watchers=settings.watch_max_watchers,
+        max_lag_events=settings.watch_max_lag_events,
+        heartbeat_seconds=settings.watch_heartbeat_seconds,
+        allow_origins=settings.allowed_origins,
+    )
+    service = Service(
+        log, limits_from(settings), metrics, history_bytes=settings.history_max_bytes, watch_settings=watching
+    )
     from tuco.log.file import FileTransactionLog
 
     if isinstance(log, FileTransactionLog) and log.entries is None:

@@ -13,6 +13,7 @@ import contextlib
 import json
 import ssl
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
 EXIT_REQUEST_FAILED = 3
 EXIT_PRECONDITION_FAILED = 4
+EXIT_HISTORY_COMPACTED = 5
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -233,6 +235,101 @@ def _escape(text: str) -> str:
 
 def _escape_controls(text: str) -> str:
     return text.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+# -- watch ----------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("prefix", default="")
+@click.option("--from", "start", metavar="REV", help="Start with the changes at revision REV (default: from now).")
+@click.option("--json", "as_json", is_flag=True, help="Print each event as one JSON object (values base64).")
+@_url_option
+@_ca_option
+def watch(prefix: str, start: str | None, as_json: bool, url: str, cacert: Path | None) -> None:
+    """Print every change under PREFIX as it happens, one line each, until interrupted.
+
+    Lines are REVISION, a tab, put or delete, a tab, KEY (and for a put a tab
+    and the value, escaped as by list). When the server ends the stream (a slow
+    reader, a shutdown) or the connection drops, it reconnects and resumes after
+    the last revision it saw, so nothing is missed or printed twice. Exits 0 on
+    Ctrl-C, 5 if the changes asked for are no longer retained (410).
+    """
+    if start is not None and (not start.isdigit() or int(start) < 1):
+        click.echo(f"tuco: --from takes a revision (a positive number), not {start!r}", err=True)
+        sys.exit(EXIT_USAGE)
+    try:
+        _watch_forever(prefix, start, as_json, url, cacert)
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+def _watch_forever(prefix: str, start: str | None, as_json: bool, url: str, cacert: Path | None) -> None:
+    """Stream, and on every end or drop reconnect with Last-Event-ID = the last revision seen."""
+    target = f"{url.rstrip('/')}/v1/watch"
+    last: int | None = int(start) - 1 if start is not None else None
+    delay = 0.0
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(cacert)) if cacert else True
+    with httpx.Client(verify=verify, timeout=httpx.Timeout(30.0, read=90.0)) as client:
+        while True:
+            if delay:
+                time.sleep(delay)
+            headers = {"Last-Event-ID": str(last)} if last is not None else {}
+            try:
+                with client.stream("GET", target, params={"prefix": prefix}, headers=headers) as response:
+                    if response.status_code == 410:
+                        response.read()
+                        body = response.json()
+                        click.echo(
+                            f"tuco: 410 history_compacted: the changes after revision {last} are no longer "
+                            f"retained; the oldest available is {body.get('oldest_revision')} "
+                            f"(start again with --from)",
+                            err=True,
+                        )
+                        sys.exit(EXIT_HISTORY_COMPACTED)
+                    if response.status_code == 503:
+                        response.read()
+                        delay = min(max(delay * 2, 0.5), 5.0)
+                        continue
+                    if response.status_code != 200:
+                        response.read()
+                        _fail(response)
+                    for revision in _print_events(response, as_json):
+                        last = revision
+                        delay = 0.0
+            except httpx.HTTPError as exc:
+                click.echo(f"tuco: watch interrupted ({type(exc).__name__}); resuming after revision {last}", err=True)
+            delay = min(max(delay * 2, 0.2), 5.0)
+
+
+def _print_events(response: httpx.Response, as_json: bool) -> Iterator[int]:
+    """Print the stream's put and delete events; yield each revision the stream covered (progress included)."""
+    fields: dict[str, str] = {}
+    for line in response.iter_lines():
+        if line:
+            if line.startswith(": watching after revision "):  # where a stream without --from began
+                yield int(line.rpartition(" ")[2])
+            elif not line.startswith(":"):
+                name, _, value = line.partition(":")
+                fields[name] = value.removeprefix(" ")
+            continue
+        event, ident, data = fields.get("event"), fields.get("id"), fields.get("data")
+        fields = {}
+        if event in ("put", "delete") and data is not None:
+            item = json.loads(data)
+            if as_json:
+                click.echo(json.dumps(dict(item, type=event), ensure_ascii=False))
+            elif event == "put":
+                value = base64.b64decode(item["value"]).replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+                click.echo(f"{item['revision']}\tput\t{_escape(item['key'])}\t{_escape_controls(value)}")
+            else:
+                click.echo(f"{item['revision']}\tdelete\t{_escape(item['key'])}")
+            sys.stdout.flush()
+        if event == "cancel" and data is not None:
+            yield int(json.loads(data)["resume_revision"]) - 1
+            return
+        if ident is not None and ident.isdigit():
+            yield int(ident)
 
 
 @main.group()

@@ -74,7 +74,7 @@ class Settings(BaseSettings):
         32 << 20,
         ge=0,
         le=1 << 40,
-        description="Bytes of recent changes kept so every page of a listing shows one revision (and, next, watches).",
+        description="Bytes of recent changes kept in memory: pinned listings and watchers resume from them.",
     )
     poll_interval_seconds: float = Field(
         0.5, gt=0, le=3600, description="postgres: how often a replica polls for others' writes."
@@ -90,6 +90,45 @@ class Settings(BaseSettings):
         description="postgres: writes retry a lost database until it has been out of reach this long "
         "(from the first failure), then answer 503; while it stays away, after one try.",
     )
+
+    # -- watching ------------------------------------------------------------------
+    watch_max_watchers: int = Field(
+        1000, ge=1, le=1_000_000, description="Open watch streams at once; more get 503 too_many_watchers."
+    )
+    watch_max_lag_events: int = Field(
+        100_000,
+        ge=1,
+        le=1 << 40,
+        description="A live watch this many revisions behind is ended with a cancel event naming where to resume.",
+    )
+    watch_heartbeat_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="An idle watch stream gets a heartbeat comment and a progress event this often.",
+    )
+    cors_allow_origins: str = Field(
+        "",
+        description="Comma-separated browser origins (https://app.example) whose pages may open /v1/watch "
+        "(EventSource across origins); * for any; empty: none.",
+    )
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: str) -> str:
+        """An origin is scheme://host[:port] with nothing after it: anything else would never match a browser's."""
+        for origin in (part.strip() for part in value.split(",") if part.strip()):
+            if origin == "*":
+                continue
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest or " " in rest:
+                raise ValueError(f"{origin!r} is not an origin such as https://app.example or http://127.0.0.1:3000")
+        return value
+
+    @property
+    def allowed_origins(self) -> frozenset[str]:
+        """TUCO_CORS_ALLOW_ORIGINS as a set."""
+        return frozenset(part.strip() for part in self.cors_allow_origins.split(",") if part.strip())
 
     @field_validator("database_url")
     @classmethod

@@ -6,6 +6,7 @@
     ├── NoSuchKeyError            the key is not in the store (the one callers test for)
     ├── PreconditionFailedError   a conditional write's condition did not hold; carries the current revision
     ├── HistoryCompactedError     a revision older than the retained history; carries the oldest one
+    ├── TooManyWatchersError      the cap on concurrent watch streams is reached
     ├── InvalidRequestError       a client's mistake; never a server fault
     │   ├── InvalidKeyError       empty or undecodable key
     │   │   └── KeyTooLongError   key over the limit
@@ -45,6 +46,7 @@ __all__ = [
     "LogUnavailableError",
     "NoSuchKeyError",
     "PreconditionFailedError",
+    "TooManyWatchersError",
     "TucoError",
     "ValueTooLargeError",
 ]
@@ -101,6 +103,13 @@ class HistoryCompactedError(TucoError):
 
     def __str__(self) -> str:
         return f"that revision is no longer retained; the oldest available is {self.oldest}"
+
+
+class TooManyWatchersError(TucoError):
+    """As many watch streams as ``TUCO_WATCH_MAX_WATCHERS`` allows are open; retry later."""
+
+    code = "too_many_watchers"
+    status = 503
 
 
 class InvalidRequestError(TucoError):

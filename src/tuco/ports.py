@@ -8,12 +8,12 @@ the fakes in :mod:`tuco.testing` implement them.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from tuco.core.events import Event, Precondition
 from tuco.errors import LogError
 
-__all__ = ["CommitSink", "LogStatus", "TransactionLog"]
+__all__ = ["CommitSink", "EventHistory", "LogStatus", "TransactionLog"]
 
 
 class CommitSink(Protocol):
@@ -96,4 +96,25 @@ class TransactionLog(LogStatus, Protocol):
 
     async def aclose(self) -> None:
         """Commit what is pending, then release the file or connections."""
+        ...
+
+
+# -- watching: an optional capability ------------------------------------------
+
+
+@runtime_checkable
+class EventHistory(Protocol):
+    """A log that can read back its committed events: watchers resume from there once memory dropped them.
+
+    Optional: the PostgreSQL log keeps every event (``tuco_events``); the file
+    log does not offer it, so a watch older than the memory's history gets
+    ``410 history_compacted`` there.
+    """
+
+    async def events_after(self, revision: int, upto: int, limit: int) -> Sequence[Event]:
+        """Up to ``limit`` committed events with ``revision < sequence <= upto``, in order.
+
+        ``create_revision`` and ``version`` are 0 (not recorded per event).
+        Raises :class:`~tuco.errors.LogError` if the log cannot be read now.
+        """
         ...

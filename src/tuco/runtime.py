@@ -194,6 +194,7 @@ async def _start_or_stop(service: Service, stop: _StopSignal) -> ReplayStats | N
 
 async def _shutdown(server: NativeServer, service: Service, grace: float) -> None:
     service.phase = Phase.STOPPING  # /readyz turns 503 at once, so balancers stop sending work
+    service.end_watches()  # open watch streams and long polls end now, not at the end of the grace period
     await server.aclose(grace=grace)
     await service.aclose()
 

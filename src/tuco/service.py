@@ -20,9 +20,11 @@ import structlog
 
 from tuco.core.events import Entry, Event, Precondition
 from tuco.core.store import DEFAULT_HISTORY_BYTES, Page, Store
+from tuco.core.watch import Selector
 from tuco.errors import InvalidKeyError, KeyTooLongError, ValueTooLargeError
 from tuco.observability import Metrics
-from tuco.ports import TransactionLog
+from tuco.ports import EventHistory, TransactionLog
+from tuco.watchers import Hub, Watch, WatchSettings, changed_since, end_watches, open_watch, wait_for_change
 
 __all__ = ["Limits", "Phase", "ReplayStats", "Service"]
 
@@ -81,8 +83,12 @@ class Service:
         metrics: Metrics | None = None,
         *,
         history_bytes: int = DEFAULT_HISTORY_BYTES,
+        watch_settings: WatchSettings | None = None,
     ) -> None:
         self.store = Store(history_bytes=history_bytes)
+        self.watch_settings = watch_settings or WatchSettings()
+        self.hub: Hub | None = None  # set while anyone watches or waits: apply's one check
+        self.watches_ended = False
         self.log = log
         self.limits = limits or Limits()
         self.metrics = metrics
@@ -94,6 +100,7 @@ class Service:
             metrics.gauge("tuco_keys", "keys in the store", lambda: len(self.store))
             metrics.gauge("tuco_last_sequence", "last event applied", lambda: self.store.last_sequence)
             metrics.gauge("tuco_ready", "1 when serving and the log takes writes", lambda: float(self.ready))
+            metrics.gauge("tuco_watchers", "open watch streams", lambda: self.watch_count)
 
     @property
     def ready(self) -> bool:
@@ -108,8 +115,11 @@ class Service:
     # -- CommitSink -------------------------------------------------------------
 
     def apply(self, event: Event) -> object:
-        """Apply one committed event (this replica's or another's) to the store."""
-        return self.store.apply(event)
+        """Apply one committed event (this replica's or another's) to the store, and wake its watchers."""
+        applied = self.store.apply(event)
+        if self.hub is not None:
+            self.hub.changed()
+        return applied
 
     def mod_revision(self, key: str) -> int:
         """The key's mod_revision in what was applied so far (0: absent)."""
@@ -150,6 +160,38 @@ class Service:
         """Make every event committed anywhere visible here (a revision another replica served)."""
         await self.log.catch_up()
 
+    # -- watching -----------------------------------------------------------------
+
+    def watch(self, selector: Selector, after: int) -> Watch:
+        """A cursor for the changes ``selector`` matches after revision ``after``; close it when done.
+
+        Raises TooManyWatchersError over the cap, HistoryCompactedError if the
+        changes after ``after`` are neither in memory nor readable from the log.
+        """
+        return open_watch(self, selector, after)
+
+    def wait_for_change(self, key: str, revision: int, timeout: float) -> Awaitable[None]:
+        """Until ``key`` changed at ``revision`` or later (or ``timeout`` seconds, or shutdown); no polling."""
+        return wait_for_change(self, key, revision, timeout)
+
+    def changed_since(self, key: str, revision: int) -> bool:
+        """Whether ``key`` changed (a DELETE too) at ``revision`` or later, as far as memory can tell."""
+        return changed_since(self, key, revision)
+
+    @property
+    def reads_back_history(self) -> bool:
+        """Whether the log can serve watches older than memory (:class:`~tuco.ports.EventHistory`)."""
+        return isinstance(self.log, EventHistory)
+
+    def end_watches(self) -> None:
+        """End every watch stream and long poll now (shutdown); they do not hold the grace period."""
+        end_watches(self)
+
+    @property
+    def watch_count(self) -> int:
+        """Open watch streams."""
+        return len(self.hub.watches) if self.hub is not None else 0
+
     # -- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> ReplayStats:
@@ -185,4 +227,5 @@ class Service:
     async def aclose(self) -> None:
         """Stop serving keys and close the log after committing what is queued."""
         self.phase = Phase.STOPPING
+        self.end_watches()
         await self.log.aclose()

@@ -42,7 +42,7 @@ def test_etags_revisions_and_conditions(frontend: tuple[str, str]) -> None:
 
 
 def test_listing_pages_reserved_names_and_the_alias(frontend: tuple[str, str]) -> None:
-    """GET /v1/keys pages a prefix at one revision; /v1/key/keys is a key; /v1/watch is a reserved 404."""
+    """GET /v1/keys pages a prefix at one revision; /v1/key/keys is a key; /v1/tokens is a reserved 404."""
     _, url = frontend
     with httpx.Client(base_url=url, timeout=10) as client:
         for n in range(5):
@@ -85,8 +85,8 @@ def test_listing_pages_reserved_names_and_the_alias(frontend: tuple[str, str]) -
         assert [item["key"] for item in everything["items"]] == ["alias", "keys", "p/0", "p/1", "p/2", "p/4"]
         assert client.get("/v1/key/keys").content == b"named keys"
         assert client.get("/v1/key/alias").content == b"via alias"
-        watch = client.get("/v1/watch")
-        assert (watch.status_code, watch.json()["error"]) == (404, "not_found")
+        reserved = client.get("/v1/tokens")
+        assert (reserved.status_code, reserved.json()["error"]) == (404, "not_found")
         assert client.post("/v1/keys").headers["allow"] == "GET, HEAD"
         assert client.get("/v1/keys", params={"limit": "1001"}).json()["error"] == "invalid_parameter"
         assert client.get("/v1/keys", params={"page_token": "x"}).json()["error"] == "invalid_page_token"

@@ -15,7 +15,7 @@ from itertools import islice
 from tuco.core.events import Entry
 from tuco.errors import HistoryCompactedError
 
-__all__ = ["CHANGE_OVERHEAD_BYTES", "History"]
+__all__ = ["CHANGE_OVERHEAD_BYTES", "Change", "History"]
 
 # What a retained change costs beyond its key's and its replaced value's bytes:
 # the change, event and entry tuples, their integers, the bytes object header
@@ -24,6 +24,9 @@ CHANGE_OVERHEAD_BYTES = 320
 
 
 _new = tuple.__new__
+
+Change = tuple[int, int, str, bytes, tuple[bytes, int, int, int] | None]
+"""A retained change: (revision, type code 1 PUT / 2 DELETE, key, value, the replaced entry or None)."""
 
 
 class History:
@@ -39,7 +42,7 @@ class History:
 
     def __init__(self, max_bytes: int, *, revision: int = 0) -> None:
         self.max_bytes = max_bytes
-        self._changes: list[tuple[int, int, str, bytes, tuple[bytes, int, int, int] | None]] = []
+        self._changes: list[Change] = []
         self._start = 0  # index of the oldest retained change in _changes
         self._first = revision + 1  # revision of the change at _start (or of the next one)
         self._bytes = 0
@@ -104,3 +107,16 @@ class History:
             if key not in before:
                 before[key] = _new(Entry, previous) if previous is not None else None
         return before
+
+    # -- watching ---------------------------------------------------------------
+
+    def changes_after(self, revision: int, limit: int) -> list[Change]:
+        """Up to ``limit`` retained changes after ``revision``, oldest first: where a watcher's cursor reads.
+
+        A slice of the retained list, no copy of the values. Raises
+        :class:`HistoryCompactedError` if changes after ``revision`` were already dropped.
+        """
+        if revision < self.oldest_revision:
+            raise HistoryCompactedError(self.oldest_revision)
+        begin = self._start + (revision + 1 - self._first)
+        return self._changes[begin : begin + limit]

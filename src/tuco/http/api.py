@@ -12,11 +12,12 @@ import asyncio
 import base64
 import binascii
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from urllib.parse import unquote_to_bytes
 
 from tuco.core.events import ABSENT, EXISTS, Event, Precondition
 from tuco.core.store import Page
+from tuco.core.watch import Selector
 from tuco.errors import (
     HistoryCompactedError,
     InvalidKeyError,
@@ -27,8 +28,10 @@ from tuco.errors import (
     LogClosedError,
     LogError,
     PreconditionFailedError,
+    TooManyWatchersError,
     TucoError,
 )
+from tuco.http import sse
 from tuco.http.answers import (
     JSON,
     OCTET_STREAM,
@@ -44,6 +47,7 @@ from tuco.http.messages import Deferred, Request, Response, StreamResponse
 from tuco.http.routes import ALIAS, KEY, Route, match
 from tuco.observability import Metrics
 from tuco.service import Phase, Service
+from tuco.watchers import Watch, WatchStep
 
 __all__ = ["Answer", "KeyValueAPI", "decode_key", "decode_page_token", "encode_page_token"]
 
@@ -88,6 +92,7 @@ class KeyValueAPI:
             "readiness": self._readiness,
             "metrics": self._metrics,
             "list_keys": self._list_keys,
+            "watch": self._watch,
         }
 
     def handle(self, request: Request) -> Answer:
@@ -119,8 +124,11 @@ class KeyValueAPI:
         except InvalidKeyError as exc:
             return error_answer(exc)
         if read:
-            if request.query and _wants_consistent(request):
-                return self._consistent_get(key)
+            if request.query:
+                if request.param(b"wait_revision") is not None:
+                    return self._long_poll(request, key)
+                if _wants_consistent(request):
+                    return self._consistent_get(key)
             found = service.find(key)
             if found is None:
                 return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n" % service.revision)
@@ -180,13 +188,17 @@ class KeyValueAPI:
             payload["message"] = log_message("starting")
         return json_response(200 if service.ready else 503, payload)
 
-    def _read(self, key: str) -> Response:
+    def _read(self, key: str, extra: bytes = b"") -> Response:
         service = self.service
         found = service.find(key)
         if found is None:
-            return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n" % service.revision)
+            return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n%b" % (service.revision, extra))
         return Response(
-            200, found[0], OCTET_STREAM, (), b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.revision)
+            200,
+            found[0],
+            OCTET_STREAM,
+            (),
+            b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n%b' % (found[2], service.revision, extra),
         )
 
     async def _consistent_get(self, key: str) -> Response:
@@ -274,6 +286,159 @@ class KeyValueAPI:
             body = {"error": exc.code, "message": str(exc), "oldest_revision": exc.oldest}
             return json_response(exc.status, body)
         return _render_page(page, prefix, limit, keys_only)
+
+    # -- watching: GET /v1/watch (Server-Sent Events) and long polls ----------------
+
+    def _watch(self, request: Request, segment: bytes) -> Answer:
+        service = self.service
+        if service.phase is Phase.STARTING:
+            return STARTING
+        if service.phase is Phase.STOPPING:
+            return _WATCH_STOPPING
+        try:
+            selector, after = _watch_params(request, service.revision)
+        except InvalidRequestError as exc:
+            return error_answer(exc)
+        headers = sse.HEADERS + _cors(request, service.watch_settings.allow_origins)
+        if request.method == b"HEAD":
+            # Says whether a GET would stream, without opening a watch.
+            if after < service.store.history.oldest_revision and not service.reads_back_history:
+                return _compacted(HistoryCompactedError(service.store.history.oldest_revision))
+            return Response(200, b"", EVENT_STREAM, headers)
+        try:
+            watch = service.watch(selector, after)
+        except HistoryCompactedError as exc:
+            return _compacted(exc)
+        except TooManyWatchersError as exc:
+            return error_answer(exc, b"Retry-After: 1\r\n")
+        return StreamResponse(200, _watch_stream(watch), EVENT_STREAM, headers)
+
+    def _long_poll(self, request: Request, key: str) -> Answer:
+        """GET /v1/key/{k}?wait_revision=N&timeout=T: the key once it changed at N or later, or at the timeout."""
+        try:
+            revision = _positive(request, b"wait_revision")
+            timeout = _timeout(request.param(b"timeout"))
+        except InvalidRequestError as exc:
+            return error_answer(exc)
+        service = self.service
+        if service.phase is Phase.STOPPING or service.store.mod_revision(key) >= revision:
+            return self._read(key, b"X-Tuco-Wait: changed\r\n")
+        return self._answer_after_wait(key, revision, timeout)
+
+    async def _answer_after_wait(self, key: str, revision: int, timeout: float) -> Response:
+        await self.service.wait_for_change(key, revision, timeout)
+        changed = self.service.changed_since(key, revision) and self.service.phase is not Phase.STOPPING
+        return self._read(key, b"X-Tuco-Wait: changed\r\n" if changed else b"X-Tuco-Wait: timeout\r\n")
+
+
+EVENT_STREAM = b"text/event-stream"
+_WATCH_STOPPING = error_response(503, "shutting_down", "the server is shutting down; retry on a new connection")
+_RETRY_MS = 1000  # what EventSource waits before reconnecting after the stream ends
+_CHUNK_BYTES = 64 * 1024  # frames gathered into one chunk, at most (one frame may be larger)
+MAX_WAIT_SECONDS = 300.0
+DEFAULT_WAIT_SECONDS = 30.0
+
+
+async def _watch_stream(watch: Watch) -> AsyncIterator[bytes]:
+    """The frames of one watch: ``retry`` first, then events, heartbeats and progress, a cancel frame last."""
+    try:
+        yield sse.opening_frame(_RETRY_MS, watch.after)
+        while True:
+            step = await watch.next()
+            if step.kind is WatchStep.EVENTS:
+                chunk: list[bytes] = []
+                size = 0
+                for event in step.events:
+                    frame = sse.event_frame(event)
+                    chunk.append(frame)
+                    size += len(frame)
+                    if size >= _CHUNK_BYTES:
+                        yield b"".join(chunk)
+                        chunk, size = [], 0
+                if chunk:
+                    yield b"".join(chunk)
+            elif step.kind is WatchStep.PROGRESS:
+                yield sse.heartbeat_frame() + sse.progress_frame(step.revision)
+            else:
+                yield sse.cancel_frame(step.reason, step.revision)
+                return
+    finally:
+        watch.close()
+
+
+def _watch_params(request: Request, current: int) -> tuple[Selector, int]:
+    """The selector and the revision after which the watch starts.
+
+    ``Last-Event-ID: X`` (an EventSource reconnecting) wins: changes after X.
+    Else ``start_revision=R``: changes at R and after. Else: changes after now.
+    """
+    prefix = _text_param(request, b"prefix")
+    raw_key = request.param(b"key")
+    if raw_key is not None and request.param(b"prefix") is not None:
+        raise InvalidParameterError("watch a prefix or a key, not both")
+    selector = Selector(prefix)
+    if raw_key is not None:
+        key = _text_param(request, b"key")
+        if not key:
+            raise InvalidParameterError("key must not be empty")
+        selector = Selector(key=key)
+    last_id = request.header(b"last-event-id")
+    if last_id is not None and last_id.strip():
+        value = last_id.strip()
+        if not value.isdigit() or len(value) > 18:
+            raise InvalidParameterError("Last-Event-ID must be a revision tuco sent (a whole number)")
+        return selector, int(value)
+    if request.param(b"start_revision") is not None:
+        return selector, _positive(request, b"start_revision") - 1
+    return selector, current
+
+
+def _positive(request: Request, name: bytes) -> int:
+    raw = request.param(name) or b""
+    if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
+        raise InvalidParameterError(f"{name.decode()} must be a revision: a whole number from 1")
+    return int(raw)
+
+
+def _timeout(raw: bytes | None) -> float:
+    """``30s``, ``500ms`` or plain seconds (``2.5``), at most MAX_WAIT_SECONDS."""
+    if raw is None:
+        return DEFAULT_WAIT_SECONDS
+    scale = 1.0
+    number = raw
+    if raw.endswith(b"ms"):
+        number, scale = raw[:-2], 0.001
+    elif raw.endswith(b"s"):
+        number = raw[:-1]
+    whole, dot, fraction = number.partition(b".")
+    if not whole.isdigit() or (dot and not fraction.isdigit()) or len(number) > 12:
+        raise InvalidParameterError("timeout must be a duration such as 30s, 500ms or 2.5 (seconds)")
+    seconds = float(number) * scale
+    if seconds > MAX_WAIT_SECONDS:
+        raise InvalidParameterError(f"timeout must be at most {MAX_WAIT_SECONDS:g}s")
+    return seconds
+
+
+def _compacted(exc: HistoryCompactedError) -> Response:
+    return json_response(exc.status, {"error": exc.code, "message": str(exc), "oldest_revision": exc.oldest})
+
+
+def _cors(request: Request, allowed: frozenset[str]) -> tuple[tuple[bytes, bytes], ...]:
+    """``Access-Control-Allow-Origin`` for a page of an allowed origin (EventSource across origins needs it)."""
+    if not allowed:
+        return ()
+    origin = request.header(b"origin")
+    if origin is None:
+        return ()
+    if "*" in allowed:
+        return ((b"Access-Control-Allow-Origin", b"*"),)
+    try:
+        text = origin.decode("ascii")
+    except UnicodeDecodeError:
+        return ()
+    if text in allowed:
+        return ((b"Access-Control-Allow-Origin", origin), (b"Vary", b"Origin"))
+    return ()
 
 
 def _render_page(page: Page, prefix: str, limit: int, keys_only: bool) -> Response:

@@ -7,6 +7,8 @@ as soon as it passes the limit, so an oversized upload never sits in memory.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -148,6 +150,9 @@ class ASGIApp:
         except Exception:
             _logger.exception("handler_failed", method=scope["method"], path=scope["path"])
             response = INTERNAL_ERROR
+        if isinstance(response, StreamResponse):
+            await _send_stream(send, response, head=method == b"HEAD", receive=receive)
+            return
         await _send(send, response, head=method == b"HEAD")
 
 
@@ -201,18 +206,42 @@ async def _send(send: Send, response: Response | StreamResponse, *, head: bool) 
     await send({"type": "http.response.body", "body": b"" if head else response.body})
 
 
-async def _send_stream(send: Send, response: StreamResponse, *, head: bool) -> None:
+async def _send_stream(send: Send, response: StreamResponse, *, head: bool, receive: Receive | None = None) -> None:
+    """Send the chunks as they come; a client that disconnects ends the stream (a watch would wait forever)."""
     headers = [] if response.content_type is None else [(b"content-type", response.content_type)]
     headers.extend((name.lower(), value) for name, value in response.headers)
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     chunks = response.chunks
+    gone = asyncio.ensure_future(_disconnected(receive)) if receive is not None else None
     try:
         if not head:
-            async for chunk in chunks:
+            while True:
+                following = asyncio.ensure_future(anext(chunks))
+                if gone is not None:
+                    await asyncio.wait((following, gone), return_when=asyncio.FIRST_COMPLETED)
+                    if not following.done():
+                        following.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                            await following
+                        return
+                try:
+                    chunk = await following
+                except StopAsyncIteration:
+                    break
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
     finally:
+        if gone is not None:
+            gone.cancel()
         closing = getattr(chunks, "aclose", None)
         if closing is not None:
             await closing()
     await send({"type": "http.response.body", "body": b""})
+
+
+async def _disconnected(receive: Receive | None) -> None:
+    """Return once the client is gone (the request body was already read whole)."""
+    while receive is not None:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

@@ -50,7 +50,7 @@ ROUTES: tuple[Route, ...] = (
     _route("/readyz", _READ, "readiness"),
     _route("/metrics", _READ, "metrics"),
     _route("/v1/keys", _READ, "list_keys"),
-    _route("/v1/watch", _READ, None),
+    _route("/v1/watch", _READ, "watch"),
     _route("/v1/leases", _READ, None),
     _route("/v1/tokens", _READ, None),
     _route("/v1/openapi.json", _READ, None),

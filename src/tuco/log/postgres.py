@@ -245,6 +245,21 @@ class PostgresTransactionLog:
                 pool.terminate()
                 raise
 
+    # -- watching (EventHistory) ------------------------------------------
+
+    async def events_after(self, revision: int, upto: int, limit: int) -> Sequence[Event]:
+        """Committed events in ``(revision, upto]`` from ``tuco_events``, for watchers older than memory."""
+        if self._closed or self._pool is None:
+            raise LogClosedError("the log is not running")
+        try:
+            async with asyncio.timeout(self._write_timeout), self._pool.acquire() as conn:
+                rows = await conn.fetch(sql.EVENTS_AFTER, revision, upto, limit)
+        except Exception as exc:
+            if not _is_driver_error(exc):
+                raise
+            raise self._mark_unavailable(exc, "reading events for a watch") from exc
+        return [_event(row) for row in rows]
+
     # -- connecting -------------------------------------------------------
 
     async def _connect(self, timeout: float) -> asyncpg.Connection:

@@ -1,0 +1,308 @@
+"""Watchers and long polls: cursors over the store's History, woken by ``Service.apply``.
+
+A watch is a cursor (the last revision it examined) over History, not a queue:
+a change is kept once, in History, however many watch it. ``apply`` only tells
+the hub that something changed (one attribute check while nobody watches, one
+flag and at most one ``call_soon`` per loop turn while anyone does); the hub
+wakes every waiting watch at once, and each reads on from its cursor when its
+stream asks for more, so a writer never waits for a watcher and what waits for
+a slow one is bounded by its connection's buffers. Long polls wait per key:
+the hub looks at each batch of changes once and wakes the polls of the keys
+it touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+from tuco.core.watch import Selector, WatchEvent, events_from_changes, events_from_log
+from tuco.errors import HistoryCompactedError, LogError, TooManyWatchersError
+from tuco.ports import EventHistory
+
+if TYPE_CHECKING:
+    from tuco.service import Service
+
+__all__ = [
+    "Hub",
+    "Step",
+    "Watch",
+    "WatchSettings",
+    "WatchStep",
+    "changed_since",
+    "end_watches",
+    "open_watch",
+    "wait_for_change",
+]
+
+
+_WATCH_BATCH = 1000  # changes examined per step; a step's events go out as one chunk
+
+
+@dataclass(frozen=True, slots=True)
+class WatchSettings:
+    """Bounds on watching and who may watch from a browser (``TUCO_WATCH_*``, ``TUCO_CORS_ALLOW_ORIGINS``)."""
+
+    max_watchers: int = 1000
+    """Open watch streams at once; more get 503 too_many_watchers."""
+    max_lag_events: int = 100_000
+    """A live watch this many revisions behind the store is ended with a resume point."""
+    heartbeat_seconds: float = 15.0
+    """An idle stream gets a heartbeat comment and a progress event this often."""
+    allow_origins: frozenset[str] = frozenset()
+    """Browser origins (``Origin`` header values) whose pages may open a watch; ``*`` for any."""
+
+
+class WatchStep(enum.Enum):
+    """What a watch's next step produced."""
+
+    EVENTS = "events"
+    PROGRESS = "progress"
+    CANCEL = "cancel"
+
+
+class Step(NamedTuple):
+    """One step of a watch: events; or, idle, the revision examined so far; or the end, why and where to resume."""
+
+    kind: WatchStep
+    events: list[WatchEvent]
+    revision: int = 0
+    """PROGRESS: every change up to it was examined. CANCEL: the start_revision that resumes without a gap."""
+    reason: str = ""
+
+
+_NONE: list[WatchEvent] = []
+
+
+class Hub:
+    """Who waits for changes: watch streams (woken together) and long polls (woken per key)."""
+
+    __slots__ = ("_changed", "_loop", "_scheduled", "_seen", "_service", "key_waiters", "watches")
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+        self._loop = asyncio.get_running_loop()
+        self._changed: asyncio.Future[None] | None = None
+        self._scheduled = False
+        self._seen = service.revision  # long polls: changes up to here were looked at
+        self.watches: set[Watch] = set()
+        self.key_waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
+
+    def changed(self) -> None:
+        """Called by apply for every event: O(1), at most one wake-up scheduled per loop turn."""
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._fire)
+
+    def _fire(self) -> None:
+        self._scheduled = False
+        changed, self._changed = self._changed, None
+        if changed is not None and not changed.done():
+            changed.set_result(None)
+        service = self._service
+        current = service.revision
+        if self.key_waiters:
+            try:
+                changes = service.store.history.changes_after(self._seen, current - self._seen)
+            except HistoryCompactedError:
+                for key in list(self.key_waiters):
+                    self._wake_key(key, None)
+            else:
+                for change in changes:
+                    if change[2] in self.key_waiters:
+                        self._wake_key(change[2], change[0])
+        self._seen = current
+
+    def _wake_key(self, key: str, revision: int | None) -> None:
+        """Resolve the long polls on ``key`` waiting for ``revision`` or earlier (all when None)."""
+        waiting = self.key_waiters[key]
+        kept = []
+        for wanted, future in waiting:
+            if revision is None or wanted <= revision:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                kept.append((wanted, future))
+        if kept:
+            self.key_waiters[key] = kept
+        else:
+            del self.key_waiters[key]
+
+    async def wait(self, timeout: float) -> None:
+        """Until the next change (or shutdown), at most ``timeout`` seconds; never cancels the shared future."""
+        changed = self._changed
+        if changed is None:
+            changed = self._changed = self._loop.create_future()
+        await asyncio.wait((changed,), timeout=timeout)
+
+    def end(self) -> None:
+        """Wake everyone now: the service is stopping."""
+        changed, self._changed = self._changed, None
+        if changed is not None and not changed.done():
+            changed.set_result(None)
+        for key in list(self.key_waiters):
+            self._wake_key(key, None)
+
+    @property
+    def idle(self) -> bool:
+        return not self.watches and not self.key_waiters
+
+
+class Watch:
+    """One watch stream's cursor: ``after`` is the last revision examined; changes after it are still to come.
+
+    ``live`` is true from the start when the watch starts within ``max_lag_events``
+    of the store's revision, else once the cursor first reaches it; a live
+    cursor more than ``max_lag_events`` behind is ended (a slow consumer).
+    Catching up from an old revision is paced by the reader and is never cut
+    for lag, but once memory dropped its place it reads from the log, if the log
+    can (:class:`~tuco.ports.EventHistory`), or ends.
+    """
+
+    __slots__ = ("_last_sent", "_service", "after", "closed", "live", "selector")
+
+    def __init__(self, service: Service, selector: Selector, after: int) -> None:
+        self._service = service
+        self.selector = selector
+        self.after = after
+        # A watch that starts within the lag bound is live at once; one further back is catching up until it
+        # first reaches the store's revision (else one that never caught up could never be cut).
+        self.live = service.revision - after <= service.watch_settings.max_lag_events
+        self.closed = False
+        self._last_sent = asyncio.get_running_loop().time()
+
+    async def next(self) -> Step:
+        """The next events, or a progress revision when idle for a heartbeat, or why and where it ends."""
+        service = self._service
+        limits = service.watch_settings
+        history = service.store.history
+        loop = asyncio.get_running_loop()
+        while True:
+            if service.watches_ended:
+                return Step(WatchStep.CANCEL, _NONE, self.after + 1, "shutting_down")
+            current = service.revision
+            now = loop.time()
+            if self.after >= current:
+                self.live = True
+                remaining = self._last_sent + limits.heartbeat_seconds - now
+                if remaining <= 0:
+                    self._last_sent = now
+                    return Step(WatchStep.PROGRESS, _NONE, self.after)
+                hub = service.hub
+                if hub is None:  # closed under us
+                    return Step(WatchStep.CANCEL, _NONE, self.after + 1, "shutting_down")
+                await hub.wait(remaining)
+                continue
+            if self.live and current - self.after > limits.max_lag_events:
+                return Step(WatchStep.CANCEL, _NONE, self.after + 1, "slow_consumer")
+            try:
+                changes = history.changes_after(self.after, _WATCH_BATCH)
+            except HistoryCompactedError:
+                step = await self._from_log(current)
+                if step is not None:
+                    return step
+            else:
+                self.after = changes[-1][0]
+                events = events_from_changes(changes, self.selector)
+                if events:
+                    self._last_sent = now
+                    return Step(WatchStep.EVENTS, events)
+            if now - self._last_sent >= limits.heartbeat_seconds:
+                self._last_sent = now
+                return Step(WatchStep.PROGRESS, _NONE, self.after)
+            await asyncio.sleep(0)  # a long stretch of others' changes: let the loop breathe between batches
+
+    async def _from_log(self, current: int) -> Step | None:
+        """Read on from the log's own history; None if this batch held nothing for us."""
+        log = self._service.log
+        if not isinstance(log, EventHistory):
+            return Step(WatchStep.CANCEL, _NONE, self.after + 1, "slow_consumer" if self.live else "history_compacted")
+        try:
+            events = await log.events_after(self.after, current, _WATCH_BATCH)
+        except LogError:
+            return Step(WatchStep.CANCEL, _NONE, self.after + 1, "log_unavailable")
+        if not events or events[0].sequence != self.after + 1:  # the log's history has a hole here
+            return Step(WatchStep.CANCEL, _NONE, self.after + 1, "history_compacted")
+        self.after = events[-1].sequence
+        found = events_from_log(events, self.selector)
+        if found:
+            self._last_sent = asyncio.get_running_loop().time()
+            return Step(WatchStep.EVENTS, found)
+        return None
+
+    def close(self) -> None:
+        """The stream ended: stop counting it."""
+        if self.closed:
+            return
+        self.closed = True
+        _release_hub(self._service, self)
+
+
+def _hub_of(service: Service) -> Hub:
+    hub = service.hub
+    if hub is None:
+        hub = service.hub = Hub(service)
+    return hub
+
+
+def open_watch(service: Service, selector: Selector, after: int) -> Watch:
+    """See :meth:`Service.watch <tuco.service.Service.watch>`."""
+    hub = service.hub
+    if hub is not None and len(hub.watches) >= service.watch_settings.max_watchers:
+        raise TooManyWatchersError(f"{service.watch_settings.max_watchers} watch streams are open; retry later")
+    oldest = service.store.history.oldest_revision
+    if after < oldest and not isinstance(service.log, EventHistory):
+        raise HistoryCompactedError(oldest)
+    watch = Watch(service, selector, after)
+    _hub_of(service).watches.add(watch)
+    return watch
+
+
+def changed_since(service: Service, key: str, revision: int) -> bool:
+    """Whether ``key`` changed at ``revision`` or later (a DELETE too), as far as memory can tell."""
+    if service.store.mod_revision(key) >= revision:
+        return True
+    if revision > service.revision:
+        return False
+    try:
+        changes = service.store.history.changes_after(revision - 1, service.revision - revision + 1)
+    except HistoryCompactedError:
+        return True  # cannot tell any more: answer with the current state
+    return any(change[2] == key for change in changes)
+
+
+async def wait_for_change(service: Service, key: str, revision: int, timeout: float) -> None:
+    """See :meth:`Service.wait_for_change <tuco.service.Service.wait_for_change>`."""
+    if service.watches_ended or changed_since(service, key, revision):
+        return
+    hub = _hub_of(service)
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiter = (revision, future)
+    hub.key_waiters.setdefault(key, []).append(waiter)
+    try:
+        await asyncio.wait((future,), timeout=timeout)
+    finally:
+        waiting = hub.key_waiters.get(key)
+        if waiting is not None and waiter in waiting:
+            waiting.remove(waiter)
+            if not waiting:
+                del hub.key_waiters[key]
+        _release_hub(service)
+
+
+def _release_hub(service: Service, watch: Watch | None = None) -> None:
+    hub = service.hub
+    if hub is None:
+        return
+    if watch is not None:
+        hub.watches.discard(watch)
+    if hub.idle:
+        service.hub = None  # apply does nothing more for watchers
+
+
+def end_watches(service: Service) -> None:
+    service.watches_ended = True
+    if service.hub is not None:
+        service.hub.end()
