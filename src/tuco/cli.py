@@ -268,7 +268,7 @@ def dump(path: Path) -> None:
     revisions: dict[str, tuple[int, int]] = {}  # key -> (create revision, version): bounded by the live keys
     with _exit_on_log_error(path):
         for batch in reader:
-            for sequence, type, key, value, create_revision, version in batch:
+            for sequence, type, key, value, create_revision, version, deadline, lease, ttl in batch:
                 line = f"{sequence}\t{type.name}\t{key!r}\t{value!r}"
                 if type is EventType.PUT:
                     if not create_revision:
@@ -276,8 +276,18 @@ def dump(path: Path) -> None:
                         create_revision, version = (old[0], old[1] + 1) if old else (sequence, 1)
                     revisions[key] = (create_revision, version)
                     line += f"\tcreate_revision={create_revision}\tversion={version}"
-                else:
+                    if deadline:
+                        line += f"\tdeadline={deadline}"
+                    if lease:
+                        line += f"\tlease={lease}"
+                elif type is EventType.DELETE:
                     revisions.pop(key, None)
+                else:
+                    line = f"{sequence}\t{type.name}\tlease={lease}"
+                    if ttl:
+                        line += f"\tttl={ttl}"
+                    if deadline:
+                        line += f"\tdeadline={deadline}"
                 click.echo(line)
     if reader.report and reader.report.problem:
         click.echo(f"tuco: stopped at offset {reader.report.valid_bytes}: {reader.report.problem}", err=True)

@@ -91,6 +91,20 @@ class Settings(BaseSettings):
         "(from the first failure), then answer 503; while it stays away, after one try.",
     )
 
+    # -- expiring keys and leases --
+    max_ttl_seconds: int = Field(
+        365 * 86400,
+        ge=1,
+        le=10 * 365 * 86400,
+        description="Longest time to live a PUT ?ttl= or a lease may ask for; longer is 400 invalid_parameter.",
+    )
+    max_leases: int = Field(
+        10_000, ge=1, le=10_000_000, description="Live leases, all clients together; a grant over it is 429."
+    )
+    max_keys_per_lease: int = Field(
+        10_000, ge=1, le=10_000_000, description="Keys attached to one lease; a PUT ?lease= over it is 429."
+    )
+
     @field_validator("database_url")
     @classmethod
     def _database_url_parses(cls, url: SecretStr | None) -> SecretStr | None:

@@ -6,6 +6,8 @@
     ├── NoSuchKeyError            the key is not in the store (the one callers test for)
     ├── PreconditionFailedError   a conditional write's condition did not hold; carries the current revision
     ├── HistoryCompactedError     a revision older than the retained history; carries the oldest one
+    ├── LeaseNotFoundError        no such lease (never granted, revoked, or expired)
+    ├── LeaseLimitError           over the number of leases, or of keys on one lease
     ├── InvalidRequestError       a client's mistake; never a server fault
     │   ├── InvalidKeyError       empty or undecodable key
     │   │   └── KeyTooLongError   key over the limit
@@ -37,6 +39,8 @@ __all__ = [
     "InvalidPreconditionError",
     "InvalidRequestError",
     "KeyTooLongError",
+    "LeaseLimitError",
+    "LeaseNotFoundError",
     "LogClosedError",
     "LogCorruptError",
     "LogError",
@@ -101,6 +105,27 @@ class HistoryCompactedError(TucoError):
 
     def __str__(self) -> str:
         return f"that revision is no longer retained; the oldest available is {self.oldest}"
+
+
+class LeaseNotFoundError(TucoError):
+    """The lease does not exist: never granted, revoked, or past its deadline. ``lease`` is its id."""
+
+    code = "no_such_lease"
+    status = 404
+
+    def __init__(self, lease: int) -> None:
+        super().__init__(lease)
+        self.lease = lease
+
+    def __str__(self) -> str:
+        return "no such lease (never granted, revoked, or expired)"
+
+
+class LeaseLimitError(TucoError):
+    """Granting or attaching would go over TUCO_MAX_LEASES or TUCO_MAX_KEYS_PER_LEASE."""
+
+    code = "lease_limit"
+    status = 429
 
 
 class InvalidRequestError(TucoError):

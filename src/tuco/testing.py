@@ -19,11 +19,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from pathlib import Path
 from typing import NamedTuple
 
-from tuco.core.events import ABSENT, EXISTS, Event, EventType, Precondition
+from tuco.core.events import ABSENT, EXISTS, Event, EventType, Expiry, Precondition
 from tuco.core.store import Store
 from tuco.errors import InvalidKeyError, LogClosedError, LogError, LogFailedError, PreconditionFailedError
 from tuco.log._disk import sync_directory
-from tuco.log.batching import GroupCommit, Mutation, Outcome, sequence_batch
+from tuco.log.batching import ExpiryState, GroupCommit, Mutation, Outcome, sequence_batch, wall_clock_ms
 from tuco.log.file import OsLogFile
 from tuco.ports import CommitSink, TransactionLog
 
@@ -52,6 +52,14 @@ class RecordingSink:
     def mod_revision(self, key: str) -> int:
         return self.store.mod_revision(key)
 
+    def key_expiry(self, key: str) -> int | None:
+        """When the key expires in what was applied (Unix ms), None without a deadline."""
+        return self.store.key_expiry(key)
+
+    def lease(self, id: int) -> tuple[int, int] | None:
+        """The applied lease's ``(ttl, deadline)``, None if there is none."""
+        return self.store.lease(id)
+
 
 class MemoryLog:
     """A transaction log kept in a list; same group-commit path as the real ones.
@@ -60,11 +68,14 @@ class MemoryLog:
     ``aclose`` is the same log reopened.
     """
 
-    def __init__(self, events: list[Event] | None = None) -> None:
+    def __init__(self, events: list[Event] | None = None, *, clock: Callable[[], int] = wall_clock_ms) -> None:
         self.events: list[Event] = events if events is not None else []
         self._commits = GroupCommit(self._commit)
         self._mod_revision: Callable[[str], int] = lambda key: 0  # set by run()
+        self._expiry: ExpiryState | None = None
         self.fail_next_commit: LogFailedError | None = None
+        self.clock = clock
+        """Unix milliseconds expiry is decided by: tests hand in a clock they move."""
 
     @property
     def failure(self) -> LogError | None:
@@ -78,6 +89,7 @@ class MemoryLog:
 
     async def run(self, sink: CommitSink) -> None:
         self._mod_revision = sink.mod_revision
+        self._expiry = sink
         self._commits.start(sink.apply)
 
     def write_put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Awaitable[Event]:
@@ -85,6 +97,19 @@ class MemoryLog:
 
     def write_delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
         return self._commits.submit(EventType.DELETE, key, b"", precondition)
+
+    def write_expiring(
+        self,
+        type: EventType,
+        key: str,
+        value: bytes = b"",
+        precondition: Precondition | None = None,
+        expiry: Expiry | None = None,
+    ) -> Awaitable[Event]:
+        return self._commits.submit_expiring(type, key, value, precondition, expiry or Expiry())
+
+    def now_ms(self) -> int:
+        return self.clock()
 
     async def catch_up(self) -> None:
         """Nothing to catch up with: one process, one list."""
@@ -95,7 +120,7 @@ class MemoryLog:
     async def _commit(self, batch: Sequence[Mutation]) -> Sequence[Outcome]:
         if self.fail_next_commit is not None:
             raise self.fail_next_commit
-        outcomes = sequence_batch(batch, len(self.events) + 1, self._mod_revision)
+        outcomes = sequence_batch(batch, len(self.events) + 1, self._mod_revision, self._expiry, self.clock)
         self.events.extend(outcome for outcome in outcomes if isinstance(outcome, Event))
         return outcomes
 

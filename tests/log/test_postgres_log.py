@@ -41,6 +41,12 @@ class Replica:
     def mod_revision(self, key: str) -> int:
         return self.store.mod_revision(key)
 
+    def key_expiry(self, key: str) -> int | None:
+        return self.store.key_expiry(key)
+
+    def lease(self, id: int) -> tuple[int, int] | None:
+        return self.store.lease(id)
+
     async def start(self) -> Replica:
         async for batch in self.log.read_events():
             self.bootstrap.extend(batch)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import NamedTuple
 
-__all__ = ["ABSENT", "EXISTS", "Entry", "Event", "EventType", "Precondition"]
+__all__ = ["ABSENT", "EXISTS", "Entry", "Event", "EventType", "Expiry", "Precondition"]
 
 
 class EventType(IntEnum):
@@ -17,6 +17,13 @@ class EventType(IntEnum):
 
     PUT = 1
     DELETE = 2
+    # 3 is the file codec's compacted entry, never an event.
+    LEASE_GRANT = 4
+    """A lease was granted: its id is ``lease`` (the event's own sequence), with ``ttl`` and ``deadline``."""
+    LEASE_KEEPALIVE = 5
+    """Lease ``lease`` lives on until ``deadline``."""
+    LEASE_REVOKE = 6
+    """Lease ``lease`` is gone (revoked, or expired); its keys were deleted by DELETEs before it."""
 
 
 class Event(NamedTuple):
@@ -27,6 +34,11 @@ class Event(NamedTuple):
     ``create_revision`` and ``version`` are 0 when the store is to derive them
     from the history it replays; a log that keeps only the latest event per
     key (a compacted file, PostgreSQL's state table) carries them explicitly.
+
+    ``deadline`` (absolute Unix milliseconds, 0: none) is when a PUT's key
+    expires, or a lease's deadline; ``lease`` the lease a PUT attaches its key
+    to (the key's deadline is the lease's), or the lease a lease event is
+    about; ``ttl`` (milliseconds) a grant's time to live. All 0 on ordinary events.
     """
 
     sequence: int
@@ -35,6 +47,9 @@ class Event(NamedTuple):
     value: bytes = b""
     create_revision: int = 0
     version: int = 0
+    deadline: int = 0
+    lease: int = 0
+    ttl: int = 0
 
 
 class Entry(NamedTuple):
@@ -73,3 +88,19 @@ EXISTS = Precondition(-1)
 
 ABSENT = Precondition(0)
 """The key must not exist (a create-only write)."""
+
+
+class Expiry(NamedTuple):
+    """What a write asks of expiry, decided by the log with its clock (PostgreSQL: the database's).
+
+    ``ttl`` (ms): a PUT's key expires that long after the log records it; a
+    grant's lease lives that long. ``lease``: the lease a PUT attaches its key
+    to, or the lease a keepalive or revoke is about. ``expired``: a DELETE or
+    revoke that happens only if the key's (lease's) deadline has passed, by
+    the log's clock, when it is decided: the expirer's writes, so that no
+    replica expires a key early or one kept alive meanwhile.
+    """
+
+    ttl: int = 0
+    lease: int = 0
+    expired: bool = False
