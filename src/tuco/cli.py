@@ -365,7 +365,9 @@ def dump(path: Path) -> None:
     revisions: dict[str, tuple[int, int]] = {}  # key -> (create revision, version): bounded by the live keys
     with _exit_on_log_error(path):
         for batch in reader:
-            for sequence, type, key, value, create_revision, version, deadline, lease, ttl in batch:
+            for event in batch:
+                sequence, type, key, value, create_revision, version, _ = event
+                deadline, lease, ttl = event.deadline, event.lease, event.ttl
                 line = f"{sequence}\t{type.name}\t{key!r}\t{value!r}"
                 if type is EventType.PUT:
                     if not create_revision:

@@ -43,7 +43,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from tuco.core.events import Event, EventType
+from tuco.core.events import Event, EventType, Lifetime
 from tuco.errors import LogFormatError
 
 __all__ = [
@@ -147,7 +147,8 @@ def encode_record(sequence: int, type: EventType, key: str, value: bytes = b"") 
 
 def encode_event(event: Event) -> bytes:
     """Frame any event: PUT and DELETE without a deadline exactly as :func:`encode_record` does."""
-    sequence, type, key, value, _, _, deadline, lease, ttl = event
+    sequence, type, key, value, _, _, lifetime = event
+    deadline, lease, ttl = lifetime if lifetime is not None else (0, 0, 0)
     if type is EventType.PUT:
         if not (deadline or lease):
             return encode_record(sequence, type, key, value)
@@ -313,7 +314,7 @@ class RecordDecoder:
                 except UnicodeDecodeError:
                     failure = "key is not valid UTF-8"
                     break
-                append(new(Event, (seq, event_type, key, buf[key_end:end], 0, 0, 0, 0, 0)))
+                append(new(Event, (seq, event_type, key, buf[key_end:end], 0, 0, None)))
                 sequence += 1
                 pos = end
             self.next_sequence = sequence
@@ -367,16 +368,16 @@ class RecordDecoder:
                     failure = f"entry with sequence {seq} after {last}, where {last + 1} to {below - 1} may follow"
                     break
                 ttl, deadline = _PAIR.unpack_from(buf, pos + _HEAD_SIZE)
-                events.append(new(Event, (seq, EventType.LEASE_GRANT, "", b"", 0, 0, deadline, seq, ttl)))
+                events.append(new(Event, (seq, EventType.LEASE_GRANT, "", b"", 0, 0, Lifetime(deadline, seq, ttl))))
                 count += 1
                 last = seq
                 pos = end
                 continue
             create_revision, version = unpack_revisions(buf, pos + _HEAD_SIZE)
             key_start = pos + _ENTRY_HEAD_SIZE
-            deadline = lease = 0
+            lifetime = None
             if code == _EXPIRING_ENTRY:
-                deadline, lease = _PAIR.unpack_from(buf, key_start)
+                lifetime = Lifetime(*_PAIR.unpack_from(buf, key_start))
                 key_start += _PAIR.size
             key_end = key_start + key_length
             if key_end > end:
@@ -393,7 +394,7 @@ class RecordDecoder:
             except UnicodeDecodeError:
                 failure = "key is not valid UTF-8"
                 break
-            events.append(new(Event, (seq, put, key, buf[key_end:end], create_revision, version, deadline, lease, 0)))
+            events.append(new(Event, (seq, put, key, buf[key_end:end], create_revision, version, lifetime)))
             count += 1
             last = seq
             pos = end
@@ -415,12 +416,12 @@ def _decode_extended(buf: bytes, pos: int, end: int, seq: int, code: int, key_le
             key = buf[key_start:key_end].decode()
         except UnicodeDecodeError:
             return "key is not valid UTF-8"
-        return Event(seq, EventType.PUT, key, buf[key_end:end], 0, 0, deadline, lease, 0)
+        return Event(seq, EventType.PUT, key, buf[key_end:end], 0, 0, Lifetime(deadline, lease))
     lease_type = _LEASE_CODES.get(code)
     if lease_type is None or key_length or end - body != _LEASE.size:
         return f"malformed record (type {code}, key length {key_length})"
     lease, ttl, deadline = _LEASE.unpack_from(buf, body)
-    return Event(seq, lease_type, "", b"", 0, 0, deadline, lease, ttl)
+    return Event(seq, lease_type, "", b"", 0, 0, Lifetime(deadline, lease, ttl))
 
 
 class RecordHead(NamedTuple):

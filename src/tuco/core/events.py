@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import NamedTuple
 
-__all__ = ["ABSENT", "EXISTS", "Entry", "Event", "EventType", "Expiry", "Precondition"]
+__all__ = ["ABSENT", "EXISTS", "Entry", "Event", "EventType", "Expiry", "Lifetime", "Precondition"]
 
 
 class EventType(IntEnum):
@@ -26,6 +26,19 @@ class EventType(IntEnum):
     """Lease ``lease`` is gone (revoked, or expired); its keys were deleted by DELETEs before it."""
 
 
+class Lifetime(NamedTuple):
+    """When a PUT's key or a lease ends: ``deadline`` (absolute Unix ms, 0: the lease decides), its ``lease``, ``ttl``.
+
+    For a PUT, ``deadline`` is the key's own (``?ttl=``) or ``lease`` the lease it
+    is attached to; for a lease event, ``lease`` is the lease, ``deadline`` its
+    end, ``ttl`` (ms) its time to live.
+    """
+
+    deadline: int = 0
+    lease: int = 0
+    ttl: int = 0
+
+
 class Event(NamedTuple):
     """One mutation with its place in the log.
 
@@ -35,10 +48,10 @@ class Event(NamedTuple):
     from the history it replays; a log that keeps only the latest event per
     key (a compacted file, PostgreSQL's state table) carries them explicitly.
 
-    ``deadline`` (absolute Unix milliseconds, 0: none) is when a PUT's key
-    expires, or a lease's deadline; ``lease`` the lease a PUT attaches its key
-    to (the key's deadline is the lease's), or the lease a lease event is
-    about; ``ttl`` (milliseconds) a grant's time to live. All 0 on ordinary events.
+    ``lifetime`` is None on every event without a deadline or a lease: one
+    field, not three, so an ordinary event is a tuple no bigger than before
+    expiry existed (replay builds a million of them in a second or two).
+    ``deadline``, ``lease`` and ``ttl`` read it (0 without one).
     """
 
     sequence: int
@@ -47,9 +60,25 @@ class Event(NamedTuple):
     value: bytes = b""
     create_revision: int = 0
     version: int = 0
-    deadline: int = 0
-    lease: int = 0
-    ttl: int = 0
+    lifetime: Lifetime | None = None
+
+    @property
+    def deadline(self) -> int:
+        """When the key (or lease) ends, absolute Unix ms; 0 for none (a leased key: its lease's)."""
+        lifetime = self.lifetime
+        return lifetime.deadline if lifetime is not None else 0
+
+    @property
+    def lease(self) -> int:
+        """The lease a PUT attaches its key to, or a lease event is about; 0 for none."""
+        lifetime = self.lifetime
+        return lifetime.lease if lifetime is not None else 0
+
+    @property
+    def ttl(self) -> int:
+        """A lease event's time to live in ms; 0 otherwise."""
+        lifetime = self.lifetime
+        return lifetime.ttl if lifetime is not None else 0
 
 
 class Entry(NamedTuple):

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from sortedcontainers import SortedList
 
-from tuco.core.events import Entry, Event, EventType
+from tuco.core.events import Entry, Event, EventType, Lifetime
 from tuco.core.history import History
 from tuco.core.leases import Due, Leases
 from tuco.errors import NoSuchKeyError
@@ -154,14 +154,14 @@ class Store:
         The change is recorded in :attr:`history` with the entry it replaced.
         On the write path of every replica, so kept to one unpack and one dict update.
         """
-        sequence, type, key, value, create_revision, version, deadline, lease, ttl = event
+        sequence, type, key, value, create_revision, version, lifetime = event
         if sequence <= self.last_sequence:
             return False
         data = self._data
         old = data.get(key)
         if type is _PUT:
-            if deadline or lease:
-                old = self._put_expiring(key, value, create_revision, sequence, version, deadline, lease, old)
+            if lifetime is not None:
+                old = self._put_expiring(key, value, create_revision, sequence, version, lifetime, old)
             else:
                 if old is None and self._expiring:
                     old = self._unexpire(key)
@@ -183,7 +183,7 @@ class Store:
                 self._index.remove(key)
             code = 2
         else:  # lease bookkeeping: no key changes, but the revision moves (History keeps a placeholder)
-            self._apply_lease(type, sequence, deadline, lease, ttl)
+            self._apply_lease(type, sequence, lifetime)
             self.last_sequence = sequence
             self.history.record(sequence, int(type), "", b"", None)
             return True
@@ -203,12 +203,12 @@ class Store:
         put = EventType.PUT
         delete = EventType.DELETE
         expiring = self._expiring
-        for sequence, type, key, value, create_revision, version, deadline, lease, ttl in events:
+        for sequence, type, key, value, create_revision, version, lifetime in events:
             if sequence <= last:
                 continue
             if type is put:
-                if deadline or lease:
-                    self._put_expiring(key, value, create_revision, sequence, version, deadline, lease, get(key))
+                if lifetime is not None:
+                    self._put_expiring(key, value, create_revision, sequence, version, lifetime, get(key))
                 elif create_revision:
                     if expiring:
                         self._unexpire(key)
@@ -224,7 +224,7 @@ class Store:
                 if pop(key, None) is None and expiring:
                     self._unexpire(key)
             else:
-                self._apply_lease(type, sequence, deadline, lease, ttl)
+                self._apply_lease(type, sequence, lifetime)
             last = sequence
         self.last_sequence = last
         self._index = None
@@ -321,11 +321,11 @@ class Store:
         create_revision: int,
         sequence: int,
         version: int,
-        deadline: int,
-        lease: int,
+        lifetime: Lifetime,
         old: tuple[bytes, int, int, int] | None,
     ) -> tuple[bytes, int, int, int] | None:
         """Apply a PUT that gives ``key`` a deadline or a lease; return the entry it replaced."""
+        deadline, lease, _ = lifetime
         if old is not None:
             del self._data[key]
         else:
@@ -362,7 +362,8 @@ class Store:
                 lease.keys.discard(key)
         return entry
 
-    def _apply_lease(self, type: EventType, sequence: int, deadline: int, lease_id: int, ttl: int) -> None:
+    def _apply_lease(self, type: EventType, sequence: int, lifetime: Lifetime | None) -> None:
+        deadline, lease_id, ttl = lifetime if lifetime is not None else (0, 0, 0)
         leases = self.leases
         if type is _GRANT:
             leases.grant(lease_id or sequence, ttl, deadline)

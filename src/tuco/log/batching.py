@@ -10,7 +10,7 @@ from typing import NamedTuple, Protocol, TypeAlias
 import structlog
 
 from tuco.core.codec import RECORD_OVERHEAD
-from tuco.core.events import Event, EventType, Expiry, Precondition
+from tuco.core.events import Event, EventType, Expiry, Lifetime, Precondition
 from tuco.errors import (
     InvalidKeyError,
     LeaseNotFoundError,
@@ -158,11 +158,11 @@ class _ExpiryJudge:
                     if lease is None or lease[1] <= now:
                         outcomes.append(LeaseNotFoundError(expiry.lease))
                         continue
-                    event = Event(sequence, type, key, m.value, 0, 0, 0, expiry.lease)
+                    event = Event(sequence, type, key, m.value, 0, 0, Lifetime(0, expiry.lease))
                     self.keys[key] = sequence
                     self.key_expiry[key] = (0, expiry.lease)
                 elif expiry is not None and expiry.ttl:
-                    event = Event(sequence, type, key, m.value, 0, 0, now + expiry.ttl)
+                    event = Event(sequence, type, key, m.value, 0, 0, Lifetime(now + expiry.ttl))
                     self.keys[key] = sequence
                     self.key_expiry[key] = (now + expiry.ttl, 0)
                 else:
@@ -171,7 +171,7 @@ class _ExpiryJudge:
                     self.key_expiry[key] = None
             elif type is EventType.LEASE_GRANT:
                 ttl = expiry.ttl if expiry is not None else 0
-                event = Event(sequence, type, "", b"", 0, 0, now + ttl, sequence, ttl)
+                event = Event(sequence, type, "", b"", 0, 0, Lifetime(now + ttl, sequence, ttl))
                 self.leases[sequence] = (ttl, now + ttl)
             else:
                 id = expiry.lease if expiry is not None else 0
@@ -180,13 +180,13 @@ class _ExpiryJudge:
                     outcomes.append(LeaseNotFoundError(id))
                     continue
                 if type is EventType.LEASE_KEEPALIVE:
-                    event = Event(sequence, type, "", b"", 0, 0, now + lease[0], id, lease[0])
+                    event = Event(sequence, type, "", b"", 0, 0, Lifetime(now + lease[0], id, lease[0]))
                     self.leases[id] = (lease[0], now + lease[0])
                 else:
                     if expiry is not None and expiry.expired and lease[1] > now:
                         outcomes.append(PreconditionFailedError("", 0))  # kept alive meanwhile: not expired
                         continue
-                    event = Event(sequence, type, "", b"", 0, 0, 0, id)
+                    event = Event(sequence, type, "", b"", 0, 0, Lifetime(0, id))
                     self.leases[id] = None
             outcomes.append(event)
             sequence += 1

@@ -77,7 +77,7 @@ from urllib.parse import quote
 import asyncpg
 import structlog
 
-from tuco.core.events import Event, EventType, Expiry, Precondition
+from tuco.core.events import Event, EventType, Expiry, Lifetime, Precondition
 from tuco.errors import (
     ConfigurationError,
     LeaseNotFoundError,
@@ -189,13 +189,16 @@ class PostgresTransactionLog:
                 )
                 self._see_clock(db_now, asked)
                 leases = [
-                    Event(r[0], EventType.LEASE_GRANT, "", b"", 0, 0, r[2], r[0], r[1])
+                    Event(r[0], EventType.LEASE_GRANT, "", b"", 0, 0, Lifetime(r[2], r[0], r[1]))
                     for r in await conn.fetch(sql.LIVE_LEASES)
                 ]
                 cursor = await conn.cursor(sql.STATE_BY_SEQUENCE)
                 while rows := await cursor.fetch(_CHUNK):
                     batch = [
-                        Event(r[0], EventType.PUT, r[1].decode(), r[2], r[3], r[4], r[5] or 0, r[6] or 0) for r in rows
+                        Event(r[0], EventType.PUT, r[1].decode(), r[2], r[3], r[4])
+                        if r[5] is None and r[6] is None
+                        else Event(r[0], EventType.PUT, r[1].decode(), r[2], r[3], r[4], Lifetime(r[5] or 0, r[6] or 0))
+                        for r in rows
                     ]
                     if leases and leases[0].sequence < rows[-1][0]:
                         batch, leases = _merge_leases(batch, leases)
@@ -209,7 +212,15 @@ class PostgresTransactionLog:
                     yield [Event(head, EventType.DELETE, head_key.decode())]
                 elif head_type in (EventType.LEASE_KEEPALIVE, EventType.LEASE_REVOKE):
                     yield [
-                        Event(head, EventType(head_type), "", b"", 0, 0, head_deadline or 0, head_lease, head_ttl or 0)
+                        Event(
+                            head,
+                            EventType(head_type),
+                            "",
+                            b"",
+                            0,
+                            0,
+                            Lifetime(head_deadline or 0, head_lease, head_ttl or 0),
+                        )
                     ]
         except Exception as exc:
             if not _is_driver_error(exc):
@@ -629,7 +640,8 @@ def _merge_leases(batch: list[Event], leases: list[Event]) -> tuple[list[Event],
 
 def _event(row: Any) -> Event:
     if len(row) > 5 and (row[5] is not None or row[6] is not None):
-        return Event(row[0], EventType(row[1]), row[2].decode(), row[3], 0, 0, row[5] or 0, row[6] or 0, row[7] or 0)
+        lifetime = Lifetime(row[5] or 0, row[6] or 0, row[7] or 0)
+        return Event(row[0], EventType(row[1]), row[2].decode(), row[3], 0, 0, lifetime)
     return Event(row[0], EventType(row[1]), row[2].decode(), row[3])
 
 
