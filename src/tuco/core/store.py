@@ -286,30 +286,33 @@ class Store:
         due = Due()
         expiring = self._expiring
         leases = self.leases
+        keys: dict[str, int] = {}
         for key, id, deadline in leases.pop_due(now):
             if key is not None:
                 entry = expiring.get(key)
                 if entry is not None and deadline <= now and self.expires_at(key) == deadline:
-                    due.keys.append((key, entry[2]))
+                    keys[key] = entry[2]
                 continue
             lease = leases.get(id)
-            if lease is not None and lease.deadline == deadline:
-                due.keys.extend((key, expiring[key][2]) for key in sorted(lease.keys) if key in expiring)
+            if lease is not None and lease.deadline == deadline <= now and id not in due.leases:
+                keys.update((key, expiring[key][2]) for key in sorted(lease.keys) if key in expiring)
                 due.leases.append(id)
+        due.keys = list(keys.items())
         return due
 
     def retry_later(self, keys: Iterable[str], lease_ids: Iterable[int], when: int) -> None:
         """Look again at ``when`` at the keys and leases that are still there (their expiry write did not happen)."""
         leases = self.leases
+        again = set(lease_ids)
         for key in keys:
             if key not in self._expiring:
                 continue
             lease = leases.get(self._key_lease.get(key, 0))
             if lease is not None:
-                leases.watch_lease(lease.id, lease.deadline, when)
+                again.add(lease.id)  # a leased key comes back with its lease
             else:
                 leases.watch_key(key, self.expires_at(key), when)
-        for id in lease_ids:
+        for id in again:
             lease = leases.get(id)
             if lease is not None:
                 leases.watch_lease(id, lease.deadline, when)
