@@ -12,6 +12,7 @@ import pytest
 
 from tests.e2e.keys import key_path
 from tests.e2e.process import TucoProcess
+from tests.fix_proxy import Proxy
 
 StartTuco = Callable[..., TucoProcess]
 pytestmark = pytest.mark.postgres
@@ -105,3 +106,44 @@ def test_a_fresh_replica_bootstraps_deadlines_and_leases(tuco: StartTuco, pg_dsn
         wait_until(lambda: client.get(late.url + key_path("leased")).status_code == 404)
         assert client.get(late.url + key_path("plain")).content == b"p"
         wait_until(lambda: fetch(pg_dsn, "SELECT count(*) FROM tuco_leases") == [(0,)])
+
+
+def test_a_key_expiring_while_the_database_is_away_is_hidden_then_deleted_once(
+    tuco: StartTuco, pg_proxy: Proxy, pg_dsn: str
+) -> None:
+    """The database goes away across a deadline: reads hide the key anyway; once it is back, one DELETE is written."""
+    server = tuco(
+        TUCO_LOG_BACKEND="postgres",
+        TUCO_DATABASE_URL=pg_proxy.dsn,
+        TUCO_DATABASE_WRITE_TIMEOUT_SECONDS="1",
+        TUCO_POLL_INTERVAL_SECONDS="0.05",
+    )
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        put = client.put(key_path("k"), params={"ttl": "1s"}, content=b"v")
+        deadline = int(put.headers["x-tuco-expires-at"])
+        pg_proxy.stop()
+        try:
+            time.sleep(max(0, deadline + 2500 - now_ms()) / 1000)  # the expirer's writes fail meanwhile
+            assert client.get(key_path("k")).status_code == 404
+            assert client.get("/readyz").status_code == 503
+        finally:
+            pg_proxy.start()
+        wait_until(lambda: fetch(pg_dsn, "SELECT count(*) FROM tuco_events WHERE type = 2") == [(1,)], timeout=15)
+        time.sleep(0.5)
+        assert fetch(pg_dsn, "SELECT sequence, type, convert_from(key, 'UTF8') FROM tuco_events ORDER BY 1") == [
+            (1, 1, "k"),
+            (2, 2, "k"),
+        ]
+        assert client.get(key_path("k")).status_code == 404
+
+
+def test_the_other_replica_expires_the_keys_of_a_killed_one(tuco: StartTuco, pg_dsn: str) -> None:
+    """A replica killed before the deadline of the keys it wrote: the surviving one deletes each of them once."""
+    writer, survivor = replicas(tuco, pg_dsn)
+    with httpx.Client(timeout=10) as client:
+        for n in range(20):
+            assert client.put(writer.url + key_path(f"k{n}"), params={"ttl": "1s"}, content=b"v").status_code == 201
+        writer.kill()
+        wait_until(lambda: fetch(pg_dsn, "SELECT count(*) FROM tuco_state") == [(0,)])
+        assert all(client.get(survivor.url + key_path(f"k{n}")).status_code == 404 for n in range(20))
+    assert fetch(pg_dsn, "SELECT count(*), count(DISTINCT key) FROM tuco_events WHERE type = 2") == [(20, 20)]

@@ -252,3 +252,19 @@ def test_a_lock_from_a_lease_and_a_create_only_put(front: str) -> None:
         assert (await client.get("/v1/key/lock")).content == b"contender"
 
     serve(front, check)
+
+
+def test_revoking_a_lease_with_many_keys_deletes_every_one_once() -> None:
+    """A lease holding 2,000 keys: DELETE /v1/leases/{id} answers once all are deleted, each by one DELETE."""
+
+    async def check(client: httpx.AsyncClient, service: Service, clock: Clock) -> None:
+        lease = await grant(client)
+        await asyncio.gather(*(service.put_expiring(f"k{n}", b"v", None, lease=lease) for n in range(2_000)))
+        revoked = await client.delete(f"/v1/leases/{lease}")
+        assert (revoked.status_code, revoked.json()["deleted_keys"]) == (200, 2_000)
+        deletes = [e for e in events_of(service) if e[1] is EventType.DELETE]
+        assert sorted(e[2] for e in deletes) == sorted(f"k{n}" for n in range(2_000))
+        assert events_of(service)[-1][1] is EventType.LEASE_REVOKE
+        assert len(service.store) == 0
+
+    serve("asgi", check)
