@@ -303,3 +303,18 @@ def test_a_retried_lease_kept_alive_meanwhile_is_not_handed_out() -> None:
     due = store.due(2_100)
     assert (due.keys, due.leases) == ([("k", 2)], [1])
     assert not store.due(2_100)  # handed out once
+
+
+def test_the_expirers_heap_stays_bounded_when_keys_are_rewritten_and_kept_alive() -> None:
+    """A key rewritten with a long ttl and a lease kept alive 50,000 times: the heap is rebuilt, expiry still exact."""
+    store = Store()
+    store.apply(Event(1, GRANT, "", lifetime=Lifetime(10**9, 1, 10**9)))
+    store.apply(Event(2, PUT, "leased", b"", lifetime=Lifetime(0, 1)))
+    sequence = 3
+    for n in range(25_000):
+        store.apply(Event(sequence, PUT, "k", b"", lifetime=Lifetime(10**9 + n)))
+        store.apply(Event(sequence + 1, KEEPALIVE, "", lifetime=Lifetime(10**9 + n, 1, 10**9)))
+        sequence += 2
+    assert store.leases.pending() <= 2 * 3 + 4096 + 1  # live: two keys and a lease
+    due = store.due(10**9 + 25_000)
+    assert (sorted(due.keys), due.leases) == ([("k", sequence - 2), ("leased", 2)], [1])

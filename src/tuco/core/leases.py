@@ -92,6 +92,21 @@ class Leases:
         """Items in the heap, stale ones included (for tests and metrics)."""
         return len(self._heap)
 
+    def rebuild(self, keys: list[tuple[str, int]]) -> None:
+        """Replace the heap by one item per key in ``keys`` (``(key, deadline)``) and per lease.
+
+        Stale items (a key rewritten, a lease kept alive) leave only when they
+        come due, so a key rewritten often with a long ttl would grow the heap
+        without bound; the store rebuilds it once it is mostly stale.
+        """
+        order = self._order
+        heap: list[tuple[int, int, str | None, int, int]] = [
+            (deadline, next(order), key, 0, deadline) for key, deadline in keys
+        ]
+        heap.extend((lease.deadline, next(order), None, lease.id, lease.deadline) for lease in self._by_id.values())
+        heapq.heapify(heap)
+        self._heap = heap
+
 
 class Due:
     """What the expirer must write now: DELETEs of ``keys`` (each at its mod_revision), then revokes of ``leases``."""

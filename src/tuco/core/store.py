@@ -33,6 +33,7 @@ _new = tuple.__new__
 _PUT = EventType.PUT
 _DELETE = EventType.DELETE
 _GRANT = EventType.LEASE_GRANT
+_HEAP_SLACK = 4096  # stale expirer items tolerated beyond twice the live ones
 _KEEPALIVE = EventType.LEASE_KEEPALIVE
 
 
@@ -350,7 +351,18 @@ class Store:
         else:
             self._deadline[key] = deadline
             self.leases.watch_key(key, deadline)
+        self._bound_heap()
         return old
+
+    def _bound_heap(self) -> None:
+        """Rebuild the expirer's heap when stale items outnumber live ones (O(n), amortised O(1) per write)."""
+        leases = self.leases
+        live = len(self._expiring) + len(leases)
+        if leases.pending() > 2 * live + _HEAP_SLACK:
+            key_lease = self._key_lease
+            leases.rebuild(
+                [(key, self.expires_at(key)) for key in self._expiring if leases.get(key_lease.get(key, 0)) is None]
+            )
 
     def _unexpire(self, key: str) -> tuple[bytes, int, int, int] | None:
         """Take ``key`` out of the keys with a deadline; return its entry (None if it had none)."""
@@ -372,6 +384,7 @@ class Store:
             leases.grant(lease_id or sequence, ttl, deadline)
         elif type is _KEEPALIVE:
             leases.keepalive(lease_id, deadline)
+            self._bound_heap()
         else:
             revoked = leases.revoke(lease_id)
             if revoked is not None:
