@@ -42,6 +42,9 @@ def limits_from(settings: Settings) -> Limits:
         max_key_bytes=settings.max_key_bytes,
         max_value_bytes=settings.max_value_bytes,
         max_buffered_bytes=settings.body_budget_bytes,
+        max_ttl_ms=settings.max_ttl_seconds * 1000,
+        max_leases=settings.max_leases,
+        max_keys_per_lease=settings.max_keys_per_lease,
     )
 
 
@@ -61,4 +64,5 @@ def build_service(settings: Settings, metrics: Metrics | None = None) -> Service
 
     if isinstance(log, FileTransactionLog) and log.entries is None:
         log.entries = service.store.entries  # what online compaction rewrites the log from
+        log.expiry_state = service.store.expiry_state  # ...with the deadlines and leases
     return service

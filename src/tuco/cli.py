@@ -1,9 +1,9 @@
 """The ``tuco`` command: run the server, talk to one, inspect and repair a log file.
 
-Exit codes scripts can rely on: 0 success, 1 the key does not exist (get) or the
-log has problems (verify, compact), 2 usage or configuration error, 3 the request failed
-(server unreachable, refused or broken), 4 a condition did not hold (``--if-match``,
-``--create-only``: the server answered 412).
+Exit codes scripts can rely on: 0 success, 1 the key or lease does not exist (get,
+lease keepalive/revoke, put --lease) or the log has problems (verify, compact), 2 usage
+or configuration error, 3 the request failed (server unreachable, refused or broken),
+4 a condition did not hold (``--if-match``, ``--create-only``: the server answered 412).
 """
 
 from __future__ import annotations
@@ -145,16 +145,113 @@ def _fail(response: httpx.Response) -> None:
 @_ca_option
 @click.option("--if-match", "if_match", metavar="REV", help="Write only if KEY is at revision REV (* : if it exists).")
 @click.option("--create-only", is_flag=True, help="Write only if KEY does not exist.")
-def put(key: str, value: str | None, url: str, cacert: Path | None, if_match: str | None, create_only: bool) -> None:
+@click.option("--ttl", metavar="DURATION", help="Delete KEY this long after the write (30s, 500ms, 5m, 1h, 2d).")
+@click.option("--lease", metavar="ID", help="Attach KEY to lease ID: it is deleted when the lease ends.")
+def put(
+    key: str,
+    value: str | None,
+    url: str,
+    cacert: Path | None,
+    if_match: str | None,
+    create_only: bool,
+    ttl: str | None,
+    lease: str | None,
+) -> None:
     """Store VALUE under KEY; VALUE '-' or absent reads the value from standard input.
 
-    With --if-match or --create-only, a condition that does not hold exits 4.
+    With --if-match or --create-only, a condition that does not hold exits 4;
+    --lease with a lease that does not exist (or expired) exits 1.
     """
     headers = _conditions(if_match, create_only)
+    params = _expiry_params(ttl, lease)
     content = sys.stdin.buffer.read() if value in (None, "-") else value.encode()
-    response = _request("PUT", url, key, cacert, content, headers=headers)
+    response = _request("PUT", url, key, cacert, content, params=params or None, headers=headers)
     if response.status_code != 201:
         _fail(response)
+
+
+def _expiry_params(ttl: str | None, lease: str | None) -> dict[str, str]:
+    """The query of --ttl / --lease, checked here so a typo is a usage error (exit 2), not a request."""
+    if ttl is not None and lease is not None:
+        _usage("--ttl and --lease exclude each other: a key expires at one deadline")
+    if ttl is not None:
+        _check_duration(ttl, "--ttl")
+        return {"ttl": ttl}
+    if lease is not None:
+        if not lease.isdigit() or int(lease) < 1:
+            _usage(f"--lease takes a lease id (a positive number, as 'tuco lease grant' prints), not {lease!r}")
+        return {"lease": lease}
+    return {}
+
+
+def _check_duration(text: str, what: str) -> None:
+    from tuco.errors import InvalidParameterError
+    from tuco.http.api import parse_ttl
+
+    try:
+        parse_ttl(text.encode(), 1 << 62)  # the server applies its own cap
+    except InvalidParameterError:
+        _usage(f"{what} takes a duration such as 30s, 500ms, 5m, 1h or 2d (a number alone is seconds), not {text!r}")
+
+
+def _usage(message: str) -> None:
+    click.echo(f"tuco: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+@main.group()
+def lease() -> None:
+    """Grant, keep alive and revoke leases (keys put with --lease ID are deleted when the lease ends)."""
+
+
+def _lease_request(method: str, url: str, path: str, cacert: Path | None, **options: Any) -> httpx.Response:
+    with _client(url, cacert) as client:
+        return _send(client, url, method, f"{url.rstrip('/')}/v1/leases{path}", **options)
+
+
+def _lease_id(text: str) -> str:
+    if not text.isdigit() or int(text) < 1:
+        _usage(f"a lease id is a positive number, as 'tuco lease grant' prints, not {text!r}")
+    return str(int(text))
+
+
+@lease.command()
+@click.argument("ttl")
+@click.option("--json", "as_json", is_flag=True, help="Print the server's answer: id, ttl, expires_at, revision.")
+@_url_option
+@_ca_option
+def grant(ttl: str, as_json: bool, url: str, cacert: Path | None) -> None:
+    """Grant a lease that ends TTL from now unless kept alive (30s, 5m...); print its id."""
+    _check_duration(ttl, "TTL")
+    response = _lease_request("POST", url, "", cacert, json={"ttl": ttl})
+    if response.status_code != 201:
+        _fail(response)
+    answer = response.json()
+    click.echo(json.dumps(answer) if as_json else str(answer["id"]))
+
+
+@lease.command()
+@click.argument("id")
+@_url_option
+@_ca_option
+def keepalive(id: str, url: str, cacert: Path | None) -> None:
+    """Move lease ID's end to its ttl from now; print the new end (Unix ms). Exit 1 if it already ended."""
+    response = _lease_request("POST", url, f"/{_lease_id(id)}/keepalive", cacert)
+    if response.status_code != 200:
+        _fail(response)
+    click.echo(str(response.json()["expires_at"]))
+
+
+@lease.command()
+@click.argument("id")
+@_url_option
+@_ca_option
+def revoke(id: str, url: str, cacert: Path | None) -> None:
+    """End lease ID now, deleting its keys; print how many. Exit 1 if there is no such lease."""
+    response = _lease_request("DELETE", url, f"/{_lease_id(id)}", cacert)
+    if response.status_code != 200:
+        _fail(response)
+    click.echo(str(response.json()["deleted_keys"]))
 
 
 @main.command()
@@ -365,7 +462,9 @@ def dump(path: Path) -> None:
     revisions: dict[str, tuple[int, int]] = {}  # key -> (create revision, version): bounded by the live keys
     with _exit_on_log_error(path):
         for batch in reader:
-            for sequence, type, key, value, create_revision, version in batch:
+            for event in batch:
+                sequence, type, key, value, create_revision, version, _ = event
+                deadline, lease, ttl = event.deadline, event.lease, event.ttl
                 line = f"{sequence}\t{type.name}\t{key!r}\t{value!r}"
                 if type is EventType.PUT:
                     if not create_revision:
@@ -373,8 +472,18 @@ def dump(path: Path) -> None:
                         create_revision, version = (old[0], old[1] + 1) if old else (sequence, 1)
                     revisions[key] = (create_revision, version)
                     line += f"\tcreate_revision={create_revision}\tversion={version}"
-                else:
+                    if deadline:
+                        line += f"\tdeadline={deadline}"
+                    if lease:
+                        line += f"\tlease={lease}"
+                elif type is EventType.DELETE:
                     revisions.pop(key, None)
+                else:
+                    line = f"{sequence}\t{type.name}\tlease={lease}"
+                    if ttl:
+                        line += f"\tttl={ttl}"
+                    if deadline:
+                        line += f"\tdeadline={deadline}"
                 click.echo(line)
     if reader.report and reader.report.problem:
         click.echo(f"tuco: stopped at offset {reader.report.valid_bytes}: {reader.report.problem}", err=True)

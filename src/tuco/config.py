@@ -130,6 +130,20 @@ class Settings(BaseSettings):
         """TUCO_CORS_ALLOW_ORIGINS as a set."""
         return frozenset(part.strip() for part in self.cors_allow_origins.split(",") if part.strip())
 
+    # -- expiring keys and leases --
+    max_ttl_seconds: int = Field(
+        365 * 86400,
+        ge=1,
+        le=10 * 365 * 86400,
+        description="Longest time to live a PUT ?ttl= or a lease may ask for; longer is 400 invalid_parameter.",
+    )
+    max_leases: int = Field(
+        10_000, ge=1, le=10_000_000, description="Live leases, all clients together; a grant over it is 429."
+    )
+    max_keys_per_lease: int = Field(
+        10_000, ge=1, le=10_000_000, description="Keys attached to one lease; a PUT ?lease= over it is 429."
+    )
+
     @field_validator("database_url")
     @classmethod
     def _database_url_parses(cls, url: SecretStr | None) -> SecretStr | None:

@@ -7,6 +7,8 @@
     ├── PreconditionFailedError   a conditional write's condition did not hold; carries the current revision
     ├── HistoryCompactedError     a revision older than the retained history; carries the oldest one
     ├── TooManyWatchersError      the cap on concurrent watch streams is reached
+    ├── LeaseNotFoundError        no such lease (never granted, revoked, or expired)
+    ├── LeaseLimitError           over the number of leases, or of keys on one lease
     ├── InvalidRequestError       a client's mistake; never a server fault
     │   ├── InvalidKeyError       empty or undecodable key
     │   │   └── KeyTooLongError   key over the limit
@@ -38,6 +40,8 @@ __all__ = [
     "InvalidPreconditionError",
     "InvalidRequestError",
     "KeyTooLongError",
+    "LeaseLimitError",
+    "LeaseNotFoundError",
     "LogClosedError",
     "LogCorruptError",
     "LogError",
@@ -110,6 +114,27 @@ class TooManyWatchersError(TucoError):
 
     code = "too_many_watchers"
     status = 503
+
+
+class LeaseNotFoundError(TucoError):
+    """The lease does not exist: never granted, revoked, or past its deadline. ``lease`` is its id."""
+
+    code = "no_such_lease"
+    status = 404
+
+    def __init__(self, lease: int) -> None:
+        super().__init__(lease)
+        self.lease = lease
+
+    def __str__(self) -> str:
+        return "no such lease (never granted, revoked, or expired)"
+
+
+class LeaseLimitError(TucoError):
+    """Granting or attaching would go over TUCO_MAX_LEASES or TUCO_MAX_KEYS_PER_LEASE."""
+
+    code = "lease_limit"
+    status = 429
 
 
 class InvalidRequestError(TucoError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
-from tuco.core.events import Event, Precondition
+from tuco.core.events import Event, EventType, Expiry, Precondition
 from tuco.errors import LogError
 
 __all__ = ["CommitSink", "EventHistory", "LogStatus", "TransactionLog"]
@@ -33,6 +33,17 @@ class CommitSink(Protocol):
         One-writer logs decide preconditions with it; shared logs decide them
         where the history is (inside the database transaction) and never call it.
         """
+        ...
+
+    def key_expiry(self, key: str) -> int | None:
+        """When ``key`` expires in what was applied (Unix ms; 0: its lease is gone), None without a deadline.
+
+        Like :meth:`mod_revision`, for one-writer logs deciding expired-only deletes.
+        """
+        ...
+
+    def lease(self, id: int) -> tuple[int, int] | None:
+        """The applied lease's ``(ttl, deadline)``, None if there is none: for one-writer logs."""
         ...
 
 
@@ -84,6 +95,30 @@ class TransactionLog(LogStatus, Protocol):
 
     def write_delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
         """Durably record that ``key`` was deleted (if ``precondition`` holds); await the result for the event."""
+        ...
+
+    def write_expiring(
+        self,
+        type: EventType,
+        key: str,
+        value: bytes = b"",
+        precondition: Precondition | None = None,
+        expiry: Expiry | None = None,
+    ) -> Awaitable[Event]:
+        """Record a write with a deadline or a lease, an expired-only DELETE, or a lease record; await the event.
+
+        The log decides the deadline with its clock (:meth:`now_ms`): a PUT with
+        ``expiry.ttl`` gets ``deadline = now + ttl``; a LEASE_GRANT's id is its
+        own sequence. A PUT with a lease, a keepalive or a revoke of a lease
+        that does not exist (or has expired; a revoke may name an expired one)
+        raises :class:`~tuco.errors.LeaseNotFoundError`; an ``expired`` DELETE
+        or revoke whose deadline has not passed raises
+        :class:`~tuco.errors.PreconditionFailedError`. Decided in log order.
+        """
+        ...
+
+    def now_ms(self) -> int:
+        """The clock this log decides expiry by, in Unix milliseconds (PostgreSQL: the database's, as estimated)."""
         ...
 
     async def catch_up(self) -> None:

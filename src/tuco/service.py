@@ -10,18 +10,30 @@ which is where changes will also fan out to watchers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import gc
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
 
-from tuco.core.events import Entry, Event, Precondition
+from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
+from tuco.core.leases import Due
 from tuco.core.store import DEFAULT_HISTORY_BYTES, Page, Store
 from tuco.core.watch import Selector
-from tuco.errors import InvalidKeyError, KeyTooLongError, ValueTooLargeError
+from tuco.errors import (
+    InvalidKeyError,
+    InvalidParameterError,
+    KeyTooLongError,
+    LeaseLimitError,
+    LeaseNotFoundError,
+    LogClosedError,
+    PreconditionFailedError,
+    TucoError,
+    ValueTooLargeError,
+)
 from tuco.observability import Metrics
 from tuco.ports import EventHistory, TransactionLog
 from tuco.watchers import Hub, Watch, WatchSettings, changed_since, end_watches, open_watch, wait_for_change
@@ -35,6 +47,10 @@ _PROGRESS_EVERY = 5.0  # seconds between replay_progress lines
 # fraction of a second, so one turn per batch would let a probe wait for three
 # batches. An idle turn costs microseconds; a batch holds many thousand events.
 _TURNS_PER_BATCH = 4
+# The expirer looks at the deadline heap at least this often (seconds): a deadline is met within about this
+# plus one commit. A look is a heap peek; new deadlines need no wake-up.
+_EXPIRY_POLL = 0.05
+_EXPIRY_RETRY_MS = 250  # an expiry write that did not happen (log down, decided not yet expired) is retried after
 
 
 class Phase(enum.Enum):
@@ -53,6 +69,10 @@ class Limits:
     max_value_bytes: int = 1 << 20
     max_buffered_bytes: int = 64 << 20
     """Bodies being received, all requests together (the ASGI front end; the native server has its own)."""
+    max_ttl_ms: int = 365 * 86_400_000
+    """Longest time to live of a key or a lease."""
+    max_leases: int = 10_000
+    max_keys_per_lease: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +92,12 @@ class Service:
     """Store and log with their lifecycle (replay, serve, close) and the key-value operations.
 
     ``get(key)`` returns the key's :class:`~tuco.core.events.Entry` from this
-    replica's store (raises NoSuchKeyError); ``find(key)`` the entry's plain
-    tuple or None, with no copy and no exception: the HTTP read path's lookup.
+    replica's store (raises NoSuchKeyError, also for a key past its deadline);
+    it is the store's lookup itself, so for a live key with a deadline it raises
+    :class:`~tuco.core.store.ExpiringEntry` carrying the entry and its deadline.
+    ``find(key)`` is the HTTP read path's lookup: the entry's plain tuple, with
+    no copy and no exception, for a key without a deadline; None otherwise
+    (absent, or expiring: then ask ``get``).
     """
 
     def __init__(
@@ -94,13 +118,19 @@ class Service:
         self.metrics = metrics
         self.phase = Phase.STARTING
         # Reads are the hot path: get is the store's own lookup, not a method calling it.
-        self.get: Callable[[str], Entry] = self.store.entry
         self.find: Callable[[str], tuple[bytes, int, int, int] | None] = self.store.find
+        self.get: Callable[[str], Entry] = self.store.lookup
+        self.store.now = log.now_ms  # expiry is decided by the log's clock, and reads hide what it expired
+        self._expirer: asyncio.Task[None] | None = None
+        self.expired_keys = 0
+        """Keys this replica deleted because their deadline passed (another replica may have deleted others)."""
         if metrics is not None:
             metrics.gauge("tuco_keys", "keys in the store", lambda: len(self.store))
             metrics.gauge("tuco_last_sequence", "last event applied", lambda: self.store.last_sequence)
             metrics.gauge("tuco_ready", "1 when serving and the log takes writes", lambda: float(self.ready))
             metrics.gauge("tuco_watchers", "open watch streams", lambda: self.watch_count)
+            metrics.gauge("tuco_leases", "live leases", lambda: len(self.store.leases))
+            metrics.gauge("tuco_keys_expired", "keys this replica deleted at their deadline", lambda: self.expired_keys)
 
     @property
     def ready(self) -> bool:
@@ -124,6 +154,14 @@ class Service:
     def mod_revision(self, key: str) -> int:
         """The key's mod_revision in what was applied so far (0: absent)."""
         return self.store.mod_revision(key)
+
+    def key_expiry(self, key: str) -> int | None:
+        """When the key expires in what was applied (Unix ms), None without a deadline."""
+        return self.store.key_expiry(key)
+
+    def lease(self, id: int) -> tuple[int, int] | None:
+        """The applied lease's ``(ttl, deadline)``, None if there is none."""
+        return self.store.lease(id)
 
     # -- operations ---------------------------------------------------------------
 
@@ -222,10 +260,147 @@ class Service:
         await self.log.run(self)
         stats = ReplayStats(events, len(self.store), round(time.perf_counter() - started, 3))
         self.phase = Phase.SERVING
+        self._expirer = asyncio.get_running_loop().create_task(self._expire_forever(), name="tuco-expirer")
         return stats
 
     async def aclose(self) -> None:
         """Stop serving keys and close the log after committing what is queued."""
         self.phase = Phase.STOPPING
         self.end_watches()
+        if self._expirer is not None:
+            self._expirer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expirer
+            self._expirer = None
         await self.log.aclose()
+
+    # -- expiring keys and leases -------------------------------------------------
+
+    def put_expiring(
+        self, key: str, value: bytes, precondition: Precondition | None, *, ttl_ms: int = 0, lease: int = 0
+    ) -> Awaitable[Event]:
+        """:meth:`put` with a time to live (the log's clock sets the deadline) or attached to a lease.
+
+        Raises LeaseLimitError for a lease that holds TUCO_MAX_KEYS_PER_LEASE
+        keys already; the awaitable raises LeaseNotFoundError for a lease that
+        does not exist (or has expired) when the log decides.
+        """
+        self._check_write(key, value)
+        if ttl_ms:
+            self._check_ttl(ttl_ms)
+        if lease:
+            found = self.store.leases.get(lease)
+            if found is not None and len(found.keys) >= self.limits.max_keys_per_lease and key not in found.keys:
+                raise LeaseLimitError(f"the lease holds {len(found.keys)} keys, the most one lease may hold")
+        return self.log.write_expiring(EventType.PUT, key, value, precondition, Expiry(ttl=ttl_ms, lease=lease))
+
+    def grant(self, ttl_ms: int) -> Awaitable[Event]:
+        """Grant a lease for ``ttl_ms``; the event's ``lease`` is its id, ``deadline`` its end unless kept alive."""
+        self._check_ttl(ttl_ms)
+        if len(self.store.leases) >= self.limits.max_leases:
+            raise LeaseLimitError(f"{len(self.store.leases)} leases are live, the most this store keeps")
+        return self.log.write_expiring(EventType.LEASE_GRANT, "", b"", None, Expiry(ttl=ttl_ms))
+
+    def keepalive(self, lease: int) -> Awaitable[Event]:
+        """Move the lease's deadline to its ttl from now; the awaitable raises LeaseNotFoundError if it is gone."""
+        return self.log.write_expiring(EventType.LEASE_KEEPALIVE, "", b"", None, Expiry(lease=lease))
+
+    async def revoke(self, lease: int) -> tuple[Event, int]:
+        """Delete the lease's keys (each at the revision it has), then the lease; return its event and keys deleted.
+
+        A key rewritten meanwhile is not deleted by its DELETE; if it is still
+        on the lease when the lease goes, it expires at once (the expirer deletes it).
+        """
+        await self.log.catch_up()  # the keys another replica attached are known here
+        found = self.store.leases.get(lease)
+        if found is None:
+            raise LeaseNotFoundError(lease)
+        deleted = 0
+        keys = sorted(found.keys)
+        outcomes = await asyncio.gather(
+            *(self.log.write_delete(key, Precondition(self.store.mod_revision(key))) for key in keys),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, Event):
+                deleted += 1
+            elif not isinstance(outcome, PreconditionFailedError):
+                raise outcome
+        event = await self.log.write_expiring(EventType.LEASE_REVOKE, "", b"", None, Expiry(lease=lease))
+        return event, deleted
+
+    def _check_write(self, key: str, value: bytes) -> None:
+        limits = self.limits
+        if not key:
+            raise InvalidKeyError("the key is empty")
+        if len(key) * 4 > limits.max_key_bytes and (size := len(key.encode())) > limits.max_key_bytes:
+            raise KeyTooLongError(f"the key is {size} bytes; the limit is {limits.max_key_bytes}")
+        if len(value) > limits.max_value_bytes:
+            raise ValueTooLargeError(f"the value is over the {limits.max_value_bytes}-byte limit")
+
+    def _check_ttl(self, ttl_ms: int) -> None:
+        if not 1 <= ttl_ms <= self.limits.max_ttl_ms:
+            raise InvalidParameterError(
+                f"ttl must be from 1 ms to {self.limits.max_ttl_ms // 1000} s (TUCO_MAX_TTL_SECONDS)"
+            )
+
+    async def _expire_forever(self) -> None:
+        """Write a DELETE for each key past its deadline, and a revoke for each expired lease, as they come due.
+
+        Each write is conditional (the key's mod_revision, and its deadline by the
+        log's clock), so replicas expiring one key together write one DELETE and a
+        key rewritten or kept alive meanwhile stays. Never dies: a failure is logged and retried.
+        """
+        store = self.store
+        now_ms = self.log.now_ms
+        while True:
+            try:
+                now = now_ms()
+                due = store.due(now)
+                if due:
+                    await self._expire(due, now)
+                upcoming = store.leases.next_due()
+                wait = _EXPIRY_POLL if upcoming is None else min(_EXPIRY_POLL, max(0.0, (upcoming - now_ms()) / 1000))
+                await asyncio.sleep(wait)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug: say so, keep expiring
+                _logger.exception("expirer_failed")
+                await asyncio.sleep(1.0)
+
+    async def _expire(self, due: Due, now: int) -> None:
+        log = self.log
+        expired = Expiry(expired=True)
+        outcomes = await asyncio.gather(
+            *(log.write_expiring(EventType.DELETE, key, b"", Precondition(mod), expired) for key, mod in due.keys),
+            return_exceptions=True,
+        )
+        again = [key for (key, _), outcome in zip(due.keys, outcomes, strict=True) if not isinstance(outcome, Event)]
+        self.expired_keys += len(due.keys) - len(again)
+        self._note_failures(outcomes, "expiring keys")
+        revoked = await asyncio.gather(
+            *(
+                log.write_expiring(EventType.LEASE_REVOKE, "", b"", None, Expiry(lease=id, expired=True))
+                for id in due.leases
+            ),
+            return_exceptions=True,
+        )
+        self._note_failures(revoked, "expiring leases")
+        leases = [id for id, outcome in zip(due.leases, revoked, strict=True) if not isinstance(outcome, Event)]
+        if again or leases:
+            store = self.store
+            store.retry_later(again, leases, now + _EXPIRY_RETRY_MS)
+
+    def _note_failures(self, outcomes: Sequence[object], doing: str) -> None:
+        """Log the first unexpected failure of a round; refusals (another replica was first) are expected."""
+        for outcome in outcomes:
+            if isinstance(outcome, PreconditionFailedError | LeaseNotFoundError):
+                continue
+            if isinstance(outcome, LogClosedError):
+                return
+            if isinstance(outcome, TucoError):
+                _logger.warning("expiry_write_failed", doing=doing, error=outcome.code)
+                return
+            if isinstance(outcome, BaseException):
+                _logger.error("expiry_write_failed", doing=doing, error=repr(outcome))
+                return

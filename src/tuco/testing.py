@@ -19,11 +19,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from pathlib import Path
 from typing import NamedTuple
 
-from tuco.core.events import ABSENT, EXISTS, Event, EventType, Precondition
+from tuco.core.events import ABSENT, EXISTS, Event, EventType, Expiry, Precondition
 from tuco.core.store import Store
-from tuco.errors import InvalidKeyError, LogClosedError, LogError, LogFailedError, PreconditionFailedError
+from tuco.errors import (
+    InvalidKeyError,
+    LeaseNotFoundError,
+    LogClosedError,
+    LogError,
+    LogFailedError,
+    PreconditionFailedError,
+)
 from tuco.log._disk import sync_directory
-from tuco.log.batching import GroupCommit, Mutation, Outcome, sequence_batch
+from tuco.log.batching import ExpiryState, GroupCommit, Mutation, Outcome, sequence_batch, wall_clock_ms
 from tuco.log.file import OsLogFile
 from tuco.ports import CommitSink, TransactionLog
 
@@ -52,6 +59,14 @@ class RecordingSink:
     def mod_revision(self, key: str) -> int:
         return self.store.mod_revision(key)
 
+    def key_expiry(self, key: str) -> int | None:
+        """When the key expires in what was applied (Unix ms), None without a deadline."""
+        return self.store.key_expiry(key)
+
+    def lease(self, id: int) -> tuple[int, int] | None:
+        """The applied lease's ``(ttl, deadline)``, None if there is none."""
+        return self.store.lease(id)
+
 
 class MemoryLog:
     """A transaction log kept in a list; same group-commit path as the real ones.
@@ -60,11 +75,14 @@ class MemoryLog:
     ``aclose`` is the same log reopened.
     """
 
-    def __init__(self, events: list[Event] | None = None) -> None:
+    def __init__(self, events: list[Event] | None = None, *, clock: Callable[[], int] = wall_clock_ms) -> None:
         self.events: list[Event] = events if events is not None else []
         self._commits = GroupCommit(self._commit)
         self._mod_revision: Callable[[str], int] = lambda key: 0  # set by run()
+        self._expiry: ExpiryState | None = None
         self.fail_next_commit: LogFailedError | None = None
+        self.clock = clock
+        """Unix milliseconds expiry is decided by: tests hand in a clock they move."""
 
     @property
     def failure(self) -> LogError | None:
@@ -78,6 +96,7 @@ class MemoryLog:
 
     async def run(self, sink: CommitSink) -> None:
         self._mod_revision = sink.mod_revision
+        self._expiry = sink
         self._commits.start(sink.apply)
 
     def write_put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Awaitable[Event]:
@@ -85,6 +104,19 @@ class MemoryLog:
 
     def write_delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
         return self._commits.submit(EventType.DELETE, key, b"", precondition)
+
+    def write_expiring(
+        self,
+        type: EventType,
+        key: str,
+        value: bytes = b"",
+        precondition: Precondition | None = None,
+        expiry: Expiry | None = None,
+    ) -> Awaitable[Event]:
+        return self._commits.submit_expiring(type, key, value, precondition, expiry or Expiry())
+
+    def now_ms(self) -> int:
+        return self.clock()
 
     async def catch_up(self) -> None:
         """Nothing to catch up with: one process, one list."""
@@ -95,7 +127,7 @@ class MemoryLog:
     async def _commit(self, batch: Sequence[Mutation]) -> Sequence[Outcome]:
         if self.fail_next_commit is not None:
             raise self.fail_next_commit
-        outcomes = sequence_batch(batch, len(self.events) + 1, self._mod_revision)
+        outcomes = sequence_batch(batch, len(self.events) + 1, self._mod_revision, self._expiry, self.clock)
         self.events.extend(outcome for outcome in outcomes if isinstance(outcome, Event))
         return outcomes
 
@@ -220,16 +252,20 @@ async def check_transaction_log(make_log: Callable[[], TransactionLog]) -> None:
     compare-and-swap from one revision has exactly one winner; a reopened log
     replays the same entries (with revisions) and last sequence, and
     preconditions hold against them; writes after ``aclose`` raise
-    :class:`~tuco.errors.LogClosedError`.
+    :class:`~tuco.errors.LogClosedError`. Expiry: deadlines set by the log's
+    clock, leases granted (id = sequence), kept alive, revoked and missing,
+    expired-only deletes refused before the deadline and taken after it, a
+    plain PUT clearing a deadline, and all of it replayed after a reopen.
     """
-    log, sink = await _start(make_log, expected=({}, 0))
+    log, sink = await _start(make_log, expected=({}, 0, _NO_EXPIRY))
     try:
         await _check_writes(log, sink)
         await _check_preconditions(log, sink)
+        lease = await _check_expiry(log, sink)
     finally:
         await log.aclose()
     await _check_closed(log)
-    first = (sink.store.entries(), sink.store.last_sequence)
+    first = (sink.store.entries(), sink.store.last_sequence, _expiry_of(sink.store))
 
     log, sink = await _start(make_log, expected=first)
     try:
@@ -246,25 +282,41 @@ async def check_transaction_log(make_log: Callable[[], TransactionLog]) -> None:
         )
         await _expect_refused(log.write_put("a", b"stale", Precondition(a.mod_revision)), "a", last + 1)
         await log.write_delete("cas", EXISTS)
+        before = sink.store.lease(lease)
+        kept = await log.write_expiring(EventType.LEASE_KEEPALIVE, "", expiry=Expiry(lease=lease))
+        _check(
+            before is not None and kept.lease == lease and kept.ttl == before[0] and kept.deadline >= before[1],
+            f"after a reopen, the replayed lease {lease} can be kept alive: {kept}, was {before}",
+        )
     finally:
         await log.aclose()
-    second = (sink.store.entries(), sink.store.last_sequence)
+    second = (sink.store.entries(), sink.store.last_sequence, _expiry_of(sink.store))
 
     log, sink = await _start(make_log, expected=second)
     await log.aclose()
 
 
+_ExpiryView = tuple[dict[str, int], dict[str, int], list[tuple[int, int, int]]]
+_NO_EXPIRY: _ExpiryView = ({}, {}, [])
+
+
+def _expiry_of(store: Store) -> _ExpiryView:
+    deadlines, key_leases, leases = store.expiry_state()
+    return deadlines, key_leases, sorted(leases)
+
+
 async def _start(
-    make_log: Callable[[], TransactionLog], expected: tuple[dict[str, tuple[bytes, int, int, int]], int]
+    make_log: Callable[[], TransactionLog],
+    expected: tuple[dict[str, tuple[bytes, int, int, int]], int, _ExpiryView],
 ) -> tuple[TransactionLog, RecordingSink]:
-    """Open, replay and run a log; check that the replay holds ``expected`` (entries, last sequence)."""
+    """Open, replay and run a log; check that the replay holds ``expected`` (entries, last sequence, expiry)."""
     log = make_log()
     await log.open()
     sink = RecordingSink()
     try:
         async for batch in log.read_events():
             sink.store.apply_batch(batch)
-        replayed = (sink.store.entries(), sink.store.last_sequence)
+        replayed = (sink.store.entries(), sink.store.last_sequence, _expiry_of(sink.store))
         _check(replayed == expected, f"the replay holds what was stored: {replayed} != {expected}")
         await log.run(sink)
         described = log.describe()
@@ -379,6 +431,79 @@ async def _check_preconditions(log: TransactionLog, sink: RecordingSink) -> None
         f"the others are refused with the winner's revision {won}: {racers}",
     )
     _check(sink.store.last_sequence == won == start + 1, "the refused compare-and-swaps took no sequence")
+
+
+async def _check_expiry(log: TransactionLog, sink: RecordingSink) -> int:
+    """Deadlines and leases, decided by the log's clock in log order; returns a lease left alive for the reopen."""
+    store = sink.store
+    hour = 3_600_000
+    before = log.now_ms()
+    put = await log.write_expiring(EventType.PUT, "ttl", b"t", None, Expiry(ttl=hour))
+    after = log.now_ms()
+    _check(
+        put.type is EventType.PUT and before + hour - 1000 <= put.deadline <= after + hour + 1000 and not put.lease,
+        f"a PUT with a ttl gets deadline = the log's now + ttl: {put} (now was {before}..{after})",
+    )
+    _check(store.entry("ttl") == (b"t", put.sequence, put.sequence, 1), "a key with a deadline is read like any other")
+    _check(store.key_expiry("ttl") == put.deadline, f"the store keeps the deadline: {store.key_expiry('ttl')}")
+    await _expect_refused(
+        log.write_expiring(EventType.DELETE, "ttl", b"", Precondition(put.sequence), Expiry(expired=True)),
+        "ttl",
+        put.sequence,
+    )
+    granted = await log.write_expiring(EventType.LEASE_GRANT, "", expiry=Expiry(ttl=hour))
+    _check(
+        granted.type is EventType.LEASE_GRANT and granted.lease == granted.sequence and granted.ttl == hour,
+        f"a grant's lease id is its own sequence and it carries its ttl: {granted}",
+    )
+    _check(
+        store.lease(granted.lease) == (hour, granted.deadline), f"the lease is applied: {store.lease(granted.lease)}"
+    )
+    leased = await log.write_expiring(EventType.PUT, "leased", b"l", None, Expiry(lease=granted.lease))
+    _check(leased.lease == granted.lease and not leased.deadline, f"a PUT with a lease names it: {leased}")
+    _check(store.key_expiry("leased") == granted.deadline, "a leased key expires with its lease")
+    for name, write in (
+        ("a PUT with a lease", log.write_expiring(EventType.PUT, "nope", b"", None, Expiry(lease=1 << 40))),
+        ("a keepalive", log.write_expiring(EventType.LEASE_KEEPALIVE, "", expiry=Expiry(lease=1 << 40))),
+        ("a revoke", log.write_expiring(EventType.LEASE_REVOKE, "", expiry=Expiry(lease=1 << 40))),
+    ):
+        try:
+            await write
+        except LeaseNotFoundError as exc:
+            _check(exc.lease == 1 << 40, f"{name} of a missing lease names it: {exc.lease}")
+        else:
+            raise AssertionError(f"{name} of a lease that does not exist raises LeaseNotFoundError")
+    _check("nope" not in store, "a PUT refused for its lease wrote nothing")
+    cleared = await log.write_expiring(EventType.PUT, "cleared", b"1", None, Expiry(ttl=hour))
+    await log.write_put("cleared", b"2")
+    _check(store.key_expiry("cleared") is None, "a PUT without a ttl clears the key's deadline")
+    _check(store.entry("cleared")[1:] == (cleared.sequence, cleared.sequence + 1, 2), "and continues its revisions")
+
+    short = await log.write_expiring(EventType.LEASE_GRANT, "", expiry=Expiry(ttl=1))
+    brief = await log.write_expiring(EventType.PUT, "brief", b"b", None, Expiry(ttl=1))
+    # Time passes by the log's clock, which a test cannot move for a real backend: wait until it has.
+    await asyncio.sleep(max(0, max(short.deadline, brief.deadline) + 50 - log.now_ms()) / 1000)
+    try:
+        await log.write_expiring(EventType.LEASE_KEEPALIVE, "", expiry=Expiry(lease=short.lease))
+    except LeaseNotFoundError:
+        pass
+    else:
+        raise AssertionError("an expired lease cannot be kept alive")
+    gone = await asyncio.gather(
+        log.write_expiring(EventType.DELETE, "brief", b"", Precondition(brief.sequence), Expiry(expired=True)),
+        log.write_expiring(EventType.DELETE, "brief", b"", Precondition(brief.sequence), Expiry(expired=True)),
+        return_exceptions=True,
+    )
+    _check(
+        isinstance(gone[0], Event)
+        and gone[0].type is EventType.DELETE
+        and isinstance(gone[1], PreconditionFailedError),
+        f"one expired-only DELETE after the deadline is taken, the same one again refused: {gone}",
+    )
+    _check("brief" not in store, "the expired key is deleted")
+    revoked = await log.write_expiring(EventType.LEASE_REVOKE, "", expiry=Expiry(lease=short.lease, expired=True))
+    _check(revoked.lease == short.lease and store.lease(short.lease) is None, f"an expired lease is revoked: {revoked}")
+    return granted.lease
 
 
 async def _check_closed(log: TransactionLog) -> None:

@@ -34,7 +34,11 @@ awkward_keys = st.one_of(
     st.text(),
 )
 events_strategy = st.lists(
-    st.tuples(st.sampled_from(EventType), awkward_keys, st.one_of(st.just(b""), st.just(b"\x00"), st.binary())),
+    st.tuples(
+        st.sampled_from([EventType.PUT, EventType.DELETE]),
+        awkward_keys,
+        st.one_of(st.just(b""), st.just(b"\x00"), st.binary()),
+    ),
     max_size=20,
 )
 

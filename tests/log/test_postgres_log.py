@@ -41,6 +41,12 @@ class Replica:
     def mod_revision(self, key: str) -> int:
         return self.store.mod_revision(key)
 
+    def key_expiry(self, key: str) -> int | None:
+        return self.store.key_expiry(key)
+
+    def lease(self, id: int) -> tuple[int, int] | None:
+        return self.store.lease(id)
+
     async def start(self) -> Replica:
         async for batch in self.log.read_events():
             self.bootstrap.extend(batch)
@@ -577,7 +583,7 @@ def test_concurrent_schema_creation(pg_dsn: str) -> None:
         for replica in replicas:
             await replica.log.aclose()
         versions = await query(pg_dsn, "SELECT version FROM tuco_schema ORDER BY 1")
-        assert [tuple(r) for r in versions] == [(1,), (2,), (3,)]
+        assert [tuple(r) for r in versions] == [(1,), (2,), (3,), (4,)]
         assert [tuple(r) for r in await query(pg_dsn, "SELECT id, sequence FROM tuco_head")] == [(1, 0)]
 
     run(main)

@@ -20,6 +20,19 @@ and below the header's first sequence (so a key keeps its revisions, and its
 ETag, across a compaction). The first ordinary record ends the section.
 Version 1 files (no entries) are read as they always were, and a log that was
 never compacted is still written as version 1, so an older build reads it.
+
+Expiring keys and leases add record kinds, never a change to the ones above,
+so a PUT without a deadline is encoded exactly as before::
+
+    expiring put  = sequence u64 | 7 u8 | key length u32 | deadline u64 | lease u64 | key | value
+    lease record  = sequence u64 | 4 grant, 5 keepalive, 6 revoke u8 | 0 u32 | lease u64 | ttl u64 | deadline u64
+    expiring entry = sequence u64 | 8 u8 | key length u32 | create revision u64 | version u64
+                     | deadline u64 | lease u64 | key | value                      (compacted section)
+    lease entry   = sequence (the lease id) u64 | 9 u8 | 0 u32 | ttl u64 | deadline u64  (compacted section)
+
+Deadlines are absolute Unix milliseconds (0: none), so a replay, a restart
+or a compaction never moves one. A build without expiry reports these kinds
+as unknown (corruption), never misreads them.
 """
 
 from __future__ import annotations
@@ -30,7 +43,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from tuco.core.events import Event, EventType
+from tuco.core.events import Event, EventType, Lifetime
 from tuco.errors import LogFormatError
 
 __all__ = [
@@ -49,7 +62,9 @@ __all__ = [
     "RecordHead",
     "decode_header",
     "encode_entry",
+    "encode_event",
     "encode_header",
+    "encode_lease_entry",
     "encode_record",
     "record_heads",
 ]
@@ -69,8 +84,8 @@ MAX_KEY_BYTES = 1 << 16
 """The largest key any setting allows (``TUCO_MAX_KEY_BYTES`` is bounded by it)."""
 MAX_VALUE_BYTES = 1 << 30
 """The largest value any setting allows (``TUCO_MAX_VALUE_BYTES`` is bounded by it)."""
-MAX_PAYLOAD_BYTES = _PAYLOAD.size + MAX_KEY_BYTES + MAX_VALUE_BYTES
-"""The largest payload the format allows: a longer declared length is damage, never a record."""
+MAX_PAYLOAD_BYTES = _PAYLOAD.size + 16 + MAX_KEY_BYTES + MAX_VALUE_BYTES
+"""The largest payload the format allows (an expiring PUT's, 16 bytes over a PUT's): a longer one is damage."""
 _HEAD = struct.Struct("<IIQBI")  # frame and payload head together: one unpack per record
 _HEAD_SIZE = _HEAD.size
 _MIN_PAYLOAD = _PAYLOAD.size
@@ -78,10 +93,18 @@ _ENTRY = 3  # the type code of a compacted entry: never an EventType, only ever 
 _REVISIONS = struct.Struct("<QQ")  # an entry's create revision and version, after the payload head
 _ENTRY_HEAD_SIZE = _HEAD_SIZE + _REVISIONS.size
 _MIN_ENTRY = _PAYLOAD.size + _REVISIONS.size
+_PAIR = struct.Struct("<QQ")  # an expiring put's deadline and lease; a lease entry's ttl and deadline
+_LEASE = struct.Struct("<QQQ")  # a lease record's lease, ttl and deadline
+_EXPIRING_PUT = 7
+_EXPIRING_ENTRY = 8
+_LEASE_ENTRY = 9
 _MAX_ENTRY = MAX_PAYLOAD_BYTES + _REVISIONS.size
 ENTRY_OVERHEAD = _FRAME.size + _MIN_ENTRY
 _TYPES: dict[int, EventType] = {t.value: t for t in EventType}
-_TYPE_BY_CODE: tuple[EventType | None, ...] = tuple(_TYPES.get(code) for code in range(max(_TYPES) + 1))
+_TYPE_BY_CODE: tuple[EventType | None, ...] = (None, EventType.PUT, EventType.DELETE)  # the fast loop's kinds
+_RECORD_CODES = frozenset((*_TYPES, _EXPIRING_PUT))
+_ENTRY_CODES = frozenset((_ENTRY, _EXPIRING_ENTRY, _LEASE_ENTRY))
+_LEASE_CODES = {t.value: t for t in (EventType.LEASE_GRANT, EventType.LEASE_KEEPALIVE, EventType.LEASE_REVOKE)}
 
 
 class LogHeader(NamedTuple):
@@ -122,9 +145,39 @@ def encode_record(sequence: int, type: EventType, key: str, value: bytes = b"") 
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def encode_entry(key: str, value: bytes, create_revision: int, mod_revision: int, version: int) -> bytes:
+def encode_event(event: Event) -> bytes:
+    """Frame any event: PUT and DELETE without a deadline exactly as :func:`encode_record` does."""
+    sequence, type, key, value, _, _, lifetime = event
+    deadline, lease, ttl = lifetime if lifetime is not None else (0, 0, 0)
+    if type is EventType.PUT:
+        if not (deadline or lease):
+            return encode_record(sequence, type, key, value)
+        key_bytes = key.encode("utf-8")
+        payload = (
+            _PAYLOAD.pack(sequence, _EXPIRING_PUT, len(key_bytes)) + _PAIR.pack(deadline, lease) + key_bytes + value
+        )
+    elif type is EventType.DELETE:
+        return encode_record(sequence, type, key)
+    else:
+        payload = _PAYLOAD.pack(sequence, type, 0) + _LEASE.pack(lease, ttl, deadline)
+    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def encode_lease_entry(id: int, ttl: int, deadline: int) -> bytes:
+    """Frame a live lease of a compacted section (its id, the sequence of its grant, is the record's sequence)."""
+    payload = _PAYLOAD.pack(id, _LEASE_ENTRY, 0) + _PAIR.pack(ttl, deadline)
+    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def encode_entry(
+    key: str, value: bytes, create_revision: int, mod_revision: int, version: int, deadline: int = 0, lease: int = 0
+) -> bytes:
     """Frame one live key of a compacted section, with its revisions (its mod revision is the record's sequence)."""
     key_bytes = key.encode("utf-8")
+    if deadline or lease:
+        head = _PAYLOAD.pack(mod_revision, _EXPIRING_ENTRY, len(key_bytes)) + _REVISIONS.pack(create_revision, version)
+        payload = head + _PAIR.pack(deadline, lease) + key_bytes + value
+        return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
     payload = (
         _PAYLOAD.pack(mod_revision, _ENTRY, len(key_bytes))
         + _REVISIONS.pack(create_revision, version)
@@ -237,6 +290,18 @@ class RecordDecoder:
                     failure = "checksum mismatch"
                     search_from = end
                     break
+                if code > 2:  # an expiring PUT or a lease record: rare, decoded apart
+                    decoded = _decode_extended(buf, pos, end, seq, code, key_length)
+                    if isinstance(decoded, str):
+                        failure = decoded
+                        break
+                    if seq != sequence:
+                        failure = f"sequence {seq} where {sequence} was expected"
+                        break
+                    append(decoded)
+                    sequence += 1
+                    pos = end
+                    continue
                 key_end = pos + _HEAD_SIZE + key_length
                 if key_end > end or code >= known_codes or (event_type := types[code]) is None:
                     failure = f"malformed record (type {code}, key length {key_length})"
@@ -249,7 +314,7 @@ class RecordDecoder:
                 except UnicodeDecodeError:
                     failure = "key is not valid UTF-8"
                     break
-                append(new(Event, (seq, event_type, key, buf[key_end:end], 0, 0)))
+                append(new(Event, (seq, event_type, key, buf[key_end:end], 0, 0, None)))
                 sequence += 1
                 pos = end
             self.next_sequence = sequence
@@ -281,7 +346,7 @@ class RecordDecoder:
         count = 0
         while size - pos >= _HEAD_SIZE:
             length, checksum, seq, code, key_length = unpack_head(buf, pos)
-            if code != _ENTRY:
+            if code not in _ENTRY_CODES:
                 self._entries_below = 0
                 break
             if length < _MIN_ENTRY or length > _MAX_ENTRY:
@@ -295,8 +360,25 @@ class RecordDecoder:
                 failure = "checksum mismatch"
                 search_from = end
                 break
+            if code == _LEASE_ENTRY:
+                if length != _MIN_PAYLOAD + _PAIR.size or key_length:
+                    failure = f"malformed lease entry (length {length})"
+                    break
+                if not last < seq < below:
+                    failure = f"entry with sequence {seq} after {last}, where {last + 1} to {below - 1} may follow"
+                    break
+                ttl, deadline = _PAIR.unpack_from(buf, pos + _HEAD_SIZE)
+                events.append(new(Event, (seq, EventType.LEASE_GRANT, "", b"", 0, 0, Lifetime(deadline, seq, ttl))))
+                count += 1
+                last = seq
+                pos = end
+                continue
             create_revision, version = unpack_revisions(buf, pos + _HEAD_SIZE)
             key_start = pos + _ENTRY_HEAD_SIZE
+            lifetime = None
+            if code == _EXPIRING_ENTRY:
+                lifetime = Lifetime(*_PAIR.unpack_from(buf, key_start))
+                key_start += _PAIR.size
             key_end = key_start + key_length
             if key_end > end:
                 failure = f"malformed entry (key length {key_length})"
@@ -312,13 +394,34 @@ class RecordDecoder:
             except UnicodeDecodeError:
                 failure = "key is not valid UTF-8"
                 break
-            events.append(new(Event, (seq, put, key, buf[key_end:end], create_revision, version)))
+            events.append(new(Event, (seq, put, key, buf[key_end:end], create_revision, version, lifetime)))
             count += 1
             last = seq
             pos = end
         self._last_entry = last
         self.entries += count
         return pos, failure, search_from
+
+
+def _decode_extended(buf: bytes, pos: int, end: int, seq: int, code: int, key_length: int) -> Event | str:
+    """An expiring PUT or a lease record whose frame and checksum are good; a string says why it is malformed."""
+    body = pos + _HEAD_SIZE
+    if code == _EXPIRING_PUT:
+        key_start = body + _PAIR.size
+        key_end = key_start + key_length
+        if key_end > end:
+            return f"malformed record (type {code}, key length {key_length})"
+        deadline, lease = _PAIR.unpack_from(buf, body)
+        try:
+            key = buf[key_start:key_end].decode()
+        except UnicodeDecodeError:
+            return "key is not valid UTF-8"
+        return Event(seq, EventType.PUT, key, buf[key_end:end], 0, 0, Lifetime(deadline, lease))
+    lease_type = _LEASE_CODES.get(code)
+    if lease_type is None or key_length or end - body != _LEASE.size:
+        return f"malformed record (type {code}, key length {key_length})"
+    lease, ttl, deadline = _LEASE.unpack_from(buf, body)
+    return Event(seq, lease_type, "", b"", 0, 0, Lifetime(deadline, lease, ttl))
 
 
 class RecordHead(NamedTuple):
@@ -341,7 +444,7 @@ def record_heads(
     run past ``data``.
     """
     unpack_head = _HEAD.unpack_from
-    known = _TYPES
+    known = _RECORD_CODES
     last = len(data) - _HEAD_SIZE
     if stop is not None:
         last = min(last, stop - 1)
@@ -352,7 +455,7 @@ def record_heads(
             (code in known and _MIN_PAYLOAD <= length <= MAX_PAYLOAD_BYTES and key_length <= length - _MIN_PAYLOAD)
             or (
                 compacted
-                and code == _ENTRY
+                and code in _ENTRY_CODES
                 and _MIN_ENTRY <= length <= _MAX_ENTRY
                 and key_length <= length - _MIN_ENTRY
             )

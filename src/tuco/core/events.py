@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import NamedTuple
 
-__all__ = ["ABSENT", "EXISTS", "Entry", "Event", "EventType", "Precondition"]
+__all__ = ["ABSENT", "EXISTS", "Entry", "Event", "EventType", "Expiry", "Lifetime", "Precondition"]
 
 
 class EventType(IntEnum):
@@ -17,6 +17,26 @@ class EventType(IntEnum):
 
     PUT = 1
     DELETE = 2
+    # 3 is the file codec's compacted entry, never an event.
+    LEASE_GRANT = 4
+    """A lease was granted: its id is ``lease`` (the event's own sequence), with ``ttl`` and ``deadline``."""
+    LEASE_KEEPALIVE = 5
+    """Lease ``lease`` lives on until ``deadline``."""
+    LEASE_REVOKE = 6
+    """Lease ``lease`` is gone (revoked, or expired); its keys were deleted by DELETEs before it."""
+
+
+class Lifetime(NamedTuple):
+    """When a PUT's key or a lease ends: ``deadline`` (absolute Unix ms, 0: the lease decides), its ``lease``, ``ttl``.
+
+    For a PUT, ``deadline`` is the key's own (``?ttl=``) or ``lease`` the lease it
+    is attached to; for a lease event, ``lease`` is the lease, ``deadline`` its
+    end, ``ttl`` (ms) its time to live.
+    """
+
+    deadline: int = 0
+    lease: int = 0
+    ttl: int = 0
 
 
 class Event(NamedTuple):
@@ -27,6 +47,11 @@ class Event(NamedTuple):
     ``create_revision`` and ``version`` are 0 when the store is to derive them
     from the history it replays; a log that keeps only the latest event per
     key (a compacted file, PostgreSQL's state table) carries them explicitly.
+
+    ``lifetime`` is None on every event without a deadline or a lease: one
+    field, not three, so an ordinary event is a tuple no bigger than before
+    expiry existed (replay builds a million of them in a second or two).
+    ``deadline``, ``lease`` and ``ttl`` read it (0 without one).
     """
 
     sequence: int
@@ -35,6 +60,25 @@ class Event(NamedTuple):
     value: bytes = b""
     create_revision: int = 0
     version: int = 0
+    lifetime: Lifetime | None = None
+
+    @property
+    def deadline(self) -> int:
+        """When the key (or lease) ends, absolute Unix ms; 0 for none (a leased key: its lease's)."""
+        lifetime = self.lifetime
+        return lifetime.deadline if lifetime is not None else 0
+
+    @property
+    def lease(self) -> int:
+        """The lease a PUT attaches its key to, or a lease event is about; 0 for none."""
+        lifetime = self.lifetime
+        return lifetime.lease if lifetime is not None else 0
+
+    @property
+    def ttl(self) -> int:
+        """A lease event's time to live in ms; 0 otherwise."""
+        lifetime = self.lifetime
+        return lifetime.ttl if lifetime is not None else 0
 
 
 class Entry(NamedTuple):
@@ -73,3 +117,19 @@ EXISTS = Precondition(-1)
 
 ABSENT = Precondition(0)
 """The key must not exist (a create-only write)."""
+
+
+class Expiry(NamedTuple):
+    """What a write asks of expiry, decided by the log with its clock (PostgreSQL: the database's).
+
+    ``ttl`` (ms): a PUT's key expires that long after the log records it; a
+    grant's lease lives that long. ``lease``: the lease a PUT attaches its key
+    to, or the lease a keepalive or revoke is about. ``expired``: a DELETE or
+    revoke that happens only if the key's (lease's) deadline has passed, by
+    the log's clock, when it is decided: the expirer's writes, so that no
+    replica expires a key early or one kept alive meanwhile.
+    """
+
+    ttl: int = 0
+    lease: int = 0
+    expired: bool = False

@@ -71,7 +71,9 @@ class History:
     ) -> None:
         """Keep the change at revision ``sequence`` (the next one) and the entry it replaced.
 
-        ``code`` is the event type's number. Drops the oldest changes beyond the bound.
+        ``code`` is the event type's number. Lease records (codes 4 to 6) change
+        no key: they are kept as placeholders (key ``""``, no previous entry), so
+        revisions stay consecutive. Drops the oldest changes beyond the bound.
         """
         if sequence != self._first + len(self._changes) - self._start:
             self.reset(sequence - 1)  # a gap: nothing before it can be rebuilt
@@ -103,8 +105,8 @@ class History:
             raise HistoryCompactedError(self.oldest_revision)
         before: dict[str, Entry | None] = {}
         begin = self._start + (revision + 1 - self._first)
-        for _, _, key, _, previous in islice(self._changes, begin, None):
-            if key not in before:
+        for _, code, key, _, previous in islice(self._changes, begin, None):
+            if code <= 2 and key not in before:  # codes above 2 are lease records: no key changed
                 before[key] = _new(Entry, previous) if previous is not None else None
         return before
 

@@ -5,24 +5,53 @@ Entries are plain ``(value, create_revision, mod_revision, version)`` tuples
 cheapest record per key. The key order for listings is a ``SortedList``
 built on the first listing, not at start-up: replay stays a dict update per
 event, and a process nobody lists from never pays for the index.
+
+Keys with a deadline (their own, or their lease's) live in a second dict, so
+the lookup of a key without one is the same single dict operation as before
+expiry existed, and only a miss looks further. An expired key is never
+returned (lookups, listings), even before its DELETE is logged: the store is
+handed a clock (``now``, Unix milliseconds), the one its log decides expiry by.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 from typing import NamedTuple
 
 from sortedcontainers import SortedList
 
-from tuco.core.events import Entry, Event, EventType
+from tuco.core.events import Entry, Event, EventType, Lifetime
 from tuco.core.history import History
+from tuco.core.leases import Due, Leases
 from tuco.errors import NoSuchKeyError
 
-__all__ = ["Item", "Page", "Store"]
+__all__ = ["ExpiringEntry", "Item", "Page", "Store"]
 
 DEFAULT_HISTORY_BYTES = 32 << 20
 _new = tuple.__new__
 _PUT = EventType.PUT
+_DELETE = EventType.DELETE
+_GRANT = EventType.LEASE_GRANT
+_HEAP_SLACK = 4096  # stale expirer items tolerated beyond twice the live ones
+_KEEPALIVE = EventType.LEASE_KEEPALIVE
+
+
+def _never() -> int:
+    return 0
+
+
+class ExpiringEntry(Exception):
+    """Raised by :meth:`Store.lookup` for a live key with a deadline, carrying its entry and ``expires_at``.
+
+    An exception, so the lookup of a key without a deadline stays one dict
+    operation and the HTTP layer still learns when a key expires.
+    """
+
+    def __init__(self, entry: Entry, expires_at: int) -> None:
+        super().__init__(entry, expires_at)
+        self.entry = entry
+        self.expires_at = expires_at
 
 
 class Item(NamedTuple):
@@ -33,6 +62,8 @@ class Item(NamedTuple):
     create_revision: int
     mod_revision: int
     version: int
+    expires_at: int = 0
+    """Unix milliseconds when the key expires; 0 when it has no deadline (or none is known at that revision)."""
 
 
 class Page(NamedTuple):
@@ -53,44 +84,87 @@ class Store:
     thread; reads are single dict operations.
     """
 
-    __slots__ = ("_data", "_index", "find", "history", "last_sequence")
+    __slots__ = (
+        "_data",
+        "_deadline",
+        "_expiring",
+        "_index",
+        "_key_lease",
+        "find",
+        "history",
+        "last_sequence",
+        "leases",
+        "now",
+    )
 
-    def __init__(self, *, history_bytes: int = DEFAULT_HISTORY_BYTES) -> None:
+    def __init__(self, *, history_bytes: int = DEFAULT_HISTORY_BYTES, now: Callable[[], int] = _never) -> None:
         self._data: dict[str, tuple[bytes, int, int, int]] = {}
         self.find: Callable[[str], tuple[bytes, int, int, int] | None] = self._data.get
-        """The key's ``(value, create_revision, mod_revision, version)``, or None: the dict's own lookup (reads)."""
+        """A key's ``(value, create_revision, mod_revision, version)`` if it has no deadline, else None.
+
+        The dict's own lookup, for the read path: None means absent *or* expiring, so a caller
+        that gets None asks :meth:`lookup`, which knows about deadlines.
+        """
+        self._expiring: dict[str, tuple[bytes, int, int, int]] = {}  # keys with a deadline, and only they
+        self._deadline: dict[str, int] = {}  # a key's own deadline (PUT ?ttl=), Unix ms
+        self._key_lease: dict[str, int] = {}  # a key's lease (PUT ?lease=)
+        self.leases = Leases()
         self._index: SortedList | None = None
         self.history = History(history_bytes)
         self.last_sequence = 0
+        self.now = now
+        """The clock expiry is decided by (Unix ms); the default never expires anything."""
 
     def get(self, key: str) -> bytes:
-        """Return the value of ``key``; raise :class:`NoSuchKeyError` if absent."""
-        try:
-            return self._data[key][0]
-        except KeyError:
-            raise NoSuchKeyError(key) from None
+        """Return the value of ``key``; raise :class:`NoSuchKeyError` if absent (or expired)."""
+        return self.entry(key)[0]
 
     def entry(self, key: str) -> Entry:
-        """Return the value and revisions of ``key``; raise :class:`NoSuchKeyError` if absent."""
+        """Return the value and revisions of ``key``; raise :class:`NoSuchKeyError` if absent (or expired)."""
         try:
             return _new(Entry, self._data[key])
         except KeyError:
-            raise NoSuchKeyError(key) from None
+            pass
+        found = self._expiring.get(key)
+        if found is None or self.expires_at(key) <= self.now():
+            raise NoSuchKeyError(key)
+        return _new(Entry, found)
+
+    def lookup(self, key: str) -> Entry:
+        """:meth:`entry` for the read path: a live key with a deadline raises :class:`ExpiringEntry` instead.
+
+        Raises :class:`NoSuchKeyError` if absent or expired.
+        """
+        try:
+            return _new(Entry, self._data[key])
+        except KeyError:
+            pass
+        found = self._expiring.get(key)
+        if found is not None:
+            expires_at = self.expires_at(key)
+            if expires_at > self.now():
+                raise ExpiringEntry(_new(Entry, found), expires_at)
+        raise NoSuchKeyError(key)
 
     def mod_revision(self, key: str) -> int:
-        """The revision that last wrote ``key``, 0 if it is absent: what preconditions compare."""
+        """The revision that last wrote ``key``, 0 if it is absent: what preconditions compare.
+
+        A key past its deadline whose DELETE is not logged yet still counts: the log decides by its own records.
+        """
         found = self._data.get(key)
+        if found is None:
+            found = self._expiring.get(key)
         return found[2] if found is not None else 0
 
     def __contains__(self, key: object) -> bool:
-        return key in self._data
+        return key in self._data or key in self._expiring
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._data) + len(self._expiring)
 
     def items(self) -> Iterator[tuple[str, bytes]]:
         """Iterate over a snapshot of the current pairs."""
-        return iter([(key, entry[0]) for key, entry in self._data.items()])
+        return iter([(key, entry[0]) for key, entry in chain(self._data.items(), self._expiring.items())])
 
     def apply(self, event: Event) -> bool:
         """Apply ``event`` if it is newer than the last one applied; return whether it was.
@@ -98,27 +172,39 @@ class Store:
         The change is recorded in :attr:`history` with the entry it replaced.
         On the write path of every replica, so kept to one unpack and one dict update.
         """
-        sequence, type, key, value, create_revision, version = event
+        sequence, type, key, value, create_revision, version, lifetime = event
         if sequence <= self.last_sequence:
             return False
         data = self._data
         old = data.get(key)
         if type is _PUT:
-            if create_revision:
-                data[key] = (value, create_revision, sequence, version)
-            elif old is None:
-                data[key] = (value, sequence, sequence, 1)
+            if lifetime is not None:
+                old = self._put_expiring(key, value, create_revision, sequence, version, lifetime, old)
             else:
-                data[key] = (value, old[1], sequence, old[3] + 1)
+                if old is None and self._expiring:
+                    old = self._unexpire(key)
+                if create_revision:
+                    data[key] = (value, create_revision, sequence, version)
+                elif old is None:
+                    data[key] = (value, sequence, sequence, 1)
+                else:
+                    data[key] = (value, old[1], sequence, old[3] + 1)
             if old is None and self._index is not None:
                 self._index.add(key)
             code = 1
-        else:
+        elif type is _DELETE:
             if old is not None:
                 del data[key]
-                if self._index is not None:
-                    self._index.remove(key)
+            elif self._expiring:
+                old = self._unexpire(key)
+            if old is not None and self._index is not None:
+                self._index.remove(key)
             code = 2
+        else:  # lease bookkeeping: no key changes, but the revision moves (History keeps a placeholder)
+            self._apply_lease(type, sequence, lifetime)
+            self.last_sequence = sequence
+            self.history.record(sequence, int(type), "", b"", None)
+            return True
         self.last_sequence = sequence
         self.history.record(sequence, code, key, value, old)
         return True
@@ -133,18 +219,30 @@ class Store:
         pop = data.pop
         last = self.last_sequence
         put = EventType.PUT
-        for sequence, type, key, value, create_revision, version in events:
+        delete = EventType.DELETE
+        expiring = self._expiring
+        for sequence, type, key, value, create_revision, version, lifetime in events:
             if sequence <= last:
                 continue
             if type is put:
-                if create_revision:
+                if lifetime is not None:
+                    self._put_expiring(key, value, create_revision, sequence, version, lifetime, get(key))
+                elif create_revision:
+                    if expiring:
+                        self._unexpire(key)
                     data[key] = (value, create_revision, sequence, version)
                 elif (old := get(key)) is None:
-                    data[key] = (value, sequence, sequence, 1)
+                    if expiring and (old := self._unexpire(key)) is not None:
+                        data[key] = (value, old[1], sequence, old[3] + 1)
+                    else:
+                        data[key] = (value, sequence, sequence, 1)
                 else:
                     data[key] = (value, old[1], sequence, old[3] + 1)
+            elif type is delete:
+                if pop(key, None) is None and expiring:
+                    self._unexpire(key)
             else:
-                pop(key, None)
+                self._apply_lease(type, sequence, lifetime)
             last = sequence
         self.last_sequence = last
         self._index = None
@@ -152,7 +250,7 @@ class Store:
 
     def snapshot(self) -> dict[str, bytes]:
         """A copy of the whole state's values, for tests and compaction."""
-        return {key: entry[0] for key, entry in self._data.items()}
+        return {key: entry[0] for key, entry in chain(self._data.items(), self._expiring.items())}
 
     def entries(self) -> dict[str, tuple[bytes, int, int, int]]:
         """A copy of every key's ``(value, create_revision, mod_revision, version)``: what compaction rewrites.
@@ -160,7 +258,155 @@ class Store:
         One C-level dict copy (the entry tuples are immutable and shared), so
         the file log can take it between two batches without holding writers up.
         """
-        return dict(self._data)
+        if not self._expiring:
+            return dict(self._data)
+        return {**self._data, **self._expiring}
+
+    # -- expiry and leases --------------------------------------------------------
+
+    def expires_at(self, key: str) -> int:
+        """When ``key`` expires (Unix ms): its own deadline or its lease's; 0 for a key whose lease is gone.
+
+        Only meaningful for a key that has a deadline (see :meth:`has_deadline`).
+        """
+        own = self._deadline.get(key)
+        if own is not None:
+            return own
+        lease = self.leases.get(self._key_lease.get(key, 0))
+        return lease.deadline if lease is not None else 0
+
+    def has_deadline(self, key: str) -> bool:
+        return key in self._expiring
+
+    def key_expiry(self, key: str) -> int | None:
+        """:meth:`expires_at` for a key with a deadline, None for one without (or absent): what one-writer logs ask."""
+        return self.expires_at(key) if key in self._expiring else None
+
+    def lease(self, id: int) -> tuple[int, int] | None:
+        """The lease's ``(ttl, deadline)``, None if there is none (expired leases stay until revoked)."""
+        found = self.leases.get(id)
+        return (found.ttl, found.deadline) if found is not None else None
+
+    def lease_of(self, key: str) -> int:
+        """The lease ``key`` is attached to (0: none)."""
+        return self._key_lease.get(key, 0)
+
+    def expiry_state(self) -> tuple[dict[str, int], dict[str, int], list[tuple[int, int, int]]]:
+        """Copies of the keys' own deadlines, their leases, and each lease's ``(id, ttl, deadline)``: for compaction."""
+        leases = [(lease.id, lease.ttl, lease.deadline) for lease in self.leases]
+        return dict(self._deadline), dict(self._key_lease), leases
+
+    def due(self, now: int) -> Due:
+        """What has expired at ``now`` and must be deleted through the log: keys (with their mod_revision), leases.
+
+        Each is handed out once; call :meth:`retry_later` for what could not be written.
+        """
+        due = Due()
+        expiring = self._expiring
+        leases = self.leases
+        keys: dict[str, int] = {}
+        for key, id, deadline in leases.pop_due(now):
+            if key is not None:
+                entry = expiring.get(key)
+                if entry is not None and deadline <= now and self.expires_at(key) == deadline:
+                    keys[key] = entry[2]
+                continue
+            lease = leases.get(id)
+            if lease is not None and lease.deadline == deadline <= now and id not in due.leases:
+                keys.update((key, expiring[key][2]) for key in sorted(lease.keys) if key in expiring)
+                due.leases.append(id)
+        due.keys = list(keys.items())
+        return due
+
+    def retry_later(self, keys: Iterable[str], lease_ids: Iterable[int], when: int) -> None:
+        """Look again at ``when`` at the keys and leases that are still there (their expiry write did not happen)."""
+        leases = self.leases
+        again = set(lease_ids)
+        for key in keys:
+            if key not in self._expiring:
+                continue
+            lease = leases.get(self._key_lease.get(key, 0))
+            if lease is not None:
+                again.add(lease.id)  # a leased key comes back with its lease
+            else:
+                leases.watch_key(key, self.expires_at(key), when)
+        for id in again:
+            lease = leases.get(id)
+            if lease is not None:
+                leases.watch_lease(id, lease.deadline, when)
+
+    def _put_expiring(
+        self,
+        key: str,
+        value: bytes,
+        create_revision: int,
+        sequence: int,
+        version: int,
+        lifetime: Lifetime,
+        old: tuple[bytes, int, int, int] | None,
+    ) -> tuple[bytes, int, int, int] | None:
+        """Apply a PUT that gives ``key`` a deadline or a lease; return the entry it replaced."""
+        deadline, lease, _ = lifetime
+        if old is not None:
+            del self._data[key]
+        else:
+            old = self._unexpire(key)
+        if create_revision:
+            entry = (value, create_revision, sequence, version)
+        elif old is None:
+            entry = (value, sequence, sequence, 1)
+        else:
+            entry = (value, old[1], sequence, old[3] + 1)
+        self._expiring[key] = entry
+        if lease:
+            self._key_lease[key] = lease
+            found = self.leases.get(lease)
+            if found is not None:
+                found.keys.add(key)
+            else:  # its lease is already gone (revoked meanwhile): it is due at once
+                self.leases.watch_key(key, 0)
+        else:
+            self._deadline[key] = deadline
+            self.leases.watch_key(key, deadline)
+        self._bound_heap()
+        return old
+
+    def _bound_heap(self) -> None:
+        """Rebuild the expirer's heap when stale items outnumber live ones (O(n), amortised O(1) per write)."""
+        leases = self.leases
+        live = len(self._expiring) + len(leases)
+        if leases.pending() > 2 * live + _HEAP_SLACK:
+            key_lease = self._key_lease
+            leases.rebuild(
+                [(key, self.expires_at(key)) for key in self._expiring if leases.get(key_lease.get(key, 0)) is None]
+            )
+
+    def _unexpire(self, key: str) -> tuple[bytes, int, int, int] | None:
+        """Take ``key`` out of the keys with a deadline; return its entry (None if it had none)."""
+        entry = self._expiring.pop(key, None)
+        if entry is None:
+            return None
+        self._deadline.pop(key, None)
+        lease_id = self._key_lease.pop(key, None)
+        if lease_id is not None:
+            lease = self.leases.get(lease_id)
+            if lease is not None:
+                lease.keys.discard(key)
+        return entry
+
+    def _apply_lease(self, type: EventType, sequence: int, lifetime: Lifetime | None) -> None:
+        deadline, lease_id, ttl = lifetime if lifetime is not None else (0, 0, 0)
+        leases = self.leases
+        if type is _GRANT:
+            leases.grant(lease_id or sequence, ttl, deadline)
+        elif type is _KEEPALIVE:
+            leases.keepalive(lease_id, deadline)
+            self._bound_heap()
+        else:
+            revoked = leases.revoke(lease_id)
+            if revoked is not None:
+                for key in revoked.keys:  # still attached: they expire now (their DELETEs were refused or raced)
+                    leases.watch_key(key, 0)
 
     def page(self, prefix: str, *, after: str | None = None, limit: int, revision: int | None = None) -> Page:
         """Up to ``limit`` keys starting with ``prefix`` and sorting after ``after``, as they were at ``revision``.
@@ -183,6 +429,8 @@ class Store:
             )
         items: list[Item] = []
         data = self._data
+        expiring = self._expiring
+        now = self.now() if expiring else 0
         for key in keys:
             if not key.startswith(prefix):
                 break
@@ -191,8 +439,14 @@ class Store:
                 if then is None:
                     continue
                 items.append(Item(key, *then))
+            elif (entry := data.get(key)) is not None:
+                items.append(Item(key, *entry))
             else:
-                items.append(Item(key, *data[key]))
+                entry = expiring[key]
+                expires_at = self.expires_at(key)
+                if expires_at <= now:  # expired: never listed, even before its DELETE is logged
+                    continue
+                items.append(Item(key, *entry, expires_at))
             if len(items) >= limit:
                 return Page(revision, items, key)
         return Page(revision, items, None)
@@ -200,7 +454,7 @@ class Store:
     def _keys_from(self, prefix: str, after: str | None) -> Iterator[str]:
         """Current keys in order, from the first that could start with ``prefix`` and follow ``after``."""
         if self._index is None:
-            self._index = SortedList(self._data)
+            self._index = SortedList(chain(self._data, self._expiring))
         index = self._index
         if after is not None and after >= prefix:
             return iter(index.irange(minimum=after, inclusive=(False, True)))

@@ -12,11 +12,12 @@ import asyncio
 import base64
 import binascii
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from urllib.parse import unquote_to_bytes
 
 from tuco.core.events import ABSENT, EXISTS, Event, Precondition
-from tuco.core.store import Page
+from tuco.core.store import ExpiringEntry, Page
 from tuco.core.watch import Selector
 from tuco.errors import (
     HistoryCompactedError,
@@ -25,8 +26,10 @@ from tuco.errors import (
     InvalidParameterError,
     InvalidPreconditionError,
     InvalidRequestError,
+    LeaseNotFoundError,
     LogClosedError,
     LogError,
+    NoSuchKeyError,
     PreconditionFailedError,
     TooManyWatchersError,
     TucoError,
@@ -93,6 +96,9 @@ class KeyValueAPI:
             "metrics": self._metrics,
             "list_keys": self._list_keys,
             "watch": self._watch,
+            "grant": self._grant,
+            "lease": self._lease,
+            "keepalive": self._keepalive,
         }
 
     def handle(self, request: Request) -> Answer:
@@ -130,8 +136,8 @@ class KeyValueAPI:
                 if _wants_consistent(request):
                     return self._consistent_get(key)
             found = service.find(key)
-            if found is None:
-                return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n" % service.revision)
+            if found is None:  # absent, or a key with a deadline
+                return self._read_slowly(key)
             return Response(
                 200,
                 found[0],
@@ -142,6 +148,8 @@ class KeyValueAPI:
         try:
             precondition = _precondition(request) if request.conditional else None
             if method == b"PUT":
+                if request.query:
+                    return self._put_with_parameters(request, key, precondition)
                 written = service.put(key, request.body, precondition)
                 settle = self._settle_put
             else:
@@ -149,9 +157,9 @@ class KeyValueAPI:
                 settle = self._settle_delete
         except TucoError as exc:
             return _write_refused(exc, "not stored" if method == b"PUT" else "not deleted")
-        if isinstance(written, asyncio.Future):
+        if isinstance(written, asyncio.Future):  # the common case, inline: one call less per write
             return Deferred(written, settle)
-        return _await_written(written, settle)
+        return _answer_when_written(written, settle)
 
     def _resource(self, route: Route | None, request: Request, segment: bytes) -> Answer:
         """Every route but the keys': health, readiness, metrics, listing and the reserved names."""
@@ -192,13 +200,30 @@ class KeyValueAPI:
         service = self.service
         found = service.find(key)
         if found is None:
-            return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n%b" % (service.revision, extra))
+            return self._read_slowly(key, extra)
         return Response(
             200,
             found[0],
             OCTET_STREAM,
             (),
             b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n%b' % (found[2], service.revision, extra),
+        )
+
+    def _read_slowly(self, key: str, extra: bytes = b"") -> Response:
+        """A read the dict lookup did not answer: the key is absent, or it has a deadline."""
+        service = self.service
+        try:
+            entry = service.get(key)
+        except NoSuchKeyError:
+            return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n%b" % (service.revision, extra))
+        except ExpiringEntry as expiring:
+            return _expiring_read(expiring, service.revision, extra)
+        return Response(
+            200,
+            entry[0],
+            OCTET_STREAM,
+            (),
+            b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n%b' % (entry[2], service.revision, extra),
         )
 
     async def _consistent_get(self, key: str) -> Response:
@@ -242,6 +267,95 @@ class KeyValueAPI:
         else:
             extra = b"X-Tuco-Revision: %d\r\n" % revision
         return error_answer(error, extra)
+
+    # -- expiring keys and leases -------------------------------------------------
+
+    def _put_with_parameters(self, request: Request, key: str, precondition: Precondition | None) -> Answer:
+        """A PUT with a query: ``?ttl=`` (30s, 500ms, 5m, 1h, 2d; a bare number is seconds) or ``?lease=ID``."""
+        service = self.service
+        ttl_raw = request.param(b"ttl")
+        lease_raw = request.param(b"lease")
+        if ttl_raw is None and lease_raw is None:
+            return _answer_when_written(service.put(key, request.body, precondition), self._settle_put)
+        if ttl_raw is not None and lease_raw is not None:
+            raise InvalidParameterError("send ttl or lease, not both: a key expires at one deadline")
+        if ttl_raw is not None:
+            ttl_ms = parse_ttl(ttl_raw, service.limits.max_ttl_ms)
+            written = service.put_expiring(key, request.body, precondition, ttl_ms=ttl_ms)
+        else:
+            lease = _lease_id(lease_raw or b"", InvalidParameterError("lease must be a lease id, as granted"))
+            written = service.put_expiring(key, request.body, precondition, lease=lease)
+        return self._answer_lease_write(written, self._created_expiring, "not stored")
+
+    def _created_expiring(self, event: Event) -> Response:
+        expires_at = event.deadline or self.service.store.expires_at(event.key)
+        return Response(
+            201,
+            b"",
+            None,
+            (),
+            b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Expires-At: %d\r\n'
+            % (event.sequence, event.sequence, expires_at),
+        )
+
+    def _grant(self, request: Request, segment: bytes) -> Answer:
+        service = self.service
+        if service.phase is Phase.STARTING:
+            return STARTING
+        try:
+            ttl_ms = _grant_ttl(request.body, service.limits.max_ttl_ms)
+            written = service.grant(ttl_ms)
+        except TucoError as exc:
+            return _write_refused(exc, "no lease granted")
+        return self._answer_lease_write(written, _lease_answer(201), "no lease granted")
+
+    def _keepalive(self, request: Request, segment: bytes) -> Answer:
+        service = self.service
+        if service.phase is Phase.STARTING:
+            return STARTING
+        try:
+            lease = _lease_id(segment, LeaseNotFoundError(0))
+            written = service.keepalive(lease)
+        except TucoError as exc:
+            return _write_refused(exc, "not kept alive")
+        return self._answer_lease_write(written, _lease_answer(200), "not kept alive")
+
+    def _lease(self, request: Request, segment: bytes) -> Answer:
+        service = self.service
+        if service.phase is Phase.STARTING:
+            return STARTING
+        try:
+            lease = _lease_id(segment, LeaseNotFoundError(0))
+        except LeaseNotFoundError as exc:
+            return error_answer(exc)
+        if request.method == b"DELETE":
+            return self._revoke(lease)
+        found = service.store.leases.get(lease)
+        if found is None or found.deadline <= service.log.now_ms():
+            return error_answer(LeaseNotFoundError(lease))
+        payload = {"id": lease, "ttl": found.ttl / 1000, "expires_at": found.deadline, "keys": sorted(found.keys)}
+        return json_response(200, payload, b"X-Tuco-Revision: %d\r\n" % service.revision)
+
+    async def _revoke(self, lease: int) -> Response:
+        try:
+            event, deleted = await self.service.revoke(lease)
+        except LogError as exc:
+            return refusal(exc, "not revoked")
+        except TucoError as exc:
+            return error_answer(exc)
+        payload = {"id": lease, "revision": event.sequence, "deleted_keys": deleted}
+        return json_response(200, payload, b"X-Tuco-Revision: %d\r\n" % event.sequence)
+
+    async def _answer_lease_write(self, written: Awaitable[Event], done: Done, doing: str) -> Response:
+        try:
+            event = await written
+        except PreconditionFailedError as exc:
+            return self._failed(exc)
+        except LogError as exc:
+            return refusal(exc, doing)
+        except TucoError as exc:  # no such lease, a limit
+            return error_answer(exc)
+        return done(event)
 
     # -- listing ------------------------------------------------------------------
 
@@ -449,10 +563,11 @@ def _render_page(page: Page, prefix: str, limit: int, keys_only: bool) -> Respon
         items = items[:limit]
         next_token = encode_page_token(page.revision, items[-1].key, prefix)
     b64 = base64.b64encode
+    rendered: list[dict[str, object]]
     if keys_only:
         rendered = [
             {"key": key, "create_revision": created, "mod_revision": modified, "version": version}
-            for key, _, created, modified, version in items
+            for key, _, created, modified, version, _ in items
         ]
     else:
         rendered = [
@@ -463,8 +578,11 @@ def _render_page(page: Page, prefix: str, limit: int, keys_only: bool) -> Respon
                 "mod_revision": modified,
                 "version": version,
             }
-            for key, value, created, modified, version in items
+            for key, value, created, modified, version, _ in items
         ]
+    for item, shown in zip(items, rendered, strict=True):
+        if item.expires_at:  # only keys with a deadline carry it
+            shown["expires_at"] = item.expires_at
     payload = {"revision": page.revision, "items": rendered, "next_page_token": next_token}
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     return Response(200, body, JSON, (), b"X-Tuco-Revision: %d\r\n" % page.revision)
@@ -570,9 +688,87 @@ def _write_refused(error: TucoError, doing: str) -> Response:
     return error_answer(error)
 
 
-def _await_written(written: Awaitable[Event], settle: Callable[[asyncio.Future[Event]], Response]) -> Answer:
-    """A write whose log did not hand back a plain future (it waits for room first): settle it when done."""
-    return Deferred(asyncio.ensure_future(written), settle)
+Done = Callable[[Event], Response]
+
+
+def _answer_when_written(written: Awaitable[Event], settle: Callable[[asyncio.Future[Event]], Response]) -> Deferred:
+    """The answer to a write: ``settle`` runs on its future once the log decided.
+
+    A log that waits for room first hands back a coroutine: it becomes a task, still one Deferred.
+    """
+    return Deferred(written if isinstance(written, asyncio.Future) else asyncio.ensure_future(written), settle)
+
+
+_TTL = re.compile(rb"(\d{1,12}(?:\.\d{1,3})?)(ms|s|m|h|d)?")
+_TTL_UNITS_MS = {b"ms": 1, b"s": 1000, b"m": 60_000, b"h": 3_600_000, b"d": 86_400_000, None: 1000}
+_MAX_LEASE_ID = (1 << 63) - 1
+_MAX_GRANT_BODY = 1024
+
+
+def parse_ttl(raw: bytes, max_ms: int) -> int:
+    """Milliseconds of ``30s``, ``500ms``, ``5m``, ``1h``, ``2d`` or a bare number of seconds; InvalidParameterError.
+
+    Must come to at least 1 ms and at most ``max_ms``.
+    """
+    found = _TTL.fullmatch(raw.strip())
+    if found is None:
+        raise InvalidParameterError(
+            "ttl must be a duration such as 30s, 500ms, 5m, 1h or 2d (a number alone is seconds)"
+        )
+    number, unit = found.groups()
+    ms = round(float(number) * _TTL_UNITS_MS[unit])
+    if not 1 <= ms <= max_ms:
+        raise InvalidParameterError(f"ttl must be from 1 ms to {max_ms // 1000} s (TUCO_MAX_TTL_SECONDS)")
+    return ms
+
+
+def _grant_ttl(body: bytes, max_ms: int) -> int:
+    """The ttl of a grant's JSON body ``{"ttl": 30}`` (seconds, or a duration string like ``"30s"``)."""
+    if len(body) > _MAX_GRANT_BODY:
+        raise InvalidParameterError('the body must be a small JSON object such as {"ttl": 30}')
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidParameterError('the body must be JSON such as {"ttl": 30}') from None
+    ttl = payload.get("ttl") if isinstance(payload, dict) else None
+    if isinstance(ttl, str):
+        return parse_ttl(ttl.encode(), max_ms)
+    if type(ttl) is int or type(ttl) is float:
+        if not ttl == ttl or ttl in (float("inf"), float("-inf")):  # NaN and infinities
+            raise InvalidParameterError("ttl must be a finite number of seconds")
+        ms = round(ttl * 1000)
+        if not 1 <= ms <= max_ms:
+            raise InvalidParameterError(f"ttl must be from 1 ms to {max_ms // 1000} s (TUCO_MAX_TTL_SECONDS)")
+        return ms
+    raise InvalidParameterError('the body must be JSON with a ttl in seconds, such as {"ttl": 30}')
+
+
+def _lease_id(raw: bytes, error: TucoError) -> int:
+    """A lease id as granted (a positive integer); ``error`` for anything else."""
+    if not raw.isdigit() or len(raw) > 19 or not 1 <= int(raw) <= _MAX_LEASE_ID:
+        raise error
+    return int(raw)
+
+
+def _lease_answer(status: int) -> Callable[[Event], Response]:
+    def answer(event: Event) -> Response:
+        payload = {"id": event.lease, "ttl": event.ttl / 1000, "expires_at": event.deadline, "revision": event.sequence}
+        return json_response(status, payload, b"X-Tuco-Revision: %d\r\n" % event.sequence)
+
+    return answer
+
+
+def _expiring_read(found: ExpiringEntry, revision: int, extra: bytes = b"") -> Response:
+    """The GET answer for a live key with a deadline: as for any key, plus ``X-Tuco-Expires-At`` (Unix ms)."""
+    entry = found.entry
+    return Response(
+        200,
+        entry[0],
+        OCTET_STREAM,
+        (),
+        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Expires-At: %d\r\n%b'
+        % (entry[2], revision, found.expires_at, extra),
+    )
 
 
 def _wants_consistent(request: Request) -> bool:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 from tuco.http.answers import error_response
 from tuco.http.messages import Response
 
-__all__ = ["ALIAS", "KEY", "RESERVED", "ROUTES", "Route", "match"]
+__all__ = ["ALIAS", "KEEPALIVE", "KEY", "LEASE", "RESERVED", "ROUTES", "Route", "match"]
 
 _READ = frozenset((b"GET", b"HEAD"))
 _KEY_METHODS = frozenset((b"GET", b"HEAD", b"PUT", b"DELETE"))
@@ -41,6 +41,8 @@ def _route(pattern: str, methods: frozenset[bytes], handler: str | None) -> Rout
 
 KEY = _route("/v1/key/{key}", _KEY_METHODS, "key")
 ALIAS = _route("/v1/{key}", _KEY_METHODS, "key")
+LEASE = _route("/v1/leases/{id}", frozenset((b"GET", b"HEAD", b"DELETE")), "lease")
+KEEPALIVE = _route("/v1/leases/{id}/keepalive", frozenset((b"POST",)), "keepalive")
 
 RESERVED: tuple[str, ...] = ("keys", "watch", "leases", "tokens", "openapi.json")
 """Names under /v1/ that are resources, not keys (not all are built yet)."""
@@ -51,10 +53,12 @@ ROUTES: tuple[Route, ...] = (
     _route("/metrics", _READ, "metrics"),
     _route("/v1/keys", _READ, "list_keys"),
     _route("/v1/watch", _READ, "watch"),
-    _route("/v1/leases", _READ, None),
+    _route("/v1/leases", frozenset((b"POST",)), "grant"),
     _route("/v1/tokens", _READ, None),
     _route("/v1/openapi.json", _READ, None),
     KEY,
+    LEASE,
+    KEEPALIVE,
     ALIAS,
 )
 """Every route, in matching order (the alias last)."""
@@ -74,4 +78,11 @@ def match(path: bytes) -> tuple[Route | None, bytes]:
         segment = path[4:]
         if b"/" not in segment:
             return ALIAS, segment
+        if segment.startswith(b"leases/"):  # after the hot routes: a lease's own paths
+            rest = segment[7:]
+            if rest and b"/" not in rest:
+                return LEASE, rest
+            id, _, tail = rest.partition(b"/")
+            if id and tail == b"keepalive":
+                return KEEPALIVE, id
     return None, b""

@@ -15,7 +15,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tuco.core.codec import FORMAT_VERSION, HEADER_SIZE, encode_entry, encode_header, encode_record
+from tuco.core.codec import (
+    FORMAT_VERSION,
+    HEADER_SIZE,
+    encode_entry,
+    encode_header,
+    encode_lease_entry,
+    encode_record,
+)
 from tuco.core.events import EventType
 from tuco.core.store import Store
 from tuco.errors import LogCorruptError, LogFailedError
@@ -47,6 +54,9 @@ _WRITE_CHUNK = 1 << 20
 
 Entries = Mapping[str, tuple[bytes, int, int, int]]
 """Every live key's ``(value, create_revision, mod_revision, version)``, as :meth:`Store.entries` returns them."""
+
+ExpiryTables = tuple[dict[str, int], dict[str, int], list[tuple[int, int, int]]]
+"""Keys' own deadlines, keys' leases, and the leases' ``(id, ttl, deadline)``: :meth:`Store.expiry_state`."""
 _COPY_CHUNK = 4 << 20
 
 
@@ -94,7 +104,9 @@ def compact_log(path: Path) -> CompactionReport:
                 raise LogCorruptError(f"{report.problem}; refusing to compact. Cut it with 'tuco log repair {path}'")
             new_file = create_compaction_file(tmp, OsLogFile)
             try:
-                written, first_sequence = write_compacted(new_file, report.last_sequence, store.entries(), None)
+                written, first_sequence = write_compacted(
+                    new_file, report.last_sequence, store.entries(), None, store.expiry_state()
+                )
                 new_file.sync()
                 os.replace(tmp, path)
                 sync_directory(path.parent)
@@ -108,7 +120,7 @@ def compact_log(path: Path) -> CompactionReport:
         raise LogFailedError(f"cannot compact {path}: {exc.strerror or exc}") from exc
     return CompactionReport(
         events_before=report.events,
-        events_after=len(store) + report.last_sequence - first_sequence + 1,
+        events_after=len(store) + len(store.leases) + report.last_sequence - first_sequence + 1,
         bytes_before=report.file_bytes,
         bytes_after=written,
         last_sequence=report.last_sequence,
@@ -130,7 +142,11 @@ def create_compaction_file(tmp: Path, opener: Callable[[Path], LogFile]) -> LogF
 
 
 def write_compacted(
-    file: LogFile, last_sequence: int, entries: Entries, stop: threading.Event | None
+    file: LogFile,
+    last_sequence: int,
+    entries: Entries,
+    stop: threading.Event | None,
+    expiry: ExpiryTables | None = None,
 ) -> tuple[int, int]:
     """Write a version 2 header and one entry per live key, by mod revision; return (bytes, first sequence).
 
@@ -139,9 +155,15 @@ def write_compacted(
     (it deleted one), a DELETE of a key absent from ``entries`` carries it, a
     no-op, and the first sequence is ``last_sequence``: either way replay ends
     at ``last_sequence``, so no revision is ever handed out again.
+
+    ``expiry`` (the store's own deadlines, key leases and leases) keeps each
+    key's deadline or lease in its entry, and each lease as a lease entry at
+    its grant's sequence, in the same increasing order.
     """
+    deadlines, key_leases, leases = expiry if expiry is not None else ({}, {}, [])
     ordered = sorted(entries.items(), key=lambda item: item[1][2])
-    last_written = ordered[-1][1][2] if ordered else 0
+    granted = sorted(leases)
+    last_written = max(ordered[-1][1][2] if ordered else 0, granted[-1][0] if granted else 0)
     if last_written > last_sequence:
         raise ValueError(f"an entry has mod revision {last_written}, after the snapshot's revision {last_sequence}")
     marker = last_written < last_sequence
@@ -149,8 +171,19 @@ def write_compacted(
     chunk = [encode_header(first_sequence=first_sequence, version=FORMAT_VERSION)]
     pending = HEADER_SIZE
     written = 0
+    next_lease = 0
     for key, (value, create_revision, mod_revision, version) in ordered:
-        record = encode_entry(key, value, create_revision, mod_revision, version)
+        while next_lease < len(granted) and granted[next_lease][0] < mod_revision:  # a key's lease comes before it
+            lease_record = encode_lease_entry(*granted[next_lease])
+            chunk.append(lease_record)
+            pending += len(lease_record)
+            next_lease += 1
+        if deadlines or key_leases:
+            record = encode_entry(
+                key, value, create_revision, mod_revision, version, deadlines.get(key, 0), key_leases.get(key, 0)
+            )
+        else:
+            record = encode_entry(key, value, create_revision, mod_revision, version)
         chunk.append(record)
         pending += len(record)
         if pending >= _WRITE_CHUNK:
@@ -160,6 +193,9 @@ def write_compacted(
             written += pending
             chunk.clear()
             pending = 0
+    leases_left = b"".join(encode_lease_entry(*lease) for lease in granted[next_lease:])
+    chunk.append(leases_left)
+    pending += len(leases_left)
     if marker:
         record = encode_record(last_sequence, EventType.DELETE, _absent_key(entries))
         chunk.append(record)

@@ -13,17 +13,19 @@ __all__ = [
     "BOOTSTRAP_HEAD",
     "CHANNEL",
     "EVENTS_AFTER",
+    "LIVE_LEASES",
     "PRUNE_BATCHES",
     "READ_HEAD",
     "SCHEMA_VERSION",
     "STATE_BY_SEQUENCE",
     "WRITE_BATCH",
+    "WRITE_EXPIRING_BATCH",
     "ensure_schema",
     "is_transient",
     "refusal",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 CHANNEL = "tuco_events"
 
 # Taken in the creating transaction so replicas starting together do not race on
@@ -256,20 +258,181 @@ _V3 = [
     _V3_V2_CALL,
 ]
 
+# Version 4: expiring keys and leases. Events keep their deadline (absolute Unix
+# ms, decided by THE DATABASE'S CLOCK: replicas' clocks disagree, the database is
+# the one they share, so a key expires at one moment for all of them), lease and
+# ttl; tuco_state keeps each live key's deadline or lease, tuco_leases the live
+# leases, so a fresh replica bootstraps them.
+#
+# The five-argument function stays the path of every batch without a deadline
+# or lease (as cheap as in version 3); its only change is that a PUT clears the
+# key's deadline and lease (a PUT without ?ttl= makes a key permanent, as etcd's).
+_V4_WRITE_FUNCTION = _V3_WRITE_FUNCTION.replace(
+    "SET value = excluded.value, sequence = excluded.sequence, version = s.version + excluded.version;",
+    "SET value = excluded.value, sequence = excluded.sequence, version = s.version + excluded.version,\n"
+    "                    deadline = NULL, lease = NULL;",
+)
+
+# tuco_write_batch (eight arguments) decides and records a batch that has a
+# deadline, a lease or an expired-only condition in it, one mutation at a time
+# in the batch's order (each sees what the earlier ones wrote), under the same
+# head lock and with the same dedupe and return as the five-argument one:
+#   ttls[i]    PUT: the key lives that many ms from now; grant: the lease's ttl
+#   leases[i]  PUT: attach to that lease; keepalive (5) / revoke (6): that lease
+#   expired[i] DELETE / revoke: only if the key's (lease's) deadline <= now
+# "now" is clock_timestamp() in Unix ms. A refused mutation's revision is the
+# key's (0 absent), or -1 when its lease does not exist (or, for a PUT or a
+# keepalive, has expired). A grant's lease id is its own sequence.
+_V4_EXPIRING_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION tuco_write_batch(
+    batch_id uuid, types smallint[], keys bytea[], vals bytea[], expected bigint[],
+    ttls bigint[], leases bigint[], expired boolean[])
+RETURNS TABLE (first_sequence bigint, last_sequence bigint, committed_at timestamptz, replayed boolean,
+               refused integer[], refused_revisions bigint[])
+LANGUAGE plpgsql VOLATILE AS $fn$
+#variable_conflict use_column
+DECLARE
+    head bigint;
+    total integer := cardinality(types);
+    written integer := 0;
+    now_ms bigint;
+    seq bigint;
+    cur bigint;
+    cur_deadline bigint;
+    cur_lease bigint;
+    l_ttl bigint;
+    l_deadline bigint;
+    new_deadline bigint;
+    ok boolean;
+    refused_at integer[];
+    refused_rev bigint[];
+BEGIN
+    -- 1. lock
+    SELECT h.sequence INTO head FROM tuco_head h WHERE h.id = 1 FOR UPDATE;
+    -- 2. dedupe
+    RETURN QUERY SELECT b.first_sequence, b.last_sequence, b.committed_at, true, b.refused, b.refused_revisions
+        FROM tuco_batches b WHERE b.id = batch_id;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    now_ms := floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint;
+    -- 3 and 4, one mutation at a time: decide, then record
+    FOR i IN 1 .. total LOOP
+        ok := true;
+        seq := head + written + 1;
+        IF types[i] = 1 OR types[i] = 2 THEN
+            SELECT s.sequence, s.deadline, s.lease INTO cur, cur_deadline, cur_lease
+                FROM tuco_state s WHERE s.key = keys[i];
+            IF NOT FOUND THEN
+                cur := 0;
+                cur_deadline := NULL;
+                cur_lease := NULL;
+            END IF;
+            IF expected[i] IS NOT NULL AND NOT (expected[i] = cur OR (expected[i] < 0 AND cur <> 0)) THEN
+                ok := false;
+            ELSIF types[i] = 2 AND expired[i] THEN
+                IF cur = 0 THEN
+                    ok := false;
+                ELSIF cur_lease IS NOT NULL THEN
+                    SELECT l.deadline INTO l_deadline FROM tuco_leases l WHERE l.id = cur_lease;
+                    IF FOUND AND l_deadline > now_ms THEN
+                        ok := false;  -- kept alive meanwhile
+                    END IF;
+                ELSIF cur_deadline IS NULL OR cur_deadline > now_ms THEN
+                    ok := false;  -- rewritten meanwhile, or not due by the database's clock
+                END IF;
+            ELSIF types[i] = 1 AND leases[i] IS NOT NULL THEN
+                SELECT l.deadline INTO l_deadline FROM tuco_leases l WHERE l.id = leases[i];
+                IF NOT FOUND OR l_deadline <= now_ms THEN
+                    ok := false;
+                    cur := -1;
+                END IF;
+            END IF;
+            IF ok AND types[i] = 1 THEN
+                new_deadline := CASE WHEN ttls[i] IS NOT NULL THEN now_ms + ttls[i] END;
+                INSERT INTO tuco_events (sequence, type, key, value, deadline, lease)
+                    VALUES (seq, 1, keys[i], vals[i], new_deadline, leases[i]);
+                INSERT INTO tuco_state AS s (key, value, sequence, create_revision, version, deadline, lease)
+                    VALUES (keys[i], vals[i], seq, seq, 1, new_deadline, leases[i])
+                    ON CONFLICT (key) DO UPDATE SET value = excluded.value, sequence = excluded.sequence,
+                        version = s.version + 1, deadline = excluded.deadline, lease = excluded.lease;
+            ELSIF ok THEN
+                INSERT INTO tuco_events (sequence, type, key, value) VALUES (seq, 2, keys[i], ''::bytea);
+                DELETE FROM tuco_state s WHERE s.key = keys[i];
+            END IF;
+        ELSIF types[i] = 4 THEN
+            INSERT INTO tuco_events (sequence, type, key, value, deadline, lease, ttl)
+                VALUES (seq, 4, ''::bytea, ''::bytea, now_ms + ttls[i], seq, ttls[i]);
+            INSERT INTO tuco_leases (id, ttl, deadline) VALUES (seq, ttls[i], now_ms + ttls[i]);
+        ELSE
+            SELECT l.ttl, l.deadline INTO l_ttl, l_deadline FROM tuco_leases l WHERE l.id = leases[i];
+            IF NOT FOUND OR (types[i] = 5 AND l_deadline <= now_ms) THEN
+                ok := false;
+                cur := -1;
+            ELSIF types[i] = 6 AND expired[i] AND l_deadline > now_ms THEN
+                ok := false;  -- kept alive meanwhile
+                cur := 0;
+            ELSIF types[i] = 5 THEN
+                UPDATE tuco_leases l SET deadline = now_ms + l_ttl WHERE l.id = leases[i];
+                INSERT INTO tuco_events (sequence, type, key, value, deadline, lease, ttl)
+                    VALUES (seq, 5, ''::bytea, ''::bytea, now_ms + l_ttl, leases[i], l_ttl);
+            ELSE
+                DELETE FROM tuco_leases l WHERE l.id = leases[i];
+                INSERT INTO tuco_events (sequence, type, key, value, lease)
+                    VALUES (seq, 6, ''::bytea, ''::bytea, leases[i]);
+            END IF;
+        END IF;
+        IF ok THEN
+            written := written + 1;
+        ELSE
+            refused_at := refused_at || i;
+            refused_rev := refused_rev || cur;
+        END IF;
+    END LOOP;
+    IF written > 0 THEN
+        UPDATE tuco_head SET sequence = head + written WHERE id = 1;
+        PERFORM pg_notify('{CHANNEL}', (head + written)::text);
+    END IF;
+    INSERT INTO tuco_batches (id, first_sequence, last_sequence, refused, refused_revisions)
+        VALUES (batch_id, head + 1, head + written, refused_at, refused_rev);
+    -- 5. return
+    RETURN QUERY SELECT head + 1, head + written, now(), false, refused_at, refused_rev;
+END
+$fn$"""
+
+_V4 = [
+    "SELECT 1 FROM tuco_head WHERE id = 1 FOR UPDATE",
+    # Nullable columns without defaults: adding them rewrites nothing, and old rows have no deadline.
+    "ALTER TABLE tuco_events ADD COLUMN deadline bigint, ADD COLUMN lease bigint, ADD COLUMN ttl bigint",
+    "ALTER TABLE tuco_state ADD COLUMN deadline bigint, ADD COLUMN lease bigint",
+    """CREATE TABLE IF NOT EXISTS tuco_leases (
+        id bigint PRIMARY KEY,
+        ttl bigint NOT NULL,
+        deadline bigint NOT NULL)""",
+    _V4_WRITE_FUNCTION,
+    _V4_EXPIRING_FUNCTION,
+]
+
 # Each step brings a database from the version before to its own; run in order.
-_MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: [_V2_WRITE_FUNCTION], 3: _V3}
+_MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: [_V2_WRITE_FUNCTION], 3: _V3, 4: _V4}
 
 # One round trip writes a whole batch; see _V3_WRITE_FUNCTION. Runs outside any
 # explicit transaction, so it commits before the reply is sent.
 WRITE_BATCH = """SELECT first_sequence, last_sequence, committed_at, replayed, refused, refused_revisions
     FROM tuco_write_batch($1, $2, $3, $4, $5)"""
-READ_HEAD = """SELECT h.sequence, e.committed_at
+WRITE_EXPIRING_BATCH = """SELECT first_sequence, last_sequence, committed_at, replayed, refused, refused_revisions
+    FROM tuco_write_batch($1, $2, $3, $4, $5, $6, $7, $8)"""
+# The database's clock (Unix ms) comes with every head read: how a replica keeps its estimate of it.
+READ_HEAD = """SELECT h.sequence, e.committed_at, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint
     FROM tuco_head h LEFT JOIN tuco_events e ON e.sequence = h.sequence WHERE h.id = 1"""
-EVENTS_AFTER = """SELECT sequence, type, key, value, committed_at FROM tuco_events
+EVENTS_AFTER = """SELECT sequence, type, key, value, committed_at, deadline, lease, ttl FROM tuco_events
     WHERE sequence > $1 AND sequence <= $2 ORDER BY sequence LIMIT $3"""
-BOOTSTRAP_HEAD = """SELECT h.sequence, e.committed_at, e.type, e.key
+BOOTSTRAP_HEAD = """SELECT h.sequence, e.committed_at, e.type, e.key, e.deadline, e.lease, e.ttl,
+        floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint
     FROM tuco_head h LEFT JOIN tuco_events e ON e.sequence = h.sequence WHERE h.id = 1"""
-STATE_BY_SEQUENCE = "SELECT sequence, key, value, create_revision, version FROM tuco_state ORDER BY sequence"
+STATE_BY_SEQUENCE = """SELECT sequence, key, value, create_revision, version, deadline, lease
+    FROM tuco_state ORDER BY sequence"""
+LIVE_LEASES = "SELECT id, ttl, deadline FROM tuco_leases ORDER BY id"
 PRUNE_BATCHES = "DELETE FROM tuco_batches WHERE committed_at < now() - interval '1 hour'"
 
 

@@ -46,13 +46,14 @@ from typing import ParamSpec, TypeVar, cast
 
 import structlog
 
-from tuco.core.codec import ENTRY_OVERHEAD, HEADER_SIZE, encode_record
-from tuco.core.events import Event, EventType, Precondition
+from tuco.core.codec import ENTRY_OVERHEAD, HEADER_SIZE, encode_event, encode_record
+from tuco.core.events import Event, EventType, Expiry, Precondition
 from tuco.errors import LogClosedError, LogCorruptError, LogError, LogFailedError
 from tuco.log._compaction import (
     CompactionReport,
     CompactionStoppedError,
     Entries,
+    ExpiryTables,
     Rewrite,
     compact_log,
     compaction_path,
@@ -79,7 +80,15 @@ from tuco.log._disk import (
     sync_directory,
 )
 from tuco.log._scan import LogReader, ScanReport, repair_log
-from tuco.log.batching import GroupCommit, Mutation, Outcome, has_conditions, sequence_batch
+from tuco.log.batching import (
+    ExpiryState,
+    GroupCommit,
+    Mutation,
+    Outcome,
+    has_conditions,
+    sequence_batch,
+    wall_clock_ms,
+)
 from tuco.ports import CommitSink
 
 _PUT = EventType.PUT
@@ -145,6 +154,8 @@ class FileTransactionLog:
         self.path = path
         self.sync_mode = sync
         self.entries = entries
+        self.expiry_state: Callable[[], ExpiryTables] | None = None
+        """The store's deadlines and leases (:meth:`Store.expiry_state`): what compaction keeps beside the entries."""
         self._sync_interval = sync_interval
         self._watch_interval = watch_interval
         self._open_file = open_file
@@ -172,6 +183,7 @@ class FileTransactionLog:
         self._rewrite: Rewrite | None = None
         self._commits = GroupCommit(self._commit, max_pending_bytes=max_pending_bytes)
         self._mod_revision: Callable[[str], int] = _nothing_applied  # set by run()
+        self._expiry: ExpiryState | None = None  # set by run()
         self.replay_report: ScanReport | None = None
         self.compactions = 0
 
@@ -269,6 +281,7 @@ class FileTransactionLog:
                 ENTRY_OVERHEAD + len(key.encode()) + len(entry[0]) for key, entry in self.entries().items()
             )
         self._mod_revision = sink.mod_revision
+        self._expiry = sink
         self._commits.start(sink.apply)
         loop = asyncio.get_running_loop()
         if self.sync_mode is SyncMode.EVERYSEC:
@@ -301,6 +314,20 @@ class FileTransactionLog:
     def write_delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
         return self._commits.submit(_DELETE, key, b"", precondition)
 
+    def write_expiring(
+        self,
+        type: EventType,
+        key: str,
+        value: bytes = b"",
+        precondition: Precondition | None = None,
+        expiry: Expiry | None = None,
+    ) -> Awaitable[Event]:
+        return self._commits.submit_expiring(type, key, value, precondition, expiry or Expiry())
+
+    def now_ms(self) -> int:
+        """This machine's clock: the only writer decides expiry, so its clock is the one that counts."""
+        return wall_clock_ms()
+
     async def catch_up(self) -> None:
         """Nothing to do: this process is the only writer, and its reads see every commit."""
 
@@ -315,13 +342,16 @@ class FileTransactionLog:
             if self.failure is not None:  # a timer sync failed while this batch waited for the lock
                 raise self.failure
             sequence = self._next_sequence
-            outcomes = sequence_batch(batch, sequence, self._mod_revision)
-            # Without conditions every outcome is an event: no need to look.
-            events = [o for o in outcomes if isinstance(o, Event)] if has_conditions(batch) else outcomes
-            events = cast("list[Event]", events)
+            outcomes = sequence_batch(batch, sequence, self._mod_revision, self._expiry)
+            # Without conditions or deadlines every outcome is an event of the plain kind: no need to look.
+            conditional = has_conditions(batch)
+            events = cast("list[Event]", [o for o in outcomes if isinstance(o, Event)] if conditional else outcomes)
             if not events:  # every condition refused its write: nothing to record
                 return outcomes
-            data = b"".join([encode_record(e.sequence, e.type, e.key, e.value) for e in events])
+            if not conditional or (len(events) == len(batch) and not any(m.expiry is not None for m in batch)):
+                data = b"".join([encode_record(e.sequence, e.type, e.key, e.value) for e in events])
+            else:
+                data = b"".join([encode_event(e) for e in events])
             start = self._size
             try:
                 if self.sync_mode is SyncMode.ALWAYS:
@@ -403,6 +433,7 @@ class FileTransactionLog:
                 if self.entries is None or self._file is None or self.failure is not None or rewrite.stop.is_set():
                     return
                 state = self.entries()
+                expiry = self.expiry_state() if self.expiry_state is not None else None
                 last_sequence = self._next_sequence - 1
                 rewrite.offset = self._size
                 source = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -416,9 +447,9 @@ class FileTransactionLog:
             new_file = await self._in_thread(rewrite, create_compaction_file, rewrite.tmp, opener)
             rewrite.new_file = new_file
             rewrite.written, rewrite.first_sequence = await self._in_thread(
-                rewrite, write_compacted, new_file, last_sequence, state, rewrite.stop
+                rewrite, write_compacted, new_file, last_sequence, state, rewrite.stop, expiry
             )
-            rewrite.entries = len(state)
+            rewrite.entries = len(state) + (len(expiry[2]) if expiry is not None else 0)
             del state
             # Copy what was appended meanwhile without holding writers up; only the rest waits for them.
             copied = self._size

@@ -48,6 +48,18 @@ carrying the key's create_revision and version, so the store holds the same
 revisions as the database (followed events carry 0 and the store derives
 them), then the DELETE at S if the head is one, so the store's revision is S.
 The follower then takes over from S, on NOTIFY or every ``poll_interval``.
+Live leases (at most ``TUCO_MAX_LEASES``) are read first and merged in by
+their grant's sequence, so a key's lease is known before the key.
+
+Expiry. The database's clock decides: a batch with a deadline, a lease or an
+expired-only DELETE goes to the eight-argument write function, which computes
+deadlines as ``clock_timestamp() + ttl`` and refuses an expiry DELETE unless the
+key's deadline (or its lease's) has passed by that clock, under the head lock.
+Replicas' clocks disagree; the database is the one clock they share, so one key
+expires at one moment for all of them, a keepalive decided there always wins
+over an expiry decided after it, and two replicas expiring one key write one
+DELETE. Each replica estimates the database's clock (:meth:`now_ms`) from every
+head read, to schedule its expirer and to hide expired keys from reads.
 """
 
 from __future__ import annotations
@@ -55,6 +67,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -64,9 +77,10 @@ from urllib.parse import quote
 import asyncpg
 import structlog
 
-from tuco.core.events import Event, EventType, Precondition
+from tuco.core.events import Event, EventType, Expiry, Lifetime, Precondition
 from tuco.errors import (
     ConfigurationError,
+    LeaseNotFoundError,
     LogClosedError,
     LogError,
     LogFailedError,
@@ -145,6 +159,7 @@ class PostgresTransactionLog:
         self._head = 0
         self._head_at: datetime | None = None
         self._last_lag_log = 0.0
+        self._clock_offset_ms = 0  # the database's clock minus ours, as last measured
 
     @property
     def failure(self) -> LogError | None:
@@ -168,14 +183,45 @@ class PostgresTransactionLog:
         pool = await self._open()
         try:
             async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-                head, head_at, head_type, head_key = await conn.fetchrow(sql.BOOTSTRAP_HEAD)
+                asked = time.time_ns()
+                head, head_at, head_type, head_key, head_deadline, head_lease, head_ttl, db_now = await conn.fetchrow(
+                    sql.BOOTSTRAP_HEAD
+                )
+                self._see_clock(db_now, asked)
+                leases = [
+                    Event(r[0], EventType.LEASE_GRANT, "", b"", 0, 0, Lifetime(r[2], r[0], r[1]))
+                    for r in await conn.fetch(sql.LIVE_LEASES)
+                ]
                 cursor = await conn.cursor(sql.STATE_BY_SEQUENCE)
                 while rows := await cursor.fetch(_CHUNK):
-                    yield [Event(r[0], EventType.PUT, r[1].decode(), r[2], r[3], r[4]) for r in rows]
+                    batch = [
+                        Event(r[0], EventType.PUT, r[1].decode(), r[2], r[3], r[4])
+                        if r[5] is None and r[6] is None
+                        else Event(r[0], EventType.PUT, r[1].decode(), r[2], r[3], r[4], Lifetime(r[5] or 0, r[6] or 0))
+                        for r in rows
+                    ]
+                    if leases and leases[0].sequence < rows[-1][0]:
+                        batch, leases = _merge_leases(batch, leases)
+                    yield batch
+                if leases:
+                    yield leases
                 # Its key has no row in tuco_state. Without it the store would stop short of the head and
                 # label the state before that DELETE with an older revision (as it must if the event was pruned).
+                # A keepalive or revoke at the head is replayed as it is: the latest word on its lease.
                 if head_type == EventType.DELETE:
                     yield [Event(head, EventType.DELETE, head_key.decode())]
+                elif head_type in (EventType.LEASE_KEEPALIVE, EventType.LEASE_REVOKE):
+                    yield [
+                        Event(
+                            head,
+                            EventType(head_type),
+                            "",
+                            b"",
+                            0,
+                            0,
+                            Lifetime(head_deadline or 0, head_lease, head_ttl or 0),
+                        )
+                    ]
         except Exception as exc:
             if not _is_driver_error(exc):
                 raise
@@ -196,13 +242,34 @@ class PostgresTransactionLog:
     def write_delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
         return self._commits.submit(EventType.DELETE, key, b"", precondition)
 
+    def write_expiring(
+        self,
+        type: EventType,
+        key: str,
+        value: bytes = b"",
+        precondition: Precondition | None = None,
+        expiry: Expiry | None = None,
+    ) -> Awaitable[Event]:
+        return self._commits.submit_expiring(type, key, value, precondition, expiry or Expiry())
+
+    def now_ms(self) -> int:
+        """The database's clock as estimated from the last head read (this machine's plus the measured offset)."""
+        return time.time_ns() // 1_000_000 + self._clock_offset_ms
+
+    def _see_clock(self, db_now: int, asked_ns: int) -> None:
+        """Keep the offset to the database's clock: its reading against the middle of our round trip."""
+        middle_ms = (asked_ns + time.time_ns()) // 2_000_000
+        self._clock_offset_ms = int(db_now) - middle_ms
+
     async def catch_up(self) -> None:
         """Apply everything committed anywhere up to the current head; raise if the database is out of reach."""
         if self._closed or self._pool is None or self._apply is None:
             raise LogClosedError("the log is not running")
         try:
             async with asyncio.timeout(self._write_timeout), self._pool.acquire() as conn:
+                asked = time.time_ns()
                 row = await conn.fetchrow(sql.READ_HEAD)
+                self._see_clock(row[2], asked)
                 self._see_head(row[0], row[1])
                 await self._fill(conn, row[0])
         except Exception as exc:
@@ -327,13 +394,15 @@ class PostgresTransactionLog:
             raise LogClosedError("the log is not open")
         loop = asyncio.get_running_loop()
         started = loop.time()
-        arguments = (
+        arguments: tuple[Any, ...] = (
             uuid.uuid4(),
             [int(m.type) for m in batch],
             [m.key.encode() for m in batch],
             [m.value for m in batch],
             _expected(batch),
         )
+        if any(m.expiry is not None for m in batch):
+            arguments += _expiry_arguments(batch)
         delay = _BACKOFF_FIRST
         attempt = 0
         while True:
@@ -367,7 +436,9 @@ class PostgresTransactionLog:
         """One round trip writes the batch; catching up with other replicas happens around it, never under a lock."""
         if self._head > self._applied:  # others wrote (NOTIFY said so): catch up first, so the gap after is small
             await self._fill(conn, self._head)
-        first, last, committed_at, replayed, refused, revisions = await conn.fetchrow(sql.WRITE_BATCH, *arguments)
+        expiring = len(arguments) > 5
+        statement = sql.WRITE_EXPIRING_BATCH if expiring else sql.WRITE_BATCH
+        first, last, committed_at, replayed, refused, revisions = await conn.fetchrow(statement, *arguments)
         written = len(batch) - len(refused) if refused else len(batch)
         if last - first + 1 != written:
             raise LogFailedError(f"the database recorded this batch as {last - first + 1} events, not {written}")
@@ -383,6 +454,11 @@ class PostgresTransactionLog:
             raise LogFailedError(f"events before sequence {first} are missing; cannot apply this batch in order")
         if self._commits.batches % _PRUNE_EVERY == _PRUNE_EVERY - 1:
             await self._prune(conn)
+        if expiring:  # the database set the deadlines: the events are read back as every follower reads them
+            rows = await conn.fetch(sql.EVENTS_AFTER, first - 1, last, max(written, 1))
+            return _expiring_outcomes(
+                batch, [_event(row) for row in rows], dict(zip(refused or (), revisions or (), strict=True))
+            )
         if refused:
             return _outcomes(batch, first, dict(zip(refused, revisions, strict=True)))
         return [Event(first + i, m.type, m.key, m.value) for i, m in enumerate(batch)]
@@ -421,7 +497,9 @@ class PostgresTransactionLog:
                 while not conn.is_closed():
                     self._wake.clear()
                     async with asyncio.timeout(max(30.0, 4 * self._poll_interval)):
+                        asked = time.time_ns()
                         row = await conn.fetchrow(sql.READ_HEAD)
+                        self._see_clock(row[2], asked)
                         self._see_head(row[0], row[1])
                         await self._fill(conn, row[0])
                     self._mark_available()
@@ -532,7 +610,53 @@ def _outcomes(batch: Sequence[Mutation], first: int, refused: Mapping[int, int])
     return outcomes
 
 
+def _expiry_arguments(batch: Sequence[Mutation]) -> tuple[list[int | None], list[int | None], list[bool]]:
+    """The eight-argument write function's ttls, leases and expired flags (see :mod:`tuco.log._pg_schema`)."""
+    ttls: list[int | None] = []
+    leases: list[int | None] = []
+    expired: list[bool] = []
+    for m in batch:
+        expiry = m.expiry
+        ttls.append(expiry.ttl or None if expiry is not None else None)
+        leases.append(expiry.lease or None if expiry is not None else None)
+        expired.append(expiry is not None and expiry.expired)
+    return ttls, leases, expired
+
+
+def _expiring_outcomes(batch: Sequence[Mutation], events: list[Event], refused: Mapping[int, int]) -> list[Outcome]:
+    """Match the events read back to the written mutations; a refusal at revision -1 is a missing lease."""
+    outcomes: list[Outcome] = []
+    written = iter(events)
+    for n, m in enumerate(batch, 1):
+        current = refused.get(n)
+        if current is None:
+            outcomes.append(next(written))
+        elif current < 0:
+            outcomes.append(LeaseNotFoundError(m.expiry.lease if m.expiry is not None else 0))
+        else:
+            outcomes.append(PreconditionFailedError(m.key, current))
+    return outcomes
+
+
+def _merge_leases(batch: list[Event], leases: list[Event]) -> tuple[list[Event], list[Event]]:
+    """Put the leases granted before the batch's last key in place among its keys; return the rest of the leases."""
+    last = batch[-1].sequence
+    merged: list[Event] = []
+    pending = iter(leases)
+    lease = next(pending, None)
+    for event in batch:
+        while lease is not None and lease.sequence < event.sequence:
+            merged.append(lease)
+            lease = next(pending, None)
+        merged.append(event)
+    rest = ([lease] if lease is not None and lease.sequence > last else []) + list(pending)
+    return merged, rest
+
+
 def _event(row: Any) -> Event:
+    if len(row) > 5 and (row[5] is not None or row[6] is not None):
+        lifetime = Lifetime(row[5] or 0, row[6] or 0, row[7] or 0)
+        return Event(row[0], EventType(row[1]), row[2].decode(), row[3], 0, 0, lifetime)
     return Event(row[0], EventType(row[1]), row[2].decode(), row[3])
 
 
