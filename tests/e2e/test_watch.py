@@ -197,73 +197,90 @@ def expected(log: list[LogEvent], prefix: str, start: int, upto: int) -> list[Lo
     return [e for e in log if start < e[0] <= upto and e[2].startswith(prefix)]
 
 
+class FourWatchers:
+    """Everything, one prefix, one reconnecting mid-way and one slow raw socket, on one server."""
+
+    def __init__(self) -> None:
+        self.everyone, self.prefix_w1 = Watcher(""), Watcher("w1")
+        self.reconnecting, self.slow = Watcher("w2"), Watcher("")
+        self.final = 0
+        self.rss: list[int] = []
+
+    def run(self, watched: TucoProcess, writer_urls: list[str], seconds: float = 10.0) -> None:
+        """Watch ``watched`` while WRITERS clients, spread over ``writer_urls``, write for ``seconds``."""
+
+        async def main() -> None:
+            done = asyncio.Event()
+            final = lambda: self.final  # noqa: E731 - read when each watcher decides it has everything
+            watchers = [
+                asyncio.ensure_future(follow(watched.url, self.everyone, final)),
+                asyncio.ensure_future(follow(watched.url, self.prefix_w1, final)),
+                asyncio.ensure_future(follow(watched.url, self.reconnecting, final, reconnect_after=300)),
+                asyncio.ensure_future(slow_follow(watched.port, self.slow, done)),
+            ]
+            while min(w.start for w in (self.everyone, self.prefix_w1, self.reconnecting)) < 0:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+
+            async def sample() -> None:
+                while not done.is_set():
+                    self.rss.append(rss_kib(watched.pid))
+                    await asyncio.sleep(0.25)
+
+            sampler = asyncio.ensure_future(sample())
+            share = WRITERS // len(writer_urls)
+            finals = await asyncio.gather(
+                *(write_for(url, seconds, share, tag=f"r{i}") for i, url in enumerate(writer_urls))
+            )
+            self.final = max(finals)
+            done.set()
+            await sampler
+            _, pending = await asyncio.wait(watchers, timeout=30)
+            assert not pending, [
+                (w.prefix, w.start, len(w.events), w.events[-1][0] if w.events else None, w.cancel, self.final)
+                for w in (self.everyone, self.prefix_w1, self.reconnecting, self.slow)
+            ]
+
+        asyncio.run(main())
+
+    def check(self, log: list[LogEvent]) -> int:
+        """Each watcher against the referee log; the slow one cut with a resume point; bounded RSS. The resume point."""
+        assert log[-1][0] == self.final
+        for watcher in (self.everyone, self.prefix_w1, self.reconnecting):
+            assert watcher.events == expected(log, watcher.prefix, watcher.start, self.final), watcher.prefix
+        assert self.reconnecting.reconnects == 1
+        # Enough changes to put the slow watcher twice past its lag bound (600); not a speed figure.
+        assert len(self.everyone.events) > 1200
+        slow = self.slow
+        assert slow.cancel is not None and slow.cancel["reason"] == "slow_consumer", (
+            slow.start,
+            len(slow.events),
+            slow.events[-1][0] if slow.events else None,
+            self.final,
+        )
+        resume = int(slow.cancel["resume_revision"])
+        assert slow.start < resume <= self.final
+        assert slow.events == expected(log, "", slow.start, resume - 1)
+        peak = max(self.rss)
+        assert peak < 400 * 1024, f"RSS peaked at {peak} KiB"
+        return resume
+
+
 @pytest.mark.slow
 def test_four_watchers_see_exactly_the_log_while_sixteen_writers_write(tuco: StartTuco, tmp_path: Path) -> None:
     """All, prefix, reconnecting and slow watchers equal `tuco log dump`; the slow one is cut with a resume point."""
-    server = tuco(
-        TUCO_WATCH_MAX_LAG_EVENTS="600",
-        TUCO_WATCH_HEARTBEAT_SECONDS="0.5",
-        TUCO_LOG_SYNC="everysec",
-    )
-    everyone, prefix_w1, reconnecting, slow = Watcher(""), Watcher("w1/"), Watcher("w2/"), Watcher("")
-    final = 0
-    rss: list[int] = []
-
-    async def main() -> None:
-        nonlocal final
-        done = asyncio.Event()
-        watchers = [
-            asyncio.ensure_future(follow(server.url, everyone, lambda: final)),
-            asyncio.ensure_future(follow(server.url, prefix_w1, lambda: final)),
-            asyncio.ensure_future(follow(server.url, reconnecting, lambda: final, reconnect_after=300)),
-            asyncio.ensure_future(slow_follow(server.port, slow, done)),
-        ]
-        while everyone.start < 0 or prefix_w1.start < 0 or reconnecting.start < 0:
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)
-
-        async def sample() -> None:
-            while not done.is_set():
-                rss.append(rss_kib(server.pid))
-                await asyncio.sleep(0.25)
-
-        sampler = asyncio.ensure_future(sample())
-        final = await write_for(server.url, 10.0)
-        done.set()
-        await sampler
-        _, pending = await asyncio.wait(watchers, timeout=30)
-        assert not pending, [
-            (w.prefix, w.start, len(w.events), w.events[-1][0] if w.events else None, w.cancel, final)
-            for w in (everyone, prefix_w1, reconnecting, slow)
-        ]
-
-    asyncio.run(main())
+    server = tuco(TUCO_WATCH_MAX_LAG_EVENTS="600", TUCO_WATCH_HEARTBEAT_SECONDS="0.5", TUCO_LOG_SYNC="everysec")
+    watch = FourWatchers()
+    watch.run(server, [server.url])
     assert server.terminate() == 0
     revisions: dict[int, tuple[int, int]] = {}
     log = dumped_events(tmp_path / "data" / "tuco.log", revisions)
-    assert log[-1][0] == final
-    for watcher in (everyone, prefix_w1, reconnecting):
-        assert watcher.events == expected(log, watcher.prefix, watcher.start, final), watcher.prefix
-    assert reconnecting.reconnects == 1
-    # Enough changes to put the slow watcher twice past its lag bound (600); not a speed figure.
-    assert len(everyone.events) > 1200
+    resume = watch.check(log)
     # Matching events carry the revisions a read showed: check them against the dump's create_revision/version.
-    puts = [item for item in everyone.full if "value" in item]
+    puts = [item for item in watch.everyone.full if "value" in item]
     assert puts and all(item["mod_revision"] == item["revision"] for item in puts)
     assert [(i["create_revision"], i["version"]) for i in puts] == [revisions[i["revision"]] for i in puts]
-    # The slow one: cut with a resume point, having received exactly the log up to it.
-    assert slow.cancel is not None and slow.cancel["reason"] == "slow_consumer", (
-        slow.start,
-        len(slow.events),
-        slow.events[-1][0] if slow.events else None,
-        final,
-    )
-    resume = slow.cancel["resume_revision"]
-    assert slow.start < resume <= final
-    assert slow.events == expected(log, "", slow.start, resume - 1)
-    peak = max(rss)
-    print(f"watch e2e: {final} writes, peak RSS {peak // 1024} MiB, slow cut at {resume}")
-    assert peak < 400 * 1024, f"RSS peaked at {peak} KiB"
+    print(f"watch e2e: {watch.final} writes, peak RSS {max(watch.rss) // 1024} MiB, slow cut at {resume}")
 
 
 @pytest.mark.slow
@@ -319,35 +336,18 @@ def test_a_restarted_server_answers_410_for_a_start_it_no_longer_retains_and_sig
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_watchers_on_one_replica_see_the_writes_of_both(tuco: StartTuco, pg_dsn: str) -> None:
-    """Writers on replicas A and B, watchers on B: each watcher equals tuco_events; a new replica reads back from 1."""
+    """Writers on replicas A and B, the four watchers on B: each equals tuco_events; a new replica reads back from 1."""
     env = {"TUCO_LOG_BACKEND": "postgres", "TUCO_DATABASE_URL": pg_dsn, "TUCO_WATCH_HEARTBEAT_SECONDS": "0.5"}
     a = tuco(**env)
-    b = tuco(**env)
-    everyone, reconnecting = Watcher(""), Watcher("w3")
-    final = 0
-
-    async def main() -> None:
-        nonlocal final
-        watchers = [
-            asyncio.ensure_future(follow(b.url, everyone, lambda: final)),
-            asyncio.ensure_future(follow(b.url, reconnecting, lambda: final, reconnect_after=100)),
-        ]
-        while everyone.start < 0 or reconnecting.start < 0:
-            await asyncio.sleep(0.05)
-        finals = await asyncio.gather(
-            write_for(a.url, 5.0, WRITERS // 2, tag="a"), write_for(b.url, 5.0, WRITERS // 2, tag="b")
-        )
-        final = max(finals)
-        await asyncio.wait_for(asyncio.gather(*watchers), 60)
-
-    asyncio.run(main())
+    b = tuco(**env, TUCO_WATCH_MAX_LAG_EVENTS="600")
+    watch = FourWatchers()
+    watch.run(b, [a.url, b.url])
     rows = asyncio.run(fetch(pg_dsn, "SELECT sequence, type, key, value FROM tuco_events ORDER BY sequence"))
     log = [(r[0], "put" if r[1] == 1 else "delete", r[2].decode(), bytes(r[3])) for r in rows]
-    assert log[-1][0] == final
-    for watcher in (everyone, reconnecting):
-        assert watcher.events == expected(log, watcher.prefix, watcher.start, final), watcher.prefix
-    assert {e[2][2] for e in everyone.events} == {"a", "b"}  # writes made through both replicas
-    assert reconnecting.reconnects == 1
+    resume = watch.check(log)
+    assert {e[2][2:4] for e in watch.everyone.events} == {"r0", "r1"}  # writes made through both replicas
+    final = watch.final
+    print(f"watch e2e on PostgreSQL: {final} writes, peak RSS {max(watch.rss) // 1024} MiB, slow cut at {resume}")
     # A replica started now holds only the current state in memory: a watch from 1 reads tuco_events back.
     c = tuco(**env)
     replayed = Watcher("")
