@@ -176,14 +176,7 @@ class Service:
         Raises the InvalidRequestError for a key or value over the limits at once;
         the awaitable raises PreconditionFailedError or a LogError.
         """
-        limits = self.limits
-        if not key:
-            raise InvalidKeyError("the key is empty")
-        # A key of n characters has at most 4n UTF-8 bytes: most keys need no encoding to be checked.
-        if len(key) * 4 > limits.max_key_bytes and (size := len(key.encode())) > limits.max_key_bytes:
-            raise KeyTooLongError(f"the key is {size} bytes; the limit is {limits.max_key_bytes}")
-        if len(value) > limits.max_value_bytes:
-            raise ValueTooLargeError(f"the value is over the {limits.max_value_bytes}-byte limit")
+        self._check_write(key, value)
         return self.log.write_put(key, value, precondition)
 
     def delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
@@ -330,9 +323,11 @@ class Service:
         return event, deleted
 
     def _check_write(self, key: str, value: bytes) -> None:
+        """The key and value limits of every PUT (raises the InvalidRequestError at once)."""
         limits = self.limits
         if not key:
             raise InvalidKeyError("the key is empty")
+        # A key of n characters has at most 4n UTF-8 bytes: most keys need no encoding to be checked.
         if len(key) * 4 > limits.max_key_bytes and (size := len(key.encode())) > limits.max_key_bytes:
             raise KeyTooLongError(f"the key is {size} bytes; the limit is {limits.max_key_bytes}")
         if len(value) > limits.max_value_bytes:

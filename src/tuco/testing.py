@@ -30,7 +30,15 @@ from tuco.errors import (
     PreconditionFailedError,
 )
 from tuco.log._disk import sync_directory
-from tuco.log.batching import ExpiryState, GroupCommit, Mutation, Outcome, sequence_batch, wall_clock_ms
+from tuco.log.batching import (
+    ExpiryState,
+    GroupCommit,
+    Mutation,
+    Outcome,
+    WritesThroughGroupCommit,
+    sequence_batch,
+    wall_clock_ms,
+)
 from tuco.log.file import OsLogFile
 from tuco.ports import CommitSink, TransactionLog
 
@@ -68,7 +76,7 @@ class RecordingSink:
         return self.store.lease(id)
 
 
-class MemoryLog:
+class MemoryLog(WritesThroughGroupCommit):
     """A transaction log kept in a list; same group-commit path as the real ones.
 
     The list is kept, not copied: a second ``MemoryLog(log.events)`` after
@@ -98,22 +106,6 @@ class MemoryLog:
         self._mod_revision = sink.mod_revision
         self._expiry = sink
         self._commits.start(sink.apply)
-
-    def write_put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Awaitable[Event]:
-        return self._commits.submit(EventType.PUT, key, value, precondition)
-
-    def write_delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
-        return self._commits.submit(EventType.DELETE, key, b"", precondition)
-
-    def write_expiring(
-        self,
-        type: EventType,
-        key: str,
-        value: bytes = b"",
-        precondition: Precondition | None = None,
-        expiry: Expiry | None = None,
-    ) -> Awaitable[Event]:
-        return self._commits.submit_expiring(type, key, value, precondition, expiry or Expiry())
 
     def now_ms(self) -> int:
         return self.clock()

@@ -137,7 +137,7 @@ class KeyValueAPI:
                     return self._consistent_get(key)
             found = service.find(key)
             if found is None:  # absent, or a key with a deadline
-                return self._read_slowly(key)
+                return self._read(key)
             return Response(
                 200,
                 found[0],
@@ -197,20 +197,7 @@ class KeyValueAPI:
         return json_response(200 if service.ready else 503, payload)
 
     def _read(self, key: str, extra: bytes = b"") -> Response:
-        service = self.service
-        found = service.find(key)
-        if found is None:
-            return self._read_slowly(key, extra)
-        return Response(
-            200,
-            found[0],
-            OCTET_STREAM,
-            (),
-            b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n%b' % (found[2], service.revision, extra),
-        )
-
-    def _read_slowly(self, key: str, extra: bytes = b"") -> Response:
-        """A read the dict lookup did not answer: the key is absent, or it has a deadline."""
+        """A read of ``key`` with every case: absent (404), with a deadline, or plain; ``extra`` header lines."""
         service = self.service
         try:
             entry = service.get(key)

@@ -29,6 +29,7 @@ __all__ = [
     "GroupCommit",
     "Mutation",
     "Outcome",
+    "WritesThroughGroupCommit",
     "has_conditions",
     "sequence_batch",
     "wall_clock_ms",
@@ -380,6 +381,35 @@ class GroupCommit:
         self._space.set()
         if self._task is not None:
             await asyncio.shield(self._task)
+
+
+_PUT = EventType.PUT
+_DELETE = EventType.DELETE
+
+
+class WritesThroughGroupCommit:
+    """The write methods of a :class:`~tuco.ports.TransactionLog` whose every write goes through one GroupCommit.
+
+    The file, PostgreSQL and memory logs differ in how a batch is committed, not in how a write is queued.
+    """
+
+    _commits: GroupCommit
+
+    def write_put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Awaitable[Event]:
+        return self._commits.submit(_PUT, key, value, precondition)
+
+    def write_delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
+        return self._commits.submit(_DELETE, key, b"", precondition)
+
+    def write_expiring(
+        self,
+        type: EventType,
+        key: str,
+        value: bytes = b"",
+        precondition: Precondition | None = None,
+        expiry: Expiry | None = None,
+    ) -> Awaitable[Event]:
+        return self._commits.submit_expiring(type, key, value, precondition, expiry or Expiry())
 
 
 def _fail_batch(batch: _Batch, error: BaseException) -> None:

@@ -40,14 +40,14 @@ import contextlib
 import enum
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import ParamSpec, TypeVar, cast
 
 import structlog
 
 from tuco.core.codec import ENTRY_OVERHEAD, HEADER_SIZE, encode_event, encode_record
-from tuco.core.events import Event, EventType, Expiry, Precondition
+from tuco.core.events import Event
 from tuco.errors import LogClosedError, LogCorruptError, LogError, LogFailedError
 from tuco.log._compaction import (
     CompactionReport,
@@ -85,14 +85,12 @@ from tuco.log.batching import (
     GroupCommit,
     Mutation,
     Outcome,
+    WritesThroughGroupCommit,
     has_conditions,
     sequence_batch,
     wall_clock_ms,
 )
 from tuco.ports import CommitSink
-
-_PUT = EventType.PUT
-_DELETE = EventType.DELETE
 
 __all__ = [
     "CompactionReport",
@@ -120,7 +118,7 @@ class SyncMode(enum.StrEnum):
     EVERYSEC = "everysec"
 
 
-class FileTransactionLog:
+class FileTransactionLog(WritesThroughGroupCommit):
     """The :class:`~tuco.ports.TransactionLog` kept in one append-only file.
 
     Online compaction starts after a commit once the file is over
@@ -307,22 +305,6 @@ class FileTransactionLog:
         if self._directory is not None:
             os.close(self._directory)
             self._directory = None
-
-    def write_put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Awaitable[Event]:
-        return self._commits.submit(_PUT, key, value, precondition)
-
-    def write_delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
-        return self._commits.submit(_DELETE, key, b"", precondition)
-
-    def write_expiring(
-        self,
-        type: EventType,
-        key: str,
-        value: bytes = b"",
-        precondition: Precondition | None = None,
-        expiry: Expiry | None = None,
-    ) -> Awaitable[Event]:
-        return self._commits.submit_expiring(type, key, value, precondition, expiry or Expiry())
 
     def now_ms(self) -> int:
         """This machine's clock: the only writer decides expiry, so its clock is the one that counts."""

@@ -69,7 +69,7 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -77,7 +77,7 @@ from urllib.parse import quote
 import asyncpg
 import structlog
 
-from tuco.core.events import Event, EventType, Expiry, Lifetime, Precondition
+from tuco.core.events import Event, EventType, Lifetime
 from tuco.errors import (
     ConfigurationError,
     LeaseNotFoundError,
@@ -88,7 +88,7 @@ from tuco.errors import (
     PreconditionFailedError,
 )
 from tuco.log import _pg_schema as sql
-from tuco.log.batching import GroupCommit, Mutation, Outcome
+from tuco.log.batching import GroupCommit, Mutation, Outcome, WritesThroughGroupCommit
 from tuco.log.redact import check_database_url, password_of, redact_dsn
 from tuco.ports import CommitSink
 
@@ -111,7 +111,7 @@ _SERVER_SETTINGS = {
 }
 
 
-class PostgresTransactionLog:
+class PostgresTransactionLog(WritesThroughGroupCommit):
     """The :class:`~tuco.ports.TransactionLog` kept in PostgreSQL and shared by replicas.
 
     ``dsn=None`` uses the libpq ``PG*`` variables; a URL that does not parse
@@ -235,22 +235,6 @@ class PostgresTransactionLog:
         self._apply = sink.apply
         self._commits.start(self._apply_own)
         self._follower = asyncio.get_running_loop().create_task(self._follow(), name="tuco-pg-follower")
-
-    def write_put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Awaitable[Event]:
-        return self._commits.submit(EventType.PUT, key, value, precondition)
-
-    def write_delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
-        return self._commits.submit(EventType.DELETE, key, b"", precondition)
-
-    def write_expiring(
-        self,
-        type: EventType,
-        key: str,
-        value: bytes = b"",
-        precondition: Precondition | None = None,
-        expiry: Expiry | None = None,
-    ) -> Awaitable[Event]:
-        return self._commits.submit_expiring(type, key, value, precondition, expiry or Expiry())
 
     def now_ms(self) -> int:
         """The database's clock as estimated from the last head read (this machine's plus the measured offset)."""
