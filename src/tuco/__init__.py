@@ -21,8 +21,10 @@ from tuco.errors import (
     LogUnavailableError,
     NoSuchKeyError,
     PreconditionFailedError,
+    ServerUnreachableError,
     TooManyWatchersError,
     TucoError,
+    UnavailableError,
     ValueTooLargeError,
 )
 from tuco.ports import TransactionLog
@@ -50,10 +52,12 @@ __all__ = [
     "LogUnavailableError",
     "NoSuchKeyError",
     "PreconditionFailedError",
+    "ServerUnreachableError",
     "Store",
     "TooManyWatchersError",
     "TransactionLog",
     "TucoError",
+    "UnavailableError",
     "ValueTooLargeError",
     "__version__",
 ]
