@@ -6,12 +6,13 @@ from types import ModuleType
 import pytest
 
 import tuco
+import tuco.client
 import tuco.core
 import tuco.errors
 import tuco.http
 import tuco.log
 
-PUBLIC_MODULES = [tuco, tuco.core, tuco.log, tuco.errors, tuco.http]
+PUBLIC_MODULES = [tuco, tuco.client, tuco.core, tuco.log, tuco.errors, tuco.http]
 
 
 @pytest.mark.parametrize("module", PUBLIC_MODULES, ids=lambda module: module.__name__)
