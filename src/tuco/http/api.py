@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -83,6 +84,14 @@ def public_log_status(described: Mapping[str, object]) -> dict[str, object]:
     return shown
 
 
+@functools.cache
+def _openapi_document() -> Response:
+    """The OpenAPI document, built on first use: start-up never pays for it."""
+    from tuco.http.openapi import document_bytes
+
+    return Response(200, document_bytes(), JSON)
+
+
 class KeyValueAPI:
     """The REST API of Table 5-1, plus health, limits and JSON errors, over one :class:`Service`."""
 
@@ -94,6 +103,7 @@ class KeyValueAPI:
             "health": self._health,
             "readiness": self._readiness,
             "metrics": self._metrics,
+            "openapi": self._openapi,
             "list_keys": self._list_keys,
             "watch": self._watch,
             "grant": self._grant,

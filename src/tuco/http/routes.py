@@ -55,7 +55,7 @@ ROUTES: tuple[Route, ...] = (
     _route("/v1/watch", _READ, "watch"),
     _route("/v1/leases", frozenset((b"POST",)), "grant"),
     _route("/v1/tokens", _READ, None),
-    _route("/v1/openapi.json", _READ, None),
+    _route("/v1/openapi.json", _READ, "openapi"),
     KEY,
     LEASE,
     KEEPALIVE,
