@@ -190,6 +190,9 @@ class KeyValueAPI:
             return _NOT_FOUND_PATH
         return Response(200, self.metrics.render(), PROMETHEUS_TEXT)
 
+    def _openapi(self, request: Request, segment: bytes) -> Answer:
+        return _openapi_document()
+
     def _readiness(self, request: Request, segment: bytes) -> Answer:
         service = self.service
         failure = service.log.failure
@@ -733,7 +736,8 @@ def _grant_ttl(body: bytes, max_ms: int) -> int:
     if type(ttl) is int or type(ttl) is float:
         if not ttl == ttl or ttl in (float("inf"), float("-inf")):  # NaN and infinities
             raise InvalidParameterError("ttl must be a finite number of seconds")
-        ms = round(ttl * 1000)
+        scaled = ttl * 1000  # may overflow to infinity (1.7e308 seconds): compare before rounding
+        ms = round(scaled) if scaled <= max_ms else max_ms + 1
         if not 1 <= ms <= max_ms:
             raise InvalidParameterError(f"ttl must be from 1 ms to {max_ms // 1000} s (TUCO_MAX_TTL_SECONDS)")
         return ms
