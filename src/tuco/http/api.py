@@ -737,7 +737,7 @@ def _grant_ttl(body: bytes, max_ms: int) -> int:
         if not ttl == ttl or ttl in (float("inf"), float("-inf")):  # NaN and infinities
             raise InvalidParameterError("ttl must be a finite number of seconds")
         scaled = ttl * 1000  # may overflow to infinity (1.7e308 seconds): compare before rounding
-        ms = round(scaled) if scaled <= max_ms else max_ms + 1
+        ms = round(scaled) if abs(scaled) <= max_ms else max_ms + 1
         if not 1 <= ms <= max_ms:
             raise InvalidParameterError(f"ttl must be from 1 ms to {max_ms // 1000} s (TUCO_MAX_TTL_SECONDS)")
         return ms
