@@ -42,7 +42,6 @@ _EXPIRES_HEADER = {
     "schema": {"type": "string", "pattern": "^[0-9]+$"},
 }
 _WAIT_HEADER = {"description": "A long poll's outcome.", "schema": {"type": "string", "enum": ["changed", "timeout"]}}
-_ALLOW_HEADER = {"description": "The methods the path answers.", "schema": {"type": "string"}}
 
 
 def _error(description: str, headers: dict[str, Schema] | None = None) -> Schema:
@@ -61,6 +60,10 @@ _COMMON: dict[str, Schema] = {
     "RequestTimeout": _error("request_timeout: the request was not received in time"),
     "TooLarge": _error("value_too_large: a body over the limit, refused before it is read"),
     "UriTooLong": _error("uri_too_long: a request target over 16 KiB (key_too_long on a PUT)"),
+    "MethodNotAllowed": _error(
+        "method_not_allowed: the path does not answer that method",
+        {"Allow": {"description": "The methods the path answers.", "schema": {"type": "string"}}},
+    ),
     "ExpectationFailed": _error("expectation_failed: an Expect other than 100-continue"),
     "HeadersTooLarge": _error("headers_too_large"),
     "NotImplemented": _error("not_implemented: a transfer coding other than chunked"),
@@ -75,6 +78,7 @@ _ANY: dict[str, Schema] = {
         ("400", "BadRequest"),
         ("408", "RequestTimeout"),
         ("413", "TooLarge"),
+        ("405", "MethodNotAllowed"),
         ("414", "UriTooLong"),
         ("417", "ExpectationFailed"),
         ("431", "HeadersTooLarge"),
@@ -179,7 +183,17 @@ def _key_operations(parameter: Schema, suffix: str) -> Schema:
     put = _operation(
         "Write a key once it is durable",
         {
-            "201": {"description": "Stored", "headers": {**written, "X-Tuco-Expires-At": _EXPIRES_HEADER}},
+            "201": {
+                "description": "Stored",
+                "headers": {**written, "X-Tuco-Expires-At": _EXPIRES_HEADER},
+                "links": {
+                    f"{verb}Written": {
+                        "operationId": f"{verb.lower()}Key{suffix}",
+                        "parameters": {"key": "$request.path.key"},
+                    }
+                    for verb in ("Get", "Head", "Delete")
+                },
+            },
             "400": _error("invalid_key, invalid_precondition, invalid_parameter (ttl, lease)"),
             "404": _error("no_such_lease (PUT ?lease=), or not_found"),
             "412": _error("precondition_failed: nothing written; ETag is the key's current one", written),
