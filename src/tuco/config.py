@@ -200,7 +200,7 @@ class Settings(BaseSettings):
 
 
 CLIENT_VARIABLES = frozenset(
-    ("TUCO_URL", "TUCO_TOKEN", "TUCO_TOKEN_FILE", "TUCO_CA_FILE", "TUCO_CERT_FILE", "TUCO_KEY_FILE")
+    ("TUCO_URL", "TUCO_TOKEN", "TUCO_TOKEN_FILE", "TUCO_CA_FILE", "TUCO_CLIENT_CERT_FILE", "TUCO_CLIENT_KEY_FILE")
 )
 """Variables the client side (``tuco get``, ``tuco.client``) reads; not server settings, never "unknown"."""
 

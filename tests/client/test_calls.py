@@ -139,6 +139,9 @@ def test_watch_cursor_parses_frames_and_resumes_after_the_last_id() -> None:
     assert cursor.request()[1] == (("Accept", "text/event-stream"), ("Last-Event-ID", "11"))
     with pytest.raises(InvalidRequestError):
         WatchCursor(prefix="a", key="b")
+    from_now = WatchCursor(key="k")
+    assert from_now.feed(": watching after revision 41") is None
+    assert from_now.request() == ((("key", "k"),), (("Accept", "text/event-stream"), ("Last-Event-ID", "41")))
 
 
 def test_options_come_from_arguments_then_the_environment() -> None:

@@ -6,7 +6,7 @@ agree on every path, header, retry and error. Errors are tuco's exception tree
 """
 
 from tuco.client._async import AsyncClient
-from tuco.client._calls import Entry, Item, Lease, Page, RevokedLease, Written
+from tuco.client._calls import Entry, Grant, Item, Lease, Page, RevokedLease, Token, Written
 from tuco.client._keeper import KeptLease
 from tuco.client._options import Backoff
 from tuco.client._sync import Client
@@ -17,11 +17,13 @@ __all__ = [
     "Backoff",
     "Client",
     "Entry",
+    "Grant",
     "Item",
     "KeptLease",
     "Lease",
     "Page",
     "RevokedLease",
+    "Token",
     "WatchEvent",
     "Written",
 ]

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import httpx
 
 from tuco.client import _calls as calls
-from tuco.client._calls import Answer, Call, Entry, Item, Lease, Page, RevokedLease, Written
+from tuco.client._calls import Answer, Call, Entry, Grant, Item, Lease, Page, RevokedLease, Token, Written
 from tuco.client._keeper import KeptLease
 from tuco.client._options import Backoff, Options
 from tuco.client._watch import WatchCursor, WatchEvent
@@ -217,6 +217,27 @@ class AsyncClient:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    # tokens
+
+    async def create_token(
+        self,
+        grants: tuple[Grant, ...] | list[Grant],
+        *,
+        description: str = "",
+        expires_at: str | None = None,
+        cert: str | None = None,
+    ) -> Token:
+        """A new token with ``grants`` (admin); its ``token`` is the secret, shown only here."""
+        return await self._run(calls.create_token(tuple(grants), description, expires_at, cert))
+
+    async def tokens(self) -> tuple[Token, ...]:
+        """Every live token, without secrets (admin)."""
+        return await self._run(calls.list_tokens())
+
+    async def revoke_token(self, token_id: str) -> None:
+        """Revoke a token by its id (admin)."""
+        await self._run(calls.revoke_token(token_id))
 
     # the server
 

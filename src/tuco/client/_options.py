@@ -71,8 +71,8 @@ class Options:
             raise ConfigurationError(f"the server URL must start with http:// or https://, not {url!r}")
         token = token or env.get("TUCO_TOKEN") or _read_token(env.get("TUCO_TOKEN_FILE"))
         ca = ca_file or env.get("TUCO_CA_FILE")
-        if cert is None and env.get("TUCO_CERT_FILE"):
-            cert = (env["TUCO_CERT_FILE"], env.get("TUCO_KEY_FILE") or env["TUCO_CERT_FILE"])
+        if cert is None and env.get("TUCO_CLIENT_CERT_FILE"):
+            cert = (env["TUCO_CLIENT_CERT_FILE"], env.get("TUCO_CLIENT_KEY_FILE") or env["TUCO_CLIENT_CERT_FILE"])
         verify: ssl.SSLContext | bool = True
         try:
             if ca:

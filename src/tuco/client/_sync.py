@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import httpx
 
 from tuco.client import _calls as calls
-from tuco.client._calls import Answer, Call, Entry, Item, Lease, Page, RevokedLease, Written
+from tuco.client._calls import Answer, Call, Entry, Grant, Item, Lease, Page, RevokedLease, Token, Written
 from tuco.client._keeper import KeptLease
 from tuco.client._options import Backoff, Options
 from tuco.client._watch import WatchCursor, WatchEvent
@@ -30,7 +30,7 @@ class Client:
     """A connection pool to one tuco server (or a balancer in front of several).
 
     Configured by arguments, else ``TUCO_URL``, ``TUCO_TOKEN`` (or ``TUCO_TOKEN_FILE``),
-    ``TUCO_CA_FILE``, ``TUCO_CERT_FILE``/``TUCO_KEY_FILE``. Errors are tuco's exception
+    ``TUCO_CA_FILE``, ``TUCO_CLIENT_CERT_FILE``/``TUCO_CLIENT_KEY_FILE``. Errors are tuco's exception
     tree: :class:`~tuco.errors.NoSuchKeyError`, :class:`~tuco.errors.PreconditionFailedError`
     (with ``current``), :class:`~tuco.errors.ServerUnreachableError`... Idempotent calls
     are retried with backoff on connection errors and 503; conditional writes are not
@@ -227,6 +227,27 @@ class Client:
         finally:
             stop.set()
             thread.join()
+
+    # tokens
+
+    def create_token(
+        self,
+        grants: tuple[Grant, ...] | list[Grant],
+        *,
+        description: str = "",
+        expires_at: str | None = None,
+        cert: str | None = None,
+    ) -> Token:
+        """A new token with ``grants`` (admin); its ``token`` is the secret, shown only here."""
+        return self._run(calls.create_token(tuple(grants), description, expires_at, cert))
+
+    def tokens(self) -> tuple[Token, ...]:
+        """Every live token, without secrets (admin)."""
+        return self._run(calls.list_tokens())
+
+    def revoke_token(self, token_id: str) -> None:
+        """Revoke a token by its id (admin)."""
+        self._run(calls.revoke_token(token_id))
 
     # the server
 

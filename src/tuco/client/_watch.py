@@ -65,6 +65,10 @@ class WatchCursor:
         if line == "":
             return self._dispatch()
         if line.startswith(":"):
+            if self.last is None and line.startswith(": watching after revision "):
+                # A watch "from now" learns where now was: a reconnect resumes there, not at a later now.
+                tail = line.rpartition(" ")[2]
+                self.last = int(tail) if tail.isdigit() else None
             return None
         name, _, value = line.partition(":")
         value = value[1:] if value.startswith(" ") else value
