@@ -131,3 +131,20 @@ def test_listen_notify_is_a_switch(tuco: StartTuco, pg_dsn: str) -> None:
     """`tuco serve --no-listen-notify` takes no argument and turns LISTEN/NOTIFY off."""
     server = tuco(args=["--no-listen-notify"], TUCO_LOG_BACKEND="postgres", TUCO_DATABASE_URL=pg_dsn)
     assert server.wait_for("starting")["config"]["listen_notify"] is False
+
+
+def test_log_dump_output_json(tuco: StartTuco, tmp_path: Path) -> None:
+    """`tuco log dump --output json` prints one JSON object per event with every field, values base64."""
+    server = tuco()
+    with server.client() as http:
+        assert http.put("/v1/key/a", content=b"\xff").status_code == 201
+        assert http.put("/v1/key/a", content=b"2").status_code == 201
+        assert http.delete("/v1/key/a").status_code == 200
+    assert server.terminate() == 0
+    dump = _tuco("log", "dump", "--output", "json", str(tmp_path / "data" / "tuco.log"))
+    assert dump.returncode == 0
+    assert [json.loads(line) for line in dump.stdout.splitlines()] == [
+        {"sequence": 1, "type": "PUT", "key": "a", "value": "/w==", "create_revision": 1, "version": 1},
+        {"sequence": 2, "type": "PUT", "key": "a", "value": "Mg==", "create_revision": 1, "version": 2},
+        {"sequence": 3, "type": "DELETE", "key": "a"},
+    ]
