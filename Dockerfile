@@ -32,13 +32,12 @@ RUN /opt/build/bin/pip wheel --no-build-isolation --no-deps --no-index -w /tmp/w
  && /opt/tuco/bin/pip install --no-deps --no-index /tmp/wheel/tuco-*.whl \
  && /opt/tuco/bin/pip uninstall -y -q pip setuptools \
  && rm -rf /opt/tuco/bin/activate* /opt/tuco/bin/Activate.ps1 /opt/tuco/bin/pip* \
- && find /opt/tuco -name '*.dist-info' -prune -o -name 'tests' -type d -path '*/site-packages/*' -prune -print \
  && /opt/tuco/bin/python -c 'import tuco.cli, tuco.runtime'
 
 FROM ${BASE}
 ARG VERSION=0.1.0
 ARG REVISION=unknown
-ARG SOURCE=https://github.com/tuco-kv/tuco
+ARG SOURCE=""
 LABEL org.opencontainers.image.title="tuco" \
       org.opencontainers.image.description="A dependable key-value store service" \
       org.opencontainers.image.version="${VERSION}" \
@@ -52,7 +51,7 @@ USER 10001:0
 # The image listens on every interface (the published port is the boundary), so `tuco serve` refuses to start
 # until the operator chooses TUCO_AUTH (token, with TUCO_BOOTSTRAP_TOKEN_FILE, or none).
 ENV PATH=/opt/tuco/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-    TUCO_HOST=0.0.0.0 TUCO_PORT=8080 TUCO_DATA_DIR=/data TUCO_URL=http://127.0.0.1:8080
+    TUCO_HOST=0.0.0.0 TUCO_PORT=8080 TUCO_DATA_DIR=/data
 WORKDIR /data
 VOLUME /data
 EXPOSE 8080
