@@ -3,7 +3,8 @@
 Exit codes scripts can rely on: 0 success, 1 the key or lease does not exist (get,
 lease keepalive/revoke, put --lease), the log has problems (verify, compact) or the server
 is not healthy (health), 2 usage or configuration error, 3 the request failed (server
-unreachable, refused or broken), 4 a condition did not hold (``--if-match``, ``--create-only``: the server answered 412).
+unreachable, refused or broken), 4 a condition did not hold (``--if-match``,
+``--create-only``: the server answered 412).
 """
 
 from __future__ import annotations

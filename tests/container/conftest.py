@@ -10,6 +10,7 @@ none can be had they skip, and under ``CI=true`` they fail.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.container import recipes
 from tests.container.docker import Docker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +59,9 @@ def engine() -> Iterator[Docker]:
 def standins(engine: Docker) -> Docker:
     """The engine with python:3.11-slim, postgres:15 and haproxy:2.6 present (built from Debian if missing)."""
     started = time.monotonic()
-    result = subprocess.run([ROOT / "scripts" / "standins"], env=engine.env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [ROOT / "scripts" / "standins"], env=engine.env, capture_output=True, text=True, timeout=900
+    )
     assert result.returncode == 0, result.stderr
     engine.timings["stand-ins"] = time.monotonic() - started
     return engine
@@ -67,8 +71,9 @@ def standins(engine: Docker) -> Docker:
 def image(standins: Docker) -> str:
     """The tag of the image the Dockerfile builds (with this machine's pip settings, as CI builds it)."""
     started = time.monotonic()
+    script, _ = shlex.split(recipes.BUILD)  # the README's command, with the test's tag
     result = subprocess.run(
-        [ROOT / "scripts" / "build-image", IMAGE, "--quiet"],
+        [ROOT / script, IMAGE, "--quiet"],
         env=standins.env,
         capture_output=True,
         text=True,

@@ -91,7 +91,9 @@ class Docker:
             print(f"\ncontainer stage: {shown}", file=sys.stderr)
 
 
-def wait_until_answers(url: str, timeout: float = 60, container: tuple[Docker, str] | None = None, **client: Any) -> None:
+def wait_until_answers(
+    url: str, timeout: float = 60, container: tuple[Docker, str] | None = None, **client: Any
+) -> None:
     """Poll ``url`` until it answers 200 (a container that exits meanwhile fails at once, with its logs)."""
     deadline = time.monotonic() + timeout
     last: object = None

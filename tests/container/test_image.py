@@ -63,7 +63,7 @@ def test_labels_entry_point_command_user_and_health_check(docker: Docker) -> Non
 
 
 def test_the_final_stage_has_nothing_to_build_with(docker: Docker, added: dict[str, bytes]) -> None:
-    """No pip, setuptools, wheel, compiler, wheel file, build tree or cache in what the Dockerfile adds or in the image."""
+    """No pip, setuptools, wheel, compiler, wheel file, build tree or cache in the layers tuco adds or in the image."""
     suspicious = re.compile(
         r"(^|/)(pip|setuptools|wheel|_distutils_hack|pkg_resources)(/|-[0-9][^/]*\.dist-info/)|\.whl$|(^|/)\.cache/"
         r"|^src/|^tmp/|^root/|(^|/)(gcc|cc|make)$|build-ca\.pem$"

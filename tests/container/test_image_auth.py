@@ -37,7 +37,7 @@ def test_all_interfaces_without_tuco_auth_exits_2_with_one_line(docker: Docker) 
 
 
 def test_token_auth_with_the_bootstrap_token_mounted_as_a_secret_file(docker: Docker, tmp_path: Path) -> None:
-    """The README's run command: the token from the secret file admits requests, none or another is 401, /healthz is open."""
+    """As the README runs it: the secret file's token is admitted, none or another is 401, /healthz stays open."""
     single = Single(docker, tmp_path)
     single.run()
     key = f"{single.url}/v1/key/greeting"

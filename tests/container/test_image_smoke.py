@@ -11,6 +11,7 @@ import json
 import ssl
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trustme
@@ -39,10 +40,12 @@ class Single:
         result = self.docker.shell(line, self.where)
         return result.returncode, result.stdout, result.stderr
 
-    def run(self, command: str = recipes.RUN, scheme: str = "http", **client: object) -> None:
+    def run(self, command: str = recipes.RUN, scheme: str = "http", **client: Any) -> None:
         code, _, err = self.sh(command)
         assert code == 0, err
-        wait_until_answers(f"{scheme}://127.0.0.1:{self.port}/readyz", container=(self.docker, self.container), **client)
+        wait_until_answers(
+            f"{scheme}://127.0.0.1:{self.port}/readyz", container=(self.docker, self.container), **client
+        )
 
     @property
     def url(self) -> str:
@@ -78,7 +81,9 @@ def test_client_commands_run_through_the_entrypoint(docker: Docker, tmp_path: Pa
     url = f"http://{docker.ip(single.container)}:8080"
     result = docker("run", "--rm", "-e", f"TUCO_TOKEN={single.token}", "tuco:test", "get", "greeting", "--url", url)
     assert (result.returncode, result.stdout) == (0, "hello")
-    missing = docker("run", "--rm", "-e", f"TUCO_TOKEN={single.token}", "tuco:test", "get", "nope", "--url", url, check=False)
+    missing = docker(
+        "run", "--rm", "-e", f"TUCO_TOKEN={single.token}", "tuco:test", "get", "nope", "--url", url, check=False
+    )
     assert (missing.returncode, missing.stdout) == (1, "")
 
 
@@ -183,7 +188,5 @@ def test_tls_with_mounted_certificate_files(docker: Docker, tmp_path: Path) -> N
     assert plain is None, "plain HTTP was answered on the TLS port"
     health = docker("exec", single.container, "tuco", "health", check=False)
     assert (health.returncode, health.stderr) == (0, "")
-    verified = docker(
-        "exec", single.container, "tuco", "health", "--cacert", "/run/secrets/tls/ca.pem", check=False
-    )
+    verified = docker("exec", single.container, "tuco", "health", "--cacert", "/run/secrets/tls/ca.pem", check=False)
     assert (verified.returncode, verified.stderr) == (0, "")
