@@ -91,3 +91,10 @@ def docker(standins: Docker, image: str) -> Iterator[Docker]:
     docker = standins.scoped()
     yield docker
     docker.clean_up()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Container tests get 15 minutes: the first one's time includes installing the engine and building the images."""
+    for item in items:
+        if item.get_closest_marker("container") is not None:
+            item.add_marker(pytest.mark.timeout(900))

@@ -24,6 +24,8 @@ from tests.container.conftest import IMAGE, ROOT
 from tests.container.docker import Docker, wait_until_answers
 from tests.e2e.conftest import free_port
 
+pytestmark = pytest.mark.container
+
 REPLICAS = ("tuco1", "tuco2", "tuco3")
 
 

@@ -16,6 +16,8 @@ import pytest
 from tests.container.conftest import IMAGE, ROOT
 from tests.container.docker import Docker
 
+pytestmark = pytest.mark.container
+
 BASE = "python:3.11-slim"
 
 

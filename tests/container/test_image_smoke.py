@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trustme
 
 from tests.container import recipes
 from tests.container.docker import Docker, wait_until_answers
 from tests.e2e.conftest import free_port
+
+pytestmark = pytest.mark.container
 
 
 class Single:
@@ -190,3 +193,14 @@ def test_tls_with_mounted_certificate_files(docker: Docker, tmp_path: Path) -> N
     assert (health.returncode, health.stderr) == (0, "")
     verified = docker("exec", single.container, "tuco", "health", "--cacert", "/run/secrets/tls/ca.pem", check=False)
     assert (verified.returncode, verified.stderr) == (0, "")
+
+
+def test_a_data_directory_tuco_cannot_write_is_one_line_and_exit_1(docker: Docker, tmp_path: Path) -> None:
+    """A root-owned bind mount on /data (an operator's slip) stops start-up in one line naming the file, exit 1."""
+    (tmp_path / "data").mkdir(mode=0o755)
+    name = docker.name("container")
+    docker("run", "-d", "--name", name, "-e", "TUCO_AUTH=none", "-v", f"{tmp_path / 'data'}:/data", "tuco:test")
+    assert docker.wait_exit(name) == 1
+    out, err = docker.logs(name)
+    assert err == "tuco: cannot create /data/tuco.log: Permission denied\n"
+    assert [line["event"] for line in map(json.loads, out.splitlines())] == ["starting", "start_failed"]
