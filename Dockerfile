@@ -1,7 +1,9 @@
 # The tuco image: a virtualenv with the hash-pinned runtime lock and the tuco wheel, on the official Python image.
-#   docker build -t tuco .
-#   docker run -d -p 127.0.0.1:8080:8080 -v tuco-data:/data -e TUCO_AUTH=token \
+#   docker build -t tuco .        (scripts/build-image tuco passes this machine's pip settings and CA certificates)
+#   docker run -d --init -p 127.0.0.1:8080:8080 -v tuco-data:/data -e TUCO_AUTH=token \
+#     -e TUCO_BOOTSTRAP_TOKEN_FILE=/run/secrets/tuco_bootstrap_token \
 #     -v "$PWD/admin.token:/run/secrets/tuco_bootstrap_token:ro" tuco
+# (README, "Deploy", has the recipes the tests run.)
 # BASE may name any image with python3 (3.11+) and python3 -m venv (CI builds a Debian stand-in: scripts/standins).
 ARG BASE=python:3.11-slim
 
@@ -35,15 +37,6 @@ RUN /opt/build/bin/pip wheel --no-build-isolation --no-deps --no-index -w /tmp/w
  && /opt/tuco/bin/python -c 'import tuco.cli, tuco.runtime'
 
 FROM ${BASE}
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG SOURCE=""
-LABEL org.opencontainers.image.title="tuco" \
-      org.opencontainers.image.description="A dependable key-value store service" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="MIT"
 RUN useradd --system --uid 10001 --gid 0 --home-dir /data --no-create-home --shell /usr/sbin/nologin tuco \
  && mkdir /data && chown 10001:0 /data && chmod 0770 /data
 COPY --from=build /opt/tuco /opt/tuco
@@ -56,6 +49,16 @@ WORKDIR /data
 VOLUME /data
 EXPOSE 8080
 STOPSIGNAL SIGTERM
+# Last, so that a new revision changes only the labels, not the cached layers above.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=""
+LABEL org.opencontainers.image.title="tuco" \
+      org.opencontainers.image.description="A dependable key-value store service" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="MIT"
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 CMD ["tuco", "health"]
 ENTRYPOINT ["tuco"]
 CMD ["serve"]
