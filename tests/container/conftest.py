@@ -1,7 +1,8 @@
-"""A Docker engine, the stand-in base images and the tuco image, made once per session for the container tests.
+"""A Docker engine, the stand-in base images and the tuco image, made once for the container tests.
 
 ``scripts/engine start`` uses the engine DOCKER_HOST names if one answers, else installs Debian's docker.io
-(as root) and starts a private one that ``scripts/engine stop`` removes at the end of the session;
+(as root) and starts a private one that ``scripts/engine stop`` removes once the last test of this package
+is done (the fixtures are package-scoped);
 ``scripts/standins`` builds from Debian packages the official images no registry gives us here, and
 ``scripts/build-image`` builds the Dockerfile as CI does. Only tests that ask for an engine start one. Where
 none can be had they skip, and under ``CI=true`` they fail.
@@ -23,6 +24,7 @@ from tests.container.docker import Docker
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "tuco:test"
+TIMINGS: dict[str, float] = {}  # what the container stage took, step by step, for the summary
 
 
 def _unavailable(reason: str) -> None:
@@ -31,9 +33,9 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"no Docker engine: {reason}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def engine() -> Iterator[Docker]:
-    """The engine for this session (started and removed here unless DOCKER_HOST already names one)."""
+    """The engine for the container tests (started and removed here unless DOCKER_HOST already names one)."""
     if os.geteuid() != 0 and subprocess.run(["docker", "version"], capture_output=True).returncode != 0:
         _unavailable("not root, so scripts/engine cannot install or start dockerd")
     started = time.monotonic()
@@ -44,7 +46,7 @@ def engine() -> Iterator[Docker]:
     if result.returncode != 0:
         _unavailable(result.stderr.strip() or "scripts/engine start failed")
     values = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
-    docker = Docker(values["DOCKER_HOST"])
+    docker = Docker(values["DOCKER_HOST"], TIMINGS)
     docker.timings["engine"] = time.monotonic() - started
     try:
         yield docker
@@ -52,10 +54,10 @@ def engine() -> Iterator[Docker]:
         stopped = time.monotonic()
         subprocess.run([ROOT / "scripts" / "engine", "stop", values.get("ENGINE_DIR", "")], timeout=300, check=False)
         docker.timings["engine stop"] = time.monotonic() - stopped
-        docker.report()
+        docker.timings["container stage in all"] = time.monotonic() - started
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def standins(engine: Docker) -> Docker:
     """The engine with python:3.11-slim, postgres:15 and haproxy:2.6 present (built from Debian if missing)."""
     started = time.monotonic()
@@ -67,7 +69,7 @@ def standins(engine: Docker) -> Docker:
     return engine
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def image(standins: Docker) -> str:
     """The tag of the image the Dockerfile builds (with this machine's pip settings, as CI builds it)."""
     started = time.monotonic()
@@ -98,3 +100,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("container") is not None:
             item.add_marker(pytest.mark.timeout(900))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line with the time the container stage took (engine, stand-ins, image build, all of it)."""
+    if TIMINGS:
+        shown = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in TIMINGS.items())
+        terminalreporter.write_line(f"container stage: {shown}")

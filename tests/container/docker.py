@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -84,11 +83,6 @@ class Docker:
 
     def wait_exit(self, container: str, timeout: float = 60) -> int:
         return int(self("wait", container, timeout=timeout).stdout.strip())
-
-    def report(self) -> None:
-        if self.timings:
-            shown = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in self.timings.items())
-            print(f"\ncontainer stage: {shown}", file=sys.stderr)
 
 
 def wait_until_answers(
