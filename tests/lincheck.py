@@ -117,23 +117,23 @@ class _Entry:
 def check_key(ops: Sequence[Op], initial: bytes | None = None) -> tuple[bool, str]:
     """Decide whether one key's operations are linearizable from ``initial``; say which op failed if not."""
     events: list[tuple[float, int, int, bool]] = []
-    for n, op in enumerate(ops):
-        if op.ret < op.call:
-            raise ValueError(f"operation returns before it was called: {op}")
-        events.append((op.call, 0, n, True))  # calls first at equal times: touching operations overlap
-        events.append((op.ret, 1, n, False))
+    for n, one in enumerate(ops):
+        if one.ret < one.call:
+            raise ValueError(f"operation returns before it was called: {one}")
+        events.append((one.call, 0, n, True))  # calls first at equal times: touching operations overlap
+        events.append((one.ret, 1, n, False))
     events.sort()
     head = _Entry(None, -1, False)
     calls: dict[int, _Entry] = {}
     last = head
     for _, _, n, is_call in events:
-        entry = _Entry(ops[n], n, is_call)
+        node = _Entry(ops[n], n, is_call)
         if is_call:
-            calls[n] = entry
+            calls[n] = node
         else:
-            calls[n].match = entry
-        entry.prev, last.next = last, entry
-        last = entry
+            calls[n].match = node
+        node.prev, last.next = last, node
+        last = node
 
     def lift(entry: _Entry) -> None:
         for node in (entry, entry.match):
@@ -154,10 +154,10 @@ def check_key(ops: Sequence[Op], initial: bytes | None = None) -> tuple[bool, st
     seen: set[tuple[int, bytes | None]] = set()
     stack: list[tuple[_Entry, bytes | None]] = []
     deepest: tuple[int, Op | None] = (-1, None)
-    entry = head.next
+    entry: _Entry | None = head.next
     while head.next is not None:
         assert entry is not None
-        op = entry.op
+        op: Op | None = entry.op
         assert op is not None
         if entry.call:
             allowed, after = _step(state, op)
