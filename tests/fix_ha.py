@@ -17,9 +17,11 @@ on as soon as that standby streams. Everything is stopped and removed on
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -27,13 +29,16 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
-__all__ = ["HaCluster", "Node", "ha_cluster"]
+from tests.lincheck import History
+
+__all__ = ["Burst", "HaCluster", "Node", "check_database", "ha_cluster"]
 
 PG_BIN = Path(os.environ.get("TUCO_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 _OWNER = "postgres"
@@ -333,3 +338,98 @@ def ha_cluster() -> Iterator[HaCluster]:
         yield cluster
     finally:
         cluster.close()
+
+
+# -- the burst: clients on every replica, recording what they saw ------------------------------------------------
+
+
+@dataclass
+class Burst:
+    """Writers (CAS and plain) and readers on every replica's URL, recording a :class:`History`.
+
+    Every write writes a value of its own (``w<client>-<n>``), so the history
+    can be checked for linearizability and every acknowledged write found in
+    the database. Keys are few (``keys``) so CAS writers contend.
+    """
+
+    urls: list[str]
+    writers: int = 16
+    keys: int = 8
+    seed: int = 13
+    history: History = field(default_factory=lambda: History())
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self) -> None:
+        """Run every client until :attr:`stop` is set."""
+        await asyncio.gather(*(self._client(n) for n in range(self.writers)))
+
+    def acknowledged_writes(self) -> int:
+        """How many writes were answered 2xx so far."""
+        return sum(1 for op, _, _ in self.history.ops if op.kind != "read" and op.outcome == "ok")
+
+    def first_acknowledged_after(self, moment: float, revision: int = 0) -> float | None:
+        """When the first write answered after ``moment`` with a revision above ``revision`` completed, if any.
+
+        Given the head the new primary had just after its promotion, that is the first write committed
+        there (an upper bound: writes that committed while the head was read are not counted).
+        """
+        times = [
+            op.ret
+            for op, _, written in self.history.ops
+            if op.kind != "read" and op.outcome == "ok" and op.ret > moment and (written or 0) > revision
+        ]
+        return min(times) if times else None
+
+    async def _client(self, n: int) -> None:
+        rng = random.Random(self.seed * 1000 + n)
+        url = self.urls[n % len(self.urls)]
+        history = self.history
+        count = unreachable = 0
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            while not self.stop.is_set():
+                if history.unreachable > unreachable:  # that replica is down (killed): do not spin
+                    unreachable = history.unreachable
+                    await asyncio.sleep(0.05)
+                count += 1
+                key = f"k{rng.randrange(self.keys)}"
+                value = f"w{n}-{count}".encode()
+                roll = rng.random()
+                if roll < 0.35:  # read-modify-write: a consistent read, then If-Match on what it saw
+                    seen = await history.get(http, n, key, consistent=True)
+                    if seen is not None:
+                        await history.cas(http, n, key, value, seen[1])
+                    else:
+                        await asyncio.sleep(0.05)  # no primary right now: do not spin
+                elif roll < 0.7:
+                    await history.put(http, n, key, value)
+                elif roll < 0.78:
+                    await history.delete(http, n, key)
+                elif roll < 0.9:
+                    if await history.get(http, n, key, consistent=True) is None:
+                        await asyncio.sleep(0.05)
+                else:
+                    await history.get(http, n, key, consistent=False)
+
+
+async def check_database(url: str, burst: Burst) -> dict[str, bytes]:
+    """Check the database against what clients were told; return its state (key to value).
+
+    Sequences 1..head each once; no value written twice (a retried batch applied twice would be); every
+    acknowledged PUT at the revision it was answered with, with its key and value.
+    """
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        rows = await conn.fetch("SELECT sequence, type, key, value FROM tuco_events ORDER BY sequence")
+        head = await conn.fetchval("SELECT sequence FROM tuco_head")
+        state = await conn.fetch("SELECT key, value FROM tuco_state")
+    finally:
+        await conn.close()
+    sequences = [row[0] for row in rows]
+    assert sequences == list(range(1, head + 1)), f"sequences are not exactly 1..{head}"
+    values = [bytes(row[3]) for row in rows if row[1] == 1]
+    assert len(values) == len(set(values)), "a value was written twice: a batch was applied twice"
+    at = {row[0]: (bytes(row[2]).decode(), bytes(row[3])) for row in rows}
+    for op, _, revision in burst.history.ops:
+        if op.kind != "read" and op.outcome == "ok" and op.value is not None:
+            assert at.get(revision or 0) == (op.key, op.value), f"acknowledged write lost: {op} at {revision}"
+    return {bytes(row[0]).decode(): bytes(row[1]) for row in state}

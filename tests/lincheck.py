@@ -245,6 +245,8 @@ class History:
 
     ops: list[tuple[Op, int | None, int | None]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    unreachable: int = 0
+    """Requests that never reached the server (connection refused): nothing happened, nothing recorded."""
 
     async def put(self, http: httpx.AsyncClient, client: int, key: str, value: bytes) -> int | None:
         """PUT ``value``; return the new revision, or None if the outcome is unknown."""
@@ -269,7 +271,8 @@ class History:
         call = time.monotonic()
         try:
             response = await http.get(f"/v1/key/{key}", params=params)
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
+            self.unreachable += isinstance(exc, httpx.ConnectError)
             return None
         ret = time.monotonic()
         if response.status_code == 200:
@@ -300,6 +303,9 @@ class History:
                 response = await http.delete(f"/v1/key/{key}", headers=headers)
             else:
                 response = await http.put(f"/v1/key/{key}", content=value, headers=headers)
+        except httpx.ConnectError:  # never sent: it cannot have been applied
+            self.unreachable += 1
+            return None
         except httpx.HTTPError:  # a time-out or a dropped connection: it may have been applied
             response = None
         ret = time.monotonic()

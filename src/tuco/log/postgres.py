@@ -403,6 +403,7 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
             arguments += _expiry_arguments(batch)
         delay = _BACKOFF_FIRST
         attempt = 0
+        moved = False
         while True:
             attempt += 1
             tried_at = loop.time()
@@ -424,6 +425,9 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
                 if self._unavailable_since is None:
                     self._unavailable_since = tried_at
                 self._recheck = True
+                if ha.is_not_primary(exc) and not moved:  # a pooled connection to a node demoted since
+                    moved = True  # one more try at once, on a new connection, even late in an outage
+                    continue
                 remaining = self._unavailable_since + self._write_timeout - loop.time()
                 if not ha.is_retriable(exc) or remaining <= 0:
                     raise self._mark_unavailable(exc, "writing", attempts=attempt) from exc
