@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import pwd
 import random
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +40,7 @@ import pytest
 
 from tests.lincheck import History
 
-__all__ = ["Burst", "HaCluster", "Node", "check_database", "ha_cluster"]
+__all__ = ["Burst", "FailoverReport", "HaCluster", "Node", "check_database", "drive_failovers", "ha_cluster"]
 
 PG_BIN = Path(os.environ.get("TUCO_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 _OWNER = "postgres"
@@ -186,6 +188,19 @@ class HaCluster:
         promoted = self.promote()
         self.rebuild_standby()
         return killed, promoted
+
+    def stop_node(self, node: Node) -> None:
+        """Stop one node cleanly (``pg_ctl stop -m fast``)."""
+        self._pg_ctl(node, "stop", "-m", "fast")
+
+    def start_node(self, node: Node) -> None:
+        """Start a stopped node again."""
+        self._pg_ctl(node, "start")
+
+    def make_asynchronous(self) -> None:
+        """Turn synchronous replication off: the primary acknowledges commits its standby may not have."""
+        self.execute("ALTER SYSTEM SET synchronous_standby_names = ''")
+        self.execute("SELECT pg_reload_conf()")
 
     def make_read_only(self, node: Node) -> None:
         """Make a running node refuse writes (``default_transaction_read_only``), as a demoted node does."""
@@ -433,3 +448,81 @@ async def check_database(url: str, burst: Burst) -> dict[str, bytes]:
         if op.kind != "read" and op.outcome == "ok" and op.value is not None:
             assert at.get(revision or 0) == (op.key, op.value), f"acknowledged write lost: {op} at {revision}"
     return {bytes(row[0]).decode(): bytes(row[1]) for row in state}
+
+
+@dataclass
+class FailoverReport:
+    """What clients saw of each failover, in seconds from the promotion (monotonic clock of this process)."""
+
+    killed: list[float] = field(default_factory=list)
+    promoted: list[float] = field(default_factory=list)
+    resumed: list[float] = field(default_factory=list)
+    """Promotion to the first write committed on the new primary and acknowledged (an upper bound)."""
+
+    def stalled(self, burst: Burst) -> list[float]:
+        """Per failover: promotion to the acknowledgement of the last write that was waiting across it."""
+        waits = []
+        for killed, promoted in zip(self.killed, self.promoted, strict=True):
+            answered = [
+                op.ret - promoted
+                for op, _, _ in burst.history.ops
+                if op.kind != "read"
+                and op.outcome == "ok"
+                and op.call < promoted
+                and op.ret > promoted
+                and op.call > killed - 60
+            ]
+            waits.append(max(answered, default=0.0))
+        return waits
+
+    def summary(self, burst: Burst) -> str:
+        """One line: how many failovers and the resume figures (median and max)."""
+        stalled = self.stalled(burst)
+        kill = [p - k for k, p in zip(self.killed, self.promoted, strict=True)]
+        return (
+            f"{len(self.promoted)} failovers; kill to promotion median {statistics.median(kill):.3f} s; "
+            f"promotion to the first write acknowledged from the new primary: median "
+            f"{statistics.median(self.resumed):.3f} s, max {max(self.resumed):.3f} s; "
+            f"promotion to the last waiting write acknowledged: median {statistics.median(stalled):.3f} s, "
+            f"max {max(stalled):.3f} s"
+        )
+
+
+async def drive_failovers(
+    cluster: HaCluster,
+    burst: Burst,
+    rounds: int,
+    *,
+    flowing: int = 100,
+    outage: float = 0.0,
+    seconds: float = math.inf,
+    progress: Callable[[str], object] | None = None,
+) -> FailoverReport:
+    """Fail the cluster over ``rounds`` times, each once ``flowing`` more writes were acknowledged; stop the burst.
+
+    ``outage`` is the time without any primary between the kill and the promotion; no failover starts after
+    ``seconds``.
+    """
+    report = FailoverReport()
+    deadline = time.monotonic() + seconds
+    try:
+        for n in range(rounds):
+            if time.monotonic() > deadline:
+                break
+            before = burst.acknowledged_writes()
+            while burst.acknowledged_writes() < before + flowing:  # mid-burst: writes are flowing
+                await asyncio.sleep(0.02)
+            report.killed.append(await asyncio.to_thread(cluster.kill_primary))
+            await asyncio.sleep(outage)
+            promoted = await asyncio.to_thread(cluster.promote)
+            report.promoted.append(promoted)
+            head = int(await asyncio.to_thread(cluster.query, "SELECT sequence FROM tuco_head", database="tuco"))
+            await asyncio.to_thread(cluster.rebuild_standby)
+            while (first := burst.first_acknowledged_after(promoted, head)) is None:
+                await asyncio.sleep(0.02)
+            report.resumed.append(first - promoted)
+            if progress is not None:
+                progress(f"failover {n + 1}: first write from the new primary {first - promoted:.3f} s after promotion")
+    finally:
+        burst.stop.set()
+    return report

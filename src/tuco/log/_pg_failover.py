@@ -36,6 +36,7 @@ from tuco.log import _pg_schema as sql
 __all__ = [
     "READ_PRIMARY_HEAD",
     "NotPrimaryError",
+    "describe_hosts",
     "event_at",
     "is_not_primary",
     "is_retriable",
@@ -67,17 +68,30 @@ def session_attributes(dsn: str | None) -> str | None:
     if dsn is not None:
         for name, value in parse_qsl(urlsplit(dsn).query):
             if name == "target_session_attrs":
-                given = (value, "the URL's target_session_attrs")
+                given = (value, "TUCO_DATABASE_URL: target_session_attrs")
     if given is None and os.environ.get("PGTARGETSESSIONATTRS"):
         given = (os.environ["PGTARGETSESSIONATTRS"], "PGTARGETSESSIONATTRS")
     if given is None:
         return "read-write"
     value, where = given
     if value not in _ACCEPTED:
+        shown = value if value.replace("-", "").isalpha() and len(value) <= 20 else "another value"
         raise ConfigurationError(
-            f"{where} must be read-write or primary (tuco writes on every connection), not {value[:20]!r}"
+            f"invalid configuration: {where} must be read-write or primary "
+            f"(tuco writes on every connection it opens), not {shown}"
         )
     return None
+
+
+def describe_hosts(hosts: str, ports: str) -> str:
+    """``PGHOST`` and ``PGPORT`` lists as ``h1:p1,h2:p2`` (one port for all, or one per host, as libpq reads them)."""
+    names = hosts.split(",")
+    numbers = ports.split(",")
+    if len(numbers) == 1:
+        numbers *= len(names)
+    if len(numbers) != len(names):
+        return f"{hosts} (ports {ports})"
+    return ",".join(f"{name}:{port}" for name, port in zip(names, numbers, strict=True))
 
 
 def is_not_primary(exc: BaseException) -> bool:

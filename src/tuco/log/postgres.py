@@ -763,7 +763,5 @@ def _describe_target(dsn: str | None) -> str:
         return redact_dsn(dsn)
     env = os.environ
     user = env.get("PGUSER", "")
-    return (
-        f"postgresql://{user}{'@' if user else ''}{env.get('PGHOST', 'localhost')}:{env.get('PGPORT', '5432')}"
-        f"/{env.get('PGDATABASE', user)} (from PG* variables)"
-    )
+    hosts = ha.describe_hosts(env.get("PGHOST", "localhost"), env.get("PGPORT", "5432"))
+    return f"postgresql://{user}{'@' if user else ''}{hosts}/{env.get('PGDATABASE', user)} (from PG* variables)"
