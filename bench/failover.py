@@ -57,7 +57,6 @@ def main() -> int:
                 "TUCO_DATA_DIR": f"/nonexistent/{n}",
                 "TUCO_DATABASE_WRITE_TIMEOUT_SECONDS": str(args.write_timeout),
                 "TUCO_POLL_INTERVAL_SECONDS": "0.1",
-                "TUCO_LOG_LEVEL": "warning",
             }
             replicas.append(TucoProcess(env, cwd=work).start())
         burst = Burst([r.url for r in replicas], writers=args.writers, keys=args.keys)

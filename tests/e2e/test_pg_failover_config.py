@@ -8,12 +8,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from tests.e2e.process import TucoProcess
 from tests.fix_ha import HaCluster
 from tuco.errors import ConfigurationError
-from tuco.log._pg_failover import describe_hosts, session_attributes
+from tuco.log._pg_failover import NotPrimaryError, describe_hosts, is_not_primary, is_retriable, session_attributes
 
 StartTuco = Callable[..., TucoProcess]
 
@@ -102,3 +103,15 @@ def test_pghost_lists_with_the_standby_first_reach_the_primary(tuco: StartTuco, 
         "/tuco (from PG* variables)"
     )
     assert ha_cluster.query("SELECT count(*) FROM tuco_events", database="tuco") == "1"
+
+
+def test_a_read_only_answer_means_not_the_primary_and_is_retried() -> None:
+    """SQLSTATE 25006 and "no host takes writes" are "not the primary" (retried); a client-side error is neither."""
+    read_only = asyncpg.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction")
+    assert is_not_primary(read_only) and is_retriable(read_only)
+    no_primary = asyncpg.TargetServerAttributeNotMatched("None of the hosts match")
+    assert is_not_primary(no_primary) and is_retriable(no_primary)
+    assert is_not_primary(NotPrimaryError("standby")) and is_retriable(NotPrimaryError("standby"))
+    unique = asyncpg.UniqueViolationError("duplicate key")
+    assert not is_not_primary(unique) and not is_retriable(unique)
+    assert is_retriable(ConnectionResetError()) and not is_not_primary(ConnectionResetError())
