@@ -99,6 +99,9 @@ _logger = structlog.get_logger("tuco.log")
 _CHUNK = 10_000
 _BACKOFF_FIRST = 0.05
 _BACKOFF_CAP = 2.0
+# Waiting writes and the follower retry at least this often: after a failover the new primary is found within
+# about this long (plus a connection and a commit), and trying a refused or fast-failing host list is cheap.
+_RETRY_CAP = 0.5
 _LAG_LOG_EVERY = 10.0
 _PRUNE_EVERY = 1000
 _LAST_TRY = 1.0  # seconds one write attempt may take once the outage outlasted write_timeout
@@ -433,7 +436,7 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
                     raise self._mark_unavailable(exc, "writing", attempts=attempt) from exc
                 _logger.info("commit_retry", attempt=attempt, error=self._say(exc))
                 await asyncio.sleep(min(delay, remaining))
-                delay = min(delay * 2, _BACKOFF_CAP)
+                delay = min(delay * 2, _RETRY_CAP)
                 continue
             self._mark_available()
             return outcomes
@@ -525,7 +528,7 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
                 attempt += 1
                 self._mark_unavailable(exc, "following", attempts=attempt)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, _BACKOFF_CAP)
+                delay = min(delay * 2, _RETRY_CAP)
             finally:
                 if conn is not None:
                     await _close_quietly(conn)
