@@ -586,8 +586,8 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
         A promoted asynchronous standby may lack the last acknowledged writes: its head is behind our
         position, or (once others wrote again) our position holds another event.
         """
+        applied, last = self._applied, self._last  # before the head: what is applied meanwhile may be newer
         head = await self._read_head(conn)
-        applied, last = self._applied, self._last
         if head < applied:
             raise self._diverged(f"the database's history ends at sequence {head}, before this replica's {applied}")
         if last is not None:
