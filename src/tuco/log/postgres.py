@@ -41,6 +41,12 @@ acknowledged, possibly stored. From then on each batch is tried once (for at
 most ``_LAST_TRY`` seconds) until the database answers again. Driver messages
 are logged; the errors say what happened in tuco's words.
 
+Failover. Connections ask for the primary; a node answering as read-only is
+not the primary (the write is retried elsewhere, the batch id keeping it
+exactly once across the move); heads are read only from a writable primary;
+after a reconnection the database's history is checked against what this
+replica applied (see :mod:`tuco.log._pg_failover`).
+
 Bootstrap costs time in proportion to the live data, not the history: in one
 REPEATABLE READ snapshot it reads the head S and streams ``tuco_state`` in
 sequence order as PUT events (each the latest for its key, all at or below S),
