@@ -77,7 +77,7 @@ def test_ten_failovers_mid_burst_lose_nothing_acknowledged(tuco: StartTuco, ha_c
     burst = Burst([r.url for r in replicas], writers=16, keys=8)
 
     async def main() -> FailoverReport:
-        return (await asyncio.gather(burst.run(), drive_failovers(ha_cluster, burst, FAILOVERS)))[1]
+        return (await asyncio.gather(burst.run(), drive_failovers(ha_cluster, burst, FAILOVERS, flowing=60)))[1]
 
     report = asyncio.run(main())
     assert burst.history.errors == []
