@@ -115,3 +115,26 @@ def test_a_read_only_answer_means_not_the_primary_and_is_retried() -> None:
     unique = asyncpg.UniqueViolationError("duplicate key")
     assert not is_not_primary(unique) and not is_retriable(unique)
     assert is_retriable(ConnectionResetError()) and not is_not_primary(ConnectionResetError())
+
+
+@pytest.mark.postgres
+def test_a_url_naming_only_a_standby_waits_for_a_primary_then_gives_up(tmp_path: Path, ha_cluster: HaCluster) -> None:
+    """Start-up with only the standby reachable waits out the connect timeout (no primary), then exits 1 saying so."""
+    ha_cluster.create_database("tuco")
+    url = ha_cluster.node_url(ha_cluster.standby, "tuco")
+    env = {
+        **os.environ,
+        "TUCO_LOG_BACKEND": "postgres",
+        "TUCO_DATABASE_URL": url,
+        "TUCO_PORT": "0",
+        "TUCO_DATABASE_CONNECT_TIMEOUT_SECONDS": "2",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "tuco", "serve"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"tuco: cannot reach the database {url} (gave up after 2.0 s; the cause is logged as database_unreachable)\n"
+    )
+    assert "listening" not in done.stdout
+    assert ha_cluster.query("SELECT count(*) FROM pg_tables WHERE tablename = 'tuco_events'", database="tuco") == "0"
