@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sys
 import tempfile
 import time
@@ -108,6 +109,7 @@ def main() -> int:
         for replica in replicas:
             replica.stop_quietly()
         cluster.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
