@@ -8,6 +8,8 @@ the replicas reach them through one multi-host URL with
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Callable
 
@@ -177,3 +179,39 @@ def test_a_promoted_asynchronous_standby_that_lost_acknowledged_writes_is_detect
         assert http.get("/v1/key/kept").content == b"1"
         assert http.get("/v1/key/lost").status_code == 404  # the documented loss of asynchronous replication
         assert http.put("/v1/key/after", content=b"3").status_code == 201
+
+
+def test_a_lost_write_whose_sequence_was_reused_by_another_replica_is_detected(
+    tuco: StartTuco, ha_cluster: HaCluster
+) -> None:
+    """Async replication: while replica a is frozen, replica b writes past a's lost sequence on the new primary;
+    once thawed, a finds another event at its position and stops taking writes rather than skip b's writes."""
+    url = ha_cluster.create_database("tuco")
+    ha_cluster.make_asynchronous()
+    a, b = _replica(tuco, url, "a", write_timeout=5.0), _replica(tuco, url, "b", write_timeout=20.0)
+    with a.client() as http, b.client() as other:
+        assert http.put("/v1/key/kept", content=b"1").status_code == 201
+        eventually(lambda: _status(b) == (200, 1), what="b applied the first write")
+        standby = ha_cluster.standby
+        ha_cluster.stop_node(standby)
+        assert http.put("/v1/key/lost", content=b"2").status_code == 201  # sequence 2, on the old primary only
+        eventually(lambda: _status(b) == (200, 2), what="b applied the lost write too")
+        os.kill(a.pid, signal.SIGSTOP)
+        try:
+            ha_cluster.kill_primary()
+            ha_cluster.start_node(standby)
+            ha_cluster.promote()
+            # b applied the lost write as well: it notices at once and refuses; a fresh replica writes instead.
+            eventually(lambda: any(e.get("event") == "database_history_diverged" for e in b.events()), what="b")
+            fresh = _replica(tuco, url, "c")
+            with fresh.client() as third:
+                for n in range(3):  # sequences 2, 3, 4 on the new primary: a's position now holds another write
+                    assert third.put(f"/v1/key/new{n}", content=b"n").status_code == 201
+        finally:
+            os.kill(a.pid, signal.SIGCONT)
+        eventually(lambda: any(e.get("event") == "database_history_diverged" for e in a.events()), what="a")
+        diverged = next(e for e in a.events() if e.get("event") == "database_history_diverged")
+        assert "another event at sequence 2" in diverged["detail"]
+        refused = http.put("/v1/key/after", content=b"3")
+        assert (refused.status_code, refused.json()["error"]) == (503, "log_failed")
+        assert other.put("/v1/key/after", content=b"3").json()["error"] == "log_failed"
