@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         64 << 20,
         ge=0,
         le=1 << 40,
-        description="cache: bytes of keys and values (plus about 300 per entry) the read-through LRU holds.",
+        description="cache: bytes of keys and values (plus 320 per entry) the read-through LRU holds.",
     )
     cache_max_staleness_seconds: float = Field(
         0.0,
