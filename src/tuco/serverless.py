@@ -222,29 +222,30 @@ def _needs_leases(request: Request) -> bool:
 
 
 def _render(response: Response, v2: bool, head: bool) -> Answer:
-    """The gateway's response dict: text bodies as they are, any other body in base64."""
-    headers: dict[str, str] = {}
+    """The gateway's response dict: text bodies as they are, any other body in base64.
+
+    Payload 2.0 takes ``headers`` (repeated ones joined with commas); 1.0 gets
+    ``multiValueHeaders`` only: given both, a gateway merges them, and one
+    that does not de-duplicate (serverless-offline) would send every value twice.
+    """
     multi: dict[str, list[str]] = {}
     if response.content_type is not None:
-        headers["content-type"] = response.content_type.decode("latin-1")
+        multi["content-type"] = [response.content_type.decode("latin-1")]
     for name, value in response.all_headers():
-        text_name, text_value = name.decode("latin-1").lower(), value.decode("latin-1")
-        multi.setdefault(text_name, []).append(text_value)
-        headers[text_name] = ", ".join(multi[text_name]) if v2 else text_value
+        multi.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
     body = b"" if head else response.body
-    content_type = response.content_type or b""
-    textual = content_type.startswith(_TEXT_TYPES)
-    answer: Answer = {"statusCode": response.status, "headers": headers}
+    textual = (response.content_type or b"").startswith(_TEXT_TYPES)
+    answer: Answer = {"statusCode": response.status}
+    if v2:
+        answer["headers"] = {name: ", ".join(values) for name, values in multi.items()}
+    else:
+        answer["multiValueHeaders"] = multi
     if textual or not body:
         answer["body"] = body.decode("utf-8", "replace")
         answer["isBase64Encoded"] = False
     else:
         answer["body"] = base64.b64encode(body).decode("ascii")
         answer["isBase64Encoded"] = True
-    if not v2:
-        if response.content_type is not None:
-            multi["content-type"] = [headers["content-type"]]
-        answer["multiValueHeaders"] = multi
     return answer
 
 

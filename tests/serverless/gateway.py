@@ -66,5 +66,13 @@ def body_of(answer: dict[str, Any]) -> bytes:
 
 
 def header(answer: dict[str, Any], name: str) -> str | None:
+    """A response header: from ``headers`` (payload 2.0) or ``multiValueHeaders`` (1.0, which must have one value)."""
+    if "multiValueHeaders" in answer:
+        assert "headers" not in answer, "a 1.0 answer with both is merged by the gateway (values twice)"
+        values = answer["multiValueHeaders"].get(name.lower())
+        if values is None:
+            return None
+        assert len(values) == 1, values
+        return str(values[0])
     found = answer["headers"].get(name.lower())
     return None if found is None else str(found)

@@ -40,8 +40,9 @@ def test_book_curl_session(containers: MakeContainer, fmt: str) -> None:
     assert fn.invoke(make_event(fmt, "DELETE", "/v1/key/key-a"))["statusCode"] == 200
     gone = fn.invoke(make_event(fmt, "GET", "/v1/key/key-a"))
     assert (gone["statusCode"], _error(gone)) == (404, "no_such_key")
-    if fmt == "1.0":
+    if fmt == "1.0":  # only multiValueHeaders: a gateway given both merges them (serverless-offline repeats each)
         assert gone["multiValueHeaders"]["content-type"] == ["application/json"]
+        assert "headers" not in gone
 
 
 def test_binary_values_round_trip_in_base64(containers: MakeContainer, fmt: str) -> None:
