@@ -83,7 +83,9 @@ def test_the_x86_64_archive_answers_the_same_events_in_a_clean_interpreter(tmp_p
         assert body_of(result["answers"][offset + 3]) == bytes(range(256))
         assert json.loads(body_of(result["answers"][offset + 6]))["error"] == "no_such_key"
     warm = statistics.median(result["warm_seconds"])
+    unpacked = sum(info.file_size for info in zipfile.ZipFile(archive).infolist())
     print(
-        f"\ncold start (import to first answer) {result['cold_start_seconds'] * 1000:.0f} ms "
+        f"\narchive {archive.stat().st_size / 1e6:.1f} MB, unpacked {unpacked / 1e6:.1f} MB; "
+        f"cold start (import to first answer) {result['cold_start_seconds'] * 1000:.0f} ms "
         f"(import {result['import_seconds'] * 1000:.0f} ms); warm invocation median {warm * 1000:.2f} ms"
     )

@@ -118,7 +118,10 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
     ``dsn=None`` uses the libpq ``PG*`` variables; a URL that does not parse
     unambiguously raises :class:`~tuco.errors.ConfigurationError`. ``connect_timeout``
     bounds start-up; writes get :class:`~tuco.errors.LogUnavailableError` once the
-    database has been out of reach for ``write_timeout``.
+    database has been out of reach for ``write_timeout``. ``replay="expiring"``
+    (read-through replicas) replays only the keys with a deadline or a lease and
+    the leases; ``follow=False`` (a serverless function) starts no follower and
+    jumps to each head it sees instead of applying others' events.
     """
 
     def __init__(
