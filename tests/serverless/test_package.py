@@ -89,3 +89,21 @@ def test_the_x86_64_archive_answers_the_same_events_in_a_clean_interpreter(tmp_p
         f"cold start (import to first answer) {result['cold_start_seconds'] * 1000:.0f} ms "
         f"(import {result['import_seconds'] * 1000:.0f} ms); warm invocation median {warm * 1000:.2f} ms"
     )
+
+
+def test_the_sam_template_names_handlers_that_exist_and_takes_the_url_from_a_secret() -> None:
+    """Every Handler in template.yaml is a function of tuco.serverless, and TUCO_DATABASE_URL resolves a secret."""
+    from tuco import serverless
+
+    text = (ROOT / "deploy" / "serverless" / "template.yaml").read_text()
+    handlers = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.strip().startswith("Handler:")]
+    assert sorted(handlers) == [
+        "tuco.serverless.delete_key",
+        "tuco.serverless.get_key",
+        "tuco.serverless.handler",
+        "tuco.serverless.put_key",
+    ]
+    assert all(callable(getattr(serverless, name.rsplit(".", 1)[1])) for name in handlers)
+    url_line = next(line for line in text.splitlines() if "TUCO_DATABASE_URL:" in line)
+    assert "{{resolve:secretsmanager:" in url_line
+    assert "Runtime: python3.11" in text
