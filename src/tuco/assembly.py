@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tuco.config import LogBackend, Settings
+from tuco.config import LogBackend, Settings, StateMode
+from tuco.errors import ConfigurationError
 from tuco.observability import Metrics
 from tuco.ports import TransactionLog
 from tuco.service import Limits, Service
@@ -11,19 +12,25 @@ from tuco.watchers import WatchSettings
 __all__ = ["build_log", "build_service", "limits_from"]
 
 
-def build_log(settings: Settings) -> TransactionLog:
-    """The transaction log the settings ask for (twelve-factor IV: attached by configuration)."""
+def build_log(settings: Settings, *, follow: bool = True) -> TransactionLog:
+    """The transaction log the settings ask for (twelve-factor IV: attached by configuration).
+
+    ``follow=False`` (a serverless function) follows no other writer between its requests.
+    """
     if settings.log_backend is LogBackend.POSTGRES:
         from tuco.log.postgres import PostgresTransactionLog
 
         url = settings.database_url.get_secret_value() if settings.database_url else None
+        reads_through = settings.state is StateMode.CACHE or not follow
         return PostgresTransactionLog(
             url,
             poll_interval=settings.poll_interval_seconds,
-            use_notify=settings.listen_notify,
+            use_notify=settings.listen_notify and follow,
             connect_timeout=settings.database_connect_timeout_seconds,
             write_timeout=settings.database_write_timeout_seconds,
             max_pending_bytes=settings.log_max_pending_bytes,
+            replay="expiring" if reads_through else "all",
+            follow=follow,
         )
     from tuco.log.file import FileTransactionLog
 
@@ -48,15 +55,37 @@ def limits_from(settings: Settings) -> Limits:
     )
 
 
-def build_service(settings: Settings, metrics: Metrics | None = None) -> Service:
-    """The service over the log the settings ask for, with its limits and history bound."""
-    log = build_log(settings)
+def build_service(settings: Settings, metrics: Metrics | None = None, *, serverless: bool = False) -> Service:
+    """The service over the log the settings ask for, with its limits and history bound.
+
+    ``TUCO_STATE=cache`` gives a :class:`~tuco.cache.ReadThroughService` (the same interface, no full copy);
+    ``serverless`` one that follows no feed either (PostgreSQL only).
+    """
     watching = WatchSettings(
         max_watchers=settings.watch_max_watchers,
         max_lag_events=settings.watch_max_lag_events,
         heartbeat_seconds=settings.watch_heartbeat_seconds,
         allow_origins=settings.allowed_origins,
     )
+    if settings.state is StateMode.CACHE or serverless:
+        if settings.log_backend is not LogBackend.POSTGRES:
+            raise ConfigurationError("a serverless function needs TUCO_LOG_BACKEND=postgres")
+        from tuco.cache import ReadThroughService
+        from tuco.log._pg_reads import PostgresStateReader
+
+        url = settings.database_url.get_secret_value() if settings.database_url else None
+        reader = PostgresStateReader(url, timeout=settings.database_write_timeout_seconds)
+        return ReadThroughService(
+            build_log(settings, follow=not serverless),
+            reader,
+            limits_from(settings),
+            metrics,
+            cache_bytes=settings.cache_max_bytes,
+            watch_settings=watching,
+            follow=not serverless,
+            max_staleness=settings.cache_max_staleness_seconds,
+        )
+    log = build_log(settings)
     service = Service(
         log, limits_from(settings), metrics, history_bytes=settings.history_max_bytes, watch_settings=watching
     )

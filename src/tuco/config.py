@@ -13,7 +13,7 @@ from tuco.errors import ConfigurationError
 from tuco.log.file import SyncMode
 from tuco.log.redact import check_database_url, redact_dsn
 
-__all__ = ["LogBackend", "Settings", "load_settings"]
+__all__ = ["LogBackend", "Settings", "StateMode", "load_settings"]
 
 LOG_FILE_NAME = "tuco.log"
 
@@ -23,6 +23,13 @@ class LogBackend(enum.StrEnum):
 
     FILE = "file"
     POSTGRES = "postgres"
+
+
+class StateMode(enum.StrEnum):
+    """What a replica keeps in memory."""
+
+    FULL = "full"
+    CACHE = "cache"
 
 
 class Settings(BaseSettings):
@@ -91,6 +98,25 @@ class Settings(BaseSettings):
         "(from the first failure), then answer 503; while it stays away, after one try.",
     )
 
+    state: StateMode = Field(
+        StateMode.FULL,
+        description="full: every key in memory; cache (postgres only): read keys through a bounded LRU "
+        "from the database, nothing loaded at start.",
+    )
+    cache_max_bytes: int = Field(
+        64 << 20,
+        ge=0,
+        le=1 << 40,
+        description="cache: bytes of keys and values (plus 320 per entry) the read-through LRU holds.",
+    )
+    cache_max_staleness_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=86400,
+        description="serverless: a function may answer a key it read this recently without asking the "
+        "database (0: every read asks).",
+    )
+
     # -- watching ------------------------------------------------------------------
     watch_max_watchers: int = Field(
         1000, ge=1, le=1_000_000, description="Open watch streams at once; more get 503 too_many_watchers."
@@ -156,6 +182,14 @@ class Settings(BaseSettings):
     def _tls_files_come_in_pairs(self) -> Settings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("TUCO_TLS_CERT_FILE and TUCO_TLS_KEY_FILE must be set together")
+        return self
+
+    @model_validator(mode="after")
+    def _cache_needs_a_shared_state(self) -> Settings:
+        if self.state is StateMode.CACHE and self.log_backend is not LogBackend.POSTGRES:
+            raise ValueError(
+                "TUCO_STATE=cache needs TUCO_LOG_BACKEND=postgres: the file log keeps no state to read through to"
+            )
         return self
 
     @model_validator(mode="after")

@@ -15,7 +15,9 @@
     │   ├── ValueTooLargeError    body over the value limit
     │   ├── InvalidPreconditionError   If-Match / If-None-Match that tuco cannot read
     │   ├── InvalidPageTokenError      a listing page token that is garbage or for another listing
-    │   └── InvalidParameterError      a query parameter out of range (limit, keys_only)
+    │   ├── InvalidParameterError      a query parameter out of range (limit, keys_only)
+    │   └── InvalidBodyError           a gateway event whose body does not decode (base64)
+    ├── StreamingUnsupportedError  a watch stream asked of a front end that cannot stream (an API gateway)
     ├── ConfigurationError        settings that cannot work; reported at start-up
     └── LogError                  the transaction log
         ├── LogClosedError        we closed it; no more writes are taken
@@ -34,6 +36,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigurationError",
     "HistoryCompactedError",
+    "InvalidBodyError",
     "InvalidKeyError",
     "InvalidPageTokenError",
     "InvalidParameterError",
@@ -50,6 +53,7 @@ __all__ = [
     "LogUnavailableError",
     "NoSuchKeyError",
     "PreconditionFailedError",
+    "StreamingUnsupportedError",
     "TooManyWatchersError",
     "TucoError",
     "ValueTooLargeError",
@@ -184,6 +188,20 @@ class InvalidParameterError(InvalidRequestError):
 
     code = "invalid_parameter"
     status = 400
+
+
+class InvalidBodyError(InvalidRequestError):
+    """A body that cannot be read as sent: an API Gateway event marked base64 whose body is not."""
+
+    code = "invalid_body"
+    status = 400
+
+
+class StreamingUnsupportedError(TucoError):
+    """A Server-Sent Events watch asked behind an API gateway, which buffers whole responses: long-poll instead."""
+
+    code = "streaming_unsupported"
+    status = 501
 
 
 class ConfigurationError(TucoError):

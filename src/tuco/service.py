@@ -21,7 +21,7 @@ import structlog
 
 from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
 from tuco.core.leases import Due
-from tuco.core.store import DEFAULT_HISTORY_BYTES, Page, Store
+from tuco.core.store import DEFAULT_HISTORY_BYTES, ExpiringEntry, Page, Store
 from tuco.core.watch import Selector
 from tuco.errors import (
     InvalidKeyError,
@@ -30,12 +30,13 @@ from tuco.errors import (
     LeaseLimitError,
     LeaseNotFoundError,
     LogClosedError,
+    NoSuchKeyError,
     PreconditionFailedError,
     TucoError,
     ValueTooLargeError,
 )
 from tuco.observability import Metrics
-from tuco.ports import EventHistory, TransactionLog
+from tuco.ports import EventHistory, Read, TransactionLog
 from tuco.watchers import Hub, Watch, WatchSettings, changed_since, end_watches, open_watch, wait_for_change
 
 __all__ = ["Limits", "Phase", "ReplayStats", "Service"]
@@ -98,7 +99,14 @@ class Service:
     ``find(key)`` is the HTTP read path's lookup: the entry's plain tuple, with
     no copy and no exception, for a key without a deadline; None otherwise
     (absent, or expiring: then ask ``get``).
+
+    ``reads_through`` is False: every key is in memory. A read-through service
+    (:mod:`tuco.cache`) sets it, and its ``find`` misses must be answered by
+    awaiting :meth:`fetch`; the HTTP layer picks its read path once, at start.
     """
+
+    reads_through = False
+    runs_expirer = True
 
     def __init__(
         self,
@@ -183,6 +191,24 @@ class Service:
         """Record that ``key`` is deleted if ``precondition`` holds (deleting an absent key is no error)."""
         return self.log.write_delete(key, precondition)
 
+    async def fetch(self, key: str) -> Read:
+        """The key with when it expires, for a read path that may wait (here: from memory, at once)."""
+        try:
+            return Read(self.store.lookup(key), 0, self.revision)
+        except ExpiringEntry as expiring:
+            return Read(expiring.entry, expiring.expires_at, self.revision)
+        except NoSuchKeyError:
+            return Read(None, 0, self.revision)
+
+    async def read_consistent(self, key: str) -> Read:
+        """:meth:`fetch` as of every write any replica acknowledged before the call."""
+        await self.log.catch_up()
+        return await self.fetch(key)
+
+    async def page_through(self, prefix: str, *, after: str | None, limit: int, revision: int | None) -> Page:
+        """:meth:`page` for a read path that may wait."""
+        return self.page(prefix, after=after, limit=limit, revision=revision)
+
     def page(self, prefix: str, *, after: str | None, limit: int, revision: int | None) -> Page:
         """A page of the keys under ``prefix`` at ``revision`` (None: now); raises HistoryCompactedError."""
         return self.store.page(prefix, after=after, limit=limit, revision=revision)
@@ -253,7 +279,8 @@ class Service:
         await self.log.run(self)
         stats = ReplayStats(events, len(self.store), round(time.perf_counter() - started, 3))
         self.phase = Phase.SERVING
-        self._expirer = asyncio.get_running_loop().create_task(self._expire_forever(), name="tuco-expirer")
+        if self.runs_expirer:
+            self._expirer = asyncio.get_running_loop().create_task(self._expire_forever(), name="tuco-expirer")
         return stats
 
     async def aclose(self) -> None:

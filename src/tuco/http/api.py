@@ -65,6 +65,7 @@ MAX_PAGE_LIMIT = 1000
 _TOKEN_VERSION = 1
 _HEALTHY = json_response(200, {"status": "alive"})
 _CONSISTENT_READ_FAILED = "cannot reach the log for a consistent read; see the server's log"
+_READ_FAILED = "cannot reach the database to read the key; see the server's log"
 # The /readyz fields of LogStatus.describe() an anonymous client may see (no hosts, users, database names).
 _PUBLIC_LOG_FIELDS: tuple[str, ...] = ("backend", "sync", "last_sequence", "lag_events", "lag_seconds", "connected")
 
@@ -100,6 +101,14 @@ class KeyValueAPI:
             "lease": self._lease,
             "keepalive": self._keepalive,
         }
+        # A read-through service (TUCO_STATE=cache, serverless) answers misses and listings from the database:
+        # its read path is chosen here, once, so a full replica's reads pay nothing for it.
+        self._read: Callable[[str, bytes], Response | Awaitable[Response]] = self._read_now
+        self._list_page: Callable[[str, str | None, int, int | None, bool], Response | Awaitable[Response]]
+        self._list_page = self._list_page_now
+        if service.reads_through:
+            self._read = self._read_through
+            self._list_page = self._list_page_through
 
     def handle(self, request: Request) -> Answer:
         """Answer one request.
@@ -137,7 +146,7 @@ class KeyValueAPI:
                     return self._consistent_get(key)
             found = service.find(key)
             if found is None:  # absent, or a key with a deadline
-                return self._read(key)
+                return self._read(key, b"")
             return Response(
                 200,
                 found[0],
@@ -196,7 +205,7 @@ class KeyValueAPI:
             payload["message"] = log_message("starting")
         return json_response(200 if service.ready else 503, payload)
 
-    def _read(self, key: str, extra: bytes = b"") -> Response:
+    def _read_now(self, key: str, extra: bytes = b"") -> Response:
         """A read of ``key`` with every case: absent (404), with a deadline, or plain; ``extra`` header lines."""
         service = self.service
         try:
@@ -213,12 +222,36 @@ class KeyValueAPI:
             b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n%b' % (entry[2], service.revision, extra),
         )
 
+    async def _read_through(self, key: str, extra: bytes = b"", consistent: bool = False) -> Response:
+        """:meth:`_read_now` for a read-through service: a miss (or a consistent read) asks the database."""
+        service = self.service
+        try:
+            found = await (service.read_consistent(key) if consistent else service.fetch(key))
+        except LogError as exc:
+            if consistent:
+                return refusal(exc, "no consistent read", _CONSISTENT_READ_FAILED)
+            return refusal(exc, "no read", _READ_FAILED)
+        entry = found.entry
+        if entry is None:
+            return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n%b" % (found.revision, extra))
+        if found.expires_at:
+            return _expiring_read(ExpiringEntry(entry, found.expires_at), found.revision, extra)
+        return Response(
+            200,
+            entry[0],
+            OCTET_STREAM,
+            (),
+            b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n%b' % (entry[2], found.revision, extra),
+        )
+
     async def _consistent_get(self, key: str) -> Response:
+        if self.service.reads_through:  # the database's row is the newest there is: no catching up first
+            return await self._read_through(key, b"", consistent=True)
         try:
             await self.service.catch_up()
         except LogError as exc:
             return refusal(exc, "no consistent read", _CONSISTENT_READ_FAILED)
-        return self._read(key)
+        return self._read_now(key)
 
     def _settle_put(self, written: asyncio.Future[Event]) -> Response:
         """201 with the new ETag, or why the write was not stored."""
@@ -375,9 +408,11 @@ class KeyValueAPI:
             await self.service.catch_up()
         except LogError as exc:
             return refusal(exc, "no listing", "cannot reach the log to serve that revision; see the server's log")
-        return self._list_page(prefix, after, limit, revision, keys_only)
+        return await _settled(self._list_page(prefix, after, limit, revision, keys_only))
 
-    def _list_page(self, prefix: str, after: str | None, limit: int, revision: int | None, keys_only: bool) -> Response:
+    def _list_page_now(
+        self, prefix: str, after: str | None, limit: int, revision: int | None, keys_only: bool
+    ) -> Response:
         if revision is not None and revision > self.service.revision:
             # Still ahead after catching up: another server's token (or another store's) cannot be served here.
             return error_answer(InvalidPageTokenError("the page token is for a revision this server has not reached"))
@@ -386,6 +421,20 @@ class KeyValueAPI:
         except HistoryCompactedError as exc:
             body = {"error": exc.code, "message": str(exc), "oldest_revision": exc.oldest}
             return json_response(exc.status, body)
+        return _render_page(page, prefix, limit, keys_only)
+
+    async def _list_page_through(
+        self, prefix: str, after: str | None, limit: int, revision: int | None, keys_only: bool
+    ) -> Response:
+        """:meth:`_list_page_now` for a read-through service: the page is read from the database."""
+        if revision is not None and revision > self.service.revision:
+            return error_answer(InvalidPageTokenError("the page token is for a revision this server has not reached"))
+        try:
+            page = await self.service.page_through(prefix, after=after, limit=limit + 1, revision=revision)
+        except HistoryCompactedError as exc:
+            return _compacted(exc)
+        except LogError as exc:
+            return refusal(exc, "no listing", "cannot reach the log to list keys; see the server's log")
         return _render_page(page, prefix, limit, keys_only)
 
     # -- watching: GET /v1/watch (Server-Sent Events) and long polls ----------------
@@ -429,7 +478,7 @@ class KeyValueAPI:
     async def _answer_after_wait(self, key: str, revision: int, timeout: float) -> Response:
         await self.service.wait_for_change(key, revision, timeout)
         changed = self.service.changed_since(key, revision) and self.service.phase is not Phase.STOPPING
-        return self._read(key, b"X-Tuco-Wait: changed\r\n" if changed else b"X-Tuco-Wait: timeout\r\n")
+        return await _settled(self._read(key, b"X-Tuco-Wait: changed\r\n" if changed else b"X-Tuco-Wait: timeout\r\n"))
 
 
 EVENT_STREAM = b"text/event-stream"
@@ -756,6 +805,11 @@ def _expiring_read(found: ExpiringEntry, revision: int, extra: bytes = b"") -> R
         b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Expires-At: %d\r\n%b'
         % (entry[2], revision, found.expires_at, extra),
     )
+
+
+async def _settled(answer: Response | Awaitable[Response]) -> Response:
+    """The response of an answer that is one now or once awaited (a read-through service's reads)."""
+    return answer if isinstance(answer, Response) else await answer
 
 
 def _wants_consistent(request: Request) -> bool:

@@ -94,6 +94,7 @@ from tuco.errors import (
     PreconditionFailedError,
 )
 from tuco.log import _pg_failover as ha
+from tuco.log import _pg_reads
 from tuco.log import _pg_schema as sql
 from tuco.log.batching import GroupCommit, Mutation, Outcome, WritesThroughGroupCommit
 from tuco.log.redact import check_database_url, password_of, redact_dsn
@@ -127,7 +128,10 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
     ``dsn=None`` uses the libpq ``PG*`` variables; a URL that does not parse
     unambiguously raises :class:`~tuco.errors.ConfigurationError`. ``connect_timeout``
     bounds start-up; writes get :class:`~tuco.errors.LogUnavailableError` once the
-    database has been out of reach for ``write_timeout``.
+    database has been out of reach for ``write_timeout``. ``replay="expiring"``
+    (read-through replicas) replays only the keys with a deadline or a lease and
+    the leases; ``follow=False`` (a serverless function) starts no follower and
+    jumps to each head it sees instead of applying others' events.
     """
 
     def __init__(
@@ -140,6 +144,8 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
         max_pending_bytes: int = 64 << 20,
         pool_size: int = 4,
         write_timeout: float = 10.0,
+        replay: str = "all",
+        follow: bool = True,
     ) -> None:
         if dsn is not None:
             try:
@@ -173,6 +179,11 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
         self._clock_offset_ms = 0  # the database's clock minus ours, as last measured
         self._last: Any = None  # the last event applied (an Event or a row), to recognise our history
         self._recheck = False  # a connection failed: check the database still holds our history before going on
+        # Read-through replicas (TUCO_STATE=cache) replay only the keys with a deadline or a lease; a
+        # serverless function also follows nobody: between its requests it is frozen, so it jumps to the
+        # head it sees instead of applying what others wrote (see tuco.cache).
+        self._state_query = _pg_reads.EXPIRING_STATE_BY_SEQUENCE if replay == "expiring" else sql.STATE_BY_SEQUENCE
+        self._follows = follow
 
     @property
     def failure(self) -> LogError | None:
@@ -205,7 +216,7 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
                     Event(r[0], EventType.LEASE_GRANT, "", b"", 0, 0, Lifetime(r[2], r[0], r[1]))
                     for r in await conn.fetch(sql.LIVE_LEASES)
                 ]
-                cursor = await conn.cursor(sql.STATE_BY_SEQUENCE)
+                cursor = await conn.cursor(self._state_query)
                 while rows := await cursor.fetch(_CHUNK):
                     batch = [
                         Event(r[0], EventType.PUT, r[1].decode(), r[2], r[3], r[4])
@@ -247,7 +258,8 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
         await self._open()
         self._apply = sink.apply
         self._commits.start(self._apply_own)
-        self._follower = asyncio.get_running_loop().create_task(self._follow(), name="tuco-pg-follower")
+        if self._follows:
+            self._follower = asyncio.get_running_loop().create_task(self._follow(), name="tuco-pg-follower")
 
     def now_ms(self) -> int:
         """The database's clock as estimated from the last head read (this machine's plus the measured offset)."""
@@ -554,6 +566,9 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
 
     async def _fill(self, conn: asyncpg.Connection, upto: int) -> None:
         """Apply the committed events after the last applied one, up to ``upto``, in chunks."""
+        if not self._follows:
+            self._applied = max(self._applied, upto)
+            return
         while self._applied < upto:
             rows = await conn.fetch(sql.EVENTS_AFTER, self._applied, upto, _CHUNK)
             if not self._deliver(rows) or len(rows) < _CHUNK:
