@@ -1,9 +1,10 @@
 """The ``tuco`` command: run the server, talk to one, inspect and repair a log file.
 
 Exit codes scripts can rely on: 0 success, 1 the key or lease does not exist (get,
-lease keepalive/revoke, put --lease) or the log has problems (verify, compact), 2 usage
-or configuration error, 3 the request failed (server unreachable, refused or broken),
-4 a condition did not hold (``--if-match``, ``--create-only``: the server answered 412).
+lease keepalive/revoke, put --lease), the log has problems (verify, compact) or the server
+is not healthy (health), 2 usage or configuration error, 3 the request failed (server
+unreachable, refused or broken), 4 a condition did not hold (``--if-match``,
+``--create-only``: the server answered 412).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 import click
@@ -197,6 +198,59 @@ def _check_duration(text: str, what: str) -> None:
 def _usage(message: str) -> None:
     click.echo(f"tuco: {message}", err=True)
     sys.exit(EXIT_USAGE)
+
+
+@main.command()
+@click.option(
+    "--url",
+    envvar="TUCO_URL",
+    default=None,
+    help="Server URL [env: TUCO_URL]; default: the address TUCO_HOST, TUCO_PORT and TUCO_TLS_* configure.",
+)
+@_ca_option
+@click.option("--ready", is_flag=True, help="Check /readyz (replayed, takes writes) instead of /healthz (alive).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=3.0, show_default=True, help="Seconds to wait.")
+def health(url: str | None, cacert: Path | None, ready: bool, timeout: float) -> None:
+    """Exit 0 if the server answers 200 on /healthz (--ready: /readyz), else say why on stderr and exit 1.
+
+    Meant for container health checks (no curl needed): without --url it checks the
+    server that `tuco serve` would start with the same TUCO_* settings, over HTTPS
+    when TUCO_TLS_CERT_FILE is set (verified against --cacert if given; otherwise
+    the local server's certificate is not verified, as no secret is sent).
+    """
+    verify: ssl.SSLContext | bool = True
+    if url is None:
+        try:
+            settings = load_settings()
+        except ConfigurationError as exc:
+            _unhealthy(str(exc))
+        url = _own_url(settings)
+        verify = bool(cacert) or not settings.tls
+    if cacert:
+        verify = ssl.create_default_context(cafile=str(cacert))
+    path = "/readyz" if ready else "/healthz"
+    try:
+        with httpx.Client(verify=verify, timeout=timeout) as client:
+            response = client.get(f"{url.rstrip('/')}{path}")
+    except httpx.HTTPError as exc:
+        _unhealthy(f"cannot reach {url}: {exc or type(exc).__name__}")
+    except ValueError as exc:  # a URL httpx cannot even parse
+        _unhealthy(f"cannot reach {url}: {exc}")
+    if response.status_code != 200:
+        _unhealthy(f"{path} answered {response.status_code}: {response.text[:200]}")
+
+
+def _own_url(settings: Settings) -> str:
+    """The URL a local client reaches `tuco serve` at: a wildcard address is reached on loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if settings.tls else 'http'}://{host}:{settings.port}"
+
+
+def _unhealthy(message: str) -> NoReturn:
+    click.echo(f"tuco: unhealthy: {message}", err=True)
+    sys.exit(1)
 
 
 @main.group()
