@@ -4,6 +4,7 @@ from tuco.core.events import Event, EventType
 from tuco.core.store import Store
 from tuco.errors import (
     ConfigurationError,
+    ForbiddenError,
     HistoryCompactedError,
     InvalidKeyError,
     InvalidPageTokenError,
@@ -21,8 +22,11 @@ from tuco.errors import (
     LogUnavailableError,
     NoSuchKeyError,
     PreconditionFailedError,
+    TokenLimitError,
+    TokenNotFoundError,
     TooManyWatchersError,
     TucoError,
+    UnauthorizedError,
     ValueTooLargeError,
 )
 from tuco.ports import TransactionLog
@@ -33,6 +37,7 @@ __all__ = [
     "ConfigurationError",
     "Event",
     "EventType",
+    "ForbiddenError",
     "HistoryCompactedError",
     "InvalidKeyError",
     "InvalidPageTokenError",
@@ -51,9 +56,12 @@ __all__ = [
     "NoSuchKeyError",
     "PreconditionFailedError",
     "Store",
+    "TokenLimitError",
+    "TokenNotFoundError",
     "TooManyWatchersError",
     "TransactionLog",
     "TucoError",
+    "UnauthorizedError",
     "ValueTooLargeError",
     "__version__",
 ]

@@ -64,6 +64,8 @@ DEFAULT_PAGE_LIMIT = 100
 MAX_PAGE_LIMIT = 1000
 _TOKEN_VERSION = 1
 _HEALTHY = json_response(200, {"status": "alive"})
+_READY = json_response(200, {"ready": True})
+_NOT_READY = json_response(503, {"ready": False})
 _CONSISTENT_READ_FAILED = "cannot reach the log for a consistent read; see the server's log"
 # The /readyz fields of LogStatus.describe() an anonymous client may see (no hosts, users, database names).
 _PUBLIC_LOG_FIELDS: tuple[str, ...] = ("backend", "sync", "last_sequence", "lag_events", "lag_seconds", "connected")
@@ -99,7 +101,30 @@ class KeyValueAPI:
             "grant": self._grant,
             "lease": self._lease,
             "keepalive": self._keepalive,
+            "tokens": self._token_route,
+            "token": self._token_route,
         }
+        from tuco.http.auth import Guard, TokenAPI
+
+        self.tokens = TokenAPI(service)
+        if service.access.enabled:  # chosen once: with authentication off, handle is the method itself
+            self.handle = Guard(self, self.handle).handle  # type: ignore[method-assign]
+
+    def _token_route(self, request: Request, segment: bytes) -> Answer:
+        """The token routes with authentication off (the guard answers them itself when it is on)."""
+        handler = "tokens" if request.path == b"/v1/tokens" else "token"
+        return self.tokens.answer(request, handler, segment, None)
+
+    def readiness_summary(self) -> Response:
+        """What an anonymous client learns of readiness with authentication on: ready or not, nothing more."""
+        ready = self.service.ready
+        return _READY if ready else _NOT_READY
+
+    def revoke_answer(self, lease: int, allowed: Callable[[str], bool]) -> Answer:
+        """DELETE /v1/leases/{id} whose keys must each pass ``allowed`` (checked after catching up)."""
+        if self.service.phase is Phase.STARTING:
+            return STARTING
+        return self._revoke(lease, allowed)
 
     def handle(self, request: Request) -> Answer:
         """Answer one request.
@@ -323,9 +348,9 @@ class KeyValueAPI:
         payload = {"id": lease, "ttl": found.ttl / 1000, "expires_at": found.deadline, "keys": sorted(found.keys)}
         return json_response(200, payload, b"X-Tuco-Revision: %d\r\n" % service.revision)
 
-    async def _revoke(self, lease: int) -> Response:
+    async def _revoke(self, lease: int, allowed: Callable[[str], bool] | None = None) -> Response:
         try:
-            event, deleted = await self.service.revoke(lease)
+            event, deleted = await self.service.revoke(lease, allowed)
         except LogError as exc:
             return refusal(exc, "not revoked")
         except TucoError as exc:

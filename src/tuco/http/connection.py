@@ -255,6 +255,7 @@ class HttpConnection(asyncio.Protocol):
         "_backlog",
         "_body_size",
         "_chunks",
+        "_client",
         "_conditional",
         "_connection_header",
         "_content_length",
@@ -325,6 +326,7 @@ class HttpConnection(asyncio.Protocol):
         self._target = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._peer: str | None = None
+        self._client: str | None = None
         self._head_size = 0
         self._header_count = 0
         self._content_length: int | None = None
@@ -435,6 +437,7 @@ class HttpConnection(asyncio.Protocol):
         self._tls = transport.get_extra_info("sslcontext") is not None
         if self._tls:
             self._peer = _peer_identity(transport)
+        self._client = _client_address(transport)
         transport.set_write_buffer_limits(high=self._write_high_water)
         self._rearm()
 
@@ -661,6 +664,7 @@ class HttpConnection(asyncio.Protocol):
             body,
             self._peer,
             self._conditional,
+            self._client,
         )
         if self._backlog or self._unsafe_pending or self._write_paused or len(self._queue) >= self._max_pipelined:
             self._backlog.append(_Held(request, mode, None))
@@ -1006,7 +1010,7 @@ class HttpConnection(asyncio.Protocol):
 
 
 def _peer_identity(transport: asyncio.BaseTransport) -> str | None:
-    """The TLS client certificate's subject common name, when the client presented one."""
+    """The TLS client certificate's identity: its subject common name, else its first subject alternative name."""
     cert = transport.get_extra_info("peercert")
     if not cert:
         return None
@@ -1014,7 +1018,18 @@ def _peer_identity(transport: asyncio.BaseTransport) -> str | None:
         for name, value in rdn:
             if name == "commonName":
                 return str(value)
+    for _kind, value in cert.get("subjectAltName", ()):
+        return str(value)
     return None
+
+
+def _client_address(transport: asyncio.BaseTransport) -> str | None:
+    """``host:port`` of the client (``[host]:port`` for IPv6), for audit lines."""
+    address = transport.get_extra_info("peername")
+    if not isinstance(address, tuple) or len(address) < 2:
+        return None
+    host = str(address[0])
+    return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
 
 
 def _internal_error(exc: BaseException) -> Response:

@@ -22,9 +22,9 @@ Headers = tuple[tuple[bytes, bytes], ...]
 
 
 class Request:
-    """One HTTP request: method, raw path, raw query, headers as received, body, TLS peer identity."""
+    """One HTTP request: method, raw path, raw query, headers as received, body, TLS peer identity, client address."""
 
-    __slots__ = ("_params", "body", "conditional", "headers", "method", "path", "peer", "query")
+    __slots__ = ("_params", "body", "client", "conditional", "headers", "method", "path", "peer", "query")
 
     def __init__(
         self,
@@ -35,6 +35,7 @@ class Request:
         body: bytes = b"",
         peer: str | None = None,
         conditional: bool | None = None,
+        client: str | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -42,6 +43,8 @@ class Request:
         self.headers: list[tuple[bytes, bytes]] = headers if headers is not None else []
         self.body = body
         self.peer = peer
+        self.client = client
+        """The client's address (``host:port``), for the audit log; None where the front end does not know it."""
         if conditional is None:
             conditional = any(len(name) in (8, 13) and name.lower() in _CONDITIONS for name, _ in self.headers)
         self.conditional = conditional
