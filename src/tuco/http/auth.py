@@ -215,7 +215,7 @@ class Guard:
         return self._inner(request)
 
     def _unauthorized(self, request: Request, reason: str) -> Response:
-        self._audit_denied(request, None, reason)
+        self._audit_denied(request, _token_id(request) if reason in ("revoked", "expired", "unknown") else None, reason)
         return _UNAUTHORIZED if reason == "missing" else _INVALID_TOKEN
 
     def _forbidden(self, request: Request, record: TokenRecord) -> Response:
@@ -233,6 +233,14 @@ class Guard:
             method=request.method.decode("latin-1"),
             path=request.path[:200].decode("latin-1"),
         )
+
+
+def _token_id(request: Request) -> str | None:
+    """The id part of the request's bearer token (never its secret), for an audit line."""
+    header = request.header(b"authorization")
+    credential = parse_bearer(header) if header is not None else None
+    parsed = parse_token(credential) if credential is not None else None
+    return parsed[0] if parsed is not None else None
 
 
 def _decoded(segment: bytes) -> str:
