@@ -232,7 +232,7 @@ def test_malformed_authorization_headers_are_401_never_a_crash(header: str) -> N
     """Garbage, oversized and non-ASCII Authorization headers are 401 unauthorized, not 400 or 500."""
 
     async def check(client: httpx.AsyncClient, service: Service) -> None:
-        answer = await client.get("/v1/key/a", headers={"Authorization": header.encode("utf-8")})  # type: ignore[dict-item]
+        answer = await client.get("/v1/key/a", headers={b"Authorization": header.encode("utf-8")})
         assert (answer.status_code, answer.json()["error"]) == (401, "unauthorized")
 
     run_asgi(check)
