@@ -58,6 +58,8 @@ class LoadScenario:
     quick: bool = False
     max_seconds: float | None = None
     paired: bool = False
+    auth: bool = False
+    """TUCO_AUTH=token, and every request (preload and load) carries a bearer token granted write on the keys."""
 
 
 RELAXED = {"TUCO_LOG_SYNC": "everysec"}
@@ -82,6 +84,7 @@ LOAD_SCENARIOS: list[LoadScenario] = [
         env=BIG_VALUES,
         max_seconds=5,
     ),
+    LoadScenario("get_auth", "GET with a bearer token, TUCO_AUTH=token", auth=True),
     LoadScenario("get_c1", "GET, 1 connection", connections=1),
     LoadScenario("get_c256", "GET, 256 connections", connections=256),
     LoadScenario("get_tls", "GET over TLS", tls=True),
@@ -200,10 +203,15 @@ def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
             env.update(tls_env)
         if sc.postgres:
             env.update(stack.enter_context(_fresh_database(f"tuco_bench_{sc.name}_{int(time.time())}")))
+        if sc.auth:
+            env.update(TUCO_AUTH="token", TUCO_BOOTSTRAP_TOKEN=_BENCH_BOOTSTRAP)
         server = stack.enter_context(_start(sc, workdir, env))
         result["ready_seconds"] = round(server.wait_ready(timeout=30), 3)
+        header = _bench_token(server.url) if sc.auth else ""
         if not sc.reference:
-            result["preload_seconds"] = round(preload_http(server.url, sc.keys, sc.value_bytes, tls=tls), 2)
+            result["preload_seconds"] = round(
+                preload_http(server.url, sc.keys, sc.value_bytes, tls=tls, header=header), 2
+            )
         measure = functools.partial(
             run_round,
             url=server.url,
@@ -212,6 +220,7 @@ def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
             keys=sc.keys,
             value_bytes=sc.value_bytes,
             put_percent=sc.put_percent,
+            header=header,
         )
         ceiling = _paired_ceiling(stack, sc) if sc.paired else None
         measure(seconds=settings.warmup)
@@ -234,6 +243,23 @@ def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
         if result["exit_code"] != 0:
             raise ServerDiedError(f"{sc.name}: server exited with {result['exit_code']} on SIGTERM")
     return result
+
+
+_BENCH_BOOTSTRAP = "bench-bootstrap-0123456789abcdefghijklmnop"
+
+
+def _bench_token(url: str) -> str:
+    """A token granted write on the benchmark's keys, as an ``Authorization`` header line (without CRLF)."""
+    import httpx
+
+    created = httpx.post(
+        f"{url}/v1/tokens",
+        json={"description": "bench", "grants": [{"prefix": "key-", "permission": "write"}]},
+        headers={"Authorization": f"Bearer {_BENCH_BOOTSTRAP}"},
+        timeout=10,
+    )
+    created.raise_for_status()
+    return f"Authorization: Bearer {created.json()['token']}"
 
 
 def _empty_rss_kib(workdir: Path) -> int:
