@@ -369,3 +369,42 @@ def test_with_authentication_off_the_api_handle_is_the_plain_method() -> None:
     assert api.handle.__func__ is KeyValueAPI.handle  # type: ignore[attr-defined]
     guarded = KeyValueAPI(asgi_service())
     assert getattr(guarded.handle, "__func__", None) is not KeyValueAPI.handle
+
+
+def test_a_token_remembered_as_verified_stops_working_when_it_expires_or_is_revoked() -> None:
+    """The verified-credential cache never outlives the token: expiry and revocation apply to the next request."""
+
+    async def check(client: httpx.AsyncClient, service: Service) -> None:
+        assert (await client.put("/v1/key/a%2Fk", content=b"v", headers=ADMIN)).status_code == 201
+        ends = int(time.time()) + 2
+        short = await create_token(
+            client, [("a/", "read")], expires_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ends))
+        )
+        plain = await create_token(client, [("a/", "read")])
+        for created in (short, plain):
+            assert (await client.get("/v1/key/a%2Fk", headers=bearer(str(created["token"])))).status_code == 200
+        assert len(service.store.tokens.verified) == 2
+        await asyncio.sleep(max(0.0, ends - time.time() + 0.05))
+        assert (await client.get("/v1/key/a%2Fk", headers=bearer(str(short["token"])))).status_code == 401
+        assert (await client.delete(f"/v1/tokens/{plain['id']}", headers=ADMIN)).status_code == 204
+        assert (await client.get("/v1/key/a%2Fk", headers=bearer(str(plain["token"])))).status_code == 401
+
+    run_asgi(check)
+
+
+def test_the_token_limit_answers_429_and_writes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_TOKENS live tokens a creation is 429 token_limit (a flood of creations cannot grow the registry)."""
+    import tuco.service
+
+    monkeypatch.setattr(tuco.service, "MAX_TOKENS", 2)
+
+    async def check(client: httpx.AsyncClient, service: Service) -> None:
+        await create_token(client, [("a/", "read")])
+        await create_token(client, [("a/", "read")])
+        refused = await client.post(
+            "/v1/tokens", json={"grants": [{"prefix": "", "permission": "read"}]}, headers=ADMIN
+        )
+        assert (refused.status_code, refused.json()["error"]) == (429, "token_limit")
+        assert len(service.store.tokens) == 2
+
+    run_asgi(check)

@@ -25,11 +25,13 @@ from typing import NamedTuple
 __all__ = [
     "ID_LENGTH",
     "MAX_TOKENS",
+    "MAX_VERIFIED",
     "Access",
     "Grant",
     "Permission",
     "TokenRecord",
     "Tokens",
+    "Verified",
     "allows",
     "allows_any",
     "check_bootstrap_token",
@@ -207,16 +209,42 @@ def permission_of(label: object) -> Permission | None:
     return _BY_LABEL.get(label) if isinstance(label, str) else None
 
 
-class Tokens:
-    """The live tokens, by id and by certificate identity, rebuilt from the log's token events."""
+class Verified(NamedTuple):
+    """A verified credential ready for the request path: its record, and the prefixes it may read and write."""
 
-    __slots__ = ("_by_cert", "_by_id", "revoked")
+    record: TokenRecord
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    expires_at: int
+
+    @classmethod
+    def of(cls, record: TokenRecord) -> Verified:
+        reads = tuple(g.prefix for g in record.grants if g.permission >= Permission.READ)
+        writes = tuple(g.prefix for g in record.grants if g.permission >= Permission.WRITE)
+        return cls(record, reads, writes, record.expires_at)
+
+
+MAX_VERIFIED = 4096
+"""Credentials remembered as verified at once (the cache is emptied when it is full)."""
+
+
+class Tokens:
+    """The live tokens, by id and by certificate identity, rebuilt from the log's token events.
+
+    ``verified`` maps a credential as received to its :class:`Verified` form, so a
+    token is hashed once, not per request. It lives in memory only (like the
+    requests that carried it) and is emptied by every creation and revocation:
+    a revoked token is never served from it.
+    """
+
+    __slots__ = ("_by_cert", "_by_id", "revoked", "verified")
 
     def __init__(self) -> None:
         self._by_id: dict[str, TokenRecord] = {}
         self._by_cert: dict[str, TokenRecord] = {}
         self.revoked: set[str] = set()
         """Ids revoked since the log's last compaction: for the audit line only (they are unknown either way)."""
+        self.verified: dict[bytes, Verified] = {}
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -228,11 +256,13 @@ class Tokens:
         return self._by_id.get(id)
 
     def create(self, record: TokenRecord) -> None:
+        self.verified.clear()
         self._by_id[record.id] = record
         if record.cert:
             self._by_cert[record.cert] = record
 
     def revoke(self, id: str) -> TokenRecord | None:
+        self.verified.clear()
         record = self._by_id.pop(id, None)
         self.revoked.add(id)
         if record is not None and record.cert and self._by_cert.get(record.cert) is record:

@@ -31,9 +31,11 @@ from typing import TYPE_CHECKING
 import structlog
 
 from tuco.core.tokens import (
+    MAX_VERIFIED,
     Grant,
     Permission,
     TokenRecord,
+    Verified,
     allows,
     allows_any,
     digest,
@@ -86,6 +88,7 @@ _READ = Permission.READ
 _WRITE = Permission.WRITE
 _ADMIN = Permission.ADMIN
 _NEEDS = {_GET: _READ, _HEAD: _READ, _PUT: _WRITE, _DELETE: _WRITE}
+_WRITES = {_GET: False, _HEAD: False, _PUT: True, _DELETE: True}
 _MAX_BODY = 16 * 1024
 _MAX_GRANTS = 64
 _MAX_TEXT = 256
@@ -94,7 +97,7 @@ _MAX_TEXT = 256
 class Guard:
     """The authenticating ``handle`` of a :class:`~tuco.http.api.KeyValueAPI` (see the module docstring)."""
 
-    __slots__ = ("_api", "_bootstrap", "_inner", "_metrics_public", "_now", "_service", "_tokens")
+    __slots__ = ("_api", "_bootstrap", "_inner", "_metrics_public", "_now", "_service", "_tokens", "_verified")
 
     def __init__(self, api: KeyValueAPI, inner: Callable[[Request], Answer]) -> None:
         service = api.service
@@ -102,15 +105,35 @@ class Guard:
         self._inner = inner
         self._service = service
         self._tokens = service.store.tokens
+        self._verified = self._tokens.verified
         self._now = service.log.now_ms
         self._bootstrap = service.access.bootstrap_sha256
         self._metrics_public = service.access.metrics_public
 
     def handle(self, request: Request) -> Answer:
-        """Authenticate, authorize by route, then answer as the API does (or 401 / 403)."""
+        """Authenticate, authorize by route, then answer as the API does (or 401 / 403).
+
+        The hot path (a key, a credential verified before) is one header scan, one
+        dict lookup and one ``str.startswith`` over the grant's prefixes.
+        """
         path = request.path
         if path.startswith(b"/v1/key/"):  # the hot path first, as KeyValueAPI.handle matches it
             segment = path[8:]
+            if b"/" not in segment and b"%" not in segment:
+                for name, value in request.headers:
+                    if len(name) == 13 and name.lower() == b"authorization":
+                        verified = self._verified.get(value)
+                        if verified is not None and (not verified.expires_at or verified.expires_at > self._now()):
+                            writes = _WRITES.get(request.method)
+                            if writes is None:
+                                return self._inner(request)  # 405
+                            prefixes = verified.writes if writes else verified.reads
+                            try:
+                                allowed = segment.decode().startswith(prefixes)
+                            except UnicodeDecodeError:
+                                return self._inner(request)  # 400
+                            return self._inner(request) if allowed else self._forbidden(request, verified.record)
+                        break
             handler: str | None = "key" if b"/" not in segment else None
         else:
             route, segment = match(path)
@@ -158,12 +181,20 @@ class Guard:
                     return "unknown"
                 if record.expires_at and record.expires_at <= self._now():
                     return "expired"
+                self._remember(header, record)
                 return record
             if id in self._tokens.revoked:
                 return "revoked"
         if self._bootstrap and hmac.compare_digest(self._bootstrap, digest(credential)):
+            self._remember(header, _BOOTSTRAP)
             return _BOOTSTRAP
         return "unknown" if parsed is not None else "malformed"
+
+    def _remember(self, header: bytes, record: TokenRecord) -> None:
+        verified = self._verified
+        if len(verified) >= MAX_VERIFIED:
+            verified.clear()
+        verified[header] = Verified.of(record)
 
     def _resource(self, request: Request, handler: str | None, segment: bytes, principal: TokenRecord | str) -> Answer:
         if handler == "readiness":
