@@ -79,7 +79,7 @@ class _Transport(asyncio.Transport):
 _BOOTSTRAP = "instructions-bench-" + "0123456789abcdef" * 2
 
 
-async def _drive(what: str, requests: int, auth: bool = False) -> int:
+async def _drive(what: str, requests: int, auth: bool = False, header_only: bool = False) -> int:
     """Answer ``requests`` GETs or PUTs through real connection objects; return the responses written."""
     from tuco.config import load_settings
     from tuco.http.connection import HttpConnection, ServerContext
@@ -103,7 +103,7 @@ async def _drive(what: str, requests: int, auth: bool = False) -> int:
         await service.start()
         handler = service.api.handle
     header = b""
-    if auth:
+    if auth or header_only:
         from tuco.core.tokens import Grant, Permission
 
         _, token = await service.create_token("bench", [Grant("k", Permission.WRITE)])
@@ -137,11 +137,11 @@ async def _drive(what: str, requests: int, auth: bool = False) -> int:
     return sum(transport.responses for _, transport in connections)
 
 
-def _count(src: Path, what: str, requests: int, auth: bool = False) -> int:
+def _count(src: Path, what: str, requests: int, auth: bool = False, header_only: bool = False) -> int:
     """Instructions valgrind counted for one whole run of ``requests`` requests."""
     env = {**os.environ, "PYTHONPATH": str(src), "PYTHONHASHSEED": "0"}  # the same dict probes in every run
     argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__]
-    argv += ["--drive", what, str(requests)] + (["--auth"] if auth else [])
+    argv += ["--drive", what, str(requests)] + (["--auth"] if auth else []) + (["--header-only"] if header_only else [])
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800, check=False)
     found = re.search(r"Collected : (\d+)", done.stderr)
     expected = _KEYS + requests
@@ -157,18 +157,22 @@ def main() -> int:
     parser.add_argument("--n1", type=int, default=2000)
     parser.add_argument("--n2", type=int, default=6000)
     parser.add_argument("--auth", action="store_true", help="TUCO_AUTH=token, every request with a bearer token")
+    parser.add_argument(
+        "--header-only", action="store_true", help="send the bearer header with authentication off (its parsing cost)"
+    )
     parser.add_argument("--drive", nargs=2, metavar=("WHAT", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drive:
         import uvloop
 
-        print(f"answered {uvloop.run(_drive(args.drive[0], int(args.drive[1]), args.auth))}")
+        print(f"answered {uvloop.run(_drive(args.drive[0], int(args.drive[1]), args.auth, args.header_only))}")
         return 0
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: apt-get install -y valgrind")
     for what in args.what.split(","):
-        low, high = _count(args.src, what, args.n1, args.auth), _count(args.src, what, args.n2, args.auth)
-        mode = ", authenticated" if args.auth else ""
+        low = _count(args.src, what, args.n1, args.auth, args.header_only)
+        high = _count(args.src, what, args.n2, args.auth, args.header_only)
+        mode = ", authenticated" if args.auth else ", with the header, authentication off" if args.header_only else ""
         print(
             f"{what}{mode}: {(high - low) // (args.n2 - args.n1):,} instructions per request ({args.src})", flush=True
         )

@@ -113,27 +113,28 @@ class Guard:
     def handle(self, request: Request) -> Answer:
         """Authenticate, authorize by route, then answer as the API does (or 401 / 403).
 
-        The hot path (a key, a credential verified before) is one header scan, one
-        dict lookup and one ``str.startswith`` over the grant's prefixes.
+        A key request by a credential verified before is one dict lookup and one
+        ``str.startswith`` over the grant's prefixes.
         """
         path = request.path
         if path.startswith(b"/v1/key/"):  # the hot path first, as KeyValueAPI.handle matches it
             segment = path[8:]
-            if b"/" not in segment and b"%" not in segment:
-                for name, value in request.headers:
-                    if len(name) == 13 and name.lower() == b"authorization":
-                        verified = self._verified.get(value)
-                        if verified is not None and (not verified.expires_at or verified.expires_at > self._now()):
-                            writes = _WRITES.get(request.method)
-                            if writes is None:
-                                return self._inner(request)  # 405
-                            prefixes = verified.writes if writes else verified.reads
-                            try:
-                                allowed = segment.decode().startswith(prefixes)
-                            except UnicodeDecodeError:
-                                return self._inner(request)  # 400
-                            return self._inner(request) if allowed else self._forbidden(request, verified.record)
-                        break
+            authorization = request.authorization
+            verified = self._verified.get(authorization) if authorization is not None else None
+            if (
+                verified is not None
+                and b"/" not in segment
+                and b"%" not in segment
+                and (not verified.expires_at or verified.expires_at > self._now())
+            ):
+                writes = _WRITES.get(request.method)
+                if writes is None:
+                    return self._inner(request)  # 405
+                try:
+                    allowed = segment.decode().startswith(verified.writes if writes else verified.reads)
+                except UnicodeDecodeError:
+                    return self._inner(request)  # 400
+                return self._inner(request) if allowed else self._forbidden(request, verified.record)
             handler: str | None = "key" if b"/" not in segment else None
         else:
             route, segment = match(path)
@@ -158,11 +159,7 @@ class Guard:
 
     def _authenticate(self, request: Request) -> TokenRecord | str:
         """The credential's record, or why there is none: missing, malformed, unknown, revoked or expired."""
-        header = None
-        for name, value in request.headers:
-            if len(name) == 13 and name.lower() == b"authorization":
-                header = value
-                break
+        header = request.authorization
         if header is None:
             if request.peer is not None:
                 found = self._tokens.for_cert(request.peer, self._now())
@@ -248,6 +245,10 @@ class Guard:
     def _unauthorized(self, request: Request, reason: str) -> Response:
         self._audit_denied(request, _token_id(request) if reason in ("revoked", "expired", "unknown") else None, reason)
         return _UNAUTHORIZED if reason == "missing" else _INVALID_TOKEN
+
+    def refuse(self, request: Request, record: TokenRecord) -> Response:
+        """403 for a valid credential without the grant, with its audit line."""
+        return self._forbidden(request, record)
 
     def _forbidden(self, request: Request, record: TokenRecord) -> Response:
         self._audit_denied(request, record.id, "no_grant")

@@ -252,6 +252,7 @@ class HttpConnection(asyncio.Protocol):
     """The server side of one client connection; the ``on_*`` methods are httptools' callbacks."""
 
     __slots__ = (
+        "_authorization",
         "_backlog",
         "_body_size",
         "_chunks",
@@ -334,6 +335,7 @@ class HttpConnection(asyncio.Protocol):
         self._connection_header: bytes | None = None
         self._expect: bytes | None = None
         self._conditional = False  # If-Match or If-None-Match was sent
+        self._authorization: bytes | None = None  # the Authorization header's value
         self._chunks: list[bytes] | None = None
         self._body_size = 0
         self._reserved = 0  # bytes of the shared body budget this request holds
@@ -539,6 +541,7 @@ class HttpConnection(asyncio.Protocol):
         self._connection_header = None
         self._expect = None
         self._conditional = False
+        self._authorization = None
         self._body_size = 0
         self._timer_state = _UNSET  # a new request restarts whichever deadline applies
 
@@ -557,11 +560,15 @@ class HttpConnection(asyncio.Protocol):
             self._reject(_HEADERS_TOO_LARGE)
             raise _Stop
         self._headers.append((name, value))
-        # Only six headers matter here; the length test skips the rest cheaply.
+        # Only seven headers matter here; the length test skips the rest cheaply.
         length = len(name)
         if length != 14 and length != 17 and length != 10 and length != 6:
-            if (length == 8 or length == 13) and name.lower() in _CONDITIONS:
-                self._conditional = True
+            if length == 8 or length == 13:
+                lowered = name.lower()
+                if lowered in _CONDITIONS:
+                    self._conditional = True
+                elif lowered == b"authorization" and self._authorization is None:  # the first one counts
+                    self._authorization = value
             return
         name = name.lower()
         if name == b"content-length":
@@ -665,6 +672,7 @@ class HttpConnection(asyncio.Protocol):
             self._peer,
             self._conditional,
             self._client,
+            self._authorization,
         )
         if self._backlog or self._unsafe_pending or self._write_paused or len(self._queue) >= self._max_pipelined:
             self._backlog.append(_Held(request, mode, None))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Generator
+from types import EllipsisType
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -24,7 +25,18 @@ Headers = tuple[tuple[bytes, bytes], ...]
 class Request:
     """One HTTP request: method, raw path, raw query, headers as received, body, TLS peer identity, client address."""
 
-    __slots__ = ("_params", "body", "client", "conditional", "headers", "method", "path", "peer", "query")
+    __slots__ = (
+        "_params",
+        "authorization",
+        "body",
+        "client",
+        "conditional",
+        "headers",
+        "method",
+        "path",
+        "peer",
+        "query",
+    )
 
     def __init__(
         self,
@@ -36,6 +48,7 @@ class Request:
         peer: str | None = None,
         conditional: bool | None = None,
         client: str | None = None,
+        authorization: bytes | EllipsisType | None = ...,
     ) -> None:
         self.method = method
         self.path = path
@@ -50,6 +63,14 @@ class Request:
         self.conditional = conditional
         """Whether ``If-Match`` or ``If-None-Match`` was sent: the native server notes it while parsing,
         so an unconditional write never scans its headers for them."""
+        if authorization is ...:
+            authorization = None
+            for name, value in self.headers:
+                if len(name) == 13 and name.lower() == b"authorization":
+                    authorization = value
+                    break
+        self.authorization = authorization
+        """The first ``Authorization`` header's value: the native server notes it while parsing."""
         self._params: dict[bytes, bytes] | None = None
 
     @classmethod
