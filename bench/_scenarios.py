@@ -181,6 +181,31 @@ def _paired_ceiling(stack: contextlib.ExitStack, sc: LoadScenario) -> functools.
     return measure
 
 
+def _open_twin(stack: contextlib.ExitStack, sc: LoadScenario, workdir: Path) -> functools.partial[RoundResult]:
+    """The same GET load on a tuco without authentication, beside the authenticated one, round by round.
+
+    The authenticated scenario's figure is the ratio of server CPU per request of
+    rounds taken seconds apart (as for the ceiling): steadier than two scenarios.
+    """
+    twin_dir = workdir / "open"
+    twin_dir.mkdir()
+    plain = LoadScenario(f"{sc.name}-open", "GET, authentication off", keys=sc.keys, value_bytes=sc.value_bytes)
+    server = stack.enter_context(_start(plain, twin_dir, {}))
+    server.wait_ready(timeout=30)
+    preload_http(server.url, sc.keys, sc.value_bytes)
+    measure = functools.partial(
+        run_round,
+        url=server.url,
+        pid=server.pid,
+        connections=sc.connections,
+        keys=sc.keys,
+        value_bytes=sc.value_bytes,
+        put_percent=sc.put_percent,
+    )
+    measure(seconds=1)
+    return measure
+
+
 def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
     """Run one load scenario; return its rounds, medians and server facts."""
     seconds = min(settings.seconds, sc.max_seconds or settings.seconds)
@@ -223,18 +248,33 @@ def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
             header=header,
         )
         ceiling = _paired_ceiling(stack, sc) if sc.paired else None
+        open_twin = _open_twin(stack, sc, workdir) if sc.auth else None
         measure(seconds=settings.warmup)
-        rounds, ratios = [], []
+        rounds, ratios, twins = [], [], []
         for _ in range(settings.rounds):
             # The ceiling round right before each round: both see the same background load.
             ceiling_rps = ceiling(seconds=seconds).rps if ceiling else None
+            twin = open_twin(seconds=seconds) if open_twin else None
             rounds.append(measure(seconds=seconds))
+            if twin is not None:
+                cpu = rounds[-1].cpu_us_per_request
+                twins.append(
+                    {
+                        "open_cpu_us_per_request": twin.cpu_us_per_request,
+                        "open_rps": twin.rps,
+                        "cpu_ratio": round(cpu / twin.cpu_us_per_request, 4) if twin.cpu_us_per_request else None,
+                    }
+                )
             server.check_alive()
             if ceiling_rps:
                 ratios.append({"ceiling_rps": ceiling_rps, "ratio": round(rounds[-1].rps / ceiling_rps, 4)})
         result["peak_rss_kib"] = status_kib(server.pid, "VmHWM")
         result["rounds"] = [r.as_dict() for r in rounds]
         result["median"] = _median_round(rounds)
+        if twins:
+            result["paired_open"] = twins
+            result["median"]["open_cpu_us_per_request"] = statistics.median(t["open_cpu_us_per_request"] for t in twins)
+            result["median"]["cpu_ratio_to_open"] = statistics.median(t["cpu_ratio"] for t in twins if t["cpu_ratio"])
         if ratios:
             result["paired_ceiling"] = ratios
             result["median"]["ceiling_rps"] = statistics.median(r["ceiling_rps"] for r in ratios)
