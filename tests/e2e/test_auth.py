@@ -180,3 +180,20 @@ def test_the_bootstrap_token_is_in_no_process_listing_and_the_cli_carries_tokens
     assert revoked.returncode == 0, revoked.stderr
     again = subprocess.run([*cli, "token", "revoke", token["id"]], env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 1
+
+
+def test_an_open_watch_ends_when_its_token_is_revoked(tuco: StartTuco, tmp_path: Path) -> None:
+    """A stream opened with a token stops at its next frame after the revocation (a heartbeat bounds the wait)."""
+    server = tuco(**secured(tmp_path, TUCO_WATCH_HEARTBEAT_SECONDS="0.5"))
+    with server.client() as http:
+        created = http.post("/v1/tokens", json={"grants": [{"prefix": "app/", "permission": "read"}]}, headers=ADMIN)
+        reader = bearer(created.json()["token"])
+        with http.stream("GET", "/v1/watch?prefix=app%2F", headers=reader) as stream:
+            lines = stream.iter_lines()
+            assert http.put("/v1/key/app%2Fa", content=b"1", headers=ADMIN).status_code == 201
+            assert any(line.startswith("data: ") for line in (next(lines) for _ in range(6)))
+            assert http.delete(f"/v1/tokens/{created.json()['id']}", headers=ADMIN).status_code == 204
+            assert http.put("/v1/key/app%2Fb", content=b"secret after revocation", headers=ADMIN).status_code == 201
+            rest = list(lines)  # the stream ends: iteration stops instead of waiting forever
+        assert not any("app/b" in line for line in rest)
+    assert server.wait_for("watch_ended")["token_id"] == created.json()["id"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -53,7 +53,7 @@ from tuco.errors import (
     UnauthorizedError,
 )
 from tuco.http.answers import STARTING, error_answer, error_response, json_response, refusal
-from tuco.http.messages import Request, Response
+from tuco.http.messages import Request, Response, StreamResponse
 from tuco.http.routes import match
 
 if TYPE_CHECKING:
@@ -187,6 +187,24 @@ class Guard:
             return _BOOTSTRAP
         return "unknown" if parsed is not None else "malformed"
 
+    async def _while_valid(self, chunks: AsyncIterator[bytes], record: TokenRecord) -> AsyncIterator[bytes]:
+        """A watch stream that ends once its credential is revoked or expires (checked at each frame it sends).
+
+        An idle stream sends a heartbeat every TUCO_WATCH_HEARTBEAT_SECONDS, so that bounds how long it outlives
+        a revocation.
+        """
+        tokens = self._tokens
+        try:
+            async for chunk in chunks:
+                if tokens.get(record.id) is not record or record.expired(self._now()):
+                    _audit.info("watch_ended", token_id=record.id, reason="credential no longer valid")
+                    return
+                yield chunk
+        finally:
+            closing = getattr(chunks, "aclose", None)
+            if closing is not None:
+                await closing()
+
     def _remember(self, header: bytes, record: TokenRecord) -> None:
         verified = self._verified
         if len(verified) >= MAX_VERIFIED:
@@ -209,7 +227,12 @@ class Guard:
                 prefix = _watched(request)
             except (UnicodeDecodeError, TucoError):
                 return self._inner(request)  # 400
-            return self._inner(request) if allows(grants, prefix, _READ) else self._forbidden(request, record)
+            if not allows(grants, prefix, _READ):
+                return self._forbidden(request, record)
+            answer = self._inner(request)
+            if isinstance(answer, StreamResponse) and record is not _BOOTSTRAP:
+                answer.chunks = self._while_valid(answer.chunks, record)
+            return answer
         if handler == "metrics":
             return self._inner(request) if allows(grants, "", _READ) else self._forbidden(request, record)
         if handler in ("tokens", "token"):
