@@ -83,3 +83,11 @@ def test_an_unusable_bootstrap_file_is_one_configuration_error(tmp_path: Path, c
         access_from(load_settings(auth="token", bootstrap_token_file=secret))
     message = str(refused.value)
     assert fragment in message and "TUCO_BOOTSTRAP_TOKEN_FILE" in message and STRONG not in message
+
+
+def test_the_start_up_line_shows_the_bootstrap_token_as_stars() -> None:
+    """The effective configuration logged at start names the setting, never its value."""
+    import json
+
+    view = load_settings(auth="token", bootstrap_token=STRONG).public_view()
+    assert view["bootstrap_token"] == "***" and STRONG not in json.dumps(view, default=str)
