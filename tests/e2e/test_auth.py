@@ -47,6 +47,12 @@ def test_every_endpoint_answers_each_credential_with_its_exact_status_on_the_nat
             setup, wrong = await run_matrix(client)
             assert wrong == {}
             await check_listing_shows_only_granted(client, setup)
+            admin = setup.headers["admin"]
+            shown = [await client.get(path, headers=admin) for path in ("/metrics", "/readyz", "/v1/tokens")]
+            shown += [await client.get("/v1/key/app%2Fx", headers=bearer(s + "x")) for s in setup.secrets]
+            for answer in shown:
+                assert not any(secret.split("_")[-1] in answer.text for secret in setup.secrets)
+            assert "tuco_tokens " in shown[0].text  # the count of tokens, nothing about them
             return setup.secrets
 
     issued = asyncio.run(main())
