@@ -105,22 +105,22 @@ def _url_option(command: Any) -> Any:
             help="File holding the bearer token (a trailing newline is ignored) [env: TUCO_TOKEN_FILE].",
         ),
         click.option(
-            "--cert",
+            "--client-cert",
             "client_cert",
             envvar="TUCO_CLIENT_CERT_FILE",
             expose_value=False,
             callback=_remember("cert"),
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="PEM client certificate (and key, unless --key) for mutual TLS [env: TUCO_CLIENT_CERT_FILE].",
+            help="PEM client certificate (and key, unless --client-key) for mutual TLS [env: TUCO_CLIENT_CERT_FILE].",
         ),
         click.option(
-            "--key",
+            "--client-key",
             "client_key",
             envvar="TUCO_CLIENT_KEY_FILE",
             expose_value=False,
             callback=_remember("key"),
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="PEM private key of --cert [env: TUCO_CLIENT_KEY_FILE].",
+            help="PEM private key of --client-cert [env: TUCO_CLIENT_KEY_FILE].",
         ),
     ]
     for option in options:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import shutil
 import socket
@@ -18,6 +19,7 @@ import trustme
 
 from tests.e2e.process import TucoProcess
 from tests.e2e.test_auth import ADMIN, secured
+from tests.http.test_auth import BOOTSTRAP
 
 StartTuco = Callable[..., TucoProcess]
 
@@ -166,3 +168,18 @@ def test_a_granted_certificate_is_served_with_its_grants_by_httpx_curl_and_the_c
     }
     got = subprocess.run([sys.executable, "-m", "tuco", "get", "app/x"], env=env, capture_output=True, timeout=60)
     assert (got.returncode, got.stdout) == (0, b"by cert"), got.stderr
+    operator = {**env, "TUCO_CLIENT_CERT_FILE": str(admin_cert[0]), "TUCO_CLIENT_KEY_FILE": str(admin_cert[1])}
+    granted = subprocess.run(
+        [sys.executable, "-m", "tuco", "token", "create", "--cert", "svc-d", "--grant", "d/=read", "--json"],
+        env={**operator, "TUCO_TOKEN": BOOTSTRAP},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert granted.returncode == 0 and granted.stderr == "", granted.stderr
+    answer = json.loads(granted.stdout)
+    assert (answer["cert"], answer["token"], answer["grants"]) == (
+        "svc-d",
+        None,
+        [{"prefix": "d/", "permission": "read"}],
+    )
