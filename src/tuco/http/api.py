@@ -134,14 +134,13 @@ class KeyValueAPI:
                 service = self.service
                 if (
                     b"/" not in segment
-                    and b"%" not in segment
                     and segment
                     and service.phase is not Phase.STARTING
                     and (not verified.expires_at or verified.expires_at > self._now())
                 ):
                     try:
-                        key = segment.decode()
-                    except UnicodeDecodeError:
+                        key = segment.decode() if b"%" not in segment else decode_key(segment)
+                    except (UnicodeDecodeError, InvalidKeyError):
                         return guard.handle(request)  # type: ignore[union-attr]  # set with the method
                     if not key.startswith(verified.reads):
                         return guard.refuse(request, verified.record)  # type: ignore[union-attr]

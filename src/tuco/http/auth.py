@@ -124,16 +124,16 @@ class Guard:
             if (
                 verified is not None
                 and b"/" not in segment
-                and b"%" not in segment
                 and (not verified.expires_at or verified.expires_at > self._now())
             ):
                 writes = _WRITES.get(request.method)
                 if writes is None:
                     return self._inner(request)  # 405
                 try:
-                    allowed = segment.decode().startswith(verified.writes if writes else verified.reads)
-                except UnicodeDecodeError:
+                    key = segment.decode() if b"%" not in segment else _decoded(segment)
+                except (UnicodeDecodeError, TucoError):
                     return self._inner(request)  # 400
+                allowed = key.startswith(verified.writes if writes else verified.reads)
                 return self._inner(request) if allowed else self._forbidden(request, verified.record)
             handler: str | None = "key" if b"/" not in segment else None
         else:
