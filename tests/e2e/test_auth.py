@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -203,3 +204,39 @@ def test_an_open_watch_ends_when_its_token_is_revoked(tuco: StartTuco, tmp_path:
             rest = list(lines)  # the stream ends: iteration stops instead of waiting forever
         assert not any("app/b" in line for line in rest)
     assert server.wait_for("watch_ended")["token_id"] == created.json()["id"]
+
+
+def test_uvicorn_serving_tuco_asgi_enforces_the_same_rules(tmp_path: Path) -> None:
+    """Under uvicorn over real sockets, TUCO_AUTH=token answers 401, 403 and 200 as tuco serve does."""
+    from tests.e2e.conftest import free_port
+
+    port = free_port()
+    env = {**os.environ, "TUCO_DATA_DIR": str(tmp_path / "data"), "TUCO_LOG_LEVEL": "warning", **secured(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "tuco.asgi:create_app", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            for _ in range(300):
+                try:
+                    if http.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None:
+                    raise AssertionError("uvicorn exited during start-up")
+                time.sleep(0.05)
+            assert http.get("/v1/key/k").status_code == 401
+            created = http.post("/v1/tokens", json={"grants": [{"prefix": "a/", "permission": "write"}]}, headers=ADMIN)
+            writer = bearer(created.json()["token"])
+            assert http.put("/v1/key/a%2F1", content=b"1", headers=writer).status_code == 201
+            assert http.get("/v1/key/a%2F1", headers=writer).content == b"1"
+            assert http.put("/v1/key/b", content=b"1", headers=writer).status_code == 403
+            assert http.get("/readyz").json() == {"ready": True}
+    finally:
+        proc.terminate()
+        proc.wait(30)
