@@ -4,6 +4,7 @@ from tuco.core.events import Event, EventType
 from tuco.core.store import Store
 from tuco.errors import (
     ConfigurationError,
+    ForbiddenError,
     HistoryCompactedError,
     InvalidBodyError,
     InvalidKeyError,
@@ -23,8 +24,11 @@ from tuco.errors import (
     NoSuchKeyError,
     PreconditionFailedError,
     StreamingUnsupportedError,
+    TokenLimitError,
+    TokenNotFoundError,
     TooManyWatchersError,
     TucoError,
+    UnauthorizedError,
     ValueTooLargeError,
 )
 from tuco.ports import TransactionLog
@@ -35,6 +39,7 @@ __all__ = [
     "ConfigurationError",
     "Event",
     "EventType",
+    "ForbiddenError",
     "HistoryCompactedError",
     "InvalidBodyError",
     "InvalidKeyError",
@@ -55,9 +60,12 @@ __all__ = [
     "PreconditionFailedError",
     "Store",
     "StreamingUnsupportedError",
+    "TokenLimitError",
+    "TokenNotFoundError",
     "TooManyWatchersError",
     "TransactionLog",
     "TucoError",
+    "UnauthorizedError",
     "ValueTooLargeError",
     "__version__",
 ]

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from tuco.core.events import Entry, Event, EventType
 from tuco.core.lru import LRU
 from tuco.core.store import ExpiringEntry, Page, Store
+from tuco.core.tokens import Access
 from tuco.errors import LogError, NoSuchKeyError
 from tuco.observability import Metrics
 from tuco.ports import Read, StateReader, TransactionLog
@@ -92,8 +93,9 @@ class ReadThroughService(Service):
         watch_settings: WatchSettings | None = None,
         follow: bool = True,
         max_staleness: float = 0.0,
+        access: Access | None = None,
     ) -> None:
-        super().__init__(log, limits, metrics, history_bytes=0, watch_settings=watch_settings)
+        super().__init__(log, limits, metrics, history_bytes=0, watch_settings=watch_settings, access=access)
         self.reader = reader
         self.follows = follow
         self.runs_expirer = follow

@@ -15,7 +15,7 @@ import json
 import ssl
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
@@ -58,15 +58,99 @@ def serve(**options: str | None) -> None:
 
     try:
         settings = load_settings(**options)
+        # Like a malformed setting, these stop the start before anything is logged: one line on stderr.
+        from tuco.assembly import access_from
+        from tuco.runtime import check_exposure
+
+        check_exposure(settings)
+        access_from(settings)
     except ConfigurationError as exc:
         click.echo(f"tuco: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     sys.exit(run(settings))
 
 
-_url_option = click.option(
+_url_only = click.option(
     "--url", envvar="TUCO_URL", default="http://127.0.0.1:8080", show_default=True, help="Server URL [env: TUCO_URL]."
 )
+_credentials: dict[str, Any] = {}
+"""What every client request carries: the bearer token, the client certificate (set by the options' callbacks)."""
+
+
+def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            _credentials[name] = value
+        return value
+
+    return callback
+
+
+def _url_option(command: Any) -> Any:
+    """--url, and the credentials: --token / TUCO_TOKEN, --token-file / TUCO_TOKEN_FILE, a client certificate."""
+    options = [
+        click.option(
+            "--token",
+            envvar="TUCO_TOKEN",
+            expose_value=False,
+            callback=_remember("token"),
+            metavar="TOKEN",
+            help="Bearer token [env: TUCO_TOKEN; prefer it, or --token-file: a command line is visible to ps].",
+        ),
+        click.option(
+            "--token-file",
+            envvar="TUCO_TOKEN_FILE",
+            expose_value=False,
+            callback=_remember("token_file"),
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="File holding the bearer token (a trailing newline is ignored) [env: TUCO_TOKEN_FILE].",
+        ),
+        click.option(
+            "--client-cert",
+            "client_cert",
+            envvar="TUCO_CLIENT_CERT_FILE",
+            expose_value=False,
+            callback=_remember("cert"),
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="PEM client certificate (and key, unless --client-key) for mutual TLS [env: TUCO_CLIENT_CERT_FILE].",
+        ),
+        click.option(
+            "--client-key",
+            "client_key",
+            envvar="TUCO_CLIENT_KEY_FILE",
+            expose_value=False,
+            callback=_remember("key"),
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="PEM private key of --client-cert [env: TUCO_CLIENT_KEY_FILE].",
+        ),
+    ]
+    for option in options:
+        command = option(command)
+    return _url_only(command)
+
+
+def _auth_headers() -> dict[str, str]:
+    token = _credentials.get("token")
+    path = _credentials.get("token_file")
+    if token is None and path is not None:
+        try:
+            token = Path(path).read_text(encoding="ascii").removesuffix("\n").removesuffix("\r")
+        except (OSError, UnicodeDecodeError) as exc:
+            _usage(f"cannot read the token file {path}: {getattr(exc, 'strerror', None) or exc}")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _verify(cacert: Path | None) -> ssl.SSLContext | bool:
+    cert = _credentials.get("cert")
+    if cacert is None and cert is None:
+        return True
+    context = ssl.create_default_context(cafile=str(cacert) if cacert else None)
+    if cert is not None:
+        key = _credentials.get("key")
+        context.load_cert_chain(str(cert), str(key) if key is not None else None)
+    return context
+
+
 _ca_option = click.option(
     "--cacert",
     envvar="TUCO_CA_FILE",
@@ -94,8 +178,7 @@ def _request(
 
 
 def _client(url: str, cacert: Path | None) -> httpx.Client:
-    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(cacert)) if cacert else True
-    return httpx.Client(verify=verify, timeout=30.0)
+    return httpx.Client(verify=_verify(cacert), timeout=30.0, headers=_auth_headers())
 
 
 def _send(client: httpx.Client, url: str, method: str, target: str, **options: Any) -> httpx.Response:
@@ -420,8 +503,9 @@ def _watch_forever(prefix: str, start: str | None, as_json: bool, url: str, cace
     target = f"{url.rstrip('/')}/v1/watch"
     last: int | None = int(start) - 1 if start is not None else None
     delay = 0.0
-    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(cacert)) if cacert else True
-    with httpx.Client(verify=verify, timeout=httpx.Timeout(30.0, read=90.0)) as client:
+    with httpx.Client(
+        verify=_verify(cacert), timeout=httpx.Timeout(30.0, read=90.0), headers=_auth_headers()
+    ) as client:
         while True:
             if delay:
                 time.sleep(delay)
@@ -481,6 +565,88 @@ def _print_events(response: httpx.Response, as_json: bool) -> Iterator[int]:
             return
         if ident is not None and ident.isdigit():
             yield int(ident)
+
+
+# -- tokens ---------------------------------------------------------------------
+
+
+@main.group()
+def token() -> None:
+    """Create, list and revoke tokens (needs an admin token on every key, e.g. the bootstrap token)."""
+
+
+def _token_request(method: str, url: str, path: str, cacert: Path | None, **options: Any) -> httpx.Response:
+    with _client(url, cacert) as client:
+        return _send(client, url, method, f"{url.rstrip('/')}/v1/tokens{path}", **options)
+
+
+def _grant_of(text: str) -> dict[str, str]:
+    prefix, sep, permission = text.rpartition("=")
+    if not sep or permission not in ("read", "write", "admin"):
+        _usage(f"--grant takes PREFIX=read, PREFIX=write or PREFIX=admin (='' for every key), not {text!r}")
+    return {"prefix": prefix, "permission": permission}
+
+
+@token.command(name="create")
+@click.option("--grant", "grants", multiple=True, required=True, metavar="PREFIX=PERM", help="read, write or admin.")
+@click.option("--description", default="", help="What the token is for (shown by list and in audit lines).")
+@click.option("--expires-at", metavar="RFC3339", help="When it stops working, e.g. 2027-01-01T00:00:00Z.")
+@click.option("--cert", "cert_name", metavar="NAME", help="Grant a client certificate identity (CN or SAN), no secret.")
+@click.option("--json", "as_json", is_flag=True, help="Print the server's answer (id, token, grants...).")
+@_url_option
+@_ca_option
+def token_create(
+    grants: tuple[str, ...],
+    description: str,
+    expires_at: str | None,
+    cert_name: str | None,
+    as_json: bool,
+    url: str,
+    cacert: Path | None,
+) -> None:
+    """Create a token and print it (shown this once; store it as a secret), or its id with --cert."""
+    body: dict[str, Any] = {"description": description, "grants": [_grant_of(g) for g in grants]}
+    if expires_at is not None:
+        body["expires_at"] = expires_at
+    if cert_name is not None:
+        body["cert"] = cert_name
+    response = _token_request("POST", url, "", cacert, json=body)
+    if response.status_code != 201:
+        _fail(response)
+    answer = response.json()
+    click.echo(json.dumps(answer) if as_json else (answer["token"] or answer["id"]))
+
+
+@token.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print the server's answer.")
+@_url_option
+@_ca_option
+def token_list(as_json: bool, url: str, cacert: Path | None) -> None:
+    """Print each token: id, a tab, its grants, a tab, its expiry, a tab, its description (never a secret)."""
+    response = _token_request("GET", url, "", cacert)
+    if response.status_code != 200:
+        _fail(response)
+    tokens = response.json()["tokens"]
+    if as_json:
+        click.echo(json.dumps(tokens))
+        return
+    for item in tokens:
+        grants = ",".join(f"{g['prefix']}={g['permission']}" for g in item["grants"])
+        who = f"cert:{item['cert']}" if item.get("cert") else "token"
+        click.echo(f"{item['id']}\t{who}\t{grants}\t{item['expires_at'] or '-'}\t{_escape(item['description'])}")
+
+
+@token.command(name="revoke")
+@click.argument("id")
+@_url_option
+@_ca_option
+def token_revoke(id: str, url: str, cacert: Path | None) -> None:
+    """Revoke token ID (exit 1 if there is no such token)."""
+    if not id.isalnum() or len(id) > 64:
+        _usage(f"a token id is the 16 hex digits 'tuco token list' shows, not {id!r}")
+    response = _token_request("DELETE", url, f"/{id}", cacert)
+    if response.status_code != 204:
+        _fail(response)
 
 
 @main.group()

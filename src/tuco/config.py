@@ -51,6 +51,24 @@ class Settings(BaseSettings):
     max_value_bytes: int = Field(1 << 20, ge=0, le=1 << 30, description="Largest value, in bytes.")
     tls_cert_file: Path | None = Field(None, description="PEM certificate chain; with the key file, HTTPS only.")
     tls_key_file: Path | None = Field(None, description="PEM private key of the certificate.")
+    tls_client_ca_file: Path | None = Field(
+        None,
+        description="PEM CA bundle: clients must present a certificate it signed (mutual TLS; tuco serve only).",
+    )
+    auth: Literal["token", "none"] | None = Field(
+        None,
+        description="token: every request but /healthz needs a token or a granted client certificate; none: open "
+        "(say so to listen beyond loopback); unset: open on loopback, refused elsewhere.",
+    )
+    bootstrap_token: SecretStr | None = Field(
+        None,
+        description="With TUCO_AUTH=token: an admin token on every key (at least 32 random characters of "
+        "A-Z a-z 0-9 - . _ ~ + /), sent as Authorization: Bearer <it>.",
+    )
+    bootstrap_token_file: Path | None = Field(
+        None, description="A file holding the bootstrap token (a trailing newline is ignored): for container secrets."
+    )
+    metrics_public: bool = Field(False, description="With TUCO_AUTH=token: serve /metrics without a token.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Least severe event logged.")
     log_format: Literal["json", "console"] = Field("json", description="json lines, or console for people.")
     shutdown_grace_seconds: float = Field(10.0, ge=0, le=3600, description="Time in-flight requests get on SIGTERM.")
@@ -193,6 +211,14 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _client_ca_needs_tls(self) -> Settings:
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("TUCO_TLS_CLIENT_CA_FILE needs TUCO_TLS_CERT_FILE and TUCO_TLS_KEY_FILE (HTTPS)")
+        if self.bootstrap_token is not None and self.bootstrap_token_file is not None:
+            raise ValueError("set TUCO_BOOTSTRAP_TOKEN or TUCO_BOOTSTRAP_TOKEN_FILE, not both")
+        return self
+
+    @model_validator(mode="after")
     def _one_value_fits_the_body_budget(self) -> Settings:
         if self.max_buffered_bytes is not None and self.max_buffered_bytes < self.max_value_bytes:
             raise ValueError(
@@ -222,7 +248,11 @@ class Settings(BaseSettings):
         view = self.model_dump(mode="json")
         url = self.database_url.get_secret_value() if self.database_url else None
         view["database_url"] = redact_dsn(url) if url else None
+        view["bootstrap_token"] = "***" if self.bootstrap_token is not None else None
         return view
+
+
+_SECRET_FIELDS = ("database_url", "bootstrap_token")
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -243,6 +273,6 @@ def _one_line(exc: ValidationError) -> str:
             problems.append(message)
             continue
         given = error.get("input")
-        shown = "" if where == "database_url" or isinstance(given, dict) else f" (got {given!r})"
+        shown = "" if where in _SECRET_FIELDS or isinstance(given, dict) else f" (got {given!r})"
         problems.append(f"TUCO_{where.upper()}: {message}{shown}")
     return "invalid configuration: " + "; ".join(problems)

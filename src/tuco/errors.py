@@ -9,6 +9,10 @@
     ├── TooManyWatchersError      the cap on concurrent watch streams is reached
     ├── LeaseNotFoundError        no such lease (never granted, revoked, or expired)
     ├── LeaseLimitError           over the number of leases, or of keys on one lease
+    ├── UnauthorizedError         no credential, or one that is malformed, unknown, revoked or expired (401)
+    ├── ForbiddenError            a valid credential without the grant the request needs (403)
+    ├── TokenNotFoundError        no such token (never created, or revoked)
+    ├── TokenLimitError           over the number of live tokens
     ├── InvalidRequestError       a client's mistake; never a server fault
     │   ├── InvalidKeyError       empty or undecodable key
     │   │   └── KeyTooLongError   key over the limit
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "ForbiddenError",
     "HistoryCompactedError",
     "InvalidBodyError",
     "InvalidKeyError",
@@ -54,8 +59,11 @@ __all__ = [
     "NoSuchKeyError",
     "PreconditionFailedError",
     "StreamingUnsupportedError",
+    "TokenLimitError",
+    "TokenNotFoundError",
     "TooManyWatchersError",
     "TucoError",
+    "UnauthorizedError",
     "ValueTooLargeError",
 ]
 
@@ -138,6 +146,38 @@ class LeaseLimitError(TucoError):
     """Granting or attaching would go over TUCO_MAX_LEASES or TUCO_MAX_KEYS_PER_LEASE."""
 
     code = "lease_limit"
+    status = 429
+
+
+class UnauthorizedError(TucoError):
+    """The request carries no usable credential: answered 401 with ``WWW-Authenticate: Bearer``.
+
+    The message never says which of missing, malformed, unknown, revoked or expired it was
+    (the audit log line does), so a client cannot probe token ids.
+    """
+
+    code = "unauthorized"
+    status = 401
+
+
+class ForbiddenError(TucoError):
+    """The credential is valid but holds no grant for what the request asks."""
+
+    code = "forbidden"
+    status = 403
+
+
+class TokenNotFoundError(TucoError):
+    """No such token: never created, or revoked."""
+
+    code = "no_such_token"
+    status = 404
+
+
+class TokenLimitError(TucoError):
+    """Creating a token would go over the number of live tokens the store keeps."""
+
+    code = "token_limit"
     status = 429
 
 

@@ -46,6 +46,7 @@ from tuco.http.answers import (
     log_message,
     refusal,
 )
+from tuco.http.auth import Guard
 from tuco.http.messages import Deferred, Request, Response, StreamResponse
 from tuco.http.routes import ALIAS, KEY, Route, match
 from tuco.observability import Metrics
@@ -64,6 +65,8 @@ DEFAULT_PAGE_LIMIT = 100
 MAX_PAGE_LIMIT = 1000
 _TOKEN_VERSION = 1
 _HEALTHY = json_response(200, {"status": "alive"})
+_READY = json_response(200, {"ready": True})
+_NOT_READY = json_response(503, {"ready": False})
 _CONSISTENT_READ_FAILED = "cannot reach the log for a consistent read; see the server's log"
 _READ_FAILED = "cannot reach the database to read the key; see the server's log"
 # The /readyz fields of LogStatus.describe() an anonymous client may see (no hosts, users, database names).
@@ -100,6 +103,8 @@ class KeyValueAPI:
             "grant": self._grant,
             "lease": self._lease,
             "keepalive": self._keepalive,
+            "tokens": self._token_route,
+            "token": self._token_route,
         }
         # A read-through service (TUCO_STATE=cache, serverless) answers misses and listings from the database:
         # its read path is chosen here, once, so a full replica's reads pay nothing for it.
@@ -109,6 +114,72 @@ class KeyValueAPI:
         if service.reads_through:
             self._read = self._read_through
             self._list_page = self._list_page_through
+        from tuco.http.auth import TokenAPI
+
+        self.tokens = TokenAPI(service)
+        self._guard: Guard | None = None
+        if service.access.enabled:  # chosen once: with authentication off, handle is the method itself
+            self._guard = Guard(self, self.handle)
+            self._verified = service.store.tokens.verified
+            self._now = service.log.now_ms
+            self.handle = self._handle_guarded  # type: ignore[method-assign]
+
+    def _handle_guarded(self, request: Request) -> Answer:
+        """:meth:`handle` with authentication on: a plain GET by a credential verified before is answered here.
+
+        The read path of ``handle`` with the grant check folded in (one dict lookup on the
+        credential, one ``str.startswith`` over its read prefixes), so an authenticated GET
+        costs a few hundred instructions more than an open one; everything else goes
+        through the :class:`~tuco.http.auth.Guard`.
+        """
+        guard = self._guard
+        authorization = request.authorization
+        path = request.path
+        if authorization is not None and path.startswith(b"/v1/key/") and not request.query:
+            method = request.method
+            verified = self._verified.get(authorization)
+            if verified is not None and (method == b"GET" or method == b"HEAD"):
+                segment = path[8:]
+                service = self.service
+                if (
+                    b"/" not in segment
+                    and segment
+                    and service.phase is not Phase.STARTING
+                    and (not verified.expires_at or verified.expires_at > self._now())
+                ):
+                    try:
+                        key = segment.decode() if b"%" not in segment else decode_key(segment)
+                    except (UnicodeDecodeError, InvalidKeyError):
+                        return guard.handle(request)  # type: ignore[union-attr]  # set with the method
+                    if not key.startswith(verified.reads):
+                        return guard.refuse(request, verified.record)  # type: ignore[union-attr]
+                    found = service.find(key)
+                    if found is None:
+                        return self._read(key, b"")
+                    return Response(
+                        200,
+                        found[0],
+                        OCTET_STREAM,
+                        (),
+                        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.store.last_sequence),
+                    )
+        return guard.handle(request)  # type: ignore[union-attr]
+
+    def _token_route(self, request: Request, segment: bytes) -> Answer:
+        """The token routes with authentication off (the guard answers them itself when it is on)."""
+        handler = "tokens" if request.path == b"/v1/tokens" else "token"
+        return self.tokens.answer(request, handler, segment, None)
+
+    def readiness_summary(self) -> Response:
+        """What an anonymous client learns of readiness with authentication on: ready or not, nothing more."""
+        ready = self.service.ready
+        return _READY if ready else _NOT_READY
+
+    def revoke_answer(self, lease: int, allowed: Callable[[str], bool]) -> Answer:
+        """DELETE /v1/leases/{id} whose keys must each pass ``allowed`` (checked after catching up)."""
+        if self.service.phase is Phase.STARTING:
+            return STARTING
+        return self._revoke(lease, allowed)
 
     def handle(self, request: Request) -> Answer:
         """Answer one request.
@@ -356,9 +427,9 @@ class KeyValueAPI:
         payload = {"id": lease, "ttl": found.ttl / 1000, "expires_at": found.deadline, "keys": sorted(found.keys)}
         return json_response(200, payload, b"X-Tuco-Revision: %d\r\n" % service.revision)
 
-    async def _revoke(self, lease: int) -> Response:
+    async def _revoke(self, lease: int, allowed: Callable[[str], bool] | None = None) -> Response:
         try:
-            event, deleted = await self.service.revoke(lease)
+            event, deleted = await self.service.revoke(lease, allowed)
         except LogError as exc:
             return refusal(exc, "not revoked")
         except TucoError as exc:

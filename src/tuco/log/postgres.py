@@ -216,6 +216,11 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
                     Event(r[0], EventType.LEASE_GRANT, "", b"", 0, 0, Lifetime(r[2], r[0], r[1]))
                     for r in await conn.fetch(sql.LIVE_LEASES)
                 ]
+                tokens = [
+                    Event(r[0], EventType.TOKEN_CREATE, r[1].decode(), r[2]) for r in await conn.fetch(sql.LIVE_TOKENS)
+                ]
+                if tokens:  # leases and tokens both come in by sequence, merged among the keys
+                    leases = sorted(leases + tokens)
                 cursor = await conn.cursor(self._state_query)
                 while rows := await cursor.fetch(_CHUNK):
                     batch = [
@@ -234,6 +239,8 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
                 # A keepalive or revoke at the head is replayed as it is: the latest word on its lease.
                 if head_type == EventType.DELETE:
                     yield [Event(head, EventType.DELETE, head_key.decode())]
+                elif head_type == EventType.TOKEN_REVOKE:
+                    yield [Event(head, EventType.TOKEN_REVOKE, head_key.decode())]
                 elif head_type in (EventType.LEASE_KEEPALIVE, EventType.LEASE_REVOKE):
                     yield [
                         Event(
