@@ -144,10 +144,15 @@ class ReadThroughService(Service):
         await self.reader.aclose()
 
     async def refresh(self) -> None:
-        """Re-read the keys with a deadline and the leases (a function's store is as old as its last request)."""
+        """Re-read the keys with a deadline, the leases and the tokens (a function's store is as old as its last call).
+
+        The token registry object stays the same (the HTTP guard holds it); its content is the one re-read.
+        """
         store = Store(history_bytes=0, now=self.log.now_ms)
         async for batch in self.log.read_events():
             store.apply_batch(batch)
+        self.store.tokens.replace(store.tokens)
+        store.tokens = self.store.tokens
         self.store = store
         self.get = store.lookup
 

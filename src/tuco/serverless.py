@@ -126,8 +126,8 @@ class Container:
             return _render(error_answer(_NO_STREAMING), v2, head)
         try:
             service = api.service
-            if _needs_leases(request) and isinstance(service, ReadThroughService):
-                await service.refresh()
+            if isinstance(service, ReadThroughService) and (service.access.enabled or _needs_leases(request)):
+                await service.refresh()  # with tokens on, every request: a revocation elsewhere counts at once
             answer = api.handle(request)
             response = answer if isinstance(answer, Response | StreamResponse) else await answer
         except TucoError as exc:

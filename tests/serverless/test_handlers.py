@@ -223,3 +223,27 @@ def test_authorization_reaches_the_api_unchanged(containers: MakeContainer, fmt:
     event = make_event(fmt, "GET", "/v1/key/k", headers={"Authorization": "Bearer tuco_abc.DEF"})
     request = serverless.request_of(event)
     assert request.header(b"authorization") == b"Bearer tuco_abc.DEF"
+
+
+BOOTSTRAP = "bootstrap-0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def test_a_token_revoked_through_one_function_is_refused_by_another_warm_one(
+    containers: MakeContainer, fmt: str
+) -> None:
+    """With TUCO_AUTH=token, warm containers see tokens created and revoked elsewhere at their next request."""
+    one = containers(auth="token", bootstrap_token=BOOTSTRAP)
+    two = containers(auth="token", bootstrap_token=BOOTSTRAP)
+    admin = {"Authorization": f"Bearer {BOOTSTRAP}"}
+    assert two.invoke(make_event(fmt, "PUT", "/v1/key/a%2Fk", b"v", headers=admin))["statusCode"] == 201  # warm
+    body = json.dumps({"description": "t", "grants": [{"prefix": "a/", "permission": "read"}]}).encode()
+    created = one.invoke(make_event(fmt, "POST", "/v1/tokens", body, headers=admin))
+    assert created["statusCode"] == 201
+    token = json.loads(body_of(created))
+    reader = {"Authorization": f"Bearer {token['token']}"}
+    assert two.invoke(make_event(fmt, "GET", "/v1/key/a%2Fk", headers=reader))["statusCode"] == 200
+    assert two.invoke(make_event(fmt, "GET", "/v1/key/b", headers=reader))["statusCode"] == 403
+    revoked = one.invoke(make_event(fmt, "DELETE", f"/v1/tokens/{token['id']}", headers=admin))
+    assert revoked["statusCode"] == 204
+    refused = two.invoke(make_event(fmt, "GET", "/v1/key/a%2Fk", headers=reader))
+    assert (refused["statusCode"], _error(refused)) == (401, "unauthorized")

@@ -269,6 +269,13 @@ class Tokens:
             del self._by_cert[record.cert]
         return record
 
+    def replace(self, other: Tokens) -> None:
+        """Hold exactly ``other``'s tokens (a re-read registry), keeping this object: the guard holds it."""
+        self.verified.clear()
+        self._by_id = dict(other._by_id)
+        self._by_cert = dict(other._by_cert)
+        self.revoked = set(other.revoked)
+
     def verify(self, id: str, secret: bytes, now: int) -> TokenRecord | None:
         """The live record whose secret this is; None if unknown, revoked, expired or wrong (constant-time compare)."""
         record = self._by_id.get(id)
