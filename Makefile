@@ -1,4 +1,4 @@
-.PHONY: run test lint bench
+.PHONY: run test lint bench image lock
 run:
 	./scripts/run
 test:
@@ -7,3 +7,7 @@ lint:
 	.venv/bin/ruff format --check src tests bench && .venv/bin/ruff check src tests bench && .venv/bin/mypy
 bench:
 	.venv/bin/python bench/run.py
+image:
+	./scripts/build-image tuco
+lock:
+	./scripts/lock

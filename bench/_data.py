@@ -57,13 +57,15 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def _preload_worker(port: int, indices: Iterator[int], value: bytes, tls: ssl.SSLContext | None) -> None:
+async def _preload_worker(
+    port: int, indices: Iterator[int], value: bytes, tls: ssl.SSLContext | None, header: bytes = b""
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
     try:
         for i in indices:
             writer.write(
-                b"PUT /v1/key/%s HTTP/1.1\r\nHost: bench\r\nContent-Length: %d\r\n\r\n%s"
-                % (key(i).encode(), len(value), value)
+                b"PUT /v1/key/%s HTTP/1.1\r\nHost: bench\r\n%bContent-Length: %d\r\n\r\n%s"
+                % (key(i).encode(), header, len(value), value)
             )
             status = await _read_response(reader)
             if status not in (200, 201, 204):
@@ -80,6 +82,7 @@ def preload_http(
     concurrency: int = 32,
     tls: ssl.SSLContext | None = None,
     timeout: float = 120.0,
+    header: str = "",
 ) -> float:
     """PUT keys 0..count-1 through the API over ``concurrency`` connections; return seconds.
 
@@ -93,7 +96,8 @@ def preload_http(
     value = b"v" * value_bytes
 
     async def run() -> None:
-        workers = (_preload_worker(port, indices, value, tls) for _ in range(concurrency))
+        line = f"{header}\r\n".encode() if header else b""
+        workers = (_preload_worker(port, indices, value, tls, line) for _ in range(concurrency))
         await asyncio.wait_for(asyncio.gather(*workers), timeout)
 
     started = time.perf_counter()

@@ -58,6 +58,8 @@ class LoadScenario:
     quick: bool = False
     max_seconds: float | None = None
     paired: bool = False
+    auth: bool = False
+    """TUCO_AUTH=token, and every request (preload and load) carries a bearer token granted write on the keys."""
 
 
 RELAXED = {"TUCO_LOG_SYNC": "everysec"}
@@ -82,6 +84,7 @@ LOAD_SCENARIOS: list[LoadScenario] = [
         env=BIG_VALUES,
         max_seconds=5,
     ),
+    LoadScenario("get_auth", "GET with a bearer token, TUCO_AUTH=token", auth=True),
     LoadScenario("get_c1", "GET, 1 connection", connections=1),
     LoadScenario("get_c256", "GET, 256 connections", connections=256),
     LoadScenario("get_tls", "GET over TLS", tls=True),
@@ -178,6 +181,31 @@ def _paired_ceiling(stack: contextlib.ExitStack, sc: LoadScenario) -> functools.
     return measure
 
 
+def _open_twin(stack: contextlib.ExitStack, sc: LoadScenario, workdir: Path) -> functools.partial[RoundResult]:
+    """The same GET load on a tuco without authentication, beside the authenticated one, round by round.
+
+    The authenticated scenario's figure is the ratio of server CPU per request of
+    rounds taken seconds apart (as for the ceiling): steadier than two scenarios.
+    """
+    twin_dir = workdir / "open"
+    twin_dir.mkdir()
+    plain = LoadScenario(f"{sc.name}-open", "GET, authentication off", keys=sc.keys, value_bytes=sc.value_bytes)
+    server = stack.enter_context(_start(plain, twin_dir, {}))
+    server.wait_ready(timeout=30)
+    preload_http(server.url, sc.keys, sc.value_bytes)
+    measure = functools.partial(
+        run_round,
+        url=server.url,
+        pid=server.pid,
+        connections=sc.connections,
+        keys=sc.keys,
+        value_bytes=sc.value_bytes,
+        put_percent=sc.put_percent,
+    )
+    measure(seconds=1)
+    return measure
+
+
 def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
     """Run one load scenario; return its rounds, medians and server facts."""
     seconds = min(settings.seconds, sc.max_seconds or settings.seconds)
@@ -200,10 +228,15 @@ def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
             env.update(tls_env)
         if sc.postgres:
             env.update(stack.enter_context(_fresh_database(f"tuco_bench_{sc.name}_{int(time.time())}")))
+        if sc.auth:
+            env.update(TUCO_AUTH="token", TUCO_BOOTSTRAP_TOKEN=_BENCH_BOOTSTRAP)
         server = stack.enter_context(_start(sc, workdir, env))
         result["ready_seconds"] = round(server.wait_ready(timeout=30), 3)
+        header = _bench_token(server.url) if sc.auth else ""
         if not sc.reference:
-            result["preload_seconds"] = round(preload_http(server.url, sc.keys, sc.value_bytes, tls=tls), 2)
+            result["preload_seconds"] = round(
+                preload_http(server.url, sc.keys, sc.value_bytes, tls=tls, header=header), 2
+            )
         measure = functools.partial(
             run_round,
             url=server.url,
@@ -212,20 +245,36 @@ def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
             keys=sc.keys,
             value_bytes=sc.value_bytes,
             put_percent=sc.put_percent,
+            header=header,
         )
         ceiling = _paired_ceiling(stack, sc) if sc.paired else None
+        open_twin = _open_twin(stack, sc, workdir) if sc.auth else None
         measure(seconds=settings.warmup)
-        rounds, ratios = [], []
+        rounds, ratios, twins = [], [], []
         for _ in range(settings.rounds):
             # The ceiling round right before each round: both see the same background load.
             ceiling_rps = ceiling(seconds=seconds).rps if ceiling else None
+            twin = open_twin(seconds=seconds) if open_twin else None
             rounds.append(measure(seconds=seconds))
+            if twin is not None:
+                cpu = rounds[-1].cpu_us_per_request
+                twins.append(
+                    {
+                        "open_cpu_us_per_request": twin.cpu_us_per_request,
+                        "open_rps": twin.rps,
+                        "cpu_ratio": round(cpu / twin.cpu_us_per_request, 4) if twin.cpu_us_per_request else None,
+                    }
+                )
             server.check_alive()
             if ceiling_rps:
                 ratios.append({"ceiling_rps": ceiling_rps, "ratio": round(rounds[-1].rps / ceiling_rps, 4)})
         result["peak_rss_kib"] = status_kib(server.pid, "VmHWM")
         result["rounds"] = [r.as_dict() for r in rounds]
         result["median"] = _median_round(rounds)
+        if twins:
+            result["paired_open"] = twins
+            result["median"]["open_cpu_us_per_request"] = statistics.median(t["open_cpu_us_per_request"] for t in twins)
+            result["median"]["cpu_ratio_to_open"] = statistics.median(t["cpu_ratio"] for t in twins if t["cpu_ratio"])
         if ratios:
             result["paired_ceiling"] = ratios
             result["median"]["ceiling_rps"] = statistics.median(r["ceiling_rps"] for r in ratios)
@@ -234,6 +283,23 @@ def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
         if result["exit_code"] != 0:
             raise ServerDiedError(f"{sc.name}: server exited with {result['exit_code']} on SIGTERM")
     return result
+
+
+_BENCH_BOOTSTRAP = "bench-bootstrap-0123456789abcdefghijklmnop"
+
+
+def _bench_token(url: str) -> str:
+    """A token granted write on the benchmark's keys, as an ``Authorization`` header line (without CRLF)."""
+    import httpx
+
+    created = httpx.post(
+        f"{url}/v1/tokens",
+        json={"description": "bench", "grants": [{"prefix": "key-", "permission": "write"}]},
+        headers={"Authorization": f"Bearer {_BENCH_BOOTSTRAP}"},
+        timeout=10,
+    )
+    created.raise_for_status()
+    return f"Authorization: Bearer {created.json()['token']}"
 
 
 def _empty_rss_kib(workdir: Path) -> int:

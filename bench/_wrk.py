@@ -67,6 +67,7 @@ def run_round(
     keys: int,
     value_bytes: int,
     put_percent: int = 0,
+    header: str = "",
 ) -> RoundResult:
     """Run wrk once and read the server's CPU time right before and right after.
 
@@ -79,6 +80,7 @@ def run_round(
         f"-d{max(1, round(seconds))}s",
         "--timeout",
         "5s",
+        *(["-H", header] if header else []),
         "-s",
         str(WRK_DIR / "keys.lua"),
         url,

@@ -1,6 +1,6 @@
 """Instructions per request of tuco's own code path, counted by valgrind: a figure load cannot move.
 
-``.venv/bin/python bench/instructions.py [--src OTHER/src] [--what get,put]``
+``.venv/bin/python bench/instructions.py [--src OTHER/src] [--what get,put] [--auth]``
 
 Wall-clock and CPU-time figures swing by 15% or more on a shared two-core
 machine; an instruction count does not. This drives one process's
@@ -13,7 +13,9 @@ between a run of ``n2`` and one of ``n1`` requests divided by ``n2 - n1``, so
 start-up and imports cancel out; start-up's objects are frozen out of the
 cyclic collector first, as ``tuco serve`` does. ``--src`` counts another checkout (for a
 before/after pair); checkouts from before the application layer (f2a2330 and
-older) are driven through their ``Service.from_settings``.
+older) are driven through their ``Service.from_settings``. ``--auth`` runs the
+server with ``TUCO_AUTH=token`` and sends every request with a bearer token
+granted write on the keys (the authenticated request path).
 
 Needs ``valgrind`` (``apt-get install -y valgrind``); about a minute per figure.
 """
@@ -74,13 +76,17 @@ class _Transport(asyncio.Transport):
         self._closing = True
 
 
-async def _drive(what: str, requests: int) -> int:
+_BOOTSTRAP = "instructions-bench-" + "0123456789abcdef" * 2
+
+
+async def _drive(what: str, requests: int, auth: bool = False, header_only: bool = False) -> int:
     """Answer ``requests`` GETs or PUTs through real connection objects; return the responses written."""
     from tuco.config import load_settings
     from tuco.http.connection import HttpConnection, ServerContext
     from tuco.http.server import ServerSettings
 
-    settings = load_settings(data_dir=tempfile.mkdtemp(prefix="tuco-instructions-"), log_sync="everysec")
+    options: dict[str, Any] = {"auth": "token", "bootstrap_token": _BOOTSTRAP} if auth else {}
+    settings = load_settings(data_dir=tempfile.mkdtemp(prefix="tuco-instructions-"), log_sync="everysec", **options)
     handler: Any
     try:
         from tuco.assembly import build_service
@@ -96,6 +102,12 @@ async def _drive(what: str, requests: int) -> int:
         service = Service.from_settings(settings, None)  # type: ignore[attr-defined]
         await service.start()
         handler = service.api.handle
+    header = b""
+    if auth or header_only:
+        from tuco.core.tokens import Grant, Permission
+
+        _, token = await service.create_token("bench", [Grant("k", Permission.WRITE)])
+        header = b"Authorization: Bearer %s\r\n" % token.encode()
     # As `tuco serve` does after replay: start-up's objects (modules, the store's containers) leave the
     # cyclic collector, so the figure counts the request path, not how many modules were imported.
     gc.freeze()
@@ -106,9 +118,9 @@ async def _drive(what: str, requests: int) -> int:
         connection, transport = HttpConnection(ctx), _Transport()
         connection.connection_made(transport)
         connections.append((connection, transport))
-    head = b"PUT /v1/key/k%d HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n"
-    puts = [head % (i, len(_VALUE)) + _VALUE for i in range(_KEYS)]
-    gets = [b"GET /v1/key/k%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % i for i in range(_KEYS)]
+    head = b"PUT /v1/key/k%d HTTP/1.1\r\nHost: 127.0.0.1\r\n%bContent-Length: %d\r\n\r\n"
+    puts = [head % (i, header, len(_VALUE)) + _VALUE for i in range(_KEYS)]
+    gets = [b"GET /v1/key/k%d HTTP/1.1\r\nHost: 127.0.0.1\r\n%b\r\n" % (i, header) for i in range(_KEYS)]
     for batch in range(0, _KEYS, _CONNECTIONS):  # preload every key
         for i in range(batch, min(batch + _CONNECTIONS, _KEYS)):
             connections[i % _CONNECTIONS][0].data_received(puts[i])
@@ -125,11 +137,11 @@ async def _drive(what: str, requests: int) -> int:
     return sum(transport.responses for _, transport in connections)
 
 
-def _count(src: Path, what: str, requests: int) -> int:
+def _count(src: Path, what: str, requests: int, auth: bool = False, header_only: bool = False) -> int:
     """Instructions valgrind counted for one whole run of ``requests`` requests."""
     env = {**os.environ, "PYTHONPATH": str(src), "PYTHONHASHSEED": "0"}  # the same dict probes in every run
     argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__]
-    argv += ["--drive", what, str(requests)]
+    argv += ["--drive", what, str(requests)] + (["--auth"] if auth else []) + (["--header-only"] if header_only else [])
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800, check=False)
     found = re.search(r"Collected : (\d+)", done.stderr)
     expected = _KEYS + requests
@@ -144,18 +156,26 @@ def main() -> int:
     parser.add_argument("--what", default="get,put", help="comma-separated: get, put")
     parser.add_argument("--n1", type=int, default=2000)
     parser.add_argument("--n2", type=int, default=6000)
+    parser.add_argument("--auth", action="store_true", help="TUCO_AUTH=token, every request with a bearer token")
+    parser.add_argument(
+        "--header-only", action="store_true", help="send the bearer header with authentication off (its parsing cost)"
+    )
     parser.add_argument("--drive", nargs=2, metavar=("WHAT", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drive:
         import uvloop
 
-        print(f"answered {uvloop.run(_drive(args.drive[0], int(args.drive[1])))}")
+        print(f"answered {uvloop.run(_drive(args.drive[0], int(args.drive[1]), args.auth, args.header_only))}")
         return 0
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: apt-get install -y valgrind")
     for what in args.what.split(","):
-        low, high = _count(args.src, what, args.n1), _count(args.src, what, args.n2)
-        print(f"{what}: {(high - low) // (args.n2 - args.n1):,} instructions per request ({args.src})", flush=True)
+        low = _count(args.src, what, args.n1, args.auth, args.header_only)
+        high = _count(args.src, what, args.n2, args.auth, args.header_only)
+        mode = ", authenticated" if args.auth else ", with the header, authentication off" if args.header_only else ""
+        print(
+            f"{what}{mode}: {(high - low) // (args.n2 - args.n1):,} instructions per request ({args.src})", flush=True
+        )
     return 0
 
 

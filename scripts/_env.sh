@@ -13,7 +13,7 @@ tuco_setup() {  # $1: runtime or dev
   fi
   if [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ] || [ requirements/runtime.lock -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "setting up .venv from $lock ..." >&2
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$lock"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r "$lock"
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
     touch "$stamp"
   fi

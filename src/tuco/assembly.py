@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
-from tuco.config import LogBackend, Settings
+from tuco.config import LogBackend, Settings, StateMode
+from tuco.core.tokens import Access, check_bootstrap_token, digest
+from tuco.errors import ConfigurationError
 from tuco.observability import Metrics
 from tuco.ports import TransactionLog
 from tuco.service import Limits, Service
 from tuco.watchers import WatchSettings
 
-__all__ = ["build_log", "build_service", "limits_from"]
+__all__ = ["access_from", "build_log", "build_service", "limits_from"]
 
 
-def build_log(settings: Settings) -> TransactionLog:
-    """The transaction log the settings ask for (twelve-factor IV: attached by configuration)."""
+def build_log(settings: Settings, *, follow: bool = True) -> TransactionLog:
+    """The transaction log the settings ask for (twelve-factor IV: attached by configuration).
+
+    ``follow=False`` (a serverless function) follows no other writer between its requests.
+    """
     if settings.log_backend is LogBackend.POSTGRES:
         from tuco.log.postgres import PostgresTransactionLog
 
         url = settings.database_url.get_secret_value() if settings.database_url else None
+        reads_through = settings.state is StateMode.CACHE or not follow
         return PostgresTransactionLog(
             url,
             poll_interval=settings.poll_interval_seconds,
-            use_notify=settings.listen_notify,
+            use_notify=settings.listen_notify and follow,
             connect_timeout=settings.database_connect_timeout_seconds,
             write_timeout=settings.database_write_timeout_seconds,
             max_pending_bytes=settings.log_max_pending_bytes,
+            replay="expiring" if reads_through else "all",
+            follow=follow,
         )
     from tuco.log.file import FileTransactionLog
 
@@ -48,21 +56,93 @@ def limits_from(settings: Settings) -> Limits:
     )
 
 
-def build_service(settings: Settings, metrics: Metrics | None = None) -> Service:
-    """The service over the log the settings ask for, with its limits and history bound."""
-    log = build_log(settings)
+def access_from(settings: Settings) -> Access:
+    """Who may do what: TUCO_AUTH with the bootstrap token; ConfigurationError (one line, no secret) if unusable."""
+    if settings.auth != "token":
+        return Access()
+    token = _bootstrap_token(settings)
+    if token is None:
+        raise ConfigurationError(
+            "invalid configuration: TUCO_AUTH=token needs an admin token to start from: set "
+            "TUCO_BOOTSTRAP_TOKEN_FILE (or TUCO_BOOTSTRAP_TOKEN) to at least 32 random characters"
+        )
+    weak = check_bootstrap_token(token)
+    where = "TUCO_BOOTSTRAP_TOKEN_FILE" if settings.bootstrap_token_file is not None else "TUCO_BOOTSTRAP_TOKEN"
+    if weak is not None:
+        raise ConfigurationError(f"invalid configuration: {where}: the bootstrap token is refused: {weak}")
+    return Access(True, digest(token.encode("ascii")), settings.metrics_public)
+
+
+def _bootstrap_token(settings: Settings) -> str | None:
+    if settings.bootstrap_token is not None:
+        return settings.bootstrap_token.get_secret_value()
+    path = settings.bootstrap_token_file
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(4096)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"invalid configuration: TUCO_BOOTSTRAP_TOKEN_FILE: cannot read {path}: {exc.strerror or exc}"
+        ) from None
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise ConfigurationError(
+            "invalid configuration: TUCO_BOOTSTRAP_TOKEN_FILE: the bootstrap token is refused: "
+            "it may hold only letters, digits and - . _ ~ + / (and trailing =)"
+        ) from None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
+def build_service(settings: Settings, metrics: Metrics | None = None, *, serverless: bool = False) -> Service:
+    """The service over the log the settings ask for, with its limits and history bound.
+
+    ``TUCO_STATE=cache`` gives a :class:`~tuco.cache.ReadThroughService` (the same interface, no full copy);
+    ``serverless`` one that follows no feed either (PostgreSQL only).
+    """
     watching = WatchSettings(
         max_watchers=settings.watch_max_watchers,
         max_lag_events=settings.watch_max_lag_events,
         heartbeat_seconds=settings.watch_heartbeat_seconds,
         allow_origins=settings.allowed_origins,
     )
+    access = access_from(settings)
+    if settings.state is StateMode.CACHE or serverless:
+        if settings.log_backend is not LogBackend.POSTGRES:
+            raise ConfigurationError("a serverless function needs TUCO_LOG_BACKEND=postgres")
+        from tuco.cache import ReadThroughService
+        from tuco.log._pg_reads import PostgresStateReader
+
+        url = settings.database_url.get_secret_value() if settings.database_url else None
+        reader = PostgresStateReader(url, timeout=settings.database_write_timeout_seconds)
+        return ReadThroughService(
+            build_log(settings, follow=not serverless),
+            reader,
+            limits_from(settings),
+            metrics,
+            cache_bytes=settings.cache_max_bytes,
+            watch_settings=watching,
+            follow=not serverless,
+            max_staleness=settings.cache_max_staleness_seconds,
+            access=access,
+        )
+    log = build_log(settings)
     service = Service(
-        log, limits_from(settings), metrics, history_bytes=settings.history_max_bytes, watch_settings=watching
+        log,
+        limits_from(settings),
+        metrics,
+        history_bytes=settings.history_max_bytes,
+        watch_settings=watching,
+        access=access,
     )
+    from tuco.log._compaction import token_table
     from tuco.log.file import FileTransactionLog
 
     if isinstance(log, FileTransactionLog) and log.entries is None:
         log.entries = service.store.entries  # what online compaction rewrites the log from
         log.expiry_state = service.store.expiry_state  # ...with the deadlines and leases
+        store = service.store
+        log.token_state = lambda: token_table(store, log.now_ms())  # ...and the live tokens
     return service

@@ -15,7 +15,7 @@ from tuco.errors import ConfigurationError
 from tuco.log.file import SyncMode
 from tuco.log.redact import check_database_url, redact_dsn
 
-__all__ = ["CLIENT_VARIABLES", "LogBackend", "Settings", "load_settings", "unknown_variables"]
+__all__ = ["CLIENT_VARIABLES", "LogBackend", "Settings", "StateMode", "load_settings", "unknown_variables"]
 
 LOG_FILE_NAME = "tuco.log"
 
@@ -25,6 +25,13 @@ class LogBackend(enum.StrEnum):
 
     FILE = "file"
     POSTGRES = "postgres"
+
+
+class StateMode(enum.StrEnum):
+    """What a replica keeps in memory."""
+
+    FULL = "full"
+    CACHE = "cache"
 
 
 class Settings(BaseSettings):
@@ -46,6 +53,24 @@ class Settings(BaseSettings):
     max_value_bytes: int = Field(1 << 20, ge=0, le=1 << 30, description="Largest value, in bytes.")
     tls_cert_file: Path | None = Field(None, description="PEM certificate chain; with the key file, HTTPS only.")
     tls_key_file: Path | None = Field(None, description="PEM private key of the certificate.")
+    tls_client_ca_file: Path | None = Field(
+        None,
+        description="PEM CA bundle: clients must present a certificate it signed (mutual TLS; tuco serve only).",
+    )
+    auth: Literal["token", "none"] | None = Field(
+        None,
+        description="token: every request but /healthz needs a token or a granted client certificate; none: open "
+        "(say so to listen beyond loopback); unset: open on loopback, refused elsewhere.",
+    )
+    bootstrap_token: SecretStr | None = Field(
+        None,
+        description="With TUCO_AUTH=token: an admin token on every key (at least 32 random characters of "
+        "A-Z a-z 0-9 - . _ ~ + /), sent as Authorization: Bearer <it>.",
+    )
+    bootstrap_token_file: Path | None = Field(
+        None, description="A file holding the bootstrap token (a trailing newline is ignored): for container secrets."
+    )
+    metrics_public: bool = Field(False, description="With TUCO_AUTH=token: serve /metrics without a token.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Least severe event logged.")
     log_format: Literal["json", "console"] = Field("json", description="json lines, or console for people.")
     shutdown_grace_seconds: float = Field(10.0, ge=0, le=3600, description="Time in-flight requests get on SIGTERM.")
@@ -91,6 +116,25 @@ class Settings(BaseSettings):
         le=3600,
         description="postgres: writes retry a lost database until it has been out of reach this long "
         "(from the first failure), then answer 503; while it stays away, after one try.",
+    )
+
+    state: StateMode = Field(
+        StateMode.FULL,
+        description="full: every key in memory; cache (postgres only): read keys through a bounded LRU "
+        "from the database, nothing loaded at start.",
+    )
+    cache_max_bytes: int = Field(
+        64 << 20,
+        ge=0,
+        le=1 << 40,
+        description="cache: bytes of keys and values (plus 320 per entry) the read-through LRU holds.",
+    )
+    cache_max_staleness_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=86400,
+        description="serverless: a function may answer a key it read this recently without asking the "
+        "database (0: every read asks).",
     )
 
     # -- watching ------------------------------------------------------------------
@@ -167,6 +211,22 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _cache_needs_a_shared_state(self) -> Settings:
+        if self.state is StateMode.CACHE and self.log_backend is not LogBackend.POSTGRES:
+            raise ValueError(
+                "TUCO_STATE=cache needs TUCO_LOG_BACKEND=postgres: the file log keeps no state to read through to"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _client_ca_needs_tls(self) -> Settings:
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("TUCO_TLS_CLIENT_CA_FILE needs TUCO_TLS_CERT_FILE and TUCO_TLS_KEY_FILE (HTTPS)")
+        if self.bootstrap_token is not None and self.bootstrap_token_file is not None:
+            raise ValueError("set TUCO_BOOTSTRAP_TOKEN or TUCO_BOOTSTRAP_TOKEN_FILE, not both")
+        return self
+
+    @model_validator(mode="after")
     def _one_value_fits_the_body_budget(self) -> Settings:
         if self.max_buffered_bytes is not None and self.max_buffered_bytes < self.max_value_bytes:
             raise ValueError(
@@ -196,7 +256,11 @@ class Settings(BaseSettings):
         view = self.model_dump(mode="json")
         url = self.database_url.get_secret_value() if self.database_url else None
         view["database_url"] = redact_dsn(url) if url else None
+        view["bootstrap_token"] = "***" if self.bootstrap_token is not None else None
         return view
+
+
+_SECRET_FIELDS = ("database_url", "bootstrap_token")
 
 
 CLIENT_VARIABLES = frozenset(
@@ -238,6 +302,6 @@ def _one_line(exc: ValidationError) -> str:
             problems.append(message)
             continue
         given = error.get("input")
-        shown = "" if where == "database_url" or isinstance(given, dict) else f" (got {given!r})"
+        shown = "" if where in _SECRET_FIELDS or isinstance(given, dict) else f" (got {given!r})"
         problems.append(f"TUCO_{where.upper()}: {message}{shown}")
     return "invalid configuration: " + "; ".join(problems)

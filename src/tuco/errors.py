@@ -9,13 +9,19 @@
     ├── TooManyWatchersError      the cap on concurrent watch streams is reached
     ├── LeaseNotFoundError        no such lease (never granted, revoked, or expired)
     ├── LeaseLimitError           over the number of leases, or of keys on one lease
+    ├── UnauthorizedError         no credential, or one that is malformed, unknown, revoked or expired (401)
+    ├── ForbiddenError            a valid credential without the grant the request needs (403)
+    ├── TokenNotFoundError        no such token (never created, or revoked)
+    ├── TokenLimitError           over the number of live tokens
     ├── InvalidRequestError       a client's mistake; never a server fault
     │   ├── InvalidKeyError       empty or undecodable key
     │   │   └── KeyTooLongError   key over the limit
     │   ├── ValueTooLargeError    body over the value limit
     │   ├── InvalidPreconditionError   If-Match / If-None-Match that tuco cannot read
     │   ├── InvalidPageTokenError      a listing page token that is garbage or for another listing
-    │   └── InvalidParameterError      a query parameter out of range (limit, keys_only)
+    │   ├── InvalidParameterError      a query parameter out of range (limit, keys_only)
+    │   └── InvalidBodyError           a gateway event whose body does not decode (base64)
+    ├── StreamingUnsupportedError  a watch stream asked of a front end that cannot stream (an API gateway)
     ├── ConfigurationError        settings that cannot work; reported at start-up
     ├── UnavailableError          (client) the server cannot take the request now: starting, stopping, over a cap
     ├── ServerUnreachableError    (client) no answer: refused, reset or timed out; a write's outcome is unknown
@@ -35,7 +41,9 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "ForbiddenError",
     "HistoryCompactedError",
+    "InvalidBodyError",
     "InvalidKeyError",
     "InvalidPageTokenError",
     "InvalidParameterError",
@@ -53,8 +61,12 @@ __all__ = [
     "NoSuchKeyError",
     "PreconditionFailedError",
     "ServerUnreachableError",
+    "StreamingUnsupportedError",
+    "TokenLimitError",
+    "TokenNotFoundError",
     "TooManyWatchersError",
     "TucoError",
+    "UnauthorizedError",
     "UnavailableError",
     "ValueTooLargeError",
 ]
@@ -141,6 +153,38 @@ class LeaseLimitError(TucoError):
     status = 429
 
 
+class UnauthorizedError(TucoError):
+    """The request carries no usable credential: answered 401 with ``WWW-Authenticate: Bearer``.
+
+    The message never says which of missing, malformed, unknown, revoked or expired it was
+    (the audit log line does), so a client cannot probe token ids.
+    """
+
+    code = "unauthorized"
+    status = 401
+
+
+class ForbiddenError(TucoError):
+    """The credential is valid but holds no grant for what the request asks."""
+
+    code = "forbidden"
+    status = 403
+
+
+class TokenNotFoundError(TucoError):
+    """No such token: never created, or revoked."""
+
+    code = "no_such_token"
+    status = 404
+
+
+class TokenLimitError(TucoError):
+    """Creating a token would go over the number of live tokens the store keeps."""
+
+    code = "token_limit"
+    status = 429
+
+
 class InvalidRequestError(TucoError):
     """A request the client must change before it can succeed."""
 
@@ -188,6 +232,20 @@ class InvalidParameterError(InvalidRequestError):
 
     code = "invalid_parameter"
     status = 400
+
+
+class InvalidBodyError(InvalidRequestError):
+    """A body that cannot be read as sent: an API Gateway event marked base64 whose body is not."""
+
+    code = "invalid_body"
+    status = 400
+
+
+class StreamingUnsupportedError(TucoError):
+    """A Server-Sent Events watch asked behind an API gateway, which buffers whole responses: long-poll instead."""
+
+    code = "streaming_unsupported"
+    status = 501
 
 
 class ConfigurationError(TucoError):

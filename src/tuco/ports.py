@@ -8,12 +8,13 @@ the fakes in :mod:`tuco.testing` implement them.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
-from tuco.core.events import Event, EventType, Expiry, Precondition
+from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
+from tuco.core.store import Page
 from tuco.errors import LogError
 
-__all__ = ["CommitSink", "EventHistory", "LogStatus", "TransactionLog"]
+__all__ = ["CommitSink", "EventHistory", "LogStatus", "Read", "StateReader", "TransactionLog"]
 
 
 class CommitSink(Protocol):
@@ -153,3 +154,44 @@ class EventHistory(Protocol):
         Raises :class:`~tuco.errors.LogError` if the log cannot be read now.
         """
         ...
+
+
+# -- reading the state where it is kept: read-through replicas and functions ----
+
+
+class Read(NamedTuple):
+    """One key as the state holds it: ``entry`` (None: absent or expired), ``expires_at`` (0: never), ``revision``.
+
+    ``revision`` is the head of the snapshot the read saw.
+    """
+
+    entry: Entry | None
+    expires_at: int
+    revision: int
+
+
+class StateReader(Protocol):
+    """Reads of the current state where a shared log keeps it (PostgreSQL's ``tuco_state``), not from memory.
+
+    Each raises :class:`~tuco.errors.LogError` when the state cannot be read now.
+    """
+
+    async def open(self) -> None: ...
+
+    async def read(self, key: str) -> Read:
+        """The key now, with the head of the same snapshot."""
+        ...
+
+    async def head(self) -> int:
+        """The last committed revision."""
+        ...
+
+    async def page(self, prefix: str, *, after: str | None, limit: int, revision: int | None) -> Page:
+        """A page of the live keys under ``prefix``; raises HistoryCompactedError for a revision it cannot show."""
+        ...
+
+    async def changed_since(self, key: str, revision: int) -> bool:
+        """Whether ``key`` changed at ``revision`` or later (True when it cannot tell cheaply)."""
+        ...
+
+    async def aclose(self) -> None: ...

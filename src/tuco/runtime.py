@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import os
 import signal
 import ssl
@@ -33,7 +34,17 @@ from tuco.http.server import NativeServer, ServerSettings, start_server
 from tuco.observability import Metrics, configure_logging
 from tuco.service import Phase, ReplayStats, Service
 
-__all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_OK", "check_data_dir", "make_tls_context", "run", "serve"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "check_data_dir",
+    "check_exposure",
+    "is_loopback",
+    "make_tls_context",
+    "run",
+    "serve",
+]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -62,7 +73,36 @@ def make_tls_context(settings: Settings) -> ssl.SSLContext | None:
         raise ConfigurationError(
             f"invalid configuration: TUCO_TLS_CERT_FILE {cert} with TUCO_TLS_KEY_FILE {key}: {reason}"
         ) from None
+    client_ca = settings.tls_client_ca_file
+    if client_ca is not None:
+        _check_readable("TUCO_TLS_CLIENT_CA_FILE", client_ca)
+        try:
+            context.load_verify_locations(cafile=str(client_ca))
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc.strerror or "not a PEM CA bundle"
+            raise ConfigurationError(f"invalid configuration: TUCO_TLS_CLIENT_CA_FILE {client_ca}: {reason}") from None
+        context.verify_mode = ssl.CERT_REQUIRED  # no certificate, or one from another CA: refused at the handshake
     return context
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is only reachable from this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to listen beyond loopback with authentication left unset (Redis's "protected mode", made explicit)."""
+    if settings.auth is None and not is_loopback(settings.host):
+        raise ConfigurationError(
+            f"refusing to listen on {settings.host} without authentication: set TUCO_AUTH=token with "
+            "TUCO_BOOTSTRAP_TOKEN_FILE (or TUCO_BOOTSTRAP_TOKEN), or TUCO_AUTH=none to serve everyone who can "
+            "reach the port"
+        )
 
 
 def _check_readable(setting: str, path: Path) -> None:
@@ -116,9 +156,16 @@ async def serve(settings: Settings) -> int:
             "unknown_setting", variable=variable, nearest=nearest, message=f"{variable} is not a setting{hint}"
         )
     check_data_dir(settings)
+    check_exposure(settings)
     tls = make_tls_context(settings)
     metrics = Metrics()
     service = build_service(settings, metrics)
+    if settings.auth == "none":
+        _logger.warning(
+            "authentication_disabled",
+            host=settings.host,
+            message="TUCO_AUTH=none: anyone who can reach the port can read, write and delete every key",
+        )
     try:
         await service.log.open()
     except TucoError as exc:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import enum
 import gc
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -21,21 +22,26 @@ import structlog
 
 from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
 from tuco.core.leases import Due
-from tuco.core.store import DEFAULT_HISTORY_BYTES, Page, Store
+from tuco.core.store import DEFAULT_HISTORY_BYTES, ExpiringEntry, Page, Store
+from tuco.core.tokens import MAX_TOKENS, Access, Grant, TokenRecord, digest, encode_record, format_token
 from tuco.core.watch import Selector
 from tuco.errors import (
+    ForbiddenError,
     InvalidKeyError,
     InvalidParameterError,
     KeyTooLongError,
     LeaseLimitError,
     LeaseNotFoundError,
     LogClosedError,
+    NoSuchKeyError,
     PreconditionFailedError,
+    TokenLimitError,
+    TokenNotFoundError,
     TucoError,
     ValueTooLargeError,
 )
 from tuco.observability import Metrics
-from tuco.ports import EventHistory, TransactionLog
+from tuco.ports import EventHistory, Read, TransactionLog
 from tuco.watchers import Hub, Watch, WatchSettings, changed_since, end_watches, open_watch, wait_for_change
 
 __all__ = ["Limits", "Phase", "ReplayStats", "Service"]
@@ -98,7 +104,14 @@ class Service:
     ``find(key)`` is the HTTP read path's lookup: the entry's plain tuple, with
     no copy and no exception, for a key without a deadline; None otherwise
     (absent, or expiring: then ask ``get``).
+
+    ``reads_through`` is False: every key is in memory. A read-through service
+    (:mod:`tuco.cache`) sets it, and its ``find`` misses must be answered by
+    awaiting :meth:`fetch`; the HTTP layer picks its read path once, at start.
     """
+
+    reads_through = False
+    runs_expirer = True
 
     def __init__(
         self,
@@ -108,8 +121,11 @@ class Service:
         *,
         history_bytes: int = DEFAULT_HISTORY_BYTES,
         watch_settings: WatchSettings | None = None,
+        access: Access | None = None,
     ) -> None:
         self.store = Store(history_bytes=history_bytes)
+        self.access = access or Access()
+        """Whether requests must authenticate (the HTTP front ends pick their handler by it)."""
         self.watch_settings = watch_settings or WatchSettings()
         self.hub: Hub | None = None  # set while anyone watches or waits: apply's one check
         self.watches_ended = False
@@ -130,6 +146,7 @@ class Service:
             metrics.gauge("tuco_ready", "1 when serving and the log takes writes", lambda: float(self.ready))
             metrics.gauge("tuco_watchers", "open watch streams", lambda: self.watch_count)
             metrics.gauge("tuco_leases", "live leases", lambda: len(self.store.leases))
+            metrics.gauge("tuco_tokens", "tokens (revoked ones excluded)", lambda: len(self.store.tokens))
             metrics.gauge("tuco_keys_expired", "keys this replica deleted at their deadline", lambda: self.expired_keys)
 
     @property
@@ -182,6 +199,24 @@ class Service:
     def delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
         """Record that ``key`` is deleted if ``precondition`` holds (deleting an absent key is no error)."""
         return self.log.write_delete(key, precondition)
+
+    async def fetch(self, key: str) -> Read:
+        """The key with when it expires, for a read path that may wait (here: from memory, at once)."""
+        try:
+            return Read(self.store.lookup(key), 0, self.revision)
+        except ExpiringEntry as expiring:
+            return Read(expiring.entry, expiring.expires_at, self.revision)
+        except NoSuchKeyError:
+            return Read(None, 0, self.revision)
+
+    async def read_consistent(self, key: str) -> Read:
+        """:meth:`fetch` as of every write any replica acknowledged before the call."""
+        await self.log.catch_up()
+        return await self.fetch(key)
+
+    async def page_through(self, prefix: str, *, after: str | None, limit: int, revision: int | None) -> Page:
+        """:meth:`page` for a read path that may wait."""
+        return self.page(prefix, after=after, limit=limit, revision=revision)
 
     def page(self, prefix: str, *, after: str | None, limit: int, revision: int | None) -> Page:
         """A page of the keys under ``prefix`` at ``revision`` (None: now); raises HistoryCompactedError."""
@@ -253,7 +288,8 @@ class Service:
         await self.log.run(self)
         stats = ReplayStats(events, len(self.store), round(time.perf_counter() - started, 3))
         self.phase = Phase.SERVING
-        self._expirer = asyncio.get_running_loop().create_task(self._expire_forever(), name="tuco-expirer")
+        if self.runs_expirer:
+            self._expirer = asyncio.get_running_loop().create_task(self._expire_forever(), name="tuco-expirer")
         return stats
 
     async def aclose(self) -> None:
@@ -298,11 +334,13 @@ class Service:
         """Move the lease's deadline to its ttl from now; the awaitable raises LeaseNotFoundError if it is gone."""
         return self.log.write_expiring(EventType.LEASE_KEEPALIVE, "", b"", None, Expiry(lease=lease))
 
-    async def revoke(self, lease: int) -> tuple[Event, int]:
+    async def revoke(self, lease: int, allowed: Callable[[str], bool] | None = None) -> tuple[Event, int]:
         """Delete the lease's keys (each at the revision it has), then the lease; return its event and keys deleted.
 
         A key rewritten meanwhile is not deleted by its DELETE; if it is still
         on the lease when the lease goes, it expires at once (the expirer deletes it).
+        With ``allowed``, every key attached (as known after catching up) must pass
+        it, else ForbiddenError and nothing is deleted.
         """
         await self.log.catch_up()  # the keys another replica attached are known here
         found = self.store.leases.get(lease)
@@ -310,6 +348,8 @@ class Service:
             raise LeaseNotFoundError(lease)
         deleted = 0
         keys = sorted(found.keys)
+        if allowed is not None and not all(allowed(key) for key in keys):
+            raise ForbiddenError("the token has no write grant on every key of this lease")
         outcomes = await asyncio.gather(
             *(self.log.write_delete(key, Precondition(self.store.mod_revision(key))) for key in keys),
             return_exceptions=True,
@@ -321,6 +361,43 @@ class Service:
                 raise outcome
         event = await self.log.write_expiring(EventType.LEASE_REVOKE, "", b"", None, Expiry(lease=lease))
         return event, deleted
+
+    # -- tokens -------------------------------------------------------------------
+
+    async def create_token(
+        self, description: str, grants: Sequence[Grant], *, expires_at: int = 0, cert: str = ""
+    ) -> tuple[TokenRecord, str | None]:
+        """Create a token (or, with ``cert``, grants for a certificate identity); return it and its secret token.
+
+        The secret is made here and returned this once; the log keeps only its SHA-256.
+        Raises TokenLimitError over MAX_TOKENS live tokens.
+        """
+        if len(self.store.tokens) >= MAX_TOKENS:
+            raise TokenLimitError(f"{len(self.store.tokens)} tokens exist, the most this store keeps")
+        id = secrets.token_hex(8)
+        token = None
+        sha256 = b""
+        if not cert:
+            secret = secrets.token_urlsafe(32)
+            token = format_token(id, secret)
+            sha256 = digest(secret.encode("ascii"))
+        record = TokenRecord(id, description, tuple(grants), expires_at, sha256, cert)
+        try:
+            event = await self.log.write_expiring(EventType.TOKEN_CREATE, id, encode_record(record), None, Expiry())
+        except LeaseNotFoundError:  # the database refused it: that id exists already (64 random bits: never)
+            raise TokenLimitError("a token with that id exists; try again") from None
+        return record._replace(created=event.sequence), token
+
+    async def revoke_token(self, id: str) -> Event:
+        """Revoke token ``id``; raises TokenNotFoundError if there is none."""
+        if self.store.tokens.get(id) is None:
+            await self.log.catch_up()  # created on another replica a moment ago?
+            if self.store.tokens.get(id) is None:
+                raise TokenNotFoundError(id)
+        try:
+            return await self.log.write_expiring(EventType.TOKEN_REVOKE, id, b"", None, Expiry())
+        except LeaseNotFoundError:  # another replica revoked it first
+            raise TokenNotFoundError(id) from None
 
     def _check_write(self, key: str, value: bytes) -> None:
         """The key and value limits of every PUT (raises the InvalidRequestError at once)."""

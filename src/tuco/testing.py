@@ -248,12 +248,15 @@ async def check_transaction_log(make_log: Callable[[], TransactionLog]) -> None:
     clock, leases granted (id = sequence), kept alive, revoked and missing,
     expired-only deletes refused before the deadline and taken after it, a
     plain PUT clearing a deadline, and all of it replayed after a reopen.
+    Tokens: records created and revoked in log order, changing no key, the
+    live ones replayed after a reopen.
     """
     log, sink = await _start(make_log, expected=({}, 0, _NO_EXPIRY))
     try:
         await _check_writes(log, sink)
         await _check_preconditions(log, sink)
         lease = await _check_expiry(log, sink)
+        token = await _check_tokens(log, sink)
     finally:
         await log.aclose()
     await _check_closed(log)
@@ -271,6 +274,10 @@ async def check_transaction_log(make_log: Callable[[], TransactionLog]) -> None:
         _check(
             sink.store.entry("a") == (b"reopened", a.create_revision, last + 1, a.version + 1),
             f"after a reopen, a write continues the key's revisions: {sink.store.entry('a')}",
+        )
+        _check(
+            [record.id for record in sink.store.tokens] == [token],
+            f"after a reopen, the live token {token} is replayed and the revoked one is not",
         )
         await _expect_refused(log.write_put("a", b"stale", Precondition(a.mod_revision)), "a", last + 1)
         await log.write_delete("cas", EXISTS)
@@ -496,6 +503,27 @@ async def _check_expiry(log: TransactionLog, sink: RecordingSink) -> int:
     revoked = await log.write_expiring(EventType.LEASE_REVOKE, "", expiry=Expiry(lease=short.lease, expired=True))
     _check(revoked.lease == short.lease and store.lease(short.lease) is None, f"an expired lease is revoked: {revoked}")
     return granted.lease
+
+
+async def _check_tokens(log: TransactionLog, sink: RecordingSink) -> str:
+    """Token records: created and revoked in log order, keys untouched; returns the id left live for the reopen."""
+    from tuco.core.tokens import Grant, Permission, TokenRecord, digest, encode_record
+
+    store = sink.store
+    keys = store.entries()
+    ids = ("c0ffee0000000001", "c0ffee0000000002")
+    for id in ids:
+        record = TokenRecord(id, "contract", (Grant("a/", Permission.READ),), 0, digest(id.encode()))
+        created = await log.write_expiring(EventType.TOKEN_CREATE, id, encode_record(record), None, Expiry())
+        _check(
+            created.type is EventType.TOKEN_CREATE and created.key == id and created.value == encode_record(record),
+            f"a token record is written as given: {created}",
+        )
+        _check(store.tokens.get(id) == record._replace(created=created.sequence), "and applied to the registry")
+    revoked = await log.write_expiring(EventType.TOKEN_REVOKE, ids[1], b"", None, Expiry())
+    _check(revoked.type is EventType.TOKEN_REVOKE and store.tokens.get(ids[1]) is None, f"a revoke applies: {revoked}")
+    _check(store.entries() == keys, "token records change no key")
+    return ids[0]
 
 
 async def _check_closed(log: TransactionLog) -> None:

@@ -182,18 +182,18 @@ def _put_event(service: Service, key: str) -> Any:
 
 
 def test_reserved_names_are_resources_and_keys_with_those_names_live_under_key() -> None:
-    """/v1/keys lists, /v1/tokens is a 404 naming the resource, and the key "keys" is reachable at /v1/key/keys."""
+    """/v1/keys lists, /v1/openapi.json is a 404 naming the resource, and the key "keys" is at /v1/key/keys."""
 
     async def check(client: httpx.AsyncClient, service: Service) -> None:
         assert (await client.put("/v1/key/keys", content=b"a key")).status_code == 201
         assert (await client.get("/v1/key/keys")).content == b"a key"
         listing = await client.get("/v1/keys")
         assert [item["key"] for item in listing.json()["items"]] == ["keys"]
-        reserved = await client.get("/v1/tokens")
+        reserved = await client.get("/v1/openapi.json")
         assert reserved.status_code == 404
         assert reserved.json() == {
             "error": "not_found",
-            "message": "/v1/tokens is a reserved resource that this server does not offer yet",
+            "message": "/v1/openapi.json is a reserved resource that this server does not offer yet",
         }
         refused = await client.put("/v1/keys", content=b"v")
         assert (refused.status_code, refused.headers["allow"]) == (405, "GET, HEAD")

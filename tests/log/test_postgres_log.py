@@ -19,6 +19,7 @@ from tuco.core.store import Store
 from tuco.errors import LogFailedError, LogUnavailableError
 from tuco.log import _pg_schema as sql
 from tuco.log import postgres
+from tuco.log._pg_failover import READ_PRIMARY_HEAD
 from tuco.log.postgres import PostgresTransactionLog
 from tuco.testing import RecordingSink
 
@@ -507,7 +508,9 @@ def test_catch_up_makes_another_replicas_write_visible(pg_dsn: str) -> None:
         reader = await Replica(pg_dsn, use_notify=False, poll_interval=60.0).start()
         polled = """SELECT pid FROM pg_stat_activity
             WHERE datname = current_database() AND application_name = 'tuco' AND state = 'idle' AND query = $1"""
-        while not await query(pg_dsn, polled, sql.READ_HEAD):  # the reader's first poll is over; the next is 60 s away
+        while not await query(
+            pg_dsn, polled, READ_PRIMARY_HEAD
+        ):  # the reader's first poll is over; the next is 60 s away
             await asyncio.sleep(0.02)
         writer = await Replica(pg_dsn).start()
         try:
@@ -583,7 +586,7 @@ def test_concurrent_schema_creation(pg_dsn: str) -> None:
         for replica in replicas:
             await replica.log.aclose()
         versions = await query(pg_dsn, "SELECT version FROM tuco_schema ORDER BY 1")
-        assert [tuple(r) for r in versions] == [(1,), (2,), (3,), (4,)]
+        assert [tuple(r) for r in versions] == [(1,), (2,), (3,), (4,), (5,)]
         assert [tuple(r) for r in await query(pg_dsn, "SELECT id, sequence FROM tuco_head")] == [(1, 0)]
 
     run(main)

@@ -5,7 +5,7 @@ Exit codes scripts can rely on (README, "Command line"):
 ====  ==========================================================================
 0     success
 1     not found: the key, lease or token does not exist; the log has problems
-      (verify, compact); the server is not healthy (health)
+      (verify, compact); the server is not healthy (``health``)
 2     usage or configuration error (nothing was sent)
 3     the server could not be reached (refused, reset, timed out)
 4     a condition did not hold (``--if-match``, ``--create-only``: 412)
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import click
 
+from tuco.cli._health import health
 from tuco.cli._keys import delete, get, list_keys, put, watch
 from tuco.cli._leases import lease, token
 from tuco.cli._logfile import log
@@ -38,5 +39,5 @@ def main() -> None:
     """
 
 
-for command in (serve, get, put, delete, list_keys, watch, lease, token, log):
+for command in (serve, health, get, put, delete, list_keys, watch, lease, token, log):
     main.add_command(command)

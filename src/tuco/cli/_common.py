@@ -114,18 +114,18 @@ _CONNECTION_OPTIONS = (
         help="File holding the bearer token (a trailing newline is ignored) [env: TUCO_TOKEN_FILE].",
     ),
     click.option(
-        "--cert",
+        "--client-cert",
         "client_cert",
         envvar="TUCO_CLIENT_CERT_FILE",
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="PEM client certificate (and key, unless --key) for mutual TLS [env: TUCO_CLIENT_CERT_FILE].",
+        help="PEM client certificate (and key, unless --client-key) for mutual TLS [env: TUCO_CLIENT_CERT_FILE].",
     ),
     click.option(
-        "--key",
+        "--client-key",
         "client_key",
         envvar="TUCO_CLIENT_KEY_FILE",
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="PEM private key of --cert [env: TUCO_CLIENT_KEY_FILE].",
+        help="PEM private key of --client-cert [env: TUCO_CLIENT_KEY_FILE].",
     ),
     click.option(
         "--output",

@@ -67,7 +67,8 @@ def _grant_of(text: str) -> Grant:
     return Grant(prefix, permission)
 
 
-def _token_json(item: Token) -> dict[str, object]:
+def _token_json(item: Token, *, created: bool = False) -> dict[str, object]:
+    """A token as the API shows it; ``created``: with its ``token`` (the secret, or null for a certificate)."""
     shown: dict[str, object] = {
         "id": item.id,
         "description": item.description,
@@ -76,7 +77,7 @@ def _token_json(item: Token) -> dict[str, object]:
     }
     if item.cert is not None:
         shown["cert"] = item.cert
-    if item.token is not None:
+    if created:
         shown["token"] = item.token
     return shown
 
@@ -102,7 +103,7 @@ def token_create(
         [_grant_of(text) for text in grants], description=description, expires_at=expires_at, cert=cert_name
     )
     if output == "json" or as_json:
-        echo_json(_token_json(created))
+        echo_json(_token_json(created, created=True))
     else:
         click.echo(created.token or created.id)
 

@@ -30,6 +30,12 @@ so a PUT without a deadline is encoded exactly as before::
                      | deadline u64 | lease u64 | key | value                      (compacted section)
     lease entry   = sequence (the lease id) u64 | 9 u8 | 0 u32 | ttl u64 | deadline u64  (compacted section)
 
+Tokens (users and permissions) add three more kinds; a token's id is the key,
+its record (JSON: grants, expiry, the SHA-256 of its secret, never the secret) the value::
+
+    token record  = sequence u64 | 10 create, 11 revoke u8 | id length u32 | id | record (create only)
+    token entry   = sequence (its creation) u64 | 12 u8 | id length u32 | id | record   (compacted section)
+
 Deadlines are absolute Unix milliseconds (0: none), so a replay, a restart
 or a compaction never moves one. A build without expiry reports these kinds
 as unknown (corruption), never misreads them.
@@ -66,6 +72,7 @@ __all__ = [
     "encode_header",
     "encode_lease_entry",
     "encode_record",
+    "encode_token_entry",
     "record_heads",
 ]
 
@@ -98,13 +105,18 @@ _LEASE = struct.Struct("<QQQ")  # a lease record's lease, ttl and deadline
 _EXPIRING_PUT = 7
 _EXPIRING_ENTRY = 8
 _LEASE_ENTRY = 9
+_TOKEN_CREATE = 10
+_TOKEN_REVOKE = 11
+_TOKEN_ENTRY = 12
+_TOKEN_CODES = {_TOKEN_CREATE: EventType.TOKEN_CREATE, _TOKEN_REVOKE: EventType.TOKEN_REVOKE}
+_CODE_OF_TOKEN = {EventType.TOKEN_CREATE: _TOKEN_CREATE, EventType.TOKEN_REVOKE: _TOKEN_REVOKE}
 _MAX_ENTRY = MAX_PAYLOAD_BYTES + _REVISIONS.size
 ENTRY_OVERHEAD = _FRAME.size + _MIN_ENTRY
-_TYPES: dict[int, EventType] = {t.value: t for t in EventType}
 _TYPE_BY_CODE: tuple[EventType | None, ...] = (None, EventType.PUT, EventType.DELETE)  # the fast loop's kinds
-_RECORD_CODES = frozenset((*_TYPES, _EXPIRING_PUT))
-_ENTRY_CODES = frozenset((_ENTRY, _EXPIRING_ENTRY, _LEASE_ENTRY))
 _LEASE_CODES = {t.value: t for t in (EventType.LEASE_GRANT, EventType.LEASE_KEEPALIVE, EventType.LEASE_REVOKE)}
+# Record codes are not EventType numbers from 7 on (7 and 8 were taken by expiring kinds first).
+_RECORD_CODES = frozenset((EventType.PUT, EventType.DELETE, *_LEASE_CODES, _EXPIRING_PUT, *_TOKEN_CODES))
+_ENTRY_CODES = frozenset((_ENTRY, _EXPIRING_ENTRY, _LEASE_ENTRY, _TOKEN_ENTRY))
 
 
 class LogHeader(NamedTuple):
@@ -158,6 +170,9 @@ def encode_event(event: Event) -> bytes:
         )
     elif type is EventType.DELETE:
         return encode_record(sequence, type, key)
+    elif type in _CODE_OF_TOKEN:
+        key_bytes = key.encode("utf-8")
+        payload = _PAYLOAD.pack(sequence, _CODE_OF_TOKEN[type], len(key_bytes)) + key_bytes + value
     else:
         payload = _PAYLOAD.pack(sequence, type, 0) + _LEASE.pack(lease, ttl, deadline)
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
@@ -166,6 +181,13 @@ def encode_event(event: Event) -> bytes:
 def encode_lease_entry(id: int, ttl: int, deadline: int) -> bytes:
     """Frame a live lease of a compacted section (its id, the sequence of its grant, is the record's sequence)."""
     payload = _PAYLOAD.pack(id, _LEASE_ENTRY, 0) + _PAIR.pack(ttl, deadline)
+    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def encode_token_entry(id: str, record: bytes, created: int) -> bytes:
+    """Frame a live token of a compacted section (the sequence of its creation is the record's sequence)."""
+    id_bytes = id.encode("utf-8")
+    payload = _PAYLOAD.pack(created, _TOKEN_ENTRY, len(id_bytes)) + id_bytes + record
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
 
@@ -349,6 +371,18 @@ class RecordDecoder:
             if code not in _ENTRY_CODES:
                 self._entries_below = 0
                 break
+            if code == _TOKEN_ENTRY:
+                decoded = _decode_token_entry(buf, pos, size, length, checksum, seq, key_length, last, below)
+                if decoded is None:
+                    break  # incomplete
+                if not isinstance(decoded, Event):
+                    failure, search_from = decoded
+                    break
+                events.append(decoded)
+                count += 1
+                last = seq
+                pos += 8 + length
+                continue
             if length < _MIN_ENTRY or length > _MAX_ENTRY:
                 failure = f"record length {length} is impossible"
                 search_from = pos + 1
@@ -403,9 +437,42 @@ class RecordDecoder:
         return pos, failure, search_from
 
 
+def _decode_token_entry(
+    buf: bytes, pos: int, size: int, length: int, checksum: int, seq: int, key_length: int, last: int, below: int
+) -> Event | tuple[str, int | None] | None:
+    """A compacted token entry; None if incomplete, ``(why, search_from)`` if bad."""
+    if length < _MIN_PAYLOAD or length > _MAX_ENTRY:
+        return f"record length {length} is impossible", pos + 1
+    end = pos + 8 + length
+    if end > size:
+        return None
+    if zlib.crc32(buf[pos + 8 : end]) != checksum:
+        return "checksum mismatch", end
+    id_end = pos + _HEAD_SIZE + key_length
+    if id_end > end:
+        return f"malformed token entry (id length {key_length})", None
+    if not last < seq < below:
+        return f"entry with sequence {seq} after {last}, where {last + 1} to {below - 1} may follow", None
+    try:
+        id = buf[pos + _HEAD_SIZE : id_end].decode()
+    except UnicodeDecodeError:
+        return "token id is not valid UTF-8", None
+    return Event(seq, EventType.TOKEN_CREATE, id, buf[id_end:end])
+
+
 def _decode_extended(buf: bytes, pos: int, end: int, seq: int, code: int, key_length: int) -> Event | str:
-    """An expiring PUT or a lease record whose frame and checksum are good; a string says why it is malformed."""
+    """An expiring PUT, a lease or a token record whose frame and checksum are good; a string says why it is bad."""
     body = pos + _HEAD_SIZE
+    token_type = _TOKEN_CODES.get(code)
+    if token_type is not None:
+        key_end = body + key_length
+        if key_end > end or (token_type is EventType.TOKEN_REVOKE and key_end != end):
+            return f"malformed record (type {code}, key length {key_length})"
+        try:
+            id = buf[body:key_end].decode()
+        except UnicodeDecodeError:
+            return "token id is not valid UTF-8"
+        return Event(seq, token_type, id, buf[key_end:end])
     if code == _EXPIRING_PUT:
         key_start = body + _PAIR.size
         key_end = key_start + key_length

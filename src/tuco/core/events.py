@@ -24,6 +24,10 @@ class EventType(IntEnum):
     """Lease ``lease`` lives on until ``deadline``."""
     LEASE_REVOKE = 6
     """Lease ``lease`` is gone (revoked, or expired); its keys were deleted by DELETEs before it."""
+    TOKEN_CREATE = 7
+    """A token was created: its id is ``key``, its record (grants, the secret's digest, never the secret) ``value``."""
+    TOKEN_REVOKE = 8
+    """Token ``key`` is revoked."""
 
 
 class Lifetime(NamedTuple):

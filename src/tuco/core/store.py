@@ -24,6 +24,7 @@ from sortedcontainers import SortedList
 from tuco.core.events import Entry, Event, EventType, Lifetime
 from tuco.core.history import History
 from tuco.core.leases import Due, Leases
+from tuco.core.tokens import Tokens, decode_record
 from tuco.errors import NoSuchKeyError
 
 __all__ = ["ExpiringEntry", "Item", "Page", "Store"]
@@ -35,6 +36,8 @@ _DELETE = EventType.DELETE
 _GRANT = EventType.LEASE_GRANT
 _HEAP_SLACK = 4096  # stale expirer items tolerated beyond twice the live ones
 _KEEPALIVE = EventType.LEASE_KEEPALIVE
+_TOKEN_CREATE = EventType.TOKEN_CREATE
+_TOKEN_REVOKE = EventType.TOKEN_REVOKE
 
 
 def _never() -> int:
@@ -95,6 +98,7 @@ class Store:
         "last_sequence",
         "leases",
         "now",
+        "tokens",
     )
 
     def __init__(self, *, history_bytes: int = DEFAULT_HISTORY_BYTES, now: Callable[[], int] = _never) -> None:
@@ -109,6 +113,8 @@ class Store:
         self._deadline: dict[str, int] = {}  # a key's own deadline (PUT ?ttl=), Unix ms
         self._key_lease: dict[str, int] = {}  # a key's lease (PUT ?lease=)
         self.leases = Leases()
+        self.tokens = Tokens()
+        """The live tokens: built from the log's token events, in a namespace no key request reaches."""
         self._index: SortedList | None = None
         self.history = History(history_bytes)
         self.last_sequence = 0
@@ -200,8 +206,11 @@ class Store:
             if old is not None and self._index is not None:
                 self._index.remove(key)
             code = 2
-        else:  # lease bookkeeping: no key changes, but the revision moves (History keeps a placeholder)
-            self._apply_lease(type, sequence, lifetime)
+        else:  # lease or token bookkeeping: no key changes, but the revision moves (History keeps a placeholder)
+            if type is _TOKEN_CREATE or type is _TOKEN_REVOKE:
+                self._apply_token(type, sequence, key, value)
+            else:
+                self._apply_lease(type, sequence, lifetime)
             self.last_sequence = sequence
             self.history.record(sequence, int(type), "", b"", None)
             return True
@@ -241,6 +250,8 @@ class Store:
             elif type is delete:
                 if pop(key, None) is None and expiring:
                     self._unexpire(key)
+            elif type is _TOKEN_CREATE or type is _TOKEN_REVOKE:
+                self._apply_token(type, sequence, key, value)
             else:
                 self._apply_lease(type, sequence, lifetime)
             last = sequence
@@ -393,6 +404,16 @@ class Store:
             if lease is not None:
                 lease.keys.discard(key)
         return entry
+
+    def _apply_token(self, type: EventType, sequence: int, id: str, value: bytes) -> None:
+        if type is _TOKEN_REVOKE:
+            self.tokens.revoke(id)
+            return
+        try:
+            record = decode_record(id, value, sequence)
+        except (ValueError, KeyError, TypeError):  # checksummed but unreadable: refuse it rather than grant anything
+            return
+        self.tokens.create(record)
 
     def _apply_lease(self, type: EventType, sequence: int, lifetime: Lifetime | None) -> None:
         deadline, lease_id, ttl = lifetime if lifetime is not None else (0, 0, 0)

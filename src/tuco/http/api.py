@@ -47,6 +47,7 @@ from tuco.http.answers import (
     log_message,
     refusal,
 )
+from tuco.http.auth import Guard
 from tuco.http.messages import Deferred, Request, Response, StreamResponse
 from tuco.http.routes import ALIAS, KEY, Route, match
 from tuco.observability import Metrics
@@ -65,7 +66,10 @@ DEFAULT_PAGE_LIMIT = 100
 MAX_PAGE_LIMIT = 1000
 _TOKEN_VERSION = 1
 _HEALTHY = json_response(200, {"status": "alive"})
+_READY = json_response(200, {"ready": True})
+_NOT_READY = json_response(503, {"ready": False})
 _CONSISTENT_READ_FAILED = "cannot reach the log for a consistent read; see the server's log"
+_READ_FAILED = "cannot reach the database to read the key; see the server's log"
 # The /readyz fields of LogStatus.describe() an anonymous client may see (no hosts, users, database names).
 _PUBLIC_LOG_FIELDS: tuple[str, ...] = ("backend", "sync", "last_sequence", "lag_events", "lag_seconds", "connected")
 
@@ -109,7 +113,83 @@ class KeyValueAPI:
             "grant": self._grant,
             "lease": self._lease,
             "keepalive": self._keepalive,
+            "tokens": self._token_route,
+            "token": self._token_route,
         }
+        # A read-through service (TUCO_STATE=cache, serverless) answers misses and listings from the database:
+        # its read path is chosen here, once, so a full replica's reads pay nothing for it.
+        self._read: Callable[[str, bytes], Response | Awaitable[Response]] = self._read_now
+        self._list_page: Callable[[str, str | None, int, int | None, bool], Response | Awaitable[Response]]
+        self._list_page = self._list_page_now
+        if service.reads_through:
+            self._read = self._read_through
+            self._list_page = self._list_page_through
+        from tuco.http.auth import TokenAPI
+
+        self.tokens = TokenAPI(service)
+        self._guard: Guard | None = None
+        if service.access.enabled:  # chosen once: with authentication off, handle is the method itself
+            self._guard = Guard(self, self.handle)
+            self._verified = service.store.tokens.verified
+            self._now = service.log.now_ms
+            self.handle = self._handle_guarded  # type: ignore[method-assign]
+
+    def _handle_guarded(self, request: Request) -> Answer:
+        """:meth:`handle` with authentication on: a plain GET by a credential verified before is answered here.
+
+        The read path of ``handle`` with the grant check folded in (one dict lookup on the
+        credential, one ``str.startswith`` over its read prefixes), so an authenticated GET
+        costs a few hundred instructions more than an open one; everything else goes
+        through the :class:`~tuco.http.auth.Guard`.
+        """
+        guard = self._guard
+        authorization = request.authorization
+        path = request.path
+        if authorization is not None and path.startswith(b"/v1/key/") and not request.query:
+            method = request.method
+            verified = self._verified.get(authorization)
+            if verified is not None and (method == b"GET" or method == b"HEAD"):
+                segment = path[8:]
+                service = self.service
+                if (
+                    b"/" not in segment
+                    and segment
+                    and service.phase is not Phase.STARTING
+                    and (not verified.expires_at or verified.expires_at > self._now())
+                ):
+                    try:
+                        key = segment.decode() if b"%" not in segment else decode_key(segment)
+                    except (UnicodeDecodeError, InvalidKeyError):
+                        return guard.handle(request)  # type: ignore[union-attr]  # set with the method
+                    if not key.startswith(verified.reads):
+                        return guard.refuse(request, verified.record)  # type: ignore[union-attr]
+                    found = service.find(key)
+                    if found is None:
+                        return self._read(key, b"")
+                    return Response(
+                        200,
+                        found[0],
+                        OCTET_STREAM,
+                        (),
+                        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.store.last_sequence),
+                    )
+        return guard.handle(request)  # type: ignore[union-attr]
+
+    def _token_route(self, request: Request, segment: bytes) -> Answer:
+        """The token routes with authentication off (the guard answers them itself when it is on)."""
+        handler = "tokens" if request.path == b"/v1/tokens" else "token"
+        return self.tokens.answer(request, handler, segment, None)
+
+    def readiness_summary(self) -> Response:
+        """What an anonymous client learns of readiness with authentication on: ready or not, nothing more."""
+        ready = self.service.ready
+        return _READY if ready else _NOT_READY
+
+    def revoke_answer(self, lease: int, allowed: Callable[[str], bool]) -> Answer:
+        """DELETE /v1/leases/{id} whose keys must each pass ``allowed`` (checked after catching up)."""
+        if self.service.phase is Phase.STARTING:
+            return STARTING
+        return self._revoke(lease, allowed)
 
     def handle(self, request: Request) -> Answer:
         """Answer one request.
@@ -147,7 +227,7 @@ class KeyValueAPI:
                     return self._consistent_get(key)
             found = service.find(key)
             if found is None:  # absent, or a key with a deadline
-                return self._read(key)
+                return self._read(key, b"")
             return Response(
                 200,
                 found[0],
@@ -209,7 +289,7 @@ class KeyValueAPI:
             payload["message"] = log_message("starting")
         return json_response(200 if service.ready else 503, payload)
 
-    def _read(self, key: str, extra: bytes = b"") -> Response:
+    def _read_now(self, key: str, extra: bytes = b"") -> Response:
         """A read of ``key`` with every case: absent (404), with a deadline, or plain; ``extra`` header lines."""
         service = self.service
         try:
@@ -226,12 +306,36 @@ class KeyValueAPI:
             b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n%b' % (entry[2], service.revision, extra),
         )
 
+    async def _read_through(self, key: str, extra: bytes = b"", consistent: bool = False) -> Response:
+        """:meth:`_read_now` for a read-through service: a miss (or a consistent read) asks the database."""
+        service = self.service
+        try:
+            found = await (service.read_consistent(key) if consistent else service.fetch(key))
+        except LogError as exc:
+            if consistent:
+                return refusal(exc, "no consistent read", _CONSISTENT_READ_FAILED)
+            return refusal(exc, "no read", _READ_FAILED)
+        entry = found.entry
+        if entry is None:
+            return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n%b" % (found.revision, extra))
+        if found.expires_at:
+            return _expiring_read(ExpiringEntry(entry, found.expires_at), found.revision, extra)
+        return Response(
+            200,
+            entry[0],
+            OCTET_STREAM,
+            (),
+            b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n%b' % (entry[2], found.revision, extra),
+        )
+
     async def _consistent_get(self, key: str) -> Response:
+        if self.service.reads_through:  # the database's row is the newest there is: no catching up first
+            return await self._read_through(key, b"", consistent=True)
         try:
             await self.service.catch_up()
         except LogError as exc:
             return refusal(exc, "no consistent read", _CONSISTENT_READ_FAILED)
-        return self._read(key)
+        return self._read_now(key)
 
     def _settle_put(self, written: asyncio.Future[Event]) -> Response:
         """201 with the new ETag, or why the write was not stored."""
@@ -336,9 +440,9 @@ class KeyValueAPI:
         payload = {"id": lease, "ttl": found.ttl / 1000, "expires_at": found.deadline, "keys": sorted(found.keys)}
         return json_response(200, payload, b"X-Tuco-Revision: %d\r\n" % service.revision)
 
-    async def _revoke(self, lease: int) -> Response:
+    async def _revoke(self, lease: int, allowed: Callable[[str], bool] | None = None) -> Response:
         try:
-            event, deleted = await self.service.revoke(lease)
+            event, deleted = await self.service.revoke(lease, allowed)
         except LogError as exc:
             return refusal(exc, "not revoked")
         except TucoError as exc:
@@ -388,9 +492,11 @@ class KeyValueAPI:
             await self.service.catch_up()
         except LogError as exc:
             return refusal(exc, "no listing", "cannot reach the log to serve that revision; see the server's log")
-        return self._list_page(prefix, after, limit, revision, keys_only)
+        return await _settled(self._list_page(prefix, after, limit, revision, keys_only))
 
-    def _list_page(self, prefix: str, after: str | None, limit: int, revision: int | None, keys_only: bool) -> Response:
+    def _list_page_now(
+        self, prefix: str, after: str | None, limit: int, revision: int | None, keys_only: bool
+    ) -> Response:
         if revision is not None and revision > self.service.revision:
             # Still ahead after catching up: another server's token (or another store's) cannot be served here.
             return error_answer(InvalidPageTokenError("the page token is for a revision this server has not reached"))
@@ -399,6 +505,20 @@ class KeyValueAPI:
         except HistoryCompactedError as exc:
             body = {"error": exc.code, "message": str(exc), "oldest_revision": exc.oldest}
             return json_response(exc.status, body)
+        return _render_page(page, prefix, limit, keys_only)
+
+    async def _list_page_through(
+        self, prefix: str, after: str | None, limit: int, revision: int | None, keys_only: bool
+    ) -> Response:
+        """:meth:`_list_page_now` for a read-through service: the page is read from the database."""
+        if revision is not None and revision > self.service.revision:
+            return error_answer(InvalidPageTokenError("the page token is for a revision this server has not reached"))
+        try:
+            page = await self.service.page_through(prefix, after=after, limit=limit + 1, revision=revision)
+        except HistoryCompactedError as exc:
+            return _compacted(exc)
+        except LogError as exc:
+            return refusal(exc, "no listing", "cannot reach the log to list keys; see the server's log")
         return _render_page(page, prefix, limit, keys_only)
 
     # -- watching: GET /v1/watch (Server-Sent Events) and long polls ----------------
@@ -442,7 +562,7 @@ class KeyValueAPI:
     async def _answer_after_wait(self, key: str, revision: int, timeout: float) -> Response:
         await self.service.wait_for_change(key, revision, timeout)
         changed = self.service.changed_since(key, revision) and self.service.phase is not Phase.STOPPING
-        return self._read(key, b"X-Tuco-Wait: changed\r\n" if changed else b"X-Tuco-Wait: timeout\r\n")
+        return await _settled(self._read(key, b"X-Tuco-Wait: changed\r\n" if changed else b"X-Tuco-Wait: timeout\r\n"))
 
 
 EVENT_STREAM = b"text/event-stream"
@@ -770,6 +890,11 @@ def _expiring_read(found: ExpiringEntry, revision: int, extra: bytes = b"") -> R
         b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Expires-At: %d\r\n%b'
         % (entry[2], revision, found.expires_at, extra),
     )
+
+
+async def _settled(answer: Response | Awaitable[Response]) -> Response:
+    """The response of an answer that is one now or once awaited (a read-through service's reads)."""
+    return answer if isinstance(answer, Response) else await answer
 
 
 def _wants_consistent(request: Request) -> bool:

@@ -141,8 +141,16 @@ class ASGIApp:
         except _ClientGoneError:
             return  # a partial body is not a value: store nothing, and there is no one to answer
         headers = scope.get("headers")
+        client = scope.get("client")
         request = Request(
-            method, path, scope.get("query_string", b""), list(headers) if headers else [], body, _peer(scope)
+            method,
+            path,
+            scope.get("query_string", b""),
+            list(headers) if headers else [],
+            body,
+            _peer(scope),
+            None,
+            f"{client[0]}:{client[1]}" if client else None,
         )
         try:
             result = api.handle(request)

@@ -252,9 +252,11 @@ class HttpConnection(asyncio.Protocol):
     """The server side of one client connection; the ``on_*`` methods are httptools' callbacks."""
 
     __slots__ = (
+        "_authorization",
         "_backlog",
         "_body_size",
         "_chunks",
+        "_client",
         "_conditional",
         "_connection_header",
         "_content_length",
@@ -325,6 +327,7 @@ class HttpConnection(asyncio.Protocol):
         self._target = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._peer: str | None = None
+        self._client: str | None = None
         self._head_size = 0
         self._header_count = 0
         self._content_length: int | None = None
@@ -332,6 +335,7 @@ class HttpConnection(asyncio.Protocol):
         self._connection_header: bytes | None = None
         self._expect: bytes | None = None
         self._conditional = False  # If-Match or If-None-Match was sent
+        self._authorization: bytes | None = None  # the Authorization header's value
         self._chunks: list[bytes] | None = None
         self._body_size = 0
         self._reserved = 0  # bytes of the shared body budget this request holds
@@ -435,6 +439,7 @@ class HttpConnection(asyncio.Protocol):
         self._tls = transport.get_extra_info("sslcontext") is not None
         if self._tls:
             self._peer = _peer_identity(transport)
+        self._client = _client_address(transport)
         transport.set_write_buffer_limits(high=self._write_high_water)
         self._rearm()
 
@@ -536,6 +541,7 @@ class HttpConnection(asyncio.Protocol):
         self._connection_header = None
         self._expect = None
         self._conditional = False
+        self._authorization = None
         self._body_size = 0
         self._timer_state = _UNSET  # a new request restarts whichever deadline applies
 
@@ -554,11 +560,15 @@ class HttpConnection(asyncio.Protocol):
             self._reject(_HEADERS_TOO_LARGE)
             raise _Stop
         self._headers.append((name, value))
-        # Only six headers matter here; the length test skips the rest cheaply.
+        # Only seven headers matter here; the length test skips the rest cheaply.
         length = len(name)
         if length != 14 and length != 17 and length != 10 and length != 6:
-            if (length == 8 or length == 13) and name.lower() in _CONDITIONS:
-                self._conditional = True
+            if length == 8 or length == 13:
+                lowered = name.lower()
+                if lowered in _CONDITIONS:
+                    self._conditional = True
+                elif lowered == b"authorization" and self._authorization is None:  # the first one counts
+                    self._authorization = value
             return
         name = name.lower()
         if name == b"content-length":
@@ -661,6 +671,8 @@ class HttpConnection(asyncio.Protocol):
             body,
             self._peer,
             self._conditional,
+            self._client,
+            self._authorization,
         )
         if self._backlog or self._unsafe_pending or self._write_paused or len(self._queue) >= self._max_pipelined:
             self._backlog.append(_Held(request, mode, None))
@@ -1006,7 +1018,7 @@ class HttpConnection(asyncio.Protocol):
 
 
 def _peer_identity(transport: asyncio.BaseTransport) -> str | None:
-    """The TLS client certificate's subject common name, when the client presented one."""
+    """The TLS client certificate's identity: its subject common name, else its first subject alternative name."""
     cert = transport.get_extra_info("peercert")
     if not cert:
         return None
@@ -1014,7 +1026,18 @@ def _peer_identity(transport: asyncio.BaseTransport) -> str | None:
         for name, value in rdn:
             if name == "commonName":
                 return str(value)
+    for _kind, value in cert.get("subjectAltName", ()):
+        return str(value)
     return None
+
+
+def _client_address(transport: asyncio.BaseTransport) -> str | None:
+    """``host:port`` of the client (``[host]:port`` for IPv6), for audit lines."""
+    address = transport.get_extra_info("peername")
+    if not isinstance(address, tuple) or len(address) < 2:
+        return None
+    host = str(address[0])
+    return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
 
 
 def _internal_error(exc: BaseException) -> Response:

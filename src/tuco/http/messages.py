@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Generator
+from types import EllipsisType
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -22,9 +23,20 @@ Headers = tuple[tuple[bytes, bytes], ...]
 
 
 class Request:
-    """One HTTP request: method, raw path, raw query, headers as received, body, TLS peer identity."""
+    """One HTTP request: method, raw path, raw query, headers as received, body, TLS peer identity, client address."""
 
-    __slots__ = ("_params", "body", "conditional", "headers", "method", "path", "peer", "query")
+    __slots__ = (
+        "_params",
+        "authorization",
+        "body",
+        "client",
+        "conditional",
+        "headers",
+        "method",
+        "path",
+        "peer",
+        "query",
+    )
 
     def __init__(
         self,
@@ -35,6 +47,8 @@ class Request:
         body: bytes = b"",
         peer: str | None = None,
         conditional: bool | None = None,
+        client: str | None = None,
+        authorization: bytes | EllipsisType | None = ...,
     ) -> None:
         self.method = method
         self.path = path
@@ -42,11 +56,21 @@ class Request:
         self.headers: list[tuple[bytes, bytes]] = headers if headers is not None else []
         self.body = body
         self.peer = peer
+        self.client = client
+        """The client's address (``host:port``), for the audit log; None where the front end does not know it."""
         if conditional is None:
             conditional = any(len(name) in (8, 13) and name.lower() in _CONDITIONS for name, _ in self.headers)
         self.conditional = conditional
         """Whether ``If-Match`` or ``If-None-Match`` was sent: the native server notes it while parsing,
         so an unconditional write never scans its headers for them."""
+        if authorization is ...:
+            authorization = None
+            for name, value in self.headers:
+                if len(name) == 13 and name.lower() == b"authorization":
+                    authorization = value
+                    break
+        self.authorization = authorization
+        """The first ``Authorization`` header's value: the native server notes it while parsing."""
         self._params: dict[bytes, bytes] | None = None
 
     @classmethod

@@ -13,7 +13,7 @@ from typing import NamedTuple
 from tuco.http.answers import error_response
 from tuco.http.messages import Response
 
-__all__ = ["ALIAS", "KEEPALIVE", "KEY", "LEASE", "RESERVED", "ROUTES", "Route", "match"]
+__all__ = ["ALIAS", "KEEPALIVE", "KEY", "LEASE", "RESERVED", "ROUTES", "TOKEN", "Route", "match"]
 
 _READ = frozenset((b"GET", b"HEAD"))
 _KEY_METHODS = frozenset((b"GET", b"HEAD", b"PUT", b"DELETE"))
@@ -43,6 +43,7 @@ KEY = _route("/v1/key/{key}", _KEY_METHODS, "key")
 ALIAS = _route("/v1/{key}", _KEY_METHODS, "key")
 LEASE = _route("/v1/leases/{id}", frozenset((b"GET", b"HEAD", b"DELETE")), "lease")
 KEEPALIVE = _route("/v1/leases/{id}/keepalive", frozenset((b"POST",)), "keepalive")
+TOKEN = _route("/v1/tokens/{id}", frozenset((b"GET", b"HEAD", b"DELETE")), "token")
 
 RESERVED: tuple[str, ...] = ("keys", "watch", "leases", "tokens", "openapi.json")
 """Names under /v1/ that are resources, not keys (not all are built yet)."""
@@ -54,11 +55,12 @@ ROUTES: tuple[Route, ...] = (
     _route("/v1/keys", _READ, "list_keys"),
     _route("/v1/watch", _READ, "watch"),
     _route("/v1/leases", frozenset((b"POST",)), "grant"),
-    _route("/v1/tokens", _READ, None),
+    _route("/v1/tokens", frozenset((b"GET", b"HEAD", b"POST")), "tokens"),
     _route("/v1/openapi.json", _READ, "openapi"),
     KEY,
     LEASE,
     KEEPALIVE,
+    TOKEN,
     ALIAS,
 )
 """Every route, in matching order (the alias last)."""
@@ -85,4 +87,8 @@ def match(path: bytes) -> tuple[Route | None, bytes]:
             id, _, tail = rest.partition(b"/")
             if id and tail == b"keepalive":
                 return KEEPALIVE, id
+        elif segment.startswith(b"tokens/"):
+            rest = segment[7:]
+            if rest and b"/" not in rest:
+                return TOKEN, rest
     return None, b""

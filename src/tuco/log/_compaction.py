@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from tuco.core.codec import (
     encode_header,
     encode_lease_entry,
     encode_record,
+    encode_token_entry,
 )
 from tuco.core.events import EventType
 from tuco.core.store import Store
@@ -42,11 +44,13 @@ __all__ = [
     "CompactionStoppedError",
     "Entries",
     "Rewrite",
+    "TokenTable",
     "compact_log",
     "compaction_path",
     "copy_range",
     "create_compaction_file",
     "finish_compaction",
+    "token_table",
     "write_compacted",
 ]
 
@@ -57,7 +61,16 @@ Entries = Mapping[str, tuple[bytes, int, int, int]]
 
 ExpiryTables = tuple[dict[str, int], dict[str, int], list[tuple[int, int, int]]]
 """Keys' own deadlines, keys' leases, and the leases' ``(id, ttl, deadline)``: :meth:`Store.expiry_state`."""
+TokenTable = list[tuple[str, bytes, int]]
+"""The live tokens' ``(id, record, created)``, by creation: :func:`token_table` of the store."""
 _COPY_CHUNK = 4 << 20
+
+
+def token_table(store: Store, now: int) -> TokenTable:
+    """The tokens a compaction keeps: live ones (revoked and expired ones are dropped), as their records."""
+    from tuco.core.tokens import encode_record
+
+    return [(record.id, encode_record(record), record.created) for record in store.tokens.live(now)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +117,9 @@ def compact_log(path: Path) -> CompactionReport:
                 raise LogCorruptError(f"{report.problem}; refusing to compact. Cut it with 'tuco log repair {path}'")
             new_file = create_compaction_file(tmp, OsLogFile)
             try:
+                tokens = token_table(store, int(time.time() * 1000))
                 written, first_sequence = write_compacted(
-                    new_file, report.last_sequence, store.entries(), None, store.expiry_state()
+                    new_file, report.last_sequence, store.entries(), None, store.expiry_state(), tokens
                 )
                 new_file.sync()
                 os.replace(tmp, path)
@@ -120,7 +134,7 @@ def compact_log(path: Path) -> CompactionReport:
         raise LogFailedError(f"cannot compact {path}: {exc.strerror or exc}") from exc
     return CompactionReport(
         events_before=report.events,
-        events_after=len(store) + len(store.leases) + report.last_sequence - first_sequence + 1,
+        events_after=len(store) + len(store.leases) + len(tokens) + report.last_sequence - first_sequence + 1,
         bytes_before=report.file_bytes,
         bytes_after=written,
         last_sequence=report.last_sequence,
@@ -147,6 +161,7 @@ def write_compacted(
     entries: Entries,
     stop: threading.Event | None,
     expiry: ExpiryTables | None = None,
+    tokens: TokenTable | None = None,
 ) -> tuple[int, int]:
     """Write a version 2 header and one entry per live key, by mod revision; return (bytes, first sequence).
 
@@ -158,12 +173,16 @@ def write_compacted(
 
     ``expiry`` (the store's own deadlines, key leases and leases) keeps each
     key's deadline or lease in its entry, and each lease as a lease entry at
-    its grant's sequence, in the same increasing order.
+    its grant's sequence, in the same increasing order; ``tokens`` each live
+    token as a token entry at its creation's sequence.
     """
     deadlines, key_leases, leases = expiry if expiry is not None else ({}, {}, [])
     ordered = sorted(entries.items(), key=lambda item: item[1][2])
-    granted = sorted(leases)
-    last_written = max(ordered[-1][1][2] if ordered else 0, granted[-1][0] if granted else 0)
+    extras = sorted(
+        [(lease[0], encode_lease_entry(*lease)) for lease in leases]
+        + [(created, encode_token_entry(id, record, created)) for id, record, created in tokens or ()]
+    )
+    last_written = max(ordered[-1][1][2] if ordered else 0, extras[-1][0] if extras else 0)
     if last_written > last_sequence:
         raise ValueError(f"an entry has mod revision {last_written}, after the snapshot's revision {last_sequence}")
     marker = last_written < last_sequence
@@ -173,8 +192,8 @@ def write_compacted(
     written = 0
     next_lease = 0
     for key, (value, create_revision, mod_revision, version) in ordered:
-        while next_lease < len(granted) and granted[next_lease][0] < mod_revision:  # a key's lease comes before it
-            lease_record = encode_lease_entry(*granted[next_lease])
+        while next_lease < len(extras) and extras[next_lease][0] < mod_revision:  # a key's lease comes before it
+            lease_record = extras[next_lease][1]
             chunk.append(lease_record)
             pending += len(lease_record)
             next_lease += 1
@@ -193,7 +212,7 @@ def write_compacted(
             written += pending
             chunk.clear()
             pending = 0
-    leases_left = b"".join(encode_lease_entry(*lease) for lease in granted[next_lease:])
+    leases_left = b"".join(extra for _, extra in extras[next_lease:])
     chunk.append(leases_left)
     pending += len(leases_left)
     if marker:

@@ -14,6 +14,7 @@ __all__ = [
     "CHANNEL",
     "EVENTS_AFTER",
     "LIVE_LEASES",
+    "LIVE_TOKENS",
     "PRUNE_BATCHES",
     "READ_HEAD",
     "SCHEMA_VERSION",
@@ -25,7 +26,7 @@ __all__ = [
     "refusal",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 CHANNEL = "tuco_events"
 
 # Taken in the creating transaction so replicas starting together do not race on
@@ -413,8 +414,48 @@ _V4 = [
     _V4_EXPIRING_FUNCTION,
 ]
 
+# Version 5: tokens (users and permissions). A token's events go through the
+# eight-argument function, like lease records: type 7 creates token keys[i]
+# with record vals[i] (grants and the SHA-256 of its secret, never the secret),
+# type 8 revokes it (refused with revision -1 if there is no such token).
+# tuco_tokens keeps the live ones, so a fresh replica bootstraps them; revoked
+# tokens leave it at once; expired ones stay until revoked (the registry
+# refuses them by their expires_at).
+_V5_TOKEN_BRANCHES = """        ELSIF types[i] = 7 THEN
+            INSERT INTO tuco_tokens (id, record, sequence) VALUES (keys[i], vals[i], seq)
+                ON CONFLICT (id) DO NOTHING;
+            IF NOT FOUND THEN
+                ok := false;
+                cur := -1;
+            ELSE
+                INSERT INTO tuco_events (sequence, type, key, value) VALUES (seq, 7, keys[i], vals[i]);
+            END IF;
+        ELSIF types[i] = 8 THEN
+            DELETE FROM tuco_tokens t WHERE t.id = keys[i];
+            IF NOT FOUND THEN
+                ok := false;
+                cur := -1;
+            ELSE
+                INSERT INTO tuco_events (sequence, type, key, value) VALUES (seq, 8, keys[i], ''::bytea);
+            END IF;
+"""
+_V5_EXPIRING_FUNCTION = _V4_EXPIRING_FUNCTION.replace(
+    "        ELSIF types[i] = 4 THEN\n", _V5_TOKEN_BRANCHES + "        ELSIF types[i] = 4 THEN\n", 1
+)
+if _V5_EXPIRING_FUNCTION == _V4_EXPIRING_FUNCTION:  # pragma: no cover - a guard on the text above
+    raise RuntimeError("the version 5 write function could not be derived from version 4's")
+
+_V5 = [
+    "SELECT 1 FROM tuco_head WHERE id = 1 FOR UPDATE",
+    """CREATE TABLE IF NOT EXISTS tuco_tokens (
+        id bytea PRIMARY KEY,
+        record bytea NOT NULL,
+        sequence bigint NOT NULL)""",
+    _V5_EXPIRING_FUNCTION,
+]
+
 # Each step brings a database from the version before to its own; run in order.
-_MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: [_V2_WRITE_FUNCTION], 3: _V3, 4: _V4}
+_MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: [_V2_WRITE_FUNCTION], 3: _V3, 4: _V4, 5: _V5}
 
 # One round trip writes a whole batch; see _V3_WRITE_FUNCTION. Runs outside any
 # explicit transaction, so it commits before the reply is sent.
@@ -433,6 +474,7 @@ BOOTSTRAP_HEAD = """SELECT h.sequence, e.committed_at, e.type, e.key, e.deadline
 STATE_BY_SEQUENCE = """SELECT sequence, key, value, create_revision, version, deadline, lease
     FROM tuco_state ORDER BY sequence"""
 LIVE_LEASES = "SELECT id, ttl, deadline FROM tuco_leases ORDER BY id"
+LIVE_TOKENS = "SELECT sequence, id, record FROM tuco_tokens ORDER BY sequence"
 PRUNE_BATCHES = "DELETE FROM tuco_batches WHERE committed_at < now() - interval '1 hour'"
 
 

@@ -193,6 +193,10 @@ class _ExpiryJudge:
                     event = Event(sequence, type, key, m.value)
                     self.keys[key] = sequence
                     self.key_expiry[key] = None
+            elif type is EventType.TOKEN_CREATE or type is EventType.TOKEN_REVOKE:
+                event = Event(
+                    sequence, type, key, m.value
+                )  # the service checked the registry; replay tolerates repeats
             elif type is EventType.LEASE_GRANT:
                 ttl = expiry.ttl if expiry is not None else 0
                 event = Event(sequence, type, "", b"", 0, 0, Lifetime(now + ttl, sequence, ttl))

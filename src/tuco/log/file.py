@@ -55,6 +55,7 @@ from tuco.log._compaction import (
     Entries,
     ExpiryTables,
     Rewrite,
+    TokenTable,
     compact_log,
     compaction_path,
     copy_range,
@@ -154,6 +155,8 @@ class FileTransactionLog(WritesThroughGroupCommit):
         self.entries = entries
         self.expiry_state: Callable[[], ExpiryTables] | None = None
         """The store's deadlines and leases (:meth:`Store.expiry_state`): what compaction keeps beside the entries."""
+        self.token_state: Callable[[], TokenTable] | None = None
+        """The live tokens (:func:`~tuco.log._compaction.token_table`): kept by compaction too."""
         self._sync_interval = sync_interval
         self._watch_interval = watch_interval
         self._open_file = open_file
@@ -416,6 +419,7 @@ class FileTransactionLog(WritesThroughGroupCommit):
                     return
                 state = self.entries()
                 expiry = self.expiry_state() if self.expiry_state is not None else None
+                tokens = self.token_state() if self.token_state is not None else None
                 last_sequence = self._next_sequence - 1
                 rewrite.offset = self._size
                 source = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -429,9 +433,9 @@ class FileTransactionLog(WritesThroughGroupCommit):
             new_file = await self._in_thread(rewrite, create_compaction_file, rewrite.tmp, opener)
             rewrite.new_file = new_file
             rewrite.written, rewrite.first_sequence = await self._in_thread(
-                rewrite, write_compacted, new_file, last_sequence, state, rewrite.stop, expiry
+                rewrite, write_compacted, new_file, last_sequence, state, rewrite.stop, expiry, tokens
             )
-            rewrite.entries = len(state) + (len(expiry[2]) if expiry is not None else 0)
+            rewrite.entries = len(state) + (len(expiry[2]) if expiry is not None else 0) + len(tokens or ())
             del state
             # Copy what was appended meanwhile without holding writers up; only the rest waits for them.
             copied = self._size

@@ -41,6 +41,12 @@ acknowledged, possibly stored. From then on each batch is tried once (for at
 most ``_LAST_TRY`` seconds) until the database answers again. Driver messages
 are logged; the errors say what happened in tuco's words.
 
+Failover. Connections ask for the primary; a node answering as read-only is
+not the primary (the write is retried elsewhere, the batch id keeping it
+exactly once across the move); heads are read only from a writable primary;
+after a reconnection the database's history is checked against what this
+replica applied (see :mod:`tuco.log._pg_failover`).
+
 Bootstrap costs time in proportion to the live data, not the history: in one
 REPEATABLE READ snapshot it reads the head S and streams ``tuco_state`` in
 sequence order as PUT events (each the latest for its key, all at or below S),
@@ -87,6 +93,8 @@ from tuco.errors import (
     LogUnavailableError,
     PreconditionFailedError,
 )
+from tuco.log import _pg_failover as ha
+from tuco.log import _pg_reads
 from tuco.log import _pg_schema as sql
 from tuco.log.batching import GroupCommit, Mutation, Outcome, WritesThroughGroupCommit
 from tuco.log.redact import check_database_url, password_of, redact_dsn
@@ -98,6 +106,9 @@ _logger = structlog.get_logger("tuco.log")
 _CHUNK = 10_000
 _BACKOFF_FIRST = 0.05
 _BACKOFF_CAP = 2.0
+# Waiting writes and the follower retry at least this often: after a failover the new primary is found within
+# about this long (plus a connection and a commit), and trying a refused or fast-failing host list is cheap.
+_RETRY_CAP = 0.5
 _LAG_LOG_EVERY = 10.0
 _PRUNE_EVERY = 1000
 _LAST_TRY = 1.0  # seconds one write attempt may take once the outage outlasted write_timeout
@@ -117,7 +128,10 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
     ``dsn=None`` uses the libpq ``PG*`` variables; a URL that does not parse
     unambiguously raises :class:`~tuco.errors.ConfigurationError`. ``connect_timeout``
     bounds start-up; writes get :class:`~tuco.errors.LogUnavailableError` once the
-    database has been out of reach for ``write_timeout``.
+    database has been out of reach for ``write_timeout``. ``replay="expiring"``
+    (read-through replicas) replays only the keys with a deadline or a lease and
+    the leases; ``follow=False`` (a serverless function) starts no follower and
+    jumps to each head it sees instead of applying others' events.
     """
 
     def __init__(
@@ -130,6 +144,8 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
         max_pending_bytes: int = 64 << 20,
         pool_size: int = 4,
         write_timeout: float = 10.0,
+        replay: str = "all",
+        follow: bool = True,
     ) -> None:
         if dsn is not None:
             try:
@@ -137,6 +153,7 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
             except ValueError as exc:
                 raise ConfigurationError(f"the database URL is invalid: {exc}") from None
         self._dsn = dsn
+        self._session_attrs = ha.session_attributes(dsn)
         self._poll_interval = poll_interval
         self._use_notify = use_notify
         self._connect_timeout = connect_timeout
@@ -160,6 +177,13 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
         self._head_at: datetime | None = None
         self._last_lag_log = 0.0
         self._clock_offset_ms = 0  # the database's clock minus ours, as last measured
+        self._last: Any = None  # the last event applied (an Event or a row), to recognise our history
+        self._recheck = False  # a connection failed: check the database still holds our history before going on
+        # Read-through replicas (TUCO_STATE=cache) replay only the keys with a deadline or a lease; a
+        # serverless function also follows nobody: between its requests it is frozen, so it jumps to the
+        # head it sees instead of applying what others wrote (see tuco.cache).
+        self._state_query = _pg_reads.EXPIRING_STATE_BY_SEQUENCE if replay == "expiring" else sql.STATE_BY_SEQUENCE
+        self._follows = follow
 
     @property
     def failure(self) -> LogError | None:
@@ -192,7 +216,12 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
                     Event(r[0], EventType.LEASE_GRANT, "", b"", 0, 0, Lifetime(r[2], r[0], r[1]))
                     for r in await conn.fetch(sql.LIVE_LEASES)
                 ]
-                cursor = await conn.cursor(sql.STATE_BY_SEQUENCE)
+                tokens = [
+                    Event(r[0], EventType.TOKEN_CREATE, r[1].decode(), r[2]) for r in await conn.fetch(sql.LIVE_TOKENS)
+                ]
+                if tokens:  # leases and tokens both come in by sequence, merged among the keys
+                    leases = sorted(leases + tokens)
+                cursor = await conn.cursor(self._state_query)
                 while rows := await cursor.fetch(_CHUNK):
                     batch = [
                         Event(r[0], EventType.PUT, r[1].decode(), r[2], r[3], r[4])
@@ -210,6 +239,8 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
                 # A keepalive or revoke at the head is replayed as it is: the latest word on its lease.
                 if head_type == EventType.DELETE:
                     yield [Event(head, EventType.DELETE, head_key.decode())]
+                elif head_type == EventType.TOKEN_REVOKE:
+                    yield [Event(head, EventType.TOKEN_REVOKE, head_key.decode())]
                 elif head_type in (EventType.LEASE_KEEPALIVE, EventType.LEASE_REVOKE):
                     yield [
                         Event(
@@ -234,7 +265,8 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
         await self._open()
         self._apply = sink.apply
         self._commits.start(self._apply_own)
-        self._follower = asyncio.get_running_loop().create_task(self._follow(), name="tuco-pg-follower")
+        if self._follows:
+            self._follower = asyncio.get_running_loop().create_task(self._follow(), name="tuco-pg-follower")
 
     def now_ms(self) -> int:
         """The database's clock as estimated from the last head read (this machine's plus the measured offset)."""
@@ -251,11 +283,14 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
             raise LogClosedError("the log is not running")
         try:
             async with asyncio.timeout(self._write_timeout), self._pool.acquire() as conn:
-                asked = time.time_ns()
-                row = await conn.fetchrow(sql.READ_HEAD)
-                self._see_clock(row[2], asked)
-                self._see_head(row[0], row[1])
-                await self._fill(conn, row[0])
+                try:
+                    if self._recheck:
+                        await self._check_history(conn)
+                    head = await self._read_head(conn)
+                    await self._fill(conn, head)
+                except ha.NotPrimaryError:
+                    conn.terminate()  # a demoted node: the pool opens its next connection to the primary
+                    raise
         except Exception as exc:
             if not _is_driver_error(exc):
                 raise
@@ -314,7 +349,13 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
     # -- connecting -------------------------------------------------------
 
     async def _connect(self, timeout: float) -> asyncpg.Connection:
-        return await asyncpg.connect(self._dsn, timeout=max(timeout, 0.1), server_settings=_SERVER_SETTINGS)
+        return await asyncpg.connect(
+            self._dsn, timeout=max(timeout, 0.1), server_settings=_SERVER_SETTINGS, **self._connect_options()
+        )
+
+    def _connect_options(self) -> dict[str, Any]:
+        """Ask the driver for the primary, unless the URL or ``PGTARGETSESSIONATTRS`` already does."""
+        return {} if self._session_attrs is None else {"target_session_attrs": self._session_attrs}
 
     async def _open(self) -> asyncpg.Pool:
         """Reach the database (retrying with backoff up to ``connect_timeout``), create the schema, open the pool."""
@@ -367,6 +408,7 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
             max_size=self._pool_size,
             server_settings=_SERVER_SETTINGS,
             reset=_keep_session,
+            **self._connect_options(),
         )
         return self._pool
 
@@ -389,6 +431,7 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
             arguments += _expiry_arguments(batch)
         delay = _BACKOFF_FIRST
         attempt = 0
+        moved = False
         while True:
             attempt += 1
             tried_at = loop.time()
@@ -398,18 +441,27 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
             budget = max(deadline - tried_at, _LAST_TRY if attempt == 1 else 0.05)
             try:
                 async with asyncio.timeout(budget), pool.acquire() as conn:
-                    outcomes = await self._commit_once(conn, batch, arguments)
+                    try:
+                        outcomes = await self._commit_once(conn, batch, arguments)
+                    except Exception as exc:
+                        if ha.is_not_primary(exc):  # demoted under us: nothing was written; go find the primary
+                            conn.terminate()
+                        raise
             except Exception as exc:
                 if not _is_driver_error(exc):
                     raise
                 if self._unavailable_since is None:
                     self._unavailable_since = tried_at
+                self._recheck = True
+                if ha.is_not_primary(exc) and not moved:  # a pooled connection to a node demoted since
+                    moved = True  # one more try at once, on a new connection, even late in an outage
+                    continue
                 remaining = self._unavailable_since + self._write_timeout - loop.time()
-                if not sql.is_transient(exc) or remaining <= 0:
+                if not ha.is_retriable(exc) or remaining <= 0:
                     raise self._mark_unavailable(exc, "writing", attempts=attempt) from exc
                 _logger.info("commit_retry", attempt=attempt, error=self._say(exc))
                 await asyncio.sleep(min(delay, remaining))
-                delay = min(delay * 2, _BACKOFF_CAP)
+                delay = min(delay * 2, _RETRY_CAP)
                 continue
             self._mark_available()
             return outcomes
@@ -418,6 +470,8 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
         self, conn: asyncpg.Connection, batch: Sequence[Mutation], arguments: tuple[Any, ...]
     ) -> Sequence[Outcome]:
         """One round trip writes the batch; catching up with other replicas happens around it, never under a lock."""
+        if self._recheck:  # after a lost connection (a failover?): is our history still the database's?
+            await self._check_history(conn)
         if self._head > self._applied:  # others wrote (NOTIFY said so): catch up first, so the gap after is small
             await self._fill(conn, self._head)
         expiring = len(arguments) > 5
@@ -462,6 +516,7 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
             self._apply(event)
             self._applied = event.sequence
             self._applied_at = self._head_at
+            self._last = event
 
     # -- following --------------------------------------------------------
 
@@ -477,24 +532,28 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
                 if self._use_notify:
                     await conn.add_listener(sql.CHANNEL, self._on_notify)
                 conn.add_termination_listener(self._on_terminated)
+                head: int | None = None
                 delay, attempt = _BACKOFF_FIRST, 0
                 while not conn.is_closed():
                     self._wake.clear()
                     async with asyncio.timeout(max(30.0, 4 * self._poll_interval)):
-                        asked = time.time_ns()
-                        row = await conn.fetchrow(sql.READ_HEAD)
-                        self._see_clock(row[2], asked)
-                        self._see_head(row[0], row[1])
-                        await self._fill(conn, row[0])
+                        if head is None:  # a new connection, maybe to a new primary: is our history still there?
+                            head = await self._check_history(conn)
+                        else:
+                            head = await self._read_head(conn)
+                        await self._fill(conn, head)
                     self._mark_available()
                     self._log_lag(loop.time())
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            except LogFailedError as exc:  # the history diverged: following on would serve a wrong state
+                self._commits.fail(exc)
+                return
             except Exception as exc:  # never let the follower die: log, back off, reconnect
                 attempt += 1
                 self._mark_unavailable(exc, "following", attempts=attempt)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, _BACKOFF_CAP)
+                delay = min(delay * 2, _RETRY_CAP)
             finally:
                 if conn is not None:
                     await _close_quietly(conn)
@@ -514,6 +573,9 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
 
     async def _fill(self, conn: asyncpg.Connection, upto: int) -> None:
         """Apply the committed events after the last applied one, up to ``upto``, in chunks."""
+        if not self._follows:
+            self._applied = max(self._applied, upto)
+            return
         while self._applied < upto:
             rows = await conn.fetch(sql.EVENTS_AFTER, self._applied, upto, _CHUNK)
             if not self._deliver(rows) or len(rows) < _CHUNK:
@@ -533,7 +595,47 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
                 apply(_event(row))
             self._applied = sequence
             self._applied_at = row[4]
+            self._last = row
         return True
+
+    async def _read_head(self, conn: asyncpg.Connection) -> int:
+        """Read the head (and the database's clock) from the primary; raise NotPrimaryError on any other node."""
+        asked = time.time_ns()
+        row = await conn.fetchrow(ha.READ_PRIMARY_HEAD)
+        if row[3]:
+            raise ha.NotPrimaryError("the node is a standby or read-only")
+        self._see_clock(row[2], asked)
+        self._see_head(row[0], row[1])
+        return int(row[0])
+
+    async def _check_history(self, conn: asyncpg.Connection) -> int:
+        """Make sure the database still holds what this replica applied (fail the log if not); return the head.
+
+        A promoted asynchronous standby may lack the last acknowledged writes: its head is behind our
+        position, or (once others wrote again) our position holds another event.
+        """
+        applied, last = self._applied, self._last  # before the head: what is applied meanwhile may be newer
+        head = await self._read_head(conn)
+        if head < applied:
+            raise self._diverged(f"the database's history ends at sequence {head}, before this replica's {applied}")
+        if last is not None:
+            mine = (last.sequence, int(last.type), last.key.encode()) if isinstance(last, Event) else None
+            if mine is None:
+                mine = (int(last[0]), int(last[1]), bytes(last[2]))
+            if mine[0] == applied and await ha.event_at(conn, applied) != mine[1:]:
+                raise self._diverged(f"the database holds another event at sequence {applied} than this replica")
+        self._recheck = False
+        return head
+
+    def _diverged(self, what: str) -> LogFailedError:
+        """Fail the log: the database lost writes this replica applied (and acknowledged, if they were its own)."""
+        error = LogFailedError(
+            f"{what}: it lost acknowledged writes (an asynchronous standby promoted?); "
+            "this replica stops taking writes: restart it to follow the database's history"
+        )
+        _logger.error("database_history_diverged", detail=what, applied=self._applied)
+        self._commits.fail(error)
+        return error
 
     # -- health -----------------------------------------------------------
 
@@ -551,8 +653,11 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
     def _mark_unavailable(self, exc: BaseException, doing: str, *, attempts: int = 1) -> LogUnavailableError:
         """Log the driver's error, remember the outage, and return the error clients may see (no driver text)."""
         error = LogUnavailableError(f"the database is out of reach ({doing}); the cause is in tuco's log")
+        self._recheck = True
         if self._unavailable is None or attempts <= 1 or attempts % 10 == 0:
             name = "database_unreachable" if sql.is_transient(exc) else "database_error"
+            if ha.is_not_primary(exc):
+                name = "database_not_primary"
             _logger.warning(name, doing=doing, attempt=attempts, error=self._say(exc))
         if self._unavailable_since is None:
             self._unavailable_since = asyncio.get_running_loop().time()
@@ -646,7 +751,15 @@ def _event(row: Any) -> Event:
 
 def _is_driver_error(exc: BaseException) -> bool:
     return isinstance(
-        exc, (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError)
+        exc,
+        (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            OSError,
+            TimeoutError,
+            ha.NotPrimaryError,
+        ),
     )
 
 
@@ -681,7 +794,5 @@ def _describe_target(dsn: str | None) -> str:
         return redact_dsn(dsn)
     env = os.environ
     user = env.get("PGUSER", "")
-    return (
-        f"postgresql://{user}{'@' if user else ''}{env.get('PGHOST', 'localhost')}:{env.get('PGPORT', '5432')}"
-        f"/{env.get('PGDATABASE', user)} (from PG* variables)"
-    )
+    hosts = ha.describe_hosts(env.get("PGHOST", "localhost"), env.get("PGPORT", "5432"))
+    return f"postgresql://{user}{'@' if user else ''}{hosts}/{env.get('PGDATABASE', user)} (from PG* variables)"

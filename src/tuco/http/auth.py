@@ -1,0 +1,468 @@
+"""Authentication and authorization in front of the API, and the token management endpoints.
+
+With ``TUCO_AUTH=token`` the API's ``handle`` is :meth:`Guard.handle`, chosen
+once when the API is built: with authentication off the request path has no
+check at all. The guard finds the credential (``Authorization: Bearer``, else
+the TLS client certificate's identity), decides what the route needs and
+either hands the request on or answers ``401``/``403`` itself, with one
+``request_denied`` audit line. What each route needs:
+
+- ``/healthz``: nothing, ever. ``/readyz``: nothing for ``{"ready": ...}``; read
+  on every key ("" prefix) for the details. ``/metrics``: read on "" (or
+  ``TUCO_METRICS_PUBLIC=true``).
+- a key: read for GET and HEAD, write for PUT and DELETE, by the key's prefix.
+- ``/v1/keys`` and ``/v1/watch``: read on the whole prefix asked for (or the
+  key watched), so a listing or a watch never shows a key outside the grants.
+- leases: a grant needs write on some prefix; reading, keeping alive or
+  revoking one needs read (GET) or write on every key attached to it. A
+  revoke deletes those keys, so it is checked again by the service after it
+  caught up, just before the deletes.
+- ``/v1/tokens``: admin on "" (every key).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import structlog
+
+from tuco.core.tokens import (
+    MAX_VERIFIED,
+    Grant,
+    Permission,
+    TokenRecord,
+    Verified,
+    allows,
+    allows_any,
+    digest,
+    parse_bearer,
+    parse_token,
+    permission_of,
+)
+from tuco.errors import (
+    ForbiddenError,
+    InvalidParameterError,
+    LogError,
+    TokenLimitError,
+    TokenNotFoundError,
+    TucoError,
+    UnauthorizedError,
+)
+from tuco.http.answers import STARTING, error_answer, error_response, json_response, refusal
+from tuco.http.messages import Request, Response, StreamResponse
+from tuco.http.routes import match
+
+if TYPE_CHECKING:
+    from tuco.http.api import Answer, KeyValueAPI
+    from tuco.service import Service
+
+__all__ = ["BOOTSTRAP_ID", "Guard", "TokenAPI", "rfc3339"]
+
+_audit = structlog.get_logger("tuco.audit")
+
+BOOTSTRAP_ID = "bootstrap"
+"""The id audit lines give the bootstrap token (TUCO_BOOTSTRAP_TOKEN)."""
+_BOOTSTRAP = TokenRecord(BOOTSTRAP_ID, "the bootstrap token (TUCO_BOOTSTRAP_TOKEN)", (Grant("", Permission.ADMIN),))
+_UNAUTHORIZED = error_response(
+    401,
+    UnauthorizedError.code,
+    "authentication required: send Authorization: Bearer <token> with a valid token",
+    ((b"WWW-Authenticate", b'Bearer realm="tuco"'),),
+)
+_INVALID_TOKEN = error_response(
+    401,
+    UnauthorizedError.code,
+    "the token is not valid (malformed, unknown, revoked or expired)",
+    ((b"WWW-Authenticate", b'Bearer realm="tuco", error="invalid_token"'),),
+)
+_FORBIDDEN = error_response(403, ForbiddenError.code, "the token has no grant for this request")
+_GET = b"GET"
+_HEAD = b"HEAD"
+_PUT = b"PUT"
+_DELETE = b"DELETE"
+_READ = Permission.READ
+_WRITE = Permission.WRITE
+_ADMIN = Permission.ADMIN
+_NEEDS = {_GET: _READ, _HEAD: _READ, _PUT: _WRITE, _DELETE: _WRITE}
+_WRITES = {_GET: False, _HEAD: False, _PUT: True, _DELETE: True}
+_MAX_BODY = 16 * 1024
+_MAX_GRANTS = 64
+_MAX_TEXT = 256
+
+
+class Guard:
+    """The authenticating ``handle`` of a :class:`~tuco.http.api.KeyValueAPI` (see the module docstring)."""
+
+    __slots__ = ("_api", "_bootstrap", "_inner", "_metrics_public", "_now", "_service", "_tokens", "_verified")
+
+    def __init__(self, api: KeyValueAPI, inner: Callable[[Request], Answer]) -> None:
+        service = api.service
+        self._api = api
+        self._inner = inner
+        self._service = service
+        self._tokens = service.store.tokens
+        self._verified = self._tokens.verified
+        self._now = service.log.now_ms
+        self._bootstrap = service.access.bootstrap_sha256
+        self._metrics_public = service.access.metrics_public
+
+    def handle(self, request: Request) -> Answer:
+        """Authenticate, authorize by route, then answer as the API does (or 401 / 403).
+
+        A key request by a credential verified before is one dict lookup and one
+        ``str.startswith`` over the grant's prefixes.
+        """
+        path = request.path
+        if path.startswith(b"/v1/key/"):  # the hot path first, as KeyValueAPI.handle matches it
+            segment = path[8:]
+            authorization = request.authorization
+            verified = self._verified.get(authorization) if authorization is not None else None
+            if (
+                verified is not None
+                and b"/" not in segment
+                and (not verified.expires_at or verified.expires_at > self._now())
+            ):
+                writes = _WRITES.get(request.method)
+                if writes is None:
+                    return self._inner(request)  # 405
+                try:
+                    key = segment.decode() if b"%" not in segment else _decoded(segment)
+                except (UnicodeDecodeError, TucoError):
+                    return self._inner(request)  # 400
+                allowed = key.startswith(verified.writes if writes else verified.reads)
+                return self._inner(request) if allowed else self._forbidden(request, verified.record)
+            handler: str | None = "key" if b"/" not in segment else None
+        else:
+            route, segment = match(path)
+            handler = route.handler if route is not None else None
+            if handler == "health":
+                return self._inner(request)
+        principal = self._authenticate(request)
+        if handler == "key":
+            if type(principal) is str:
+                return self._unauthorized(request, principal)
+            need = _NEEDS.get(request.method)
+            if need is None:
+                return self._inner(request)  # 405
+            try:
+                key = segment.decode() if b"%" not in segment else _decoded(segment)
+            except (UnicodeDecodeError, TucoError):
+                return self._inner(request)  # 400: no key, nothing to authorize
+            if allows(principal.grants, key, need):  # type: ignore[union-attr]  # str ruled out above
+                return self._inner(request)
+            return self._forbidden(request, principal)  # type: ignore[arg-type]
+        return self._resource(request, handler, segment, principal)
+
+    def _authenticate(self, request: Request) -> TokenRecord | str:
+        """The credential's record, or why there is none: missing, malformed, unknown, revoked or expired."""
+        header = request.authorization
+        if header is None:
+            if request.peer is not None:
+                found = self._tokens.for_cert(request.peer, self._now())
+                if found is not None:
+                    return found
+            return "missing"
+        credential = parse_bearer(header)
+        if credential is None:
+            return "malformed"
+        parsed = parse_token(credential)
+        if parsed is not None:
+            id, secret = parsed
+            record = self._tokens.get(id)
+            if record is not None and record.sha256:
+                if not hmac.compare_digest(record.sha256, digest(secret)):
+                    return "unknown"
+                if record.expires_at and record.expires_at <= self._now():
+                    return "expired"
+                self._remember(header, record)
+                return record
+            if id in self._tokens.revoked:
+                return "revoked"
+        if self._bootstrap and hmac.compare_digest(self._bootstrap, digest(credential)):
+            self._remember(header, _BOOTSTRAP)
+            return _BOOTSTRAP
+        return "unknown" if parsed is not None else "malformed"
+
+    async def _while_valid(self, chunks: AsyncIterator[bytes], record: TokenRecord) -> AsyncIterator[bytes]:
+        """A watch stream that ends once its credential is revoked or expires (checked at each frame it sends).
+
+        An idle stream sends a heartbeat every TUCO_WATCH_HEARTBEAT_SECONDS, so that bounds how long it outlives
+        a revocation.
+        """
+        tokens = self._tokens
+        try:
+            async for chunk in chunks:
+                if tokens.get(record.id) is not record or record.expired(self._now()):
+                    _audit.info("watch_ended", token_id=record.id, reason="credential no longer valid")
+                    return
+                yield chunk
+        finally:
+            closing = getattr(chunks, "aclose", None)
+            if closing is not None:
+                await closing()
+
+    def _remember(self, header: bytes, record: TokenRecord) -> None:
+        verified = self._verified
+        if len(verified) >= MAX_VERIFIED:
+            verified.clear()
+        verified[header] = Verified.of(record)
+
+    def _resource(self, request: Request, handler: str | None, segment: bytes, principal: TokenRecord | str) -> Answer:
+        if handler == "readiness":
+            if type(principal) is not str and allows(principal.grants, "", _READ):  # type: ignore[union-attr]
+                return self._inner(request)
+            return self._api.readiness_summary()
+        if handler == "metrics" and self._metrics_public:
+            return self._inner(request)
+        if type(principal) is str:
+            return self._unauthorized(request, principal)
+        record: TokenRecord = principal  # type: ignore[assignment]
+        grants = record.grants
+        if handler in ("list_keys", "watch"):
+            try:
+                prefix = _watched(request)
+            except (UnicodeDecodeError, TucoError):
+                return self._inner(request)  # 400
+            if not allows(grants, prefix, _READ):
+                return self._forbidden(request, record)
+            answer = self._inner(request)
+            if isinstance(answer, StreamResponse) and record is not _BOOTSTRAP:
+                answer.chunks = self._while_valid(answer.chunks, record)
+            return answer
+        if handler == "metrics":
+            return self._inner(request) if allows(grants, "", _READ) else self._forbidden(request, record)
+        if handler in ("tokens", "token"):
+            if not allows(grants, "", _ADMIN):
+                return self._forbidden(request, record)
+            return self._api.tokens.answer(request, handler, segment, record.id)
+        if handler == "grant":
+            return self._inner(request) if allows_any(grants, _WRITE) else self._forbidden(request, record)
+        if handler in ("lease", "keepalive"):
+            return self._lease(request, handler, segment, record)
+        return self._inner(request)  # 404s and 405s: authenticated, nothing to authorize
+
+    def _lease(self, request: Request, handler: str, segment: bytes, record: TokenRecord) -> Answer:
+        need = _READ if request.method in (_GET, _HEAD) else _WRITE
+        grants = record.grants
+        if not allows_any(grants, need):
+            return self._forbidden(request, record)
+        lease = int(segment) if segment.isdigit() and len(segment) <= 19 else 0
+        found = self._service.store.leases.get(lease) if lease else None
+        if found is not None and not all(allows(grants, key, need) for key in found.keys):
+            return self._forbidden(request, record)
+        if handler == "lease" and request.method == _DELETE and lease:
+
+            def allowed(key: str) -> bool:
+                if allows(grants, key, _WRITE):
+                    return True
+                self._audit_denied(request, record.id, "no_grant")
+                return False
+
+            return self._api.revoke_answer(lease, allowed)
+        return self._inner(request)
+
+    def _unauthorized(self, request: Request, reason: str) -> Response:
+        self._audit_denied(request, _token_id(request) if reason in ("revoked", "expired", "unknown") else None, reason)
+        return _UNAUTHORIZED if reason == "missing" else _INVALID_TOKEN
+
+    def refuse(self, request: Request, record: TokenRecord) -> Response:
+        """403 for a valid credential without the grant, with its audit line."""
+        return self._forbidden(request, record)
+
+    def _forbidden(self, request: Request, record: TokenRecord) -> Response:
+        self._audit_denied(request, record.id, "no_grant")
+        return _FORBIDDEN
+
+    def _audit_denied(self, request: Request, token: str | None, reason: str) -> None:
+        _audit.warning(
+            "request_denied",
+            status=403 if reason == "no_grant" else 401,
+            reason=reason,
+            token_id=token,
+            cert=request.peer,
+            client=request.client,
+            method=request.method.decode("latin-1"),
+            path=request.path[:200].decode("latin-1"),
+        )
+
+
+def _token_id(request: Request) -> str | None:
+    """The id part of the request's bearer token (never its secret), for an audit line."""
+    header = request.header(b"authorization")
+    credential = parse_bearer(header) if header is not None else None
+    parsed = parse_token(credential) if credential is not None else None
+    return parsed[0] if parsed is not None else None
+
+
+def _decoded(segment: bytes) -> str:
+    from tuco.http.api import decode_key
+
+    return decode_key(segment)
+
+
+def _watched(request: Request) -> str:
+    """The prefix a listing or watch asks for: ``prefix``, or a watched ``key`` (the whole key is the prefix)."""
+    raw = request.param(b"key")
+    if raw is None:
+        raw = request.param(b"prefix")
+    return (raw or b"").decode("utf-8")
+
+
+# -- token management -------------------------------------------------------------
+
+
+def rfc3339(ms: int) -> str | None:
+    """Unix ms as RFC 3339 in UTC (``2026-12-01T12:00:00Z``); None for 0 (never)."""
+    if not ms:
+        return None
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    text = moment.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def _shown(record: TokenRecord) -> dict[str, object]:
+    shown = record.public()
+    shown["expires_at"] = rfc3339(record.expires_at)
+    return shown
+
+
+class TokenAPI:
+    """``POST /v1/tokens``, ``GET /v1/tokens``, ``GET`` and ``DELETE /v1/tokens/{id}``, over the service."""
+
+    __slots__ = ("_service",)
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+
+    def answer(self, request: Request, handler: str, segment: bytes, by: str | None) -> Answer:
+        """The answer for one of the token routes, ``by`` the token id asking (None: authentication is off)."""
+        service = self._service
+        if service.phase.value == "starting":
+            return STARTING
+        if handler == "tokens":
+            if request.method == b"POST":
+                try:
+                    fields = _creation(request.body, service.log.now_ms())
+                except TucoError as exc:
+                    return error_answer(exc)
+                return self._create(request, fields, by)
+            records = [_shown(record) for record in service.store.tokens]
+            return json_response(200, {"tokens": records}, b"X-Tuco-Revision: %d\r\n" % service.revision)
+        id = segment.decode("latin-1")
+        if request.method == _DELETE:
+            return self._revoke(request, id, by)
+        found = service.store.tokens.get(id)
+        if found is None:
+            return error_answer(TokenNotFoundError(id))
+        return json_response(200, _shown(found))
+
+    async def _create(self, request: Request, fields: _Creation, by: str | None) -> Response:
+        description, grants, expires_at, cert = fields
+        try:
+            record, token = await self._service.create_token(description, grants, expires_at=expires_at, cert=cert)
+        except LogError as exc:
+            return refusal(exc, "no token created")
+        except TokenLimitError as exc:
+            return error_answer(exc)
+        _audit.info(
+            "token_created",
+            token_id=record.id,
+            description=record.description,
+            grants=[f"{g.prefix}={g.permission.label}" for g in record.grants],
+            expires_at=rfc3339(record.expires_at),
+            cert=record.cert or None,
+            by=by,
+            client=request.client,
+            revision=record.created,
+        )
+        shown = _shown(record)
+        shown["token"] = token
+        return json_response(201, shown, b"X-Tuco-Revision: %d\r\n" % record.created)
+
+    async def _revoke(self, request: Request, id: str, by: str | None) -> Response:
+        try:
+            event = await self._service.revoke_token(id)
+        except LogError as exc:
+            return refusal(exc, "not revoked")
+        except TokenNotFoundError as exc:
+            return error_answer(exc)
+        _audit.info("token_revoked", token_id=id, by=by, client=request.client, revision=event.sequence)
+        return Response(204, b"", None, (), b"X-Tuco-Revision: %d\r\n" % event.sequence)
+
+
+_Creation = tuple[str, list[Grant], int, str]
+_FIELDS = frozenset(("description", "grants", "expires_at", "cert"))
+
+
+def _creation(body: bytes, now: int) -> _Creation:
+    """The fields of a creation body; InvalidParameterError naming what is wrong."""
+    if len(body) > _MAX_BODY:
+        raise InvalidParameterError(f"the body must be a JSON object of at most {_MAX_BODY} bytes")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidParameterError('the body must be JSON such as {"grants": [{"prefix": "a/", ...}]}') from None
+    if not isinstance(payload, dict):
+        raise InvalidParameterError("the body must be a JSON object")
+    unknown = sorted(set(payload) - _FIELDS)
+    if unknown:
+        raise InvalidParameterError(f"unknown field {unknown[0]!r}: a token has description, grants, expires_at, cert")
+    description = payload.get("description", "")
+    if not isinstance(description, str) or len(description) > _MAX_TEXT or not _encodable(description):
+        raise InvalidParameterError(f"description must be a string of at most {_MAX_TEXT} characters")
+    raw_grants = payload.get("grants")
+    if not isinstance(raw_grants, list) or not 1 <= len(raw_grants) <= _MAX_GRANTS:
+        raise InvalidParameterError(f"grants must be a list of 1 to {_MAX_GRANTS} grants")
+    grants = [_grant(raw) for raw in raw_grants]
+    expires_at = _expires_at(payload.get("expires_at"), now)
+    cert = payload.get("cert", "")
+    if cert is None:
+        cert = ""
+    if not isinstance(cert, str) or len(cert) > _MAX_TEXT or (cert and not cert.strip()) or not _encodable(cert):
+        raise InvalidParameterError(
+            f"cert must be a certificate identity (CN or SAN) of at most {_MAX_TEXT} characters"
+        )
+    return description, grants, expires_at, cert
+
+
+def _grant(raw: object) -> Grant:
+    if not isinstance(raw, Mapping) or set(raw) - {"prefix", "permission"}:
+        raise InvalidParameterError('each grant is {"prefix": "a/", "permission": "read" | "write" | "admin"}')
+    prefix = raw.get("prefix", "")
+    permission = permission_of(raw.get("permission"))
+    if not isinstance(prefix, str) or len(prefix) > 65536 or not _encodable(prefix):
+        raise InvalidParameterError('a grant\'s prefix must be a string ("" for every key)')
+    if permission is None:
+        raise InvalidParameterError('a grant\'s permission must be "read", "write" or "admin"')
+    return Grant(prefix, permission)
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` is UTF-8 encodable (JSON can carry lone surrogates, which no log can store)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _expires_at(raw: object, now: int) -> int:
+    """Unix ms of an RFC 3339 timestamp with a time zone, in the future; 0 for none."""
+    if raw is None:
+        return 0
+    if not isinstance(raw, str) or len(raw) > 64:
+        raise InvalidParameterError("expires_at must be an RFC 3339 timestamp such as 2027-01-01T00:00:00Z")
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidParameterError("expires_at must be an RFC 3339 timestamp such as 2027-01-01T00:00:00Z") from None
+    if moment.tzinfo is None or "T" not in raw.upper():
+        raise InvalidParameterError("expires_at must carry a time and a time zone (Z or +01:00)")
+    ms = int(moment.timestamp() * 1000)
+    if ms <= now:
+        raise InvalidParameterError("expires_at must be in the future")
+    return ms

@@ -1,0 +1,84 @@
+"""Tokens on two PostgreSQL replicas: created on one, used on the other; revoked on one, refused on the other."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.e2e.process import TucoProcess
+from tests.e2e.test_auth import ADMIN, secured
+from tests.fix_db import fetch
+from tests.http.test_auth import bearer, secret_of
+
+StartTuco = Callable[..., TucoProcess]
+
+# The stated bound: a replica learns a creation or revocation within one poll interval
+# (TUCO_POLL_INTERVAL_SECONDS, here 0.5 s, with LISTEN/NOTIFY off so the poll alone is tested)
+# plus the time to apply it. The test allows 5 s on a loaded 2-core machine.
+POLL_INTERVAL = 0.5
+BOUND_SECONDS = 5.0
+
+
+def _until(check: Callable[[], bool], what: str) -> float:
+    """Seconds until ``check`` holds; fails past the bound."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > BOUND_SECONDS:
+            raise AssertionError(f"{what} not seen within {BOUND_SECONDS} s")
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def test_a_token_created_on_one_replica_works_on_the_other_and_its_revocation_reaches_it(
+    tuco: StartTuco, pg_dsn: str, tmp_path: Path
+) -> None:
+    """B honours A's new token and refuses it after A revokes it, each within the poll bound; no secret at rest."""
+    env = secured(tmp_path, TUCO_LOG_BACKEND="postgres", TUCO_DATABASE_URL=pg_dsn)
+    a = tuco(**env, TUCO_DATA_DIR="/nonexistent/a")
+    b = tuco(
+        **env,
+        TUCO_DATA_DIR="/nonexistent/b",
+        TUCO_POLL_INTERVAL_SECONDS=str(POLL_INTERVAL),
+        TUCO_LISTEN_NOTIFY="false",
+    )
+    with a.client() as on_a, b.client() as on_b:
+        created = on_a.post(
+            "/v1/tokens", json={"grants": [{"prefix": "app/", "permission": "write"}]}, headers=ADMIN
+        ).json()
+        token = bearer(created["token"])
+        learned = _until(
+            lambda: on_b.put("/v1/key/app%2Fk", content=b"v", headers=token).status_code == 201, "the creation"
+        )
+        assert on_b.put("/v1/key/other", content=b"v", headers=token).status_code == 403
+        assert on_a.delete(f"/v1/tokens/{created['id']}", headers=ADMIN).status_code == 204
+        assert on_a.get("/v1/key/app%2Fk", headers=token).status_code == 401  # at once where it was revoked
+        refused = _until(lambda: on_b.get("/v1/key/app%2Fk", headers=token).status_code == 401, "the revocation")
+        assert on_b.delete(f"/v1/tokens/{created['id']}", headers=ADMIN).status_code == 404
+        print(f"creation seen on B after {learned:.3f} s, revocation after {refused:.3f} s")
+
+    # A fresh replica bootstraps the live tokens from tuco_tokens (the revoked one is not there).
+    kept = None
+    with a.client() as on_a:
+        kept = on_a.post("/v1/tokens", json={"grants": [{"prefix": "", "permission": "read"}]}, headers=ADMIN).json()
+    c = tuco(**env, TUCO_DATA_DIR="/nonexistent/c")
+    with c.client() as on_c:
+        assert on_c.get("/v1/key/app%2Fk", headers=bearer(kept["token"])).status_code == 200
+        assert on_c.get("/v1/key/app%2Fk", headers=bearer(created["token"])).status_code == 401
+        listed = on_c.get("/v1/tokens", headers=ADMIN).json()["tokens"]
+        assert [t["id"] for t in listed] == [kept["id"]]
+
+    async def at_rest() -> bytes:
+        rows = await fetch(pg_dsn, "SELECT key, value FROM tuco_events")
+        rows += await fetch(pg_dsn, "SELECT id, record FROM tuco_tokens")
+        return b"".join(bytes(r[0]) + bytes(r[1]) for r in rows)
+
+    stored = asyncio.run(at_rest())
+    assert created["id"].encode() in stored  # the events are there...
+    for secret in (created["token"], kept["token"]):
+        assert secret_of(secret).encode() not in stored  # ...but no secret
+    assert b"bootstrap" not in stored
+    for server in (a, b, c):
+        output = server.output()
+        assert secret_of(created["token"]) not in output and secret_of(kept["token"]) not in output
