@@ -64,6 +64,11 @@ _COMMON: dict[str, Schema] = {
         "method_not_allowed: the path does not answer that method",
         {"Allow": {"description": "The methods the path answers.", "schema": {"type": "string"}}},
     ),
+    "Unauthorized": _error(
+        "unauthorized (TUCO_AUTH=token): no credential, or a malformed, unknown, revoked or expired one",
+        {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    ),
+    "Forbidden": _error("forbidden (TUCO_AUTH=token): the credential holds no grant for this"),
     "ExpectationFailed": _error("expectation_failed: an Expect other than 100-continue"),
     "HeadersTooLarge": _error("headers_too_large"),
     "NotImplemented": _error("not_implemented: a transfer coding other than chunked"),
@@ -78,6 +83,8 @@ _ANY: dict[str, Schema] = {
         ("400", "BadRequest"),
         ("408", "RequestTimeout"),
         ("413", "TooLarge"),
+        ("401", "Unauthorized"),
+        ("403", "Forbidden"),
         ("405", "MethodNotAllowed"),
         ("414", "UriTooLong"),
         ("417", "ExpectationFailed"),
@@ -98,6 +105,13 @@ _ALIAS_PARAM: Schema = {
     **_KEY_PARAM,
     "description": "As for /v1/key/{key}, but not one of the reserved names (those are resources).",
     "schema": {"type": "string", "minLength": 1, "not": {"enum": list(RESERVED)}},
+}
+_TOKEN_PARAM: Schema = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "A token's id (the part after tuco_ and before the secret).",
+    "schema": {"type": "string", "minLength": 1},
 }
 _LEASE_PARAM: Schema = {
     "name": "id",
@@ -326,7 +340,7 @@ def _paths() -> dict[str, Schema]:
                     "429": _error("lease_limit"),
                 },
                 operationId="postLease",
-                requestBody={"required": True, "content": {"application/json": {"schema": _ref("Grant")}}},
+                requestBody={"required": True, "content": {"application/json": {"schema": _ref("LeaseRequest")}}},
             )
         },
         "/v1/leases/{id}": {
@@ -353,6 +367,50 @@ def _paths() -> dict[str, Schema]:
                 operationId="postKeepalive",
             ),
         },
+        "/v1/tokens": {
+            **_with_head(
+                _operation(
+                    "Every live token, without secrets (admin on every key)",
+                    {"200": _json("The tokens", _ref("Tokens"), {"X-Tuco-Revision": _REVISION_HEADER})},
+                    operationId="getTokens",
+                ),
+                "The tokens' headers",
+            ),
+            "post": _operation(
+                "Create a token (admin on every key); its secret is in this answer only",
+                {
+                    "201": {
+                        **_json(
+                            "The token, with its secret", _ref("CreatedToken"), {"X-Tuco-Revision": _REVISION_HEADER}
+                        ),
+                        "links": {
+                            f"{name}Created": {"operationId": name, "parameters": {"id": "$response.body#/id"}}
+                            for name in ("getToken", "deleteToken")
+                        },
+                    },
+                    "400": _error("invalid_parameter: a body that is not a token request"),
+                    "429": _error("token_limit"),
+                },
+                operationId="postToken",
+                requestBody={"required": True, "content": {"application/json": {"schema": _ref("TokenRequest")}}},
+            ),
+        },
+        "/v1/tokens/{id}": {
+            "parameters": [_TOKEN_PARAM],
+            **_with_head(
+                _operation(
+                    "One token, without its secret",
+                    {"200": _json("The token", _ref("Token")), "404": _error("no_such_token")},
+                    operationId="getToken",
+                ),
+                "A token's headers",
+            ),
+            "delete": _operation(
+                "Revoke a token on every replica",
+                {"204": {"description": "Revoked"}, "404": _error("no_such_token")},
+                operationId="deleteToken",
+            ),
+        },
         "/v1/key/{key}": _key_operations(_KEY_PARAM, ""),
         "/v1/{key}": _key_operations(_ALIAS_PARAM, "Alias"),
     }
@@ -373,7 +431,26 @@ def _components() -> Schema:
         },
     }
     lease_fields = {"id": integer, "ttl": {"type": "number"}, "expires_at": integer}
+    token: Schema = {
+        "type": "object",
+        "required": ["id", "description", "grants", "expires_at", "cert", "revision"],
+        "properties": {
+            "id": {"type": "string"},
+            "description": {"type": "string"},
+            "grants": {"type": "array", "items": _ref("Grant")},
+            "expires_at": {"type": ["string", "null"], "format": "date-time"},
+            "cert": {"type": ["string", "null"]},
+            "revision": integer,
+        },
+    }
     return {
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A tuco token (tuco_<id>_<secret>) or the bootstrap token; needed with TUCO_AUTH=token",
+            }
+        },
         "responses": _COMMON,
         "schemas": {
             "Error": _ERROR,
@@ -399,7 +476,7 @@ def _components() -> Schema:
                     "next_page_token": {"type": ["string", "null"]},
                 },
             },
-            "Grant": {
+            "LeaseRequest": {
                 "type": "object",
                 "required": ["ttl"],
                 "properties": {
@@ -417,6 +494,38 @@ def _components() -> Schema:
                 "type": "object",
                 "required": ["id", "ttl", "expires_at", "keys"],
                 "properties": {**lease_fields, "keys": {"type": "array", "items": {"type": "string"}}},
+            },
+            "Grant": {
+                "type": "object",
+                "required": ["prefix", "permission"],
+                "properties": {
+                    "prefix": {"type": "string"},
+                    "permission": {"type": "string", "enum": ["read", "write", "admin"]},
+                },
+            },
+            "TokenRequest": {
+                "type": "object",
+                "required": ["grants"],
+                "properties": {
+                    "description": {"type": "string"},
+                    "grants": {"type": "array", "minItems": 1, "maxItems": 64, "items": _ref("Grant")},
+                    "expires_at": {"type": "string", "format": "date-time"},
+                    "cert": {"type": "string", "description": "Grant a client certificate identity instead."},
+                },
+            },
+            "Token": token,
+            "CreatedToken": {
+                **token,
+                "required": [*token["required"], "token"],
+                "properties": {
+                    **token["properties"],
+                    "token": {"type": ["string", "null"], "description": "The secret, shown this once"},
+                },
+            },
+            "Tokens": {
+                "type": "object",
+                "required": ["tokens"],
+                "properties": {"tokens": {"type": "array", "items": _ref("Token")}},
             },
             "Revoked": {
                 "type": "object",
@@ -436,6 +545,7 @@ def document() -> Schema:
             "version": tuco.__version__,
             "description": "A dependable key-value store service. Errors are JSON {error, message}; see the README.",
         },
+        "security": [{}, {"bearer": []}],
         "paths": _paths(),
         "components": _components(),
     }
