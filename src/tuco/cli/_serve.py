@@ -76,6 +76,12 @@ def serve(**options: Any) -> None:
 
     try:
         settings = load_settings(**options)
+        # Like a malformed setting, these stop the start before anything is logged: one line on stderr.
+        from tuco.assembly import access_from
+        from tuco.runtime import check_exposure
+
+        check_exposure(settings)
+        access_from(settings)
     except ConfigurationError as exc:
         click.echo(f"tuco: {exc}", err=True)
         sys.exit(EXIT_USAGE)
