@@ -1,17 +1,19 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 import tuco
+import tuco.client
 import tuco.core
 import tuco.errors
 import tuco.http
 import tuco.log
 
-PUBLIC_MODULES = [tuco, tuco.core, tuco.log, tuco.errors, tuco.http]
+PUBLIC_MODULES = [tuco, tuco.client, tuco.core, tuco.log, tuco.errors, tuco.http]
 
 
 @pytest.mark.parametrize("module", PUBLIC_MODULES, ids=lambda module: module.__name__)
@@ -59,3 +61,14 @@ def test_no_such_key_error_is_also_a_key_error() -> None:
     """NoSuchKeyError is the one callers test for, and code that catches KeyError still works."""
     assert issubclass(tuco.NoSuchKeyError, KeyError)
     assert issubclass(tuco.NoSuchKeyError, tuco.TucoError)
+
+
+def test_the_version_has_one_source_and_the_package_is_typed() -> None:
+    """The installed metadata's version is tuco.__version__ (pyproject reads it), and py.typed ships in the package."""
+    import importlib.metadata
+    import importlib.resources
+
+    assert importlib.metadata.version("tuco") == tuco.__version__
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject and "\nversion =" not in pyproject
+    assert importlib.resources.files("tuco").joinpath("py.typed").is_file()

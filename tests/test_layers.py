@@ -23,6 +23,17 @@ def test_nothing_below_the_http_layer_imports_it() -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_the_client_loads_none_of_the_server() -> None:
+    """Importing tuco.client loads no server module (HTTP layer, logs, service) and no server-only driver."""
+    code = (
+        "import sys, tuco.client\n"
+        "server = ('tuco.http', 'tuco.log', 'tuco.service', 'tuco.runtime', 'asyncpg', 'uvloop', 'httptools')\n"
+        "print(sorted(name for name in sys.modules if name.startswith(server)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 def test_only_the_assembly_module_names_a_concrete_log_outside_the_log_package() -> None:
     """Above tuco.log, FileTransactionLog and PostgresTransactionLog are named in assembly.py (and the fakes) only."""
     naming = sorted(

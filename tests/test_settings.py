@@ -59,3 +59,38 @@ def test_bad_watch_settings_are_one_line_errors(options: dict[str, str], message
     with pytest.raises(ConfigurationError) as caught:
         load_settings(**options)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"log_level": "INFO"}, ("info", "json", "file", "always")),
+        ({"log_level": "Warning", "log_format": "CONSOLE"}, ("warning", "console", "file", "always")),
+        ({"log_backend": "File", "log_sync": "EverySec"}, ("info", "json", "file", "everysec")),
+    ],
+)
+def test_choices_are_case_insensitive(options: dict[str, str], expected: tuple[str, str, str, str]) -> None:
+    """TUCO_LOG_LEVEL=INFO and kin are accepted as their lower-case choice, as people type them."""
+    settings = load_settings(**options)
+    assert (settings.log_level, settings.log_format, settings.log_backend, settings.log_sync) == expected
+
+
+def test_unknown_tuco_variables_are_named_with_the_nearest_setting() -> None:
+    """A misspelled TUCO_PROT is reported with TUCO_PORT; client variables and other prefixes are not reported."""
+    environ = {
+        "TUCO_PROT": "9000",
+        "TUCO_LOG_LEVLE": "debug",
+        "TUCO_NONSENSE_THING": "1",
+        "TUCO_PORT": "1",
+        "TUCO_URL": "http://x",
+        "TUCO_TOKEN": "t",
+        "TUCOPORT": "1",
+        "HOME": "/root",
+    }
+    from tuco.config import unknown_variables
+
+    assert unknown_variables(environ) == [
+        ("TUCO_LOG_LEVLE", "TUCO_LOG_LEVEL"),
+        ("TUCO_NONSENSE_THING", None),
+        ("TUCO_PROT", "TUCO_PORT"),
+    ]

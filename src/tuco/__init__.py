@@ -23,12 +23,14 @@ from tuco.errors import (
     LogUnavailableError,
     NoSuchKeyError,
     PreconditionFailedError,
+    ServerUnreachableError,
     StreamingUnsupportedError,
     TokenLimitError,
     TokenNotFoundError,
     TooManyWatchersError,
     TucoError,
     UnauthorizedError,
+    UnavailableError,
     ValueTooLargeError,
 )
 from tuco.ports import TransactionLog
@@ -58,6 +60,7 @@ __all__ = [
     "LogUnavailableError",
     "NoSuchKeyError",
     "PreconditionFailedError",
+    "ServerUnreachableError",
     "Store",
     "StreamingUnsupportedError",
     "TokenLimitError",
@@ -66,6 +69,7 @@ __all__ = [
     "TransactionLog",
     "TucoError",
     "UnauthorizedError",
+    "UnavailableError",
     "ValueTooLargeError",
     "__version__",
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import enum
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,7 +15,7 @@ from tuco.errors import ConfigurationError
 from tuco.log.file import SyncMode
 from tuco.log.redact import check_database_url, redact_dsn
 
-__all__ = ["LogBackend", "Settings", "StateMode", "load_settings"]
+__all__ = ["CLIENT_VARIABLES", "LogBackend", "Settings", "StateMode", "load_settings", "unknown_variables"]
 
 LOG_FILE_NAME = "tuco.log"
 
@@ -157,6 +159,12 @@ class Settings(BaseSettings):
         "(EventSource across origins); * for any; empty: none.",
     )
 
+    @field_validator("log_level", "log_format", "log_backend", "log_sync", mode="before")
+    @classmethod
+    def _choices_ignore_case(cls, value: object) -> object:
+        """TUCO_LOG_LEVEL=INFO means info: people type levels in capitals."""
+        return value.lower() if isinstance(value, str) else value
+
     @field_validator("cors_allow_origins")
     @classmethod
     def _origins_are_origins(cls, value: str) -> str:
@@ -253,6 +261,27 @@ class Settings(BaseSettings):
 
 
 _SECRET_FIELDS = ("database_url", "bootstrap_token")
+
+
+CLIENT_VARIABLES = frozenset(
+    ("TUCO_URL", "TUCO_TOKEN", "TUCO_TOKEN_FILE", "TUCO_CA_FILE", "TUCO_CLIENT_CERT_FILE", "TUCO_CLIENT_KEY_FILE")
+)
+"""Variables the client side (``tuco get``, ``tuco.client``) reads; not server settings, never "unknown"."""
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """``(name, nearest setting or None)`` for each ``TUCO_*`` variable no setting reads, sorted.
+
+    pydantic-settings ignores them, so a misspelled ``TUCO_PROT`` would silently leave the
+    default in force; ``tuco serve`` warns about each one at start.
+    """
+    known = sorted(f"TUCO_{name.upper()}" for name in Settings.model_fields)
+    unknown = []
+    for name in sorted(environ):
+        if name.startswith("TUCO_") and name not in known and name not in CLIENT_VARIABLES:
+            nearest = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+            unknown.append((name, nearest[0] if nearest else None))
+    return unknown
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -23,6 +23,8 @@
     │   └── InvalidBodyError           a gateway event whose body does not decode (base64)
     ├── StreamingUnsupportedError  a watch stream asked of a front end that cannot stream (an API gateway)
     ├── ConfigurationError        settings that cannot work; reported at start-up
+    ├── UnavailableError          (client) the server cannot take the request now: starting, stopping, over a cap
+    ├── ServerUnreachableError    (client) no answer: refused, reset or timed out; a write's outcome is unknown
     └── LogError                  the transaction log
         ├── LogClosedError        we closed it; no more writes are taken
         ├── LogFailedError        it broke under us (disk, database); writes stop
@@ -58,12 +60,14 @@ __all__ = [
     "LogUnavailableError",
     "NoSuchKeyError",
     "PreconditionFailedError",
+    "ServerUnreachableError",
     "StreamingUnsupportedError",
     "TokenLimitError",
     "TokenNotFoundError",
     "TooManyWatchersError",
     "TucoError",
     "UnauthorizedError",
+    "UnavailableError",
     "ValueTooLargeError",
 ]
 
@@ -249,6 +253,26 @@ class ConfigurationError(TucoError):
 
     code = "invalid_configuration"
     status = 500
+
+
+class UnavailableError(TucoError):
+    """The server answered 503 with a code no other class covers (``starting``, ``shutting_down``...).
+
+    Raised by :mod:`tuco.client`; ``code`` is the server's. Try again later, or another replica.
+    """
+
+    code = "unavailable"
+    status = 503
+
+
+class ServerUnreachableError(TucoError):
+    """No answer came: the connection was refused, reset or timed out (raised by :mod:`tuco.client`).
+
+    If the request was a write that had been sent, it may or may not have been applied.
+    """
+
+    code = "server_unreachable"
+    status = 503
 
 
 class LogError(TucoError):

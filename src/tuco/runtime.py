@@ -27,7 +27,7 @@ from pathlib import Path
 import structlog
 
 from tuco.assembly import build_service
-from tuco.config import LogBackend, Settings
+from tuco.config import LogBackend, Settings, unknown_variables
 from tuco.errors import ConfigurationError, TucoError
 from tuco.http.api import KeyValueAPI
 from tuco.http.server import NativeServer, ServerSettings, start_server
@@ -150,6 +150,11 @@ def _start_failed(error: str, message: str, exit_code: int) -> int:
 async def serve(settings: Settings) -> int:
     """Start, serve and stop; configuration errors propagate, runtime failures return 1."""
     _logger.info("starting", config=settings.public_view())
+    for variable, nearest in unknown_variables(os.environ):
+        hint = f"; did you mean {nearest}?" if nearest else ""
+        _logger.warning(
+            "unknown_setting", variable=variable, nearest=nearest, message=f"{variable} is not a setting{hint}"
+        )
     check_data_dir(settings)
     check_exposure(settings)
     tls = make_tls_context(settings)

@@ -150,7 +150,7 @@ def test_authentication_none_serves_openly_and_warns(tuco: StartTuco) -> None:
 def test_the_bootstrap_token_is_in_no_process_listing_and_the_cli_carries_tokens(
     tuco: StartTuco, tmp_path: Path
 ) -> None:
-    """Neither the server's nor the CLI's command line holds a token; tuco token create/list/revoke work."""
+    """Neither the server's nor the CLI's command line holds a token; tuco token create/list/revoke work; 401/403 exit 6."""
     server = tuco(**secured(tmp_path))
     with open(f"/proc/{server.pid}/cmdline", "rb") as cmdline:
         assert BOOTSTRAP.encode() not in cmdline.read()
@@ -174,11 +174,11 @@ def test_the_bootstrap_token_is_in_no_process_listing_and_the_cli_carries_tokens
     got = subprocess.run([*cli, "get", "app/k"], env=writer, capture_output=True, timeout=60)
     assert (got.returncode, got.stdout) == (0, b"v")
     refused = subprocess.run([*cli, "put", "other", "v"], env=writer, capture_output=True, text=True, timeout=60)
-    assert refused.returncode == 3 and "403 forbidden" in refused.stderr
+    assert refused.returncode == 6 and "403 forbidden" in refused.stderr
     anonymous = subprocess.run(
         [*cli, "get", "app/k"], env={**os.environ, "TUCO_URL": server.url}, capture_output=True, text=True, timeout=60
     )
-    assert anonymous.returncode == 3 and "401 unauthorized" in anonymous.stderr
+    assert anonymous.returncode == 6 and "401 unauthorized" in anonymous.stderr
     listed = subprocess.run([*cli, "token", "list"], env=env, capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0 and token["id"] in listed.stdout and token["token"] not in listed.stdout
     revoked = subprocess.run(

@@ -61,3 +61,12 @@ def test_flags_override_environment(tuco: StartTuco) -> None:
         too_big = http.put("/v1/key/k", content=b"x" * 21)
         assert too_big.status_code == 413
         assert too_big.json()["error"] == "value_too_large"
+
+
+def test_a_misspelled_variable_is_a_warning_naming_the_setting_meant(tuco: StartTuco) -> None:
+    """TUCO_PROT=9 starts (on the default port rule) and logs one unknown_setting warning naming TUCO_PORT."""
+    server = tuco(TUCO_PROT="9", TUCO_LOG_LEVEL="INFO")
+    warning = server.wait_for("unknown_setting")
+    assert (warning["level"], warning["variable"], warning["nearest"]) == ("warning", "TUCO_PROT", "TUCO_PORT")
+    assert warning["message"] == "TUCO_PROT is not a setting; did you mean TUCO_PORT?"
+    assert [line["variable"] for line in server.events() if line.get("event") == "unknown_setting"] == ["TUCO_PROT"]

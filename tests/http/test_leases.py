@@ -159,6 +159,8 @@ def test_revoke_deletes_the_lease_and_its_keys(front: str) -> None:
         (b'{"ttl": 0}', "ttl must be from 1 ms to 31536000 s (TUCO_MAX_TTL_SECONDS)"),
         (b'{"ttl": -1}', "ttl must be from 1 ms to 31536000 s (TUCO_MAX_TTL_SECONDS)"),
         (b'{"ttl": 1e300}', "ttl must be from 1 ms to 31536000 s (TUCO_MAX_TTL_SECONDS)"),
+        (b'{"ttl": 1.7e308}', "ttl must be from 1 ms to 31536000 s (TUCO_MAX_TTL_SECONDS)"),  # x 1000 overflows
+        (b'{"ttl": -1.7e308}', "ttl must be from 1 ms to 31536000 s (TUCO_MAX_TTL_SECONDS)"),
         (b'{"ttl": NaN}', "ttl must be a finite number of seconds"),
         (b'{"ttl": Infinity}', "ttl must be a finite number of seconds"),
         (b'{"ttl": "abc"}', "ttl must be a duration such as 30s, 500ms, 5m, 1h or 2d (a number alone is seconds)"),

@@ -182,7 +182,7 @@ def _put_event(service: Service, key: str) -> Any:
 
 
 def test_reserved_names_are_resources_and_keys_with_those_names_live_under_key() -> None:
-    """/v1/keys lists, /v1/openapi.json is a 404 naming the resource, and the key "keys" is at /v1/key/keys."""
+    """/v1/keys lists, /v1/openapi.json is the API's description, and keys with those names live at /v1/key/."""
 
     async def check(client: httpx.AsyncClient, service: Service) -> None:
         assert (await client.put("/v1/key/keys", content=b"a key")).status_code == 201
@@ -190,11 +190,9 @@ def test_reserved_names_are_resources_and_keys_with_those_names_live_under_key()
         listing = await client.get("/v1/keys")
         assert [item["key"] for item in listing.json()["items"]] == ["keys"]
         reserved = await client.get("/v1/openapi.json")
-        assert reserved.status_code == 404
-        assert reserved.json() == {
-            "error": "not_found",
-            "message": "/v1/openapi.json is a reserved resource that this server does not offer yet",
-        }
+        assert (reserved.status_code, reserved.json()["openapi"]) == (200, "3.1.0")
+        assert (await client.put("/v1/key/openapi.json", content=b"a key too")).status_code == 201
+        assert (await client.get("/v1/key/openapi.json")).content == b"a key too"
         refused = await client.put("/v1/keys", content=b"v")
         assert (refused.status_code, refused.headers["allow"]) == (405, "GET, HEAD")
         assert (await client.put("/v1/plain", content=b"p")).status_code == 201

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -87,6 +88,14 @@ def public_log_status(described: Mapping[str, object]) -> dict[str, object]:
     return shown
 
 
+@functools.cache
+def _openapi_document() -> Response:
+    """The OpenAPI document, built on first use: start-up never pays for it."""
+    from tuco.http.openapi import document_bytes
+
+    return Response(200, document_bytes(), JSON)
+
+
 class KeyValueAPI:
     """The REST API of Table 5-1, plus health, limits and JSON errors, over one :class:`Service`."""
 
@@ -98,6 +107,7 @@ class KeyValueAPI:
             "health": self._health,
             "readiness": self._readiness,
             "metrics": self._metrics,
+            "openapi": self._openapi,
             "list_keys": self._list_keys,
             "watch": self._watch,
             "grant": self._grant,
@@ -259,6 +269,9 @@ class KeyValueAPI:
         if self.metrics is None:
             return _NOT_FOUND_PATH
         return Response(200, self.metrics.render(), PROMETHEUS_TEXT)
+
+    def _openapi(self, request: Request, segment: bytes) -> Answer:
+        return _openapi_document()
 
     def _readiness(self, request: Request, segment: bytes) -> Answer:
         service = self.service
@@ -843,7 +856,8 @@ def _grant_ttl(body: bytes, max_ms: int) -> int:
     if type(ttl) is int or type(ttl) is float:
         if not ttl == ttl or ttl in (float("inf"), float("-inf")):  # NaN and infinities
             raise InvalidParameterError("ttl must be a finite number of seconds")
-        ms = round(ttl * 1000)
+        scaled = ttl * 1000  # may overflow to infinity (1.7e308 seconds): compare before rounding
+        ms = round(scaled) if abs(scaled) <= max_ms else max_ms + 1
         if not 1 <= ms <= max_ms:
             raise InvalidParameterError(f"ttl must be from 1 ms to {max_ms // 1000} s (TUCO_MAX_TTL_SECONDS)")
         return ms

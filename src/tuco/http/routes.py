@@ -46,7 +46,7 @@ KEEPALIVE = _route("/v1/leases/{id}/keepalive", frozenset((b"POST",)), "keepaliv
 TOKEN = _route("/v1/tokens/{id}", frozenset((b"GET", b"HEAD", b"DELETE")), "token")
 
 RESERVED: tuple[str, ...] = ("keys", "watch", "leases", "tokens", "openapi.json")
-"""Names under /v1/ that are resources, not keys (not all are built yet)."""
+"""Names under /v1/ that are resources, not keys (a route without a handler would answer 404 naming it)."""
 
 ROUTES: tuple[Route, ...] = (
     _route("/healthz", _READ, "health"),
@@ -56,7 +56,7 @@ ROUTES: tuple[Route, ...] = (
     _route("/v1/watch", _READ, "watch"),
     _route("/v1/leases", frozenset((b"POST",)), "grant"),
     _route("/v1/tokens", frozenset((b"GET", b"HEAD", b"POST")), "tokens"),
-    _route("/v1/openapi.json", _READ, None),
+    _route("/v1/openapi.json", _READ, "openapi"),
     KEY,
     LEASE,
     KEEPALIVE,

@@ -1,0 +1,250 @@
+"""The asyncio client: the same calls as :class:`~tuco.client.Client`, sent with ``httpx.AsyncClient``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from tuco.client import _calls as calls
+from tuco.client._calls import Answer, Call, Entry, Grant, Item, Lease, Page, RevokedLease, Token, Written
+from tuco.client._keeper import KeptLease
+from tuco.client._options import Backoff, Options
+from tuco.client._watch import WatchCursor, WatchEvent
+from tuco.errors import ServerUnreachableError, TooManyWatchersError, UnavailableError
+
+__all__ = ["AsyncClient"]
+
+T = TypeVar("T")
+
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class AsyncClient:
+    """:class:`~tuco.client.Client` for asyncio: same arguments, same errors, same retry rules; await each call."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        ca_file: str | Path | None = None,
+        cert: tuple[str | Path, str | Path] | None = None,
+        timeout: float = 30.0,
+        backoff: Backoff | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.options = Options.resolve(url, token, ca_file, cert)
+        self.backoff = backoff or Backoff()
+        self._http = httpx.AsyncClient(
+            base_url=self.options.url,
+            verify=self.options.verify,
+            headers=self.options.headers(),
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._http.aclose()
+
+    async def _run(self, call: Call[T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    headers=call.headers,
+                    content=call.body,
+                    timeout=call.timeout if call.timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+            except httpx.TransportError as exc:
+                delay = self.backoff.delay(call, attempt, None, sent=not isinstance(exc, _NEVER_SENT))
+                if delay is None:
+                    raise ServerUnreachableError(f"{self.options.url}: {exc or type(exc).__name__}") from exc
+            else:
+                answer = Answer(response.status_code, response.headers, response.content)
+                delay = self.backoff.delay(call, attempt, answer, sent=True)
+                if delay is None:
+                    return call.parse(answer)
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    # keys
+
+    async def get(self, key: str, *, consistent: bool = False) -> Entry:
+        """The key's value and revisions; :class:`~tuco.errors.NoSuchKeyError` if it is absent."""
+        return await self._run(calls.get(key, consistent=consistent))
+
+    async def put(
+        self,
+        key: str,
+        value: bytes | str,
+        *,
+        if_revision: int | None = None,
+        if_absent: bool = False,
+        if_exists: bool = False,
+        ttl: float | None = None,
+        lease: int | None = None,
+    ) -> Written:
+        """Store ``value`` (str is UTF-8); with a condition, compare-and-swap. ``ttl`` in seconds."""
+        return await self._run(
+            calls.put(
+                key, value, if_revision=if_revision, if_absent=if_absent, if_exists=if_exists, ttl=ttl, lease=lease
+            )
+        )
+
+    async def delete(self, key: str, *, if_revision: int | None = None, if_exists: bool = False) -> Written:
+        """Delete the key (fine if absent, unless a condition says otherwise)."""
+        return await self._run(calls.delete(key, if_revision=if_revision, if_exists=if_exists))
+
+    async def wait(self, key: str, revision: int, *, timeout: float = 30.0) -> tuple[bool, Entry | None]:
+        """Long poll: ``(changed, entry)`` when the key changed at ``revision`` or later, or after ``timeout``."""
+        return await self._run(calls.wait(key, revision, timeout))
+
+    # listing
+
+    async def pages(self, prefix: str = "", *, page_size: int = 100, keys_only: bool = False) -> AsyncIterator[Page]:
+        """Every page of the keys under ``prefix``, all at the revision of the first."""
+        token: str | None = None
+        while True:
+            page = await self._run(calls.list_page(prefix, limit=page_size, keys_only=keys_only, page_token=token))
+            yield page
+            if page.next_page_token is None:
+                return
+            token = page.next_page_token
+
+    async def scan(self, prefix: str = "", *, page_size: int = 100, keys_only: bool = False) -> AsyncIterator[Item]:
+        """The keys under ``prefix`` in byte order, page by page (one consistent revision)."""
+        async for page in self.pages(prefix, page_size=page_size, keys_only=keys_only):
+            for item in page.items:
+                yield item
+
+    # watch
+
+    async def watch(
+        self,
+        prefix: str | None = None,
+        *,
+        key: str | None = None,
+        start_revision: int | None = None,
+        read_timeout: float = 60.0,
+        reconnect_for: float = 30.0,
+    ) -> AsyncIterator[WatchEvent]:
+        """Every change under ``prefix`` (or to ``key``), forever; reconnects and resumes where it stopped.
+
+        As :meth:`tuco.client.Client.watch`; ``aclose()`` the iterator (or leave the ``async for``) to end it.
+        """
+        cursor = WatchCursor(prefix=prefix, key=key, start_revision=start_revision)
+        timeout = httpx.Timeout(self._http.timeout.connect, read=read_timeout)
+        down_since: float | None = None
+        attempt = 0
+        while True:
+            params, headers = cursor.request()
+            try:
+                async with self._http.stream(
+                    "GET", "/v1/watch", params=params, headers=headers, timeout=timeout
+                ) as response:
+                    if response.status_code != 200:
+                        cursor.check(Answer(response.status_code, response.headers, await response.aread()))
+                    down_since, attempt = None, 0
+                    async for line in response.aiter_lines():
+                        event = cursor.feed(line)
+                        if event is not None:
+                            yield event
+                    continue  # the server ended the stream (cancel, shutdown): resume at once
+            except (httpx.TransportError, UnavailableError, TooManyWatchersError) as exc:
+                now = time.monotonic()
+                down_since = now if down_since is None else down_since
+                if now - down_since > reconnect_for:
+                    raise ServerUnreachableError(f"{self.options.url}: watch: {exc}") from exc
+            await asyncio.sleep(self.backoff.jitter(attempt))
+            attempt += 1
+
+    # leases
+
+    async def grant(self, ttl: float) -> Lease:
+        """A new lease of ``ttl`` seconds."""
+        return await self._run(calls.grant(ttl))
+
+    async def keepalive(self, lease: int) -> Lease:
+        """Move the lease's end to ttl from now; :class:`~tuco.errors.LeaseNotFoundError` if it has ended."""
+        return await self._run(calls.keepalive(lease))
+
+    async def lease(self, lease: int) -> Lease:
+        """The lease as the server knows it, with its keys."""
+        return await self._run(calls.lease_info(lease))
+
+    async def revoke(self, lease: int) -> RevokedLease:
+        """End the lease now, deleting its keys."""
+        return await self._run(calls.revoke(lease))
+
+    @asynccontextmanager
+    async def keep_alive(self, lease: Lease) -> AsyncIterator[KeptLease]:
+        """Keep ``lease`` alive from a task while the block runs (every ttl/3); see ``KeptLease.lost``."""
+        kept = KeptLease(lease)
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(kept.interval())
+                try:
+                    kept.renewed(await self.keepalive(kept.lease.id))
+                except Exception as exc:
+                    if kept.failed(exc):
+                        return
+
+        task = asyncio.create_task(renew(), name=f"tuco-keepalive-{lease.id}")
+        try:
+            yield kept
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # tokens
+
+    async def create_token(
+        self,
+        grants: tuple[Grant, ...] | list[Grant],
+        *,
+        description: str = "",
+        expires_at: str | None = None,
+        cert: str | None = None,
+    ) -> Token:
+        """A new token with ``grants`` (admin); its ``token`` is the secret, shown only here."""
+        return await self._run(calls.create_token(tuple(grants), description, expires_at, cert))
+
+    async def tokens(self) -> tuple[Token, ...]:
+        """Every live token, without secrets (admin)."""
+        return await self._run(calls.list_tokens())
+
+    async def revoke_token(self, token_id: str) -> None:
+        """Revoke a token by its id (admin)."""
+        await self._run(calls.revoke_token(token_id))
+
+    # the server
+
+    async def health(self) -> bool:
+        """True if the server answers ``/healthz``."""
+        return await self._run(calls.health())
+
+    async def readiness(self) -> dict[str, Any]:
+        """The server's ``/readyz`` JSON (``ready`` true or false)."""
+        return await self._run(calls.readiness())

@@ -1,0 +1,260 @@
+"""The blocking client: each method sends one :class:`~tuco.client._calls.Call` with httpx."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from tuco.client import _calls as calls
+from tuco.client._calls import Answer, Call, Entry, Grant, Item, Lease, Page, RevokedLease, Token, Written
+from tuco.client._keeper import KeptLease
+from tuco.client._options import Backoff, Options
+from tuco.client._watch import WatchCursor, WatchEvent
+from tuco.errors import ServerUnreachableError, TooManyWatchersError, UnavailableError
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class Client:
+    """A connection pool to one tuco server (or a balancer in front of several).
+
+    Configured by arguments, else ``TUCO_URL``, ``TUCO_TOKEN`` (or ``TUCO_TOKEN_FILE``),
+    ``TUCO_CA_FILE``, ``TUCO_CLIENT_CERT_FILE``/``TUCO_CLIENT_KEY_FILE``. Errors are tuco's exception
+    tree: :class:`~tuco.errors.NoSuchKeyError`, :class:`~tuco.errors.PreconditionFailedError`
+    (with ``current``), :class:`~tuco.errors.ServerUnreachableError`... Idempotent calls
+    are retried with backoff on connection errors and 503; conditional writes are not
+    (their first attempt may have applied).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        ca_file: str | Path | None = None,
+        cert: tuple[str | Path, str | Path] | None = None,
+        timeout: float = 30.0,
+        backoff: Backoff | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.options = Options.resolve(url, token, ca_file, cert)
+        self.backoff = backoff or Backoff()
+        self._http = httpx.Client(
+            base_url=self.options.url,
+            verify=self.options.verify,
+            headers=self.options.headers(),
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._http.close()
+
+    def _run(self, call: Call[T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    headers=call.headers,
+                    content=call.body,
+                    timeout=call.timeout if call.timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+            except httpx.TransportError as exc:
+                delay = self.backoff.delay(call, attempt, None, sent=not isinstance(exc, _NEVER_SENT))
+                if delay is None:
+                    raise ServerUnreachableError(f"{self.options.url}: {exc or type(exc).__name__}") from exc
+            else:
+                answer = Answer(response.status_code, response.headers, response.content)
+                delay = self.backoff.delay(call, attempt, answer, sent=True)
+                if delay is None:
+                    return call.parse(answer)
+            time.sleep(delay)
+            attempt += 1
+
+    # keys
+
+    def get(self, key: str, *, consistent: bool = False) -> Entry:
+        """The key's value and revisions; :class:`~tuco.errors.NoSuchKeyError` if it is absent."""
+        return self._run(calls.get(key, consistent=consistent))
+
+    def put(
+        self,
+        key: str,
+        value: bytes | str,
+        *,
+        if_revision: int | None = None,
+        if_absent: bool = False,
+        if_exists: bool = False,
+        ttl: float | None = None,
+        lease: int | None = None,
+    ) -> Written:
+        """Store ``value`` (str is UTF-8); with a condition, compare-and-swap. ``ttl`` in seconds."""
+        return self._run(
+            calls.put(
+                key, value, if_revision=if_revision, if_absent=if_absent, if_exists=if_exists, ttl=ttl, lease=lease
+            )
+        )
+
+    def delete(self, key: str, *, if_revision: int | None = None, if_exists: bool = False) -> Written:
+        """Delete the key (fine if absent, unless a condition says otherwise)."""
+        return self._run(calls.delete(key, if_revision=if_revision, if_exists=if_exists))
+
+    def wait(self, key: str, revision: int, *, timeout: float = 30.0) -> tuple[bool, Entry | None]:
+        """Long poll: ``(changed, entry)`` when the key changed at ``revision`` or later, or after ``timeout``."""
+        return self._run(calls.wait(key, revision, timeout))
+
+    # listing
+
+    def pages(self, prefix: str = "", *, page_size: int = 100, keys_only: bool = False) -> Iterator[Page]:
+        """Every page of the keys under ``prefix``, all at the revision of the first."""
+        token: str | None = None
+        while True:
+            page = self._run(calls.list_page(prefix, limit=page_size, keys_only=keys_only, page_token=token))
+            yield page
+            if page.next_page_token is None:
+                return
+            token = page.next_page_token
+
+    def scan(self, prefix: str = "", *, page_size: int = 100, keys_only: bool = False) -> Iterator[Item]:
+        """The keys under ``prefix`` in byte order, page by page (one consistent revision)."""
+        for page in self.pages(prefix, page_size=page_size, keys_only=keys_only):
+            yield from page.items
+
+    # watch
+
+    def watch(
+        self,
+        prefix: str | None = None,
+        *,
+        key: str | None = None,
+        start_revision: int | None = None,
+        read_timeout: float = 60.0,
+        reconnect_for: float = 30.0,
+    ) -> Iterator[WatchEvent]:
+        """Every change under ``prefix`` (or to ``key``), forever; reconnects and resumes where it stopped.
+
+        Gives up with :class:`~tuco.errors.ServerUnreachableError` after ``reconnect_for``
+        seconds without a stream; :class:`~tuco.errors.HistoryCompactedError` if the start is
+        no longer retained. Close the iterator (or leave the ``for``) to end the watch.
+        """
+        cursor = WatchCursor(prefix=prefix, key=key, start_revision=start_revision)
+        timeout = httpx.Timeout(self._http.timeout.connect, read=read_timeout)
+        down_since: float | None = None
+        attempt = 0
+        while True:
+            params, headers = cursor.request()
+            try:
+                with self._http.stream("GET", "/v1/watch", params=params, headers=headers, timeout=timeout) as response:
+                    if response.status_code != 200:
+                        cursor.check(Answer(response.status_code, response.headers, response.read()))
+                    down_since, attempt = None, 0
+                    for line in response.iter_lines():
+                        event = cursor.feed(line)
+                        if event is not None:
+                            yield event
+                    continue  # the server ended the stream (cancel, shutdown): resume at once
+            except (httpx.TransportError, UnavailableError, TooManyWatchersError) as exc:
+                now = time.monotonic()
+                down_since = now if down_since is None else down_since
+                if now - down_since > reconnect_for:
+                    raise ServerUnreachableError(f"{self.options.url}: watch: {exc}") from exc
+            time.sleep(self.backoff.jitter(attempt))
+            attempt += 1
+
+    # leases
+
+    def grant(self, ttl: float) -> Lease:
+        """A new lease of ``ttl`` seconds."""
+        return self._run(calls.grant(ttl))
+
+    def keepalive(self, lease: int) -> Lease:
+        """Move the lease's end to ttl from now; :class:`~tuco.errors.LeaseNotFoundError` if it has ended."""
+        return self._run(calls.keepalive(lease))
+
+    def lease(self, lease: int) -> Lease:
+        """The lease as the server knows it, with its keys."""
+        return self._run(calls.lease_info(lease))
+
+    def revoke(self, lease: int) -> RevokedLease:
+        """End the lease now, deleting its keys."""
+        return self._run(calls.revoke(lease))
+
+    @contextmanager
+    def keep_alive(self, lease: Lease) -> Iterator[KeptLease]:
+        """Keep ``lease`` alive from a background thread while the block runs (every ttl/3).
+
+        ``kept.lost`` is set once the lease has ended (or could not be renewed before its
+        end): whatever it guarded (a lock) is no longer yours.
+        """
+        kept = KeptLease(lease)
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(kept.interval()):
+                try:
+                    kept.renewed(self.keepalive(kept.lease.id))
+                except Exception as exc:
+                    if kept.failed(exc):
+                        return
+
+        thread = threading.Thread(target=renew, name=f"tuco-keepalive-{lease.id}", daemon=True)
+        thread.start()
+        try:
+            yield kept
+        finally:
+            stop.set()
+            thread.join()
+
+    # tokens
+
+    def create_token(
+        self,
+        grants: tuple[Grant, ...] | list[Grant],
+        *,
+        description: str = "",
+        expires_at: str | None = None,
+        cert: str | None = None,
+    ) -> Token:
+        """A new token with ``grants`` (admin); its ``token`` is the secret, shown only here."""
+        return self._run(calls.create_token(tuple(grants), description, expires_at, cert))
+
+    def tokens(self) -> tuple[Token, ...]:
+        """Every live token, without secrets (admin)."""
+        return self._run(calls.list_tokens())
+
+    def revoke_token(self, token_id: str) -> None:
+        """Revoke a token by its id (admin)."""
+        self._run(calls.revoke_token(token_id))
+
+    # the server
+
+    def health(self) -> bool:
+        """True if the server answers ``/healthz``."""
+        return self._run(calls.health())
+
+    def readiness(self) -> dict[str, Any]:
+        """The server's ``/readyz`` JSON (``ready`` true or false)."""
+        return self._run(calls.readiness())

@@ -1,0 +1,65 @@
+"""The OpenAPI document stays true: to the routes, to the copy in the repository, and as served."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from tests.http.test_api import run_against
+from tuco.http.openapi import document, document_bytes
+from tuco.http.routes import ROUTES
+from tuco.service import Service
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_route_and_method_is_described_and_nothing_else() -> None:
+    """Each route's path has exactly its methods as operations; no operation names a path tuco does not route."""
+    paths = document()["paths"]
+    routed = {route.pattern: sorted(m.decode().lower() for m in route.methods) for route in ROUTES if route.handler}
+    described = {path: sorted(key for key in item if key != "parameters") for path, item in paths.items()}
+    assert described == routed
+
+
+def test_every_operation_documents_its_statuses_and_errors_are_json() -> None:
+    """Every operation has a unique id and the statuses any request can get; every 4xx/5xx is an Error body."""
+    doc = document()
+    ids = [op["operationId"] for item in doc["paths"].values() for key, op in item.items() if key != "parameters"]
+    assert len(ids) == len(set(ids))
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            responses = operation["responses"]
+            assert {"400", "408", "413", "414", "431", "503"} <= set(responses), (path, method)
+            assert any(status.startswith("2") for status in responses), (path, method)
+
+
+def test_the_repository_copy_is_the_generated_document() -> None:
+    """openapi.json in the repository is byte for byte what the code builds (regenerate with python -m)."""
+    assert (ROOT / "openapi.json").read_bytes() == document_bytes()
+    assert json.loads(document_bytes())["openapi"] == "3.1.0"
+
+
+def test_the_document_is_served_at_v1_openapi_json() -> None:
+    """GET /v1/openapi.json answers the document as JSON; HEAD its headers only; POST is 405 with Allow."""
+
+    async def check(client: httpx.AsyncClient, service: Service) -> None:
+        got = await client.get("/v1/openapi.json")
+        assert (got.status_code, got.headers["content-type"], got.content) == (
+            200,
+            "application/json",
+            document_bytes(),
+        )
+        head = await client.head("/v1/openapi.json")
+        assert (head.status_code, head.content, head.headers["content-length"]) == (
+            200,
+            b"",
+            str(len(document_bytes())),
+        )
+        refused = await client.post("/v1/openapi.json")
+        assert (refused.status_code, refused.headers["allow"]) == (405, "GET, HEAD")
+
+    run_against(check)
