@@ -150,7 +150,7 @@ def test_authentication_none_serves_openly_and_warns(tuco: StartTuco) -> None:
 def test_the_bootstrap_token_is_in_no_process_listing_and_the_cli_carries_tokens(
     tuco: StartTuco, tmp_path: Path
 ) -> None:
-    """Neither the server's nor the CLI's command line holds a token; tuco token create/list/revoke work; 401/403 exit 6."""
+    """No command line holds a token; tuco token create/list/revoke work; 401 and 403 exit 6."""
     server = tuco(**secured(tmp_path))
     with open(f"/proc/{server.pid}/cmdline", "rb") as cmdline:
         assert BOOTSTRAP.encode() not in cmdline.read()
