@@ -8,11 +8,11 @@ import json
 import re
 import subprocess
 import tarfile
-import tomllib
 from pathlib import Path
 
 import pytest
 
+import tuco
 from tests.container.conftest import IMAGE, ROOT
 from tests.container.docker import Docker
 
@@ -49,7 +49,7 @@ def added(standins: Docker, image: str, tmp_path_factory: pytest.TempPathFactory
 def test_labels_entry_point_command_user_and_health_check(docker: Docker) -> None:
     """OCI labels name the version, source and revision; ``tuco`` is the entry point and ``serve`` the command."""
     config = docker.inspect(IMAGE)["Config"]
-    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    version = tuco.__version__  # the one source of the version (pyproject reads it too)
     revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     labels = config["Labels"]
     assert labels["org.opencontainers.image.version"] == version

@@ -203,4 +203,8 @@ def test_a_data_directory_tuco_cannot_write_is_one_line_and_exit_1(docker: Docke
     assert docker.wait_exit(name) == 1
     out, err = docker.logs(name)
     assert err == "tuco: cannot create /data/tuco.log: Permission denied\n"
-    assert [line["event"] for line in map(json.loads, out.splitlines())] == ["starting", "start_failed"]
+    assert [line["event"] for line in map(json.loads, out.splitlines())] == [
+        "starting",
+        "authentication_disabled",
+        "start_failed",
+    ]
