@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -240,3 +241,25 @@ def test_uvicorn_serving_tuco_asgi_enforces_the_same_rules(tmp_path: Path) -> No
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_a_revocation_answers_204_without_content_length(tuco: StartTuco, tmp_path: Path) -> None:
+    """RFC 9110 §8.6: a 204 carries no Content-Length; the connection stays usable for the next request."""
+    server = tuco(**secured(tmp_path))
+    with server.client() as http:
+        created = http.post("/v1/tokens", json={"grants": [{"prefix": "a/", "permission": "read"}]}, headers=ADMIN)
+        token_id = created.json()["id"]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            f"DELETE /v1/tokens/{token_id} HTTP/1.1\r\nHost: t\r\nAuthorization: {ADMIN['Authorization']}\r\n\r\n"
+            "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+        )
+        received = b""
+        while b'{"status":"alive"}' not in received:
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+    head, _, rest = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 204 No Content\r\n")
+    assert b"content-length" not in head.lower()
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n")

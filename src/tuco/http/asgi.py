@@ -206,7 +206,7 @@ async def _send(send: Send, response: Response | StreamResponse, *, head: bool) 
     if isinstance(response, StreamResponse):
         await _send_stream(send, response, head=head)
         return
-    headers = [(b"content-length", str(len(response.body)).encode())]
+    headers = [(b"content-length", str(len(response.body)).encode())] if response.status != 204 else []
     if response.content_type is not None:
         headers.append((b"content-type", response.content_type))
     headers.extend((name.lower(), value) for name, value in response.all_headers())

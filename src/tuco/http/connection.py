@@ -771,7 +771,10 @@ class HttpConnection(asyncio.Protocol):
         head = _HEADS.get(key) or _build_head(key)
         size = len(body)
         if head_only or not size:
-            data = _join((head, response.extra, b"Content-Length: ", str(size).encode(), self._ctx.date_tail))
+            if response.status == 204:  # RFC 9110 8.6: no Content-Length on a 204 (the tail's CRLF ends extra's line)
+                data = _join((head, response.extra, self._ctx.date_tail[2:]))
+            else:
+                data = _join((head, response.extra, b"Content-Length: ", str(size).encode(), self._ctx.date_tail))
             self._out.append(data)
         elif size <= _JOIN_BODY_BYTES:
             data = _join((head, response.extra, b"Content-Length: ", str(size).encode(), self._ctx.date_tail, body))
