@@ -24,6 +24,7 @@ from tuco.errors import (
 )
 
 __all__ = [
+    "CA_OPTION",
     "EXIT_HISTORY_COMPACTED",
     "EXIT_NOT_FOUND",
     "EXIT_PRECONDITION_FAILED",
@@ -87,6 +88,14 @@ def answers() -> Iterator[None]:
         sys.exit(EXIT_REFUSED)
 
 
+CA_OPTION = click.option(
+    "--cacert",
+    envvar="TUCO_CA_FILE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CA bundle to verify an HTTPS server [env: TUCO_CA_FILE].",
+)
+"""--cacert: every command that talks to a server takes it (tuco health too)."""
+
 _CONNECTION_OPTIONS = (
     click.option(
         "--url",
@@ -95,12 +104,7 @@ _CONNECTION_OPTIONS = (
         show_default=True,
         help="Server URL [env: TUCO_URL].",
     ),
-    click.option(
-        "--cacert",
-        envvar="TUCO_CA_FILE",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="CA bundle to verify an HTTPS server [env: TUCO_CA_FILE].",
-    ),
+    CA_OPTION,
     click.option(
         "--token",
         envvar="TUCO_TOKEN",

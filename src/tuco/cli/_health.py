@@ -10,18 +10,11 @@ from typing import NoReturn
 import click
 import httpx
 
+from tuco.cli._common import CA_OPTION
 from tuco.config import Settings, load_settings
 from tuco.errors import ConfigurationError
 
 __all__ = ["health"]
-
-_ca_option = click.option(
-    "--cacert",
-    envvar="TUCO_CA_FILE",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="CA bundle to verify an HTTPS server [env: TUCO_CA_FILE].",
-)
 
 
 @click.command()
@@ -31,7 +24,7 @@ _ca_option = click.option(
     default=None,
     help="Server URL [env: TUCO_URL]; default: the address TUCO_HOST, TUCO_PORT and TUCO_TLS_* configure.",
 )
-@_ca_option
+@CA_OPTION
 @click.option("--ready", is_flag=True, help="Check /readyz (replayed, takes writes) instead of /healthz (alive).")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=3.0, show_default=True, help="Seconds to wait.")
 def health(url: str | None, cacert: Path | None, ready: bool, timeout: float) -> None:

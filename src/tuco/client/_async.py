@@ -154,8 +154,6 @@ class AsyncClient:
         """
         cursor = WatchCursor(prefix=prefix, key=key, start_revision=start_revision)
         timeout = httpx.Timeout(self._http.timeout.connect, read=read_timeout)
-        down_since: float | None = None
-        attempt = 0
         while True:
             params, headers = cursor.request()
             try:
@@ -164,19 +162,17 @@ class AsyncClient:
                 ) as response:
                     if response.status_code != 200:
                         cursor.check(Answer(response.status_code, response.headers, await response.aread()))
-                    down_since, attempt = None, 0
+                    cursor.opened()
                     async for line in response.aiter_lines():
                         event = cursor.feed(line)
                         if event is not None:
                             yield event
                     continue  # the server ended the stream (cancel, shutdown): resume at once
             except (httpx.TransportError, UnavailableError, TooManyWatchersError) as exc:
-                now = time.monotonic()
-                down_since = now if down_since is None else down_since
-                if now - down_since > reconnect_for:
+                if cursor.lost(time.monotonic(), reconnect_for):
                     raise ServerUnreachableError(f"{self.options.url}: watch: {exc}") from exc
-            await asyncio.sleep(self.backoff.jitter(attempt))
-            attempt += 1
+            await asyncio.sleep(self.backoff.jitter(cursor.attempts))
+            cursor.attempts += 1
 
     # leases
 

@@ -44,6 +44,19 @@ class WatchCursor:
         self._id: str | None = None
         self._event = "message"
         self._data: list[str] = []
+        self._down_since: float | None = None
+        self.attempts = 0
+        """Connections tried since the last stream opened: the backoff's exponent."""
+
+    def opened(self) -> None:
+        """A stream is open: the next outage starts from scratch."""
+        self._down_since, self.attempts = None, 0
+
+    def lost(self, now: float, patience: float) -> bool:
+        """A connection failed at ``now`` (monotonic); True once no stream has opened for ``patience`` seconds."""
+        if self._down_since is None:
+            self._down_since = now
+        return now - self._down_since > patience
 
     def request(self) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
         """``(params, headers)`` of the next connection."""
