@@ -183,7 +183,8 @@ def test_stopping_a_replica_mid_burst_loses_no_acknowledged_write(stack: Stack) 
         for thread in writers:
             thread.join(60)
     state = stack.docker.inspect(stack.container("tuco2"))["State"]
-    assert (state["Status"], state["ExitCode"]) == ("exited", 0)
+    out, err = stack.docker.logs(stack.container("tuco2"))
+    assert (state["Status"], state["ExitCode"]) == ("exited", 0), (state, out[-4000:], err[-2000:])
     print(f"\n{len(acknowledged)} writes acknowledged, {len(after_stop)} after the stop, {len(failed)} refused")
     assert failed == []
     assert len(after_stop) > 0
