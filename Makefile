@@ -1,12 +1,20 @@
-.PHONY: run test lint bench image lock
+# The few commands people run. Each target that needs the virtualenv makes it first (scripts/venv is a no-op when it is
+# current), so `make lint` or `make bench ARGS=--help` works on a fresh clone. Pass arguments with ARGS="...".
+.PHONY: run test lint format bench image lock venv
+ARGS ?=
+
 run:
-	./scripts/run
+	./scripts/run $(ARGS)
 test:
-	./scripts/test
-lint:
+	./scripts/test $(ARGS)
+venv:
+	./scripts/venv dev
+lint: venv
 	.venv/bin/ruff format --check src tests bench && .venv/bin/ruff check src tests bench && .venv/bin/mypy
-bench:
-	.venv/bin/python bench/run.py
+format: venv
+	.venv/bin/ruff format src tests bench && .venv/bin/ruff check --fix src tests bench
+bench: venv
+	.venv/bin/python bench/run.py $(ARGS)
 image:
 	./scripts/build-image tuco
 lock:

@@ -106,6 +106,7 @@ class ReadThroughService(Service):
         )
         self.misses = 0
         """Reads that went to the database (not counting consistent reads, which always do)."""
+        self._stale_finds = 0  # a function's entries found but too old: misses, not hits
         self._seen_head = 0
         self._key_waits: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
         self._verdicts: dict[tuple[str, int], bool] = {}
@@ -120,11 +121,15 @@ class ReadThroughService(Service):
         if metrics is not None:
             metrics.gauge("tuco_cache_bytes", "bytes the read-through cache holds", lambda: self.cache.weight)
             metrics.gauge("tuco_cache_entries", "keys the read-through cache holds", lambda: len(self.cache))
-            metrics.gauge("tuco_cache_misses", "reads that went to the database", lambda: self.misses)
-            metrics.gauge("tuco_cache_evictions", "entries dropped to stay within the bound", self._evictions)
+            metrics.counter("tuco_cache_hits", "reads answered from the cache", self._hits)
+            metrics.counter("tuco_cache_misses", "reads that went to the database", lambda: self.misses)
+            metrics.counter("tuco_cache_evictions", "entries dropped to stay within the bound", self._evictions)
+
+    def _hits(self) -> float:
+        return float(self.cache.hits + self._timed.hits - self._stale_finds)
 
     def _evictions(self) -> float:
-        return float(self.cache.evictions)
+        return float(self.cache.evictions + self._timed.evictions)
 
     @property
     def revision(self) -> int:
@@ -228,6 +233,7 @@ class ReadThroughService(Service):
             return None
         if time.monotonic() - timed[1] > self.max_staleness:
             self._timed.pop(key)
+            self._stale_finds += 1
             return None
         return timed[0]
 

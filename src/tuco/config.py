@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     metrics_public: bool = Field(False, description="With TUCO_AUTH=token: serve /metrics without a token.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Least severe event logged.")
     log_format: Literal["json", "console"] = Field("json", description="json lines, or console for people.")
+    access_log: bool = Field(
+        False,
+        description="Log one 'access' line per answered request (method, path, status, time, X-Request-Id); "
+        "every response then carries an X-Request-Id.",
+    )
     shutdown_grace_seconds: float = Field(10.0, ge=0, le=3600, description="Time in-flight requests get on SIGTERM.")
     request_timeout_seconds: float = Field(30.0, gt=0, le=3600, description="Longest time to receive one request.")
     keepalive_timeout_seconds: float = Field(5.0, gt=0, le=3600, description="Idle keep-alive connections close after.")

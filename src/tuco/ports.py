@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from tuco.core.distribution import Distribution
 from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
 from tuco.core.store import Page
 from tuco.errors import LogError
 
-__all__ = ["CommitSink", "EventHistory", "LogStatus", "Read", "StateReader", "TransactionLog"]
+__all__ = ["CommitSink", "EventHistory", "LogStatistics", "LogStatus", "Read", "StateReader", "TransactionLog"]
 
 
 class CommitSink(Protocol):
@@ -46,6 +47,19 @@ class CommitSink(Protocol):
     def lease(self, id: int) -> tuple[int, int] | None:
         """The applied lease's ``(ttl, deadline)``, None if there is none: for one-writer logs."""
         ...
+
+
+class LogStatistics(NamedTuple):
+    """What a log has counted since it opened, for ``/metrics``: batch sizes and commit and sync times."""
+
+    batch_sizes: Distribution
+    """Writes per committed batch."""
+    commit_seconds: Distribution
+    """From a batch handed to the backend to its commit (write and sync, or the database transaction)."""
+    sync_seconds: Distribution | None
+    """Each ``fdatasync``/``fsync`` of the log file; None for a log that syncs no file."""
+    compactions: int
+    """Rewrites of the log that finished."""
 
 
 class LogStatus(Protocol):
@@ -128,6 +142,10 @@ class TransactionLog(LogStatus, Protocol):
 
     def describe(self) -> Mapping[str, object]:
         """A small JSON-able status for ``/readyz`` (backend, last sequence, lag...)."""
+        ...
+
+    def statistics(self) -> LogStatistics:
+        """The counts behind the log's metrics (read when ``/metrics`` is scraped)."""
         ...
 
     async def aclose(self) -> None:

@@ -30,6 +30,7 @@ from tuco.assembly import build_service
 from tuco.config import LogBackend, Settings, unknown_variables
 from tuco.errors import ConfigurationError, TucoError
 from tuco.http.api import KeyValueAPI
+from tuco.http.observer import RequestObserver
 from tuco.http.server import NativeServer, ServerSettings, start_server
 from tuco.observability import Metrics, configure_logging
 from tuco.service import Phase, ReplayStats, Service
@@ -180,7 +181,12 @@ async def serve(settings: Settings) -> int:
     )
     try:
         server = await start_server(
-            KeyValueAPI(service).handle, host=settings.host, port=settings.port, ssl=tls, settings=server_settings
+            KeyValueAPI(service).handle,
+            host=settings.host,
+            port=settings.port,
+            ssl=tls,
+            settings=server_settings,
+            observer=RequestObserver(metrics, access_log=settings.access_log),
         )
     except OSError as exc:
         await _close_quietly(service)

@@ -15,7 +15,7 @@ import enum
 import gc
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -40,7 +40,7 @@ from tuco.errors import (
     TucoError,
     ValueTooLargeError,
 )
-from tuco.observability import Metrics
+from tuco.observability import Family, Metrics, counter_family, gauge_family, histogram_family
 from tuco.ports import EventHistory, Read, TransactionLog
 from tuco.watchers import Hub, Watch, WatchSettings, changed_since, end_watches, open_watch, wait_for_change
 
@@ -147,7 +147,40 @@ class Service:
             metrics.gauge("tuco_watchers", "open watch streams", lambda: self.watch_count)
             metrics.gauge("tuco_leases", "live leases", lambda: len(self.store.leases))
             metrics.gauge("tuco_tokens", "tokens (revoked ones excluded)", lambda: len(self.store.tokens))
-            metrics.gauge("tuco_keys_expired", "keys this replica deleted at their deadline", lambda: self.expired_keys)
+            metrics.counter(
+                "tuco_keys_expired", "keys this replica deleted at their deadline", lambda: self.expired_keys
+            )
+            metrics.collect(self._log_families)
+
+    def _log_families(self) -> Iterator[Family]:
+        """The log's counts and replication lag as metric families (at scrape time)."""
+        counted = self.log.statistics()
+        yield histogram_family(
+            "tuco_log_commit_batch_size", "writes per committed batch", (), [((), counted.batch_sizes)]
+        )
+        yield histogram_family(
+            "tuco_log_commit_duration_seconds",
+            "time from a batch handed to the log to its commit (write and sync, or the database transaction)",
+            (),
+            [((), counted.commit_seconds)],
+        )
+        if counted.sync_seconds is not None:
+            yield histogram_family(
+                "tuco_log_sync_duration_seconds", "each fdatasync of the log file", (), [((), counted.sync_seconds)]
+            )
+        yield counter_family("tuco_log_compactions", "log rewrites finished", counted.compactions)
+        described = self.log.describe()
+        lag_events, lag_seconds = described.get("lag_events", 0), described.get("lag_seconds", 0.0)
+        yield gauge_family(
+            "tuco_replication_lag_events",
+            "events other replicas committed that this one has not applied yet (0 for a single writer)",
+            float(lag_events) if isinstance(lag_events, int | float) else 0.0,
+        )
+        yield gauge_family(
+            "tuco_replication_lag_seconds",
+            "commit-time distance from the newest event seen to the last one applied",
+            float(lag_seconds) if isinstance(lag_seconds, int | float) else 0.0,
+        )
 
     @property
     def ready(self) -> bool:

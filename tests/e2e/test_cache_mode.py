@@ -110,7 +110,7 @@ def test_random_workload_consistent_reads_equal_the_database(tuco: StartTuco, pg
         eventually(lambda: _defaults_match(b, keys, truth_all), timeout=FOLLOW_BOUND_SECONDS, what="default reads")
         metrics = b.get("/metrics").text
         cached_bytes = float(re.search(r"^tuco_cache_bytes (\S+)$", metrics, re.M)[1])  # type: ignore[index]
-        evictions = float(re.search(r"^tuco_cache_evictions (\S+)$", metrics, re.M)[1])  # type: ignore[index]
+        evictions = float(re.search(r"^tuco_cache_evictions_total (\S+)$", metrics, re.M)[1])  # type: ignore[index]
         assert 0 < cached_bytes <= 4096
         assert evictions > 0
 

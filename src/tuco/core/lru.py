@@ -28,7 +28,7 @@ class LRU(Generic[K, V]):
     uses; :meth:`peek`, :meth:`pop` and :meth:`replace` do not.
     """
 
-    __slots__ = ("_data", "_weigh", "evictions", "max_bytes", "weight")
+    __slots__ = ("_data", "_weigh", "evictions", "hits", "max_bytes", "weight")
 
     def __init__(self, max_bytes: int, weigh: Callable[[K, V], int]) -> None:
         if max_bytes < 0:
@@ -40,6 +40,8 @@ class LRU(Generic[K, V]):
         """The entries' total weight in bytes, never above ``max_bytes``."""
         self.evictions = 0
         """Entries dropped to make room (not those removed by pop or replaced)."""
+        self.hits = 0
+        """Calls of :meth:`find` that found their key."""
 
     def find(self, key: K) -> V | None:
         """The value of ``key`` (now the most recently used), or None."""
@@ -47,6 +49,7 @@ class LRU(Generic[K, V]):
         value = data.get(key)
         if value is not None:
             data.move_to_end(key)
+            self.hits += 1
         return value
 
     def peek(self, key: K) -> V | None:

@@ -59,6 +59,7 @@ import structlog
 
 from tuco.http.answers import INTERNAL_ERROR, RETRY_SOON, SERVER_BUSY, error_response, value_too_large
 from tuco.http.messages import Deferred, Request, Response, StreamResponse
+from tuco.http.observer import RequestObserver, clock
 
 if TYPE_CHECKING:
     from tuco.http.server import ServerSettings
@@ -126,6 +127,7 @@ class ServerContext:
         "handler",
         "handshake_timeout",
         "loop",
+        "observer",
         "peak_connections",
         "settings",
         "tls",
@@ -138,8 +140,10 @@ class ServerContext:
         loop: asyncio.AbstractEventLoop,
         tls: ssl.SSLContext | None = None,
         handshake_timeout: float = 10.0,
+        observer: RequestObserver | None = None,
     ) -> None:
         self.handler = handler
+        self.observer = observer
         self.settings = settings
         self.loop = loop
         self.tls = tls
@@ -215,11 +219,15 @@ def render(response: Response, mode: int, date_tail: bytes) -> bytes:
     return b"%b%bContent-Length: %d%b%b" % (head, response.extra, len(body), date_tail, body)
 
 
-def _stream_head(response: StreamResponse, mode: int, date_tail: bytes) -> bytes:
+def _stream_head(response: StreamResponse, mode: int, date_tail: bytes, extra: bytes) -> bytes:
     """The head of a chunked response (streams are rare: not cached)."""
     key = (response.status, response.content_type, response.headers, mode)
     head = _HEADS.get(key) or _build_head(key)
-    return head + b"Transfer-Encoding: chunked" + date_tail
+    return head + extra + b"Transfer-Encoding: chunked" + date_tail
+
+
+def _id_line(request_id: bytes) -> bytes:
+    return b"X-Request-Id: " + request_id + b"\r\n"
 
 
 class _Stop(Exception):
@@ -227,14 +235,28 @@ class _Stop(Exception):
 
 
 class _Slot:
-    """A place in the response order; ``response`` is filled when the handler finishes."""
+    """A place in the response order; ``response`` is filled when the handler finishes.
 
-    __slots__ = ("head_only", "mode", "response")
+    A slot waiting for its answer keeps its ``request`` and when it was dispatched, for the request's metrics.
+    """
 
-    def __init__(self, response: Response | StreamResponse | None, mode: int, head_only: bool) -> None:
+    __slots__ = ("head_only", "mode", "request", "request_id", "response", "started")
+
+    def __init__(
+        self,
+        response: Response | StreamResponse | None,
+        mode: int,
+        head_only: bool,
+        request_id: bytes | None = None,
+        request: Request | None = None,
+        started: float = 0.0,
+    ) -> None:
         self.response = response
         self.mode = mode
         self.head_only = head_only
+        self.request_id = request_id
+        self.request = request
+        self.started = started
 
 
 class _Held:
@@ -282,6 +304,7 @@ class HttpConnection(asyncio.Protocol):
         "_max_header_count",
         "_max_pipelined",
         "_messages",
+        "_observer",
         "_out",
         "_out_size",
         "_parser",
@@ -289,6 +312,7 @@ class HttpConnection(asyncio.Protocol):
         "_queue",
         "_raw_head",
         "_reading_paused",
+        "_request_id",
         "_reserved",
         "_stopped",
         "_stream_task",
@@ -311,6 +335,7 @@ class HttpConnection(asyncio.Protocol):
         self._ctx = ctx
         self._loop = ctx.loop
         self._handler = ctx.handler
+        self._observer = ctx.observer
         self._max_body = settings.max_body_bytes
         self._max_head_bytes = settings.max_header_bytes
         self._max_header_count = settings.max_header_count
@@ -336,6 +361,7 @@ class HttpConnection(asyncio.Protocol):
         self._expect: bytes | None = None
         self._conditional = False  # If-Match or If-None-Match was sent
         self._authorization: bytes | None = None  # the Authorization header's value
+        self._request_id: bytes | None = None  # the X-Request-Id header's value
         self._chunks: list[bytes] | None = None
         self._body_size = 0
         self._reserved = 0  # bytes of the shared body budget this request holds
@@ -542,6 +568,7 @@ class HttpConnection(asyncio.Protocol):
         self._expect = None
         self._conditional = False
         self._authorization = None
+        self._request_id = None
         self._body_size = 0
         self._timer_state = _UNSET  # a new request restarts whichever deadline applies
 
@@ -560,7 +587,7 @@ class HttpConnection(asyncio.Protocol):
             self._reject(_HEADERS_TOO_LARGE)
             raise _Stop
         self._headers.append((name, value))
-        # Only seven headers matter here; the length test skips the rest cheaply.
+        # Only eight headers matter here; the length test skips the rest cheaply.
         length = len(name)
         if length != 14 and length != 17 and length != 10 and length != 6:
             if length == 8 or length == 13:
@@ -569,6 +596,8 @@ class HttpConnection(asyncio.Protocol):
                     self._conditional = True
                 elif lowered == b"authorization" and self._authorization is None:  # the first one counts
                     self._authorization = value
+            elif length == 12 and self._request_id is None and name.lower() == b"x-request-id":
+                self._request_id = value
             return
         name = name.lower()
         if name == b"content-length":
@@ -673,6 +702,7 @@ class HttpConnection(asyncio.Protocol):
             self._conditional,
             self._client,
             self._authorization,
+            self._request_id,
         )
         if self._backlog or self._unsafe_pending or self._write_paused or len(self._queue) >= self._max_pipelined:
             self._backlog.append(_Held(request, mode, None))
@@ -683,6 +713,8 @@ class HttpConnection(asyncio.Protocol):
 
     def _dispatch(self, request: Request, mode: int) -> None:
         """Call the handler; answer now if it answered now, else give its awaitable a slot."""
+        observer = self._observer
+        started = clock() if observer is not None else 0.0
         try:
             result = self._handler(request)
         except Exception as exc:
@@ -690,12 +722,17 @@ class HttpConnection(asyncio.Protocol):
         method = request.method
         head_only = method == b"HEAD"
         if type(result) is Response or type(result) is StreamResponse:  # an answer now (cheaper than isinstance)
+            request_id = (
+                observer.answered(method, request.path, result.status, started, request.request_id, request.client)
+                if observer is not None
+                else None
+            )
             if self._queue or self._streaming:
-                self._queue.append(_Slot(result, mode, head_only))
+                self._queue.append(_Slot(result, mode, head_only, request_id))
             else:
-                self._send(result, mode, head_only)
+                self._send(result, mode, head_only, request_id)
             return
-        slot = _Slot(None, mode, head_only)
+        slot = _Slot(None, mode, head_only, None, request, started)
         self._queue.append(slot)
         if type(result) is Deferred:  # a write waiting for the log: one callback settles and sends it
             unsafe = not head_only and method != b"GET"
@@ -720,9 +757,10 @@ class HttpConnection(asyncio.Protocol):
         if unsafe:
             self._unsafe_pending -= 1
         try:
-            slot.response = settle(future)
+            slot.response = response = settle(future)
         except Exception as exc:
-            slot.response = _internal_error(exc)
+            slot.response = response = _internal_error(exc)
+        self._observe(slot, response)
         if self._transport is None or self._lingering:
             return
         self._drain_queue()
@@ -740,16 +778,27 @@ class HttpConnection(asyncio.Protocol):
             if not isinstance(response, Response | StreamResponse):
                 response = _internal_error(TypeError(f"the handler's awaitable returned {response!r}"))
         slot.response = response
+        self._observe(slot, response)
         if self._transport is None or self._lingering:
             return
         self._drain_queue()
+
+    def _observe(self, slot: _Slot, response: Response | StreamResponse) -> None:
+        """Count an answer that waited for the log or a task, now that it is ready."""
+        observer = self._observer
+        request = slot.request
+        if observer is not None and request is not None:
+            slot.request_id = observer.answered(
+                request.method, request.path, response.status, slot.started, request.request_id, request.client
+            )
+        slot.request = None
 
     def _drain_queue(self) -> None:
         """Send the finished answers at the front of the queue, then take held requests."""
         queue = self._queue
         while queue and queue[0].response is not None and not self._lingering and not self._streaming:
             ready = queue.popleft()
-            self._send(ready.response, ready.mode, ready.head_only)  # type: ignore[arg-type]
+            self._send(ready.response, ready.mode, ready.head_only, ready.request_id)  # type: ignore[arg-type]
         self._pump()
         self._after_output()
 
@@ -759,28 +808,31 @@ class HttpConnection(asyncio.Protocol):
         else:
             self._send(response, mode, head_only)
 
-    def _send(self, response: Response | StreamResponse, mode: int, head_only: bool) -> None:
-        """Serialise one response into the output buffer; after the last one, close."""
+    def _send(
+        self, response: Response | StreamResponse, mode: int, head_only: bool, request_id: bytes | None = None
+    ) -> None:
+        """Serialise one response (with the request's id, if any) into the output buffer; close after the last."""
         if self._ctx.closing and mode != _CLOSE and not self._queue and not self._backlog and not self._in_request:
             mode = _CLOSE
         if isinstance(response, StreamResponse):
-            self._start_stream(response, mode, head_only)
+            self._start_stream(response, mode, head_only, b"" if request_id is None else _id_line(request_id))
             return
+        extra = response.extra if request_id is None else response.extra + _id_line(request_id)
         body = response.body
         key = (response.status, response.content_type, response.headers, mode)
         head = _HEADS.get(key) or _build_head(key)
         size = len(body)
         if head_only or not size:
             if response.status == 204:  # RFC 9110 8.6: no Content-Length on a 204 (the tail's CRLF ends extra's line)
-                data = _join((head, response.extra, self._ctx.date_tail[2:]))
+                data = _join((head, extra, self._ctx.date_tail[2:]))
             else:
-                data = _join((head, response.extra, b"Content-Length: ", str(size).encode(), self._ctx.date_tail))
+                data = _join((head, extra, b"Content-Length: ", str(size).encode(), self._ctx.date_tail))
             self._out.append(data)
         elif size <= _JOIN_BODY_BYTES:
-            data = _join((head, response.extra, b"Content-Length: ", str(size).encode(), self._ctx.date_tail, body))
+            data = _join((head, extra, b"Content-Length: ", str(size).encode(), self._ctx.date_tail, body))
             self._out.append(data)
         else:
-            data = _join((head, response.extra, b"Content-Length: ", str(size).encode(), self._ctx.date_tail))
+            data = _join((head, extra, b"Content-Length: ", str(size).encode(), self._ctx.date_tail))
             self._out.append(data)
             self._out.append(body)
             self._out_size += size
@@ -790,9 +842,9 @@ class HttpConnection(asyncio.Protocol):
         elif self._out_size >= self._write_high_water:
             self._flush()  # may call pause_writing, which holds back further requests
 
-    def _start_stream(self, response: StreamResponse, mode: int, head_only: bool) -> None:
+    def _start_stream(self, response: StreamResponse, mode: int, head_only: bool, extra: bytes) -> None:
         """Write a chunked head and send the chunks from a task; later answers wait for its end."""
-        self._out.append(_stream_head(response, mode, self._ctx.date_tail))
+        self._out.append(_stream_head(response, mode, self._ctx.date_tail, extra))
         self._flush()
         self._streaming = True
         self._stream_task = self._loop.create_task(self._stream(response, mode, head_only))
@@ -847,6 +899,8 @@ class HttpConnection(asyncio.Protocol):
         self._continue_wanted = False
         self._chunks = None
         self._release_body()
+        if self._observer is not None:
+            self._observer.refuse(response.status)
         if self._backlog or self._write_paused:
             self._backlog.append(_Held(None, _CLOSE, response))
         else:

@@ -36,6 +36,7 @@ class Request:
         "path",
         "peer",
         "query",
+        "request_id",
     )
 
     def __init__(
@@ -49,6 +50,7 @@ class Request:
         conditional: bool | None = None,
         client: str | None = None,
         authorization: bytes | EllipsisType | None = ...,
+        request_id: bytes | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -71,6 +73,8 @@ class Request:
                     break
         self.authorization = authorization
         """The first ``Authorization`` header's value: the native server notes it while parsing."""
+        self.request_id = request_id
+        """The first ``X-Request-Id`` header's value, as sent (the front end checks it before echoing it)."""
         self._params: dict[bytes, bytes] | None = None
 
     @classmethod

@@ -31,6 +31,7 @@ import structlog
 
 from tuco.errors import ConfigurationError
 from tuco.http.connection import Handler, HttpConnection, ServerContext
+from tuco.http.observer import RequestObserver
 
 __all__ = ["Handler", "NativeServer", "ServerSettings", "start_server"]
 
@@ -157,11 +158,15 @@ async def start_server(
     ssl: ssl_module.SSLContext | None = None,
     settings: ServerSettings = _DEFAULT_SETTINGS,
     backlog: int = 2048,
+    observer: RequestObserver | None = None,
 ) -> NativeServer:
-    """Bind ``host:port`` (0 picks a free port) and serve ``handler`` on the running loop."""
+    """Bind ``host:port`` (0 picks a free port) and serve ``handler`` on the running loop.
+
+    ``observer`` counts every answer (``/metrics``) and writes the access log.
+    """
     loop = asyncio.get_running_loop()
     # TLS is started by each connection (see connection.py), so the cap counts handshakes too.
-    ctx = ServerContext(handler, settings, loop, tls=ssl, handshake_timeout=_SSL_HANDSHAKE_TIMEOUT)
+    ctx = ServerContext(handler, settings, loop, tls=ssl, handshake_timeout=_SSL_HANDSHAKE_TIMEOUT, observer=observer)
     server = await loop.create_server(lambda: HttpConnection(ctx), host, port, backlog=backlog, reuse_address=True)
     return NativeServer(server, ctx)
 

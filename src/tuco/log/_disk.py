@@ -13,12 +13,14 @@ import fcntl
 import json
 import os
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from tuco.core.codec import encode_header
+from tuco.core.distribution import Distribution
 from tuco.errors import LogFailedError
 
 __all__ = [
@@ -340,21 +342,24 @@ class BatchRefusedError(Exception):
     """A batch that must not be acknowledged: its message says why; the OSError, if any, is its cause."""
 
 
-def append_batch(file: LogFile, data: bytes, path: Path, sync: bool) -> None:
-    """Append a batch (and sync it), then check that ``path`` still names the file.
+def append_batch(file: LogFile, data: bytes, path: Path, sync: bool, sync_times: Distribution | None = None) -> None:
+    """Append a batch (and sync it, counting the sync's time into ``sync_times``), then check the path.
 
     One call, so ``always`` mode costs one worker-thread hop per batch; the
-    check is one ``stat`` per batch.
+    check that ``path`` still names the file is one ``stat`` per batch.
     """
     try:
         file.write(data)
     except OSError as exc:
         raise BatchRefusedError(f"cannot write {path} ({exc.strerror or exc})") from exc
     if sync:
+        started = time.perf_counter()
         try:
             file.sync()
         except OSError as exc:
             raise BatchRefusedError(f"cannot sync {path} ({exc.strerror or exc})") from exc
+        if sync_times is not None:
+            sync_times.observe(time.perf_counter() - started)
     if identity_at(path) != file.identity:
         raise BatchRefusedError(moved_away(path))
 

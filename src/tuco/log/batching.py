@@ -11,6 +11,7 @@ from typing import NamedTuple, Protocol, TypeAlias
 import structlog
 
 from tuco.core.codec import RECORD_OVERHEAD
+from tuco.core.distribution import BATCH_SIZE_BOUNDS, SECONDS_BOUNDS, Distribution
 from tuco.core.events import Event, EventType, Expiry, Lifetime, Precondition
 from tuco.errors import (
     InvalidKeyError,
@@ -22,6 +23,7 @@ from tuco.errors import (
     PreconditionFailedError,
     TucoError,
 )
+from tuco.ports import LogStatistics
 
 __all__ = [
     "CommitBatch",
@@ -249,6 +251,8 @@ class GroupCommit:
         self._closing = False
         self.failure: LogError | None = None
         self.batches = 0
+        self.batch_sizes = Distribution(BATCH_SIZE_BOUNDS)
+        self.commit_seconds = Distribution(SECONDS_BOUNDS)
 
     @property
     def pending_bytes(self) -> int:
@@ -349,6 +353,7 @@ class GroupCommit:
             batch, self._pending = self._pending, []
             self._pending_bytes = 0
             self._space.set()
+            started = time.perf_counter()
             try:
                 outcomes = await self._commit([mutation for mutation, _ in batch])
             except LogUnavailableError as exc:
@@ -358,6 +363,8 @@ class GroupCommit:
                 self._fail_with_batch(batch, exc, "commit failed")
                 return
             self.batches += 1
+            self.commit_seconds.observe(time.perf_counter() - started)
+            self.batch_sizes.observe(len(batch))
             try:
                 for (_, future), outcome in zip(batch, outcomes, strict=True):
                     if isinstance(outcome, TucoError):  # refused: a precondition, or a missing lease
@@ -398,6 +405,11 @@ class WritesThroughGroupCommit:
     """
 
     _commits: GroupCommit
+
+    def statistics(self) -> LogStatistics:
+        """Batch sizes and commit times; no file syncs and no compactions (the file log adds its own)."""
+        commits = self._commits
+        return LogStatistics(commits.batch_sizes, commits.commit_seconds, None, 0)
 
     def write_put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Awaitable[Event]:
         return self._commits.submit(_PUT, key, value, precondition)

@@ -47,6 +47,7 @@ from typing import ParamSpec, TypeVar, cast
 import structlog
 
 from tuco.core.codec import ENTRY_OVERHEAD, HEADER_SIZE, encode_event, encode_record
+from tuco.core.distribution import SECONDS_BOUNDS, Distribution
 from tuco.core.events import Event
 from tuco.errors import LogClosedError, LogCorruptError, LogError, LogFailedError
 from tuco.log._compaction import (
@@ -91,7 +92,7 @@ from tuco.log.batching import (
     sequence_batch,
     wall_clock_ms,
 )
-from tuco.ports import CommitSink
+from tuco.ports import CommitSink, LogStatistics
 
 __all__ = [
     "CompactionReport",
@@ -187,6 +188,7 @@ class FileTransactionLog(WritesThroughGroupCommit):
         self._expiry: ExpiryState | None = None  # set by run()
         self.replay_report: ScanReport | None = None
         self.compactions = 0
+        self._sync_seconds = Distribution(SECONDS_BOUNDS)
 
     @property
     def failure(self) -> LogError | None:
@@ -319,6 +321,10 @@ class FileTransactionLog(WritesThroughGroupCommit):
     def describe(self) -> Mapping[str, object]:
         return {"backend": "file", "last_sequence": self._next_sequence - 1, "sync": self.sync_mode.value}
 
+    def statistics(self) -> LogStatistics:
+        commits = self._commits
+        return LogStatistics(commits.batch_sizes, commits.commit_seconds, self._sync_seconds, self.compactions)
+
     async def _commit(self, batch: Sequence[Mutation]) -> Sequence[Outcome]:
         async with self._write_lock:
             file = self._file
@@ -340,7 +346,7 @@ class FileTransactionLog(WritesThroughGroupCommit):
             start = self._size
             try:
                 if self.sync_mode is SyncMode.ALWAYS:
-                    await asyncio.to_thread(append_batch, file, data, self.path, True)
+                    await asyncio.to_thread(append_batch, file, data, self.path, True, self._sync_seconds)
                 else:
                     append_batch(file, data, self.path, False)
                     self._unsynced = True
@@ -523,7 +529,7 @@ class FileTransactionLog(WritesThroughGroupCommit):
             self._unsynced = False
             covered = self._next_sequence - 1  # everything written so far is in what this sync flushes
             try:
-                await asyncio.to_thread(file.sync)
+                await asyncio.to_thread(_timed_sync, file, self._sync_seconds)
             except OSError as exc:
                 # Acknowledged already, so not to be cut; but the kernel may have dropped them.
                 first, last = self._synced_sequence + 1, self._next_sequence - 1
@@ -562,6 +568,13 @@ class FileTransactionLog(WritesThroughGroupCommit):
             self._unsynced = True  # a sync cancelled above may not have finished: always sync once more
             await self._sync_now()
         self._release()
+
+
+def _timed_sync(file: LogFile, times: Distribution) -> None:
+    """Sync the file (in the worker thread) and count how long it took."""
+    started = time.perf_counter()
+    file.sync()
+    times.observe(time.perf_counter() - started)
 
 
 def _sequences(first: int, last: int) -> str:
