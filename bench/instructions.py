@@ -79,8 +79,12 @@ class _Transport(asyncio.Transport):
 _BOOTSTRAP = "instructions-bench-" + "0123456789abcdef" * 2
 
 
-async def _drive(what: str, requests: int, auth: bool = False, header_only: bool = False) -> int:
-    """Answer ``requests`` GETs or PUTs through real connection objects; return the responses written."""
+async def _drive(what: str, requests: int, auth: bool = False, header_only: bool = False, metrics: bool = True) -> int:
+    """Answer ``requests`` GETs or PUTs through real connection objects; return the responses written.
+
+    With ``metrics`` (the default, as ``tuco serve`` runs) every answer is counted for ``/metrics``, where the
+    checkout has request metrics.
+    """
     from tuco.config import load_settings
     from tuco.http.connection import HttpConnection, ServerContext
     from tuco.http.server import ServerSettings
@@ -88,11 +92,22 @@ async def _drive(what: str, requests: int, auth: bool = False, header_only: bool
     options: dict[str, Any] = {"auth": "token", "bootstrap_token": _BOOTSTRAP} if auth else {}
     settings = load_settings(data_dir=tempfile.mkdtemp(prefix="tuco-instructions-"), log_sync="everysec", **options)
     handler: Any
+    observer: Any = None
     try:
         from tuco.assembly import build_service
         from tuco.http.api import KeyValueAPI
 
-        service: Any = build_service(settings, None)
+        registry: Any = None
+        if metrics:
+            try:
+                from tuco.http.observer import RequestObserver
+                from tuco.observability import Metrics
+            except ImportError:  # a checkout from before request metrics
+                pass
+            else:
+                registry = Metrics()
+                observer = RequestObserver(registry)
+        service: Any = build_service(settings, registry)
         await service.log.open()
         await service.start()
         handler = KeyValueAPI(service).handle
@@ -111,7 +126,12 @@ async def _drive(what: str, requests: int, auth: bool = False, header_only: bool
     # As `tuco serve` does after replay: start-up's objects (modules, the store's containers) leave the
     # cyclic collector, so the figure counts the request path, not how many modules were imported.
     gc.freeze()
-    ctx = ServerContext(handler, ServerSettings(), asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+    ctx = (
+        ServerContext(handler, ServerSettings(), loop)
+        if observer is None
+        else ServerContext(handler, ServerSettings(), loop, observer=observer)
+    )
     ctx.date_tail = b"\r\nDate: Tue, 01 Dec 2026 00:00:00 GMT\r\n\r\n"
     connections = []
     for _ in range(_CONNECTIONS):
@@ -137,11 +157,14 @@ async def _drive(what: str, requests: int, auth: bool = False, header_only: bool
     return sum(transport.responses for _, transport in connections)
 
 
-def _count(src: Path, what: str, requests: int, auth: bool = False, header_only: bool = False) -> int:
+def _count(
+    src: Path, what: str, requests: int, auth: bool = False, header_only: bool = False, metrics: bool = True
+) -> int:
     """Instructions valgrind counted for one whole run of ``requests`` requests."""
     env = {**os.environ, "PYTHONPATH": str(src), "PYTHONHASHSEED": "0"}  # the same dict probes in every run
     argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__]
     argv += ["--drive", what, str(requests)] + (["--auth"] if auth else []) + (["--header-only"] if header_only else [])
+    argv += [] if metrics else ["--no-metrics"]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800, check=False)
     found = re.search(r"Collected : (\d+)", done.stderr)
     expected = _KEYS + requests
@@ -160,19 +183,26 @@ def main() -> int:
     parser.add_argument(
         "--header-only", action="store_true", help="send the bearer header with authentication off (its parsing cost)"
     )
+    parser.add_argument(
+        "--no-metrics", action="store_true", help="serve without request metrics (tuco serve always has them)"
+    )
     parser.add_argument("--drive", nargs=2, metavar=("WHAT", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drive:
         import uvloop
 
-        print(f"answered {uvloop.run(_drive(args.drive[0], int(args.drive[1]), args.auth, args.header_only))}")
+        answered = uvloop.run(
+            _drive(args.drive[0], int(args.drive[1]), args.auth, args.header_only, not args.no_metrics)
+        )
+        print(f"answered {answered}")
         return 0
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: apt-get install -y valgrind")
     for what in args.what.split(","):
-        low = _count(args.src, what, args.n1, args.auth, args.header_only)
-        high = _count(args.src, what, args.n2, args.auth, args.header_only)
+        low = _count(args.src, what, args.n1, args.auth, args.header_only, not args.no_metrics)
+        high = _count(args.src, what, args.n2, args.auth, args.header_only, not args.no_metrics)
         mode = ", authenticated" if args.auth else ", with the header, authentication off" if args.header_only else ""
+        mode += ", no request metrics" if args.no_metrics else ""
         print(
             f"{what}{mode}: {(high - low) // (args.n2 - args.n1):,} instructions per request ({args.src})", flush=True
         )

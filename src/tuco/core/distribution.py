@@ -36,20 +36,28 @@ BATCH_SIZE_BOUNDS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1
 
 
 class Distribution:
-    """How many observations fell at or under each bound (not cumulative), their count and their sum."""
+    """How many observations fell in each bucket (not cumulative), and their sum.
 
-    __slots__ = ("bounds", "count", "counts", "sum")
+    ``counts[i]`` holds those over ``bounds[i - 1]`` and at most ``bounds[i]``;
+    the last one those over every bound. A hot path may update ``counts`` and
+    ``sum`` itself, as :meth:`observe` does.
+    """
+
+    __slots__ = ("bounds", "counts", "sum")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
-        self.count = 0
+        self.counts = [0] * (len(bounds) + 1)
         self.sum = 0.0
+
+    @property
+    def count(self) -> int:
+        """How many observations there were."""
+        return sum(self.counts)
 
     def observe(self, value: float) -> None:
         """Count one observation."""
         self.counts[bisect_left(self.bounds, value)] += 1
-        self.count += 1
         self.sum += value
 
     def cumulative(self) -> list[tuple[float, int]]:

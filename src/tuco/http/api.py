@@ -48,7 +48,7 @@ from tuco.http.answers import (
     refusal,
 )
 from tuco.http.auth import Guard
-from tuco.http.messages import Deferred, Request, Response, StreamResponse
+from tuco.http.messages import NO_ROUTE, Deferred, Request, Response, StreamResponse
 from tuco.http.routes import ALIAS, KEY, Route, match
 from tuco.observability import Metrics
 from tuco.service import Phase, Service
@@ -201,9 +201,11 @@ class KeyValueAPI:
         if path.startswith(b"/v1/key/"):  # the hot path, matched as routes.match would
             segment = path[8:]
             if b"/" in segment:
+                request.route = NO_ROUTE
                 return _NOT_FOUND_PATH
         else:
             route, segment = match(path)
+            request.route = route.pattern if route is not None else NO_ROUTE
             if route is not ALIAS:
                 return self._resource(route, request, segment)
         method = request.method

@@ -53,7 +53,7 @@ from tuco.errors import (
     UnauthorizedError,
 )
 from tuco.http.answers import STARTING, error_answer, error_response, json_response, refusal
-from tuco.http.messages import Request, Response, StreamResponse
+from tuco.http.messages import NO_ROUTE, Request, Response, StreamResponse
 from tuco.http.routes import match
 
 if TYPE_CHECKING:
@@ -136,8 +136,11 @@ class Guard:
                 allowed = key.startswith(verified.writes if writes else verified.reads)
                 return self._inner(request) if allowed else self._forbidden(request, verified.record)
             handler: str | None = "key" if b"/" not in segment else None
+            if handler is None:
+                request.route = NO_ROUTE
         else:
             route, segment = match(path)
+            request.route = route.pattern if route is not None else NO_ROUTE
             handler = route.handler if route is not None else None
             if handler == "health":
                 return self._inner(request)

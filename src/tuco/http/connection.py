@@ -722,11 +722,7 @@ class HttpConnection(asyncio.Protocol):
         method = request.method
         head_only = method == b"HEAD"
         if type(result) is Response or type(result) is StreamResponse:  # an answer now (cheaper than isinstance)
-            request_id = (
-                observer.answered(method, request.path, result.status, started, request.request_id, request.client)
-                if observer is not None
-                else None
-            )
+            request_id = observer.answered(request, result.status, started) if observer is not None else None
             if self._queue or self._streaming:
                 self._queue.append(_Slot(result, mode, head_only, request_id))
             else:
@@ -788,9 +784,7 @@ class HttpConnection(asyncio.Protocol):
         observer = self._observer
         request = slot.request
         if observer is not None and request is not None:
-            slot.request_id = observer.answered(
-                request.method, request.path, response.status, slot.started, request.request_id, request.client
-            )
+            slot.request_id = observer.answered(request, response.status, slot.started)
         slot.request = None
 
     def _drain_queue(self) -> None:

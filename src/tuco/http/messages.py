@@ -17,7 +17,12 @@ from types import EllipsisType
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-__all__ = ["Deferred", "Request", "Response", "StreamResponse"]
+__all__ = ["KEY_ROUTE", "NO_ROUTE", "Deferred", "Request", "Response", "StreamResponse"]
+
+KEY_ROUTE = "/v1/key/{key}"
+"""The route of nearly every request: a request's ``route`` until the API says otherwise."""
+NO_ROUTE = "none"
+"""The ``route`` of a request whose path no route matches."""
 
 Headers = tuple[tuple[bytes, bytes], ...]
 
@@ -37,6 +42,7 @@ class Request:
         "peer",
         "query",
         "request_id",
+        "route",
     )
 
     def __init__(
@@ -75,6 +81,8 @@ class Request:
         """The first ``Authorization`` header's value: the native server notes it while parsing."""
         self.request_id = request_id
         """The first ``X-Request-Id`` header's value, as sent (the front end checks it before echoing it)."""
+        self.route = KEY_ROUTE
+        """The pattern of the route that answered, for metrics; the API sets it for every other route."""
         self._params: dict[bytes, bytes] | None = None
 
     @classmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from tuco.http.answers import error_response
-from tuco.http.messages import Response
+from tuco.http.messages import KEY_ROUTE, Response
 
 __all__ = ["ALIAS", "KEEPALIVE", "KEY", "LEASE", "RESERVED", "ROUTES", "TOKEN", "Route", "match"]
 
@@ -39,7 +39,7 @@ def _route(pattern: str, methods: frozenset[bytes], handler: str | None) -> Rout
     return Route(pattern, methods, handler, refused)
 
 
-KEY = _route("/v1/key/{key}", _KEY_METHODS, "key")
+KEY = _route(KEY_ROUTE, _KEY_METHODS, "key")
 ALIAS = _route("/v1/{key}", _KEY_METHODS, "key")
 LEASE = _route("/v1/leases/{id}", frozenset((b"GET", b"HEAD", b"DELETE")), "lease")
 KEEPALIVE = _route("/v1/leases/{id}/keepalive", frozenset((b"POST",)), "keepalive")
