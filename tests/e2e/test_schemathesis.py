@@ -20,6 +20,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.process import TucoProcess
 from tuco.http.openapi import document
 
@@ -74,12 +76,14 @@ def _run(url: str, tmp_path: Path, *extra: str) -> str:
     return result.stdout
 
 
+@pytest.mark.timeout(320)  # st run's own bound is 300 s; on a busy two-core machine a run takes 60-150 s
 def test_schemathesis_finds_nothing_outside_the_document(frontend: tuple[str, str], tmp_path: Path) -> None:
     """Fuzzing and stateful runs over every operation end with "No issues found" on each front end and backend."""
     _, url = frontend
     _run(url, tmp_path)
 
 
+@pytest.mark.timeout(320)
 def test_schemathesis_with_authentication_on(tuco: Callable[..., TucoProcess], tmp_path: Path) -> None:
     """With TUCO_AUTH=token and the admin's bearer token, every answer is documented too (tokens created included)."""
     server = tuco(TUCO_AUTH="token", TUCO_BOOTSTRAP_TOKEN=BOOTSTRAP)

@@ -536,6 +536,23 @@ def _components() -> Schema:
     }
 
 
+_REQUEST_ID_PARAM: Schema = {
+    "name": "X-Request-Id",
+    "in": "header",
+    "required": False,
+    "description": "The request's id: echoed in the response's X-Request-Id and logged with the request when it is "
+    "1 to 128 visible ASCII characters (otherwise ignored; with TUCO_ACCESS_LOG on, tuco mints one)",
+    "schema": {"type": "string"},
+}
+
+
+def _with_request_id(paths: Schema) -> Schema:
+    """Every path takes an ``X-Request-Id`` (the front ends echo it on any answer)."""
+    for item in paths.values():
+        item["parameters"] = [*item.get("parameters", []), _REQUEST_ID_PARAM]
+    return paths
+
+
 def document() -> Schema:
     """The whole OpenAPI 3.1 document."""
     return {
@@ -546,7 +563,7 @@ def document() -> Schema:
             "description": "A dependable key-value store service. Errors are JSON {error, message}; see the README.",
         },
         "security": [{}, {"bearer": []}],
-        "paths": _paths(),
+        "paths": _with_request_id(_paths()),
         "components": _components(),
     }
 
