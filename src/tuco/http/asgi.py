@@ -123,40 +123,73 @@ class ASGIApp:
         if api is None:
             await _send(send, STARTING, head=False)
             return
-        if self._budget is None:
-            self._budget = _BodyBudget(api.limits.max_buffered_bytes)
-        method = scope["method"].encode()
+        budget = self._budget
+        if budget is None:
+            budget = self._budget = _BodyBudget(api.limits.max_buffered_bytes)
+        text = scope["method"]
+        method = _METHODS.get(text) or text.encode()
         path = scope.get("raw_path") or scope["path"].encode()
         if b"?" in path:  # some servers put the query in raw_path too
             path = path.partition(b"?")[0]
-        limit = api.limits.max_value_bytes
-        try:
-            body = await _read_body(scope, receive, limit, self._budget)
-        except _BodyTooLargeError:
-            await _send(send, value_too_large(limit), head=False)
-            return
-        except _BudgetExceededError:
-            await _send(send, SERVER_BUSY, head=False)
-            return
-        except _ClientGoneError:
-            return  # a partial body is not a value: store nothing, and there is no one to answer
-        headers = scope.get("headers")
+        headers = scope.get("headers") or []
+        # One pass over the headers for everything the request path needs of them; names are lower case in
+        # ASGI, but a server may not lower them, so a name of the right length is lowered before comparing.
+        length: bytes | None = None
+        chunked = conditional = False
+        authorization: bytes | None = None
+        for name, value in headers:
+            size = len(name)
+            if size == 14:
+                if length is None and name.lower() == b"content-length":
+                    length = value
+            elif size == 13:
+                lowered = name.lower()
+                if lowered == b"authorization":
+                    if authorization is None:
+                        authorization = value
+                elif lowered == b"if-none-match":
+                    conditional = True
+            elif size == 17:
+                chunked = chunked or name.lower() == b"transfer-encoding"
+            elif size == 8:
+                conditional = conditional or name.lower() == b"if-match"
+        if length is None and not chunked and method in _READS and scope.get("http_version") in _HTTP1:
+            # HTTP/1 says this request has no body, and a read does nothing a gone client could regret: answer
+            # without waiting for the one http.request message (a disconnect shows when the answer is sent).
+            body = b""
+        else:
+            limit = api.limits.max_value_bytes
+            try:
+                body = await _read_body(receive, length, limit, budget)
+            except _BodyTooLargeError:
+                await _send(send, value_too_large(limit), head=False)
+                return
+            except _BudgetExceededError:
+                await _send(send, SERVER_BUSY, head=False)
+                return
+            except _ClientGoneError:
+                return  # a partial body is not a value: store nothing, and there is no one to answer
         client = scope.get("client")
+        extensions = scope.get("extensions")
         request = Request(
             method,
             path,
             scope.get("query_string", b""),
-            list(headers) if headers else [],
+            headers if type(headers) is list else list(headers),
             body,
-            _peer(scope),
-            None,
+            _peer(extensions) if extensions else None,
+            conditional,
             f"{client[0]}:{client[1]}" if client else None,
+            authorization,
         )
         try:
             result = api.handle(request)
-            response = await result if inspect.isawaitable(result) else result
+            if type(result) is Response:  # a read: answered at once, nearly every request
+                response: Response | StreamResponse = result
+            else:
+                response = await result if inspect.isawaitable(result) else result
         except Exception:
-            _logger.exception("handler_failed", method=scope["method"], path=scope["path"])
+            _logger.exception("handler_failed", method=text, path=scope["path"])
             response = INTERNAL_ERROR
         if isinstance(response, StreamResponse):
             await _send_stream(send, response, head=method == b"HEAD", receive=receive)
@@ -164,18 +197,34 @@ class ASGIApp:
         await _send(send, response, head=method == b"HEAD")
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int, budget: _BodyBudget) -> bytes:
+_METHODS = {name: name.encode() for name in ("GET", "HEAD", "PUT", "DELETE", "POST", "PATCH", "OPTIONS")}
+_READS = (b"GET", b"HEAD")
+_HTTP1 = ("1.1", "1.0")
+
+
+async def _read_body(receive: Receive, length: bytes | None, limit: int, budget: _BodyBudget) -> bytes:
     """The whole body, within the value limit and the shared budget (a declared length is reserved up front)."""
     reserved = 0
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length" and value.isdigit():
-            if int(value) > limit:
-                raise _BodyTooLargeError
-            budget.take(int(value))
-            reserved = int(value)
-    chunks: list[bytes] = []
-    size = 0
+    if length is not None and length.isdigit():
+        declared = int(length)
+        if declared > limit:
+            raise _BodyTooLargeError
+        budget.take(declared)
+        reserved = declared
     try:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGoneError
+        body: bytes = message.get("body", b"")
+        size = len(body)
+        if size > limit:
+            raise _BodyTooLargeError
+        if size > reserved:
+            budget.take(size - reserved)
+            reserved = size
+        if not message.get("more_body", False):
+            return body  # the whole body in one message, as a small body nearly always comes
+        chunks = [body]
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -189,29 +238,50 @@ async def _read_body(scope: Scope, receive: Receive, limit: int, budget: _BodyBu
                 reserved = size
             chunks.append(chunk)
             if not message.get("more_body", False):
-                break
+                return b"".join(chunks)
     finally:
         budget.give(reserved)
-    return b"".join(chunks)
 
 
-def _peer(scope: Scope) -> str | None:
+def _peer(extensions: dict[str, Any]) -> str | None:
     """The TLS client's identity, where the server reports one (the ASGI TLS extension)."""
-    tls = (scope.get("extensions") or {}).get("tls")
+    tls = extensions.get("tls")
     name = tls.get("client_cert_name") if isinstance(tls, dict) else None
     return name if isinstance(name, str) and name else None
+
+
+_CONTENT_LENGTH = b"content-length"
+_CONTENT_TYPE = b"content-type"
+_STATIC: dict[tuple[bytes | None, tuple[tuple[bytes, bytes], ...]], list[tuple[bytes, bytes]]] = {}
+"""The type and static header pairs of each response shape, names lowered, built once (a handful of shapes)."""
+
+
+def _static_headers(content_type: bytes | None, headers: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
+    pairs = [] if content_type is None else [(_CONTENT_TYPE, content_type)]
+    pairs.extend((name.lower(), value) for name, value in headers)
+    if len(_STATIC) < 256:  # the shapes are tuco's own; the bound only guards against a handler's surprise
+        _STATIC[content_type, headers] = pairs
+    return pairs
 
 
 async def _send(send: Send, response: Response | StreamResponse, *, head: bool) -> None:
     if isinstance(response, StreamResponse):
         await _send_stream(send, response, head=head)
         return
-    headers = [(b"content-length", str(len(response.body)).encode())] if response.status != 204 else []
-    if response.content_type is not None:
-        headers.append((b"content-type", response.content_type))
-    headers.extend((name.lower(), value) for name, value in response.all_headers())
+    body = response.body
+    content_type, static = response.content_type, response.headers
+    pairs = _STATIC.get((content_type, static))
+    if pairs is None:
+        pairs = _static_headers(content_type, static)
+    # A 204 has no Content-Length (RFC 9110 8.6).
+    headers = [(_CONTENT_LENGTH, b"%d" % len(body)), *pairs] if response.status != 204 else pairs.copy()
+    if response.extra:  # "Name: value\r\n" lines tuco made itself
+        for line in response.extra.split(b"\r\n"):
+            if line:
+                name, _, value = line.partition(b": ")
+                headers.append((name.lower(), value))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if head else response.body})
+    await send({"type": "http.response.body", "body": b"" if head else body})
 
 
 async def _send_stream(send: Send, response: StreamResponse, *, head: bool, receive: Receive | None = None) -> None:
