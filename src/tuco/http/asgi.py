@@ -194,7 +194,9 @@ class ASGIApp:
         if isinstance(response, StreamResponse):
             await _send_stream(send, response, head=method == b"HEAD", receive=receive)
             return
-        await _send(send, response, head=method == b"HEAD")
+        # The two messages every response takes, sent from here rather than through _send: a coroutine less.
+        await send({"type": "http.response.start", "status": response.status, "headers": _head(response)})
+        await send({"type": "http.response.body", "body": b"" if method == b"HEAD" else response.body})
 
 
 _METHODS = {name: name.encode() for name in ("GET", "HEAD", "PUT", "DELETE", "POST", "PATCH", "OPTIONS")}
@@ -264,24 +266,28 @@ def _static_headers(content_type: bytes | None, headers: tuple[tuple[bytes, byte
     return pairs
 
 
-async def _send(send: Send, response: Response | StreamResponse, *, head: bool) -> None:
-    if isinstance(response, StreamResponse):
-        await _send_stream(send, response, head=head)
-        return
-    body = response.body
+def _head(response: Response) -> list[tuple[bytes, bytes]]:
+    """The header pairs of ``response``'s start message: length, type, static headers, then the ``extra`` lines."""
     content_type, static = response.content_type, response.headers
     pairs = _STATIC.get((content_type, static))
     if pairs is None:
         pairs = _static_headers(content_type, static)
     # A 204 has no Content-Length (RFC 9110 8.6).
-    headers = [(_CONTENT_LENGTH, b"%d" % len(body)), *pairs] if response.status != 204 else pairs.copy()
+    headers = [(_CONTENT_LENGTH, b"%d" % len(response.body)), *pairs] if response.status != 204 else pairs.copy()
     if response.extra:  # "Name: value\r\n" lines tuco made itself
         for line in response.extra.split(b"\r\n"):
             if line:
                 name, _, value = line.partition(b": ")
                 headers.append((name.lower(), value))
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if head else body})
+    return headers
+
+
+async def _send(send: Send, response: Response | StreamResponse, *, head: bool) -> None:
+    if isinstance(response, StreamResponse):
+        await _send_stream(send, response, head=head)
+        return
+    await send({"type": "http.response.start", "status": response.status, "headers": _head(response)})
+    await send({"type": "http.response.body", "body": b"" if head else response.body})
 
 
 async def _send_stream(send: Send, response: StreamResponse, *, head: bool, receive: Receive | None = None) -> None:
