@@ -17,7 +17,7 @@ import structlog
 
 from tuco.http.answers import INTERNAL_ERROR, SERVER_BUSY, STARTING, value_too_large
 from tuco.http.api import KeyValueAPI
-from tuco.http.messages import Request, Response, StreamResponse
+from tuco.http.messages import Deferred, Request, Response, StreamResponse
 from tuco.service import Service
 
 __all__ = ["ASGIApp"]
@@ -186,6 +186,10 @@ class ASGIApp:
             result = api.handle(request)
             if type(result) is Response:  # a read: answered at once, nearly every request
                 response: Response | StreamResponse = result
+            elif type(result) is Deferred:  # a write: its future awaited here, without Deferred's coroutine
+                with contextlib.suppress(Exception):  # settle turns the write's exception into the answer
+                    await result.future
+                response = result.settle(result.future)
             else:
                 response = await result if inspect.isawaitable(result) else result
         except Exception:
