@@ -3,6 +3,11 @@
 Embeds tuco in any ASGI server and lets tests run it in-process through
 ``httpx.ASGITransport``. The body is read incrementally and refused with 413
 as soon as it passes the limit, so an oversized upload never sits in memory.
+
+Per request the app does what ASGI itself costs and little more: one pass over
+the scope's headers, no ``receive()`` for a read HTTP/1 says has no body, the
+static part of each response head built once per shape, and the two messages a
+response takes sent straight from the request's coroutine.
 """
 
 from __future__ import annotations
