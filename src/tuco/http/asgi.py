@@ -96,34 +96,15 @@ class ASGIApp:
         return self.service.limits.max_buffered_bytes - self._budget.free
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
+        """Answer one HTTP request, or run the lifespan protocol.
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    if self._service_factory is not None:
-                        self.service = self._service_factory()
-                        self._api = KeyValueAPI(self.service)
-                        stats = await self.service.start()
-                        _logger.info("replay_finished", events=stats.events, keys=stats.keys, seconds=stats.seconds)
-                except Exception as exc:
-                    _logger.error("start_failed", error=str(exc))
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                if self._service_factory is not None and self.service is not None:
-                    await self.service.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        The request is handled right here rather than in a method this one
+        awaits: a coroutine less per request, measurable under uvicorn.
+        """
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            return
         api = self._api
         if api is None:
             await _send(send, STARTING, head=False)
@@ -206,6 +187,27 @@ class ASGIApp:
         # The two messages every response takes, sent from here rather than through _send: a coroutine less.
         await send({"type": "http.response.start", "status": response.status, "headers": _head(response)})
         await send({"type": "http.response.body", "body": b"" if method == b"HEAD" else response.body})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self._service_factory is not None:
+                        self.service = self._service_factory()
+                        self._api = KeyValueAPI(self.service)
+                        stats = await self.service.start()
+                        _logger.info("replay_finished", events=stats.events, keys=stats.keys, seconds=stats.seconds)
+                except Exception as exc:
+                    _logger.error("start_failed", error=str(exc))
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._service_factory is not None and self.service is not None:
+                    await self.service.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
 
 _METHODS = {name: name.encode() for name in ("GET", "HEAD", "PUT", "DELETE", "POST", "PATCH", "OPTIONS")}
