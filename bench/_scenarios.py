@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import shutil
+import signal
 import ssl
 import statistics
 import tempfile
@@ -23,10 +24,18 @@ from typing import Any
 
 from _data import build_log, preload_http
 from _proc import status_kib
-from _server import ServerDiedError, ServerProcess, free_port, reference_command, tuco_command
+from _server import (
+    BENCH_DIR,
+    ServerDiedError,
+    ServerProcess,
+    free_port,
+    reference_command,
+    tuco_command,
+    uvicorn_command,
+)
 from _wrk import RoundResult, run_round
 
-__all__ = ["LOAD_SCENARIOS", "LoadScenario", "Settings", "base_env", "run_load", "run_startup"]
+__all__ = ["LOAD_SCENARIOS", "LoadScenario", "Settings", "base_env", "run_load", "run_startup", "server_command"]
 
 DATABASE_SERVER = "postgresql://postgres@127.0.0.1:5432"
 KEY_VALUE_BYTES_1M = 16 + 100
@@ -52,25 +61,36 @@ class LoadScenario:
     value_bytes: int = 64
     put_percent: int = 0
     env: dict[str, str] = field(default_factory=dict)
-    reference: bool = False
+    server: str = "tuco"
+    """What answers: ``tuco`` (``tuco serve``), ``reference``, or under uvicorn ``asgi-bare`` or ``asgi-tuco``."""
     tls: bool = False
     postgres: bool = False
     quick: bool = False
     max_seconds: float | None = None
-    paired: bool = False
+    baseline: str | None = None
+    """The scenario whose server runs beside this one, a round of it right before each round of this
+    (``ceiling``, ``asgi_bare``): the ratios to it are taken from rounds seconds apart."""
     auth: bool = False
     """TUCO_AUTH=token, and every request (preload and load) carries a bearer token granted write on the keys."""
 
+    @property
+    def reference(self) -> bool:
+        """A server with no store: nothing to preload, no data directory, no tuco settings."""
+        return self.server in (REFERENCE, ASGI_BARE)
 
+
+TUCO, REFERENCE, ASGI_BARE, ASGI_TUCO = "tuco", "reference", "asgi-bare", "asgi-tuco"
 RELAXED = {"TUCO_LOG_SYNC": "everysec"}
 BIG_VALUES = {"TUCO_MAX_VALUE_BYTES": str(1 << 20)}
 
 LOAD_SCENARIOS: list[LoadScenario] = [
-    LoadScenario("ceiling", "reference server, GET", reference=True, quick=True),
-    LoadScenario("get", "GET", quick=True, paired=True),
+    LoadScenario("ceiling", "reference server, GET", server=REFERENCE, quick=True),
+    LoadScenario("get", "GET", quick=True, baseline="ceiling"),
     LoadScenario("put_durable", "PUT, durable log (default)", put_percent=100, quick=True),
-    LoadScenario("put_relaxed", "PUT, TUCO_LOG_SYNC=everysec", put_percent=100, env=RELAXED, quick=True, paired=True),
-    LoadScenario("mix", "90/10 GET/PUT, everysec", put_percent=10, env=RELAXED, quick=True, paired=True),
+    LoadScenario(
+        "put_relaxed", "PUT, TUCO_LOG_SYNC=everysec", put_percent=100, env=RELAXED, quick=True, baseline="ceiling"
+    ),
+    LoadScenario("mix", "90/10 GET/PUT, everysec", put_percent=10, env=RELAXED, quick=True, baseline="ceiling"),
     LoadScenario("mix_durable", "90/10 GET/PUT, durable log", put_percent=10),
     LoadScenario("get_1k", "GET, 1 KiB values", value_bytes=1024),
     LoadScenario("put_1k", "PUT, 1 KiB values, durable", put_percent=100, value_bytes=1024),
@@ -90,6 +110,16 @@ LOAD_SCENARIOS: list[LoadScenario] = [
     LoadScenario("get_tls", "GET over TLS", tls=True),
     LoadScenario("pg_put", "PUT, PostgreSQL log", put_percent=100, postgres=True),
     LoadScenario("pg_get", "GET, PostgreSQL log", postgres=True),
+    LoadScenario("asgi_bare", "bare ASGI app under uvicorn, GET", server=ASGI_BARE),
+    LoadScenario("asgi_get", "tuco's ASGI app under uvicorn, GET", server=ASGI_TUCO, quick=True, baseline="asgi_bare"),
+    LoadScenario(
+        "asgi_put",
+        "tuco's ASGI app under uvicorn, PUT, everysec",
+        put_percent=100,
+        env=RELAXED,
+        server=ASGI_TUCO,
+        baseline="asgi_bare",
+    ),
 ]
 
 
@@ -150,32 +180,49 @@ def _median_round(rounds: list[RoundResult]) -> dict[str, Any]:
     return median
 
 
-def _start(sc: LoadScenario, workdir: Path, env: dict[str, str]) -> ServerProcess:
+def server_command(sc: LoadScenario, port: int) -> list[str]:
+    """How to start the server of scenario ``sc`` on ``port``."""
+    if sc.server == REFERENCE:
+        return reference_command(port)
+    if sc.server == ASGI_BARE:
+        return uvicorn_command("asgi_bare:app", port, app_dir=BENCH_DIR)
+    if sc.server == ASGI_TUCO:
+        return uvicorn_command("tuco.asgi:app", port)
+    return tuco_command()
+
+
+def _start(sc: LoadScenario, workdir: Path, env: dict[str, str], name: str | None = None) -> ServerProcess:
     port = free_port()
     if sc.reference:
-        return ServerProcess(sc.name, reference_command(port), {}, port)
+        return ServerProcess(name or sc.name, server_command(sc, port), {}, port)
     data_dir = workdir / "data"
     data_dir.mkdir()
-    return ServerProcess(sc.name, tuco_command(), {**base_env(port, data_dir), **sc.env, **env}, port, tls=sc.tls)
+    env = {**base_env(port, data_dir), **sc.env, **env}
+    return ServerProcess(name or sc.name, server_command(sc, port), env, port, tls=sc.tls)
 
 
-def _paired_ceiling(stack: contextlib.ExitStack, sc: LoadScenario) -> functools.partial[RoundResult]:
-    """A reference server beside tuco, to measure the ceiling round by round.
+def _paired_baseline(stack: contextlib.ExitStack, sc: LoadScenario, workdir: Path) -> functools.partial[RoundResult]:
+    """The baseline's server (the reference, the bare ASGI app) beside the one measured, round by round.
 
     On a shared machine the background load drifts within minutes; a ratio
     of rounds taken seconds apart is far steadier than one of scenarios
     taken minutes apart.
     """
-    port = free_port()
-    ref = stack.enter_context(ServerProcess(f"{sc.name}-ceiling", reference_command(port), {}, port))
-    ref.wait_ready()
+    base = next(s for s in LOAD_SCENARIOS if s.name == sc.baseline)
+    base_dir = workdir / f"baseline-{base.name}"
+    base_dir.mkdir()
+    server = stack.enter_context(_start(base, base_dir, {}, name=f"{sc.name}-{base.name}"))
+    server.wait_ready(timeout=30)
+    if not base.reference:
+        preload_http(server.url, base.keys, base.value_bytes)
     measure = functools.partial(
         run_round,
-        url=ref.url,
-        pid=ref.pid,
-        connections=64,
-        keys=10_000,
-        value_bytes=64,
+        url=server.url,
+        pid=server.pid,
+        connections=base.connections,
+        keys=base.keys,
+        value_bytes=base.value_bytes,
+        put_percent=base.put_percent,
     )
     measure(seconds=1)
     return measure
@@ -247,13 +294,13 @@ def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
             put_percent=sc.put_percent,
             header=header,
         )
-        ceiling = _paired_ceiling(stack, sc) if sc.paired else None
+        baseline = _paired_baseline(stack, sc, workdir) if sc.baseline else None
         open_twin = _open_twin(stack, sc, workdir) if sc.auth else None
         measure(seconds=settings.warmup)
         rounds, ratios, twins = [], [], []
         for _ in range(settings.rounds):
-            # The ceiling round right before each round: both see the same background load.
-            ceiling_rps = ceiling(seconds=seconds).rps if ceiling else None
+            # The baseline's round right before each round: both see the same background load.
+            base = baseline(seconds=seconds) if baseline else None
             twin = open_twin(seconds=seconds) if open_twin else None
             rounds.append(measure(seconds=seconds))
             if twin is not None:
@@ -266,8 +313,15 @@ def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
                     }
                 )
             server.check_alive()
-            if ceiling_rps:
-                ratios.append({"ceiling_rps": ceiling_rps, "ratio": round(rounds[-1].rps / ceiling_rps, 4)})
+            if base is not None and base.rps and base.cpu_us_per_request:
+                ratios.append(
+                    {
+                        f"{sc.baseline}_rps": base.rps,
+                        f"{sc.baseline}_cpu_us_per_request": base.cpu_us_per_request,
+                        "ratio": round(rounds[-1].rps / base.rps, 4),
+                        "cpu_ratio": round(rounds[-1].cpu_us_per_request / base.cpu_us_per_request, 4),
+                    }
+                )
         result["peak_rss_kib"] = status_kib(server.pid, "VmHWM")
         result["rounds"] = [r.as_dict() for r in rounds]
         result["median"] = _median_round(rounds)
@@ -276,11 +330,18 @@ def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
             result["median"]["open_cpu_us_per_request"] = statistics.median(t["open_cpu_us_per_request"] for t in twins)
             result["median"]["cpu_ratio_to_open"] = statistics.median(t["cpu_ratio"] for t in twins if t["cpu_ratio"])
         if ratios:
-            result["paired_ceiling"] = ratios
-            result["median"]["ceiling_rps"] = statistics.median(r["ceiling_rps"] for r in ratios)
-            result["median"]["ratio_to_ceiling"] = statistics.median(r["ratio"] for r in ratios)
+            name = sc.baseline
+            result["baseline"] = name
+            result[f"paired_{name}"] = ratios
+            median = result["median"]
+            median[f"{name}_rps"] = statistics.median(r[f"{name}_rps"] for r in ratios)
+            median[f"{name}_cpu_us_per_request"] = statistics.median(r[f"{name}_cpu_us_per_request"] for r in ratios)
+            median[f"ratio_to_{name}"] = statistics.median(r["ratio"] for r in ratios)
+            median[f"cpu_ratio_to_{name}"] = statistics.median(r["cpu_ratio"] for r in ratios)
         result["exit_code"] = server.stop()
-        if result["exit_code"] != 0:
+        # uvicorn shuts down cleanly on SIGTERM, then re-raises the signal it caught, as it should.
+        clean = (0, -signal.SIGTERM) if sc.server in (ASGI_BARE, ASGI_TUCO) else (0,)
+        if result["exit_code"] not in clean:
             raise ServerDiedError(f"{sc.name}: server exited with {result['exit_code']} on SIGTERM")
     return result
 

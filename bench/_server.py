@@ -1,4 +1,4 @@
-"""Starting, probing and stopping the server under test (tuco or the reference).
+"""Starting, probing and stopping the server under test (tuco, the reference, or either ASGI app under uvicorn).
 
 Every server's output goes to a file in bench/out/ so a failed scenario can be
 diagnosed after the fact; a server that dies raises :class:`ServerDiedError`
@@ -28,6 +28,7 @@ __all__ = [
     "probe_status",
     "reference_command",
     "tuco_command",
+    "uvicorn_command",
 ]
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -53,6 +54,33 @@ def tuco_command() -> list[str]:
 def reference_command(port: int) -> list[str]:
     """How to start the minimal reference server on ``port``."""
     return [sys.executable, str(BENCH_DIR / "reference_server.py"), "--port", str(port)]
+
+
+def uvicorn_command(app: str, port: int, *, app_dir: Path | None = None) -> list[str]:
+    """How to serve the ASGI app ``app`` (``module:attribute``) with uvicorn on ``port``.
+
+    httptools and uvloop, as tuco's own server uses; one worker in the server's
+    own process (so its CPU is the pid's); no access log, warnings only.
+    ``app_dir`` goes first on the server's module path (bench/ for the bare app).
+    """
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--http",
+        "httptools",
+        "--loop",
+        "uvloop",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *(["--app-dir", str(app_dir)] if app_dir is not None else []),
+        app,
+    ]
 
 
 def probe_status(port: int, path: str = "/readyz", *, tls: bool = False, timeout: float = 1.0) -> int | None:

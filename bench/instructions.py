@@ -1,6 +1,6 @@
 """Instructions per request of tuco's own code path, counted by valgrind: a figure load cannot move.
 
-``.venv/bin/python bench/instructions.py [--src OTHER/src] [--what get,put] [--auth]``
+``.venv/bin/python bench/instructions.py [--src OTHER/src] [--what get,put] [--auth] [--asgi]``
 
 Wall-clock and CPU-time figures swing by 15% or more on a shared two-core
 machine; an instruction count does not. This drives one process's
@@ -15,7 +15,10 @@ cyclic collector first, as ``tuco serve`` does. ``--src`` counts another checkou
 before/after pair); checkouts from before the application layer (f2a2330 and
 older) are driven through their ``Service.from_settings``. ``--auth`` runs the
 server with ``TUCO_AUTH=token`` and sends every request with a bearer token
-granted write on the keys (the authenticated request path).
+granted write on the keys (the authenticated request path). ``--asgi`` drives
+:class:`~tuco.http.asgi.ASGIApp` instead, one task per request with a scope,
+``receive`` and ``send`` as uvicorn hands them over: tuco's share of an ASGI
+request, without the server's.
 
 Needs ``valgrind`` (``apt-get install -y valgrind``); about a minute per figure.
 """
@@ -157,14 +160,82 @@ async def _drive(what: str, requests: int, auth: bool = False, header_only: bool
     return sum(transport.responses for _, transport in connections)
 
 
+async def _drive_asgi(what: str, requests: int, metrics: bool = True) -> int:
+    """Answer ``requests`` GETs or PUTs through the ASGI app, called as uvicorn calls it; return the responses."""
+    from tuco.assembly import build_service
+    from tuco.config import load_settings
+    from tuco.http.asgi import ASGIApp
+    from tuco.observability import Metrics
+
+    settings = load_settings(data_dir=tempfile.mkdtemp(prefix="tuco-instructions-"), log_sync="everysec")
+    service: Any = build_service(settings, Metrics() if metrics else None)
+    await service.log.open()
+    await service.start()
+    app = ASGIApp(service)
+    gc.freeze()
+    responses = 0
+
+    async def send(message: Any) -> None:
+        nonlocal responses
+        if message["type"] == "http.response.start":
+            responses += 1
+
+    def scope(method: str, i: int, body: bytes) -> dict[str, Any]:
+        path = f"/v1/key/k{i}"
+        headers = [(b"host", b"127.0.0.1:8080")]
+        if body:
+            headers.append((b"content-length", b"%d" % len(body)))
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1",
+            "server": ("127.0.0.1", 8080),
+            "client": ("127.0.0.1", 40000 + i % _CONNECTIONS),
+            "scheme": "http",
+            "method": method,
+            "root_path": "",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "headers": headers,
+            "state": {},
+        }
+
+    async def one(method: str, i: int, body: bytes) -> None:
+        sent = {"type": "http.request", "body": body, "more_body": False}
+
+        async def receive() -> Any:
+            return sent
+
+        await app(scope(method, i, body), receive, send)
+
+    loop = asyncio.get_running_loop()
+    for batch in range(0, _KEYS, _CONNECTIONS):  # preload every key
+        await asyncio.gather(*(one("PUT", i, _VALUE) for i in range(batch, min(batch + _CONNECTIONS, _KEYS))))
+    method, body = ("GET", b"") if what == "get" else ("PUT", _VALUE)
+    for batch in range(0, requests, _CONNECTIONS):  # as uvicorn does: one task per request
+        tasks = [
+            loop.create_task(one(method, i % _KEYS, body)) for i in range(batch, min(batch + _CONNECTIONS, requests))
+        ]
+        await asyncio.wait(tasks)
+    await service.aclose()
+    return responses
+
+
 def _count(
-    src: Path, what: str, requests: int, auth: bool = False, header_only: bool = False, metrics: bool = True
+    src: Path,
+    what: str,
+    requests: int,
+    auth: bool = False,
+    header_only: bool = False,
+    asgi: bool = False,
+    metrics: bool = True,
 ) -> int:
     """Instructions valgrind counted for one whole run of ``requests`` requests."""
     env = {**os.environ, "PYTHONPATH": str(src), "PYTHONHASHSEED": "0"}  # the same dict probes in every run
     argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__]
     argv += ["--drive", what, str(requests)] + (["--auth"] if auth else []) + (["--header-only"] if header_only else [])
-    argv += [] if metrics else ["--no-metrics"]
+    argv += (["--asgi"] if asgi else []) + ([] if metrics else ["--no-metrics"])
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800, check=False)
     found = re.search(r"Collected : (\d+)", done.stderr)
     expected = _KEYS + requests
@@ -184,6 +255,9 @@ def main() -> int:
         "--header-only", action="store_true", help="send the bearer header with authentication off (its parsing cost)"
     )
     parser.add_argument(
+        "--asgi", action="store_true", help="through the ASGI app (tuco.http.asgi), called as a server would"
+    )
+    parser.add_argument(
         "--no-metrics", action="store_true", help="serve without request metrics (tuco serve always has them)"
     )
     parser.add_argument("--drive", nargs=2, metavar=("WHAT", "N"), help=argparse.SUPPRESS)
@@ -191,18 +265,19 @@ def main() -> int:
     if args.drive:
         import uvloop
 
-        answered = uvloop.run(
-            _drive(args.drive[0], int(args.drive[1]), args.auth, args.header_only, not args.no_metrics)
-        )
-        print(f"answered {answered}")
+        what, n, metrics = args.drive[0], int(args.drive[1]), not args.no_metrics
+        driven = _drive_asgi(what, n, metrics) if args.asgi else _drive(what, n, args.auth, args.header_only, metrics)
+        print(f"answered {uvloop.run(driven)}")
         return 0
+    if args.asgi and (args.auth or args.header_only):
+        parser.error("--asgi counts the open path only")
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: apt-get install -y valgrind")
     for what in args.what.split(","):
-        low = _count(args.src, what, args.n1, args.auth, args.header_only, not args.no_metrics)
-        high = _count(args.src, what, args.n2, args.auth, args.header_only, not args.no_metrics)
+        low = _count(args.src, what, args.n1, args.auth, args.header_only, args.asgi, not args.no_metrics)
+        high = _count(args.src, what, args.n2, args.auth, args.header_only, args.asgi, not args.no_metrics)
         mode = ", authenticated" if args.auth else ", with the header, authentication off" if args.header_only else ""
-        mode += ", no request metrics" if args.no_metrics else ""
+        mode += (", ASGI app" if args.asgi else "") + (", no request metrics" if args.no_metrics else "")
         print(
             f"{what}{mode}: {(high - low) // (args.n2 - args.n1):,} instructions per request ({args.src})", flush=True
         )

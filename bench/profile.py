@@ -21,8 +21,8 @@ import threading
 from pathlib import Path
 
 from _data import preload_http
-from _scenarios import LOAD_SCENARIOS, base_env
-from _server import OUT_DIR, ServerProcess, free_port, tuco_command
+from _scenarios import LOAD_SCENARIOS, base_env, server_command
+from _server import OUT_DIR, ServerProcess, free_port
 from _wrk import RoundResult, run_round
 
 
@@ -90,13 +90,16 @@ def profile(scenario: str, seconds: float, limit: int, use_cprofile: bool, nativ
     sc = next(s for s in LOAD_SCENARIOS if s.name == scenario)
     spy = None if use_cprofile else _py_spy()
     stats_path = OUT_DIR / f"profile-{scenario}.{'txt' if spy else 'pstats'}"
-    argv = tuco_command() if spy else [sys.executable, "-m", "cProfile", "-o", str(stats_path), "-m", "tuco", "serve"]
     with tempfile.TemporaryDirectory(prefix="tuco-profile-") as tmp:
         port = free_port()
-        env = {**base_env(port, Path(tmp)), **sc.env}
+        argv = server_command(sc, port)  # [python, -m, module, ...] or [python, script, ...]
+        if not spy:
+            argv = [argv[0], "-m", "cProfile", "-o", str(stats_path), *argv[1:]]
+        env = {} if sc.reference else {**base_env(port, Path(tmp)), **sc.env}
         with ServerProcess(f"profile-{scenario}", argv, env, port) as server:
             server.wait_ready()
-            preload_http(server.url, sc.keys, sc.value_bytes)
+            if not sc.reference:
+                preload_http(server.url, sc.keys, sc.value_bytes)
             box: list[RoundResult] = []
             load = threading.Thread(target=_load, args=(server, scenario, seconds + 2, box))
             load.start()
@@ -123,7 +126,7 @@ def profile(scenario: str, seconds: float, limit: int, use_cprofile: bool, nativ
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Profile tuco under one benchmark scenario's load.")
-    parser.add_argument("--scenario", default="get", choices=[s.name for s in LOAD_SCENARIOS if not s.reference])
+    parser.add_argument("--scenario", default="get", choices=[s.name for s in LOAD_SCENARIOS])
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--cprofile", action="store_true", help="use cProfile even if py-spy is installed")

@@ -10,13 +10,21 @@ from tuco.assembly import build_service
 from tuco.config import load_settings
 from tuco.http.asgi import ASGIApp
 from tuco.observability import Metrics
+from tuco.service import Service
 
 __all__ = ["app", "create_app"]
 
 
 def create_app() -> ASGIApp:
     """A new ASGI app whose service is built from the environment when the server starts it."""
-    return ASGIApp(service_factory=lambda: build_service(load_settings(), Metrics()))
+
+    def from_environment() -> Service:
+        settings = load_settings()
+        app.access_log = settings.access_log
+        return build_service(settings, Metrics())
+
+    app = ASGIApp(service_factory=from_environment)
+    return app
 
 
 app = create_app()

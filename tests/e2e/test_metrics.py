@@ -192,3 +192,22 @@ def test_a_cache_replica_counts_its_hits_misses_and_evictions(tuco: StartTuco, p
     assert families["tuco_cache_hits"] == ("counter", {("tuco_cache_hits_total", ()): 1.0})
     assert families["tuco_cache_misses"] == ("counter", {("tuco_cache_misses_total", ()): 2.0})
     assert families["tuco_cache_evictions"] == ("counter", {("tuco_cache_evictions_total", ()): 0.0})
+
+
+def test_every_front_end_and_backend_counts_its_answers(frontend: tuple[str, str]) -> None:
+    """Native (file and PostgreSQL) and uvicorn with tuco.asgi: the same requests give the same counts and ids."""
+    _, url = frontend
+    with httpx.Client(base_url=url, timeout=10) as client:
+        assert client.put("/v1/key/a", content=b"1").status_code == 201
+        echoed = client.get("/v1/key/a", headers={"X-Request-Id": "front-1"})
+        assert (echoed.status_code, echoed.headers["x-request-id"]) == (200, "front-1")
+        assert client.get("/v1/key/b").status_code == 404
+        families = _scrape(client)
+    _, samples = families["tuco_http_requests"]
+    assert _series(samples, "tuco_http_requests_total") == {
+        ("PUT", KEY, "201"): 1.0,
+        ("GET", KEY, "200"): 1.0,
+        ("GET", KEY, "404"): 1.0,
+    }
+    _, batches = families["tuco_log_commit_batch_size"]
+    assert batches[("tuco_log_commit_batch_size_sum", ())] == 1.0

@@ -3,6 +3,11 @@
 Embeds tuco in any ASGI server and lets tests run it in-process through
 ``httpx.ASGITransport``. The body is read incrementally and refused with 413
 as soon as it passes the limit, so an oversized upload never sits in memory.
+
+Per request the app does what ASGI itself costs and little more: one pass over
+the scope's headers, no ``receive()`` for a read HTTP/1 says has no body, the
+static part of each response head built once per shape, and the two messages a
+response takes sent straight from the request's coroutine.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import structlog
 
 from tuco.http.answers import INTERNAL_ERROR, SERVER_BUSY, STARTING, value_too_large
 from tuco.http.api import KeyValueAPI
-from tuco.http.messages import Request, Response, StreamResponse
+from tuco.http.messages import Deferred, Request, Response, StreamResponse
+from tuco.http.observer import RequestObserver, clock
 from tuco.service import Service
 
 __all__ = ["ASGIApp"]
@@ -64,7 +70,9 @@ class ASGIApp:
 
     With ``service_factory`` the service is built and replayed on lifespan
     start-up and closed on shutdown; a ready-made ``service`` is used as is
-    (its owner starts and closes it), with ``api`` over it if given.
+    (its owner starts and closes it), with ``api`` over it if given. Answers
+    are counted in the service's metrics; ``access_log`` logs each one with
+    its ``X-Request-Id`` (which the factory may set before it returns).
     """
 
     def __init__(
@@ -73,6 +81,7 @@ class ASGIApp:
         *,
         service_factory: Callable[[], Service] | None = None,
         api: KeyValueAPI | None = None,
+        access_log: bool = False,
     ) -> None:
         if (service is None) == (service_factory is None):
             raise TypeError("pass exactly one of service or service_factory")
@@ -82,6 +91,10 @@ class ASGIApp:
         self._service_factory = service_factory
         self._budget: _BodyBudget | None = None
         self._api: KeyValueAPI | None = api or (KeyValueAPI(service) if service is not None else None)
+        self.access_log = access_log
+        self._observer: RequestObserver | None = (
+            RequestObserver(service.metrics, access_log=access_log) if service is not None else None
+        )
 
     @property
     def body_bytes_reserved(self) -> int:
@@ -91,11 +104,113 @@ class ASGIApp:
         return self.service.limits.max_buffered_bytes - self._budget.free
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
+        """Answer one HTTP request, or run the lifespan protocol.
+
+        The request is handled right here rather than in a method this one
+        awaits: a coroutine less per request, measurable under uvicorn.
+        """
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            return
+        api = self._api
+        if api is None:
+            await _send(send, STARTING, head=False)
+            return
+        budget = self._budget
+        if budget is None:
+            budget = self._budget = _BodyBudget(api.limits.max_buffered_bytes)
+        text = scope["method"]
+        method = _METHODS.get(text) or text.encode()
+        path = scope.get("raw_path") or scope["path"].encode()
+        if b"?" in path:  # some servers put the query in raw_path too
+            path = path.partition(b"?")[0]
+        headers = scope.get("headers") or []
+        # One pass over the headers for everything the request path needs of them; names are lower case in
+        # ASGI, but a server may not lower them, so a name of the right length is lowered before comparing.
+        length: bytes | None = None
+        chunked = conditional = False
+        authorization: bytes | None = None
+        request_id: bytes | None = None
+        for name, value in headers:
+            size = len(name)
+            if size == 14:
+                if length is None and name.lower() == b"content-length":
+                    length = value
+            elif size == 13:
+                lowered = name.lower()
+                if lowered == b"authorization":
+                    if authorization is None:
+                        authorization = value
+                elif lowered == b"if-none-match":
+                    conditional = True
+            elif size == 17:
+                chunked = chunked or name.lower() == b"transfer-encoding"
+            elif size == 8:
+                conditional = conditional or name.lower() == b"if-match"
+            elif size == 12 and request_id is None and name.lower() == b"x-request-id":
+                request_id = value
+        if length is None and not chunked and method in _READS and scope.get("http_version") in _HTTP1:
+            # HTTP/1 says this request has no body, and a read does nothing a gone client could regret: answer
+            # without waiting for the one http.request message (a disconnect shows when the answer is sent).
+            body = b""
+        else:
+            limit = api.limits.max_value_bytes
+            try:
+                body = await _read_body(receive, length, limit, budget)
+            except _BodyTooLargeError:
+                self._refused(413)
+                await _send(send, value_too_large(limit), head=False)
+                return
+            except _BudgetExceededError:
+                self._refused(503)
+                await _send(send, SERVER_BUSY, head=False)
+                return
+            except _ClientGoneError:
+                return  # a partial body is not a value: store nothing, and there is no one to answer
+        client = scope.get("client")
+        extensions = scope.get("extensions")
+        request = Request(
+            method,
+            path,
+            scope.get("query_string", b""),
+            headers if type(headers) is list else list(headers),
+            body,
+            _peer(extensions) if extensions else None,
+            conditional,
+            f"{client[0]}:{client[1]}" if client else None,
+            authorization,
+            request_id,
+        )
+        observer = self._observer
+        started = clock()
+        try:
+            result = api.handle(request)
+            if type(result) is Response:  # a read: answered at once, nearly every request
+                response: Response | StreamResponse = result
+            elif type(result) is Deferred:  # a write: its future awaited here, without Deferred's coroutine
+                with contextlib.suppress(Exception):  # settle turns the write's exception into the answer
+                    await result.future
+                response = result.settle(result.future)
+            else:
+                response = await result if inspect.isawaitable(result) else result
+        except Exception:
+            _logger.exception("handler_failed", method=text, path=scope["path"])
+            response = INTERNAL_ERROR
+        echoed = observer.answered(request, response.status, started) if observer is not None else None
+        if isinstance(response, StreamResponse):
+            await _send_stream(send, response, head=method == b"HEAD", receive=receive, request_id=echoed)
+            return
+        head = _head(response)
+        if echoed is not None:
+            head.append((_REQUEST_ID, echoed))
+        # The two messages every response takes, sent from here rather than through _send: a coroutine less.
+        await send({"type": "http.response.start", "status": response.status, "headers": head})
+        await send({"type": "http.response.body", "body": b"" if method == b"HEAD" else response.body})
+
+    def _refused(self, status: int) -> None:
+        if self._observer is not None:
+            self._observer.refuse(status)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -105,6 +220,7 @@ class ASGIApp:
                     if self._service_factory is not None:
                         self.service = self._service_factory()
                         self._api = KeyValueAPI(self.service)
+                        self._observer = RequestObserver(self.service.metrics, access_log=self.access_log)
                         stats = await self.service.start()
                         _logger.info("replay_finished", events=stats.events, keys=stats.keys, seconds=stats.seconds)
                 except Exception as exc:
@@ -118,64 +234,35 @@ class ASGIApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        api = self._api
-        if api is None:
-            await _send(send, STARTING, head=False)
-            return
-        if self._budget is None:
-            self._budget = _BodyBudget(api.limits.max_buffered_bytes)
-        method = scope["method"].encode()
-        path = scope.get("raw_path") or scope["path"].encode()
-        if b"?" in path:  # some servers put the query in raw_path too
-            path = path.partition(b"?")[0]
-        limit = api.limits.max_value_bytes
-        try:
-            body = await _read_body(scope, receive, limit, self._budget)
-        except _BodyTooLargeError:
-            await _send(send, value_too_large(limit), head=False)
-            return
-        except _BudgetExceededError:
-            await _send(send, SERVER_BUSY, head=False)
-            return
-        except _ClientGoneError:
-            return  # a partial body is not a value: store nothing, and there is no one to answer
-        headers = scope.get("headers")
-        client = scope.get("client")
-        request = Request(
-            method,
-            path,
-            scope.get("query_string", b""),
-            list(headers) if headers else [],
-            body,
-            _peer(scope),
-            None,
-            f"{client[0]}:{client[1]}" if client else None,
-        )
-        try:
-            result = api.handle(request)
-            response = await result if inspect.isawaitable(result) else result
-        except Exception:
-            _logger.exception("handler_failed", method=scope["method"], path=scope["path"])
-            response = INTERNAL_ERROR
-        if isinstance(response, StreamResponse):
-            await _send_stream(send, response, head=method == b"HEAD", receive=receive)
-            return
-        await _send(send, response, head=method == b"HEAD")
+
+_METHODS = {name: name.encode() for name in ("GET", "HEAD", "PUT", "DELETE", "POST", "PATCH", "OPTIONS")}
+_READS = (b"GET", b"HEAD")
+_HTTP1 = ("1.1", "1.0")
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int, budget: _BodyBudget) -> bytes:
+async def _read_body(receive: Receive, length: bytes | None, limit: int, budget: _BodyBudget) -> bytes:
     """The whole body, within the value limit and the shared budget (a declared length is reserved up front)."""
     reserved = 0
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length" and value.isdigit():
-            if int(value) > limit:
-                raise _BodyTooLargeError
-            budget.take(int(value))
-            reserved = int(value)
-    chunks: list[bytes] = []
-    size = 0
+    if length is not None and length.isdigit():
+        declared = int(length)
+        if declared > limit:
+            raise _BodyTooLargeError
+        budget.take(declared)
+        reserved = declared
     try:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGoneError
+        body: bytes = message.get("body", b"")
+        size = len(body)
+        if size > limit:
+            raise _BodyTooLargeError
+        if size > reserved:
+            budget.take(size - reserved)
+            reserved = size
+        if not message.get("more_body", False):
+            return body  # the whole body in one message, as a small body nearly always comes
+        chunks = [body]
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -189,35 +276,70 @@ async def _read_body(scope: Scope, receive: Receive, limit: int, budget: _BodyBu
                 reserved = size
             chunks.append(chunk)
             if not message.get("more_body", False):
-                break
+                return b"".join(chunks)
     finally:
         budget.give(reserved)
-    return b"".join(chunks)
 
 
-def _peer(scope: Scope) -> str | None:
+def _peer(extensions: dict[str, Any]) -> str | None:
     """The TLS client's identity, where the server reports one (the ASGI TLS extension)."""
-    tls = (scope.get("extensions") or {}).get("tls")
+    tls = extensions.get("tls")
     name = tls.get("client_cert_name") if isinstance(tls, dict) else None
     return name if isinstance(name, str) and name else None
+
+
+_CONTENT_LENGTH = b"content-length"
+_REQUEST_ID = b"x-request-id"
+_CONTENT_TYPE = b"content-type"
+_STATIC: dict[tuple[bytes | None, tuple[tuple[bytes, bytes], ...]], list[tuple[bytes, bytes]]] = {}
+"""The type and static header pairs of each response shape, names lowered, built once (a handful of shapes)."""
+
+
+def _static_headers(content_type: bytes | None, headers: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
+    pairs = [] if content_type is None else [(_CONTENT_TYPE, content_type)]
+    pairs.extend((name.lower(), value) for name, value in headers)
+    if len(_STATIC) < 256:  # the shapes are tuco's own; the bound only guards against a handler's surprise
+        _STATIC[content_type, headers] = pairs
+    return pairs
+
+
+def _head(response: Response) -> list[tuple[bytes, bytes]]:
+    """The header pairs of ``response``'s start message: length, type, static headers, then the ``extra`` lines."""
+    content_type, static = response.content_type, response.headers
+    pairs = _STATIC.get((content_type, static))
+    if pairs is None:
+        pairs = _static_headers(content_type, static)
+    # A 204 has no Content-Length (RFC 9110 8.6).
+    headers = [(_CONTENT_LENGTH, b"%d" % len(response.body)), *pairs] if response.status != 204 else pairs.copy()
+    if response.extra:  # "Name: value\r\n" lines tuco made itself
+        for line in response.extra.split(b"\r\n"):
+            if line:
+                name, _, value = line.partition(b": ")
+                headers.append((name.lower(), value))
+    return headers
 
 
 async def _send(send: Send, response: Response | StreamResponse, *, head: bool) -> None:
     if isinstance(response, StreamResponse):
         await _send_stream(send, response, head=head)
         return
-    headers = [(b"content-length", str(len(response.body)).encode())] if response.status != 204 else []
-    if response.content_type is not None:
-        headers.append((b"content-type", response.content_type))
-    headers.extend((name.lower(), value) for name, value in response.all_headers())
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.start", "status": response.status, "headers": _head(response)})
     await send({"type": "http.response.body", "body": b"" if head else response.body})
 
 
-async def _send_stream(send: Send, response: StreamResponse, *, head: bool, receive: Receive | None = None) -> None:
+async def _send_stream(
+    send: Send,
+    response: StreamResponse,
+    *,
+    head: bool,
+    receive: Receive | None = None,
+    request_id: bytes | None = None,
+) -> None:
     """Send the chunks as they come; a client that disconnects ends the stream (a watch would wait forever)."""
     headers = [] if response.content_type is None else [(b"content-type", response.content_type)]
     headers.extend((name.lower(), value) for name, value in response.headers)
+    if request_id is not None:
+        headers.append((_REQUEST_ID, request_id))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     chunks = response.chunks
     gone = asyncio.ensure_future(_disconnected(receive)) if receive is not None else None
