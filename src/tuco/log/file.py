@@ -440,6 +440,9 @@ class FileTransactionLog(WritesThroughGroupCommit):
             # Copy what was appended meanwhile without holding writers up; only the rest waits for them.
             copied = self._size
             await self._in_thread(rewrite, copy_range, rewrite.source, new_file, rewrite.offset, copied, rewrite.stop)
+            # Sync the rewritten state now, while writers go on: under the lock below only the last of the
+            # tail is left to sync (a whole live state synced there stalled every writer for its length).
+            await self._in_thread(rewrite, new_file.sync)
             async with self._write_lock, self._sync_lock:
                 if self.failure is not None or rewrite.stop.is_set():
                     raise CompactionStoppedError
