@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -62,6 +62,7 @@ __all__ = [
     "MAX_VALUE_BYTES",
     "PLAIN_VERSION",
     "RECORD_OVERHEAD",
+    "SPLIT_VALUE_BYTES",
     "DecodeFailure",
     "LogHeader",
     "RecordDecoder",
@@ -72,6 +73,7 @@ __all__ = [
     "encode_header",
     "encode_lease_entry",
     "encode_record",
+    "encode_records",
     "encode_token_entry",
     "record_heads",
 ]
@@ -155,6 +157,38 @@ def encode_record(sequence: int, type: EventType, key: str, value: bytes = b"") 
     key_bytes = key.encode("utf-8")
     payload = _PAYLOAD.pack(sequence, type, len(key_bytes)) + key_bytes + value
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+SPLIT_VALUE_BYTES = 16 * 1024
+"""Values at least this big stay in their own buffer in :func:`encode_records`: written as they are, never copied."""
+
+
+def encode_records(events: Sequence[Event]) -> tuple[list[bytes], bool]:
+    """Frame plain PUT and DELETE events (no deadline) as :func:`encode_record` does, as buffers to write in order.
+
+    A record's bytes are one buffer, except that a value of :data:`SPLIT_VALUE_BYTES`
+    or more is a buffer of its own after its record's head (the checksum runs
+    over both without joining them): a large value reaches the disk without
+    being copied. Returns the buffers and whether any value was split off.
+    """
+    parts: list[bytes] = []
+    append = parts.append
+    pack_payload = _PAYLOAD.pack
+    pack_frame = _FRAME.pack
+    crc32 = zlib.crc32
+    split = False
+    for event in events:
+        key_bytes = event[2].encode("utf-8")
+        value = event[3]
+        head = pack_payload(event[0], event[1], len(key_bytes)) + key_bytes
+        if len(value) < SPLIT_VALUE_BYTES:
+            payload = head + value
+            append(pack_frame(len(payload), crc32(payload)) + payload)
+        else:
+            append(pack_frame(len(head) + len(value), crc32(value, crc32(head))) + head)
+            append(value)
+            split = True
+    return parts, split
 
 
 def encode_event(event: Event) -> bytes:

@@ -10,7 +10,6 @@ pre-rendered in one formatting operation.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Generator
 from types import EllipsisType

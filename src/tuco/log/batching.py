@@ -29,8 +29,8 @@ __all__ = [
     "GroupCommit",
     "Mutation",
     "Outcome",
-    "Written",
     "WritesThroughGroupCommit",
+    "Written",
     "has_conditions",
     "sequence_batch",
     "wall_clock_ms",
@@ -147,6 +147,8 @@ def _settle(written: Written, outcome: Event | BaseException) -> None:
             future.set_exception(outcome)
         else:
             future.set_result(outcome)
+
+
 _precondition_of = operator.itemgetter(3)
 _expiry_of = operator.itemgetter(4)
 

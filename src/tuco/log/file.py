@@ -46,7 +46,7 @@ from typing import ParamSpec, TypeVar, cast
 
 import structlog
 
-from tuco.core.codec import ENTRY_OVERHEAD, HEADER_SIZE, encode_event, encode_record
+from tuco.core.codec import ENTRY_OVERHEAD, HEADER_SIZE, encode_event, encode_records
 from tuco.core.events import Event
 from tuco.errors import LogClosedError, LogCorruptError, LogError, LogFailedError
 from tuco.log._compaction import (
@@ -333,10 +333,13 @@ class FileTransactionLog(WritesThroughGroupCommit):
             events = cast("list[Event]", [o for o in outcomes if isinstance(o, Event)] if conditional else outcomes)
             if not events:  # every condition refused its write: nothing to record
                 return outcomes
+            data: bytes | list[bytes]
             if not conditional or (len(events) == len(batch) and not any(m.expiry is not None for m in batch)):
-                data = b"".join([encode_record(e.sequence, e.type, e.key, e.value) for e in events])
+                parts, split = encode_records(events)
+                data = parts if split else b"".join(parts)  # large values go to the disk from their own buffers
             else:
                 data = b"".join([encode_event(e) for e in events])
+            size = len(data) if isinstance(data, bytes) else sum(map(len, data))
             start = self._size
             try:
                 if self.sync_mode is SyncMode.ALWAYS:
@@ -349,7 +352,7 @@ class FileTransactionLog(WritesThroughGroupCommit):
             self._next_sequence = sequence + len(events)
             if self.sync_mode is SyncMode.ALWAYS:
                 self._synced_sequence = self._next_sequence - 1
-            self._size = start + len(data)
+            self._size = start + size
         self._maybe_compact()
         return outcomes
 
