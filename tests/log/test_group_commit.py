@@ -7,11 +7,18 @@ from collections.abc import Sequence
 
 import pytest
 
-from tuco.core.events import ABSENT, Event, EventType
+from tuco.core.events import ABSENT, Event, EventType, Precondition
 from tuco.core.store import Store
 from tuco.errors import LogFailedError, PreconditionFailedError
 from tuco.log.batching import Mutation, Outcome, Written
 from tuco.testing import MemoryLog
+
+
+def put(log: MemoryLog, key: str, value: bytes, precondition: Precondition | None = None) -> Written:
+    """``log.write_put``, as the Written the group commit hands back when its queue has room."""
+    written = log.write_put(key, value, precondition)
+    assert isinstance(written, Written)
+    return written
 
 
 async def started(store: Store) -> MemoryLog:
@@ -69,8 +76,8 @@ def test_a_refused_write_is_settled_with_its_error_and_the_rest_of_the_batch_is_
 
     async def main() -> None:
         log = await started(Store())
-        first = log.write_put("k", b"1", ABSENT)
-        refused = log.write_put("k", b"2", ABSENT)
+        first = put(log, "k", b"1", ABSENT)
+        refused = put(log, "k", b"2", ABSENT)
         errors: list[BaseException | None] = []
         refused.add_done_callback(lambda w: errors.append(w.exception()))
         assert await first == Event(1, EventType.PUT, "k", b"1")
@@ -91,7 +98,7 @@ def test_a_failed_commit_fails_exactly_its_batch_through_callbacks_too() -> None
         store = Store()
         log = await started(store)
         log.fail_next_commit = LogFailedError("disk on fire")
-        writes = [log.write_put(f"k{i}", b"v") for i in range(3)]
+        writes = [put(log, f"k{i}", b"v") for i in range(3)]
         failures: list[str] = []
         for written in writes:
             written.add_done_callback(lambda w: failures.append(str(w.exception())))
@@ -125,7 +132,7 @@ def test_a_cancelled_awaiter_does_not_cancel_the_write() -> None:
         log = GatedLog()
         await log.open()
         await log.run(store)
-        written = log.write_put("k", b"v")
+        written = put(log, "k", b"v")
 
         async def wait() -> Event:
             return await written
@@ -150,7 +157,7 @@ def test_a_callback_that_raises_does_not_stop_the_batchs_other_acknowledgements(
 
     async def main() -> None:
         log = await started(Store())
-        broken, fine = log.write_put("a", b"1"), log.write_put("b", b"2")
+        broken, fine = put(log, "a", b"1"), put(log, "b", b"2")
         got: list[int] = []
 
         def fail(written: Written) -> None:
