@@ -502,3 +502,5 @@ def test_encode_records_keeps_large_values_apart_and_writes_the_same_bytes() -> 
         RECORD_OVERHEAD + 10 + len(large) - 1,
     ]
     assert encode_records(events[:1]) == ([encode_record(7, EventType.PUT, "small", b"v" * 100)], False)
+    payload = struct.pack("<QBI", 8, 1, 8) + "large é".encode() + large  # framed by hand, checksummed by zlib
+    assert parts[1] + parts[2] == struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
