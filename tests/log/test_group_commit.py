@@ -171,3 +171,30 @@ def test_a_callback_that_raises_does_not_stop_the_batchs_other_acknowledgements(
         await log.aclose()
 
     asyncio.run(main())
+
+
+class BrokenStore(Store):
+    """A store that cannot apply the key ``bad``: the state would no longer match the log."""
+
+    def apply(self, event: Event) -> bool:
+        if event.key == "bad":
+            raise ValueError("cannot apply")
+        return super().apply(event)
+
+
+def test_an_apply_that_fails_acknowledges_what_was_applied_and_fails_the_rest() -> None:
+    """Writes applied before the failing one are acknowledged; it and the rest of its batch fail; the log stops."""
+
+    async def main() -> None:
+        store = BrokenStore()
+        log = await started(store)
+        writes = [put(log, "a", b"1"), put(log, "bad", b"2"), put(log, "c", b"3")]
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        assert results[0] == Event(1, EventType.PUT, "a", b"1")
+        assert [str(result) for result in results[1:]] == ["applying a committed event failed: cannot apply"] * 2
+        assert all(type(result) is LogFailedError for result in results[1:])
+        assert store.snapshot() == {"a": b"1"}
+        assert isinstance(log.failure, LogFailedError)
+        await log.aclose()
+
+    asyncio.run(main())

@@ -451,12 +451,16 @@ class GroupCommit:
                 return
             # Apply the whole batch first, then acknowledge it in one pass: nobody hears of a write
             # before every event of its batch is in the state readers see.
+            plain = not has_conditions(batch)  # then every outcome is an event: no refusals to look for
             applied = 0
             try:
-                for outcome in outcomes:
-                    if not isinstance(outcome, TucoError):  # refused: a precondition, or a missing lease
-                        apply(outcome)
-                    applied += 1
+                if plain:
+                    for applied, outcome in enumerate(outcomes):  # noqa: B007  # read below if apply raises
+                        apply(outcome)  # type: ignore[arg-type]  # no conditions: every outcome is an event
+                else:
+                    for applied, outcome in enumerate(outcomes):  # noqa: B007
+                        if not isinstance(outcome, TucoError):  # refused: a precondition, or a missing lease
+                            apply(outcome)
             except Exception as exc:  # the store no longer matches the log: stop writing
                 for written, outcome in zip(waiters[:applied], outcomes, strict=False):
                     _settle(written, outcome)  # these are stored and applied
