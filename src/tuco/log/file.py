@@ -125,9 +125,11 @@ class FileTransactionLog(WritesThroughGroupCommit):
     Online compaction starts after a commit once the file is over
     ``compact_min_bytes`` and over ``compact_ratio`` times the live state's
     size when last measured (at start-up, from ``snapshot``, and by each
-    compaction, whose output is exactly that size): the Redis rule, so the
+    compaction, whose output is exactly that size), and, after a compaction,
+    over ``compact_ratio`` times the file's size right after it (the state
+    plus what was appended while it was rewritten): the Redis rule, so the
     rewrites cost amortised O(1) per byte written and the file stays within
-    about ``compact_ratio`` times the largest live state. It needs ``entries``,
+    about ``compact_ratio`` times the largest live state plus one rewrite's tail. It needs ``entries``,
     a callable returning a copy of the store's entries with their revisions
     (:meth:`Store.entries <tuco.core.store.Store.entries>` of the store the log
     commits to); without it, or with ``compact_min_bytes=0``, the log is never
@@ -513,6 +515,10 @@ class FileTransactionLog(WritesThroughGroupCommit):
         self._first_sequence = rewrite.first_sequence
         self._entries_in_file = rewrite.entries
         self._live_bytes = rewrite.written
+        # What was appended while the rewrite ran is part of its output too: the next rewrite waits until the
+        # file grew by as much again, or back-to-back rewrites under heavy writing would rewrite the state for
+        # every few bytes written (with 64 KiB values, one compaction after another).
+        self._compact_not_before = int(self._size * self._compact_ratio)
         self._unsynced = False
         self.compactions += 1
 
