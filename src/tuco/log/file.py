@@ -108,6 +108,8 @@ __all__ = [
 
 
 _logger = structlog.get_logger("tuco.log")
+_CATCH_UP_PASSES = 4  # a compaction copies what was appended meanwhile at most this often before holding writers
+_LAST_TAIL_BYTES = 1 << 20  # ... or until no more than this is left to copy while they wait
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
 
@@ -442,12 +444,17 @@ class FileTransactionLog(WritesThroughGroupCommit):
             )
             rewrite.entries = len(state) + (len(expiry[2]) if expiry is not None else 0) + len(tokens or ())
             del state
-            # Copy what was appended meanwhile without holding writers up; only the rest waits for them.
-            copied = self._size
-            await self._in_thread(rewrite, copy_range, rewrite.source, new_file, rewrite.offset, copied, rewrite.stop)
-            # Sync the rewritten state now, while writers go on: under the lock below only the last of the
-            # tail is left to sync (a whole live state synced there stalled every writer for its length).
-            await self._in_thread(rewrite, new_file.sync)
+            # Copy what was appended meanwhile, and sync, without holding writers up; again for what was
+            # appended during that, until little is left: only the rest waits for them (under the lock
+            # below), and a whole live state copied or synced there stalled every writer for its length.
+            copied = rewrite.offset
+            for _ in range(_CATCH_UP_PASSES):
+                end = self._size
+                await self._in_thread(rewrite, copy_range, rewrite.source, new_file, copied, end, rewrite.stop)
+                copied = end
+                await self._in_thread(rewrite, new_file.sync)
+                if self._size - copied <= _LAST_TAIL_BYTES:
+                    break
             async with self._write_lock, self._sync_lock:
                 if self.failure is not None or rewrite.stop.is_set():
                     raise CompactionStoppedError
