@@ -79,12 +79,10 @@ class Written:
     still happens) and the callback runs inside the batch's pass, not later.
     """
 
-    __slots__ = ("_callback", "_future", "_outcome")
-
-    def __init__(self) -> None:
-        self._outcome: Event | BaseException | None = None
-        self._callback: Callable[[Written], object] | None = None
-        self._future: asyncio.Future[Event] | None = None
+    # Class-level defaults and no __init__: one is made per write, and object's own constructor is the cheapest.
+    _outcome: Event | BaseException | None = None
+    _callback: Callable[[Written], object] | None = None
+    _future: asyncio.Future[Event] | None = None
 
     def done(self) -> bool:
         return self._outcome is not None
@@ -136,7 +134,6 @@ def _settle(written: Written, outcome: Event | BaseException) -> None:
     written._outcome = outcome
     callback = written._callback
     if callback is not None:
-        written._callback = None
         try:
             callback(written)
         except Exception as exc:  # a waiter's bug must not stop the batch's other acknowledgements
@@ -402,10 +399,11 @@ class GroupCommit:
 
     def _enqueue(self, mutation: Mutation) -> Written:
         written = Written()
-        self._pending.append(mutation)
+        pending = self._pending
+        pending.append(mutation)
         self._waiters.append(written)
         self._pending_bytes += RECORD_OVERHEAD + len(mutation[1]) + len(mutation[2])
-        if not self._wakeup.is_set():
+        if len(pending) == 1:  # the first of a batch: the task may be waiting (later ones find it woken or busy)
             self._wakeup.set()
         return written
 
