@@ -79,10 +79,12 @@ class Written:
     still happens) and the callback runs inside the batch's pass, not later.
     """
 
-    # Class-level defaults and no __init__: one is made per write, and object's own constructor is the cheapest.
-    _outcome: Event | BaseException | None = None
-    _callback: Callable[[Written], object] | None = None
-    _future: asyncio.Future[Event] | None = None
+    __slots__ = ("_callback", "_future", "_outcome")
+
+    def __init__(self) -> None:
+        self._outcome: Event | BaseException | None = None
+        self._callback: Callable[[Written], object] | None = None
+        self._future: asyncio.Future[Event] | None = None
 
     def done(self) -> bool:
         return self._outcome is not None
