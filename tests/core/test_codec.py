@@ -15,6 +15,7 @@ from tuco.core.codec import (
     MAX_PAYLOAD_BYTES,
     PLAIN_VERSION,
     RECORD_OVERHEAD,
+    SPLIT_VALUE_BYTES,
     DecodeFailure,
     LogHeader,
     RecordDecoder,
@@ -23,6 +24,7 @@ from tuco.core.codec import (
     encode_entry,
     encode_header,
     encode_record,
+    encode_records,
     record_heads,
 )
 from tuco.core.events import Event, EventType
@@ -476,3 +478,29 @@ def test_record_heads_find_entries_only_in_a_compacted_log() -> None:
     entry = encode_entry("k", b"v", 1, 4, 2)
     assert next(record_heads(b"junk" + entry, range(1, 10), compacted=True)) == head_of(4, entry)
     assert [head.position for head in record_heads(b"junk" + entry, range(1, 10))] == [17]  # a plausible frame only
+
+
+def test_encode_records_keeps_large_values_apart_and_writes_the_same_bytes() -> None:
+    """A batch's buffers join to exactly its records; a value of SPLIT_VALUE_BYTES or more is its own buffer."""
+    large = bytes(range(256)) * (SPLIT_VALUE_BYTES // 256)
+    events = [
+        Event(7, EventType.PUT, "small", b"v" * 100),
+        Event(8, EventType.PUT, "large é", large),
+        Event(9, EventType.DELETE, "small"),
+        Event(10, EventType.PUT, "just under", large[:-1]),
+    ]
+    parts, split = encode_records(events)
+    assert split is True
+    assert b"".join(parts) == b"".join(encode_record(e.sequence, e.type, e.key, e.value) for e in events)
+    assert len(parts) == 5
+    assert parts[2] is large  # written from the body's own buffer, not copied
+    assert [len(part) for part in parts] == [
+        RECORD_OVERHEAD + 5 + 100,
+        RECORD_OVERHEAD + len("large é".encode()),
+        len(large),
+        RECORD_OVERHEAD + 5,
+        RECORD_OVERHEAD + 10 + len(large) - 1,
+    ]
+    assert encode_records(events[:1]) == ([encode_record(7, EventType.PUT, "small", b"v" * 100)], False)
+    payload = struct.pack("<QBI", 8, 1, 8) + "large é".encode() + large  # framed by hand, checksummed by zlib
+    assert parts[1] + parts[2] == struct.pack("<II", len(payload), zlib.crc32(payload)) + payload

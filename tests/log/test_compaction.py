@@ -591,3 +591,94 @@ def test_dump_shows_each_keys_revisions_in_compacted_and_ordinary_records(path: 
         "5\tPUT\t'k'\tb'd'\tcreate_revision=1\tversion=3",
         "6\tPUT\t'n'\tb'e'\tcreate_revision=6\tversion=1",
     ]
+
+
+class SlowCompactionSync(OsLogFile):
+    """A real log file whose compaction file's first sync waits until the test lets it go."""
+
+    entered = threading.Event()
+    release = threading.Event()
+
+    def sync(self) -> None:
+        if os.readlink(f"/proc/self/fd/{self.fd}").endswith(".compact") and not type(self).entered.is_set():
+            type(self).entered.set()
+            type(self).release.wait(10)
+        super().sync()
+
+
+def test_writes_go_on_while_the_compacted_file_is_synced(path: Path) -> None:
+    """The rewritten state is synced before writers are held up: a write commits while that sync is in flight."""
+    SlowCompactionSync.entered.clear()
+    SlowCompactionSync.release.clear()
+
+    async def main() -> int:
+        log, store = await open_log(path, compact_min_bytes=4096, open_file=SlowCompactionSync)
+        writes = 0
+        try:
+            while not SlowCompactionSync.entered.is_set():  # until the compaction syncs what it rewrote
+                writes += 1
+                await asyncio.wait_for(log.write_put("k", b"x" * 100 + b"%d" % writes), 5)
+            written = await asyncio.wait_for(log.write_put("during", b"sync"), 5)
+        finally:
+            SlowCompactionSync.release.set()
+        assert written == put(writes + 1, "during", b"sync")
+        await settle(log)
+        assert log.compactions == 1
+        assert log.failure is None
+        assert store.snapshot() == {"k": b"x" * 100 + b"%d" % writes, "during": b"sync"}
+        await log.aclose()
+        return writes
+
+    writes = asyncio.run(main())
+    assert replay(path) == ({"k": b"x" * 100 + b"%d" % writes, "during": b"sync"}, writes + 1)
+
+
+class GatedCompaction(OsLogFile):
+    """A real log file whose first compaction's first write waits until the test lets it go."""
+
+    entered = threading.Event()
+    release = threading.Event()
+
+    def write(self, data: bytes) -> None:
+        cls = type(self)
+        if os.readlink(f"/proc/self/fd/{self.fd}").endswith(".compact") and not cls.entered.is_set():
+            cls.entered.set()
+            cls.release.wait(10)
+        super().write(data)
+
+
+def test_a_compaction_with_a_long_tail_is_not_followed_at_once_by_another(path: Path) -> None:
+    """What was appended during a compaction counts as its output: the next waits until the file doubled again."""
+    GatedCompaction.entered.clear()
+    GatedCompaction.release.clear()
+    value = b"t" * 1000
+
+    async def main() -> None:
+        log, store = await open_log(path, compact_min_bytes=4096, open_file=GatedCompaction)
+        writes = 0
+        while not GatedCompaction.entered.is_set():
+            writes += 1
+            await log.write_put("k", value + b"%d" % writes)
+            await asyncio.sleep(0)
+        for _ in range(100):  # about 100 KB appended while the compaction is held: its tail
+            writes += 1
+            await log.write_put("k", value + b"%d" % writes)
+        GatedCompaction.release.set()
+        await settle(log)
+        assert log.compactions == 1
+        after = file_size(path)
+        assert after > 100_000  # one live entry and the tail
+        while file_size(path) < 2 * after - 2048:  # short of twice the size just after the compaction
+            writes += 1
+            await log.write_put("k", value + b"%d" % writes)
+            assert log._compaction is None
+        assert log.compactions == 1
+        while log._compaction is None and log.compactions == 1:
+            writes += 1
+            await log.write_put("k", value + b"%d" % writes)
+        await settle(log)
+        assert log.compactions == 2
+        assert store.snapshot() == {"k": value + b"%d" % writes}
+        await log.aclose()
+
+    asyncio.run(main())

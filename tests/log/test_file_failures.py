@@ -434,3 +434,41 @@ def test_a_data_directory_that_is_a_file_is_named(tmp_path: Path) -> None:
     error = open_in_a_thread(data / "tuco.log")
     assert type(error) is LogFailedError
     assert str(error) == f"the data directory {data} (TUCO_DATA_DIR) is a regular file, not a directory"
+
+
+def test_a_batch_with_large_values_that_fills_the_disk_part_way_is_cut_back(path: Path) -> None:
+    """Large values reach a failing disk's write like any other bytes: the batch fails whole and is cut off."""
+    disk = FailingDisk()
+    value = b"L" * (64 << 10)
+
+    async def main() -> None:
+        with capture_logs():
+            log, store = await open_log(path, open_file=disk.open)
+            assert await log.write_put("kept", value) == put(1, "kept", value)
+            before = disk_bytes(path)
+            disk.space_left = len(value) + 4096  # the first large record and a bit of the second fit
+            results = await write_batch(log, 3, value)
+            assert all(type(result) is LogFailedError for result in results)
+            assert disk_bytes(path) == before
+            assert store.snapshot() == {"kept": value}
+            await log.aclose()
+        assert ("fail-write", "tuco.log", len(value) + 4096) in calls(disk.journal)
+
+    asyncio.run(main())
+    assert replay(path) == ({"kept": value}, 1, 0)
+
+
+def test_a_batch_with_large_values_is_on_disk_exactly_as_its_records(path: Path) -> None:
+    """Written with writev from separate buffers, a batch of large and small values is the same bytes as ever."""
+    large = bytes(range(256)) * 256
+
+    async def main() -> list[Event]:
+        log, _ = await open_log(path)
+        events = await asyncio.gather(*(log.write_put(f"k{i}", large if i % 2 else b"small") for i in range(5)))
+        await log.aclose()
+        return list(events)
+
+    events = asyncio.run(main())
+    expected = b"".join(encode_record(e.sequence, e.type, e.key, e.value) for e in events)
+    assert disk_bytes(path)[HEADER_SIZE:] == expected
+    assert replay(path) == ({f"k{i}": large if i % 2 else b"small" for i in range(5)}, 5, 0)

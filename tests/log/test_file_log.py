@@ -11,7 +11,7 @@ from tuco.core.codec import HEADER_SIZE, encode_header, encode_record
 from tuco.core.events import Event, EventType
 from tuco.core.store import Store
 from tuco.errors import LogClosedError, LogCorruptError, LogFailedError, LogFormatError
-from tuco.log.file import FileTransactionLog, LogReader, SyncMode, repair_log
+from tuco.log.file import FileTransactionLog, LogReader, OsLogFile, SyncMode, repair_log
 from tuco.testing import FailingDisk, LogFileCall, RecordingLogFile, RecordingSink
 
 
@@ -534,3 +534,16 @@ def test_a_crash_while_creating_the_log_leaves_nothing_that_blocks_a_start(tmp_p
     assert path.read_bytes()[:HEADER_SIZE] == encode_header()
     assert read_back(path) == [put(1, "k", b"v")]
     assert sorted(p.name for p in path.parent.iterdir()) == ["tuco.log"]
+
+
+def test_writev_writes_more_buffers_than_one_call_takes_in_order(tmp_path: Path) -> None:
+    """OsLogFile.writev appends every buffer in order, past the kernel's limit of buffers per call."""
+    path = tmp_path / "plain"
+    path.write_bytes(b"")
+    file = OsLogFile(path)
+    parts = [b"%d," % i for i in range(3000)]
+    try:
+        file.writev(parts)
+    finally:
+        file.close()
+    assert path.read_bytes() == b"".join(parts)

@@ -45,9 +45,11 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
+
+from isal.isal_zlib import crc32 as _large_crc32
 
 from tuco.core.events import Event, EventType, Lifetime
 from tuco.errors import LogFormatError
@@ -62,6 +64,7 @@ __all__ = [
     "MAX_VALUE_BYTES",
     "PLAIN_VERSION",
     "RECORD_OVERHEAD",
+    "SPLIT_VALUE_BYTES",
     "DecodeFailure",
     "LogHeader",
     "RecordDecoder",
@@ -72,6 +75,7 @@ __all__ = [
     "encode_header",
     "encode_lease_entry",
     "encode_record",
+    "encode_records",
     "encode_token_entry",
     "record_heads",
 ]
@@ -154,7 +158,47 @@ def encode_record(sequence: int, type: EventType, key: str, value: bytes = b"") 
     """Frame one event as a record."""
     key_bytes = key.encode("utf-8")
     payload = _PAYLOAD.pack(sequence, type, len(key_bytes)) + key_bytes + value
-    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+    return _FRAME.pack(len(payload), _checksum(payload)) + payload
+
+
+def _checksum(data: bytes) -> int:
+    """zlib's CRC-32 of ``data``: ISA-L's (the same function, many times faster) for large buffers.
+
+    For small ones zlib's is as fast, and a call cheaper.
+    """
+    return zlib.crc32(data) if len(data) < SPLIT_VALUE_BYTES else _large_crc32(data)
+
+
+SPLIT_VALUE_BYTES = 16 * 1024
+"""Values at least this big stay in their own buffer in :func:`encode_records`: written as they are, never copied."""
+
+
+def encode_records(events: Sequence[Event]) -> tuple[list[bytes], bool]:
+    """Frame plain PUT and DELETE events (no deadline) as :func:`encode_record` does, as buffers to write in order.
+
+    A record's bytes are one buffer, except that a value of :data:`SPLIT_VALUE_BYTES`
+    or more is a buffer of its own after its record's head (the checksum runs
+    over both without joining them): a large value reaches the disk without
+    being copied. Returns the buffers and whether any value was split off.
+    """
+    parts: list[bytes] = []
+    append = parts.append
+    pack_payload = _PAYLOAD.pack
+    pack_frame = _FRAME.pack
+    crc32 = zlib.crc32
+    split = False
+    for event in events:
+        key_bytes = event[2].encode("utf-8")
+        value = event[3]
+        head = pack_payload(event[0], event[1], len(key_bytes)) + key_bytes
+        if len(value) < SPLIT_VALUE_BYTES:
+            payload = head + value
+            append(pack_frame(len(payload), crc32(payload)) + payload)
+        else:
+            append(pack_frame(len(head) + len(value), _large_crc32(value, crc32(head))) + head)
+            append(value)
+            split = True
+    return parts, split
 
 
 def encode_event(event: Event) -> bytes:
@@ -175,20 +219,20 @@ def encode_event(event: Event) -> bytes:
         payload = _PAYLOAD.pack(sequence, _CODE_OF_TOKEN[type], len(key_bytes)) + key_bytes + value
     else:
         payload = _PAYLOAD.pack(sequence, type, 0) + _LEASE.pack(lease, ttl, deadline)
-    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+    return _FRAME.pack(len(payload), _checksum(payload)) + payload
 
 
 def encode_lease_entry(id: int, ttl: int, deadline: int) -> bytes:
     """Frame a live lease of a compacted section (its id, the sequence of its grant, is the record's sequence)."""
     payload = _PAYLOAD.pack(id, _LEASE_ENTRY, 0) + _PAIR.pack(ttl, deadline)
-    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+    return _FRAME.pack(len(payload), _checksum(payload)) + payload
 
 
 def encode_token_entry(id: str, record: bytes, created: int) -> bytes:
     """Frame a live token of a compacted section (the sequence of its creation is the record's sequence)."""
     id_bytes = id.encode("utf-8")
     payload = _PAYLOAD.pack(created, _TOKEN_ENTRY, len(id_bytes)) + id_bytes + record
-    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+    return _FRAME.pack(len(payload), _checksum(payload)) + payload
 
 
 def encode_entry(
@@ -199,14 +243,14 @@ def encode_entry(
     if deadline or lease:
         head = _PAYLOAD.pack(mod_revision, _EXPIRING_ENTRY, len(key_bytes)) + _REVISIONS.pack(create_revision, version)
         payload = head + _PAIR.pack(deadline, lease) + key_bytes + value
-        return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+        return _FRAME.pack(len(payload), _checksum(payload)) + payload
     payload = (
         _PAYLOAD.pack(mod_revision, _ENTRY, len(key_bytes))
         + _REVISIONS.pack(create_revision, version)
         + key_bytes
         + value
     )
-    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+    return _FRAME.pack(len(payload), _checksum(payload)) + payload
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ import functools
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import cast
 from urllib.parse import unquote_to_bytes
 
 from tuco.core.events import ABSENT, EXISTS, Event, Precondition
@@ -48,7 +49,7 @@ from tuco.http.answers import (
     refusal,
 )
 from tuco.http.auth import Guard
-from tuco.http.messages import NO_ROUTE, Deferred, Request, Response, StreamResponse
+from tuco.http.messages import NO_ROUTE, Deferred, Request, Response, Settling, StreamResponse
 from tuco.http.routes import ALIAS, KEY, Route, match
 from tuco.observability import Metrics
 from tuco.service import Phase, Service
@@ -249,8 +250,8 @@ class KeyValueAPI:
                 settle = self._settle_delete
         except TucoError as exc:
             return _write_refused(exc, "not stored" if method == b"PUT" else "not deleted")
-        if isinstance(written, asyncio.Future):  # the common case, inline: one call less per write
-            return Deferred(written, settle)
+        if hasattr(written, "add_done_callback"):  # the common case (a Written), inline: one call less per write
+            return Deferred(written, settle)  # type: ignore[arg-type]  # settles as it has add_done_callback
         return _answer_when_written(written, settle)
 
     def _resource(self, route: Route | None, request: Request, segment: bytes) -> Answer:
@@ -339,7 +340,7 @@ class KeyValueAPI:
             return refusal(exc, "no consistent read", _CONSISTENT_READ_FAILED)
         return self._read_now(key)
 
-    def _settle_put(self, written: asyncio.Future[Event]) -> Response:
+    def _settle_put(self, written: Settling) -> Response:
         """201 with the new ETag, or why the write was not stored."""
         try:
             sequence = written.result()[0]
@@ -347,7 +348,7 @@ class KeyValueAPI:
             return self._not_written(written, "not stored")
         return Response(201, b"", None, (), b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (sequence, sequence))
 
-    def _settle_delete(self, written: asyncio.Future[Event]) -> Response:
+    def _settle_delete(self, written: Settling) -> Response:
         """200 with the new revision, or why the delete was not recorded."""
         try:
             sequence = written.result()[0]
@@ -355,7 +356,7 @@ class KeyValueAPI:
             return self._not_written(written, "not deleted")
         return Response(200, b"", None, (), b"X-Tuco-Revision: %d\r\n" % sequence)
 
-    def _not_written(self, written: asyncio.Future[Event], doing: str) -> Response:
+    def _not_written(self, written: Settling, doing: str) -> Response:
         if written.cancelled():
             return refusal(LogClosedError("the write was cancelled"), doing)
         error = written.exception()
@@ -813,12 +814,15 @@ def _write_refused(error: TucoError, doing: str) -> Response:
 Done = Callable[[Event], Response]
 
 
-def _answer_when_written(written: Awaitable[Event], settle: Callable[[asyncio.Future[Event]], Response]) -> Deferred:
+def _answer_when_written(written: Awaitable[Event], settle: Callable[[Settling], Response]) -> Deferred:
     """The answer to a write: ``settle`` runs on its future once the log decided.
 
-    A log that waits for room first hands back a coroutine: it becomes a task, still one Deferred.
+    A log that waits for room first hands back a coroutine (and any awaitable that is not settled
+    through a callback becomes one): it becomes a task, still one Deferred.
     """
-    return Deferred(written if isinstance(written, asyncio.Future) else asyncio.ensure_future(written), settle)
+    if hasattr(written, "add_done_callback"):  # a future, or the group commit's Written
+        return Deferred(cast(Settling, written), settle)
+    return Deferred(asyncio.ensure_future(written), settle)
 
 
 _TTL = re.compile(rb"(\d{1,12}(?:\.\d{1,3})?)(ms|s|m|h|d)?")

@@ -753,11 +753,32 @@ class HttpConnection(asyncio.Protocol):
         if unsafe:
             self._unsafe_pending -= 1
         try:
-            slot.response = response = settle(future)
+            response = settle(future)
         except Exception as exc:
-            slot.response = response = _internal_error(exc)
+            response = _internal_error(exc)
+        slot.response = response
         self._observe(slot, response)
         if self._transport is None or self._lingering:
+            return
+        queue = self._queue
+        if (
+            len(queue) == 1
+            and not self._backlog
+            and not self._streaming
+            and not self._write_paused
+            and not self._reading_paused
+            and not self._stopped
+            and not self._eof
+            and not self._continue_wanted
+            and not self._ctx.closing
+        ):
+            # The common case: the only answer pending, nothing held behind it, nothing paused. What
+            # _drain_queue would do comes down to this: send, flush, and the keep-alive deadline.
+            queue.pop()
+            self._send(response, slot.mode, slot.head_only, slot.request_id)
+            if self._out:
+                self._flush()
+            self._rearm()
             return
         self._drain_queue()
 

@@ -10,14 +10,13 @@ pre-rendered in one formatting operation.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Generator
 from types import EllipsisType
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
 
-__all__ = ["KEY_ROUTE", "NO_ROUTE", "Deferred", "Request", "Response", "StreamResponse"]
+__all__ = ["KEY_ROUTE", "NO_ROUTE", "Deferred", "Request", "Response", "Settling", "StreamResponse"]
 
 KEY_ROUTE = "/v1/key/{key}"
 """The route of nearly every request: a request's ``route`` until the API says otherwise."""
@@ -184,16 +183,31 @@ class StreamResponse:
         return f"StreamResponse({self.status})"
 
 
-class Deferred:
-    """An answer that waits for the log: the write's future, and how its outcome becomes a response.
+class Settling(Protocol):
+    """What a write hands back while the log decides: an ``asyncio.Future``, or the group commit's ``Written``."""
 
-    The native server chains ``settle`` to the future with one callback (no
-    second future, no task per write); everyone else simply awaits it.
+    def add_done_callback(self, callback: Callable[[Any], object], /) -> None: ...
+
+    def result(self) -> Any: ...
+
+    def exception(self) -> BaseException | None: ...
+
+    def cancelled(self) -> bool: ...
+
+    def __await__(self) -> Generator[Any, None, Any]: ...
+
+
+class Deferred:
+    """An answer that waits for the log: the write's outcome, and how it becomes a response.
+
+    The native server chains ``settle`` to the outcome with one callback (no
+    second future, no task per write; the group commit calls it in its
+    batch's pass); everyone else simply awaits it.
     """
 
     __slots__ = ("future", "settle")
 
-    def __init__(self, future: asyncio.Future[Any], settle: Callable[[asyncio.Future[Any]], Response]) -> None:
+    def __init__(self, future: Settling, settle: Callable[[Any], Response]) -> None:
         self.future = future
         self.settle = settle
 

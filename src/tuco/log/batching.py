@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import operator
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import NamedTuple, Protocol, TypeAlias
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from typing import Any, NamedTuple, Protocol, TypeAlias
 
 import structlog
 
@@ -32,6 +32,7 @@ __all__ = [
     "Mutation",
     "Outcome",
     "WritesThroughGroupCommit",
+    "Written",
     "has_conditions",
     "sequence_batch",
     "wall_clock_ms",
@@ -51,8 +52,6 @@ class Mutation(NamedTuple):
     """A deadline, a lease or an expired-only condition; None for an ordinary write (and every lease-free one)."""
 
 
-_Batch = list[tuple[Mutation, "asyncio.Future[Event]"]]
-
 ApplyEvent = Callable[[Event], object]
 """Called for every committed event, in sequence order."""
 
@@ -68,6 +67,89 @@ by one: a refused mutation is not written and takes no sequence.
 
 
 _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__: these are made per write
+
+
+class Written:
+    """One queued write's outcome: settled by the group commit in its batch's pass, or awaited.
+
+    The native server registers one callback, which the group commit calls
+    itself once the whole batch is applied: no future, and no loop callback,
+    per write. Awaiting it (the ASGI front end, the service's own writes)
+    makes a future on first use. Like an ``asyncio.Future``, it offers
+    ``add_done_callback``, ``result``, ``exception`` and ``cancelled``; unlike
+    one, it cannot be cancelled (a cancelled awaiter stops waiting, the write
+    still happens) and the callback runs inside the batch's pass, not later.
+    """
+
+    __slots__ = ("_callback", "_future", "_outcome")
+
+    def __init__(self) -> None:
+        self._outcome: Event | BaseException | None = None
+        self._callback: Callable[[Written], object] | None = None
+        self._future: asyncio.Future[Event] | None = None
+
+    def done(self) -> bool:
+        return self._outcome is not None
+
+    def cancelled(self) -> bool:
+        return False
+
+    def result(self) -> Event:
+        """The committed event; raises why the write was not stored, or ``InvalidStateError`` before it is known."""
+        outcome = self._outcome
+        if outcome is None:
+            raise asyncio.InvalidStateError("the write is not settled yet")
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def exception(self) -> BaseException | None:
+        outcome = self._outcome
+        if outcome is None:
+            raise asyncio.InvalidStateError("the write is not settled yet")
+        return outcome if isinstance(outcome, BaseException) else None
+
+    def add_done_callback(self, callback: Callable[[Written], object]) -> None:
+        """Have ``callback(self)`` called when the write is settled; one callback per write.
+
+        Raises RuntimeError for a second one (the native server adds one, and awaiting adds none).
+        """
+        if self._callback is not None:
+            raise RuntimeError("a write takes one done callback")
+        if self._outcome is not None:
+            asyncio.get_running_loop().call_soon(callback, self)  # as a future does: never from inside the caller
+            return
+        self._callback = callback
+
+    def __await__(self) -> Generator[Any, None, Event]:
+        if self._outcome is None:
+            future = self._future
+            if future is None:
+                future = self._future = asyncio.get_running_loop().create_future()
+            yield from future.__await__()  # a cancelled awaiter cancels only this future, not the write
+        return self.result()
+
+    def __repr__(self) -> str:
+        return f"Written({self._outcome!r})"
+
+
+def _settle(written: Written, outcome: Event | BaseException) -> None:
+    """Record a write's outcome and tell whoever waits for it; called only by the group commit."""
+    written._outcome = outcome
+    callback = written._callback
+    if callback is not None:
+        try:
+            callback(written)
+        except Exception as exc:  # a waiter's bug must not stop the batch's other acknowledgements
+            _logger.error("write_callback_failed", exc_info=exc)
+    future = written._future
+    if future is not None and not future.done():
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
 _precondition_of = operator.itemgetter(3)
 _expiry_of = operator.itemgetter(4)
 
@@ -240,7 +322,8 @@ class GroupCommit:
     def __init__(self, commit: CommitBatch, *, max_pending_bytes: int = 64 << 20) -> None:
         self._commit = commit
         self._max_pending_bytes = max_pending_bytes
-        self._pending: _Batch = []
+        self._pending: list[Mutation] = []
+        self._waiters: list[Written] = []  # one per pending mutation, in the same order
         self._pending_bytes = 0
         self._wakeup = asyncio.Event()
         self._space = asyncio.Event()
@@ -270,9 +353,9 @@ class GroupCommit:
     ) -> Awaitable[Event]:
         """Queue one mutation; the result resolves once it is committed and applied.
 
-        Returns a plain future when the queue has room (the common case: no
-        coroutine or task per write), and a coroutine that first waits for room
-        otherwise. Raises at once if the log failed or closed, and raises
+        Returns a :class:`Written` when the queue has room (the common case: no
+        future, coroutine or task per write), and a coroutine that first waits
+        for room otherwise. Raises at once if the log failed or closed, and raises
         :class:`InvalidKeyError` for a key that cannot be encoded as UTF-8 (a
         lone surrogate), before it can reach, and break, a commit. A precondition
         that does not hold fails the write with :class:`PreconditionFailedError`.
@@ -320,22 +403,25 @@ class GroupCommit:
             self._check_open()
         return await self._enqueue(mutation)
 
-    def _enqueue(self, mutation: Mutation) -> asyncio.Future[Event]:
-        future: asyncio.Future[Event] = self._loop.create_future()  # type: ignore[union-attr]  # start() set it
-        self._pending.append((mutation, future))
+    def _enqueue(self, mutation: Mutation) -> Written:
+        written = Written()
+        pending = self._pending
+        pending.append(mutation)
+        self._waiters.append(written)
         self._pending_bytes += RECORD_OVERHEAD + len(mutation[1]) + len(mutation[2])
-        if not self._wakeup.is_set():
+        if len(pending) == 1:  # the first of a batch: the task may be waiting (later ones find it woken or busy)
             self._wakeup.set()
-        return future
+        return written
 
     def fail(self, error: LogFailedError) -> None:
         """Stop taking writes and fail everything queued; the first failure is kept."""
         if self.failure is None:
             self.failure = error
             _logger.error("log_failed", error=str(error), cause=repr(error.__cause__))
-        pending, self._pending = self._pending, []
+        waiters, self._waiters = self._waiters, []
+        self._pending = []
         self._pending_bytes = 0
-        _fail_batch(pending, self.failure)
+        _fail_batch(waiters, self.failure)
         self._space.set()
         self._wakeup.set()
 
@@ -351,38 +437,50 @@ class GroupCommit:
                 await self._wakeup.wait()
                 continue
             batch, self._pending = self._pending, []
+            waiters, self._waiters = self._waiters, []
             self._pending_bytes = 0
             self._space.set()
             started = time.perf_counter()
             try:
-                outcomes = await self._commit([mutation for mutation, _ in batch])
+                outcomes = await self._commit(batch)
             except LogUnavailableError as exc:
-                _fail_batch(batch, exc)  # the database may come back: only this batch fails
+                _fail_batch(waiters, exc)  # the database may come back: only this batch fails
                 continue
             except Exception as exc:  # any other failure: nothing in the batch may be acknowledged
-                self._fail_with_batch(batch, exc, "commit failed")
+                self._fail_with_batch(waiters, exc, "commit failed")
                 return
             self.batches += 1
             self.commit_seconds.observe(time.perf_counter() - started)
             self.batch_sizes.observe(len(batch))
-            try:
-                for (_, future), outcome in zip(batch, outcomes, strict=True):
-                    if isinstance(outcome, TucoError):  # refused: a precondition, or a missing lease
-                        if not future.done():
-                            future.set_exception(outcome)
-                        continue
-                    apply(outcome)
-                    if not future.done():
-                        future.set_result(outcome)
-            except Exception as exc:  # the store no longer matches the log: stop writing
-                self._fail_with_batch(batch, exc, "applying a committed event failed")
+            if len(outcomes) != len(waiters):
+                error = ValueError(f"the commit returned {len(outcomes)} outcomes for {len(waiters)} writes")
+                self._fail_with_batch(waiters, error, "applying a committed event failed")
                 return
+            # Apply the whole batch first, then acknowledge it in one pass: nobody hears of a write
+            # before every event of its batch is in the state readers see.
+            plain = not has_conditions(batch)  # then every outcome is an event: no refusals to look for
+            applied = 0
+            try:
+                if plain:
+                    for applied, outcome in enumerate(outcomes):  # noqa: B007  # read below if apply raises
+                        apply(outcome)  # type: ignore[arg-type]  # no conditions: every outcome is an event
+                else:
+                    for applied, outcome in enumerate(outcomes):  # noqa: B007
+                        if not isinstance(outcome, TucoError):  # refused: a precondition, or a missing lease
+                            apply(outcome)
+            except Exception as exc:  # the store no longer matches the log: stop writing
+                for written, outcome in zip(waiters[:applied], outcomes, strict=False):
+                    _settle(written, outcome)  # these are stored and applied
+                self._fail_with_batch(waiters[applied:], exc, "applying a committed event failed")
+                return
+            for written, outcome in zip(waiters, outcomes, strict=True):
+                _settle(written, outcome)
 
-    def _fail_with_batch(self, batch: _Batch, exc: Exception, doing: str) -> None:
+    def _fail_with_batch(self, waiters: list[Written], exc: Exception, doing: str) -> None:
         error = exc if isinstance(exc, LogFailedError) else LogFailedError(f"{doing}: {exc}")
         if error is not exc:
             error.__cause__ = exc
-        _fail_batch(batch, error)
+        _fail_batch(waiters, error)
         self.fail(error)
 
     async def aclose(self) -> None:
@@ -428,7 +526,7 @@ class WritesThroughGroupCommit:
         return self._commits.submit_expiring(type, key, value, precondition, expiry or Expiry())
 
 
-def _fail_batch(batch: _Batch, error: BaseException) -> None:
-    for _, future in batch:
-        if not future.done():
-            future.set_exception(error)
+def _fail_batch(waiters: list[Written], error: BaseException) -> None:
+    for written in waiters:
+        if written._outcome is None:
+            _settle(written, error)

@@ -46,7 +46,7 @@ from typing import ParamSpec, TypeVar, cast
 
 import structlog
 
-from tuco.core.codec import ENTRY_OVERHEAD, HEADER_SIZE, encode_event, encode_record
+from tuco.core.codec import ENTRY_OVERHEAD, HEADER_SIZE, encode_event, encode_records
 from tuco.core.distribution import SECONDS_BOUNDS, Distribution
 from tuco.core.events import Event
 from tuco.errors import LogClosedError, LogCorruptError, LogError, LogFailedError
@@ -109,6 +109,8 @@ __all__ = [
 
 
 _logger = structlog.get_logger("tuco.log")
+_CATCH_UP_PASSES = 4  # a compaction copies what was appended meanwhile at most this often before holding writers
+_LAST_TAIL_BYTES = 1 << 20  # ... or until no more than this is left to copy while they wait
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
 
@@ -126,9 +128,11 @@ class FileTransactionLog(WritesThroughGroupCommit):
     Online compaction starts after a commit once the file is over
     ``compact_min_bytes`` and over ``compact_ratio`` times the live state's
     size when last measured (at start-up, from ``snapshot``, and by each
-    compaction, whose output is exactly that size): the Redis rule, so the
+    compaction, whose output is exactly that size), and, after a compaction,
+    over ``compact_ratio`` times the file's size right after it (the state
+    plus what was appended while it was rewritten): the Redis rule, so the
     rewrites cost amortised O(1) per byte written and the file stays within
-    about ``compact_ratio`` times the largest live state. It needs ``entries``,
+    about ``compact_ratio`` times the largest live state plus one rewrite's tail. It needs ``entries``,
     a callable returning a copy of the store's entries with their revisions
     (:meth:`Store.entries <tuco.core.store.Store.entries>` of the store the log
     commits to); without it, or with ``compact_min_bytes=0``, the log is never
@@ -339,10 +343,13 @@ class FileTransactionLog(WritesThroughGroupCommit):
             events = cast("list[Event]", [o for o in outcomes if isinstance(o, Event)] if conditional else outcomes)
             if not events:  # every condition refused its write: nothing to record
                 return outcomes
+            data: bytes | list[bytes]
             if not conditional or (len(events) == len(batch) and not any(m.expiry is not None for m in batch)):
-                data = b"".join([encode_record(e.sequence, e.type, e.key, e.value) for e in events])
+                parts, split = encode_records(events)
+                data = parts if split else b"".join(parts)  # large values go to the disk from their own buffers
             else:
                 data = b"".join([encode_event(e) for e in events])
+            size = len(data) if isinstance(data, bytes) else sum(map(len, data))
             start = self._size
             try:
                 if self.sync_mode is SyncMode.ALWAYS:
@@ -355,7 +362,7 @@ class FileTransactionLog(WritesThroughGroupCommit):
             self._next_sequence = sequence + len(events)
             if self.sync_mode is SyncMode.ALWAYS:
                 self._synced_sequence = self._next_sequence - 1
-            self._size = start + len(data)
+            self._size = start + size
         self._maybe_compact()
         return outcomes
 
@@ -443,9 +450,17 @@ class FileTransactionLog(WritesThroughGroupCommit):
             )
             rewrite.entries = len(state) + (len(expiry[2]) if expiry is not None else 0) + len(tokens or ())
             del state
-            # Copy what was appended meanwhile without holding writers up; only the rest waits for them.
-            copied = self._size
-            await self._in_thread(rewrite, copy_range, rewrite.source, new_file, rewrite.offset, copied, rewrite.stop)
+            # Copy what was appended meanwhile, and sync, without holding writers up; again for what was
+            # appended during that, until little is left: only the rest waits for them (under the lock
+            # below), and a whole live state copied or synced there stalled every writer for its length.
+            copied = rewrite.offset
+            for _ in range(_CATCH_UP_PASSES):
+                end = self._size
+                await self._in_thread(rewrite, copy_range, rewrite.source, new_file, copied, end, rewrite.stop)
+                copied = end
+                await self._in_thread(rewrite, new_file.sync)
+                if self._size - copied <= _LAST_TAIL_BYTES:
+                    break
             async with self._write_lock, self._sync_lock:
                 if self.failure is not None or rewrite.stop.is_set():
                     raise CompactionStoppedError
@@ -513,6 +528,10 @@ class FileTransactionLog(WritesThroughGroupCommit):
         self._first_sequence = rewrite.first_sequence
         self._entries_in_file = rewrite.entries
         self._live_bytes = rewrite.written
+        # What was appended while the rewrite ran is part of its output too: the next rewrite waits until the
+        # file grew by as much again, or back-to-back rewrites under heavy writing would rewrite the state for
+        # every few bytes written (with 64 KiB values, one compaction after another).
+        self._compact_not_before = int(self._size * self._compact_ratio)
         self._unsynced = False
         self.compactions += 1
 
