@@ -18,7 +18,11 @@ is: ``http/api.py`` (async generators are unimplemented in mypyc),
 the base of the file, PostgreSQL and memory logs, none of which compiles
 (async generators), and an interpreted class cannot inherit from a compiled
 one. ``service.py`` brings ``cache.py`` along for the same reason
-(``ReadThroughService`` subclasses ``Service``).
+(``ReadThroughService`` subclasses ``Service``). ``http/connection.py``
+compiles and carries most of the gain, but the compiled tree then fails tests:
+a compiled coroutine suspended in a ``finally`` (``HttpConnection._stream``
+awaiting ``aclose()`` while cancelled) leaves its exception as the thread's
+handled exception, so later parse errors carry a stale ``__context__``.
 
 Needs ``valgrind`` and a C compiler; mypyc comes with the dev dependencies.
 """
