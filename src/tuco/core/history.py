@@ -83,14 +83,21 @@ class History:
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:
-        """Drop the oldest changes down to 15/16 of the bound, so a full history drops once per many writes."""
-        changes = self._changes
+        """Drop the oldest changes down to 63/64 of the bound, freeing each as it goes.
+
+        Small steps, each freed at once: dropping 1/16 and freeing the list's
+        stale half in one ``del`` stalled the loop 15-20 ms a second under 40,000
+        writes/s. The stale slots hold ``None`` until the list is cut, which then
+        only moves pointers.
+        """
+        changes: list[Change | None] = self._changes  # type: ignore[assignment]  # slots before _start are None
         start = self._start
         size = self._bytes
-        target = self.max_bytes - (self.max_bytes >> 4)
+        target = self.max_bytes - (self.max_bytes >> 6)
         while size > target and start < len(changes):
-            _, _, key, _, previous = changes[start]
+            _, _, key, _, previous = changes[start]  # type: ignore[misc]  # at and after _start: a change
             size -= CHANGE_OVERHEAD_BYTES + len(key) + (len(previous[0]) if previous is not None else 0)
+            changes[start] = None
             start += 1
         self._first += start - self._start
         self._bytes = size
