@@ -536,23 +536,6 @@ def _components() -> Schema:
     }
 
 
-_REQUEST_ID_PARAM: Schema = {
-    "name": "X-Request-Id",
-    "in": "header",
-    "required": False,
-    "description": "The request's id: echoed in the response's X-Request-Id and logged with the request when it is "
-    "1 to 128 visible ASCII characters (otherwise ignored; with TUCO_ACCESS_LOG on, tuco mints one)",
-    "schema": {"type": "string"},
-}
-
-
-def _with_request_id(paths: Schema) -> Schema:
-    """Every path takes an ``X-Request-Id`` (the front ends echo it on any answer)."""
-    for item in paths.values():
-        item["parameters"] = [*item.get("parameters", []), _REQUEST_ID_PARAM]
-    return paths
-
-
 def document() -> Schema:
     """The whole OpenAPI 3.1 document."""
     return {
@@ -560,10 +543,12 @@ def document() -> Schema:
         "info": {
             "title": "tuco",
             "version": tuco.__version__,
-            "description": "A dependable key-value store service. Errors are JSON {error, message}; see the README.",
+            "description": "A dependable key-value store service. Errors are JSON {error, message}; see the README. "
+            "Any request may carry an X-Request-Id (1 to 128 visible ASCII characters): its answer echoes it, and the "
+            "access log (TUCO_ACCESS_LOG) records it; with the access log on, an answer without one gets a new one.",
         },
         "security": [{}, {"bearer": []}],
-        "paths": _with_request_id(_paths()),
+        "paths": _paths(),
         "components": _components(),
     }
 
