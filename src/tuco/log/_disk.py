@@ -43,6 +43,7 @@ __all__ = [
     "record_refused",
     "refused_path",
     "sync_directory",
+    "timed_sync",
     "truncate_file",
 ]
 
@@ -384,15 +385,20 @@ def append_batch(
     except OSError as exc:
         raise BatchRefusedError(f"cannot write {path} ({exc.strerror or exc})") from exc
     if sync:
-        started = time.perf_counter()
         try:
-            file.sync()
+            timed_sync(file, sync_times)
         except OSError as exc:
             raise BatchRefusedError(f"cannot sync {path} ({exc.strerror or exc})") from exc
-        if sync_times is not None:
-            sync_times.observe(time.perf_counter() - started)
     if identity_at(path) != file.identity:
         raise BatchRefusedError(moved_away(path))
+
+
+def timed_sync(file: LogFile, times: Distribution | None) -> None:
+    """Sync the file (called in a worker thread) and count how long it took into ``times``."""
+    started = time.perf_counter()
+    file.sync()
+    if times is not None:
+        times.observe(time.perf_counter() - started)
 
 
 def moved_away(path: Path) -> str:

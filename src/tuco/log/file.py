@@ -80,6 +80,7 @@ from tuco.log._disk import (
     record_refused,
     refused_path,
     sync_directory,
+    timed_sync,
 )
 from tuco.log._scan import LogReader, ScanReport, repair_log
 from tuco.log.batching import (
@@ -548,7 +549,7 @@ class FileTransactionLog(WritesThroughGroupCommit):
             self._unsynced = False
             covered = self._next_sequence - 1  # everything written so far is in what this sync flushes
             try:
-                await asyncio.to_thread(_timed_sync, file, self._sync_seconds)
+                await asyncio.to_thread(timed_sync, file, self._sync_seconds)
             except OSError as exc:
                 # Acknowledged already, so not to be cut; but the kernel may have dropped them.
                 first, last = self._synced_sequence + 1, self._next_sequence - 1
@@ -587,13 +588,6 @@ class FileTransactionLog(WritesThroughGroupCommit):
             self._unsynced = True  # a sync cancelled above may not have finished: always sync once more
             await self._sync_now()
         self._release()
-
-
-def _timed_sync(file: LogFile, times: Distribution) -> None:
-    """Sync the file (in the worker thread) and count how long it took."""
-    started = time.perf_counter()
-    file.sync()
-    times.observe(time.perf_counter() - started)
 
 
 def _sequences(first: int, last: int) -> str:
