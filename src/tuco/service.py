@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import gc
 import secrets
 import time
@@ -21,9 +22,9 @@ from dataclasses import dataclass
 import structlog
 
 from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
-from tuco.core.leases import Due
+from tuco.core.leases import Due, Lease, may_use
 from tuco.core.store import DEFAULT_HISTORY_BYTES, ExpiringEntry, Page, Store
-from tuco.core.tokens import MAX_TOKENS, Access, Grant, TokenRecord, digest, encode_record, format_token
+from tuco.core.tokens import MAX_TOKENS, Access, Grant, Principal, TokenRecord, digest, encode_record, format_token
 from tuco.core.watch import Selector
 from tuco.errors import (
     ForbiddenError,
@@ -339,46 +340,109 @@ class Service:
     # -- expiring keys and leases -------------------------------------------------
 
     def put_expiring(
-        self, key: str, value: bytes, precondition: Precondition | None, *, ttl_ms: int = 0, lease: int = 0
+        self,
+        key: str,
+        value: bytes,
+        precondition: Precondition | None,
+        *,
+        ttl_ms: int = 0,
+        lease: int = 0,
+        by: Principal | None = None,
     ) -> Awaitable[Event]:
         """:meth:`put` with a time to live (the log's clock sets the deadline) or attached to a lease.
 
         Raises LeaseLimitError for a lease that holds TUCO_MAX_KEYS_PER_LEASE
-        keys already; the awaitable raises LeaseNotFoundError for a lease that
-        does not exist (or has expired) when the log decides.
+        keys already, LeaseNotFoundError for a lease that is not ``by``'s (see
+        :meth:`owned_lease`); the awaitable raises LeaseNotFoundError for a lease
+        that does not exist (or has expired) when the log decides.
         """
         self._check_write(key, value)
         if ttl_ms:
             self._check_ttl(ttl_ms)
-        if lease:
-            found = self.store.leases.get(lease)
-            if found is not None and len(found.keys) >= self.limits.max_keys_per_lease and key not in found.keys:
+        expiry = Expiry(ttl=ttl_ms, lease=lease)
+        if not lease:
+            return self.log.write_expiring(EventType.PUT, key, value, precondition, expiry)
+        write = functools.partial(self.log.write_expiring, EventType.PUT, key, value, precondition, expiry)
+        found = self.store.leases.get(lease)
+        if found is None and by is not None:
+            return self._when_owned(lease, by, write)
+        if found is not None:
+            self._check_owner(found, by)
+            if len(found.keys) >= self.limits.max_keys_per_lease and key not in found.keys:
                 raise LeaseLimitError(f"the lease holds {len(found.keys)} keys, the most one lease may hold")
-        return self.log.write_expiring(EventType.PUT, key, value, precondition, Expiry(ttl=ttl_ms, lease=lease))
+        return write()
 
-    def grant(self, ttl_ms: int) -> Awaitable[Event]:
-        """Grant a lease for ``ttl_ms``; the event's ``lease`` is its id, ``deadline`` its end unless kept alive."""
+    def grant(self, ttl_ms: int, owner: Principal | None = None) -> Awaitable[Event]:
+        """Grant a lease for ``ttl_ms`` owned by ``owner`` (None: nobody, authentication is off).
+
+        The event's ``lease`` is its id, ``deadline`` its end unless kept alive.
+        """
         self._check_ttl(ttl_ms)
         if len(self.store.leases) >= self.limits.max_leases:
             raise LeaseLimitError(f"{len(self.store.leases)} leases are live, the most this store keeps")
-        return self.log.write_expiring(EventType.LEASE_GRANT, "", b"", None, Expiry(ttl=ttl_ms))
+        value = owner.name.encode("utf-8") if owner is not None else b""
+        return self.log.write_expiring(EventType.LEASE_GRANT, "", value, None, Expiry(ttl=ttl_ms))
 
-    def keepalive(self, lease: int) -> Awaitable[Event]:
-        """Move the lease's deadline to its ttl from now; the awaitable raises LeaseNotFoundError if it is gone."""
-        return self.log.write_expiring(EventType.LEASE_KEEPALIVE, "", b"", None, Expiry(lease=lease))
+    def owned_lease(self, id: int, by: Principal | None) -> Lease | None:
+        """Lease ``id`` as ``by`` sees it: None if there is none or it is another principal's (admins see every one).
 
-    async def revoke(self, lease: int, allowed: Callable[[str], bool] | None = None) -> tuple[Event, int]:
+        ``by`` None (authentication off) sees every lease.
+        """
+        found = self.store.leases.get(id)
+        if found is None or (by is not None and not may_use(found, by.name, by.admin)):
+            return None
+        return found
+
+    def keepalive(self, lease: int, by: Principal | None = None) -> Awaitable[Event]:
+        """Move the lease's deadline to its ttl from now; the awaitable raises LeaseNotFoundError if it is gone.
+
+        Raises LeaseNotFoundError for a lease that is not ``by``'s.
+        """
+        write = functools.partial(
+            self.log.write_expiring, EventType.LEASE_KEEPALIVE, "", b"", None, Expiry(lease=lease)
+        )
+        if by is not None:
+            found = self.store.leases.get(lease)
+            if found is None:
+                return self._when_owned(lease, by, write)
+            self._check_owner(found, by)
+        return write()
+
+    async def _when_owned(self, lease: int, by: Principal, write: Callable[[], Awaitable[Event]]) -> Event:
+        """``write()`` once lease ``lease``, unknown here, turned out ``by``'s after catching up with the log.
+
+        A lease granted on another replica a moment ago is known here only then;
+        its owner never changes, so checking it before the write is enough.
+        """
+        await self.log.catch_up()
+        found = self.store.leases.get(lease)
+        if found is None:
+            raise LeaseNotFoundError(lease)
+        self._check_owner(found, by)
+        return await write()
+
+    @staticmethod
+    def _check_owner(lease: Lease, by: Principal | None) -> None:
+        """LeaseNotFoundError unless ``by`` may use ``lease``: to everyone else it does not exist."""
+        if by is not None and not may_use(lease, by.name, by.admin):
+            raise LeaseNotFoundError(lease.id)
+
+    async def revoke(
+        self, lease: int, allowed: Callable[[str], bool] | None = None, by: Principal | None = None
+    ) -> tuple[Event, int]:
         """Delete the lease's keys (each at the revision it has), then the lease; return its event and keys deleted.
 
         A key rewritten meanwhile is not deleted by its DELETE; if it is still
         on the lease when the lease goes, it expires at once (the expirer deletes it).
-        With ``allowed``, every key attached (as known after catching up) must pass
-        it, else ForbiddenError and nothing is deleted.
+        Raises LeaseNotFoundError for a lease that is not ``by``'s (checked after
+        catching up). With ``allowed``, every key attached (as known then) must
+        pass it, else ForbiddenError and nothing is deleted.
         """
         await self.log.catch_up()  # the keys another replica attached are known here
         found = self.store.leases.get(lease)
         if found is None:
             raise LeaseNotFoundError(lease)
+        self._check_owner(found, by)
         deleted = 0
         keys = sorted(found.keys)
         if allowed is not None and not all(allowed(key) for key in keys):
