@@ -80,6 +80,13 @@ class Limits:
     """Longest time to live of a key or a lease."""
     max_leases: int = 10_000
     max_keys_per_lease: int = 10_000
+    max_leases_per_principal: int = 0
+    """Live leases one principal may hold (admins excepted); 0: a quarter of ``max_leases``."""
+
+    @property
+    def lease_share(self) -> int:
+        """How many leases one principal may hold: the setting, or a quarter of the cap (at least 1)."""
+        return self.max_leases_per_principal or max(1, self.max_leases // 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +146,13 @@ class Service:
         self.get: Callable[[str], Entry] = self.store.lookup
         self.store.now = log.now_ms  # expiry is decided by the log's clock, and reads hide what it expired
         self._expirer: asyncio.Task[None] | None = None
+        # Writes in flight that a cap must count before the log decides them (reserved before the write goes
+        # out, released the moment it is decided): grants, in all and per principal; keys being attached,
+        # per lease; tokens being created. Without them concurrent requests all pass a check of the store.
+        self._granting = 0
+        self._granting_by: dict[str, int] = {}
+        self._attaching: dict[int, dict[str, int]] = {}
+        self._creating_tokens = 0
         self.expired_keys = 0
         """Keys this replica deleted because their deadline passed (another replica may have deleted others)."""
         if metrics is not None:
@@ -262,13 +276,14 @@ class Service:
 
     # -- watching -----------------------------------------------------------------
 
-    def watch(self, selector: Selector, after: int) -> Watch:
-        """A cursor for the changes ``selector`` matches after revision ``after``; close it when done.
+    def watch(self, selector: Selector, after: int, by: Principal | None = None) -> Watch:
+        """A cursor for the changes ``selector`` matches after revision ``after``, opened by ``by``; close it when done.
 
-        Raises TooManyWatchersError over the cap, HistoryCompactedError if the
-        changes after ``after`` are neither in memory nor readable from the log.
+        Raises TooManyWatchersError over the cap (WatcherShareError over ``by``'s
+        share of it), HistoryCompactedError if the changes after ``after`` are
+        neither in memory nor readable from the log.
         """
-        return open_watch(self, selector, after)
+        return open_watch(self, selector, after, by)
 
     def wait_for_change(self, key: str, revision: int, timeout: float) -> Awaitable[None]:
         """Until ``key`` changed at ``revision`` or later (or ``timeout`` seconds, or shutdown); no polling."""
@@ -364,24 +379,74 @@ class Service:
             return self.log.write_expiring(EventType.PUT, key, value, precondition, expiry)
         write = functools.partial(self.log.write_expiring, EventType.PUT, key, value, precondition, expiry)
         found = self.store.leases.get(lease)
-        if found is None and by is not None:
-            return self._when_owned(lease, by, write)
-        if found is not None:
-            self._check_owner(found, by)
-            if len(found.keys) >= self.limits.max_keys_per_lease and key not in found.keys:
-                raise LeaseLimitError(f"the lease holds {len(found.keys)} keys, the most one lease may hold")
-        return write()
+        if found is None:
+            if by is not None:
+                return self._when_owned(lease, by, lambda known: self._attach(known, key, write))
+            return write()  # the log decides: no such lease (it may be another replica's, not applied here yet)
+        self._check_owner(found, by)
+        return self._attach(found, key, write)
+
+    def _attach(self, lease: Lease, key: str, write: Callable[[], Awaitable[Event]]) -> Awaitable[Event]:
+        """``write()`` of ``key`` onto ``lease`` within TUCO_MAX_KEYS_PER_LEASE, counting attaches in flight."""
+        pending = self._attaching.get(lease.id)
+        if key not in lease.keys and (pending is None or key not in pending):
+            held = len(lease.keys) + (sum(1 for k in pending if k not in lease.keys) if pending else 0)
+            if held >= self.limits.max_keys_per_lease:
+                raise LeaseLimitError(
+                    f"the lease holds {self.limits.max_keys_per_lease} keys, the most one lease may hold "
+                    "(TUCO_MAX_KEYS_PER_LEASE)"
+                )
+        if pending is None:
+            pending = self._attaching[lease.id] = {}
+        pending[key] = pending.get(key, 0) + 1
+
+        def release() -> None:
+            left = pending[key] - 1
+            if left:
+                pending[key] = left
+                return
+            del pending[key]
+            if not pending and self._attaching.get(lease.id) is pending:
+                del self._attaching[lease.id]
+
+        return _reserved(write, release)
 
     def grant(self, ttl_ms: int, owner: Principal | None = None) -> Awaitable[Event]:
         """Grant a lease for ``ttl_ms`` owned by ``owner`` (None: nobody, authentication is off).
 
-        The event's ``lease`` is its id, ``deadline`` its end unless kept alive.
+        The event's ``lease`` is its id, ``deadline`` its end unless kept alive. Raises LeaseLimitError
+        at TUCO_MAX_LEASES, or at ``owner``'s share of it (admins have none), grants in flight included.
         """
         self._check_ttl(ttl_ms)
-        if len(self.store.leases) >= self.limits.max_leases:
-            raise LeaseLimitError(f"{len(self.store.leases)} leases are live, the most this store keeps")
+        limits = self.limits
+        leases = self.store.leases
+        if len(leases) + self._granting >= limits.max_leases:
+            raise LeaseLimitError(
+                f"{limits.max_leases} leases are live or being granted, the most this store keeps (TUCO_MAX_LEASES)"
+            )
+        name = owner.name if owner is not None and not owner.admin else ""
+        if name:
+            share = limits.lease_share
+            if leases.owned_by(name) + self._granting_by.get(name, 0) >= share:
+                raise LeaseLimitError(
+                    f"this credential holds {share} leases, its share of TUCO_MAX_LEASES "
+                    "(TUCO_MAX_LEASES_PER_PRINCIPAL); revoke one first"
+                )
+            self._granting_by[name] = self._granting_by.get(name, 0) + 1
+        self._granting += 1
+
+        def release() -> None:
+            self._granting -= 1
+            if name:
+                left = self._granting_by[name] - 1
+                if left:
+                    self._granting_by[name] = left
+                else:
+                    del self._granting_by[name]
+
         value = owner.name.encode("utf-8") if owner is not None else b""
-        return self.log.write_expiring(EventType.LEASE_GRANT, "", value, None, Expiry(ttl=ttl_ms))
+        write = functools.partial(self.log.write_expiring, EventType.LEASE_GRANT, "", value, None, Expiry(ttl=ttl_ms))
+        return _reserved(write, release)
 
     def owned_lease(self, id: int, by: Principal | None) -> Lease | None:
         """Lease ``id`` as ``by`` sees it: None if there is none or it is another principal's (admins see every one).
@@ -404,12 +469,12 @@ class Service:
         if by is not None:
             found = self.store.leases.get(lease)
             if found is None:
-                return self._when_owned(lease, by, write)
+                return self._when_owned(lease, by, lambda _: write())
             self._check_owner(found, by)
         return write()
 
-    async def _when_owned(self, lease: int, by: Principal, write: Callable[[], Awaitable[Event]]) -> Event:
-        """``write()`` once lease ``lease``, unknown here, turned out ``by``'s after catching up with the log.
+    async def _when_owned(self, lease: int, by: Principal, write: Callable[[Lease], Awaitable[Event]]) -> Event:
+        """``write(lease)`` once lease ``lease``, unknown here, turned out ``by``'s after catching up with the log.
 
         A lease granted on another replica a moment ago is known here only then;
         its owner never changes, so checking it before the write is enough.
@@ -419,7 +484,7 @@ class Service:
         if found is None:
             raise LeaseNotFoundError(lease)
         self._check_owner(found, by)
-        return await write()
+        return await write(found)
 
     @staticmethod
     def _check_owner(lease: Lease, by: Principal | None) -> None:
@@ -469,8 +534,8 @@ class Service:
         The secret is made here and returned this once; the log keeps only its SHA-256.
         Raises TokenLimitError over MAX_TOKENS live tokens.
         """
-        if len(self.store.tokens) >= MAX_TOKENS:
-            raise TokenLimitError(f"{len(self.store.tokens)} tokens exist, the most this store keeps")
+        if len(self.store.tokens) + self._creating_tokens >= MAX_TOKENS:
+            raise TokenLimitError(f"{MAX_TOKENS} tokens exist or are being created, the most this store keeps")
         id = secrets.token_hex(8)
         token = None
         sha256 = b""
@@ -479,8 +544,14 @@ class Service:
             token = format_token(id, secret)
             sha256 = digest(secret.encode("ascii"))
         record = TokenRecord(id, description, tuple(grants), expires_at, sha256, cert)
+        self._creating_tokens += 1
+
+        def release() -> None:
+            self._creating_tokens -= 1
+
+        write = functools.partial(self.log.write_expiring, EventType.TOKEN_CREATE, id, encode_record(record), None)
         try:
-            event = await self.log.write_expiring(EventType.TOKEN_CREATE, id, encode_record(record), None, Expiry())
+            event = await _reserved(lambda: write(Expiry()), release)
         except LeaseNotFoundError:  # the database refused it: that id exists already (64 random bits: never)
             raise TokenLimitError("a token with that id exists; try again") from None
         return record._replace(created=event.sequence), token
@@ -573,3 +644,27 @@ class Service:
             if isinstance(outcome, BaseException):
                 _logger.error("expiry_write_failed", doing=doing, error=repr(outcome))
                 return
+
+
+def _reserved(write: Callable[[], Awaitable[Event]], release: Callable[[], None]) -> Awaitable[Event]:
+    """``write()``, with ``release`` called exactly once: when the log decided it, or at once if it cannot start.
+
+    The group commit's writes take a callback that runs in the pass that applies their batch, so a slot
+    is handed back in the same step as the store counts what took it: never counted twice, never lost.
+    """
+    try:
+        written = write()
+    except BaseException:
+        release()
+        raise
+    if hasattr(written, "add_done_callback"):
+        written.add_done_callback(lambda _: release())
+        return written
+    return _released_after(written, release)
+
+
+async def _released_after(written: Awaitable[Event], release: Callable[[], None]) -> Event:
+    try:
+        return await written
+    finally:
+        release()

@@ -546,7 +546,7 @@ class KeyValueAPI:
                 return _compacted(HistoryCompactedError(service.store.history.oldest_revision))
             return Response(200, b"", EVENT_STREAM, headers)
         try:
-            watch = service.watch(selector, after)
+            watch = service.watch(selector, after, request.principal)
         except HistoryCompactedError as exc:
             return _compacted(exc)
         except TooManyWatchersError as exc:

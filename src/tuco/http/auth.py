@@ -288,6 +288,7 @@ class Guard:
                 return self._inner(request)  # 400
             if not allows(grants, prefix, _READ):
                 return self._forbidden(request, record)
+            request.principal = record.principal  # a watch counts against its principal's share
             answer = self._inner(request)
             if isinstance(answer, StreamResponse) and (record is not _BOOTSTRAP or request.peer is not None):
                 answer.chunks = self._while_valid(answer.chunks, record, request)
