@@ -384,3 +384,57 @@ def _handshakes(port: int, context: ssl.SSLContext, session: ssl.SSLSession | No
             return _exchange(tls, "GET", "/healthz") is not None
     except (ssl.SSLError, OSError):
         return False
+
+
+def test_certificate_rows_of_the_authorization_matrix(tuco: StartTuco, pki: Pki, tmp_path: Path) -> None:
+    """Certificates as credentials: grants by identity, 401 for none or an ambiguous one, a bearer token taking
+    precedence, leases owned by the certificate's identity (another's is 404)."""
+    server = mtls_server(tuco, pki, tmp_path)
+    certs = {
+        "reader": pki.client("reader"),
+        "writer": pki.client("writer"),
+        "other": pki.client("other"),
+        "ungranted": pki.client("nobody"),
+        "two CNs": pki.custom("two", common_names=["writer.example", "reader.example"]),
+    }
+    with httpx.Client(base_url=server.url, verify=pki.context(certs["writer"]), timeout=10) as http:
+        for identity, permission in (("reader", "read"), ("writer", "write"), ("other", "write")):
+            body = {"cert": f"dns:{identity}.example", "grants": [{"prefix": "app/", "permission": permission}]}
+            assert http.post("/v1/tokens", json=body, headers=ADMIN).status_code == 201
+        reading = http.post("/v1/tokens", json={"grants": [{"prefix": "app/", "permission": "read"}]}, headers=ADMIN)
+        bearer_reader = {"Authorization": f"Bearer {reading.json()['token']}"}
+        assert http.put("/v1/key/app%2Fx", content=b"x", headers=ADMIN).status_code == 201
+    leases: dict[str, int] = {}
+    for owner in ("writer", "other"):
+        with httpx.Client(base_url=server.url, verify=pki.context(certs[owner]), timeout=10) as http:
+            leases[owner] = http.post("/v1/leases", json={"ttl": 60}).json()["id"]
+    rows = {
+        "get key": ("GET", "/v1/key/app%2Fx"),
+        "put key": ("PUT", "/v1/key/app%2Fy"),
+        "long poll": ("GET", "/v1/key/app%2Fx?wait_revision=1&timeout=0"),
+        "grant lease": ("POST", "/v1/leases"),
+        "keep own lease alive": ("POST", "/v1/leases/{own}/keepalive"),
+        "keep another's lease alive": ("POST", "/v1/leases/{others}/keepalive"),
+        "list tokens": ("GET", "/v1/tokens"),
+    }
+    expected = {  # reader, writer, other, ungranted, two CNs, writer's certificate with a read token
+        "get key": (200, 200, 200, 401, 401, 200),
+        "put key": (403, 201, 201, 401, 401, 403),
+        "long poll": (200, 200, 200, 401, 401, 200),
+        "grant lease": (403, 201, 201, 401, 401, 403),
+        "keep own lease alive": (403, 200, 200, 401, 401, 403),
+        "keep another's lease alive": (403, 404, 404, 401, 401, 403),
+        "list tokens": (403, 403, 403, 401, 401, 403),
+    }
+    cases = [(name, certs[name], {}) for name in certs] + [("token on a cert", certs["writer"], bearer_reader)]
+    wrong = {}
+    for column, (case, cert, headers) in enumerate(cases):
+        own = leases.get(case, 10**12)
+        others = leases["other"] if case == "writer" else leases["writer"]
+        with httpx.Client(base_url=server.url, verify=pki.context(cert), timeout=10) as http:
+            for row, (method, path) in rows.items():
+                body = b'{"ttl": 60}' if row == "grant lease" else b"v"
+                answer = http.request(method, path.format(own=own, others=others), content=body, headers=headers)
+                if answer.status_code != expected[row][column]:
+                    wrong[(row, case)] = answer.status_code
+    assert wrong == {}

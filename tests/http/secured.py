@@ -16,6 +16,7 @@ from tuco.core.tokens import Access, digest
 from tuco.http.api import KeyValueAPI
 from tuco.http.asgi import ASGIApp
 from tuco.http.server import ServerSettings, start_server
+from tuco.observability import Metrics
 from tuco.service import Limits, Service
 from tuco.testing import MemoryLog
 from tuco.watchers import WatchSettings
@@ -31,6 +32,7 @@ def secured_service(
     return Service(
         log or MemoryLog(),
         limits or Limits(),
+        Metrics(),
         access=Access(True, digest(BOOTSTRAP.encode())),
         watch_settings=watch,
         **service,
