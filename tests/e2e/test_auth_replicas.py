@@ -7,10 +7,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 from tests.e2e.process import TucoProcess
 from tests.e2e.test_auth import ADMIN, secured
 from tests.fix_db import fetch
-from tests.http.test_auth import bearer, secret_of
+from tests.http.test_auth import bearer, run_matrix, secret_of
 
 StartTuco = Callable[..., TucoProcess]
 
@@ -125,3 +127,23 @@ def test_a_lease_granted_by_b_on_one_replica_is_unusable_by_a_on_the_other(
         assert on_two.get("/v1/key/admin%2Fk?consistent=true", headers=ADMIN).status_code == 200
         assert on_one.post(f"/v1/leases/{lease}/keepalive", headers=b).status_code == 200
         assert on_two.delete(f"/v1/leases/{lease}", headers=ADMIN).json()["deleted_keys"] == 2
+
+
+def test_the_whole_matrix_on_one_replica_with_everything_made_on_the_other(
+    tuco: StartTuco, pg_dsn: str, tmp_path: Path
+) -> None:
+    """Tokens, keys and leases (their owners) made on replica one; every endpoint and credential on replica two
+    answers exactly as on a single server."""
+    env = secured(tmp_path, TUCO_LOG_BACKEND="postgres", TUCO_DATABASE_URL=pg_dsn)
+    one = tuco(**env, TUCO_DATA_DIR="/nonexistent/one")
+    two = tuco(**env, TUCO_DATA_DIR="/nonexistent/two")
+
+    async def main() -> None:
+        async with (
+            httpx.AsyncClient(base_url=one.url, timeout=10) as on_one,
+            httpx.AsyncClient(base_url=two.url, timeout=10) as on_two,
+        ):
+            _, wrong = await run_matrix(on_two, prepared_on=on_one)
+            assert wrong == {}
+
+    asyncio.run(main())

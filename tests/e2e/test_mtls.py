@@ -426,15 +426,16 @@ def test_certificate_rows_of_the_authorization_matrix(tuco: StartTuco, pki: Pki,
         "keep another's lease alive": (403, 404, 404, 401, 401, 403),
         "list tokens": (403, 403, 403, 401, 401, 403),
     }
-    cases = [(name, certs[name], {}) for name in certs] + [("token on a cert", certs["writer"], bearer_reader)]
+    cases: list[tuple[str, tuple[Path, Path], dict[str, str]]] = [(name, certs[name], {}) for name in certs]
+    cases.append(("token on a cert", certs["writer"], bearer_reader))
     wrong = {}
     for column, (case, cert, headers) in enumerate(cases):
         own = leases.get(case, 10**12)
         others = leases["other"] if case == "writer" else leases["writer"]
         with httpx.Client(base_url=server.url, verify=pki.context(cert), timeout=10) as http:
             for row, (method, path) in rows.items():
-                body = b'{"ttl": 60}' if row == "grant lease" else b"v"
-                answer = http.request(method, path.format(own=own, others=others), content=body, headers=headers)
+                content = b'{"ttl": 60}' if row == "grant lease" else b"v"
+                answer = http.request(method, path.format(own=own, others=others), content=content, headers=headers)
                 if answer.status_code != expected[row][column]:
                     wrong[(row, case)] = answer.status_code
     assert wrong == {}

@@ -192,9 +192,18 @@ async def prepare(client: httpx.AsyncClient) -> Setup:
     return setup
 
 
-async def run_matrix(client: httpx.AsyncClient) -> tuple[Setup, dict[tuple[str, str], int]]:
-    """Every endpoint with every credential; returns the statuses that differ from MATRIX (none, if all is well)."""
-    setup = await prepare(client)
+async def run_matrix(
+    client: httpx.AsyncClient, prepared_on: httpx.AsyncClient | None = None
+) -> tuple[Setup, dict[tuple[str, str], int]]:
+    """Every endpoint with every credential; returns the statuses that differ from MATRIX (none, if all is well).
+
+    With ``prepared_on`` (another replica), the tokens, keys and leases are made there and ``client``'s
+    replica catches up (a consistent read) before the matrix runs on it.
+    """
+    setup = await prepare(prepared_on or client)
+    if prepared_on is not None:
+        synced = await client.get("/v1/key/app%2Fx?consistent=true", headers=ADMIN)
+        assert synced.status_code == 200, synced.text
     wrong: dict[tuple[str, str], int] = {}
     for name, (method, path, body, expected) in MATRIX.items():
         for i, case in enumerate(CASES):
