@@ -319,8 +319,8 @@ def test_an_expired_client_certificate_stops_working_on_open_connections_and_str
     tuco: StartTuco, pki: Pki, tmp_path: Path, auth: str
 ) -> None:
     """Past its notAfter a certificate's kept-alive connection gets 401 and is closed, its watch ends before the
-    next change, and no TLS session of it is resumed (none is, before or after): a new connection is refused.
-    With TUCO_AUTH=none too: the certificate is then the only credential."""
+    next change, and no TLS session of it is resumed (none is, before or after), so a new connection is refused;
+    with TUCO_AUTH=none too, where the certificate is the only credential."""
     server = tuco(
         **(secured(tmp_path) if auth == "token" else {"TUCO_AUTH": "none"}),
         TUCO_TLS_CERT_FILE=str(pki.cert),
