@@ -32,6 +32,7 @@ from tuco.errors import (
     UnauthorizedError,
     UnavailableError,
     ValueTooLargeError,
+    WatcherShareError,
 )
 from tuco.ports import TransactionLog
 
@@ -71,5 +72,6 @@ __all__ = [
     "UnauthorizedError",
     "UnavailableError",
     "ValueTooLargeError",
+    "WatcherShareError",
     "__version__",
 ]

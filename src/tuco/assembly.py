@@ -53,6 +53,7 @@ def limits_from(settings: Settings) -> Limits:
         max_ttl_ms=settings.max_ttl_seconds * 1000,
         max_leases=settings.max_leases,
         max_keys_per_lease=settings.max_keys_per_lease,
+        max_leases_per_principal=settings.max_leases_per_principal or 0,
     )
 
 
@@ -104,6 +105,7 @@ def build_service(settings: Settings, metrics: Metrics | None = None, *, serverl
     """
     watching = WatchSettings(
         max_watchers=settings.watch_max_watchers,
+        max_watchers_per_principal=settings.watch_max_watchers_per_principal or 0,
         max_lag_events=settings.watch_max_lag_events,
         heartbeat_seconds=settings.watch_heartbeat_seconds,
         allow_origins=settings.allowed_origins,

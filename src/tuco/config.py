@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         description="PostgreSQL URL (postgresql://user:password@host:port/database, reserved characters "
         "percent-encoded) for the postgres backend; unset means the libpq PG* variables.",
     )
+    database_url_file: Path | None = Field(
+        None,
+        description="A file holding TUCO_DATABASE_URL (surrounding whitespace ignored): for container secrets, "
+        "so the password is in no environment variable. Not with TUCO_DATABASE_URL.",
+    )
     max_key_bytes: int = Field(1024, ge=1, le=65536, description="Largest key, in UTF-8 bytes.")
     max_value_bytes: int = Field(1 << 20, ge=0, le=1 << 30, description="Largest value, in bytes.")
     tls_cert_file: Path | None = Field(None, description="PEM certificate chain; with the key file, HTTPS only.")
@@ -146,6 +151,13 @@ class Settings(BaseSettings):
     watch_max_watchers: int = Field(
         1000, ge=1, le=1_000_000, description="Open watch streams at once; more get 503 too_many_watchers."
     )
+    watch_max_watchers_per_principal: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="With TUCO_AUTH=token: open watch streams one token or certificate identity may hold "
+        "(admins: only the whole cap); more get 429 watcher_limit. Unset: a quarter of TUCO_WATCH_MAX_WATCHERS.",
+    )
     watch_max_lag_events: int = Field(
         100_000,
         ge=1,
@@ -197,9 +209,38 @@ class Settings(BaseSettings):
     max_leases: int = Field(
         10_000, ge=1, le=10_000_000, description="Live leases, all clients together; a grant over it is 429."
     )
+    max_leases_per_principal: int | None = Field(
+        None,
+        ge=1,
+        le=10_000_000,
+        description="With TUCO_AUTH=token: live leases one token or certificate identity may hold (admins: only "
+        "the whole cap); a grant over it is 429. Unset: a quarter of TUCO_MAX_LEASES.",
+    )
     max_keys_per_lease: int = Field(
         10_000, ge=1, le=10_000_000, description="Keys attached to one lease; a PUT ?lease= over it is 429."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _database_url_from_its_file(cls, data: Any) -> Any:
+        """TUCO_DATABASE_URL_FILE's content becomes the URL (checked as one), read once, at start."""
+        if not isinstance(data, dict) or data.get("database_url_file") in (None, ""):
+            return data
+        if data.get("database_url") not in (None, ""):
+            raise ValueError("set TUCO_DATABASE_URL or TUCO_DATABASE_URL_FILE, not both")
+        path = Path(str(data["database_url_file"]))
+        try:
+            with open(path, "rb") as file:
+                raw = file.read(65536)
+        except OSError as exc:
+            raise ValueError(f"TUCO_DATABASE_URL_FILE: cannot read {path}: {exc.strerror or exc}") from None
+        try:
+            url = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise ValueError(f"TUCO_DATABASE_URL_FILE: {path} is not UTF-8 text") from None
+        if not url:
+            raise ValueError(f"TUCO_DATABASE_URL_FILE: {path} is empty")
+        return {**data, "database_url": url}
 
     @field_validator("database_url")
     @classmethod

@@ -7,6 +7,7 @@
     ├── PreconditionFailedError   a conditional write's condition did not hold; carries the current revision
     ├── HistoryCompactedError     a revision older than the retained history; carries the oldest one
     ├── TooManyWatchersError      the cap on concurrent watch streams is reached
+    │   └── WatcherShareError     ...or one principal's share of it
     ├── LeaseNotFoundError        no such lease (never granted, revoked, or expired)
     ├── LeaseLimitError           over the number of leases, or of keys on one lease
     ├── UnauthorizedError         no credential, or one that is malformed, unknown, revoked or expired (401)
@@ -69,6 +70,7 @@ __all__ = [
     "UnauthorizedError",
     "UnavailableError",
     "ValueTooLargeError",
+    "WatcherShareError",
 ]
 
 
@@ -132,6 +134,13 @@ class TooManyWatchersError(TucoError):
     status = 503
 
 
+class WatcherShareError(TooManyWatchersError):
+    """The principal holds as many watch streams as its share of the cap allows; close one first."""
+
+    code = "watcher_limit"
+    status = 429
+
+
 class LeaseNotFoundError(TucoError):
     """The lease does not exist: never granted, revoked, or past its deadline. ``lease`` is its id."""
 
@@ -147,7 +156,7 @@ class LeaseNotFoundError(TucoError):
 
 
 class LeaseLimitError(TucoError):
-    """Granting or attaching would go over TUCO_MAX_LEASES or TUCO_MAX_KEYS_PER_LEASE."""
+    """A grant over TUCO_MAX_LEASES (or the principal's share of it), or an attach over TUCO_MAX_KEYS_PER_LEASE."""
 
     code = "lease_limit"
     status = 429

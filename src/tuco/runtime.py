@@ -83,6 +83,11 @@ def make_tls_context(settings: Settings) -> ssl.SSLContext | None:
             reason = getattr(exc, "reason", None) or exc.strerror or "not a PEM CA bundle"
             raise ConfigurationError(f"invalid configuration: TUCO_TLS_CLIENT_CA_FILE {client_ca}: {reason}") from None
         context.verify_mode = ssl.CERT_REQUIRED  # no certificate, or one from another CA: refused at the handshake
+        # No session resumption: a resumed session skips the certificate check, so a session (TLS 1.3 ticket
+        # or TLS 1.2 session id) could carry a certificate past its notAfter. Each connection verifies anew;
+        # open connections are held to the notAfter by the connection itself.
+        context.options |= ssl.OP_NO_TICKET
+        context.num_tickets = 0
     return context
 
 

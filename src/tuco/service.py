@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import gc
 import secrets
 import time
@@ -21,9 +22,9 @@ from dataclasses import dataclass
 import structlog
 
 from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
-from tuco.core.leases import Due
+from tuco.core.leases import Due, Lease, may_use
 from tuco.core.store import DEFAULT_HISTORY_BYTES, ExpiringEntry, Page, Store
-from tuco.core.tokens import MAX_TOKENS, Access, Grant, TokenRecord, digest, encode_record, format_token
+from tuco.core.tokens import MAX_TOKENS, Access, Grant, Principal, TokenRecord, digest, encode_record, format_token
 from tuco.core.watch import Selector
 from tuco.errors import (
     ForbiddenError,
@@ -79,6 +80,13 @@ class Limits:
     """Longest time to live of a key or a lease."""
     max_leases: int = 10_000
     max_keys_per_lease: int = 10_000
+    max_leases_per_principal: int = 0
+    """Live leases one principal may hold (admins excepted); 0: a quarter of ``max_leases``."""
+
+    @property
+    def lease_share(self) -> int:
+        """How many leases one principal may hold: the setting, or a quarter of the cap (at least 1)."""
+        return self.max_leases_per_principal or max(1, self.max_leases // 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +146,13 @@ class Service:
         self.get: Callable[[str], Entry] = self.store.lookup
         self.store.now = log.now_ms  # expiry is decided by the log's clock, and reads hide what it expired
         self._expirer: asyncio.Task[None] | None = None
+        # Writes in flight that a cap must count before the log decides them (reserved before the write goes
+        # out, released the moment it is decided): grants, in all and per principal; keys being attached,
+        # per lease; tokens being created. Without them concurrent requests all pass a check of the store.
+        self._granting = 0
+        self._granting_by: dict[str, int] = {}
+        self._attaching: dict[int, dict[str, int]] = {}
+        self._creating_tokens = 0
         self.expired_keys = 0
         """Keys this replica deleted because their deadline passed (another replica may have deleted others)."""
         if metrics is not None:
@@ -261,13 +276,14 @@ class Service:
 
     # -- watching -----------------------------------------------------------------
 
-    def watch(self, selector: Selector, after: int) -> Watch:
-        """A cursor for the changes ``selector`` matches after revision ``after``; close it when done.
+    def watch(self, selector: Selector, after: int, by: Principal | None = None) -> Watch:
+        """A cursor for the changes ``selector`` matches after revision ``after``, opened by ``by``; close it when done.
 
-        Raises TooManyWatchersError over the cap, HistoryCompactedError if the
-        changes after ``after`` are neither in memory nor readable from the log.
+        Raises TooManyWatchersError over the cap (WatcherShareError over ``by``'s
+        share of it), HistoryCompactedError if the changes after ``after`` are
+        neither in memory nor readable from the log.
         """
-        return open_watch(self, selector, after)
+        return open_watch(self, selector, after, by)
 
     def wait_for_change(self, key: str, revision: int, timeout: float) -> Awaitable[None]:
         """Until ``key`` changed at ``revision`` or later (or ``timeout`` seconds, or shutdown); no polling."""
@@ -339,46 +355,159 @@ class Service:
     # -- expiring keys and leases -------------------------------------------------
 
     def put_expiring(
-        self, key: str, value: bytes, precondition: Precondition | None, *, ttl_ms: int = 0, lease: int = 0
+        self,
+        key: str,
+        value: bytes,
+        precondition: Precondition | None,
+        *,
+        ttl_ms: int = 0,
+        lease: int = 0,
+        by: Principal | None = None,
     ) -> Awaitable[Event]:
         """:meth:`put` with a time to live (the log's clock sets the deadline) or attached to a lease.
 
         Raises LeaseLimitError for a lease that holds TUCO_MAX_KEYS_PER_LEASE
-        keys already; the awaitable raises LeaseNotFoundError for a lease that
-        does not exist (or has expired) when the log decides.
+        keys already, LeaseNotFoundError for a lease that is not ``by``'s (see
+        :meth:`owned_lease`); the awaitable raises LeaseNotFoundError for a lease
+        that does not exist (or has expired) when the log decides.
         """
         self._check_write(key, value)
         if ttl_ms:
             self._check_ttl(ttl_ms)
-        if lease:
-            found = self.store.leases.get(lease)
-            if found is not None and len(found.keys) >= self.limits.max_keys_per_lease and key not in found.keys:
-                raise LeaseLimitError(f"the lease holds {len(found.keys)} keys, the most one lease may hold")
-        return self.log.write_expiring(EventType.PUT, key, value, precondition, Expiry(ttl=ttl_ms, lease=lease))
+        expiry = Expiry(ttl=ttl_ms, lease=lease)
+        if not lease:
+            return self.log.write_expiring(EventType.PUT, key, value, precondition, expiry)
+        write = functools.partial(self.log.write_expiring, EventType.PUT, key, value, precondition, expiry)
+        found = self.store.leases.get(lease)
+        if found is None:
+            if by is not None:
+                return self._when_owned(lease, by, lambda known: self._attach(known, key, write))
+            return write()  # the log decides: no such lease (it may be another replica's, not applied here yet)
+        self._check_owner(found, by)
+        return self._attach(found, key, write)
 
-    def grant(self, ttl_ms: int) -> Awaitable[Event]:
-        """Grant a lease for ``ttl_ms``; the event's ``lease`` is its id, ``deadline`` its end unless kept alive."""
+    def _attach(self, lease: Lease, key: str, write: Callable[[], Awaitable[Event]]) -> Awaitable[Event]:
+        """``write()`` of ``key`` onto ``lease`` within TUCO_MAX_KEYS_PER_LEASE, counting attaches in flight."""
+        pending = self._attaching.get(lease.id)
+        if key not in lease.keys and (pending is None or key not in pending):
+            held = len(lease.keys) + (sum(1 for k in pending if k not in lease.keys) if pending else 0)
+            if held >= self.limits.max_keys_per_lease:
+                raise LeaseLimitError(
+                    f"the lease holds {self.limits.max_keys_per_lease} keys, the most one lease may hold "
+                    "(TUCO_MAX_KEYS_PER_LEASE)"
+                )
+        if pending is None:
+            pending = self._attaching[lease.id] = {}
+        pending[key] = pending.get(key, 0) + 1
+
+        def release() -> None:
+            left = pending[key] - 1
+            if left:
+                pending[key] = left
+                return
+            del pending[key]
+            if not pending and self._attaching.get(lease.id) is pending:
+                del self._attaching[lease.id]
+
+        return _reserved(write, release)
+
+    def grant(self, ttl_ms: int, owner: Principal | None = None) -> Awaitable[Event]:
+        """Grant a lease for ``ttl_ms`` owned by ``owner`` (None: nobody, authentication is off).
+
+        The event's ``lease`` is its id, ``deadline`` its end unless kept alive. Raises LeaseLimitError
+        at TUCO_MAX_LEASES, or at ``owner``'s share of it (admins have none), grants in flight included.
+        """
         self._check_ttl(ttl_ms)
-        if len(self.store.leases) >= self.limits.max_leases:
-            raise LeaseLimitError(f"{len(self.store.leases)} leases are live, the most this store keeps")
-        return self.log.write_expiring(EventType.LEASE_GRANT, "", b"", None, Expiry(ttl=ttl_ms))
+        limits = self.limits
+        leases = self.store.leases
+        if len(leases) + self._granting >= limits.max_leases:
+            raise LeaseLimitError(
+                f"{limits.max_leases} leases are live or being granted, the most this store keeps (TUCO_MAX_LEASES)"
+            )
+        name = owner.name if owner is not None and not owner.admin else ""
+        if name:
+            share = limits.lease_share
+            if leases.owned_by(name) + self._granting_by.get(name, 0) >= share:
+                raise LeaseLimitError(
+                    f"this credential holds {share} leases, its share of TUCO_MAX_LEASES "
+                    "(TUCO_MAX_LEASES_PER_PRINCIPAL); revoke one first"
+                )
+            self._granting_by[name] = self._granting_by.get(name, 0) + 1
+        self._granting += 1
 
-    def keepalive(self, lease: int) -> Awaitable[Event]:
-        """Move the lease's deadline to its ttl from now; the awaitable raises LeaseNotFoundError if it is gone."""
-        return self.log.write_expiring(EventType.LEASE_KEEPALIVE, "", b"", None, Expiry(lease=lease))
+        def release() -> None:
+            self._granting -= 1
+            if name:
+                left = self._granting_by[name] - 1
+                if left:
+                    self._granting_by[name] = left
+                else:
+                    del self._granting_by[name]
 
-    async def revoke(self, lease: int, allowed: Callable[[str], bool] | None = None) -> tuple[Event, int]:
+        value = owner.name.encode("utf-8") if owner is not None else b""
+        write = functools.partial(self.log.write_expiring, EventType.LEASE_GRANT, "", value, None, Expiry(ttl=ttl_ms))
+        return _reserved(write, release)
+
+    def owned_lease(self, id: int, by: Principal | None) -> Lease | None:
+        """Lease ``id`` as ``by`` sees it: None if there is none or it is another principal's (admins see every one).
+
+        ``by`` None (authentication off) sees every lease.
+        """
+        found = self.store.leases.get(id)
+        if found is None or (by is not None and not may_use(found, by.name, by.admin)):
+            return None
+        return found
+
+    def keepalive(self, lease: int, by: Principal | None = None) -> Awaitable[Event]:
+        """Move the lease's deadline to its ttl from now; the awaitable raises LeaseNotFoundError if it is gone.
+
+        Raises LeaseNotFoundError for a lease that is not ``by``'s.
+        """
+        write = functools.partial(
+            self.log.write_expiring, EventType.LEASE_KEEPALIVE, "", b"", None, Expiry(lease=lease)
+        )
+        if by is not None:
+            found = self.store.leases.get(lease)
+            if found is None:
+                return self._when_owned(lease, by, lambda _: write())
+            self._check_owner(found, by)
+        return write()
+
+    async def _when_owned(self, lease: int, by: Principal, write: Callable[[Lease], Awaitable[Event]]) -> Event:
+        """``write(lease)`` once lease ``lease``, unknown here, turned out ``by``'s after catching up with the log.
+
+        A lease granted on another replica a moment ago is known here only then;
+        its owner never changes, so checking it before the write is enough.
+        """
+        await self.log.catch_up()
+        found = self.store.leases.get(lease)
+        if found is None:
+            raise LeaseNotFoundError(lease)
+        self._check_owner(found, by)
+        return await write(found)
+
+    @staticmethod
+    def _check_owner(lease: Lease, by: Principal | None) -> None:
+        """LeaseNotFoundError unless ``by`` may use ``lease``: to everyone else it does not exist."""
+        if by is not None and not may_use(lease, by.name, by.admin):
+            raise LeaseNotFoundError(lease.id)
+
+    async def revoke(
+        self, lease: int, allowed: Callable[[str], bool] | None = None, by: Principal | None = None
+    ) -> tuple[Event, int]:
         """Delete the lease's keys (each at the revision it has), then the lease; return its event and keys deleted.
 
         A key rewritten meanwhile is not deleted by its DELETE; if it is still
         on the lease when the lease goes, it expires at once (the expirer deletes it).
-        With ``allowed``, every key attached (as known after catching up) must pass
-        it, else ForbiddenError and nothing is deleted.
+        Raises LeaseNotFoundError for a lease that is not ``by``'s (checked after
+        catching up). With ``allowed``, every key attached (as known then) must
+        pass it, else ForbiddenError and nothing is deleted.
         """
         await self.log.catch_up()  # the keys another replica attached are known here
         found = self.store.leases.get(lease)
         if found is None:
             raise LeaseNotFoundError(lease)
+        self._check_owner(found, by)
         deleted = 0
         keys = sorted(found.keys)
         if allowed is not None and not all(allowed(key) for key in keys):
@@ -405,8 +534,8 @@ class Service:
         The secret is made here and returned this once; the log keeps only its SHA-256.
         Raises TokenLimitError over MAX_TOKENS live tokens.
         """
-        if len(self.store.tokens) >= MAX_TOKENS:
-            raise TokenLimitError(f"{len(self.store.tokens)} tokens exist, the most this store keeps")
+        if len(self.store.tokens) + self._creating_tokens >= MAX_TOKENS:
+            raise TokenLimitError(f"{MAX_TOKENS} tokens exist or are being created, the most this store keeps")
         id = secrets.token_hex(8)
         token = None
         sha256 = b""
@@ -415,8 +544,14 @@ class Service:
             token = format_token(id, secret)
             sha256 = digest(secret.encode("ascii"))
         record = TokenRecord(id, description, tuple(grants), expires_at, sha256, cert)
+        self._creating_tokens += 1
+
+        def release() -> None:
+            self._creating_tokens -= 1
+
+        write = functools.partial(self.log.write_expiring, EventType.TOKEN_CREATE, id, encode_record(record), None)
         try:
-            event = await self.log.write_expiring(EventType.TOKEN_CREATE, id, encode_record(record), None, Expiry())
+            event = await _reserved(lambda: write(Expiry()), release)
         except LeaseNotFoundError:  # the database refused it: that id exists already (64 random bits: never)
             raise TokenLimitError("a token with that id exists; try again") from None
         return record._replace(created=event.sequence), token
@@ -509,3 +644,27 @@ class Service:
             if isinstance(outcome, BaseException):
                 _logger.error("expiry_write_failed", doing=doing, error=repr(outcome))
                 return
+
+
+def _reserved(write: Callable[[], Awaitable[Event]], release: Callable[[], None]) -> Awaitable[Event]:
+    """``write()``, with ``release`` called exactly once: when the log decided it, or at once if it cannot start.
+
+    The group commit's writes take a callback that runs in the pass that applies their batch, so a slot
+    is handed back in the same step as the store counts what took it: never counted twice, never lost.
+    """
+    try:
+        written = write()
+    except BaseException:
+        release()
+        raise
+    if hasattr(written, "add_done_callback"):
+        written.add_done_callback(lambda _: release())
+        return written
+    return _released_after(written, release)
+
+
+async def _released_after(written: Awaitable[Event], release: Callable[[], None]) -> Event:
+    try:
+        return await written
+    finally:
+        release()

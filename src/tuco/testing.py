@@ -295,7 +295,7 @@ async def check_transaction_log(make_log: Callable[[], TransactionLog]) -> None:
     await log.aclose()
 
 
-_ExpiryView = tuple[dict[str, int], dict[str, int], list[tuple[int, int, int]]]
+_ExpiryView = tuple[dict[str, int], dict[str, int], list[tuple[int, int, int, str]]]
 _NO_EXPIRY: _ExpiryView = ({}, {}, [])
 
 

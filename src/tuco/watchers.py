@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from tuco.core.watch import Selector, WatchEvent, events_from_changes, events_from_log
-from tuco.errors import HistoryCompactedError, LogError, TooManyWatchersError
+from tuco.errors import HistoryCompactedError, LogError, TooManyWatchersError, WatcherShareError
 from tuco.ports import EventHistory
 
 if TYPE_CHECKING:
+    from tuco.core.tokens import Principal
     from tuco.service import Service
 
 __all__ = [
@@ -47,12 +48,19 @@ class WatchSettings:
 
     max_watchers: int = 1000
     """Open watch streams at once; more get 503 too_many_watchers."""
+    max_watchers_per_principal: int = 0
+    """Open watch streams of one principal (admins excepted); 0: a quarter of ``max_watchers``."""
     max_lag_events: int = 100_000
     """A live watch this many revisions behind the store is ended with a resume point."""
     heartbeat_seconds: float = 15.0
     """An idle stream gets a heartbeat comment and a progress event this often."""
     allow_origins: frozenset[str] = frozenset()
     """Browser origins (``Origin`` header values) whose pages may open a watch; ``*`` for any."""
+
+    @property
+    def watcher_share(self) -> int:
+        """How many watch streams one principal may hold: the setting, or a quarter of the cap (at least 1)."""
+        return self.max_watchers_per_principal or max(1, self.max_watchers // 4)
 
 
 class WatchStep(enum.Enum):
@@ -161,10 +169,12 @@ class Watch:
     can (:class:`~tuco.ports.EventHistory`), or ends.
     """
 
-    __slots__ = ("_last_sent", "_service", "after", "closed", "live", "selector")
+    __slots__ = ("_last_sent", "_service", "after", "closed", "live", "owner", "selector")
 
-    def __init__(self, service: Service, selector: Selector, after: int) -> None:
+    def __init__(self, service: Service, selector: Selector, after: int, owner: str = "") -> None:
         self._service = service
+        self.owner = owner
+        """The principal that opened it ("" with authentication off): what its share is counted by."""
         self.selector = selector
         self.after = after
         # A watch that starts within the lag bound is live at once; one further back is catching up until it
@@ -247,15 +257,23 @@ def _hub_of(service: Service) -> Hub:
     return hub
 
 
-def open_watch(service: Service, selector: Selector, after: int) -> Watch:
+def open_watch(service: Service, selector: Selector, after: int, by: Principal | None = None) -> Watch:
     """See :meth:`Service.watch <tuco.service.Service.watch>`."""
     hub = service.hub
-    if hub is not None and len(hub.watches) >= service.watch_settings.max_watchers:
-        raise TooManyWatchersError(f"{service.watch_settings.max_watchers} watch streams are open; retry later")
+    settings = service.watch_settings
+    if hub is not None and len(hub.watches) >= settings.max_watchers:
+        raise TooManyWatchersError(f"{settings.max_watchers} watch streams are open; retry later")
+    if by is not None and not by.admin and hub is not None:
+        share = settings.watcher_share
+        if sum(1 for watch in hub.watches if watch.owner == by.name) >= share:
+            raise WatcherShareError(
+                f"this credential holds {share} watch streams, its share of TUCO_WATCH_MAX_WATCHERS "
+                "(TUCO_WATCH_MAX_WATCHERS_PER_PRINCIPAL); close one first"
+            )
     oldest = service.store.history.oldest_revision
     if after < oldest and not isinstance(service.log, EventHistory):
         raise HistoryCompactedError(oldest)
-    watch = Watch(service, selector, after)
+    watch = Watch(service, selector, after, by.name if by is not None else "")
     _hub_of(service).watches.add(watch)
     return watch
 

@@ -105,7 +105,8 @@ def stack(docker: Docker, tmp_path: Path) -> Iterator[Stack]:
 
 
 def test_the_recipe_declares_health_checks_init_secrets_and_a_longer_stop_grace() -> None:
-    """Each replica has init, a health check, both secrets, waits for a healthy database and outwaits tuco's grace."""
+    """Each replica has init, a health check, both secrets as files, waits for a healthy database and outwaits
+    tuco's grace."""
     recipe = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
     services: dict[str, Any] = recipe["services"]
     assert sorted(services) == ["balancer", "postgres", *REPLICAS]
@@ -115,6 +116,9 @@ def test_the_recipe_declares_health_checks_init_secrets_and_a_longer_stop_grace(
         assert service["healthcheck"]["test"] == ["CMD", "tuco", "health", "--ready"]
         assert service["depends_on"] == {"postgres": {"condition": "service_healthy"}}
         assert sorted(service["secrets"]) == ["tuco_bootstrap_token", "tuco_database_url"]
+        # The URL (with the password) is read from the secret file by tuco itself: in no environment at all.
+        assert service["environment"]["TUCO_DATABASE_URL_FILE"] == "/run/secrets/tuco_database_url"
+        assert "TUCO_DATABASE_URL" not in service["environment"] and "entrypoint" not in service
         grace = float(service["environment"]["TUCO_SHUTDOWN_GRACE_SECONDS"])
         assert float(service["stop_grace_period"].removesuffix("s")) > grace
     assert services["balancer"]["depends_on"] == {name: {"condition": "service_healthy"} for name in REPLICAS}
@@ -139,9 +143,13 @@ def test_writes_on_any_replica_are_read_on_all_and_through_the_balancer(stack: S
         for key, value in expected:
             response = httpx.get(f"{url}/v1/key/{key}", params={"consistent": "true"}, headers=stack.headers)
             assert (reader, response.status_code, response.content) == (reader, 200, value)
+    password = (stack.where / "deploy" / "secrets" / "postgres_password").read_text().strip()
     for container in (stack.container(service) for service in REPLICAS):
         state = stack.docker.inspect(container)
         assert (state["HostConfig"]["Init"], state["Config"]["StopTimeout"]) == (True, 20)
+        assert not any(password in item for item in state["Config"]["Env"])
+        environs = stack.docker("exec", container, "sh", "-c", "cat /proc/[0-9]*/environ | tr '\\0' '\\n'").stdout
+        assert "TUCO_DATABASE_URL_FILE=" in environs and password not in environs
 
 
 def test_stopping_a_replica_mid_burst_loses_no_acknowledged_write(stack: Stack) -> None:

@@ -240,7 +240,57 @@ def test_a_compacted_section_keeps_deadlines_leases_and_their_order() -> None:
     assert (decoder.failure, decoder.entries) == (None, 4)
     store = Store()
     store.apply_batch(events)
-    assert store.expiry_state() == ({"own": 7_000}, {"leased": 3}, [(3, 4_000, 9_000)])
+    assert store.expiry_state() == ({"own": 7_000}, {"leased": 3}, [(3, 4_000, 9_000, "")])
+
+
+def test_a_grant_records_its_owner_and_an_ownerless_one_is_written_as_before() -> None:
+    """An owned grant (and lease entry) round-trips with its owner; one without is the old record, byte for byte."""
+    import struct
+    import zlib
+
+    owned = Event(5, GRANT, "", "dns:svc-\u00e9".encode(), 0, 0, Lifetime(9_000, 5, 4_000))
+    decoder = RecordDecoder(first_sequence=5, start_offset=0)
+    assert decoder.feed(encode_event(owned)) == [owned]
+    payload = struct.pack("<QBI", 6, 4, 0) + struct.pack("<QQQ", 6, 4_000, 9_000)  # a grant as older builds wrote it
+    older = struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
+    assert encode_event(Event(6, GRANT, "", b"", 0, 0, Lifetime(9_000, 6, 4_000))) == older
+    assert decoder.feed(older) == [Event(6, GRANT, "", b"", 0, 0, Lifetime(9_000, 6, 4_000))]
+    section = (
+        encode_header(first_sequence=10, version=FORMAT_VERSION)
+        + encode_lease_entry(3, 4_000, 9_000, "tok")
+        + encode_lease_entry(4, 1_000, 8_000)
+    )
+    compacted = RecordDecoder(first_sequence=10, start_offset=24, compacted=True)
+    entries = compacted.feed(section[24:])
+    assert entries == [
+        Event(3, GRANT, "", b"tok", 0, 0, Lifetime(9_000, 3, 4_000)),
+        Event(4, GRANT, "", b"", 0, 0, Lifetime(8_000, 4, 1_000)),
+    ]
+    store = Store()
+    store.apply_batch([*entries, owned, Event(6, GRANT, "", b"", 0, 0, Lifetime(9_000, 6, 4_000))])
+    assert sorted(store.expiry_state()[2]) == [
+        (3, 4_000, 9_000, "tok"),
+        (4, 1_000, 8_000, ""),
+        (5, 4_000, 9_000, "dns:svc-\u00e9"),
+        (6, 4_000, 9_000, ""),
+    ]
+    assert (store.leases.owned_by("tok"), store.leases.owned_by("")) == (1, 0)
+    store.apply(Event(7, REVOKE, "", b"", 0, 0, Lifetime(0, 3)))
+    assert store.leases.owned_by("tok") == 0
+
+
+def test_an_owned_grant_without_its_owner_is_a_failure() -> None:
+    """An owned-grant record whose owner is empty, or whose length disagrees, is corruption, never an event."""
+    import struct
+    import zlib
+
+    for owner_length, owner in ((0, b""), (3, b"ab")):
+        payload = struct.pack("<QBI", 1, 13, owner_length) + struct.pack("<QQQ", 1, 4_000, 9_000) + owner
+        record = struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
+        decoder = RecordDecoder(start_offset=0)
+        assert decoder.feed(record) == []
+        assert decoder.failure is not None
+        assert decoder.failure.reason == f"malformed record (type 13, key length {owner_length})"
 
 
 def test_a_malformed_lease_record_is_a_failure() -> None:

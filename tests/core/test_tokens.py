@@ -72,7 +72,7 @@ def test_a_record_round_trips_through_its_bytes_without_the_secret() -> None:
     encoded = encode_record(original)
     assert SECRET.encode() not in encoded
     assert decode_record(original.id, encoded, 7) == original._replace(created=7)
-    cert = record(sha256=b"", cert="client.example")
+    cert = record(sha256=b"", cert="dns:client.example")
     assert decode_record(cert.id, encode_record(cert), 3) == cert._replace(created=3)
 
 

@@ -7,10 +7,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 from tests.e2e.process import TucoProcess
 from tests.e2e.test_auth import ADMIN, secured
 from tests.fix_db import fetch
-from tests.http.test_auth import bearer, secret_of
+from tests.http.test_auth import bearer, run_matrix, secret_of
 
 StartTuco = Callable[..., TucoProcess]
 
@@ -82,3 +84,66 @@ def test_a_token_created_on_one_replica_works_on_the_other_and_its_revocation_re
     for server in (a, b, c):
         output = server.output()
         assert secret_of(created["token"]) not in output and secret_of(kept["token"]) not in output
+
+
+def test_a_lease_granted_by_b_on_one_replica_is_unusable_by_a_on_the_other(
+    tuco: StartTuco, pg_dsn: str, tmp_path: Path
+) -> None:
+    """B grants on replica 2; on replica 1, which has not applied it yet (no NOTIFY, a 5 s poll), A's attach,
+    keepalive, revoke and read are 404 and change nothing, while B uses it there; and B's revoke on replica 1,
+    checked by the service after catching up, refuses a key an admin attached on replica 2 a moment before."""
+    env = secured(tmp_path, TUCO_LOG_BACKEND="postgres", TUCO_DATABASE_URL=pg_dsn)
+    lagging = {"TUCO_LISTEN_NOTIFY": "false", "TUCO_POLL_INTERVAL_SECONDS": "5"}
+    one = tuco(**env, **lagging, TUCO_DATA_DIR="/nonexistent/one")
+    two = tuco(**env, **lagging, TUCO_DATA_DIR="/nonexistent/two")
+    with one.client() as on_one, two.client() as on_two:
+
+        def token(prefix: str) -> dict[str, str]:
+            body = {"grants": [{"prefix": prefix, "permission": "write"}]}
+            return bearer(on_two.post("/v1/tokens", json=body, headers=ADMIN).json()["token"])
+
+        a, b = token("shared/"), token("shared/")
+        _until(lambda: on_one.get("/v1/key/shared%2Fnone", headers=b).status_code == 404, "the tokens on one")
+
+        lease = on_two.post("/v1/leases", json={"ttl": 60}, headers=b).json()["id"]
+        assert on_two.put(f"/v1/key/shared%2Fb?lease={lease}", content=b"B", headers=b).status_code == 201
+        attach = on_one.put(f"/v1/key/shared%2Fa?lease={lease}", content=b"A", headers=a)
+        assert (attach.status_code, attach.json()["error"]) == (404, "no_such_lease")
+        assert on_one.post(f"/v1/leases/{lease}/keepalive", headers=a).status_code == 404
+        assert on_one.delete(f"/v1/leases/{lease}", headers=a).status_code == 404
+        assert on_one.get(f"/v1/leases/{lease}", headers=a).status_code == 404
+        assert on_two.get(f"/v1/leases/{lease}", headers=a).status_code == 404
+        assert on_one.get("/v1/key/shared%2Fa?consistent=true", headers=ADMIN).status_code == 404
+        shown = on_two.get(f"/v1/leases/{lease}", headers=b).json()
+        assert shown["keys"] == ["shared/b"]
+
+        fresh = on_two.post("/v1/leases", json={"ttl": 60}, headers=b).json()["id"]  # unknown on one, for now
+        assert on_one.post(f"/v1/leases/{fresh}/keepalive", headers=b).status_code == 200
+        assert on_one.put(f"/v1/key/shared%2Fc?lease={fresh}", content=b"C", headers=b).status_code == 201
+
+        assert on_two.put(f"/v1/key/admin%2Fk?lease={lease}", content=b"admin's", headers=ADMIN).status_code == 201
+        refused = on_one.delete(f"/v1/leases/{lease}", headers=b)  # one learns of admin/k only by catching up
+        assert (refused.status_code, refused.json()["error"]) == (403, "forbidden")
+        assert on_two.get("/v1/key/admin%2Fk?consistent=true", headers=ADMIN).status_code == 200
+        assert on_one.post(f"/v1/leases/{lease}/keepalive", headers=b).status_code == 200
+        assert on_two.delete(f"/v1/leases/{lease}", headers=ADMIN).json()["deleted_keys"] == 2
+
+
+def test_the_whole_matrix_on_one_replica_with_everything_made_on_the_other(
+    tuco: StartTuco, pg_dsn: str, tmp_path: Path
+) -> None:
+    """Tokens, keys and leases (their owners) made on replica one; every endpoint and credential on replica two
+    answers exactly as on a single server."""
+    env = secured(tmp_path, TUCO_LOG_BACKEND="postgres", TUCO_DATABASE_URL=pg_dsn)
+    one = tuco(**env, TUCO_DATA_DIR="/nonexistent/one")
+    two = tuco(**env, TUCO_DATA_DIR="/nonexistent/two")
+
+    async def main() -> None:
+        async with (
+            httpx.AsyncClient(base_url=one.url, timeout=10) as on_one,
+            httpx.AsyncClient(base_url=two.url, timeout=10) as on_two,
+        ):
+            _, wrong = await run_matrix(on_two, prepared_on=on_one)
+            assert wrong == {}
+
+    asyncio.run(main())

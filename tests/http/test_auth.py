@@ -24,42 +24,80 @@ from tuco.service import Service
 from tuco.testing import MemoryLog
 
 BOOTSTRAP = "bootstrap-" + secrets.token_hex(24)
-CASES = ("none", "malformed", "unknown", "revoked", "expired", "read_other", "read", "write", "admin")
+CASES = (
+    "none",
+    "malformed",
+    "unknown",
+    "revoked",
+    "expired",
+    "read_other",
+    "read",
+    "write",
+    "read_all",
+    "write_all",
+    "admin",
+)
+"""The credentials: five invalid ones, then read on other/, read and write on app/, read and write on every key
+("": still not admin), an admin token."""
 _I = 401  # an invalid or missing credential
+_NOBODYS = 10**12  # a lease id nobody holds: the "own lease" of a credential that cannot grant one
+_GRANTERS = ("write", "write_all", "admin")
+
+
+def _row(*valid: int) -> tuple[int, ...]:
+    """The statuses of the six valid credentials, after 401 for each of the five invalid ones."""
+    assert len(valid) == len(CASES) - 5
+    return (_I,) * 5 + valid
+
 
 # endpoint -> (method, path, body, the status for each of CASES)
 MATRIX: dict[str, tuple[str, str, bytes | None, tuple[int, ...]]] = {
-    "get key": ("GET", "/v1/key/app%2Fx", None, (_I,) * 5 + (403, 200, 200, 200)),
-    "head key": ("HEAD", "/v1/key/app%2Fx", None, (_I,) * 5 + (403, 200, 200, 200)),
-    "get key by alias": ("GET", "/v1/app%2Fx", None, (_I,) * 5 + (403, 200, 200, 200)),
-    "put key": ("PUT", "/v1/key/app%2Fy", b"v", (_I,) * 5 + (403, 403, 201, 201)),
-    "delete key": ("DELETE", "/v1/key/app%2Fz", None, (_I,) * 5 + (403, 403, 200, 200)),
-    "put other key": ("PUT", "/v1/key/apple", b"v", (_I,) * 5 + (403, 403, 403, 201)),
-    "post on a key": ("POST", "/v1/key/app%2Fx", b"", (_I,) * 5 + (405, 405, 405, 405)),
-    "list prefix": ("GET", "/v1/keys?prefix=app%2F", None, (_I,) * 5 + (403, 200, 200, 200)),
-    "list everything": ("GET", "/v1/keys", None, (_I,) * 5 + (403, 403, 403, 200)),
-    "list a wider prefix": ("GET", "/v1/keys?prefix=ap", None, (_I,) * 5 + (403, 403, 403, 200)),
-    "watch prefix": ("HEAD", "/v1/watch?prefix=app%2F", None, (_I,) * 5 + (403, 200, 200, 200)),
-    "watch key": ("HEAD", "/v1/watch?key=app%2Fx", None, (_I,) * 5 + (403, 200, 200, 200)),
-    "watch everything": ("HEAD", "/v1/watch", None, (_I,) * 5 + (403, 403, 403, 200)),
-    "grant lease": ("POST", "/v1/leases", b'{"ttl": 60}', (_I,) * 5 + (403, 403, 201, 201)),
-    "read lease": ("GET", "/v1/leases/{lease}", None, (_I,) * 5 + (403, 200, 200, 200)),
-    "keep lease alive": ("POST", "/v1/leases/{lease}/keepalive", None, (_I,) * 5 + (403, 403, 200, 200)),
-    "revoke lease": ("DELETE", "/v1/leases/{fresh_lease}", None, (_I,) * 5 + (403, 403, 200, 200)),
-    "revoke other lease": ("DELETE", "/v1/leases/{other_lease}", None, (_I,) * 5 + (403, 403, 403, 200)),
+    "get key": ("GET", "/v1/key/app%2Fx", None, _row(403, 200, 200, 200, 200, 200)),
+    "head key": ("HEAD", "/v1/key/app%2Fx", None, _row(403, 200, 200, 200, 200, 200)),
+    "get key by alias": ("GET", "/v1/app%2Fx", None, _row(403, 200, 200, 200, 200, 200)),
+    "long poll": ("GET", "/v1/key/app%2Fx?wait_revision=1&timeout=0", None, _row(403, 200, 200, 200, 200, 200)),
+    "put key": ("PUT", "/v1/key/app%2Fy", b"v", _row(403, 403, 201, 403, 201, 201)),
+    "delete key": ("DELETE", "/v1/key/app%2Fz", None, _row(403, 403, 200, 403, 200, 200)),
+    "put other key": ("PUT", "/v1/key/apple", b"v", _row(403, 403, 403, 403, 201, 201)),
+    "post on a key": ("POST", "/v1/key/app%2Fx", b"", _row(405, 405, 405, 405, 405, 405)),
+    "list prefix": ("GET", "/v1/keys?prefix=app%2F", None, _row(403, 200, 200, 200, 200, 200)),
+    "list everything": ("GET", "/v1/keys", None, _row(403, 403, 403, 200, 200, 200)),
+    "list a wider prefix": ("GET", "/v1/keys?prefix=ap", None, _row(403, 403, 403, 200, 200, 200)),
+    "watch prefix": ("HEAD", "/v1/watch?prefix=app%2F", None, _row(403, 200, 200, 200, 200, 200)),
+    "watch key": ("HEAD", "/v1/watch?key=app%2Fx", None, _row(403, 200, 200, 200, 200, 200)),
+    "watch everything": ("HEAD", "/v1/watch", None, _row(403, 403, 403, 200, 200, 200)),
+    "grant lease": ("POST", "/v1/leases", b'{"ttl": 60}', _row(403, 403, 201, 403, 201, 201)),
+    "read own lease": ("GET", "/v1/leases/{own_lease}", None, _row(404, 404, 200, 404, 200, 200)),
+    "keep own lease alive": ("POST", "/v1/leases/{own_lease}/keepalive", None, _row(403, 403, 200, 403, 200, 200)),
+    "attach to own lease": ("PUT", "/v1/key/app%2Fo{i}?lease={own_lease}", b"o", _row(403, 403, 201, 403, 201, 201)),
+    "revoke own lease": ("DELETE", "/v1/leases/{fresh_own_lease}", None, _row(403, 403, 200, 403, 200, 200)),
+    "read another's lease": ("GET", "/v1/leases/{held_lease}", None, _row(404, 404, 404, 404, 404, 200)),
+    "keep another's lease alive": (
+        "POST",
+        "/v1/leases/{held_lease}/keepalive",
+        None,
+        _row(403, 403, 404, 403, 404, 200),
+    ),
+    "attach to another's lease": (
+        "PUT",
+        "/v1/key/app%2Fa{i}?lease={held_lease}",
+        b"a",
+        _row(403, 403, 404, 403, 404, 201),
+    ),
+    "revoke another's lease": ("DELETE", "/v1/leases/{fresh_held_lease}", None, _row(403, 403, 404, 403, 404, 200)),
     "create token": (
         "POST",
         "/v1/tokens",
         b'{"grants": [{"prefix": "x/", "permission": "read"}]}',
-        (_I,) * 5 + (403, 403, 403, 201),
+        _row(403, 403, 403, 403, 403, 201),
     ),
-    "list tokens": ("GET", "/v1/tokens", None, (_I,) * 5 + (403, 403, 403, 200)),
-    "read token": ("GET", "/v1/tokens/{token_id}", None, (_I,) * 5 + (403, 403, 403, 200)),
-    "revoke token": ("DELETE", "/v1/tokens/{fresh_token}", None, (_I,) * 5 + (403, 403, 403, 204)),
-    "metrics": ("GET", "/metrics", None, (_I,) * 5 + (403, 403, 403, 200)),
-    "readyz": ("GET", "/readyz", None, (200,) * 9),
-    "healthz": ("GET", "/healthz", None, (200,) * 9),
-    "no such path": ("GET", "/nope", None, (_I,) * 5 + (404, 404, 404, 404)),
+    "list tokens": ("GET", "/v1/tokens", None, _row(403, 403, 403, 403, 403, 200)),
+    "read token": ("GET", "/v1/tokens/{token_id}", None, _row(403, 403, 403, 403, 403, 200)),
+    "revoke token": ("DELETE", "/v1/tokens/{fresh_token}", None, _row(403, 403, 403, 403, 403, 204)),
+    "metrics": ("GET", "/metrics", None, _row(403, 403, 403, 200, 200, 200)),
+    "readyz": ("GET", "/readyz", None, (200,) * len(CASES)),
+    "healthz": ("GET", "/healthz", None, (200,) * len(CASES)),
+    "no such path": ("GET", "/nope", None, _row(404, 404, 404, 404, 404, 404)),
 }
 
 
@@ -68,10 +106,11 @@ class Setup:
     """What the matrix needs made first: the credentials and the leases and tokens it consumes."""
 
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
-    lease: int = 0
     token_id: str = ""
-    fresh_leases: list[int] = field(default_factory=list)
-    other_leases: list[int] = field(default_factory=list)
+    held_lease: int = 0
+    own_leases: list[int] = field(default_factory=list)
+    fresh_own_leases: list[int] = field(default_factory=list)
+    fresh_held_leases: list[int] = field(default_factory=list)
     fresh_tokens: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
 
@@ -96,17 +135,19 @@ async def create_token(client: httpx.AsyncClient, grants: list[tuple[str, str]],
     return created
 
 
-async def lease_with(client: httpx.AsyncClient, key: str) -> int:
-    granted = await client.post("/v1/leases", json={"ttl": 600}, headers=ADMIN)
+async def lease_with(client: httpx.AsyncClient, key: str | None, headers: dict[str, str] = ADMIN) -> int:
+    """A lease granted with ``headers`` (the bootstrap token by default), with ``key`` attached if given."""
+    granted = await client.post("/v1/leases", json={"ttl": 600}, headers=headers)
     assert granted.status_code == 201, granted.text
     lease = int(granted.json()["id"])
-    put = await client.put(f"/v1/key/{key.replace('/', '%2F')}?lease={lease}", content=b"l", headers=ADMIN)
-    assert put.status_code == 201, put.text
+    if key is not None:
+        put = await client.put(f"/v1/key/{key.replace('/', '%2F')}?lease={lease}", content=b"l", headers=headers)
+        assert put.status_code == 201, put.text
     return lease
 
 
 async def prepare(client: httpx.AsyncClient) -> Setup:
-    """Keys, tokens for every case and the leases the matrix uses, all made with the bootstrap token."""
+    """Keys, tokens for every case and the leases the matrix uses: each granter's own, and a holder's."""
     setup = Setup()
     for key in ("app%2Fx", "app%2Fz", "apple", "other%2Fo"):
         assert (await client.put(f"/v1/key/{key}", content=b"value", headers=ADMIN)).status_code == 201
@@ -121,8 +162,11 @@ async def prepare(client: httpx.AsyncClient) -> Setup:
         "read_other": await create_token(client, [("other/", "read")]),
         "read": await create_token(client, [("app/", "read")]),
         "write": await create_token(client, [("app/", "write")]),
+        "read_all": await create_token(client, [("", "read")]),
+        "write_all": await create_token(client, [("", "write")]),
         "admin": await create_token(client, [("", "admin")]),
     }
+    holder = bearer(str((await create_token(client, [("app/", "write")]))["token"]))
     setup.token_id = str(tokens["read"]["id"])
     unknown = f"tuco_{secrets.token_hex(8)}_{secrets.token_urlsafe(32)}"
     setup.headers = {
@@ -134,25 +178,41 @@ async def prepare(client: httpx.AsyncClient) -> Setup:
         **{name: bearer(str(created["token"])) for name, created in tokens.items()},
     }
     setup.secrets = [str(t["token"]) for t in (expired, revoked, *tokens.values())] + [BOOTSTRAP]
-    setup.lease = await lease_with(client, "app/l")
-    for i in range(len(CASES)):
-        setup.fresh_leases.append(await lease_with(client, f"app/d{i}"))
-        setup.other_leases.append(await lease_with(client, f"other/d{i}"))
+    setup.held_lease = await lease_with(client, "app/held", holder)
+    for i, case in enumerate(CASES):
+        if case in _GRANTERS:
+            setup.own_leases.append(await lease_with(client, None, setup.headers[case]))
+            setup.fresh_own_leases.append(await lease_with(client, f"app/d{i}", setup.headers[case]))
+        else:
+            setup.own_leases.append(_NOBODYS)
+            setup.fresh_own_leases.append(_NOBODYS)
+        setup.fresh_held_leases.append(await lease_with(client, f"app/h{i}", holder))
         setup.fresh_tokens.append(str((await create_token(client, [("t/", "read")]))["id"]))
     await asyncio.sleep(max(0.0, ends - time.time() + 0.05))  # the expired token has expired now
     return setup
 
 
-async def run_matrix(client: httpx.AsyncClient) -> tuple[Setup, dict[tuple[str, str], int]]:
-    """Every endpoint with every credential; returns the statuses that differ from MATRIX (none, if all is well)."""
-    setup = await prepare(client)
+async def run_matrix(
+    client: httpx.AsyncClient, prepared_on: httpx.AsyncClient | None = None
+) -> tuple[Setup, dict[tuple[str, str], int]]:
+    """Every endpoint with every credential; returns the statuses that differ from MATRIX (none, if all is well).
+
+    With ``prepared_on`` (another replica), the tokens, keys and leases are made there and ``client``'s
+    replica catches up (a consistent read) before the matrix runs on it.
+    """
+    setup = await prepare(prepared_on or client)
+    if prepared_on is not None:
+        synced = await client.get("/v1/key/app%2Fx?consistent=true", headers=ADMIN)
+        assert synced.status_code == 200, synced.text
     wrong: dict[tuple[str, str], int] = {}
     for name, (method, path, body, expected) in MATRIX.items():
         for i, case in enumerate(CASES):
             target = path.format(
-                lease=setup.lease,
-                fresh_lease=setup.fresh_leases[i],
-                other_lease=setup.other_leases[i],
+                i=i,
+                own_lease=setup.own_leases[i],
+                fresh_own_lease=setup.fresh_own_leases[i],
+                held_lease=setup.held_lease,
+                fresh_held_lease=setup.fresh_held_leases[i],
                 token_id=setup.token_id,
                 fresh_token=setup.fresh_tokens[i],
             )
@@ -161,8 +221,10 @@ async def run_matrix(client: httpx.AsyncClient) -> tuple[Setup, dict[tuple[str, 
                 wrong[(name, case)] = answer.status_code
             if answer.status_code == 401:
                 assert answer.headers["www-authenticate"].startswith("Bearer")
-            if method != "HEAD" and answer.status_code in (401, 403):
-                assert answer.json()["error"] == ("unauthorized" if answer.status_code == 401 else "forbidden")
+            if method != "HEAD" and answer.status_code in (401, 403, 404):
+                error = {401: "unauthorized", 403: "forbidden", 404: "no_such_lease" if "lease" in name else None}
+                if error[answer.status_code] is not None:
+                    assert answer.json()["error"] == error[answer.status_code], (name, case, answer.text)
     return setup, wrong
 
 
@@ -297,7 +359,7 @@ def test_a_created_token_is_shown_once_and_listed_without_its_secret() -> None:
 
 
 def test_a_lease_revoke_cannot_delete_keys_outside_the_grants() -> None:
-    """A write token on a/ cannot revoke a lease holding b/k (403, the key stays), even if it attached a/ keys."""
+    """A write token on a/ cannot revoke its lease once an admin attached b/k (403, the key stays); keepalive works."""
 
     async def check(client: httpx.AsyncClient, service: Service) -> None:
         writer = bearer(str((await create_token(client, [("a/", "write")]))["token"]))
@@ -310,7 +372,7 @@ def test_a_lease_revoke_cannot_delete_keys_outside_the_grants() -> None:
         assert (refused.status_code, refused.json()["error"]) == (403, "forbidden")
         assert (await client.get("/v1/key/b%2Fk", headers=ADMIN)).status_code == 200
         keepalive = await client.post(f"/v1/leases/{lease}/keepalive", headers=writer)
-        assert keepalive.status_code == 403
+        assert keepalive.status_code == 200  # its own lease: kept alive whatever an admin attached
         assert (await client.delete(f"/v1/leases/{lease}", headers=ADMIN)).status_code == 200
 
     run_asgi(check)

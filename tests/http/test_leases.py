@@ -213,14 +213,20 @@ def test_lease_limits_are_429(front: str) -> None:
         refused = await client.post("/v1/leases", json={"ttl": 30})
         assert (refused.status_code, refused.json()) == (
             429,
-            {"error": "lease_limit", "message": "2 leases are live, the most this store keeps"},
+            {
+                "error": "lease_limit",
+                "message": "2 leases are live or being granted, the most this store keeps (TUCO_MAX_LEASES)",
+            },
         )
         assert (await client.put("/v1/key/a", params={"lease": str(first)}, content=b"1")).status_code == 201
         assert (await client.put("/v1/key/a", params={"lease": str(first)}, content=b"2")).status_code == 201
         full = await client.put("/v1/key/b", params={"lease": str(first)}, content=b"1")
         assert (full.status_code, full.json()) == (
             429,
-            {"error": "lease_limit", "message": "the lease holds 1 keys, the most one lease may hold"},
+            {
+                "error": "lease_limit",
+                "message": "the lease holds 1 keys, the most one lease may hold (TUCO_MAX_KEYS_PER_LEASE)",
+            },
         )
         assert "b" not in service.store
         assert service.revision == 4

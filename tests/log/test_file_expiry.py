@@ -33,10 +33,12 @@ async def open_log(path: Path, **options: object) -> tuple[FileTransactionLog, S
 
 
 async def write_expiring_state(log: FileTransactionLog) -> int:
-    """A key with its own deadline, a lease with a key, a plain key; returns the lease id."""
+    """A key with its own deadline, a lease with a key, an owned lease with a key, a plain key; the first lease."""
     await log.write_expiring(EventType.PUT, "own", b"o", None, Expiry(ttl=HOUR))
     grant = await log.write_expiring(EventType.LEASE_GRANT, "", expiry=Expiry(ttl=HOUR))
     await log.write_expiring(EventType.PUT, "leased", b"l", None, Expiry(lease=grant.lease))
+    owned = await log.write_expiring(EventType.LEASE_GRANT, "", b"dns:svc-a", expiry=Expiry(ttl=HOUR))
+    await log.write_expiring(EventType.PUT, "owned", b"o", None, Expiry(lease=owned.lease))
     await log.write_put("plain", b"p")
     return grant.lease
 

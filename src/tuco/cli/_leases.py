@@ -86,7 +86,12 @@ def _token_json(item: Token, *, created: bool = False) -> dict[str, object]:
 @click.option("--grant", "grants", multiple=True, required=True, metavar="PREFIX=PERM", help="read, write or admin.")
 @click.option("--description", default="", help="What the token is for (shown by list and in audit lines).")
 @click.option("--expires-at", metavar="RFC3339", help="When it stops working, e.g. 2027-01-01T00:00:00Z.")
-@click.option("--cert", "cert_name", metavar="NAME", help="Grant a client certificate identity (CN or SAN), no secret.")
+@click.option(
+    "--cert",
+    "cert_name",
+    metavar="KIND:NAME",
+    help="Grant a client certificate identity, no secret: dns:NAME, uri:URI, email:ADDR, ip:ADDR or cn:NAME.",
+)
 @click.option("--json", "as_json", is_flag=True, help="The same as --output json: id, token, grants...")
 @client_command
 def token_create(

@@ -30,6 +30,14 @@ so a PUT without a deadline is encoded exactly as before::
                      | deadline u64 | lease u64 | key | value                      (compacted section)
     lease entry   = sequence (the lease id) u64 | 9 u8 | 0 u32 | ttl u64 | deadline u64  (compacted section)
 
+A lease granted by a principal (authentication on) carries its owner, the
+token id or certificate identity, in two more kinds; a grant without one is
+written as before, so a log of a server without authentication stays readable
+by older builds (which report these kinds as corruption, never misread them)::
+
+    owned grant   = sequence u64 | 13 u8 | owner length u32 | lease u64 | ttl u64 | deadline u64 | owner (UTF-8)
+    owned lease entry = sequence (the lease id) u64 | 14 u8 | owner length u32 | ttl u64 | deadline u64 | owner
+
 Tokens (users and permissions) add three more kinds; a token's id is the key,
 its record (JSON: grants, expiry, the SHA-256 of its secret, never the secret) the value::
 
@@ -112,6 +120,8 @@ _LEASE_ENTRY = 9
 _TOKEN_CREATE = 10
 _TOKEN_REVOKE = 11
 _TOKEN_ENTRY = 12
+_OWNED_GRANT = 13
+_OWNED_LEASE_ENTRY = 14
 _TOKEN_CODES = {_TOKEN_CREATE: EventType.TOKEN_CREATE, _TOKEN_REVOKE: EventType.TOKEN_REVOKE}
 _CODE_OF_TOKEN = {EventType.TOKEN_CREATE: _TOKEN_CREATE, EventType.TOKEN_REVOKE: _TOKEN_REVOKE}
 _MAX_ENTRY = MAX_PAYLOAD_BYTES + _REVISIONS.size
@@ -119,8 +129,8 @@ ENTRY_OVERHEAD = _FRAME.size + _MIN_ENTRY
 _TYPE_BY_CODE: tuple[EventType | None, ...] = (None, EventType.PUT, EventType.DELETE)  # the fast loop's kinds
 _LEASE_CODES = {t.value: t for t in (EventType.LEASE_GRANT, EventType.LEASE_KEEPALIVE, EventType.LEASE_REVOKE)}
 # Record codes are not EventType numbers from 7 on (7 and 8 were taken by expiring kinds first).
-_RECORD_CODES = frozenset((EventType.PUT, EventType.DELETE, *_LEASE_CODES, _EXPIRING_PUT, *_TOKEN_CODES))
-_ENTRY_CODES = frozenset((_ENTRY, _EXPIRING_ENTRY, _LEASE_ENTRY, _TOKEN_ENTRY))
+_RECORD_CODES = frozenset((EventType.PUT, EventType.DELETE, *_LEASE_CODES, _EXPIRING_PUT, *_TOKEN_CODES, _OWNED_GRANT))
+_ENTRY_CODES = frozenset((_ENTRY, _EXPIRING_ENTRY, _LEASE_ENTRY, _TOKEN_ENTRY, _OWNED_LEASE_ENTRY))
 
 
 class LogHeader(NamedTuple):
@@ -217,14 +227,20 @@ def encode_event(event: Event) -> bytes:
     elif type in _CODE_OF_TOKEN:
         key_bytes = key.encode("utf-8")
         payload = _PAYLOAD.pack(sequence, _CODE_OF_TOKEN[type], len(key_bytes)) + key_bytes + value
+    elif type is EventType.LEASE_GRANT and value:  # the grant's owner
+        payload = _PAYLOAD.pack(sequence, _OWNED_GRANT, len(value)) + _LEASE.pack(lease, ttl, deadline) + value
     else:
         payload = _PAYLOAD.pack(sequence, type, 0) + _LEASE.pack(lease, ttl, deadline)
     return _FRAME.pack(len(payload), _checksum(payload)) + payload
 
 
-def encode_lease_entry(id: int, ttl: int, deadline: int) -> bytes:
+def encode_lease_entry(id: int, ttl: int, deadline: int, owner: str = "") -> bytes:
     """Frame a live lease of a compacted section (its id, the sequence of its grant, is the record's sequence)."""
-    payload = _PAYLOAD.pack(id, _LEASE_ENTRY, 0) + _PAIR.pack(ttl, deadline)
+    if owner:
+        owner_bytes = owner.encode("utf-8")
+        payload = _PAYLOAD.pack(id, _OWNED_LEASE_ENTRY, len(owner_bytes)) + _PAIR.pack(ttl, deadline) + owner_bytes
+    else:
+        payload = _PAYLOAD.pack(id, _LEASE_ENTRY, 0) + _PAIR.pack(ttl, deadline)
     return _FRAME.pack(len(payload), _checksum(payload)) + payload
 
 
@@ -438,15 +454,17 @@ class RecordDecoder:
                 failure = "checksum mismatch"
                 search_from = end
                 break
-            if code == _LEASE_ENTRY:
-                if length != _MIN_PAYLOAD + _PAIR.size or key_length:
+            if code in (_LEASE_ENTRY, _OWNED_LEASE_ENTRY):
+                owned = code == _OWNED_LEASE_ENTRY
+                if length != _MIN_PAYLOAD + _PAIR.size + key_length or owned != (key_length > 0):
                     failure = f"malformed lease entry (length {length})"
                     break
                 if not last < seq < below:
                     failure = f"entry with sequence {seq} after {last}, where {last + 1} to {below - 1} may follow"
                     break
                 ttl, deadline = _PAIR.unpack_from(buf, pos + _HEAD_SIZE)
-                events.append(new(Event, (seq, EventType.LEASE_GRANT, "", b"", 0, 0, Lifetime(deadline, seq, ttl))))
+                owner = buf[pos + _HEAD_SIZE + _PAIR.size : end]
+                events.append(new(Event, (seq, EventType.LEASE_GRANT, "", owner, 0, 0, Lifetime(deadline, seq, ttl))))
                 count += 1
                 last = seq
                 pos = end
@@ -528,6 +546,13 @@ def _decode_extended(buf: bytes, pos: int, end: int, seq: int, code: int, key_le
         except UnicodeDecodeError:
             return "key is not valid UTF-8"
         return Event(seq, EventType.PUT, key, buf[key_end:end], 0, 0, Lifetime(deadline, lease))
+    if code == _OWNED_GRANT:
+        if not key_length or end - body != _LEASE.size + key_length:
+            return f"malformed record (type {code}, key length {key_length})"
+        lease, ttl, deadline = _LEASE.unpack_from(buf, body)
+        return Event(
+            seq, EventType.LEASE_GRANT, "", buf[body + _LEASE.size : end], 0, 0, Lifetime(deadline, lease, ttl)
+        )
     lease_type = _LEASE_CODES.get(code)
     if lease_type is None or key_length or end - body != _LEASE.size:
         return f"malformed record (type {code}, key length {key_length})"

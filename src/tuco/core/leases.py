@@ -7,6 +7,13 @@ expirer finds what is due through one heap of ``(when, ...)`` items that are
 never removed in place: an item is checked against the current state when it
 comes up, and dropped if the key or lease moved on (lazy deletion keeps every
 write O(log n) and keepalives free of searches).
+
+A lease belongs to the principal that granted it (its ``owner``: a token id or
+a certificate identity, recorded with the grant in the log), so ownership is
+the same on every replica and after every restart. Only the owner and admins
+may use it; to anyone else it does not exist. A lease granted with
+authentication off (or by a build from before owners) has none: once
+authentication is on, only admins may use it.
 """
 
 from __future__ import annotations
@@ -15,28 +22,35 @@ import heapq
 from collections.abc import Iterator
 from itertools import count
 
-__all__ = ["Due", "Lease", "Leases"]
+__all__ = ["Due", "Lease", "Leases", "may_use"]
 
 
 class Lease:
-    """One lease: its time to live, its deadline (Unix ms) and the keys attached to it."""
+    """One lease: its time to live, its deadline (Unix ms), the keys attached to it and who granted it ("": nobody)."""
 
-    __slots__ = ("deadline", "id", "keys", "ttl")
+    __slots__ = ("deadline", "id", "keys", "owner", "ttl")
 
-    def __init__(self, id: int, ttl: int, deadline: int) -> None:
+    def __init__(self, id: int, ttl: int, deadline: int, owner: str = "") -> None:
         self.id = id
         self.ttl = ttl
         self.deadline = deadline
         self.keys: set[str] = set()
+        self.owner = owner
+
+
+def may_use(lease: Lease, principal: str, admin: bool) -> bool:
+    """Whether ``principal`` may see and use ``lease``: its owner may, and any admin."""
+    return admin or (lease.owner != "" and lease.owner == principal)
 
 
 class Leases:
     """The live leases by id, and the heap of deadlines the expirer walks."""
 
-    __slots__ = ("_by_id", "_heap", "_order")
+    __slots__ = ("_by_id", "_heap", "_order", "_owned")
 
     def __init__(self) -> None:
         self._by_id: dict[int, Lease] = {}
+        self._owned: dict[str, int] = {}  # live leases per owner: what a principal's share is checked against
         # (when, tie, key or None, lease id, the deadline the item stands for)
         self._heap: list[tuple[int, int, str | None, int, int]] = []
         self._order = count()
@@ -50,10 +64,16 @@ class Leases:
     def get(self, id: int) -> Lease | None:
         return self._by_id.get(id)
 
-    def grant(self, id: int, ttl: int, deadline: int) -> Lease:
+    def owned_by(self, owner: str) -> int:
+        """How many live leases ``owner`` holds."""
+        return self._owned.get(owner, 0)
+
+    def grant(self, id: int, ttl: int, deadline: int, owner: str = "") -> Lease:
         lease = self._by_id.get(id)
         if lease is None:
-            lease = self._by_id[id] = Lease(id, ttl, deadline)
+            lease = self._by_id[id] = Lease(id, ttl, deadline, owner)
+            if owner:
+                self._owned[owner] = self._owned.get(owner, 0) + 1
         else:
             lease.ttl, lease.deadline = ttl, deadline
         self.watch_lease(id, deadline)
@@ -66,7 +86,14 @@ class Leases:
             self.watch_lease(id, deadline)
 
     def revoke(self, id: int) -> Lease | None:
-        return self._by_id.pop(id, None)
+        lease = self._by_id.pop(id, None)
+        if lease is not None and lease.owner:
+            left = self._owned[lease.owner] - 1
+            if left:
+                self._owned[lease.owner] = left
+            else:
+                del self._owned[lease.owner]
+        return lease
 
     def watch_key(self, key: str, deadline: int, when: int | None = None) -> None:
         """Have the expirer look at ``key`` at ``when`` (default: its deadline)."""

@@ -210,7 +210,7 @@ class Store:
             if type is _TOKEN_CREATE or type is _TOKEN_REVOKE:
                 self._apply_token(type, sequence, key, value)
             else:
-                self._apply_lease(type, sequence, lifetime)
+                self._apply_lease(type, sequence, lifetime, value)
             self.last_sequence = sequence
             self.history.record(sequence, int(type), "", b"", None)
             return True
@@ -253,7 +253,7 @@ class Store:
             elif type is _TOKEN_CREATE or type is _TOKEN_REVOKE:
                 self._apply_token(type, sequence, key, value)
             else:
-                self._apply_lease(type, sequence, lifetime)
+                self._apply_lease(type, sequence, lifetime, value)
             last = sequence
         self.last_sequence = last
         self._index = None
@@ -302,9 +302,12 @@ class Store:
         """The lease ``key`` is attached to (0: none)."""
         return self._key_lease.get(key, 0)
 
-    def expiry_state(self) -> tuple[dict[str, int], dict[str, int], list[tuple[int, int, int]]]:
-        """Copies of the keys' own deadlines, their leases, and each lease's ``(id, ttl, deadline)``: for compaction."""
-        leases = [(lease.id, lease.ttl, lease.deadline) for lease in self.leases]
+    def expiry_state(self) -> tuple[dict[str, int], dict[str, int], list[tuple[int, int, int, str]]]:
+        """Copies of the keys' own deadlines, their leases, and each lease's ``(id, ttl, deadline, owner)``.
+
+        What a compaction keeps.
+        """
+        leases = [(lease.id, lease.ttl, lease.deadline, lease.owner) for lease in self.leases]
         return dict(self._deadline), dict(self._key_lease), leases
 
     def due(self, now: int) -> Due:
@@ -415,11 +418,12 @@ class Store:
             return
         self.tokens.create(record)
 
-    def _apply_lease(self, type: EventType, sequence: int, lifetime: Lifetime | None) -> None:
+    def _apply_lease(self, type: EventType, sequence: int, lifetime: Lifetime | None, owner: bytes) -> None:
+        """Apply a lease record; a grant's value is its owner (UTF-8, empty for none)."""
         deadline, lease_id, ttl = lifetime if lifetime is not None else (0, 0, 0)
         leases = self.leases
         if type is _GRANT:
-            leases.grant(lease_id or sequence, ttl, deadline)
+            leases.grant(lease_id or sequence, ttl, deadline, owner.decode("utf-8", "replace") if owner else "")
         elif type is _KEEPALIVE:
             leases.keepalive(lease_id, deadline)
             self._bound_heap()

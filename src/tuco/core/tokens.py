@@ -4,9 +4,10 @@ A token is ``tuco_<id>_<secret>``: a 16-hex-digit id and a 256-bit secret
 (43 URL-safe base64 characters). Only the SHA-256 of the secret is kept (in
 the log, so in memory and at rest): the secret is random, not a password, so
 a slow hash would add nothing but cost per request. Verification compares
-digests with :func:`hmac.compare_digest`. A certificate identity (a TLS client
-certificate's subject CN, or its first SAN) can be given grants the same way,
-with no secret at all.
+digests with :func:`hmac.compare_digest`. A certificate identity, named by its
+kind (``dns:svc-a``, ``uri:spiffe://...``, ``email:...``, ``ip:...``, ``cn:svc-a``;
+see :mod:`tuco.http._tls` for which one a certificate has), can be given grants
+the same way, with no secret at all.
 
 Nothing here does I/O or reads a clock: callers pass ``now`` (Unix ms).
 """
@@ -23,12 +24,14 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 __all__ = [
+    "IDENTITY_KINDS",
     "ID_LENGTH",
     "MAX_TOKENS",
     "MAX_VERIFIED",
     "Access",
     "Grant",
     "Permission",
+    "Principal",
     "TokenRecord",
     "Tokens",
     "Verified",
@@ -39,6 +42,7 @@ __all__ = [
     "digest",
     "encode_record",
     "format_token",
+    "identity_problem",
     "parse_bearer",
     "parse_token",
     "permission_of",
@@ -53,6 +57,8 @@ _MIN_BOOTSTRAP_DISTINCT = 10
 MAX_CREDENTIAL_BYTES = 512
 MAX_TOKENS = 10_000
 """Live tokens at most (each needs an admin to create): a bound on what the registry holds."""
+IDENTITY_KINDS = ("cn", "dns", "uri", "email", "ip")
+"""How a certificate identity is named in a grant: ``kind:value``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +92,18 @@ class Grant(NamedTuple):
     permission: Permission
 
 
+class Principal(NamedTuple):
+    """Who a request acts as: ``name`` owns what it creates (a lease), an ``admin`` may act on anything.
+
+    ``name`` is a token's id, or a certificate's identity (``dns:svc-a``): a
+    certificate keeps its name when its grants are replaced, a token does not
+    (new grants are a new token).
+    """
+
+    name: str
+    admin: bool = False
+
+
 class TokenRecord(NamedTuple):
     """A token as the log keeps it: no secret, only its digest (or, for a certificate, the identity).
 
@@ -102,6 +120,11 @@ class TokenRecord(NamedTuple):
 
     def expired(self, now: int) -> bool:
         return 0 < self.expires_at <= now
+
+    @property
+    def principal(self) -> Principal:
+        """Who a request with this credential acts as (admin: an admin grant on every key)."""
+        return Principal(self.cert or self.id, allows(self.grants, "", Permission.ADMIN))
 
     def public(self) -> dict[str, object]:
         """What ``GET /v1/tokens`` shows: never the digest."""
@@ -199,9 +222,28 @@ def decode_record(id: str, value: bytes, created: int) -> TokenRecord:
         grants,
         int(payload.get("expires_at") or 0),
         sha256,
-        str(payload.get("cert") or ""),
+        _stored_identity(str(payload["cert"])) if payload.get("cert") else "",
         created,
     )
+
+
+def identity_problem(identity: str) -> str | None:
+    """What is wrong with a certificate identity as a grant names it (``kind:value``); None if nothing."""
+    kind, colon, value = identity.partition(":")
+    if not colon or kind not in IDENTITY_KINDS or not value.strip() or value != value.strip():
+        kinds = ", ".join(f"{k}:" for k in IDENTITY_KINDS)
+        return f"a certificate identity is named by its kind ({kinds}), such as dns:svc-a or cn:svc-a"
+    return None
+
+
+def _stored_identity(name: str) -> str:
+    """A grant's certificate identity as stored; a bare name from before kinds named a common name.
+
+    Those grants matched a certificate's CN first, so ``cn:`` keeps every certificate they matched
+    by its CN and no other (a certificate matched by a SAN needs its grant made again, by kind).
+    """
+    kind, colon, _ = name.partition(":")
+    return name if colon and kind in IDENTITY_KINDS else f"cn:{name}"
 
 
 def permission_of(label: object) -> Permission | None:
@@ -210,18 +252,19 @@ def permission_of(label: object) -> Permission | None:
 
 
 class Verified(NamedTuple):
-    """A verified credential ready for the request path: its record, and the prefixes it may read and write."""
+    """A verified credential ready for the request path: its record, the prefixes it may read and write, who it is."""
 
     record: TokenRecord
     reads: tuple[str, ...]
     writes: tuple[str, ...]
     expires_at: int
+    principal: Principal
 
     @classmethod
     def of(cls, record: TokenRecord) -> Verified:
         reads = tuple(g.prefix for g in record.grants if g.permission >= Permission.READ)
         writes = tuple(g.prefix for g in record.grants if g.permission >= Permission.WRITE)
-        return cls(record, reads, writes, record.expires_at)
+        return cls(record, reads, writes, record.expires_at, record.principal)
 
 
 MAX_VERIFIED = 4096

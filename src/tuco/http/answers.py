@@ -13,10 +13,11 @@ import json
 
 import structlog
 
-from tuco.errors import TucoError
+from tuco.errors import TucoError, UnauthorizedError
 from tuco.http.messages import Headers, Response
 
 __all__ = [
+    "CERTIFICATE_EXPIRED",
     "INTERNAL_ERROR",
     "JSON",
     "OCTET_STREAM",
@@ -57,6 +58,9 @@ def json_response(status: int, payload: object, extra: bytes = b"") -> Response:
 STARTING = error_response(503, "starting", "replaying the transaction log; try again shortly")
 INTERNAL_ERROR = error_response(500, "internal_error", "the server failed to handle the request; see its log")
 RETRY_SOON: Headers = ((b"Retry-After", b"1"),)
+CERTIFICATE_EXPIRED = error_response(
+    401, UnauthorizedError.code, "the client certificate has expired; connect again with a valid one"
+)
 SERVER_BUSY = error_response(
     503, "server_busy", "the server is receiving too many request bodies at once; retry shortly", RETRY_SOON
 )

@@ -20,6 +20,7 @@ from urllib.parse import unquote_to_bytes
 
 from tuco.core.events import ABSENT, EXISTS, Event, Precondition
 from tuco.core.store import ExpiringEntry, Page
+from tuco.core.tokens import Principal
 from tuco.core.watch import Selector
 from tuco.errors import (
     HistoryCompactedError,
@@ -186,11 +187,11 @@ class KeyValueAPI:
         ready = self.service.ready
         return _READY if ready else _NOT_READY
 
-    def revoke_answer(self, lease: int, allowed: Callable[[str], bool]) -> Answer:
-        """DELETE /v1/leases/{id} whose keys must each pass ``allowed`` (checked after catching up)."""
+    def revoke_answer(self, lease: int, allowed: Callable[[str], bool], by: Principal) -> Answer:
+        """DELETE /v1/leases/{id} by ``by``, whose keys must each pass ``allowed`` (checked after catching up)."""
         if self.service.phase is Phase.STARTING:
             return STARTING
-        return self._revoke(lease, allowed)
+        return self._revoke(lease, allowed, by)
 
     def handle(self, request: Request) -> Answer:
         """Answer one request.
@@ -391,7 +392,7 @@ class KeyValueAPI:
             written = service.put_expiring(key, request.body, precondition, ttl_ms=ttl_ms)
         else:
             lease = _lease_id(lease_raw or b"", InvalidParameterError("lease must be a lease id, as granted"))
-            written = service.put_expiring(key, request.body, precondition, lease=lease)
+            written = service.put_expiring(key, request.body, precondition, lease=lease, by=request.principal)
         return self._answer_lease_write(written, self._created_expiring, "not stored")
 
     def _created_expiring(self, event: Event) -> Response:
@@ -411,7 +412,7 @@ class KeyValueAPI:
             return STARTING
         try:
             ttl_ms = _grant_ttl(request.body, service.limits.max_ttl_ms)
-            written = service.grant(ttl_ms)
+            written = service.grant(ttl_ms, request.principal)
         except TucoError as exc:
             return _write_refused(exc, "no lease granted")
         return self._answer_lease_write(written, _lease_answer(201), "no lease granted")
@@ -422,7 +423,7 @@ class KeyValueAPI:
             return STARTING
         try:
             lease = _lease_id(segment, LeaseNotFoundError(0))
-            written = service.keepalive(lease)
+            written = service.keepalive(lease, request.principal)
         except TucoError as exc:
             return _write_refused(exc, "not kept alive")
         return self._answer_lease_write(written, _lease_answer(200), "not kept alive")
@@ -436,16 +437,18 @@ class KeyValueAPI:
         except LeaseNotFoundError as exc:
             return error_answer(exc)
         if request.method == b"DELETE":
-            return self._revoke(lease)
-        found = service.store.leases.get(lease)
+            return self._revoke(lease, None, request.principal)
+        found = service.owned_lease(lease, request.principal)
         if found is None or found.deadline <= service.log.now_ms():
             return error_answer(LeaseNotFoundError(lease))
         payload = {"id": lease, "ttl": found.ttl / 1000, "expires_at": found.deadline, "keys": sorted(found.keys)}
         return json_response(200, payload, b"X-Tuco-Revision: %d\r\n" % service.revision)
 
-    async def _revoke(self, lease: int, allowed: Callable[[str], bool] | None = None) -> Response:
+    async def _revoke(
+        self, lease: int, allowed: Callable[[str], bool] | None = None, by: Principal | None = None
+    ) -> Response:
         try:
-            event, deleted = await self.service.revoke(lease, allowed)
+            event, deleted = await self.service.revoke(lease, allowed, by)
         except LogError as exc:
             return refusal(exc, "not revoked")
         except TucoError as exc:
@@ -543,7 +546,7 @@ class KeyValueAPI:
                 return _compacted(HistoryCompactedError(service.store.history.oldest_revision))
             return Response(200, b"", EVENT_STREAM, headers)
         try:
-            watch = service.watch(selector, after)
+            watch = service.watch(selector, after, request.principal)
         except HistoryCompactedError as exc:
             return _compacted(exc)
         except TooManyWatchersError as exc:

@@ -169,14 +169,13 @@ class ASGIApp:
             except _ClientGoneError:
                 return  # a partial body is not a value: store nothing, and there is no one to answer
         client = scope.get("client")
-        extensions = scope.get("extensions")
         request = Request(
             method,
             path,
             scope.get("query_string", b""),
             headers if type(headers) is list else list(headers),
             body,
-            _peer(extensions) if extensions else None,
+            None,  # no certificate identity: see _peer_unknown
             conditional,
             f"{client[0]}:{client[1]}" if client else None,
             authorization,
@@ -281,11 +280,10 @@ async def _read_body(receive: Receive, length: bytes | None, limit: int, budget:
         budget.give(reserved)
 
 
-def _peer(extensions: dict[str, Any]) -> str | None:
-    """The TLS client's identity, where the server reports one (the ASGI TLS extension)."""
-    tls = extensions.get("tls")
-    name = tls.get("client_cert_name") if isinstance(tls, dict) else None
-    return name if isinstance(name, str) and name else None
+# _peer_unknown: the ASGI TLS extension names a client only by its subject as one RFC 4514 string
+# (``client_cert_name``): no SANs by kind, several CNs indistinguishable from one, no notAfter to stop
+# honouring it at. Certificate identities are therefore tuco serve's alone; under an ASGI server a
+# client authenticates with a bearer token (the server may still require a client certificate).
 
 
 _CONTENT_LENGTH = b"content-length"

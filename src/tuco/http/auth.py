@@ -13,10 +13,14 @@ either hands the request on or answers ``401``/``403`` itself, with one
 - a key: read for GET and HEAD, write for PUT and DELETE, by the key's prefix.
 - ``/v1/keys`` and ``/v1/watch``: read on the whole prefix asked for (or the
   key watched), so a listing or a watch never shows a key outside the grants.
-- leases: a grant needs write on some prefix; reading, keeping alive or
-  revoking one needs read (GET) or write on every key attached to it. A
-  revoke deletes those keys, so it is checked again by the service after it
-  caught up, just before the deletes.
+- leases: a grant needs write on some prefix; reading one needs read on some
+  prefix, keeping it alive or revoking it write on some prefix, and every use
+  (attaching a key too) needs the lease to be the principal's own or the
+  principal to be an admin: the guard hands its principal on with the request
+  and the service decides, after catching up for a lease it does not know yet
+  (to anyone else the lease does not exist: 404). A revoke deletes the lease's
+  keys, so it also needs write on each of them, checked by the service after
+  catching up, just before the deletes.
 - ``/v1/tokens``: admin on "" (every key).
 """
 
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -39,6 +43,7 @@ from tuco.core.tokens import (
     allows,
     allows_any,
     digest,
+    identity_problem,
     parse_bearer,
     parse_token,
     permission_of,
@@ -52,7 +57,7 @@ from tuco.errors import (
     TucoError,
     UnauthorizedError,
 )
-from tuco.http.answers import STARTING, error_answer, error_response, json_response, refusal
+from tuco.http.answers import CERTIFICATE_EXPIRED, STARTING, error_answer, error_response, json_response, refusal
 from tuco.http.messages import NO_ROUTE, Request, Response, StreamResponse
 from tuco.http.routes import match
 
@@ -133,8 +138,13 @@ class Guard:
                     key = segment.decode() if b"%" not in segment else _decoded(segment)
                 except (UnicodeDecodeError, TucoError):
                     return self._inner(request)  # 400
-                allowed = key.startswith(verified.writes if writes else verified.reads)
-                return self._inner(request) if allowed else self._forbidden(request, verified.record)
+                if not key.startswith(verified.writes if writes else verified.reads):
+                    return self._forbidden(request, verified.record)
+                if request.query:  # a PUT ?lease= acts on a lease (its owner is the service's); a GET may wait
+                    request.principal = verified.principal
+                    if not writes:
+                        return self._when_answered(self._inner(request), request, verified.record)
+                return self._inner(request)
             handler: str | None = "key" if b"/" not in segment else None
             if handler is None:
                 request.route = NO_ROUTE
@@ -155,17 +165,25 @@ class Guard:
                 key = segment.decode() if b"%" not in segment else _decoded(segment)
             except (UnicodeDecodeError, TucoError):
                 return self._inner(request)  # 400: no key, nothing to authorize
-            if allows(principal.grants, key, need):  # type: ignore[union-attr]  # str ruled out above
-                return self._inner(request)
-            return self._forbidden(request, principal)  # type: ignore[arg-type]
+            record: TokenRecord = principal  # type: ignore[assignment]  # str ruled out above
+            if not allows(record.grants, key, need):
+                return self._forbidden(request, record)
+            if request.query:  # a PUT ?lease= acts on a lease (its owner is the service's); a GET may wait
+                request.principal = record.principal
+                if need is _READ:
+                    return self._when_answered(self._inner(request), request, record)
+            return self._inner(request)
         return self._resource(request, handler, segment, principal)
 
     def _authenticate(self, request: Request) -> TokenRecord | str:
         """The credential's record, or why there is none: missing, malformed, unknown, revoked or expired."""
         header = request.authorization
         if header is None:
-            if request.peer is not None:
-                found = self._tokens.for_cert(request.peer, self._now())
+            peer = request.peer
+            if peer is not None:
+                if not peer.identity:
+                    return "ambiguous_certificate"
+                found = self._tokens.for_cert(peer.identity, self._now())
                 if found is not None:
                     return found
             return "missing"
@@ -190,17 +208,55 @@ class Guard:
             return _BOOTSTRAP
         return "unknown" if parsed is not None else "malformed"
 
-    async def _while_valid(self, chunks: AsyncIterator[bytes], record: TokenRecord) -> AsyncIterator[bytes]:
+    def _lapsed(self, record: TokenRecord, request: Request) -> str | None:
+        """Why a credential verified for ``request`` is no longer honoured (``revoked``, ``expired``); None if it is.
+
+        A certificate's grants replaced by new ones count as revoked; a client certificate past its notAfter
+        ends whatever its connection carries.
+        """
+        now = self._now()
+        peer = request.peer
+        if peer is not None and now >= peer.not_after * 1000:
+            return "certificate_expired"
+        if record is _BOOTSTRAP:
+            return None
+        if record.expired(now):
+            return "expired"
+        if self._tokens.get(record.id) is not record:
+            return "revoked"
+        if record.cert and self._tokens.for_cert(record.cert, now) is not record:
+            return "revoked"
+        return None
+
+    def _when_answered(self, answer: Answer, request: Request, record: TokenRecord) -> Answer:
+        """A read's answer, authorized again when it is ready if it had to wait (a long poll)."""
+        if type(answer) is Response:
+            return answer
+        return self._authorized_again(answer, request, record)  # type: ignore[arg-type]  # a read: no Deferred
+
+    async def _authorized_again(
+        self, answer: Awaitable[Response | StreamResponse], request: Request, record: TokenRecord
+    ) -> Response | StreamResponse:
+        """The awaited answer if the credential is still honoured now, else the 401 a request now would get."""
+        response = await answer
+        reason = self._lapsed(record, request)
+        if reason is not None:
+            return self._unauthorized(request, reason, record.id)
+        return response
+
+    async def _while_valid(
+        self, chunks: AsyncIterator[bytes], record: TokenRecord, request: Request
+    ) -> AsyncIterator[bytes]:
         """A watch stream that ends once its credential is revoked or expires (checked at each frame it sends).
 
         An idle stream sends a heartbeat every TUCO_WATCH_HEARTBEAT_SECONDS, so that bounds how long it outlives
         a revocation.
         """
-        tokens = self._tokens
         try:
             async for chunk in chunks:
-                if tokens.get(record.id) is not record or record.expired(self._now()):
-                    _audit.info("watch_ended", token_id=record.id, reason="credential no longer valid")
+                reason = self._lapsed(record, request)
+                if reason is not None:
+                    _audit.info("watch_ended", token_id=record.id, cert=record.cert or None, reason=reason)
                     return
                 yield chunk
         finally:
@@ -232,9 +288,10 @@ class Guard:
                 return self._inner(request)  # 400
             if not allows(grants, prefix, _READ):
                 return self._forbidden(request, record)
+            request.principal = record.principal  # a watch counts against its principal's share
             answer = self._inner(request)
-            if isinstance(answer, StreamResponse) and record is not _BOOTSTRAP:
-                answer.chunks = self._while_valid(answer.chunks, record)
+            if isinstance(answer, StreamResponse) and (record is not _BOOTSTRAP or request.peer is not None):
+                answer.chunks = self._while_valid(answer.chunks, record, request)
             return answer
         if handler == "metrics":
             return self._inner(request) if allows(grants, "", _READ) else self._forbidden(request, record)
@@ -242,21 +299,18 @@ class Guard:
             if not allows(grants, "", _ADMIN):
                 return self._forbidden(request, record)
             return self._api.tokens.answer(request, handler, segment, record.id)
-        if handler == "grant":
-            return self._inner(request) if allows_any(grants, _WRITE) else self._forbidden(request, record)
-        if handler in ("lease", "keepalive"):
+        if handler in ("grant", "lease", "keepalive"):
             return self._lease(request, handler, segment, record)
         return self._inner(request)  # 404s and 405s: authenticated, nothing to authorize
 
     def _lease(self, request: Request, handler: str, segment: bytes, record: TokenRecord) -> Answer:
+        """A lease route: the permission here; the owner in the service (the principal goes with the request)."""
         need = _READ if request.method in (_GET, _HEAD) else _WRITE
         grants = record.grants
         if not allows_any(grants, need):
             return self._forbidden(request, record)
+        principal = request.principal = record.principal
         lease = int(segment) if segment.isdigit() and len(segment) <= 19 else 0
-        found = self._service.store.leases.get(lease) if lease else None
-        if found is not None and not all(allows(grants, key, need) for key in found.keys):
-            return self._forbidden(request, record)
         if handler == "lease" and request.method == _DELETE and lease:
 
             def allowed(key: str) -> bool:
@@ -265,12 +319,16 @@ class Guard:
                 self._audit_denied(request, record.id, "no_grant")
                 return False
 
-            return self._api.revoke_answer(lease, allowed)
+            return self._api.revoke_answer(lease, allowed, principal)
         return self._inner(request)
 
-    def _unauthorized(self, request: Request, reason: str) -> Response:
-        self._audit_denied(request, _token_id(request) if reason in ("revoked", "expired", "unknown") else None, reason)
-        return _UNAUTHORIZED if reason == "missing" else _INVALID_TOKEN
+    def _unauthorized(self, request: Request, reason: str, token: str | None = None) -> Response:
+        if token is None and reason in ("revoked", "expired", "unknown"):
+            token = _token_id(request)
+        self._audit_denied(request, token, reason)
+        if reason == "certificate_expired":
+            return CERTIFICATE_EXPIRED
+        return _UNAUTHORIZED if reason in ("missing", "ambiguous_certificate") else _INVALID_TOKEN
 
     def refuse(self, request: Request, record: TokenRecord) -> Response:
         """403 for a valid credential without the grant, with its audit line."""
@@ -286,7 +344,7 @@ class Guard:
             status=403 if reason == "no_grant" else 401,
             reason=reason,
             token_id=token,
-            cert=request.peer,
+            cert=request.peer.identity or None if request.peer is not None else None,
             client=request.client,
             method=request.method.decode("latin-1"),
             path=request.path[:200].decode("latin-1"),
@@ -426,9 +484,10 @@ def _creation(body: bytes, now: int) -> _Creation:
     if cert is None:
         cert = ""
     if not isinstance(cert, str) or len(cert) > _MAX_TEXT or (cert and not cert.strip()) or not _encodable(cert):
-        raise InvalidParameterError(
-            f"cert must be a certificate identity (CN or SAN) of at most {_MAX_TEXT} characters"
-        )
+        raise InvalidParameterError(f"cert must be a certificate identity of at most {_MAX_TEXT} characters")
+    problem = identity_problem(cert) if cert else None
+    if problem is not None:
+        raise InvalidParameterError(f"cert: {problem}")
     return description, grants, expires_at, cert
 
 

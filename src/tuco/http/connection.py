@@ -38,6 +38,12 @@ lives here, in one ``asyncio.Protocol`` with no task per request:
   and waits while writing is paused; answers to later requests wait in
   ``_queue`` until its last chunk. A client that goes away or stops sending
   cancels the task, which closes the chunk iterator.
+* **A client certificate lapses.** Under mutual TLS the certificate was
+  verified at the handshake; its notAfter is checked again at each request's
+  head and before each chunk of a stream. Past it, a request is answered
+  ``401`` and the connection closed, a stream ends and the connection closes:
+  an open connection never outlives its certificate (and the server's TLS
+  context issues no session tickets, so none is resumed without a handshake).
 * **Closing politely.** After the last response we half-close (``write_eof``)
   and discard what the client still sends for a moment, instead of closing a
   socket with unread data, which makes the kernel reset it and can destroy the
@@ -51,13 +57,22 @@ import collections
 import functools
 import http
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import httptools
 import structlog
 
-from tuco.http.answers import INTERNAL_ERROR, RETRY_SOON, SERVER_BUSY, error_response, value_too_large
+from tuco.http._tls import Peer, peer_of
+from tuco.http.answers import (
+    CERTIFICATE_EXPIRED,
+    INTERNAL_ERROR,
+    RETRY_SOON,
+    SERVER_BUSY,
+    error_response,
+    value_too_large,
+)
 from tuco.http.messages import Deferred, Request, Response, StreamResponse
 from tuco.http.observer import RequestObserver, clock
 
@@ -70,6 +85,7 @@ Handler = Callable[[Request], Response | StreamResponse | Deferred | Awaitable[R
 """A request to a response, or an awaitable of one."""
 
 _logger = structlog.get_logger("tuco.http")
+_audit = structlog.get_logger("tuco.audit")
 
 # How a response ends the exchange: keep-alive implied, keep-alive said (HTTP/1.0), or close.
 _KEEP: Final = 0
@@ -309,6 +325,7 @@ class HttpConnection(asyncio.Protocol):
         "_out_size",
         "_parser",
         "_peer",
+        "_peer_until",
         "_queue",
         "_raw_head",
         "_reading_paused",
@@ -351,7 +368,8 @@ class HttpConnection(asyncio.Protocol):
         self._raw_head = 0
         self._target = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._peer: str | None = None
+        self._peer: Peer | None = None
+        self._peer_until = 0.0  # the client certificate's notAfter (Unix seconds); 0: none
         self._client: str | None = None
         self._head_size = 0
         self._header_count = 0
@@ -464,7 +482,10 @@ class HttpConnection(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._tls = transport.get_extra_info("sslcontext") is not None
         if self._tls:
-            self._peer = _peer_identity(transport)
+            cert = transport.get_extra_info("peercert")
+            if cert:
+                self._peer = peer = peer_of(cert)
+                self._peer_until = peer.not_after or 1.0  # a certificate without notAfter: lapsed
         self._client = _client_address(transport)
         transport.set_write_buffer_limits(high=self._write_high_water)
         self._rearm()
@@ -615,6 +636,10 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self._peer_until and time.time() >= self._peer_until:
+            self._certificate_lapsed("request")
+            self._reject(CERTIFICATE_EXPIRED)
+            raise _Stop
         length = self._content_length
         coding = self._transfer_encoding
         if coding is not None:
@@ -871,6 +896,10 @@ class HttpConnection(asyncio.Protocol):
                 async for chunk in chunks:
                     if self._transport is None:
                         return
+                    if self._peer_until and time.time() >= self._peer_until:
+                        self._certificate_lapsed("stream")
+                        mode = _CLOSE  # ended like any stream, then the connection is closed
+                        break
                     if chunk:
                         self._out.append(b"%x\r\n%b\r\n" % (len(chunk), chunk))
                         self._flush()
@@ -1081,26 +1110,23 @@ class HttpConnection(asyncio.Protocol):
         else:
             self._after_output()
 
+    def _certificate_lapsed(self, what: str) -> None:
+        """The audit line of a request refused, or a stream ended, because the client certificate expired."""
+        peer = self._peer
+        _audit.warning(
+            "request_denied" if what == "request" else "watch_ended",
+            status=401,
+            reason="certificate_expired",
+            cert=peer.identity if peer is not None else None,
+            client=self._client,
+        )
+
     def abort(self) -> None:
         """Drop the connection without waiting for anything."""
         if self._transport is not None:
             self._transport.abort()
         elif self._handshake is not None:
             self._handshake.cancel()
-
-
-def _peer_identity(transport: asyncio.BaseTransport) -> str | None:
-    """The TLS client certificate's identity: its subject common name, else its first subject alternative name."""
-    cert = transport.get_extra_info("peercert")
-    if not cert:
-        return None
-    for rdn in cert.get("subject", ()):
-        for name, value in rdn:
-            if name == "commonName":
-                return str(value)
-    for _kind, value in cert.get("subjectAltName", ()):
-        return str(value)
-    return None
 
 
 def _client_address(transport: asyncio.BaseTransport) -> str | None:

@@ -13,8 +13,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Generator
 from types import EllipsisType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote_to_bytes
+
+if TYPE_CHECKING:
+    from tuco.core.tokens import Principal
+    from tuco.http._tls import Peer
 
 __all__ = ["KEY_ROUTE", "NO_ROUTE", "Deferred", "Request", "Response", "Settling", "StreamResponse"]
 
@@ -39,6 +43,7 @@ class Request:
         "method",
         "path",
         "peer",
+        "principal",
         "query",
         "request_id",
         "route",
@@ -51,7 +56,7 @@ class Request:
         query: bytes = b"",
         headers: list[tuple[bytes, bytes]] | None = None,
         body: bytes = b"",
-        peer: str | None = None,
+        peer: Peer | None = None,
         conditional: bool | None = None,
         client: str | None = None,
         authorization: bytes | EllipsisType | None = ...,
@@ -82,6 +87,8 @@ class Request:
         """The first ``X-Request-Id`` header's value, as sent (the front end checks it before echoing it)."""
         self.route = KEY_ROUTE
         """The pattern of the route that answered, for metrics; the API sets it for every other route."""
+        self.principal: Principal | None = None
+        """Who the request acts as, set by the guard where it matters (leases); None with authentication off."""
         self._params: dict[bytes, bytes] | None = None
 
     @classmethod

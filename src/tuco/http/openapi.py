@@ -510,7 +510,13 @@ def _components() -> Schema:
                     "description": {"type": "string"},
                     "grants": {"type": "array", "minItems": 1, "maxItems": 64, "items": _ref("Grant")},
                     "expires_at": {"type": "string", "format": "date-time"},
-                    "cert": {"type": "string", "description": "Grant a client certificate identity instead."},
+                    "cert": {
+                        "type": "string",
+                        "description": "Grant a client certificate identity instead, by kind: dns:NAME, "
+                        "uri:URI, email:ADDRESS, ip:ADDRESS or cn:NAME.",
+                        "pattern": "^(cn|dns|uri|email|ip):\\S(.*\\S)?$",
+                        "maxLength": 256,
+                    },
                 },
             },
             "Token": token,

@@ -59,8 +59,8 @@ _WRITE_CHUNK = 1 << 20
 Entries = Mapping[str, tuple[bytes, int, int, int]]
 """Every live key's ``(value, create_revision, mod_revision, version)``, as :meth:`Store.entries` returns them."""
 
-ExpiryTables = tuple[dict[str, int], dict[str, int], list[tuple[int, int, int]]]
-"""Keys' own deadlines, keys' leases, and the leases' ``(id, ttl, deadline)``: :meth:`Store.expiry_state`."""
+ExpiryTables = tuple[dict[str, int], dict[str, int], list[tuple[int, int, int, str]]]
+"""Keys' own deadlines, keys' leases, and the leases' ``(id, ttl, deadline, owner)``: :meth:`Store.expiry_state`."""
 TokenTable = list[tuple[str, bytes, int]]
 """The live tokens' ``(id, record, created)``, by creation: :func:`token_table` of the store."""
 _COPY_CHUNK = 4 << 20

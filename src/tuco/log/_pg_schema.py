@@ -26,7 +26,7 @@ __all__ = [
     "refusal",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 CHANNEL = "tuco_events"
 
 # Taken in the creating transaction so replicas starting together do not race on
@@ -454,8 +454,33 @@ _V5 = [
     _V5_EXPIRING_FUNCTION,
 ]
 
+# Version 6: lease owners. A grant's vals[i] is its owner (the token id or
+# certificate identity that granted it; empty for none): the grant's event keeps
+# it as its value and tuco_leases in its owner column, so every replica, a fresh
+# one too, knows whose a lease is. Leases granted before have no owner (NULL).
+# A version 5 replica still writing during a rolling upgrade sends an empty
+# value: its grants have no owner (only admins may use them once it is gone).
+_V5_GRANT = """            INSERT INTO tuco_events (sequence, type, key, value, deadline, lease, ttl)
+                VALUES (seq, 4, ''::bytea, ''::bytea, now_ms + ttls[i], seq, ttls[i]);
+            INSERT INTO tuco_leases (id, ttl, deadline) VALUES (seq, ttls[i], now_ms + ttls[i]);
+"""
+_V6_GRANT = """            INSERT INTO tuco_events (sequence, type, key, value, deadline, lease, ttl)
+                VALUES (seq, 4, ''::bytea, vals[i], now_ms + ttls[i], seq, ttls[i]);
+            INSERT INTO tuco_leases (id, ttl, deadline, owner)
+                VALUES (seq, ttls[i], now_ms + ttls[i], nullif(vals[i], ''::bytea));
+"""
+_V6_EXPIRING_FUNCTION = _V5_EXPIRING_FUNCTION.replace(_V5_GRANT, _V6_GRANT, 1)
+if _V6_EXPIRING_FUNCTION == _V5_EXPIRING_FUNCTION:  # pragma: no cover - a guard on the text above
+    raise RuntimeError("the version 6 write function could not be derived from version 5's")
+
+_V6 = [
+    "SELECT 1 FROM tuco_head WHERE id = 1 FOR UPDATE",
+    "ALTER TABLE tuco_leases ADD COLUMN owner bytea",
+    _V6_EXPIRING_FUNCTION,
+]
+
 # Each step brings a database from the version before to its own; run in order.
-_MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: [_V2_WRITE_FUNCTION], 3: _V3, 4: _V4, 5: _V5}
+_MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: [_V2_WRITE_FUNCTION], 3: _V3, 4: _V4, 5: _V5, 6: _V6}
 
 # One round trip writes a whole batch; see _V3_WRITE_FUNCTION. Runs outside any
 # explicit transaction, so it commits before the reply is sent.
@@ -473,7 +498,7 @@ BOOTSTRAP_HEAD = """SELECT h.sequence, e.committed_at, e.type, e.key, e.deadline
     FROM tuco_head h LEFT JOIN tuco_events e ON e.sequence = h.sequence WHERE h.id = 1"""
 STATE_BY_SEQUENCE = """SELECT sequence, key, value, create_revision, version, deadline, lease
     FROM tuco_state ORDER BY sequence"""
-LIVE_LEASES = "SELECT id, ttl, deadline FROM tuco_leases ORDER BY id"
+LIVE_LEASES = "SELECT id, ttl, deadline, coalesce(owner, ''::bytea) FROM tuco_leases ORDER BY id"
 LIVE_TOKENS = "SELECT sequence, id, record FROM tuco_tokens ORDER BY sequence"
 PRUNE_BATCHES = "DELETE FROM tuco_batches WHERE committed_at < now() - interval '1 hour'"
 

@@ -283,7 +283,8 @@ class _ExpiryJudge:
                 )  # the service checked the registry; replay tolerates repeats
             elif type is EventType.LEASE_GRANT:
                 ttl = expiry.ttl if expiry is not None else 0
-                event = Event(sequence, type, "", b"", 0, 0, Lifetime(now + ttl, sequence, ttl))
+                # The grant's value is its owner (empty for none): recorded with it, so every replica knows it.
+                event = Event(sequence, type, "", m.value, 0, 0, Lifetime(now + ttl, sequence, ttl))
                 self.leases[sequence] = (ttl, now + ttl)
             else:
                 id = expiry.lease if expiry is not None else 0

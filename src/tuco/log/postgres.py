@@ -213,7 +213,7 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
                 )
                 self._see_clock(db_now, asked)
                 leases = [
-                    Event(r[0], EventType.LEASE_GRANT, "", b"", 0, 0, Lifetime(r[2], r[0], r[1]))
+                    Event(r[0], EventType.LEASE_GRANT, "", r[3], 0, 0, Lifetime(r[2], r[0], r[1]))
                     for r in await conn.fetch(sql.LIVE_LEASES)
                 ]
                 tokens = [
