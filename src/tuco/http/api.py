@@ -128,6 +128,7 @@ class KeyValueAPI:
         from tuco.http.auth import TokenAPI
 
         self.tokens = TokenAPI(service)
+        self._frames = sse.FrameCache()
         self._guard: Guard | None = None
         if service.access.enabled:  # chosen once: with authentication off, handle is the method itself
             self._guard = Guard(self, self.handle)
@@ -548,7 +549,7 @@ class KeyValueAPI:
             return _compacted(exc)
         except TooManyWatchersError as exc:
             return error_answer(exc, b"Retry-After: 1\r\n")
-        return StreamResponse(200, _watch_stream(watch), EVENT_STREAM, headers)
+        return StreamResponse(200, _watch_stream(watch, self._frames), EVENT_STREAM, headers)
 
     def _long_poll(self, request: Request, key: str) -> Answer:
         """GET /v1/key/{k}?wait_revision=N&timeout=T: the key once it changed at N or later, or at the timeout."""
@@ -572,12 +573,17 @@ EVENT_STREAM = b"text/event-stream"
 _WATCH_STOPPING = error_response(503, "shutting_down", "the server is shutting down; retry on a new connection")
 _RETRY_MS = 1000  # what EventSource waits before reconnecting after the stream ends
 _CHUNK_BYTES = 64 * 1024  # frames gathered into one chunk, at most (one frame may be larger)
+_SHARED_FRAME_BYTES = 16 * 1024  # a frame this large is sent as it is, shared, never copied into a chunk
 MAX_WAIT_SECONDS = 300.0
 DEFAULT_WAIT_SECONDS = 30.0
 
 
-async def _watch_stream(watch: Watch) -> AsyncIterator[bytes]:
-    """The frames of one watch: ``retry`` first, then events, heartbeats and progress, a cancel frame last."""
+async def _watch_stream(watch: Watch, frames: sse.FrameCache) -> AsyncIterator[bytes]:
+    """The frames of one watch: ``retry`` first, then events, heartbeats and progress, a cancel frame last.
+
+    Small frames are gathered into one chunk; a large one is its own chunk, the
+    very bytes object every other watcher sends too (no copy per watcher).
+    """
     try:
         yield sse.opening_frame(_RETRY_MS, watch.after)
         while True:
@@ -586,7 +592,13 @@ async def _watch_stream(watch: Watch) -> AsyncIterator[bytes]:
                 chunk: list[bytes] = []
                 size = 0
                 for event in step.events:
-                    frame = sse.event_frame(event)
+                    frame = frames.frame(event)
+                    if len(frame) >= _SHARED_FRAME_BYTES:
+                        if chunk:
+                            yield b"".join(chunk)
+                            chunk, size = [], 0
+                        yield frame
+                        continue
                     chunk.append(frame)
                     size += len(frame)
                     if size >= _CHUNK_BYTES:
@@ -601,6 +613,8 @@ async def _watch_stream(watch: Watch) -> AsyncIterator[bytes]:
                 return
     finally:
         watch.close()
+        if watch.last:
+            frames.clear()  # nobody watches: the frames kept for them go
 
 
 def _watch_params(request: Request, current: int) -> tuple[Selector, int]:

@@ -37,7 +37,13 @@ lives here, in one ``asyncio.Protocol`` with no task per request:
   ``Transfer-Encoding: chunked`` by a task that writes each chunk as it comes
   and waits while writing is paused; answers to later requests wait in
   ``_queue`` until its last chunk. A client that goes away or stops sending
-  cancels the task, which closes the chunk iterator.
+  cancels the task, which closes the chunk iterator. A large chunk is written
+  as it is, between its framing lines, never copied: a watch frame is one
+  bytes object shared by every watcher. While streaming, the transport's
+  high-water mark is the per-stream bound (``stream_backlog_bytes``), and what
+  all streams hold unsent is counted, each shared piece once, against
+  ``max_stream_bytes`` (:mod:`tuco.http._backlog`): over it, the streams whose
+  clients stopped reading are cut off, the longest stopped first.
 * **Closing politely.** After the last response we half-close (``write_eof``)
   and discard what the client still sends for a moment, instead of closing a
   socket with unread data, which makes the kernel reset it and can destroy the
@@ -48,8 +54,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import http
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -57,6 +65,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import httptools
 import structlog
 
+from tuco.http._backlog import StreamBacklog, StreamBacklogs
 from tuco.http.answers import INTERNAL_ERROR, RETRY_SOON, SERVER_BUSY, error_response, value_too_large
 from tuco.http.messages import Deferred, Request, Response, StreamResponse
 from tuco.http.observer import RequestObserver, clock
@@ -92,6 +101,8 @@ _LINGER_SECONDS: Final = 2.0
 _JOIN_BODY_BYTES: Final = 16 * 1024
 _MAX_CACHED_HEADS: Final = 1024
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+# A stream's socket send buffer is this fraction of its backlog bound (the kernel doubles what is asked).
+_KERNEL_SHARE: Final = 16
 _CONDITIONS: Final = (b"if-match", b"if-none-match")
 _join = b"".join
 
@@ -130,6 +141,7 @@ class ServerContext:
         "observer",
         "peak_connections",
         "settings",
+        "streams",
         "tls",
     )
 
@@ -153,6 +165,8 @@ class ServerContext:
         self.closing = False
         # Bytes of request bodies still being received may add up to this, on all connections together.
         self.body_budget = settings.max_buffered_bytes
+        # What streams (watches) hold unsent, all connections together.
+        self.streams = StreamBacklogs(settings.max_stream_bytes)
         # The end of every response head; the server refreshes the date once a second.
         self.date_tail = b"\r\n\r\n"
         self._emptied = asyncio.Event()
@@ -315,6 +329,7 @@ class HttpConnection(asyncio.Protocol):
         "_request_id",
         "_reserved",
         "_stopped",
+        "_stream_backlog",
         "_stream_task",
         "_streaming",
         "_target",
@@ -379,6 +394,7 @@ class HttpConnection(asyncio.Protocol):
         # A streamed response being sent: later answers wait in _queue until it ends.
         self._streaming = False
         self._stream_task: asyncio.Task[None] | None = None
+        self._stream_backlog: StreamBacklog | None = None
         self._drained: asyncio.Event | None = None
         self._out: list[bytes] = []
         self._out_size = 0
@@ -528,6 +544,8 @@ class HttpConnection(asyncio.Protocol):
         self._out.clear()
         self._chunks = None
         self._release_body()
+        if self._stream_backlog is not None:
+            self._stream_backlog.close()
         if self._stream_task is not None:
             self._stream_task.cancel()  # a stream may wait for its next chunk indefinitely: nobody reads it now
         # Handler tasks keep running (a PUT queued in the log must still be stored);
@@ -536,11 +554,20 @@ class HttpConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self._stream_backlog is not None:
+            self._stream_backlog.paused()
         self._update_reading()
         self._rearm()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        backlog = self._stream_backlog
+        if backlog is not None and self._transport is not None:
+            backlog.resumed()
+            backlog.sent(self._transport.get_write_buffer_size())
+            if not self._streaming and not backlog.queued:
+                backlog.close()
+                self._stream_backlog = None
         if self._drained is not None:
             self._drained.set()
         self._pump()
@@ -862,7 +889,37 @@ class HttpConnection(asyncio.Protocol):
         self._out.append(_stream_head(response, mode, self._ctx.date_tail, extra))
         self._flush()
         self._streaming = True
+        transport = self._transport
+        if transport is not None and not head_only:
+            backlog_bytes = self._ctx.settings.stream_backlog_bytes
+            transport.set_write_buffer_limits(high=backlog_bytes)
+            _limit_kernel_buffer(transport, backlog_bytes // _KERNEL_SHARE)
+            if self._stream_backlog is None:
+                self._stream_backlog = self._ctx.streams.open(self._cut_off)
+            if self._write_paused:
+                self._stream_backlog.paused()
         self._stream_task = self._loop.create_task(self._stream(response, mode, head_only))
+
+    def _cut_off(self) -> None:
+        """Drop a stream whose client stopped reading: the streams together hold too much (see _backlog)."""
+        _logger.warning("stream_cut_off", client=self._client, reason="the streams' unsent bytes are over the bound")
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _write_chunk(self, chunk: bytes) -> None:
+        """Frame and write one chunk; a large one is handed over as it is (shared, never copied)."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if len(chunk) <= _JOIN_BODY_BYTES:
+            pieces: tuple[bytes, ...] = (b"%x\r\n%b\r\n" % (len(chunk), chunk),)
+            transport.write(pieces[0])
+        else:
+            pieces = (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+            transport.writelines(pieces)
+        backlog = self._stream_backlog
+        if backlog is not None:
+            backlog.wrote(pieces, transport.get_write_buffer_size())
 
     async def _stream(self, response: StreamResponse, mode: int, head_only: bool) -> None:
         chunks = response.chunks
@@ -872,8 +929,7 @@ class HttpConnection(asyncio.Protocol):
                     if self._transport is None:
                         return
                     if chunk:
-                        self._out.append(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-                        self._flush()
+                        self._write_chunk(chunk)
                     while self._write_paused and self._transport is not None:
                         if self._drained is None:
                             self._drained = asyncio.Event()
@@ -894,12 +950,28 @@ class HttpConnection(asyncio.Protocol):
                 await closing()
             self._streaming = False
             self._stream_task = None
+            self._end_stream_backlog()
         if self._transport is None:
             return
         if mode == _CLOSE:
             self._finish()
             return
         self._drain_queue()
+
+    def _end_stream_backlog(self) -> None:
+        """The stream is over: the usual high-water mark again; its pieces count until they are sent."""
+        backlog = self._stream_backlog
+        transport = self._transport
+        if backlog is None:
+            return
+        if transport is None or transport.is_closing():
+            backlog.sent(0)
+        else:
+            transport.set_write_buffer_limits(high=self._write_high_water)
+            backlog.sent(transport.get_write_buffer_size())
+        if not backlog.queued:
+            backlog.close()
+            self._stream_backlog = None
 
     def _send_continue(self) -> None:
         self._continue_wanted = False
@@ -1087,6 +1159,19 @@ class HttpConnection(asyncio.Protocol):
             self._transport.abort()
         elif self._handshake is not None:
             self._handshake.cancel()
+
+
+def _limit_kernel_buffer(transport: asyncio.BaseTransport, size: int) -> None:
+    """Cap the socket's send buffer: what the kernel holds for a client that does not read is a copy per client.
+
+    Left to autotuning it grows to 4 MiB (``tcp_wmem``) per connection; a thousand
+    watchers that never read would hold 4 GB of kernel memory, well past the
+    machine's TCP memory pressure point, and copying it stalls the event loop.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
 def _peer_identity(transport: asyncio.BaseTransport) -> str | None:
