@@ -265,12 +265,16 @@ class Service:
         """A cursor for the changes ``selector`` matches after revision ``after``; close it when done.
 
         Raises TooManyWatchersError over the cap, HistoryCompactedError if the
-        changes after ``after`` are neither in memory nor readable from the log.
+        changes after ``after`` are neither in memory nor readable from the log,
+        RevisionAheadError if ``after`` is past the store's revision (catch up first).
         """
         return open_watch(self, selector, after)
 
     def wait_for_change(self, key: str, revision: int, timeout: float) -> Awaitable[None]:
-        """Until ``key`` changed at ``revision`` or later (or ``timeout`` seconds, or shutdown); no polling."""
+        """Until ``key`` changed at ``revision`` or later (or ``timeout`` seconds, or shutdown); no polling.
+
+        Raises RevisionAheadError if ``revision`` - 1 is past the store's revision (catch up first).
+        """
         return wait_for_change(self, key, revision, timeout)
 
     def changed_since(self, key: str, revision: int) -> bool:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from tuco.core.watch import Selector, WatchEvent, events_from_changes, events_from_log
-from tuco.errors import HistoryCompactedError, LogError, TooManyWatchersError
+from tuco.errors import HistoryCompactedError, LogError, RevisionAheadError, TooManyWatchersError
 from tuco.ports import EventHistory
 
 if TYPE_CHECKING:
@@ -279,6 +279,8 @@ def _hub_of(service: Service) -> Hub:
 
 def open_watch(service: Service, selector: Selector, after: int) -> Watch:
     """See :meth:`Service.watch <tuco.service.Service.watch>`."""
+    if after > service.revision:
+        raise RevisionAheadError(after, service.revision)
     hub = service.hub
     if hub is not None and len(hub.watches) >= service.watch_settings.max_watchers:
         raise TooManyWatchersError(f"{service.watch_settings.max_watchers} watch streams are open; retry later")
@@ -305,6 +307,8 @@ def changed_since(service: Service, key: str, revision: int) -> bool:
 
 async def wait_for_change(service: Service, key: str, revision: int, timeout: float) -> None:
     """See :meth:`Service.wait_for_change <tuco.service.Service.wait_for_change>`."""
+    if revision - 1 > service.revision:
+        raise RevisionAheadError(revision - 1, service.revision)
     if service.watches_ended or changed_since(service, key, revision):
         return
     hub = _hub_of(service)

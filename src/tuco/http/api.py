@@ -33,6 +33,7 @@ from tuco.errors import (
     LogError,
     NoSuchKeyError,
     PreconditionFailedError,
+    RevisionAheadError,
     TooManyWatchersError,
     TucoError,
 )
@@ -538,7 +539,18 @@ class KeyValueAPI:
         except InvalidRequestError as exc:
             return error_answer(exc)
         headers = sse.HEADERS + _cors(request, service.watch_settings.allow_origins)
-        if request.method == b"HEAD":
+        if after > service.revision:
+            # Another replica's revision, or one this store never reached (it was restored from a backup).
+            return self._watch_after_catch_up(request.method == b"HEAD", selector, after, headers)
+        return self._open_watch(request.method == b"HEAD", selector, after, headers)
+
+    def _open_watch(
+        self, head: bool, selector: Selector, after: int, headers: tuple[tuple[bytes, bytes], ...]
+    ) -> Response | StreamResponse:
+        service = self.service
+        if after > service.revision:
+            return _ahead(RevisionAheadError(after, service.revision))
+        if head:
             # Says whether a GET would stream, without opening a watch.
             if after < service.store.history.oldest_revision and not service.reads_back_history:
                 return _compacted(HistoryCompactedError(service.store.history.oldest_revision))
@@ -551,6 +563,16 @@ class KeyValueAPI:
             return error_answer(exc, b"Retry-After: 1\r\n")
         return StreamResponse(200, _watch_stream(watch, self._frames), EVENT_STREAM, headers)
 
+    async def _watch_after_catch_up(
+        self, head: bool, selector: Selector, after: int, headers: tuple[tuple[bytes, bytes], ...]
+    ) -> Response | StreamResponse:
+        """A resume point past the store: apply what the log has first; still ahead, it is refused (409)."""
+        try:
+            await self.service.catch_up()
+        except LogError as exc:
+            return refusal(exc, "no watch", "cannot reach the log to tell whether that revision exists")
+        return self._open_watch(head, selector, after, headers)
+
     def _long_poll(self, request: Request, key: str) -> Answer:
         """GET /v1/key/{k}?wait_revision=N&timeout=T: the key once it changed at N or later, or at the timeout."""
         try:
@@ -559,12 +581,24 @@ class KeyValueAPI:
         except InvalidRequestError as exc:
             return error_answer(exc)
         service = self.service
+        if service.phase is not Phase.STOPPING and revision - 1 > service.revision:
+            return self._answer_after_wait(key, revision, timeout, catch_up=True)
         if service.phase is Phase.STOPPING or service.store.mod_revision(key) >= revision:
             return self._read(key, b"X-Tuco-Wait: changed\r\n")
         return self._answer_after_wait(key, revision, timeout)
 
-    async def _answer_after_wait(self, key: str, revision: int, timeout: float) -> Response:
-        await self.service.wait_for_change(key, revision, timeout)
+    async def _answer_after_wait(self, key: str, revision: int, timeout: float, *, catch_up: bool = False) -> Response:
+        if catch_up:  # a wait_revision past the store: apply what the log has first; still ahead, 409
+            try:
+                await self.service.catch_up()
+            except LogError as exc:
+                return refusal(exc, "no wait", "cannot reach the log to tell whether that revision exists")
+            if self.service.store.mod_revision(key) >= revision:
+                return await _settled(self._read(key, b"X-Tuco-Wait: changed\r\n"))
+        try:
+            await self.service.wait_for_change(key, revision, timeout)
+        except RevisionAheadError as exc:
+            return _ahead(exc)
         changed = self.service.changed_since(key, revision) and self.service.phase is not Phase.STOPPING
         return await _settled(self._read(key, b"X-Tuco-Wait: changed\r\n" if changed else b"X-Tuco-Wait: timeout\r\n"))
 
@@ -668,6 +702,12 @@ def _timeout(raw: bytes | None) -> float:
     if seconds > MAX_WAIT_SECONDS:
         raise InvalidParameterError(f"timeout must be at most {MAX_WAIT_SECONDS:g}s")
     return seconds
+
+
+def _ahead(exc: RevisionAheadError) -> Response:
+    """409 revision_ahead, with the store's revision: the client re-reads, then watches from there."""
+    body = {"error": exc.code, "message": str(exc), "revision": exc.revision, "requested": exc.requested}
+    return json_response(exc.status, body)
 
 
 def _compacted(exc: HistoryCompactedError) -> Response:
