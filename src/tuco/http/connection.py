@@ -9,8 +9,9 @@ lives here, in one ``asyncio.Protocol`` with no task per request:
   ``_queue`` behind the awaitable answers (a PUT waiting for the log), and the
   queue is drained from the front as they complete.
 * **Writes come first.** A request after an unfinished PUT or DELETE on the
-  same connection is not handled until that write is done (RFC 9112 lets only
-  safe requests run in parallel), so a pipelined PUT then GET reads the write.
+  same connection is not handled until that write is done, and a PUT or DELETE
+  after an unanswered request waits for its answer (RFC 9112 lets only safe
+  requests run in parallel), so a pipelined PUT then GET reads the write.
 * **Bounded memory.** httptools parses all of a read before returning, so
   pausing the transport alone would still let one 256 KiB read of tiny GETs
   produce thousands of responses. Requests parsed while output is backed up
@@ -37,7 +38,10 @@ lives here, in one ``asyncio.Protocol`` with no task per request:
   ``Transfer-Encoding: chunked`` by a task that writes each chunk as it comes
   and waits while writing is paused; answers to later requests wait in
   ``_queue`` until its last chunk. A client that goes away or stops sending
-  cancels the task, which closes the chunk iterator. A large chunk is written
+  cancels the task, which closes the chunk iterator. A stream is the last
+  answer on its connection: its head says ``Connection: close``, and what the
+  client pipelined after it is read and dropped, never handled (its answer
+  could never be sent). A large chunk is written
   as it is, between its framing lines, never copied: a watch frame is one
   bytes object shared by every watcher. While streaming, the transport's
   high-water mark is the per-stream bound (``stream_backlog_bytes``), and what
@@ -104,6 +108,7 @@ _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 # A stream's socket send buffer is this fraction of its backlog bound (the kernel doubles what is asked).
 _KERNEL_SHARE: Final = 16
 _CONDITIONS: Final = (b"if-match", b"if-none-match")
+_SAFE: Final = (b"GET", b"HEAD")  # what may run beside unanswered requests (OPTIONS and TRACE get 405 anyway)
 _join = b"".join
 
 # RFC 9110 names where Python's table still has the older ones.
@@ -731,7 +736,13 @@ class HttpConnection(asyncio.Protocol):
             self._authorization,
             self._request_id,
         )
-        if self._backlog or self._unsafe_pending or self._write_paused or len(self._queue) >= self._max_pipelined:
+        if (
+            self._backlog
+            or self._unsafe_pending
+            or self._write_paused
+            or len(self._queue) >= self._max_pipelined
+            or ((self._queue or self._streaming) and request.method not in _SAFE)
+        ):
             self._backlog.append(_Held(request, mode, None))
         else:
             self._dispatch(request, mode)
@@ -885,7 +896,16 @@ class HttpConnection(asyncio.Protocol):
             self._flush()  # may call pause_writing, which holds back further requests
 
     def _start_stream(self, response: StreamResponse, mode: int, head_only: bool, extra: bytes) -> None:
-        """Write a chunked head and send the chunks from a task; later answers wait for its end."""
+        """Write a chunked head and send the chunks from a task; the connection closes after it.
+
+        A stream (a watch) may never end, so nothing pipelined after it could be
+        answered: its head says ``Connection: close``, no further request is parsed
+        (what arrives is read and dropped, so a client that goes is still seen), and
+        requests held back are dropped unhandled.
+        """
+        mode = _CLOSE
+        self._stopped = True
+        self._backlog.clear()
         self._out.append(_stream_head(response, mode, self._ctx.date_tail, extra))
         self._flush()
         self._streaming = True
@@ -1010,6 +1030,8 @@ class HttpConnection(asyncio.Protocol):
             and not self._lingering
             and len(self._queue) < self._max_pipelined
         ):
+            if self._queue and backlog[0].request is not None and backlog[0].request.method not in _SAFE:
+                break  # a write waits for every earlier answer
             held = backlog.popleft()
             if held.rejection is not None:
                 self._answer(held.rejection, _CLOSE, False)
@@ -1071,7 +1093,7 @@ class HttpConnection(asyncio.Protocol):
             self._write_paused
             or bool(self._backlog)
             or len(self._queue) >= self._max_pipelined
-            or (self._stopped and not self._lingering and not self._eof)
+            or (self._stopped and not self._lingering and not self._eof and not self._streaming)
         )
         if paused != self._reading_paused:
             self._reading_paused = paused
