@@ -559,6 +559,8 @@ class KeyValueAPI:
             watch = service.watch(selector, after)
         except HistoryCompactedError as exc:
             return _compacted(exc)
+        except RevisionAheadError as exc:
+            return _ahead(exc)
         except TooManyWatchersError as exc:
             return error_answer(exc, b"Retry-After: 1\r\n")
         return StreamResponse(200, _watch_stream(watch, self._frames), EVENT_STREAM, headers)
