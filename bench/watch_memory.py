@@ -3,7 +3,8 @@
     .venv/bin/python bench/watch_memory.py                     # 1,000 watchers, 200 PUTs of 256 KiB (issue 22)
     .venv/bin/python bench/watch_memory.py --watchers 400 --writes 60
 
-One fresh ``tuco serve`` (file log, ``TUCO_LOG_SYNC=everysec`` unless ``--sync always``), then in one run:
+One fresh ``tuco serve`` (file log, ``TUCO_LOG_SYNC=everysec`` unless ``--sync always``), warmed up with
+the writes once, then ``--rounds`` rounds (3) on it, each:
 
 1. ``--writes`` sequential PUTs of ``--value-bytes`` to ``--keys`` keys with nobody watching: the PUT p99
    without watchers, and the baseline RSS after them (the history then holds what it will hold);
@@ -13,9 +14,10 @@ One fresh ``tuco serve`` (file log, ``TUCO_LOG_SYNC=everysec`` unless ``--sync a
 3. the watchers are closed (a reset, as a client that is killed), and after ``--settle`` seconds the RSS
    again, as a ratio to the baseline.
 
-Both p99s come from the same run on the same server, seconds apart: the ratio, not the milliseconds, is
-the figure (issue 22 asks for at most 2x, RSS under the documented bound, and back within 10 % of the
-baseline 10 s after the watchers are gone). Prints one JSON object; exits 1 if a target is missed.
+Both p99s of a round come from the same server, seconds apart: the ratio, not the milliseconds, is the
+figure, and its median over the rounds is judged (a p99 of 200 writes is their third slowest: one pause of
+a busy machine moves it). Issue 22 asks for at most 2x, RSS under the documented bound, and back within
+10 % of the baseline 10 s after the watchers are gone. Prints one JSON object; exits 1 if a target is missed.
 """
 
 from __future__ import annotations
@@ -107,6 +109,40 @@ def _wait_for(condition: Any, what: str, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
+def _round(server: ServerProcess, client: httpx.Client, args: argparse.Namespace, value: bytes) -> dict[str, Any]:
+    """One round: the writes alone, then the same writes with the watchers, then the watchers reset."""
+    url = server.url
+    alone = _writes(client, args.writes, args.keys, value)
+    time.sleep(1.0)
+    baseline = status_kib(server.pid, "VmRSS")
+    sampler = _Sampler(server.pid)
+    sampler.start()
+    watchers = _open_watchers(server.port, args.watchers)
+    _wait_for(lambda: _metric(url, "tuco_watchers") >= args.watchers, "the watchers to open")
+    watched = _writes(client, args.writes, args.keys, value)
+    time.sleep(1.0)
+    with_watchers = status_kib(server.pid, "VmRSS")
+    sampler.done.set()
+    sampler.join()
+    still_open = int(_metric(url, "tuco_watchers"))
+    _reset(watchers)
+    _wait_for(lambda: _metric(url, "tuco_watchers") == 0, "the watchers to go")
+    time.sleep(args.settle)
+    after = status_kib(server.pid, "VmRSS")
+    return {
+        "put_p99_ms_alone": round(_p99(alone) * 1000, 2),
+        "put_p99_ms_watched": round(_p99(watched) * 1000, 2),
+        "p99_ratio": round(_p99(watched) / _p99(alone), 2),
+        "put_median_ms": [round(statistics.median(alone) * 1000, 2), round(statistics.median(watched) * 1000, 2)],
+        "slowest_ms_watched": {n: round(t * 1000, 1) for t, n in sorted((t, n) for n, t in enumerate(watched))[-4:]},
+        "rss_mib_baseline": round(baseline / 1024, 1),
+        "rss_mib_peak": round(max(sampler.peak, with_watchers) / 1024, 1),
+        "watchers_still_open_after_writes": still_open,
+        f"rss_mib_{args.settle:g}s_after": round(after / 1024, 1),
+        "rss_after_ratio": round(after / baseline, 3),
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
     env = {
@@ -118,61 +154,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **dict(item.split("=", 1) for item in args.env),
     }
     value = os.urandom(args.value_bytes)
+    rounds = []
     with tempfile.TemporaryDirectory(prefix="tuco-watch-memory-") as data:
         env["TUCO_DATA_DIR"] = str(Path(data))
         with ServerProcess("watch-memory", tuco_command(), env, port) as server:
             server.wait_ready()
-            url = server.url
-            with httpx.Client(base_url=url, timeout=60) as client:
+            with httpx.Client(base_url=server.url, timeout=60) as client:
                 _writes(client, args.writes, args.keys, value)  # warm-up: the history fills as it will again
-                alone = _writes(client, args.writes, args.keys, value)
-                time.sleep(1.0)
-                baseline = status_kib(server.pid, "VmRSS")
-                sampler = _Sampler(server.pid)
-                sampler.start()
-                watchers = _open_watchers(port, args.watchers)
-                _wait_for(lambda: _metric(url, "tuco_watchers") >= args.watchers, "the watchers to open")
-                watched = _writes(client, args.writes, args.keys, value)
-                time.sleep(1.0)
-                with_watchers = status_kib(server.pid, "VmRSS")
-                sampler.done.set()
-                sampler.join()
-                still_open = int(_metric(url, "tuco_watchers"))
-                _reset(watchers)
-                _wait_for(lambda: _metric(url, "tuco_watchers") == 0, "the watchers to go")
-                time.sleep(args.settle)
-                after = status_kib(server.pid, "VmRSS")
+                for _ in range(args.rounds):
+                    rounds.append(_round(server, client, args, value))
                 server.check_alive()
-    bound_mib = args.bound_mib
-    result = {
+    result: dict[str, Any] = {
         "watchers": args.watchers,
         "writes": args.writes,
         "value_bytes": args.value_bytes,
         "sync": args.sync,
-        "put_p99_ms_alone": round(_p99(alone) * 1000, 2),
-        "put_p99_ms_watched": round(_p99(watched) * 1000, 2),
-        "p99_ratio": round(_p99(watched) / _p99(alone), 2),
-        "rss_mib_baseline": round(baseline / 1024, 1),
-        "rss_mib_peak": round(max(sampler.peak, with_watchers) / 1024, 1),
-        "rss_mib_with_watchers": round(with_watchers / 1024, 1),
-        "watchers_still_open_after_writes": still_open,
-        f"rss_mib_{args.settle:g}s_after": round(after / 1024, 1),
-        "rss_after_ratio": round(after / baseline, 3),
+        "rounds": rounds,
+        "p99_ratio": statistics.median(r["p99_ratio"] for r in rounds),
+        "rss_mib_over_baseline_peak": max(r["rss_mib_peak"] - r["rss_mib_baseline"] for r in rounds),
+        "rss_after_ratio": max(r["rss_after_ratio"] for r in rounds),
     }
-    result["slowest_ms_watched"] = [round(t * 1000, 1) for t in sorted(watched)[-5:]]
     result["targets"] = {
-        "p99 within 2x": result["p99_ratio"] <= 2.0,
-        "rss back within 10 %": result["rss_after_ratio"] <= 1.10,
+        "p99 within 2x (median of the rounds)": result["p99_ratio"] <= 2.0,
+        "rss back within 10 % (every round)": result["rss_after_ratio"] <= 1.10,
+        f"peak rss under baseline + {args.bound_mib:g} MiB (every round)": result["rss_mib_over_baseline_peak"]
+        <= args.bound_mib,
     }
-    result["targets"][f"peak rss under baseline + {bound_mib:g} MiB"] = result["rss_mib_peak"] <= (
-        result["rss_mib_baseline"] + bound_mib
-    )
     return result
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--watchers", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of alone-then-watched writes on one server")
     parser.add_argument("--writes", type=int, default=200)
     parser.add_argument("--value-bytes", type=int, default=256 * 1024)
     parser.add_argument("--keys", type=int, default=4, help="the writes go round this many keys")

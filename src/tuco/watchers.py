@@ -41,7 +41,7 @@ __all__ = [
 
 
 _WATCH_BATCH = 1000  # changes examined per step; a step's events go out as one chunk
-_WAKE_SLICE = 32  # watches woken per loop turn (the sockets are read between two slices)
+_WAKE_SLICE = 8  # watches woken per loop turn (the sockets are read between two slices)
 
 
 @dataclass(frozen=True, slots=True)
