@@ -39,7 +39,7 @@ from typing import Any
 
 import httpx
 
-from _proc import status_kib
+from _proc import cpu_seconds, status_kib
 from _server import ServerProcess, free_port, tuco_command
 
 _RCVBUF = 4096
@@ -112,14 +112,18 @@ def _wait_for(condition: Any, what: str, timeout: float = 120.0) -> None:
 def _round(server: ServerProcess, client: httpx.Client, args: argparse.Namespace, value: bytes) -> dict[str, Any]:
     """One round: the writes alone, then the same writes with the watchers, then the watchers reset."""
     url = server.url
+    cpu = cpu_seconds(server.pid)
     alone = _writes(client, args.writes, args.keys, value)
+    cpu_alone = cpu_seconds(server.pid) - cpu
     time.sleep(1.0)
     baseline = status_kib(server.pid, "VmRSS")
     sampler = _Sampler(server.pid)
     sampler.start()
     watchers = _open_watchers(server.port, args.watchers)
     _wait_for(lambda: _metric(url, "tuco_watchers") >= args.watchers, "the watchers to open")
+    cpu = cpu_seconds(server.pid)
     watched = _writes(client, args.writes, args.keys, value)
+    cpu_watched = cpu_seconds(server.pid) - cpu
     time.sleep(1.0)
     with_watchers = status_kib(server.pid, "VmRSS")
     sampler.done.set()
@@ -133,6 +137,10 @@ def _round(server: ServerProcess, client: httpx.Client, args: argparse.Namespace
         "put_p99_ms_alone": round(_p99(alone) * 1000, 2),
         "put_p99_ms_watched": round(_p99(watched) * 1000, 2),
         "p99_ratio": round(_p99(watched) / _p99(alone), 2),
+        "server_cpu_ms_per_put": [
+            round(cpu_alone * 1000 / args.writes, 2),
+            round(cpu_watched * 1000 / args.writes, 2),
+        ],
         "put_median_ms": [round(statistics.median(alone) * 1000, 2), round(statistics.median(watched) * 1000, 2)],
         "slowest_ms_watched": {n: round(t * 1000, 1) for t, n in sorted((t, n) for n, t in enumerate(watched))[-4:]},
         "rss_mib_baseline": round(baseline / 1024, 1),

@@ -153,11 +153,11 @@ class Settings(BaseSettings):
         description="A live watch this many revisions behind is ended with a cancel event naming where to resume.",
     )
     watch_max_backlog_bytes: int = Field(
-        1 << 20,
+        256 << 10,
         ge=16 << 10,
         le=1 << 34,
         description="Unsent bytes one watch stream holds (plus the frame that passed it) before it waits for its "
-        "client; its place is kept in the history meanwhile.",
+        "client; its place is kept in the history meanwhile. Its socket's kernel buffer is a sixteenth of it.",
     )
     watch_max_buffered_bytes: int = Field(
         64 << 20,

@@ -97,8 +97,8 @@ def test_watchers_that_never_read_share_one_copy_of_each_frame_and_give_memory_b
     """300 stuck watchers of 20 writes of 256 KiB hold one copy of each frame, under the bound; RSS comes back."""
     server = tuco(TUCO_LOG_SYNC="everysec")
     with httpx.Client(base_url=server.url, timeout=60) as client:
-        for n in range(20):
-            put(client, f"big{n % 2}")  # the history holds what it will hold after the watched writes too
+        for n in range(140):  # 35 MiB replaced: the history is at its bound (32 MiB), as after the watched writes
+            put(client, f"big{n % 2}")
         baseline = rss_kib(server.pid)
         watchers = [open_watcher(sockets, server.port) for _ in range(300)]
         wait_until(lambda: metric(server.url, "tuco_watchers") == 300, "the watchers to open")
@@ -106,7 +106,7 @@ def test_watchers_that_never_read_share_one_copy_of_each_frame_and_give_memory_b
         for n in range(20):
             last = put(client, f"big{n % 2}")
         read_until(reader, b"id: %d\n" % last)  # the changes went out
-        # Every stuck watcher holds its queue (1 MiB and a frame): 300 copies would be over 300 MiB.
+        # Every stuck watcher holds its queue (256 KiB and a frame): 300 copies would be over 150 MiB.
         grown_mib = (rss_kib(server.pid) - baseline) / 1024
         assert grown_mib < 64 + 8, f"RSS grew {grown_mib:.0f} MiB with 300 stuck watchers"
         wait_until(lambda: metric(server.url, "tuco_watch_buffered_bytes") > 0, "the queues to be counted")

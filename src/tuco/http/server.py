@@ -66,7 +66,7 @@ class ServerSettings:
     """Above this many unsent bytes the server stops reading from that client."""
     max_pipelined: int = 64
     """Answers pending on one connection before the server stops reading from it."""
-    stream_backlog_bytes: int = 1 << 20
+    stream_backlog_bytes: int = 256 << 10
     """Unsent bytes one stream (a watch) holds before it waits for its client (plus the chunk that passed it)."""
     max_stream_bytes: int = 64 << 20
     """Unsent bytes of all streams together, each shared frame counted once; past it, the streams whose clients
