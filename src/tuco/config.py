@@ -157,7 +157,7 @@ class Settings(BaseSettings):
         ge=16 << 10,
         le=1 << 34,
         description="Unsent bytes one watch stream holds (plus the frame that passed it) before it waits for its "
-        "client; its place is kept in the history meanwhile. Its socket's kernel buffer is a sixteenth of it.",
+        "client; its place is kept in the history meanwhile. The kernel holds at most a sixteenth of it unsent.",
     )
     watch_max_buffered_bytes: int = Field(
         64 << 20,

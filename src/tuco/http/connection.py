@@ -105,8 +105,9 @@ _LINGER_SECONDS: Final = 2.0
 _JOIN_BODY_BYTES: Final = 16 * 1024
 _MAX_CACHED_HEADS: Final = 1024
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
-# A stream's socket send buffer is this fraction of its backlog bound (the kernel doubles what is asked).
+# What the kernel may hold unsent for a stream's socket: this fraction of its backlog bound.
 _KERNEL_SHARE: Final = 16
+_NOTSENT_LOWAT: Final[int | None] = getattr(socket, "TCP_NOTSENT_LOWAT", None)
 _CONDITIONS: Final = (b"if-match", b"if-none-match")
 _SAFE: Final = (b"GET", b"HEAD")  # what may run beside unanswered requests (OPTIONS and TRACE get 405 anyway)
 _join = b"".join
@@ -1184,15 +1185,21 @@ class HttpConnection(asyncio.Protocol):
 
 
 def _limit_kernel_buffer(transport: asyncio.BaseTransport, size: int) -> None:
-    """Cap the socket's send buffer: what the kernel holds for a client that does not read is a copy per client.
+    """Cap what the kernel holds unsent for this socket: for a client that does not read, it is a copy per client.
 
-    Left to autotuning it grows to 4 MiB (``tcp_wmem``) per connection; a thousand
-    watchers that never read would hold 4 GB of kernel memory, well past the
+    Left alone, the send buffer autotunes to 4 MiB (``tcp_wmem``) per connection: a
+    thousand watchers that never read would hold 4 GB of kernel memory, past the
     machine's TCP memory pressure point, and copying it stalls the event loop.
+    ``TCP_NOTSENT_LOWAT`` bounds only the bytes not yet sent, so a reader far away
+    keeps a full window in flight; where it is missing, the whole send buffer is capped.
     """
     sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        if _NOTSENT_LOWAT is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, _NOTSENT_LOWAT, size)
+        else:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
