@@ -40,7 +40,7 @@ from tuco.core.events import Entry, Event, EventType
 from tuco.core.lru import LRU
 from tuco.core.store import ExpiringEntry, Page, Store
 from tuco.core.tokens import Access
-from tuco.errors import LogError, NoSuchKeyError
+from tuco.errors import LogError, NoSuchKeyError, RevisionAheadError
 from tuco.observability import Metrics
 from tuco.ports import Read, StateReader, TransactionLog
 from tuco.service import Limits, ReplayStats, Service
@@ -258,7 +258,10 @@ class ReadThroughService(Service):
         """Until ``key`` changes at ``revision`` or later: asked of the database once, then woken by the feed.
 
         A function (no feed) asks the database again every second until the timeout.
+        Raises RevisionAheadError if ``revision`` - 1 is past the head this replica knows.
         """
+        if revision - 1 > self.revision:
+            raise RevisionAheadError(revision - 1, self.revision)
         if self.watches_ended:
             return
         loop = asyncio.get_running_loop()

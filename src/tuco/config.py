@@ -164,6 +164,20 @@ class Settings(BaseSettings):
         le=1 << 40,
         description="A live watch this many revisions behind is ended with a cancel event naming where to resume.",
     )
+    watch_max_backlog_bytes: int = Field(
+        256 << 10,
+        ge=16 << 10,
+        le=1 << 34,
+        description="Unsent bytes one watch stream holds (plus the frame that passed it) before it waits for its "
+        "client; its place is kept in the history meanwhile. The kernel holds at most a sixteenth of it unsent.",
+    )
+    watch_max_buffered_bytes: int = Field(
+        64 << 20,
+        ge=1 << 20,
+        le=1 << 40,
+        description="Unsent bytes of all watch streams together, a frame shared by many counted once; past it, "
+        "the streams whose clients stopped reading are cut off, the longest stopped first.",
+    )
     watch_heartbeat_seconds: float = Field(
         15.0,
         gt=0,

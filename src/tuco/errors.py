@@ -6,6 +6,7 @@
     ├── NoSuchKeyError            the key is not in the store (the one callers test for)
     ├── PreconditionFailedError   a conditional write's condition did not hold; carries the current revision
     ├── HistoryCompactedError     a revision older than the retained history; carries the oldest one
+    ├── RevisionAheadError        a resume point the store has not reached (restored from a backup): re-sync
     ├── TooManyWatchersError      the cap on concurrent watch streams is reached
     │   └── WatcherShareError     ...or one principal's share of it
     ├── LeaseNotFoundError        no such lease (never granted, revoked, or expired)
@@ -61,6 +62,7 @@ __all__ = [
     "LogUnavailableError",
     "NoSuchKeyError",
     "PreconditionFailedError",
+    "RevisionAheadError",
     "ServerUnreachableError",
     "StreamingUnsupportedError",
     "TokenLimitError",
@@ -125,6 +127,31 @@ class HistoryCompactedError(TucoError):
 
     def __str__(self) -> str:
         return f"that revision is no longer retained; the oldest available is {self.oldest}"
+
+
+class RevisionAheadError(TucoError):
+    """A client resumes after a revision this store has not reached: re-read what it needs, then watch again.
+
+    ``requested`` is the revision the client says it has seen (a watch's ``Last-Event-ID``,
+    ``start_revision`` - 1, a long poll's ``wait_revision`` - 1); ``revision`` is the
+    store's. It happens when a server is restored from an older backup and clients
+    reconnect: serving the resume point would skip every write from ``revision`` + 1
+    up to it, and progress frames would claim revisions that do not exist here.
+    """
+
+    code = "revision_ahead"
+    status = 409
+
+    def __init__(self, requested: int, revision: int) -> None:
+        super().__init__(requested, revision)
+        self.requested = requested
+        self.revision = revision
+
+    def __str__(self) -> str:
+        return (
+            f"revision {self.requested} is ahead of this store, which is at revision {self.revision} "
+            "(restored from an older state?); re-read the keys and watch again from now"
+        )
 
 
 class TooManyWatchersError(TucoError):

@@ -183,6 +183,8 @@ async def serve(settings: Settings) -> int:
         keepalive_timeout=settings.keepalive_timeout_seconds,
         max_connections=settings.max_connections,
         max_buffered_bytes=settings.body_budget_bytes,
+        stream_backlog_bytes=settings.watch_max_backlog_bytes,
+        max_stream_bytes=settings.watch_max_buffered_bytes,
     )
     try:
         server = await start_server(
@@ -201,6 +203,21 @@ async def serve(settings: Settings) -> int:
     metrics.gauge("tuco_http_connections_open", "open client connections", lambda: server.connection_count)
     metrics.gauge(
         "tuco_http_body_bytes_reserved", "request body bytes being received", lambda: server.body_bytes_reserved
+    )
+    metrics.gauge(
+        "tuco_watch_buffered_bytes",
+        "unsent bytes all watch streams hold, a shared frame once (TUCO_WATCH_MAX_BUFFERED_BYTES bounds it)",
+        lambda: server.streams.total,
+    )
+    metrics.gauge(
+        "tuco_watchers_stalled",
+        "watch streams whose clients stopped taking what is sent (at TUCO_WATCH_MAX_BACKLOG_BYTES)",
+        lambda: server.streams.stalled,
+    )
+    metrics.counter(
+        "tuco_watchers_cut_off",
+        "watch streams cut off because their clients stopped reading while the streams held too much",
+        lambda: server.streams.cut_off,
     )
     scheme = "https" if tls else "http"
     for host, port in server.addresses:

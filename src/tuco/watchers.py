@@ -4,11 +4,13 @@ A watch is a cursor (the last revision it examined) over History, not a queue:
 a change is kept once, in History, however many watch it. ``apply`` only tells
 the hub that something changed (one attribute check while nobody watches, one
 flag and at most one ``call_soon`` per loop turn while anyone does); the hub
-wakes every waiting watch at once, and each reads on from its cursor when its
-stream asks for more, so a writer never waits for a watcher and what waits for
-a slow one is bounded by its connection's buffers. Long polls wait per key:
-the hub looks at each batch of changes once and wakes the polls of the keys
-it touched.
+wakes the waiting watches, and each reads on from its cursor when its stream
+asks for more, so a writer never waits for a watcher and what waits for a slow
+one is bounded by its connection's buffers. The watches are woken
+``_WAKE_SLICE`` per loop turn: between two slices the loop reads the sockets
+again, so a write that arrives while a thousand watchers send the last one
+waits for one slice of them, not for all. Long polls wait per key: the hub
+looks at each batch of changes once and wakes the polls of the keys it touched.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from tuco.core.watch import Selector, WatchEvent, events_from_changes, events_from_log
-from tuco.errors import HistoryCompactedError, LogError, TooManyWatchersError, WatcherShareError
+from tuco.errors import HistoryCompactedError, LogError, RevisionAheadError, TooManyWatchersError, WatcherShareError
 from tuco.ports import EventHistory
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ __all__ = [
 
 
 _WATCH_BATCH = 1000  # changes examined per step; a step's events go out as one chunk
+_WAKE_SLICE = 8  # watches woken per loop turn (the sockets are read between two slices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +90,12 @@ _NONE: list[WatchEvent] = []
 class Hub:
     """Who waits for changes: watch streams (woken together) and long polls (woken per key)."""
 
-    __slots__ = ("_changed", "_loop", "_scheduled", "_seen", "_service", "key_waiters", "watches")
+    __slots__ = ("_loop", "_scheduled", "_seen", "_service", "_waiting", "key_waiters", "watches")
 
     def __init__(self, service: Service) -> None:
         self._service = service
         self._loop = asyncio.get_running_loop()
-        self._changed: asyncio.Future[None] | None = None
+        self._waiting: dict[asyncio.Future[None], None] = {}  # the watches waiting for a change, in order
         self._scheduled = False
         self._seen = service.revision  # long polls: changes up to here were looked at
         self.watches: set[Watch] = set()
@@ -106,9 +109,10 @@ class Hub:
 
     def _fire(self) -> None:
         self._scheduled = False
-        changed, self._changed = self._changed, None
-        if changed is not None and not changed.done():
-            changed.set_result(None)
+        if self._waiting:
+            waiting = list(self._waiting)
+            self._waiting.clear()
+            self._wake(waiting, 0)
         service = self._service
         current = service.revision
         if self.key_waiters:
@@ -138,24 +142,44 @@ class Hub:
         else:
             del self.key_waiters[key]
 
+    def _wake(self, waiting: list[asyncio.Future[None]], start: int) -> None:
+        """Wake ``_WAKE_SLICE`` watches from ``start``; the next slice in the next loop turn."""
+        end = start + _WAKE_SLICE
+        for future in waiting[start:end]:
+            if not future.done():
+                future.set_result(None)
+        if end < len(waiting):
+            self._loop.call_soon(self._wake, waiting, end)
+
     async def wait(self, timeout: float) -> None:
-        """Until the next change (or shutdown), at most ``timeout`` seconds; never cancels the shared future."""
-        changed = self._changed
-        if changed is None:
-            changed = self._changed = self._loop.create_future()
-        await asyncio.wait((changed,), timeout=timeout)
+        """Until the next change (or shutdown), at most ``timeout`` seconds."""
+        future = self._loop.create_future()
+        self._waiting[future] = None
+        timer = self._loop.call_later(timeout, _wake_one, future)
+        try:
+            await future
+        finally:
+            timer.cancel()
+            self._waiting.pop(future, None)
 
     def end(self) -> None:
         """Wake everyone now: the service is stopping."""
-        changed, self._changed = self._changed, None
-        if changed is not None and not changed.done():
-            changed.set_result(None)
+        waiting = list(self._waiting)
+        self._waiting.clear()
+        for future in waiting:
+            if not future.done():
+                future.set_result(None)
         for key in list(self.key_waiters):
             self._wake_key(key, None)
 
     @property
     def idle(self) -> bool:
         return not self.watches and not self.key_waiters
+
+
+def _wake_one(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class Watch:
@@ -242,6 +266,12 @@ class Watch:
             return Step(WatchStep.EVENTS, found)
         return None
 
+    @property
+    def last(self) -> bool:
+        """No other watch stream is open: what was kept for sharing among watchers can go."""
+        hub = self._service.hub
+        return hub is None or len(hub.watches) <= (self in hub.watches)
+
     def close(self) -> None:
         """The stream ended: stop counting it."""
         if self.closed:
@@ -259,6 +289,8 @@ def _hub_of(service: Service) -> Hub:
 
 def open_watch(service: Service, selector: Selector, after: int, by: Principal | None = None) -> Watch:
     """See :meth:`Service.watch <tuco.service.Service.watch>`."""
+    if after > service.revision:
+        raise RevisionAheadError(after, service.revision)
     hub = service.hub
     settings = service.watch_settings
     if hub is not None and len(hub.watches) >= settings.max_watchers:
@@ -293,6 +325,8 @@ def changed_since(service: Service, key: str, revision: int) -> bool:
 
 async def wait_for_change(service: Service, key: str, revision: int, timeout: float) -> None:
     """See :meth:`Service.wait_for_change <tuco.service.Service.wait_for_change>`."""
+    if revision - 1 > service.revision:
+        raise RevisionAheadError(revision - 1, service.revision)
     if service.watches_ended or changed_since(service, key, revision):
         return
     hub = _hub_of(service)

@@ -16,6 +16,7 @@ from tuco.errors import (
     LeaseNotFoundError,
     NoSuchKeyError,
     PreconditionFailedError,
+    RevisionAheadError,
     UnavailableError,
 )
 
@@ -81,6 +82,17 @@ def test_error_answers_become_the_classes_of_the_tree_with_their_details() -> No
     assert lease.value.lease == 12
     error = calls.error_from(Answer(410, {}, _error(410, "history_compacted", extra=', "oldest_revision": 77')))
     assert isinstance(error, HistoryCompactedError) and error.oldest == 77
+
+
+def test_a_store_behind_the_watch_cursor_is_a_revision_ahead_error_with_both_revisions() -> None:
+    """409 revision_ahead stops a watch with the store's revision and the cursor's: the caller must re-sync."""
+    cursor = WatchCursor(prefix="app/")
+    answer = Answer(409, {}, _error(409, "revision_ahead", extra=', "revision": 5, "requested": 25'))
+    with pytest.raises(RevisionAheadError) as caught:
+        cursor.check(answer)
+    assert (caught.value.revision, caught.value.requested, caught.value.status) == (5, 25, 409)
+    with pytest.raises(RevisionAheadError):
+        calls.wait("k", 26, 1.0).parse(answer)
 
 
 def test_codes_without_a_class_keep_the_servers_code_and_status() -> None:

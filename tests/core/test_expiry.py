@@ -127,6 +127,36 @@ def test_due_hands_out_each_expired_key_once_and_drops_stale_items() -> None:
     assert store.due(8_000).keys == [("b", 3)]
 
 
+def test_due_hands_out_at_most_limit_deadlines_a_round_and_every_lease_once_in_all() -> None:
+    """20,000 leases ending at once come out a bounded slice per round, each once, each with its key."""
+    store = Store()
+    count = 20_000
+    store.apply_batch(
+        event
+        for n in range(count)
+        for event in (
+            Event(2 * n + 1, GRANT, "", lifetime=Lifetime(5_000, 2 * n + 1, 1_000)),
+            Event(2 * n + 2, PUT, f"k{n}", b"v", lifetime=Lifetime(0, 2 * n + 1)),
+        )
+    )
+    store.leases.watch_lease(39_999, 5_000, when=5_000)  # a deadline that comes up twice (a retry): once only
+    rounds = []
+    sequence = 2 * count
+    while due := store.due(6_000, limit=1_000):
+        rounds.append(due)
+        for key, _ in due.keys:  # what the expirer writes before it looks again
+            sequence += 1
+            store.apply(Event(sequence, DELETE, key))
+        for id in due.leases:
+            sequence += 1
+            store.apply(Event(sequence, REVOKE, "", lifetime=Lifetime(0, id)))
+    assert len(rounds) == 20 and all(len(due.leases) <= 1_000 for due in rounds)
+    leases = [id for due in rounds for id in due.leases]
+    assert sorted(leases) == list(range(1, 2 * count, 2))
+    keys = [key for due in rounds for key in due.keys]
+    assert sorted(keys) == sorted((f"k{n}", 2 * n + 2) for n in range(count))
+
+
 def test_listing_hides_expired_keys_and_carries_expires_at() -> None:
     """Store.page leaves expired keys out and gives live ones with a deadline their expires_at."""
     clock = Clock()

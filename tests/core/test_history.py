@@ -52,3 +52,25 @@ def test_state_and_changes_stay_right_across_many_drops() -> None:
     changes = history.changes_after(oldest, 5)
     assert [c[0] for c in changes] == [oldest + 1, oldest + 2, oldest + 3, oldest + 4, oldest + 5]
     assert set(history.state_at(49_990)) == {f"k{n % 100:02d}" for n in range(49_991, 50_001)}
+
+
+def test_recorded_one_at_a_time_the_history_always_holds_its_newest_changes_and_never_empties() -> None:
+    """After every one of 50,000 records past the bound: the newest changes within it, the oldest never going back.
+
+    A drop done in the wrong order (the list cut before the first revision moves)
+    empties the whole history about every twice its bound, cancelling watchers and
+    failing pinned listings; the state at the end alone would not show it.
+    """
+    per_change = CHANGE_OVERHEAD_BYTES + 3 + 64
+    bound = 1000
+    history = History(max_bytes=per_change * bound)
+    value = b"v" * 64
+    oldest = 0
+    for sequence in range(1, 50_001):
+        history.record(sequence, 1, f"k{sequence % 100:02d}", value, (value, 1, sequence - 1, 1))
+        assert oldest <= history.oldest_revision == sequence - len(history)
+        oldest = history.oldest_revision
+        if sequence > bound:
+            assert len(history) >= bound - bound // 64 - 1, f"only {len(history)} changes kept at {sequence}"
+            assert history.retained_bytes <= per_change * bound
+    assert [c[0] for c in history.changes_after(oldest, bound)] == list(range(oldest + 1, 50_001))

@@ -55,7 +55,7 @@ def test_sync_client_speaks_the_whole_key_api(frontend: tuple[str, str]) -> None
         assert isinstance(first, Item) and (first.key, first.value, first.version) == ("app/k0", None, 1)
         changed, polled = client.wait("app/a", swapped.revision, timeout=5)
         assert changed is True and polled is not None and polled.value == b"two"
-        changed, polled = client.wait("app/a", swapped.revision + 1000, timeout=0.2)
+        changed, polled = client.wait("app/a", swapped.revision + 1, timeout=0.2)
         assert changed is False and polled is not None and polled.mod_revision == swapped.revision
         deleted = client.delete("app/a")
         assert deleted.revision > swapped.revision

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -229,3 +230,26 @@ def test_a_request_id_of_raw_non_ascii_bytes_is_neither_echoed_nor_logged_and_th
     assert len(echoed) == 1 and b"\xff" not in echoed[0]
     line = server.wait_for("access")
     assert line["request_id"] == echoed[0].split(b": ", 1)[1].decode() and line["status"] == 200
+
+
+def test_5xx_answers_are_counted_like_any_other(tuco: StartTuco, tmp_path: Path) -> None:
+    """A 503 over the watcher cap, a write refused by a failed log and /readyz's 503 each count under their route."""
+    data = tmp_path / "data"
+    server = tuco(data_dir=data, TUCO_WATCH_MAX_WATCHERS="1")
+    with server.client() as client:
+        assert client.put("/v1/key/a", content=b"1").status_code == 201
+        with client.stream("GET", "/v1/watch") as stream:
+            assert stream.status_code == 200
+            assert client.get("/v1/watch").status_code == 503
+        (data / "tuco.log").unlink()  # the log is gone: writes stop, readiness goes
+        deadline = time.monotonic() + 20
+        while (ready := client.get("/readyz")).status_code != 503:
+            assert time.monotonic() < deadline, "the server did not notice its log was gone"
+            time.sleep(0.05)
+        assert client.put("/v1/key/b", content=b"2").status_code == 503
+        counted = _series(_scrape(client)["tuco_http_requests"][1], "tuco_http_requests_total")
+    assert ready.json()["error"] == "log_failed"
+    assert counted[("GET", "/v1/watch", "503")] == 1.0
+    assert counted[("PUT", KEY, "503")] == 1.0
+    assert counted[("GET", "/readyz", "503")] == 1.0
+    assert counted[("GET", "/v1/watch", "200")] == 1.0 and counted[("PUT", KEY, "201")] == 1.0

@@ -24,12 +24,19 @@ class Lines:
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self.lines: list[str] = []
         self._process = process
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self._process.stdout is not None
         for raw in self._process.stdout:
             self.lines.append(raw.decode().rstrip("\n"))
+
+    def close(self) -> None:
+        """Once the child has exited: read to the end of its stdout, then close it."""
+        self._reader.join(10)
+        assert self._process.stdout is not None
+        self._process.stdout.close()
 
     def wait(self, count: int, timeout: float = 20.0) -> list[str]:
         deadline = time.monotonic() + timeout

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tuco.http.asgi import ASGIApp
+from tuco.log.file import FileTransactionLog
 from tuco.observability import Metrics
 from tuco.service import Limits, Service
-from tuco.testing import MemoryLog
+from tuco.testing import FailingDisk, MemoryLog
 
 KEY = "/v1/key/{key}"
 
@@ -84,5 +86,33 @@ def test_with_the_access_log_every_answer_gets_an_id() -> None:
         minted = [first.headers["x-request-id"], second.headers["x-request-id"]]
         assert minted[0] != minted[1] and all(len(i.split("-")[0]) == 8 for i in minted)
         assert kept.headers["x-request-id"] == "mine"
+
+    asyncio.run(main())
+
+
+def test_5xx_answers_are_counted_under_their_route(tmp_path: Path) -> None:
+    """A full disk: the refused PUT and DELETE (503 log_failed) and /readyz's 503 are counted like any answer."""
+
+    async def main() -> None:
+        disk = FailingDisk()
+        service = Service(FileTransactionLog(tmp_path / "tuco.log", open_file=disk.open), metrics=Metrics())
+        await service.start()
+        transport = httpx.ASGITransport(app=ASGIApp(service))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://tuco") as client:
+                assert (await client.put("/v1/key/a", content=b"1")).status_code == 201
+                disk.space_left = 0
+                assert (await client.put("/v1/key/b", content=b"2")).status_code == 503
+                assert (await client.delete("/v1/key/a")).status_code == 503
+                assert (await client.get("/readyz")).status_code == 503
+                scraped = await client.get("/metrics")
+        finally:
+            await service.aclose()
+        assert _requests_total(scraped.text) == {
+            ("PUT", KEY, "201"): 1.0,
+            ("PUT", KEY, "503"): 1.0,
+            ("DELETE", KEY, "503"): 1.0,
+            ("GET", "/readyz", "503"): 1.0,
+        }
 
     asyncio.run(main())

@@ -113,10 +113,27 @@ def test_shutdown_answers_waiting_long_polls_at_once(front_end: str) -> None:
 
     async def check(client: httpx.AsyncClient, service: Service) -> None:
         await client.put("/v1/key/k", content=b"v")
-        poll = asyncio.ensure_future(client.get("/v1/key/k", params={"wait_revision": "5", "timeout": "60s"}))
+        poll = asyncio.ensure_future(client.get("/v1/key/k", params={"wait_revision": "2", "timeout": "60s"}))
         await asyncio.sleep(0.2)
         service.end_watches()
         response = await asyncio.wait_for(poll, 2)
         assert (response.status_code, response.content, response.headers["x-tuco-wait"]) == (200, b"v", "timeout")
+
+    run_served(front_end, check)
+
+
+@FRONT_ENDS
+def test_a_long_poll_for_a_revision_past_the_store_is_409_revision_ahead(front_end: str) -> None:
+    """wait_revision - 1 past the store (restored from a backup) is refused at once; the next revision is waited for."""
+
+    async def check(client: httpx.AsyncClient, service: Service) -> None:
+        for n in range(1, 6):
+            assert (await client.put(f"/v1/key/k{n}", content=b"v")).status_code == 201
+        refused = await client.get("/v1/key/k1", params={"wait_revision": "27", "timeout": "30s"})
+        assert refused.status_code == 409
+        assert refused.json()["error"] == "revision_ahead"
+        assert (refused.json()["revision"], refused.json()["requested"]) == (5, 26)
+        waited = await client.get("/v1/key/k1", params={"wait_revision": "6", "timeout": "100ms"})
+        assert (waited.status_code, waited.headers["x-tuco-wait"]) == (200, "timeout")
 
     run_served(front_end, check)

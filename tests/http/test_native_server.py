@@ -282,6 +282,56 @@ def test_pipelined_answers_wait_for_a_slow_earlier_request() -> None:
     run(main)
 
 
+def test_a_request_pipelined_behind_a_watch_is_never_executed_and_the_watch_says_close() -> None:
+    """A PUT sent right after GET /v1/watch is dropped unread: the stream says Connection: close, nothing is stored."""
+
+    async def main() -> None:
+        async with serving() as server:
+            client = await Client.connect(server)
+            await client.send(b"GET /v1/watch HTTP/1.1\r\nHost: t\r\n\r\n" + put("pipelined", b"lost"))
+            head = await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), 5)
+            other = await Client.connect(server)
+            await other.send(put("seen", b"v"))  # committed after anything the watch's connection wrote
+            assert (await other.reply()).status == 201
+            await other.send(get("pipelined"))
+            assert (await other.reply()).status == 404  # never executed
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert b"\r\nConnection: close\r\n" in head and b"\r\nTransfer-Encoding: chunked\r\n" in head
+            stream = b""
+            while b"event: put" not in stream:  # the watch goes on: the change made elsewhere arrives
+                stream += await asyncio.wait_for(client.reader.read(65536), 5)
+            assert b'"key":"seen"' in stream and b"pipelined" not in stream
+            await client.send(put("later", b"also lost"))  # bytes sent during the stream are read and dropped
+            client.writer.write_eof()  # the client goes: the stream ends
+            assert await client.at_eof()
+            await other.send(get("later"))
+            assert (await other.reply()).status == 404
+            await until(lambda: server.connection_count == 1)
+            await other.aclose()
+            await client.aclose()
+
+    run(main)
+
+
+def test_a_write_pipelined_behind_a_pending_read_waits_for_its_answer() -> None:
+    """RFC 9112: pipelined requests run in parallel only if all are safe; a PUT after a slow GET waits for it."""
+
+    async def main() -> None:
+        handler = Scripted()
+        async with serving(handler) as server:
+            client = await Client.connect(server)
+            await client.send(b"GET /slow HTTP/1.1\r\n\r\nPUT /w HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            await until(lambda: len(handler.calls) == 1)
+            assert await client.silent_for(0.1)
+            assert handler.calls == [(b"GET", b"/slow")]  # the PUT is held, not run
+            handler.release.set()
+            assert [(await client.reply()).body for _ in range(2)] == [b"/slow", b"/w"]
+            assert handler.calls == [(b"GET", b"/slow"), (b"PUT", b"/w")]
+            await client.aclose()
+
+    run(main)
+
+
 def test_pipelining_beyond_max_pipelined_is_held_back_then_answered() -> None:
     """Past max_pipelined pending answers the server stops handling requests, then answers all of them in order."""
 

@@ -93,8 +93,9 @@ def test_a_long_poll_revoked_while_waiting_answers_401_at_its_timeout_too(front_
             "/v1/tokens", json={"grants": [{"prefix": "app/", "permission": "read"}]}, headers=ADMIN
         )
         reader = {"Authorization": f"Bearer {created.json()['token']}"}
+        after = str(service.revision + 1)  # the next revision (a later one is 409 revision_ahead): not this key's
         poll = asyncio.ensure_future(
-            client.get("/v1/key/app%2Fk", params={"wait_revision": "99", "timeout": "1s"}, headers=reader)
+            client.get("/v1/key/app%2Fk", params={"wait_revision": after, "timeout": "1s"}, headers=reader)
         )
         await asyncio.sleep(0.2)
         assert (await client.delete(f"/v1/tokens/{created.json()['id']}", headers=ADMIN)).status_code == 204

@@ -290,3 +290,61 @@ def test_keys_with_newlines_cannot_split_or_forge_frames(front_end: str) -> None
         assert (frames[0].json()["key"], frames[0].json()["value"]) == (nasty, b64(b"\n\n"))
 
     run_served(front_end, check)
+
+
+@FRONT_ENDS
+def test_a_resume_point_ahead_of_the_store_is_409_revision_ahead_and_opens_no_watch(front_end: str) -> None:
+    """Last-Event-ID or start_revision past the store (restored from a backup) is refused; nothing claims it."""
+
+    async def check(client: httpx.AsyncClient, service: Service) -> None:
+        for n in range(1, 6):
+            await put(client, f"k{n}", b"%d" % n)
+        for headers, params, requested in (
+            ({"Last-Event-ID": "25"}, {}, 25),
+            ({}, {"start_revision": "1000"}, 999),
+            ({"Last-Event-ID": "6"}, {"start_revision": "1"}, 6),  # Last-Event-ID wins, and 6 is not reached
+        ):
+            for method in ("GET", "HEAD"):
+                refused = await client.request(method, "/v1/watch", params=params, headers=headers)
+                assert refused.status_code == 409
+                if method == "GET":
+                    assert refused.json() == {
+                        "error": "revision_ahead",
+                        "message": f"revision {requested} is ahead of this store, which is at revision 5 "
+                        "(restored from an older state?); re-read the keys and watch again from now",
+                        "revision": 5,
+                        "requested": requested,
+                    }
+        assert service.watch_count == 0
+        # The store's own revision, and the next one, are resume points it has reached.
+        async with client.stream("GET", "/v1/watch", params={"start_revision": "6"}) as response:
+            assert response.status_code == 200
+            sse = SSE(response)
+            await sse.frame()
+            await put(client, "k6", b"6")
+            assert [(f.event, f.id) for f in await sse.frames(1)] == [("put", "6")]
+        async with client.stream("GET", "/v1/watch", headers={"Last-Event-ID": "6"}) as response:
+            assert response.status_code == 200
+            sse = SSE(response)
+            await sse.frame()
+            assert sse.comments == ["watching after revision 6"]
+
+    run_served(front_end, check)
+
+
+@FRONT_ENDS
+def test_an_idle_watch_never_claims_a_revision_the_store_has_not_reached(front_end: str) -> None:
+    """Progress frames of an idle watch carry the store's revision, never the one a client wished for."""
+
+    async def check(client: httpx.AsyncClient, service: Service) -> None:
+        for n in range(1, 4):
+            await put(client, f"k{n}", b"x")
+        async with client.stream("GET", "/v1/watch", params={"start_revision": "4"}) as response:
+            assert response.status_code == 200
+            sse = SSE(response)
+            await sse.frame()
+            frames = await sse.frames(2, skip=())
+        assert [(f.event, f.id, f.json()) for f in frames] == [("progress", "3", {"revision": 3})] * 2
+        assert sse.comments[0] == "watching after revision 3"
+
+    run_served(front_end, check, watch=WatchSettings(heartbeat_seconds=0.05))

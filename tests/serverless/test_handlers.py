@@ -192,7 +192,7 @@ def test_long_poll_answers_when_another_function_writes(containers: MakeContaine
     assert (answer["statusCode"], body_of(answer), header(answer, "x-tuco-wait")) == (200, b"new", "changed")
     assert 0.5 < time.monotonic() - started < 5
     started = time.monotonic()
-    quiet = poller.invoke(make_event(fmt, "GET", "/v1/key/w", query=f"wait_revision={revision + 5}&timeout=1s"))
+    quiet = poller.invoke(make_event(fmt, "GET", "/v1/key/w", query=f"wait_revision={revision + 2}&timeout=1s"))
     assert (quiet["statusCode"], body_of(quiet), header(quiet, "x-tuco-wait")) == (200, b"new", "timeout")
     assert 0.9 < time.monotonic() - started < 4
 

@@ -19,6 +19,7 @@ from tuco.errors import (
     LeaseNotFoundError,
     NoSuchKeyError,
     PreconditionFailedError,
+    RevisionAheadError,
     ServerUnreachableError,
     TucoError,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "EXIT_NOT_FOUND",
     "EXIT_PRECONDITION_FAILED",
     "EXIT_REFUSED",
+    "EXIT_REVISION_AHEAD",
     "EXIT_UNAUTHORIZED",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
@@ -48,6 +50,7 @@ EXIT_PRECONDITION_FAILED = 4
 EXIT_HISTORY_COMPACTED = 5
 EXIT_UNAUTHORIZED = 6
 EXIT_REFUSED = 7
+EXIT_REVISION_AHEAD = 8
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -83,6 +86,8 @@ def answers() -> Iterator[None]:
             sys.exit(EXIT_PRECONDITION_FAILED)
         if isinstance(exc, HistoryCompactedError):
             sys.exit(EXIT_HISTORY_COMPACTED)
+        if isinstance(exc, RevisionAheadError):
+            sys.exit(EXIT_REVISION_AHEAD)
         if exc.status in (401, 403):
             sys.exit(EXIT_UNAUTHORIZED)
         sys.exit(EXIT_REFUSED)

@@ -10,6 +10,7 @@ import click
 
 from tuco.cli._common import (
     EXIT_HISTORY_COMPACTED,
+    EXIT_REVISION_AHEAD,
     b64,
     client_command,
     echo_json,
@@ -19,7 +20,7 @@ from tuco.cli._common import (
     usage,
 )
 from tuco.client import Client, Entry, WatchEvent
-from tuco.errors import HistoryCompactedError
+from tuco.errors import HistoryCompactedError, RevisionAheadError
 
 __all__ = ["delete", "get", "list_keys", "put", "watch"]
 
@@ -203,7 +204,9 @@ def watch(client: Client, output: str, prefix: str, start: str | None, as_json: 
     and the value, escaped as by list). When the server ends the stream (a slow
     reader, a shutdown) or the connection drops, it reconnects and resumes after
     the last revision it saw, so nothing is missed or printed twice. Exits 0 on
-    Ctrl-C, 5 if the changes asked for are no longer retained (410).
+    Ctrl-C, 5 if the changes asked for are no longer retained (410), 8 if the
+    server's store is behind where the watch resumes (409 revision_ahead: it was
+    restored from an older state; re-read what you need and watch again).
     """
     first = _revision(start, "--from")
     last = first - 1 if first is not None else None
@@ -226,3 +229,11 @@ def watch(client: Client, output: str, prefix: str, start: str | None, as_json: 
             err=True,
         )
         sys.exit(EXIT_HISTORY_COMPACTED)
+    except RevisionAheadError as exc:
+        click.echo(
+            f"tuco: 409 revision_ahead: the server's store is at revision {exc.revision}, behind revision "
+            f"{exc.requested} this watch resumes after (restored from an older state?); what was printed after "
+            f"{exc.revision} may not exist there: re-read the keys, then watch again (without --from)",
+            err=True,
+        )
+        sys.exit(EXIT_REVISION_AHEAD)

@@ -116,7 +116,11 @@ class AsyncClient:
         return await self._run(calls.delete(key, if_revision=if_revision, if_exists=if_exists))
 
     async def wait(self, key: str, revision: int, *, timeout: float = 30.0) -> tuple[bool, Entry | None]:
-        """Long poll: ``(changed, entry)`` when the key changed at ``revision`` or later, or after ``timeout``."""
+        """Long poll: ``(changed, entry)`` when the key changed at ``revision`` or later, or after ``timeout``.
+
+        ``revision`` is the last one seen plus one; :class:`~tuco.errors.RevisionAheadError` if the
+        server's store has not reached ``revision`` - 1 (restored from an older backup: re-read the key).
+        """
         return await self._run(calls.wait(key, revision, timeout))
 
     # listing

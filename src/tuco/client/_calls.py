@@ -22,6 +22,7 @@ from tuco.errors import (
     LeaseNotFoundError,
     NoSuchKeyError,
     PreconditionFailedError,
+    RevisionAheadError,
     TucoError,
 )
 
@@ -202,6 +203,11 @@ def error_from(answer: Answer, *, key: str | None = None, lease: int | None = No
         error = HistoryCompactedError(oldest if isinstance(oldest, int) else 0)
     elif cls is LeaseNotFoundError:
         error = LeaseNotFoundError(lease or 0)
+    elif cls is RevisionAheadError:
+        requested, revision = body.get("requested"), body.get("revision")
+        error = RevisionAheadError(
+            requested if isinstance(requested, int) else 0, revision if isinstance(revision, int) else 0
+        )
     elif cls is not None:
         error = cls(message)
     else:

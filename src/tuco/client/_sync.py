@@ -123,7 +123,11 @@ class Client:
         return self._run(calls.delete(key, if_revision=if_revision, if_exists=if_exists))
 
     def wait(self, key: str, revision: int, *, timeout: float = 30.0) -> tuple[bool, Entry | None]:
-        """Long poll: ``(changed, entry)`` when the key changed at ``revision`` or later, or after ``timeout``."""
+        """Long poll: ``(changed, entry)`` when the key changed at ``revision`` or later, or after ``timeout``.
+
+        ``revision`` is the last one seen plus one; :class:`~tuco.errors.RevisionAheadError` if the
+        server's store has not reached ``revision`` - 1 (restored from an older backup: re-read the key).
+        """
         return self._run(calls.wait(key, revision, timeout))
 
     # listing
@@ -158,7 +162,10 @@ class Client:
 
         Gives up with :class:`~tuco.errors.ServerUnreachableError` after ``reconnect_for``
         seconds without a stream; :class:`~tuco.errors.HistoryCompactedError` if the start is
-        no longer retained. Close the iterator (or leave the ``for``) to end the watch.
+        no longer retained; :class:`~tuco.errors.RevisionAheadError` if the server's store is
+        behind where the watch resumes (restored from an older backup: what was seen may be
+        gone, so re-read the keys you need, then watch again without ``start_revision``).
+        Close the iterator (or leave the ``for``) to end the watch.
         """
         cursor = WatchCursor(prefix=prefix, key=key, start_revision=start_revision)
         timeout = httpx.Timeout(self._http.timeout.connect, read=read_timeout)

@@ -69,7 +69,11 @@ class WatchCursor:
         return tuple(params), tuple(headers)
 
     def check(self, answer: Answer) -> None:
-        """Raise the error of a connection that did not open a stream (e.g. 410 history_compacted)."""
+        """Raise the error of a connection that did not open a stream (410 history_compacted, 409 revision_ahead).
+
+        Neither is retried: a start no longer retained cannot come back, and a store behind
+        the cursor (restored from a backup) will not give the changes the cursor says it saw.
+        """
         if answer.status != 200:
             raise error_from(answer)
 

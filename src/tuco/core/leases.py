@@ -106,13 +106,15 @@ class Leases:
         """When the earliest item comes up (Unix ms), or None when nothing waits."""
         return self._heap[0][0] if self._heap else None
 
-    def pop_due(self, now: int) -> list[tuple[str | None, int, int]]:
-        """Every item due at ``now``: ``(key, 0, deadline)`` or ``(None, lease id, deadline)``, unchecked."""
+    def pop_due(self, now: int, limit: int | None = None) -> list[tuple[str | None, int, int]]:
+        """The items due at ``now`` (at most ``limit``): ``(key, 0, deadline)`` or ``(None, lease id, deadline)``."""
         heap = self._heap
         due: list[tuple[str | None, int, int]] = []
-        while heap and heap[0][0] <= now:
+        left = len(heap) if limit is None else limit
+        while heap and heap[0][0] <= now and left > 0:
             _, _, key, id, deadline = heapq.heappop(heap)
             due.append((key, id, deadline))
+            left -= 1
         return due
 
     def pending(self) -> int:

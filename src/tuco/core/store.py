@@ -310,26 +310,31 @@ class Store:
         leases = [(lease.id, lease.ttl, lease.deadline, lease.owner) for lease in self.leases]
         return dict(self._deadline), dict(self._key_lease), leases
 
-    def due(self, now: int) -> Due:
+    def due(self, now: int, limit: int | None = None) -> Due:
         """What has expired at ``now`` and must be deleted through the log: keys (with their mod_revision), leases.
 
         Each is handed out once; call :meth:`retry_later` for what could not be written.
+        ``limit`` bounds the deadlines looked at (a lease's keys all come with it): the
+        rest stay due for the next call, so 100,000 leases ending at once are handed
+        out in rounds instead of one long pause.
         """
         due = Due()
         expiring = self._expiring
         leases = self.leases
         keys: dict[str, int] = {}
-        for key, id, deadline in leases.pop_due(now):
+        ended: dict[int, None] = {}  # a lease may come up more than once (a retry): handed out once, in order
+        for key, id, deadline in leases.pop_due(now, limit):
             if key is not None:
                 entry = expiring.get(key)
                 if entry is not None and deadline <= now and self.expires_at(key) == deadline:
                     keys[key] = entry[2]
                 continue
             lease = leases.get(id)
-            if lease is not None and lease.deadline == deadline <= now and id not in due.leases:
+            if lease is not None and lease.deadline == deadline <= now and id not in ended:
                 keys.update((key, expiring[key][2]) for key in sorted(lease.keys) if key in expiring)
-                due.leases.append(id)
+                ended[id] = None
         due.keys = list(keys.items())
+        due.leases = list(ended)
         return due
 
     def retry_later(self, keys: Iterable[str], lease_ids: Iterable[int], when: int) -> None:

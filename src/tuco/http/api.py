@@ -34,6 +34,7 @@ from tuco.errors import (
     LogError,
     NoSuchKeyError,
     PreconditionFailedError,
+    RevisionAheadError,
     TooManyWatchersError,
     TucoError,
 )
@@ -129,6 +130,7 @@ class KeyValueAPI:
         from tuco.http.auth import TokenAPI
 
         self.tokens = TokenAPI(service)
+        self._frames = sse.FrameCache()
         self._guard: Guard | None = None
         if service.access.enabled:  # chosen once: with authentication off, handle is the method itself
             self._guard = Guard(self, self.handle)
@@ -540,18 +542,51 @@ class KeyValueAPI:
         except InvalidRequestError as exc:
             return error_answer(exc)
         headers = sse.HEADERS + _cors(request, service.watch_settings.allow_origins)
-        if request.method == b"HEAD":
+        if after > service.revision:
+            # Another replica's revision, or one this store never reached (it was restored from a backup).
+            return self._watch_after_catch_up(request.method == b"HEAD", selector, after, headers, request.principal)
+        return self._open_watch(request.method == b"HEAD", selector, after, headers, request.principal)
+
+    def _open_watch(
+        self,
+        head: bool,
+        selector: Selector,
+        after: int,
+        headers: tuple[tuple[bytes, bytes], ...],
+        by: Principal | None,
+    ) -> Response | StreamResponse:
+        service = self.service
+        if after > service.revision:
+            return _ahead(RevisionAheadError(after, service.revision))
+        if head:
             # Says whether a GET would stream, without opening a watch.
             if after < service.store.history.oldest_revision and not service.reads_back_history:
                 return _compacted(HistoryCompactedError(service.store.history.oldest_revision))
             return Response(200, b"", EVENT_STREAM, headers)
         try:
-            watch = service.watch(selector, after, request.principal)
+            watch = service.watch(selector, after, by)
         except HistoryCompactedError as exc:
             return _compacted(exc)
+        except RevisionAheadError as exc:
+            return _ahead(exc)
         except TooManyWatchersError as exc:
             return error_answer(exc, b"Retry-After: 1\r\n")
-        return StreamResponse(200, _watch_stream(watch), EVENT_STREAM, headers)
+        return StreamResponse(200, _watch_stream(watch, self._frames), EVENT_STREAM, headers)
+
+    async def _watch_after_catch_up(
+        self,
+        head: bool,
+        selector: Selector,
+        after: int,
+        headers: tuple[tuple[bytes, bytes], ...],
+        by: Principal | None,
+    ) -> Response | StreamResponse:
+        """A resume point past the store: apply what the log has first; still ahead, it is refused (409)."""
+        try:
+            await self.service.catch_up()
+        except LogError as exc:
+            return refusal(exc, "no watch", "cannot reach the log to tell whether that revision exists")
+        return self._open_watch(head, selector, after, headers, by)
 
     def _long_poll(self, request: Request, key: str) -> Answer:
         """GET /v1/key/{k}?wait_revision=N&timeout=T: the key once it changed at N or later, or at the timeout."""
@@ -561,12 +596,24 @@ class KeyValueAPI:
         except InvalidRequestError as exc:
             return error_answer(exc)
         service = self.service
+        if service.phase is not Phase.STOPPING and revision - 1 > service.revision:
+            return self._answer_after_wait(key, revision, timeout, catch_up=True)
         if service.phase is Phase.STOPPING or service.store.mod_revision(key) >= revision:
             return self._read(key, b"X-Tuco-Wait: changed\r\n")
         return self._answer_after_wait(key, revision, timeout)
 
-    async def _answer_after_wait(self, key: str, revision: int, timeout: float) -> Response:
-        await self.service.wait_for_change(key, revision, timeout)
+    async def _answer_after_wait(self, key: str, revision: int, timeout: float, *, catch_up: bool = False) -> Response:
+        if catch_up:  # a wait_revision past the store: apply what the log has first; still ahead, 409
+            try:
+                await self.service.catch_up()
+            except LogError as exc:
+                return refusal(exc, "no wait", "cannot reach the log to tell whether that revision exists")
+            if self.service.store.mod_revision(key) >= revision:
+                return await _settled(self._read(key, b"X-Tuco-Wait: changed\r\n"))
+        try:
+            await self.service.wait_for_change(key, revision, timeout)
+        except RevisionAheadError as exc:
+            return _ahead(exc)
         changed = self.service.changed_since(key, revision) and self.service.phase is not Phase.STOPPING
         return await _settled(self._read(key, b"X-Tuco-Wait: changed\r\n" if changed else b"X-Tuco-Wait: timeout\r\n"))
 
@@ -575,12 +622,17 @@ EVENT_STREAM = b"text/event-stream"
 _WATCH_STOPPING = error_response(503, "shutting_down", "the server is shutting down; retry on a new connection")
 _RETRY_MS = 1000  # what EventSource waits before reconnecting after the stream ends
 _CHUNK_BYTES = 64 * 1024  # frames gathered into one chunk, at most (one frame may be larger)
+_SHARED_FRAME_BYTES = 16 * 1024  # a frame this large is sent as it is, shared, never copied into a chunk
 MAX_WAIT_SECONDS = 300.0
 DEFAULT_WAIT_SECONDS = 30.0
 
 
-async def _watch_stream(watch: Watch) -> AsyncIterator[bytes]:
-    """The frames of one watch: ``retry`` first, then events, heartbeats and progress, a cancel frame last."""
+async def _watch_stream(watch: Watch, frames: sse.FrameCache) -> AsyncIterator[bytes]:
+    """The frames of one watch: ``retry`` first, then events, heartbeats and progress, a cancel frame last.
+
+    Small frames are gathered into one chunk; a large one is its own chunk, the
+    very bytes object every other watcher sends too (no copy per watcher).
+    """
     try:
         yield sse.opening_frame(_RETRY_MS, watch.after)
         while True:
@@ -589,7 +641,13 @@ async def _watch_stream(watch: Watch) -> AsyncIterator[bytes]:
                 chunk: list[bytes] = []
                 size = 0
                 for event in step.events:
-                    frame = sse.event_frame(event)
+                    frame = frames.frame(event)
+                    if len(frame) >= _SHARED_FRAME_BYTES:
+                        if chunk:
+                            yield b"".join(chunk)
+                            chunk, size = [], 0
+                        yield frame
+                        continue
                     chunk.append(frame)
                     size += len(frame)
                     if size >= _CHUNK_BYTES:
@@ -604,6 +662,8 @@ async def _watch_stream(watch: Watch) -> AsyncIterator[bytes]:
                 return
     finally:
         watch.close()
+        if watch.last:
+            frames.clear()  # nobody watches: the frames kept for them go
 
 
 def _watch_params(request: Request, current: int) -> tuple[Selector, int]:
@@ -657,6 +717,12 @@ def _timeout(raw: bytes | None) -> float:
     if seconds > MAX_WAIT_SECONDS:
         raise InvalidParameterError(f"timeout must be at most {MAX_WAIT_SECONDS:g}s")
     return seconds
+
+
+def _ahead(exc: RevisionAheadError) -> Response:
+    """409 revision_ahead, with the store's revision: the client re-reads, then watches from there."""
+    body = {"error": exc.code, "message": str(exc), "revision": exc.revision, "requested": exc.requested}
+    return json_response(exc.status, body)
 
 
 def _compacted(exc: HistoryCompactedError) -> Response:

@@ -9,8 +9,9 @@ lives here, in one ``asyncio.Protocol`` with no task per request:
   ``_queue`` behind the awaitable answers (a PUT waiting for the log), and the
   queue is drained from the front as they complete.
 * **Writes come first.** A request after an unfinished PUT or DELETE on the
-  same connection is not handled until that write is done (RFC 9112 lets only
-  safe requests run in parallel), so a pipelined PUT then GET reads the write.
+  same connection is not handled until that write is done, and a PUT or DELETE
+  after an unanswered request waits for its answer (RFC 9112 lets only safe
+  requests run in parallel), so a pipelined PUT then GET reads the write.
 * **Bounded memory.** httptools parses all of a read before returning, so
   pausing the transport alone would still let one 256 KiB read of tiny GETs
   produce thousands of responses. Requests parsed while output is backed up
@@ -44,6 +45,16 @@ lives here, in one ``asyncio.Protocol`` with no task per request:
   ``401`` and the connection closed, a stream ends and the connection closes:
   an open connection never outlives its certificate (and the server's TLS
   context issues no session tickets, so none is resumed without a handshake).
+* **A stream is the last answer.** A stream is the last
+  answer on its connection: its head says ``Connection: close``, and what the
+  client pipelined after it is read and dropped, never handled (its answer
+  could never be sent). A large chunk is written
+  as it is, between its framing lines, never copied: a watch frame is one
+  bytes object shared by every watcher. While streaming, the transport's
+  high-water mark is the per-stream bound (``stream_backlog_bytes``), and what
+  all streams hold unsent is counted, each shared piece once, against
+  ``max_stream_bytes`` (:mod:`tuco.http._backlog`): over it, the streams whose
+  clients stopped reading are cut off, the longest stopped first.
 * **Closing politely.** After the last response we half-close (``write_eof``)
   and discard what the client still sends for a moment, instead of closing a
   socket with unread data, which makes the kernel reset it and can destroy the
@@ -54,8 +65,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import http
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -64,6 +77,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import httptools
 import structlog
 
+from tuco.http._backlog import StreamBacklog, StreamBacklogs
 from tuco.http._tls import Peer, peer_of
 from tuco.http.answers import (
     CERTIFICATE_EXPIRED,
@@ -108,7 +122,11 @@ _LINGER_SECONDS: Final = 2.0
 _JOIN_BODY_BYTES: Final = 16 * 1024
 _MAX_CACHED_HEADS: Final = 1024
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+# What the kernel may hold unsent for a stream's socket: this fraction of its backlog bound.
+_KERNEL_SHARE: Final = 16
+_NOTSENT_LOWAT: Final[int | None] = getattr(socket, "TCP_NOTSENT_LOWAT", None)
 _CONDITIONS: Final = (b"if-match", b"if-none-match")
+_SAFE: Final = (b"GET", b"HEAD")  # what may run beside unanswered requests (OPTIONS and TRACE get 405 anyway)
 _join = b"".join
 
 # RFC 9110 names where Python's table still has the older ones.
@@ -146,6 +164,7 @@ class ServerContext:
         "observer",
         "peak_connections",
         "settings",
+        "streams",
         "tls",
     )
 
@@ -169,6 +188,8 @@ class ServerContext:
         self.closing = False
         # Bytes of request bodies still being received may add up to this, on all connections together.
         self.body_budget = settings.max_buffered_bytes
+        # What streams (watches) hold unsent, all connections together.
+        self.streams = StreamBacklogs(settings.max_stream_bytes)
         # The end of every response head; the server refreshes the date once a second.
         self.date_tail = b"\r\n\r\n"
         self._emptied = asyncio.Event()
@@ -332,6 +353,7 @@ class HttpConnection(asyncio.Protocol):
         "_request_id",
         "_reserved",
         "_stopped",
+        "_stream_backlog",
         "_stream_task",
         "_streaming",
         "_target",
@@ -397,6 +419,7 @@ class HttpConnection(asyncio.Protocol):
         # A streamed response being sent: later answers wait in _queue until it ends.
         self._streaming = False
         self._stream_task: asyncio.Task[None] | None = None
+        self._stream_backlog: StreamBacklog | None = None
         self._drained: asyncio.Event | None = None
         self._out: list[bytes] = []
         self._out_size = 0
@@ -549,6 +572,8 @@ class HttpConnection(asyncio.Protocol):
         self._out.clear()
         self._chunks = None
         self._release_body()
+        if self._stream_backlog is not None:
+            self._stream_backlog.close()
         if self._stream_task is not None:
             self._stream_task.cancel()  # a stream may wait for its next chunk indefinitely: nobody reads it now
         # Handler tasks keep running (a PUT queued in the log must still be stored);
@@ -557,11 +582,20 @@ class HttpConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self._stream_backlog is not None:
+            self._stream_backlog.paused()
         self._update_reading()
         self._rearm()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        backlog = self._stream_backlog
+        if backlog is not None and self._transport is not None:
+            backlog.resumed()
+            backlog.sent(self._transport.get_write_buffer_size())
+            if not self._streaming and not backlog.queued:
+                backlog.close()
+                self._stream_backlog = None
         if self._drained is not None:
             self._drained.set()
         self._pump()
@@ -729,7 +763,13 @@ class HttpConnection(asyncio.Protocol):
             self._authorization,
             self._request_id,
         )
-        if self._backlog or self._unsafe_pending or self._write_paused or len(self._queue) >= self._max_pipelined:
+        if (
+            self._backlog
+            or self._unsafe_pending
+            or self._write_paused
+            or len(self._queue) >= self._max_pipelined
+            or ((self._queue or self._streaming) and request.method not in _SAFE)
+        ):
             self._backlog.append(_Held(request, mode, None))
         else:
             self._dispatch(request, mode)
@@ -883,11 +923,50 @@ class HttpConnection(asyncio.Protocol):
             self._flush()  # may call pause_writing, which holds back further requests
 
     def _start_stream(self, response: StreamResponse, mode: int, head_only: bool, extra: bytes) -> None:
-        """Write a chunked head and send the chunks from a task; later answers wait for its end."""
+        """Write a chunked head and send the chunks from a task; the connection closes after it.
+
+        A stream (a watch) may never end, so nothing pipelined after it could be
+        answered: its head says ``Connection: close``, no further request is parsed
+        (what arrives is read and dropped, so a client that goes is still seen), and
+        requests held back are dropped unhandled.
+        """
+        mode = _CLOSE
+        self._stopped = True
+        self._backlog.clear()
         self._out.append(_stream_head(response, mode, self._ctx.date_tail, extra))
         self._flush()
         self._streaming = True
+        transport = self._transport
+        if transport is not None and not head_only:
+            backlog_bytes = self._ctx.settings.stream_backlog_bytes
+            transport.set_write_buffer_limits(high=backlog_bytes)
+            _limit_kernel_buffer(transport, backlog_bytes // _KERNEL_SHARE)
+            if self._stream_backlog is None:
+                self._stream_backlog = self._ctx.streams.open(self._cut_off)
+            if self._write_paused:
+                self._stream_backlog.paused()
         self._stream_task = self._loop.create_task(self._stream(response, mode, head_only))
+
+    def _cut_off(self) -> None:
+        """Drop a stream whose client stopped reading: the streams together hold too much (see _backlog)."""
+        _logger.warning("stream_cut_off", client=self._client, reason="the streams' unsent bytes are over the bound")
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _write_chunk(self, chunk: bytes) -> None:
+        """Frame and write one chunk; a large one is handed over as it is (shared, never copied)."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if len(chunk) <= _JOIN_BODY_BYTES:
+            pieces: tuple[bytes, ...] = (b"%x\r\n%b\r\n" % (len(chunk), chunk),)
+            transport.write(pieces[0])
+        else:
+            pieces = (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+            transport.writelines(pieces)
+        backlog = self._stream_backlog
+        if backlog is not None:
+            backlog.wrote(pieces, transport.get_write_buffer_size())
 
     async def _stream(self, response: StreamResponse, mode: int, head_only: bool) -> None:
         chunks = response.chunks
@@ -901,8 +980,7 @@ class HttpConnection(asyncio.Protocol):
                         mode = _CLOSE  # ended like any stream, then the connection is closed
                         break
                     if chunk:
-                        self._out.append(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-                        self._flush()
+                        self._write_chunk(chunk)
                     while self._write_paused and self._transport is not None:
                         if self._drained is None:
                             self._drained = asyncio.Event()
@@ -923,12 +1001,28 @@ class HttpConnection(asyncio.Protocol):
                 await closing()
             self._streaming = False
             self._stream_task = None
+            self._end_stream_backlog()
         if self._transport is None:
             return
         if mode == _CLOSE:
             self._finish()
             return
         self._drain_queue()
+
+    def _end_stream_backlog(self) -> None:
+        """The stream is over: the usual high-water mark again; its pieces count until they are sent."""
+        backlog = self._stream_backlog
+        transport = self._transport
+        if backlog is None:
+            return
+        if transport is None or transport.is_closing():
+            backlog.sent(0)
+        else:
+            transport.set_write_buffer_limits(high=self._write_high_water)
+            backlog.sent(transport.get_write_buffer_size())
+        if not backlog.queued:
+            backlog.close()
+            self._stream_backlog = None
 
     def _send_continue(self) -> None:
         self._continue_wanted = False
@@ -967,6 +1061,8 @@ class HttpConnection(asyncio.Protocol):
             and not self._lingering
             and len(self._queue) < self._max_pipelined
         ):
+            if self._queue and backlog[0].request is not None and backlog[0].request.method not in _SAFE:
+                break  # a write waits for every earlier answer
             held = backlog.popleft()
             if held.rejection is not None:
                 self._answer(held.rejection, _CLOSE, False)
@@ -1028,7 +1124,7 @@ class HttpConnection(asyncio.Protocol):
             self._write_paused
             or bool(self._backlog)
             or len(self._queue) >= self._max_pipelined
-            or (self._stopped and not self._lingering and not self._eof)
+            or (self._stopped and not self._lingering and not self._eof and not self._streaming)
         )
         if paused != self._reading_paused:
             self._reading_paused = paused
@@ -1127,6 +1223,25 @@ class HttpConnection(asyncio.Protocol):
             self._transport.abort()
         elif self._handshake is not None:
             self._handshake.cancel()
+
+
+def _limit_kernel_buffer(transport: asyncio.BaseTransport, size: int) -> None:
+    """Cap what the kernel holds unsent for this socket: for a client that does not read, it is a copy per client.
+
+    Left alone, the send buffer autotunes to 4 MiB (``tcp_wmem``) per connection: a
+    thousand watchers that never read would hold 4 GB of kernel memory, past the
+    machine's TCP memory pressure point, and copying it stalls the event loop.
+    ``TCP_NOTSENT_LOWAT`` bounds only the bytes not yet sent, so a reader far away
+    keeps a full window in flight; where it is missing, the whole send buffer is capped.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        if _NOTSENT_LOWAT is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, _NOTSENT_LOWAT, size)
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
 def _client_address(transport: asyncio.BaseTransport) -> str | None:

@@ -27,6 +27,8 @@ _ERROR: Schema = {
         "error": {"type": "string", "description": "A stable machine-readable code (see the README's error table)."},
         "message": {"type": "string", "description": "tuco's fixed words for the code; never a traceback."},
         "oldest_revision": {"type": "integer", "description": "With history_compacted: the oldest servable revision."},
+        "revision": {"type": "integer", "description": "With revision_ahead: the store's revision."},
+        "requested": {"type": "integer", "description": "With revision_ahead: the revision the request resumes after."},
     },
 }
 _REVISION_HEADER = {
@@ -171,6 +173,7 @@ def _key_operations(parameter: Schema, suffix: str) -> Schema:
             },
             "400": _error("invalid_key, invalid_parameter (wait_revision, timeout)"),
             "404": _error("no_such_key (absent or expired), or not_found", {"X-Tuco-Wait": _WAIT_HEADER}),
+            "409": _error("revision_ahead: wait_revision - 1 is past the store's revision (re-read the key)"),
         },
         operationId="getKey" + suffix,
         parameters=[
@@ -284,6 +287,7 @@ def _paths() -> dict[str, Schema]:
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
             },
             "400": _error("invalid_parameter"),
+            "409": _error("revision_ahead: the resume point is past the store's revision (re-sync, watch from now)"),
             "410": _error("history_compacted"),
         },
         operationId="getWatch",
@@ -330,7 +334,7 @@ def _paths() -> dict[str, Schema]:
             "This document's headers",
         ),
         "/v1/keys": _with_head(listing, "A listing page's headers"),
-        "/v1/watch": _with_head(watch, "A watch's headers, or its 400/410; opens no watch"),
+        "/v1/watch": _with_head(watch, "A watch's headers, or its 400/409/410; opens no watch"),
         "/v1/leases": {
             "post": _operation(
                 "Grant a lease",

@@ -30,6 +30,7 @@ from dataclasses import dataclass, fields
 import structlog
 
 from tuco.errors import ConfigurationError
+from tuco.http._backlog import StreamBacklogs
 from tuco.http.connection import Handler, HttpConnection, ServerContext
 from tuco.http.observer import RequestObserver
 
@@ -65,6 +66,11 @@ class ServerSettings:
     """Above this many unsent bytes the server stops reading from that client."""
     max_pipelined: int = 64
     """Answers pending on one connection before the server stops reading from it."""
+    stream_backlog_bytes: int = 256 << 10
+    """Unsent bytes one stream (a watch) holds before it waits for its client (plus the chunk that passed it)."""
+    max_stream_bytes: int = 64 << 20
+    """Unsent bytes of all streams together, each shared frame counted once; past it, the streams whose clients
+    stopped reading are cut off, the longest stopped first."""
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -95,6 +101,11 @@ class NativeServer:
     def connection_count(self) -> int:
         """Connections currently open, TLS handshakes included (refused ones are not counted)."""
         return len(self._ctx.connections)
+
+    @property
+    def streams(self) -> StreamBacklogs:
+        """What the streams (watches) hold unsent, and how many were cut off for it."""
+        return self._ctx.streams
 
     @property
     def body_bytes_reserved(self) -> int:

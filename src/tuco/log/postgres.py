@@ -71,6 +71,7 @@ head read, to schedule its expirer and to hide expired keys from reads.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import time
@@ -112,6 +113,7 @@ _RETRY_CAP = 0.5
 _LAG_LOG_EVERY = 10.0
 _PRUNE_EVERY = 1000
 _LAST_TRY = 1.0  # seconds one write attempt may take once the outage outlasted write_timeout
+_CLOCK_READINGS = 8  # bounds of the database's clock kept (one per head read); the tightest is used
 # Writes hold no transaction open across round trips; bootstrap's snapshot does,
 # and a hung replica should not pin old row versions forever. READ COMMITTED is
 # what tuco_write_batch's look-up of a batch id after the lock relies on.
@@ -176,7 +178,8 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
         self._head = 0
         self._head_at: datetime | None = None
         self._last_lag_log = 0.0
-        self._clock_offset_ms = 0  # the database's clock minus ours, as last measured
+        self._clock_offset_ms = 0  # the database's clock minus ours, at most (see now_ms)
+        self._clock_bounds: collections.deque[int] = collections.deque(maxlen=_CLOCK_READINGS)
         self._last: Any = None  # the last event applied (an Event or a row), to recognise our history
         self._recheck = False  # a connection failed: check the database still holds our history before going on
         # Read-through replicas (TUCO_STATE=cache) replay only the keys with a deadline or a lease; a
@@ -269,13 +272,23 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
             self._follower = asyncio.get_running_loop().create_task(self._follow(), name="tuco-pg-follower")
 
     def now_ms(self) -> int:
-        """The database's clock as estimated from the last head read (this machine's plus the measured offset)."""
+        """The database's clock, never behind it: this machine's plus the tightest recent bound of the offset.
+
+        The database read its clock somewhere inside our round trip, so its reading
+        minus when we asked bounds the offset from above. Reads hide a key once this
+        passes its deadline, so a key or lease that has ended by the database's clock
+        is never served as live (it may be hidden up to one round trip early; taking
+        the middle of the round trip instead served keys a few ms past their deadline
+        when the trip was lopsided). The database still decides every write: an
+        expiry sent that early is refused, and retried.
+        """
         return time.time_ns() // 1_000_000 + self._clock_offset_ms
 
     def _see_clock(self, db_now: int, asked_ns: int) -> None:
-        """Keep the offset to the database's clock: its reading against the middle of our round trip."""
-        middle_ms = (asked_ns + time.time_ns()) // 2_000_000
-        self._clock_offset_ms = int(db_now) - middle_ms
+        """Keep an upper bound of the offset to the database's clock: the tightest of the last few readings."""
+        bounds = self._clock_bounds
+        bounds.append(int(db_now) + 1 - asked_ns // 1_000_000)  # the reading is whole ms, floored
+        self._clock_offset_ms = min(bounds)
 
     async def catch_up(self) -> None:
         """Apply everything committed anywhere up to the current head; raise if the database is out of reach."""
