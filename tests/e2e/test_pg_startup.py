@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 
 from tests.e2e.process import TucoProcess
@@ -114,3 +116,37 @@ def test_a_missing_database_or_refused_login_exits_1_at_once(
     assert (failed["error"], failed["message"]) == ("log_failed", expected)
     for secret in (SECRET, ENCODED, "s3cr"):
         assert secret not in result.stdout.decode() + result.stderr.decode()
+
+
+def test_another_programs_table_exits_1_naming_it_and_the_next_start_says_the_same(tmp_path: Path, pg_dsn: str) -> None:
+    """A foreign tuco_tokens: exit 1 naming the table (not "out of reach"), no tuco table made, same on a restart."""
+    asyncio.run(_execute(pg_dsn, "CREATE TABLE tuco_tokens (name text PRIMARY KEY)"))
+    expected = (
+        "the database already has a table tuco_tokens that tuco did not create (another program's?); "
+        "nothing was changed: give tuco a database or schema of its own"
+    )
+    for _ in range(2):
+        result = _serve(tmp_path, pg_dsn)
+        assert (result.returncode, result.stderr.decode()) == (1, f"tuco: {expected}\n")
+        failed = next(line for line in _lines(result.stdout) if line["event"] == "start_failed")
+        assert (failed["error"], failed["message"]) == ("log_format", expected)
+    tables = asyncio.run(
+        _fetch(pg_dsn, "SELECT tablename FROM pg_tables WHERE tablename LIKE 'tuco%' ORDER BY tablename")
+    )
+    assert tables == ["tuco_tokens"]
+
+
+async def _execute(dsn: str, statement: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def _fetch(dsn: str, statement: str) -> list[object]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [row[0] for row in await conn.fetch(statement)]
+    finally:
+        await conn.close()
