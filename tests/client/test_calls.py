@@ -46,6 +46,9 @@ def test_conditions_become_the_exact_headers_and_make_the_write_unsafe_to_retry(
     with pytest.raises(InvalidRequestError):
         calls.put("k", b"v", if_revision=0)
     with pytest.raises(InvalidRequestError):
+        calls.delete("k", if_revision=1 << 63)  # no store reaches it: refused before anything is sent
+    assert calls.delete("k", if_revision=(1 << 63) - 1).headers == (("If-Match", '"9223372036854775807"'),)
+    with pytest.raises(InvalidRequestError):
         calls.put("k", b"v", ttl=1, lease=2)
     assert calls.put("k", "é", ttl=1.5).params == (("ttl", "1500ms"),)
     assert calls.put("k", "é").body == "é".encode()
