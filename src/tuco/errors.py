@@ -29,6 +29,7 @@
         ├── LogClosedError        we closed it; no more writes are taken
         ├── LogFailedError        it broke under us (disk, database); writes stop
         │   └── LogUnavailableError   the database is out of reach: this batch failed, later ones may not
+        ├── LogReadOnlyError      the database role may not write (a privilege is missing); reads go on
         ├── LogCorruptError       a damaged record followed by valid ones
         └── LogFormatError        not a tuco log, or a format we cannot read
 
@@ -57,6 +58,7 @@ __all__ = [
     "LogError",
     "LogFailedError",
     "LogFormatError",
+    "LogReadOnlyError",
     "LogUnavailableError",
     "NoSuchKeyError",
     "PreconditionFailedError",
@@ -306,6 +308,21 @@ class LogUnavailableError(LogFailedError):
 
     code = "log_unavailable"
     status = 503
+
+
+class LogReadOnlyError(LogError):
+    """The database answers, but the role tuco logs in as may not write: ``missing`` names the privileges.
+
+    Nothing was written. Not a fault that waiting cures: an operator grants the
+    privileges (``missing``: "INSERT on tuco_events"...), and writes resume without a restart.
+    """
+
+    code = "log_read_only"
+    status = 503
+
+    def __init__(self, message: str, missing: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 class LogCorruptError(LogError):

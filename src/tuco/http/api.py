@@ -31,6 +31,7 @@ from tuco.errors import (
     LeaseNotFoundError,
     LogClosedError,
     LogError,
+    LogReadOnlyError,
     NoSuchKeyError,
     PreconditionFailedError,
     TooManyWatchersError,
@@ -287,6 +288,8 @@ class KeyValueAPI:
         if failure is not None:
             payload["error"] = failure.code
             payload["message"] = log_message(failure.code)
+            if isinstance(failure, LogReadOnlyError):
+                payload["missing_privileges"] = list(failure.missing)
         elif service.phase is Phase.STARTING:
             payload["error"] = "starting"
             payload["message"] = log_message("starting")

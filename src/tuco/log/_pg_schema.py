@@ -22,7 +22,9 @@ __all__ = [
     "WRITE_BATCH",
     "WRITE_EXPIRING_BATCH",
     "ensure_schema",
+    "is_permission_denied",
     "is_transient",
+    "missing_privileges",
     "refusal",
 ]
 
@@ -564,6 +566,51 @@ def _foreign(name: str, kind: str) -> LogFormatError:
         f"the database already has a {what} {name} that tuco did not create (another program's?); "
         "nothing was changed: give tuco a database or schema of its own"
     )
+
+
+# What writing takes beyond reading: the write functions run with the caller's privileges
+# (SECURITY INVOKER), so a role that may only SELECT reads the log and cannot write it.
+WRITE_PRIVILEGES: tuple[tuple[str, str], ...] = (
+    ("tuco_batches", "DELETE"),  # pruning old batch ids
+    ("tuco_batches", "INSERT"),
+    ("tuco_events", "INSERT"),
+    ("tuco_head", "UPDATE"),  # also what its row lock (FOR UPDATE) needs
+    ("tuco_leases", "DELETE"),
+    ("tuco_leases", "INSERT"),
+    ("tuco_leases", "UPDATE"),
+    ("tuco_state", "DELETE"),
+    ("tuco_state", "INSERT"),
+    ("tuco_state", "UPDATE"),
+    ("tuco_tokens", "DELETE"),
+    ("tuco_tokens", "INSERT"),
+)
+_WRITE_FUNCTIONS = (
+    "tuco_write_batch(uuid, smallint[], bytea[], bytea[], bigint[])",
+    "tuco_write_batch(uuid, smallint[], bytea[], bytea[], bigint[], bigint[], bigint[], boolean[])",
+)
+_MISSING_PRIVILEGES = """SELECT m.name FROM (
+        SELECT 1 AS part, w.n, w.what || ' on ' || w.name AS name, has_table_privilege(w.name, w.what) AS held
+        FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS w(name, what, n)
+        UNION ALL
+        SELECT 2, f.n, 'EXECUTE on ' || f.name, has_function_privilege(f.name, 'EXECUTE')
+        FROM unnest($3::text[]) WITH ORDINALITY AS f(name, n)) m
+    WHERE NOT m.held ORDER BY m.part, m.n"""
+
+
+async def missing_privileges(conn: asyncpg.Connection) -> tuple[str, ...]:
+    """The privileges writing needs that the connected role lacks ("INSERT on tuco_events"...), in a fixed order."""
+    rows = await conn.fetch(
+        _MISSING_PRIVILEGES,
+        [name for name, _ in WRITE_PRIVILEGES],
+        [what for _, what in WRITE_PRIVILEGES],
+        list(_WRITE_FUNCTIONS),
+    )
+    return tuple(str(row[0]) for row in rows)
+
+
+def is_permission_denied(exc: BaseException) -> bool:
+    """Whether the database refused a statement for a missing privilege (SQLSTATE 42501)."""
+    return isinstance(exc, asyncpg.PostgresError) and getattr(exc, "sqlstate", None) == "42501"
 
 
 # SQLSTATE classes worth retrying: connection exceptions, transaction rollback
