@@ -20,7 +20,8 @@
     │   ├── InvalidPreconditionError   If-Match / If-None-Match that tuco cannot read
     │   ├── InvalidPageTokenError      a listing page token that is garbage or for another listing
     │   ├── InvalidParameterError      a query parameter out of range (limit, keys_only)
-    │   └── InvalidBodyError           a gateway event whose body does not decode (base64)
+    │   ├── InvalidBodyError           a gateway event whose body does not decode (base64)
+    │   └── InvalidEventError          a gateway event of a shape tuco cannot read (a field of the wrong type)
     ├── StreamingUnsupportedError  a watch stream asked of a front end that cannot stream (an API gateway)
     ├── ConfigurationError        settings that cannot work; reported at start-up
     ├── UnavailableError          (client) the server cannot take the request now: starting, stopping, over a cap
@@ -45,6 +46,7 @@ __all__ = [
     "ForbiddenError",
     "HistoryCompactedError",
     "InvalidBodyError",
+    "InvalidEventError",
     "InvalidKeyError",
     "InvalidPageTokenError",
     "InvalidParameterError",
@@ -240,6 +242,16 @@ class InvalidBodyError(InvalidRequestError):
     """A body that cannot be read as sent: an API Gateway event marked base64 whose body is not."""
 
     code = "invalid_body"
+    status = 400
+
+
+class InvalidEventError(InvalidRequestError):
+    """An API Gateway event tuco cannot read: not an object, a field of the wrong type, text that is not Unicode.
+
+    Answered 400 rather than raised: a handler that raises makes the gateway answer a bare 502.
+    """
+
+    code = "invalid_event"
     status = 400
 
 
