@@ -140,6 +140,11 @@ class Service:
         self._expirer: asyncio.Task[None] | None = None
         self.expired_keys = 0
         """Keys this replica deleted because their deadline passed (another replica may have deleted others)."""
+        self.expiry_rounds = 0
+        """Rounds the expirer finished (a look at the deadlines, and the writes of what was due): it is alive.
+
+        A round that starts after a clock reading has seen that time; "nothing expired" is known once two more ended.
+        """
         if metrics is not None:
             metrics.gauge("tuco_keys", "keys in the store", lambda: len(self.store))
             metrics.gauge("tuco_last_sequence", "last event applied", lambda: self.store.last_sequence)
@@ -149,6 +154,11 @@ class Service:
             metrics.gauge("tuco_tokens", "tokens (revoked ones excluded)", lambda: len(self.store.tokens))
             metrics.counter(
                 "tuco_keys_expired", "keys this replica deleted at their deadline", lambda: self.expired_keys
+            )
+            metrics.counter(
+                "tuco_expiry_rounds",
+                "rounds the expirer finished (it looks at the deadlines every 50 ms)",
+                lambda: self.expiry_rounds,
             )
             metrics.collect(self._log_families)
 
@@ -464,6 +474,7 @@ class Service:
                 due = store.due(now)
                 if due:
                     await self._expire(due, now)
+                self.expiry_rounds += 1
                 upcoming = store.leases.next_due()
                 wait = _EXPIRY_POLL if upcoming is None else min(_EXPIRY_POLL, max(0.0, (upcoming - now_ms()) / 1000))
                 await asyncio.sleep(wait)
