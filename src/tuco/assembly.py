@@ -53,6 +53,8 @@ def limits_from(settings: Settings) -> Limits:
         max_ttl_ms=settings.max_ttl_seconds * 1000,
         max_leases=settings.max_leases,
         max_keys_per_lease=settings.max_keys_per_lease,
+        max_store_bytes=settings.max_store_bytes,
+        max_store_keys=settings.max_store_keys,
     )
 
 

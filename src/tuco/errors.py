@@ -13,6 +13,7 @@
     ├── ForbiddenError            a valid credential without the grant the request needs (403)
     ├── TokenNotFoundError        no such token (never created, or revoked)
     ├── TokenLimitError           over the number of live tokens
+    ├── StoreFullError            the store is at its bound (bytes or keys): writes that grow it are refused (507)
     ├── InvalidRequestError       a client's mistake; never a server fault
     │   ├── InvalidKeyError       empty or undecodable key
     │   │   └── KeyTooLongError   key over the limit
@@ -65,6 +66,7 @@ __all__ = [
     "NoSuchKeyError",
     "PreconditionFailedError",
     "ServerUnreachableError",
+    "StoreFullError",
     "StreamingUnsupportedError",
     "TokenLimitError",
     "TokenNotFoundError",
@@ -187,6 +189,17 @@ class TokenLimitError(TucoError):
 
     code = "token_limit"
     status = 429
+
+
+class StoreFullError(TucoError):
+    """The store is at TUCO_MAX_STORE_BYTES or TUCO_MAX_STORE_KEYS: a write that would grow it is refused.
+
+    Nothing was written. Reads, deletes and writes that do not grow the store are
+    still served; delete keys (or raise the bound) and writes are taken again.
+    """
+
+    code = "store_full"
+    status = 507
 
 
 class InvalidRequestError(TucoError):

@@ -22,7 +22,7 @@ import structlog
 
 from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
 from tuco.core.leases import Due
-from tuco.core.store import DEFAULT_HISTORY_BYTES, ExpiringEntry, Page, Store
+from tuco.core.store import DEFAULT_HISTORY_BYTES, ENTRY_BYTES, ExpiringEntry, Page, Store
 from tuco.core.tokens import MAX_TOKENS, Access, Grant, TokenRecord, digest, encode_record, format_token
 from tuco.core.watch import Selector
 from tuco.errors import (
@@ -35,6 +35,7 @@ from tuco.errors import (
     LogClosedError,
     NoSuchKeyError,
     PreconditionFailedError,
+    StoreFullError,
     TokenLimitError,
     TokenNotFoundError,
     TucoError,
@@ -79,6 +80,10 @@ class Limits:
     """Longest time to live of a key or a lease."""
     max_leases: int = 10_000
     max_keys_per_lease: int = 10_000
+    max_store_bytes: int = 1 << 30
+    """Bytes the store may hold (:attr:`~tuco.core.store.Store.bytes`); 0: no bound."""
+    max_store_keys: int = 10_000_000
+    """Keys the store may hold; 0: no bound."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +145,10 @@ class Service:
         self._expirer: asyncio.Task[None] | None = None
         self.expired_keys = 0
         """Keys this replica deleted because their deadline passed (another replica may have deleted others)."""
+        self.store_refusals = 0
+        """Writes refused because the store is at its bound (TUCO_MAX_STORE_BYTES or TUCO_MAX_STORE_KEYS)."""
+        # A read-through store holds only the keys with a deadline: the bound is for a full copy in memory.
+        self._bounded = not self.reads_through and bool(self.limits.max_store_bytes or self.limits.max_store_keys)
         self.expiry_rounds = 0
         """Rounds the expirer finished (a look at the deadlines, and the writes of what was due): it is alive.
 
@@ -160,7 +169,43 @@ class Service:
                 "rounds the expirer finished (it looks at the deadlines every 50 ms)",
                 lambda: self.expiry_rounds,
             )
+            if not self.reads_through:
+                metrics.gauge("tuco_store_bytes", "bytes the store holds (keys, values, 240 per key)", self._bytes)
+                metrics.gauge(
+                    "tuco_store_max_bytes",
+                    "TUCO_MAX_STORE_BYTES (0: no bound)",
+                    lambda: float(self.limits.max_store_bytes),
+                )
+                metrics.gauge(
+                    "tuco_store_max_keys",
+                    "TUCO_MAX_STORE_KEYS (0: no bound)",
+                    lambda: float(self.limits.max_store_keys),
+                )
+                metrics.counter(
+                    "tuco_store_full_refusals", "writes refused: the store is at its bound", lambda: self.store_refusals
+                )
             metrics.collect(self._log_families)
+
+    def _bytes(self) -> float:
+        return float(self.store.bytes)
+
+    def store_status(self) -> dict[str, object] | None:
+        """The store's size against its bounds, for /readyz (None for a read-through store, which holds no copy).
+
+        ``full``: the next write that grows the store by one empty new key would be refused.
+        """
+        if self.reads_through:
+            return None
+        store, limits = self.store, self.limits
+        keys = len(store)
+        full = (0 < limits.max_store_bytes < store.bytes + ENTRY_BYTES + 1) or (0 < limits.max_store_keys <= keys)
+        return {
+            "bytes": store.bytes,
+            "max_bytes": limits.max_store_bytes,
+            "keys": keys,
+            "max_keys": limits.max_store_keys,
+            "full": full,
+        }
 
     def _log_families(self) -> Iterator[Family]:
         """The log's counts and replication lag as metric families (at scrape time)."""
@@ -452,6 +497,32 @@ class Service:
             raise KeyTooLongError(f"the key is {size} bytes; the limit is {limits.max_key_bytes}")
         if len(value) > limits.max_value_bytes:
             raise ValueTooLargeError(f"the value is over the {limits.max_value_bytes}-byte limit")
+        if self._bounded:
+            self._check_room(key, value)
+
+    def _check_room(self, key: str, value: bytes) -> None:
+        """StoreFullError for a write that would take the store past a bound, checked against what was applied.
+
+        A write that does not grow the store passes (a rewrite as long or shorter); writes already in
+        flight are not counted, so concurrent ones can pass a bound by what the log holds queued.
+        """
+        store, limits = self.store, self.limits
+        max_bytes = limits.max_store_bytes
+        # Far from the bound (nearly always) no entry is looked up: 4 bytes per character covers any key's UTF-8.
+        if max_bytes and store.bytes + 4 * len(key) + len(value) + ENTRY_BYTES > max_bytes:
+            growth = store.growth(key, value)
+            if growth > 0 and store.bytes + growth > max_bytes:
+                self.store_refusals += 1
+                raise StoreFullError(
+                    f"the store holds {store.bytes} bytes and this write would take it past its bound of "
+                    f"{max_bytes} (TUCO_MAX_STORE_BYTES): delete keys, or raise the bound"
+                )
+        max_keys = limits.max_store_keys
+        if max_keys and len(store) >= max_keys and key not in store:
+            self.store_refusals += 1
+            raise StoreFullError(
+                f"the store holds {len(store)} keys, its bound (TUCO_MAX_STORE_KEYS): delete keys, or raise the bound"
+            )
 
     def _check_ttl(self, ttl_ms: int) -> None:
         if not 1 <= ttl_ms <= self.limits.max_ttl_ms:

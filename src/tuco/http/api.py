@@ -293,6 +293,9 @@ class KeyValueAPI:
         elif service.phase is Phase.STARTING:
             payload["error"] = "starting"
             payload["message"] = log_message("starting")
+        store = service.store_status()
+        if store is not None:  # full or not, the replica stays ready: reads and deletes are served
+            payload["store"] = store
         return json_response(200 if service.ready else 503, payload)
 
     def _read_now(self, key: str, extra: bytes = b"") -> Response:
