@@ -99,6 +99,16 @@ class ReplayStats:
         return int(self.events / self.seconds) if self.seconds > 0 else self.events
 
 
+def _room(limits: Limits) -> int:
+    """The store size below which a write of N more bytes (plus an entry) passes both bounds without a look-up.
+
+    Every key costs at least ENTRY_BYTES + 1 bytes, so a store under ``max_store_keys`` times that
+    holds fewer keys than the bound.
+    """
+    bounds = [limits.max_store_bytes, limits.max_store_keys * (ENTRY_BYTES + 1) - 1]
+    return min((bound for bound in bounds if bound > 0), default=1 << 62) - ENTRY_BYTES
+
+
 class Service:
     """Store and log with their lifecycle (replay, serve, close) and the key-value operations.
 
@@ -149,6 +159,7 @@ class Service:
         """Writes refused because the store is at its bound (TUCO_MAX_STORE_BYTES or TUCO_MAX_STORE_KEYS)."""
         # A read-through store holds only the keys with a deadline: the bound is for a full copy in memory.
         self._bounded = not self.reads_through and bool(self.limits.max_store_bytes or self.limits.max_store_keys)
+        self._room = _room(self.limits)
         self.expiry_rounds = 0
         """Rounds the expirer finished (a look at the deadlines, and the writes of what was due): it is alive.
 
@@ -497,7 +508,8 @@ class Service:
             raise KeyTooLongError(f"the key is {size} bytes; the limit is {limits.max_key_bytes}")
         if len(value) > limits.max_value_bytes:
             raise ValueTooLargeError(f"the value is over the {limits.max_value_bytes}-byte limit")
-        if self._bounded:
+        # Far from both bounds (nearly always) no entry is looked up: 4 bytes per character covers any key's UTF-8.
+        if self._bounded and self.store.bytes + 4 * len(key) + len(value) > self._room:
             self._check_room(key, value)
 
     def _check_room(self, key: str, value: bytes) -> None:
@@ -508,8 +520,7 @@ class Service:
         """
         store, limits = self.store, self.limits
         max_bytes = limits.max_store_bytes
-        # Far from the bound (nearly always) no entry is looked up: 4 bytes per character covers any key's UTF-8.
-        if max_bytes and store.bytes + 4 * len(key) + len(value) + ENTRY_BYTES > max_bytes:
+        if max_bytes:
             growth = store.growth(key, value)
             if growth > 0 and store.bytes + growth > max_bytes:
                 self.store_refusals += 1
