@@ -160,6 +160,7 @@ class Service:
         # A read-through store holds only the keys with a deadline: the bound is for a full copy in memory.
         self._bounded = not self.reads_through and bool(self.limits.max_store_bytes or self.limits.max_store_keys)
         self._room = _room(self.limits)
+        self._refused_at: tuple[int, int] | None = None  # the store's (bytes, keys) when a write was last refused
         self.expiry_rounds = 0
         """Rounds the expirer finished (a look at the deadlines, and the writes of what was due): it is alive.
 
@@ -203,13 +204,19 @@ class Service:
     def store_status(self) -> dict[str, object] | None:
         """The store's size against its bounds, for /readyz (None for a read-through store, which holds no copy).
 
-        ``full``: the next write that grows the store by one empty new key would be refused.
+        ``full``: writes are being refused: one was, and the store has not shrunk below its size then
+        (or not even an empty new key fits).
         """
         if self.reads_through:
             return None
         store, limits = self.store, self.limits
         keys = len(store)
-        full = (0 < limits.max_store_bytes < store.bytes + ENTRY_BYTES + 1) or (0 < limits.max_store_keys <= keys)
+        refused = self._refused_at
+        full = (
+            (0 < limits.max_store_bytes < store.bytes + ENTRY_BYTES + 1)
+            or (0 < limits.max_store_keys <= keys)
+            or (refused is not None and store.bytes >= refused[0] and keys >= refused[1])
+        )
         return {
             "bytes": store.bytes,
             "max_bytes": limits.max_store_bytes,
@@ -524,6 +531,7 @@ class Service:
             growth = store.growth(key, value)
             if growth > 0 and store.bytes + growth > max_bytes:
                 self.store_refusals += 1
+                self._refused_at = (store.bytes, len(store))
                 raise StoreFullError(
                     f"the store holds {store.bytes} bytes and this write would take it past its bound of "
                     f"{max_bytes} (TUCO_MAX_STORE_BYTES): delete keys, or raise the bound"
@@ -531,6 +539,7 @@ class Service:
         max_keys = limits.max_store_keys
         if max_keys and len(store) >= max_keys and key not in store:
             self.store_refusals += 1
+            self._refused_at = (store.bytes, len(store))
             raise StoreFullError(
                 f"the store holds {len(store)} keys, its bound (TUCO_MAX_STORE_KEYS): delete keys, or raise the bound"
             )

@@ -86,6 +86,22 @@ def test_a_new_key_past_the_key_bound_is_507_and_rewrites_are_not() -> None:
     run_against(check, limits=Limits(max_store_keys=2, max_store_bytes=0))
 
 
+def test_full_means_writes_are_being_refused_until_the_store_shrinks() -> None:
+    """300 bytes of room: a fourth key is refused though a small one fits; full until a delete frees room."""
+
+    async def check(client: httpx.AsyncClient, service: Service) -> None:
+        await _fill(client, 3)
+        assert (await client.get("/readyz")).json()["store"]["full"] is False
+        assert (await client.put("/v1/key/k3", content=b"v" * 100)).status_code == 507
+        assert (await client.get("/readyz")).json()["store"]["full"] is True
+        assert (await client.put("/v1/key/s", content=b"")).status_code == 201  # a small key still fits
+        assert (await client.get("/readyz")).json()["store"]["full"] is True
+        assert (await client.delete("/v1/key/k0")).status_code == 200
+        assert (await client.get("/readyz")).json()["store"]["full"] is False
+
+    run_against(check, limits=Limits(max_store_bytes=3 * ONE + 300))
+
+
 def test_readiness_and_metrics_show_the_store_against_its_bounds() -> None:
     """/readyz stays 200 at the bound with store.full true (an alert, not an outage); /metrics has the gauges."""
 
