@@ -1,6 +1,7 @@
 """A fresh PostgreSQL database per test, on the server named by ``TUCO_TEST_DATABASE_URL``.
 
-Outside CI a missing server skips the test with the reason; with ``CI=true`` it fails it.
+A missing server fails the test under ``CI=true`` (as ``scripts/test`` runs) and skips it otherwise
+(see :mod:`tests.needs`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from tests.needs import unavailable
 from tuco.core.events import Entry, Event, EventType
 from tuco.core.store import Store
 
@@ -58,10 +60,7 @@ def pg_dsn() -> Iterator[str]:
     try:
         asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-        reason = f"PostgreSQL test server unreachable ({type(exc).__name__}: {exc}); set TUCO_TEST_DATABASE_URL"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(f"PostgreSQL test server unreachable ({type(exc).__name__}: {exc}); set TUCO_TEST_DATABASE_URL")
     try:
         yield _with_database(admin, name)
     finally:

@@ -40,6 +40,7 @@ import httpx
 import pytest
 
 from tests.lincheck import History
+from tests.needs import unavailable
 
 __all__ = ["Burst", "FailoverReport", "HaCluster", "Node", "check_database", "drive_failovers", "ha_cluster"]
 
@@ -84,10 +85,8 @@ class Node:
 
 
 def _unavailable(reason: str) -> NoReturn:
-    """Skip (fail under ``CI=true``, like the database fixture) when the rig cannot run here."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    """Fail under ``CI=true`` (skip otherwise, like the database fixture) when the rig cannot run here."""
+    unavailable(reason)
 
 
 class HaCluster:

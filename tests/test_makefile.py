@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import command
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -25,9 +27,10 @@ def _fresh_checkout(into: Path) -> Path:
 
 
 @pytest.mark.timeout(900)  # a whole virtualenv is installed from the locks, then mypy runs cold
-@pytest.mark.skipif(shutil.which("make") is None or shutil.which("git") is None, reason="needs make and git")
 def test_make_lint_and_make_bench_help_work_on_a_checkout_without_a_virtualenv(tmp_path: Path) -> None:
     """`make lint` creates .venv from the hashed dev lock and passes; `make bench ARGS=--help` then prints usage."""
+    command("make", "Debian's make")
+    command("git", "Debian's git")
     checkout = _fresh_checkout(tmp_path / "tuco")
     assert not (checkout / ".venv").exists()
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}

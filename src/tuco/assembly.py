@@ -54,6 +54,8 @@ def limits_from(settings: Settings) -> Limits:
         max_leases=settings.max_leases,
         max_keys_per_lease=settings.max_keys_per_lease,
         max_leases_per_principal=settings.max_leases_per_principal or 0,
+        max_store_bytes=settings.max_store_bytes,
+        max_store_keys=settings.max_store_keys,
     )
 
 

@@ -56,6 +56,19 @@ class Settings(BaseSettings):
     )
     max_key_bytes: int = Field(1024, ge=1, le=65536, description="Largest key, in UTF-8 bytes.")
     max_value_bytes: int = Field(1 << 20, ge=0, le=1 << 30, description="Largest value, in bytes.")
+    max_store_bytes: int = Field(
+        1 << 30,
+        ge=0,
+        le=1 << 44,
+        description="full state: bytes the store may hold (keys' UTF-8, values, 240 per key); a write that would "
+        "grow it past this is 507 store_full (0: no bound).",
+    )
+    max_store_keys: int = Field(
+        10_000_000,
+        ge=0,
+        le=1 << 40,
+        description="full state: keys the store may hold; a new key past this is 507 store_full (0: no bound).",
+    )
     tls_cert_file: Path | None = Field(None, description="PEM certificate chain; with the key file, HTTPS only.")
     tls_key_file: Path | None = Field(None, description="PEM private key of the certificate.")
     tls_client_ca_file: Path | None = Field(

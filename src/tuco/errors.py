@@ -15,6 +15,7 @@
     ├── ForbiddenError            a valid credential without the grant the request needs (403)
     ├── TokenNotFoundError        no such token (never created, or revoked)
     ├── TokenLimitError           over the number of live tokens
+    ├── StoreFullError            the store is at its bound (bytes or keys): writes that grow it are refused (507)
     ├── InvalidRequestError       a client's mistake; never a server fault
     │   ├── InvalidKeyError       empty or undecodable key
     │   │   └── KeyTooLongError   key over the limit
@@ -22,7 +23,8 @@
     │   ├── InvalidPreconditionError   If-Match / If-None-Match that tuco cannot read
     │   ├── InvalidPageTokenError      a listing page token that is garbage or for another listing
     │   ├── InvalidParameterError      a query parameter out of range (limit, keys_only)
-    │   └── InvalidBodyError           a gateway event whose body does not decode (base64)
+    │   ├── InvalidBodyError           a gateway event whose body does not decode (base64)
+    │   └── InvalidEventError          a gateway event of a shape tuco cannot read (a field of the wrong type)
     ├── StreamingUnsupportedError  a watch stream asked of a front end that cannot stream (an API gateway)
     ├── ConfigurationError        settings that cannot work; reported at start-up
     ├── UnavailableError          (client) the server cannot take the request now: starting, stopping, over a cap
@@ -31,6 +33,7 @@
         ├── LogClosedError        we closed it; no more writes are taken
         ├── LogFailedError        it broke under us (disk, database); writes stop
         │   └── LogUnavailableError   the database is out of reach: this batch failed, later ones may not
+        ├── LogReadOnlyError      the database role may not write (a privilege is missing); reads go on
         ├── LogCorruptError       a damaged record followed by valid ones
         └── LogFormatError        not a tuco log, or a format we cannot read
 
@@ -46,6 +49,7 @@ __all__ = [
     "ForbiddenError",
     "HistoryCompactedError",
     "InvalidBodyError",
+    "InvalidEventError",
     "InvalidKeyError",
     "InvalidPageTokenError",
     "InvalidParameterError",
@@ -59,11 +63,13 @@ __all__ = [
     "LogError",
     "LogFailedError",
     "LogFormatError",
+    "LogReadOnlyError",
     "LogUnavailableError",
     "NoSuchKeyError",
     "PreconditionFailedError",
     "RevisionAheadError",
     "ServerUnreachableError",
+    "StoreFullError",
     "StreamingUnsupportedError",
     "TokenLimitError",
     "TokenNotFoundError",
@@ -221,6 +227,17 @@ class TokenLimitError(TucoError):
     status = 429
 
 
+class StoreFullError(TucoError):
+    """The store is at TUCO_MAX_STORE_BYTES or TUCO_MAX_STORE_KEYS: a write that would grow it is refused.
+
+    Nothing was written. Reads, deletes and writes that do not grow the store are
+    still served; delete keys (or raise the bound) and writes are taken again.
+    """
+
+    code = "store_full"
+    status = 507
+
+
 class InvalidRequestError(TucoError):
     """A request the client must change before it can succeed."""
 
@@ -274,6 +291,16 @@ class InvalidBodyError(InvalidRequestError):
     """A body that cannot be read as sent: an API Gateway event marked base64 whose body is not."""
 
     code = "invalid_body"
+    status = 400
+
+
+class InvalidEventError(InvalidRequestError):
+    """An API Gateway event tuco cannot read: not an object, a field of the wrong type, text that is not Unicode.
+
+    Answered 400 rather than raised: a handler that raises makes the gateway answer a bare 502.
+    """
+
+    code = "invalid_event"
     status = 400
 
 
@@ -342,6 +369,21 @@ class LogUnavailableError(LogFailedError):
 
     code = "log_unavailable"
     status = 503
+
+
+class LogReadOnlyError(LogError):
+    """The database answers, but the role tuco logs in as may not write: ``missing`` names the privileges.
+
+    Nothing was written. Not a fault that waiting cures: an operator grants the
+    privileges (``missing``: "INSERT on tuco_events"...), and writes resume without a restart.
+    """
+
+    code = "log_read_only"
+    status = 503
+
+    def __init__(self, message: str, missing: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 class LogCorruptError(LogError):

@@ -32,6 +32,7 @@ own time limit (29 s for REST APIs, 30 s for HTTP APIs). Headers, including
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import binascii
 import time
@@ -44,7 +45,7 @@ import structlog
 from tuco.assembly import build_service
 from tuco.cache import ReadThroughService
 from tuco.config import load_settings
-from tuco.errors import InvalidBodyError, StreamingUnsupportedError, TucoError
+from tuco.errors import InvalidBodyError, InvalidEventError, StreamingUnsupportedError, TucoError
 from tuco.http.answers import INTERNAL_ERROR, error_answer, error_response, value_too_large
 from tuco.http.api import KeyValueAPI
 from tuco.http.messages import Request, Response, StreamResponse
@@ -82,11 +83,25 @@ class Container:
         return self.loop.run_until_complete(self._answer(event, allowed))
 
     def close(self) -> None:
-        """Close the service and the loop (tests; Lambda just freezes and discards containers)."""
-        if self.api is not None:
-            self.loop.run_until_complete(self.api.service.aclose())
-            self.api = None
-        self.loop.close()
+        """Close the service, end what still runs on the loop, close the loop (at exit, and in tests).
+
+        A loop discarded with tasks pending (the group commit waits for writes forever) makes
+        asyncio log "Task was destroyed but it is pending" as the process exits.
+        """
+        if self.loop.is_closed():
+            return
+        try:
+            if self.api is not None:
+                self.loop.run_until_complete(self.api.service.aclose())
+                self.api = None
+        finally:
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
 
     async def _start(self) -> KeyValueAPI:
         if self.api is None:
@@ -104,7 +119,7 @@ class Container:
         return self.api
 
     async def _answer(self, event: Event, allowed: frozenset[bytes] | None) -> Answer:
-        v2 = event.get("version") == "2.0"
+        v2 = isinstance(event, Mapping) and event.get("version") == "2.0"
         try:
             api = await self._start()
         except TucoError as exc:
@@ -117,6 +132,7 @@ class Container:
             return _render(error_answer(exc), v2, head=False)
         head = request.method == b"HEAD"
         if allowed is not None:
+            request.path = _book_route(request.path)
             refused = _outside(request, allowed)
             if refused is not None:
                 return _render(refused, v2, head)
@@ -146,62 +162,152 @@ _NO_STREAMING = StreamingUnsupportedError(
 )
 
 
-def request_of(event: Event) -> Request:
-    """The :class:`~tuco.http.messages.Request` of an API Gateway proxy event, payload 1.0 or 2.0."""
+def request_of(event: object) -> Request:
+    """The :class:`~tuco.http.messages.Request` of an API Gateway proxy event, payload 1.0 or 2.0.
+
+    Every field is checked against the shape the gateway sends (strings, objects of strings,
+    lists of strings, a boolean ``isBase64Encoded``): anything else raises
+    :class:`~tuco.errors.InvalidEventError`, never a TypeError the gateway would turn into a 502.
+    """
+    if not isinstance(event, Mapping):
+        raise InvalidEventError("the event is not an API Gateway proxy event (a JSON object)")
+    headers: list[tuple[bytes, bytes]] = []
     if event.get("version") == "2.0":
-        http = (event.get("requestContext") or {}).get("http") or {}
-        method = str(http.get("method", "GET")).upper()
-        path = _key_path(event) or str(event.get("rawPath") or http.get("path") or "/")
-        stage = (event.get("requestContext") or {}).get("stage")
+        context = _object(event, "requestContext")
+        http = _object(context, "requestContext.http")
+        method = _text(http.get("method"), "requestContext.http.method")
+        raw_path = _text(event.get("rawPath") if event.get("rawPath") is not None else http.get("path"), "rawPath")
+        _utf8(raw_path, "rawPath")
+        _object(event, "queryStringParameters")  # rawQueryString is what is read; a malformed object is still one
+        path = _key_path(event) or raw_path
+        stage = _optional_text(context.get("stage"), "requestContext.stage")
         if stage and stage != "$default" and path.startswith(f"/{stage}/"):
             path = path[len(stage) + 1 :]
-        query = str(event.get("rawQueryString") or "").encode()
-        headers = [(name.lower().encode(), str(value).encode()) for name, value in (event.get("headers") or {}).items()]
-        cookies = event.get("cookies")
+        query = _utf8(_optional_text(event.get("rawQueryString"), "rawQueryString"), "rawQueryString")
+        _add_headers(headers, event, "headers")
+        cookies = _texts(event.get("cookies"), "cookies")
         if cookies:
-            headers.append((b"cookie", "; ".join(cookies).encode()))
+            headers.append((b"cookie", _utf8("; ".join(cookies), "cookies")))
     else:
-        method = str(event.get("httpMethod", "GET")).upper()
-        path = _key_path(event) or quote(str(event.get("path") or "/"), safe="/")
+        method = _text(event.get("httpMethod"), "httpMethod")
+        sent_path = quote(_utf8(_text(event.get("path"), "path"), "path"), safe="/")
+        path = _key_path(event) or sent_path
         query = _query_v1(event)
-        multi = event.get("multiValueHeaders")
-        if multi:
-            headers = [(name.lower().encode(), str(v).encode()) for name, values in multi.items() for v in values or ()]
-        else:
-            headers = [
-                (name.lower().encode(), str(value).encode()) for name, value in (event.get("headers") or {}).items()
-            ]
-    return Request(method.encode(), path.encode(), query, headers, _body(event))
+        _object(event, "requestContext")
+        _add_headers(headers, event, "headers")
+        multi = _object(event, "multiValueHeaders")
+        if multi:  # the gateway sends both; the multi-valued form keeps repeated headers
+            headers.clear()
+            for name, values in multi.items():
+                for value in _texts(values, f"multiValueHeaders[{name!r}]"):
+                    headers.append(_header(name, value))
+    return Request(_utf8(method.upper(), "the method"), _utf8(path, "the path"), query, headers, _body(event))
 
 
-def _key_path(event: Event) -> str | None:
+def _object(event: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """The event's field ``name`` (its last dotted part) as an object; absent or null is an empty one."""
+    value = event.get(name.rpartition(".")[2])
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidEventError(f"the event's {name} must be an object")
+    return value
+
+
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidEventError(f"the event's {name} must be a non-empty string")
+    return value
+
+
+def _optional_text(value: object, name: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidEventError(f"the event's {name} must be a string")
+    return value
+
+
+def _texts(value: object, name: str) -> list[str]:
+    """A list of strings (absent or null: none)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidEventError(f"the event's {name} must be a list of strings")
+    return value
+
+
+def _utf8(text: str, name: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: JSON can carry one, UTF-8 cannot
+        raise InvalidEventError(f"the event's {name} is not valid Unicode (a lone surrogate)") from None
+
+
+def _header(name: object, value: object) -> tuple[bytes, bytes]:
+    if not isinstance(name, str) or not isinstance(value, str):
+        raise InvalidEventError("the event's headers must map names to strings")
+    return _utf8(name.lower(), "header names"), _utf8(value, f"header {name!r}")
+
+
+def _add_headers(headers: list[tuple[bytes, bytes]], event: Mapping[str, Any], field: str) -> None:
+    for name, value in _object(event, field).items():
+        headers.append(_header(name, value))
+
+
+def _key_path(event: Mapping[str, Any]) -> str | None:
     """``/v1/key/{key}`` rebuilt from the gateway's (decoded) path parameter, so every key arrives as sent."""
-    key = (event.get("pathParameters") or {}).get("key")
-    if not isinstance(key, str) or not key:
+    key = _object(event, "pathParameters").get("key")
+    if key is None:
         return None
-    return "/v1/key/" + quote(key, safe="")
+    if not isinstance(key, str):
+        raise InvalidEventError("the event's pathParameters must map names to strings")
+    if not key:
+        return None
+    return "/v1/key/" + quote(_utf8(key, "key path parameter"), safe="")
 
 
-def _query_v1(event: Event) -> bytes:
-    multi = event.get("multiValueQueryStringParameters")
-    pairs: list[tuple[str, str]] = []
-    if multi:
-        pairs = [(name, value) for name, values in multi.items() for value in values or ()]
-    else:
-        pairs = list((event.get("queryStringParameters") or {}).items())
-    return "&".join(f"{quote(name, safe='')}={quote(str(value), safe='')}" for name, value in pairs).encode()
+def _query_v1(event: Mapping[str, Any]) -> bytes:
+    """The query string from the parameter objects (the gateway sends both; the multi-valued one keeps repeats)."""
+    single = []
+    for name, value in _object(event, "queryStringParameters").items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise InvalidEventError("the event's queryStringParameters must map names to strings")
+        single.append((_utf8(name, "query names"), _utf8(value, f"query {name!r}")))
+    multi = [
+        (_utf8(str(name), "query names"), _utf8(value, f"query {name!r}"))
+        for name, values in _object(event, "multiValueQueryStringParameters").items()
+        for value in _texts(values, f"query {name!r}")
+    ]
+    return b"&".join(
+        quote(name, safe="").encode() + b"=" + quote(value, safe="").encode() for name, value in multi or single
+    )
 
 
-def _body(event: Event) -> bytes:
+def _body(event: Mapping[str, Any]) -> bytes:
     body = event.get("body")
+    encoded = event.get("isBase64Encoded")
+    if encoded is not None and not isinstance(encoded, bool):
+        raise InvalidEventError("the event's isBase64Encoded must be true or false")
     if body is None:
         return b""
-    if event.get("isBase64Encoded"):
+    if not isinstance(body, str):
+        raise InvalidEventError("the event's body must be a string (base64 when isBase64Encoded)")
+    if encoded:
         try:
             return base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
             raise InvalidBodyError("the event's body is marked base64 but does not decode") from None
-    return str(body).encode()
+    return _utf8(body, "body")
+
+
+def _book_route(path: bytes) -> bytes:
+    """The book's ``/v1/{key}`` as ``/v1/key/{key}``, for the per-method functions (whose routes are keys only)."""
+    if path.startswith(b"/v1/") and not path.startswith(_KEY_PREFIX):
+        segment = path[4:]
+        if segment and b"/" not in segment:
+            return _KEY_PREFIX + segment
+    return path
 
 
 def _outside(request: Request, allowed: frozenset[bytes]) -> Response | None:
@@ -256,7 +362,16 @@ def _get_container() -> Container:
     global _container
     if _container is None:
         _container = Container()
+        atexit.register(_close_at_exit, _container)
     return _container
+
+
+def _close_at_exit(container: Container) -> None:
+    """Commit what is queued and close the pool when the process ends (Lambda recycling the container)."""
+    try:
+        container.close()
+    except Exception:  # the process is ending either way: say why, never raise from an exit hook
+        _logger.exception("close_failed")
 
 
 def handler(event: Event, context: object = None) -> Answer:

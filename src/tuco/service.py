@@ -24,7 +24,7 @@ import structlog
 
 from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
 from tuco.core.leases import Due, Lease, may_use
-from tuco.core.store import DEFAULT_HISTORY_BYTES, ExpiringEntry, Page, Store
+from tuco.core.store import DEFAULT_HISTORY_BYTES, ENTRY_BYTES, ExpiringEntry, Page, Store
 from tuco.core.tokens import MAX_TOKENS, Access, Grant, Principal, TokenRecord, digest, encode_record, format_token
 from tuco.core.watch import Selector
 from tuco.errors import (
@@ -37,6 +37,7 @@ from tuco.errors import (
     LogClosedError,
     NoSuchKeyError,
     PreconditionFailedError,
+    StoreFullError,
     TokenLimitError,
     TokenNotFoundError,
     TucoError,
@@ -93,6 +94,11 @@ class Limits:
         """How many leases one principal may hold: the setting, or a quarter of the cap (at least 1)."""
         return self.max_leases_per_principal or max(1, self.max_leases // 4)
 
+    max_store_bytes: int = 1 << 30
+    """Bytes the store may hold (:attr:`~tuco.core.store.Store.bytes`); 0: no bound."""
+    max_store_keys: int = 10_000_000
+    """Keys the store may hold; 0: no bound."""
+
 
 @dataclass(frozen=True, slots=True)
 class ReplayStats:
@@ -105,6 +111,16 @@ class ReplayStats:
     @property
     def events_per_second(self) -> int:
         return int(self.events / self.seconds) if self.seconds > 0 else self.events
+
+
+def _room(limits: Limits) -> int:
+    """The store size below which a write of N more bytes (plus an entry) passes both bounds without a look-up.
+
+    Every key costs at least ENTRY_BYTES + 1 bytes, so a store under ``max_store_keys`` times that
+    holds fewer keys than the bound.
+    """
+    bounds = [limits.max_store_bytes, limits.max_store_keys * (ENTRY_BYTES + 1) - 1]
+    return min((bound for bound in bounds if bound > 0), default=1 << 62) - ENTRY_BYTES
 
 
 class Service:
@@ -160,6 +176,17 @@ class Service:
         self._creating_tokens = 0
         self.expired_keys = 0
         """Keys this replica deleted because their deadline passed (another replica may have deleted others)."""
+        self.store_refusals = 0
+        """Writes refused because the store is at its bound (TUCO_MAX_STORE_BYTES or TUCO_MAX_STORE_KEYS)."""
+        # A read-through store holds only the keys with a deadline: the bound is for a full copy in memory.
+        self._bounded = not self.reads_through and bool(self.limits.max_store_bytes or self.limits.max_store_keys)
+        self._room = _room(self.limits)
+        self._refused_at: tuple[int, int] | None = None  # the store's (bytes, keys) when a write was last refused
+        self.expiry_rounds = 0
+        """Rounds the expirer finished (a look at the deadlines, and the writes of what was due): it is alive.
+
+        A round that starts after a clock reading has seen that time; "nothing expired" is known once two more ended.
+        """
         if metrics is not None:
             metrics.gauge("tuco_keys", "keys in the store", lambda: len(self.store))
             metrics.gauge("tuco_last_sequence", "last event applied", lambda: self.store.last_sequence)
@@ -170,7 +197,54 @@ class Service:
             metrics.counter(
                 "tuco_keys_expired", "keys this replica deleted at their deadline", lambda: self.expired_keys
             )
+            metrics.counter(
+                "tuco_expiry_rounds",
+                "rounds the expirer finished (it looks at the deadlines every 50 ms)",
+                lambda: self.expiry_rounds,
+            )
+            if not self.reads_through:
+                metrics.gauge("tuco_store_bytes", "bytes the store holds (keys, values, 240 per key)", self._bytes)
+                metrics.gauge(
+                    "tuco_store_max_bytes",
+                    "TUCO_MAX_STORE_BYTES (0: no bound)",
+                    lambda: float(self.limits.max_store_bytes),
+                )
+                metrics.gauge(
+                    "tuco_store_max_keys",
+                    "TUCO_MAX_STORE_KEYS (0: no bound)",
+                    lambda: float(self.limits.max_store_keys),
+                )
+                metrics.counter(
+                    "tuco_store_full_refusals", "writes refused: the store is at its bound", lambda: self.store_refusals
+                )
             metrics.collect(self._log_families)
+
+    def _bytes(self) -> float:
+        return float(self.store.bytes)
+
+    def store_status(self) -> dict[str, object] | None:
+        """The store's size against its bounds, for /readyz (None for a read-through store, which holds no copy).
+
+        ``full``: writes are being refused: one was, and the store has not shrunk below its size then
+        (or not even an empty new key fits).
+        """
+        if self.reads_through:
+            return None
+        store, limits = self.store, self.limits
+        keys = len(store)
+        refused = self._refused_at
+        full = (
+            (0 < limits.max_store_bytes < store.bytes + ENTRY_BYTES + 1)
+            or (0 < limits.max_store_keys <= keys)
+            or (refused is not None and store.bytes >= refused[0] and keys >= refused[1])
+        )
+        return {
+            "bytes": store.bytes,
+            "max_bytes": limits.max_store_bytes,
+            "keys": keys,
+            "max_keys": limits.max_store_keys,
+            "full": full,
+        }
 
     def _log_families(self) -> Iterator[Family]:
         """The log's counts and replication lag as metric families (at scrape time)."""
@@ -586,6 +660,34 @@ class Service:
             raise KeyTooLongError(f"the key is {size} bytes; the limit is {limits.max_key_bytes}")
         if len(value) > limits.max_value_bytes:
             raise ValueTooLargeError(f"the value is over the {limits.max_value_bytes}-byte limit")
+        # Far from both bounds (nearly always) no entry is looked up: 4 bytes per character covers any key's UTF-8.
+        if self._bounded and self.store.bytes + 4 * len(key) + len(value) > self._room:
+            self._check_room(key, value)
+
+    def _check_room(self, key: str, value: bytes) -> None:
+        """StoreFullError for a write that would take the store past a bound, checked against what was applied.
+
+        A write that does not grow the store passes (a rewrite as long or shorter); writes already in
+        flight are not counted, so concurrent ones can pass a bound by what the log holds queued.
+        """
+        store, limits = self.store, self.limits
+        max_bytes = limits.max_store_bytes
+        if max_bytes:
+            growth = store.growth(key, value)
+            if growth > 0 and store.bytes + growth > max_bytes:
+                self.store_refusals += 1
+                self._refused_at = (store.bytes, len(store))
+                raise StoreFullError(
+                    f"the store holds {store.bytes} bytes and this write would take it past its bound of "
+                    f"{max_bytes} (TUCO_MAX_STORE_BYTES): delete keys, or raise the bound"
+                )
+        max_keys = limits.max_store_keys
+        if max_keys and len(store) >= max_keys and key not in store:
+            self.store_refusals += 1
+            self._refused_at = (store.bytes, len(store))
+            raise StoreFullError(
+                f"the store holds {len(store)} keys, its bound (TUCO_MAX_STORE_KEYS): delete keys, or raise the bound"
+            )
 
     def _check_ttl(self, ttl_ms: int) -> None:
         if not 1 <= ttl_ms <= self.limits.max_ttl_ms:
@@ -608,6 +710,7 @@ class Service:
                 due = store.due(now, _EXPIRY_SLICE)
                 if due:
                     await self._expire(due, now)
+                self.expiry_rounds += 1
                 upcoming = store.leases.next_due()
                 wait = _EXPIRY_POLL if upcoming is None else min(_EXPIRY_POLL, max(0.0, (upcoming - now_ms()) / 1000))
                 await asyncio.sleep(wait)

@@ -41,11 +41,17 @@ def test_conditions_become_the_exact_headers_and_make_the_write_unsafe_to_retry(
     assert calls.delete("k", if_exists=True).headers == (("If-Match", "*"),)
     assert calls.put("k", b"v").idempotent is True
     assert calls.put("k", b"v", if_revision=7).idempotent is False
+    assert calls.delete("k").idempotent is True
+    assert calls.delete("k", if_revision=7).idempotent is False
+    assert calls.delete("k", if_exists=True).idempotent is False
     assert calls.grant(10).idempotent is False
     with pytest.raises(InvalidRequestError):
         calls.put("k", b"v", if_revision=7, if_absent=True)
     with pytest.raises(InvalidRequestError):
         calls.put("k", b"v", if_revision=0)
+    with pytest.raises(InvalidRequestError):
+        calls.delete("k", if_revision=1 << 63)  # no store reaches it: refused before anything is sent
+    assert calls.delete("k", if_revision=(1 << 63) - 1).headers == (("If-Match", '"9223372036854775807"'),)
     with pytest.raises(InvalidRequestError):
         calls.put("k", b"v", ttl=1, lease=2)
     assert calls.put("k", "é", ttl=1.5).params == (("ttl", "1500ms"),)
@@ -118,6 +124,11 @@ def test_backoff_retries_idempotent_calls_and_never_a_sent_conditional_write() -
     assert backoff.delay(conditional, 0, unavailable, sent=True) is None
     assert backoff.delay(conditional, 0, None, sent=False) is not None  # never reached the server
     assert backoff.delay(conditional, 0, starting, sent=True) == 0.05  # Retry-After, capped
+    conditional_delete = calls.delete("k", if_revision=3)
+    assert backoff.delay(calls.delete("k"), 0, unavailable, sent=True) is not None
+    assert backoff.delay(conditional_delete, 0, unavailable, sent=True) is None
+    assert backoff.delay(conditional_delete, 0, None, sent=True) is None
+    assert backoff.delay(conditional_delete, 0, starting, sent=True) == 0.05
     assert backoff.delay(plain, 0, Answer(201, {}, b""), sent=True) is None
     assert backoff.delay(calls.readiness(), 0, Answer(503, {}, b"{}"), sent=True) is None
 

@@ -5,7 +5,7 @@
 is done (the fixtures are package-scoped);
 ``scripts/standins`` builds from Debian packages the official images no registry gives us here, and
 ``scripts/build-image`` builds the Dockerfile as CI does. Only tests that ask for an engine start one. Where
-none can be had they skip, and under ``CI=true`` they fail.
+none can be had they fail under ``CI=true`` (as ``scripts/test`` sets) and skip otherwise.
 """
 
 from __future__ import annotations
@@ -16,21 +16,21 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 from tests.container import recipes
 from tests.container.docker import Docker
+from tests.needs import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "tuco:test"
 TIMINGS: dict[str, float] = {}  # what the container stage took, step by step, for the summary
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"no Docker engine under CI: {reason}")
-    pytest.skip(f"no Docker engine: {reason}")
+def _unavailable(reason: str) -> NoReturn:
+    unavailable(f"no Docker engine: {reason}")
 
 
 @pytest.fixture(scope="package")

@@ -17,14 +17,8 @@ import pytest
 from tests.container import recipes
 from tests.container.docker import Docker
 from tests.container.test_image_smoke import Single
-from tuco.config import Settings
 
-pytestmark = [
-    pytest.mark.container,
-    pytest.mark.skipif(
-        "auth" not in Settings.model_fields, reason="TUCO_AUTH (issue 12, branch auth) is not in this build yet"
-    ),
-]
+pytestmark = pytest.mark.container
 
 
 def test_all_interfaces_without_tuco_auth_exits_2_with_one_line(docker: Docker) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import subprocess
 import threading
 import time
@@ -22,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.process import TucoProcess
+from tests.needs import command
 
 StartTuco = Callable[..., TucoProcess]
 
@@ -41,13 +40,8 @@ source.addEventListener("delete", record);
 
 
 def chromium() -> str:
-    found = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-    if found is None:
-        reason = "Debian's chromium is not installed (scripts/test installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
+    """Debian's chromium from PATH; missing, the test fails under CI=true and skips elsewhere."""
+    return command("chromium", "scripts/test installs Debian's chromium")
 
 
 class PageServer:

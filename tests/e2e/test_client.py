@@ -229,13 +229,21 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
         type(self).seen.append(self.headers.get("If-None-Match") or "-")
+        self._answer(201)
+
+    def do_DELETE(self) -> None:
+        type(self).seen.append(f"DELETE {self.headers.get('If-Match') or '-'}")
+        self._answer(200)
+
+    def _answer(self, status: int) -> None:
         if len(type(self).seen) <= type(self).refusals:
             body = b'{"error": "log_unavailable", "message": "m"}'
             self.send_response(503)
         else:
             body = b""
-            self.send_response(201)
+            self.send_response(status)
             self.send_header("ETag", '"7"')
+            self.send_header("X-Tuco-Revision", "7")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -267,6 +275,20 @@ def test_plain_writes_retry_on_503_and_conditional_writes_do_not(flaky: type[_Fl
             client.put("k", "v", if_absent=True)
         assert (refused.value.code, refused.value.status) == ("log_unavailable", 503)
         assert flaky.seen == ["*"]
+
+
+def test_plain_deletes_retry_on_503_and_conditional_deletes_do_not(flaky: type[_Flaky]) -> None:
+    """Two 503 log_unavailable then 200: a plain DELETE succeeds on the third try; one with If-Match raises at
+    once (its first attempt may have deleted the key: a retry would answer a false 412)."""
+    url = flaky.url  # type: ignore[attr-defined]
+    with Client(url, backoff=Backoff(attempts=5, base=0.01, cap=0.02)) as client:
+        assert client.delete("k") == Written(7)
+        assert flaky.seen == ["DELETE -", "DELETE -", "DELETE -"]
+        for condition, sent in (({"if_revision": 3}, '"3"'), ({"if_exists": True}, "*")):
+            flaky.seen.clear()
+            with pytest.raises(LogUnavailableError):
+                client.delete("k", **condition)
+            assert flaky.seen == [f"DELETE {sent}"]
 
 
 def test_unreachable_server_and_bad_arguments_are_errors_of_the_tree() -> None:

@@ -29,6 +29,23 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def expiry_rounds(client: httpx.Client) -> int:
+    """The server's finished expirer rounds, from /metrics."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("tuco_expiry_rounds_total "):
+            return int(float(line.split()[1]))
+    raise AssertionError("no tuco_expiry_rounds_total in /metrics")
+
+
+def wait_for_expirer_rounds(client: httpx.Client, rounds: int = 2, timeout: float = 30.0) -> None:
+    """Until the expirer finished ``rounds`` more rounds (one began after the call): what it would do, it did."""
+    target = expiry_rounds(client) + rounds
+    deadline = time.monotonic() + timeout
+    while expiry_rounds(client) < target:
+        assert time.monotonic() < deadline, f"the expirer did not finish {rounds} rounds within {timeout} s"
+        time.sleep(0.02)
+
+
 def _tuco(*args: str, url: str = "") -> subprocess.CompletedProcess[str]:
     env = {"TUCO_URL": url} if url else {}
     import os
@@ -86,7 +103,7 @@ def test_keys_are_gone_within_a_second_of_their_deadline(tuco: StartTuco, backen
             listing = client.get("/v1/keys", params={"prefix": "lag/"}).json()
         assert listing["items"] == []
         revision = listing["revision"]
-        time.sleep(0.2)  # nothing more comes: no key is deleted twice
+        wait_for_expirer_rounds(client, 4)  # nothing more comes: no key is deleted twice
         assert client.get("/v1/keys", params={"prefix": "lag/"}).json()["revision"] == revision
         assert revision == 2 * len(keys)  # 40 PUTs, then exactly 40 expiry DELETEs
         written.append(revision)
@@ -166,7 +183,7 @@ def test_expiry_holds_across_a_kill_and_a_restart(tuco: StartTuco, tmp_path: Pat
             time.sleep(0.01)
         gone = now_ms()
         assert gone - later < 1000
-        time.sleep(0.3)
+        wait_for_expirer_rounds(client)  # a round that began after the deadline wrote its DELETE
     again.terminate()
     dump = _tuco("log", "dump", str(tmp_path / "data" / "tuco.log"))
     assert dump.returncode == 0, dump.stderr

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,18 +21,14 @@ import httpx
 import pytest
 
 from tests.e2e.process import TucoProcess
+from tests.needs import command as need_command
 
 StartTuco = Callable[..., TucoProcess]
 
 
 def strace_or_fail() -> str:
-    """The strace binary; missing, it skips here and fails under CI (scripts/test installs it)."""
-    found = shutil.which("strace")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("strace is not installed (scripts/test installs Debian's strace)")
-        pytest.skip("strace is not installed")
-    return found
+    """The strace binary; missing, it fails the test under CI=true and skips it elsewhere (scripts/test installs it)."""
+    return need_command("strace", "scripts/test installs Debian's strace")
 
 
 class TracedTuco(TucoProcess):

@@ -134,7 +134,8 @@ def test_a_url_naming_only_a_standby_waits_for_a_primary_then_gives_up(tmp_path:
     )
     assert done.returncode == 1
     assert done.stderr == (
-        f"tuco: cannot reach the database {url} (gave up after 2.0 s; the cause is logged as database_unreachable)\n"
+        f"tuco: cannot use the database {url}: no host takes writes (a standby, or default_transaction_read_only "
+        "on for this role or database); gave up after 2.0 s\n"
     )
     assert "listening" not in done.stdout
     assert ha_cluster.query("SELECT count(*) FROM pg_tables WHERE tablename = 'tuco_events'", database="tuco") == "0"

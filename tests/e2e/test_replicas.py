@@ -51,6 +51,13 @@ def test_write_on_one_replica_is_readable_on_the_other(tuco: StartTuco, pg_dsn: 
             "ready": True,
             "phase": "serving",
             "log": {"backend": "postgres", "last_sequence": 2, "lag_events": 0, "lag_seconds": 0.0, "connected": True},
+            "store": {
+                "bytes": 2 * 240 + len("shared") + len(b"from a") + len("other") + len(b"from b"),
+                "max_bytes": 1 << 30,
+                "keys": 2,
+                "max_keys": 10_000_000,
+                "full": False,
+            },
         }
 
 

@@ -27,6 +27,7 @@ import pytest
 import trustme
 
 from tests.e2e.process import TucoProcess
+from tests.needs import unavailable
 
 StartTuco = Callable[..., TucoProcess]
 
@@ -48,7 +49,7 @@ def many_descriptors() -> Iterator[None]:
     """Room for 10,000 client sockets in this process (the server, its child, inherits the limit)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 12_000:
-        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below 12,000")
+        unavailable(f"RLIMIT_NOFILE hard limit {hard} is below 12,000 (raise it: ulimit -Hn)")
     resource.setrlimit(resource.RLIMIT_NOFILE, (16_384 if hard == resource.RLIM_INFINITY else min(hard, 16_384), hard))
     yield
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -41,6 +41,28 @@ def test_etags_revisions_and_conditions(frontend: tuple[str, str]) -> None:
         assert "etag" not in absent.headers
 
 
+@pytest.mark.parametrize("tag", ['"9223372036854775808"', '"18446744073709551616"', '"1' + "0" * 40 + '"'])
+def test_a_revision_no_store_can_reach_is_a_400_on_every_backend(frontend: tuple[str, str], tag: str) -> None:
+    """If-Match beyond 2^63 - 1 is 400 invalid_precondition before the log is asked, never 503; the largest is 412."""
+    _, url = frontend
+    with httpx.Client(base_url=url, timeout=30) as client:
+        assert client.put(key_path("k"), content=b"v").status_code == 201
+        for method, params in (("PUT", {}), ("PUT", {"ttl": "30s"}), ("DELETE", {})):
+            refused = client.request(method, key_path("k"), params=params, content=b"w", headers={"If-Match": tag})
+            assert (refused.status_code, refused.json()["error"]) == (400, "invalid_precondition"), refused.text
+            assert refused.json()["message"] == "a revision is at most 9223372036854775807: no key can be at this one"
+        largest = client.put(key_path("k"), content=b"w", headers={"If-Match": '"9223372036854775807"'})
+        assert (largest.status_code, largest.headers["etag"], largest.json()["error"]) == (
+            412,
+            '"1"',
+            "precondition_failed",
+        )
+        got = client.get(key_path("k"))
+        assert (got.status_code, got.content, got.headers["x-tuco-revision"]) == (200, b"v", "1")
+        ready = client.get("/readyz")
+        assert (ready.status_code, ready.json()["ready"]) == (200, True)
+
+
 def test_listing_pages_reserved_names_and_the_alias(frontend: tuple[str, str]) -> None:
     """GET /v1/keys pages a prefix at one revision; /v1/key/keys is a key; /v1/tokens is a reserved 404."""
     _, url = frontend

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
 import subprocess
@@ -15,6 +14,7 @@ import pytest
 import trustme
 
 from tests.e2e.process import TucoProcess
+from tests.needs import command
 
 StartTuco = Callable[..., TucoProcess]
 
@@ -43,9 +43,9 @@ def test_https_round_trip_verified_by_httpx(tuco: StartTuco, certificates: tuple
         assert got.extensions["http_version"] == b"HTTP/1.1"
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_https_verified_by_curl(tuco: StartTuco, certificates: tuple[Path, Path, Path]) -> None:
     """curl with --cacert (never --insecure) stores and reads a value."""
+    command("curl", "Debian's curl")
     ca, cert, key = certificates
     server = tuco(TUCO_TLS_CERT_FILE=str(cert), TUCO_TLS_KEY_FILE=str(key))
     url = f"https://localhost:{server.port}/v1/key/curl"

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.http.test_ttl import FRONTS, START, Clock, events_of, serve, until
+from tests.http.test_ttl import FRONTS, START, Clock, events_of, expirer_rounds, serve, until
 from tuco.core.events import EventType
 from tuco.service import Limits, Service
 
@@ -61,7 +61,7 @@ def test_keepalive_extends_the_lease_and_its_keys(front: str) -> None:
             {"id": lease, "ttl": 10.0, "expires_at": START + 19_000, "revision": 3},
         )
         clock.advance(5_000)  # past the first deadline, before the new one
-        await asyncio.sleep(0.15)
+        await expirer_rounds(service)
         got = await client.get("/v1/key/a")
         assert (got.status_code, got.headers["x-tuco-expires-at"]) == (200, str(START + 19_000))
         assert [e[1] for e in events_of(service)] == [EventType.LEASE_GRANT, EventType.PUT, EventType.LEASE_KEEPALIVE]

@@ -58,6 +58,13 @@ def test_a_full_disk_is_answered_in_tuco_words_and_logged_once_in_detail(
             "log": {"backend": "file", "sync": "always", "last_sequence": 1},
             "error": "log_failed",
             "message": FAILED,
+            "store": {
+                "bytes": len("kept") + len(b"safe") + 240,
+                "max_bytes": 1 << 30,
+                "keys": 1,
+                "max_keys": 10_000_000,
+                "full": False,
+            },
         }
         for response in (put, delete, ready):
             assert str(tmp_path) not in response.text and "No space" not in response.text
@@ -110,6 +117,7 @@ def test_readyz_shows_only_whitelisted_log_fields() -> None:
                     "lag_seconds": 0.25,
                     "connected": True,
                 },
+                "store": {"bytes": 0, "max_bytes": 1 << 30, "keys": 0, "max_keys": 10_000_000, "full": False},
             },
         )
         assert "db.internal" not in ready.text

@@ -73,6 +73,15 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
+async def expirer_rounds(service: Service, rounds: int = 2) -> None:
+    """Wait until the expirer finished ``rounds`` more rounds: one of them began after now, so it saw the clock.
+
+    What a "nothing was deleted" check waits for, rather than a fixed sleep that a busy machine may outlast.
+    """
+    seen = service.expiry_rounds
+    await until(lambda: service.expiry_rounds >= seen + rounds, timeout=30.0)
+
+
 def events_of(service: Service) -> list[tuple[int, EventType, str]]:
     log = service.log
     assert isinstance(log, MemoryLog)
@@ -151,7 +160,7 @@ def test_an_expired_key_is_never_returned_and_its_delete_is_logged_once(front: s
         assert (missing.status_code, missing.json()["error"]) == (404, "no_such_key")
         assert (await client.head("/v1/key/k")).status_code == 404
         assert [item["key"] for item in (await client.get("/v1/keys")).json()["items"]] == ["stays"]
-        await asyncio.sleep(0.2)  # several more expirer rounds: still one DELETE
+        await expirer_rounds(service, 4)  # several more expirer rounds: still one DELETE
         assert events_of(service) == [(1, EventType.PUT, "k"), (2, EventType.PUT, "stays"), (3, EventType.DELETE, "k")]
         assert service.expired_keys == 1
 
@@ -185,7 +194,7 @@ def test_a_put_without_ttl_makes_the_key_permanent_again(front: str) -> None:
         again = await client.put("/v1/key/k", content=b"2")
         assert (again.status_code, "x-tuco-expires-at" in again.headers) == (201, False)
         clock.advance(5_000)
-        await asyncio.sleep(0.15)
+        await expirer_rounds(service)
         got = await client.get("/v1/key/k")
         assert (got.status_code, got.content, got.headers["etag"], "x-tuco-expires-at" in got.headers) == (
             200,
@@ -208,7 +217,7 @@ def test_a_key_rewritten_with_a_new_ttl_expires_at_the_new_deadline_only(front: 
         moved = await client.put("/v1/key/k", params={"ttl": "1s"}, content=b"2")
         assert moved.headers["x-tuco-expires-at"] == str(START + 1_500)
         clock.advance(600)  # past the first deadline
-        await asyncio.sleep(0.15)
+        await expirer_rounds(service)
         assert (await client.get("/v1/key/k")).content == b"2"
         clock.advance(400)
         await until(lambda: len(events_of(service)) == 3)

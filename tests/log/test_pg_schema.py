@@ -260,3 +260,64 @@ def test_a_newer_schema_is_refused(pg_dsn: str) -> None:
         assert [r[0] for r in await query(pg_dsn, "SELECT version FROM tuco_schema ORDER BY 1")] == [1, 7]
 
     run(main)
+
+
+_TUCO_RELATIONS = """SELECT relname FROM pg_class
+    WHERE relnamespace = current_schema()::regnamespace AND relname LIKE 'tuco%' ORDER BY relname"""
+
+
+def test_another_programs_table_is_named_and_the_database_left_as_it_was(pg_dsn: str) -> None:
+    """A foreign tuco_tokens on an empty database: start-up names it, creates nothing, and says so again next time."""
+
+    async def main() -> None:
+        await query(pg_dsn, "CREATE TABLE tuco_tokens (name text PRIMARY KEY, owner text NOT NULL)")
+        await query(pg_dsn, "INSERT INTO tuco_tokens VALUES ('theirs', 'another program')")
+        for _ in range(2):  # the second start meets the same database, not a half-made one
+            replica = Replica(pg_dsn)
+            with pytest.raises(LogFormatError) as caught:
+                await replica.log.open()
+            await replica.log.aclose()
+            assert str(caught.value) == (
+                "the database already has a table tuco_tokens that tuco did not create (another program's?); "
+                "nothing was changed: give tuco a database or schema of its own"
+            )
+            assert [r[0] for r in await query(pg_dsn, _TUCO_RELATIONS)] == ["tuco_tokens", "tuco_tokens_pkey"]
+        assert [tuple(r) for r in await query(pg_dsn, "SELECT * FROM tuco_tokens")] == [("theirs", "another program")]
+
+    run(main)
+
+
+def test_a_migration_that_meets_a_foreign_table_leaves_the_old_version_whole(pg_dsn: str) -> None:
+    """A v2 database beside another program's tuco_leases: refused by name, still v2 with its history and columns."""
+
+    async def main() -> None:
+        await _make_v2(pg_dsn)
+        await query(pg_dsn, "CREATE TABLE tuco_leases (holder text)")
+        before = await query(pg_dsn, "SELECT attname FROM pg_attribute WHERE attrelid = 'tuco_state'::regclass")
+        replica = Replica(pg_dsn)
+        with pytest.raises(LogFormatError) as caught:
+            await replica.log.open()
+        await replica.log.aclose()
+        assert "a table tuco_leases that tuco did not create" in str(caught.value)
+        assert [r[0] for r in await query(pg_dsn, "SELECT version FROM tuco_schema ORDER BY 1")] == [1, 2]
+        after = await query(pg_dsn, "SELECT attname FROM pg_attribute WHERE attrelid = 'tuco_state'::regclass")
+        assert sorted(r[0] for r in after) == sorted(r[0] for r in before)
+        assert [r[0] for r in await query(pg_dsn, "SELECT max(sequence) FROM tuco_events")] == [14]
+        assert [r[0] for r in await query(pg_dsn, "SELECT to_regclass('tuco_tokens') IS NULL")] == [True]
+
+    run(main)
+
+
+def test_a_foreign_tuco_schema_table_is_named(pg_dsn: str) -> None:
+    """A tuco_schema table without tuco's version column is another program's: named, nothing created."""
+
+    async def main() -> None:
+        await query(pg_dsn, "CREATE TABLE tuco_schema (label text)")
+        replica = Replica(pg_dsn)
+        with pytest.raises(LogFormatError) as caught:
+            await replica.log.open()
+        await replica.log.aclose()
+        assert "a table tuco_schema that tuco did not create" in str(caught.value)
+        assert [r[0] for r in await query(pg_dsn, _TUCO_RELATIONS)] == ["tuco_schema"]
+
+    run(main)

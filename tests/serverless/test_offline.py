@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.needs import command
+
 ROOT = Path(__file__).resolve().parents[2]
 OFFLINE = ROOT / "deploy" / "serverless" / "offline"
 FILES = ("package.json", "package-lock.json", "serverless.yml", "handler.py")
@@ -33,8 +35,8 @@ def _free_port() -> int:
 
 def _installed() -> Path:
     """The service directory with its node_modules, installed from the lock file if not yet."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed for serverless-offline")
+    command("node", "Debian's nodejs, for serverless-offline")
+    command("npm", "Debian's npm, for serverless-offline")
     digest = hashlib.sha256(b"".join((OFFLINE / name).read_bytes() for name in FILES)).hexdigest()[:16]
     where = Path.home() / ".cache" / "tuco" / f"serverless-offline-{digest}"
     if not (where / "node_modules" / ".bin" / "serverless").exists():

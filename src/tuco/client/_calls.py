@@ -262,8 +262,8 @@ def _conditions(if_revision: int | None, if_absent: bool, if_exists: bool) -> tu
     if chosen > 1:
         raise InvalidRequestError("give at most one of if_revision, if_absent and if_exists")
     if if_revision is not None:
-        if isinstance(if_revision, bool) or not isinstance(if_revision, int) or if_revision < 1:
-            raise InvalidRequestError("if_revision is a revision: a whole number from 1")
+        if isinstance(if_revision, bool) or not isinstance(if_revision, int) or not 1 <= if_revision < 1 << 63:
+            raise InvalidRequestError("if_revision is a revision: a whole number from 1 to 2**63 - 1")
         return (("If-Match", f'"{if_revision}"'),)
     if if_absent:
         return (("If-None-Match", "*"),)

@@ -6,6 +6,11 @@ cheapest record per key. The key order for listings is a ``SortedList``
 built on the first listing, not at start-up: replay stays a dict update per
 event, and a process nobody lists from never pays for the index.
 
+The store knows its size (:attr:`Store.bytes`): each key's UTF-8, its value's
+bytes and :data:`ENTRY_BYTES` for what Python spends on an entry, kept as
+events are applied, so a bound on it (``TUCO_MAX_STORE_BYTES``) is checked
+without walking anything.
+
 Keys with a deadline (their own, or their lease's) live in a second dict, so
 the lookup of a key without one is the same single dict operation as before
 expiry existed, and only a miss looks further. An expired key is never
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
+from operator import itemgetter
 from typing import NamedTuple
 
 from sortedcontainers import SortedList
@@ -27,10 +33,15 @@ from tuco.core.leases import Due, Leases
 from tuco.core.tokens import Tokens, decode_record
 from tuco.errors import NoSuchKeyError
 
-__all__ = ["ExpiringEntry", "Item", "Page", "Store"]
+__all__ = ["ENTRY_BYTES", "ExpiringEntry", "Item", "Page", "Store", "key_bytes"]
 
 DEFAULT_HISTORY_BYTES = 32 << 20
+ENTRY_BYTES = 240
+"""What a key costs beyond its UTF-8 and its value's bytes: its str and bytes headers, the entry tuple
+and its integers, the dict's slot (tracemalloc: 207 to 224 bytes with 16- and 64-byte keys, 10,000 and
+100,000 keys), with room for the dict's growth."""
 _new = tuple.__new__
+_first = itemgetter(0)
 _PUT = EventType.PUT
 _DELETE = EventType.DELETE
 _GRANT = EventType.LEASE_GRANT
@@ -42,6 +53,11 @@ _TOKEN_REVOKE = EventType.TOKEN_REVOKE
 
 def _never() -> int:
     return 0
+
+
+def key_bytes(key: str) -> int:
+    """The key's length in UTF-8 (its length, for the ASCII keys nearly all are: no encoding)."""
+    return len(key) if key.isascii() else len(key.encode())
 
 
 class ExpiringEntry(Exception):
@@ -93,6 +109,7 @@ class Store:
         "_expiring",
         "_index",
         "_key_lease",
+        "bytes",
         "find",
         "history",
         "last_sequence",
@@ -120,6 +137,8 @@ class Store:
         self.last_sequence = 0
         self.now = now
         """The clock expiry is decided by (Unix ms); the default never expires anything."""
+        self.bytes = 0
+        """The keys' UTF-8 and the values' bytes, plus :data:`ENTRY_BYTES` per key: what TUCO_MAX_STORE_BYTES bounds."""
 
     def get(self, key: str) -> bytes:
         """Return the value of ``key``; raise :class:`NoSuchKeyError` if absent (or expired)."""
@@ -168,6 +187,15 @@ class Store:
     def __len__(self) -> int:
         return len(self._data) + len(self._expiring)
 
+    def growth(self, key: str, value: bytes) -> int:
+        """How many bytes :attr:`bytes` would grow by if ``key`` held ``value`` (negative: it would shrink)."""
+        found = self._data.get(key)
+        if found is None:
+            found = self._expiring.get(key)
+        if found is None:
+            return (len(key) if key.isascii() else len(key.encode())) + len(value) + ENTRY_BYTES
+        return len(value) - len(found[0])
+
     def items(self) -> Iterator[tuple[str, bytes]]:
         """Iterate over a snapshot of the current pairs."""
         return iter([(key, entry[0]) for key, entry in chain(self._data.items(), self._expiring.items())])
@@ -195,6 +223,11 @@ class Store:
                     data[key] = (value, sequence, sequence, 1)
                 else:
                     data[key] = (value, old[1], sequence, old[3] + 1)
+                self.bytes += (
+                    len(value) - len(old[0])
+                    if old is not None
+                    else (len(key) if key.isascii() else len(key.encode())) + len(value) + ENTRY_BYTES
+                )
             if old is None and self._index is not None:
                 self._index.add(key)
             code = 1
@@ -203,8 +236,10 @@ class Store:
                 del data[key]
             elif self._expiring:
                 old = self._unexpire(key)
-            if old is not None and self._index is not None:
-                self._index.remove(key)
+            if old is not None:
+                self.bytes -= (len(key) if key.isascii() else len(key.encode())) + len(old[0]) + ENTRY_BYTES
+                if self._index is not None:
+                    self._index.remove(key)
             code = 2
         else:  # lease or token bookkeeping: no key changes, but the revision moves (History keeps a placeholder)
             if type is _TOKEN_CREATE or type is _TOKEN_REVOKE:
@@ -255,9 +290,19 @@ class Store:
             else:
                 self._apply_lease(type, sequence, lifetime, value)
             last = sequence
+        self.bytes = self._count_bytes()  # once, at C speed: a replay has many more events than keys
         self.last_sequence = last
         self._index = None
         self.history.reset(last)
+
+    def _count_bytes(self) -> int:
+        """:attr:`bytes` counted from the entries (joining the keys costs their length, briefly)."""
+        total = 0
+        for entries in (self._data, self._expiring):
+            keys = "".join(entries)
+            total += len(keys) if keys.isascii() else len(keys.encode())
+            total += sum(map(len, map(_first, entries.values()))) + ENTRY_BYTES * len(entries)
+        return total
 
     def snapshot(self) -> dict[str, bytes]:
         """A copy of the whole state's values, for tests and compaction."""
@@ -377,6 +422,11 @@ class Store:
         else:
             entry = (value, old[1], sequence, old[3] + 1)
         self._expiring[key] = entry
+        self.bytes += (
+            len(value) - len(old[0])
+            if old is not None
+            else (len(key) if key.isascii() else len(key.encode())) + len(value) + ENTRY_BYTES
+        )
         if lease:
             self._key_lease[key] = lease
             found = self.leases.get(lease)

@@ -69,6 +69,8 @@ _LOG_MESSAGES: dict[str, str] = {
     "log_failed": "the transaction log failed and takes no more writes; see the server's log",
     "log_unavailable": "the database is out of reach; the write may have been stored, and retrying it is safe",
     "log_closed": "the server is shutting down and takes no more writes",
+    "log_read_only": "the database role cannot write (a privilege is missing; /readyz names it); "
+    "reads are still served",
     "starting": "replaying the transaction log; try again shortly",
 }
 _LOG_MESSAGE_OTHER = "the transaction log cannot take requests; see the server's log"

@@ -32,6 +32,7 @@ from tuco.errors import (
     LeaseNotFoundError,
     LogClosedError,
     LogError,
+    LogReadOnlyError,
     NoSuchKeyError,
     PreconditionFailedError,
     RevisionAheadError,
@@ -290,9 +291,14 @@ class KeyValueAPI:
         if failure is not None:
             payload["error"] = failure.code
             payload["message"] = log_message(failure.code)
+            if isinstance(failure, LogReadOnlyError):
+                payload["missing_privileges"] = list(failure.missing)
         elif service.phase is Phase.STARTING:
             payload["error"] = "starting"
             payload["message"] = log_message("starting")
+        store = service.store_status()
+        if store is not None:  # full or not, the replica stays ready: reads and deletes are served
+            payload["store"] = store
         return json_response(200 if service.ready else 503, payload)
 
     def _read_now(self, key: str, extra: bytes = b"") -> Response:
@@ -858,7 +864,10 @@ def _precondition(request: Request) -> Precondition | None:
     if b"," in value:
         raise InvalidPreconditionError("a list of entity tags is not accepted: send one")
     if len(value) > 2 and value[0] == value[-1] == 0x22 and value[1:-1].isdigit() and int(value[1:-1]) > 0:
-        return Precondition(int(value[1:-1]))
+        revision = int(value[1:-1])
+        if revision > _MAX_REVISION:  # a client's mistake on every backend, decided before the log is asked
+            raise InvalidPreconditionError(f"a revision is at most {_MAX_REVISION}: no key can be at this one")
+        return Precondition(revision)
     raise InvalidPreconditionError('If-Match takes "*" or one ETag as tuco sends it: a revision in quotes, "12"')
 
 
@@ -897,6 +906,8 @@ def _answer_when_written(written: Awaitable[Event], settle: Callable[[Settling],
 _TTL = re.compile(rb"(\d{1,12}(?:\.\d{1,3})?)(ms|s|m|h|d)?")
 _TTL_UNITS_MS = {b"ms": 1, b"s": 1000, b"m": 60_000, b"h": 3_600_000, b"d": 86_400_000, None: 1000}
 _MAX_LEASE_ID = (1 << 63) - 1
+_MAX_REVISION = (1 << 63) - 1
+"""The largest revision any log can reach: sequences are 64-bit signed integers (PostgreSQL's bigint)."""
 _MAX_GRANT_BODY = 1024
 
 

@@ -216,6 +216,7 @@ def _key_operations(parameter: Schema, suffix: str) -> Schema:
             "412": _error("precondition_failed: nothing written; ETag is the key's current one", written),
             "414": _error("key_too_long, uri_too_long"),
             "429": _error("lease_limit"),
+            "507": _error("store_full: the store is at TUCO_MAX_STORE_BYTES or TUCO_MAX_STORE_KEYS; nothing written"),
         },
         operationId="putKey" + suffix,
         parameters=[

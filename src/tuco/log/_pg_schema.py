@@ -22,7 +22,9 @@ __all__ = [
     "WRITE_BATCH",
     "WRITE_EXPIRING_BATCH",
     "ensure_schema",
+    "is_permission_denied",
     "is_transient",
+    "missing_privileges",
     "refusal",
 ]
 
@@ -506,30 +508,134 @@ PRUNE_BATCHES = "DELETE FROM tuco_batches WHERE committed_at < now() - interval 
 async def ensure_schema(conn: asyncpg.Connection) -> int:
     """Create or migrate the schema to :data:`SCHEMA_VERSION` (safe when replicas start together).
 
-    Returns the version found before (0 for an empty database). Refuses a newer
-    schema with :class:`~tuco.errors.LogFormatError`. Replicas of version 2 keep
+    Returns the version found before (0 for an empty database). The migration is
+    one transaction: it completes, or the database is left as it was. Refuses a
+    newer schema, and a relation tuco would create that another program already
+    has, with :class:`~tuco.errors.LogFormatError` naming it. Replicas of version 2 keep
     writing during a rolling upgrade (their call of the write function is kept,
     and goes through the new one); version 1 replicas' writes are refused by the
     database once version 3 is installed, as they would leave revisions stale.
     """
     if await conn.fetchval("SELECT to_regclass('tuco_schema') IS NOT NULL"):
-        version = await conn.fetchval("SELECT max(version) FROM tuco_schema")
+        try:
+            version = await conn.fetchval("SELECT max(version) FROM tuco_schema")
+        except asyncpg.UndefinedColumnError:  # not tuco's table: the transaction below says whose
+            version = None
         if version == SCHEMA_VERSION:
             return SCHEMA_VERSION
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
-        # Not to_regclass: its cached answer can predate a creation committed while we waited.
-        await conn.execute(_V1[0])
-        found = await conn.fetchval("SELECT coalesce(max(version), 0) FROM tuco_schema")
+        # The catalog, not to_regclass: its cached answer can predate a creation committed while we waited.
+        found = await _installed_version(conn)
         if found > SCHEMA_VERSION:
             raise LogFormatError(
                 f"the database holds tuco schema version {found}; this build reads version {SCHEMA_VERSION}"
             )
+        await _refuse_foreign_relations(conn, found)
         for version in range(found + 1, SCHEMA_VERSION + 1):
             for statement in _MIGRATIONS[version]:
                 await conn.execute(statement)
             await conn.execute("INSERT INTO tuco_schema (version) VALUES ($1)", version)
     return int(found)
+
+
+# The relations each version creates (a table's primary key index is one too). CREATE TABLE IF NOT
+# EXISTS would take another program's table of the same name for tuco's and record the version
+# over it; they are looked for first, in the schema tuco creates its tables in.
+_CREATES: dict[int, tuple[str, ...]] = {
+    1: (
+        "tuco_schema",
+        "tuco_schema_pkey",
+        "tuco_events",
+        "tuco_events_pkey",
+        "tuco_state",
+        "tuco_state_pkey",
+        "tuco_state_sequence",
+        "tuco_head",
+        "tuco_head_pkey",
+        "tuco_batches",
+        "tuco_batches_pkey",
+    ),
+    4: ("tuco_leases", "tuco_leases_pkey"),
+    5: ("tuco_tokens", "tuco_tokens_pkey"),
+}
+_RELATION_KINDS = {"r": "table", "p": "table", "v": "view", "m": "materialized view", "i": "index", "S": "sequence"}
+_FOUND_RELATIONS = """SELECT c.relname, c.relkind::text FROM pg_class c
+    WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY($1::text[]) ORDER BY c.relname"""
+_SCHEMA_TABLE = """SELECT c.relkind::text, (SELECT count(*) FROM pg_attribute a
+        WHERE a.attrelid = c.oid AND a.attname = 'version' AND a.atttypid = 'integer'::regtype AND NOT a.attisdropped)
+    FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = 'tuco_schema'"""
+
+
+async def _installed_version(conn: asyncpg.Connection) -> int:
+    """The schema version recorded (0: no tuco_schema); LogFormatError if tuco_schema is another program's."""
+    row = await conn.fetchrow(_SCHEMA_TABLE)
+    if row is None:
+        return 0
+    if row[0] not in ("r", "p") or not row[1]:
+        raise _foreign("tuco_schema", str(row[0]))
+    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM tuco_schema"))
+
+
+async def _refuse_foreign_relations(conn: asyncpg.Connection, found: int) -> None:
+    """Raise LogFormatError naming the first relation the versions after ``found`` would create that exists."""
+    names = [name for version, created in _CREATES.items() if version > found for name in created]
+    rows = await conn.fetch(_FOUND_RELATIONS, names)
+    if rows:
+        raise _foreign(str(rows[0][0]), str(rows[0][1]))
+
+
+def _foreign(name: str, kind: str) -> LogFormatError:
+    what = _RELATION_KINDS.get(kind, "relation")
+    return LogFormatError(
+        f"the database already has a {what} {name} that tuco did not create (another program's?); "
+        "nothing was changed: give tuco a database or schema of its own"
+    )
+
+
+# What writing takes beyond reading: the write functions run with the caller's privileges
+# (SECURITY INVOKER), so a role that may only SELECT reads the log and cannot write it.
+WRITE_PRIVILEGES: tuple[tuple[str, str], ...] = (
+    ("tuco_batches", "DELETE"),  # pruning old batch ids
+    ("tuco_batches", "INSERT"),
+    ("tuco_events", "INSERT"),
+    ("tuco_head", "UPDATE"),  # also what its row lock (FOR UPDATE) needs
+    ("tuco_leases", "DELETE"),
+    ("tuco_leases", "INSERT"),
+    ("tuco_leases", "UPDATE"),
+    ("tuco_state", "DELETE"),
+    ("tuco_state", "INSERT"),
+    ("tuco_state", "UPDATE"),
+    ("tuco_tokens", "DELETE"),
+    ("tuco_tokens", "INSERT"),
+)
+_WRITE_FUNCTIONS = (
+    "tuco_write_batch(uuid, smallint[], bytea[], bytea[], bigint[])",
+    "tuco_write_batch(uuid, smallint[], bytea[], bytea[], bigint[], bigint[], bigint[], boolean[])",
+)
+_MISSING_PRIVILEGES = """SELECT m.name FROM (
+        SELECT 1 AS part, w.n, w.what || ' on ' || w.name AS name, has_table_privilege(w.name, w.what) AS held
+        FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS w(name, what, n)
+        UNION ALL
+        SELECT 2, f.n, 'EXECUTE on ' || f.name, has_function_privilege(f.name, 'EXECUTE')
+        FROM unnest($3::text[]) WITH ORDINALITY AS f(name, n)) m
+    WHERE NOT m.held ORDER BY m.part, m.n"""
+
+
+async def missing_privileges(conn: asyncpg.Connection) -> tuple[str, ...]:
+    """The privileges writing needs that the connected role lacks ("INSERT on tuco_events"...), in a fixed order."""
+    rows = await conn.fetch(
+        _MISSING_PRIVILEGES,
+        [name for name, _ in WRITE_PRIVILEGES],
+        [what for _, what in WRITE_PRIVILEGES],
+        list(_WRITE_FUNCTIONS),
+    )
+    return tuple(str(row[0]) for row in rows)
+
+
+def is_permission_denied(exc: BaseException) -> bool:
+    """Whether the database refused a statement for a missing privilege (SQLSTATE 42501)."""
+    return isinstance(exc, asyncpg.PostgresError) and getattr(exc, "sqlstate", None) == "42501"
 
 
 # SQLSTATE classes worth retrying: connection exceptions, transaction rollback

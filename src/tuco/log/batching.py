@@ -19,6 +19,7 @@ from tuco.errors import (
     LogClosedError,
     LogError,
     LogFailedError,
+    LogReadOnlyError,
     LogUnavailableError,
     PreconditionFailedError,
     TucoError,
@@ -316,8 +317,9 @@ class GroupCommit:
     past the bound, writers wait (back-pressure) instead of growing memory.
     After a failure nothing more is accepted and nothing unstored is acknowledged,
     except that a commit raising :class:`~tuco.errors.LogUnavailableError` (the
-    database is out of reach for now) fails only its own batch: later batches are
-    still tried, so writes resume when the database comes back.
+    database is out of reach for now) or :class:`~tuco.errors.LogReadOnlyError` (a
+    privilege is missing) fails only its own batch: later batches are still tried,
+    so writes resume when the database comes back or the privilege is granted.
     """
 
     def __init__(self, commit: CommitBatch, *, max_pending_bytes: int = 64 << 20) -> None:
@@ -444,8 +446,8 @@ class GroupCommit:
             started = time.perf_counter()
             try:
                 outcomes = await self._commit(batch)
-            except LogUnavailableError as exc:
-                _fail_batch(waiters, exc)  # the database may come back: only this batch fails
+            except (LogUnavailableError, LogReadOnlyError) as exc:
+                _fail_batch(waiters, exc)  # the database may come back, a privilege be granted: only this batch fails
                 continue
             except Exception as exc:  # any other failure: nothing in the batch may be acknowledged
                 self._fail_with_batch(waiters, exc, "commit failed")

@@ -91,6 +91,7 @@ from tuco.errors import (
     LogClosedError,
     LogError,
     LogFailedError,
+    LogReadOnlyError,
     LogUnavailableError,
     PreconditionFailedError,
 )
@@ -114,6 +115,7 @@ _LAG_LOG_EVERY = 10.0
 _PRUNE_EVERY = 1000
 _LAST_TRY = 1.0  # seconds one write attempt may take once the outage outlasted write_timeout
 _CLOCK_READINGS = 8  # bounds of the database's clock kept (one per head read); the tightest is used
+_PRIVILEGE_RECHECK = 2.0  # seconds between the follower's looks at a role's privileges while it cannot write
 # Writes hold no transaction open across round trips; bootstrap's snapshot does,
 # and a hung replica should not pin old row versions forever. READ COMMITTED is
 # what tuco_write_batch's look-up of a batch id after the lock relies on.
@@ -172,6 +174,8 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
         self._follower: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._unavailable: LogUnavailableError | None = None
+        self._read_only: LogReadOnlyError | None = None  # the role lacks a privilege writing needs
+        self._privileges_seen_at = 0.0
         self._closed = False
         self._applied = 0
         self._applied_at: datetime | None = None
@@ -190,8 +194,9 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
 
     @property
     def failure(self) -> LogError | None:
-        """Non-``None`` while the database is out of reach (readiness false), or after a fatal error."""
-        return self._commits.failure or self._unavailable
+        """Non-``None`` while the database is out of reach or the role may not write (readiness false), or after a
+        fatal error."""
+        return self._commits.failure or self._unavailable or self._read_only
 
     @property
     def last_sequence(self) -> int:
@@ -387,6 +392,7 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
                     conn = await self._connect(deadline - loop.time())
                     try:
                         found = await sql.ensure_schema(conn)
+                        await self._see_privileges(conn)
                     finally:
                         await _close_quietly(conn)
                 break
@@ -405,6 +411,12 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
                         f"cannot use the database {self.database}: it answered with an error (logged as {event})"
                     ) from exc
                 remaining = deadline - loop.time()
+                if remaining <= 0 and ha.is_not_primary(exc):  # it answered: "out of reach" would mislead
+                    raise LogFailedError(
+                        f"cannot use the database {self.database}: no host takes writes (a standby, or "
+                        f"default_transaction_read_only on for this role or database); gave up after "
+                        f"{self._connect_timeout} s"
+                    ) from exc
                 if remaining <= 0:
                     raise LogFailedError(
                         f"cannot reach the database {self.database} (gave up after {self._connect_timeout} s; "
@@ -463,6 +475,8 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
             except Exception as exc:
                 if not _is_driver_error(exc):
                     raise
+                if sql.is_permission_denied(exc):  # the database answered: no outage, and no retry will help
+                    raise await self._refused_for_privileges(pool, exc) from exc
                 if self._unavailable_since is None:
                     self._unavailable_since = tried_at
                 self._recheck = True
@@ -477,7 +491,38 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
                 delay = min(delay * 2, _RETRY_CAP)
                 continue
             self._mark_available()
+            if self._read_only is not None:  # granted meanwhile: the commit itself proves it
+                self._set_read_only(())
             return outcomes
+
+    async def _refused_for_privileges(self, pool: asyncpg.Pool, exc: BaseException) -> LogReadOnlyError:
+        """The error for a write the database refused for a missing privilege, naming the ones missing if it can."""
+        _logger.warning("database_permission_denied", doing="writing", error=self._say(exc))
+        try:
+            async with asyncio.timeout(self._write_timeout), pool.acquire() as conn:
+                await self._see_privileges(conn)
+        except Exception as check:
+            if not _is_driver_error(check):
+                raise
+        if self._read_only is None:  # every privilege tuco looks for is held: another one is missing
+            self._set_read_only(("a privilege the database names in tuco's log",))
+        return self._read_only or LogReadOnlyError("the database role may not write")
+
+    async def _see_privileges(self, conn: asyncpg.Connection) -> None:
+        """Look up which privileges writing needs that the role lacks; readiness follows the answer."""
+        self._set_read_only(await sql.missing_privileges(conn))
+
+    def _set_read_only(self, missing: tuple[str, ...]) -> None:
+        self._privileges_seen_at = time.monotonic()
+        if not missing:
+            if self._read_only is not None:
+                self._read_only = None
+                _logger.info("database_writable", database=self.database)
+            return
+        if self._read_only is not None and self._read_only.missing == missing:
+            return
+        self._read_only = LogReadOnlyError(f"the database role may not write: it lacks {', '.join(missing)}", missing)
+        _logger.warning("database_read_only", database=self.database, missing_privileges=list(missing))
 
     async def _commit_once(
         self, conn: asyncpg.Connection, batch: Sequence[Mutation], arguments: tuple[Any, ...]
@@ -555,6 +600,11 @@ class PostgresTransactionLog(WritesThroughGroupCommit):
                         else:
                             head = await self._read_head(conn)
                         await self._fill(conn, head)
+                        if (
+                            self._read_only is not None
+                            and time.monotonic() >= self._privileges_seen_at + _PRIVILEGE_RECHECK
+                        ):
+                            await self._see_privileges(conn)  # granted since? then ready again, no restart
                     self._mark_available()
                     self._log_lag(loop.time())
                     with contextlib.suppress(TimeoutError):
