@@ -304,13 +304,14 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-async def _close_quietly(conn: asyncpg.Connection) -> None:
+async def _close_quietly(closing: asyncpg.Connection | asyncpg.Pool, timeout: float = 2.0) -> None:
+    """Close a connection or a pool within ``timeout``, else (or if cancelled) terminate it."""
     try:
-        await asyncio.wait_for(conn.close(), timeout=2.0)
+        await asyncio.wait_for(closing.close(), timeout=timeout)
     except Exception:
-        conn.terminate()
+        closing.terminate()
     except asyncio.CancelledError:
-        conn.terminate()
+        closing.terminate()
         raise
 
 

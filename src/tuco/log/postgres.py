@@ -84,7 +84,7 @@ from tuco.errors import LogClosedError, LogFailedError, LogReadOnlyError
 from tuco.log import _pg_schema as sql
 from tuco.log._pg_errors import is_driver_error, is_not_primary, is_permission_denied, is_retriable
 from tuco.log._pg_follower import PostgresFollower
-from tuco.log._pg_replica import _BACKOFF_FIRST, _CHUNK, _RETRY_CAP, _logger
+from tuco.log._pg_replica import _BACKOFF_FIRST, _CHUNK, _RETRY_CAP, _close_quietly, _logger
 from tuco.log._pg_rows import (
     event_of,
     expected_revisions,
@@ -201,13 +201,7 @@ class PostgresTransactionLog(PostgresFollower, WritesThroughGroupCommit):
             self._follower = None
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            try:
-                await asyncio.wait_for(pool.close(), timeout=5.0)
-            except Exception:
-                pool.terminate()
-            except asyncio.CancelledError:
-                pool.terminate()
-                raise
+            await _close_quietly(pool, timeout=5.0)
 
     # -- watching (EventHistory) ------------------------------------------
 
