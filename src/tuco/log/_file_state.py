@@ -63,7 +63,7 @@ class SyncMode(enum.StrEnum):
 
 
 class FileLogState:
-    """The file log's state and online compaction; the public class, :class:`~tuco.log.file.FileTransactionLog`."""
+    """The file log's state and its online compaction, beneath :class:`~tuco.log.file.FileTransactionLog`."""
 
     def __init__(
         self,

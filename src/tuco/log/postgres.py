@@ -66,6 +66,11 @@ expires at one moment for all of them, a keepalive decided there always wins
 over an expiry decided after it, and two replicas expiring one key write one
 DELETE. Each replica estimates the database's clock (:meth:`now_ms`) from every
 head read, to schedule its expirer and to hide expired keys from reads.
+
+Layout. This module is the write path and bootstrap over :mod:`~tuco.log._pg_follower`
+(following others' writes) and :mod:`~tuco.log._pg_replica` (state, connections,
+health); the decisions are pure functions in :mod:`~tuco.log._pg_rows` (rows to
+events and outcomes) and :mod:`~tuco.log._pg_errors` (every driver-error classification).
 """
 
 from __future__ import annotations
