@@ -43,6 +43,7 @@ HOT_PATH = (
     "tuco/core/events.py",
     "tuco/core/history.py",
     "tuco/core/store.py",
+    "tuco/core/_listing.py",
     "tuco/core/codec.py",
     "tuco/http/messages.py",
     "tuco/http/routes.py",
