@@ -22,28 +22,22 @@ import functools
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 from tuco import _service_metrics
 from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
 from tuco.core.leases import Lease, may_use
-from tuco.core.store import DEFAULT_HISTORY_BYTES, ENTRY_BYTES, Page, Store
-from tuco.core.tokens import MAX_TOKENS, Access, Grant, Principal, TokenRecord, digest, encode_record, format_token
+from tuco.core.store import DEFAULT_HISTORY_BYTES, Page, Store
+from tuco.core.tokens import Access, Grant, Principal, TokenRecord, digest, encode_record, format_token
 from tuco.core.watch import Selector
 from tuco.errors import (
     ForbiddenError,
-    InvalidKeyError,
-    InvalidParameterError,
-    KeyTooLongError,
-    LeaseLimitError,
     LeaseNotFoundError,
     PreconditionFailedError,
-    StoreFullError,
     TokenLimitError,
     TokenNotFoundError,
-    ValueTooLargeError,
 )
 from tuco.expirer import Expirer
+from tuco.limits import Caps, Limits
 from tuco.observability import Metrics
 from tuco.ports import EventHistory, Read, TransactionLog
 from tuco.reads import FullCopy, ReadStrategy
@@ -59,42 +53,6 @@ class Phase(enum.Enum):
     STARTING = "starting"
     SERVING = "serving"
     STOPPING = "stopping"
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Sizes a client may send."""
-
-    max_key_bytes: int = 1024
-    max_value_bytes: int = 1 << 20
-    max_buffered_bytes: int = 64 << 20
-    """Bodies being received, all requests together (the ASGI front end; the native server has its own)."""
-    max_ttl_ms: int = 365 * 86_400_000
-    """Longest time to live of a key or a lease."""
-    max_leases: int = 10_000
-    max_keys_per_lease: int = 10_000
-    max_leases_per_principal: int = 0
-    """Live leases one principal may hold (admins excepted); 0: a quarter of ``max_leases``."""
-
-    @property
-    def lease_share(self) -> int:
-        """How many leases one principal may hold: the setting, or a quarter of the cap (at least 1)."""
-        return self.max_leases_per_principal or max(1, self.max_leases // 4)
-
-    max_store_bytes: int = 1 << 30
-    """Bytes the store may hold (:attr:`~tuco.core.store.Store.bytes`); 0: no bound."""
-    max_store_keys: int = 10_000_000
-    """Keys the store may hold; 0: no bound."""
-
-
-def _room(limits: Limits) -> int:
-    """The store size below which a write of N more bytes (plus an entry) passes both bounds without a look-up.
-
-    Every key costs at least ENTRY_BYTES + 1 bytes, so a store under ``max_store_keys`` times that
-    holds fewer keys than the bound.
-    """
-    bounds = [limits.max_store_bytes, limits.max_store_keys * (ENTRY_BYTES + 1) - 1]
-    return min((bound for bound in bounds if bound > 0), default=1 << 62) - ENTRY_BYTES
 
 
 class Service:
@@ -141,19 +99,9 @@ class Service:
         self._apply = self.reads.apply
         self.store.now = log.now_ms  # expiry is decided by the log's clock, and reads hide what it expired
         self.expirer = Expirer(self.store, log)
-        # Writes in flight that a cap must count before the log decides them (reserved before the write goes
-        # out, released the moment it is decided): grants, in all and per principal; keys being attached,
-        # per lease; tokens being created. Without them concurrent requests all pass a check of the store.
-        self._granting = 0
-        self._granting_by: dict[str, int] = {}
-        self._attaching: dict[int, dict[str, int]] = {}
-        self._creating_tokens = 0
-        self.store_refusals = 0
-        """Writes refused because the store is at its bound (TUCO_MAX_STORE_BYTES or TUCO_MAX_STORE_KEYS)."""
         # A read-through store holds only the keys with a deadline: the bound is for a full copy in memory.
-        self._bounded = not self.reads_through and bool(self.limits.max_store_bytes or self.limits.max_store_keys)
-        self._room = _room(self.limits)
-        self._refused_at: tuple[int, int] | None = None  # the store's (bytes, keys) when a write was last refused
+        self.caps = Caps(self.limits, self.store, bounded=not self.reads_through)
+        self._check_write = self.caps.check_write  # every PUT's checks: the hot path calls them directly
         if metrics is not None:
             _service_metrics.register(
                 metrics,
@@ -174,6 +122,11 @@ class Service:
         return self.reads.runs_expirer
 
     @property
+    def store_refusals(self) -> int:
+        """Writes refused because the store is at its bound (TUCO_MAX_STORE_BYTES or TUCO_MAX_STORE_KEYS)."""
+        return self.caps.refusals
+
+    @property
     def expired_keys(self) -> int:
         """Keys this replica deleted because their deadline passed (another replica may have deleted others)."""
         return self.expirer.expired_keys
@@ -192,23 +145,7 @@ class Service:
         ``full``: writes are being refused: one was, and the store has not shrunk below its size then
         (or not even an empty new key fits).
         """
-        if self.reads_through:
-            return None
-        store, limits = self.store, self.limits
-        keys = len(store)
-        refused = self._refused_at
-        full = (
-            (0 < limits.max_store_bytes < store.bytes + ENTRY_BYTES + 1)
-            or (0 < limits.max_store_keys <= keys)
-            or (refused is not None and store.bytes >= refused[0] and keys >= refused[1])
-        )
-        return {
-            "bytes": store.bytes,
-            "max_bytes": limits.max_store_bytes,
-            "keys": keys,
-            "max_keys": limits.max_store_keys,
-            "full": full,
-        }
+        return None if self.reads_through else self.caps.store_status()
 
     @property
     def ready(self) -> bool:
@@ -350,9 +287,8 @@ class Service:
     async def refresh(self) -> None:
         """Re-read what the read strategy keeps of the shared state (a function's store is as old as its last call)."""
         await self.reads.refresh()
-        store = self.store = self.reads.store
+        store = self.store = self.caps.store = self.expirer.store = self.reads.store
         self.get = store.lookup
-        self.expirer.store = store
 
     async def aclose(self) -> None:
         """Stop serving keys and close the log after committing what is queued."""
@@ -383,7 +319,7 @@ class Service:
         """
         self._check_write(key, value)
         if ttl_ms:
-            self._check_ttl(ttl_ms)
+            self.caps.check_ttl(ttl_ms)
         expiry = Expiry(ttl=ttl_ms, lease=lease)
         if not lease:
             return self.log.write_expiring(EventType.PUT, key, value, precondition, expiry)
@@ -391,35 +327,10 @@ class Service:
         found = self.store.leases.get(lease)
         if found is None:
             if by is not None:
-                return self._when_owned(lease, by, lambda known: self._attach(known, key, write))
+                return self._when_owned(lease, by, lambda known: self.caps.attach(known, key, write))
             return write()  # the log decides: no such lease (it may be another replica's, not applied here yet)
         self._check_owner(found, by)
-        return self._attach(found, key, write)
-
-    def _attach(self, lease: Lease, key: str, write: Callable[[], Awaitable[Event]]) -> Awaitable[Event]:
-        """``write()`` of ``key`` onto ``lease`` within TUCO_MAX_KEYS_PER_LEASE, counting attaches in flight."""
-        pending = self._attaching.get(lease.id)
-        if key not in lease.keys and (pending is None or key not in pending):
-            held = len(lease.keys) + (sum(1 for k in pending if k not in lease.keys) if pending else 0)
-            if held >= self.limits.max_keys_per_lease:
-                raise LeaseLimitError(
-                    f"the lease holds {self.limits.max_keys_per_lease} keys, the most one lease may hold "
-                    "(TUCO_MAX_KEYS_PER_LEASE)"
-                )
-        if pending is None:
-            pending = self._attaching[lease.id] = {}
-        pending[key] = pending.get(key, 0) + 1
-
-        def release() -> None:
-            left = pending[key] - 1
-            if left:
-                pending[key] = left
-                return
-            del pending[key]
-            if not pending and self._attaching.get(lease.id) is pending:
-                del self._attaching[lease.id]
-
-        return _reserved(write, release)
+        return self.caps.attach(found, key, write)
 
     def grant(self, ttl_ms: int, owner: Principal | None = None) -> Awaitable[Event]:
         """Grant a lease for ``ttl_ms`` owned by ``owner`` (None: nobody, authentication is off).
@@ -427,36 +338,10 @@ class Service:
         The event's ``lease`` is its id, ``deadline`` its end unless kept alive. Raises LeaseLimitError
         at TUCO_MAX_LEASES, or at ``owner``'s share of it (admins have none), grants in flight included.
         """
-        self._check_ttl(ttl_ms)
-        limits = self.limits
-        leases = self.store.leases
-        if len(leases) + self._granting >= limits.max_leases:
-            raise LeaseLimitError(
-                f"{limits.max_leases} leases are live or being granted, the most this store keeps (TUCO_MAX_LEASES)"
-            )
-        name = owner.name if owner is not None and not owner.admin else ""
-        if name:
-            share = limits.lease_share
-            if leases.owned_by(name) + self._granting_by.get(name, 0) >= share:
-                raise LeaseLimitError(
-                    f"this credential holds {share} leases, its share of TUCO_MAX_LEASES "
-                    "(TUCO_MAX_LEASES_PER_PRINCIPAL); revoke one first"
-                )
-            self._granting_by[name] = self._granting_by.get(name, 0) + 1
-        self._granting += 1
-
-        def release() -> None:
-            self._granting -= 1
-            if name:
-                left = self._granting_by[name] - 1
-                if left:
-                    self._granting_by[name] = left
-                else:
-                    del self._granting_by[name]
-
+        self.caps.check_ttl(ttl_ms)
         value = owner.name.encode("utf-8") if owner is not None else b""
         write = functools.partial(self.log.write_expiring, EventType.LEASE_GRANT, "", value, None, Expiry(ttl=ttl_ms))
-        return _reserved(write, release)
+        return self.caps.grant(owner, write)
 
     def owned_lease(self, id: int, by: Principal | None) -> Lease | None:
         """Lease ``id`` as ``by`` sees it: None if there is none or it is another principal's (admins see every one).
@@ -544,8 +429,7 @@ class Service:
         The secret is made here and returned this once; the log keeps only its SHA-256.
         Raises TokenLimitError over MAX_TOKENS live tokens.
         """
-        if len(self.store.tokens) + self._creating_tokens >= MAX_TOKENS:
-            raise TokenLimitError(f"{MAX_TOKENS} tokens exist or are being created, the most this store keeps")
+        self.caps.check_tokens()
         id = secrets.token_hex(8)
         token = None
         sha256 = b""
@@ -554,14 +438,9 @@ class Service:
             token = format_token(id, secret)
             sha256 = digest(secret.encode("ascii"))
         record = TokenRecord(id, description, tuple(grants), expires_at, sha256, cert)
-        self._creating_tokens += 1
-
-        def release() -> None:
-            self._creating_tokens -= 1
-
         write = functools.partial(self.log.write_expiring, EventType.TOKEN_CREATE, id, encode_record(record), None)
         try:
-            event = await _reserved(lambda: write(Expiry()), release)
+            event = await self.caps.create_token(lambda: write(Expiry()))
         except LeaseNotFoundError:  # the database refused it: that id exists already (64 random bits: never)
             raise TokenLimitError("a token with that id exists; try again") from None
         return record._replace(created=event.sequence), token
@@ -576,72 +455,3 @@ class Service:
             return await self.log.write_expiring(EventType.TOKEN_REVOKE, id, b"", None, Expiry())
         except LeaseNotFoundError:  # another replica revoked it first
             raise TokenNotFoundError(id) from None
-
-    def _check_write(self, key: str, value: bytes) -> None:
-        """The key and value limits of every PUT (raises the InvalidRequestError at once)."""
-        limits = self.limits
-        if not key:
-            raise InvalidKeyError("the key is empty")
-        # A key of n characters has at most 4n UTF-8 bytes: most keys need no encoding to be checked.
-        if len(key) * 4 > limits.max_key_bytes and (size := len(key.encode())) > limits.max_key_bytes:
-            raise KeyTooLongError(f"the key is {size} bytes; the limit is {limits.max_key_bytes}")
-        if len(value) > limits.max_value_bytes:
-            raise ValueTooLargeError(f"the value is over the {limits.max_value_bytes}-byte limit")
-        # Far from both bounds (nearly always) no entry is looked up: 4 bytes per character covers any key's UTF-8.
-        if self._bounded and self.store.bytes + 4 * len(key) + len(value) > self._room:
-            self._check_room(key, value)
-
-    def _check_room(self, key: str, value: bytes) -> None:
-        """StoreFullError for a write that would take the store past a bound, checked against what was applied.
-
-        A write that does not grow the store passes (a rewrite as long or shorter); writes already in
-        flight are not counted, so concurrent ones can pass a bound by what the log holds queued.
-        """
-        store, limits = self.store, self.limits
-        max_bytes = limits.max_store_bytes
-        if max_bytes:
-            growth = store.growth(key, value)
-            if growth > 0 and store.bytes + growth > max_bytes:
-                self.store_refusals += 1
-                self._refused_at = (store.bytes, len(store))
-                raise StoreFullError(
-                    f"the store holds {store.bytes} bytes and this write would take it past its bound of "
-                    f"{max_bytes} (TUCO_MAX_STORE_BYTES): delete keys, or raise the bound"
-                )
-        max_keys = limits.max_store_keys
-        if max_keys and len(store) >= max_keys and key not in store:
-            self.store_refusals += 1
-            self._refused_at = (store.bytes, len(store))
-            raise StoreFullError(
-                f"the store holds {len(store)} keys, its bound (TUCO_MAX_STORE_KEYS): delete keys, or raise the bound"
-            )
-
-    def _check_ttl(self, ttl_ms: int) -> None:
-        if not 1 <= ttl_ms <= self.limits.max_ttl_ms:
-            raise InvalidParameterError(
-                f"ttl must be from 1 ms to {self.limits.max_ttl_ms // 1000} s (TUCO_MAX_TTL_SECONDS)"
-            )
-
-
-def _reserved(write: Callable[[], Awaitable[Event]], release: Callable[[], None]) -> Awaitable[Event]:
-    """``write()``, with ``release`` called exactly once: when the log decided it, or at once if it cannot start.
-
-    The group commit's writes take a callback that runs in the pass that applies their batch, so a slot
-    is handed back in the same step as the store counts what took it: never counted twice, never lost.
-    """
-    try:
-        written = write()
-    except BaseException:
-        release()
-        raise
-    if hasattr(written, "add_done_callback"):
-        written.add_done_callback(lambda _: release())
-        return written
-    return _released_after(written, release)
-
-
-async def _released_after(written: Awaitable[Event], release: Callable[[], None]) -> Event:
-    try:
-        return await written
-    finally:
-        release()
