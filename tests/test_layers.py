@@ -188,3 +188,16 @@ def test_the_http_layer_calls_service_methods_and_never_reaches_into_its_store_o
         f"{path.relative_to(SRC)}:{line}: {reach}" for path in paths for line, reach in _reaches(path.read_text())
     ]
     assert reaches == [], "reaches into the service:\n" + "\n".join(reaches)
+
+
+def test_nothing_picks_a_read_path_by_the_type_of_the_service_or_its_read_strategy() -> None:
+    """No ``isinstance(x, Service | FullCopy | ReadThrough)`` in src/tuco: the strategy is asked, never its type."""
+    composed = {"Service", "ReadThroughService", "FullCopy", "ReadThrough", "ReadStrategy"}
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance":
+                named = {n.id if isinstance(n, ast.Name) else getattr(n, "attr", "") for n in ast.walk(node.args[1])}
+                if named & composed:
+                    found.append(f"{path.relative_to(SRC)}:{node.lineno}: {ast.unparse(node)}")
+    assert found == []
