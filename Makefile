@@ -10,7 +10,7 @@ test:
 venv:
 	./scripts/venv dev
 lint: venv
-	.venv/bin/ruff format --check src tests bench && .venv/bin/ruff check src tests bench && .venv/bin/mypy
+	.venv/bin/ruff format --check src tests bench && .venv/bin/ruff check src tests bench && .venv/bin/mypy && .venv/bin/lint-imports
 format: venv
 	.venv/bin/ruff format src tests bench && .venv/bin/ruff check --fix src tests bench
 bench: venv

@@ -14,7 +14,7 @@ service, its pool and its cache are built on the first invocation of a
 container and kept for the warm ones; each invocation runs the event loop only
 until its answer is ready, so nothing runs while the function is frozen.
 
-The service is a :class:`~tuco.cache.ReadThroughService` that follows no
+The service reads through (:class:`~tuco.cache.ReadThrough`) and follows no
 change feed (a frozen function could not): reads go to the database, unless
 ``TUCO_CACHE_MAX_STALENESS_SECONDS`` lets a warm container answer a key it
 read that recently; the keys with a deadline and the leases are re-read before
@@ -43,7 +43,6 @@ from urllib.parse import quote
 import structlog
 
 from tuco.assembly import build_service
-from tuco.cache import ReadThroughService
 from tuco.config import load_settings
 from tuco.errors import InvalidBodyError, InvalidEventError, StreamingUnsupportedError, TucoError
 from tuco.http.answers import INTERNAL_ERROR, error_answer, error_response, value_too_large
@@ -142,7 +141,7 @@ class Container:
             return _render(error_answer(_NO_STREAMING), v2, head)
         try:
             service = api.service
-            if isinstance(service, ReadThroughService) and (service.access.enabled or _needs_leases(request)):
+            if service.access.enabled or _needs_leases(request):  # a full copy's refresh does nothing
                 await service.refresh()  # with tokens on, every request: a revocation elsewhere counts at once
             answer = api.handle(request)
             response = answer if isinstance(answer, Response | StreamResponse) else await answer

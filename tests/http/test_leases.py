@@ -106,8 +106,7 @@ def test_keepalive_after_the_deadline_is_404_even_before_the_expirer_ran(front: 
 
     async def check(client: httpx.AsyncClient, service: Service, clock: Clock) -> None:
         lease = await grant(client, 1)
-        if service._expirer is not None:
-            service._expirer.cancel()
+        await service.expirer.aclose()
         clock.advance(1_000)
         late = await client.post(f"/v1/leases/{lease}/keepalive")
         assert (late.status_code, late.json()["error"]) == (404, "no_such_lease")
