@@ -67,18 +67,29 @@ import asyncio
 import collections
 import contextlib
 import functools
-import http
 import socket
-import ssl
-import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, cast
+from collections.abc import Callable
+from typing import Any, Final, cast
 
 import httptools
 import structlog
 
-from tuco.http._backlog import StreamBacklog, StreamBacklogs
-from tuco.http._tls import Peer, peer_of
+from tuco.http._backlog import StreamBacklog
+from tuco.http._clock import Timer
+from tuco.http._context import Handler, ServerContext
+from tuco.http._tls import Peer, TlsStart, client_address, peer_of
+from tuco.http._wire import (
+    CLOSE,
+    CONTINUE,
+    KEEP,
+    KEEP_SAID,
+    LAST_CHUNK,
+    frame_chunk,
+    id_line,
+    render,
+    serialise,
+    stream_head,
+)
 from tuco.http.answers import (
     CERTIFICATE_EXPIRED,
     INTERNAL_ERROR,
@@ -88,23 +99,12 @@ from tuco.http.answers import (
     value_too_large,
 )
 from tuco.http.messages import Deferred, Request, Response, StreamResponse
-from tuco.http.observer import RequestObserver, clock
-
-if TYPE_CHECKING:
-    from tuco.http.server import ServerSettings
+from tuco.http.observer import clock
 
 __all__ = ["Handler", "HttpConnection", "ServerContext"]
 
-Handler = Callable[[Request], Response | StreamResponse | Deferred | Awaitable[Response | StreamResponse]]
-"""A request to a response, or an awaitable of one."""
-
 _logger = structlog.get_logger("tuco.http")
 _audit = structlog.get_logger("tuco.audit")
-
-# How a response ends the exchange: keep-alive implied, keep-alive said (HTTP/1.0), or close.
-_KEEP: Final = 0
-_KEEP_SAID: Final = 1
-_CLOSE: Final = 2
 
 # Which deadline the connection's timer is measuring.
 _UNSET: Final = 0
@@ -114,26 +114,13 @@ _SEND: Final = 3
 _LINGER: Final = 4
 _BUSY: Final = 5
 
-# A ClientHello is a few KiB; more than this before the TLS layer takes over is not one.
-_MAX_EARLY_BYTES: Final = 64 * 1024
 # How long to keep discarding a client's bytes after our last response.
 _LINGER_SECONDS: Final = 2.0
-# Bodies up to this size are copied into the head's buffer: one small write beats two.
-_JOIN_BODY_BYTES: Final = 16 * 1024
-_MAX_CACHED_HEADS: Final = 1024
-_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 # What the kernel may hold unsent for a stream's socket: this fraction of its backlog bound.
 _KERNEL_SHARE: Final = 16
 _NOTSENT_LOWAT: Final[int | None] = getattr(socket, "TCP_NOTSENT_LOWAT", None)
 _CONDITIONS: Final = (b"if-match", b"if-none-match")
 _SAFE: Final = (b"GET", b"HEAD")  # what may run beside unanswered requests (OPTIONS and TRACE get 405 anyway)
-_join = b"".join
-
-# RFC 9110 names where Python's table still has the older ones.
-_REASONS: dict[int, str] = {status.value: status.phrase for status in http.HTTPStatus}
-_REASONS.update(
-    {413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable", 422: "Unprocessable Content"}
-)
 
 _CANCELLED = error_response(503, "cancelled", "the request was cancelled before it was answered")
 _SHUTTING_DOWN = error_response(503, "shutting_down", "the server is shutting down; retry on a new connection")
@@ -147,124 +134,6 @@ _DUPLICATE_LENGTH = error_response(400, "bad_request", "more than one Content-Le
 _AMBIGUOUS_LENGTH = error_response(400, "bad_request", "both Content-Length and Transfer-Encoding are present")
 _BAD_TRANSFER_CODING = error_response(501, "not_implemented", "only the chunked transfer coding is supported")
 _BAD_EXPECTATION = error_response(417, "expectation_failed", "only 'Expect: 100-continue' is supported")
-
-
-class ServerContext:
-    """What all connections of one server share: handler, limits, registry, clock."""
-
-    __slots__ = (
-        "_emptied",
-        "body_budget",
-        "closing",
-        "connections",
-        "date_tail",
-        "handler",
-        "handshake_timeout",
-        "loop",
-        "observer",
-        "peak_connections",
-        "settings",
-        "streams",
-        "tls",
-    )
-
-    def __init__(
-        self,
-        handler: Handler,
-        settings: ServerSettings,
-        loop: asyncio.AbstractEventLoop,
-        tls: ssl.SSLContext | None = None,
-        handshake_timeout: float = 10.0,
-        observer: RequestObserver | None = None,
-    ) -> None:
-        self.handler = handler
-        self.observer = observer
-        self.settings = settings
-        self.loop = loop
-        self.tls = tls
-        self.handshake_timeout = handshake_timeout
-        self.connections: set[HttpConnection] = set()
-        self.peak_connections = 0  # the most open at once since the server last gave freed heap back (server._tick)
-        self.closing = False
-        # Bytes of request bodies still being received may add up to this, on all connections together.
-        self.body_budget = settings.max_buffered_bytes
-        # What streams (watches) hold unsent, all connections together.
-        self.streams = StreamBacklogs(settings.max_stream_bytes)
-        # The end of every response head; the server refreshes the date once a second.
-        self.date_tail = b"\r\n\r\n"
-        self._emptied = asyncio.Event()
-
-    def admit(self, connection: HttpConnection) -> bool:
-        """Register a new connection, or refuse it when at the cap or shutting down."""
-        count = len(self.connections)
-        if self.closing or count >= self.settings.max_connections:
-            return False
-        self.connections.add(connection)
-        if count >= self.peak_connections:
-            self.peak_connections = count + 1
-        return True
-
-    def release(self, connection: HttpConnection) -> None:
-        self.connections.discard(connection)
-        if not self.connections:
-            self._emptied.set()
-
-    async def wait_empty(self) -> None:
-        """Return once no connection is open."""
-        while self.connections:
-            self._emptied.clear()
-            await self._emptied.wait()
-
-
-def status_line(status: int) -> bytes:
-    """``HTTP/1.1 <status> <reason>\\r\\n``, with the RFC 9110 reason phrase."""
-    return f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n".encode("ascii")
-
-
-_HeadKey = tuple[int, bytes | None, tuple[tuple[bytes, bytes], ...], int]
-_HEADS: dict[_HeadKey, bytes] = {}
-
-
-def _build_head(key: _HeadKey) -> bytes:
-    """A response head's status line and static headers (up to ``extra`` and Content-Length); cached by shape."""
-    status, content_type, headers, mode = key
-    parts = [status_line(status)]
-    if content_type is not None:
-        parts += [b"Content-Type: ", content_type, b"\r\n"]
-    for name, value in headers:
-        if b"\r" in name or b"\n" in name or b"\r" in value or b"\n" in value:
-            # A header that would split the response is a bug upstream; drop it rather than emit it.
-            _logger.error("response_header_dropped", name=name)
-            continue
-        parts += [name, b": ", value, b"\r\n"]
-    if mode == _CLOSE:
-        parts.append(b"Connection: close\r\n")
-    elif mode == _KEEP_SAID:
-        parts.append(b"Connection: keep-alive\r\n")
-    head = b"".join(parts)
-    if len(_HEADS) >= _MAX_CACHED_HEADS:
-        _HEADS.clear()
-    _HEADS[key] = head
-    return head
-
-
-def render(response: Response, mode: int, date_tail: bytes) -> bytes:
-    """The complete bytes of a response whose body is sent too; used outside connections."""
-    body = response.body
-    key = (response.status, response.content_type, response.headers, mode)
-    head = _HEADS.get(key) or _build_head(key)
-    return b"%b%bContent-Length: %d%b%b" % (head, response.extra, len(body), date_tail, body)
-
-
-def _stream_head(response: StreamResponse, mode: int, date_tail: bytes, extra: bytes) -> bytes:
-    """The head of a chunked response (streams are rare: not cached)."""
-    key = (response.status, response.content_type, response.headers, mode)
-    head = _HEADS.get(key) or _build_head(key)
-    return head + extra + b"Transfer-Encoding: chunked" + date_tail
-
-
-def _id_line(request_id: bytes) -> bytes:
-    return b"X-Request-Id: " + request_id + b"\r\n"
 
 
 class _Stop(Exception):
@@ -316,6 +185,7 @@ class HttpConnection(asyncio.Protocol):
         "_body_size",
         "_chunks",
         "_client",
+        "_clock",
         "_conditional",
         "_connection_header",
         "_content_length",
@@ -323,8 +193,6 @@ class HttpConnection(asyncio.Protocol):
         "_ctx",
         "_deadline",
         "_drained",
-        "_early",
-        "_early_is_tls",
         "_eof",
         "_expect",
         "_handler",
@@ -373,6 +241,7 @@ class HttpConnection(asyncio.Protocol):
         settings = ctx.settings
         self._ctx = ctx
         self._loop = ctx.loop
+        self._clock = ctx.clock
         self._handler = ctx.handler
         self._observer = ctx.observer
         self._max_body = settings.max_body_bytes
@@ -406,11 +275,7 @@ class HttpConnection(asyncio.Protocol):
         self._body_size = 0
         self._reserved = 0  # bytes of the shared body budget this request holds
         self._continue_wanted = False
-        self._handshake: asyncio.Task[None] | None = None
-        # Bytes that arrived during the handshake: TLS records read before the TLS layer took the transport over
-        # (_early_is_tls), then requests decrypted before _start_tls resumed; see _start_tls.
-        self._early: list[bytes] = []
-        self._early_is_tls = True
+        self._handshake: TlsStart | None = None
         # Answers in request order, requests held back, and the handlers' tasks.
         self._queue: collections.deque[_Slot] = collections.deque()
         self._backlog: collections.deque[_Held] = collections.deque()
@@ -429,7 +294,7 @@ class HttpConnection(asyncio.Protocol):
         self._stopped = False  # no further request will be parsed
         self._lingering = False  # the last response is written; discarding input until the client goes
         self._eof = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
         self._timer_when = 0.0
         self._timer_state = _UNSET
         self._deadline: float | None = None
@@ -441,63 +306,28 @@ class HttpConnection(asyncio.Protocol):
         ctx = self._ctx
         if not ctx.admit(self):
             if ctx.tls is None:  # under TLS nothing can be said before a handshake we will not spend on it
-                transport.write(render(_SHUTTING_DOWN if ctx.closing else _OVERLOADED, _CLOSE, ctx.date_tail))
+                transport.write(render(_SHUTTING_DOWN if ctx.closing else _OVERLOADED, CLOSE, ctx.date_tail))
             transport.close()
             self._stopped = True
             return
         if ctx.tls is not None:
             self._stopped = True  # until the handshake is done, what arrives is the TLS layer's (see data_received)
-            self._handshake = self._loop.create_task(self._start_tls(transport, ctx.tls))
+            self._handshake = TlsStart(
+                self._loop, transport, self, ctx.tls, ctx.handshake_timeout, ctx.clock, self._tls_started
+            )
             return
         self._start(transport)
 
-    async def _start_tls(self, raw: asyncio.Transport, tls: ssl.SSLContext) -> None:
-        """Handshake, then serve; a failed or abandoned handshake gives its place under the cap back.
-
-        uvloop starts reading right after ``connection_made`` whatever it did, so
-        the start of the ClientHello may reach us before ``start_tls`` puts the TLS
-        protocol in front. Those bytes are handed to it by a callback queued just
-        before ``start_tls`` runs: callbacks run in order, so it runs after the
-        swap and before the TLS protocol's own ``connection_made``, which finds
-        them in its input buffer. And a client may send its first request with
-        its last handshake message: the TLS layer decrypts it before this
-        coroutine resumes, so it is kept and parsed once we serve.
-        """
-        self._loop.call_soon(self._hand_over_early_bytes, raw)
-        try:
-            transport = await self._loop.start_tls(
-                raw, self, tls, server_side=True, ssl_handshake_timeout=self._ctx.handshake_timeout
-            )
-        except (Exception, asyncio.CancelledError):  # the client's failure, not ours: it just goes
-            transport = None
+    def _tls_started(self, transport: asyncio.Transport | None, early: bytes) -> None:
+        """Serve once the handshake is done; a failed or abandoned one gives its place under the cap back."""
         self._handshake = None
-        early, self._early = self._early, []
-        if transport is None or transport.is_closing():
-            raw.abort()
+        if transport is None:
             self._stopped = True
             self._ctx.release(self)
             return
         self._start(transport)
         if early:
-            self.data_received(b"".join(early))
-
-    def _hand_over_early_bytes(self, raw: asyncio.Transport) -> None:
-        early, self._early = self._early, []
-        self._early_is_tls = False
-        protocol = raw.get_protocol()
-        if not early or protocol is self:
-            return
-        data = memoryview(b"".join(early))
-        if hasattr(protocol, "buffer_updated"):  # both loops' TLS protocols are buffered ones
-            buffered = cast(asyncio.BufferedProtocol, protocol)
-            while data:
-                buffer = memoryview(buffered.get_buffer(len(data)))
-                size = min(len(buffer), len(data))
-                buffer[:size] = data[:size]
-                buffered.buffer_updated(size)
-                data = data[size:]
-        else:
-            cast(asyncio.Protocol, protocol).data_received(bytes(data))
+            self.data_received(early)
 
     def _start(self, transport: asyncio.Transport) -> None:
         self._stopped = False
@@ -509,16 +339,14 @@ class HttpConnection(asyncio.Protocol):
             if cert:
                 self._peer = peer = peer_of(cert)
                 self._peer_until = peer.not_after or 1.0  # a certificate without notAfter: lapsed
-        self._client = _client_address(transport)
+        self._client = client_address(transport)
         transport.set_write_buffer_limits(high=self._write_high_water)
         self._rearm()
 
     def data_received(self, data: bytes) -> None:
         if self._stopped:
-            if self._handshake is not None and (
-                not self._early_is_tls or sum(map(len, self._early)) < _MAX_EARLY_BYTES
-            ):
-                self._early.append(data)  # arrived during the handshake (see _start_tls)
+            if self._handshake is not None:
+                self._handshake.arrived(data)  # arrived during the handshake (see TlsStart)
             return  # answered for the last time, or the client is gone; the rest is not ours to read
         messages = self._messages
         was_in_head = self._in_head
@@ -670,7 +498,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        if self._peer_until and time.time() >= self._peer_until:
+        if self._peer_until and self._clock.wall() >= self._peer_until:
             self._certificate_lapsed("request")
             self._reject(CERTIFICATE_EXPIRED)
             raise _Stop
@@ -739,12 +567,12 @@ class HttpConnection(asyncio.Protocol):
             self._chunks = None
         parser = self._parser
         if not parser.should_keep_alive() or parser.should_upgrade() or self._ctx.closing:  # type: ignore[union-attr]
-            mode = _CLOSE  # llhttp parses nothing after an upgrade (or CONNECT): answer it, then close
+            mode = CLOSE  # llhttp parses nothing after an upgrade (or CONNECT): answer it, then close
         elif self._connection_header is not None and b"keep-alive" in self._connection_header:
-            mode = _KEEP_SAID
+            mode = KEEP_SAID
         else:
-            mode = _KEEP
-        if mode == _CLOSE:
+            mode = KEEP
+        if mode == CLOSE:
             self._stopped = True
         target = self._target
         if b"?" in target:
@@ -892,32 +720,14 @@ class HttpConnection(asyncio.Protocol):
         self, response: Response | StreamResponse, mode: int, head_only: bool, request_id: bytes | None = None
     ) -> None:
         """Serialise one response (with the request's id, if any) into the output buffer; close after the last."""
-        if self._ctx.closing and mode != _CLOSE and not self._queue and not self._backlog and not self._in_request:
-            mode = _CLOSE
+        if self._ctx.closing and mode != CLOSE and not self._queue and not self._backlog and not self._in_request:
+            mode = CLOSE
         if isinstance(response, StreamResponse):
-            self._start_stream(response, mode, head_only, b"" if request_id is None else _id_line(request_id))
+            self._start_stream(response, mode, head_only, b"" if request_id is None else id_line(request_id))
             return
-        extra = response.extra if request_id is None else response.extra + _id_line(request_id)
-        body = response.body
-        key = (response.status, response.content_type, response.headers, mode)
-        head = _HEADS.get(key) or _build_head(key)
-        size = len(body)
-        if head_only or not size:
-            if response.status == 204:  # RFC 9110 8.6: no Content-Length on a 204 (the tail's CRLF ends extra's line)
-                data = _join((head, extra, self._ctx.date_tail[2:]))
-            else:
-                data = _join((head, extra, b"Content-Length: ", str(size).encode(), self._ctx.date_tail))
-            self._out.append(data)
-        elif size <= _JOIN_BODY_BYTES:
-            data = _join((head, extra, b"Content-Length: ", str(size).encode(), self._ctx.date_tail, body))
-            self._out.append(data)
-        else:
-            data = _join((head, extra, b"Content-Length: ", str(size).encode(), self._ctx.date_tail))
-            self._out.append(data)
-            self._out.append(body)
-            self._out_size += size
-        self._out_size += len(data)
-        if mode == _CLOSE:
+        extra = response.extra if request_id is None else response.extra + id_line(request_id)
+        self._out_size += serialise(self._out, response, mode, head_only, extra, self._ctx.date_tail)
+        if mode == CLOSE:
             self._finish()
         elif self._out_size >= self._write_high_water:
             self._flush()  # may call pause_writing, which holds back further requests
@@ -930,10 +740,10 @@ class HttpConnection(asyncio.Protocol):
         (what arrives is read and dropped, so a client that goes is still seen), and
         requests held back are dropped unhandled.
         """
-        mode = _CLOSE
+        mode = CLOSE
         self._stopped = True
         self._backlog.clear()
-        self._out.append(_stream_head(response, mode, self._ctx.date_tail, extra))
+        self._out.append(stream_head(response, mode, self._ctx.date_tail, extra))
         self._flush()
         self._streaming = True
         transport = self._transport
@@ -958,11 +768,10 @@ class HttpConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        if len(chunk) <= _JOIN_BODY_BYTES:
-            pieces: tuple[bytes, ...] = (b"%x\r\n%b\r\n" % (len(chunk), chunk),)
+        pieces = frame_chunk(chunk)
+        if len(pieces) == 1:
             transport.write(pieces[0])
         else:
-            pieces = (b"%x\r\n" % len(chunk), chunk, b"\r\n")
             transport.writelines(pieces)
         backlog = self._stream_backlog
         if backlog is not None:
@@ -975,9 +784,9 @@ class HttpConnection(asyncio.Protocol):
                 async for chunk in chunks:
                     if self._transport is None:
                         return
-                    if self._peer_until and time.time() >= self._peer_until:
+                    if self._peer_until and self._clock.wall() >= self._peer_until:
                         self._certificate_lapsed("stream")
-                        mode = _CLOSE  # ended like any stream, then the connection is closed
+                        mode = CLOSE  # ended like any stream, then the connection is closed
                         break
                     if chunk:
                         self._write_chunk(chunk)
@@ -988,7 +797,7 @@ class HttpConnection(asyncio.Protocol):
                         await self._drained.wait()
                 if self._transport is None:
                     return
-                self._out.append(b"0\r\n\r\n")
+                self._out.append(LAST_CHUNK)
         except Exception as exc:  # a chunk cannot be followed by an error answer: cut the connection
             _logger.error("stream_failed", exc_info=exc)
             if self._transport is not None:
@@ -1004,7 +813,7 @@ class HttpConnection(asyncio.Protocol):
             self._end_stream_backlog()
         if self._transport is None:
             return
-        if mode == _CLOSE:
+        if mode == CLOSE:
             self._finish()
             return
         self._drain_queue()
@@ -1026,8 +835,8 @@ class HttpConnection(asyncio.Protocol):
 
     def _send_continue(self) -> None:
         self._continue_wanted = False
-        self._out.append(_CONTINUE)
-        self._out_size += len(_CONTINUE)
+        self._out.append(CONTINUE)
+        self._out_size += len(CONTINUE)
 
     def _reject(self, response: Response) -> None:
         """Answer the request being parsed with an error, in its turn, and close after it."""
@@ -1040,9 +849,9 @@ class HttpConnection(asyncio.Protocol):
         if self._observer is not None:
             self._observer.refuse(response.status)
         if self._backlog or self._write_paused:
-            self._backlog.append(_Held(None, _CLOSE, response))
+            self._backlog.append(_Held(None, CLOSE, response))
         else:
-            self._answer(response, _CLOSE, False)
+            self._answer(response, CLOSE, False)
         self._after_output()
 
     def _release_body(self) -> None:
@@ -1065,7 +874,7 @@ class HttpConnection(asyncio.Protocol):
                 break  # a write waits for every earlier answer
             held = backlog.popleft()
             if held.rejection is not None:
-                self._answer(held.rejection, _CLOSE, False)
+                self._answer(held.rejection, CLOSE, False)
             else:
                 self._dispatch(held.request, held.mode)  # type: ignore[arg-type]
         if self._continue_wanted and not self._queue and not backlog and not self._lingering:
@@ -1162,13 +971,13 @@ class HttpConnection(asyncio.Protocol):
         else:
             self._deadline = None
             return
-        deadline = self._loop.time() + delay
+        deadline = self._clock.now() + delay
         self._deadline = deadline
         timer = self._timer
         if timer is None or self._timer_when > deadline:
             if timer is not None:
                 timer.cancel()
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer = self._clock.call_at(deadline, self._on_timer)
             self._timer_when = deadline
 
     def _on_timer(self) -> None:
@@ -1177,8 +986,8 @@ class HttpConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None or deadline is None:
             return
-        if deadline > self._loop.time():
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+        if deadline > self._clock.now():
+            self._timer = self._clock.call_at(deadline, self._on_timer)
             self._timer_when = deadline
             return
         state = self._timer_state
@@ -1242,15 +1051,6 @@ def _limit_kernel_buffer(transport: asyncio.BaseTransport, size: int) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, _NOTSENT_LOWAT, size)
         else:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
-
-
-def _client_address(transport: asyncio.BaseTransport) -> str | None:
-    """``host:port`` of the client (``[host]:port`` for IPv6), for audit lines."""
-    address = transport.get_extra_info("peername")
-    if not isinstance(address, tuple) or len(address) < 2:
-        return None
-    host = str(address[0])
-    return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
 
 
 def _internal_error(exc: BaseException) -> Response:
