@@ -778,12 +778,21 @@ class HttpConnection(asyncio.Protocol):
             backlog.wrote(pieces, transport.get_write_buffer_size())
 
     async def _stream(self, response: StreamResponse, mode: int, head_only: bool) -> None:
+        """Send a stream's chunks, then close its iterator and end the stream, whatever happened.
+
+        The clean-up awaits ``aclose()`` after the ``try``, never inside a ``finally``
+        or ``except``: a coroutine compiled by mypyc that suspends there leaves the
+        exception as the thread's handled one (see ``bench/compiled.py``). A
+        cancellation is kept, the clean-up done, and the cancellation raised again.
+        """
         chunks = response.chunks
+        interrupted: BaseException | None = None
+        failed = False
         try:
             if not head_only:
                 async for chunk in chunks:
                     if self._transport is None:
-                        return
+                        break
                     if self._peer_until and self._clock.wall() >= self._peer_until:
                         self._certificate_lapsed("stream")
                         mode = CLOSE  # ended like any stream, then the connection is closed
@@ -795,23 +804,25 @@ class HttpConnection(asyncio.Protocol):
                             self._drained = asyncio.Event()
                         self._drained.clear()
                         await self._drained.wait()
-                if self._transport is None:
-                    return
-                self._out.append(LAST_CHUNK)
+                if self._transport is not None:
+                    self._out.append(LAST_CHUNK)
         except Exception as exc:  # a chunk cannot be followed by an error answer: cut the connection
             _logger.error("stream_failed", exc_info=exc)
+            failed = True
             if self._transport is not None:
                 self._out.clear()
                 self._transport.abort()
-            return
-        finally:
-            closing = getattr(chunks, "aclose", None)
-            if closing is not None:
-                await closing()
-            self._streaming = False
-            self._stream_task = None
-            self._end_stream_backlog()
-        if self._transport is None:
+        except BaseException as exc:  # cancelled (the client went): clean up below, then let it through
+            interrupted = exc
+        closing = getattr(chunks, "aclose", None)
+        if closing is not None:
+            await closing()
+        self._streaming = False
+        self._stream_task = None
+        self._end_stream_backlog()
+        if interrupted is not None:
+            raise interrupted
+        if failed or self._transport is None:
             return
         if mode == CLOSE:
             self._finish()

@@ -96,6 +96,19 @@ class NativeServer:
             _trim_heap()
             _logger.info("heap_trimmed", crowd=crowd, connections_open=still_open)
 
+    async def _until_empty(self, seconds: float) -> None:
+        """Wait until no connection is open, or ``seconds`` have passed on the server's clock."""
+        ctx = self._ctx
+        if not ctx.connections:
+            return
+        waiter = ctx.loop.create_task(ctx.wait_empty())
+        timer = ctx.clock.call_at(ctx.clock.now() + seconds, waiter.cancel)
+        try:
+            await asyncio.wait((waiter,))
+        finally:  # nothing awaited here
+            timer.cancel()
+            waiter.cancel()
+
     async def aclose(self, grace: float = 10.0) -> None:
         """Stop accepting, let in-flight requests be answered for up to ``grace`` seconds, then drop the rest.
 
@@ -111,9 +124,7 @@ class NativeServer:
         ctx.closing = True
         for connection in list(ctx.connections):
             connection.shutdown()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(grace):
-                await ctx.wait_empty()
+        await self._until_empty(grace)
         if ctx.connections:
             for connection in list(ctx.connections):
                 connection.abort()
@@ -136,16 +147,18 @@ async def start_server(
     backlog: int = 2048,
     observer: RequestObserver | None = None,
     clock: Clock | None = None,
+    handshake_timeout: float = _SSL_HANDSHAKE_TIMEOUT,
 ) -> NativeServer:
     """Bind ``host:port`` (0 picks a free port) and serve ``handler`` on the running loop.
 
     ``observer`` counts every answer (``/metrics``) and writes the access log; ``clock`` times
-    the time-outs and the Date header (the loop's by default; tests pass a ManualClock).
+    the time-outs and the Date header (the loop's by default; tests pass a ManualClock);
+    ``handshake_timeout`` bounds a TLS handshake.
     """
     loop = asyncio.get_running_loop()
     # TLS is started by each connection (see connection.py), so the cap counts handshakes too.
     ctx = ServerContext(
-        handler, settings, loop, tls=ssl, handshake_timeout=_SSL_HANDSHAKE_TIMEOUT, observer=observer, clock=clock
+        handler, settings, loop, tls=ssl, handshake_timeout=handshake_timeout, observer=observer, clock=clock
     )
     server = await loop.create_server(lambda: HttpConnection(ctx), host, port, backlog=backlog, reuse_address=True)
     return NativeServer(server, ctx)
