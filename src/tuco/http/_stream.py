@@ -206,8 +206,9 @@ def _limit_kernel_buffer(transport: asyncio.BaseTransport, size: int) -> None:
     sock = transport.get_extra_info("socket")
     if sock is None:
         return
+    lowat = _NOTSENT_LOWAT  # a local: mypyc miscompiles a narrowed Final[int | None] global
     with contextlib.suppress(OSError):
-        if _NOTSENT_LOWAT is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, _NOTSENT_LOWAT, size)
+        if lowat is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, lowat, size)
         else:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
