@@ -114,7 +114,7 @@ class TlsStart:
         self._early: list[bytes] = []
         self._early_is_tls = True
         self._timer = clock.call_at(clock.now() + timeout, self.cancel)
-        self._task = loop.create_task(self._run(loop, raw, protocol, context, timeout, done))
+        self._task = loop.create_task(self._run(raw, protocol, context, timeout, done))
 
     def arrived(self, data: bytes) -> None:
         """Keep bytes the protocol received while the handshake runs (a bounded amount of TLS records)."""
@@ -127,13 +127,13 @@ class TlsStart:
 
     async def _run(
         self,
-        loop: asyncio.AbstractEventLoop,
         raw: asyncio.Transport,
         protocol: asyncio.BaseProtocol,
         context: ssl.SSLContext,
         timeout: float,
         done: Callable[[asyncio.Transport | None, bytes], None],
     ) -> None:
+        loop = asyncio.get_running_loop()
         loop.call_soon(self._hand_over_early_bytes, raw, protocol)
         try:
             transport = await loop.start_tls(raw, protocol, context, server_side=True, ssl_handshake_timeout=timeout)
