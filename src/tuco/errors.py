@@ -26,6 +26,22 @@
     │   ├── InvalidBodyError           a gateway event whose body does not decode (base64)
     │   └── InvalidEventError          a gateway event of a shape tuco cannot read (a field of the wrong type)
     ├── StreamingUnsupportedError  a watch stream asked of a front end that cannot stream (an API gateway)
+    ├── ProtocolError             what the HTTP layer answers on its own, before or instead of a handler
+    │   ├── BadRequestError              a request that does not parse (400)
+    │   ├── NotFoundError                no such resource (404)
+    │   ├── MethodNotAllowedError        a method the route does not answer; carries ``Allow`` (405)
+    │   ├── RequestTimeoutError          the request did not arrive in time (408)
+    │   ├── ExpectationFailedError       an ``Expect`` other than 100-continue (417)
+    │   ├── UriTooLongError              the request target is too long (414)
+    │   ├── HeadersTooLargeError         too many or too large headers (431)
+    │   ├── UnsupportedTransferCodingError   a transfer coding other than chunked (501)
+    │   ├── InternalServerError          a handler failed; the details go to the server's log (500)
+    │   └── ServiceUnavailableError      not now (503): a code of its own each, ``Retry-After`` where it helps
+    │       ├── StartingError            replaying the log
+    │       ├── ShuttingDownError        closing: retry on a new connection
+    │       ├── CancelledError           the request was cancelled before it was answered
+    │       ├── TooManyConnectionsError  over the connection cap
+    │       └── ServerBusyError          over the budget for request bodies
     ├── ConfigurationError        settings that cannot work; reported at start-up
     ├── UnavailableError          (client) the server cannot take the request now: starting, stopping, over a cap
     ├── ServerUnreachableError    (client) no answer: refused, reset or timed out; a write's outcome is unknown
@@ -37,17 +53,23 @@
         ├── LogCorruptError       a damaged record followed by valid ones
         └── LogFormatError        not a tuco log, or a format we cannot read
 
-Every error carries a stable machine-readable ``code`` and the HTTP ``status``
-it is answered with (the one error table: psycopg looks errors up by SQLSTATE,
+Every error carries a stable machine-readable ``code``, the HTTP ``status``
+it is answered with and the ``headers`` that go with it (``Allow``,
+``Retry-After``, ``WWW-Authenticate``) (the one error table: psycopg looks errors up by SQLSTATE,
 tuco by class); the JSON error body carries the code.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BadRequestError",
+    "CancelledError",
     "ConfigurationError",
+    "ExpectationFailedError",
     "ForbiddenError",
+    "HeadersTooLargeError",
     "HistoryCompactedError",
+    "InternalServerError",
     "InvalidBodyError",
     "InvalidEventError",
     "InvalidKeyError",
@@ -65,21 +87,37 @@ __all__ = [
     "LogFormatError",
     "LogReadOnlyError",
     "LogUnavailableError",
+    "MethodNotAllowedError",
     "NoSuchKeyError",
+    "NotFoundError",
     "PreconditionFailedError",
+    "ProtocolError",
+    "RequestTimeoutError",
     "RevisionAheadError",
+    "ServerBusyError",
     "ServerUnreachableError",
+    "ServiceUnavailableError",
+    "ShuttingDownError",
+    "StartingError",
     "StoreFullError",
     "StreamingUnsupportedError",
     "TokenLimitError",
     "TokenNotFoundError",
+    "TooManyConnectionsError",
     "TooManyWatchersError",
     "TucoError",
     "UnauthorizedError",
     "UnavailableError",
+    "UnsupportedTransferCodingError",
+    "UriTooLongError",
     "ValueTooLargeError",
     "WatcherShareError",
 ]
+
+
+Headers = tuple[tuple[bytes, bytes], ...]
+"""Header fields an error's answer carries besides its JSON body."""
+_RETRY_SOON: Headers = ((b"Retry-After", b"1"),)
 
 
 class TucoError(Exception):
@@ -87,6 +125,11 @@ class TucoError(Exception):
 
     code = "internal_error"
     status = 500
+
+    @property
+    def headers(self) -> Headers:
+        """The header fields its answer carries (none by default)."""
+        return ()
 
 
 class NoSuchKeyError(TucoError, KeyError):
@@ -205,6 +248,15 @@ class UnauthorizedError(TucoError):
     code = "unauthorized"
     status = 401
 
+    def __init__(self, message: str = "", challenge: bytes | None = b'Bearer realm="tuco"') -> None:
+        super().__init__(message)
+        self.challenge = challenge
+
+    @property
+    def headers(self) -> Headers:
+        """``WWW-Authenticate`` with the challenge, if any (an expired client certificate has none)."""
+        return ((b"WWW-Authenticate", self.challenge),) if self.challenge is not None else ()
+
 
 class ForbiddenError(TucoError):
     """The credential is valid but holds no grant for what the request asks."""
@@ -309,6 +361,132 @@ class StreamingUnsupportedError(TucoError):
 
     code = "streaming_unsupported"
     status = 501
+
+
+class ProtocolError(TucoError):
+    """What the HTTP layer answers on its own: the request is refused before (or instead of) a handler."""
+
+    code = "bad_request"
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class BadRequestError(ProtocolError):
+    """A request the server cannot parse or frame."""
+
+    code = "bad_request"
+    status = 400
+
+
+class NotFoundError(ProtocolError):
+    """No such resource (a path no route matches, or a reserved name not offered)."""
+
+    code = "not_found"
+    status = 404
+
+
+class MethodNotAllowedError(ProtocolError):
+    """A method the route does not answer; ``allow`` lists those it does."""
+
+    code = "method_not_allowed"
+    status = 405
+
+    def __init__(self, allow: str) -> None:
+        super().__init__(f"allowed methods: {allow}")
+        self.allow = allow
+
+    @property
+    def headers(self) -> Headers:
+        return ((b"Allow", self.allow.encode()),)
+
+
+class RequestTimeoutError(ProtocolError):
+    """The request was not received in time."""
+
+    code = "request_timeout"
+    status = 408
+
+
+class UriTooLongError(ProtocolError):
+    """The request target is over the head limit."""
+
+    code = "uri_too_long"
+    status = 414
+
+
+class ExpectationFailedError(ProtocolError):
+    """An ``Expect`` header other than ``100-continue``."""
+
+    code = "expectation_failed"
+    status = 417
+
+
+class HeadersTooLargeError(ProtocolError):
+    """Too many request headers, or too large."""
+
+    code = "headers_too_large"
+    status = 431
+
+
+class UnsupportedTransferCodingError(ProtocolError):
+    """A transfer coding other than chunked."""
+
+    code = "not_implemented"
+    status = 501
+
+
+class InternalServerError(ProtocolError):
+    """A handler failed unexpectedly; the client is told nothing more, the server's log everything."""
+
+    code = "internal_error"
+    status = 500
+
+
+class ServiceUnavailableError(ProtocolError):
+    """The server cannot answer now (503); each subclass has its own code."""
+
+    code = "unavailable"
+    status = 503
+
+
+class StartingError(ServiceUnavailableError):
+    """The log is being replayed: nothing but health is answered yet."""
+
+    code = "starting"
+
+
+class ShuttingDownError(ServiceUnavailableError):
+    """The server is closing: retry on a new connection."""
+
+    code = "shutting_down"
+
+
+class CancelledError(ServiceUnavailableError):
+    """The request was cancelled before it was answered."""
+
+    code = "cancelled"
+
+
+class TooManyConnectionsError(ServiceUnavailableError):
+    """Over the connection cap: retry shortly."""
+
+    code = "too_many_connections"
+
+    @property
+    def headers(self) -> Headers:
+        return _RETRY_SOON
+
+
+class ServerBusyError(ServiceUnavailableError):
+    """Over the budget for request bodies being received at once: retry shortly."""
+
+    code = "server_busy"
+
+    @property
+    def headers(self) -> Headers:
+        return _RETRY_SOON
 
 
 class ConfigurationError(TucoError):

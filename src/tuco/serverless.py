@@ -45,8 +45,15 @@ import structlog
 from tuco.assembly import build_service
 from tuco.cache import ReadThroughService
 from tuco.config import load_settings
-from tuco.errors import InvalidBodyError, InvalidEventError, StreamingUnsupportedError, TucoError
-from tuco.http.answers import INTERNAL_ERROR, error_answer, error_response, value_too_large
+from tuco.errors import (
+    InvalidBodyError,
+    InvalidEventError,
+    MethodNotAllowedError,
+    NotFoundError,
+    StreamingUnsupportedError,
+    TucoError,
+)
+from tuco.http.answers import INTERNAL_ERROR, error_answer, value_too_large
 from tuco.http.api import KeyValueAPI
 from tuco.http.messages import Request, Response, StreamResponse
 from tuco.observability import configure_logging
@@ -313,10 +320,10 @@ def _book_route(path: bytes) -> bytes:
 def _outside(request: Request, allowed: frozenset[bytes]) -> Response | None:
     """A per-method function's 404 for another path, or 405 for another method."""
     if not request.path.startswith(_KEY_PREFIX) or b"/" in request.path[len(_KEY_PREFIX) :]:
-        return error_response(404, "not_found", "this function answers /v1/key/{key} only")
+        return error_answer(NotFoundError("this function answers /v1/key/{key} only"))
     if request.method not in allowed:
         allow = ", ".join(sorted(m.decode() for m in allowed))
-        return error_response(405, "method_not_allowed", f"allowed methods: {allow}", ((b"Allow", allow.encode()),))
+        return error_answer(MethodNotAllowedError(allow))
     return None
 
 

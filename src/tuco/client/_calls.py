@@ -22,6 +22,7 @@ from tuco.errors import (
     LeaseNotFoundError,
     NoSuchKeyError,
     PreconditionFailedError,
+    ProtocolError,
     RevisionAheadError,
     TucoError,
 )
@@ -151,6 +152,8 @@ def _codes() -> dict[str, type[TucoError]]:
     pending: list[type[TucoError]] = [TucoError]
     while pending:
         cls = pending.pop()
+        if issubclass(cls, ProtocolError):  # the server's own refusals: the nearest general class stands for them
+            continue
         table.setdefault(cls.code, cls)
         pending.extend(cls.__subclasses__())
     return table

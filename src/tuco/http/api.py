@@ -34,6 +34,7 @@ from tuco.errors import (
     LogError,
     LogReadOnlyError,
     NoSuchKeyError,
+    NotFoundError,
     PreconditionFailedError,
     RevisionAheadError,
     TooManyWatchersError,
@@ -42,11 +43,14 @@ from tuco.errors import (
 from tuco.http import sse
 from tuco.http.answers import (
     JSON,
+    NO_SUCH_KEY,
+    NOT_FOUND_PATH,
+    NOT_READY,
     OCTET_STREAM,
     PROMETHEUS_TEXT,
+    SHUTTING_DOWN,
     STARTING,
     error_answer,
-    error_response,
     json_response,
     log_message,
     refusal,
@@ -63,15 +67,15 @@ __all__ = ["Answer", "KeyValueAPI", "decode_key", "decode_page_token", "encode_p
 Answer = Response | StreamResponse | Deferred | Awaitable[Response | StreamResponse]
 """What a handler returns: a response now, or an awaitable of one."""
 
-_NOT_FOUND_PATH = error_response(404, "not_found", "no such resource; keys live under /v1/key/{key}")
-_NO_SUCH_KEY = error_response(404, "no_such_key", "no such key")
-_NO_SUCH_KEY_BODY = _NO_SUCH_KEY.body
+_NOT_FOUND_PATH = NOT_FOUND_PATH
+_NO_SUCH_KEY_BODY = NO_SUCH_KEY.body
+_MISSING = NoSuchKeyError.status
 DEFAULT_PAGE_LIMIT = 100
 MAX_PAGE_LIMIT = 1000
 _TOKEN_VERSION = 1
 _HEALTHY = json_response(200, {"status": "alive"})
 _READY = json_response(200, {"ready": True})
-_NOT_READY = json_response(503, {"ready": False})
+_NOT_READY = NOT_READY
 _CONSISTENT_READ_FAILED = "cannot reach the log for a consistent read; see the server's log"
 _READ_FAILED = "cannot reach the database to read the key; see the server's log"
 # The /readyz fields of LogStatus.describe() an anonymous client may see (no hosts, users, database names).
@@ -79,7 +83,7 @@ _PUBLIC_LOG_FIELDS: tuple[str, ...] = ("backend", "sync", "last_sequence", "lag_
 
 
 def _not_built(name: str) -> Response:
-    return error_response(404, "not_found", f"/v1/{name} is a reserved resource that this server does not offer yet")
+    return error_answer(NotFoundError(f"/v1/{name} is a reserved resource that this server does not offer yet"))
 
 
 def public_log_status(described: Mapping[str, object]) -> dict[str, object]:
@@ -299,7 +303,7 @@ class KeyValueAPI:
         store = service.store_status()
         if store is not None:  # full or not, the replica stays ready: reads and deletes are served
             payload["store"] = store
-        return json_response(200 if service.ready else 503, payload)
+        return json_response(200 if service.ready else _NOT_READY.status, payload)
 
     def _read_now(self, key: str, extra: bytes = b"") -> Response:
         """A read of ``key`` with every case: absent (404), with a deadline, or plain; ``extra`` header lines."""
@@ -307,7 +311,9 @@ class KeyValueAPI:
         try:
             entry = service.get(key)
         except NoSuchKeyError:
-            return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n%b" % (service.revision, extra))
+            return Response(
+                _MISSING, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n%b" % (service.revision, extra)
+            )
         except ExpiringEntry as expiring:
             return _expiring_read(expiring, service.revision, extra)
         return Response(
@@ -329,7 +335,9 @@ class KeyValueAPI:
             return refusal(exc, "no read", _READ_FAILED)
         entry = found.entry
         if entry is None:
-            return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n%b" % (found.revision, extra))
+            return Response(
+                _MISSING, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n%b" % (found.revision, extra)
+            )
         if found.expires_at:
             return _expiring_read(ExpiringEntry(entry, found.expires_at), found.revision, extra)
         return Response(
@@ -625,7 +633,7 @@ class KeyValueAPI:
 
 
 EVENT_STREAM = b"text/event-stream"
-_WATCH_STOPPING = error_response(503, "shutting_down", "the server is shutting down; retry on a new connection")
+_WATCH_STOPPING = SHUTTING_DOWN
 _RETRY_MS = 1000  # what EventSource waits before reconnecting after the stream ends
 _CHUNK_BYTES = 64 * 1024  # frames gathered into one chunk, at most (one frame may be larger)
 _SHARED_FRAME_BYTES = 16 * 1024  # a frame this large is sent as it is, shared, never copied into a chunk

@@ -49,15 +49,22 @@ from tuco.core.tokens import (
     permission_of,
 )
 from tuco.errors import (
-    ForbiddenError,
     InvalidParameterError,
     LogError,
     TokenLimitError,
     TokenNotFoundError,
     TucoError,
-    UnauthorizedError,
 )
-from tuco.http.answers import CERTIFICATE_EXPIRED, STARTING, error_answer, error_response, json_response, refusal
+from tuco.http.answers import (
+    CERTIFICATE_EXPIRED,
+    FORBIDDEN,
+    INVALID_TOKEN,
+    STARTING,
+    UNAUTHORIZED,
+    error_answer,
+    json_response,
+    refusal,
+)
 from tuco.http.messages import NO_ROUTE, Request, Response, StreamResponse
 from tuco.http.routes import match
 
@@ -72,19 +79,9 @@ _audit = structlog.get_logger("tuco.audit")
 BOOTSTRAP_ID = "bootstrap"
 """The id audit lines give the bootstrap token (TUCO_BOOTSTRAP_TOKEN)."""
 _BOOTSTRAP = TokenRecord(BOOTSTRAP_ID, "the bootstrap token (TUCO_BOOTSTRAP_TOKEN)", (Grant("", Permission.ADMIN),))
-_UNAUTHORIZED = error_response(
-    401,
-    UnauthorizedError.code,
-    "authentication required: send Authorization: Bearer <token> with a valid token",
-    ((b"WWW-Authenticate", b'Bearer realm="tuco"'),),
-)
-_INVALID_TOKEN = error_response(
-    401,
-    UnauthorizedError.code,
-    "the token is not valid (malformed, unknown, revoked or expired)",
-    ((b"WWW-Authenticate", b'Bearer realm="tuco", error="invalid_token"'),),
-)
-_FORBIDDEN = error_response(403, ForbiddenError.code, "the token has no grant for this request")
+_UNAUTHORIZED = UNAUTHORIZED
+_INVALID_TOKEN = INVALID_TOKEN
+_FORBIDDEN = FORBIDDEN
 _GET = b"GET"
 _HEAD = b"HEAD"
 _PUT = b"PUT"

@@ -77,16 +77,10 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import httptools
 import structlog
 
+from tuco.http import answers
 from tuco.http._backlog import StreamBacklog, StreamBacklogs
 from tuco.http._tls import Peer, peer_of
-from tuco.http.answers import (
-    CERTIFICATE_EXPIRED,
-    INTERNAL_ERROR,
-    RETRY_SOON,
-    SERVER_BUSY,
-    error_response,
-    value_too_large,
-)
+from tuco.http.answers import CERTIFICATE_EXPIRED, INTERNAL_ERROR, SERVER_BUSY, value_too_large
 from tuco.http.messages import Deferred, Request, Response, StreamResponse
 from tuco.http.observer import RequestObserver, clock
 
@@ -135,18 +129,16 @@ _REASONS.update(
     {413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable", 422: "Unprocessable Content"}
 )
 
-_CANCELLED = error_response(503, "cancelled", "the request was cancelled before it was answered")
-_SHUTTING_DOWN = error_response(503, "shutting_down", "the server is shutting down; retry on a new connection")
-_OVERLOADED = error_response(
-    503, "too_many_connections", "the server has too many open connections; retry shortly", RETRY_SOON
-)
-_URI_TOO_LONG = error_response(414, "uri_too_long", "the request target is too long")
-_HEADERS_TOO_LARGE = error_response(431, "headers_too_large", "too many request headers, or they are too large")
-_TIMEOUT = error_response(408, "request_timeout", "the request was not received in time")
-_DUPLICATE_LENGTH = error_response(400, "bad_request", "more than one Content-Length header")
-_AMBIGUOUS_LENGTH = error_response(400, "bad_request", "both Content-Length and Transfer-Encoding are present")
-_BAD_TRANSFER_CODING = error_response(501, "not_implemented", "only the chunked transfer coding is supported")
-_BAD_EXPECTATION = error_response(417, "expectation_failed", "only 'Expect: 100-continue' is supported")
+_CANCELLED = answers.CANCELLED
+_SHUTTING_DOWN = answers.SHUTTING_DOWN
+_OVERLOADED = answers.TOO_MANY_CONNECTIONS
+_URI_TOO_LONG = answers.URI_TOO_LONG
+_HEADERS_TOO_LARGE = answers.HEADERS_TOO_LARGE
+_TIMEOUT = answers.REQUEST_TIMEOUT
+_DUPLICATE_LENGTH = answers.DUPLICATE_LENGTH
+_AMBIGUOUS_LENGTH = answers.AMBIGUOUS_LENGTH
+_BAD_TRANSFER_CODING = answers.BAD_TRANSFER_CODING
+_BAD_EXPECTATION = answers.BAD_EXPECTATION
 
 
 class ServerContext:
@@ -530,7 +522,7 @@ class HttpConnection(asyncio.Protocol):
             cause = exc.__context__
             if cause is None or isinstance(cause, _Stop):
                 if not self._stopped:  # llhttp rejected the bytes
-                    self._reject(error_response(400, "bad_request", f"malformed request: {exc}"))
+                    self._reject(answers.bad_request(f"malformed request: {exc}"))
             elif not isinstance(cause, Exception):
                 raise cause from None  # KeyboardInterrupt and the like, raised inside a callback
             else:  # a bug of ours inside a callback: not the client's fault

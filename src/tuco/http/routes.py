@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from tuco.http.answers import error_response
+from tuco.errors import MethodNotAllowedError
+from tuco.http.answers import error_answer
 from tuco.http.messages import KEY_ROUTE, Response
 
 __all__ = ["ALIAS", "KEEPALIVE", "KEY", "LEASE", "RESERVED", "ROUTES", "TOKEN", "Route", "match"]
@@ -35,7 +36,7 @@ class Route(NamedTuple):
 
 def _route(pattern: str, methods: frozenset[bytes], handler: str | None) -> Route:
     allow = ", ".join(method.decode() for method in _ORDER if method in methods)
-    refused = error_response(405, "method_not_allowed", f"allowed methods: {allow}", ((b"Allow", allow.encode()),))
+    refused = error_answer(MethodNotAllowedError(allow))
     return Route(pattern, methods, handler, refused)
 
 
