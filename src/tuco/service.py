@@ -760,6 +760,24 @@ class Service:
                 _logger.error("expiry_write_failed", doing=doing, error=repr(outcome))
                 return
 
+    # What the HTTP layer reads
+
+    def leases_of(self, by: Principal | None) -> list[Lease]:
+        """The live leases ``by`` may see (its own; every one for an admin, or with authentication off), by id."""
+        now = self.log.now_ms()
+        return sorted(
+            (
+                lease
+                for lease in self.store.leases
+                if lease.deadline > now and (by is None or may_use(lease, by.name, by.admin))
+            ),
+            key=lambda lease: lease.id,
+        )
+
+    def now_ms(self) -> int:
+        """The log's clock (Unix ms), by which deadlines are decided."""
+        return self.log.now_ms()
+
 
 def _reserved(write: Callable[[], Awaitable[Event]], release: Callable[[], None]) -> Awaitable[Event]:
     """``write()``, with ``release`` called exactly once: when the log decided it, or at once if it cannot start.

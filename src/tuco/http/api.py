@@ -56,6 +56,7 @@ from tuco.http.answers import (
     refusal,
 )
 from tuco.http.auth import Guard
+from tuco.http.handlers.leases import list_leases
 from tuco.http.messages import NO_ROUTE, Deferred, Request, Response, Settling, StreamResponse
 from tuco.http.routes import ALIAS, KEY, Route, match
 from tuco.observability import Metrics
@@ -118,7 +119,7 @@ class KeyValueAPI:
             "openapi": self._openapi,
             "list_keys": self._list_keys,
             "watch": self._watch,
-            "grant": self._grant,
+            "leases": self._leases,
             "lease": self._lease,
             "keepalive": self._keepalive,
             "tokens": self._token_route,
@@ -421,6 +422,17 @@ class KeyValueAPI:
             b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Expires-At: %d\r\n'
             % (event.sequence, event.sequence, expires_at),
         )
+
+    def _leases(self, request: Request, segment: bytes) -> Answer:
+        """POST /v1/leases grants one; GET lists the caller's own (see :mod:`tuco.http.handlers.leases`)."""
+        if request.method == b"POST":
+            return self._grant(request, segment)
+        if self.service.phase is Phase.STARTING:
+            return STARTING
+        try:
+            return list_leases(self.service, request)
+        except InvalidRequestError as exc:
+            return error_answer(exc)
 
     def _grant(self, request: Request, segment: bytes) -> Answer:
         service = self.service

@@ -13,8 +13,9 @@ either hands the request on or answers ``401``/``403`` itself, with one
 - a key: read for GET and HEAD, write for PUT and DELETE, by the key's prefix.
 - ``/v1/keys`` and ``/v1/watch``: read on the whole prefix asked for (or the
   key watched), so a listing or a watch never shows a key outside the grants.
-- leases: a grant needs write on some prefix; reading one needs read on some
-  prefix, keeping it alive or revoking it write on some prefix, and every use
+- leases: a grant needs write on some prefix; reading one, or the list of
+  one's own (``GET /v1/leases``), needs read on some prefix, keeping it alive
+  or revoking it write on some prefix, and every use
   (attaching a key too) needs the lease to be the principal's own or the
   principal to be an admin: the guard hands its principal on with the request
   and the service decides, after catching up for a lease it does not know yet
@@ -296,7 +297,7 @@ class Guard:
             if not allows(grants, "", _ADMIN):
                 return self._forbidden(request, record)
             return self._api.tokens.answer(request, handler, segment, record.id)
-        if handler in ("grant", "lease", "keepalive"):
+        if handler in ("leases", "lease", "keepalive"):
             return self._lease(request, handler, segment, record)
         return self._inner(request)  # 404s and 405s: authenticated, nothing to authorize
 

@@ -55,7 +55,7 @@ ROUTES: tuple[Route, ...] = (
     _route("/metrics", _READ, "metrics"),
     _route("/v1/keys", _READ, "list_keys"),
     _route("/v1/watch", _READ, "watch"),
-    _route("/v1/leases", frozenset((b"POST",)), "grant"),
+    _route("/v1/leases", frozenset((b"GET", b"HEAD", b"POST")), "leases"),
     _route("/v1/tokens", frozenset((b"GET", b"HEAD", b"POST")), "tokens"),
     _route("/v1/openapi.json", _READ, "openapi"),
     KEY,
