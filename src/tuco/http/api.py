@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import functools
 import json
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import cast
-from urllib.parse import unquote_to_bytes
 
-from tuco.core.events import ABSENT, EXISTS, Event, Precondition
+from tuco.core.events import Event, Precondition
 from tuco.core.store import ExpiringEntry, Page
 from tuco.core.tokens import Principal
 from tuco.core.watch import Selector
@@ -27,7 +24,6 @@ from tuco.errors import (
     InvalidKeyError,
     InvalidPageTokenError,
     InvalidParameterError,
-    InvalidPreconditionError,
     InvalidRequestError,
     LeaseNotFoundError,
     LogClosedError,
@@ -58,12 +54,28 @@ from tuco.http.answers import (
 from tuco.http.auth import Guard
 from tuco.http.handlers.leases import list_leases
 from tuco.http.messages import NO_ROUTE, Deferred, Request, Response, Settling, StreamResponse
+from tuco.http.params import (
+    decode_key,
+    decode_page_token,
+    encode_page_token,
+    flag,
+    grant_ttl,
+    lease_id,
+    page_limit,
+    parse_ttl,
+    precondition_of,
+    revision_param,
+    text_param,
+    wait_timeout,
+    wants_consistent,
+    watch_params,
+)
 from tuco.http.routes import ALIAS, KEY, Route, match
 from tuco.observability import Metrics
 from tuco.service import Phase, Service
 from tuco.watchers import Watch, WatchStep
 
-__all__ = ["Answer", "KeyValueAPI", "decode_key", "decode_page_token", "encode_page_token"]
+__all__ = ["Answer", "KeyValueAPI", "decode_key", "decode_page_token", "encode_page_token", "parse_ttl"]
 
 Answer = Response | StreamResponse | Deferred | Awaitable[Response | StreamResponse]
 """What a handler returns: a response now, or an awaitable of one."""
@@ -71,9 +83,6 @@ Answer = Response | StreamResponse | Deferred | Awaitable[Response | StreamRespo
 _NOT_FOUND_PATH = NOT_FOUND_PATH
 _NO_SUCH_KEY_BODY = NO_SUCH_KEY.body
 _MISSING = NoSuchKeyError.status
-DEFAULT_PAGE_LIMIT = 100
-MAX_PAGE_LIMIT = 1000
-_TOKEN_VERSION = 1
 _HEALTHY = json_response(200, {"status": "alive"})
 _READY = json_response(200, {"ready": True})
 _NOT_READY = NOT_READY
@@ -235,7 +244,7 @@ class KeyValueAPI:
             if request.query:
                 if request.param(b"wait_revision") is not None:
                     return self._long_poll(request, key)
-                if _wants_consistent(request):
+                if wants_consistent(request):
                     return self._consistent_get(key)
             found = service.find(key)
             if found is None:  # absent, or a key with a deadline
@@ -248,7 +257,7 @@ class KeyValueAPI:
                 b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.store.last_sequence),
             )
         try:
-            precondition = _precondition(request) if request.conditional else None
+            precondition = precondition_of(request) if request.conditional else None
             if method == b"PUT":
                 if request.query:
                     return self._put_with_parameters(request, key, precondition)
@@ -408,7 +417,7 @@ class KeyValueAPI:
             ttl_ms = parse_ttl(ttl_raw, service.limits.max_ttl_ms)
             written = service.put_expiring(key, request.body, precondition, ttl_ms=ttl_ms)
         else:
-            lease = _lease_id(lease_raw or b"", InvalidParameterError("lease must be a lease id, as granted"))
+            lease = lease_id(lease_raw or b"", InvalidParameterError("lease must be a lease id, as granted"))
             written = service.put_expiring(key, request.body, precondition, lease=lease, by=request.principal)
         return self._answer_lease_write(written, self._created_expiring, "not stored")
 
@@ -439,7 +448,7 @@ class KeyValueAPI:
         if service.phase is Phase.STARTING:
             return STARTING
         try:
-            ttl_ms = _grant_ttl(request.body, service.limits.max_ttl_ms)
+            ttl_ms = grant_ttl(request.body, service.limits.max_ttl_ms)
             written = service.grant(ttl_ms, request.principal)
         except TucoError as exc:
             return _write_refused(exc, "no lease granted")
@@ -450,7 +459,7 @@ class KeyValueAPI:
         if service.phase is Phase.STARTING:
             return STARTING
         try:
-            lease = _lease_id(segment, LeaseNotFoundError(0))
+            lease = lease_id(segment, LeaseNotFoundError(0))
             written = service.keepalive(lease, request.principal)
         except TucoError as exc:
             return _write_refused(exc, "not kept alive")
@@ -461,7 +470,7 @@ class KeyValueAPI:
         if service.phase is Phase.STARTING:
             return STARTING
         try:
-            lease = _lease_id(segment, LeaseNotFoundError(0))
+            lease = lease_id(segment, LeaseNotFoundError(0))
         except LeaseNotFoundError as exc:
             return error_answer(exc)
         if request.method == b"DELETE":
@@ -502,9 +511,9 @@ class KeyValueAPI:
         if service.phase is Phase.STARTING:
             return STARTING
         try:
-            prefix = _text_param(request, b"prefix")
-            limit = _limit(request)
-            keys_only = _flag(request, b"keys_only")
+            prefix = text_param(request, b"prefix")
+            limit = page_limit(request)
+            keys_only = flag(request, b"keys_only")
             token = request.param(b"page_token")
             if token:
                 revision, after, token_prefix = decode_page_token(token)
@@ -564,7 +573,7 @@ class KeyValueAPI:
         if service.phase is Phase.STOPPING:
             return _WATCH_STOPPING
         try:
-            selector, after = _watch_params(request, service.revision)
+            selector, after = watch_params(request, service.revision)
         except InvalidRequestError as exc:
             return error_answer(exc)
         headers = sse.HEADERS + _cors(request, service.watch_settings.allow_origins)
@@ -617,8 +626,8 @@ class KeyValueAPI:
     def _long_poll(self, request: Request, key: str) -> Answer:
         """GET /v1/key/{k}?wait_revision=N&timeout=T: the key once it changed at N or later, or at the timeout."""
         try:
-            revision = _positive(request, b"wait_revision")
-            timeout = _timeout(request.param(b"timeout"))
+            revision = revision_param(request, b"wait_revision")
+            timeout = wait_timeout(request.param(b"timeout"))
         except InvalidRequestError as exc:
             return error_answer(exc)
         service = self.service
@@ -649,8 +658,6 @@ _WATCH_STOPPING = SHUTTING_DOWN
 _RETRY_MS = 1000  # what EventSource waits before reconnecting after the stream ends
 _CHUNK_BYTES = 64 * 1024  # frames gathered into one chunk, at most (one frame may be larger)
 _SHARED_FRAME_BYTES = 16 * 1024  # a frame this large is sent as it is, shared, never copied into a chunk
-MAX_WAIT_SECONDS = 300.0
-DEFAULT_WAIT_SECONDS = 30.0
 
 
 async def _watch_stream(watch: Watch, frames: sse.FrameCache) -> AsyncIterator[bytes]:
@@ -690,59 +697,6 @@ async def _watch_stream(watch: Watch, frames: sse.FrameCache) -> AsyncIterator[b
         watch.close()
         if watch.last:
             frames.clear()  # nobody watches: the frames kept for them go
-
-
-def _watch_params(request: Request, current: int) -> tuple[Selector, int]:
-    """The selector and the revision after which the watch starts.
-
-    ``Last-Event-ID: X`` (an EventSource reconnecting) wins: changes after X.
-    Else ``start_revision=R``: changes at R and after. Else: changes after now.
-    """
-    prefix = _text_param(request, b"prefix")
-    raw_key = request.param(b"key")
-    if raw_key is not None and request.param(b"prefix") is not None:
-        raise InvalidParameterError("watch a prefix or a key, not both")
-    selector = Selector(prefix)
-    if raw_key is not None:
-        key = _text_param(request, b"key")
-        if not key:
-            raise InvalidParameterError("key must not be empty")
-        selector = Selector(key=key)
-    last_id = request.header(b"last-event-id")
-    if last_id is not None and last_id.strip():
-        value = last_id.strip()
-        if not value.isdigit() or len(value) > 18:
-            raise InvalidParameterError("Last-Event-ID must be a revision tuco sent (a whole number)")
-        return selector, int(value)
-    if request.param(b"start_revision") is not None:
-        return selector, _positive(request, b"start_revision") - 1
-    return selector, current
-
-
-def _positive(request: Request, name: bytes) -> int:
-    raw = request.param(name) or b""
-    if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
-        raise InvalidParameterError(f"{name.decode()} must be a revision: a whole number from 1")
-    return int(raw)
-
-
-def _timeout(raw: bytes | None) -> float:
-    """``30s``, ``500ms`` or plain seconds (``2.5``), at most MAX_WAIT_SECONDS."""
-    if raw is None:
-        return DEFAULT_WAIT_SECONDS
-    scale = 1.0
-    number = raw
-    if raw.endswith(b"ms"):
-        number, scale = raw[:-2], 0.001
-    elif raw.endswith(b"s"):
-        number = raw[:-1]
-    whole, dot, fraction = number.partition(b".")
-    if not whole.isdigit() or (dot and not fraction.isdigit()) or len(number) > 12:
-        raise InvalidParameterError("timeout must be a duration such as 30s, 500ms or 2.5 (seconds)")
-    seconds = float(number) * scale
-    if seconds > MAX_WAIT_SECONDS:
-        raise InvalidParameterError(f"timeout must be at most {MAX_WAIT_SECONDS:g}s")
-    return seconds
 
 
 def _ahead(exc: RevisionAheadError) -> Response:
@@ -806,102 +760,6 @@ def _render_page(page: Page, prefix: str, limit: int, keys_only: bool) -> Respon
     return Response(200, body, JSON, (), b"X-Tuco-Revision: %d\r\n" % page.revision)
 
 
-def encode_page_token(revision: int, last_key: str, prefix: str) -> str:
-    """An opaque token for the page after ``last_key`` of the listing of ``prefix`` pinned at ``revision``."""
-    raw = json.dumps([_TOKEN_VERSION, revision, last_key, prefix], separators=(",", ":"), ensure_ascii=False)
-    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode("ascii")
-
-
-def decode_page_token(token: bytes) -> tuple[int, str, str]:
-    """``(revision, last key, prefix)`` of a token this server issued; InvalidPageTokenError otherwise."""
-    try:
-        raw = base64.urlsafe_b64decode(token + b"=" * (-len(token) % 4))
-        version, revision, last_key, prefix = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError):
-        raise InvalidPageTokenError("the page token is not one this server issued") from None
-    if (
-        version != _TOKEN_VERSION
-        or type(revision) is not int
-        or revision < 0
-        or not isinstance(last_key, str)
-        or not isinstance(prefix, str)
-    ):
-        raise InvalidPageTokenError("the page token is not one this server issued")
-    return revision, last_key, prefix
-
-
-def _text_param(request: Request, name: bytes) -> str:
-    raw = request.param(name)
-    if raw is None:
-        return ""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidParameterError(f"{name.decode()} is not valid UTF-8 after percent-decoding") from None
-
-
-def _limit(request: Request) -> int:
-    raw = request.param(b"limit")
-    if raw is None:
-        return DEFAULT_PAGE_LIMIT
-    if not raw.isdigit() or len(raw) > 4 or not 1 <= int(raw) <= MAX_PAGE_LIMIT:
-        raise InvalidParameterError(f"limit must be a whole number from 1 to {MAX_PAGE_LIMIT}")
-    return int(raw)
-
-
-def _flag(request: Request, name: bytes) -> bool:
-    raw = request.param(name)
-    if raw is None:
-        return False
-    value = raw.lower()
-    if value in (b"", b"true", b"1", b"yes"):
-        return True
-    if value in (b"false", b"0", b"no"):
-        return False
-    raise InvalidParameterError(f"{name.decode()} must be true or false")
-
-
-def _precondition(request: Request) -> Precondition | None:
-    """The condition of ``If-Match`` / ``If-None-Match``; InvalidPreconditionError for what tuco does not accept."""
-    match = request.header(b"if-match")
-    none_match = request.header(b"if-none-match")
-    if match is None and none_match is None:
-        return None
-    if match is not None and none_match is not None:
-        raise InvalidPreconditionError("send If-Match or If-None-Match, not both")
-    name = b"if-match" if match is not None else b"if-none-match"
-    if request.header_count(name) > 1:
-        raise InvalidPreconditionError(f"send one {name.decode()} header with one entity tag")
-    value = (match if match is not None else none_match or b"").strip()
-    if none_match is not None:
-        if value == b"*":
-            return ABSENT
-        raise InvalidPreconditionError('If-None-Match takes only "*" (create only if absent)')
-    if value == b"*":
-        return EXISTS
-    if value.startswith(b"W/"):
-        raise InvalidPreconditionError("weak entity tags are not accepted: tuco's ETags are strong")
-    if b"," in value:
-        raise InvalidPreconditionError("a list of entity tags is not accepted: send one")
-    if len(value) > 2 and value[0] == value[-1] == 0x22 and value[1:-1].isdigit() and int(value[1:-1]) > 0:
-        revision = int(value[1:-1])
-        if revision > _MAX_REVISION:  # a client's mistake on every backend, decided before the log is asked
-            raise InvalidPreconditionError(f"a revision is at most {_MAX_REVISION}: no key can be at this one")
-        return Precondition(revision)
-    raise InvalidPreconditionError('If-Match takes "*" or one ETag as tuco sends it: a revision in quotes, "12"')
-
-
-def decode_key(segment: bytes) -> str:
-    """Percent-decode one path segment into a key (the length limit is the service's, on writes)."""
-    raw = unquote_to_bytes(segment) if b"%" in segment else segment
-    if not raw:
-        raise InvalidKeyError("the key is empty")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidKeyError("the key is not valid UTF-8 after percent-decoding") from None
-
-
 def _write_refused(error: TucoError, doing: str) -> Response:
     """A write refused before it reached the log: a client's mistake answered as such, or a log refusal."""
     if isinstance(error, LogError):
@@ -921,60 +779,6 @@ def _answer_when_written(written: Awaitable[Event], settle: Callable[[Settling],
     if hasattr(written, "add_done_callback"):  # a future, or the group commit's Written
         return Deferred(cast(Settling, written), settle)
     return Deferred(asyncio.ensure_future(written), settle)
-
-
-_TTL = re.compile(rb"(\d{1,12}(?:\.\d{1,3})?)(ms|s|m|h|d)?")
-_TTL_UNITS_MS = {b"ms": 1, b"s": 1000, b"m": 60_000, b"h": 3_600_000, b"d": 86_400_000, None: 1000}
-_MAX_LEASE_ID = (1 << 63) - 1
-_MAX_REVISION = (1 << 63) - 1
-"""The largest revision any log can reach: sequences are 64-bit signed integers (PostgreSQL's bigint)."""
-_MAX_GRANT_BODY = 1024
-
-
-def parse_ttl(raw: bytes, max_ms: int) -> int:
-    """Milliseconds of ``30s``, ``500ms``, ``5m``, ``1h``, ``2d`` or a bare number of seconds; InvalidParameterError.
-
-    Must come to at least 1 ms and at most ``max_ms``.
-    """
-    found = _TTL.fullmatch(raw.strip())
-    if found is None:
-        raise InvalidParameterError(
-            "ttl must be a duration such as 30s, 500ms, 5m, 1h or 2d (a number alone is seconds)"
-        )
-    number, unit = found.groups()
-    ms = round(float(number) * _TTL_UNITS_MS[unit])
-    if not 1 <= ms <= max_ms:
-        raise InvalidParameterError(f"ttl must be from 1 ms to {max_ms // 1000} s (TUCO_MAX_TTL_SECONDS)")
-    return ms
-
-
-def _grant_ttl(body: bytes, max_ms: int) -> int:
-    """The ttl of a grant's JSON body ``{"ttl": 30}`` (seconds, or a duration string like ``"30s"``)."""
-    if len(body) > _MAX_GRANT_BODY:
-        raise InvalidParameterError('the body must be a small JSON object such as {"ttl": 30}')
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidParameterError('the body must be JSON such as {"ttl": 30}') from None
-    ttl = payload.get("ttl") if isinstance(payload, dict) else None
-    if isinstance(ttl, str):
-        return parse_ttl(ttl.encode(), max_ms)
-    if type(ttl) is int or type(ttl) is float:
-        if not ttl == ttl or ttl in (float("inf"), float("-inf")):  # NaN and infinities
-            raise InvalidParameterError("ttl must be a finite number of seconds")
-        scaled = ttl * 1000  # may overflow to infinity (1.7e308 seconds): compare before rounding
-        ms = round(scaled) if abs(scaled) <= max_ms else max_ms + 1
-        if not 1 <= ms <= max_ms:
-            raise InvalidParameterError(f"ttl must be from 1 ms to {max_ms // 1000} s (TUCO_MAX_TTL_SECONDS)")
-        return ms
-    raise InvalidParameterError('the body must be JSON with a ttl in seconds, such as {"ttl": 30}')
-
-
-def _lease_id(raw: bytes, error: TucoError) -> int:
-    """A lease id as granted (a positive integer); ``error`` for anything else."""
-    if not raw.isdigit() or len(raw) > 19 or not 1 <= int(raw) <= _MAX_LEASE_ID:
-        raise error
-    return int(raw)
 
 
 def _lease_answer(status: int) -> Callable[[Event], Response]:
@@ -1001,8 +805,3 @@ def _expiring_read(found: ExpiringEntry, revision: int, extra: bytes = b"") -> R
 async def _settled(answer: Response | Awaitable[Response]) -> Response:
     """The response of an answer that is one now or once awaited (a read-through service's reads)."""
     return answer if isinstance(answer, Response) else await answer
-
-
-def _wants_consistent(request: Request) -> bool:
-    value = request.param(b"consistent")
-    return value is not None and value.lower() in (b"", b"true", b"1", b"yes")

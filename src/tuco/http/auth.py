@@ -67,6 +67,7 @@ from tuco.http.answers import (
     refusal,
 )
 from tuco.http.messages import NO_ROUTE, Request, Response, StreamResponse
+from tuco.http.params import decode_key
 from tuco.http.routes import match
 
 if TYPE_CHECKING:
@@ -358,8 +359,6 @@ def _token_id(request: Request) -> str | None:
 
 
 def _decoded(segment: bytes) -> str:
-    from tuco.http.api import decode_key
-
     return decode_key(segment)
 
 

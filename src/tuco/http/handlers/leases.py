@@ -7,9 +7,9 @@ calls only :class:`~tuco.service.Service` methods.
 
 from __future__ import annotations
 
-from tuco.errors import InvalidParameterError
 from tuco.http.answers import json_response
 from tuco.http.messages import Request, Response
+from tuco.http.params import bounded
 from tuco.service import Service
 
 __all__ = ["DEFAULT_LEASE_LIMIT", "MAX_LEASE_LIMIT", "list_leases"]
@@ -21,8 +21,8 @@ _MAX_LEASE_ID = (1 << 63) - 1
 
 def list_leases(service: Service, request: Request) -> Response:
     """One page of the leases ``request.principal`` may see: id, ttl, expires_at, remaining (s) and key_count."""
-    limit = _whole(request.param(b"limit"), "limit", DEFAULT_LEASE_LIMIT, 1, MAX_LEASE_LIMIT)
-    after = _whole(request.param(b"after"), "after", 0, 0, _MAX_LEASE_ID)
+    limit = bounded(request.param(b"limit"), "limit", DEFAULT_LEASE_LIMIT, 1, MAX_LEASE_LIMIT)
+    after = bounded(request.param(b"after"), "after", 0, 0, _MAX_LEASE_ID)
     now = service.now_ms()
     leases = [lease for lease in service.leases_of(request.principal) if lease.id > after]
     page = leases[:limit]
@@ -40,12 +40,3 @@ def list_leases(service: Service, request: Request) -> Response:
     return json_response(
         200, {"leases": shown, "next_after": next_after}, b"X-Tuco-Revision: %d\r\n" % service.revision
     )
-
-
-def _whole(raw: bytes | None, name: str, default: int, low: int, high: int) -> int:
-    """A whole-number query parameter from ``low`` to ``high``; ``default`` when absent."""
-    if raw is None:
-        return default
-    if not raw.isdigit() or len(raw) > 19 or not low <= int(raw) <= high:
-        raise InvalidParameterError(f"{name} must be a whole number from {low} to {high}")
-    return int(raw)
