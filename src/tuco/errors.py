@@ -35,13 +35,11 @@
     │   ├── UriTooLongError              the request target is too long (414)
     │   ├── HeadersTooLargeError         too many or too large headers (431)
     │   ├── UnsupportedTransferCodingError   a transfer coding other than chunked (501)
-    │   ├── InternalServerError          a handler failed; the details go to the server's log (500)
-    │   └── ServiceUnavailableError      not now (503): a code of its own each, ``Retry-After`` where it helps
-    │       ├── StartingError            replaying the log
-    │       ├── ShuttingDownError        closing: retry on a new connection
-    │       ├── CancelledError           the request was cancelled before it was answered
-    │       ├── TooManyConnectionsError  over the connection cap
-    │       └── ServerBusyError          over the budget for request bodies
+    │   ├── StartingError                replaying the log (503)
+    │   ├── ShuttingDownError            closing: retry on a new connection (503)
+    │   ├── CancelledError               the request was cancelled before it was answered (503)
+    │   ├── TooManyConnectionsError      over the connection cap (503, ``Retry-After``)
+    │   └── ServerBusyError              over the budget for request bodies (503, ``Retry-After``)
     ├── ConfigurationError        settings that cannot work; reported at start-up
     ├── UnavailableError          (client) the server cannot take the request now: starting, stopping, over a cap
     ├── ServerUnreachableError    (client) no answer: refused, reset or timed out; a write's outcome is unknown
@@ -69,7 +67,6 @@ __all__ = [
     "ForbiddenError",
     "HeadersTooLargeError",
     "HistoryCompactedError",
-    "InternalServerError",
     "InvalidBodyError",
     "InvalidEventError",
     "InvalidKeyError",
@@ -96,7 +93,6 @@ __all__ = [
     "RevisionAheadError",
     "ServerBusyError",
     "ServerUnreachableError",
-    "ServiceUnavailableError",
     "ShuttingDownError",
     "StartingError",
     "StoreFullError",
@@ -366,7 +362,7 @@ class StreamingUnsupportedError(TucoError):
 class ProtocolError(TucoError):
     """What the HTTP layer answers on its own: the request is refused before (or instead of) a handler."""
 
-    code = "bad_request"
+    code = "protocol_error"
     status = 400
 
     def __init__(self, message: str) -> None:
@@ -437,52 +433,43 @@ class UnsupportedTransferCodingError(ProtocolError):
     status = 501
 
 
-class InternalServerError(ProtocolError):
-    """A handler failed unexpectedly; the client is told nothing more, the server's log everything."""
-
-    code = "internal_error"
-    status = 500
-
-
-class ServiceUnavailableError(ProtocolError):
-    """The server cannot answer now (503); each subclass has its own code."""
-
-    code = "unavailable"
-    status = 503
-
-
-class StartingError(ServiceUnavailableError):
+class StartingError(ProtocolError):
     """The log is being replayed: nothing but health is answered yet."""
 
     code = "starting"
+    status = 503
 
 
-class ShuttingDownError(ServiceUnavailableError):
+class ShuttingDownError(ProtocolError):
     """The server is closing: retry on a new connection."""
 
     code = "shutting_down"
+    status = 503
 
 
-class CancelledError(ServiceUnavailableError):
+class CancelledError(ProtocolError):
     """The request was cancelled before it was answered."""
 
     code = "cancelled"
+    status = 503
 
 
-class TooManyConnectionsError(ServiceUnavailableError):
+class TooManyConnectionsError(ProtocolError):
     """Over the connection cap: retry shortly."""
 
     code = "too_many_connections"
+    status = 503
 
     @property
     def headers(self) -> Headers:
         return _RETRY_SOON
 
 
-class ServerBusyError(ServiceUnavailableError):
+class ServerBusyError(ProtocolError):
     """Over the budget for request bodies being received at once: retry shortly."""
 
     code = "server_busy"
+    status = 503
 
     @property
     def headers(self) -> Headers:

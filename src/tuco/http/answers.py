@@ -19,12 +19,10 @@ from tuco.errors import (
     ExpectationFailedError,
     ForbiddenError,
     HeadersTooLargeError,
-    InternalServerError,
     NoSuchKeyError,
     NotFoundError,
     RequestTimeoutError,
     ServerBusyError,
-    ServiceUnavailableError,
     ShuttingDownError,
     StartingError,
     TooManyConnectionsError,
@@ -106,7 +104,7 @@ RETRY_SOON: Headers = ((b"Retry-After", b"1"),)
 
 # The canned answers, each built once from its error class.
 STARTING = error_answer(StartingError("replaying the transaction log; try again shortly"))
-INTERNAL_ERROR = error_answer(InternalServerError("the server failed to handle the request; see its log"))
+INTERNAL_ERROR = error_answer(TucoError("the server failed to handle the request; see its log"))
 SHUTTING_DOWN = error_answer(ShuttingDownError("the server is shutting down; retry on a new connection"))
 CANCELLED = error_answer(CancelledError("the request was cancelled before it was answered"))
 TOO_MANY_CONNECTIONS = error_answer(TooManyConnectionsError("the server has too many open connections; retry shortly"))
@@ -120,7 +118,7 @@ BAD_TRANSFER_CODING = error_answer(UnsupportedTransferCodingError("only the chun
 BAD_EXPECTATION = error_answer(ExpectationFailedError("only 'Expect: 100-continue' is supported"))
 NOT_FOUND_PATH = error_answer(NotFoundError("no such resource; keys live under /v1/key/{key}"))
 NO_SUCH_KEY = error_answer(NoSuchKeyError())
-NOT_READY = json_response(ServiceUnavailableError.status, {"ready": False})
+NOT_READY = json_response(503, {"ready": False})
 UNAUTHORIZED = error_answer(
     UnauthorizedError("authentication required: send Authorization: Bearer <token> with a valid token")
 )

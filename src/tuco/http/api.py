@@ -273,14 +273,17 @@ class KeyValueAPI:
         return _answer_when_written(written, settle)
 
     def _resource(self, route: Route | None, request: Request, segment: bytes) -> Answer:
-        """Every route but the keys': health, readiness, metrics, listing and the reserved names."""
+        """Every route but the keys': its declared operation for the method (or 405), the phase gate, the handler."""
         if route is None:
             return _NOT_FOUND_PATH
-        if request.method not in route.methods:
+        operation = route.operations.get(request.method)
+        if operation is None:
             return route.not_allowed
-        handler = self._handlers.get(route.handler) if route.handler is not None else None
+        handler = self._handlers.get(operation.handler)
         if handler is None:
             return _not_built(route.pattern[4:])
+        if operation.needs_serving and self.service.phase is Phase.STARTING:  # the phase gate, as declared
+            return STARTING
         return handler(request, segment)
 
     def _health(self, request: Request, segment: bytes) -> Answer:
@@ -436,8 +439,6 @@ class KeyValueAPI:
         """POST /v1/leases grants one; GET lists the caller's own (see :mod:`tuco.http.handlers.leases`)."""
         if request.method == b"POST":
             return self._grant(request, segment)
-        if self.service.phase is Phase.STARTING:
-            return STARTING
         try:
             return list_leases(self.service, request)
         except InvalidRequestError as exc:
@@ -445,8 +446,6 @@ class KeyValueAPI:
 
     def _grant(self, request: Request, segment: bytes) -> Answer:
         service = self.service
-        if service.phase is Phase.STARTING:
-            return STARTING
         try:
             ttl_ms = grant_ttl(request.body, service.limits.max_ttl_ms)
             written = service.grant(ttl_ms, request.principal)
@@ -456,8 +455,6 @@ class KeyValueAPI:
 
     def _keepalive(self, request: Request, segment: bytes) -> Answer:
         service = self.service
-        if service.phase is Phase.STARTING:
-            return STARTING
         try:
             lease = lease_id(segment, LeaseNotFoundError(0))
             written = service.keepalive(lease, request.principal)
@@ -467,8 +464,6 @@ class KeyValueAPI:
 
     def _lease(self, request: Request, segment: bytes) -> Answer:
         service = self.service
-        if service.phase is Phase.STARTING:
-            return STARTING
         try:
             lease = lease_id(segment, LeaseNotFoundError(0))
         except LeaseNotFoundError as exc:
@@ -508,8 +503,6 @@ class KeyValueAPI:
 
     def _list_keys(self, request: Request, segment: bytes) -> Answer:
         service = self.service
-        if service.phase is Phase.STARTING:
-            return STARTING
         try:
             prefix = text_param(request, b"prefix")
             limit = page_limit(request)
@@ -568,8 +561,6 @@ class KeyValueAPI:
 
     def _watch(self, request: Request, segment: bytes) -> Answer:
         service = self.service
-        if service.phase is Phase.STARTING:
-            return STARTING
         if service.phase is Phase.STOPPING:
             return _WATCH_STOPPING
         try:

@@ -68,7 +68,7 @@ from tuco.http.answers import (
 )
 from tuco.http.messages import NO_ROUTE, Request, Response, StreamResponse
 from tuco.http.params import decode_key
-from tuco.http.routes import match
+from tuco.http.routes import KEY, LEASE, Route, Target, match
 
 if TYPE_CHECKING:
     from tuco.http.api import Answer, KeyValueAPI
@@ -91,7 +91,6 @@ _DELETE = b"DELETE"
 _READ = Permission.READ
 _WRITE = Permission.WRITE
 _ADMIN = Permission.ADMIN
-_NEEDS = {_GET: _READ, _HEAD: _READ, _PUT: _WRITE, _DELETE: _WRITE}
 _WRITES = {_GET: False, _HEAD: False, _PUT: True, _DELETE: True}
 _MAX_BODY = 16 * 1024
 _MAX_GRANTS = 64
@@ -144,22 +143,22 @@ class Guard:
                     if not writes:
                         return self._when_answered(self._inner(request), request, verified.record)
                 return self._inner(request)
-            handler: str | None = "key" if b"/" not in segment else None
-            if handler is None:
+            route: Route | None = KEY if b"/" not in segment else None
+            if route is None:
                 request.route = NO_ROUTE
         else:
             route, segment = match(path)
             request.route = route.pattern if route is not None else NO_ROUTE
-            handler = route.handler if route is not None else None
-            if handler == "health":
-                return self._inner(request)
+            if route is not None and route.target is Target.PUBLIC and route.first.permission is None:
+                return self._inner(request)  # /healthz: nothing to authenticate
         principal = self._authenticate(request)
-        if handler == "key":
+        if route is not None and route.target is Target.KEY:
             if type(principal) is str:
                 return self._unauthorized(request, principal)
-            need = _NEEDS.get(request.method)
-            if need is None:
+            operation = route.operations.get(request.method)
+            if operation is None or operation.permission is None:
                 return self._inner(request)  # 405
+            need = operation.permission
             try:
                 key = segment.decode() if b"%" not in segment else _decoded(segment)
             except (UnicodeDecodeError, TucoError):
@@ -172,7 +171,7 @@ class Guard:
                 if need is _READ:
                     return self._when_answered(self._inner(request), request, record)
             return self._inner(request)
-        return self._resource(request, handler, segment, principal)
+        return self._resource(request, route, segment, principal)
 
     def _authenticate(self, request: Request) -> TokenRecord | str:
         """The credential's record, or why there is none: missing, malformed, unknown, revoked or expired."""
@@ -269,18 +268,21 @@ class Guard:
             verified.clear()
         verified[header] = Verified.of(record)
 
-    def _resource(self, request: Request, handler: str | None, segment: bytes, principal: TokenRecord | str) -> Answer:
-        if handler == "readiness":
-            if type(principal) is not str and allows(principal.grants, "", _READ):  # type: ignore[union-attr]
+    def _resource(self, request: Request, route: Route | None, segment: bytes, principal: TokenRecord | str) -> Answer:
+        """Authorize a request to any route but the keys' by what the route declares."""
+        target = route.target if route is not None else None
+        if target is Target.PUBLIC:  # /readyz: anyone gets ready or not; the details need the declared permission
+            need = route.first.permission or _READ  # type: ignore[union-attr]  # target set from the route
+            if type(principal) is not str and allows(principal.grants, "", need):  # type: ignore[union-attr]
                 return self._inner(request)
             return self._api.readiness_summary()
-        if handler == "metrics" and self._metrics_public:
+        if target is Target.METRICS and self._metrics_public:
             return self._inner(request)
         if type(principal) is str:
             return self._unauthorized(request, principal)
         record: TokenRecord = principal  # type: ignore[assignment]
         grants = record.grants
-        if handler in ("list_keys", "watch"):
+        if target is Target.PREFIX:
             try:
                 prefix = _watched(request)
             except (UnicodeDecodeError, TucoError):
@@ -292,25 +294,29 @@ class Guard:
             if isinstance(answer, StreamResponse) and (record is not _BOOTSTRAP or request.peer is not None):
                 answer.chunks = self._while_valid(answer.chunks, record, request)
             return answer
-        if handler == "metrics":
+        if target is Target.METRICS:
             return self._inner(request) if allows(grants, "", _READ) else self._forbidden(request, record)
-        if handler in ("tokens", "token"):
+        if target is Target.ALL:
             if not allows(grants, "", _ADMIN):
                 return self._forbidden(request, record)
-            return self._api.tokens.answer(request, handler, segment, record.id)
-        if handler in ("leases", "lease", "keepalive"):
-            return self._lease(request, handler, segment, record)
-        return self._inner(request)  # 404s and 405s: authenticated, nothing to authorize
+            return self._api.tokens.answer(request, route.handler, segment, record.id)  # type: ignore[union-attr]
+        if target is Target.LEASE or target is Target.SOME:
+            return self._lease(request, route, segment, record)  # type: ignore[arg-type]  # set with the target
+        return self._inner(request)  # 404s, 405s and the document: authenticated, nothing to authorize
 
-    def _lease(self, request: Request, handler: str, segment: bytes, record: TokenRecord) -> Answer:
+    def _lease(self, request: Request, route: Route, segment: bytes, record: TokenRecord) -> Answer:
         """A lease route: the permission here; the owner in the service (the principal goes with the request)."""
-        need = _READ if request.method in (_GET, _HEAD) else _WRITE
+        operation = route.operations.get(request.method)
+        if operation is not None and operation.permission is not None:
+            need = operation.permission
+        else:  # a 405, authorized as a read or a write would be
+            need = _READ if request.method in (_GET, _HEAD) else _WRITE
         grants = record.grants
         if not allows_any(grants, need):
             return self._forbidden(request, record)
         principal = request.principal = record.principal
         lease = int(segment) if segment.isdigit() and len(segment) <= 19 else 0
-        if handler == "lease" and request.method == _DELETE and lease:
+        if route is LEASE and request.method == _DELETE and lease:
 
             def allowed(key: str) -> bool:
                 if allows(grants, key, _WRITE):
