@@ -16,7 +16,7 @@ import functools
 import gc
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -25,7 +25,17 @@ import structlog
 from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
 from tuco.core.leases import Due, Lease, may_use
 from tuco.core.store import DEFAULT_HISTORY_BYTES, ENTRY_BYTES, ExpiringEntry, Page, Store
-from tuco.core.tokens import MAX_TOKENS, Access, Grant, Principal, TokenRecord, digest, encode_record, format_token
+from tuco.core.tokens import (
+    MAX_TOKENS,
+    Access,
+    Grant,
+    Principal,
+    TokenRecord,
+    Tokens,
+    digest,
+    encode_record,
+    format_token,
+)
 from tuco.core.watch import Selector
 from tuco.errors import (
     ForbiddenError,
@@ -35,6 +45,7 @@ from tuco.errors import (
     LeaseLimitError,
     LeaseNotFoundError,
     LogClosedError,
+    LogError,
     NoSuchKeyError,
     PreconditionFailedError,
     StoreFullError,
@@ -777,6 +788,34 @@ class Service:
     def now_ms(self) -> int:
         """The log's clock (Unix ms), by which deadlines are decided."""
         return self.log.now_ms()
+
+    @property
+    def clock(self) -> Callable[[], int]:
+        """The log's clock itself, for a caller that reads it per request (no call through the service)."""
+        return self.log.now_ms
+
+    @property
+    def tokens(self) -> Tokens:
+        """The live tokens (read-only use: creating and revoking go through the log)."""
+        return self.store.tokens
+
+    @property
+    def log_failure(self) -> LogError | None:
+        """Why the log takes no writes, if it takes none."""
+        return self.log.failure
+
+    def log_description(self) -> Mapping[str, object]:
+        """The log's own description of its state (for /readyz, filtered there)."""
+        return self.log.describe()
+
+    def expires_at(self, key: str) -> int:
+        """The key's deadline (Unix ms) in what was applied; 0 without one."""
+        return self.store.expires_at(key)
+
+    @property
+    def oldest_revision(self) -> int:
+        """The oldest revision the in-memory history still holds."""
+        return self.store.history.oldest_revision
 
 
 def _reserved(write: Callable[[], Awaitable[Event]], release: Callable[[], None]) -> Awaitable[Event]:

@@ -53,7 +53,7 @@ from tuco.http.answers import (
 )
 from tuco.http.auth import Guard
 from tuco.http.handlers.leases import list_leases
-from tuco.http.messages import NO_ROUTE, Deferred, Request, Response, Settling, StreamResponse
+from tuco.http.messages import NO_ROUTE, Answer, Deferred, Request, Response, Settling, StreamResponse
 from tuco.http.params import (
     decode_key,
     decode_page_token,
@@ -77,8 +77,6 @@ from tuco.watchers import Watch, WatchStep
 
 __all__ = ["Answer", "KeyValueAPI", "decode_key", "decode_page_token", "encode_page_token", "parse_ttl"]
 
-Answer = Response | StreamResponse | Deferred | Awaitable[Response | StreamResponse]
-"""What a handler returns: a response now, or an awaitable of one."""
 
 _NOT_FOUND_PATH = NOT_FOUND_PATH
 _NO_SUCH_KEY_BODY = NO_SUCH_KEY.body
@@ -149,8 +147,8 @@ class KeyValueAPI:
         self._guard: Guard | None = None
         if service.access.enabled:  # chosen once: with authentication off, handle is the method itself
             self._guard = Guard(self, self.handle)
-            self._verified = service.store.tokens.verified
-            self._now = service.log.now_ms
+            self._verified = service.tokens.verified
+            self._now = service.clock
             self.handle = self._handle_guarded  # type: ignore[method-assign]
 
     def _handle_guarded(self, request: Request) -> Answer:
@@ -299,11 +297,11 @@ class KeyValueAPI:
 
     def _readiness(self, request: Request, segment: bytes) -> Answer:
         service = self.service
-        failure = service.log.failure
+        failure = service.log_failure
         payload: dict[str, object] = {
             "ready": service.ready,
             "phase": service.phase.value,
-            "log": public_log_status(service.log.describe()),
+            "log": public_log_status(service.log_description()),
         }
         if failure is not None:
             payload["error"] = failure.code
@@ -425,7 +423,7 @@ class KeyValueAPI:
         return self._answer_lease_write(written, self._created_expiring, "not stored")
 
     def _created_expiring(self, event: Event) -> Response:
-        expires_at = event.deadline or self.service.store.expires_at(event.key)
+        expires_at = event.deadline or self.service.expires_at(event.key)
         return Response(
             201,
             b"",
@@ -471,7 +469,7 @@ class KeyValueAPI:
         if request.method == b"DELETE":
             return self._revoke(lease, None, request.principal)
         found = service.owned_lease(lease, request.principal)
-        if found is None or found.deadline <= service.log.now_ms():
+        if found is None or found.deadline <= service.now_ms():
             return error_answer(LeaseNotFoundError(lease))
         payload = {"id": lease, "ttl": found.ttl / 1000, "expires_at": found.deadline, "keys": sorted(found.keys)}
         return json_response(200, payload, b"X-Tuco-Revision: %d\r\n" % service.revision)
@@ -586,8 +584,8 @@ class KeyValueAPI:
             return _ahead(RevisionAheadError(after, service.revision))
         if head:
             # Says whether a GET would stream, without opening a watch.
-            if after < service.store.history.oldest_revision and not service.reads_back_history:
-                return _compacted(HistoryCompactedError(service.store.history.oldest_revision))
+            if after < service.oldest_revision and not service.reads_back_history:
+                return _compacted(HistoryCompactedError(service.oldest_revision))
             return Response(200, b"", EVENT_STREAM, headers)
         try:
             watch = service.watch(selector, after, by)
@@ -624,7 +622,7 @@ class KeyValueAPI:
         service = self.service
         if service.phase is not Phase.STOPPING and revision - 1 > service.revision:
             return self._answer_after_wait(key, revision, timeout, catch_up=True)
-        if service.phase is Phase.STOPPING or service.store.mod_revision(key) >= revision:
+        if service.phase is Phase.STOPPING or service.mod_revision(key) >= revision:
             return self._read(key, b"X-Tuco-Wait: changed\r\n")
         return self._answer_after_wait(key, revision, timeout)
 
@@ -634,7 +632,7 @@ class KeyValueAPI:
                 await self.service.catch_up()
             except LogError as exc:
                 return refusal(exc, "no wait", "cannot reach the log to tell whether that revision exists")
-            if self.service.store.mod_revision(key) >= revision:
+            if self.service.mod_revision(key) >= revision:
                 return await _settled(self._read(key, b"X-Tuco-Wait: changed\r\n"))
         try:
             await self.service.wait_for_change(key, revision, timeout)

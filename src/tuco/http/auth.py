@@ -31,7 +31,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -66,15 +66,15 @@ from tuco.http.answers import (
     json_response,
     refusal,
 )
-from tuco.http.messages import NO_ROUTE, Request, Response, StreamResponse
+from tuco.http.messages import NO_ROUTE, Answer, Request, Response, StreamResponse
 from tuco.http.params import decode_key
 from tuco.http.routes import KEY, LEASE, Route, Target, match
 
 if TYPE_CHECKING:
-    from tuco.http.api import Answer, KeyValueAPI
+    from tuco.core.tokens import Principal
     from tuco.service import Service
 
-__all__ = ["BOOTSTRAP_ID", "Guard", "TokenAPI", "rfc3339"]
+__all__ = ["BOOTSTRAP_ID", "Guard", "Guarded", "TokenAPI", "rfc3339"]
 
 _audit = structlog.get_logger("tuco.audit")
 
@@ -97,19 +97,30 @@ _MAX_GRANTS = 64
 _MAX_TEXT = 256
 
 
+class Guarded(Protocol):
+    """What the guard needs of the API it stands in front of (the API is not imported: no cycle)."""
+
+    service: Service
+    tokens: TokenAPI
+
+    def readiness_summary(self) -> Response: ...
+
+    def revoke_answer(self, lease: int, allowed: Callable[[str], bool], by: Principal) -> Answer: ...
+
+
 class Guard:
     """The authenticating ``handle`` of a :class:`~tuco.http.api.KeyValueAPI` (see the module docstring)."""
 
     __slots__ = ("_api", "_bootstrap", "_inner", "_metrics_public", "_now", "_service", "_tokens", "_verified")
 
-    def __init__(self, api: KeyValueAPI, inner: Callable[[Request], Answer]) -> None:
+    def __init__(self, api: Guarded, inner: Callable[[Request], Answer]) -> None:
         service = api.service
         self._api = api
         self._inner = inner
         self._service = service
-        self._tokens = service.store.tokens
+        self._tokens = service.tokens
         self._verified = self._tokens.verified
-        self._now = service.log.now_ms
+        self._now = service.clock
         self._bootstrap = service.access.bootstrap_sha256
         self._metrics_public = service.access.metrics_public
 
@@ -410,16 +421,16 @@ class TokenAPI:
         if handler == "tokens":
             if request.method == b"POST":
                 try:
-                    fields = _creation(request.body, service.log.now_ms())
+                    fields = _creation(request.body, service.now_ms())
                 except TucoError as exc:
                     return error_answer(exc)
                 return self._create(request, fields, by)
-            records = [_shown(record) for record in service.store.tokens]
+            records = [_shown(record) for record in service.tokens]
             return json_response(200, {"tokens": records}, b"X-Tuco-Revision: %d\r\n" % service.revision)
         id = segment.decode("latin-1")
         if request.method == _DELETE:
             return self._revoke(request, id, by)
-        found = service.store.tokens.get(id)
+        found = service.tokens.get(id)
         if found is None:
             return error_answer(TokenNotFoundError(id))
         return json_response(200, _shown(found))
