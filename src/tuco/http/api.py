@@ -53,6 +53,7 @@ from tuco.http.answers import (
 )
 from tuco.http.auth import Guard
 from tuco.http.handlers.leases import list_leases
+from tuco.http.handlers.tokens import TokenAPI
 from tuco.http.messages import NO_ROUTE, Answer, Deferred, Request, Response, Settling, StreamResponse
 from tuco.http.params import (
     decode_key,
@@ -140,8 +141,6 @@ class KeyValueAPI:
         if service.reads_through:
             self._read = self._read_through
             self._list_page = self._list_page_through
-        from tuco.http.auth import TokenAPI
-
         self.tokens = TokenAPI(service)
         self._frames = sse.FrameCache()
         self._guard: Guard | None = None
