@@ -9,14 +9,12 @@ without creating a task.
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import cast
 
 from tuco.core.events import Event, Precondition
-from tuco.core.store import ExpiringEntry, Page
+from tuco.core.store import ExpiringEntry
 from tuco.core.tokens import Principal
 from tuco.core.watch import Selector
 from tuco.errors import (
@@ -53,7 +51,9 @@ from tuco.http.answers import (
 )
 from tuco.http.auth import Guard
 from tuco.http.handlers.leases import list_leases
+from tuco.http.handlers.listing import render_page
 from tuco.http.handlers.tokens import TokenAPI
+from tuco.http.handlers.watch import EVENT_STREAM, compacted, cors, revision_ahead, watch_stream
 from tuco.http.messages import NO_ROUTE, Answer, Deferred, Request, Response, Settling, StreamResponse
 from tuco.http.params import (
     decode_key,
@@ -74,7 +74,6 @@ from tuco.http.params import (
 from tuco.http.routes import ALIAS, KEY, Route, match
 from tuco.observability import Metrics
 from tuco.service import Phase, Service
-from tuco.watchers import Watch, WatchStep
 
 __all__ = ["Answer", "KeyValueAPI", "decode_key", "decode_page_token", "encode_page_token", "parse_ttl"]
 
@@ -538,7 +537,7 @@ class KeyValueAPI:
         except HistoryCompactedError as exc:
             body = {"error": exc.code, "message": str(exc), "oldest_revision": exc.oldest}
             return json_response(exc.status, body)
-        return _render_page(page, prefix, limit, keys_only)
+        return render_page(page, prefix, limit, keys_only)
 
     async def _list_page_through(
         self, prefix: str, after: str | None, limit: int, revision: int | None, keys_only: bool
@@ -549,10 +548,10 @@ class KeyValueAPI:
         try:
             page = await self.service.page_through(prefix, after=after, limit=limit + 1, revision=revision)
         except HistoryCompactedError as exc:
-            return _compacted(exc)
+            return compacted(exc)
         except LogError as exc:
             return refusal(exc, "no listing", "cannot reach the log to list keys; see the server's log")
-        return _render_page(page, prefix, limit, keys_only)
+        return render_page(page, prefix, limit, keys_only)
 
     # -- watching: GET /v1/watch (Server-Sent Events) and long polls ----------------
 
@@ -564,7 +563,7 @@ class KeyValueAPI:
             selector, after = watch_params(request, service.revision)
         except InvalidRequestError as exc:
             return error_answer(exc)
-        headers = sse.HEADERS + _cors(request, service.watch_settings.allow_origins)
+        headers = sse.HEADERS + cors(request, service.watch_settings.allow_origins)
         if after > service.revision:
             # Another replica's revision, or one this store never reached (it was restored from a backup).
             return self._watch_after_catch_up(request.method == b"HEAD", selector, after, headers, request.principal)
@@ -580,21 +579,21 @@ class KeyValueAPI:
     ) -> Response | StreamResponse:
         service = self.service
         if after > service.revision:
-            return _ahead(RevisionAheadError(after, service.revision))
+            return revision_ahead(RevisionAheadError(after, service.revision))
         if head:
             # Says whether a GET would stream, without opening a watch.
             if after < service.oldest_revision and not service.reads_back_history:
-                return _compacted(HistoryCompactedError(service.oldest_revision))
+                return compacted(HistoryCompactedError(service.oldest_revision))
             return Response(200, b"", EVENT_STREAM, headers)
         try:
             watch = service.watch(selector, after, by)
         except HistoryCompactedError as exc:
-            return _compacted(exc)
+            return compacted(exc)
         except RevisionAheadError as exc:
-            return _ahead(exc)
+            return revision_ahead(exc)
         except TooManyWatchersError as exc:
             return error_answer(exc, b"Retry-After: 1\r\n")
-        return StreamResponse(200, _watch_stream(watch, self._frames), EVENT_STREAM, headers)
+        return StreamResponse(200, watch_stream(watch, self._frames), EVENT_STREAM, headers)
 
     async def _watch_after_catch_up(
         self,
@@ -636,116 +635,12 @@ class KeyValueAPI:
         try:
             await self.service.wait_for_change(key, revision, timeout)
         except RevisionAheadError as exc:
-            return _ahead(exc)
+            return revision_ahead(exc)
         changed = self.service.changed_since(key, revision) and self.service.phase is not Phase.STOPPING
         return await _settled(self._read(key, b"X-Tuco-Wait: changed\r\n" if changed else b"X-Tuco-Wait: timeout\r\n"))
 
 
-EVENT_STREAM = b"text/event-stream"
 _WATCH_STOPPING = SHUTTING_DOWN
-_RETRY_MS = 1000  # what EventSource waits before reconnecting after the stream ends
-_CHUNK_BYTES = 64 * 1024  # frames gathered into one chunk, at most (one frame may be larger)
-_SHARED_FRAME_BYTES = 16 * 1024  # a frame this large is sent as it is, shared, never copied into a chunk
-
-
-async def _watch_stream(watch: Watch, frames: sse.FrameCache) -> AsyncIterator[bytes]:
-    """The frames of one watch: ``retry`` first, then events, heartbeats and progress, a cancel frame last.
-
-    Small frames are gathered into one chunk; a large one is its own chunk, the
-    very bytes object every other watcher sends too (no copy per watcher).
-    """
-    try:
-        yield sse.opening_frame(_RETRY_MS, watch.after)
-        while True:
-            step = await watch.next()
-            if step.kind is WatchStep.EVENTS:
-                chunk: list[bytes] = []
-                size = 0
-                for event in step.events:
-                    frame = frames.frame(event)
-                    if len(frame) >= _SHARED_FRAME_BYTES:
-                        if chunk:
-                            yield b"".join(chunk)
-                            chunk, size = [], 0
-                        yield frame
-                        continue
-                    chunk.append(frame)
-                    size += len(frame)
-                    if size >= _CHUNK_BYTES:
-                        yield b"".join(chunk)
-                        chunk, size = [], 0
-                if chunk:
-                    yield b"".join(chunk)
-            elif step.kind is WatchStep.PROGRESS:
-                yield sse.heartbeat_frame() + sse.progress_frame(step.revision)
-            else:
-                yield sse.cancel_frame(step.reason, step.revision)
-                return
-    finally:
-        watch.close()
-        if watch.last:
-            frames.clear()  # nobody watches: the frames kept for them go
-
-
-def _ahead(exc: RevisionAheadError) -> Response:
-    """409 revision_ahead, with the store's revision: the client re-reads, then watches from there."""
-    body = {"error": exc.code, "message": str(exc), "revision": exc.revision, "requested": exc.requested}
-    return json_response(exc.status, body)
-
-
-def _compacted(exc: HistoryCompactedError) -> Response:
-    return json_response(exc.status, {"error": exc.code, "message": str(exc), "oldest_revision": exc.oldest})
-
-
-def _cors(request: Request, allowed: frozenset[str]) -> tuple[tuple[bytes, bytes], ...]:
-    """``Access-Control-Allow-Origin`` for a page of an allowed origin (EventSource across origins needs it)."""
-    if not allowed:
-        return ()
-    origin = request.header(b"origin")
-    if origin is None:
-        return ()
-    if "*" in allowed:
-        return ((b"Access-Control-Allow-Origin", b"*"),)
-    try:
-        text = origin.decode("ascii")
-    except UnicodeDecodeError:
-        return ()
-    if text in allowed:
-        return ((b"Access-Control-Allow-Origin", origin), (b"Vary", b"Origin"))
-    return ()
-
-
-def _render_page(page: Page, prefix: str, limit: int, keys_only: bool) -> Response:
-    """The JSON of one page; ``page`` holds one item more than ``limit`` when more follow."""
-    items = page.items
-    next_token: str | None = None
-    if len(items) > limit:
-        items = items[:limit]
-        next_token = encode_page_token(page.revision, items[-1].key, prefix)
-    b64 = base64.b64encode
-    rendered: list[dict[str, object]]
-    if keys_only:
-        rendered = [
-            {"key": key, "create_revision": created, "mod_revision": modified, "version": version}
-            for key, _, created, modified, version, _ in items
-        ]
-    else:
-        rendered = [
-            {
-                "key": key,
-                "value": b64(value).decode("ascii"),
-                "create_revision": created,
-                "mod_revision": modified,
-                "version": version,
-            }
-            for key, value, created, modified, version, _ in items
-        ]
-    for item, shown in zip(items, rendered, strict=True):
-        if item.expires_at:  # only keys with a deadline carry it
-            shown["expires_at"] = item.expires_at
-    payload = {"revision": page.revision, "items": rendered, "next_page_token": next_token}
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-    return Response(200, body, JSON, (), b"X-Tuco-Revision: %d\r\n" % page.revision)
 
 
 def _write_refused(error: TucoError, doing: str) -> Response:
