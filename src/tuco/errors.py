@@ -26,6 +26,20 @@
     │   ├── InvalidBodyError           a gateway event whose body does not decode (base64)
     │   └── InvalidEventError          a gateway event of a shape tuco cannot read (a field of the wrong type)
     ├── StreamingUnsupportedError  a watch stream asked of a front end that cannot stream (an API gateway)
+    ├── ProtocolError             what the HTTP layer answers on its own, before or instead of a handler
+    │   ├── BadRequestError              a request that does not parse (400)
+    │   ├── NotFoundError                no such resource (404)
+    │   ├── MethodNotAllowedError        a method the route does not answer; carries ``Allow`` (405)
+    │   ├── RequestTimeoutError          the request did not arrive in time (408)
+    │   ├── ExpectationFailedError       an ``Expect`` other than 100-continue (417)
+    │   ├── UriTooLongError              the request target is too long (414)
+    │   ├── HeadersTooLargeError         too many or too large headers (431)
+    │   ├── UnsupportedTransferCodingError   a transfer coding other than chunked (501)
+    │   ├── StartingError                replaying the log (503)
+    │   ├── ShuttingDownError            closing: retry on a new connection (503)
+    │   ├── CancelledError               the request was cancelled before it was answered (503)
+    │   ├── TooManyConnectionsError      over the connection cap (503, ``Retry-After``)
+    │   └── ServerBusyError              over the budget for request bodies (503, ``Retry-After``)
     ├── ConfigurationError        settings that cannot work; reported at start-up
     ├── UnavailableError          (client) the server cannot take the request now: starting, stopping, over a cap
     ├── ServerUnreachableError    (client) no answer: refused, reset or timed out; a write's outcome is unknown
@@ -37,16 +51,21 @@
         ├── LogCorruptError       a damaged record followed by valid ones
         └── LogFormatError        not a tuco log, or a format we cannot read
 
-Every error carries a stable machine-readable ``code`` and the HTTP ``status``
-it is answered with (the one error table: psycopg looks errors up by SQLSTATE,
+Every error carries a stable machine-readable ``code``, the HTTP ``status``
+it is answered with and the ``headers`` that go with it (``Allow``,
+``Retry-After``, ``WWW-Authenticate``) (the one error table: psycopg looks errors up by SQLSTATE,
 tuco by class); the JSON error body carries the code.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BadRequestError",
+    "CancelledError",
     "ConfigurationError",
+    "ExpectationFailedError",
     "ForbiddenError",
+    "HeadersTooLargeError",
     "HistoryCompactedError",
     "InvalidBodyError",
     "InvalidEventError",
@@ -65,21 +84,36 @@ __all__ = [
     "LogFormatError",
     "LogReadOnlyError",
     "LogUnavailableError",
+    "MethodNotAllowedError",
     "NoSuchKeyError",
+    "NotFoundError",
     "PreconditionFailedError",
+    "ProtocolError",
+    "RequestTimeoutError",
     "RevisionAheadError",
+    "ServerBusyError",
     "ServerUnreachableError",
+    "ShuttingDownError",
+    "StartingError",
     "StoreFullError",
     "StreamingUnsupportedError",
     "TokenLimitError",
     "TokenNotFoundError",
+    "TooManyConnectionsError",
     "TooManyWatchersError",
     "TucoError",
     "UnauthorizedError",
     "UnavailableError",
+    "UnsupportedTransferCodingError",
+    "UriTooLongError",
     "ValueTooLargeError",
     "WatcherShareError",
 ]
+
+
+Headers = tuple[tuple[bytes, bytes], ...]
+"""Header fields an error's answer carries besides its JSON body."""
+_RETRY_SOON: Headers = ((b"Retry-After", b"1"),)
 
 
 class TucoError(Exception):
@@ -87,6 +121,11 @@ class TucoError(Exception):
 
     code = "internal_error"
     status = 500
+
+    @property
+    def headers(self) -> Headers:
+        """The header fields its answer carries (none by default)."""
+        return ()
 
 
 class NoSuchKeyError(TucoError, KeyError):
@@ -205,6 +244,15 @@ class UnauthorizedError(TucoError):
     code = "unauthorized"
     status = 401
 
+    def __init__(self, message: str = "", challenge: bytes | None = b'Bearer realm="tuco"') -> None:
+        super().__init__(message)
+        self.challenge = challenge
+
+    @property
+    def headers(self) -> Headers:
+        """``WWW-Authenticate`` with the challenge, if any (an expired client certificate has none)."""
+        return ((b"WWW-Authenticate", self.challenge),) if self.challenge is not None else ()
+
 
 class ForbiddenError(TucoError):
     """The credential is valid but holds no grant for what the request asks."""
@@ -309,6 +357,123 @@ class StreamingUnsupportedError(TucoError):
 
     code = "streaming_unsupported"
     status = 501
+
+
+class ProtocolError(TucoError):
+    """What the HTTP layer answers on its own: the request is refused before (or instead of) a handler."""
+
+    code = "protocol_error"
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class BadRequestError(ProtocolError):
+    """A request the server cannot parse or frame."""
+
+    code = "bad_request"
+    status = 400
+
+
+class NotFoundError(ProtocolError):
+    """No such resource (a path no route matches, or a reserved name not offered)."""
+
+    code = "not_found"
+    status = 404
+
+
+class MethodNotAllowedError(ProtocolError):
+    """A method the route does not answer; ``allow`` lists those it does."""
+
+    code = "method_not_allowed"
+    status = 405
+
+    def __init__(self, allow: str) -> None:
+        super().__init__(f"allowed methods: {allow}")
+        self.allow = allow
+
+    @property
+    def headers(self) -> Headers:
+        return ((b"Allow", self.allow.encode()),)
+
+
+class RequestTimeoutError(ProtocolError):
+    """The request was not received in time."""
+
+    code = "request_timeout"
+    status = 408
+
+
+class UriTooLongError(ProtocolError):
+    """The request target is over the head limit."""
+
+    code = "uri_too_long"
+    status = 414
+
+
+class ExpectationFailedError(ProtocolError):
+    """An ``Expect`` header other than ``100-continue``."""
+
+    code = "expectation_failed"
+    status = 417
+
+
+class HeadersTooLargeError(ProtocolError):
+    """Too many request headers, or too large."""
+
+    code = "headers_too_large"
+    status = 431
+
+
+class UnsupportedTransferCodingError(ProtocolError):
+    """A transfer coding other than chunked."""
+
+    code = "not_implemented"
+    status = 501
+
+
+class StartingError(ProtocolError):
+    """The log is being replayed: nothing but health is answered yet."""
+
+    code = "starting"
+    status = 503
+
+
+class ShuttingDownError(ProtocolError):
+    """The server is closing: retry on a new connection."""
+
+    code = "shutting_down"
+    status = 503
+
+
+class CancelledError(ProtocolError):
+    """The request was cancelled before it was answered."""
+
+    code = "cancelled"
+    status = 503
+
+
+class TooManyConnectionsError(ProtocolError):
+    """Over the connection cap: retry shortly."""
+
+    code = "too_many_connections"
+    status = 503
+
+    @property
+    def headers(self) -> Headers:
+        return _RETRY_SOON
+
+
+class ServerBusyError(ProtocolError):
+    """Over the budget for request bodies being received at once: retry shortly."""
+
+    code = "server_busy"
+    status = 503
+
+    @property
+    def headers(self) -> Headers:
+        return _RETRY_SOON
 
 
 class ConfigurationError(TucoError):

@@ -21,17 +21,18 @@ import enum
 import functools
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from tuco import _service_metrics
 from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
 from tuco.core.leases import Lease, may_use
 from tuco.core.store import DEFAULT_HISTORY_BYTES, Page, Store
-from tuco.core.tokens import Access, Grant, Principal, TokenRecord, digest, encode_record, format_token
+from tuco.core.tokens import Access, Grant, Principal, TokenRecord, Tokens, digest, encode_record, format_token
 from tuco.core.watch import Selector
 from tuco.errors import (
     ForbiddenError,
     LeaseNotFoundError,
+    LogError,
     PreconditionFailedError,
     TokenLimitError,
     TokenNotFoundError,
@@ -455,3 +456,49 @@ class Service:
             return await self.log.write_expiring(EventType.TOKEN_REVOKE, id, b"", None, Expiry())
         except LeaseNotFoundError:  # another replica revoked it first
             raise TokenNotFoundError(id) from None
+
+    # What the HTTP layer reads
+
+    def leases_of(self, by: Principal | None) -> list[Lease]:
+        """The live leases ``by`` may see (its own; every one for an admin, or with authentication off), by id."""
+        now = self.log.now_ms()
+        return sorted(
+            (
+                lease
+                for lease in self.store.leases
+                if lease.deadline > now and (by is None or may_use(lease, by.name, by.admin))
+            ),
+            key=lambda lease: lease.id,
+        )
+
+    def now_ms(self) -> int:
+        """The log's clock (Unix ms), by which deadlines are decided."""
+        return self.log.now_ms()
+
+    @property
+    def clock(self) -> Callable[[], int]:
+        """The log's clock itself, for a caller that reads it per request (no call through the service)."""
+        return self.log.now_ms
+
+    @property
+    def tokens(self) -> Tokens:
+        """The live tokens (read-only use: creating and revoking go through the log)."""
+        return self.store.tokens
+
+    @property
+    def log_failure(self) -> LogError | None:
+        """Why the log takes no writes, if it takes none."""
+        return self.log.failure
+
+    def log_description(self) -> Mapping[str, object]:
+        """The log's own description of its state (for /readyz, filtered there)."""
+        return self.log.describe()
+
+    def expires_at(self, key: str) -> int:
+        """The key's deadline (Unix ms) in what was applied; 0 without one."""
+        return self.store.expires_at(key)
+
+    @property
+    def oldest_revision(self) -> int:
+        """The oldest revision the in-memory history still holds."""
+        return self.store.history.oldest_revision

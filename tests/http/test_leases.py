@@ -183,8 +183,8 @@ def test_lease_routes_answer_405_with_allow_and_404_for_unknown_ids(front: str) 
     """Each lease route names its methods in Allow; an id that is no lease, or a path beneath it, is 404."""
 
     async def check(client: httpx.AsyncClient, service: Service, clock: Clock) -> None:
-        listed = await client.get("/v1/leases")
-        assert (listed.status_code, listed.headers["allow"]) == (405, "POST")
+        listed = await client.delete("/v1/leases")
+        assert (listed.status_code, listed.headers["allow"]) == (405, "GET, HEAD, POST")
         post_lease = await client.post("/v1/leases/1")
         assert (post_lease.status_code, post_lease.headers["allow"]) == (405, "GET, HEAD, DELETE")
         get_keepalive = await client.get("/v1/leases/1/keepalive")

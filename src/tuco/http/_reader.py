@@ -28,10 +28,11 @@ from typing import Final
 import httptools
 import structlog
 
+from tuco.http import answers
 from tuco.http._context import ServerContext
 from tuco.http._tls import Peer
 from tuco.http._wire import CLOSE, KEEP, KEEP_SAID
-from tuco.http.answers import CERTIFICATE_EXPIRED, INTERNAL_ERROR, SERVER_BUSY, error_response, value_too_large
+from tuco.http.answers import CERTIFICATE_EXPIRED, INTERNAL_ERROR, SERVER_BUSY, value_too_large
 from tuco.http.messages import Request, Response
 
 __all__ = ["SHUTTING_DOWN", "RequestReader", "internal_error"]
@@ -41,14 +42,14 @@ _audit = structlog.get_logger("tuco.audit")
 
 _CONDITIONS: Final = (b"if-match", b"if-none-match")
 
-SHUTTING_DOWN = error_response(503, "shutting_down", "the server is shutting down; retry on a new connection")
+SHUTTING_DOWN = answers.SHUTTING_DOWN
 _SHUTTING_DOWN = SHUTTING_DOWN
-_URI_TOO_LONG = error_response(414, "uri_too_long", "the request target is too long")
-_HEADERS_TOO_LARGE = error_response(431, "headers_too_large", "too many request headers, or they are too large")
-_DUPLICATE_LENGTH = error_response(400, "bad_request", "more than one Content-Length header")
-_AMBIGUOUS_LENGTH = error_response(400, "bad_request", "both Content-Length and Transfer-Encoding are present")
-_BAD_TRANSFER_CODING = error_response(501, "not_implemented", "only the chunked transfer coding is supported")
-_BAD_EXPECTATION = error_response(417, "expectation_failed", "only 'Expect: 100-continue' is supported")
+_URI_TOO_LONG = answers.URI_TOO_LONG
+_HEADERS_TOO_LARGE = answers.HEADERS_TOO_LARGE
+_DUPLICATE_LENGTH = answers.DUPLICATE_LENGTH
+_AMBIGUOUS_LENGTH = answers.AMBIGUOUS_LENGTH
+_BAD_TRANSFER_CODING = answers.BAD_TRANSFER_CODING
+_BAD_EXPECTATION = answers.BAD_EXPECTATION
 
 
 class _Stop(Exception):
@@ -157,7 +158,7 @@ class RequestReader(asyncio.Protocol):
             cause = exc.__context__
             if cause is None or isinstance(cause, _Stop):
                 if not self._stopped:  # llhttp rejected the bytes
-                    self._reject(error_response(400, "bad_request", f"malformed request: {exc}"))
+                    self._reject(answers.bad_request(f"malformed request: {exc}"))
             elif not isinstance(cause, Exception):
                 raise cause from None  # KeyboardInterrupt and the like, raised inside a callback
             else:  # a bug of ours inside a callback: not the client's fault

@@ -9,17 +9,12 @@ without creating a task.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
-import json
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import cast
-from urllib.parse import unquote_to_bytes
 
-from tuco.core.events import ABSENT, EXISTS, Event, Precondition
-from tuco.core.store import ExpiringEntry, Page
+from tuco.core.events import Event, Precondition
+from tuco.core.store import ExpiringEntry
 from tuco.core.tokens import Principal
 from tuco.core.watch import Selector
 from tuco.errors import (
@@ -27,13 +22,13 @@ from tuco.errors import (
     InvalidKeyError,
     InvalidPageTokenError,
     InvalidParameterError,
-    InvalidPreconditionError,
     InvalidRequestError,
     LeaseNotFoundError,
     LogClosedError,
     LogError,
     LogReadOnlyError,
     NoSuchKeyError,
+    NotFoundError,
     PreconditionFailedError,
     RevisionAheadError,
     TooManyWatchersError,
@@ -42,36 +37,53 @@ from tuco.errors import (
 from tuco.http import sse
 from tuco.http.answers import (
     JSON,
+    NO_SUCH_KEY,
+    NOT_FOUND_PATH,
+    NOT_READY,
     OCTET_STREAM,
     PROMETHEUS_TEXT,
+    SHUTTING_DOWN,
     STARTING,
     error_answer,
-    error_response,
     json_response,
     log_message,
     refusal,
 )
 from tuco.http.auth import Guard
-from tuco.http.messages import NO_ROUTE, Deferred, Request, Response, Settling, StreamResponse
+from tuco.http.handlers.leases import list_leases
+from tuco.http.handlers.listing import render_page
+from tuco.http.handlers.tokens import TokenAPI
+from tuco.http.handlers.watch import EVENT_STREAM, compacted, cors, revision_ahead, watch_stream
+from tuco.http.messages import NO_ROUTE, Answer, Deferred, Request, Response, Settling, StreamResponse
+from tuco.http.params import (
+    decode_key,
+    decode_page_token,
+    encode_page_token,
+    flag,
+    grant_ttl,
+    lease_id,
+    page_limit,
+    parse_ttl,
+    precondition_of,
+    revision_param,
+    text_param,
+    wait_timeout,
+    wants_consistent,
+    watch_params,
+)
 from tuco.http.routes import ALIAS, KEY, Route, match
 from tuco.observability import Metrics
 from tuco.service import Phase, Service
-from tuco.watchers import Watch, WatchStep
 
-__all__ = ["Answer", "KeyValueAPI", "decode_key", "decode_page_token", "encode_page_token"]
+__all__ = ["Answer", "KeyValueAPI", "decode_key", "decode_page_token", "encode_page_token", "parse_ttl"]
 
-Answer = Response | StreamResponse | Deferred | Awaitable[Response | StreamResponse]
-"""What a handler returns: a response now, or an awaitable of one."""
 
-_NOT_FOUND_PATH = error_response(404, "not_found", "no such resource; keys live under /v1/key/{key}")
-_NO_SUCH_KEY = error_response(404, "no_such_key", "no such key")
-_NO_SUCH_KEY_BODY = _NO_SUCH_KEY.body
-DEFAULT_PAGE_LIMIT = 100
-MAX_PAGE_LIMIT = 1000
-_TOKEN_VERSION = 1
+_NOT_FOUND_PATH = NOT_FOUND_PATH
+_NO_SUCH_KEY_BODY = NO_SUCH_KEY.body
+_MISSING = NoSuchKeyError.status
 _HEALTHY = json_response(200, {"status": "alive"})
 _READY = json_response(200, {"ready": True})
-_NOT_READY = json_response(503, {"ready": False})
+_NOT_READY = NOT_READY
 _CONSISTENT_READ_FAILED = "cannot reach the log for a consistent read; see the server's log"
 _READ_FAILED = "cannot reach the database to read the key; see the server's log"
 # The /readyz fields of LogStatus.describe() an anonymous client may see (no hosts, users, database names).
@@ -79,7 +91,7 @@ _PUBLIC_LOG_FIELDS: tuple[str, ...] = ("backend", "sync", "last_sequence", "lag_
 
 
 def _not_built(name: str) -> Response:
-    return error_response(404, "not_found", f"/v1/{name} is a reserved resource that this server does not offer yet")
+    return error_answer(NotFoundError(f"/v1/{name} is a reserved resource that this server does not offer yet"))
 
 
 def public_log_status(described: Mapping[str, object]) -> dict[str, object]:
@@ -114,7 +126,7 @@ class KeyValueAPI:
             "openapi": self._openapi,
             "list_keys": self._list_keys,
             "watch": self._watch,
-            "grant": self._grant,
+            "leases": self._leases,
             "lease": self._lease,
             "keepalive": self._keepalive,
             "tokens": self._token_route,
@@ -128,15 +140,13 @@ class KeyValueAPI:
         if service.reads_through:
             self._read = self._read_through
             self._list_page = self._list_page_through
-        from tuco.http.auth import TokenAPI
-
         self.tokens = TokenAPI(service)
         self._frames = sse.FrameCache()
         self._guard: Guard | None = None
         if service.access.enabled:  # chosen once: with authentication off, handle is the method itself
             self._guard = Guard(self, self.handle)
-            self._verified = service.store.tokens.verified
-            self._now = service.log.now_ms
+            self._verified = service.tokens.verified
+            self._now = service.clock
             self.handle = self._handle_guarded  # type: ignore[method-assign]
 
     def _handle_guarded(self, request: Request) -> Answer:
@@ -230,7 +240,7 @@ class KeyValueAPI:
             if request.query:
                 if request.param(b"wait_revision") is not None:
                     return self._long_poll(request, key)
-                if _wants_consistent(request):
+                if wants_consistent(request):
                     return self._consistent_get(key)
             found = service.find(key)
             if found is None:  # absent, or a key with a deadline
@@ -243,7 +253,7 @@ class KeyValueAPI:
                 b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.store.last_sequence),
             )
         try:
-            precondition = _precondition(request) if request.conditional else None
+            precondition = precondition_of(request) if request.conditional else None
             if method == b"PUT":
                 if request.query:
                     return self._put_with_parameters(request, key, precondition)
@@ -259,14 +269,17 @@ class KeyValueAPI:
         return _answer_when_written(written, settle)
 
     def _resource(self, route: Route | None, request: Request, segment: bytes) -> Answer:
-        """Every route but the keys': health, readiness, metrics, listing and the reserved names."""
+        """Every route but the keys': its declared operation for the method (or 405), the phase gate, the handler."""
         if route is None:
             return _NOT_FOUND_PATH
-        if request.method not in route.methods:
+        operation = route.operations.get(request.method)
+        if operation is None:
             return route.not_allowed
-        handler = self._handlers.get(route.handler) if route.handler is not None else None
+        handler = self._handlers.get(operation.handler)
         if handler is None:
             return _not_built(route.pattern[4:])
+        if operation.needs_serving and self.service.phase is Phase.STARTING:  # the phase gate, as declared
+            return STARTING
         return handler(request, segment)
 
     def _health(self, request: Request, segment: bytes) -> Answer:
@@ -282,11 +295,11 @@ class KeyValueAPI:
 
     def _readiness(self, request: Request, segment: bytes) -> Answer:
         service = self.service
-        failure = service.log.failure
+        failure = service.log_failure
         payload: dict[str, object] = {
             "ready": service.ready,
             "phase": service.phase.value,
-            "log": public_log_status(service.log.describe()),
+            "log": public_log_status(service.log_description()),
         }
         if failure is not None:
             payload["error"] = failure.code
@@ -299,7 +312,7 @@ class KeyValueAPI:
         store = service.store_status()
         if store is not None:  # full or not, the replica stays ready: reads and deletes are served
             payload["store"] = store
-        return json_response(200 if service.ready else 503, payload)
+        return json_response(200 if service.ready else _NOT_READY.status, payload)
 
     def _read_now(self, key: str, extra: bytes = b"") -> Response:
         """A read of ``key`` with every case: absent (404), with a deadline, or plain; ``extra`` header lines."""
@@ -307,7 +320,9 @@ class KeyValueAPI:
         try:
             entry = service.get(key)
         except NoSuchKeyError:
-            return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n%b" % (service.revision, extra))
+            return Response(
+                _MISSING, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n%b" % (service.revision, extra)
+            )
         except ExpiringEntry as expiring:
             return _expiring_read(expiring, service.revision, extra)
         return Response(
@@ -329,7 +344,9 @@ class KeyValueAPI:
             return refusal(exc, "no read", _READ_FAILED)
         entry = found.entry
         if entry is None:
-            return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n%b" % (found.revision, extra))
+            return Response(
+                _MISSING, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n%b" % (found.revision, extra)
+            )
         if found.expires_at:
             return _expiring_read(ExpiringEntry(entry, found.expires_at), found.revision, extra)
         return Response(
@@ -399,12 +416,12 @@ class KeyValueAPI:
             ttl_ms = parse_ttl(ttl_raw, service.limits.max_ttl_ms)
             written = service.put_expiring(key, request.body, precondition, ttl_ms=ttl_ms)
         else:
-            lease = _lease_id(lease_raw or b"", InvalidParameterError("lease must be a lease id, as granted"))
+            lease = lease_id(lease_raw or b"", InvalidParameterError("lease must be a lease id, as granted"))
             written = service.put_expiring(key, request.body, precondition, lease=lease, by=request.principal)
         return self._answer_lease_write(written, self._created_expiring, "not stored")
 
     def _created_expiring(self, event: Event) -> Response:
-        expires_at = event.deadline or self.service.store.expires_at(event.key)
+        expires_at = event.deadline or self.service.expires_at(event.key)
         return Response(
             201,
             b"",
@@ -414,12 +431,19 @@ class KeyValueAPI:
             % (event.sequence, event.sequence, expires_at),
         )
 
+    def _leases(self, request: Request, segment: bytes) -> Answer:
+        """POST /v1/leases grants one; GET lists the caller's own (see :mod:`tuco.http.handlers.leases`)."""
+        if request.method == b"POST":
+            return self._grant(request, segment)
+        try:
+            return list_leases(self.service, request)
+        except InvalidRequestError as exc:
+            return error_answer(exc)
+
     def _grant(self, request: Request, segment: bytes) -> Answer:
         service = self.service
-        if service.phase is Phase.STARTING:
-            return STARTING
         try:
-            ttl_ms = _grant_ttl(request.body, service.limits.max_ttl_ms)
+            ttl_ms = grant_ttl(request.body, service.limits.max_ttl_ms)
             written = service.grant(ttl_ms, request.principal)
         except TucoError as exc:
             return _write_refused(exc, "no lease granted")
@@ -427,10 +451,8 @@ class KeyValueAPI:
 
     def _keepalive(self, request: Request, segment: bytes) -> Answer:
         service = self.service
-        if service.phase is Phase.STARTING:
-            return STARTING
         try:
-            lease = _lease_id(segment, LeaseNotFoundError(0))
+            lease = lease_id(segment, LeaseNotFoundError(0))
             written = service.keepalive(lease, request.principal)
         except TucoError as exc:
             return _write_refused(exc, "not kept alive")
@@ -438,16 +460,14 @@ class KeyValueAPI:
 
     def _lease(self, request: Request, segment: bytes) -> Answer:
         service = self.service
-        if service.phase is Phase.STARTING:
-            return STARTING
         try:
-            lease = _lease_id(segment, LeaseNotFoundError(0))
+            lease = lease_id(segment, LeaseNotFoundError(0))
         except LeaseNotFoundError as exc:
             return error_answer(exc)
         if request.method == b"DELETE":
             return self._revoke(lease, None, request.principal)
         found = service.owned_lease(lease, request.principal)
-        if found is None or found.deadline <= service.log.now_ms():
+        if found is None or found.deadline <= service.now_ms():
             return error_answer(LeaseNotFoundError(lease))
         payload = {"id": lease, "ttl": found.ttl / 1000, "expires_at": found.deadline, "keys": sorted(found.keys)}
         return json_response(200, payload, b"X-Tuco-Revision: %d\r\n" % service.revision)
@@ -479,12 +499,10 @@ class KeyValueAPI:
 
     def _list_keys(self, request: Request, segment: bytes) -> Answer:
         service = self.service
-        if service.phase is Phase.STARTING:
-            return STARTING
         try:
-            prefix = _text_param(request, b"prefix")
-            limit = _limit(request)
-            keys_only = _flag(request, b"keys_only")
+            prefix = text_param(request, b"prefix")
+            limit = page_limit(request)
+            keys_only = flag(request, b"keys_only")
             token = request.param(b"page_token")
             if token:
                 revision, after, token_prefix = decode_page_token(token)
@@ -519,7 +537,7 @@ class KeyValueAPI:
         except HistoryCompactedError as exc:
             body = {"error": exc.code, "message": str(exc), "oldest_revision": exc.oldest}
             return json_response(exc.status, body)
-        return _render_page(page, prefix, limit, keys_only)
+        return render_page(page, prefix, limit, keys_only)
 
     async def _list_page_through(
         self, prefix: str, after: str | None, limit: int, revision: int | None, keys_only: bool
@@ -530,24 +548,22 @@ class KeyValueAPI:
         try:
             page = await self.service.page_through(prefix, after=after, limit=limit + 1, revision=revision)
         except HistoryCompactedError as exc:
-            return _compacted(exc)
+            return compacted(exc)
         except LogError as exc:
             return refusal(exc, "no listing", "cannot reach the log to list keys; see the server's log")
-        return _render_page(page, prefix, limit, keys_only)
+        return render_page(page, prefix, limit, keys_only)
 
     # -- watching: GET /v1/watch (Server-Sent Events) and long polls ----------------
 
     def _watch(self, request: Request, segment: bytes) -> Answer:
         service = self.service
-        if service.phase is Phase.STARTING:
-            return STARTING
         if service.phase is Phase.STOPPING:
             return _WATCH_STOPPING
         try:
-            selector, after = _watch_params(request, service.revision)
+            selector, after = watch_params(request, service.revision)
         except InvalidRequestError as exc:
             return error_answer(exc)
-        headers = sse.HEADERS + _cors(request, service.watch_settings.allow_origins)
+        headers = sse.HEADERS + cors(request, service.watch_settings.allow_origins)
         if after > service.revision:
             # Another replica's revision, or one this store never reached (it was restored from a backup).
             return self._watch_after_catch_up(request.method == b"HEAD", selector, after, headers, request.principal)
@@ -563,21 +579,21 @@ class KeyValueAPI:
     ) -> Response | StreamResponse:
         service = self.service
         if after > service.revision:
-            return _ahead(RevisionAheadError(after, service.revision))
+            return revision_ahead(RevisionAheadError(after, service.revision))
         if head:
             # Says whether a GET would stream, without opening a watch.
-            if after < service.store.history.oldest_revision and not service.reads_back_history:
-                return _compacted(HistoryCompactedError(service.store.history.oldest_revision))
+            if after < service.oldest_revision and not service.reads_back_history:
+                return compacted(HistoryCompactedError(service.oldest_revision))
             return Response(200, b"", EVENT_STREAM, headers)
         try:
             watch = service.watch(selector, after, by)
         except HistoryCompactedError as exc:
-            return _compacted(exc)
+            return compacted(exc)
         except RevisionAheadError as exc:
-            return _ahead(exc)
+            return revision_ahead(exc)
         except TooManyWatchersError as exc:
             return error_answer(exc, b"Retry-After: 1\r\n")
-        return StreamResponse(200, _watch_stream(watch, self._frames), EVENT_STREAM, headers)
+        return StreamResponse(200, watch_stream(watch, self._frames), EVENT_STREAM, headers)
 
     async def _watch_after_catch_up(
         self,
@@ -597,14 +613,14 @@ class KeyValueAPI:
     def _long_poll(self, request: Request, key: str) -> Answer:
         """GET /v1/key/{k}?wait_revision=N&timeout=T: the key once it changed at N or later, or at the timeout."""
         try:
-            revision = _positive(request, b"wait_revision")
-            timeout = _timeout(request.param(b"timeout"))
+            revision = revision_param(request, b"wait_revision")
+            timeout = wait_timeout(request.param(b"timeout"))
         except InvalidRequestError as exc:
             return error_answer(exc)
         service = self.service
         if service.phase is not Phase.STOPPING and revision - 1 > service.revision:
             return self._answer_after_wait(key, revision, timeout, catch_up=True)
-        if service.phase is Phase.STOPPING or service.store.mod_revision(key) >= revision:
+        if service.phase is Phase.STOPPING or service.mod_revision(key) >= revision:
             return self._read(key, b"X-Tuco-Wait: changed\r\n")
         return self._answer_after_wait(key, revision, timeout)
 
@@ -614,272 +630,17 @@ class KeyValueAPI:
                 await self.service.catch_up()
             except LogError as exc:
                 return refusal(exc, "no wait", "cannot reach the log to tell whether that revision exists")
-            if self.service.store.mod_revision(key) >= revision:
+            if self.service.mod_revision(key) >= revision:
                 return await _settled(self._read(key, b"X-Tuco-Wait: changed\r\n"))
         try:
             await self.service.wait_for_change(key, revision, timeout)
         except RevisionAheadError as exc:
-            return _ahead(exc)
+            return revision_ahead(exc)
         changed = self.service.changed_since(key, revision) and self.service.phase is not Phase.STOPPING
         return await _settled(self._read(key, b"X-Tuco-Wait: changed\r\n" if changed else b"X-Tuco-Wait: timeout\r\n"))
 
 
-EVENT_STREAM = b"text/event-stream"
-_WATCH_STOPPING = error_response(503, "shutting_down", "the server is shutting down; retry on a new connection")
-_RETRY_MS = 1000  # what EventSource waits before reconnecting after the stream ends
-_CHUNK_BYTES = 64 * 1024  # frames gathered into one chunk, at most (one frame may be larger)
-_SHARED_FRAME_BYTES = 16 * 1024  # a frame this large is sent as it is, shared, never copied into a chunk
-MAX_WAIT_SECONDS = 300.0
-DEFAULT_WAIT_SECONDS = 30.0
-
-
-async def _watch_stream(watch: Watch, frames: sse.FrameCache) -> AsyncIterator[bytes]:
-    """The frames of one watch: ``retry`` first, then events, heartbeats and progress, a cancel frame last.
-
-    Small frames are gathered into one chunk; a large one is its own chunk, the
-    very bytes object every other watcher sends too (no copy per watcher).
-    """
-    try:
-        yield sse.opening_frame(_RETRY_MS, watch.after)
-        while True:
-            step = await watch.next()
-            if step.kind is WatchStep.EVENTS:
-                chunk: list[bytes] = []
-                size = 0
-                for event in step.events:
-                    frame = frames.frame(event)
-                    if len(frame) >= _SHARED_FRAME_BYTES:
-                        if chunk:
-                            yield b"".join(chunk)
-                            chunk, size = [], 0
-                        yield frame
-                        continue
-                    chunk.append(frame)
-                    size += len(frame)
-                    if size >= _CHUNK_BYTES:
-                        yield b"".join(chunk)
-                        chunk, size = [], 0
-                if chunk:
-                    yield b"".join(chunk)
-            elif step.kind is WatchStep.PROGRESS:
-                yield sse.heartbeat_frame() + sse.progress_frame(step.revision)
-            else:
-                yield sse.cancel_frame(step.reason, step.revision)
-                return
-    finally:
-        watch.close()
-        if watch.last:
-            frames.clear()  # nobody watches: the frames kept for them go
-
-
-def _watch_params(request: Request, current: int) -> tuple[Selector, int]:
-    """The selector and the revision after which the watch starts.
-
-    ``Last-Event-ID: X`` (an EventSource reconnecting) wins: changes after X.
-    Else ``start_revision=R``: changes at R and after. Else: changes after now.
-    """
-    prefix = _text_param(request, b"prefix")
-    raw_key = request.param(b"key")
-    if raw_key is not None and request.param(b"prefix") is not None:
-        raise InvalidParameterError("watch a prefix or a key, not both")
-    selector = Selector(prefix)
-    if raw_key is not None:
-        key = _text_param(request, b"key")
-        if not key:
-            raise InvalidParameterError("key must not be empty")
-        selector = Selector(key=key)
-    last_id = request.header(b"last-event-id")
-    if last_id is not None and last_id.strip():
-        value = last_id.strip()
-        if not value.isdigit() or len(value) > 18:
-            raise InvalidParameterError("Last-Event-ID must be a revision tuco sent (a whole number)")
-        return selector, int(value)
-    if request.param(b"start_revision") is not None:
-        return selector, _positive(request, b"start_revision") - 1
-    return selector, current
-
-
-def _positive(request: Request, name: bytes) -> int:
-    raw = request.param(name) or b""
-    if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
-        raise InvalidParameterError(f"{name.decode()} must be a revision: a whole number from 1")
-    return int(raw)
-
-
-def _timeout(raw: bytes | None) -> float:
-    """``30s``, ``500ms`` or plain seconds (``2.5``), at most MAX_WAIT_SECONDS."""
-    if raw is None:
-        return DEFAULT_WAIT_SECONDS
-    scale = 1.0
-    number = raw
-    if raw.endswith(b"ms"):
-        number, scale = raw[:-2], 0.001
-    elif raw.endswith(b"s"):
-        number = raw[:-1]
-    whole, dot, fraction = number.partition(b".")
-    if not whole.isdigit() or (dot and not fraction.isdigit()) or len(number) > 12:
-        raise InvalidParameterError("timeout must be a duration such as 30s, 500ms or 2.5 (seconds)")
-    seconds = float(number) * scale
-    if seconds > MAX_WAIT_SECONDS:
-        raise InvalidParameterError(f"timeout must be at most {MAX_WAIT_SECONDS:g}s")
-    return seconds
-
-
-def _ahead(exc: RevisionAheadError) -> Response:
-    """409 revision_ahead, with the store's revision: the client re-reads, then watches from there."""
-    body = {"error": exc.code, "message": str(exc), "revision": exc.revision, "requested": exc.requested}
-    return json_response(exc.status, body)
-
-
-def _compacted(exc: HistoryCompactedError) -> Response:
-    return json_response(exc.status, {"error": exc.code, "message": str(exc), "oldest_revision": exc.oldest})
-
-
-def _cors(request: Request, allowed: frozenset[str]) -> tuple[tuple[bytes, bytes], ...]:
-    """``Access-Control-Allow-Origin`` for a page of an allowed origin (EventSource across origins needs it)."""
-    if not allowed:
-        return ()
-    origin = request.header(b"origin")
-    if origin is None:
-        return ()
-    if "*" in allowed:
-        return ((b"Access-Control-Allow-Origin", b"*"),)
-    try:
-        text = origin.decode("ascii")
-    except UnicodeDecodeError:
-        return ()
-    if text in allowed:
-        return ((b"Access-Control-Allow-Origin", origin), (b"Vary", b"Origin"))
-    return ()
-
-
-def _render_page(page: Page, prefix: str, limit: int, keys_only: bool) -> Response:
-    """The JSON of one page; ``page`` holds one item more than ``limit`` when more follow."""
-    items = page.items
-    next_token: str | None = None
-    if len(items) > limit:
-        items = items[:limit]
-        next_token = encode_page_token(page.revision, items[-1].key, prefix)
-    b64 = base64.b64encode
-    rendered: list[dict[str, object]]
-    if keys_only:
-        rendered = [
-            {"key": key, "create_revision": created, "mod_revision": modified, "version": version}
-            for key, _, created, modified, version, _ in items
-        ]
-    else:
-        rendered = [
-            {
-                "key": key,
-                "value": b64(value).decode("ascii"),
-                "create_revision": created,
-                "mod_revision": modified,
-                "version": version,
-            }
-            for key, value, created, modified, version, _ in items
-        ]
-    for item, shown in zip(items, rendered, strict=True):
-        if item.expires_at:  # only keys with a deadline carry it
-            shown["expires_at"] = item.expires_at
-    payload = {"revision": page.revision, "items": rendered, "next_page_token": next_token}
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-    return Response(200, body, JSON, (), b"X-Tuco-Revision: %d\r\n" % page.revision)
-
-
-def encode_page_token(revision: int, last_key: str, prefix: str) -> str:
-    """An opaque token for the page after ``last_key`` of the listing of ``prefix`` pinned at ``revision``."""
-    raw = json.dumps([_TOKEN_VERSION, revision, last_key, prefix], separators=(",", ":"), ensure_ascii=False)
-    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode("ascii")
-
-
-def decode_page_token(token: bytes) -> tuple[int, str, str]:
-    """``(revision, last key, prefix)`` of a token this server issued; InvalidPageTokenError otherwise."""
-    try:
-        raw = base64.urlsafe_b64decode(token + b"=" * (-len(token) % 4))
-        version, revision, last_key, prefix = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError):
-        raise InvalidPageTokenError("the page token is not one this server issued") from None
-    if (
-        version != _TOKEN_VERSION
-        or type(revision) is not int
-        or revision < 0
-        or not isinstance(last_key, str)
-        or not isinstance(prefix, str)
-    ):
-        raise InvalidPageTokenError("the page token is not one this server issued")
-    return revision, last_key, prefix
-
-
-def _text_param(request: Request, name: bytes) -> str:
-    raw = request.param(name)
-    if raw is None:
-        return ""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidParameterError(f"{name.decode()} is not valid UTF-8 after percent-decoding") from None
-
-
-def _limit(request: Request) -> int:
-    raw = request.param(b"limit")
-    if raw is None:
-        return DEFAULT_PAGE_LIMIT
-    if not raw.isdigit() or len(raw) > 4 or not 1 <= int(raw) <= MAX_PAGE_LIMIT:
-        raise InvalidParameterError(f"limit must be a whole number from 1 to {MAX_PAGE_LIMIT}")
-    return int(raw)
-
-
-def _flag(request: Request, name: bytes) -> bool:
-    raw = request.param(name)
-    if raw is None:
-        return False
-    value = raw.lower()
-    if value in (b"", b"true", b"1", b"yes"):
-        return True
-    if value in (b"false", b"0", b"no"):
-        return False
-    raise InvalidParameterError(f"{name.decode()} must be true or false")
-
-
-def _precondition(request: Request) -> Precondition | None:
-    """The condition of ``If-Match`` / ``If-None-Match``; InvalidPreconditionError for what tuco does not accept."""
-    match = request.header(b"if-match")
-    none_match = request.header(b"if-none-match")
-    if match is None and none_match is None:
-        return None
-    if match is not None and none_match is not None:
-        raise InvalidPreconditionError("send If-Match or If-None-Match, not both")
-    name = b"if-match" if match is not None else b"if-none-match"
-    if request.header_count(name) > 1:
-        raise InvalidPreconditionError(f"send one {name.decode()} header with one entity tag")
-    value = (match if match is not None else none_match or b"").strip()
-    if none_match is not None:
-        if value == b"*":
-            return ABSENT
-        raise InvalidPreconditionError('If-None-Match takes only "*" (create only if absent)')
-    if value == b"*":
-        return EXISTS
-    if value.startswith(b"W/"):
-        raise InvalidPreconditionError("weak entity tags are not accepted: tuco's ETags are strong")
-    if b"," in value:
-        raise InvalidPreconditionError("a list of entity tags is not accepted: send one")
-    if len(value) > 2 and value[0] == value[-1] == 0x22 and value[1:-1].isdigit() and int(value[1:-1]) > 0:
-        revision = int(value[1:-1])
-        if revision > _MAX_REVISION:  # a client's mistake on every backend, decided before the log is asked
-            raise InvalidPreconditionError(f"a revision is at most {_MAX_REVISION}: no key can be at this one")
-        return Precondition(revision)
-    raise InvalidPreconditionError('If-Match takes "*" or one ETag as tuco sends it: a revision in quotes, "12"')
-
-
-def decode_key(segment: bytes) -> str:
-    """Percent-decode one path segment into a key (the length limit is the service's, on writes)."""
-    raw = unquote_to_bytes(segment) if b"%" in segment else segment
-    if not raw:
-        raise InvalidKeyError("the key is empty")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidKeyError("the key is not valid UTF-8 after percent-decoding") from None
+_WATCH_STOPPING = SHUTTING_DOWN
 
 
 def _write_refused(error: TucoError, doing: str) -> Response:
@@ -901,60 +662,6 @@ def _answer_when_written(written: Awaitable[Event], settle: Callable[[Settling],
     if hasattr(written, "add_done_callback"):  # a future, or the group commit's Written
         return Deferred(cast(Settling, written), settle)
     return Deferred(asyncio.ensure_future(written), settle)
-
-
-_TTL = re.compile(rb"(\d{1,12}(?:\.\d{1,3})?)(ms|s|m|h|d)?")
-_TTL_UNITS_MS = {b"ms": 1, b"s": 1000, b"m": 60_000, b"h": 3_600_000, b"d": 86_400_000, None: 1000}
-_MAX_LEASE_ID = (1 << 63) - 1
-_MAX_REVISION = (1 << 63) - 1
-"""The largest revision any log can reach: sequences are 64-bit signed integers (PostgreSQL's bigint)."""
-_MAX_GRANT_BODY = 1024
-
-
-def parse_ttl(raw: bytes, max_ms: int) -> int:
-    """Milliseconds of ``30s``, ``500ms``, ``5m``, ``1h``, ``2d`` or a bare number of seconds; InvalidParameterError.
-
-    Must come to at least 1 ms and at most ``max_ms``.
-    """
-    found = _TTL.fullmatch(raw.strip())
-    if found is None:
-        raise InvalidParameterError(
-            "ttl must be a duration such as 30s, 500ms, 5m, 1h or 2d (a number alone is seconds)"
-        )
-    number, unit = found.groups()
-    ms = round(float(number) * _TTL_UNITS_MS[unit])
-    if not 1 <= ms <= max_ms:
-        raise InvalidParameterError(f"ttl must be from 1 ms to {max_ms // 1000} s (TUCO_MAX_TTL_SECONDS)")
-    return ms
-
-
-def _grant_ttl(body: bytes, max_ms: int) -> int:
-    """The ttl of a grant's JSON body ``{"ttl": 30}`` (seconds, or a duration string like ``"30s"``)."""
-    if len(body) > _MAX_GRANT_BODY:
-        raise InvalidParameterError('the body must be a small JSON object such as {"ttl": 30}')
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidParameterError('the body must be JSON such as {"ttl": 30}') from None
-    ttl = payload.get("ttl") if isinstance(payload, dict) else None
-    if isinstance(ttl, str):
-        return parse_ttl(ttl.encode(), max_ms)
-    if type(ttl) is int or type(ttl) is float:
-        if not ttl == ttl or ttl in (float("inf"), float("-inf")):  # NaN and infinities
-            raise InvalidParameterError("ttl must be a finite number of seconds")
-        scaled = ttl * 1000  # may overflow to infinity (1.7e308 seconds): compare before rounding
-        ms = round(scaled) if abs(scaled) <= max_ms else max_ms + 1
-        if not 1 <= ms <= max_ms:
-            raise InvalidParameterError(f"ttl must be from 1 ms to {max_ms // 1000} s (TUCO_MAX_TTL_SECONDS)")
-        return ms
-    raise InvalidParameterError('the body must be JSON with a ttl in seconds, such as {"ttl": 30}')
-
-
-def _lease_id(raw: bytes, error: TucoError) -> int:
-    """A lease id as granted (a positive integer); ``error`` for anything else."""
-    if not raw.isdigit() or len(raw) > 19 or not 1 <= int(raw) <= _MAX_LEASE_ID:
-        raise error
-    return int(raw)
 
 
 def _lease_answer(status: int) -> Callable[[Event], Response]:
@@ -981,8 +688,3 @@ def _expiring_read(found: ExpiringEntry, revision: int, extra: bytes = b"") -> R
 async def _settled(answer: Response | Awaitable[Response]) -> Response:
     """The response of an answer that is one now or once awaited (a read-through service's reads)."""
     return answer if isinstance(answer, Response) else await answer
-
-
-def _wants_consistent(request: Request) -> bool:
-    value = request.param(b"consistent")
-    return value is not None and value.lower() in (b"", b"true", b"1", b"yes")

@@ -62,6 +62,7 @@ from typing import Any, Final, cast
 import httptools
 import structlog
 
+from tuco.http import answers
 from tuco.http._clock import Timer
 from tuco.http._context import Handler, ServerContext
 from tuco.http._reader import SHUTTING_DOWN, RequestReader, internal_error
@@ -74,10 +75,6 @@ from tuco.http._wire import (
     render,
     serialise,
     stream_head,
-)
-from tuco.http.answers import (
-    RETRY_SOON,
-    error_response,
 )
 from tuco.http.messages import Deferred, Request, Response, StreamResponse
 from tuco.http.observer import clock
@@ -99,11 +96,9 @@ _BUSY: Final = 5
 _LINGER_SECONDS: Final = 2.0
 _SAFE: Final = (b"GET", b"HEAD")  # what may run beside unanswered requests (OPTIONS and TRACE get 405 anyway)
 
-_CANCELLED = error_response(503, "cancelled", "the request was cancelled before it was answered")
-_OVERLOADED = error_response(
-    503, "too_many_connections", "the server has too many open connections; retry shortly", RETRY_SOON
-)
-_TIMEOUT = error_response(408, "request_timeout", "the request was not received in time")
+_CANCELLED = answers.CANCELLED
+_OVERLOADED = answers.TOO_MANY_CONNECTIONS
+_TIMEOUT = answers.REQUEST_TIMEOUT
 
 
 class _Slot:

@@ -337,6 +337,21 @@ def _paths() -> dict[str, Schema]:
         "/v1/keys": _with_head(listing, "A listing page's headers"),
         "/v1/watch": _with_head(watch, "A watch's headers, or its 400/409/410; opens no watch"),
         "/v1/leases": {
+            **_with_head(
+                _operation(
+                    "The caller's own live leases (an admin's: every one), a page at a time",
+                    {
+                        "200": _json("A page of leases", _ref("Leases"), {"X-Tuco-Revision": _REVISION_HEADER}),
+                        "400": _error("invalid_parameter (limit, after)"),
+                    },
+                    operationId="getLeases",
+                    parameters=[
+                        _query("limit", "Leases per page.", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                        _query("after", "The previous page's next_after.", {"type": "integer", "minimum": 0}),
+                    ],
+                ),
+                "A lease listing's headers",
+            ),
             "post": _operation(
                 "Grant a lease",
                 {
@@ -346,7 +361,7 @@ def _paths() -> dict[str, Schema]:
                 },
                 operationId="postLease",
                 requestBody={"required": True, "content": {"application/json": {"schema": _ref("LeaseRequest")}}},
-            )
+            ),
         },
         "/v1/leases/{id}": {
             "parameters": [_LEASE_PARAM],
@@ -494,6 +509,25 @@ def _components() -> Schema:
                 "type": "object",
                 "required": ["id", "ttl", "expires_at", "revision"],
                 "properties": {**lease_fields, "revision": integer},
+            },
+            "Leases": {
+                "type": "object",
+                "required": ["leases", "next_after"],
+                "properties": {
+                    "leases": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["id", "ttl", "expires_at", "remaining", "key_count"],
+                            "properties": {
+                                **lease_fields,
+                                "remaining": {"type": "number", "minimum": 0},
+                                "key_count": {"type": "integer", "minimum": 0},
+                            },
+                        },
+                    },
+                    "next_after": {"type": ["integer", "null"]},
+                },
             },
             "LeaseKeys": {
                 "type": "object",

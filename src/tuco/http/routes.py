@@ -8,62 +8,68 @@ name is reserved stays reachable at ``/v1/key/{name}``.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from tuco.core.tokens import Permission
+from tuco.http._route import Operation, Route, Target, operation, route
+from tuco.http.messages import KEY_ROUTE
 
-from tuco.http.answers import error_response
-from tuco.http.messages import KEY_ROUTE, Response
+__all__ = [
+    "ALIAS",
+    "KEEPALIVE",
+    "KEY",
+    "LEASE",
+    "RESERVED",
+    "ROUTES",
+    "TOKEN",
+    "Operation",
+    "Route",
+    "Target",
+    "match",
+]
 
-__all__ = ["ALIAS", "KEEPALIVE", "KEY", "LEASE", "RESERVED", "ROUTES", "TOKEN", "Route", "match"]
-
-_READ = frozenset((b"GET", b"HEAD"))
-_KEY_METHODS = frozenset((b"GET", b"HEAD", b"PUT", b"DELETE"))
-_ORDER = (b"GET", b"HEAD", b"PUT", b"POST", b"PATCH", b"DELETE")
-
-
-class Route(NamedTuple):
-    """A path pattern, the methods it answers and the name of the API method that handles it.
-
-    ``handler`` is None for a reserved resource not built yet (answered 404).
-    ``not_allowed`` is the 405 answer, with ``Allow`` from ``methods``.
-    """
-
-    pattern: str
-    methods: frozenset[bytes]
-    handler: str | None
-    not_allowed: Response
+_READ = Permission.READ
+_WRITE = Permission.WRITE
+_ADMIN = Permission.ADMIN
 
 
-def _route(pattern: str, methods: frozenset[bytes], handler: str | None) -> Route:
-    allow = ", ".join(method.decode() for method in _ORDER if method in methods)
-    refused = error_response(405, "method_not_allowed", f"allowed methods: {allow}", ((b"Allow", allow.encode()),))
-    return Route(pattern, methods, handler, refused)
+def _reads(handler: str, target: Target, permission: Permission | None = _READ, **how: bool) -> dict[bytes, Operation]:
+    """GET and HEAD, alike."""
+    read = operation(handler, target, permission, **how)
+    return {b"GET": read, b"HEAD": read}
 
 
-KEY = _route(KEY_ROUTE, _KEY_METHODS, "key")
-ALIAS = _route("/v1/{key}", _KEY_METHODS, "key")
-LEASE = _route("/v1/leases/{id}", frozenset((b"GET", b"HEAD", b"DELETE")), "lease")
-KEEPALIVE = _route("/v1/leases/{id}/keepalive", frozenset((b"POST",)), "keepalive")
-TOKEN = _route("/v1/tokens/{id}", frozenset((b"GET", b"HEAD", b"DELETE")), "token")
+_KEY_OPERATIONS = {
+    **_reads("key", Target.KEY),
+    b"PUT": operation("key", Target.KEY, _WRITE),
+    b"DELETE": operation("key", Target.KEY, _WRITE),
+}
+
+KEY = route(KEY_ROUTE, _KEY_OPERATIONS)
+ALIAS = route("/v1/{key}", _KEY_OPERATIONS)
+LEASE = route("/v1/leases/{id}", {**_reads("lease", Target.LEASE), b"DELETE": operation("lease", Target.LEASE, _WRITE)})
+KEEPALIVE = route("/v1/leases/{id}/keepalive", {b"POST": operation("keepalive", Target.LEASE, _WRITE)})
+TOKEN = route(
+    "/v1/tokens/{id}", {**_reads("token", Target.ALL, _ADMIN), b"DELETE": operation("token", Target.ALL, _ADMIN)}
+)
 
 RESERVED: tuple[str, ...] = ("keys", "watch", "leases", "tokens", "openapi.json")
 """Names under /v1/ that are resources, not keys (a route without a handler would answer 404 naming it)."""
 
 ROUTES: tuple[Route, ...] = (
-    _route("/healthz", _READ, "health"),
-    _route("/readyz", _READ, "readiness"),
-    _route("/metrics", _READ, "metrics"),
-    _route("/v1/keys", _READ, "list_keys"),
-    _route("/v1/watch", _READ, "watch"),
-    _route("/v1/leases", frozenset((b"POST",)), "grant"),
-    _route("/v1/tokens", frozenset((b"GET", b"HEAD", b"POST")), "tokens"),
-    _route("/v1/openapi.json", _READ, "openapi"),
+    route("/healthz", _reads("health", Target.PUBLIC, None, needs_serving=False)),
+    route("/readyz", _reads("readiness", Target.PUBLIC, needs_serving=False)),  # details: read on every key
+    route("/metrics", _reads("metrics", Target.METRICS, needs_serving=False)),
+    route("/v1/keys", _reads("list_keys", Target.PREFIX)),
+    route("/v1/watch", _reads("watch", Target.PREFIX, streams=True)),
+    route("/v1/leases", {**_reads("leases", Target.SOME), b"POST": operation("leases", Target.SOME, _WRITE)}),
+    route("/v1/tokens", {**_reads("tokens", Target.ALL, _ADMIN), b"POST": operation("tokens", Target.ALL, _ADMIN)}),
+    route("/v1/openapi.json", _reads("openapi", Target.AUTHENTICATED, None, needs_serving=False)),
     KEY,
     LEASE,
     KEEPALIVE,
     TOKEN,
     ALIAS,
 )
-"""Every route, in matching order (the alias last)."""
+"""Every route, in matching order (the alias last): the one table the front ends, the guard and the document read."""
 
 _FIXED: dict[bytes, Route] = {route.pattern.encode(): route for route in ROUTES if "{" not in route.pattern}
 
