@@ -14,6 +14,8 @@ from tests.serverless.conftest import MakeContainer
 from tests.serverless.gateway import body_of, header, make_event
 from tuco import serverless
 
+pytestmark = pytest.mark.postgres
+
 
 def _error(answer: dict[str, object]) -> str:
     return str(json.loads(body_of(answer))["error"])
