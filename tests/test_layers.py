@@ -139,11 +139,6 @@ def test_the_cycle_finder_finds_a_cycle_and_nothing_else() -> None:
     assert _cycles(graph) == [["a", "b", "c"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="two cycles inside tuco.http remain on this branch (api <-> auth, connection <-> server); "
-    "helpers 'pipeline' and 'conn' remove them: drop this mark once they are merged",
-)
 def test_no_import_cycles_in_the_package_type_checking_imports_included() -> None:
     """No module of src/tuco imports itself through others, counting imports under `if TYPE_CHECKING:` too."""
     cycles = _cycles(_import_graph())
