@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from tuco.core.tokens import Permission
 from tuco.errors import MethodNotAllowedError, TucoError
-from tuco.http._schema import NO_HEADERS, Fails, Schema
+from tuco.http._schema import EMPTY, Fails, Schema
 from tuco.http.answers import error_answer
 from tuco.http.messages import Response
 
@@ -59,7 +59,7 @@ class Operation(NamedTuple):
     """Its query and header parameters, as the document describes them."""
     body: Schema | None = None
     """The request body it reads (the document's requestBody)."""
-    answers: Mapping[str, Schema] = NO_HEADERS
+    answers: Mapping[str, Schema] = EMPTY
     """Its answers that are not errors, by status (the success ones, a readiness 503)."""
     errors: tuple[Fails, ...] = ()
     """The errors it answers besides those any request can get: each status and code from its class."""
@@ -105,7 +105,7 @@ def operation(
     operation_id: str = "",
     parameters: tuple[Schema, ...] = (),
     body: Schema | None = None,
-    answers: Mapping[str, Schema] = NO_HEADERS,
+    answers: Mapping[str, Schema] = EMPTY,
     errors: tuple[Fails | type[TucoError], ...] = (),
 ) -> Operation:
     """An operation; an error given by its class alone is described by its code."""

@@ -34,7 +34,7 @@ __all__ = [
     "EXPIRES_HEADER",
     "KEY_PARAM",
     "LEASE_PARAM",
-    "NO_HEADERS",
+    "EMPTY",
     "REVISION_HEADER",
     "TOKEN_PARAM",
     "WAIT_HEADER",
@@ -51,7 +51,8 @@ __all__ = [
 
 Schema = dict[str, Any]
 """A JSON object of the document."""
-NO_HEADERS: Mapping[str, Schema] = {}
+EMPTY: Mapping[str, Schema] = {}
+"""No header fields, no answers (a default never mutated)."""
 
 DURATION = "^[0-9]+(\\.[0-9]{1,3})?(ms|s|m|h|d)?$"
 BINARY: Schema = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
@@ -80,7 +81,7 @@ class Fails(NamedTuple):
     error: type[TucoError]
     words: str = "{code}"
     """The description's part for this error, ``{code}`` standing for its code."""
-    headers: Mapping[str, Schema] = NO_HEADERS
+    headers: Mapping[str, Schema] = EMPTY
     """Header fields its answer carries."""
 
 
@@ -90,7 +91,7 @@ class Common(NamedTuple):
     error: type[TucoError]
     name: str
     description: str
-    headers: Mapping[str, Schema] = NO_HEADERS
+    headers: Mapping[str, Schema] = EMPTY
 
 
 # What any request may get before or besides its operation (README, "Errors"): the status is the class's.
@@ -124,7 +125,7 @@ COMMON: tuple[Common, ...] = (
 )
 
 
-def error(description: str, headers: Mapping[str, Schema] = NO_HEADERS) -> Schema:
+def error(description: str, headers: Mapping[str, Schema] = EMPTY) -> Schema:
     """An error answer: the Error body, and its header fields if any."""
     response: Schema = {
         "description": description,
@@ -135,7 +136,7 @@ def error(description: str, headers: Mapping[str, Schema] = NO_HEADERS) -> Schem
     return response
 
 
-def json_answer(description: str, schema: Schema, headers: Mapping[str, Schema] = NO_HEADERS) -> Schema:
+def json_answer(description: str, schema: Schema, headers: Mapping[str, Schema] = EMPTY) -> Schema:
     """A JSON answer of ``schema``."""
     response: Schema = {"description": description, "content": {"application/json": {"schema": schema}}}
     if headers:

@@ -16,7 +16,8 @@ import json
 import sys
 
 import tuco
-from tuco.http._route import Operation
+from tuco.errors import ForbiddenError, TucoError, UnauthorizedError
+from tuco.http._route import Operation, Target
 from tuco.http._schema import COMMON, Schema, components, error
 from tuco.http.routes import ROUTES
 
@@ -24,16 +25,25 @@ __all__ = ["document", "document_bytes"]
 
 _SHARED: dict[str, Schema] = {common.name: error(common.description, common.headers) for common in COMMON}
 """The answers any request may get, as the document's shared responses."""
-_ANY: dict[str, Schema] = {
-    str(common.error.status): {"$ref": f"#/components/responses/{common.name}"} for common in COMMON
-}
+_GUARD = (UnauthorizedError, ForbiddenError)
+_REFUSES: dict[Target, tuple[type[TucoError], ...]] = {Target.PUBLIC: (), Target.AUTHENTICATED: (UnauthorizedError,)}
+"""What the guard may answer by the operation's target (401 and 403 by default; public: nothing to check)."""
 
 
 def _without_body(response: Schema) -> Schema:
     return {key: value for key, value in response.items() if key != "content"}
 
 
-_ANY_HEAD: dict[str, Schema] = {str(common.error.status): _without_body(_SHARED[common.name]) for common in COMMON}
+def _any(operation: Operation, head: bool) -> dict[str, Schema]:
+    """The shared answers any request to the operation may get: the guard's only as its target allows."""
+    refuses = _REFUSES.get(operation.target, _GUARD)
+    return {
+        str(common.error.status): _without_body(_SHARED[common.name])
+        if head
+        else {"$ref": f"#/components/responses/{common.name}"}
+        for common in COMMON
+        if common.error not in _GUARD or common.error in refuses
+    }
 
 
 def _errors(operation: Operation) -> dict[str, Schema]:
@@ -50,15 +60,15 @@ def _errors(operation: Operation) -> dict[str, Schema]:
 def _operation(operation: Operation, head: bool) -> Schema:
     own = {**operation.answers, **_errors(operation)}
     if head:
-        responses = {**_ANY_HEAD, **{status: _without_body(answer) for status, answer in own.items()}}
-    else:
-        responses = {**_ANY, **own}
+        own = {status: _without_body(answer) for status, answer in own.items()}
     rendered: Schema = {"summary": operation.summary, "operationId": operation.operation_id}
+    if operation.target is Target.PUBLIC and operation.permission is None:
+        rendered["security"] = [{}]  # no credential is even looked at
     if operation.parameters:
         rendered["parameters"] = list(operation.parameters)
     if operation.body is not None:
         rendered["requestBody"] = operation.body
-    rendered["responses"] = responses
+    rendered["responses"] = {**_any(operation, head), **own}
     return rendered
 
 
