@@ -55,6 +55,10 @@ Every error carries a stable machine-readable ``code``, the HTTP ``status``
 it is answered with and the ``headers`` that go with it (``Allow``,
 ``Retry-After``, ``WWW-Authenticate``) (the one error table: psycopg looks errors up by SQLSTATE,
 tuco by class); the JSON error body carries the code.
+
+This is the one public module of the errors: the root, the protocol errors and
+the log's are defined in private modules (``_errors_base``, ``_errors_protocol``,
+``_errors_log``) and re-exported here, where they say they live (``__module__``).
 """
 
 from __future__ import annotations
