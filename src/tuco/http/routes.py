@@ -4,6 +4,11 @@ Fixed paths are found by one dict lookup; then ``/v1/key/{key}``; then the
 reserved names under ``/v1/`` (resources, never keys); last the book's
 ``/v1/{key}`` alias, which serves every other single segment. A key whose
 name is reserved stays reachable at ``/v1/key/{name}``.
+
+Each operation also declares what the OpenAPI document says of it (its summary
+and id, parameters, body, answers, and the error classes it answers), built with
+:mod:`tuco.http._schema`; :mod:`tuco.http.openapi` renders the document from
+this table alone. Adding an endpoint here documents it.
 """
 
 from __future__ import annotations
