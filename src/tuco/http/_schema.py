@@ -16,9 +16,15 @@ from tuco.errors import (
     ExpectationFailedError,
     ForbiddenError,
     HeadersTooLargeError,
+    LogClosedError,
+    LogFailedError,
+    LogUnavailableError,
     MethodNotAllowedError,
     RequestTimeoutError,
+    ServerBusyError,
+    ShuttingDownError,
     StartingError,
+    TooManyConnectionsError,
     TucoError,
     UnauthorizedError,
     UnsupportedTransferCodingError,
@@ -91,35 +97,45 @@ class Common(NamedTuple):
     error: type[TucoError]
     name: str
     description: str
+    """Its words, ``{code}`` standing for the class's code."""
     headers: Mapping[str, Schema] = EMPTY
 
 
+_UNAVAILABLE = "; ".join(
+    ", ".join(error.code for error in errors)
+    for errors in (
+        (StartingError, ShuttingDownError, TooManyConnectionsError, ServerBusyError),
+        (LogFailedError, LogUnavailableError, LogClosedError),
+    )
+)
+"""What a 503 may say: the server's phase or caps, then the log's state."""
+
 # What any request may get before or besides its operation (README, "Errors"): the status is the class's.
 COMMON: tuple[Common, ...] = (
-    Common(BadRequestError, "BadRequest", "bad_request (malformed framing), or the operation's own invalid_* codes"),
-    Common(RequestTimeoutError, "RequestTimeout", "request_timeout: the request was not received in time"),
-    Common(ValueTooLargeError, "TooLarge", "value_too_large: a body over the limit, refused before it is read"),
-    Common(UriTooLongError, "UriTooLong", "uri_too_long: a request target over 16 KiB (key_too_long on a PUT)"),
+    Common(BadRequestError, "BadRequest", "{code} (malformed framing), or the operation's own invalid_* codes"),
+    Common(RequestTimeoutError, "RequestTimeout", "{code}: the request was not received in time"),
+    Common(ValueTooLargeError, "TooLarge", "{code}: a body over the limit, refused before it is read"),
+    Common(UriTooLongError, "UriTooLong", "{code}: a request target over 16 KiB (key_too_long on a PUT)"),
     Common(
         MethodNotAllowedError,
         "MethodNotAllowed",
-        "method_not_allowed: the path does not answer that method",
+        "{code}: the path does not answer that method",
         {"Allow": {"description": "The methods the path answers.", "schema": {"type": "string"}}},
     ),
     Common(
         UnauthorizedError,
         "Unauthorized",
-        "unauthorized (TUCO_AUTH=token): no credential, or a malformed, unknown, revoked or expired one",
+        "{code} (TUCO_AUTH=token): no credential, or a malformed, unknown, revoked or expired one",
         {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
     ),
-    Common(ForbiddenError, "Forbidden", "forbidden (TUCO_AUTH=token): the credential holds no grant for this"),
-    Common(ExpectationFailedError, "ExpectationFailed", "expectation_failed: an Expect other than 100-continue"),
-    Common(HeadersTooLargeError, "HeadersTooLarge", "headers_too_large"),
-    Common(UnsupportedTransferCodingError, "NotImplemented", "not_implemented: a transfer coding other than chunked"),
+    Common(ForbiddenError, "Forbidden", "{code} (TUCO_AUTH=token): the credential holds no grant for this"),
+    Common(ExpectationFailedError, "ExpectationFailed", "{code}: an Expect other than 100-continue"),
+    Common(HeadersTooLargeError, "HeadersTooLarge", "{code}"),
+    Common(UnsupportedTransferCodingError, "NotImplemented", "{code}: a transfer coding other than chunked"),
     Common(
         StartingError,
         "Unavailable",
-        "starting, shutting_down, too_many_connections, server_busy; log_failed, log_unavailable, log_closed",
+        _UNAVAILABLE,
         {"Retry-After": {"description": "Seconds to wait, when over a cap.", "schema": {"type": "string"}}},
     ),
 )

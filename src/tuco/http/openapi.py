@@ -23,7 +23,9 @@ from tuco.http.routes import ROUTES
 
 __all__ = ["document", "document_bytes"]
 
-_SHARED: dict[str, Schema] = {common.name: error(common.description, common.headers) for common in COMMON}
+_SHARED: dict[str, Schema] = {
+    common.name: error(common.description.format(code=common.error.code), common.headers) for common in COMMON
+}
 """The answers any request may get, as the document's shared responses."""
 _GUARD = (UnauthorizedError, ForbiddenError)
 _REFUSES: dict[Target, tuple[type[TucoError], ...]] = {Target.PUBLIC: (), Target.AUTHENTICATED: (UnauthorizedError,)}
