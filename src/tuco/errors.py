@@ -55,9 +55,40 @@ Every error carries a stable machine-readable ``code``, the HTTP ``status``
 it is answered with and the ``headers`` that go with it (``Allow``,
 ``Retry-After``, ``WWW-Authenticate``) (the one error table: psycopg looks errors up by SQLSTATE,
 tuco by class); the JSON error body carries the code.
+
+This is the one public module of the errors: the root, the protocol errors and
+the log's are defined in private modules (``_errors_base``, ``_errors_protocol``,
+``_errors_log``) and re-exported here, where they say they live (``__module__``).
 """
 
 from __future__ import annotations
+
+from tuco._errors_base import Headers, TucoError
+from tuco._errors_log import (
+    LogClosedError,
+    LogCorruptError,
+    LogError,
+    LogFailedError,
+    LogFormatError,
+    LogReadOnlyError,
+    LogUnavailableError,
+)
+from tuco._errors_protocol import (
+    BadRequestError,
+    CancelledError,
+    ExpectationFailedError,
+    HeadersTooLargeError,
+    MethodNotAllowedError,
+    NotFoundError,
+    ProtocolError,
+    RequestTimeoutError,
+    ServerBusyError,
+    ShuttingDownError,
+    StartingError,
+    TooManyConnectionsError,
+    UnsupportedTransferCodingError,
+    UriTooLongError,
+)
 
 __all__ = [
     "BadRequestError",
@@ -109,23 +140,6 @@ __all__ = [
     "ValueTooLargeError",
     "WatcherShareError",
 ]
-
-
-Headers = tuple[tuple[bytes, bytes], ...]
-"""Header fields an error's answer carries besides its JSON body."""
-_RETRY_SOON: Headers = ((b"Retry-After", b"1"),)
-
-
-class TucoError(Exception):
-    """Root of every error tuco raises on purpose."""
-
-    code = "internal_error"
-    status = 500
-
-    @property
-    def headers(self) -> Headers:
-        """The header fields its answer carries (none by default)."""
-        return ()
 
 
 class NoSuchKeyError(TucoError, KeyError):
@@ -359,123 +373,6 @@ class StreamingUnsupportedError(TucoError):
     status = 501
 
 
-class ProtocolError(TucoError):
-    """What the HTTP layer answers on its own: the request is refused before (or instead of) a handler."""
-
-    code = "protocol_error"
-    status = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-
-
-class BadRequestError(ProtocolError):
-    """A request the server cannot parse or frame."""
-
-    code = "bad_request"
-    status = 400
-
-
-class NotFoundError(ProtocolError):
-    """No such resource (a path no route matches, or a reserved name not offered)."""
-
-    code = "not_found"
-    status = 404
-
-
-class MethodNotAllowedError(ProtocolError):
-    """A method the route does not answer; ``allow`` lists those it does."""
-
-    code = "method_not_allowed"
-    status = 405
-
-    def __init__(self, allow: str) -> None:
-        super().__init__(f"allowed methods: {allow}")
-        self.allow = allow
-
-    @property
-    def headers(self) -> Headers:
-        return ((b"Allow", self.allow.encode()),)
-
-
-class RequestTimeoutError(ProtocolError):
-    """The request was not received in time."""
-
-    code = "request_timeout"
-    status = 408
-
-
-class UriTooLongError(ProtocolError):
-    """The request target is over the head limit."""
-
-    code = "uri_too_long"
-    status = 414
-
-
-class ExpectationFailedError(ProtocolError):
-    """An ``Expect`` header other than ``100-continue``."""
-
-    code = "expectation_failed"
-    status = 417
-
-
-class HeadersTooLargeError(ProtocolError):
-    """Too many request headers, or too large."""
-
-    code = "headers_too_large"
-    status = 431
-
-
-class UnsupportedTransferCodingError(ProtocolError):
-    """A transfer coding other than chunked."""
-
-    code = "not_implemented"
-    status = 501
-
-
-class StartingError(ProtocolError):
-    """The log is being replayed: nothing but health is answered yet."""
-
-    code = "starting"
-    status = 503
-
-
-class ShuttingDownError(ProtocolError):
-    """The server is closing: retry on a new connection."""
-
-    code = "shutting_down"
-    status = 503
-
-
-class CancelledError(ProtocolError):
-    """The request was cancelled before it was answered."""
-
-    code = "cancelled"
-    status = 503
-
-
-class TooManyConnectionsError(ProtocolError):
-    """Over the connection cap: retry shortly."""
-
-    code = "too_many_connections"
-    status = 503
-
-    @property
-    def headers(self) -> Headers:
-        return _RETRY_SOON
-
-
-class ServerBusyError(ProtocolError):
-    """Over the budget for request bodies being received at once: retry shortly."""
-
-    code = "server_busy"
-    status = 503
-
-    @property
-    def headers(self) -> Headers:
-        return _RETRY_SOON
-
-
 class ConfigurationError(TucoError):
     """Settings that cannot work; reported as one line at start-up."""
 
@@ -500,66 +397,4 @@ class ServerUnreachableError(TucoError):
     """
 
     code = "server_unreachable"
-    status = 503
-
-
-class LogError(TucoError):
-    """Something about the transaction log."""
-
-    code = "log_error"
-    status = 503
-
-
-class LogClosedError(LogError):
-    """The log was closed by us (shutdown); it takes no more writes."""
-
-    code = "log_closed"
-    status = 503
-
-
-class LogFailedError(LogError):
-    """The log broke under us; nothing after the failure was acknowledged."""
-
-    code = "log_failed"
-    status = 503
-
-
-class LogUnavailableError(LogFailedError):
-    """The database could not be reached; these writes were not acknowledged, later ones may be.
-
-    Unlike its parent it does not stop the log: writes resume once the database is
-    back. A write that gets it may or may not have been stored (the connection can
-    break during COMMIT); it was never acknowledged.
-    """
-
-    code = "log_unavailable"
-    status = 503
-
-
-class LogReadOnlyError(LogError):
-    """The database answers, but the role tuco logs in as may not write: ``missing`` names the privileges.
-
-    Nothing was written. Not a fault that waiting cures: an operator grants the
-    privileges (``missing``: "INSERT on tuco_events"...), and writes resume without a restart.
-    """
-
-    code = "log_read_only"
-    status = 503
-
-    def __init__(self, message: str, missing: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.missing = missing
-
-
-class LogCorruptError(LogError):
-    """A damaged record is followed by valid ones: refusing to guess."""
-
-    code = "log_corrupt"
-    status = 503
-
-
-class LogFormatError(LogError):
-    """The file is not a tuco log, or is in a format version this build cannot read."""
-
-    code = "log_format"
     status = 503

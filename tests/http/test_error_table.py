@@ -8,7 +8,7 @@ from pathlib import Path
 import tuco
 
 _SRC = Path(tuco.__file__).parent
-_TABLE = {_SRC / "errors.py", _SRC / "http" / "answers.py"}
+_TABLE = {_SRC / "errors.py", *_SRC.glob("_errors_*.py"), _SRC / "http" / "answers.py"}
 _BUILDERS = {"Response", "StreamResponse", "json_response", "error_response"}
 
 

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from tuco.core.tokens import Permission
-from tuco.errors import MethodNotAllowedError
+from tuco.errors import MethodNotAllowedError, TucoError
+from tuco.http._schema import EMPTY, Fails, Schema
 from tuco.http.answers import error_answer
 from tuco.http.messages import Response
 
@@ -51,6 +52,17 @@ class Operation(NamedTuple):
     """Answered 503 ``starting`` until replay is done."""
     streams: bool = False
     """Answers a stream, re-authorized for as long as it runs."""
+    summary: str = ""
+    """The document's words for it."""
+    operation_id: str = ""
+    parameters: tuple[Schema, ...] = ()
+    """Its query and header parameters, as the document describes them."""
+    body: Schema | None = None
+    """The request body it reads (the document's requestBody)."""
+    answers: Mapping[str, Schema] = EMPTY
+    """Its answers that are not errors, by status (the success ones, a readiness 503)."""
+    errors: tuple[Fails, ...] = ()
+    """The errors it answers besides those any request can get: each status and code from its class."""
 
 
 class Route(NamedTuple):
@@ -59,6 +71,8 @@ class Route(NamedTuple):
     pattern: str
     operations: Mapping[bytes, Operation]
     not_allowed: Response
+    parameters: tuple[Schema, ...] = ()
+    """The parameters in its path, as the document describes them."""
 
     @property
     def methods(self) -> frozenset[bytes]:
@@ -87,11 +101,21 @@ def operation(
     *,
     needs_serving: bool = True,
     streams: bool = False,
+    summary: str = "",
+    operation_id: str = "",
+    parameters: tuple[Schema, ...] = (),
+    body: Schema | None = None,
+    answers: Mapping[str, Schema] = EMPTY,
+    errors: tuple[Fails | type[TucoError], ...] = (),
 ) -> Operation:
-    return Operation(handler, target, permission, needs_serving, streams)
+    """An operation; an error given by its class alone is described by its code."""
+    fails = tuple(error if isinstance(error, Fails) else Fails(error) for error in errors)
+    return Operation(
+        handler, target, permission, needs_serving, streams, summary, operation_id, parameters, body, answers, fails
+    )
 
 
-def route(pattern: str, operations: Mapping[bytes, Operation]) -> Route:
+def route(pattern: str, operations: Mapping[bytes, Operation], parameters: tuple[Schema, ...] = ()) -> Route:
     """A route, with its 405 answer built once."""
     allow = ", ".join(method.decode() for method in _ORDER if method in operations)
-    return Route(pattern, dict(operations), error_answer(MethodNotAllowedError(allow)))
+    return Route(pattern, dict(operations), error_answer(MethodNotAllowedError(allow)), parameters)
