@@ -186,7 +186,7 @@ class KeyValueAPI:
                         found[0],
                         OCTET_STREAM,
                         (),
-                        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.store.last_sequence),
+                        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.applied_revision),
                     )
         return guard.handle(request)  # type: ignore[union-attr]
 
@@ -250,7 +250,7 @@ class KeyValueAPI:
                 found[0],
                 OCTET_STREAM,
                 (),
-                b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.store.last_sequence),
+                b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.applied_revision),
             )
         try:
             precondition = precondition_of(request) if request.conditional else None
