@@ -45,6 +45,7 @@ __all__ = ["Answer", "KeyValueAPI", "decode_key", "decode_page_token", "encode_p
 
 
 _NOT_FOUND_PATH = NOT_FOUND_PATH
+_PHASE_STARTING = Phase.STARTING  # a module constant: reading an Enum member off its class costs a descriptor call
 
 
 def _not_built(name: str) -> Response:
@@ -104,7 +105,7 @@ class KeyValueAPI:
                 if (
                     b"/" not in segment
                     and segment
-                    and service.phase is not Phase.STARTING
+                    and service.phase is not _PHASE_STARTING
                     and (not verified.expires_at or verified.expires_at > self._now())
                 ):
                     try:
@@ -131,7 +132,7 @@ class KeyValueAPI:
 
     def revoke_answer(self, lease: int, allowed: Callable[[str], bool], by: Principal) -> Answer:
         """DELETE /v1/leases/{id} by ``by``, whose keys must each pass ``allowed`` (checked after catching up)."""
-        if self.service.phase is Phase.STARTING:
+        if self.service.phase is _PHASE_STARTING:
             return STARTING
         return revoke(self.service, lease, allowed, by)
 
@@ -157,7 +158,7 @@ class KeyValueAPI:
         if not read and method != b"PUT" and method != b"DELETE":
             return KEY.not_allowed
         service = self.service
-        if service.phase is Phase.STARTING:
+        if service.phase is _PHASE_STARTING:
             return STARTING
         try:
             key = segment.decode() if segment and b"%" not in segment else decode_key(segment)
@@ -207,6 +208,6 @@ class KeyValueAPI:
         handler = self._handlers.get(operation.handler)
         if handler is None:
             return _not_built(route.pattern[4:])
-        if operation.needs_serving and self.service.phase is Phase.STARTING:  # the phase gate, as declared
+        if operation.needs_serving and self.service.phase is _PHASE_STARTING:  # the phase gate, as declared
             return STARTING
         return handler(request, segment)
