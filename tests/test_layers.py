@@ -171,11 +171,6 @@ def test_the_reach_finder_sees_a_service_s_store_and_log() -> None:
     assert _reaches(source) == [(1, "service.store"), (2, "self._service.log"), (3, "api.service.store")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tuco.http and serverless.py still read service.store / service.log on this branch; "
-    "helper 'pipeline' moves them onto Service methods: drop this mark once it is merged",
-)
 def test_the_http_layer_calls_service_methods_and_never_reaches_into_its_store_or_log() -> None:
     """No module under tuco.http, nor serverless.py, reads ``.store`` or ``.log`` of a service."""
     paths = [*sorted((SRC / "http").rglob("*.py")), SRC / "serverless.py"]

@@ -471,6 +471,11 @@ class Service:
             key=lambda lease: lease.id,
         )
 
+    @property
+    def applied_revision(self) -> int:
+        """The sequence of the last event applied to the store: the ``X-Tuco-Revision`` of a GET found in memory."""
+        return self.store.last_sequence
+
     def now_ms(self) -> int:
         """The log's clock (Unix ms), by which deadlines are decided."""
         return self.log.now_ms()

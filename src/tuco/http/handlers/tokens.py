@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -19,7 +20,10 @@ from tuco.http.answers import STARTING, error_answer, json_response, refusal
 from tuco.http.messages import Answer, Request, Response
 from tuco.service import Service
 
-__all__ = ["TokenAPI", "rfc3339"]
+if TYPE_CHECKING:
+    from tuco.http.handlers._base import Context  # no cycle: the context does not import this module
+
+__all__ = ["TokenAPI", "rfc3339", "token", "tokens"]
 
 _audit = structlog.get_logger("tuco.audit")
 _DELETE = b"DELETE"
@@ -180,3 +184,13 @@ def _expires_at(raw: object, now: int) -> int:
     if ms <= now:
         raise InvalidParameterError("expires_at must be in the future")
     return ms
+
+
+def tokens(ctx: Context, request: Request, segment: bytes) -> Answer:
+    """``/v1/tokens`` with authentication off (the guard answers the token routes itself when it is on)."""
+    return TokenAPI(ctx.service).answer(request, "tokens", segment, None)
+
+
+def token(ctx: Context, request: Request, segment: bytes) -> Answer:
+    """``/v1/tokens/{id}`` with authentication off."""
+    return TokenAPI(ctx.service).answer(request, "token", segment, None)
