@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tuco.assembly import build_service
 from tuco.config import load_settings
 from tuco.log.file import FileTransactionLog
