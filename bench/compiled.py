@@ -55,6 +55,8 @@ HOT_PATH = (
     "tuco/http/_wire.py",
     "tuco/http/_reader.py",
     "tuco/http/_stream.py",
+    "tuco/http/_order.py",
+    "tuco/http/_timing.py",
     "tuco/http/connection.py",
     "tuco/service.py",
     "tuco/cache.py",

@@ -122,7 +122,17 @@ class HttpConnection(Timing):
             if self._handshake is not None:
                 self._handshake.arrived(data)  # arrived during the handshake (see TlsStart)
             return  # answered for the last time, or the client is gone; the rest is not ours to read
-        self._feed(data)
+        # RequestReader's reading, inlined (a call less per read); its rare paths stay there.
+        messages = self._messages
+        was_in_head = self._in_head
+        try:
+            self._parser.feed_data(data)  # type: ignore[union-attr]
+        except httptools.HttpParserUpgrade:
+            self._stopped = True  # what follows is another protocol; the answer already says close
+        except httptools.HttpParserError as exc:
+            self._parse_failed(exc)
+        if self._in_head and was_in_head and self._messages == messages:
+            self._head_spread(len(data))
         if self._out:
             self._flush()
         if self._queue or self._backlog or self._stopped or self._reading_paused:
