@@ -5,7 +5,9 @@ once per request line, header, body piece and message end; the reader keeps
 the request being parsed in its own fields, reset in place at each request's
 start (no object per request but the :class:`~tuco.http.messages.Request`),
 and hands each complete one to :meth:`RequestReader._received`, which
-:class:`~tuco.http.connection.HttpConnection` (its subclass) implements.
+:class:`~tuco.http._order.AnswerOrder` (its subclass) implements. The
+connection's ``data_received`` feeds the parser itself; what a failed feed
+means is decided here (:meth:`RequestReader._parse_failed`).
 
 * **Limits before memory.** A target, a header block or a body over its limit
   is refused as soon as it shows (414, 431, 413), before it is buffered; a
