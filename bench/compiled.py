@@ -19,8 +19,8 @@ the base of the file, PostgreSQL and memory logs, none of which compiles
 (async generators), and an interpreted class cannot inherit from a compiled
 one. ``service.py`` brings ``cache.py`` along for the same reason
 (``ReadThroughService`` subclasses ``Service``). The native connection
-(``http/connection.py`` and the modules split from it: ``_reader``, ``_stream``, ``_wire``,
-``_context``, ``_clock``) carries most of the gain. None of them awaits inside
+(``http/connection.py`` and the modules split from it: ``_reader``, ``_order``, ``_timing``,
+``_stream``, ``_wire``, ``_context``, ``_clock``) carries most of the gain. None of them awaits inside
 a ``finally`` or ``except``: a compiled coroutine suspended there leaves its
 exception as the thread's handled exception, so later parse errors would carry
 a stale ``__context__`` (``HttpConnection._stream`` once awaited ``aclose()``
@@ -55,6 +55,8 @@ HOT_PATH = (
     "tuco/http/_wire.py",
     "tuco/http/_reader.py",
     "tuco/http/_stream.py",
+    "tuco/http/_order.py",
+    "tuco/http/_timing.py",
     "tuco/http/connection.py",
     "tuco/service.py",
     "tuco/cache.py",

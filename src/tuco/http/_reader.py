@@ -5,7 +5,9 @@ once per request line, header, body piece and message end; the reader keeps
 the request being parsed in its own fields, reset in place at each request's
 start (no object per request but the :class:`~tuco.http.messages.Request`),
 and hands each complete one to :meth:`RequestReader._received`, which
-:class:`~tuco.http.connection.HttpConnection` (its subclass) implements.
+:class:`~tuco.http._order.AnswerOrder` (its subclass) implements. The
+connection's ``data_received`` feeds the parser itself; what a failed feed
+means is decided here (:meth:`RequestReader._parse_failed`).
 
 * **Limits before memory.** A target, a header block or a body over its limit
   is refused as soon as it shows (414, 431, 413), before it is buffered; a
@@ -146,29 +148,30 @@ class RequestReader(asyncio.Protocol):
 
     # -- reading ------------------------------------------------------------------
 
-    def _feed(self, data: bytes) -> None:
-        """Parse what arrived; a malformed or oversized request is rejected, a bug of ours answered 500."""
-        messages = self._messages
-        was_in_head = self._in_head
-        try:
-            self._parser.feed_data(data)  # type: ignore[union-attr]
-        except httptools.HttpParserUpgrade:
-            self._stopped = True  # what follows is another protocol; the answer already says close
-        except httptools.HttpParserError as exc:
-            cause = exc.__context__
-            if cause is None or isinstance(cause, _Stop):
-                if not self._stopped:  # llhttp rejected the bytes
-                    self._reject(answers.bad_request(f"malformed request: {exc}"))
-            elif not isinstance(cause, Exception):
-                raise cause from None  # KeyboardInterrupt and the like, raised inside a callback
-            else:  # a bug of ours inside a callback: not the client's fault
-                self._reject(internal_error(cause))
-        if self._in_head and was_in_head and self._messages == messages:
-            # A header spread over several reads is buffered inside httptools, where
-            # on_header cannot count it yet; count the reads instead.
-            self._raw_head += len(data)
-            if self._raw_head > self._max_head_bytes:
-                self._reject(_HEADERS_TOO_LARGE)
+    def _parse_failed(self, exc: httptools.HttpParserError) -> None:
+        """``feed_data`` raised: a malformed or oversized request is rejected, a bug of ours answered 500.
+
+        The connection's ``data_received`` feeds the parser itself (a call less per read) and comes here when
+        llhttp, or one of our callbacks, stopped it.
+        """
+        cause = exc.__context__
+        if cause is None or isinstance(cause, _Stop):
+            if not self._stopped:  # llhttp rejected the bytes
+                self._reject(answers.bad_request(f"malformed request: {exc}"))
+        elif not isinstance(cause, Exception):
+            raise cause from None  # KeyboardInterrupt and the like, raised inside a callback
+        else:  # a bug of ours inside a callback: not the client's fault
+            self._reject(internal_error(cause))
+
+    def _head_spread(self, size: int) -> None:
+        """A read ended inside the head it began in: count it against the head's limit.
+
+        A header spread over several reads is buffered inside httptools, where ``on_header`` cannot count it
+        yet; the reads are counted instead.
+        """
+        self._raw_head += size
+        if self._raw_head > self._max_head_bytes:
+            self._reject(_HEADERS_TOO_LARGE)
 
     def _abandon_request(self) -> None:
         """Stop parsing: the request being read is refused, and its share of the body budget given back."""
