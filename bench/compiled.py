@@ -18,11 +18,13 @@ is: ``http/api.py`` (async generators are unimplemented in mypyc),
 the base of the file, PostgreSQL and memory logs, none of which compiles
 (async generators), and an interpreted class cannot inherit from a compiled
 one. ``service.py`` brings ``cache.py`` along for the same reason
-(``ReadThroughService`` subclasses ``Service``). ``http/connection.py``
-compiles and carries most of the gain, but the compiled tree then fails tests:
-a compiled coroutine suspended in a ``finally`` (``HttpConnection._stream``
-awaiting ``aclose()`` while cancelled) leaves its exception as the thread's
-handled exception, so later parse errors carry a stale ``__context__``.
+(``ReadThroughService`` subclasses ``Service``). The native connection
+(``http/connection.py`` and the modules split from it: ``_reader``, ``_order``, ``_timing``,
+``_stream``, ``_wire``, ``_context``, ``_clock``) carries most of the gain. None of them awaits inside
+a ``finally`` or ``except``: a compiled coroutine suspended there leaves its
+exception as the thread's handled exception, so later parse errors would carry
+a stale ``__context__`` (``HttpConnection._stream`` once awaited ``aclose()``
+in a ``finally``).
 
 Needs ``valgrind`` and a C compiler; mypyc comes with the dev dependencies.
 """
@@ -43,10 +45,18 @@ HOT_PATH = (
     "tuco/core/events.py",
     "tuco/core/history.py",
     "tuco/core/store.py",
+    "tuco/core/_listing.py",
     "tuco/core/codec.py",
     "tuco/http/messages.py",
     "tuco/http/routes.py",
     "tuco/http/answers.py",
+    "tuco/http/_clock.py",
+    "tuco/http/_context.py",
+    "tuco/http/_wire.py",
+    "tuco/http/_reader.py",
+    "tuco/http/_stream.py",
+    "tuco/http/_order.py",
+    "tuco/http/_timing.py",
     "tuco/http/connection.py",
     "tuco/service.py",
     "tuco/cache.py",

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from tests.needs import unavailable
+from tests.needs import postgres_marked, unavailable
 from tuco.core.events import Entry, Event, EventType
 from tuco.core.store import Store
 
@@ -53,8 +53,12 @@ async def _admin(dsn: str, statement: str) -> None:
 
 
 @pytest.fixture
-def pg_dsn() -> Iterator[str]:
-    """The URL of an empty database created for this test and dropped after it."""
+def pg_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of an empty database created for this test and dropped after it (the test must be marked postgres).
+
+    Its name is random, so tests on several xdist workers never share a database.
+    """
+    postgres_marked(request)
     admin = server_dsn()
     name = f"tuco_test_{uuid.uuid4().hex[:12]}"
     try:

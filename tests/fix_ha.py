@@ -40,7 +40,7 @@ import httpx
 import pytest
 
 from tests.lincheck import History
-from tests.needs import unavailable
+from tests.needs import postgres_marked, unavailable
 
 __all__ = ["Burst", "FailoverReport", "HaCluster", "Node", "check_database", "drive_failovers", "ha_cluster"]
 
@@ -352,8 +352,9 @@ async def read_only_error_on(url: str) -> str:
 
 
 @pytest.fixture
-def ha_cluster() -> Iterator[HaCluster]:
+def ha_cluster(request: pytest.FixtureRequest) -> Iterator[HaCluster]:
     """A started primary + synchronous standby, stopped and removed after the test (even on failure)."""
+    postgres_marked(request)
     cluster = HaCluster()
     try:
         cluster.start()

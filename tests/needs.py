@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 from typing import NoReturn
 
 import pytest
 
-__all__ = ["command", "strict", "unavailable"]
+__all__ = ["POSTGRES_FIXTURES", "command", "postgres_marked", "strict", "unavailable", "unmarked_postgres"]
+
+# The fixtures that reach a PostgreSQL server or run one (any fixture built on them is in a test's closure too).
+POSTGRES_FIXTURES = frozenset({"pg_dsn", "ha_cluster"})
 
 
 def strict() -> bool:
@@ -35,3 +39,25 @@ def command(name: str, how: str) -> str:
     if found is None:
         unavailable(f"{name} is not installed ({how})")
     return found
+
+
+def unmarked_postgres(items: Iterable[pytest.Item]) -> list[str]:
+    """The ids of the tests that ask for a PostgreSQL fixture without the ``postgres`` mark."""
+    return [
+        item.nodeid
+        for item in items
+        if POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("postgres") is None
+    ]
+
+
+def postgres_marked(request: pytest.FixtureRequest) -> None:
+    """Fail the test unless it is marked ``postgres``, so ``-m "not postgres"`` never reaches the database.
+
+    Catches what collection cannot see: a fixture asked for through ``request.getfixturevalue``.
+    """
+    if request.node.get_closest_marker("postgres") is None:
+        pytest.fail(
+            f"{request.node.nodeid} uses PostgreSQL ({request.fixturename}) but is not marked postgres: "
+            "add pytest.mark.postgres (for a parameter: pytest.param(..., marks=pytest.mark.postgres))",
+            pytrace=False,
+        )

@@ -12,8 +12,9 @@ import tuco.core
 import tuco.errors
 import tuco.http
 import tuco.log
+import tuco.testing
 
-PUBLIC_MODULES = [tuco, tuco.client, tuco.core, tuco.log, tuco.errors, tuco.http]
+PUBLIC_MODULES = [tuco, tuco.client, tuco.core, tuco.log, tuco.errors, tuco.http, tuco.testing]
 
 
 @pytest.mark.parametrize("module", PUBLIC_MODULES, ids=lambda module: module.__name__)

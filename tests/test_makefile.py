@@ -26,6 +26,7 @@ def _fresh_checkout(into: Path) -> Path:
     return into
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)  # a whole virtualenv is installed from the locks, then mypy runs cold
 def test_make_lint_and_make_bench_help_work_on_a_checkout_without_a_virtualenv(tmp_path: Path) -> None:
     """`make lint` creates .venv from the hashed dev lock and passes; `make bench ARGS=--help` then prints usage."""

@@ -1,4 +1,5 @@
-"""The suite itself: ``scripts/test`` (and so ``.ci/run``) fails, never skips, when a part of the machine is missing."""
+"""The suite itself: ``scripts/test`` (and so ``.ci/run``) fails, never skips, when a part of the machine is missing;
+every PostgreSQL test is marked so; the fast tier (``scripts/fast``) runs nothing that needs the machine's parts."""
 
 from __future__ import annotations
 
@@ -63,12 +64,16 @@ def _machine_without_the_parts(tmp_path: Path) -> dict[str, str]:
 
 
 def _outcomes(output: str) -> dict[str, str]:
-    """``test id -> PASSED/FAILED/SKIPPED/ERROR`` from pytest's verbose (``-v``) progress lines."""
+    """``test id -> PASSED/FAILED/SKIPPED/ERROR`` from pytest's verbose (``-v``) progress lines, run alone
+    (``id OUTCOME``) or on xdist workers (``[gw0] [ 50%] OUTCOME id``)."""
     found = {}
     for line in output.splitlines():
         match = re.match(r"(\S+::\S+) (PASSED|FAILED|SKIPPED|ERROR)\b", line)
         if match:
             found[match.group(1)] = match.group(2)
+        match = re.match(r"\[gw\d+\] \[ *\d+%\] (PASSED|FAILED|SKIPPED|ERROR) (\S+::\S+)", line)
+        if match:
+            found[match.group(2)] = match.group(1)
     return found
 
 
@@ -114,3 +119,116 @@ def test_outside_the_script_the_same_tests_skip_with_the_reason(tmp_path: Path) 
     assert _outcomes(output) == {test: "SKIPPED" for test in NEEDS.values()}, output
     for reason in REASONS.values():
         assert reason in output, output
+
+
+def _collected(command: list[str]) -> set[str]:
+    """The test ids ``command`` (a pytest run given ``--collect-only -q``) collects; it must exit 0."""
+    result = subprocess.run(
+        [*command, "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return {line for line in result.stdout.splitlines() if "::" in line}
+
+
+@pytest.fixture(scope="module")
+def fast_tier() -> set[str]:
+    """The ids of the tests ``scripts/fast`` runs (collected without workers)."""
+    return _collected(["scripts/fast", "-n", "0"])
+
+
+@pytest.mark.timeout(300)
+def test_the_fast_tier_runs_no_test_marked_postgres_or_container(fast_tier: set[str]) -> None:
+    """No test ``scripts/fast`` selects is marked postgres or container: it needs neither a database nor an engine."""
+    needing = _collected([sys.executable, "-m", "pytest", "-m", "postgres or container"])
+    assert needing, "no test is marked postgres or container: the markers are gone"
+    assert len(fast_tier) > 500, sorted(fast_tier)  # the tier is real: core, http, client, log...
+    assert not fast_tier & needing, sorted(fast_tier & needing)
+
+
+@pytest.mark.timeout(300)
+def test_every_e2e_and_container_module_is_outside_the_fast_tier(fast_tier: set[str]) -> None:
+    """No test of ``tests/e2e`` (real ``tuco serve`` processes) nor ``tests/container`` is in the fast tier."""
+    modules = sorted(
+        str(path.relative_to(ROOT))
+        for folder in ("e2e", "container")
+        for path in (ROOT / "tests" / folder).glob("test_*.py")
+    )
+    assert modules
+    inside = {module for module in modules if any(test.startswith(f"{module}::") for test in fast_tier)}
+    assert not inside, inside
+
+
+@pytest.mark.timeout(300)
+def test_outside_the_postgres_mark_no_test_asks_for_the_database() -> None:
+    """Collecting ``-m "not postgres"`` succeeds (the conftest refuses unmarked PostgreSQL tests) and keeps no
+    parametrized PostgreSQL case (the backend/frontend fixtures' postgres params carry the mark)."""
+    kept = _collected([sys.executable, "-m", "pytest", "-m", "not postgres"])
+    assert kept
+    cases = {test: test.partition("[")[2].removesuffix("]").split("-") for test in kept}
+    assert not {test for test, parts in cases.items() if "postgres" in parts}, kept  # [postgres], [native-postgres]
+
+
+_UNMARKED = """
+import pytest
+
+def test_asks_for_the_database(pg_dsn):
+    pass
+"""
+_UNMARKED_DYNAMIC = """
+import pytest
+
+@pytest.fixture(params=["file", "postgres"])
+def backend(request):
+    return request.getfixturevalue("pg_dsn") if request.param == "postgres" else ""
+
+def test_on_each_backend(backend):
+    pass
+"""
+
+
+def _run_with_our_fixtures(tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
+    """pytest on a module made of ``source``, with this suite's conftest (its fixtures and collection check)."""
+    (tmp_path / "test_probe.py").write_text(source)
+    env = {**os.environ, "TUCO_TEST_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{_closed_port()}/postgres"}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "tests.conftest",
+            "-p",
+            "no:cacheprovider",
+            "-rA",
+            "--rootdir",
+            tmp_path,
+            tmp_path / "test_probe.py",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_test_asking_for_the_database_without_the_mark_stops_collection(tmp_path: Path) -> None:
+    """A test whose fixtures include pg_dsn but which is not marked postgres: the run stops at collection."""
+    result = _run_with_our_fixtures(tmp_path, _UNMARKED)
+    output = result.stdout + result.stderr
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, output
+    assert "must be marked postgres" in output and "test_asks_for_the_database" in output, output
+
+
+def test_a_parameter_reaching_the_database_without_the_mark_fails_its_test(tmp_path: Path) -> None:
+    """A parameter that asks for pg_dsn through getfixturevalue (hidden from collection) without the mark fails
+    that case, before any database is reached; the other case passes."""
+    result = _run_with_our_fixtures(tmp_path, _UNMARKED_DYNAMIC)
+    output = result.stdout + result.stderr
+    assert result.returncode == pytest.ExitCode.TESTS_FAILED, output
+    assert "1 passed" in output and "is not marked postgres" in output, output
+    assert "PostgreSQL test server unreachable" not in output, output

@@ -102,7 +102,7 @@ def _bootstrap_token(settings: Settings) -> str | None:
 def build_service(settings: Settings, metrics: Metrics | None = None, *, serverless: bool = False) -> Service:
     """The service over the log the settings ask for, with its limits and history bound.
 
-    ``TUCO_STATE=cache`` gives a :class:`~tuco.cache.ReadThroughService` (the same interface, no full copy);
+    ``TUCO_STATE=cache`` gives one that reads through (:class:`~tuco.cache.ReadThrough`: no full copy);
     ``serverless`` one that follows no feed either (PostgreSQL only).
     """
     watching = WatchSettings(
@@ -116,22 +116,20 @@ def build_service(settings: Settings, metrics: Metrics | None = None, *, serverl
     if settings.state is StateMode.CACHE or serverless:
         if settings.log_backend is not LogBackend.POSTGRES:
             raise ConfigurationError("a serverless function needs TUCO_LOG_BACKEND=postgres")
-        from tuco.cache import ReadThroughService
+        from tuco.cache import ReadThrough
         from tuco.log._pg_reads import PostgresStateReader
 
         url = settings.database_url.get_secret_value() if settings.database_url else None
         reader = PostgresStateReader(url, timeout=settings.database_write_timeout_seconds)
-        return ReadThroughService(
-            build_log(settings, follow=not serverless),
+        log = build_log(settings, follow=not serverless)
+        reads = ReadThrough(
+            log,
             reader,
-            limits_from(settings),
-            metrics,
             cache_bytes=settings.cache_max_bytes,
-            watch_settings=watching,
             follow=not serverless,
             max_staleness=settings.cache_max_staleness_seconds,
-            access=access,
         )
+        return Service(log, limits_from(settings), metrics, watch_settings=watching, access=access, reads=reads)
     log = build_log(settings)
     service = Service(
         log,

@@ -13,7 +13,7 @@ the rest from the shared log's current-state table (:class:`~tuco.ports.StateRea
   table of events, as a full replica's do once memory no longer reaches back.
 
 Coherence. The change feed the replica already follows hands every committed
-event to :meth:`ReadThroughService.apply`, in order. An event on a cached key
+event to :meth:`ReadThrough.apply`, in order. An event on a cached key
 newer than its entry replaces the entry (a PUT) or evicts it (a DELETE, or a
 PUT with a deadline: such keys live in the store). A miss reads one row and the
 head of the same snapshot; the row is cached only if the feed has not gone past
@@ -34,19 +34,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from tuco.core.events import Entry, Event, EventType
 from tuco.core.lru import LRU
 from tuco.core.store import ExpiringEntry, Page, Store
-from tuco.core.tokens import Access
 from tuco.errors import LogError, NoSuchKeyError, RevisionAheadError
 from tuco.observability import Metrics
 from tuco.ports import Read, StateReader, TransactionLog
-from tuco.service import Limits, ReplayStats, Service
-from tuco.watchers import WatchSettings
+from tuco.watchers import Watchers
 
-__all__ = ["ENTRY_OVERHEAD_BYTES", "ReadThroughService"]
+__all__ = ["ENTRY_OVERHEAD_BYTES", "ReadThrough"]
 
 # What a cached entry costs beyond its key's UTF-8 and its value's bytes: the entry tuple and its
 # integers, the key's str and the value's bytes headers, the OrderedDict's slot and link (tracemalloc:
@@ -71,31 +69,27 @@ def _never_cached(key: str) -> CachedEntry | None:
     return None
 
 
-class ReadThroughService(Service):
-    """A :class:`~tuco.service.Service` that reads keys through a bounded LRU from the shared state.
+class ReadThrough:
+    """The :class:`~tuco.reads.ReadStrategy` of a replica that reads keys through a bounded LRU from the shared state.
 
-    The same interface as a full replica's service, chosen at assembly: the
-    HTTP read path calls ``find`` (the LRU's own lookup on a hit) and, on a
-    miss, awaits :meth:`fetch`. ``follow=False`` is the serverless shape.
+    Chosen at assembly: the HTTP read path calls ``find`` (the LRU's own
+    lookup on a hit) and, on a miss, awaits :meth:`fetch`. ``follow=False``
+    is the serverless shape.
     """
 
     reads_through = True
-    runs_expirer = True
 
     def __init__(
         self,
         log: TransactionLog,
         reader: StateReader,
-        limits: Limits | None = None,
-        metrics: Metrics | None = None,
         *,
         cache_bytes: int = 64 << 20,
-        watch_settings: WatchSettings | None = None,
         follow: bool = True,
         max_staleness: float = 0.0,
-        access: Access | None = None,
     ) -> None:
-        super().__init__(log, limits, metrics, history_bytes=0, watch_settings=watch_settings, access=access)
+        self.log = log
+        self.store = Store(history_bytes=0)
         self.reader = reader
         self.follows = follow
         self.runs_expirer = follow
@@ -107,7 +101,8 @@ class ReadThroughService(Service):
         self.misses = 0
         """Reads that went to the database (not counting consistent reads, which always do)."""
         self._stale_finds = 0  # a function's entries found but too old: misses, not hits
-        self._seen_head = 0
+        self.seen_head = 0
+        """The newest head a read saw (a function follows no feed)."""
         self._key_waits: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
         self._verdicts: dict[tuple[str, int], bool] = {}
         find: Callable[[str], CachedEntry | None]
@@ -118,12 +113,14 @@ class ReadThroughService(Service):
         else:
             find = _never_cached
         self.find = find
-        if metrics is not None:
-            metrics.gauge("tuco_cache_bytes", "bytes the read-through cache holds", lambda: self.cache.weight)
-            metrics.gauge("tuco_cache_entries", "keys the read-through cache holds", lambda: len(self.cache))
-            metrics.counter("tuco_cache_hits", "reads answered from the cache", self._hits)
-            metrics.counter("tuco_cache_misses", "reads that went to the database", lambda: self.misses)
-            metrics.counter("tuco_cache_evictions", "entries dropped to stay within the bound", self._evictions)
+
+    def register(self, metrics: Metrics) -> None:
+        """The cache's families."""
+        metrics.gauge("tuco_cache_bytes", "bytes the read-through cache holds", lambda: self.cache.weight)
+        metrics.gauge("tuco_cache_entries", "keys the read-through cache holds", lambda: len(self.cache))
+        metrics.counter("tuco_cache_hits", "reads answered from the cache", self._hits)
+        metrics.counter("tuco_cache_misses", "reads that went to the database", lambda: self.misses)
+        metrics.counter("tuco_cache_evictions", "entries dropped to stay within the bound", self._evictions)
 
     def _hits(self) -> float:
         return float(self.cache.hits + self._timed.hits - self._stale_finds)
@@ -134,18 +131,16 @@ class ReadThroughService(Service):
     @property
     def revision(self) -> int:
         """The revision applied here, or the newest head a read saw (a function follows no feed)."""
-        return max(self.store.last_sequence, self._seen_head)
+        return max(self.store.last_sequence, self.seen_head)
 
     # -- lifecycle ----------------------------------------------------------------
 
-    async def start(self) -> ReplayStats:
-        """Open the log and the reader, then replay the keys with a deadline and the leases only."""
+    async def open(self) -> None:
+        """Open the log and the reader (the service then replays the keys with a deadline and the leases only)."""
         await self.log.open()
         await self.reader.open()
-        return await super().start()
 
     async def aclose(self) -> None:
-        await super().aclose()
         await self.reader.aclose()
 
     async def refresh(self) -> None:
@@ -159,12 +154,11 @@ class ReadThroughService(Service):
         self.store.tokens.replace(store.tokens)
         store.tokens = self.store.tokens
         self.store = store
-        self.get = store.lookup
 
     # -- CommitSink ---------------------------------------------------------------
 
     def apply(self, event: Event) -> object:
-        """Update or evict the key's cached entry, keep the store of expiring keys, wake who waits."""
+        """Update or evict the key's cached entry, keep the store of expiring keys, wake the long polls."""
         sequence, type, key, value, create_revision, version, lifetime = event
         cached = self.cache.peek(key)
         if cached is not None and cached[2] < sequence:
@@ -181,8 +175,6 @@ class ReadThroughService(Service):
             applied = self.store.apply(event)
         if self._key_waits and key in self._key_waits:
             self._wake(key, sequence)
-        if self.hub is not None:
-            self.hub.changed()
         return applied
 
     # -- reads --------------------------------------------------------------------
@@ -249,12 +241,15 @@ class ReadThroughService(Service):
             self._see(await self.reader.head())
 
     def _see(self, head: int) -> None:
-        if head > self._seen_head:
-            self._seen_head = head
+        if head > self.seen_head:
+            self.seen_head = head
 
     # -- long polls ---------------------------------------------------------------
 
-    async def wait_for_change(self, key: str, revision: int, timeout: float) -> None:
+    def wait_for_change(self, watchers: Watchers, key: str, revision: int, timeout: float) -> Awaitable[None]:
+        return self._wait_for_change(watchers, key, revision, timeout)
+
+    async def _wait_for_change(self, watchers: Watchers, key: str, revision: int, timeout: float) -> None:
         """Until ``key`` changes at ``revision`` or later: asked of the database once, then woken by the feed.
 
         A function (no feed) asks the database again every second until the timeout.
@@ -262,7 +257,7 @@ class ReadThroughService(Service):
         """
         if revision - 1 > self.revision:
             raise RevisionAheadError(revision - 1, self.revision)
-        if self.watches_ended:
+        if watchers.ended:
             return
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
@@ -295,7 +290,7 @@ class ReadThroughService(Service):
                     del self._key_waits[key]
         self._verdicts[(key, revision)] = verdict
 
-    def changed_since(self, key: str, revision: int) -> bool:
+    def changed_since(self, watchers: Watchers, key: str, revision: int) -> bool:
         """What the wait that just ended found (the HTTP layer asks right after it, in the same step)."""
         return self._verdicts.pop((key, revision), False)
 
@@ -312,8 +307,8 @@ class ReadThroughService(Service):
         else:
             del self._key_waits[key]
 
-    def end_watches(self) -> None:
-        super().end_watches()
+    def end(self) -> None:
+        """End the long polls (shutdown)."""
         for waiting in self._key_waits.values():
             for _, future in waiting:
                 if not future.done():

@@ -26,6 +26,20 @@
     │   ├── InvalidBodyError           a gateway event whose body does not decode (base64)
     │   └── InvalidEventError          a gateway event of a shape tuco cannot read (a field of the wrong type)
     ├── StreamingUnsupportedError  a watch stream asked of a front end that cannot stream (an API gateway)
+    ├── ProtocolError             what the HTTP layer answers on its own, before or instead of a handler
+    │   ├── BadRequestError              a request that does not parse (400)
+    │   ├── NotFoundError                no such resource (404)
+    │   ├── MethodNotAllowedError        a method the route does not answer; carries ``Allow`` (405)
+    │   ├── RequestTimeoutError          the request did not arrive in time (408)
+    │   ├── ExpectationFailedError       an ``Expect`` other than 100-continue (417)
+    │   ├── UriTooLongError              the request target is too long (414)
+    │   ├── HeadersTooLargeError         too many or too large headers (431)
+    │   ├── UnsupportedTransferCodingError   a transfer coding other than chunked (501)
+    │   ├── StartingError                replaying the log (503)
+    │   ├── ShuttingDownError            closing: retry on a new connection (503)
+    │   ├── CancelledError               the request was cancelled before it was answered (503)
+    │   ├── TooManyConnectionsError      over the connection cap (503, ``Retry-After``)
+    │   └── ServerBusyError              over the budget for request bodies (503, ``Retry-After``)
     ├── ConfigurationError        settings that cannot work; reported at start-up
     ├── UnavailableError          (client) the server cannot take the request now: starting, stopping, over a cap
     ├── ServerUnreachableError    (client) no answer: refused, reset or timed out; a write's outcome is unknown
@@ -37,16 +51,52 @@
         ├── LogCorruptError       a damaged record followed by valid ones
         └── LogFormatError        not a tuco log, or a format we cannot read
 
-Every error carries a stable machine-readable ``code`` and the HTTP ``status``
-it is answered with (the one error table: psycopg looks errors up by SQLSTATE,
+Every error carries a stable machine-readable ``code``, the HTTP ``status``
+it is answered with and the ``headers`` that go with it (``Allow``,
+``Retry-After``, ``WWW-Authenticate``) (the one error table: psycopg looks errors up by SQLSTATE,
 tuco by class); the JSON error body carries the code.
+
+This is the one public module of the errors: the root, the protocol errors and
+the log's are defined in private modules (``_errors_base``, ``_errors_protocol``,
+``_errors_log``) and re-exported here, where they say they live (``__module__``).
 """
 
 from __future__ import annotations
 
+from tuco._errors_base import Headers, TucoError
+from tuco._errors_log import (
+    LogClosedError,
+    LogCorruptError,
+    LogError,
+    LogFailedError,
+    LogFormatError,
+    LogReadOnlyError,
+    LogUnavailableError,
+)
+from tuco._errors_protocol import (
+    BadRequestError,
+    CancelledError,
+    ExpectationFailedError,
+    HeadersTooLargeError,
+    MethodNotAllowedError,
+    NotFoundError,
+    ProtocolError,
+    RequestTimeoutError,
+    ServerBusyError,
+    ShuttingDownError,
+    StartingError,
+    TooManyConnectionsError,
+    UnsupportedTransferCodingError,
+    UriTooLongError,
+)
+
 __all__ = [
+    "BadRequestError",
+    "CancelledError",
     "ConfigurationError",
+    "ExpectationFailedError",
     "ForbiddenError",
+    "HeadersTooLargeError",
     "HistoryCompactedError",
     "InvalidBodyError",
     "InvalidEventError",
@@ -65,28 +115,31 @@ __all__ = [
     "LogFormatError",
     "LogReadOnlyError",
     "LogUnavailableError",
+    "MethodNotAllowedError",
     "NoSuchKeyError",
+    "NotFoundError",
     "PreconditionFailedError",
+    "ProtocolError",
+    "RequestTimeoutError",
     "RevisionAheadError",
+    "ServerBusyError",
     "ServerUnreachableError",
+    "ShuttingDownError",
+    "StartingError",
     "StoreFullError",
     "StreamingUnsupportedError",
     "TokenLimitError",
     "TokenNotFoundError",
+    "TooManyConnectionsError",
     "TooManyWatchersError",
     "TucoError",
     "UnauthorizedError",
     "UnavailableError",
+    "UnsupportedTransferCodingError",
+    "UriTooLongError",
     "ValueTooLargeError",
     "WatcherShareError",
 ]
-
-
-class TucoError(Exception):
-    """Root of every error tuco raises on purpose."""
-
-    code = "internal_error"
-    status = 500
 
 
 class NoSuchKeyError(TucoError, KeyError):
@@ -204,6 +257,15 @@ class UnauthorizedError(TucoError):
 
     code = "unauthorized"
     status = 401
+
+    def __init__(self, message: str = "", challenge: bytes | None = b'Bearer realm="tuco"') -> None:
+        super().__init__(message)
+        self.challenge = challenge
+
+    @property
+    def headers(self) -> Headers:
+        """``WWW-Authenticate`` with the challenge, if any (an expired client certificate has none)."""
+        return ((b"WWW-Authenticate", self.challenge),) if self.challenge is not None else ()
 
 
 class ForbiddenError(TucoError):
@@ -335,66 +397,4 @@ class ServerUnreachableError(TucoError):
     """
 
     code = "server_unreachable"
-    status = 503
-
-
-class LogError(TucoError):
-    """Something about the transaction log."""
-
-    code = "log_error"
-    status = 503
-
-
-class LogClosedError(LogError):
-    """The log was closed by us (shutdown); it takes no more writes."""
-
-    code = "log_closed"
-    status = 503
-
-
-class LogFailedError(LogError):
-    """The log broke under us; nothing after the failure was acknowledged."""
-
-    code = "log_failed"
-    status = 503
-
-
-class LogUnavailableError(LogFailedError):
-    """The database could not be reached; these writes were not acknowledged, later ones may be.
-
-    Unlike its parent it does not stop the log: writes resume once the database is
-    back. A write that gets it may or may not have been stored (the connection can
-    break during COMMIT); it was never acknowledged.
-    """
-
-    code = "log_unavailable"
-    status = 503
-
-
-class LogReadOnlyError(LogError):
-    """The database answers, but the role tuco logs in as may not write: ``missing`` names the privileges.
-
-    Nothing was written. Not a fault that waiting cures: an operator grants the
-    privileges (``missing``: "INSERT on tuco_events"...), and writes resume without a restart.
-    """
-
-    code = "log_read_only"
-    status = 503
-
-    def __init__(self, message: str, missing: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.missing = missing
-
-
-class LogCorruptError(LogError):
-    """A damaged record is followed by valid ones: refusing to guess."""
-
-    code = "log_corrupt"
-    status = 503
-
-
-class LogFormatError(LogError):
-    """The file is not a tuco log, or is in a format version this build cannot read."""
-
-    code = "log_format"
     status = 503

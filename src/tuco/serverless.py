@@ -14,7 +14,7 @@ service, its pool and its cache are built on the first invocation of a
 container and kept for the warm ones; each invocation runs the event loop only
 until its answer is ready, so nothing runs while the function is frozen.
 
-The service is a :class:`~tuco.cache.ReadThroughService` that follows no
+The service reads through (:class:`~tuco.cache.ReadThrough`) and follows no
 change feed (a frozen function could not): reads go to the database, unless
 ``TUCO_CACHE_MAX_STALENESS_SECONDS`` lets a warm container answer a key it
 read that recently; the keys with a deadline and the leases are re-read before
@@ -43,12 +43,19 @@ from urllib.parse import quote
 import structlog
 
 from tuco.assembly import build_service
-from tuco.cache import ReadThroughService
 from tuco.config import load_settings
-from tuco.errors import InvalidBodyError, InvalidEventError, StreamingUnsupportedError, TucoError
-from tuco.http.answers import INTERNAL_ERROR, error_answer, error_response, value_too_large
+from tuco.errors import (
+    InvalidBodyError,
+    InvalidEventError,
+    MethodNotAllowedError,
+    NotFoundError,
+    StreamingUnsupportedError,
+    TucoError,
+)
+from tuco.http.answers import INTERNAL_ERROR, error_answer, value_too_large
 from tuco.http.api import KeyValueAPI
 from tuco.http.messages import Request, Response, StreamResponse
+from tuco.http.routes import KEY, Route, Target, match
 from tuco.observability import configure_logging
 from tuco.service import Service
 
@@ -133,16 +140,18 @@ class Container:
         head = request.method == b"HEAD"
         if allowed is not None:
             request.path = _book_route(request.path)
-            refused = _outside(request, allowed)
+        route, _ = match(request.path)
+        if allowed is not None:
+            refused = _outside(request, route, allowed)
             if refused is not None:
                 return _render(refused, v2, head)
         if len(request.body) > api.limits.max_value_bytes:
             return _render(value_too_large(api.limits.max_value_bytes), v2, head)
-        if request.path == b"/v1/watch" and request.method == b"GET":
+        if route is not None and request.method == b"GET" and route.first.streams:
             return _render(error_answer(_NO_STREAMING), v2, head)
         try:
             service = api.service
-            if isinstance(service, ReadThroughService) and (service.access.enabled or _needs_leases(request)):
+            if service.access.enabled or _needs_leases(request, route):  # a full copy's refresh does nothing
                 await service.refresh()  # with tokens on, every request: a revocation elsewhere counts at once
             answer = api.handle(request)
             response = answer if isinstance(answer, Response | StreamResponse) else await answer
@@ -310,21 +319,23 @@ def _book_route(path: bytes) -> bytes:
     return path
 
 
-def _outside(request: Request, allowed: frozenset[bytes]) -> Response | None:
+def _outside(request: Request, route: Route | None, allowed: frozenset[bytes]) -> Response | None:
     """A per-method function's 404 for another path, or 405 for another method."""
-    if not request.path.startswith(_KEY_PREFIX) or b"/" in request.path[len(_KEY_PREFIX) :]:
-        return error_response(404, "not_found", "this function answers /v1/key/{key} only")
+    if route is not KEY:
+        return error_answer(NotFoundError("this function answers /v1/key/{key} only"))
     if request.method not in allowed:
         allow = ", ".join(sorted(m.decode() for m in allowed))
-        return error_response(405, "method_not_allowed", f"allowed methods: {allow}", ((b"Allow", allow.encode()),))
+        return error_answer(MethodNotAllowedError(allow))
     return None
 
 
-def _needs_leases(request: Request) -> bool:
+def _needs_leases(request: Request, route: Route | None) -> bool:
     """Whether the request reads the leases or the expiring keys' state (re-read first: a function follows no feed)."""
-    return request.path.startswith(b"/v1/leases") or (
-        request.method == b"PUT" and request.path.startswith(_KEY_PREFIX) and request.param(b"lease") is not None
-    )
+    if route is None:
+        return request.path.startswith(b"/v1/leases/")  # a path beneath a lease: its 404 as a lease route gives it
+    if route.target is Target.LEASE or route.target is Target.SOME:
+        return True
+    return request.method == b"PUT" and route.target is Target.KEY and request.param(b"lease") is not None
 
 
 def _render(response: Response, v2: bool, head: bool) -> Answer:

@@ -1,5 +1,9 @@
 """Watchers and long polls: cursors over the store's History, woken by ``Service.apply``.
 
+The service owns one :class:`Watchers` and hands it the replica it watches
+(:class:`Replica`: its revision, store and log), so nothing here imports the
+service.
+
 A watch is a cursor (the last revision it examined) over History, not a queue:
 a change is kept once, in History, however many watch it. ``apply`` only tells
 the hub that something changed (one attribute check while nobody watches, one
@@ -18,27 +22,15 @@ from __future__ import annotations
 import asyncio
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
+from tuco.core.store import Store
+from tuco.core.tokens import Principal
 from tuco.core.watch import Selector, WatchEvent, events_from_changes, events_from_log
 from tuco.errors import HistoryCompactedError, LogError, RevisionAheadError, TooManyWatchersError, WatcherShareError
-from tuco.ports import EventHistory
+from tuco.ports import EventHistory, TransactionLog
 
-if TYPE_CHECKING:
-    from tuco.core.tokens import Principal
-    from tuco.service import Service
-
-__all__ = [
-    "Hub",
-    "Step",
-    "Watch",
-    "WatchSettings",
-    "WatchStep",
-    "changed_since",
-    "end_watches",
-    "open_watch",
-    "wait_for_change",
-]
+__all__ = ["Hub", "Replica", "Step", "Watch", "WatchSettings", "WatchStep", "Watchers"]
 
 
 _WATCH_BATCH = 1000  # changes examined per step; a step's events go out as one chunk
@@ -87,12 +79,23 @@ class Step(NamedTuple):
 _NONE: list[WatchEvent] = []
 
 
+class Replica(Protocol):
+    """What watchers read of the replica they watch: the service (its store may be replaced: asked each time)."""
+
+    @property
+    def revision(self) -> int: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def log(self) -> TransactionLog: ...
+
+
 class Hub:
     """Who waits for changes: watch streams (woken together) and long polls (woken per key)."""
 
     __slots__ = ("_loop", "_scheduled", "_seen", "_service", "_waiting", "key_waiters", "watches")
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Replica) -> None:
         self._service = service
         self._loop = asyncio.get_running_loop()
         self._waiting: dict[asyncio.Future[None], None] = {}  # the watches waiting for a change, in order
@@ -193,28 +196,30 @@ class Watch:
     can (:class:`~tuco.ports.EventHistory`), or ends.
     """
 
-    __slots__ = ("_last_sent", "_service", "after", "closed", "live", "owner", "selector")
+    __slots__ = ("_last_sent", "_service", "_watchers", "after", "closed", "live", "owner", "selector")
 
-    def __init__(self, service: Service, selector: Selector, after: int, owner: str = "") -> None:
-        self._service = service
+    def __init__(self, watchers: Watchers, selector: Selector, after: int, owner: str = "") -> None:
+        self._watchers = watchers
+        service = self._service = watchers.replica
         self.owner = owner
         """The principal that opened it ("" with authentication off): what its share is counted by."""
         self.selector = selector
         self.after = after
         # A watch that starts within the lag bound is live at once; one further back is catching up until it
         # first reaches the store's revision (else one that never caught up could never be cut).
-        self.live = service.revision - after <= service.watch_settings.max_lag_events
+        self.live = service.revision - after <= watchers.settings.max_lag_events
         self.closed = False
         self._last_sent = asyncio.get_running_loop().time()
 
     async def next(self) -> Step:
         """The next events, or a progress revision when idle for a heartbeat, or why and where it ends."""
         service = self._service
-        limits = service.watch_settings
+        watchers = self._watchers
+        limits = watchers.settings
         history = service.store.history
         loop = asyncio.get_running_loop()
         while True:
-            if service.watches_ended:
+            if watchers.ended:
                 return Step(WatchStep.CANCEL, _NONE, self.after + 1, "shutting_down")
             current = service.revision
             now = loop.time()
@@ -224,7 +229,7 @@ class Watch:
                 if remaining <= 0:
                     self._last_sent = now
                     return Step(WatchStep.PROGRESS, _NONE, self.after)
-                hub = service.hub
+                hub = watchers.hub
                 if hub is None:  # closed under us
                     return Step(WatchStep.CANCEL, _NONE, self.after + 1, "shutting_down")
                 await hub.wait(remaining)
@@ -269,7 +274,7 @@ class Watch:
     @property
     def last(self) -> bool:
         """No other watch stream is open: what was kept for sharing among watchers can go."""
-        hub = self._service.hub
+        hub = self._watchers.hub
         return hub is None or len(hub.watches) <= (self in hub.watches)
 
     def close(self) -> None:
@@ -277,84 +282,106 @@ class Watch:
         if self.closed:
             return
         self.closed = True
-        _release_hub(self._service, self)
+        self._watchers.release(self)
 
 
-def _hub_of(service: Service) -> Hub:
-    hub = service.hub
-    if hub is None:
-        hub = service.hub = Hub(service)
-    return hub
+class Watchers:
+    """The watch streams and long polls of one replica: the service owns one and hands it out.
 
+    ``hub`` is set while anyone watches or waits (``Service.apply`` checks only that);
+    ``ended`` once :meth:`end` ran (shutdown).
+    """
 
-def open_watch(service: Service, selector: Selector, after: int, by: Principal | None = None) -> Watch:
-    """See :meth:`Service.watch <tuco.service.Service.watch>`."""
-    if after > service.revision:
-        raise RevisionAheadError(after, service.revision)
-    hub = service.hub
-    settings = service.watch_settings
-    if hub is not None and len(hub.watches) >= settings.max_watchers:
-        raise TooManyWatchersError(f"{settings.max_watchers} watch streams are open; retry later")
-    if by is not None and not by.admin and hub is not None:
-        share = settings.watcher_share
-        if sum(1 for watch in hub.watches if watch.owner == by.name) >= share:
-            raise WatcherShareError(
-                f"this credential holds {share} watch streams, its share of TUCO_WATCH_MAX_WATCHERS "
-                "(TUCO_WATCH_MAX_WATCHERS_PER_PRINCIPAL); close one first"
-            )
-    oldest = service.store.history.oldest_revision
-    if after < oldest and not isinstance(service.log, EventHistory):
-        raise HistoryCompactedError(oldest)
-    watch = Watch(service, selector, after, by.name if by is not None else "")
-    _hub_of(service).watches.add(watch)
-    return watch
+    __slots__ = ("ended", "hub", "replica", "settings")
 
+    def __init__(self, replica: Replica, settings: WatchSettings | None = None) -> None:
+        self.replica = replica
+        self.settings = settings or WatchSettings()
+        self.hub: Hub | None = None
+        self.ended = False
 
-def changed_since(service: Service, key: str, revision: int) -> bool:
-    """Whether ``key`` changed at ``revision`` or later (a DELETE too), as far as memory can tell."""
-    if service.store.mod_revision(key) >= revision:
-        return True
-    if revision > service.revision:
-        return False
-    try:
-        changes = service.store.history.changes_after(revision - 1, service.revision - revision + 1)
-    except HistoryCompactedError:
-        return True  # cannot tell any more: answer with the current state
-    return any(change[2] == key for change in changes)
+    @property
+    def count(self) -> int:
+        """Open watch streams."""
+        return len(self.hub.watches) if self.hub is not None else 0
 
+    def _hub(self) -> Hub:
+        hub = self.hub
+        if hub is None:
+            hub = self.hub = Hub(self.replica)
+        return hub
 
-async def wait_for_change(service: Service, key: str, revision: int, timeout: float) -> None:
-    """See :meth:`Service.wait_for_change <tuco.service.Service.wait_for_change>`."""
-    if revision - 1 > service.revision:
-        raise RevisionAheadError(revision - 1, service.revision)
-    if service.watches_ended or changed_since(service, key, revision):
-        return
-    hub = _hub_of(service)
-    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    waiter = (revision, future)
-    hub.key_waiters.setdefault(key, []).append(waiter)
-    try:
-        await asyncio.wait((future,), timeout=timeout)
-    finally:
-        waiting = hub.key_waiters.get(key)
-        if waiting is not None and waiter in waiting:
-            waiting.remove(waiter)
-            if not waiting:
-                del hub.key_waiters[key]
-        _release_hub(service)
+    def open(self, selector: Selector, after: int, by: Principal | None = None) -> Watch:
+        """See :meth:`Service.watch <tuco.service.Service.watch>`."""
+        service = self.replica
+        if after > service.revision:
+            raise RevisionAheadError(after, service.revision)
+        hub = self.hub
+        settings = self.settings
+        if hub is not None and len(hub.watches) >= settings.max_watchers:
+            raise TooManyWatchersError(f"{settings.max_watchers} watch streams are open; retry later")
+        if by is not None and not by.admin and hub is not None:
+            share = settings.watcher_share
+            if sum(1 for watch in hub.watches if watch.owner == by.name) >= share:
+                raise WatcherShareError(
+                    f"this credential holds {share} watch streams, its share of TUCO_WATCH_MAX_WATCHERS "
+                    "(TUCO_WATCH_MAX_WATCHERS_PER_PRINCIPAL); close one first"
+                )
+        oldest = service.store.history.oldest_revision
+        if after < oldest and not isinstance(service.log, EventHistory):
+            raise HistoryCompactedError(oldest)
+        watch = Watch(self, selector, after, by.name if by is not None else "")
+        self._hub().watches.add(watch)
+        return watch
 
+    def changed_since(self, key: str, revision: int) -> bool:
+        """Whether ``key`` changed at ``revision`` or later (a DELETE too), as far as memory can tell."""
+        service = self.replica
+        store = service.store
+        if store.mod_revision(key) >= revision:
+            return True
+        current = service.revision
+        if revision > current:
+            return False
+        try:
+            changes = store.history.changes_after(revision - 1, current - revision + 1)
+        except HistoryCompactedError:
+            return True  # cannot tell any more: answer with the current state
+        return any(change[2] == key for change in changes)
 
-def _release_hub(service: Service, watch: Watch | None = None) -> None:
-    hub = service.hub
-    if hub is None:
-        return
-    if watch is not None:
-        hub.watches.discard(watch)
-    if hub.idle:
-        service.hub = None  # apply does nothing more for watchers
+    async def wait_for_change(self, key: str, revision: int, timeout: float) -> None:
+        """See :meth:`Service.wait_for_change <tuco.service.Service.wait_for_change>`."""
+        current = self.replica.revision
+        if revision - 1 > current:
+            raise RevisionAheadError(revision - 1, current)
+        if self.ended or self.changed_since(key, revision):
+            return
+        hub = self._hub()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = (revision, future)
+        hub.key_waiters.setdefault(key, []).append(waiter)
+        try:
+            await asyncio.wait((future,), timeout=timeout)
+        finally:
+            waiting = hub.key_waiters.get(key)
+            if waiting is not None and waiter in waiting:
+                waiting.remove(waiter)
+                if not waiting:
+                    del hub.key_waiters[key]
+            self.release()
 
+    def release(self, watch: Watch | None = None) -> None:
+        """Stop counting ``watch`` (if given); drop the hub once nobody watches or waits."""
+        hub = self.hub
+        if hub is None:
+            return
+        if watch is not None:
+            hub.watches.discard(watch)
+        if hub.idle:
+            self.hub = None  # apply does nothing more for watchers
 
-def end_watches(service: Service) -> None:
-    service.watches_ended = True
-    if service.hub is not None:
-        service.hub.end()
+    def end(self) -> None:
+        """End every watch stream and long poll now (shutdown)."""
+        self.ended = True
+        if self.hub is not None:
+            self.hub.end()

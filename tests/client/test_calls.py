@@ -177,3 +177,13 @@ def test_options_come_from_arguments_then_the_environment() -> None:
         Options.resolve("h:2", None, None, None, {})
     with pytest.raises(ConfigurationError):
         Options.resolve(None, None, "/nonexistent/ca.pem", None, {})
+
+
+def test_a_lease_listing_answer_becomes_summaries_and_the_next_after() -> None:
+    """GET /v1/leases sends limit and after; its body becomes LeaseSummary items and the next page's ``after``."""
+    call = calls.list_leases(2, 5)
+    assert (call.method, call.path, call.params) == ("GET", "/v1/leases", (("limit", "2"), ("after", "5")))
+    body = b'{"leases":[{"id":6,"ttl":30.0,"expires_at":1767225630000,"remaining":12.5,"key_count":2}],'
+    body += b'"next_after":6}'
+    assert call.parse(Answer(200, {}, body)) == ((calls.LeaseSummary(6, 30.0, 1767225630000, 12.5, 2),), 6)
+    assert calls.list_leases().params == ()

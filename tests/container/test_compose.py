@@ -24,7 +24,7 @@ from tests.container.conftest import IMAGE, ROOT
 from tests.container.docker import Docker, wait_until_answers
 from tests.e2e.conftest import free_port
 
-pytestmark = pytest.mark.container
+pytestmark = [pytest.mark.container, pytest.mark.xdist_group("container")]  # one engine, fixed host ports
 
 REPLICAS = ("tuco1", "tuco2", "tuco3")
 

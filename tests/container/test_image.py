@@ -16,7 +16,7 @@ import tuco
 from tests.container.conftest import IMAGE, ROOT
 from tests.container.docker import Docker
 
-pytestmark = pytest.mark.container
+pytestmark = [pytest.mark.container, pytest.mark.xdist_group("container")]  # one engine, fixed host ports
 
 BASE = "python:3.11-slim"
 

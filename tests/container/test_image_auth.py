@@ -18,7 +18,7 @@ from tests.container import recipes
 from tests.container.docker import Docker
 from tests.container.test_image_smoke import Single
 
-pytestmark = pytest.mark.container
+pytestmark = [pytest.mark.container, pytest.mark.xdist_group("container")]  # one engine, fixed host ports
 
 
 def test_all_interfaces_without_tuco_auth_exits_2_with_one_line(docker: Docker) -> None:

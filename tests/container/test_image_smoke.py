@@ -21,7 +21,7 @@ from tests.container import recipes
 from tests.container.docker import Docker, wait_until_answers
 from tests.e2e.conftest import free_port
 
-pytestmark = pytest.mark.container
+pytestmark = [pytest.mark.container, pytest.mark.xdist_group("container")]  # one engine, fixed host ports
 
 
 class Single:

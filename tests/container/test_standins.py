@@ -9,7 +9,7 @@ import pytest
 
 from tests.container.docker import Docker
 
-pytestmark = pytest.mark.container
+pytestmark = [pytest.mark.container, pytest.mark.xdist_group("container")]  # one engine, fixed host ports
 
 
 def test_postgres_standin_takes_its_password_user_and_database_from_the_official_variables(

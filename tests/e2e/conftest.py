@@ -96,7 +96,7 @@ class UvicornProcess:
         self.proc.wait(30)
 
 
-@pytest.fixture(params=["file", "postgres"])
+@pytest.fixture(params=["file", pytest.param("postgres", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest) -> dict[str, str]:
     """The environment selecting each log backend (postgres on a fresh database): run a test on both."""
     if request.param == "file":
@@ -104,7 +104,7 @@ def backend(request: pytest.FixtureRequest) -> dict[str, str]:
     return {"TUCO_LOG_BACKEND": "postgres", "TUCO_DATABASE_URL": request.getfixturevalue("pg_dsn")}
 
 
-@pytest.fixture(params=["native", "asgi", "native-postgres"])
+@pytest.fixture(params=["native", "asgi", pytest.param("native-postgres", marks=pytest.mark.postgres)])
 def frontend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """``(name, base URL)`` of a running server: the shared HTTP suite runs on each front end and backend."""
     if request.param.startswith("native"):

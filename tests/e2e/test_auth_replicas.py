@@ -8,11 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.e2e.process import TucoProcess
 from tests.e2e.test_auth import ADMIN, secured
 from tests.fix_db import fetch
 from tests.http.test_auth import bearer, run_matrix, secret_of
+
+pytestmark = pytest.mark.postgres
 
 StartTuco = Callable[..., TucoProcess]
 

@@ -67,6 +67,7 @@ def test_cache_mode_with_the_file_log_is_refused_in_one_line(tmp_path: Path) -> 
     assert "Traceback" not in result.stderr + result.stdout
 
 
+@pytest.mark.postgres
 def test_random_workload_consistent_reads_equal_the_database(tuco: StartTuco, pg_dsn: str) -> None:
     """Puts, deletes, CAS and reads over both replicas: consistent reads on the cache replica always equal the
     database, and default reads equal it within the feed's bound, with a cache small enough to evict."""
@@ -115,6 +116,7 @@ def test_random_workload_consistent_reads_equal_the_database(tuco: StartTuco, pg
         assert evictions > 0
 
 
+@pytest.mark.postgres
 def test_default_reads_follow_the_other_replicas_writes_within_the_bound(tuco: StartTuco, pg_dsn: str) -> None:
     """A key cached on the cache replica is updated, then evicted, by the full replica's writes via the feed."""
     full = _replica(tuco, pg_dsn, "full")
@@ -130,6 +132,7 @@ def test_default_reads_follow_the_other_replicas_writes_within_the_bound(tuco: S
         eventually(lambda: b.get("/v1/key/hot").status_code == 404, timeout=FOLLOW_BOUND_SECONDS, what="eviction")
 
 
+@pytest.mark.postgres
 def test_start_up_reads_only_the_keys_with_a_deadline(tuco: StartTuco, pg_dsn: str) -> None:
     """A cache replica starting on 2,000 keys replays the one key with a ttl and the lease, not the rest."""
     full = _replica(tuco, pg_dsn, "full")
@@ -151,6 +154,7 @@ def test_start_up_reads_only_the_keys_with_a_deadline(tuco: StartTuco, pg_dsn: s
     assert "tuco_state_expiring" in {r[0] for r in indexes}
 
 
+@pytest.mark.postgres
 def test_expiring_keys_and_leases_behave_as_on_a_full_replica(tuco: StartTuco, pg_dsn: str) -> None:
     """On a cache replica alone, a ttl key expires (its DELETE written), a lease lists its keys and revoke deletes."""
     cache = _cache_replica(tuco, pg_dsn)
@@ -176,6 +180,7 @@ def test_expiring_keys_and_leases_behave_as_on_a_full_replica(tuco: StartTuco, p
         assert b.get("/v1/key/held").status_code == 404
 
 
+@pytest.mark.postgres
 def test_listing_and_watch_read_the_database(tuco: StartTuco, pg_dsn: str) -> None:
     """Listing pages on the cache replica equal the full replica's; a watch from revision 1 replays from the log."""
     full = _replica(tuco, pg_dsn, "full")
@@ -214,6 +219,7 @@ def test_listing_and_watch_read_the_database(tuco: StartTuco, pg_dsn: str) -> No
         assert ['"key":"app/0"' in seen[0], '"key":"app/gone"' in seen[7], '"key":"app/5"' in seen[9]] == [True] * 3
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("consistent", [True, False])
 def test_reads_answer_503_while_the_database_is_away(tuco: StartTuco, pg_proxy: Proxy, consistent: bool) -> None:
     """With the database away, a miss (or a consistent read) is a JSON 503, never a 500; a cached key still answers."""

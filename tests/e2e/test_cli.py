@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -92,3 +93,21 @@ def test_log_dump_verify_repair(tuco: StartTuco, tmp_path: Path) -> None:
             got = http.get(f"/v1/key/{key}")
             assert (got.status_code, got.content) == (200, value)
         assert http.get("/v1/key/k2").status_code == 404
+
+
+def test_lease_list_prints_each_live_lease(tuco: StartTuco) -> None:
+    """``tuco lease list`` prints id, ttl, seconds left and key count per lease; ``--output json`` the same as JSON."""
+    server = tuco()
+    first = _tuco("lease", "grant", "60s", url=server.url)
+    second = _tuco("lease", "grant", "5m", url=server.url)
+    assert (first.returncode, second.returncode) == (0, 0), (first.stderr, second.stderr)
+    ids = [int(first.stdout), int(second.stdout)]
+    assert _tuco("put", "held", "x", "--lease", str(ids[0]), url=server.url).returncode == 0
+    listed = _tuco("lease", "list", url=server.url)
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split("\t") for line in listed.stdout.decode().splitlines()]
+    assert [(int(row[0]), row[1], row[3]) for row in rows] == [(ids[0], "60", "1"), (ids[1], "300", "0")]
+    assert all(0 < float(row[2]) <= float(row[1]) for row in rows)
+    shown = _tuco("lease", "list", "--output", "json", url=server.url)
+    assert shown.returncode == 0, shown.stderr
+    assert [item["id"] for item in json.loads(shown.stdout)] == ids

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.process import TucoProcess
 
 StartTuco = Callable[..., TucoProcess]
@@ -127,6 +129,7 @@ def test_serve_help_shows_defaults_choices_and_switches() -> None:
     assert "[env: TUCO_LISTEN_NOTIFY; default: on]" in text
 
 
+@pytest.mark.postgres
 def test_listen_notify_is_a_switch(tuco: StartTuco, pg_dsn: str) -> None:
     """`tuco serve --no-listen-notify` takes no argument and turns LISTEN/NOTIFY off."""
     server = tuco(args=["--no-listen-notify"], TUCO_LOG_BACKEND="postgres", TUCO_DATABASE_URL=pg_dsn)

@@ -156,6 +156,7 @@ def _wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> No
         time.sleep(0.02)
 
 
+@pytest.mark.postgres
 def test_watch_survives_a_restart_of_its_replica_without_losing_or_repeating_an_event(
     tuco: StartTuco, pg_dsn: str, tmp_path: Path
 ) -> None:

@@ -72,6 +72,7 @@ def test_a_misspelled_variable_is_a_warning_naming_the_setting_meant(tuco: Start
     assert [line["variable"] for line in server.events() if line.get("event") == "unknown_setting"] == ["TUCO_PROT"]
 
 
+@pytest.mark.postgres
 def test_the_database_url_can_come_from_a_file_so_its_password_is_in_no_environment(
     tuco: StartTuco, pg_dsn: str, tmp_path: Path
 ) -> None:

@@ -44,6 +44,7 @@ def metric(client: httpx.Client, name: str) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("heavy")
 @pytest.mark.timeout(GIVE_UP + 300)  # the start-up, the build of 100,000 leases, then at most GIVE_UP
 def test_100000_leases_ending_at_once_are_all_revoked_and_never_read_as_live(
     tuco: StartTuco, backend: dict[str, str], tmp_path: Path

@@ -190,7 +190,9 @@ def test_ambiguous_or_malformed_requests_get_400_and_close(frontend: Frontend, r
 # Time-outs for a client that is slow before its request is complete belong to the front end that reads
 # the socket: tuco serve's own. Under an ASGI server they are the server's (uvicorn has none for a silent
 # client or a stalled head, only --timeout-keep-alive between requests), so these run on the native one.
-NATIVE = pytest.mark.parametrize("frontend", ["native", "native-postgres"], indirect=True)
+NATIVE = pytest.mark.parametrize(
+    "frontend", ["native", pytest.param("native-postgres", marks=pytest.mark.postgres)], indirect=True
+)
 
 
 @NATIVE

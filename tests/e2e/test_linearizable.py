@@ -21,7 +21,7 @@ from tests.lincheck import check_history, check_stale_reads
 
 StartTuco = Callable[..., TucoProcess]
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("heavy")]  # bursts: one heavy test at a time
 
 STALENESS_BOUND = 5.0
 TERMINATE = """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity

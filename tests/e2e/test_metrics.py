@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.process import TucoProcess
@@ -120,6 +121,7 @@ def test_the_file_log_reports_batch_sizes_commit_and_sync_times_and_no_lag(tuco:
     assert families["tuco_keys_expired"] == ("counter", {("tuco_keys_expired_total", ()): 0.0})
 
 
+@pytest.mark.postgres
 def test_the_postgres_log_reports_commits_and_lag_and_no_file_syncs(tuco: StartTuco, pg_dsn: str) -> None:
     """On PostgreSQL the commit histograms count database transactions; there is no file to sync."""
     server = tuco(TUCO_LOG_BACKEND="postgres", TUCO_DATABASE_URL=pg_dsn)
@@ -183,6 +185,7 @@ def test_without_the_access_log_a_clients_request_id_is_echoed_and_none_is_minte
     assert [e for e in server.events() if e.get("event") == "access"] == []
 
 
+@pytest.mark.postgres
 def test_a_cache_replica_counts_its_hits_misses_and_evictions(tuco: StartTuco, pg_dsn: str) -> None:
     """TUCO_STATE=cache: the first read of a key goes to the database, the second is a hit; absent keys always miss."""
     server = tuco(TUCO_LOG_BACKEND="postgres", TUCO_DATABASE_URL=pg_dsn, TUCO_STATE="cache")

@@ -23,7 +23,7 @@ from tests.lincheck import check_history, check_stale_reads
 
 StartTuco = Callable[..., TucoProcess]
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("ha")]  # one failover rig at a time
 
 FAILOVERS = 10
 STALENESS_BOUND = 5.0  # the README's bound for default reads on a loaded machine

@@ -82,6 +82,7 @@ def test_serve_refuses_a_url_that_may_choose_a_standby(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.xdist_group("ha")
 def test_pghost_lists_with_the_standby_first_reach_the_primary(tuco: StartTuco, ha_cluster: HaCluster) -> None:
     """With only PGHOST/PGPORT lists (the standby listed first), the replica starts and writes on the primary."""
     ha_cluster.create_database("tuco")
@@ -118,6 +119,7 @@ def test_a_read_only_answer_means_not_the_primary_and_is_retried() -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.xdist_group("ha")
 def test_a_url_naming_only_a_standby_waits_for_a_primary_then_gives_up(tmp_path: Path, ha_cluster: HaCluster) -> None:
     """Start-up with only the standby reachable waits out the connect timeout (no primary), then exits 1 saying so."""
     ha_cluster.create_database("tuco")

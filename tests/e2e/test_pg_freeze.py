@@ -10,10 +10,13 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from tests.e2e.keys import key_path
 from tests.e2e.process import TucoProcess
 from tests.fix_db import eventually, fetch, last_value_per_key
+
+pytestmark = pytest.mark.postgres
 
 StartTuco = Callable[..., TucoProcess]
 

@@ -8,10 +8,13 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from tests.e2e.process import TucoProcess
 from tests.fix_db import eventually
 from tests.fix_proxy import Proxy
+
+pytestmark = pytest.mark.postgres
 
 StartTuco = Callable[..., TucoProcess]
 

@@ -83,6 +83,7 @@ def _redacted(url: str) -> str:
     return url.replace(ENCODED, "***")
 
 
+@pytest.mark.postgres
 def test_a_percent_encoded_password_works_and_is_never_shown(tuco: StartTuco, pg_dsn: str) -> None:
     """A password with '/', '#' and '@', percent-encoded, is accepted; no output shows it in either form."""
     url = _url(pg_dsn)
@@ -97,6 +98,7 @@ def test_a_percent_encoded_password_works_and_is_never_shown(tuco: StartTuco, pg
         assert secret not in ready.text
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize(
     ("user", "database", "message"),
     [
@@ -121,6 +123,7 @@ def test_a_missing_database_or_refused_login_exits_1_at_once(
         assert secret not in result.stdout.decode() + result.stderr.decode()
 
 
+@pytest.mark.postgres
 def test_another_programs_table_exits_1_naming_it_and_the_next_start_says_the_same(tmp_path: Path, pg_dsn: str) -> None:
     """A foreign tuco_tokens: exit 1 naming the table (not "out of reach"), no tuco table made, same on a restart."""
     asyncio.run(_execute(pg_dsn, "CREATE TABLE tuco_tokens (name text PRIMARY KEY)"))
@@ -171,6 +174,7 @@ _WRITES = [
 ]
 
 
+@pytest.mark.postgres
 def test_a_role_that_cannot_write_is_not_ready_and_says_which_privilege_it_lacks(tuco: StartTuco, pg_dsn: str) -> None:
     """A SELECT-only role: /readyz 503 naming the missing grants, writes 503 log_read_only (not "out of reach"),
     reads served; once granted, ready and writing again without a restart."""
@@ -219,6 +223,7 @@ def _poll(http: httpx.Client, done: Callable[[httpx.Response], bool], timeout: f
         time.sleep(0.05)
 
 
+@pytest.mark.postgres
 def test_a_role_whose_sessions_are_read_only_exits_1_saying_so(tmp_path: Path, pg_dsn: str) -> None:
     """default_transaction_read_only on for the role: after the connect time-out, exit 1 saying no host takes
     writes (not "cannot reach")."""

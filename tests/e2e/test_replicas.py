@@ -8,10 +8,13 @@ from collections.abc import Callable
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.e2e.keys import key_path
 from tests.e2e.process import TucoProcess
 from tests.fix_db import eventually, last_value_per_key
+
+pytestmark = pytest.mark.postgres
 
 StartTuco = Callable[..., TucoProcess]
 

@@ -163,6 +163,7 @@ def test_compare_and_swap_counter_on_the_file_log(tuco: StartTuco) -> None:
     assert refusals > 0  # the clients did race: conditions were really decided
 
 
+@pytest.mark.postgres
 @pytest.mark.usefixtures("pg_dsn")
 def test_compare_and_swap_counter_on_two_postgres_replicas(tuco: StartTuco, pg_dsn: str) -> None:
     """The same counter with clients spread over two replicas of one database: no increment lost or doubled."""
@@ -174,6 +175,7 @@ def test_compare_and_swap_counter_on_two_postgres_replicas(tuco: StartTuco, pg_d
     assert refusals > 0
 
 
+@pytest.mark.postgres
 def test_a_page_token_from_a_replica_ahead_is_served_after_catching_up(tuco: StartTuco, pg_dsn: str) -> None:
     """A replica that has not yet seen the token's revision catches up and serves the page at that revision."""
     env = {"TUCO_LOG_BACKEND": "postgres", "TUCO_DATABASE_URL": pg_dsn}

@@ -390,6 +390,7 @@ async def _soak(process: TucoProcess) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("heavy")
 @pytest.mark.timeout(180)
 def test_churn_leaves_no_task_fd_or_memory_behind(tuco: Callable[..., TucoProcess]) -> None:
     """After 20 s of churning, half-open, idle and stalled clients, tasks and fds are at baseline and RSS is flat."""

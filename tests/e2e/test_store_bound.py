@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from tests.e2e.process import TucoProcess
 from tuco.core.store import ENTRY_BYTES
@@ -62,6 +63,7 @@ def test_filling_to_the_bound_refuses_the_next_write_and_serves_reads_and_delete
         }
 
 
+@pytest.mark.postgres
 def test_every_postgres_replica_refuses_at_the_bound_it_has_applied(tuco: StartTuco, pg_dsn: str) -> None:
     """Two replicas with one bound: filled through one, the other (having applied the same writes) refuses too;
     a delete through the other makes room on both."""

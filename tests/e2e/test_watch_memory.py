@@ -91,6 +91,7 @@ def read_until(sock: socket.socket, marker: bytes, timeout: float = 60.0) -> byt
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("heavy")
 def test_watchers_that_never_read_share_one_copy_of_each_frame_and_give_memory_back(
     tuco: StartTuco, sockets: list[socket.socket]
 ) -> None:

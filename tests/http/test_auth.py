@@ -462,9 +462,9 @@ def test_a_token_remembered_as_verified_stops_working_when_it_expires_or_is_revo
 
 def test_the_token_limit_answers_429_and_writes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Past MAX_TOKENS live tokens a creation is 429 token_limit (a flood of creations cannot grow the registry)."""
-    import tuco.service
+    import tuco.limits
 
-    monkeypatch.setattr(tuco.service, "MAX_TOKENS", 2)
+    monkeypatch.setattr(tuco.limits, "MAX_TOKENS", 2)
 
     async def check(client: httpx.AsyncClient, service: Service) -> None:
         await create_token(client, [("a/", "read")])

@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tests.http.test_native_server import LOOPS, Client, Reply, get, run, serving, tls_contexts
+from tests.http.test_native_server import LOOPS, Client, Reply, advance, get, run, serving, tls_contexts
+from tuco.http._clock import ManualClock
 from tuco.http.server import NativeServer
 
 
@@ -39,6 +40,42 @@ async def _closed_by_server(sock: socket.socket) -> bool:
         return await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 1), 5) == b""
     except ConnectionResetError:
         return True
+
+
+@LOOPS
+def test_a_tls_handshake_not_done_within_the_handshake_timeout_is_closed(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """A connection that never says its ClientHello is closed when handshake_timeout has passed, and not before."""
+    server_context, _ = tls_contexts()
+
+    async def main() -> None:
+        clock = ManualClock()
+        async with serving(tls=server_context, clock=clock, handshake_timeout=10) as server:
+            silent = await _silent(server)
+            await _until(lambda: server.connection_count == 1)
+            await advance(clock, 9.5)
+            assert server.connection_count == 1
+            await advance(clock, 1)
+            assert await _closed_by_server(silent)
+            await _until(lambda: server.connection_count == 0)
+            silent.close()
+
+    run(main, loop_factory)
+
+
+def test_the_handshake_timeout_closes_a_silent_tls_connection_on_the_real_clock() -> None:
+    """End to end on the loop's own clock: a handshake that never starts is given up after handshake_timeout."""
+    server_context, _ = tls_contexts()
+
+    async def main() -> None:
+        async with serving(tls=server_context, handshake_timeout=0.3) as server:
+            silent = await _silent(server)
+            assert await _closed_by_server(silent)
+            await _until(lambda: server.connection_count == 0)
+            silent.close()
+
+    run(main)
 
 
 @LOOPS

@@ -14,7 +14,7 @@ import pytest
 
 from tests.fix_db import fetch
 from tuco.assembly import build_service
-from tuco.cache import ReadThroughService
+from tuco.cache import ReadThrough
 from tuco.config import LogBackend, StateMode, load_settings
 from tuco.http.asgi import ASGIApp
 
@@ -27,16 +27,17 @@ def test_a_consistent_read_on_a_cache_replica_asks_the_database_even_for_a_cache
     async def main() -> None:
         settings = load_settings(log_backend=LogBackend.POSTGRES, database_url=pg_dsn, state=StateMode.CACHE)
         service = build_service(settings)
-        assert isinstance(service, ReadThroughService)
+        reads = service.reads
+        assert isinstance(reads, ReadThrough)
         await service.start()
         try:
             transport = httpx.ASGITransport(app=ASGIApp(service))
             async with httpx.AsyncClient(transport=transport, base_url="http://tuco") as client:
                 assert (await client.put("/v1/key/k", content=b"v1")).status_code == 201
                 assert (await client.get("/v1/key/k")).content == b"v1"  # a miss: now cached
-                hits = service.cache.hits
+                hits = reads.cache.hits
                 assert (await client.get("/v1/key/k")).content == b"v1"
-                assert service.cache.hits == hits + 1  # answered from the cache
+                assert reads.cache.hits == hits + 1  # answered from the cache
                 await fetch(pg_dsn, "UPDATE tuco_state SET value = 'db' WHERE key = 'k'")
                 stale = await client.get("/v1/key/k")
                 assert (stale.status_code, stale.content) == (200, b"v1")  # the cache, as a default read may be

@@ -106,8 +106,7 @@ def test_keepalive_after_the_deadline_is_404_even_before_the_expirer_ran(front: 
 
     async def check(client: httpx.AsyncClient, service: Service, clock: Clock) -> None:
         lease = await grant(client, 1)
-        if service._expirer is not None:
-            service._expirer.cancel()
+        await service.expirer.aclose()
         clock.advance(1_000)
         late = await client.post(f"/v1/leases/{lease}/keepalive")
         assert (late.status_code, late.json()["error"]) == (404, "no_such_lease")
@@ -184,8 +183,8 @@ def test_lease_routes_answer_405_with_allow_and_404_for_unknown_ids(front: str) 
     """Each lease route names its methods in Allow; an id that is no lease, or a path beneath it, is 404."""
 
     async def check(client: httpx.AsyncClient, service: Service, clock: Clock) -> None:
-        listed = await client.get("/v1/leases")
-        assert (listed.status_code, listed.headers["allow"]) == (405, "POST")
+        listed = await client.delete("/v1/leases")
+        assert (listed.status_code, listed.headers["allow"]) == (405, "GET, HEAD, POST")
         post_lease = await client.post("/v1/leases/1")
         assert (post_lease.status_code, post_lease.headers["allow"]) == (405, "GET, HEAD, DELETE")
         get_keepalive = await client.get("/v1/leases/1/keepalive")

@@ -18,8 +18,6 @@ def test_a_long_poll_answers_at_the_change(front_end: str) -> None:
     async def check(client: httpx.AsyncClient, service: Service) -> None:
         await client.put("/v1/key/k", content=b"old")
         await client.put("/v1/key/other", content=b"x")
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         poll = asyncio.ensure_future(client.get("/v1/key/k", params={"wait_revision": "3", "timeout": "10s"}))
         await asyncio.sleep(0.3)
         assert not poll.done()
@@ -27,11 +25,9 @@ def test_a_long_poll_answers_at_the_change(front_end: str) -> None:
         await asyncio.sleep(0.2)
         assert not poll.done()
         await client.put("/v1/key/k", content=b"new")  # revision 4 >= 3
-        response = await poll
-        elapsed = loop.time() - started
+        response = await poll  # pending until the write, answered by it (changed, at its revision), not the timeout
         assert (response.status_code, response.content) == (200, b"new")
         assert (response.headers["etag"], response.headers["x-tuco-wait"]) == ('"4"', "changed")
-        assert 0.5 <= elapsed < 3.0
 
     run_served(front_end, check)
 
@@ -45,10 +41,10 @@ def test_a_long_poll_answers_the_current_state_at_the_timeout(front_end: str) ->
         loop = asyncio.get_running_loop()
         started = loop.time()
         response = await client.get("/v1/key/k", params={"wait_revision": "2", "timeout": "400ms"})
-        elapsed = loop.time() - started
+        waited = loop.time() - started  # on the loop's clock, which the server's timer runs on too
         assert (response.status_code, response.content, response.headers["etag"]) == (200, b"same", '"1"')
         assert response.headers["x-tuco-wait"] == "timeout"
-        assert 0.4 <= elapsed < 2.0
+        assert waited >= 0.4  # not answered before its timeout (no upper bound: a loaded machine is slower)
         absent = await client.get("/v1/key/none", params={"wait_revision": "1", "timeout": "0.2"})
         assert (absent.status_code, absent.headers["x-tuco-wait"], absent.json()["error"]) == (
             404,

@@ -16,6 +16,7 @@ import structlog
 import trustme
 import uvloop
 
+from tuco.http._clock import ManualClock
 from tuco.http.answers import value_too_large
 from tuco.http.api import KeyValueAPI
 from tuco.http.messages import Request, Response, StreamResponse
@@ -39,32 +40,15 @@ LOOPS = pytest.mark.parametrize(
 )
 
 
-class ClockLoop(asyncio.SelectorEventLoop):
-    """An asyncio loop whose clock the test can move forward, like uvicorn's fake timers.
+async def advance(clock: ManualClock, seconds: float) -> None:
+    """Move the server's clock forward, then let the loop run what that set off (closes, writes).
 
     Time-outs of 30 s are then tested in milliseconds, and exactly: a deadline
-    not yet reached has not fired, however slow the machine. The clock is the
-    real one plus an offset, so the test's own waits still end in real time.
+    not yet reached has not fired, however slow the machine.
     """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.offset = 0.0
-
-    def time(self) -> float:
-        return super().time() + self.offset
-
-    async def advance(self, seconds: float) -> None:
-        """Move the clock forward and let the loop run what became due."""
-        self.offset += seconds
-        for _ in range(5):
-            await asyncio.sleep(0)
-
-
-def clock() -> ClockLoop:
-    loop = asyncio.get_running_loop()
-    assert isinstance(loop, ClockLoop)
-    return loop
+    clock.advance(seconds)
+    for _ in range(5):
+        await asyncio.sleep(0)
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -78,10 +62,8 @@ def run(
     main: Callable[[], Coroutine[Any, Any, None]],
     loop_factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop,
 ) -> None:
-    # A ClockLoop's clock jumps as the test moves it: its deadline is pytest-timeout's, not this one.
-    timeout = 10_000 if loop_factory is ClockLoop else 10
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(asyncio.wait_for(main(), timeout))
+        runner.run(asyncio.wait_for(main(), 10))
 
 
 @dataclass
@@ -151,15 +133,23 @@ class Client:
 async def serving(
     handler: Callable[[Request], Response | StreamResponse | Awaitable[Response | StreamResponse]] | None = None,
     tls: ssl.SSLContext | None = None,
+    clock: ManualClock | None = None,
+    handshake_timeout: float = 10.0,
     **settings: Any,
 ) -> AsyncIterator[NativeServer]:
-    """A native server on a free loopback port, over a fresh store unless a handler is given."""
+    """A native server on a free loopback port, over a fresh store unless a handler is given; on ``clock`` if given."""
     log = MemoryLog()
     service = Service(log)
     await service.start()
     api = KeyValueAPI(service)
     server = await start_server(
-        handler or api.handle, host="127.0.0.1", port=0, ssl=tls, settings=ServerSettings(**settings)
+        handler or api.handle,
+        host="127.0.0.1",
+        port=0,
+        ssl=tls,
+        settings=ServerSettings(**settings),
+        clock=clock,
+        handshake_timeout=handshake_timeout,
     )
     try:
         yield server
@@ -592,47 +582,50 @@ def test_a_silent_client_is_closed_after_the_keepalive_timeout() -> None:
     """A connection on which nothing is ever sent stays open until keepalive_timeout, then is closed silently."""
 
     async def main() -> None:
-        async with serving(keepalive_timeout=30) as server:
+        clock = ManualClock()
+        async with serving(keepalive_timeout=30, clock=clock) as server:
             client = await Client.connect(server)
             await until(lambda: server.connection_count == 1)
-            await clock().advance(29.5)
+            await advance(clock, 29.5)
             assert server.connection_count == 1 and not client.reader.at_eof()
-            await clock().advance(1)
+            await advance(clock, 1)
             assert await client.at_eof()
             await until(lambda: server.connection_count == 0)
             await client.aclose()
 
-    run(main, ClockLoop)
+    run(main)
 
 
 def test_an_idle_keep_alive_connection_is_closed_after_the_keepalive_timeout() -> None:
     """After a response, a connection idle for keepalive_timeout is closed."""
 
     async def main() -> None:
-        async with serving(keepalive_timeout=30) as server:
+        clock = ManualClock()
+        async with serving(keepalive_timeout=30, clock=clock) as server:
             client = await Client.connect(server)
             await client.send(get("k"))
             assert (await client.reply()).status == 404
-            await clock().advance(29.5)
+            await advance(clock, 29.5)
             assert server.connection_count == 1 and not client.reader.at_eof()
-            await clock().advance(1)
+            await advance(clock, 1)
             assert await client.at_eof()
             await client.aclose()
 
-    run(main, ClockLoop)
+    run(main)
 
 
 def test_a_stalled_partial_request_gets_408_after_the_request_timeout() -> None:
     """A request whose body stops arriving gets 408 after request_timeout, then the connection closes."""
 
     async def main() -> None:
-        async with serving(request_timeout=30, keepalive_timeout=300) as server:
+        clock = ManualClock()
+        async with serving(request_timeout=30, keepalive_timeout=300, clock=clock) as server:
             client = await Client.connect(server)
             await client.send(b"PUT /v1/key/s HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
             await until(lambda: server.body_bytes_reserved == 10)  # the head is parsed: the deadline is set
-            await clock().advance(29.5)
+            await advance(clock, 29.5)
             assert server.connection_count == 1 and await client.silent_for(0.01)
-            await clock().advance(1)
+            await advance(clock, 1)
             reply = await client.reply()
             assert reply.status == 408
             assert json.loads(reply.body) == {
@@ -642,7 +635,22 @@ def test_a_stalled_partial_request_gets_408_after_the_request_timeout() -> None:
             assert await client.at_eof()
             await client.aclose()
 
-    run(main, ClockLoop)
+    run(main)
+
+
+def test_the_keepalive_timeout_closes_an_idle_connection_on_the_real_clock() -> None:
+    """End to end on the loop's own clock: an idle connection is closed once keepalive_timeout has passed."""
+
+    async def main() -> None:
+        async with serving(keepalive_timeout=0.2) as server:
+            client = await Client.connect(server)
+            await client.send(get("k"))
+            assert (await client.reply()).status == 404
+            assert await client.at_eof()
+            await until(lambda: server.connection_count == 0)
+            await client.aclose()
+
+    run(main)
 
 
 def test_connections_beyond_the_cap_get_503_and_are_closed() -> None:
@@ -726,15 +734,16 @@ def test_aclose_drops_connections_still_busy_after_the_grace_period() -> None:
 
     async def main() -> None:
         handler = Scripted()
-        async with serving(handler) as server:
+        clock = ManualClock()
+        async with serving(handler, clock=clock) as server:
             busy = await Client.connect(server)
             await busy.send(b"GET /slow HTTP/1.1\r\n\r\n")
             await until(lambda: (b"GET", b"/slow") in handler.calls)
             closing = asyncio.create_task(server.aclose(grace=30))
-            await clock().advance(0)  # aclose starts, and with it the grace period
-            await clock().advance(29.5)
+            await advance(clock, 0)  # aclose starts, and with it the grace period
+            await advance(clock, 29.5)
             assert not closing.done() and server.connection_count == 1
-            await clock().advance(1)
+            await advance(clock, 1)
             await asyncio.wait_for(closing, 5)
             assert server.connection_count == 0
             with contextlib.suppress(ConnectionError):
@@ -742,7 +751,7 @@ def test_aclose_drops_connections_still_busy_after_the_grace_period() -> None:
             await busy.aclose()
             handler.release.set()
 
-    run(main, ClockLoop)
+    run(main)
 
 
 @pytest.mark.parametrize("target", [b"/boom", b"/boom-later"], ids=["raises", "awaitable-raises"])

@@ -72,9 +72,9 @@ def test_the_token_cap_holds_exactly_under_concurrent_creations(
     front_end: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """40 token creations at once under a cap of 12: exactly 12 tokens exist, the rest 429 token_limit."""
-    import tuco.service
+    import tuco.limits
 
-    monkeypatch.setattr(tuco.service, "MAX_TOKENS", 12)
+    monkeypatch.setattr(tuco.limits, "MAX_TOKENS", 12)
 
     async def check(client: httpx.AsyncClient, service: Service) -> None:
         body = {"grants": [{"prefix": "a/", "permission": "read"}]}

@@ -120,6 +120,7 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "tuco.log"
 
 
+@pytest.mark.slow  # runs `python -m tuco log` processes
 def test_offline_compaction_keeps_state_and_last_sequence_in_fewer_bytes(path: Path) -> None:
     """`tuco log compact` leaves one entry per live key with its revisions, and a no-op DELETE carrying the last one."""
     write_history(path, churn(keys=30, rounds=10))
@@ -156,6 +157,7 @@ def test_offline_compaction_keeps_state_and_last_sequence_in_fewer_bytes(path: P
     assert replay(path) == ({**state, "new": b"1"}, 311)
 
 
+@pytest.mark.slow  # runs `python -m tuco log` processes
 def test_compacting_a_log_whose_keys_are_all_deleted_keeps_the_sequence(path: Path) -> None:
     """With no live key, the compacted log is one no-op DELETE carrying the last sequence, and replays as empty."""
     write_history(path, [("a", b"1"), ("b", b"2"), ("a", None), ("b", None)])
@@ -192,6 +194,7 @@ def test_offline_compaction_refuses_a_log_a_server_holds(path: Path) -> None:
     asyncio.run(main())
 
 
+@pytest.mark.slow  # runs `python -m tuco log` processes
 def test_offline_compaction_refuses_a_corrupt_log(path: Path) -> None:
     """A log with a damaged middle record is not compacted (that would silently drop its later records)."""
     write_history(path, [("a", b"1"), ("b", b"2"), ("c", b"3")])
@@ -207,6 +210,7 @@ def test_offline_compaction_refuses_a_corrupt_log(path: Path) -> None:
     assert path.read_bytes() == bytes(data)
 
 
+@pytest.mark.slow  # runs `python -m tuco log` processes
 def test_offline_compaction_leaves_out_a_torn_tail(path: Path) -> None:
     """A torn last record is left out of the compacted log, as a restart would cut it, and the output says so."""
     write_history(path, [("a", b"1"), ("b", b"2"), ("a", b"3")])
@@ -228,6 +232,7 @@ def test_offline_compaction_leaves_out_a_torn_tail(path: Path) -> None:
     )
 
 
+@pytest.mark.slow  # runs `python -m tuco log` processes
 def test_torn_tail_on_a_compacted_log_is_cut_and_writing_resumes(path: Path) -> None:
     """A record torn after compaction is cut back to the last whole one, and the sequence continues from there."""
     write_history(path, churn(keys=4, rounds=5))
@@ -472,6 +477,7 @@ async def write_and_close(path: Path, history: list[tuple[str, bytes | None]], *
     return store
 
 
+@pytest.mark.slow  # runs `python -m tuco log` processes
 @pytest.mark.parametrize("last", ["put", "delete"])
 @pytest.mark.parametrize("seed", range(4))
 def test_offline_compaction_keeps_every_entry_and_the_last_sequence(path: Path, seed: int, last: str) -> None:
@@ -536,6 +542,7 @@ def test_online_compactions_keep_every_entry_and_the_last_sequence(path: Path, l
     asyncio.run(restart())
 
 
+@pytest.mark.slow  # runs `python -m tuco log` processes
 @pytest.mark.parametrize("how", ["offline", "online"])
 def test_a_stale_etag_never_matches_again_after_compaction_and_restart(path: Path, how: str) -> None:
     """A key read at revision 3, rewritten at 4, refuses If-Match 3 after compaction (which once renumbered it to 3)."""
@@ -560,6 +567,7 @@ def test_a_stale_etag_never_matches_again_after_compaction_and_restart(path: Pat
     assert replay_entries(path) == ({"k": (b"e", 1, 5, 4), "j": (b"b", 2, 2, 1)}, 5)
 
 
+@pytest.mark.slow  # runs `python -m tuco log` processes
 def test_a_version_1_compacted_log_still_replays_and_compacts_to_version_2(path: Path) -> None:
     """A log compacted by an older build (PUTs renumbered, version 1) replays as before and keeps that on compaction."""
     old = encode_header(first_sequence=8) + b"".join(
@@ -576,6 +584,7 @@ def test_a_version_1_compacted_log_still_replays_and_compacts_to_version_2(path:
     assert replay_entries(path) == (entries, 10)
 
 
+@pytest.mark.slow  # runs `python -m tuco log` processes
 def test_dump_shows_each_keys_revisions_in_compacted_and_ordinary_records(path: Path) -> None:
     """`tuco log dump` prints create revision and version for every PUT, given by entries and derived after them."""
     write_history(path, [("k", b"a"), ("j", b"b"), ("k", b"c"), ("j", None)])

@@ -129,6 +129,7 @@ def test_a_failed_sync_is_cut_back_so_a_restart_serves_what_was_served(path: Pat
     asyncio.run(restart())
 
 
+@pytest.mark.slow  # runs `python -m tuco log` processes
 def test_a_batch_that_cannot_be_cut_makes_the_next_start_refuse_until_repaired(path: Path) -> None:
     """When the failed batch cannot be cut off, it is recorded, start-up refuses, and repair cuts exactly that batch."""
     disk = FailingDisk()

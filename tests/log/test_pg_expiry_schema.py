@@ -13,7 +13,7 @@ from tests.log.test_pg_schema import V1_SCHEMA
 from tests.log.test_postgres_log import Replica, query, run
 from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
 from tuco.errors import LeaseNotFoundError, PreconditionFailedError
-from tuco.log import _pg_schema as sql
+from tuco.log import _pg_migrations as migrations
 
 pytestmark = pytest.mark.postgres
 
@@ -25,9 +25,9 @@ async def _make_v3(dsn: str) -> None:
         async with conn.transaction():
             for statement in V1_SCHEMA:
                 await conn.execute(statement)
-            await conn.execute(sql._V2_WRITE_FUNCTION)
+            await conn.execute(migrations._V2_WRITE_FUNCTION)
             await conn.execute("INSERT INTO tuco_schema (version) VALUES (2)")
-            for statement in sql._V3:
+            for statement in migrations._V3:
                 await conn.execute(statement)
             await conn.execute("INSERT INTO tuco_schema (version) VALUES (3)")
         await _v3_call(conn, [(1, "a", b"1"), (1, "b", b"2"), (1, "a", b"3")])

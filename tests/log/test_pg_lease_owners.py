@@ -10,7 +10,7 @@ import pytest
 from tests.log.test_pg_schema import V1_SCHEMA
 from tests.log.test_postgres_log import Replica, query, run
 from tuco.core.events import EventType, Expiry
-from tuco.log import _pg_schema as sql
+from tuco.log import _pg_migrations as migrations
 
 pytestmark = pytest.mark.postgres
 
@@ -23,7 +23,7 @@ async def _make_v5_with_a_lease(dsn: str) -> int:
             for statement in V1_SCHEMA:
                 await conn.execute(statement)
             for version in range(2, 6):
-                for statement in sql._MIGRATIONS[version]:
+                for statement in migrations.MIGRATIONS[version]:
                     await conn.execute(statement)
                 await conn.execute("INSERT INTO tuco_schema (version) VALUES ($1)", version)
         return await _v5_grant(conn)

@@ -12,6 +12,7 @@ from tests.fix_db import entries_of, replayed_entries, state_entries
 from tests.log.test_postgres_log import Replica, query, run
 from tuco.core.events import Entry, Event, EventType, Precondition
 from tuco.errors import LogFormatError
+from tuco.log import _pg_migrations as migrations
 from tuco.log import _pg_schema as sql
 
 pytestmark = pytest.mark.postgres
@@ -72,7 +73,7 @@ async def _make_v2(dsn: str) -> None:
         async with conn.transaction():
             for statement in V1_SCHEMA:
                 await conn.execute(statement)
-            await conn.execute(sql._V2_WRITE_FUNCTION)
+            await conn.execute(migrations._V2_WRITE_FUNCTION)
             await conn.execute("INSERT INTO tuco_schema (version) VALUES (2)")
         for batch in V2_BATCHES:
             await _v2_call(conn, batch)

@@ -17,8 +17,8 @@ from tests.fix_proxy import Proxy
 from tuco.core.events import Event, EventType, Precondition
 from tuco.core.store import Store
 from tuco.errors import LogFailedError, LogUnavailableError
+from tuco.log import _pg_follower, postgres
 from tuco.log import _pg_schema as sql
-from tuco.log import postgres
 from tuco.log._pg_failover import READ_PRIMARY_HEAD
 from tuco.log.postgres import PostgresTransactionLog
 from tuco.testing import RecordingSink
@@ -411,7 +411,8 @@ def test_old_batch_ids_are_pruned_and_recent_ones_kept(pg_dsn: str, monkeypatch:
 
 def test_a_follower_reaches_the_head_across_many_pages(pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """With pages of 7 events, a follower woken once, catch_up and bootstrap each go all the way to the head."""
-    monkeypatch.setattr(postgres, "_CHUNK", 7)
+    monkeypatch.setattr(postgres, "_CHUNK", 7)  # bootstrap's pages
+    monkeypatch.setattr(_pg_follower, "_CHUNK", 7)  # the follower's and catch_up's
 
     async def main() -> None:
         follower = await Replica(pg_dsn, poll_interval=60.0).start()  # woken by NOTIFY only

@@ -117,6 +117,7 @@ def _assert_well_formed(answer: object, v2: bool) -> int:
     return status
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize(("fmt", "change"), _malformed_cases())
 def test_a_malformed_event_is_a_400_and_never_raises(containers: MakeContainer, fmt: str, change: Change) -> None:
     """Each malformed field of a PUT event gets 400 invalid_event, JSON, from every function; nothing is stored."""
@@ -131,6 +132,7 @@ def test_a_malformed_event_is_a_400_and_never_raises(containers: MakeContainer, 
     assert got["statusCode"] == 404
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("event", [None, [], "GET /v1/key/k", 12, {"version": "2.0"}, {}], ids=repr)
 def test_an_event_that_is_not_a_proxy_event_is_a_400(containers: MakeContainer, event: Any) -> None:
     """No event object at all, or one without a method: 400 invalid_event, not a raised exception."""
@@ -139,6 +141,7 @@ def test_an_event_that_is_not_a_proxy_event_is_a_400(containers: MakeContainer, 
     assert json.loads(answer["body"])["error"] == "invalid_event"
 
 
+@pytest.mark.postgres
 def test_is_base64_encoded_false_means_the_body_is_text(containers: MakeContainer, fmt: str) -> None:
     """isBase64Encoded false stores the body as sent (here a valid base64 string, which must not be decoded)."""
     fn = containers()
@@ -224,6 +227,7 @@ def _book_route(fmt: str, method: str, key: str, body: bytes = b"", *, parameter
     return event
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("parameters", [True, False], ids=["with-pathParameters", "path-only"])
 def test_the_per_method_functions_answer_the_books_route_and_ours(
     containers: MakeContainer, fmt: str, parameters: bool
@@ -247,6 +251,7 @@ def test_the_per_method_functions_answer_the_books_route_and_ours(
         serverless._container = None
 
 
+@pytest.mark.postgres
 def test_a_function_exits_without_a_pending_task_warning(tmp_path: Path, pg_dsn: str) -> None:
     """A process that ran a function and exits (Lambda recycling it) logs no destroyed pending task, no error."""
     events = [make_event("2.0", "PUT", "/v1/key/k", b"v"), make_event("2.0", "GET", "/v1/key/k")]

@@ -14,6 +14,8 @@ from tests.serverless.conftest import MakeContainer
 from tests.serverless.gateway import body_of, header, make_event
 from tuco import serverless
 
+pytestmark = pytest.mark.postgres
+
 
 def _error(answer: dict[str, object]) -> str:
     return str(json.loads(body_of(answer))["error"])
@@ -155,10 +157,10 @@ def test_warm_invocations_reuse_the_pool_and_read_the_database(containers: MakeC
     reader = containers()
     assert writer.invoke(make_event(fmt, "PUT", "/v1/key/k", b"1"))["statusCode"] == 201
     assert body_of(reader.invoke(make_event(fmt, "GET", "/v1/key/k"))) == b"1"
-    api, pool = reader.api, reader.api.service.reader._pool  # type: ignore[union-attr]
+    api, pool = reader.api, reader.api.service.reads.reader._pool  # type: ignore[union-attr]
     assert writer.invoke(make_event(fmt, "PUT", "/v1/key/k", b"2"))["statusCode"] == 201
     assert body_of(reader.invoke(make_event(fmt, "GET", "/v1/key/k"))) == b"2"  # no feed, yet not stale
-    assert reader.api is api and reader.api.service.reader._pool is pool  # type: ignore[union-attr]
+    assert reader.api is api and reader.api.service.reads.reader._pool is pool  # type: ignore[union-attr]
     assert reader.invocations == 2
 
 
@@ -168,10 +170,10 @@ def test_a_staleness_bound_lets_warm_reads_skip_the_database(containers: MakeCon
     reader = containers(cache_max_staleness_seconds=0.5)
     assert writer.invoke(make_event(fmt, "PUT", "/v1/key/k", b"1"))["statusCode"] == 201
     assert body_of(reader.invoke(make_event(fmt, "GET", "/v1/key/k"))) == b"1"
-    reads = reader.api.service.reader.reads  # type: ignore[union-attr]
+    reads = reader.api.service.reads.reader.reads  # type: ignore[union-attr]
     assert writer.invoke(make_event(fmt, "PUT", "/v1/key/k", b"2"))["statusCode"] == 201
     assert body_of(reader.invoke(make_event(fmt, "GET", "/v1/key/k"))) == b"1"  # within the bound: may be stale
-    assert reader.api.service.reader.reads == reads  # type: ignore[union-attr]
+    assert reader.api.service.reads.reader.reads == reads  # type: ignore[union-attr]
     consistent = reader.invoke(make_event(fmt, "GET", "/v1/key/k", query="consistent=true"))
     assert body_of(consistent) == b"2"
     time.sleep(0.6)

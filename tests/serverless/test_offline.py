@@ -22,6 +22,8 @@ import pytest
 
 from tests.needs import command
 
+pytestmark = pytest.mark.postgres
+
 ROOT = Path(__file__).resolve().parents[2]
 OFFLINE = ROOT / "deploy" / "serverless" / "offline"
 FILES = ("package.json", "package-lock.json", "serverless.yml", "handler.py")

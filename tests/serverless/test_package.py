@@ -17,6 +17,7 @@ from tests.serverless.gateway import body_of, make_event
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.postgres
 @pytest.mark.slow
 def test_the_x86_64_archive_answers_the_same_events_in_a_clean_interpreter(tmp_path: Path, pg_dsn: str) -> None:
     """The zip holds tuco and its pinned wheels; python -I -S with nothing but the unpacked dir answers the events."""

@@ -1,4 +1,4 @@
-"""tuco lease grant|keepalive|revoke and tuco token create|list|revoke."""
+"""tuco lease grant|list|keepalive|revoke and tuco token create|list|revoke."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ __all__ = ["lease", "token"]
 
 @click.group()
 def lease() -> None:
-    """Grant, keep alive and revoke leases (keys put with --lease ID are deleted when the lease ends)."""
+    """Grant, list, keep alive and revoke leases (keys put with --lease ID are deleted when the lease ends)."""
 
 
 @lease.command()
@@ -29,6 +29,18 @@ def grant(client: Client, output: str, ttl: str, as_json: bool) -> None:
         )
     else:
         click.echo(str(granted.id))
+
+
+@lease.command(name="list")
+@client_command
+def lease_list(client: Client, output: str) -> None:
+    """Print each of your live leases (an admin's: all): id, ttl (s), seconds left, key count, a tab between."""
+    leases = client.leases()
+    if output == "json":
+        echo_json([item._asdict() for item in leases])
+        return
+    for item in leases:
+        click.echo(f"{item.id}\t{item.ttl:g}\t{item.remaining:g}\t{item.key_count}")
 
 
 @lease.command()

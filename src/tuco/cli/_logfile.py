@@ -6,15 +6,12 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from tuco.cli._common import EXIT_NOT_FOUND, b64, echo_json
+from tuco.core.events import Event, EventType  # loaded by `import tuco` already: no cost to the CLI's start
 from tuco.errors import LogError
-
-if TYPE_CHECKING:
-    from tuco.core.events import Event
 
 __all__ = ["log"]
 
@@ -53,7 +50,6 @@ def dump(path: Path, output: str) -> None:
     The sequence is the mod revision; a PUT also shows its key's create revision
     and version, as a compacted entry records them or as replay derives them.
     """
-    from tuco.core.events import EventType
     from tuco.log.file import LogReader
 
     reader = LogReader(path)
@@ -155,7 +151,6 @@ def compact(path: Path) -> None:
 
 def _event_json(event: Event, create_revision: int, version: int) -> dict[str, object]:
     """One event of the log as JSON: every field it has, the value in base64."""
-    from tuco.core.events import EventType
 
     shown: dict[str, object] = {"sequence": event.sequence, "type": event.type.name}
     if event.type in (EventType.PUT, EventType.DELETE):

@@ -6,10 +6,11 @@ agree on every path, header, retry and error. Errors are tuco's exception tree
 """
 
 from tuco.client._async import AsyncClient
-from tuco.client._calls import Entry, Grant, Item, Lease, Page, RevokedLease, Token, Written
+from tuco.client._calls import Entry, Item, Lease, LeaseSummary, Page, RevokedLease, Written
 from tuco.client._keeper import KeptLease
 from tuco.client._options import Backoff
 from tuco.client._sync import Client
+from tuco.client._tokens import Grant, Token
 from tuco.client._watch import WatchEvent
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Item",
     "KeptLease",
     "Lease",
+    "LeaseSummary",
     "Page",
     "RevokedLease",
     "Token",

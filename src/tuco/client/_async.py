@@ -14,9 +14,11 @@ from typing import Any, TypeVar
 import httpx
 
 from tuco.client import _calls as calls
-from tuco.client._calls import Answer, Call, Entry, Grant, Item, Lease, Page, RevokedLease, Token, Written
+from tuco.client import _tokens as token_calls
+from tuco.client._calls import Answer, Call, Entry, Item, Lease, LeaseSummary, Page, RevokedLease, Written
 from tuco.client._keeper import KeptLease
 from tuco.client._options import Backoff, Options
+from tuco.client._tokens import Grant, Token
 from tuco.client._watch import WatchCursor, WatchEvent
 from tuco.errors import ServerUnreachableError, TooManyWatchersError, UnavailableError
 
@@ -184,6 +186,16 @@ class AsyncClient:
         """A new lease of ``ttl`` seconds."""
         return await self._run(calls.grant(ttl))
 
+    async def leases(self, page_size: int = 100) -> tuple[LeaseSummary, ...]:
+        """Every live lease of this credential's (an admin's: all), in id order, read ``page_size`` at a time."""
+        found: list[LeaseSummary] = []
+        after: int | None = None
+        while True:
+            page, after = await self._run(calls.list_leases(page_size, after))
+            found.extend(page)
+            if after is None:
+                return tuple(found)
+
     async def keepalive(self, lease: int) -> Lease:
         """Move the lease's end to ttl from now; :class:`~tuco.errors.LeaseNotFoundError` if it has ended."""
         return await self._run(calls.keepalive(lease))
@@ -229,15 +241,15 @@ class AsyncClient:
         cert: str | None = None,
     ) -> Token:
         """A new token with ``grants`` (admin); its ``token`` is the secret, shown only here."""
-        return await self._run(calls.create_token(tuple(grants), description, expires_at, cert))
+        return await self._run(token_calls.create_token(tuple(grants), description, expires_at, cert))
 
     async def tokens(self) -> tuple[Token, ...]:
         """Every live token, without secrets (admin)."""
-        return await self._run(calls.list_tokens())
+        return await self._run(token_calls.list_tokens())
 
     async def revoke_token(self, token_id: str) -> None:
         """Revoke a token by its id (admin)."""
-        await self._run(calls.revoke_token(token_id))
+        await self._run(token_calls.revoke_token(token_id))
 
     # the server
 

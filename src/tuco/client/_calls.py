@@ -22,6 +22,7 @@ from tuco.errors import (
     LeaseNotFoundError,
     NoSuchKeyError,
     PreconditionFailedError,
+    ProtocolError,
     RevisionAheadError,
     TucoError,
 )
@@ -30,12 +31,11 @@ __all__ = [
     "Answer",
     "Call",
     "Entry",
-    "Grant",
     "Item",
     "Lease",
+    "LeaseSummary",
     "Page",
     "RevokedLease",
-    "Token",
     "Written",
     "error_from",
     "key_path",
@@ -151,6 +151,8 @@ def _codes() -> dict[str, type[TucoError]]:
     pending: list[type[TucoError]] = [TucoError]
     while pending:
         cls = pending.pop()
+        if issubclass(cls, ProtocolError):  # the server's own refusals: the nearest general class stands for them
+            continue
         table.setdefault(cls.code, cls)
         pending.extend(cls.__subclasses__())
     return table
@@ -378,6 +380,45 @@ def grant(ttl: float) -> Call[Lease]:
     )
 
 
+class LeaseSummary(NamedTuple):
+    """One of the caller's leases as ``GET /v1/leases`` lists it: seconds left and how many keys it holds."""
+
+    id: int
+    ttl: float
+    expires_at: int
+    remaining: float
+    key_count: int
+
+
+def list_leases(
+    limit: int | None = None, after: int | None = None
+) -> Call[tuple[tuple[LeaseSummary, ...], int | None]]:
+    """``GET /v1/leases``: a page of the caller's own leases (an admin's: all) and the ``after`` of the next page."""
+    params: list[tuple[str, str]] = []
+    if limit is not None:
+        params.append(("limit", str(limit)))
+    if after is not None:
+        params.append(("after", str(after)))
+
+    def parse(answer: Answer) -> tuple[tuple[LeaseSummary, ...], int | None]:
+        _expect(answer, (200,))
+        body = _body(answer)
+        leases = tuple(
+            LeaseSummary(
+                int(raw["id"]),
+                float(raw["ttl"]),
+                int(raw["expires_at"]),
+                float(raw["remaining"]),
+                int(raw["key_count"]),
+            )
+            for raw in body.get("leases", ())
+        )
+        following = body.get("next_after")
+        return leases, following if isinstance(following, int) else None
+
+    return Call("GET", "/v1/leases", parse, params=tuple(params))
+
+
 def _lease_path(lease: int) -> str:
     if isinstance(lease, bool) or not isinstance(lease, int) or lease < 1:
         raise InvalidRequestError("a lease id is a whole number from 1")
@@ -413,84 +454,6 @@ def revoke(lease: int) -> Call[RevokedLease]:
         return RevokedLease(int(body["id"]), int(body["revision"]), int(body["deleted_keys"]))
 
     return Call("DELETE", _lease_path(lease), parse)
-
-
-# --- tokens ------------------------------------------------------------------------------------------------------
-
-
-class Grant(NamedTuple):
-    """Permission ``read``, ``write`` or ``admin`` on the keys that start with ``prefix``."""
-
-    prefix: str
-    permission: str
-
-
-class Token(NamedTuple):
-    """A token as the server describes it; ``token`` (the secret) only in the answer that created it."""
-
-    id: str
-    description: str
-    grants: tuple[Grant, ...]
-    expires_at: str | None
-    cert: str | None = None
-    token: str | None = None
-
-
-def _token(body: Mapping[str, Any]) -> Token:
-    grants = tuple(Grant(str(g["prefix"]), str(g["permission"])) for g in body.get("grants", ()))
-    expires = body.get("expires_at")
-    cert = body.get("cert")
-    secret = body.get("token")
-    return Token(
-        str(body["id"]),
-        str(body.get("description", "")),
-        grants,
-        expires if isinstance(expires, str) else None,
-        cert if isinstance(cert, str) else None,
-        secret if isinstance(secret, str) else None,
-    )
-
-
-def create_token(
-    grants: tuple[Grant, ...], description: str = "", expires_at: str | None = None, cert: str | None = None
-) -> Call[Token]:
-    """``POST /v1/tokens`` (admin): a new token, its secret shown this once; or a grant to a certificate name."""
-    payload: dict[str, Any] = {
-        "description": description,
-        "grants": [{"prefix": grant.prefix, "permission": grant.permission} for grant in grants],
-    }
-    if expires_at is not None:
-        payload["expires_at"] = expires_at
-    if cert is not None:
-        payload["cert"] = cert
-
-    def parse(answer: Answer) -> Token:
-        _expect(answer, (201,))
-        return _token(_body(answer))
-
-    headers = (("Content-Type", "application/json"),)
-    return Call("POST", "/v1/tokens", parse, headers=headers, body=json.dumps(payload).encode(), idempotent=False)
-
-
-def list_tokens() -> Call[tuple[Token, ...]]:
-    """``GET /v1/tokens`` (admin): every live token, without secrets."""
-
-    def parse(answer: Answer) -> tuple[Token, ...]:
-        _expect(answer, (200,))
-        return tuple(_token(raw) for raw in _body(answer).get("tokens", ()))
-
-    return Call("GET", "/v1/tokens", parse)
-
-
-def revoke_token(token_id: str) -> Call[None]:
-    """``DELETE /v1/tokens/{id}`` (admin): the token stops working on every replica."""
-    if not token_id or not token_id.isalnum():
-        raise InvalidRequestError("a token id is letters and digits, as 'tuco token list' shows")
-
-    def parse(answer: Answer) -> None:
-        _expect(answer, (200, 204))
-
-    return Call("DELETE", f"/v1/tokens/{token_id}", parse)
 
 
 # --- the server ----------------------------------------------------------------------------------------------------

@@ -23,10 +23,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
 from operator import itemgetter
-from typing import NamedTuple
 
 from sortedcontainers import SortedList
 
+from tuco.core._expiry import due_at, watch_again
+from tuco.core._listing import Item, Page, collect_page
 from tuco.core.events import Entry, Event, EventType, Lifetime
 from tuco.core.history import History
 from tuco.core.leases import Due, Leases
@@ -71,26 +72,6 @@ class ExpiringEntry(Exception):
         super().__init__(entry, expires_at)
         self.entry = entry
         self.expires_at = expires_at
-
-
-class Item(NamedTuple):
-    """One key of a listing, with its entry at the listing's revision."""
-
-    key: str
-    value: bytes
-    create_revision: int
-    mod_revision: int
-    version: int
-    expires_at: int = 0
-    """Unix milliseconds when the key expires; 0 when it has no deadline (or none is known at that revision)."""
-
-
-class Page(NamedTuple):
-    """A page of a listing: its items at ``revision``, and the last key if more may follow."""
-
-    revision: int
-    items: list[Item]
-    last_key: str | None
 
 
 class Store:
@@ -363,41 +344,11 @@ class Store:
         rest stay due for the next call, so 100,000 leases ending at once are handed
         out in rounds instead of one long pause.
         """
-        due = Due()
-        expiring = self._expiring
-        leases = self.leases
-        keys: dict[str, int] = {}
-        ended: dict[int, None] = {}  # a lease may come up more than once (a retry): handed out once, in order
-        for key, id, deadline in leases.pop_due(now, limit):
-            if key is not None:
-                entry = expiring.get(key)
-                if entry is not None and deadline <= now and self.expires_at(key) == deadline:
-                    keys[key] = entry[2]
-                continue
-            lease = leases.get(id)
-            if lease is not None and lease.deadline == deadline <= now and id not in ended:
-                keys.update((key, expiring[key][2]) for key in sorted(lease.keys) if key in expiring)
-                ended[id] = None
-        due.keys = list(keys.items())
-        due.leases = list(ended)
-        return due
+        return due_at(self.leases, self._expiring, self.expires_at, now, limit)
 
     def retry_later(self, keys: Iterable[str], lease_ids: Iterable[int], when: int) -> None:
         """Look again at ``when`` at the keys and leases that are still there (their expiry write did not happen)."""
-        leases = self.leases
-        again = set(lease_ids)
-        for key in keys:
-            if key not in self._expiring:
-                continue
-            lease = leases.get(self._key_lease.get(key, 0))
-            if lease is not None:
-                again.add(lease.id)  # a leased key comes back with its lease
-            else:
-                leases.watch_key(key, self.expires_at(key), when)
-        for id in again:
-            lease = leases.get(id)
-            if lease is not None:
-                leases.watch_lease(id, lease.deadline, when)
+        watch_again(self.leases, keys, lease_ids, when, self._expiring, self._key_lease, self.expires_at)
 
     def _put_expiring(
         self,
@@ -502,34 +453,10 @@ class Store:
             changed: dict[str, Entry | None] = {}
         else:
             changed = self.history.state_at(revision)
-        keys = self._keys_from(prefix, after)
-        if changed:
-            keys = _merge_sorted(
-                keys, sorted(k for k in changed if k.startswith(prefix) and (after is None or k > after))
-            )
-        items: list[Item] = []
-        data = self._data
         expiring = self._expiring
         now = self.now() if expiring else 0
-        for key in keys:
-            if not key.startswith(prefix):
-                break
-            if key in changed:
-                then = changed[key]
-                if then is None:
-                    continue
-                items.append(Item(key, *then))
-            elif (entry := data.get(key)) is not None:
-                items.append(Item(key, *entry))
-            else:
-                entry = expiring[key]
-                expires_at = self.expires_at(key)
-                if expires_at <= now:  # expired: never listed, even before its DELETE is logged
-                    continue
-                items.append(Item(key, *entry, expires_at))
-            if len(items) >= limit:
-                return Page(revision, items, key)
-        return Page(revision, items, None)
+        keys = self._keys_from(prefix, after)
+        return collect_page(keys, prefix, after, limit, revision, changed, self._data, expiring, self.expires_at, now)
 
     def _keys_from(self, prefix: str, after: str | None) -> Iterator[str]:
         """Current keys in order, from the first that could start with ``prefix`` and follow ``after``."""
@@ -539,19 +466,3 @@ class Store:
         if after is not None and after >= prefix:
             return iter(index.irange(minimum=after, inclusive=(False, True)))
         return iter(index.irange(minimum=prefix))
-
-
-def _merge_sorted(first: Iterator[str], second: list[str]) -> Iterator[str]:
-    """Merge two ascending streams of distinct keys, yielding each key once."""
-    others = iter(second)
-    other = next(others, None)
-    for key in first:
-        while other is not None and other < key:
-            yield other
-            other = next(others, None)
-        if other == key:
-            other = next(others, None)
-        yield key
-    if other is not None:
-        yield other
-        yield from others

@@ -13,18 +13,53 @@ import json
 
 import structlog
 
-from tuco.errors import TucoError, UnauthorizedError
+from tuco.errors import (
+    BadRequestError,
+    CancelledError,
+    ExpectationFailedError,
+    ForbiddenError,
+    HeadersTooLargeError,
+    NoSuchKeyError,
+    NotFoundError,
+    RequestTimeoutError,
+    ServerBusyError,
+    ShuttingDownError,
+    StartingError,
+    TooManyConnectionsError,
+    TucoError,
+    UnauthorizedError,
+    UnsupportedTransferCodingError,
+    UriTooLongError,
+    ValueTooLargeError,
+)
 from tuco.http.messages import Headers, Response
 
 __all__ = [
+    "AMBIGUOUS_LENGTH",
+    "BAD_EXPECTATION",
+    "BAD_TRANSFER_CODING",
+    "CANCELLED",
     "CERTIFICATE_EXPIRED",
+    "DUPLICATE_LENGTH",
+    "FORBIDDEN",
+    "HEADERS_TOO_LARGE",
     "INTERNAL_ERROR",
+    "INVALID_TOKEN",
     "JSON",
+    "NOT_FOUND_PATH",
+    "NOT_READY",
+    "NO_SUCH_KEY",
     "OCTET_STREAM",
     "PROMETHEUS_TEXT",
+    "REQUEST_TIMEOUT",
     "RETRY_SOON",
     "SERVER_BUSY",
+    "SHUTTING_DOWN",
     "STARTING",
+    "TOO_MANY_CONNECTIONS",
+    "UNAUTHORIZED",
+    "URI_TOO_LONG",
+    "bad_request",
     "error_answer",
     "error_response",
     "json_response",
@@ -41,29 +76,62 @@ PROMETHEUS_TEXT = b"text/plain; version=0.0.4; charset=utf-8"
 
 
 def error_response(status: int, code: str, message: str, headers: Headers = (), extra: bytes = b"") -> Response:
-    """A JSON error body ``{"error": code, "message": message}``."""
+    """A JSON error body ``{"error": code, "message": message}``; only this module and error_answer call it."""
     body = json.dumps({"error": code, "message": message}).encode()
     return Response(status, body, JSON, headers, extra)
 
 
 def error_answer(error: TucoError, extra: bytes = b"") -> Response:
-    """The answer to an error raised for this request: its class's status and code, its message."""
-    return error_response(error.status, error.code, str(error), extra=extra)
+    """The answer to an error: its class's status, code and header fields, its message."""
+    return error_response(error.status, error.code, str(error), error.headers, extra)
 
 
 def json_response(status: int, payload: object, extra: bytes = b"") -> Response:
     return Response(status, json.dumps(payload, separators=(",", ":")).encode(), JSON, (), extra)
 
 
-STARTING = error_response(503, "starting", "replaying the transaction log; try again shortly")
-INTERNAL_ERROR = error_response(500, "internal_error", "the server failed to handle the request; see its log")
+def bad_request(message: str) -> Response:
+    """400 for a request that does not parse, saying why."""
+    return error_answer(BadRequestError(message))
+
+
+def value_too_large(limit: int) -> Response:
+    """The 413 answer, shared by every front end."""
+    return error_answer(ValueTooLargeError(f"the value is over the {limit}-byte limit"))
+
+
 RETRY_SOON: Headers = ((b"Retry-After", b"1"),)
-CERTIFICATE_EXPIRED = error_response(
-    401, UnauthorizedError.code, "the client certificate has expired; connect again with a valid one"
+
+# The canned answers, each built once from its error class.
+STARTING = error_answer(StartingError("replaying the transaction log; try again shortly"))
+INTERNAL_ERROR = error_answer(TucoError("the server failed to handle the request; see its log"))
+SHUTTING_DOWN = error_answer(ShuttingDownError("the server is shutting down; retry on a new connection"))
+CANCELLED = error_answer(CancelledError("the request was cancelled before it was answered"))
+TOO_MANY_CONNECTIONS = error_answer(TooManyConnectionsError("the server has too many open connections; retry shortly"))
+SERVER_BUSY = error_answer(ServerBusyError("the server is receiving too many request bodies at once; retry shortly"))
+URI_TOO_LONG = error_answer(UriTooLongError("the request target is too long"))
+HEADERS_TOO_LARGE = error_answer(HeadersTooLargeError("too many request headers, or they are too large"))
+REQUEST_TIMEOUT = error_answer(RequestTimeoutError("the request was not received in time"))
+DUPLICATE_LENGTH = bad_request("more than one Content-Length header")
+AMBIGUOUS_LENGTH = bad_request("both Content-Length and Transfer-Encoding are present")
+BAD_TRANSFER_CODING = error_answer(UnsupportedTransferCodingError("only the chunked transfer coding is supported"))
+BAD_EXPECTATION = error_answer(ExpectationFailedError("only 'Expect: 100-continue' is supported"))
+NOT_FOUND_PATH = error_answer(NotFoundError("no such resource; keys live under /v1/key/{key}"))
+NO_SUCH_KEY = error_answer(NoSuchKeyError())
+NOT_READY = json_response(503, {"ready": False})
+UNAUTHORIZED = error_answer(
+    UnauthorizedError("authentication required: send Authorization: Bearer <token> with a valid token")
 )
-SERVER_BUSY = error_response(
-    503, "server_busy", "the server is receiving too many request bodies at once; retry shortly", RETRY_SOON
+INVALID_TOKEN = error_answer(
+    UnauthorizedError(
+        "the token is not valid (malformed, unknown, revoked or expired)",
+        b'Bearer realm="tuco", error="invalid_token"',
+    )
 )
+CERTIFICATE_EXPIRED = error_answer(
+    UnauthorizedError("the client certificate has expired; connect again with a valid one", None)
+)
+FORBIDDEN = error_answer(ForbiddenError("the token has no grant for this request"))
 
 _LOG_MESSAGES: dict[str, str] = {
     "log_failed": "the transaction log failed and takes no more writes; see the server's log",
@@ -79,11 +147,6 @@ _LOG_MESSAGE_OTHER = "the transaction log cannot take requests; see the server's
 def log_message(code: str) -> str:
     """tuco's fixed message for a log error code."""
     return _LOG_MESSAGES.get(code, _LOG_MESSAGE_OTHER)
-
-
-def value_too_large(limit: int) -> Response:
-    """The 413 answer, shared by every front end."""
-    return error_response(413, "value_too_large", f"the value is over the {limit}-byte limit")
 
 
 class _Refusals:

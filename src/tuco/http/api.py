@@ -1,103 +1,55 @@
-"""Request to Service to Response: the HTTP API, shared by the native server and ASGI.
+"""Request to Service to Response: the dispatch of the HTTP API, shared by the native server, ASGI and serverless.
 
 ``KeyValueAPI.handle`` takes a :class:`~tuco.http.messages.Request` and
 returns a response, or an awaitable of one for requests that must wait for
 the log. Reads return synchronously, so the native server answers a GET
 without creating a task.
+
+The dispatch matches the route, then (authentication on) the
+:class:`~tuco.http.auth.Guard` authenticates and authorizes from the route's
+declaration, then the phase gate (``needs_serving``), then the handler: the
+function :data:`~tuco.http.handlers.HANDLERS` names for the declared
+operation. A plain GET, PUT or DELETE of a key is answered right here.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import functools
-import json
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import cast
-from urllib.parse import unquote_to_bytes
+from collections.abc import Awaitable, Callable
 
-from tuco.core.events import ABSENT, EXISTS, Event, Precondition
-from tuco.core.store import ExpiringEntry, Page
 from tuco.core.tokens import Principal
-from tuco.core.watch import Selector
-from tuco.errors import (
-    HistoryCompactedError,
-    InvalidKeyError,
-    InvalidPageTokenError,
-    InvalidParameterError,
-    InvalidPreconditionError,
-    InvalidRequestError,
-    LeaseNotFoundError,
-    LogClosedError,
-    LogError,
-    LogReadOnlyError,
-    NoSuchKeyError,
-    PreconditionFailedError,
-    RevisionAheadError,
-    TooManyWatchersError,
-    TucoError,
-)
-from tuco.http import sse
-from tuco.http.answers import (
-    JSON,
-    OCTET_STREAM,
-    PROMETHEUS_TEXT,
-    STARTING,
-    error_answer,
-    error_response,
-    json_response,
-    log_message,
-    refusal,
-)
+from tuco.errors import InvalidKeyError, NotFoundError, TucoError
+from tuco.http.answers import NOT_FOUND_PATH, OCTET_STREAM, STARTING, error_answer
 from tuco.http.auth import Guard
-from tuco.http.messages import NO_ROUTE, Deferred, Request, Response, Settling, StreamResponse
+from tuco.http.handlers import HANDLERS, Context
+from tuco.http.handlers._writes import answer_when_written, write_refused
+from tuco.http.handlers.keys import consistent_get, long_poll, put_with_parameters, read_now, read_through
+from tuco.http.handlers.leases import revoke
+from tuco.http.handlers.listing import list_page_now, list_page_through
+from tuco.http.handlers.status import readiness_summary
+from tuco.http.handlers.tokens import TokenAPI
+from tuco.http.messages import NO_ROUTE, Answer, Deferred, Request, Response
+from tuco.http.params import (
+    decode_key,
+    decode_page_token,
+    encode_page_token,
+    parse_ttl,
+    precondition_of,
+    wants_consistent,
+)
 from tuco.http.routes import ALIAS, KEY, Route, match
 from tuco.observability import Metrics
 from tuco.service import Phase, Service
-from tuco.watchers import Watch, WatchStep
 
-__all__ = ["Answer", "KeyValueAPI", "decode_key", "decode_page_token", "encode_page_token"]
+__all__ = ["Answer", "KeyValueAPI", "decode_key", "decode_page_token", "encode_page_token", "parse_ttl"]
 
-Answer = Response | StreamResponse | Deferred | Awaitable[Response | StreamResponse]
-"""What a handler returns: a response now, or an awaitable of one."""
 
-_NOT_FOUND_PATH = error_response(404, "not_found", "no such resource; keys live under /v1/key/{key}")
-_NO_SUCH_KEY = error_response(404, "no_such_key", "no such key")
-_NO_SUCH_KEY_BODY = _NO_SUCH_KEY.body
-DEFAULT_PAGE_LIMIT = 100
-MAX_PAGE_LIMIT = 1000
-_TOKEN_VERSION = 1
-_HEALTHY = json_response(200, {"status": "alive"})
-_READY = json_response(200, {"ready": True})
-_NOT_READY = json_response(503, {"ready": False})
-_CONSISTENT_READ_FAILED = "cannot reach the log for a consistent read; see the server's log"
-_READ_FAILED = "cannot reach the database to read the key; see the server's log"
-# The /readyz fields of LogStatus.describe() an anonymous client may see (no hosts, users, database names).
-_PUBLIC_LOG_FIELDS: tuple[str, ...] = ("backend", "sync", "last_sequence", "lag_events", "lag_seconds", "connected")
+_NOT_FOUND_PATH = NOT_FOUND_PATH
+_PHASE_STARTING = Phase.STARTING  # a module constant: reading an Enum member off its class costs a descriptor call
 
 
 def _not_built(name: str) -> Response:
-    return error_response(404, "not_found", f"/v1/{name} is a reserved resource that this server does not offer yet")
-
-
-def public_log_status(described: Mapping[str, object]) -> dict[str, object]:
-    """The whitelisted, scalar fields of a log's ``describe()``, for anonymous readers of ``/readyz``."""
-    shown: dict[str, object] = {}
-    for name in _PUBLIC_LOG_FIELDS:
-        value = described.get(name)
-        if isinstance(value, bool | int | float) or (name in ("backend", "sync") and isinstance(value, str)):
-            shown[name] = value
-    return shown
-
-
-@functools.cache
-def _openapi_document() -> Response:
-    """The OpenAPI document, built on first use: start-up never pays for it."""
-    from tuco.http.openapi import document_bytes
-
-    return Response(200, document_bytes(), JSON)
+    return error_answer(NotFoundError(f"/v1/{name} is a reserved resource that this server does not offer yet"))
 
 
 class KeyValueAPI:
@@ -107,36 +59,30 @@ class KeyValueAPI:
         self.service = service
         self.metrics = metrics if metrics is not None else service.metrics
         self.limits = service.limits
-        self._handlers: dict[str, Callable[[Request, bytes], Answer]] = {
-            "health": self._health,
-            "readiness": self._readiness,
-            "metrics": self._metrics,
-            "openapi": self._openapi,
-            "list_keys": self._list_keys,
-            "watch": self._watch,
-            "grant": self._grant,
-            "lease": self._lease,
-            "keepalive": self._keepalive,
-            "tokens": self._token_route,
-            "token": self._token_route,
-        }
         # A read-through service (TUCO_STATE=cache, serverless) answers misses and listings from the database:
         # its read path is chosen here, once, so a full replica's reads pay nothing for it.
-        self._read: Callable[[str, bytes], Response | Awaitable[Response]] = self._read_now
-        self._list_page: Callable[[str, str | None, int, int | None, bool], Response | Awaitable[Response]]
-        self._list_page = self._list_page_now
-        if service.reads_through:
-            self._read = self._read_through
-            self._list_page = self._list_page_through
-        from tuco.http.auth import TokenAPI
-
+        through = service.reads_through
+        self._read: Callable[[str, bytes], Response | Awaitable[Response]] = functools.partial(
+            read_through if through else read_now, service
+        )
+        context = self.context = Context(
+            service,
+            self.metrics,
+            self._read,
+            functools.partial(list_page_through if through else list_page_now, service),
+        )
         self.tokens = TokenAPI(service)
-        self._frames = sse.FrameCache()
+        self._handlers: dict[str, Callable[[Request, bytes], Answer]] = {
+            name: functools.partial(handler, context) for name, handler in HANDLERS.items()
+        }
+        writes = context.writes
+        self._settle_put = writes.settle_put
+        self._settle_delete = writes.settle_delete
         self._guard: Guard | None = None
         if service.access.enabled:  # chosen once: with authentication off, handle is the method itself
             self._guard = Guard(self, self.handle)
-            self._verified = service.store.tokens.verified
-            self._now = service.log.now_ms
+            self._verified = service.tokens.verified
+            self._now = service.clock
             self.handle = self._handle_guarded  # type: ignore[method-assign]
 
     def _handle_guarded(self, request: Request) -> Answer:
@@ -159,7 +105,7 @@ class KeyValueAPI:
                 if (
                     b"/" not in segment
                     and segment
-                    and service.phase is not Phase.STARTING
+                    and service.phase is not _PHASE_STARTING
                     and (not verified.expires_at or verified.expires_at > self._now())
                 ):
                     try:
@@ -176,25 +122,19 @@ class KeyValueAPI:
                         found[0],
                         OCTET_STREAM,
                         (),
-                        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.store.last_sequence),
+                        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.applied_revision),
                     )
         return guard.handle(request)  # type: ignore[union-attr]
 
-    def _token_route(self, request: Request, segment: bytes) -> Answer:
-        """The token routes with authentication off (the guard answers them itself when it is on)."""
-        handler = "tokens" if request.path == b"/v1/tokens" else "token"
-        return self.tokens.answer(request, handler, segment, None)
-
     def readiness_summary(self) -> Response:
         """What an anonymous client learns of readiness with authentication on: ready or not, nothing more."""
-        ready = self.service.ready
-        return _READY if ready else _NOT_READY
+        return readiness_summary(self.service)
 
     def revoke_answer(self, lease: int, allowed: Callable[[str], bool], by: Principal) -> Answer:
         """DELETE /v1/leases/{id} by ``by``, whose keys must each pass ``allowed`` (checked after catching up)."""
-        if self.service.phase is Phase.STARTING:
+        if self.service.phase is _PHASE_STARTING:
             return STARTING
-        return self._revoke(lease, allowed, by)
+        return revoke(self.service, lease, allowed, by)
 
     def handle(self, request: Request) -> Answer:
         """Answer one request.
@@ -218,7 +158,7 @@ class KeyValueAPI:
         if not read and method != b"PUT" and method != b"DELETE":
             return KEY.not_allowed
         service = self.service
-        if service.phase is Phase.STARTING:
+        if service.phase is _PHASE_STARTING:
             return STARTING
         try:
             key = segment.decode() if segment and b"%" not in segment else decode_key(segment)
@@ -229,9 +169,9 @@ class KeyValueAPI:
         if read:
             if request.query:
                 if request.param(b"wait_revision") is not None:
-                    return self._long_poll(request, key)
-                if _wants_consistent(request):
-                    return self._consistent_get(key)
+                    return long_poll(self.context, request, key)
+                if wants_consistent(request):
+                    return consistent_get(self.context, key)
             found = service.find(key)
             if found is None:  # absent, or a key with a deadline
                 return self._read(key, b"")
@@ -240,749 +180,34 @@ class KeyValueAPI:
                 found[0],
                 OCTET_STREAM,
                 (),
-                b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.store.last_sequence),
+                b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.applied_revision),
             )
         try:
-            precondition = _precondition(request) if request.conditional else None
+            precondition = precondition_of(request) if request.conditional else None
             if method == b"PUT":
                 if request.query:
-                    return self._put_with_parameters(request, key, precondition)
+                    return put_with_parameters(self.context, request, key, precondition)
                 written = service.put(key, request.body, precondition)
                 settle = self._settle_put
             else:
                 written = service.delete(key, precondition)
                 settle = self._settle_delete
         except TucoError as exc:
-            return _write_refused(exc, "not stored" if method == b"PUT" else "not deleted")
+            return write_refused(exc, "not stored" if method == b"PUT" else "not deleted")
         if hasattr(written, "add_done_callback"):  # the common case (a Written), inline: one call less per write
             return Deferred(written, settle)  # type: ignore[arg-type]  # settles as it has add_done_callback
-        return _answer_when_written(written, settle)
+        return answer_when_written(written, settle)
 
     def _resource(self, route: Route | None, request: Request, segment: bytes) -> Answer:
-        """Every route but the keys': health, readiness, metrics, listing and the reserved names."""
+        """Every route but the keys': its declared operation for the method (or 405), the phase gate, the handler."""
         if route is None:
             return _NOT_FOUND_PATH
-        if request.method not in route.methods:
+        operation = route.operations.get(request.method)
+        if operation is None:
             return route.not_allowed
-        handler = self._handlers.get(route.handler) if route.handler is not None else None
+        handler = self._handlers.get(operation.handler)
         if handler is None:
             return _not_built(route.pattern[4:])
+        if operation.needs_serving and self.service.phase is _PHASE_STARTING:  # the phase gate, as declared
+            return STARTING
         return handler(request, segment)
-
-    def _health(self, request: Request, segment: bytes) -> Answer:
-        return _HEALTHY
-
-    def _metrics(self, request: Request, segment: bytes) -> Answer:
-        if self.metrics is None:
-            return _NOT_FOUND_PATH
-        return Response(200, self.metrics.render(), PROMETHEUS_TEXT)
-
-    def _openapi(self, request: Request, segment: bytes) -> Answer:
-        return _openapi_document()
-
-    def _readiness(self, request: Request, segment: bytes) -> Answer:
-        service = self.service
-        failure = service.log.failure
-        payload: dict[str, object] = {
-            "ready": service.ready,
-            "phase": service.phase.value,
-            "log": public_log_status(service.log.describe()),
-        }
-        if failure is not None:
-            payload["error"] = failure.code
-            payload["message"] = log_message(failure.code)
-            if isinstance(failure, LogReadOnlyError):
-                payload["missing_privileges"] = list(failure.missing)
-        elif service.phase is Phase.STARTING:
-            payload["error"] = "starting"
-            payload["message"] = log_message("starting")
-        store = service.store_status()
-        if store is not None:  # full or not, the replica stays ready: reads and deletes are served
-            payload["store"] = store
-        return json_response(200 if service.ready else 503, payload)
-
-    def _read_now(self, key: str, extra: bytes = b"") -> Response:
-        """A read of ``key`` with every case: absent (404), with a deadline, or plain; ``extra`` header lines."""
-        service = self.service
-        try:
-            entry = service.get(key)
-        except NoSuchKeyError:
-            return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n%b" % (service.revision, extra))
-        except ExpiringEntry as expiring:
-            return _expiring_read(expiring, service.revision, extra)
-        return Response(
-            200,
-            entry[0],
-            OCTET_STREAM,
-            (),
-            b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n%b' % (entry[2], service.revision, extra),
-        )
-
-    async def _read_through(self, key: str, extra: bytes = b"", consistent: bool = False) -> Response:
-        """:meth:`_read_now` for a read-through service: a miss (or a consistent read) asks the database."""
-        service = self.service
-        try:
-            found = await (service.read_consistent(key) if consistent else service.fetch(key))
-        except LogError as exc:
-            if consistent:
-                return refusal(exc, "no consistent read", _CONSISTENT_READ_FAILED)
-            return refusal(exc, "no read", _READ_FAILED)
-        entry = found.entry
-        if entry is None:
-            return Response(404, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n%b" % (found.revision, extra))
-        if found.expires_at:
-            return _expiring_read(ExpiringEntry(entry, found.expires_at), found.revision, extra)
-        return Response(
-            200,
-            entry[0],
-            OCTET_STREAM,
-            (),
-            b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n%b' % (entry[2], found.revision, extra),
-        )
-
-    async def _consistent_get(self, key: str) -> Response:
-        if self.service.reads_through:  # the database's row is the newest there is: no catching up first
-            return await self._read_through(key, b"", consistent=True)
-        try:
-            await self.service.catch_up()
-        except LogError as exc:
-            return refusal(exc, "no consistent read", _CONSISTENT_READ_FAILED)
-        return self._read_now(key)
-
-    def _settle_put(self, written: Settling) -> Response:
-        """201 with the new ETag, or why the write was not stored."""
-        try:
-            sequence = written.result()[0]
-        except (Exception, asyncio.CancelledError):
-            return self._not_written(written, "not stored")
-        return Response(201, b"", None, (), b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (sequence, sequence))
-
-    def _settle_delete(self, written: Settling) -> Response:
-        """200 with the new revision, or why the delete was not recorded."""
-        try:
-            sequence = written.result()[0]
-        except (Exception, asyncio.CancelledError):
-            return self._not_written(written, "not deleted")
-        return Response(200, b"", None, (), b"X-Tuco-Revision: %d\r\n" % sequence)
-
-    def _not_written(self, written: Settling, doing: str) -> Response:
-        if written.cancelled():
-            return refusal(LogClosedError("the write was cancelled"), doing)
-        error = written.exception()
-        if isinstance(error, PreconditionFailedError):
-            return self._failed(error)
-        if isinstance(error, TucoError):
-            return refusal(error, doing)
-        raise RuntimeError("the log failed a write with an unexpected error") from error  # answered 500, logged
-
-    def _failed(self, error: PreconditionFailedError) -> Response:
-        """412 with the key's current ETag (none when it is absent) and the store's revision (RFC 9110 13.1)."""
-        revision = self.service.revision
-        if error.current:
-            extra = b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (error.current, revision)
-        else:
-            extra = b"X-Tuco-Revision: %d\r\n" % revision
-        return error_answer(error, extra)
-
-    # -- expiring keys and leases -------------------------------------------------
-
-    def _put_with_parameters(self, request: Request, key: str, precondition: Precondition | None) -> Answer:
-        """A PUT with a query: ``?ttl=`` (30s, 500ms, 5m, 1h, 2d; a bare number is seconds) or ``?lease=ID``."""
-        service = self.service
-        ttl_raw = request.param(b"ttl")
-        lease_raw = request.param(b"lease")
-        if ttl_raw is None and lease_raw is None:
-            return _answer_when_written(service.put(key, request.body, precondition), self._settle_put)
-        if ttl_raw is not None and lease_raw is not None:
-            raise InvalidParameterError("send ttl or lease, not both: a key expires at one deadline")
-        if ttl_raw is not None:
-            ttl_ms = parse_ttl(ttl_raw, service.limits.max_ttl_ms)
-            written = service.put_expiring(key, request.body, precondition, ttl_ms=ttl_ms)
-        else:
-            lease = _lease_id(lease_raw or b"", InvalidParameterError("lease must be a lease id, as granted"))
-            written = service.put_expiring(key, request.body, precondition, lease=lease, by=request.principal)
-        return self._answer_lease_write(written, self._created_expiring, "not stored")
-
-    def _created_expiring(self, event: Event) -> Response:
-        expires_at = event.deadline or self.service.store.expires_at(event.key)
-        return Response(
-            201,
-            b"",
-            None,
-            (),
-            b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Expires-At: %d\r\n'
-            % (event.sequence, event.sequence, expires_at),
-        )
-
-    def _grant(self, request: Request, segment: bytes) -> Answer:
-        service = self.service
-        if service.phase is Phase.STARTING:
-            return STARTING
-        try:
-            ttl_ms = _grant_ttl(request.body, service.limits.max_ttl_ms)
-            written = service.grant(ttl_ms, request.principal)
-        except TucoError as exc:
-            return _write_refused(exc, "no lease granted")
-        return self._answer_lease_write(written, _lease_answer(201), "no lease granted")
-
-    def _keepalive(self, request: Request, segment: bytes) -> Answer:
-        service = self.service
-        if service.phase is Phase.STARTING:
-            return STARTING
-        try:
-            lease = _lease_id(segment, LeaseNotFoundError(0))
-            written = service.keepalive(lease, request.principal)
-        except TucoError as exc:
-            return _write_refused(exc, "not kept alive")
-        return self._answer_lease_write(written, _lease_answer(200), "not kept alive")
-
-    def _lease(self, request: Request, segment: bytes) -> Answer:
-        service = self.service
-        if service.phase is Phase.STARTING:
-            return STARTING
-        try:
-            lease = _lease_id(segment, LeaseNotFoundError(0))
-        except LeaseNotFoundError as exc:
-            return error_answer(exc)
-        if request.method == b"DELETE":
-            return self._revoke(lease, None, request.principal)
-        found = service.owned_lease(lease, request.principal)
-        if found is None or found.deadline <= service.log.now_ms():
-            return error_answer(LeaseNotFoundError(lease))
-        payload = {"id": lease, "ttl": found.ttl / 1000, "expires_at": found.deadline, "keys": sorted(found.keys)}
-        return json_response(200, payload, b"X-Tuco-Revision: %d\r\n" % service.revision)
-
-    async def _revoke(
-        self, lease: int, allowed: Callable[[str], bool] | None = None, by: Principal | None = None
-    ) -> Response:
-        try:
-            event, deleted = await self.service.revoke(lease, allowed, by)
-        except LogError as exc:
-            return refusal(exc, "not revoked")
-        except TucoError as exc:
-            return error_answer(exc)
-        payload = {"id": lease, "revision": event.sequence, "deleted_keys": deleted}
-        return json_response(200, payload, b"X-Tuco-Revision: %d\r\n" % event.sequence)
-
-    async def _answer_lease_write(self, written: Awaitable[Event], done: Done, doing: str) -> Response:
-        try:
-            event = await written
-        except PreconditionFailedError as exc:
-            return self._failed(exc)
-        except LogError as exc:
-            return refusal(exc, doing)
-        except TucoError as exc:  # no such lease, a limit
-            return error_answer(exc)
-        return done(event)
-
-    # -- listing ------------------------------------------------------------------
-
-    def _list_keys(self, request: Request, segment: bytes) -> Answer:
-        service = self.service
-        if service.phase is Phase.STARTING:
-            return STARTING
-        try:
-            prefix = _text_param(request, b"prefix")
-            limit = _limit(request)
-            keys_only = _flag(request, b"keys_only")
-            token = request.param(b"page_token")
-            if token:
-                revision, after, token_prefix = decode_page_token(token)
-                if token_prefix != prefix:
-                    raise InvalidPageTokenError("the page token belongs to a listing of another prefix")
-            else:
-                revision, after = None, None
-        except InvalidRequestError as exc:
-            return error_answer(exc)
-        if revision is not None and revision > service.revision:
-            # Another replica served the earlier page: catch up to its revision first.
-            return self._list_after_catch_up(prefix, after, limit, revision, keys_only)
-        return self._list_page(prefix, after, limit, revision, keys_only)
-
-    async def _list_after_catch_up(
-        self, prefix: str, after: str | None, limit: int, revision: int, keys_only: bool
-    ) -> Response:
-        try:
-            await self.service.catch_up()
-        except LogError as exc:
-            return refusal(exc, "no listing", "cannot reach the log to serve that revision; see the server's log")
-        return await _settled(self._list_page(prefix, after, limit, revision, keys_only))
-
-    def _list_page_now(
-        self, prefix: str, after: str | None, limit: int, revision: int | None, keys_only: bool
-    ) -> Response:
-        if revision is not None and revision > self.service.revision:
-            # Still ahead after catching up: another server's token (or another store's) cannot be served here.
-            return error_answer(InvalidPageTokenError("the page token is for a revision this server has not reached"))
-        try:
-            page = self.service.page(prefix, after=after, limit=limit + 1, revision=revision)
-        except HistoryCompactedError as exc:
-            body = {"error": exc.code, "message": str(exc), "oldest_revision": exc.oldest}
-            return json_response(exc.status, body)
-        return _render_page(page, prefix, limit, keys_only)
-
-    async def _list_page_through(
-        self, prefix: str, after: str | None, limit: int, revision: int | None, keys_only: bool
-    ) -> Response:
-        """:meth:`_list_page_now` for a read-through service: the page is read from the database."""
-        if revision is not None and revision > self.service.revision:
-            return error_answer(InvalidPageTokenError("the page token is for a revision this server has not reached"))
-        try:
-            page = await self.service.page_through(prefix, after=after, limit=limit + 1, revision=revision)
-        except HistoryCompactedError as exc:
-            return _compacted(exc)
-        except LogError as exc:
-            return refusal(exc, "no listing", "cannot reach the log to list keys; see the server's log")
-        return _render_page(page, prefix, limit, keys_only)
-
-    # -- watching: GET /v1/watch (Server-Sent Events) and long polls ----------------
-
-    def _watch(self, request: Request, segment: bytes) -> Answer:
-        service = self.service
-        if service.phase is Phase.STARTING:
-            return STARTING
-        if service.phase is Phase.STOPPING:
-            return _WATCH_STOPPING
-        try:
-            selector, after = _watch_params(request, service.revision)
-        except InvalidRequestError as exc:
-            return error_answer(exc)
-        headers = sse.HEADERS + _cors(request, service.watch_settings.allow_origins)
-        if after > service.revision:
-            # Another replica's revision, or one this store never reached (it was restored from a backup).
-            return self._watch_after_catch_up(request.method == b"HEAD", selector, after, headers, request.principal)
-        return self._open_watch(request.method == b"HEAD", selector, after, headers, request.principal)
-
-    def _open_watch(
-        self,
-        head: bool,
-        selector: Selector,
-        after: int,
-        headers: tuple[tuple[bytes, bytes], ...],
-        by: Principal | None,
-    ) -> Response | StreamResponse:
-        service = self.service
-        if after > service.revision:
-            return _ahead(RevisionAheadError(after, service.revision))
-        if head:
-            # Says whether a GET would stream, without opening a watch.
-            if after < service.store.history.oldest_revision and not service.reads_back_history:
-                return _compacted(HistoryCompactedError(service.store.history.oldest_revision))
-            return Response(200, b"", EVENT_STREAM, headers)
-        try:
-            watch = service.watch(selector, after, by)
-        except HistoryCompactedError as exc:
-            return _compacted(exc)
-        except RevisionAheadError as exc:
-            return _ahead(exc)
-        except TooManyWatchersError as exc:
-            return error_answer(exc, b"Retry-After: 1\r\n")
-        return StreamResponse(200, _watch_stream(watch, self._frames), EVENT_STREAM, headers)
-
-    async def _watch_after_catch_up(
-        self,
-        head: bool,
-        selector: Selector,
-        after: int,
-        headers: tuple[tuple[bytes, bytes], ...],
-        by: Principal | None,
-    ) -> Response | StreamResponse:
-        """A resume point past the store: apply what the log has first; still ahead, it is refused (409)."""
-        try:
-            await self.service.catch_up()
-        except LogError as exc:
-            return refusal(exc, "no watch", "cannot reach the log to tell whether that revision exists")
-        return self._open_watch(head, selector, after, headers, by)
-
-    def _long_poll(self, request: Request, key: str) -> Answer:
-        """GET /v1/key/{k}?wait_revision=N&timeout=T: the key once it changed at N or later, or at the timeout."""
-        try:
-            revision = _positive(request, b"wait_revision")
-            timeout = _timeout(request.param(b"timeout"))
-        except InvalidRequestError as exc:
-            return error_answer(exc)
-        service = self.service
-        if service.phase is not Phase.STOPPING and revision - 1 > service.revision:
-            return self._answer_after_wait(key, revision, timeout, catch_up=True)
-        if service.phase is Phase.STOPPING or service.store.mod_revision(key) >= revision:
-            return self._read(key, b"X-Tuco-Wait: changed\r\n")
-        return self._answer_after_wait(key, revision, timeout)
-
-    async def _answer_after_wait(self, key: str, revision: int, timeout: float, *, catch_up: bool = False) -> Response:
-        if catch_up:  # a wait_revision past the store: apply what the log has first; still ahead, 409
-            try:
-                await self.service.catch_up()
-            except LogError as exc:
-                return refusal(exc, "no wait", "cannot reach the log to tell whether that revision exists")
-            if self.service.store.mod_revision(key) >= revision:
-                return await _settled(self._read(key, b"X-Tuco-Wait: changed\r\n"))
-        try:
-            await self.service.wait_for_change(key, revision, timeout)
-        except RevisionAheadError as exc:
-            return _ahead(exc)
-        changed = self.service.changed_since(key, revision) and self.service.phase is not Phase.STOPPING
-        return await _settled(self._read(key, b"X-Tuco-Wait: changed\r\n" if changed else b"X-Tuco-Wait: timeout\r\n"))
-
-
-EVENT_STREAM = b"text/event-stream"
-_WATCH_STOPPING = error_response(503, "shutting_down", "the server is shutting down; retry on a new connection")
-_RETRY_MS = 1000  # what EventSource waits before reconnecting after the stream ends
-_CHUNK_BYTES = 64 * 1024  # frames gathered into one chunk, at most (one frame may be larger)
-_SHARED_FRAME_BYTES = 16 * 1024  # a frame this large is sent as it is, shared, never copied into a chunk
-MAX_WAIT_SECONDS = 300.0
-DEFAULT_WAIT_SECONDS = 30.0
-
-
-async def _watch_stream(watch: Watch, frames: sse.FrameCache) -> AsyncIterator[bytes]:
-    """The frames of one watch: ``retry`` first, then events, heartbeats and progress, a cancel frame last.
-
-    Small frames are gathered into one chunk; a large one is its own chunk, the
-    very bytes object every other watcher sends too (no copy per watcher).
-    """
-    try:
-        yield sse.opening_frame(_RETRY_MS, watch.after)
-        while True:
-            step = await watch.next()
-            if step.kind is WatchStep.EVENTS:
-                chunk: list[bytes] = []
-                size = 0
-                for event in step.events:
-                    frame = frames.frame(event)
-                    if len(frame) >= _SHARED_FRAME_BYTES:
-                        if chunk:
-                            yield b"".join(chunk)
-                            chunk, size = [], 0
-                        yield frame
-                        continue
-                    chunk.append(frame)
-                    size += len(frame)
-                    if size >= _CHUNK_BYTES:
-                        yield b"".join(chunk)
-                        chunk, size = [], 0
-                if chunk:
-                    yield b"".join(chunk)
-            elif step.kind is WatchStep.PROGRESS:
-                yield sse.heartbeat_frame() + sse.progress_frame(step.revision)
-            else:
-                yield sse.cancel_frame(step.reason, step.revision)
-                return
-    finally:
-        watch.close()
-        if watch.last:
-            frames.clear()  # nobody watches: the frames kept for them go
-
-
-def _watch_params(request: Request, current: int) -> tuple[Selector, int]:
-    """The selector and the revision after which the watch starts.
-
-    ``Last-Event-ID: X`` (an EventSource reconnecting) wins: changes after X.
-    Else ``start_revision=R``: changes at R and after. Else: changes after now.
-    """
-    prefix = _text_param(request, b"prefix")
-    raw_key = request.param(b"key")
-    if raw_key is not None and request.param(b"prefix") is not None:
-        raise InvalidParameterError("watch a prefix or a key, not both")
-    selector = Selector(prefix)
-    if raw_key is not None:
-        key = _text_param(request, b"key")
-        if not key:
-            raise InvalidParameterError("key must not be empty")
-        selector = Selector(key=key)
-    last_id = request.header(b"last-event-id")
-    if last_id is not None and last_id.strip():
-        value = last_id.strip()
-        if not value.isdigit() or len(value) > 18:
-            raise InvalidParameterError("Last-Event-ID must be a revision tuco sent (a whole number)")
-        return selector, int(value)
-    if request.param(b"start_revision") is not None:
-        return selector, _positive(request, b"start_revision") - 1
-    return selector, current
-
-
-def _positive(request: Request, name: bytes) -> int:
-    raw = request.param(name) or b""
-    if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
-        raise InvalidParameterError(f"{name.decode()} must be a revision: a whole number from 1")
-    return int(raw)
-
-
-def _timeout(raw: bytes | None) -> float:
-    """``30s``, ``500ms`` or plain seconds (``2.5``), at most MAX_WAIT_SECONDS."""
-    if raw is None:
-        return DEFAULT_WAIT_SECONDS
-    scale = 1.0
-    number = raw
-    if raw.endswith(b"ms"):
-        number, scale = raw[:-2], 0.001
-    elif raw.endswith(b"s"):
-        number = raw[:-1]
-    whole, dot, fraction = number.partition(b".")
-    if not whole.isdigit() or (dot and not fraction.isdigit()) or len(number) > 12:
-        raise InvalidParameterError("timeout must be a duration such as 30s, 500ms or 2.5 (seconds)")
-    seconds = float(number) * scale
-    if seconds > MAX_WAIT_SECONDS:
-        raise InvalidParameterError(f"timeout must be at most {MAX_WAIT_SECONDS:g}s")
-    return seconds
-
-
-def _ahead(exc: RevisionAheadError) -> Response:
-    """409 revision_ahead, with the store's revision: the client re-reads, then watches from there."""
-    body = {"error": exc.code, "message": str(exc), "revision": exc.revision, "requested": exc.requested}
-    return json_response(exc.status, body)
-
-
-def _compacted(exc: HistoryCompactedError) -> Response:
-    return json_response(exc.status, {"error": exc.code, "message": str(exc), "oldest_revision": exc.oldest})
-
-
-def _cors(request: Request, allowed: frozenset[str]) -> tuple[tuple[bytes, bytes], ...]:
-    """``Access-Control-Allow-Origin`` for a page of an allowed origin (EventSource across origins needs it)."""
-    if not allowed:
-        return ()
-    origin = request.header(b"origin")
-    if origin is None:
-        return ()
-    if "*" in allowed:
-        return ((b"Access-Control-Allow-Origin", b"*"),)
-    try:
-        text = origin.decode("ascii")
-    except UnicodeDecodeError:
-        return ()
-    if text in allowed:
-        return ((b"Access-Control-Allow-Origin", origin), (b"Vary", b"Origin"))
-    return ()
-
-
-def _render_page(page: Page, prefix: str, limit: int, keys_only: bool) -> Response:
-    """The JSON of one page; ``page`` holds one item more than ``limit`` when more follow."""
-    items = page.items
-    next_token: str | None = None
-    if len(items) > limit:
-        items = items[:limit]
-        next_token = encode_page_token(page.revision, items[-1].key, prefix)
-    b64 = base64.b64encode
-    rendered: list[dict[str, object]]
-    if keys_only:
-        rendered = [
-            {"key": key, "create_revision": created, "mod_revision": modified, "version": version}
-            for key, _, created, modified, version, _ in items
-        ]
-    else:
-        rendered = [
-            {
-                "key": key,
-                "value": b64(value).decode("ascii"),
-                "create_revision": created,
-                "mod_revision": modified,
-                "version": version,
-            }
-            for key, value, created, modified, version, _ in items
-        ]
-    for item, shown in zip(items, rendered, strict=True):
-        if item.expires_at:  # only keys with a deadline carry it
-            shown["expires_at"] = item.expires_at
-    payload = {"revision": page.revision, "items": rendered, "next_page_token": next_token}
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-    return Response(200, body, JSON, (), b"X-Tuco-Revision: %d\r\n" % page.revision)
-
-
-def encode_page_token(revision: int, last_key: str, prefix: str) -> str:
-    """An opaque token for the page after ``last_key`` of the listing of ``prefix`` pinned at ``revision``."""
-    raw = json.dumps([_TOKEN_VERSION, revision, last_key, prefix], separators=(",", ":"), ensure_ascii=False)
-    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode("ascii")
-
-
-def decode_page_token(token: bytes) -> tuple[int, str, str]:
-    """``(revision, last key, prefix)`` of a token this server issued; InvalidPageTokenError otherwise."""
-    try:
-        raw = base64.urlsafe_b64decode(token + b"=" * (-len(token) % 4))
-        version, revision, last_key, prefix = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError):
-        raise InvalidPageTokenError("the page token is not one this server issued") from None
-    if (
-        version != _TOKEN_VERSION
-        or type(revision) is not int
-        or revision < 0
-        or not isinstance(last_key, str)
-        or not isinstance(prefix, str)
-    ):
-        raise InvalidPageTokenError("the page token is not one this server issued")
-    return revision, last_key, prefix
-
-
-def _text_param(request: Request, name: bytes) -> str:
-    raw = request.param(name)
-    if raw is None:
-        return ""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidParameterError(f"{name.decode()} is not valid UTF-8 after percent-decoding") from None
-
-
-def _limit(request: Request) -> int:
-    raw = request.param(b"limit")
-    if raw is None:
-        return DEFAULT_PAGE_LIMIT
-    if not raw.isdigit() or len(raw) > 4 or not 1 <= int(raw) <= MAX_PAGE_LIMIT:
-        raise InvalidParameterError(f"limit must be a whole number from 1 to {MAX_PAGE_LIMIT}")
-    return int(raw)
-
-
-def _flag(request: Request, name: bytes) -> bool:
-    raw = request.param(name)
-    if raw is None:
-        return False
-    value = raw.lower()
-    if value in (b"", b"true", b"1", b"yes"):
-        return True
-    if value in (b"false", b"0", b"no"):
-        return False
-    raise InvalidParameterError(f"{name.decode()} must be true or false")
-
-
-def _precondition(request: Request) -> Precondition | None:
-    """The condition of ``If-Match`` / ``If-None-Match``; InvalidPreconditionError for what tuco does not accept."""
-    match = request.header(b"if-match")
-    none_match = request.header(b"if-none-match")
-    if match is None and none_match is None:
-        return None
-    if match is not None and none_match is not None:
-        raise InvalidPreconditionError("send If-Match or If-None-Match, not both")
-    name = b"if-match" if match is not None else b"if-none-match"
-    if request.header_count(name) > 1:
-        raise InvalidPreconditionError(f"send one {name.decode()} header with one entity tag")
-    value = (match if match is not None else none_match or b"").strip()
-    if none_match is not None:
-        if value == b"*":
-            return ABSENT
-        raise InvalidPreconditionError('If-None-Match takes only "*" (create only if absent)')
-    if value == b"*":
-        return EXISTS
-    if value.startswith(b"W/"):
-        raise InvalidPreconditionError("weak entity tags are not accepted: tuco's ETags are strong")
-    if b"," in value:
-        raise InvalidPreconditionError("a list of entity tags is not accepted: send one")
-    if len(value) > 2 and value[0] == value[-1] == 0x22 and value[1:-1].isdigit() and int(value[1:-1]) > 0:
-        revision = int(value[1:-1])
-        if revision > _MAX_REVISION:  # a client's mistake on every backend, decided before the log is asked
-            raise InvalidPreconditionError(f"a revision is at most {_MAX_REVISION}: no key can be at this one")
-        return Precondition(revision)
-    raise InvalidPreconditionError('If-Match takes "*" or one ETag as tuco sends it: a revision in quotes, "12"')
-
-
-def decode_key(segment: bytes) -> str:
-    """Percent-decode one path segment into a key (the length limit is the service's, on writes)."""
-    raw = unquote_to_bytes(segment) if b"%" in segment else segment
-    if not raw:
-        raise InvalidKeyError("the key is empty")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidKeyError("the key is not valid UTF-8 after percent-decoding") from None
-
-
-def _write_refused(error: TucoError, doing: str) -> Response:
-    """A write refused before it reached the log: a client's mistake answered as such, or a log refusal."""
-    if isinstance(error, LogError):
-        return refusal(error, doing)
-    return error_answer(error)
-
-
-Done = Callable[[Event], Response]
-
-
-def _answer_when_written(written: Awaitable[Event], settle: Callable[[Settling], Response]) -> Deferred:
-    """The answer to a write: ``settle`` runs on its future once the log decided.
-
-    A log that waits for room first hands back a coroutine (and any awaitable that is not settled
-    through a callback becomes one): it becomes a task, still one Deferred.
-    """
-    if hasattr(written, "add_done_callback"):  # a future, or the group commit's Written
-        return Deferred(cast(Settling, written), settle)
-    return Deferred(asyncio.ensure_future(written), settle)
-
-
-_TTL = re.compile(rb"(\d{1,12}(?:\.\d{1,3})?)(ms|s|m|h|d)?")
-_TTL_UNITS_MS = {b"ms": 1, b"s": 1000, b"m": 60_000, b"h": 3_600_000, b"d": 86_400_000, None: 1000}
-_MAX_LEASE_ID = (1 << 63) - 1
-_MAX_REVISION = (1 << 63) - 1
-"""The largest revision any log can reach: sequences are 64-bit signed integers (PostgreSQL's bigint)."""
-_MAX_GRANT_BODY = 1024
-
-
-def parse_ttl(raw: bytes, max_ms: int) -> int:
-    """Milliseconds of ``30s``, ``500ms``, ``5m``, ``1h``, ``2d`` or a bare number of seconds; InvalidParameterError.
-
-    Must come to at least 1 ms and at most ``max_ms``.
-    """
-    found = _TTL.fullmatch(raw.strip())
-    if found is None:
-        raise InvalidParameterError(
-            "ttl must be a duration such as 30s, 500ms, 5m, 1h or 2d (a number alone is seconds)"
-        )
-    number, unit = found.groups()
-    ms = round(float(number) * _TTL_UNITS_MS[unit])
-    if not 1 <= ms <= max_ms:
-        raise InvalidParameterError(f"ttl must be from 1 ms to {max_ms // 1000} s (TUCO_MAX_TTL_SECONDS)")
-    return ms
-
-
-def _grant_ttl(body: bytes, max_ms: int) -> int:
-    """The ttl of a grant's JSON body ``{"ttl": 30}`` (seconds, or a duration string like ``"30s"``)."""
-    if len(body) > _MAX_GRANT_BODY:
-        raise InvalidParameterError('the body must be a small JSON object such as {"ttl": 30}')
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidParameterError('the body must be JSON such as {"ttl": 30}') from None
-    ttl = payload.get("ttl") if isinstance(payload, dict) else None
-    if isinstance(ttl, str):
-        return parse_ttl(ttl.encode(), max_ms)
-    if type(ttl) is int or type(ttl) is float:
-        if not ttl == ttl or ttl in (float("inf"), float("-inf")):  # NaN and infinities
-            raise InvalidParameterError("ttl must be a finite number of seconds")
-        scaled = ttl * 1000  # may overflow to infinity (1.7e308 seconds): compare before rounding
-        ms = round(scaled) if abs(scaled) <= max_ms else max_ms + 1
-        if not 1 <= ms <= max_ms:
-            raise InvalidParameterError(f"ttl must be from 1 ms to {max_ms // 1000} s (TUCO_MAX_TTL_SECONDS)")
-        return ms
-    raise InvalidParameterError('the body must be JSON with a ttl in seconds, such as {"ttl": 30}')
-
-
-def _lease_id(raw: bytes, error: TucoError) -> int:
-    """A lease id as granted (a positive integer); ``error`` for anything else."""
-    if not raw.isdigit() or len(raw) > 19 or not 1 <= int(raw) <= _MAX_LEASE_ID:
-        raise error
-    return int(raw)
-
-
-def _lease_answer(status: int) -> Callable[[Event], Response]:
-    def answer(event: Event) -> Response:
-        payload = {"id": event.lease, "ttl": event.ttl / 1000, "expires_at": event.deadline, "revision": event.sequence}
-        return json_response(status, payload, b"X-Tuco-Revision: %d\r\n" % event.sequence)
-
-    return answer
-
-
-def _expiring_read(found: ExpiringEntry, revision: int, extra: bytes = b"") -> Response:
-    """The GET answer for a live key with a deadline: as for any key, plus ``X-Tuco-Expires-At`` (Unix ms)."""
-    entry = found.entry
-    return Response(
-        200,
-        entry[0],
-        OCTET_STREAM,
-        (),
-        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Expires-At: %d\r\n%b'
-        % (entry[2], revision, found.expires_at, extra),
-    )
-
-
-async def _settled(answer: Response | Awaitable[Response]) -> Response:
-    """The response of an answer that is one now or once awaited (a read-through service's reads)."""
-    return answer if isinstance(answer, Response) else await answer
-
-
-def _wants_consistent(request: Request) -> bool:
-    value = request.param(b"consistent")
-    return value is not None and value.lower() in (b"", b"true", b"1", b"yes")

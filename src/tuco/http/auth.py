@@ -1,9 +1,9 @@
-"""Authentication and authorization in front of the API, and the token management endpoints.
+"""Authentication and authorization in front of the API (the token routes are in ``handlers/tokens.py``).
 
 With ``TUCO_AUTH=token`` the API's ``handle`` is :meth:`Guard.handle`, chosen
 once when the API is built: with authentication off the request path has no
 check at all. The guard finds the credential (``Authorization: Bearer``, else
-the TLS client certificate's identity), decides what the route needs and
+the TLS client certificate's identity), reads what the route declares it needs and
 either hands the request on or answers ``401``/``403`` itself, with one
 ``request_denied`` audit line. What each route needs:
 
@@ -13,8 +13,9 @@ either hands the request on or answers ``401``/``403`` itself, with one
 - a key: read for GET and HEAD, write for PUT and DELETE, by the key's prefix.
 - ``/v1/keys`` and ``/v1/watch``: read on the whole prefix asked for (or the
   key watched), so a listing or a watch never shows a key outside the grants.
-- leases: a grant needs write on some prefix; reading one needs read on some
-  prefix, keeping it alive or revoking it write on some prefix, and every use
+- leases: a grant needs write on some prefix; reading one, or the list of
+  one's own (``GET /v1/leases``), needs read on some prefix, keeping it alive
+  or revoking it write on some prefix, and every use
   (attaching a key too) needs the lease to be the principal's own or the
   principal to be an admin: the guard hands its principal on with the request
   and the service decides, after catching up for a lease it does not know yet
@@ -27,10 +28,8 @@ either hands the request on or answers ``401``/``403`` itself, with one
 from __future__ import annotations
 
 import hmac
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -43,48 +42,37 @@ from tuco.core.tokens import (
     allows,
     allows_any,
     digest,
-    identity_problem,
     parse_bearer,
     parse_token,
-    permission_of,
 )
 from tuco.errors import (
-    ForbiddenError,
-    InvalidParameterError,
-    LogError,
-    TokenLimitError,
-    TokenNotFoundError,
     TucoError,
-    UnauthorizedError,
 )
-from tuco.http.answers import CERTIFICATE_EXPIRED, STARTING, error_answer, error_response, json_response, refusal
-from tuco.http.messages import NO_ROUTE, Request, Response, StreamResponse
-from tuco.http.routes import match
+from tuco.http.answers import (
+    CERTIFICATE_EXPIRED,
+    FORBIDDEN,
+    INVALID_TOKEN,
+    UNAUTHORIZED,
+)
+from tuco.http.messages import NO_ROUTE, Answer, Request, Response, StreamResponse
+from tuco.http.params import decode_key
+from tuco.http.routes import KEY, LEASE, Route, Target, match
 
 if TYPE_CHECKING:
-    from tuco.http.api import Answer, KeyValueAPI
+    from tuco.core.tokens import Principal
+    from tuco.http.handlers.tokens import TokenAPI
     from tuco.service import Service
 
-__all__ = ["BOOTSTRAP_ID", "Guard", "TokenAPI", "rfc3339"]
+__all__ = ["BOOTSTRAP_ID", "Guard", "Guarded"]
 
 _audit = structlog.get_logger("tuco.audit")
 
 BOOTSTRAP_ID = "bootstrap"
 """The id audit lines give the bootstrap token (TUCO_BOOTSTRAP_TOKEN)."""
 _BOOTSTRAP = TokenRecord(BOOTSTRAP_ID, "the bootstrap token (TUCO_BOOTSTRAP_TOKEN)", (Grant("", Permission.ADMIN),))
-_UNAUTHORIZED = error_response(
-    401,
-    UnauthorizedError.code,
-    "authentication required: send Authorization: Bearer <token> with a valid token",
-    ((b"WWW-Authenticate", b'Bearer realm="tuco"'),),
-)
-_INVALID_TOKEN = error_response(
-    401,
-    UnauthorizedError.code,
-    "the token is not valid (malformed, unknown, revoked or expired)",
-    ((b"WWW-Authenticate", b'Bearer realm="tuco", error="invalid_token"'),),
-)
-_FORBIDDEN = error_response(403, ForbiddenError.code, "the token has no grant for this request")
+_UNAUTHORIZED = UNAUTHORIZED
+_INVALID_TOKEN = INVALID_TOKEN
+_FORBIDDEN = FORBIDDEN
 _GET = b"GET"
 _HEAD = b"HEAD"
 _PUT = b"PUT"
@@ -92,11 +80,18 @@ _DELETE = b"DELETE"
 _READ = Permission.READ
 _WRITE = Permission.WRITE
 _ADMIN = Permission.ADMIN
-_NEEDS = {_GET: _READ, _HEAD: _READ, _PUT: _WRITE, _DELETE: _WRITE}
 _WRITES = {_GET: False, _HEAD: False, _PUT: True, _DELETE: True}
-_MAX_BODY = 16 * 1024
-_MAX_GRANTS = 64
-_MAX_TEXT = 256
+
+
+class Guarded(Protocol):
+    """What the guard needs of the API it stands in front of (the API is not imported: no cycle)."""
+
+    service: Service
+    tokens: TokenAPI
+
+    def readiness_summary(self) -> Response: ...
+
+    def revoke_answer(self, lease: int, allowed: Callable[[str], bool], by: Principal) -> Answer: ...
 
 
 class Guard:
@@ -104,14 +99,14 @@ class Guard:
 
     __slots__ = ("_api", "_bootstrap", "_inner", "_metrics_public", "_now", "_service", "_tokens", "_verified")
 
-    def __init__(self, api: KeyValueAPI, inner: Callable[[Request], Answer]) -> None:
+    def __init__(self, api: Guarded, inner: Callable[[Request], Answer]) -> None:
         service = api.service
         self._api = api
         self._inner = inner
         self._service = service
-        self._tokens = service.store.tokens
+        self._tokens = service.tokens
         self._verified = self._tokens.verified
-        self._now = service.log.now_ms
+        self._now = service.clock
         self._bootstrap = service.access.bootstrap_sha256
         self._metrics_public = service.access.metrics_public
 
@@ -145,22 +140,22 @@ class Guard:
                     if not writes:
                         return self._when_answered(self._inner(request), request, verified.record)
                 return self._inner(request)
-            handler: str | None = "key" if b"/" not in segment else None
-            if handler is None:
+            route: Route | None = KEY if b"/" not in segment else None
+            if route is None:
                 request.route = NO_ROUTE
         else:
             route, segment = match(path)
             request.route = route.pattern if route is not None else NO_ROUTE
-            handler = route.handler if route is not None else None
-            if handler == "health":
-                return self._inner(request)
+            if route is not None and route.target is Target.PUBLIC and route.first.permission is None:
+                return self._inner(request)  # /healthz: nothing to authenticate
         principal = self._authenticate(request)
-        if handler == "key":
+        if route is not None and route.target is Target.KEY:
             if type(principal) is str:
                 return self._unauthorized(request, principal)
-            need = _NEEDS.get(request.method)
-            if need is None:
+            operation = route.operations.get(request.method)
+            if operation is None or operation.permission is None:
                 return self._inner(request)  # 405
+            need = operation.permission
             try:
                 key = segment.decode() if b"%" not in segment else _decoded(segment)
             except (UnicodeDecodeError, TucoError):
@@ -173,7 +168,7 @@ class Guard:
                 if need is _READ:
                     return self._when_answered(self._inner(request), request, record)
             return self._inner(request)
-        return self._resource(request, handler, segment, principal)
+        return self._resource(request, route, segment, principal)
 
     def _authenticate(self, request: Request) -> TokenRecord | str:
         """The credential's record, or why there is none: missing, malformed, unknown, revoked or expired."""
@@ -270,18 +265,21 @@ class Guard:
             verified.clear()
         verified[header] = Verified.of(record)
 
-    def _resource(self, request: Request, handler: str | None, segment: bytes, principal: TokenRecord | str) -> Answer:
-        if handler == "readiness":
-            if type(principal) is not str and allows(principal.grants, "", _READ):  # type: ignore[union-attr]
+    def _resource(self, request: Request, route: Route | None, segment: bytes, principal: TokenRecord | str) -> Answer:
+        """Authorize a request to any route but the keys' by what the route declares."""
+        target = route.target if route is not None else None
+        if target is Target.PUBLIC:  # /readyz: anyone gets ready or not; the details need the declared permission
+            need = route.first.permission or _READ  # type: ignore[union-attr]  # target set from the route
+            if type(principal) is not str and allows(principal.grants, "", need):  # type: ignore[union-attr]
                 return self._inner(request)
             return self._api.readiness_summary()
-        if handler == "metrics" and self._metrics_public:
+        if target is Target.METRICS and self._metrics_public:
             return self._inner(request)
         if type(principal) is str:
             return self._unauthorized(request, principal)
         record: TokenRecord = principal  # type: ignore[assignment]
         grants = record.grants
-        if handler in ("list_keys", "watch"):
+        if target is Target.PREFIX:
             try:
                 prefix = _watched(request)
             except (UnicodeDecodeError, TucoError):
@@ -293,25 +291,29 @@ class Guard:
             if isinstance(answer, StreamResponse) and (record is not _BOOTSTRAP or request.peer is not None):
                 answer.chunks = self._while_valid(answer.chunks, record, request)
             return answer
-        if handler == "metrics":
+        if target is Target.METRICS:
             return self._inner(request) if allows(grants, "", _READ) else self._forbidden(request, record)
-        if handler in ("tokens", "token"):
+        if target is Target.ALL:
             if not allows(grants, "", _ADMIN):
                 return self._forbidden(request, record)
-            return self._api.tokens.answer(request, handler, segment, record.id)
-        if handler in ("grant", "lease", "keepalive"):
-            return self._lease(request, handler, segment, record)
-        return self._inner(request)  # 404s and 405s: authenticated, nothing to authorize
+            return self._api.tokens.answer(request, route.handler, segment, record.id)  # type: ignore[union-attr]
+        if target is Target.LEASE or target is Target.SOME:
+            return self._lease(request, route, segment, record)  # type: ignore[arg-type]  # set with the target
+        return self._inner(request)  # 404s, 405s and the document: authenticated, nothing to authorize
 
-    def _lease(self, request: Request, handler: str, segment: bytes, record: TokenRecord) -> Answer:
+    def _lease(self, request: Request, route: Route, segment: bytes, record: TokenRecord) -> Answer:
         """A lease route: the permission here; the owner in the service (the principal goes with the request)."""
-        need = _READ if request.method in (_GET, _HEAD) else _WRITE
+        operation = route.operations.get(request.method)
+        if operation is not None and operation.permission is not None:
+            need = operation.permission
+        else:  # a 405, authorized as a read or a write would be
+            need = _READ if request.method in (_GET, _HEAD) else _WRITE
         grants = record.grants
         if not allows_any(grants, need):
             return self._forbidden(request, record)
         principal = request.principal = record.principal
         lease = int(segment) if segment.isdigit() and len(segment) <= 19 else 0
-        if handler == "lease" and request.method == _DELETE and lease:
+        if route is LEASE and request.method == _DELETE and lease:
 
             def allowed(key: str) -> bool:
                 if allows(grants, key, _WRITE):
@@ -360,8 +362,6 @@ def _token_id(request: Request) -> str | None:
 
 
 def _decoded(segment: bytes) -> str:
-    from tuco.http.api import decode_key
-
     return decode_key(segment)
 
 
@@ -371,160 +371,3 @@ def _watched(request: Request) -> str:
     if raw is None:
         raw = request.param(b"prefix")
     return (raw or b"").decode("utf-8")
-
-
-# -- token management -------------------------------------------------------------
-
-
-def rfc3339(ms: int) -> str | None:
-    """Unix ms as RFC 3339 in UTC (``2026-12-01T12:00:00Z``); None for 0 (never)."""
-    if not ms:
-        return None
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    text = moment.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
-    return text.replace("+00:00", "Z")
-
-
-def _shown(record: TokenRecord) -> dict[str, object]:
-    shown = record.public()
-    shown["expires_at"] = rfc3339(record.expires_at)
-    return shown
-
-
-class TokenAPI:
-    """``POST /v1/tokens``, ``GET /v1/tokens``, ``GET`` and ``DELETE /v1/tokens/{id}``, over the service."""
-
-    __slots__ = ("_service",)
-
-    def __init__(self, service: Service) -> None:
-        self._service = service
-
-    def answer(self, request: Request, handler: str, segment: bytes, by: str | None) -> Answer:
-        """The answer for one of the token routes, ``by`` the token id asking (None: authentication is off)."""
-        service = self._service
-        if service.phase.value == "starting":
-            return STARTING
-        if handler == "tokens":
-            if request.method == b"POST":
-                try:
-                    fields = _creation(request.body, service.log.now_ms())
-                except TucoError as exc:
-                    return error_answer(exc)
-                return self._create(request, fields, by)
-            records = [_shown(record) for record in service.store.tokens]
-            return json_response(200, {"tokens": records}, b"X-Tuco-Revision: %d\r\n" % service.revision)
-        id = segment.decode("latin-1")
-        if request.method == _DELETE:
-            return self._revoke(request, id, by)
-        found = service.store.tokens.get(id)
-        if found is None:
-            return error_answer(TokenNotFoundError(id))
-        return json_response(200, _shown(found))
-
-    async def _create(self, request: Request, fields: _Creation, by: str | None) -> Response:
-        description, grants, expires_at, cert = fields
-        try:
-            record, token = await self._service.create_token(description, grants, expires_at=expires_at, cert=cert)
-        except LogError as exc:
-            return refusal(exc, "no token created")
-        except TokenLimitError as exc:
-            return error_answer(exc)
-        _audit.info(
-            "token_created",
-            token_id=record.id,
-            description=record.description,
-            grants=[f"{g.prefix}={g.permission.label}" for g in record.grants],
-            expires_at=rfc3339(record.expires_at),
-            cert=record.cert or None,
-            by=by,
-            client=request.client,
-            revision=record.created,
-        )
-        shown = _shown(record)
-        shown["token"] = token
-        return json_response(201, shown, b"X-Tuco-Revision: %d\r\n" % record.created)
-
-    async def _revoke(self, request: Request, id: str, by: str | None) -> Response:
-        try:
-            event = await self._service.revoke_token(id)
-        except LogError as exc:
-            return refusal(exc, "not revoked")
-        except TokenNotFoundError as exc:
-            return error_answer(exc)
-        _audit.info("token_revoked", token_id=id, by=by, client=request.client, revision=event.sequence)
-        return Response(204, b"", None, (), b"X-Tuco-Revision: %d\r\n" % event.sequence)
-
-
-_Creation = tuple[str, list[Grant], int, str]
-_FIELDS = frozenset(("description", "grants", "expires_at", "cert"))
-
-
-def _creation(body: bytes, now: int) -> _Creation:
-    """The fields of a creation body; InvalidParameterError naming what is wrong."""
-    if len(body) > _MAX_BODY:
-        raise InvalidParameterError(f"the body must be a JSON object of at most {_MAX_BODY} bytes")
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidParameterError('the body must be JSON such as {"grants": [{"prefix": "a/", ...}]}') from None
-    if not isinstance(payload, dict):
-        raise InvalidParameterError("the body must be a JSON object")
-    unknown = sorted(set(payload) - _FIELDS)
-    if unknown:
-        raise InvalidParameterError(f"unknown field {unknown[0]!r}: a token has description, grants, expires_at, cert")
-    description = payload.get("description", "")
-    if not isinstance(description, str) or len(description) > _MAX_TEXT or not _encodable(description):
-        raise InvalidParameterError(f"description must be a string of at most {_MAX_TEXT} characters")
-    raw_grants = payload.get("grants")
-    if not isinstance(raw_grants, list) or not 1 <= len(raw_grants) <= _MAX_GRANTS:
-        raise InvalidParameterError(f"grants must be a list of 1 to {_MAX_GRANTS} grants")
-    grants = [_grant(raw) for raw in raw_grants]
-    expires_at = _expires_at(payload.get("expires_at"), now)
-    cert = payload.get("cert", "")
-    if cert is None:
-        cert = ""
-    if not isinstance(cert, str) or len(cert) > _MAX_TEXT or (cert and not cert.strip()) or not _encodable(cert):
-        raise InvalidParameterError(f"cert must be a certificate identity of at most {_MAX_TEXT} characters")
-    problem = identity_problem(cert) if cert else None
-    if problem is not None:
-        raise InvalidParameterError(f"cert: {problem}")
-    return description, grants, expires_at, cert
-
-
-def _grant(raw: object) -> Grant:
-    if not isinstance(raw, Mapping) or set(raw) - {"prefix", "permission"}:
-        raise InvalidParameterError('each grant is {"prefix": "a/", "permission": "read" | "write" | "admin"}')
-    prefix = raw.get("prefix", "")
-    permission = permission_of(raw.get("permission"))
-    if not isinstance(prefix, str) or len(prefix) > 65536 or not _encodable(prefix):
-        raise InvalidParameterError('a grant\'s prefix must be a string ("" for every key)')
-    if permission is None:
-        raise InvalidParameterError('a grant\'s permission must be "read", "write" or "admin"')
-    return Grant(prefix, permission)
-
-
-def _encodable(text: str) -> bool:
-    """Whether ``text`` is UTF-8 encodable (JSON can carry lone surrogates, which no log can store)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _expires_at(raw: object, now: int) -> int:
-    """Unix ms of an RFC 3339 timestamp with a time zone, in the future; 0 for none."""
-    if raw is None:
-        return 0
-    if not isinstance(raw, str) or len(raw) > 64:
-        raise InvalidParameterError("expires_at must be an RFC 3339 timestamp such as 2027-01-01T00:00:00Z")
-    try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        raise InvalidParameterError("expires_at must be an RFC 3339 timestamp such as 2027-01-01T00:00:00Z") from None
-    if moment.tzinfo is None or "T" not in raw.upper():
-        raise InvalidParameterError("expires_at must carry a time and a time zone (Z or +01:00)")
-    ms = int(moment.timestamp() * 1000)
-    if ms <= now:
-        raise InvalidParameterError("expires_at must be in the future")
-    return ms

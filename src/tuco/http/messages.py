@@ -11,7 +11,7 @@ pre-rendered in one formatting operation.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from types import EllipsisType
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote_to_bytes
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from tuco.core.tokens import Principal
     from tuco.http._tls import Peer
 
-__all__ = ["KEY_ROUTE", "NO_ROUTE", "Deferred", "Request", "Response", "Settling", "StreamResponse"]
+__all__ = ["KEY_ROUTE", "NO_ROUTE", "Answer", "Deferred", "Request", "Response", "Settling", "StreamResponse"]
 
 KEY_ROUTE = "/v1/key/{key}"
 """The route of nearly every request: a request's ``route`` until the API says otherwise."""
@@ -228,3 +228,7 @@ class Deferred:
 
     def __repr__(self) -> str:
         return f"Deferred({self.future!r})"
+
+
+Answer = Response | StreamResponse | Deferred | Awaitable[Response | StreamResponse]
+"""What a handler returns: a response now, or an awaitable of one."""

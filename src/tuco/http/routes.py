@@ -4,66 +4,452 @@ Fixed paths are found by one dict lookup; then ``/v1/key/{key}``; then the
 reserved names under ``/v1/`` (resources, never keys); last the book's
 ``/v1/{key}`` alias, which serves every other single segment. A key whose
 name is reserved stays reachable at ``/v1/key/{name}``.
+
+Each operation also declares what the OpenAPI document says of it (its summary
+and id, parameters, body, answers, and the error classes it answers), built with
+:mod:`tuco.http._schema`; :mod:`tuco.http.openapi` renders the document from
+this table alone. Adding an endpoint here documents it.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any
 
-from tuco.http.answers import error_response
-from tuco.http.messages import KEY_ROUTE, Response
+from tuco.core.tokens import Permission
+from tuco.errors import (
+    HistoryCompactedError,
+    InvalidKeyError,
+    InvalidPageTokenError,
+    InvalidParameterError,
+    InvalidPreconditionError,
+    KeyTooLongError,
+    LeaseLimitError,
+    LeaseNotFoundError,
+    NoSuchKeyError,
+    NotFoundError,
+    PreconditionFailedError,
+    RevisionAheadError,
+    StoreFullError,
+    TokenLimitError,
+    TokenNotFoundError,
+    UriTooLongError,
+)
+from tuco.http._route import Operation, Route, Target, operation, route
+from tuco.http._schema import (
+    BINARY,
+    DURATION,
+    ETAG_HEADER,
+    EXPIRES_HEADER,
+    KEY_PARAM,
+    LEASE_PARAM,
+    REVISION_HEADER,
+    TOKEN_PARAM,
+    WAIT_HEADER,
+    Fails,
+    Schema,
+    header,
+    json_answer,
+    query,
+    ref,
+)
+from tuco.http.messages import KEY_ROUTE
 
-__all__ = ["ALIAS", "KEEPALIVE", "KEY", "LEASE", "RESERVED", "ROUTES", "TOKEN", "Route", "match"]
+__all__ = [
+    "ALIAS",
+    "KEEPALIVE",
+    "KEY",
+    "LEASE",
+    "RESERVED",
+    "ROUTES",
+    "TOKEN",
+    "Operation",
+    "Route",
+    "Target",
+    "match",
+]
 
-_READ = frozenset((b"GET", b"HEAD"))
-_KEY_METHODS = frozenset((b"GET", b"HEAD", b"PUT", b"DELETE"))
-_ORDER = (b"GET", b"HEAD", b"PUT", b"POST", b"PATCH", b"DELETE")
-
-
-class Route(NamedTuple):
-    """A path pattern, the methods it answers and the name of the API method that handles it.
-
-    ``handler`` is None for a reserved resource not built yet (answered 404).
-    ``not_allowed`` is the 405 answer, with ``Allow`` from ``methods``.
-    """
-
-    pattern: str
-    methods: frozenset[bytes]
-    handler: str | None
-    not_allowed: Response
+_TEXT: Schema = {"type": "string"}
 
 
-def _route(pattern: str, methods: frozenset[bytes], handler: str | None) -> Route:
-    allow = ", ".join(method.decode() for method in _ORDER if method in methods)
-    refused = error_response(405, "method_not_allowed", f"allowed methods: {allow}", ((b"Allow", allow.encode()),))
-    return Route(pattern, methods, handler, refused)
+def _json_body(name: str) -> Schema:
+    return {"required": True, "content": {"application/json": {"schema": ref(name)}}}
 
 
-KEY = _route(KEY_ROUTE, _KEY_METHODS, "key")
-ALIAS = _route("/v1/{key}", _KEY_METHODS, "key")
-LEASE = _route("/v1/leases/{id}", frozenset((b"GET", b"HEAD", b"DELETE")), "lease")
-KEEPALIVE = _route("/v1/leases/{id}/keepalive", frozenset((b"POST",)), "keepalive")
-TOKEN = _route("/v1/tokens/{id}", frozenset((b"GET", b"HEAD", b"DELETE")), "token")
+_READ = Permission.READ
+_WRITE = Permission.WRITE
+_ADMIN = Permission.ADMIN
+
+
+def _reads(
+    handler: str,
+    target: Target,
+    permission: Permission | None = _READ,
+    *,
+    head: str,
+    needs_serving: bool = True,
+    streams: bool = False,
+    **doc: Any,
+) -> dict[bytes, Operation]:
+    """GET and HEAD, alike; ``head`` is HEAD's summary (its answers are GET's, without bodies)."""
+    read = operation(handler, target, permission, needs_serving=needs_serving, streams=streams, **doc)
+    return {b"GET": read, b"HEAD": read._replace(summary=head, operation_id="head" + read.operation_id[3:])}
+
+
+_WRITTEN = {"ETag": ETAG_HEADER, "X-Tuco-Revision": REVISION_HEADER}
+_CONDITIONS = (
+    header("If-Match", 'Write only if the key\'s mod_revision is "N", or (*) if it exists.', '^("[1-9][0-9]*"|\\*)$'),
+    header("If-None-Match", "Write only if the key does not exist.", "^\\*$"),
+)
+
+
+def _key_operations(handler: str, suffix: str) -> dict[bytes, Operation]:
+    """A key's operations, for /v1/key/{key} and its alias (``suffix`` tells their operation ids apart)."""
+    read_headers = {"ETag": ETAG_HEADER, "X-Tuco-Revision": REVISION_HEADER, "X-Tuco-Expires-At": EXPIRES_HEADER}
+    links = {
+        f"{verb}Written": {"operationId": f"{verb.lower()}Key{suffix}", "parameters": {"key": "$request.path.key"}}
+        for verb in ("Get", "Head", "Delete")
+    }
+    return {
+        **_reads(
+            handler,
+            Target.KEY,
+            head="A key's headers, without the body",
+            summary="Read a key: its exact bytes",
+            operation_id="getKey" + suffix,
+            parameters=(
+                query("consistent", "PostgreSQL: catch up with every acknowledged write first.", {"type": "boolean"}),
+                query(
+                    "wait_revision",
+                    "Long poll: answer once the key changed at this revision or later.",
+                    {"type": "integer", "minimum": 1},
+                ),
+                query(
+                    "timeout",
+                    "Long poll: at most this long (default 30s, at most 300s).",
+                    {"type": "string", "pattern": DURATION},
+                ),
+            ),
+            answers={
+                "200": {
+                    "description": "The value",
+                    "headers": {**read_headers, "X-Tuco-Wait": WAIT_HEADER},
+                    "content": BINARY,
+                }
+            },
+            errors=(
+                InvalidKeyError,
+                Fails(InvalidParameterError, "{code} (wait_revision, timeout)"),
+                Fails(NoSuchKeyError, "{code} (absent or expired)", {"X-Tuco-Wait": WAIT_HEADER}),
+                Fails(NotFoundError, "or {code}"),
+                Fails(RevisionAheadError, "{code}: wait_revision - 1 is past the store's revision (re-read the key)"),
+            ),
+        ),
+        b"PUT": operation(
+            handler,
+            Target.KEY,
+            _WRITE,
+            summary="Write a key once it is durable",
+            operation_id="putKey" + suffix,
+            parameters=(
+                query("ttl", "Delete the key this long after the write.", {"type": "string", "pattern": DURATION}),
+                query("lease", "Attach the key to this lease.", {"type": "integer", "minimum": 1}),
+                *_CONDITIONS,
+            ),
+            body={"required": False, "content": BINARY},
+            answers={
+                "201": {
+                    "description": "Stored",
+                    "headers": {**_WRITTEN, "X-Tuco-Expires-At": EXPIRES_HEADER},
+                    "links": links,
+                }
+            },
+            errors=(
+                InvalidKeyError,
+                InvalidPreconditionError,
+                Fails(InvalidParameterError, "{code} (ttl, lease)"),
+                Fails(LeaseNotFoundError, "{code} (PUT ?lease=)"),
+                Fails(NotFoundError, "or {code}"),
+                Fails(PreconditionFailedError, "{code}: nothing written; ETag is the key's current one", _WRITTEN),
+                KeyTooLongError,
+                UriTooLongError,
+                LeaseLimitError,
+                Fails(
+                    StoreFullError,
+                    "{code}: the store is at TUCO_MAX_STORE_BYTES or TUCO_MAX_STORE_KEYS; nothing written",
+                ),
+            ),
+        ),
+        b"DELETE": operation(
+            handler,
+            Target.KEY,
+            _WRITE,
+            summary="Delete a key (idempotent)",
+            operation_id="deleteKey" + suffix,
+            parameters=_CONDITIONS,
+            answers={"200": {"description": "Deleted, or was absent", "headers": {"X-Tuco-Revision": REVISION_HEADER}}},
+            errors=(
+                InvalidKeyError,
+                InvalidPreconditionError,
+                NotFoundError,
+                Fails(PreconditionFailedError, headers=_WRITTEN),
+            ),
+        ),
+    }
+
 
 RESERVED: tuple[str, ...] = ("keys", "watch", "leases", "tokens", "openapi.json")
 """Names under /v1/ that are resources, not keys (a route without a handler would answer 404 naming it)."""
 
+_ALIAS_PARAM: Schema = {
+    **KEY_PARAM,
+    "description": "As for /v1/key/{key}, but not one of the reserved names (those are resources).",
+    "schema": {"type": "string", "minLength": 1, "not": {"enum": list(RESERVED)}},
+}
+_LEASE_ERRORS = (InvalidParameterError, LeaseNotFoundError)
+
+KEY = route(KEY_ROUTE, _key_operations("key", ""), (KEY_PARAM,))
+ALIAS = route("/v1/{key}", _key_operations("key", "Alias"), (_ALIAS_PARAM,))
+LEASE = route(
+    "/v1/leases/{id}",
+    {
+        **_reads(
+            "lease",
+            Target.LEASE,
+            head="A lease's headers",
+            summary="A lease and its keys",
+            operation_id="getLease",
+            answers={"200": json_answer("The lease", ref("LeaseKeys"))},
+            errors=_LEASE_ERRORS,
+        ),
+        b"DELETE": operation(
+            "lease",
+            Target.LEASE,
+            _WRITE,
+            summary="Revoke a lease, deleting its keys",
+            operation_id="deleteLease",
+            answers={"200": json_answer("Revoked", ref("Revoked"))},
+            errors=_LEASE_ERRORS,
+        ),
+    },
+    (LEASE_PARAM,),
+)
+KEEPALIVE = route(
+    "/v1/leases/{id}/keepalive",
+    {
+        b"POST": operation(
+            "keepalive",
+            Target.LEASE,
+            _WRITE,
+            summary="The lease ends ttl from now",
+            operation_id="postKeepalive",
+            answers={"200": json_answer("The lease", ref("Lease"))},
+            errors=_LEASE_ERRORS,
+        )
+    },
+    (LEASE_PARAM,),
+)
+TOKEN = route(
+    "/v1/tokens/{id}",
+    {
+        **_reads(
+            "token",
+            Target.ALL,
+            _ADMIN,
+            head="A token's headers",
+            summary="One token, without its secret",
+            operation_id="getToken",
+            answers={"200": json_answer("The token", ref("Token"))},
+            errors=(TokenNotFoundError,),
+        ),
+        b"DELETE": operation(
+            "token",
+            Target.ALL,
+            _ADMIN,
+            summary="Revoke a token on every replica",
+            operation_id="deleteToken",
+            answers={"204": {"description": "Revoked"}},
+            errors=(TokenNotFoundError,),
+        ),
+    },
+    (TOKEN_PARAM,),
+)
+_REVISION = {"X-Tuco-Revision": REVISION_HEADER}
+
 ROUTES: tuple[Route, ...] = (
-    _route("/healthz", _READ, "health"),
-    _route("/readyz", _READ, "readiness"),
-    _route("/metrics", _READ, "metrics"),
-    _route("/v1/keys", _READ, "list_keys"),
-    _route("/v1/watch", _READ, "watch"),
-    _route("/v1/leases", frozenset((b"POST",)), "grant"),
-    _route("/v1/tokens", frozenset((b"GET", b"HEAD", b"POST")), "tokens"),
-    _route("/v1/openapi.json", _READ, "openapi"),
+    route(
+        "/healthz",
+        _reads(
+            "health",
+            Target.PUBLIC,
+            None,
+            needs_serving=False,
+            head="Liveness, without the body",
+            summary="The process runs",
+            operation_id="getHealth",
+            answers={"200": json_answer("Alive", ref("Health"))},
+        ),
+    ),
+    route(
+        "/readyz",
+        _reads(  # details: read on every key
+            "readiness",
+            Target.PUBLIC,
+            needs_serving=False,
+            head="Readiness, without the body",
+            summary="Replay is done and the log takes writes",
+            operation_id="getReadiness",
+            answers={
+                "200": json_answer("Ready", ref("Readiness")),
+                "503": json_answer("Not ready, or a failed log", ref("Readiness")),
+            },
+        ),
+    ),
+    route(
+        "/metrics",
+        _reads(
+            "metrics",
+            Target.METRICS,
+            needs_serving=False,
+            head="Metrics, without the body",
+            summary="Prometheus metrics",
+            operation_id="getMetrics",
+            answers={"200": {"description": "The text exposition", "content": {"text/plain": {"schema": _TEXT}}}},
+            errors=(Fails(NotFoundError, "{code}: metrics are off"),),
+        ),
+    ),
+    route(
+        "/v1/keys",
+        _reads(
+            "list_keys",
+            Target.PREFIX,
+            head="A listing page's headers",
+            summary="One page of the keys under a prefix",
+            operation_id="getKeys",
+            parameters=(
+                query("prefix", "Only keys that start with it (default: all).", {"type": "string"}),
+                query("limit", "Keys per page.", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                query("page_token", "The previous page's next_page_token.", {"type": "string"}),
+                query("keys_only", "Leave the values out.", {"type": "boolean"}),
+            ),
+            answers={"200": json_answer("A page", ref("Page"), _REVISION)},
+            errors=(
+                Fails(InvalidParameterError, "{code} (limit, keys_only, prefix)"),
+                InvalidPageTokenError,
+                Fails(HistoryCompactedError, "{code}: the listing's revision is no longer retained"),
+            ),
+        ),
+    ),
+    route(
+        "/v1/watch",
+        _reads(
+            "watch",
+            Target.PREFIX,
+            streams=True,
+            head="A watch's headers, or its 400/409/410; opens no watch",
+            summary="Stream the changes under a prefix, or to one key (Server-Sent Events)",
+            operation_id="getWatch",
+            parameters=(
+                query("prefix", "Changes to keys under it.", {"type": "string"}),
+                query("key", "Changes to exactly this key (not with prefix).", {"type": "string", "minLength": 1}),
+                query("start_revision", "From this revision on.", {"type": "integer", "minimum": 1}),
+                header("Last-Event-ID", "Resume after this revision (wins over start_revision).", "^[0-9]+$"),
+            ),
+            answers={
+                "200": {
+                    "description": "The stream: put, delete, progress and cancel events, each id a revision",
+                    "content": {"text/event-stream": {"schema": _TEXT}},
+                }
+            },
+            errors=(
+                InvalidParameterError,
+                Fails(
+                    RevisionAheadError,
+                    "{code}: the resume point is past the store's revision (re-sync, watch from now)",
+                ),
+                HistoryCompactedError,
+            ),
+        ),
+    ),
+    route(
+        "/v1/leases",
+        {
+            **_reads(
+                "leases",
+                Target.SOME,
+                head="A lease listing's headers",
+                summary="The caller's own live leases (an admin's: every one), a page at a time",
+                operation_id="getLeases",
+                parameters=(
+                    query("limit", "Leases per page.", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                    query("after", "The previous page's next_after.", {"type": "integer", "minimum": 0}),
+                ),
+                answers={"200": json_answer("A page of leases", ref("Leases"), _REVISION)},
+                errors=(Fails(InvalidParameterError, "{code} (limit, after)"),),
+            ),
+            b"POST": operation(
+                "leases",
+                Target.SOME,
+                _WRITE,
+                summary="Grant a lease",
+                operation_id="postLease",
+                body=_json_body("LeaseRequest"),
+                answers={"201": json_answer("The lease", ref("Lease"))},
+                errors=(InvalidParameterError, LeaseLimitError),
+            ),
+        },
+    ),
+    route(
+        "/v1/tokens",
+        {
+            **_reads(
+                "tokens",
+                Target.ALL,
+                _ADMIN,
+                head="The tokens' headers",
+                summary="Every live token, without secrets (admin on every key)",
+                operation_id="getTokens",
+                answers={"200": json_answer("The tokens", ref("Tokens"), _REVISION)},
+            ),
+            b"POST": operation(
+                "tokens",
+                Target.ALL,
+                _ADMIN,
+                summary="Create a token (admin on every key); its secret is in this answer only",
+                operation_id="postToken",
+                body=_json_body("TokenRequest"),
+                answers={
+                    "201": {
+                        **json_answer("The token, with its secret", ref("CreatedToken"), _REVISION),
+                        "links": {
+                            f"{name}Created": {"operationId": name, "parameters": {"id": "$response.body#/id"}}
+                            for name in ("getToken", "deleteToken")
+                        },
+                    }
+                },
+                errors=(Fails(InvalidParameterError, "{code}: a body that is not a token request"), TokenLimitError),
+            ),
+        },
+    ),
+    route(
+        "/v1/openapi.json",
+        _reads(
+            "openapi",
+            Target.AUTHENTICATED,
+            None,
+            needs_serving=False,
+            head="This document's headers",
+            summary="This document",
+            operation_id="getOpenapi",
+            answers={"200": json_answer("OpenAPI 3.1", {"type": "object"})},
+        ),
+    ),
     KEY,
     LEASE,
     KEEPALIVE,
     TOKEN,
     ALIAS,
 )
-"""Every route, in matching order (the alias last)."""
+"""Every route, in matching order (the alias last): the one table the front ends, the guard and the document read."""
 
 _FIXED: dict[bytes, Route] = {route.pattern.encode(): route for route in ROUTES if "{" not in route.pattern}
 

@@ -20,18 +20,17 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
-import email.utils
 import functools
 import gc
 import ssl as ssl_module
-import time
-from dataclasses import dataclass, fields
 
 import structlog
 
-from tuco.errors import ConfigurationError
 from tuco.http._backlog import StreamBacklogs
-from tuco.http.connection import Handler, HttpConnection, ServerContext
+from tuco.http._clock import Clock, Timer
+from tuco.http._context import Handler, ServerContext, ServerSettings
+from tuco.http._wire import date_tail
+from tuco.http.connection import HttpConnection
 from tuco.http.observer import RequestObserver
 
 __all__ = ["Handler", "NativeServer", "ServerSettings", "start_server"]
@@ -45,41 +44,6 @@ _ABORT_WAIT = 1.0
 _CROWD = 256
 
 
-@dataclass(frozen=True, slots=True)
-class ServerSettings:
-    """Limits and time-outs of the native server; every one protects it from a client."""
-
-    max_body_bytes: int = 1 << 20
-    """A larger body is answered 413 and the connection closed, without reading the rest into memory (0: empty only)."""
-    max_header_count: int = 100
-    max_header_bytes: int = 16 * 1024
-    """Request line plus headers; a longer target gets 414, longer headers 431."""
-    request_timeout: float = 30.0
-    """From the first byte of a request until its body is complete; also how long a client may refuse to read."""
-    keepalive_timeout: float = 5.0
-    """How long a connection may sit idle between requests."""
-    max_connections: int = 1024
-    """Connections beyond it get a 503 and are closed at once; counted from accept, TLS handshakes included."""
-    max_buffered_bytes: int = 64 << 20
-    """Request bodies being received on all connections together; a body that would pass it gets 503."""
-    write_high_water: int = 1 << 20
-    """Above this many unsent bytes the server stops reading from that client."""
-    max_pipelined: int = 64
-    """Answers pending on one connection before the server stops reading from it."""
-    stream_backlog_bytes: int = 256 << 10
-    """Unsent bytes one stream (a watch) holds before it waits for its client (plus the chunk that passed it)."""
-    max_stream_bytes: int = 64 << 20
-    """Unsent bytes of all streams together, each shared frame counted once; past it, the streams whose clients
-    stopped reading are cut off, the longest stopped first."""
-
-    def __post_init__(self) -> None:
-        for field in fields(self):
-            if getattr(self, field.name) < 0 or (getattr(self, field.name) == 0 and field.name != "max_body_bytes"):
-                raise ConfigurationError(
-                    f"server setting {field.name} must be positive, not {getattr(self, field.name)}"
-                )
-
-
 _DEFAULT_SETTINGS = ServerSettings()
 
 
@@ -89,7 +53,7 @@ class NativeServer:
     def __init__(self, server: asyncio.Server, ctx: ServerContext) -> None:
         self._server = server
         self._ctx = ctx
-        self._clock: asyncio.TimerHandle | None = None
+        self._clock: Timer | None = None
         self._closed = False
         self._trim_tail = False
         self.addresses: list[tuple[str, int]] = [
@@ -121,15 +85,29 @@ class NativeServer:
         given back. A steady stream of short connections is no crowd and never trims.
         """
         ctx = self._ctx
-        now = time.time()
-        ctx.date_tail = b"\r\nDate: " + email.utils.formatdate(now, usegmt=True).encode("ascii") + b"\r\n\r\n"
-        self._clock = ctx.loop.call_later(1.0 - now % 1.0, self._tick)
+        clock = ctx.clock
+        now = clock.wall()
+        ctx.date_tail = date_tail(now)
+        self._clock = clock.call_at(clock.now() + 1.0 - now % 1.0, self._tick)
         still_open, crowd = len(ctx.connections), ctx.peak_connections
         if (crowd >= _CROWD and still_open * 4 <= crowd) or (self._trim_tail and not still_open):
             ctx.peak_connections = still_open
             self._trim_tail = still_open > 0  # once more when the rest of the crowd has gone too
             _trim_heap()
             _logger.info("heap_trimmed", crowd=crowd, connections_open=still_open)
+
+    async def _until_empty(self, seconds: float) -> None:
+        """Wait until no connection is open, or ``seconds`` have passed on the server's clock."""
+        ctx = self._ctx
+        if not ctx.connections:
+            return
+        waiter = ctx.loop.create_task(ctx.wait_empty())
+        timer = ctx.clock.call_at(ctx.clock.now() + seconds, waiter.cancel)
+        try:
+            await asyncio.wait((waiter,))
+        finally:  # nothing awaited here
+            timer.cancel()
+            waiter.cancel()
 
     async def aclose(self, grace: float = 10.0) -> None:
         """Stop accepting, let in-flight requests be answered for up to ``grace`` seconds, then drop the rest.
@@ -146,9 +124,7 @@ class NativeServer:
         ctx.closing = True
         for connection in list(ctx.connections):
             connection.shutdown()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(grace):
-                await ctx.wait_empty()
+        await self._until_empty(grace)
         if ctx.connections:
             for connection in list(ctx.connections):
                 connection.abort()
@@ -170,14 +146,20 @@ async def start_server(
     settings: ServerSettings = _DEFAULT_SETTINGS,
     backlog: int = 2048,
     observer: RequestObserver | None = None,
+    clock: Clock | None = None,
+    handshake_timeout: float = _SSL_HANDSHAKE_TIMEOUT,
 ) -> NativeServer:
     """Bind ``host:port`` (0 picks a free port) and serve ``handler`` on the running loop.
 
-    ``observer`` counts every answer (``/metrics``) and writes the access log.
+    ``observer`` counts every answer (``/metrics``) and writes the access log; ``clock`` times
+    the time-outs and the Date header (the loop's by default; tests pass a ManualClock);
+    ``handshake_timeout`` bounds a TLS handshake.
     """
     loop = asyncio.get_running_loop()
     # TLS is started by each connection (see connection.py), so the cap counts handshakes too.
-    ctx = ServerContext(handler, settings, loop, tls=ssl, handshake_timeout=_SSL_HANDSHAKE_TIMEOUT, observer=observer)
+    ctx = ServerContext(
+        handler, settings, loop, tls=ssl, handshake_timeout=handshake_timeout, observer=observer, clock=clock
+    )
     server = await loop.create_server(lambda: HttpConnection(ctx), host, port, backlog=backlog, reuse_address=True)
     return NativeServer(server, ctx)
 

@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, urlsplit
 import asyncpg
 
 from tuco.errors import ConfigurationError
-from tuco.log import _pg_schema as sql
+from tuco.log._pg_errors import NotPrimaryError, is_not_primary, is_retriable
 
 __all__ = [
     "READ_PRIMARY_HEAD",
@@ -50,11 +50,6 @@ READ_PRIMARY_HEAD = """SELECT h.sequence, e.committed_at, floor(extract(epoch FR
     FROM tuco_head h LEFT JOIN tuco_events e ON e.sequence = h.sequence WHERE h.id = 1"""
 _EVENT_AT = "SELECT type, key FROM tuco_events WHERE sequence = $1"
 _ACCEPTED = ("read-write", "primary")
-_READ_ONLY = "25006"  # read_only_sql_transaction
-
-
-class NotPrimaryError(Exception):
-    """The node answered, but is not (or no longer) the primary: a standby, or read-only."""
 
 
 def session_attributes(dsn: str | None) -> str | None:
@@ -92,18 +87,6 @@ def describe_hosts(hosts: str, ports: str) -> str:
     if len(numbers) != len(names):
         return f"{hosts} (ports {ports})"
     return ",".join(f"{name}:{port}" for name, port in zip(names, numbers, strict=True))
-
-
-def is_not_primary(exc: BaseException) -> bool:
-    """Whether the error says "this node takes no writes": retry on another connection (and host)."""
-    if isinstance(exc, (NotPrimaryError, asyncpg.TargetServerAttributeNotMatched)):
-        return True
-    return isinstance(exc, asyncpg.PostgresError) and getattr(exc, "sqlstate", None) == _READ_ONLY
-
-
-def is_retriable(exc: BaseException) -> bool:
-    """Whether trying again later (on a new connection, maybe another host) may succeed."""
-    return is_not_primary(exc) or sql.is_transient(exc)
 
 
 async def event_at(conn: asyncpg.Connection, sequence: int) -> tuple[int, bytes] | None:

@@ -1,0 +1,368 @@
+"""The log format's streaming decoder: chunks of any size in, events out (see :mod:`tuco.core.codec`)."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from tuco.core._format import (
+    _ENTRY_CODES,
+    _ENTRY_HEAD_SIZE,
+    _EXPIRING_ENTRY,
+    _EXPIRING_PUT,
+    _FRAME,
+    _HEAD,
+    _HEAD_SIZE,
+    _LEASE,
+    _LEASE_CODES,
+    _LEASE_ENTRY,
+    _LENGTH,
+    _MAX_ENTRY,
+    _MIN_ENTRY,
+    _MIN_PAYLOAD,
+    _OWNED_GRANT,
+    _OWNED_LEASE_ENTRY,
+    _PAIR,
+    _RECORD_CODES,
+    _REVISIONS,
+    _TOKEN_CODES,
+    _TOKEN_ENTRY,
+    _TYPE_BY_CODE,
+    HEADER_SIZE,
+    MAX_PAYLOAD_BYTES,
+)
+from tuco.core.events import Event, EventType, Lifetime
+
+__all__ = ["DecodeFailure", "RecordDecoder", "RecordHead", "record_heads"]
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeFailure:
+    """Why decoding stopped before the end of the data, and where (absolute offsets).
+
+    ``search_from`` is where a valid record would show that the log is corrupt
+    rather than torn: just past the bad record's declared span when its length
+    is plausible (the span itself may hold any bytes a client sent, records
+    included, so it is never searched), the next byte when the length itself is
+    impossible. It is ``None`` for a whole, checksummed record that is wrong
+    (out of sequence, unknown type...): a torn write never has a valid checksum,
+    so that is corruption by itself.
+    """
+
+    offset: int
+    reason: str
+    search_from: int | None
+
+
+class RecordDecoder:
+    """Turns a stream of log bytes into events, fed in chunks of any size.
+
+    ``offset`` is the absolute position just after the last good record, which
+    is where a torn log would be cut. The first ordinary record must carry
+    ``first_sequence`` (the header's), each later one the next sequence. With
+    ``compacted`` (a version 2 header), entries may come first, each with a
+    higher sequence than the last and below ``first_sequence``; they become
+    PUT events carrying their create revision and version. Decoding stops at
+    the first bad record and records why in ``failure``; the caller decides
+    whether that is a torn tail or corruption. A record is valid by its framing
+    and checksum alone, up to the format's :data:`MAX_PAYLOAD_BYTES`: never by
+    today's request limits, which apply to new requests only.
+    """
+
+    __slots__ = ("_buffer", "_entries_below", "_last_entry", "entries", "failure", "next_sequence", "offset")
+
+    def __init__(self, *, first_sequence: int = 1, start_offset: int = HEADER_SIZE, compacted: bool = False) -> None:
+        self._buffer = b""
+        self.offset = start_offset
+        self.next_sequence = first_sequence
+        self.failure: DecodeFailure | None = None
+        self._entries_below = first_sequence if compacted else 0  # 0 once past the compacted section
+        self._last_entry = 0
+        self.entries = 0
+        """How many compacted entries were decoded."""
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes fed but not yet part of a complete record."""
+        return len(self._buffer)
+
+    @property
+    def wanted_bytes(self) -> int:
+        """Bytes still missing from the pending record, when its length is known (else 0).
+
+        A reader feeds at least this much next, so a large record is joined once, not chunk by chunk.
+        """
+        buffer = self._buffer
+        if len(buffer) < _FRAME.size:
+            return 0
+        length: int = _LENGTH.unpack_from(buffer)[0]
+        return max(0, _FRAME.size + min(length, _MAX_ENTRY) - len(buffer))
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Decode every complete record in what has been fed so far.
+
+        This loop is the start-up time of the service, so it is written for
+        speed: one ``unpack_from`` per ordinary record, bytes slicing, and
+        events built with ``tuple.__new__`` (skipping the NamedTuple's Python
+        ``__new__``). Compacted entries, one per live key, have a loop of their own.
+        """
+        if self.failure is not None:
+            return []
+        buf = self._buffer + data if self._buffer else data
+        events: list[Event] = []
+        pos = 0
+        failure = None
+        search_from: int | None = None
+        if self._entries_below:
+            pos, failure, search_from = self._decode_entries(buf, events)
+        if failure is None and not self._entries_below:
+            size = len(buf)
+            append = events.append
+            unpack_head = _HEAD.unpack_from
+            crc32 = zlib.crc32
+            new = tuple.__new__
+            types = _TYPE_BY_CODE
+            known_codes = len(types)
+            max_length = MAX_PAYLOAD_BYTES
+            sequence = self.next_sequence
+            while size - pos >= _HEAD_SIZE:
+                length, checksum, seq, code, key_length = unpack_head(buf, pos)
+                if length < _MIN_PAYLOAD or length > max_length:
+                    failure = f"record length {length} is impossible"
+                    search_from = pos + 1
+                    break
+                start = pos + 8
+                end = start + length
+                if end > size:
+                    break
+                if crc32(buf[start:end]) != checksum:
+                    failure = "checksum mismatch"
+                    search_from = end
+                    break
+                if code > 2:  # an expiring PUT or a lease record: rare, decoded apart
+                    decoded = _decode_extended(buf, pos, end, seq, code, key_length)
+                    if isinstance(decoded, str):
+                        failure = decoded
+                        break
+                    if seq != sequence:
+                        failure = f"sequence {seq} where {sequence} was expected"
+                        break
+                    append(decoded)
+                    sequence += 1
+                    pos = end
+                    continue
+                key_end = pos + _HEAD_SIZE + key_length
+                if key_end > end or code >= known_codes or (event_type := types[code]) is None:
+                    failure = f"malformed record (type {code}, key length {key_length})"
+                    break
+                if seq != sequence:
+                    failure = f"sequence {seq} where {sequence} was expected"
+                    break
+                try:
+                    key = buf[pos + _HEAD_SIZE : key_end].decode()
+                except UnicodeDecodeError:
+                    failure = "key is not valid UTF-8"
+                    break
+                append(new(Event, (seq, event_type, key, buf[key_end:end], 0, 0, None)))
+                sequence += 1
+                pos = end
+            self.next_sequence = sequence
+        base = self.offset
+        self.offset += pos
+        if failure is not None:
+            self.failure = DecodeFailure(self.offset, failure, None if search_from is None else base + search_from)
+            self._buffer = b""
+        else:
+            self._buffer = buf[pos:]
+        return events
+
+    def _decode_entries(self, buf: bytes, events: list[Event]) -> tuple[int, str | None, int | None]:
+        """Decode the compacted entries at the start of ``buf``; return where they end, and why they stopped.
+
+        The section ends at the first record of another type (left to the
+        ordinary loop, which judges it), so a failure here is always an entry's.
+        """
+        size = len(buf)
+        pos = 0
+        below = self._entries_below
+        last = self._last_entry
+        unpack_head = _HEAD.unpack_from
+        unpack_revisions = _REVISIONS.unpack_from
+        new = tuple.__new__
+        put = EventType.PUT
+        failure = None
+        search_from: int | None = None
+        count = 0
+        while size - pos >= _HEAD_SIZE:
+            length, checksum, seq, code, key_length = unpack_head(buf, pos)
+            if code not in _ENTRY_CODES:
+                self._entries_below = 0
+                break
+            if code == _TOKEN_ENTRY:
+                decoded = _decode_token_entry(buf, pos, size, length, checksum, seq, key_length, last, below)
+                if decoded is None:
+                    break  # incomplete
+                if not isinstance(decoded, Event):
+                    failure, search_from = decoded
+                    break
+                events.append(decoded)
+                count += 1
+                last = seq
+                pos += 8 + length
+                continue
+            if length < _MIN_ENTRY or length > _MAX_ENTRY:
+                failure = f"record length {length} is impossible"
+                search_from = pos + 1
+                break
+            end = pos + 8 + length
+            if end > size:
+                break
+            if zlib.crc32(buf[pos + 8 : end]) != checksum:
+                failure = "checksum mismatch"
+                search_from = end
+                break
+            if code in (_LEASE_ENTRY, _OWNED_LEASE_ENTRY):
+                owned = code == _OWNED_LEASE_ENTRY
+                if length != _MIN_PAYLOAD + _PAIR.size + key_length or owned != (key_length > 0):
+                    failure = f"malformed lease entry (length {length})"
+                    break
+                if not last < seq < below:
+                    failure = f"entry with sequence {seq} after {last}, where {last + 1} to {below - 1} may follow"
+                    break
+                ttl, deadline = _PAIR.unpack_from(buf, pos + _HEAD_SIZE)
+                owner = buf[pos + _HEAD_SIZE + _PAIR.size : end]
+                events.append(new(Event, (seq, EventType.LEASE_GRANT, "", owner, 0, 0, Lifetime(deadline, seq, ttl))))
+                count += 1
+                last = seq
+                pos = end
+                continue
+            create_revision, version = unpack_revisions(buf, pos + _HEAD_SIZE)
+            key_start = pos + _ENTRY_HEAD_SIZE
+            lifetime = None
+            if code == _EXPIRING_ENTRY:
+                lifetime = Lifetime(*_PAIR.unpack_from(buf, key_start))
+                key_start += _PAIR.size
+            key_end = key_start + key_length
+            if key_end > end:
+                failure = f"malformed entry (key length {key_length})"
+                break
+            if not last < seq < below:
+                failure = f"entry with sequence {seq} after {last}, where {last + 1} to {below - 1} may follow"
+                break
+            if not 1 <= create_revision <= seq or not 1 <= version <= seq - create_revision + 1:
+                failure = f"entry {seq} with create revision {create_revision} and version {version} is impossible"
+                break
+            try:
+                key = buf[key_start:key_end].decode()
+            except UnicodeDecodeError:
+                failure = "key is not valid UTF-8"
+                break
+            events.append(new(Event, (seq, put, key, buf[key_end:end], create_revision, version, lifetime)))
+            count += 1
+            last = seq
+            pos = end
+        self._last_entry = last
+        self.entries += count
+        return pos, failure, search_from
+
+
+def _decode_token_entry(
+    buf: bytes, pos: int, size: int, length: int, checksum: int, seq: int, key_length: int, last: int, below: int
+) -> Event | tuple[str, int | None] | None:
+    """A compacted token entry; None if incomplete, ``(why, search_from)`` if bad."""
+    if length < _MIN_PAYLOAD or length > _MAX_ENTRY:
+        return f"record length {length} is impossible", pos + 1
+    end = pos + 8 + length
+    if end > size:
+        return None
+    if zlib.crc32(buf[pos + 8 : end]) != checksum:
+        return "checksum mismatch", end
+    id_end = pos + _HEAD_SIZE + key_length
+    if id_end > end:
+        return f"malformed token entry (id length {key_length})", None
+    if not last < seq < below:
+        return f"entry with sequence {seq} after {last}, where {last + 1} to {below - 1} may follow", None
+    try:
+        id = buf[pos + _HEAD_SIZE : id_end].decode()
+    except UnicodeDecodeError:
+        return "token id is not valid UTF-8", None
+    return Event(seq, EventType.TOKEN_CREATE, id, buf[id_end:end])
+
+
+def _decode_extended(buf: bytes, pos: int, end: int, seq: int, code: int, key_length: int) -> Event | str:
+    """An expiring PUT, a lease or a token record whose frame and checksum are good; a string says why it is bad."""
+    body = pos + _HEAD_SIZE
+    token_type = _TOKEN_CODES.get(code)
+    if token_type is not None:
+        key_end = body + key_length
+        if key_end > end or (token_type is EventType.TOKEN_REVOKE and key_end != end):
+            return f"malformed record (type {code}, key length {key_length})"
+        try:
+            id = buf[body:key_end].decode()
+        except UnicodeDecodeError:
+            return "token id is not valid UTF-8"
+        return Event(seq, token_type, id, buf[key_end:end])
+    if code == _EXPIRING_PUT:
+        key_start = body + _PAIR.size
+        key_end = key_start + key_length
+        if key_end > end:
+            return f"malformed record (type {code}, key length {key_length})"
+        deadline, lease = _PAIR.unpack_from(buf, body)
+        try:
+            key = buf[key_start:key_end].decode()
+        except UnicodeDecodeError:
+            return "key is not valid UTF-8"
+        return Event(seq, EventType.PUT, key, buf[key_end:end], 0, 0, Lifetime(deadline, lease))
+    if code == _OWNED_GRANT:
+        if not key_length or end - body != _LEASE.size + key_length:
+            return f"malformed record (type {code}, key length {key_length})"
+        lease, ttl, deadline = _LEASE.unpack_from(buf, body)
+        return Event(
+            seq, EventType.LEASE_GRANT, "", buf[body + _LEASE.size : end], 0, 0, Lifetime(deadline, lease, ttl)
+        )
+    lease_type = _LEASE_CODES.get(code)
+    if lease_type is None or key_length or end - body != _LEASE.size:
+        return f"malformed record (type {code}, key length {key_length})"
+    lease, ttl, deadline = _LEASE.unpack_from(buf, body)
+    return Event(seq, lease_type, "", b"", 0, 0, Lifetime(deadline, lease, ttl))
+
+
+class RecordHead(NamedTuple):
+    """Where a record could start: its position and the length and checksum its frame declares."""
+
+    position: int
+    length: int
+    checksum: int
+
+
+def record_heads(
+    data: bytes, sequences: range, *, stop: int | None = None, compacted: bool = False
+) -> Iterator[RecordHead]:
+    """Yield every position before ``stop`` in ``data`` where a record of this log could start.
+
+    A candidate needs a plausible length, a known type (an entry too, in a
+    ``compacted`` log), a key that fits and a sequence in ``sequences`` (what
+    the records after a damaged one can carry), so random bytes almost never
+    qualify; the caller checks the checksum over the declared span, which may
+    run past ``data``.
+    """
+    unpack_head = _HEAD.unpack_from
+    known = _RECORD_CODES
+    last = len(data) - _HEAD_SIZE
+    if stop is not None:
+        last = min(last, stop - 1)
+    lowest, highest = sequences.start, sequences.stop
+    for pos in range(last + 1):
+        length, checksum, seq, code, key_length = unpack_head(data, pos)
+        if lowest <= seq < highest and (
+            (code in known and _MIN_PAYLOAD <= length <= MAX_PAYLOAD_BYTES and key_length <= length - _MIN_PAYLOAD)
+            or (
+                compacted
+                and code in _ENTRY_CODES
+                and _MIN_ENTRY <= length <= _MAX_ENTRY
+                and key_length <= length - _MIN_ENTRY
+            )
+        ):
+            yield RecordHead(pos, length, checksum)

@@ -1,0 +1,144 @@
+"""The native server's bytes on the wire: status lines, cached response heads, chunk framing, the Date header.
+
+A response head is its status line and static header fields, which repeat
+from one response to the next (a GET's 200 with its content type, a PUT's
+201), then the per-response fields (``extra``: an ETag, a request id), then
+``Content-Length`` and the Date tail. The static part is rendered once per
+shape and kept in a bounded dict; what varies is joined onto it. Bodies up to
+``JOIN_BODY_BYTES`` are copied into the head's buffer (one small write beats
+two); larger ones, and large chunks of a stream, are handed to the transport
+as they are, never copied.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http
+from typing import Final
+
+import structlog
+
+from tuco.http.messages import Response, StreamResponse
+
+__all__ = [
+    "CLOSE",
+    "CONTINUE",
+    "JOIN_BODY_BYTES",
+    "KEEP",
+    "KEEP_SAID",
+    "LAST_CHUNK",
+    "date_tail",
+    "frame_chunk",
+    "id_line",
+    "render",
+    "serialise",
+    "status_line",
+    "stream_head",
+]
+
+_logger = structlog.get_logger("tuco.http")
+
+# How a response ends the exchange: keep-alive implied, keep-alive said (HTTP/1.0), or close.
+KEEP: Final = 0
+KEEP_SAID: Final = 1
+CLOSE: Final = 2
+
+# Bodies up to this size are copied into the head's buffer: one small write beats two.
+JOIN_BODY_BYTES: Final = 16 * 1024
+CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+LAST_CHUNK: Final = b"0\r\n\r\n"
+_MAX_CACHED_HEADS: Final = 1024
+_join = b"".join
+
+# RFC 9110 names where Python's table still has the older ones.
+_REASONS: dict[int, str] = {status.value: status.phrase for status in http.HTTPStatus}
+_REASONS.update(
+    {413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable", 422: "Unprocessable Content"}
+)
+
+
+def status_line(status: int) -> bytes:
+    """``HTTP/1.1 <status> <reason>\\r\\n``, with the RFC 9110 reason phrase."""
+    return f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n".encode("ascii")
+
+
+def date_tail(now: float) -> bytes:
+    """The end of every response head at Unix time ``now``: the Date field and the blank line."""
+    return b"\r\nDate: " + email.utils.formatdate(now, usegmt=True).encode("ascii") + b"\r\n\r\n"
+
+
+_HeadKey = tuple[int, bytes | None, tuple[tuple[bytes, bytes], ...], int]
+_HEADS: dict[_HeadKey, bytes] = {}
+
+
+def _build_head(key: _HeadKey) -> bytes:
+    """A response head's status line and static headers (up to ``extra`` and Content-Length); cached by shape."""
+    status, content_type, headers, mode = key
+    parts = [status_line(status)]
+    if content_type is not None:
+        parts += [b"Content-Type: ", content_type, b"\r\n"]
+    for name, value in headers:
+        if b"\r" in name or b"\n" in name or b"\r" in value or b"\n" in value:
+            # A header that would split the response is a bug upstream; drop it rather than emit it.
+            _logger.error("response_header_dropped", name=name)
+            continue
+        parts += [name, b": ", value, b"\r\n"]
+    if mode == CLOSE:
+        parts.append(b"Connection: close\r\n")
+    elif mode == KEEP_SAID:
+        parts.append(b"Connection: keep-alive\r\n")
+    head = b"".join(parts)
+    if len(_HEADS) >= _MAX_CACHED_HEADS:
+        _HEADS.clear()
+    _HEADS[key] = head
+    return head
+
+
+def render(response: Response, mode: int, date_tail: bytes) -> bytes:
+    """The complete bytes of a response whose body is sent too; used outside connections."""
+    body = response.body
+    key = (response.status, response.content_type, response.headers, mode)
+    head = _HEADS.get(key) or _build_head(key)
+    return b"%b%bContent-Length: %d%b%b" % (head, response.extra, len(body), date_tail, body)
+
+
+def serialise(out: list[bytes], response: Response, mode: int, head_only: bool, extra: bytes, date_tail: bytes) -> int:
+    """Append a response (its head, and its body unless ``head_only``) to ``out``; the bytes appended."""
+    body = response.body
+    key = (response.status, response.content_type, response.headers, mode)
+    head = _HEADS.get(key) or _build_head(key)
+    size = len(body)
+    if head_only or not size:
+        if response.status == 204:  # RFC 9110 8.6: no Content-Length on a 204 (the tail's CRLF ends extra's line)
+            data = _join((head, extra, date_tail[2:]))
+        else:
+            data = _join((head, extra, b"Content-Length: ", str(size).encode(), date_tail))
+        out.append(data)
+        return len(data)
+    if size <= JOIN_BODY_BYTES:
+        data = _join((head, extra, b"Content-Length: ", str(size).encode(), date_tail, body))
+        out.append(data)
+        return len(data)
+    data = _join((head, extra, b"Content-Length: ", str(size).encode(), date_tail))
+    out.append(data)
+    out.append(body)
+    return len(data) + size
+
+
+def stream_head(response: StreamResponse, mode: int, date_tail: bytes, extra: bytes) -> bytes:
+    """The head of a chunked response (streams are rare: not cached)."""
+    key = (response.status, response.content_type, response.headers, mode)
+    head = _HEADS.get(key) or _build_head(key)
+    return head + extra + b"Transfer-Encoding: chunked" + date_tail
+
+
+def frame_chunk(chunk: bytes) -> tuple[bytes, ...]:
+    """One chunk of a chunked body between its framing lines; a large chunk is kept as it is, never copied."""
+    if len(chunk) <= JOIN_BODY_BYTES:
+        return (b"%x\r\n%b\r\n" % (len(chunk), chunk),)
+    return (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+
+
+def id_line(request_id: bytes) -> bytes:
+    """The ``X-Request-Id`` field echoed on an answer."""
+    return b"X-Request-Id: " + request_id + b"\r\n"

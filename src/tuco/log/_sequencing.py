@@ -1,0 +1,192 @@
+"""Deciding a batch in log order: the mutations, their outcomes, and the numbering of one writer's batches.
+
+:func:`sequence_batch` numbers a batch and decides its preconditions, deadlines and
+leases against the applied state, for the logs with one writer (the file and
+memory logs); the PostgreSQL write function decides the same way, in the database.
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol, TypeAlias
+
+from tuco.core.events import Event, EventType, Expiry, Lifetime, Precondition
+from tuco.errors import LeaseNotFoundError, PreconditionFailedError
+
+__all__ = ["ExpiryState", "Mutation", "Outcome", "has_conditions", "sequence_batch", "wall_clock_ms"]
+
+
+class Mutation(NamedTuple):
+    """A write waiting to be committed, and what the key must look like for it to happen."""
+
+    type: EventType
+    key: str
+    value: bytes
+    precondition: Precondition | None = None
+    expiry: Expiry | None = None
+    """A deadline, a lease or an expired-only condition; None for an ordinary write (and every lease-free one)."""
+
+
+Outcome: TypeAlias = Event | PreconditionFailedError | LeaseNotFoundError
+"""What became of one mutation of a batch: its event, or why its precondition (or missing lease) refused it."""
+
+
+_new = tuple.__new__  # builds a NamedTuple without its Python-level __new__: these are made per write
+
+
+_precondition_of = operator.itemgetter(3)
+_expiry_of = operator.itemgetter(4)
+
+
+def has_conditions(batch: Sequence[Mutation]) -> bool:
+    """Whether any mutation of ``batch`` has a condition or a deadline to decide (C-level scans: most have none).
+
+    A Precondition is a non-empty tuple, true even for ABSENT; an Expiry is an object, always true.
+    """
+    return any(map(_precondition_of, batch)) or any(map(_expiry_of, batch))
+
+
+def wall_clock_ms() -> int:
+    """This machine's clock in Unix milliseconds: what the file and memory logs decide expiry by."""
+    return time.time_ns() // 1_000_000
+
+
+class ExpiryState(Protocol):
+    """What a one-writer log reads of the applied state to decide expiry (the store, through the sink)."""
+
+    def key_expiry(self, key: str) -> int | None:
+        """When ``key`` expires (Unix ms; 0 if its lease is gone), or None if it has no deadline."""
+        ...
+
+    def lease(self, id: int) -> tuple[int, int] | None:
+        """A live-or-expired lease's ``(ttl, deadline)``, or None if there is no such lease."""
+        ...
+
+
+def sequence_batch(
+    batch: Sequence[Mutation],
+    first: int,
+    mod_revision: Callable[[str], int],
+    expiry: ExpiryState | None = None,
+    now: Callable[[], int] = wall_clock_ms,
+) -> list[Outcome]:
+    """Number a batch from ``first``, deciding each precondition against the state before it.
+
+    For logs with one writer (the file and memory logs): ``mod_revision`` is
+    the applied state, which holds every earlier batch; a key written earlier
+    in this batch is judged by that write. Mutations with an ``expiry`` are
+    decided with ``expiry`` (the applied deadlines and leases) and the clock ``now``.
+    """
+    if not has_conditions(batch):
+        return [_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None)) for i, m in enumerate(batch)]
+    if any(map(_expiry_of, batch)):
+        return _ExpiryJudge(mod_revision, expiry, now()).sequence(batch, first)
+    outcomes: list[Outcome] = []
+    written: dict[str, int] = {}
+    sequence = first
+    put = EventType.PUT
+    for m in batch:
+        if m.precondition is not None:
+            current = written[m.key] if m.key in written else mod_revision(m.key)
+            if not m.precondition.holds(current):
+                outcomes.append(PreconditionFailedError(m.key, current))
+                continue
+        outcomes.append(Event(sequence, m.type, m.key, m.value))
+        written[m.key] = sequence if m.type is put else 0
+        sequence += 1
+    return outcomes
+
+
+class _ExpiryJudge:
+    """Decides a batch with deadlines and leases in log order, as the PostgreSQL write function does."""
+
+    def __init__(self, mod_revision: Callable[[str], int], state: ExpiryState | None, now: int) -> None:
+        self.mod_revision = mod_revision
+        self.state = state
+        self.now = now
+        self.keys: dict[str, int] = {}  # mod_revision after this batch's writes of the key
+        self.key_expiry: dict[str, tuple[int, int] | None] = {}  # (own deadline, lease) after them; None: none
+        self.leases: dict[int, tuple[int, int] | None] = {}  # (ttl, deadline) after them; None: revoked
+
+    def _lease(self, id: int) -> tuple[int, int] | None:
+        if id in self.leases:
+            return self.leases[id]
+        return self.state.lease(id) if self.state is not None and id else None
+
+    def _expires_at(self, key: str) -> int | None:
+        if key in self.key_expiry:
+            found = self.key_expiry[key]
+            if found is None:
+                return None
+            deadline, lease = found
+            if lease:
+                known = self._lease(lease)
+                return known[1] if known is not None else 0
+            return deadline
+        return self.state.key_expiry(key) if self.state is not None else None
+
+    def sequence(self, batch: Sequence[Mutation], first: int) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        sequence = first
+        now = self.now
+        for m in batch:
+            type, key, expiry = m.type, m.key, m.expiry
+            if type is EventType.PUT or type is EventType.DELETE:
+                current = self.keys[key] if key in self.keys else self.mod_revision(key)
+                if m.precondition is not None and not m.precondition.holds(current):
+                    outcomes.append(PreconditionFailedError(key, current))
+                    continue
+                if type is EventType.DELETE:
+                    if expiry is not None and expiry.expired:
+                        expires_at = self._expires_at(key) if current else None
+                        if expires_at is None or expires_at > now:  # not expired by this log's clock
+                            outcomes.append(PreconditionFailedError(key, current))
+                            continue
+                    event = Event(sequence, type, key)
+                    self.keys[key] = 0
+                    self.key_expiry[key] = None
+                elif expiry is not None and expiry.lease:
+                    lease = self._lease(expiry.lease)
+                    if lease is None or lease[1] <= now:
+                        outcomes.append(LeaseNotFoundError(expiry.lease))
+                        continue
+                    event = Event(sequence, type, key, m.value, 0, 0, Lifetime(0, expiry.lease))
+                    self.keys[key] = sequence
+                    self.key_expiry[key] = (0, expiry.lease)
+                elif expiry is not None and expiry.ttl:
+                    event = Event(sequence, type, key, m.value, 0, 0, Lifetime(now + expiry.ttl))
+                    self.keys[key] = sequence
+                    self.key_expiry[key] = (now + expiry.ttl, 0)
+                else:
+                    event = Event(sequence, type, key, m.value)
+                    self.keys[key] = sequence
+                    self.key_expiry[key] = None
+            elif type is EventType.TOKEN_CREATE or type is EventType.TOKEN_REVOKE:
+                event = Event(
+                    sequence, type, key, m.value
+                )  # the service checked the registry; replay tolerates repeats
+            elif type is EventType.LEASE_GRANT:
+                ttl = expiry.ttl if expiry is not None else 0
+                # The grant's value is its owner (empty for none): recorded with it, so every replica knows it.
+                event = Event(sequence, type, "", m.value, 0, 0, Lifetime(now + ttl, sequence, ttl))
+                self.leases[sequence] = (ttl, now + ttl)
+            else:
+                id = expiry.lease if expiry is not None else 0
+                lease = self._lease(id)
+                if lease is None or (type is EventType.LEASE_KEEPALIVE and lease[1] <= now):
+                    outcomes.append(LeaseNotFoundError(id))
+                    continue
+                if type is EventType.LEASE_KEEPALIVE:
+                    event = Event(sequence, type, "", b"", 0, 0, Lifetime(now + lease[0], id, lease[0]))
+                    self.leases[id] = (lease[0], now + lease[0])
+                else:
+                    if expiry is not None and expiry.expired and lease[1] > now:
+                        outcomes.append(PreconditionFailedError("", 0))  # kept alive meanwhile: not expired
+                        continue
+                    event = Event(sequence, type, "", b"", 0, 0, Lifetime(0, id))
+                    self.leases[id] = None
+            outcomes.append(event)
+            sequence += 1
+        return outcomes
