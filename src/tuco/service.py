@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import heapq
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -459,14 +460,16 @@ class Service:
 
     # What the HTTP layer reads
 
-    def leases_of(self, by: Principal | None) -> list[Lease]:
-        """The live leases ``by`` may see (its own; every one for an admin, or with authentication off), by id."""
+    def leases_of(self, by: Principal | None, after: int, count: int) -> list[Lease]:
+        """Up to ``count`` live leases ``by`` may see (its own; all for an admin or with authentication off), ids above
+        ``after``, by id: one pass and a heap of ``count``, so paging through many leases never sorts them all."""
         now = self.log.now_ms()
-        return sorted(
+        return heapq.nsmallest(
+            count,
             (
                 lease
                 for lease in self.store.leases
-                if lease.deadline > now and (by is None or may_use(lease, by.name, by.admin))
+                if lease.id > after and lease.deadline > now and (by is None or may_use(lease, by.name, by.admin))
             ),
             key=lambda lease: lease.id,
         )

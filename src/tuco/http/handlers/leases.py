@@ -43,7 +43,7 @@ def list_leases(service: Service, request: Request) -> Response:
     limit = bounded(request.param(b"limit"), "limit", DEFAULT_LEASE_LIMIT, 1, MAX_LEASE_LIMIT)
     after = bounded(request.param(b"after"), "after", 0, 0, _MAX_LEASE_ID)
     now = service.now_ms()
-    leases = [lease for lease in service.leases_of(request.principal) if lease.id > after]
+    leases = service.leases_of(request.principal, after, limit + 1)  # one more says whether a next page exists
     page = leases[:limit]
     shown = [
         {
