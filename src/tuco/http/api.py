@@ -8,8 +8,9 @@ without creating a task.
 The dispatch matches the route, then (authentication on) the
 :class:`~tuco.http.auth.Guard` authenticates and authorizes from the route's
 declaration, then the phase gate (``needs_serving``), then the handler: the
-function :data:`~tuco.http.handlers.HANDLERS` names for the declared
-operation. A plain GET, PUT or DELETE of a key is answered right here.
+function the declared operation names (``"module.function"`` in
+:mod:`tuco.http.handlers`, resolved once when the API is built). A plain
+GET, PUT or DELETE of a key is answered right here.
 """
 
 from __future__ import annotations
@@ -17,17 +18,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 
-from tuco.core.tokens import Principal
 from tuco.errors import InvalidKeyError, NotFoundError, TucoError
 from tuco.http.answers import NOT_FOUND_PATH, OCTET_STREAM, STARTING, error_answer
 from tuco.http.auth import Guard
-from tuco.http.handlers import HANDLERS, Context
+from tuco.http.handlers import INLINE, Context, resolve
 from tuco.http.handlers._writes import answer_when_written, write_refused
 from tuco.http.handlers.keys import consistent_get, long_poll, put_with_parameters, read_now, read_through
-from tuco.http.handlers.leases import revoke
 from tuco.http.handlers.listing import list_page_now, list_page_through
 from tuco.http.handlers.status import readiness_summary
-from tuco.http.handlers.tokens import TokenAPI
 from tuco.http.messages import NO_ROUTE, Answer, Deferred, Request, Response
 from tuco.http.params import (
     decode_key,
@@ -37,7 +35,7 @@ from tuco.http.params import (
     precondition_of,
     wants_consistent,
 )
-from tuco.http.routes import ALIAS, KEY, Route, match
+from tuco.http.routes import ALIAS, KEY, ROUTES, Route, match
 from tuco.observability import Metrics
 from tuco.service import Phase, Service
 
@@ -71,9 +69,11 @@ class KeyValueAPI:
             self._read,
             functools.partial(list_page_through if through else list_page_now, service),
         )
-        self.tokens = TokenAPI(service)
         self._handlers: dict[str, Callable[[Request, bytes], Answer]] = {
-            name: functools.partial(handler, context) for name, handler in HANDLERS.items()
+            operation.handler: functools.partial(resolve(operation.handler), context)
+            for route in ROUTES
+            for operation in route.operations.values()
+            if operation.handler not in INLINE
         }
         writes = context.writes
         self._settle_put = writes.settle_put
@@ -129,12 +129,6 @@ class KeyValueAPI:
     def readiness_summary(self) -> Response:
         """What an anonymous client learns of readiness with authentication on: ready or not, nothing more."""
         return readiness_summary(self.service)
-
-    def revoke_answer(self, lease: int, allowed: Callable[[str], bool], by: Principal) -> Answer:
-        """DELETE /v1/leases/{id} by ``by``, whose keys must each pass ``allowed`` (checked after catching up)."""
-        if self.service.phase is _PHASE_STARTING:
-            return STARTING
-        return revoke(self.service, lease, allowed, by)
 
     def handle(self, request: Request) -> Answer:
         """Answer one request.

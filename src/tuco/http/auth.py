@@ -54,13 +54,12 @@ from tuco.http.answers import (
     INVALID_TOKEN,
     UNAUTHORIZED,
 )
+from tuco.http.audit import audit_denied
 from tuco.http.messages import NO_ROUTE, Answer, Request, Response, StreamResponse
 from tuco.http.params import decode_key
-from tuco.http.routes import KEY, LEASE, Route, Target, match
+from tuco.http.routes import KEY, Route, Target, match
 
 if TYPE_CHECKING:
-    from tuco.core.tokens import Principal
-    from tuco.http.handlers.tokens import TokenAPI
     from tuco.service import Service
 
 __all__ = ["BOOTSTRAP_ID", "Guard", "Guarded"]
@@ -87,11 +86,8 @@ class Guarded(Protocol):
     """What the guard needs of the API it stands in front of (the API is not imported: no cycle)."""
 
     service: Service
-    tokens: TokenAPI
 
     def readiness_summary(self) -> Response: ...
-
-    def revoke_answer(self, lease: int, allowed: Callable[[str], bool], by: Principal) -> Answer: ...
 
 
 class Guard:
@@ -135,6 +131,7 @@ class Guard:
                     return self._inner(request)  # 400
                 if not key.startswith(verified.writes if writes else verified.reads):
                     return self._forbidden(request, verified.record)
+                request.caller = verified.record
                 if request.query:  # a PUT ?lease= acts on a lease (its owner is the service's); a GET may wait
                     request.principal = verified.principal
                     if not writes:
@@ -163,6 +160,7 @@ class Guard:
             record: TokenRecord = principal  # type: ignore[assignment]  # str ruled out above
             if not allows(record.grants, key, need):
                 return self._forbidden(request, record)
+            request.caller = record
             if request.query:  # a PUT ?lease= acts on a lease (its owner is the service's); a GET may wait
                 request.principal = record.principal
                 if need is _READ:
@@ -278,6 +276,7 @@ class Guard:
         if type(principal) is str:
             return self._unauthorized(request, principal)
         record: TokenRecord = principal  # type: ignore[assignment]
+        request.caller = record  # what the route needs is checked below, before the handler sees it
         grants = record.grants
         if target is Target.PREFIX:
             try:
@@ -296,7 +295,7 @@ class Guard:
         if target is Target.ALL:
             if not allows(grants, "", _ADMIN):
                 return self._forbidden(request, record)
-            return self._api.tokens.answer(request, route.handler, segment, record.id)  # type: ignore[union-attr]
+            return self._inner(request)
         if target is Target.LEASE or target is Target.SOME:
             return self._lease(request, route, segment, record)  # type: ignore[arg-type]  # set with the target
         return self._inner(request)  # 404s, 405s and the document: authenticated, nothing to authorize
@@ -311,17 +310,7 @@ class Guard:
         grants = record.grants
         if not allows_any(grants, need):
             return self._forbidden(request, record)
-        principal = request.principal = record.principal
-        lease = int(segment) if segment.isdigit() and len(segment) <= 19 else 0
-        if route is LEASE and request.method == _DELETE and lease:
-
-            def allowed(key: str) -> bool:
-                if allows(grants, key, _WRITE):
-                    return True
-                self._audit_denied(request, record.id, "no_grant")
-                return False
-
-            return self._api.revoke_answer(lease, allowed, principal)
+        request.principal = record.principal
         return self._inner(request)
 
     def _unauthorized(self, request: Request, reason: str, token: str | None = None) -> Response:
@@ -341,16 +330,7 @@ class Guard:
         return _FORBIDDEN
 
     def _audit_denied(self, request: Request, token: str | None, reason: str) -> None:
-        _audit.warning(
-            "request_denied",
-            status=403 if reason == "no_grant" else 401,
-            reason=reason,
-            token_id=token,
-            cert=request.peer.identity or None if request.peer is not None else None,
-            client=request.client,
-            method=request.method.decode("latin-1"),
-            path=request.path[:200].decode("latin-1"),
-        )
+        audit_denied(request, token, reason)
 
 
 def _token_id(request: Request) -> str | None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 if TYPE_CHECKING:
-    from tuco.core.tokens import Principal
+    from tuco.core.tokens import Principal, TokenRecord
     from tuco.http._tls import Peer
 
 __all__ = ["KEY_ROUTE", "NO_ROUTE", "Answer", "Deferred", "Request", "Response", "Settling", "StreamResponse"]
@@ -37,6 +37,7 @@ class Request:
         "_params",
         "authorization",
         "body",
+        "caller",
         "client",
         "conditional",
         "headers",
@@ -89,6 +90,9 @@ class Request:
         """The pattern of the route that answered, for metrics; the API sets it for every other route."""
         self.principal: Principal | None = None
         """Who the request acts as, set by the guard where it matters (leases); None with authentication off."""
+        self.caller: TokenRecord | None = None
+        """The credential the guard authorized the request by (its grants, its id); None with authentication off,
+        where a handler may do anything (:func:`~tuco.http.handlers.may`)."""
         self._params: dict[bytes, bytes] | None = None
 
     @classmethod

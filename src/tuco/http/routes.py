@@ -197,23 +197,14 @@ def _key_operations(handler: str, suffix: str) -> dict[bytes, Operation]:
     }
 
 
-RESERVED: tuple[str, ...] = ("keys", "watch", "leases", "tokens", "openapi.json")
-"""Names under /v1/ that are resources, not keys (a route without a handler would answer 404 naming it)."""
-
-_ALIAS_PARAM: Schema = {
-    **KEY_PARAM,
-    "description": "As for /v1/key/{key}, but not one of the reserved names (those are resources).",
-    "schema": {"type": "string", "minLength": 1, "not": {"enum": list(RESERVED)}},
-}
 _LEASE_ERRORS = (InvalidParameterError, LeaseNotFoundError)
 
-KEY = route(KEY_ROUTE, _key_operations("key", ""), (KEY_PARAM,))
-ALIAS = route("/v1/{key}", _key_operations("key", "Alias"), (_ALIAS_PARAM,))
+KEY = route(KEY_ROUTE, _key_operations("keys.key", ""), (KEY_PARAM,))
 LEASE = route(
     "/v1/leases/{id}",
     {
         **_reads(
-            "lease",
+            "leases.lease",
             Target.LEASE,
             head="A lease's headers",
             summary="A lease and its keys",
@@ -222,7 +213,7 @@ LEASE = route(
             errors=_LEASE_ERRORS,
         ),
         b"DELETE": operation(
-            "lease",
+            "leases.lease",
             Target.LEASE,
             _WRITE,
             summary="Revoke a lease, deleting its keys",
@@ -237,7 +228,7 @@ KEEPALIVE = route(
     "/v1/leases/{id}/keepalive",
     {
         b"POST": operation(
-            "keepalive",
+            "leases.keepalive",
             Target.LEASE,
             _WRITE,
             summary="The lease ends ttl from now",
@@ -252,7 +243,7 @@ TOKEN = route(
     "/v1/tokens/{id}",
     {
         **_reads(
-            "token",
+            "tokens.token",
             Target.ALL,
             _ADMIN,
             head="A token's headers",
@@ -262,7 +253,7 @@ TOKEN = route(
             errors=(TokenNotFoundError,),
         ),
         b"DELETE": operation(
-            "token",
+            "tokens.token",
             Target.ALL,
             _ADMIN,
             summary="Revoke a token on every replica",
@@ -275,11 +266,11 @@ TOKEN = route(
 )
 _REVISION = {"X-Tuco-Revision": REVISION_HEADER}
 
-ROUTES: tuple[Route, ...] = (
+_DECLARED: tuple[Route, ...] = (
     route(
         "/healthz",
         _reads(
-            "health",
+            "status.health",
             Target.PUBLIC,
             None,
             needs_serving=False,
@@ -292,7 +283,7 @@ ROUTES: tuple[Route, ...] = (
     route(
         "/readyz",
         _reads(  # details: read on every key
-            "readiness",
+            "status.readiness",
             Target.PUBLIC,
             needs_serving=False,
             head="Readiness, without the body",
@@ -307,7 +298,7 @@ ROUTES: tuple[Route, ...] = (
     route(
         "/metrics",
         _reads(
-            "metrics",
+            "status.metrics",
             Target.METRICS,
             needs_serving=False,
             head="Metrics, without the body",
@@ -320,7 +311,7 @@ ROUTES: tuple[Route, ...] = (
     route(
         "/v1/keys",
         _reads(
-            "list_keys",
+            "listing.list_keys",
             Target.PREFIX,
             head="A listing page's headers",
             summary="One page of the keys under a prefix",
@@ -342,7 +333,7 @@ ROUTES: tuple[Route, ...] = (
     route(
         "/v1/watch",
         _reads(
-            "watch",
+            "watch.watch",
             Target.PREFIX,
             streams=True,
             head="A watch's headers, or its 400/409/410; opens no watch",
@@ -374,7 +365,7 @@ ROUTES: tuple[Route, ...] = (
         "/v1/leases",
         {
             **_reads(
-                "leases",
+                "leases.leases",
                 Target.SOME,
                 head="A lease listing's headers",
                 summary="The caller's own live leases (an admin's: every one), a page at a time",
@@ -387,7 +378,7 @@ ROUTES: tuple[Route, ...] = (
                 errors=(Fails(InvalidParameterError, "{code} (limit, after)"),),
             ),
             b"POST": operation(
-                "leases",
+                "leases.leases",
                 Target.SOME,
                 _WRITE,
                 summary="Grant a lease",
@@ -402,7 +393,7 @@ ROUTES: tuple[Route, ...] = (
         "/v1/tokens",
         {
             **_reads(
-                "tokens",
+                "tokens.tokens",
                 Target.ALL,
                 _ADMIN,
                 head="The tokens' headers",
@@ -411,7 +402,7 @@ ROUTES: tuple[Route, ...] = (
                 answers={"200": json_answer("The tokens", ref("Tokens"), _REVISION)},
             ),
             b"POST": operation(
-                "tokens",
+                "tokens.tokens",
                 Target.ALL,
                 _ADMIN,
                 summary="Create a token (admin on every key); its secret is in this answer only",
@@ -433,7 +424,7 @@ ROUTES: tuple[Route, ...] = (
     route(
         "/v1/openapi.json",
         _reads(
-            "openapi",
+            "status.openapi",
             Target.AUTHENTICATED,
             None,
             needs_serving=False,
@@ -447,34 +438,59 @@ ROUTES: tuple[Route, ...] = (
     LEASE,
     KEEPALIVE,
     TOKEN,
-    ALIAS,
 )
+"""Every route but the alias. A new endpoint is one more entry here (before the key routes, for the document)."""
+
+RESERVED: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        route.pattern[4:].partition("/")[0]
+        for route in _DECLARED
+        if route.pattern.startswith("/v1/") and route is not KEY
+    )
+)
+"""Names under /v1/ that are resources, not keys: the first segment of every /v1/ route but the key's."""
+
+_ALIAS_PARAM: Schema = {
+    **KEY_PARAM,
+    "description": "As for /v1/key/{key}, but not one of the reserved names (those are resources).",
+    "schema": {"type": "string", "minLength": 1, "not": {"enum": list(RESERVED)}},
+}
+ALIAS = route("/v1/{key}", _key_operations("keys.key", "Alias"), (_ALIAS_PARAM,))
+
+ROUTES: tuple[Route, ...] = (*_DECLARED, ALIAS)
 """Every route, in matching order (the alias last): the one table the front ends, the guard and the document read."""
 
 _FIXED: dict[bytes, Route] = {route.pattern.encode(): route for route in ROUTES if "{" not in route.pattern}
 
 
+def _parted(route: Route) -> tuple[bytes, bytes, Route]:
+    """A pattern with one parameter as what comes before it and after it: ``/v1/leases/{id}/keepalive``."""
+    before, _, rest = route.pattern.partition("{")
+    return before.encode(), rest.partition("}")[2].encode(), route
+
+
+_NESTED: tuple[tuple[bytes, bytes, Route], ...] = tuple(
+    _parted(route) for route in ROUTES if "{" in route.pattern and route is not KEY and route is not ALIAS
+)
+
+
 def match(path: bytes) -> tuple[Route | None, bytes]:
-    """The route for ``path`` and, for a key route, the raw key segment; ``(None, b"")`` for no route."""
+    """The route for ``path`` and its parameter's raw segment (a key, an id); ``(None, b"")`` for no route.
+
+    The key route first (nearly every request), then the fixed paths, then the alias for any other
+    single segment under /v1/, then the routes with a parameter inside the path (one segment, never empty).
+    """
     if path.startswith(b"/v1/key/"):
         segment = path[8:]
         return (KEY, segment) if b"/" not in segment else (None, b"")
     fixed = _FIXED.get(path)
     if fixed is not None:
         return fixed, b""
-    if path.startswith(b"/v1/"):
-        segment = path[4:]
-        if b"/" not in segment:
-            return ALIAS, segment
-        if segment.startswith(b"leases/"):  # after the hot routes: a lease's own paths
-            rest = segment[7:]
-            if rest and b"/" not in rest:
-                return LEASE, rest
-            id, _, tail = rest.partition(b"/")
-            if id and tail == b"keepalive":
-                return KEEPALIVE, id
-        elif segment.startswith(b"tokens/"):
-            rest = segment[7:]
-            if rest and b"/" not in rest:
-                return TOKEN, rest
+    if path.startswith(b"/v1/") and b"/" not in path[4:]:
+        return ALIAS, path[4:]
+    for before, after, nested in _NESTED:
+        if path.startswith(before) and path.endswith(after) and len(path) > len(before) + len(after):
+            segment = path[len(before) : len(path) - len(after)]
+            if b"/" not in segment:
+                return nested, segment
     return None, b""

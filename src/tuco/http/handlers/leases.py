@@ -9,12 +9,14 @@ calls only :class:`~tuco.service.Service` methods.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from tuco.core.events import Event
-from tuco.core.tokens import Principal
+from tuco.core.tokens import Permission, Principal
 from tuco.errors import InvalidRequestError, LeaseNotFoundError, LogError, TucoError
 from tuco.http.answers import error_answer, json_response, refusal
+from tuco.http.audit import may
 from tuco.http.handlers._base import Context
 from tuco.http.handlers._writes import Done, write_refused
 from tuco.http.messages import Answer, Request, Response
@@ -98,8 +100,9 @@ def lease(ctx: Context, request: Request, segment: bytes) -> Answer:
         lease = lease_id(segment, LeaseNotFoundError(0))
     except LeaseNotFoundError as exc:
         return error_answer(exc)
-    if request.method == b"DELETE":
-        return revoke(service, lease, None, request.principal)
+    if request.method == b"DELETE":  # the keys it deletes each need write: asked after catching up, per key
+        allowed = None if request.caller is None else functools.partial(may, request, Permission.WRITE)
+        return revoke(service, lease, allowed, request.principal)
     found = service.owned_lease(lease, request.principal)
     if found is None or found.deadline <= service.now_ms():
         return error_answer(LeaseNotFoundError(lease))

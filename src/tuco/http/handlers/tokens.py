@@ -1,6 +1,7 @@
 """The token routes: ``POST`` and ``GET /v1/tokens``, ``GET`` and ``DELETE /v1/tokens/{id}`` (admin only).
 
-The guard has authorized the request (admin on every key) before it gets here;
+The guard has authorized the request (admin on every key) before it gets here
+and handed on its caller, whose id the audit lines name;
 this module creates, lists, shows and revokes tokens through the Service, and
 writes the ``token_created`` / ``token_revoked`` audit lines.
 """
@@ -187,10 +188,12 @@ def _expires_at(raw: object, now: int) -> int:
 
 
 def tokens(ctx: Context, request: Request, segment: bytes) -> Answer:
-    """``/v1/tokens`` with authentication off (the guard answers the token routes itself when it is on)."""
-    return TokenAPI(ctx.service).answer(request, "tokens", segment, None)
+    """``/v1/tokens``: create one, or list them (the guard has checked admin on every key)."""
+    caller = request.caller
+    return TokenAPI(ctx.service).answer(request, "tokens", segment, caller.id if caller is not None else None)
 
 
 def token(ctx: Context, request: Request, segment: bytes) -> Answer:
-    """``/v1/tokens/{id}`` with authentication off."""
-    return TokenAPI(ctx.service).answer(request, "token", segment, None)
+    """``/v1/tokens/{id}``: show or revoke one."""
+    caller = request.caller
+    return TokenAPI(ctx.service).answer(request, "token", segment, caller.id if caller is not None else None)

@@ -1,0 +1,43 @@
+"""The audit lines of refused requests, and what a handler asks before acting on one key of many.
+
+The guard authorizes a request by what its route declares; a handler that acts
+on several keys (a lease's revoke, a transaction's operations) asks :func:`may`
+for each one, and a refusal is audited the same way either way.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from tuco.core.tokens import Permission, allows
+from tuco.http.messages import Request
+
+__all__ = ["audit_denied", "may"]
+
+_audit = structlog.get_logger("tuco.audit")
+
+
+def may(request: Request, need: Permission, key: str) -> bool:
+    """Whether the request's caller may ``need`` on ``key`` (or a whole prefix); a refusal is audited.
+
+    With authentication off there is no caller and everything is allowed.
+    """
+    caller = request.caller
+    if caller is None or allows(caller.grants, key, need):
+        return True
+    audit_denied(request, caller.id, "no_grant")
+    return False
+
+
+def audit_denied(request: Request, token: str | None, reason: str) -> None:
+    """One ``request_denied`` line: the status, why, the token id (never its secret), certificate and client."""
+    _audit.warning(
+        "request_denied",
+        status=403 if reason == "no_grant" else 401,
+        reason=reason,
+        token_id=token,
+        cert=request.peer.identity or None if request.peer is not None else None,
+        client=request.client,
+        method=request.method.decode("latin-1"),
+        path=request.path[:200].decode("latin-1"),
+    )
