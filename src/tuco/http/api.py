@@ -80,7 +80,7 @@ class KeyValueAPI:
         self._settle_delete = writes.settle_delete
         self._guard: Guard | None = None
         if service.access.enabled:  # chosen once: with authentication off, handle is the method itself
-            self._guard = Guard(self, self.handle)
+            self._guard = Guard(self, self.dispatch)
             self._verified = service.tokens.verified
             self._now = service.clock
             self.handle = self._handle_guarded  # type: ignore[method-assign]
@@ -114,16 +114,8 @@ class KeyValueAPI:
                         return guard.handle(request)  # type: ignore[union-attr]  # set with the method
                     if not key.startswith(verified.reads):
                         return guard.refuse(request, verified.record)  # type: ignore[union-attr]
-                    found = service.find(key)
-                    if found is None:
-                        return self._read(key, b"")
-                    return Response(
-                        200,
-                        found[0],
-                        OCTET_STREAM,
-                        (),
-                        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.applied_revision),
-                    )
+                    request.caller = verified.record
+                    return self._key(request, segment)
         return guard.handle(request)  # type: ignore[union-attr]
 
     def readiness_summary(self) -> Response:
@@ -131,22 +123,39 @@ class KeyValueAPI:
         return readiness_summary(self.service)
 
     def handle(self, request: Request) -> Answer:
-        """Answer one request.
-
-        The key routes are answered right here rather than in a handler method:
-        they are nearly every request, and a call less per request is measurable.
-        """
+        """Answer one request: match its route, then :meth:`dispatch` (with authentication on, ``handle`` is
+        the guard's, which matches, authenticates, authorizes and then calls :meth:`dispatch` the same way)."""
         path = request.path
         if path.startswith(b"/v1/key/"):  # the hot path, matched as routes.match would
             segment = path[8:]
-            if b"/" in segment:
-                request.route = NO_ROUTE
-                return _NOT_FOUND_PATH
-        else:
-            route, segment = match(path)
-            request.route = route.pattern if route is not None else NO_ROUTE
-            if route is not ALIAS:
-                return self._resource(route, request, segment)
+            if b"/" not in segment:
+                return self._key(request, segment)
+            request.route = NO_ROUTE
+            return _NOT_FOUND_PATH
+        route, segment = match(path)
+        request.route = route.pattern if route is not None else NO_ROUTE
+        return self.dispatch(request, route, segment)
+
+    def dispatch(self, request: Request, route: Route | None, segment: bytes) -> Answer:
+        """A matched request, authorized when authentication is on: 404, or 405 from the route, the phase gate
+        as declared, then the handler the operation names."""
+        if route is None:
+            return _NOT_FOUND_PATH
+        if route is KEY or route is ALIAS:
+            return self._key(request, segment)
+        operation = route.operations.get(request.method)
+        if operation is None:
+            return route.not_allowed
+        handler = self._handlers.get(operation.handler)
+        if handler is None:
+            return _not_built(route.pattern[4:])
+        if operation.needs_serving and self.service.phase is _PHASE_STARTING:  # the phase gate, as declared
+            return STARTING
+        return handler(request, segment)
+
+    def _key(self, request: Request, segment: bytes) -> Answer:
+        """The key routes, answered here rather than in a handler module: nearly every request is one, and a
+        call less per request is measurable. A GET with no parameters and every plain PUT and DELETE stay here."""
         method = request.method
         read = method == b"GET" or method == b"HEAD"
         if not read and method != b"PUT" and method != b"DELETE":
@@ -191,17 +200,3 @@ class KeyValueAPI:
         if hasattr(written, "add_done_callback"):  # the common case (a Written), inline: one call less per write
             return Deferred(written, settle)  # type: ignore[arg-type]  # settles as it has add_done_callback
         return answer_when_written(written, settle)
-
-    def _resource(self, route: Route | None, request: Request, segment: bytes) -> Answer:
-        """Every route but the keys': its declared operation for the method (or 405), the phase gate, the handler."""
-        if route is None:
-            return _NOT_FOUND_PATH
-        operation = route.operations.get(request.method)
-        if operation is None:
-            return route.not_allowed
-        handler = self._handlers.get(operation.handler)
-        if handler is None:
-            return _not_built(route.pattern[4:])
-        if operation.needs_serving and self.service.phase is _PHASE_STARTING:  # the phase gate, as declared
-            return STARTING
-        return handler(request, segment)
