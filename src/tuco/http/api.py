@@ -26,7 +26,7 @@ from tuco.http.handlers._writes import answer_when_written, write_refused
 from tuco.http.handlers.keys import consistent_get, long_poll, put_with_parameters, read_now, read_through
 from tuco.http.handlers.listing import list_page_now, list_page_through
 from tuco.http.handlers.status import readiness_summary
-from tuco.http.messages import NO_ROUTE, Answer, Deferred, Request, Response
+from tuco.http.messages import NO_ROUTE, Answer, Deferred, Headers, Request, Response
 from tuco.http.params import (
     decode_key,
     decode_page_token,
@@ -60,7 +60,7 @@ class KeyValueAPI:
         # A read-through service (TUCO_STATE=cache, serverless) answers misses and listings from the database:
         # its read path is chosen here, once, so a full replica's reads pay nothing for it.
         through = service.reads_through
-        self._read: Callable[[str, bytes], Response | Awaitable[Response]] = functools.partial(
+        self._read: Callable[[str, Headers], Response | Awaitable[Response]] = functools.partial(
             read_through if through else read_now, service
         )
         context = self.context = Context(
@@ -177,14 +177,8 @@ class KeyValueAPI:
                     return consistent_get(self.context, key)
             found = service.find(key)
             if found is None:  # absent, or a key with a deadline
-                return self._read(key, b"")
-            return Response(
-                200,
-                found[0],
-                OCTET_STREAM,
-                (),
-                b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.applied_revision),
-            )
+                return self._read(key, ())
+            return Response(200, found[0], OCTET_STREAM, (), found[2], service.applied_revision)
         try:
             precondition = precondition_of(request) if request.conditional else None
             if method == b"PUT":

@@ -58,9 +58,7 @@ def list_leases(service: Service, request: Request) -> Response:
         for lease in page
     ]
     next_after = page[-1].id if len(leases) > limit else None
-    return json_response(
-        200, {"leases": shown, "next_after": next_after}, b"X-Tuco-Revision: %d\r\n" % service.revision
-    )
+    return json_response(200, {"leases": shown, "next_after": next_after}, service.revision)
 
 
 def leases(ctx: Context, request: Request, segment: bytes) -> Answer:
@@ -107,7 +105,7 @@ def lease(ctx: Context, request: Request, segment: bytes) -> Answer:
     if found is None or found.deadline <= service.now_ms():
         return error_answer(LeaseNotFoundError(lease))
     payload = {"id": lease, "ttl": found.ttl / 1000, "expires_at": found.deadline, "keys": sorted(found.keys)}
-    return json_response(200, payload, b"X-Tuco-Revision: %d\r\n" % service.revision)
+    return json_response(200, payload, service.revision)
 
 
 async def revoke(
@@ -121,12 +119,12 @@ async def revoke(
     except TucoError as exc:
         return error_answer(exc)
     payload = {"id": lease, "revision": event.sequence, "deleted_keys": deleted}
-    return json_response(200, payload, b"X-Tuco-Revision: %d\r\n" % event.sequence)
+    return json_response(200, payload, event.sequence)
 
 
 def lease_answer(status: int) -> Done:
     def answer(event: Event) -> Response:
         payload = {"id": event.lease, "ttl": event.ttl / 1000, "expires_at": event.deadline, "revision": event.sequence}
-        return json_response(status, payload, b"X-Tuco-Revision: %d\r\n" % event.sequence)
+        return json_response(status, payload, event.sequence)
 
     return answer

@@ -21,7 +21,7 @@ from tuco.errors import (
 )
 from tuco.http import sse
 from tuco.http.answers import SHUTTING_DOWN, error_answer, json_response, refusal
-from tuco.http.messages import Answer, Request, Response, StreamResponse
+from tuco.http.messages import Answer, Headers, Request, Response, StreamResponse
 from tuco.http.params import watch_params
 from tuco.service import Phase
 from tuco.watchers import Watch, WatchStep
@@ -35,6 +35,8 @@ EVENT_STREAM = b"text/event-stream"
 _RETRY_MS = 1000  # what EventSource waits before reconnecting after the stream ends
 _CHUNK_BYTES = 64 * 1024  # frames gathered into one chunk, at most (one frame may be larger)
 _SHARED_FRAME_BYTES = 16 * 1024  # a frame this large is sent as it is, shared, never copied into a chunk
+
+_RETRY_SOON: Headers = ((b"Retry-After", b"1"),)
 
 
 async def watch_stream(watch: Watch, frames: sse.FrameCache) -> AsyncIterator[bytes]:
@@ -142,7 +144,7 @@ def _open_watch(
     except RevisionAheadError as exc:
         return revision_ahead(exc)
     except TooManyWatchersError as exc:
-        return error_answer(exc, b"Retry-After: 1\r\n")
+        return error_answer(exc, fields=_RETRY_SOON)
     return StreamResponse(200, watch_stream(opened, ctx.frames), EVENT_STREAM, headers)
 
 
