@@ -8,7 +8,7 @@ watch's steps into Server-Sent Events chunks.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from tuco.core.tokens import Principal
 from tuco.core.watch import Selector
@@ -115,21 +115,26 @@ def watch(ctx: Context, request: Request, segment: bytes) -> Answer:
     except InvalidRequestError as exc:
         return error_answer(exc)
     headers = sse.HEADERS + cors(request, service.watch_settings.allow_origins)
+    opening = _Opening(request.method == b"HEAD", selector, after, headers, request.principal)
     if after > service.revision:
         # Another replica's revision, or one this store never reached (it was restored from a backup).
-        return _watch_after_catch_up(ctx, request.method == b"HEAD", selector, after, headers, request.principal)
-    return _open_watch(ctx, request.method == b"HEAD", selector, after, headers, request.principal)
+        return _watch_after_catch_up(ctx, opening)
+    return _open_watch(ctx, opening)
 
 
-def _open_watch(
-    ctx: Context,
-    head: bool,
-    selector: Selector,
-    after: int,
-    headers: tuple[tuple[bytes, bytes], ...],
-    by: Principal | None,
-) -> Response | StreamResponse:
+class _Opening(NamedTuple):
+    """A watch asked for: HEAD or GET, what it selects, after which revision, its headers, and by whom."""
+
+    head: bool
+    selector: Selector
+    after: int
+    headers: Headers
+    by: Principal | None
+
+
+def _open_watch(ctx: Context, opening: _Opening) -> Response | StreamResponse:
     service = ctx.service
+    head, selector, after, headers, by = opening
     if after > service.revision:
         return revision_ahead(RevisionAheadError(after, service.revision))
     if head:
@@ -148,17 +153,10 @@ def _open_watch(
     return StreamResponse(200, watch_stream(opened, ctx.frames), EVENT_STREAM, headers)
 
 
-async def _watch_after_catch_up(
-    ctx: Context,
-    head: bool,
-    selector: Selector,
-    after: int,
-    headers: tuple[tuple[bytes, bytes], ...],
-    by: Principal | None,
-) -> Response | StreamResponse:
+async def _watch_after_catch_up(ctx: Context, opening: _Opening) -> Response | StreamResponse:
     """A resume point past the store: apply what the log has first; still ahead, it is refused (409)."""
     try:
         await ctx.service.catch_up()
     except LogError as exc:
         return refusal(exc, "no watch", "cannot reach the log to tell whether that revision exists")
-    return _open_watch(ctx, head, selector, after, headers, by)
+    return _open_watch(ctx, opening)
