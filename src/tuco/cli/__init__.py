@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import click
 
+from tuco.cli._backup import snapshot
 from tuco.cli._health import health
 from tuco.cli._keys import delete, get, list_keys, put, watch
 from tuco.cli._leases import lease, token
@@ -39,5 +40,5 @@ def main() -> None:
     """
 
 
-for command in (serve, health, get, put, delete, list_keys, watch, lease, token, log):
+for command in (serve, health, get, put, delete, list_keys, watch, lease, token, log, snapshot):
     main.add_command(command)
