@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,25 +28,30 @@ __all__ = ["Progress", "snapshot"]
 
 
 class Progress:
-    """A one-line progress report on stderr while a terminal watches (nothing in a log or a pipe)."""
+    """A one-line progress report on stderr while a terminal watches (nothing in a log or a pipe), 5 times a second.
 
-    def __init__(self, what: str, total: int = 0) -> None:
+    With ``total`` it shows a percentage of it, else the count divided by ``scale`` and its ``unit``.
+    """
+
+    def __init__(self, what: str, total: int = 0, *, scale: int = 1 << 20, unit: str = "MiB") -> None:
         self._what = what
         self._total = total
-        self._shown = -1
+        self._scale = scale
+        self._unit = unit
+        self._next = 0.0
+        self._shown = False
         self._live = sys.stderr.isatty()
 
     def __call__(self, done: int) -> None:
-        if not self._live:
+        if not self._live or time.monotonic() < self._next:
             return
-        step = done * 100 // self._total if self._total else done >> 20
-        if step != self._shown:
-            self._shown = step
-            shown = f"{step}%" if self._total else f"{step} MiB"
-            click.echo(f"\r{self._what}: {shown}", err=True, nl=False)
+        self._next = time.monotonic() + 0.2
+        self._shown = True
+        shown = f"{done * 100 // self._total}%" if self._total else f"{done // self._scale} {self._unit}"
+        click.echo(f"\r{self._what}: {shown}", err=True, nl=False)
 
     def done(self) -> None:
-        if self._live and self._shown >= 0:
+        if self._shown:
             click.echo("", err=True)
 
 
