@@ -232,7 +232,7 @@ class Service:
         """Make every event committed anywhere visible here (a revision another replica served)."""
         return self.reads.catch_up()
 
-    def snapshot(self, *, chunk_keys: int = 256) -> SnapshotStream:
+    def snapshot(self, *, chunk_keys: int = 64) -> SnapshotStream:
         """The whole state at the current revision as a snapshot (:mod:`tuco.core.snapshot`), streamed in chunks.
 
         Writes go on while it streams (:mod:`tuco.core.snapshots`: memory grows with

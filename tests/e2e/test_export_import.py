@@ -33,7 +33,9 @@ def state(server: TucoProcess, prefix: str = "") -> dict[str, tuple[bytes, int]]
     token = None
     with server.client() as http:
         while True:
-            params = {"prefix": prefix, "limit": 1000, **({"page_token": token} if token else {})}
+            params: dict[str, str | int] = {"prefix": prefix, "limit": 1000}
+            if token:
+                params["page_token"] = token
             page = http.get("/v1/keys", params=params).json()
             for item in page["items"]:
                 found[item["key"]] = (base64.b64decode(item["value"]), item["version"])

@@ -1,7 +1,7 @@
 """A snapshot of 100,000 keys of 1 KiB streamed to a slow reader, with writes going on: the server's RSS stays bounded.
 
 The design keeps no copy of the store: what a running snapshot adds is one
-chunk being encoded (256 keys), the stream's backlog (256 KiB), the sorted key
+chunk being encoded (64 keys), the stream's backlog (256 KiB), the sorted key
 index (built once, about 10 bytes a key) and a before image per key written
 during it (240 bytes, its key, and the old value it keeps alive). The bound
 asserted is those plus room for the allocator, far below the ~110 MiB a
