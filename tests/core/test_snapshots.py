@@ -116,3 +116,25 @@ def test_running_snapshots_are_capped() -> None:
     snapshots.end(first)
     snapshots.begin(store, 0)
     assert len(snapshots) == 2
+
+
+def test_a_registered_event_kind_keeps_before_images_of_the_keys_it_names() -> None:
+    """A kind in KEYS_OF (a transaction's, say) keeps each named key's state at R, so the snapshot stays exact."""
+    from tuco.core.snapshots import KEYS_OF
+
+    store = Store()
+    store.apply(Event(1, EventType.PUT, "a", b"1"))
+    store.apply(Event(2, EventType.PUT, "b", b"2"))
+    snapshots = Snapshots()
+    state = snapshots.begin(store, 0)
+    KEYS_OF[99] = lambda event: ("a", "b")
+    try:
+        snapshots.before(store, Event(3, 99, ""))  # type: ignore[arg-type]
+    finally:
+        del KEYS_OF[99]
+    store.apply(Event(3, EventType.PUT, "a", b"changed"))
+    store.apply(Event(4, EventType.DELETE, "b"))
+    assert state.failed is None
+    assert state.chunk(store, 10) == [KeyRecord("a", b"1", 1, 1, 1)]
+    assert state.chunk(store, 10) is None
+    assert list(state.deleted()) == [KeyRecord("b", b"2", 2, 2, 1)]

@@ -18,14 +18,15 @@ The walk knows whether it has passed a key (keys sort, and the walk's cursor
 is the last key walked), so a key changed after the walk passed it is already
 emitted and its image is kept only to be skipped at the end.
 
-Event kinds other than the ones below change no key (lease and token records)
-or are not known to this module: one of those while a snapshot runs abandons
-it, so a snapshot is never silently inconsistent.
+A PUT or DELETE changes its key; a kind registered in :data:`KEYS_OF` (a
+transaction's writes, say) the keys its function names; lease and token
+records change no key. Any other kind while a snapshot runs abandons it, so a
+snapshot is never silently inconsistent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from tuco.core.events import Event, EventType
 from tuco.core.snapshot import KeyRecord, LeaseRecord, SnapshotEncoder, TokenEntry
@@ -33,7 +34,7 @@ from tuco.core.store import ENTRY_BYTES, Store
 from tuco.core.tokens import encode_record
 from tuco.errors import SnapshotError
 
-__all__ = ["DEFAULT_MAX_BYTES", "SnapshotState", "Snapshots"]
+__all__ = ["DEFAULT_MAX_BYTES", "KEYS_OF", "SnapshotState", "Snapshots", "encode_state"]
 
 DEFAULT_MAX_BYTES = 256 << 20
 _KEY_KINDS = frozenset((EventType.PUT, EventType.DELETE))
@@ -46,6 +47,8 @@ _NO_KEY_KINDS = frozenset(
         EventType.TOKEN_REVOKE,
     )
 )
+KEYS_OF: dict[int, Callable[[Event], Iterable[str]]] = {}
+"""The keys an event of another kind changes (e.g. ``EventType.TXN``: its writes' keys); register new kinds here."""
 _State = tuple[tuple[bytes, int, int, int], int, int] | None
 
 
@@ -155,6 +158,10 @@ class Snapshots:
         if type in _KEY_KINDS:
             for state in self._running:
                 state.changing(store, event[2])
+        elif type in KEYS_OF:
+            for key in KEYS_OF[type](event):
+                for state in self._running:
+                    state.changing(store, key)
         elif type not in _NO_KEY_KINDS:
             for state in self._running:
                 state.fail(f"a change of a kind it cannot follow ({type!r}) arrived")
