@@ -30,6 +30,7 @@ state is reached, not what it is, so they need no new record here.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import struct
 from typing import NamedTuple
 
@@ -260,7 +261,7 @@ class SnapshotDecoder:
                 f"but the file holds {self._counts[0]}, {self._counts[1]} and {self._counts[2]}"
             )
         digest = self._digest.digest()
-        if payload[-_DIGEST_SIZE:] != digest:
+        if not hmac.compare_digest(payload[-_DIGEST_SIZE:], digest):
             raise SnapshotFormatError("the SHA-256 digest in the trailer does not match the file's contents (damaged)")
         size = self.offset + _FRAME.size + len(payload)
         keys, leases, tokens = counts
