@@ -46,7 +46,7 @@ from tuco.observability import Metrics
 from tuco.ports import EventHistory, Read, TransactionLog
 from tuco.reads import FullCopy, ReadStrategy
 from tuco.replay import ReplayStats, replay
-from tuco.snapshotting import SnapshotStream
+from tuco.snapshotting import DatabaseSnapshot, DatabaseSnapshots, SnapshotStream
 from tuco.watchers import Hub, Watch, Watchers, WatchSettings
 
 __all__ = ["Limits", "Phase", "ReplayStats", "Service", "SnapshotStream"]
@@ -99,6 +99,7 @@ class Service:
         self.metrics = metrics
         self.phase = Phase.STARTING
         self.snapshots = Snapshots(self.limits.snapshot_max_bytes)
+        self._database_snapshots = DatabaseSnapshots()
         """The snapshots being taken: :meth:`apply` hands them each event first (copy-on-write before images)."""
         # Reads are the hot path: get is the store's own lookup, not a method calling it.
         self.find: Callable[[str], tuple[bytes, int, int, int] | None] = self.reads.find
@@ -232,6 +233,16 @@ class Service:
         """Make every event committed anywhere visible here (a revision another replica served)."""
         return self.reads.catch_up()
 
+    async def open_snapshot(self, *, chunk_keys: int = 64) -> SnapshotStream | DatabaseSnapshot:
+        """:meth:`snapshot`, or on a read-through replica the log's own state at its head (one database snapshot).
+
+        Raises SnapshotError (over the running snapshots' cap, or a log that cannot read
+        its state), LogError if the database cannot be read.
+        """
+        if not self.reads_through:
+            return self.snapshot(chunk_keys=chunk_keys)
+        return await self._database_snapshots.open(self.log, self.snapshots.max_running)
+
     def snapshot(self, *, chunk_keys: int = 64) -> SnapshotStream:
         """The whole state at the current revision as a snapshot (:mod:`tuco.core.snapshot`), streamed in chunks.
 
@@ -241,7 +252,7 @@ class Service:
         cap; the iterator raises it if the snapshot is abandoned midway.
         """
         if self.reads_through:
-            raise SnapshotError("this replica reads through to PostgreSQL and holds no full copy: snapshot a full one")
+            raise SnapshotError("this replica reads through to PostgreSQL and holds no full copy: see open_snapshot")
         if self.phase is not Phase.SERVING:
             raise SnapshotError("the server is not serving (starting or stopping)")
         state = self.snapshots.begin(self.store, self.log.now_ms())

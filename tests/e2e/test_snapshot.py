@@ -235,3 +235,46 @@ def test_a_snapshot_needs_an_admin_and_a_read_grant_is_refused(tuco: StartTuco, 
     assert done.returncode == 6
     assert "403 forbidden" in done.stderr
     assert not (tmp_path / "x.snap").exists() and not (tmp_path / "x.snap.part").exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.xdist_group("heavy")
+def test_a_read_through_replica_snapshots_one_database_snapshot_under_16_writers(
+    tuco: StartTuco, tmp_path: Path, pg_dsn: str
+) -> None:
+    """TUCO_STATE=cache reads the state in one repeatable-read transaction: it equals the listing at its revision."""
+    env = secured(tmp_path, TUCO_LOG_BACKEND="postgres", TUCO_DATABASE_URL=pg_dsn)
+    full = tuco(data_dir=tmp_path / "a", **env)
+    cached = tuco(data_dir=tmp_path / "b", TUCO_STATE="cache", **env)
+    with full.client(headers=dict(ADMIN)) as http:
+        for n in range(3000):
+            assert http.put(key_path(f"w/{n:03d}"), content=b"%04d" % n * 512).status_code == 201
+        lease = http.post("/v1/leases", json={"ttl": 3600}).json()["id"]
+        assert http.put(key_path("leased"), params={"lease": lease}, content=b"L").status_code == 201
+    stop = threading.Event()
+    threads = writers(full, stop)
+    path = tmp_path / "cached.snap"
+    try:
+        with (
+            cached.client() as http,
+            http.stream("GET", "/v1/snapshot", headers=ADMIN) as stream,
+            path.open("wb") as out,
+        ):
+            assert stream.status_code == 200
+            for chunk in stream.iter_raw(64 << 10):
+                out.write(chunk)
+                time.sleep(0.01)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    summary, keys, leases, tokens = records(path)
+    assert int(stream.headers["x-tuco-revision"]) == summary.revision
+    assert [lease_record.id for lease_record in leases] == [lease]
+    assert len(tokens) == 0  # the bootstrap token lives in the settings, not the log
+    with full.client() as http:
+        assert as_listed(keys) == listing_at(http, summary.revision)
+    with cached.client() as http:
+        head = http.head("/v1/snapshot", headers=ADMIN)
+        assert head.status_code == 200
+        assert int(head.headers["x-tuco-revision"]) > summary.revision

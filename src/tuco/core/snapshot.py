@@ -54,6 +54,7 @@ __all__ = [
     "HEADER_SIZE",
     "MAGIC",
     "SNAPSHOT_VERSION",
+    "Item",
     "KeyRecord",
     "LeaseRecord",
     "SnapshotDecoder",

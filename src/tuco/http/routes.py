@@ -441,7 +441,7 @@ _DECLARED: tuple[Route, ...] = (
             errors=(
                 Fails(
                     SnapshotError,
-                    "{code}: a read-through replica, or too many snapshots running; try again or ask a full replica",
+                    "{code}: two snapshots are running already; try again when one ends",
                 ),
             ),
         ),

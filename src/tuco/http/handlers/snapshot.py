@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import structlog
 
-from tuco.errors import SnapshotError
+from tuco.errors import LogError, SnapshotError
 from tuco.http.answers import error_answer
 from tuco.http.handlers._base import Context
 from tuco.http.messages import Answer, Request, Response, StreamResponse
-from tuco.service import SnapshotStream
+from tuco.snapshotting import DatabaseSnapshot, SnapshotStream
 
 __all__ = ["CONTENT_TYPE", "snapshot"]
 
@@ -23,11 +23,26 @@ _logger = structlog.get_logger("tuco.snapshot")
 
 
 def snapshot(ctx: Context, request: Request, segment: bytes) -> Answer:
-    service = ctx.service
+    if ctx.service.reads_through:  # from the database: opening it waits for a transaction
+        return _from_database(ctx, request)
     try:
-        chunks = service.snapshot()
+        chunks = ctx.service.snapshot()
     except SnapshotError as exc:
         return error_answer(exc)
+    return _answer(request, chunks)
+
+
+async def _from_database(ctx: Context, request: Request) -> Response | StreamResponse:
+    try:
+        chunks = await ctx.service.open_snapshot()
+    except (SnapshotError, LogError) as exc:
+        return error_answer(exc)
+    if request.method == b"HEAD":
+        await chunks.aclose()  # ends the database's transaction now
+    return _answer(request, chunks)
+
+
+def _answer(request: Request, chunks: SnapshotStream | DatabaseSnapshot) -> Response | StreamResponse:
     revision = chunks.revision
     headers = ((b"X-Tuco-Revision", str(revision).encode()), (b"Cache-Control", b"no-store"))
     if request.method == b"HEAD":
@@ -41,7 +56,7 @@ class _Logged:
 
     __slots__ = ("_chunks", "_revision", "_sent")
 
-    def __init__(self, chunks: SnapshotStream, revision: int) -> None:
+    def __init__(self, chunks: SnapshotStream | DatabaseSnapshot, revision: int) -> None:
         self._chunks = chunks
         self._revision = revision
         self._sent = 0
@@ -62,4 +77,4 @@ class _Logged:
         return chunk
 
     async def aclose(self) -> None:
-        self._chunks.close()
+        await self._chunks.aclose()
