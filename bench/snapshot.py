@@ -9,7 +9,8 @@
 3. ``--writers`` threads PUT values of the same size to random keys for ``--seconds``: writes/s without a snapshot.
 4. The same writers run while ``GET /v1/snapshot`` streams to a file at full speed: the snapshot's time, writes/s
    during it, and the server's peak RSS over its RSS just before (VmRSS sampled every 10 ms).
-5. The saved snapshot is verified and restored again: its keys, revision and restore time.
+5. The saved snapshot is verified and restored again: its keys, revision and restore time (and, with
+   ``--database-url URL`` of an empty database, the time of a PostgreSQL restore).
 
 Prints one JSON object. Throughput figures of a shared two-core machine are for comparison side by side,
 not absolutes; the RSS delta is the figure the design bounds.
@@ -147,6 +148,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 decoder.feed(chunk)
         summary = decoder.finish()
         restore_saved = _restore(saved, root / "restored")
+        restore_pg = None
+        if args.database_url:
+            started_pg = time.perf_counter()
+            command = [
+                sys.executable,
+                "-m",
+                "tuco",
+                "snapshot",
+                "restore",
+                str(saved),
+                "--database-url",
+                args.database_url,
+            ]
+            subprocess.run(command, check=True, capture_output=True)
+            restore_pg = round(time.perf_counter() - started_pg, 2)
     return {
         "keys": args.keys,
         "value_bytes": args.value_bytes,
@@ -163,6 +179,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "writes_per_s_without": without,
         "writes_per_s_during": during,
         "restore_saved_s": restore_saved,
+        "restore_postgres_s": restore_pg,
     }
 
 
@@ -173,6 +190,7 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0, help="how long writes run without a snapshot")
     parser.add_argument("--sync", choices=("everysec", "always"), default="everysec")
+    parser.add_argument("--database-url", help="also restore the saved snapshot into this empty PostgreSQL database")
     print(json.dumps(run(parser.parse_args()), indent=2))
 
 
