@@ -21,6 +21,7 @@
     watch: null, // AbortController of the live watch
     watchRevision: 0,
     historyHook: null, // set to a function(key) once GET /v1/history/{key} exists (issue 26)
+    mine: new Set(), // revisions this tab wrote: their watch events are no news
   };
 
   const $ = (id) => document.getElementById(id);
@@ -252,6 +253,7 @@
           : "Cannot list the keys: " + (await problem(response));
       $("next-page").disabled = true;
       $("prev-page").disabled = state.page === 0;
+      $("list-status").dataset.prefix = state.prefix;
       return;
     }
     const body = await response.json();
@@ -265,6 +267,7 @@
     $("page-number").textContent = "Page " + (state.page + 1);
     $("prev-page").disabled = state.page === 0;
     $("next-page").disabled = !state.nextToken;
+    $("list-status").dataset.prefix = state.prefix;
   }
 
   function renderTree(items) {
@@ -291,7 +294,9 @@
             "button",
             { type: "button", onclick: () => openPrefix(folder) },
             el("span", { className: "kind", text: "folder" }),
+            " ",
             el("span", { className: "name", text: rest.slice(0, slash + 1) }),
+            " ",
             counter,
           ),
         );
@@ -309,6 +314,7 @@
       "button",
       { type: "button", onclick: () => openKey(key) },
       el("span", { className: "kind", text: "key" }),
+      " ",
       el("span", { className: "name", text: shownName }),
     );
     if (state.open && state.open.key === key) button.setAttribute("aria-current", "true");
@@ -393,7 +399,12 @@
     renderView();
   }
 
+  function mode(name) {
+    $("detail").dataset.mode = name;
+  }
+
   function renderView(notice) {
+    mode("view");
     const open = state.open;
     const item = open.item;
     const detail = $("detail");
@@ -456,6 +467,7 @@
       detail.prepend(el("p", { className: "notice bad", role: "alert", text: "A binary value cannot be edited here." }));
       return;
     }
+    mode("edit");
     const area = el("textarea", { id: "editor", spellcheck: "false" });
     area.value = text;
     const status = el("p", { id: "edit-status", role: "alert", className: "error" });
@@ -482,6 +494,7 @@
   async function save(text, ifMatch, status) {
     const open = state.open;
     const response = await api("PUT", keyPath(open.key), { body: text, headers: { "If-Match": ifMatch } });
+    noteMine(response);
     if (response.status === 201) {
       await openKey(open.key);
       announce("Saved " + open.key + ".");
@@ -498,6 +511,7 @@
   async function renderConflict(mine) {
     const open = state.open;
     const found = await fetchKey(open.key);
+    mode("conflict");
     const detail = $("detail");
     const yours = el("pre", { className: "value", id: "conflict-mine", tabindex: "0" });
     yours.textContent = mine;
@@ -586,12 +600,14 @@
         status,
       ),
     );
+    mode("confirm");
     confirm.focus();
   }
 
   async function remove(ifMatch, status) {
     const open = state.open;
     const response = await api("DELETE", keyPath(open.key), { headers: { "If-Match": ifMatch } });
+    noteMine(response);
     if (response.status === 200) {
       state.open = null;
       $("detail").replaceChildren(el("p", { className: "ok", role: "status", text: "Deleted " + open.key + "." }));
@@ -628,6 +644,7 @@
           again,
         ),
       );
+      mode("confirm");
       return;
     }
     status.textContent = "Not deleted: " + (await problem(response));
@@ -656,6 +673,7 @@
       ),
       status,
     );
+    mode("new");
     name.focus();
   }
 
@@ -665,6 +683,7 @@
       return;
     }
     const response = await api("PUT", keyPath(key), { body: text, headers: { "If-None-Match": "*" } });
+    noteMine(response);
     if (response.status === 201) {
       await openKey(key);
       announce("Created " + key + ".");
@@ -674,6 +693,11 @@
       response.status === 412
         ? "Not created: a key of that name exists already (open it to edit it)."
         : "Not created: " + (await problem(response));
+  }
+
+  function noteMine(response) {
+    const revision = Number(response.headers.get("X-Tuco-Revision"));
+    if (response.ok && revision) state.mine.add(revision);
   }
 
   function announce(text) {
@@ -771,7 +795,8 @@
       markGone(change.key);
     }
     const open = state.open;
-    if (open && open.key === change.key && change.revision > open.item.mod_revision && !$("editor")) {
+    const news = !state.mine.has(change.revision) && $("detail").dataset.mode === "view";
+    if (news && open && open.key === change.key && change.revision > open.item.mod_revision) {
       const what = type === "put" ? "changed" : "was deleted";
       renderView(
         el(
