@@ -64,6 +64,8 @@ def _uvicorn(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[byte
             str(port),
             "--timeout-graceful-shutdown",
             "5",
+            "--timeout-keep-alive",
+            "30",
         ],
         env={**os.environ, "TUCO_LOG_LEVEL": "warning", **env},
         cwd=tmp_path,

@@ -56,7 +56,13 @@ class Server:
                 async def worker() -> None:
                     while queue:
                         key, value = queue.pop()
-                        answer = await http.put(key_path(key), content=value)
+                        for attempt in range(3):  # a keep-alive connection the server closed as it was reused
+                            try:
+                                answer = await http.put(key_path(key), content=value)
+                                break
+                            except (httpx.ReadError, httpx.RemoteProtocolError):
+                                if attempt == 2:
+                                    raise
                         assert answer.status_code == 201, answer.text
 
                 await asyncio.gather(*(worker() for _ in range(16)))
