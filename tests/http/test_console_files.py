@@ -1,4 +1,4 @@
-"""The console's page and files: served by both front ends from the package, versioned, cacheable, under a strict CSP."""
+"""The console's page and files: served by both front ends from the package, versioned, cached, under a strict CSP."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_the_csp_allows_nothing_inline_nothing_foreign_and_no_framing() -> None:
 
 
 def test_the_page_has_no_inline_script_style_or_handler() -> None:
-    """index.html has no inline script, style or on* handler; console.js writes no HTML (text only) and evals nothing."""
+    """index.html has no inline script, style or on* handler; console.js writes no HTML and evals nothing."""
     page = packaged("index.html").decode()
     assert re.findall(r"<script(?![^>]*\bsrc=)", page) == []
     assert re.findall(r"\son[a-z]+\s*=", page) == []
