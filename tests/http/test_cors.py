@@ -6,9 +6,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import httpx
+import pytest
 
 from tests.http.secured import FRONT_ENDS, secured_service, served_secured
 from tests.http.test_auth import ADMIN
+from tuco.config import load_settings
+from tuco.errors import ConfigurationError
 from tuco.http.api import KeyValueAPI
 from tuco.http.cors import Cors
 from tuco.observability import Metrics
@@ -227,3 +230,13 @@ def test_cors_is_chosen_once_when_the_api_is_built() -> None:
         Service(MemoryLog(), Limits(), Metrics(), watch_settings=WatchSettings(allow_origins=frozenset({APP})))
     )
     assert wrapped.handle.__func__ is Cors.handle  # type: ignore[attr-defined]
+
+
+def test_tuco_cors_origins_and_its_former_name_are_both_read() -> None:
+    """TUCO_CORS_ORIGINS and TUCO_CORS_ALLOW_ORIGINS together are the allowed set; a non-origin is refused."""
+    settings = load_settings(cors_origins=" http://a.test ,https://b.test:8443", cors_allow_origins="http://c.test")
+    assert settings.allowed_origins == frozenset({"http://a.test", "https://b.test:8443", "http://c.test"})
+    assert load_settings().allowed_origins == frozenset()
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(cors_origins="app.test")
+    assert "TUCO_CORS_ORIGINS: 'app.test' is not an origin such as https://app.example" in str(refused.value)
