@@ -398,3 +398,41 @@ def test_the_keyboard_alone_signs_in_browses_and_edits(
     with server.client() as other:
         assert other.get(key_path("lab/json")).content == b"typed"
     problems.check(page)
+
+
+@pytest.mark.parametrize("server", [("native", True)], indirect=True, ids=["native-token"])
+def test_a_token_limited_to_a_prefix_browses_from_that_prefix(
+    server: Server, new_page: Any, shots: Path, problems: Problems
+) -> None:
+    """A token with write on lab/ only: told it may not list every key, it browses and edits under lab/."""
+    from playwright.sync_api import expect
+
+    server.seed({**LAB, "secret/plans": b"hidden"})
+    with server.client() as admin:
+        created = admin.post("/v1/tokens", json={"grants": [{"prefix": "lab/", "permission": "write"}]})
+        assert created.status_code == 201
+        token = created.json()["token"]
+    page = new_page()
+    page.goto(server.url + "/ui/")
+    page.fill("#token", token)
+    page.click("#signin-form button[type=submit]")
+    expect(page.locator("#list-status")).to_have_text(
+        "This token may not list the keys under this prefix. Type a prefix it may read."
+    )
+    expect(page.locator("#live-state")).to_contain_text("No live changes: forbidden")
+    page.screenshot(path=shots / "01-limited-root.png")
+    open_prefix(page, "lab/")
+    assert tree_names(page) == ["binary", "json", "text"]
+    expect(page.locator("#live-state")).to_have_text("Watching “lab/” live.")
+    open_key(page, "lab/text", "text")
+    press(page, "Edit")
+    page.fill("#editor", "by the limited token")
+    press(page, "Save")
+    expect(page.locator("#announce")).to_have_text("Saved lab/text.")
+    page.click("#nav-status")
+    expect(page.locator("#status-body")).to_contain_text("This token may not see the details")
+    expect(page.locator("#status-body")).to_contain_text("Metrics are off, or this token may not read them (403).")
+    page.screenshot(path=shots / "02-limited-status.png")
+    assert page.locator("#status-body").inner_text().count("hidden") == 0
+    problems.check(page)
+    assert {line.split("status of ")[1][:3] for line in problems.network} == {"401", "403"}  # before and after

@@ -86,6 +86,24 @@ def test_an_allowed_origin_gets_every_cors_field_on_reads_and_writes(front_end: 
 
 
 @FRONT_ENDS
+def test_an_answer_that_waits_gets_the_fields_too(front_end: str) -> None:
+    """A long poll (an awaited answer) from a listed origin is answered with the CORS fields once the key changes."""
+
+    async def check(client: httpx.AsyncClient) -> None:
+        assert (await client.put("/v1/key/a", content=b"one")).status_code == 201
+        waiting = asyncio.create_task(
+            client.get("/v1/key/a", params={"wait_revision": "2", "timeout": "30s"}, headers={"Origin": APP})
+        )
+        await asyncio.sleep(0.05)  # lets the poll arrive first; if it does not, it is answered at once, as well
+        assert (await client.put("/v1/key/a", content=b"two")).status_code == 201
+        answer = await waiting
+        assert (answer.status_code, answer.content, answer.headers["etag"]) == (200, b"two", '"2"')
+        assert cors_fields(answer) == allowed_answer()
+
+    run(front_end, check, frozenset({APP}))
+
+
+@FRONT_ENDS
 def test_another_origin_or_none_gets_only_vary(front_end: str) -> None:
     """An origin not listed, or no Origin at all, gets no CORS field: only Vary: Origin, for caches."""
 
