@@ -20,7 +20,9 @@
     open: null, // the key shown: {key, item, bytes, mode}
     watch: null, // AbortController of the live watch
     watchRevision: 0,
-    historyHook: null, // set to a function(key) once GET /v1/history/{key} exists (issue 26)
+    // The history view's hook (issue 24): once GET /v1/history/{key} exists, set this to a function(key) that
+    // renders the key's revisions and who made them into #detail; renderView shows a History button when it is set.
+    historyHook: null,
     mine: new Set(), // revisions this tab wrote: their watch events are no news
   };
 
