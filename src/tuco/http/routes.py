@@ -34,6 +34,7 @@ from tuco.errors import (
     TokenNotFoundError,
     UriTooLongError,
 )
+from tuco.http._console import CONSOLE
 from tuco.http._route import Operation, Route, Target, operation, route
 from tuco.http._schema import (
     BINARY,
@@ -56,6 +57,7 @@ from tuco.http.messages import KEY_ROUTE
 
 __all__ = [
     "ALIAS",
+    "CONSOLE",
     "KEEPALIVE",
     "KEY",
     "LEASE",
@@ -433,6 +435,7 @@ _DECLARED: tuple[Route, ...] = (
             answers={"200": json_answer("OpenAPI 3.1", {"type": "object"})},
         ),
     ),
+    *CONSOLE,
     KEY,
     LEASE,
     KEEPALIVE,

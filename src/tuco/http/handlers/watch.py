@@ -29,7 +29,7 @@ from tuco.watchers import Watch, WatchStep
 if TYPE_CHECKING:
     from tuco.http.handlers._base import Context
 
-__all__ = ["EVENT_STREAM", "compacted", "cors", "revision_ahead", "watch", "watch_stream"]
+__all__ = ["EVENT_STREAM", "compacted", "revision_ahead", "watch", "watch_stream"]
 
 EVENT_STREAM = b"text/event-stream"
 _RETRY_MS = 1000  # what EventSource waits before reconnecting after the stream ends
@@ -88,24 +88,6 @@ def compacted(exc: HistoryCompactedError) -> Response:
     return json_response(exc.status, {"error": exc.code, "message": str(exc), "oldest_revision": exc.oldest})
 
 
-def cors(request: Request, allowed: frozenset[str]) -> tuple[tuple[bytes, bytes], ...]:
-    """``Access-Control-Allow-Origin`` for a page of an allowed origin (EventSource across origins needs it)."""
-    if not allowed:
-        return ()
-    origin = request.header(b"origin")
-    if origin is None:
-        return ()
-    if "*" in allowed:
-        return ((b"Access-Control-Allow-Origin", b"*"),)
-    try:
-        text = origin.decode("ascii")
-    except UnicodeDecodeError:
-        return ()
-    if text in allowed:
-        return ((b"Access-Control-Allow-Origin", origin), (b"Vary", b"Origin"))
-    return ()
-
-
 def watch(ctx: Context, request: Request, segment: bytes) -> Answer:
     service = ctx.service
     if service.phase is Phase.STOPPING:
@@ -114,7 +96,7 @@ def watch(ctx: Context, request: Request, segment: bytes) -> Answer:
         selector, after = watch_params(request, service.revision)
     except InvalidRequestError as exc:
         return error_answer(exc)
-    headers = sse.HEADERS + cors(request, service.watch_settings.allow_origins)
+    headers = sse.HEADERS  # CORS fields, for configured origins, are added by tuco.http.cors
     opening = _Opening(request.method == b"HEAD", selector, after, headers, request.principal)
     if after > service.revision:
         # Another replica's revision, or one this store never reached (it was restored from a backup).
