@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from tuco.errors import InvalidKeyError, NotFoundError, TucoError
 from tuco.http.answers import NOT_FOUND_PATH, OCTET_STREAM, STARTING, error_answer
 from tuco.http.auth import Guard
+from tuco.http.cors import Cors
 from tuco.http.handlers import INLINE, Context, resolve
 from tuco.http.handlers._writes import answer_when_written, write_refused
 from tuco.http.handlers.keys import consistent_get, long_poll, put_with_parameters, read_now, read_through
@@ -84,6 +85,9 @@ class KeyValueAPI:
             self._verified = service.tokens.verified
             self._now = service.clock
             self.handle = self._handle_guarded  # type: ignore[method-assign]
+        origins = service.watch_settings.allow_origins
+        if origins:  # chosen once too: with no origin configured, no request pays for CORS
+            self.handle = Cors(origins, self.handle).handle  # type: ignore[method-assign]
 
     def _handle_guarded(self, request: Request) -> Answer:
         """:meth:`handle` with authentication on: a plain GET by a credential verified before is answered here.

@@ -239,26 +239,6 @@ class Guard:
             return self._unauthorized(request, reason, record.id)
         return response
 
-    async def _while_valid(
-        self, chunks: AsyncIterator[bytes], record: TokenRecord, request: Request
-    ) -> AsyncIterator[bytes]:
-        """A watch stream that ends once its credential is revoked or expires (checked at each frame it sends).
-
-        An idle stream sends a heartbeat every TUCO_WATCH_HEARTBEAT_SECONDS, so that bounds how long it outlives
-        a revocation.
-        """
-        try:
-            async for chunk in chunks:
-                reason = self._lapsed(record, request)
-                if reason is not None:
-                    _audit.info("watch_ended", token_id=record.id, cert=record.cert or None, reason=reason)
-                    return
-                yield chunk
-        finally:
-            closing = getattr(chunks, "aclose", None)
-            if closing is not None:
-                await closing()
-
     def _remember(self, header: bytes, record: TokenRecord) -> None:
         verified = self._verified
         if len(verified) >= MAX_VERIFIED:
@@ -290,7 +270,7 @@ class Guard:
             request.principal = record.principal  # a watch counts against its principal's share
             answer = self._dispatch(request, route, segment)
             if isinstance(answer, StreamResponse) and (record is not _BOOTSTRAP or request.peer is not None):
-                answer.chunks = self._while_valid(answer.chunks, record, request)
+                answer.chunks = _WhileValid(answer.chunks, record, request, self._lapsed)
             return answer
         if target is Target.METRICS:
             if not allows(grants, "", _READ):
@@ -335,6 +315,61 @@ class Guard:
 
     def _audit_denied(self, request: Request, token: str | None, reason: str) -> None:
         audit_denied(request, token, reason)
+
+
+class _WhileValid:
+    """A watch stream that ends once its credential is revoked or expires (checked at each chunk it sends).
+
+    An idle stream sends a heartbeat every TUCO_WATCH_HEARTBEAT_SECONDS, so that bounds how long it outlives
+    a revocation. An iterator class rather than an async generator, which mypyc cannot compile; it awaits
+    nothing inside ``except`` or ``finally`` (a compiled coroutine suspended there keeps a stale exception).
+    """
+
+    __slots__ = ("_chunks", "_closed", "_lapsed", "_record", "_request")
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        record: TokenRecord,
+        request: Request,
+        lapsed: Callable[[TokenRecord, Request], str | None],
+    ) -> None:
+        self._chunks = chunks
+        self._record = record
+        self._request = request
+        self._lapsed = lapsed
+        self._closed = False
+
+    def __aiter__(self) -> _WhileValid:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._closed:
+            raise StopAsyncIteration
+        failure: BaseException | None = None
+        try:
+            chunk = await self._chunks.__anext__()
+        except BaseException as exc:  # the stream ended, failed or was cancelled: it is closed, then that goes on
+            failure = exc
+        if failure is not None:
+            await self.aclose()
+            raise failure
+        record = self._record
+        reason = self._lapsed(record, self._request)
+        if reason is not None:
+            _audit.info("watch_ended", token_id=record.id, cert=record.cert or None, reason=reason)
+            await self.aclose()
+            raise StopAsyncIteration
+        return chunk
+
+    async def aclose(self) -> None:
+        """Close the stream underneath (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        closing = getattr(self._chunks, "aclose", None)
+        if closing is not None:
+            await closing()
 
 
 def _token_id(request: Request) -> str | None:

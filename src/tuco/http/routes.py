@@ -35,6 +35,7 @@ from tuco.errors import (
     TokenNotFoundError,
     UriTooLongError,
 )
+from tuco.http._console import CONSOLE
 from tuco.http._route import Operation, Route, Target, operation, route
 from tuco.http._schema import (
     BINARY,
@@ -57,6 +58,7 @@ from tuco.http.messages import KEY_ROUTE
 
 __all__ = [
     "ALIAS",
+    "CONSOLE",
     "KEEPALIVE",
     "KEY",
     "LEASE",
@@ -459,6 +461,7 @@ _DECLARED: tuple[Route, ...] = (
             answers={"200": json_answer("OpenAPI 3.1", {"type": "object"})},
         ),
     ),
+    *CONSOLE,
     KEY,
     LEASE,
     KEEPALIVE,

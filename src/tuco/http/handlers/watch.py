@@ -1,13 +1,13 @@
 """``GET /v1/watch``: the handler, and the stream's pieces: its frames gathered into chunks, its headers, and the
 409/410 answers of a resume point.
 
-The handler opens the watch through the Service; :func:`watch_stream` turns the
+The handler opens the watch through the Service; :class:`WatchStream` turns the
 watch's steps into Server-Sent Events chunks.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections import deque
 from typing import TYPE_CHECKING, NamedTuple
 
 from tuco.core.tokens import Principal
@@ -24,12 +24,12 @@ from tuco.http.answers import SHUTTING_DOWN, error_answer, json_response, refusa
 from tuco.http.messages import Answer, Headers, Request, Response, StreamResponse
 from tuco.http.params import watch_params
 from tuco.service import Phase
-from tuco.watchers import Watch, WatchStep
+from tuco.watchers import Step, Watch, WatchStep
 
 if TYPE_CHECKING:
     from tuco.http.handlers._base import Context
 
-__all__ = ["EVENT_STREAM", "compacted", "cors", "revision_ahead", "watch", "watch_stream"]
+__all__ = ["EVENT_STREAM", "WatchStream", "compacted", "revision_ahead", "watch"]
 
 EVENT_STREAM = b"text/event-stream"
 _RETRY_MS = 1000  # what EventSource waits before reconnecting after the stream ends
@@ -39,43 +39,85 @@ _SHARED_FRAME_BYTES = 16 * 1024  # a frame this large is sent as it is, shared, 
 _RETRY_SOON: Headers = ((b"Retry-After", b"1"),)
 
 
-async def watch_stream(watch: Watch, frames: sse.FrameCache) -> AsyncIterator[bytes]:
+class WatchStream:
     """The frames of one watch: ``retry`` first, then events, heartbeats and progress, a cancel frame last.
 
     Small frames are gathered into one chunk; a large one is its own chunk, the
-    very bytes object every other watcher sends too (no copy per watcher).
+    very bytes object every other watcher sends too (no copy per watcher). An
+    iterator class rather than an async generator, which mypyc cannot compile;
+    the watch is closed (and the frame cache emptied when it was the last) once
+    the stream ends, fails, or is closed by the server.
     """
-    try:
-        yield sse.opening_frame(_RETRY_MS, watch.after)
-        while True:
-            step = await watch.next()
-            if step.kind is WatchStep.EVENTS:
-                chunk: list[bytes] = []
-                size = 0
-                for event in step.events:
-                    frame = frames.frame(event)
-                    if len(frame) >= _SHARED_FRAME_BYTES:
-                        if chunk:
-                            yield b"".join(chunk)
-                            chunk, size = [], 0
-                        yield frame
-                        continue
-                    chunk.append(frame)
-                    size += len(frame)
-                    if size >= _CHUNK_BYTES:
-                        yield b"".join(chunk)
+
+    __slots__ = ("_closed", "_ended", "_frames", "_pending", "_watch")
+
+    def __init__(self, watch: Watch, frames: sse.FrameCache) -> None:
+        self._watch = watch
+        self._frames = frames
+        self._pending: deque[bytes] = deque((sse.opening_frame(_RETRY_MS, watch.after),))
+        self._ended = False
+        self._closed = False
+
+    def __aiter__(self) -> WatchStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        pending = self._pending
+        while not pending:
+            if self._ended or self._closed:
+                self._close()
+                raise StopAsyncIteration
+            failure: BaseException | None = None
+            try:
+                step = await self._watch.next()
+            except BaseException as exc:  # cancelled or failed: the watch is closed, then that goes on
+                failure = exc
+            if failure is not None:
+                self._close()
+                raise failure
+            self._take(step)
+        return pending.popleft()
+
+    def _take(self, step: Step) -> None:
+        """The chunks of one step of the watch, queued to send."""
+        pending = self._pending
+        if step.kind is WatchStep.EVENTS:
+            frames = self._frames
+            chunk: list[bytes] = []
+            size = 0
+            for event in step.events:
+                frame = frames.frame(event)
+                if len(frame) >= _SHARED_FRAME_BYTES:
+                    if chunk:
+                        pending.append(b"".join(chunk))
                         chunk, size = [], 0
-                if chunk:
-                    yield b"".join(chunk)
-            elif step.kind is WatchStep.PROGRESS:
-                yield sse.heartbeat_frame() + sse.progress_frame(step.revision)
-            else:
-                yield sse.cancel_frame(step.reason, step.revision)
-                return
-    finally:
+                    pending.append(frame)
+                    continue
+                chunk.append(frame)
+                size += len(frame)
+                if size >= _CHUNK_BYTES:
+                    pending.append(b"".join(chunk))
+                    chunk, size = [], 0
+            if chunk:
+                pending.append(b"".join(chunk))
+        elif step.kind is WatchStep.PROGRESS:
+            pending.append(sse.heartbeat_frame() + sse.progress_frame(step.revision))
+        else:
+            pending.append(sse.cancel_frame(step.reason, step.revision))
+            self._ended = True
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        watch = self._watch
         watch.close()
         if watch.last:
-            frames.clear()  # nobody watches: the frames kept for them go
+            self._frames.clear()  # nobody watches: the frames kept for them go
+
+    async def aclose(self) -> None:
+        """End the stream now (the server closes a stream it stops sending)."""
+        self._close()
 
 
 def revision_ahead(exc: RevisionAheadError) -> Response:
@@ -88,24 +130,6 @@ def compacted(exc: HistoryCompactedError) -> Response:
     return json_response(exc.status, {"error": exc.code, "message": str(exc), "oldest_revision": exc.oldest})
 
 
-def cors(request: Request, allowed: frozenset[str]) -> tuple[tuple[bytes, bytes], ...]:
-    """``Access-Control-Allow-Origin`` for a page of an allowed origin (EventSource across origins needs it)."""
-    if not allowed:
-        return ()
-    origin = request.header(b"origin")
-    if origin is None:
-        return ()
-    if "*" in allowed:
-        return ((b"Access-Control-Allow-Origin", b"*"),)
-    try:
-        text = origin.decode("ascii")
-    except UnicodeDecodeError:
-        return ()
-    if text in allowed:
-        return ((b"Access-Control-Allow-Origin", origin), (b"Vary", b"Origin"))
-    return ()
-
-
 def watch(ctx: Context, request: Request, segment: bytes) -> Answer:
     service = ctx.service
     if service.phase is Phase.STOPPING:
@@ -114,7 +138,7 @@ def watch(ctx: Context, request: Request, segment: bytes) -> Answer:
         selector, after = watch_params(request, service.revision)
     except InvalidRequestError as exc:
         return error_answer(exc)
-    headers = sse.HEADERS + cors(request, service.watch_settings.allow_origins)
+    headers = sse.HEADERS  # CORS fields, for configured origins, are added by tuco.http.cors
     opening = _Opening(request.method == b"HEAD", selector, after, headers, request.principal)
     if after > service.revision:
         # Another replica's revision, or one this store never reached (it was restored from a backup).
@@ -150,7 +174,7 @@ def _open_watch(ctx: Context, opening: _Opening) -> Response | StreamResponse:
         return revision_ahead(exc)
     except TooManyWatchersError as exc:
         return error_answer(exc, fields=_RETRY_SOON)
-    return StreamResponse(200, watch_stream(opened, ctx.frames), EVENT_STREAM, headers)
+    return StreamResponse(200, WatchStream(opened, ctx.frames), EVENT_STREAM, headers)
 
 
 async def _watch_after_catch_up(ctx: Context, opening: _Opening) -> Response | StreamResponse:
