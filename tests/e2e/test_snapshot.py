@@ -213,6 +213,15 @@ def test_file_to_postgres_to_file_round_trip_keeps_the_state_exactly(
     save(on_file, third)
     with on_file.client() as http:
         assert listing_at(http, summary.revision) == listed
+        # Resumed here at the snapshot's revision too (a file log keeps no history before it): the next write is served.
+        params: dict[str, str | int] = {"key": "bytes/2", "start_revision": summary.revision + 1}
+        with http.stream("GET", "/v1/watch", params=params, headers=ADMIN) as stream:
+            assert stream.status_code == 200
+            assert http.put(key_path("bytes/2"), content=b"on file", headers=ADMIN).status_code == 201
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    assert f'"mod_revision":{summary.revision + 1}' in line.replace(" ", "")
+                    break
         assert http.get(key_path("bytes/1"), headers=bearer(token)).content == bytes(range(256))
         assert http.get(key_path("ttl/a"), headers=ADMIN).headers["x-tuco-expires-at"]
     one, two, three = records(first), records(second), records(third)
