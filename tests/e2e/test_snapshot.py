@@ -287,3 +287,30 @@ def test_a_read_through_replica_snapshots_one_database_snapshot_under_16_writers
         head = http.head("/v1/snapshot", headers=ADMIN)
         assert head.status_code == 200
         assert int(head.headers["x-tuco-revision"]) > summary.revision
+
+
+def test_a_snapshot_past_its_bound_is_abandoned_and_its_stream_is_refused_as_truncated(
+    tuco: StartTuco, tmp_path: Path
+) -> None:
+    """Over TUCO_SNAPSHOT_MAX_BYTES of before images the stream ends without its trailer, which the decoder refuses."""
+    from tuco.errors import SnapshotFormatError
+
+    server = tuco(TUCO_SNAPSHOT_MAX_BYTES=str(1 << 20))
+    big = b"x" * (64 << 10)
+    with server.client() as http:
+        for n in range(500):
+            assert http.put(key_path(f"big/{n:03d}"), content=big).status_code == 201
+        decoder = SnapshotDecoder()
+        with http.stream("GET", "/v1/snapshot") as stream:
+            chunks = stream.iter_raw(64 << 10)
+            decoder.feed(next(chunks))  # the walk is under way, paced by this reader
+            with httpx.Client(base_url=server.url) as writer:
+                for n in range(40):  # 40 before images of 64 KiB: past the 1 MiB bound
+                    assert writer.put(key_path(f"big/{n * 12:03d}"), content=b"y").status_code == 201
+            for chunk in chunks:
+                decoder.feed(chunk)
+        with pytest.raises(SnapshotFormatError, match="truncated: it ends at offset"):
+            decoder.finish()
+        abandoned = server.wait_for("snapshot_abandoned", timeout=10)
+        assert "more than 1048576 bytes of keys changed while it ran" in abandoned["reason"]
+        assert http.get("/v1/snapshot").status_code == 200  # the next one, without writes, is whole
