@@ -314,3 +314,35 @@ def test_a_snapshot_past_its_bound_is_abandoned_and_its_stream_is_refused_as_tru
         abandoned = server.wait_for("snapshot_abandoned", timeout=10)
         assert "more than 1048576 bytes of keys changed while it ran" in abandoned["reason"]
         assert http.get("/v1/snapshot").status_code == 200  # the next one, without writes, is whole
+
+
+def test_save_keeps_nothing_of_a_snapshot_the_server_abandoned(tuco: StartTuco, tmp_path: Path) -> None:
+    """tuco snapshot save, paused mid-stream while writes pass the bound: exit 1, no FILE and no FILE.part."""
+    import signal
+
+    server = tuco(TUCO_SNAPSHOT_MAX_BYTES=str(1 << 20))
+    with server.client() as http:
+        for n in range(500):
+            assert http.put(key_path(f"big/{n:03d}"), content=b"x" * (64 << 10)).status_code == 201
+    path = tmp_path / "abandoned.snap"
+    part = tmp_path / "abandoned.snap.part"
+    command = [sys.executable, "-m", "tuco", "snapshot", "save", str(path), "--url", server.url]
+    saving = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (part.exists() and part.stat().st_size > 0):
+        assert saving.poll() is None, "the save ended before it could be paused"
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    os.kill(saving.pid, signal.SIGSTOP)  # a reader that stalls: the server's walk waits for it
+    try:
+        with server.client() as http:
+            for n in range(40):
+                assert http.put(key_path(f"big/{n * 12:03d}"), content=b"y").status_code == 201
+    finally:
+        os.kill(saving.pid, signal.SIGCONT)
+    out, err = saving.communicate(timeout=60)
+    assert saving.returncode == 1
+    assert out == ""
+    assert f"tuco: the snapshot from {server.url} is not whole (truncated: it ends at offset" in err
+    assert err.endswith("; nothing saved\n")
+    assert not path.exists() and not part.exists()
