@@ -99,8 +99,8 @@ class Service:
         self.metrics = metrics
         self.phase = Phase.STARTING
         self.snapshots = Snapshots(self.limits.snapshot_max_bytes)
-        self._database_snapshots = DatabaseSnapshots()
         """The snapshots being taken: :meth:`apply` hands them each event first (copy-on-write before images)."""
+        self._database_snapshots = DatabaseSnapshots()  # a read-through replica's, read from its log
         # Reads are the hot path: get is the store's own lookup, not a method calling it.
         self.find: Callable[[str], tuple[bytes, int, int, int] | None] = self.reads.find
         self.get: Callable[[str], Entry] = self.store.lookup
