@@ -80,9 +80,13 @@ class DatabaseSnapshot:
         """Read the revision and the leases and tokens; raises the log's error (the snapshot is then closed)."""
         try:
             revision, first = await anext(self._batches)
-        except BaseException:
+        except BaseException as exc:  # closed after the except: nothing is awaited inside one (see bench/compiled.py)
+            failed: BaseException | None = exc
+        else:
+            failed = None
+        if failed is not None:
             await self.aclose()
-            raise
+            raise failed
         self.revision = self._encoder.revision = revision
         self._pending = [self._encoder.header(), *(_framed(self._encoder, item) for item in first)]
         return self
@@ -97,15 +101,19 @@ class DatabaseSnapshot:
             return data
         if self._done:
             raise StopAsyncIteration
+        batch: Sequence[Item] | None = None
+        failed: BaseException | None = None
         try:
             _, batch = await anext(self._batches)
         except StopAsyncIteration:
             self._done = True
+        except BaseException as exc:
+            failed = exc
+        if batch is None:
             await self.aclose()
+            if failed is not None:
+                raise failed
             return self._encoder.trailer()
-        except BaseException:
-            await self.aclose()
-            raise
         return b"".join([_framed(self._encoder, item) for item in batch])
 
     async def aclose(self) -> None:
