@@ -11,9 +11,9 @@ also runs ``tests/core tests/http tests/log`` of the checkout with
 ``PYTHONPATH`` at the compiled tree. ``--probe`` instead tries each module on
 its own and prints which ones mypyc refuses, and why.
 
-The default modules are the request path minus what cannot be compiled as it
-is: ``http/api.py`` (async generators are unimplemented in mypyc),
-``errors.py`` (a native exception class cannot also inherit ``KeyError``), and
+The default modules are the request path (the native connection, the
+pipeline: routes, guard, dispatch and every handler) minus what cannot be
+compiled as it is: ``errors.py`` (a native exception class cannot also inherit ``KeyError``), and
 ``log/batching.py``, which compiles but whose ``WritesThroughGroupCommit`` is
 the base of the file, PostgreSQL and memory logs, none of which compiles
 (async generators), and an interpreted class cannot inherit from a compiled
@@ -58,6 +58,20 @@ HOT_PATH = (
     "tuco/http/_order.py",
     "tuco/http/_timing.py",
     "tuco/http/connection.py",
+    "tuco/http/_route.py",
+    "tuco/http/params.py",
+    "tuco/http/audit.py",
+    "tuco/http/auth.py",
+    "tuco/http/api.py",
+    "tuco/http/handlers/__init__.py",
+    "tuco/http/handlers/_base.py",
+    "tuco/http/handlers/_writes.py",
+    "tuco/http/handlers/keys.py",
+    "tuco/http/handlers/listing.py",
+    "tuco/http/handlers/leases.py",
+    "tuco/http/handlers/watch.py",
+    "tuco/http/handlers/tokens.py",
+    "tuco/http/handlers/status.py",
     "tuco/service.py",
     "tuco/cache.py",
 )
