@@ -69,6 +69,13 @@ class Settings(BaseSettings):
         le=1 << 40,
         description="full state: keys the store may hold; a new key past this is 507 store_full (0: no bound).",
     )
+    snapshot_max_bytes: int = Field(
+        256 << 20,
+        ge=1 << 20,
+        le=1 << 40,
+        description="full state: bytes a running snapshot (GET /v1/snapshot) may keep of the keys written while it "
+        "streams (their state at its revision, about 240 bytes plus key and old value each); past it, it is abandoned.",
+    )
     tls_cert_file: Path | None = Field(None, description="PEM certificate chain; with the key file, HTTPS only.")
     tls_key_file: Path | None = Field(None, description="PEM private key of the certificate.")
     tls_client_ca_file: Path | None = Field(

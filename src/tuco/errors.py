@@ -16,6 +16,8 @@
     ├── TokenNotFoundError        no such token (never created, or revoked)
     ├── TokenLimitError           over the number of live tokens
     ├── StoreFullError            the store is at its bound (bytes or keys): writes that grow it are refused (507)
+    ├── SnapshotError             a snapshot cannot be taken or finished now (too many running, too many writes)
+    │   └── SnapshotFormatError   a snapshot file that is not one, damaged, truncated or of another version
     ├── InvalidRequestError       a client's mistake; never a server fault
     │   ├── InvalidKeyError       empty or undecodable key
     │   │   └── KeyTooLongError   key over the limit
@@ -125,6 +127,8 @@ __all__ = [
     "ServerBusyError",
     "ServerUnreachableError",
     "ShuttingDownError",
+    "SnapshotError",
+    "SnapshotFormatError",
     "StartingError",
     "StoreFullError",
     "StreamingUnsupportedError",
@@ -298,6 +302,24 @@ class StoreFullError(TucoError):
 
     code = "store_full"
     status = 507
+
+
+class SnapshotError(TucoError):
+    """A snapshot cannot be taken now (too many at once, a read-through replica), or was abandoned midway.
+
+    Abandoned midway (more keys changed during it than TUCO_SNAPSHOT_MAX_CHANGES),
+    its stream ends without a trailer, which every reader refuses: take it again.
+    """
+
+    code = "snapshot_unavailable"
+    status = 503
+
+
+class SnapshotFormatError(SnapshotError):
+    """A snapshot file that is not a tuco snapshot, is of another format version, damaged or truncated."""
+
+    code = "snapshot_format"
+    status = 422
 
 
 class InvalidRequestError(TucoError):

@@ -52,6 +52,8 @@ class Limits:
     """Bytes the store may hold (:attr:`~tuco.core.store.Store.bytes`); 0: no bound."""
     max_store_keys: int = 10_000_000
     """Keys the store may hold; 0: no bound."""
+    snapshot_max_bytes: int = 256 << 20
+    """Before images a running snapshot may keep of the keys written during it; past it, it is abandoned."""
 
 
 def _room(limits: Limits) -> int:

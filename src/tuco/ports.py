@@ -7,15 +7,25 @@ the fakes in :mod:`tuco.testing` implement them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from tuco.core.distribution import Distribution
 from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
+from tuco.core.snapshot import Item as SnapshotItem
 from tuco.core.store import Page
 from tuco.errors import LogError
 
-__all__ = ["CommitSink", "EventHistory", "LogStatistics", "LogStatus", "Read", "StateReader", "TransactionLog"]
+__all__ = [
+    "CommitSink",
+    "EventHistory",
+    "LogStatistics",
+    "LogStatus",
+    "Read",
+    "StateReader",
+    "StateSnapshots",
+    "TransactionLog",
+]
 
 
 class CommitSink(Protocol):
@@ -175,6 +185,23 @@ class EventHistory(Protocol):
 
 
 # -- reading the state where it is kept: read-through replicas and functions ----
+
+
+@runtime_checkable
+class StateSnapshots(Protocol):
+    """A log that can read its whole current state at one revision itself: how a replica without a full copy snapshots.
+
+    Optional: the PostgreSQL log reads it in one ``REPEATABLE READ READ ONLY`` transaction on a
+    connection of its own, so it never blocks writers.
+    """
+
+    def snapshot_state(self, now: int) -> AsyncGenerator[tuple[int, Sequence[SnapshotItem]]]:
+        """The revision, then the state's records in batches (leases and tokens first), each with that revision.
+
+        Tokens expired at ``now`` are left out, as a compaction leaves them. Raises
+        :class:`~tuco.errors.LogError` if the state cannot be read.
+        """
+        ...
 
 
 class Read(NamedTuple):

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from tuco import _service_metrics
 from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
 from tuco.core.leases import Lease, may_use
+from tuco.core.snapshots import Snapshots, encode_state
 from tuco.core.store import DEFAULT_HISTORY_BYTES, Page, Store
 from tuco.core.tokens import Access, Grant, Principal, TokenRecord, Tokens, digest, encode_record, format_token
 from tuco.core.watch import Selector
@@ -35,6 +36,7 @@ from tuco.errors import (
     LeaseNotFoundError,
     LogError,
     PreconditionFailedError,
+    SnapshotError,
     TokenLimitError,
     TokenNotFoundError,
 )
@@ -44,9 +46,10 @@ from tuco.observability import Metrics
 from tuco.ports import EventHistory, Read, TransactionLog
 from tuco.reads import FullCopy, ReadStrategy
 from tuco.replay import ReplayStats, replay
+from tuco.snapshotting import DatabaseSnapshot, DatabaseSnapshots, SnapshotStream
 from tuco.watchers import Hub, Watch, Watchers, WatchSettings
 
-__all__ = ["Limits", "Phase", "ReplayStats", "Service"]
+__all__ = ["Limits", "Phase", "ReplayStats", "Service", "SnapshotStream"]
 
 
 class Phase(enum.Enum):
@@ -95,6 +98,9 @@ class Service:
         self.limits = limits or Limits()
         self.metrics = metrics
         self.phase = Phase.STARTING
+        self.snapshots = Snapshots(self.limits.snapshot_max_bytes)
+        """The snapshots being taken: :meth:`apply` hands them each event first (copy-on-write before images)."""
+        self._database_snapshots = DatabaseSnapshots()  # a read-through replica's, read from its log
         # Reads are the hot path: get is the store's own lookup, not a method calling it.
         self.find: Callable[[str], tuple[bytes, int, int, int] | None] = self.reads.find
         self.get: Callable[[str], Entry] = self.store.lookup
@@ -165,6 +171,8 @@ class Service:
 
     def apply(self, event: Event) -> object:
         """Apply one committed event (this replica's or another's) to the store, and wake its watchers."""
+        if self.snapshots:
+            self.snapshots.before(self.store, event)
         applied = self._apply(event)
         hub = self.watchers.hub
         if hub is not None:
@@ -224,6 +232,33 @@ class Service:
     def catch_up(self) -> Awaitable[None]:
         """Make every event committed anywhere visible here (a revision another replica served)."""
         return self.reads.catch_up()
+
+    async def open_snapshot(self, *, chunk_keys: int = 64) -> SnapshotStream | DatabaseSnapshot:
+        """:meth:`snapshot`, or on a read-through replica the log's own state at its head (one database snapshot).
+
+        Raises SnapshotError (over the running snapshots' cap, or a log that cannot read
+        its state), LogError if the database cannot be read.
+        """
+        if not self.reads_through:
+            return self.snapshot(chunk_keys=chunk_keys)
+        return await self._database_snapshots.open(self.log, self.snapshots.max_running)
+
+    def snapshot(self, *, chunk_keys: int = 64) -> SnapshotStream:
+        """The whole state at the current revision as a snapshot (:mod:`tuco.core.snapshot`), streamed in chunks.
+
+        Writes go on while it streams (:mod:`tuco.core.snapshots`: memory grows with
+        them, not with the store). Raises SnapshotError at once for a read-through
+        replica (it holds no copy: snapshot a full one) or over the running snapshots'
+        cap; the iterator raises it if the snapshot is abandoned midway.
+        """
+        if self.reads_through:
+            raise SnapshotError("this replica reads through to PostgreSQL and holds no full copy: see open_snapshot")
+        if self.phase is not Phase.SERVING:
+            raise SnapshotError("the server is not serving (starting or stopping)")
+        state = self.snapshots.begin(self.store, self.log.now_ms())
+        return SnapshotStream(
+            self.snapshots, state, encode_state(state, self.store, int(time.time() * 1000), chunk_keys)
+        )
 
     # -- watching -----------------------------------------------------------------
 

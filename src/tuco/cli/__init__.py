@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import click
 
+from tuco.cli._backup import snapshot
 from tuco.cli._health import health
 from tuco.cli._keys import delete, get, list_keys, put, watch
 from tuco.cli._leases import lease, token
 from tuco.cli._logfile import log
 from tuco.cli._serve import serve
+from tuco.cli._transfer import export, import_keys
 
 __all__ = ["main"]
 
@@ -39,5 +41,5 @@ def main() -> None:
     """
 
 
-for command in (serve, health, get, put, delete, list_keys, watch, lease, token, log):
+for command in (serve, health, get, put, delete, list_keys, watch, lease, token, log, snapshot, export, import_keys):
     main.add_command(command)

@@ -180,6 +180,20 @@ class AsyncClient:
             await asyncio.sleep(self.backoff.jitter(cursor.attempts))
             cursor.attempts += 1
 
+    # snapshots
+
+    async def snapshot(self, *, read_timeout: float = 300.0) -> AsyncIterator[bytes]:
+        """The server's state at one revision as snapshot bytes, chunk by chunk: :meth:`Client.snapshot`."""
+        timeout = httpx.Timeout(self._http.timeout.connect, read=read_timeout)
+        try:
+            async with self._http.stream("GET", "/v1/snapshot", timeout=timeout) as response:
+                if response.status_code != 200:
+                    raise calls.error_from(Answer(response.status_code, response.headers, await response.aread()))
+                async for chunk in response.aiter_raw(1 << 20):
+                    yield chunk
+        except httpx.TransportError as exc:
+            raise ServerUnreachableError(f"{self.options.url}: snapshot: {exc or type(exc).__name__}") from exc
+
     # leases
 
     async def grant(self, ttl: float) -> Lease:

@@ -189,6 +189,25 @@ class Client:
             time.sleep(self.backoff.jitter(cursor.attempts))
             cursor.attempts += 1
 
+    # snapshots
+
+    def snapshot(self, *, read_timeout: float = 300.0) -> Iterator[bytes]:
+        """The server's state at one revision as snapshot bytes, chunk by chunk (admin); not retried.
+
+        The chunks are the file :mod:`tuco.core.snapshot` describes; feed them to a
+        :class:`~tuco.core.snapshot.SnapshotDecoder` to verify them (a stream that
+        ended early lacks the trailer). Raises the answer's error (403, 503 snapshot_unavailable),
+        :class:`~tuco.errors.ServerUnreachableError` if the connection fails.
+        """
+        timeout = httpx.Timeout(self._http.timeout.connect, read=read_timeout)
+        try:
+            with self._http.stream("GET", "/v1/snapshot", timeout=timeout) as response:
+                if response.status_code != 200:
+                    raise calls.error_from(Answer(response.status_code, response.headers, response.read()))
+                yield from response.iter_raw(1 << 20)
+        except httpx.TransportError as exc:
+            raise ServerUnreachableError(f"{self.options.url}: snapshot: {exc or type(exc).__name__}") from exc
+
     # leases
 
     def grant(self, ttl: float) -> Lease:

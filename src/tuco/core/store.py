@@ -21,7 +21,7 @@ handed a clock (``now``, Unix milliseconds), the one its log decides expiry by.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from itertools import chain
+from itertools import chain, islice
 from operator import itemgetter
 
 from sortedcontainers import SortedList
@@ -298,6 +298,30 @@ class Store:
         if not self._expiring:
             return dict(self._data)
         return {**self._data, **self._expiring}
+
+    def key_state(self, key: str) -> tuple[tuple[bytes, int, int, int], int, int] | None:
+        """The key's entry as logged (expired or not) with its own deadline and its lease (0: none); None if absent.
+
+        What a snapshot keeps of a key (see :mod:`tuco.core.snapshot`).
+        """
+        entry = self._data.get(key)
+        if entry is not None:
+            return entry, 0, 0
+        entry = self._expiring.get(key)
+        if entry is None:
+            return None
+        return entry, self._deadline.get(key, 0), self._key_lease.get(key, 0)
+
+    def keys_after(self, after: str | None, limit: int) -> list[str]:
+        """Up to ``limit`` keys (expired ones not yet deleted too) sorting after ``after`` (None: from the first).
+
+        A walk in chunks that re-seeks each time, so writes between chunks never invalidate it.
+        """
+        if self._index is None:
+            self._index = SortedList(chain(self._data, self._expiring))
+        index = self._index
+        keys = index.irange(minimum=after, inclusive=(False, True)) if after is not None else iter(index)
+        return list(islice(keys, limit))
 
     # -- expiry and leases --------------------------------------------------------
 

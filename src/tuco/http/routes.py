@@ -29,6 +29,7 @@ from tuco.errors import (
     NotFoundError,
     PreconditionFailedError,
     RevisionAheadError,
+    SnapshotError,
     StoreFullError,
     TokenLimitError,
     TokenNotFoundError,
@@ -421,6 +422,31 @@ _DECLARED: tuple[Route, ...] = (
                 errors=(Fails(InvalidParameterError, "{code}: a body that is not a token request"), TokenLimitError),
             ),
         },
+    ),
+    route(
+        "/v1/snapshot",
+        _reads(
+            "snapshot.snapshot",
+            Target.ALL,
+            _ADMIN,
+            head="Whether a snapshot can be taken now, and at which revision",
+            summary="A consistent snapshot of the whole state at one revision, streamed (admin on every key)",
+            operation_id="getSnapshot",
+            answers={
+                "200": {
+                    "description": "The snapshot (format in README, Backup and restore); X-Tuco-Revision is its "
+                    "revision. A stream that ends without the format's trailer was abandoned: take it again",
+                    "headers": _REVISION,
+                    "content": {"application/vnd.tuco.snapshot": {"schema": {"type": "string", "format": "binary"}}},
+                }
+            },
+            errors=(
+                Fails(
+                    SnapshotError,
+                    "{code}: two snapshots are running already; try again when one ends",
+                ),
+            ),
+        ),
     ),
     route(
         "/v1/openapi.json",

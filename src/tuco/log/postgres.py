@@ -79,13 +79,14 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
 
 from tuco.core.events import Event, EventType, Lifetime
-from tuco.errors import LogClosedError, LogFailedError, LogReadOnlyError
+from tuco.core.snapshot import Item as SnapshotItem
+from tuco.errors import LogClosedError, LogFailedError, LogReadOnlyError, LogUnavailableError
 from tuco.log import _pg_schema as sql
 from tuco.log._pg_errors import is_driver_error, is_not_primary, is_permission_denied, is_retriable
 from tuco.log._pg_follower import PostgresFollower
@@ -98,6 +99,7 @@ from tuco.log._pg_rows import (
     merge_leases,
     numbered_outcomes,
 )
+from tuco.log._pg_snapshot import read_state
 from tuco.log.batching import Mutation, Outcome, WritesThroughGroupCommit
 from tuco.log.redact import redact_dsn
 from tuco.ports import CommitSink
@@ -207,6 +209,18 @@ class PostgresTransactionLog(PostgresFollower, WritesThroughGroupCommit):
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await _close_quietly(pool, timeout=5.0)
+
+    # -- snapshots (StateSnapshots) ---------------------------------------
+
+    async def snapshot_state(self, now: int) -> AsyncGenerator[tuple[int, Sequence[SnapshotItem]]]:
+        """The state at the head, from one repeatable-read transaction on a connection of its own."""
+        try:
+            async for batch in read_state(lambda: self._connect(self._write_timeout), now):
+                yield batch
+        except Exception as exc:
+            if not is_driver_error(exc):
+                raise
+            raise LogUnavailableError(f"cannot read the state for a snapshot: {self._say(exc)}") from exc
 
     # -- watching (EventHistory) ------------------------------------------
 
