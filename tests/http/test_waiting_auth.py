@@ -6,10 +6,13 @@ import asyncio
 import time
 
 import httpx
+import pytest
 
 from tests.http.secured import FRONT_ENDS, run_secured, secured_service, token_for
 from tests.http.test_auth import ADMIN
 from tests.http.watching import SSE
+from tuco.core.snapshot import SnapshotDecoder
+from tuco.errors import SnapshotFormatError
 from tuco.service import Service
 from tuco.watchers import WatchSettings
 
@@ -137,5 +140,36 @@ def test_a_watch_ends_at_its_first_frame_after_its_token_expires(front_end: str)
             assert late.status_code == 201
             assert await sse.frames(1, timeout=10) == []  # the stream ended instead
             assert b"app/b" not in sse.raw
+
+    run_secured(front_end, check, secured_service(watch=WatchSettings(heartbeat_seconds=0.5)))
+
+
+@FRONT_ENDS
+def test_a_snapshot_stream_ends_once_its_admin_token_is_revoked(front_end: str) -> None:
+    """A snapshot streaming to an admin token revoked mid-stream sends nothing more: no trailer, refused whole."""
+
+    async def check(client: httpx.AsyncClient, service: Service) -> None:
+        created = await client.post(
+            "/v1/tokens", json={"grants": [{"prefix": "", "permission": "admin"}]}, headers=ADMIN
+        )
+        assert created.status_code == 201
+        admin = {"Authorization": f"Bearer {created.json()['token']}"}
+        for n in range(0, 4000, 100):
+            batch = [client.put(f"/v1/key/k{m:05d}", content=b"v" * 1024, headers=ADMIN) for m in range(n, n + 100)]
+            assert {answer.status_code for answer in await asyncio.gather(*batch)} == {201}
+        received = b""
+        async with client.stream("GET", "/v1/snapshot", headers=admin) as response:
+            assert response.status_code == 200
+            chunks = response.aiter_raw()
+            received += await chunks.__anext__()
+            revoked = await client.delete(f"/v1/tokens/{created.json()['id']}", headers=ADMIN)
+            assert revoked.status_code == 204
+            async for chunk in chunks:
+                received += chunk
+        assert 0 < len(received) < 4000 * 1024  # the snapshot stopped: far less than its 4,000 values
+        decoder = SnapshotDecoder()
+        decoder.feed(received)
+        with pytest.raises(SnapshotFormatError):
+            decoder.finish()
 
     run_secured(front_end, check, secured_service(watch=WatchSettings(heartbeat_seconds=0.5)))

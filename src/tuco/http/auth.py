@@ -57,7 +57,7 @@ from tuco.http.answers import (
     UNAUTHORIZED,
 )
 from tuco.http.audit import audit_denied
-from tuco.http.messages import NO_ROUTE, Answer, Request, Response, StreamResponse
+from tuco.http.messages import NO_ROUTE, Answer, Deferred, Request, Response, StreamResponse
 from tuco.http.params import decode_key
 from tuco.http.routes import KEY, Route, Target, match
 
@@ -239,6 +239,27 @@ class Guard:
             return self._unauthorized(request, reason, record.id)
         return response
 
+    def _while_valid(self, answer: Answer, record: TokenRecord, request: Request) -> Answer:
+        """A stream's answer that ends once its credential lapses (the bootstrap token's never does, but for a
+        certificate's expiry); any other answer as it is."""
+        if record is _BOOTSTRAP and request.peer is None:
+            return answer
+        if type(answer) is StreamResponse:
+            answer.chunks = _WhileValid(answer.chunks, record, request, self._lapsed)
+            return answer
+        if type(answer) is Response or type(answer) is Deferred:
+            return answer
+        return self._stream_when_ready(answer, record, request)  # type: ignore[arg-type]  # an awaitable answer
+
+    async def _stream_when_ready(
+        self, answer: Awaitable[Response | StreamResponse], record: TokenRecord, request: Request
+    ) -> Response | StreamResponse:
+        """An answer that had to wait (a watch resumed after catching up) and is then a stream: kept checked."""
+        ready = await answer
+        if type(ready) is StreamResponse:
+            ready.chunks = _WhileValid(ready.chunks, record, request, self._lapsed)
+        return ready
+
     def _remember(self, header: bytes, record: TokenRecord) -> None:
         verified = self._verified
         if len(verified) >= MAX_VERIFIED:
@@ -268,10 +289,7 @@ class Guard:
             if not allows(grants, prefix, _READ):
                 return self._forbidden(request, record)
             request.principal = record.principal  # a watch counts against its principal's share
-            answer = self._dispatch(request, route, segment)
-            if isinstance(answer, StreamResponse) and (record is not _BOOTSTRAP or request.peer is not None):
-                answer.chunks = _WhileValid(answer.chunks, record, request, self._lapsed)
-            return answer
+            return self._while_valid(self._dispatch(request, route, segment), record, request)
         if target is Target.METRICS:
             if not allows(grants, "", _READ):
                 return self._forbidden(request, record)
@@ -279,7 +297,7 @@ class Guard:
         if target is Target.ALL:
             if not allows(grants, "", _ADMIN):
                 return self._forbidden(request, record)
-            return self._dispatch(request, route, segment)
+            return self._while_valid(self._dispatch(request, route, segment), record, request)  # a snapshot streams
         if target is Target.LEASE or target is Target.SOME:
             return self._lease(request, route, segment, record)  # type: ignore[arg-type]  # set with the target
         return self._dispatch(request, route, segment)  # 404s, 405s, the document: authenticated, nothing to check
