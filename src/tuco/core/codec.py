@@ -44,6 +44,17 @@ its record (JSON: grants, expiry, the SHA-256 of its secret, never the secret) t
     token record  = sequence u64 | 10 create, 11 revoke u8 | id length u32 | id | record (create only)
     token entry   = sequence (its creation) u64 | 12 u8 | id length u32 | id | record   (compacted section)
 
+A transaction is one record, whatever it writes: its checksum covers all of its
+writes, so a torn tail never applies part of one. Its writes are listed as
+:func:`tuco.core.txn.encode_writes` lays them out, already decided (the keys a
+range delete found, the deadlines a ttl gave)::
+
+    transaction   = sequence u64 | 15 u8 | 0 u32 | writes
+
+The keys a transaction writes share its revision, so in a compacted section
+entries of keys written by one transaction carry equal sequences (a build
+without transactions reports that as corruption, never misreads it).
+
 Deadlines are absolute Unix milliseconds (0: none), so a replay, a restart
 or a compaction never moves one. A build without expiry reports these kinds
 as unknown (corruption), never misreads them.
@@ -71,6 +82,7 @@ from tuco.core._format import (
     _PAYLOAD,
     _REVISIONS,
     _TOKEN_ENTRY,
+    _TXN,
     ENTRY_OVERHEAD,
     FORMAT_VERSION,
     HEADER_SIZE,
@@ -163,6 +175,8 @@ def encode_event(event: Event) -> bytes:
         )
     elif type is EventType.DELETE:
         return encode_record(sequence, type, key)
+    elif type is EventType.TXN:
+        payload = _PAYLOAD.pack(sequence, _TXN, 0) + value
     elif type in _CODE_OF_TOKEN:
         key_bytes = key.encode("utf-8")
         payload = _PAYLOAD.pack(sequence, _CODE_OF_TOKEN[type], len(key_bytes)) + key_bytes + value

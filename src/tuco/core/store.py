@@ -29,9 +29,10 @@ from sortedcontainers import SortedList
 from tuco.core._expiry import due_at, watch_again
 from tuco.core._listing import Item, Page, collect_page
 from tuco.core.events import Entry, Event, EventType, Lifetime
-from tuco.core.history import History
+from tuco.core.history import Change, History
 from tuco.core.leases import Due, Leases
 from tuco.core.tokens import Tokens, decode_record
+from tuco.core.txn import decode_writes
 from tuco.errors import NoSuchKeyError
 
 __all__ = ["ENTRY_BYTES", "ExpiringEntry", "Item", "Page", "Store", "key_bytes"]
@@ -50,6 +51,7 @@ _HEAP_SLACK = 4096  # stale expirer items tolerated beyond twice the live ones
 _KEEPALIVE = EventType.LEASE_KEEPALIVE
 _TOKEN_CREATE = EventType.TOKEN_CREATE
 _TOKEN_REVOKE = EventType.TOKEN_REVOKE
+_TXN = EventType.TXN
 
 
 def _never() -> int:
@@ -72,6 +74,19 @@ class ExpiringEntry(Exception):
         super().__init__(entry, expires_at)
         self.entry = entry
         self.expires_at = expires_at
+
+
+class _Group(History):
+    """Collects the changes of one transaction's writes, for :meth:`History.record_group`."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.changes: list[Change] = []
+
+    def record(
+        self, sequence: int, code: int, key: str, value: bytes, previous: tuple[bytes, int, int, int] | None
+    ) -> None:
+        self.changes.append((sequence, code, key, value, previous))
 
 
 class Store:
@@ -223,6 +238,9 @@ class Store:
                     self._index.remove(key)
             code = 2
         else:  # lease or token bookkeeping: no key changes, but the revision moves (History keeps a placeholder)
+            if type is _TXN:
+                self._apply_txn(sequence, value)
+                return True
             if type is _TOKEN_CREATE or type is _TOKEN_REVOKE:
                 self._apply_token(type, sequence, key, value)
             else:
@@ -268,6 +286,9 @@ class Store:
                     self._unexpire(key)
             elif type is _TOKEN_CREATE or type is _TOKEN_REVOKE:
                 self._apply_token(type, sequence, key, value)
+            elif type is _TXN:
+                self.last_sequence = last
+                self._apply_txn(sequence, value)
             else:
                 self._apply_lease(type, sequence, lifetime, value)
             last = sequence
@@ -275,6 +296,37 @@ class Store:
         self.last_sequence = last
         self._index = None
         self.history.reset(last)
+
+    def _apply_txn(self, sequence: int, writes: bytes) -> None:
+        """Apply a transaction's writes, all at ``sequence``; History keeps them as one change (``record_group``).
+
+        Each write is applied as its own event would be, the revision held back
+        between them, so a transaction changes the store exactly as its writes
+        one by one would, except that they share one revision.
+        """
+        history = self.history
+        group = _Group()
+        self.history = group
+        try:
+            for event in decode_writes(sequence, writes):
+                self.last_sequence = sequence - 1
+                self.apply(event)
+        finally:
+            self.history = history
+            self.last_sequence = sequence
+        history.record_group(sequence, group.changes)
+
+    def record(self, key: str) -> tuple[bytes, int, int, int] | None:
+        """The key's ``(value, create_revision, mod_revision, version)`` as logged, expired or not; None if absent."""
+        found = self._data.get(key)
+        return found if found is not None else self._expiring.get(key)
+
+    def keys_under(self, prefix: str) -> Iterator[str]:
+        """The keys (expired ones whose DELETE is not logged too) starting with ``prefix``, in order."""
+        for key in self._keys_from(prefix, None):
+            if not key.startswith(prefix):
+                return
+            yield key
 
     def _count_bytes(self) -> int:
         """:attr:`bytes` counted from the entries (joining the keys costs their length, briefly)."""

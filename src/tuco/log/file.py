@@ -45,6 +45,7 @@ import structlog
 
 from tuco.core.codec import ENTRY_OVERHEAD, HEADER_SIZE, encode_event, encode_records
 from tuco.core.events import Event
+from tuco.core.txn import TxnOutcome
 from tuco.errors import LogClosedError, LogCorruptError, LogFailedError
 from tuco.log._compaction import (
     CompactionReport,
@@ -256,7 +257,11 @@ class FileTransactionLog(FileLogState, WritesThroughGroupCommit):
             outcomes = sequence_batch(batch, sequence, self._mod_revision, self._expiry)
             # Without conditions or deadlines every outcome is an event of the plain kind: no need to look.
             conditional = has_conditions(batch)
-            events = cast("list[Event]", [o for o in outcomes if isinstance(o, Event)] if conditional else outcomes)
+            if batch[0].txn is not None:  # a transaction, alone in its batch: one record, or none if it wrote nothing
+                decided = outcomes[0]
+                events = [decided.event] if isinstance(decided, TxnOutcome) and decided.event is not None else []
+            else:
+                events = cast("list[Event]", [o for o in outcomes if isinstance(o, Event)] if conditional else outcomes)
             if not events:  # every condition refused its write: nothing to record
                 return outcomes
             data: bytes | list[bytes]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from tuco.core.events import Event
 from tuco.core.store import Store
+from tuco.core.txn import TxnOutcome
 from tuco.errors import LogError, LogFailedError
 from tuco.log.batching import (
     ExpiryState,
@@ -42,6 +43,14 @@ class RecordingSink:
     def lease(self, id: int) -> tuple[int, int] | None:
         """The applied lease's ``(ttl, deadline)``, None if there is none."""
         return self.store.lease(id)
+
+    def record(self, key: str) -> tuple[bytes, int, int, int] | None:
+        """The applied key's entry tuple, expired or not (None: absent)."""
+        return self.store.record(key)
+
+    def keys_under(self, prefix: str) -> Iterator[str]:
+        """The applied keys under ``prefix``, in order."""
+        return self.store.keys_under(prefix)
 
 
 class MemoryLog(WritesThroughGroupCommit):
@@ -88,7 +97,12 @@ class MemoryLog(WritesThroughGroupCommit):
         if self.fail_next_commit is not None:
             raise self.fail_next_commit
         outcomes = sequence_batch(batch, len(self.events) + 1, self._mod_revision, self._expiry, self.clock)
-        self.events.extend(outcome for outcome in outcomes if isinstance(outcome, Event))
+        for outcome in outcomes:
+            if isinstance(outcome, TxnOutcome):
+                if outcome.event is not None:
+                    self.events.append(outcome.event)
+            elif isinstance(outcome, Event):
+                self.events.append(outcome)
         return outcomes
 
     async def aclose(self) -> None:
