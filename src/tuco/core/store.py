@@ -203,8 +203,8 @@ class Store:
         On the write path of every replica, so kept to one unpack and one dict update.
         """
         sequence, type, key, value, create_revision, version, lifetime = event
-        if sequence <= self.last_sequence:
-            return False
+        if sequence <= self.last_sequence and (sequence < self.last_sequence or not create_revision):
+            return False  # (a snapshot's keys one transaction wrote share its revision: each is applied)
         data = self._data
         old = data.get(key)
         if type is _PUT:
@@ -265,7 +265,7 @@ class Store:
         delete = EventType.DELETE
         expiring = self._expiring
         for sequence, type, key, value, create_revision, version, lifetime in events:
-            if sequence <= last:
+            if sequence <= last and (sequence < last or not create_revision):
                 continue
             if type is put:
                 if lifetime is not None:

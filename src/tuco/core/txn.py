@@ -231,7 +231,7 @@ def decide(txn: Txn, state: TxnState, sequence: int, now: int) -> TxnOutcome | L
             deleted = 1 if live(key) is not None else 0
             written[key] = None
             writes.append((_DELETE, key, b"", 0, 0))
-            results.append(OpResult(kind, key, revision=sequence, deleted=deleted))
+            results.append(OpResult(kind, key, deleted=deleted))
         elif kind == "delete_prefix":
             found = [k for k in state.keys_under(key) if k not in written]
             count = 0
@@ -240,7 +240,7 @@ def decide(txn: Txn, state: TxnState, sequence: int, now: int) -> TxnOutcome | L
                     count += 1
                 written[k] = None
                 writes.append((_DELETE, k, b"", 0, 0))
-            results.append(OpResult(kind, key, revision=sequence if found else 0, deleted=count))
+            results.append(OpResult(kind, key, deleted=count))
         elif kind == "get":
             entry = live(key)
             expires_at = 0
