@@ -27,6 +27,8 @@ from tuco.core._format import (
     _PAIR,
     _RECORD_CODES,
     _REVISIONS,
+    _SHARED_ENTRY,
+    _SHARED_EXPIRING_ENTRY,
     _TOKEN_CODES,
     _TOKEN_ENTRY,
     _TXN,
@@ -244,15 +246,15 @@ class RecordDecoder:
             create_revision, version = unpack_revisions(buf, pos + _HEAD_SIZE)
             key_start = pos + _ENTRY_HEAD_SIZE
             lifetime = None
-            if code == _EXPIRING_ENTRY:
+            if code in (_EXPIRING_ENTRY, _SHARED_EXPIRING_ENTRY):
                 lifetime = Lifetime(*_PAIR.unpack_from(buf, key_start))
                 key_start += _PAIR.size
             key_end = key_start + key_length
             if key_end > end:
                 failure = f"malformed entry (key length {key_length})"
                 break
-            if not last <= seq < below or seq == 0:  # equal: keys one transaction wrote
-                failure = f"entry with sequence {seq} after {last}, where {last} to {below - 1} may follow"
+            if not (last < seq < below or (code >= _SHARED_ENTRY and seq == last > 0)):  # shared: one transaction's
+                failure = f"entry with sequence {seq} after {last}, where {last + 1} to {below - 1} may follow"
                 break
             if not 1 <= create_revision <= seq or not 1 <= version <= seq - create_revision + 1:
                 failure = f"entry {seq} with create revision {create_revision} and version {version} is impossible"

@@ -51,9 +51,11 @@ range delete found, the deadlines a ttl gave)::
 
     transaction   = sequence u64 | 15 u8 | 0 u32 | writes
 
-The keys a transaction writes share its revision, so in a compacted section
-entries of keys written by one transaction carry equal sequences (a build
-without transactions reports that as corruption, never misreads it).
+The keys a transaction writes share its revision, so in a compacted section an
+entry may carry the sequence of the entry before it: it is then written with a
+kind of its own (16 for an entry, 17 for an expiring entry, laid out as 3 and 8),
+so every other entry still must rise, and a build without transactions reports
+it as unknown, never misreads it.
 
 Deadlines are absolute Unix milliseconds (0: none), so a replay, a restart
 or a compaction never moves one. A build without expiry reports these kinds
@@ -81,6 +83,8 @@ from tuco.core._format import (
     _PAIR,
     _PAYLOAD,
     _REVISIONS,
+    _SHARED_ENTRY,
+    _SHARED_EXPIRING_ENTRY,
     _TOKEN_ENTRY,
     _TXN,
     ENTRY_OVERHEAD,
@@ -205,16 +209,28 @@ def encode_token_entry(id: str, record: bytes, created: int) -> bytes:
 
 
 def encode_entry(
-    key: str, value: bytes, create_revision: int, mod_revision: int, version: int, deadline: int = 0, lease: int = 0
+    key: str,
+    value: bytes,
+    create_revision: int,
+    mod_revision: int,
+    version: int,
+    deadline: int = 0,
+    lease: int = 0,
+    *,
+    shared: bool = False,
 ) -> bytes:
-    """Frame one live key of a compacted section, with its revisions (its mod revision is the record's sequence)."""
+    """Frame one live key of a compacted section, with its revisions (its mod revision is the record's sequence).
+
+    ``shared``: the entry before it has the same mod revision (one transaction wrote both).
+    """
     key_bytes = key.encode("utf-8")
     if deadline or lease:
-        head = _PAYLOAD.pack(mod_revision, _EXPIRING_ENTRY, len(key_bytes)) + _REVISIONS.pack(create_revision, version)
+        code = _SHARED_EXPIRING_ENTRY if shared else _EXPIRING_ENTRY
+        head = _PAYLOAD.pack(mod_revision, code, len(key_bytes)) + _REVISIONS.pack(create_revision, version)
         payload = head + _PAIR.pack(deadline, lease) + key_bytes + value
         return _FRAME.pack(len(payload), _checksum(payload)) + payload
     payload = (
-        _PAYLOAD.pack(mod_revision, _ENTRY, len(key_bytes))
+        _PAYLOAD.pack(mod_revision, _SHARED_ENTRY if shared else _ENTRY, len(key_bytes))
         + _REVISIONS.pack(create_revision, version)
         + key_bytes
         + value
