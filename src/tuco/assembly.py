@@ -56,6 +56,8 @@ def limits_from(settings: Settings) -> Limits:
         max_leases_per_principal=settings.max_leases_per_principal or 0,
         max_store_bytes=settings.max_store_bytes,
         max_store_keys=settings.max_store_keys,
+        max_txn_ops=settings.max_txn_ops,
+        max_txn_bytes=settings.max_txn_bytes,
     )
 
 
