@@ -26,6 +26,7 @@ from tuco.cli._keys import delete, get, list_keys, put, watch
 from tuco.cli._leases import lease, token
 from tuco.cli._logfile import log
 from tuco.cli._serve import serve
+from tuco.cli._txn import txn
 
 __all__ = ["main"]
 
@@ -39,5 +40,5 @@ def main() -> None:
     """
 
 
-for command in (serve, health, get, put, delete, list_keys, watch, lease, token, log):
+for command in (serve, health, get, put, delete, list_keys, watch, txn, lease, token, log):
     main.add_command(command)

@@ -137,11 +137,31 @@ def put(
 
 
 @click.command()
-@key_argument()
+@key_argument(required=False)
 @click.option("--if-match", "if_match", metavar="REV", help="Delete only if KEY is at revision REV (* : if it exists).")
+@click.option("--prefix", metavar="PREFIX", help="Delete every key under PREFIX at one revision (not with KEY).")
+@click.option("--all", "everything", is_flag=True, help="With --prefix '': delete every key.")
 @client_command
-def delete(client: Client, output: str, key: str, if_match: str | None) -> None:
-    """Delete KEY (succeeds also when it does not exist, unless --if-match says otherwise: exit 4)."""
+def delete(
+    client: Client, output: str, key: str | None, if_match: str | None, prefix: str | None, everything: bool
+) -> None:
+    """Delete KEY (succeeds also when it does not exist, unless --if-match says otherwise: exit 4).
+
+    With --prefix, every key under PREFIX, at one revision; prints how many.
+    """
+    if prefix is not None:
+        if key is not None or if_match is not None:
+            usage("--prefix deletes a range: give no KEY and no --if-match")
+        if not prefix and not everything:
+            usage("deleting every key takes --prefix '' --all")
+        deleted = client.delete_prefix(prefix)
+        if output == "json":
+            echo_json({"prefix": prefix, "deleted": deleted.deleted, "revision": deleted.revision})
+        else:
+            click.echo(str(deleted.deleted))
+        return
+    if key is None:
+        usage("give the KEY to delete (or --prefix PREFIX)")
     if_revision, _, if_exists = _conditions(if_match)
     written = client.delete(key, if_revision=if_revision, if_exists=if_exists)
     if output == "json":
