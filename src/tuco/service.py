@@ -185,12 +185,14 @@ class Service:
         return self.store.lease(id)
 
     def record(self, key: str) -> tuple[bytes, int, int, int] | None:
-        """The applied key's entry tuple, expired or not (None: absent)."""
         return self.store.record(key)
 
     def keys_under(self, prefix: str) -> Iterator[str]:
-        """The applied keys under ``prefix``, in order."""
         return self.store.keys_under(prefix)
+
+    def read_at(self, key: str, revision: int) -> tuple[bytes, int, int, int] | None:
+        """The key as it was at ``revision`` (None: absent); raises HistoryCompactedError once that is not retained."""
+        return self.store.record_at(key, revision)
 
     # -- operations ---------------------------------------------------------------
 

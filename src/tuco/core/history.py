@@ -17,7 +17,7 @@ from typing import Any
 from tuco.core.events import Entry
 from tuco.errors import HistoryCompactedError
 
-__all__ = ["CHANGE_OVERHEAD_BYTES", "TXN_CODE", "Change", "History", "flatten"]
+__all__ = ["CHANGE_OVERHEAD_BYTES", "TXN_CODE", "Change", "Group", "History", "flatten"]
 
 # What a retained change costs beyond its key's and its replaced value's bytes:
 # the change, event and entry tuples, their integers, the bytes object header
@@ -164,3 +164,16 @@ class History:
             raise HistoryCompactedError(self.oldest_revision)
         begin = self._start + (revision + 1 - self._first)
         return self._changes[begin : begin + limit]
+
+
+class Group(History):
+    """Collects the changes of one transaction's writes as the store applies them, for :meth:`History.record_group`."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.changes: list[Change] = []
+
+    def record(
+        self, sequence: int, code: int, key: str, value: bytes, previous: tuple[bytes, int, int, int] | None
+    ) -> None:
+        self.changes.append((sequence, code, key, value, previous))

@@ -29,7 +29,7 @@ from sortedcontainers import SortedList
 from tuco.core._expiry import due_at, watch_again
 from tuco.core._listing import Item, Page, collect_page
 from tuco.core.events import Entry, Event, EventType, Lifetime
-from tuco.core.history import Change, History
+from tuco.core.history import Group, History
 from tuco.core.leases import Due, Leases
 from tuco.core.tokens import Tokens, decode_record
 from tuco.core.txn import decode_writes
@@ -74,19 +74,6 @@ class ExpiringEntry(Exception):
         super().__init__(entry, expires_at)
         self.entry = entry
         self.expires_at = expires_at
-
-
-class _Group(History):
-    """Collects the changes of one transaction's writes, for :meth:`History.record_group`."""
-
-    def __init__(self) -> None:
-        super().__init__(0)
-        self.changes: list[Change] = []
-
-    def record(
-        self, sequence: int, code: int, key: str, value: bytes, previous: tuple[bytes, int, int, int] | None
-    ) -> None:
-        self.changes.append((sequence, code, key, value, previous))
 
 
 class Store:
@@ -298,14 +285,9 @@ class Store:
         self.history.reset(last)
 
     def _apply_txn(self, sequence: int, writes: bytes) -> None:
-        """Apply a transaction's writes, all at ``sequence``; History keeps them as one change (``record_group``).
-
-        Each write is applied as its own event would be, the revision held back
-        between them, so a transaction changes the store exactly as its writes
-        one by one would, except that they share one revision.
-        """
+        """Apply a transaction's writes, each as its own event would be but all at ``sequence``; History: one change."""
         history = self.history
-        group = _Group()
+        group = Group()
         self.history = group
         try:
             for event in decode_writes(sequence, writes):
@@ -340,6 +322,13 @@ class Store:
     def snapshot(self) -> dict[str, bytes]:
         """A copy of the whole state's values, for tests and compaction."""
         return {key: entry[0] for key, entry in chain(self._data.items(), self._expiring.items())}
+
+    def record_at(self, key: str, revision: int) -> tuple[bytes, int, int, int] | None:
+        """The key's entry as it was at ``revision`` (None: absent then); HistoryCompactedError once it is gone."""
+        if revision >= self.last_sequence:
+            return self.record(key)
+        changed = self.history.state_at(revision)
+        return changed[key] if key in changed else self.record(key)
 
     def entries(self) -> dict[str, tuple[bytes, int, int, int]]:
         """A copy of every key's ``(value, create_revision, mod_revision, version)``: what compaction rewrites.
