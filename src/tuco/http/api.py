@@ -122,7 +122,8 @@ class KeyValueAPI:
                         found[0],
                         OCTET_STREAM,
                         (),
-                        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.applied_revision),
+                        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Create-Revision: %d\r\nX-Tuco-Version: %d\r\n'
+                        % (found[2], service.applied_revision, found[1], found[3]),
                     )
         return guard.handle(request)  # type: ignore[union-attr]
 
@@ -176,7 +177,8 @@ class KeyValueAPI:
                 found[0],
                 OCTET_STREAM,
                 (),
-                b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.applied_revision),
+                b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Create-Revision: %d\r\nX-Tuco-Version: %d\r\n'
+                % (found[2], service.applied_revision, found[1], found[3]),
             )
         try:
             precondition = precondition_of(request) if request.conditional else None

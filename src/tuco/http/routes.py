@@ -108,7 +108,13 @@ _CONDITIONS = (
 
 def _key_operations(handler: str, suffix: str) -> dict[bytes, Operation]:
     """A key's operations, for /v1/key/{key} and its alias (``suffix`` tells their operation ids apart)."""
-    read_headers = {"ETag": ETAG_HEADER, "X-Tuco-Revision": REVISION_HEADER, "X-Tuco-Expires-At": EXPIRES_HEADER}
+    read_headers = {
+        "ETag": ETAG_HEADER,
+        "X-Tuco-Revision": REVISION_HEADER,
+        "X-Tuco-Create-Revision": {**REVISION_HEADER, "description": "The revision that created the key's life."},
+        "X-Tuco-Version": {**REVISION_HEADER, "description": "Writes of the key since it was created."},
+        "X-Tuco-Expires-At": EXPIRES_HEADER,
+    }
     links = {
         f"{verb}Written": {"operationId": f"{verb.lower()}Key{suffix}", "parameters": {"key": "$request.path.key"}}
         for verb in ("Get", "Head", "Delete")
@@ -122,6 +128,11 @@ def _key_operations(handler: str, suffix: str) -> dict[bytes, Operation]:
             operation_id="getKey" + suffix,
             parameters=(
                 query("consistent", "PostgreSQL: catch up with every acknowledged write first.", {"type": "boolean"}),
+                query(
+                    "revision",
+                    "The key as it was at this revision (410 once the history no longer holds it).",
+                    {"type": "integer", "minimum": 1},
+                ),
                 query(
                     "wait_revision",
                     "Long poll: answer once the key changed at this revision or later.",
@@ -145,7 +156,8 @@ def _key_operations(handler: str, suffix: str) -> dict[bytes, Operation]:
                 Fails(InvalidParameterError, "{code} (wait_revision, timeout)"),
                 Fails(NoSuchKeyError, "{code} (absent or expired)", {"X-Tuco-Wait": WAIT_HEADER}),
                 Fails(NotFoundError, "or {code}"),
-                Fails(RevisionAheadError, "{code}: wait_revision - 1 is past the store's revision (re-read the key)"),
+                Fails(RevisionAheadError, "{code}: wait_revision - 1 or revision past the store's revision"),
+                Fails(HistoryCompactedError, "{code}: ?revision= older than the retained history"),
             ),
         ),
         b"PUT": operation(
@@ -326,6 +338,11 @@ _DECLARED: tuple[Route, ...] = (
                     query("limit", "Keys per page.", {"type": "integer", "minimum": 1, "maximum": 1000}),
                     query("page_token", "The previous page's next_page_token.", {"type": "string"}),
                     query("keys_only", "Leave the values out.", {"type": "boolean"}),
+                    query(
+                        "revision",
+                        "List the keys as they were at this revision (410 once not retained).",
+                        {"type": "integer", "minimum": 1},
+                    ),
                 ),
                 answers={"200": json_answer("A page", ref("Page"), _REVISION)},
                 errors=(

@@ -56,7 +56,8 @@ def read_now(service: Service, key: str, extra: bytes = b"") -> Response:
         entry[0],
         OCTET_STREAM,
         (),
-        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n%b' % (entry[2], service.revision, extra),
+        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Create-Revision: %d\r\nX-Tuco-Version: %d\r\n%b'
+        % (entry[2], service.revision, entry[1], entry[3], extra),
     )
 
 
@@ -78,7 +79,8 @@ async def read_through(service: Service, key: str, extra: bytes = b"", consisten
         entry[0],
         OCTET_STREAM,
         (),
-        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n%b' % (entry[2], found.revision, extra),
+        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Create-Revision: %d\r\nX-Tuco-Version: %d\r\n%b'
+        % (entry[2], found.revision, entry[1], entry[3], extra),
     )
 
 
@@ -90,8 +92,8 @@ def expiring_read(found: ExpiringEntry, revision: int, extra: bytes = b"") -> Re
         entry[0],
         OCTET_STREAM,
         (),
-        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Expires-At: %d\r\n%b'
-        % (entry[2], revision, found.expires_at, extra),
+        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Create-Revision: %d\r\nX-Tuco-Version: %d\r\n'
+        b"X-Tuco-Expires-At: %d\r\n%b" % (entry[2], revision, entry[1], entry[3], found.expires_at, extra),
     )
 
 
