@@ -57,6 +57,8 @@ def list_keys(ctx: Context, request: Request, segment: bytes) -> Answer:
         limit = page_limit(request)
         keys_only = flag(request, b"keys_only")
         token = request.param(b"page_token")
+        revision: int | None
+        after: str | None
         if token:
             revision, after, token_prefix = decode_page_token(token)
             if token_prefix != prefix:
