@@ -58,3 +58,17 @@ def test_the_client_builder(tuco: StartTuco) -> None:
         assert isinstance(listed, Listed) and [i.key for i in listed.items] == ["c/x"] and not listed.more
         assert result.results[4] == 0
         assert client.delete_prefix("c/") == (1, 3)
+
+
+def test_reads_at_a_revision_from_the_client_and_the_cli(tuco: StartTuco) -> None:
+    """get(revision=) and tuco get --revision read the older value; a revision before the history exits 5."""
+    server = tuco(TUCO_HISTORY_MAX_BYTES="4000")
+    with Client(server.url) as client:
+        for n in range(40):
+            client.put("k", b"%d" % n)
+        entry = client.get("k", revision=39)
+        assert (entry.value, entry.mod_revision, entry.revision) == (b"38", 39, 39)
+    got = _tuco("get", "k", "--revision", "40", url=server.url)
+    assert (got.returncode, got.stdout) == (0, b"39")
+    gone = _tuco("get", "k", "--revision", "1", url=server.url)
+    assert gone.returncode == 5 and gone.stderr.decode().startswith("tuco: 410 history_compacted")

@@ -71,10 +71,11 @@ def _entry_json(entry: Entry) -> dict[str, object]:
 @click.command()
 @key_argument()
 @click.option("--consistent", is_flag=True, help="Read after every write any replica acknowledged (postgres backend).")
+@click.option("--revision", metavar="REV", help="The value KEY had at revision REV (exit 5 once not retained).")
 @client_command
-def get(client: Client, output: str, key: str, consistent: bool) -> None:
+def get(client: Client, output: str, key: str, consistent: bool, revision: str | None) -> None:
     """Print the value of KEY exactly as stored (exit 1 if there is none)."""
-    entry = client.get(key, consistent=consistent)
+    entry = client.get(key, consistent=consistent, revision=_revision(revision, "--revision"))
     if output == "json":
         echo_json(_entry_json(entry))
         return

@@ -93,9 +93,9 @@ class AsyncClient:
 
     # keys
 
-    async def get(self, key: str, *, consistent: bool = False) -> Entry:
-        """The key's value and revisions; :class:`~tuco.errors.NoSuchKeyError` if it is absent."""
-        return await self._run(calls.get(key, consistent=consistent))
+    async def get(self, key: str, *, consistent: bool = False, revision: int | None = None) -> Entry:
+        """The key's value and revisions (as of ``revision``); :class:`~tuco.errors.NoSuchKeyError` if absent."""
+        return await self._run(calls.get(key, consistent=consistent, revision=revision))
 
     async def put(
         self,

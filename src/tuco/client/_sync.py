@@ -100,9 +100,12 @@ class Client:
 
     # keys
 
-    def get(self, key: str, *, consistent: bool = False) -> Entry:
-        """The key's value and revisions; :class:`~tuco.errors.NoSuchKeyError` if it is absent."""
-        return self._run(calls.get(key, consistent=consistent))
+    def get(self, key: str, *, consistent: bool = False, revision: int | None = None) -> Entry:
+        """The key's value and revisions (as of ``revision``); :class:`~tuco.errors.NoSuchKeyError` if absent.
+
+        A ``revision`` older than the server's history raises :class:`~tuco.errors.HistoryCompactedError`.
+        """
+        return self._run(calls.get(key, consistent=consistent, revision=revision))
 
     def put(
         self,
