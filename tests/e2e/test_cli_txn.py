@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 from tests.e2e.process import TucoProcess
 from tests.e2e.test_cli import _tuco
@@ -72,3 +73,21 @@ def test_reads_at_a_revision_from_the_client_and_the_cli(tuco: StartTuco) -> Non
     assert (got.returncode, got.stdout) == (0, b"39")
     gone = _tuco("get", "k", "--revision", "1", url=server.url)
     assert gone.returncode == 5 and gone.stderr.decode().startswith("tuco: 410 history_compacted")
+
+
+def test_log_dump_shows_a_transactions_writes_at_its_revision(tuco: StartTuco, tmp_path: Path) -> None:
+    """tuco log dump prints each write of a transaction on its own line, all with the transaction's sequence."""
+    server = tuco(TUCO_DATA_DIR=str(tmp_path / "data"))
+    with Client(server.url) as client:
+        client.put("gone", b"x")
+        txn = client.txn()
+        txn.then.put("a", b"1").delete("gone")
+        assert txn.commit().revision == 2
+    server.terminate()
+    dumped = _tuco("log", "dump", str(tmp_path / "data" / "tuco.log"))
+    assert dumped.returncode == 0, dumped.stderr
+    assert dumped.stdout.decode().splitlines() == [
+        "1\tPUT\t'gone'\tb'x'\tcreate_revision=1\tversion=1",
+        "2\tPUT\t'a'\tb'1'\tcreate_revision=2\tversion=1",
+        "2\tDELETE\t'gone'\tb''",
+    ]
