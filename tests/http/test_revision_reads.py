@@ -13,15 +13,17 @@ import pytest
 from tuco.http.api import KeyValueAPI
 from tuco.http.asgi import ASGIApp
 from tuco.http.server import start_server
+from tuco.log.postgres import PostgresTransactionLog
 from tuco.service import Limits, Service
 from tuco.testing import MemoryLog
 
 KEYS = ["a", "b", "c/1", "c/2", "d"]
 
 
-def run(front: str, history_bytes: int, check: object) -> None:
+def run(front: str, history_bytes: int, check: object, dsn: str | None = None) -> None:
     async def main() -> None:
-        service = Service(MemoryLog(), Limits(), history_bytes=history_bytes)
+        log = PostgresTransactionLog(dsn) if dsn is not None else MemoryLog()
+        service = Service(log, Limits(), history_bytes=history_bytes)
         await service.start()
         try:
             if front == "asgi":
@@ -77,33 +79,39 @@ async def workload(client: httpx.AsyncClient, rng: random.Random, steps: int) ->
 @pytest.mark.parametrize("front", ["asgi", "native"])
 def test_reads_at_every_revision_equal_the_snapshots(front: str) -> None:
     """Each key and each listing at every revision seen answers exactly what was current then, headers included."""
+    run(front, 32 << 20, _check_snapshots)
 
-    async def check(client: httpx.AsyncClient, service: Service) -> None:
-        snapshots = await workload(client, random.Random(5), 120)
-        for revision, state in snapshots.items():
-            listing = (await client.get(f"/v1/keys?revision={revision}")).json()
-            assert listing["revision"] == revision
-            assert {i["key"]: base64.b64decode(i["value"]) for i in listing["items"]} == {
-                k: v[0] for k, v in state.items()
-            }
-            for key in KEYS:
-                read = await client.get(f"/v1/key/{quote(key, safe='')}", params={"revision": revision})
-                assert read.headers["x-tuco-revision"] == str(revision)
-                if key not in state:
-                    assert read.status_code == 404
-                    continue
-                value, created, modified, version = state[key]
-                assert (read.status_code, read.content, read.headers["etag"]) == (200, value, f'"{modified}"')
-                assert (read.headers["x-tuco-create-revision"], read.headers["x-tuco-version"]) == (
-                    str(created),
-                    str(version),
-                )
-        ahead = await client.get("/v1/key/a", params={"revision": service.revision + 1})
-        assert (ahead.status_code, ahead.json()["error"]) == (409, "revision_ahead")
-        bad = await client.get("/v1/key/a", params={"revision": "0"})
-        assert (bad.status_code, bad.json()["error"]) == (400, "invalid_parameter")
 
-    run(front, 32 << 20, check)
+@pytest.mark.postgres
+def test_reads_at_every_revision_on_postgresql(pg_dsn: str) -> None:
+    """The same on the PostgreSQL log: transactions decided in the database, the history kept by the replica."""
+    run("native", 32 << 20, _check_snapshots, pg_dsn)
+
+
+async def _check_snapshots(client: httpx.AsyncClient, service: Service) -> None:
+    """Reads at every revision a workload saw, against its snapshots; ahead is 409, 0 is 400."""
+
+    snapshots = await workload(client, random.Random(5), 120)
+    for revision, state in snapshots.items():
+        listing = (await client.get(f"/v1/keys?revision={revision}")).json()
+        assert listing["revision"] == revision
+        assert {i["key"]: base64.b64decode(i["value"]) for i in listing["items"]} == {k: v[0] for k, v in state.items()}
+        for key in KEYS:
+            read = await client.get(f"/v1/key/{quote(key, safe='')}", params={"revision": revision})
+            assert read.headers["x-tuco-revision"] == str(revision)
+            if key not in state:
+                assert read.status_code == 404
+                continue
+            value, created, modified, version = state[key]
+            assert (read.status_code, read.content, read.headers["etag"]) == (200, value, f'"{modified}"')
+            assert (read.headers["x-tuco-create-revision"], read.headers["x-tuco-version"]) == (
+                str(created),
+                str(version),
+            )
+    ahead = await client.get("/v1/key/a", params={"revision": service.revision + 1})
+    assert (ahead.status_code, ahead.json()["error"]) == (409, "revision_ahead")
+    bad = await client.get("/v1/key/a", params={"revision": "0"})
+    assert (bad.status_code, bad.json()["error"]) == (400, "invalid_parameter")
 
 
 @pytest.mark.parametrize("front", ["asgi", "native"])
