@@ -7,10 +7,12 @@ from pathlib import Path
 
 from tests.log.helpers import disk_bytes, open_log
 from tuco.core.codec import HEADER_SIZE
+from tuco.core.events import EventType
 from tuco.core.store import Store
 from tuco.core.txn import Compare, Txn, TxnOp
 from tuco.log._compaction import compact_log
 from tuco.log.file import LogReader
+from tuco.testing import MemoryLog, RecordingSink
 
 TRANSFER = Txn(
     (Compare("alice", "mod_revision", "==", 1), Compare("bob", "mod_revision", "==", 2)),
@@ -105,3 +107,26 @@ def test_compaction_keeps_keys_that_share_a_revision(tmp_path: Path) -> None:
             await log.aclose()
 
     asyncio.run(reopened())
+
+
+def test_a_transaction_is_a_batch_of_its_own_and_sees_every_write_queued_before_it() -> None:
+    """Writes queued in one tick around a transaction: it commits alone, after the ones before it, before the rest."""
+
+    async def main() -> None:
+        log = MemoryLog()
+        sink = RecordingSink()
+        await log.run(sink)
+        try:
+            first = log.write_put("a", b"1")
+            txn = log.write_txn(Txn((Compare("a", "version", "==", 1),), (TxnOp("put", "b", b"2"),), ()))
+            after = log.write_put("a", b"3")
+            outcome = await txn
+            assert (await first).sequence == 1
+            assert (outcome.succeeded, outcome.revision) == (True, 2)
+            assert (await after).sequence == 3
+            assert [e.type for e in log.events] == [EventType.PUT, EventType.TXN, EventType.PUT]
+            assert sum(log.statistics().batch_sizes.counts) == 3
+        finally:
+            await log.aclose()
+
+    asyncio.run(main())

@@ -247,7 +247,10 @@ class GroupCommit:
         """The next batch: everything pending, or, with transactions pending, up to the next one (or it, alone)."""
         pending, waiters = self._pending, self._waiters
         if self._txns:
-            cut = next(i for i, m in enumerate(pending) if m.txn is not None) or 1
+            cut = next((i for i, m in enumerate(pending) if m.txn is not None), -1) or 1
+            if cut < 0:  # none is pending after all (never expected): the count was wrong, not the queue
+                self._txns = 0
+                cut = len(pending)
             if cut < len(pending):
                 self._pending, self._waiters = pending[cut:], waiters[cut:]
                 pending, waiters = pending[:cut], waiters[:cut]
