@@ -9,7 +9,7 @@ from tuco.core.codec import RecordDecoder, encode_entry, encode_event, encode_he
 from tuco.core.events import Entry, Event, EventType, Lifetime
 from tuco.core.history import flatten
 from tuco.core.store import Store
-from tuco.core.txn import Compare, Txn, TxnOp, decide, decode_writes, encode_writes
+from tuco.core.txn import Compare, Txn, TxnOp, decide, decide_batch, decode_writes, encode_writes
 from tuco.core.watch import Selector, WatchEvent, events_from_changes, events_from_log
 from tuco.errors import LeaseNotFoundError, LogFormatError
 
@@ -138,3 +138,54 @@ def test_live_replayed_and_rewound_states_agree(steps: list[tuple[str, object, b
     for revision, expected in snapshots.items():
         page = live.page("", limit=100, revision=revision)
         assert {i.key: (i.value, i.create_revision, i.mod_revision, i.version) for i in page.items} == expected
+
+
+txn_steps = st.lists(
+    st.tuples(
+        st.lists(
+            st.tuples(st.sampled_from(KEYS), st.sampled_from(["version", "exists"]), st.integers(0, 3)), max_size=2
+        ),
+        st.lists(st.sampled_from(KEYS), unique=True, max_size=3),
+        st.sampled_from(["put", "delete", "range", "read"]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(KEYS), st.binary(max_size=2)), max_size=6), txn_steps)
+def test_a_batch_of_transactions_decides_as_one_at_a_time(initial: list[tuple[str, bytes]], steps: list) -> None:  # type: ignore[type-arg]
+    """Deciding many transactions in one batch (over an overlay) gives what deciding and applying each in turn gives."""
+    txns = []
+    for compares, keys, kind in steps:
+        checks = tuple(Compare(k, t, "==", bool(v % 2) if t == "exists" else v) for k, t, v in compares)
+        if kind == "put":
+            ops: tuple[TxnOp, ...] = tuple(TxnOp("put", k, b"x") for k in keys)
+        elif kind == "delete":
+            ops = tuple(TxnOp("delete", k) for k in keys)
+        elif kind == "range":
+            ops = (TxnOp("delete_prefix", "p/"),)
+        else:
+            ops = (TxnOp("list", "", limit=3), *(TxnOp("get", k) for k in keys))
+        txns.append(Txn(checks, ops, (TxnOp("get", "a"),)))
+    one, batch = Store(), Store()
+    for n, (key, value) in enumerate(initial, 1):
+        one.apply(Event(n, EventType.PUT, key, value))
+        batch.apply(Event(n, EventType.PUT, key, value))
+    first = len(initial) + 1
+    expected = []
+    sequence = first
+    for txn in txns:
+        outcome = decide(txn, one, sequence, 0)
+        assert not isinstance(outcome, LeaseNotFoundError)
+        expected.append(outcome)
+        if outcome.event is not None:
+            one.apply(outcome.event)
+            sequence += 1
+    decided = decide_batch(txns, batch, first, 0)
+    assert decided == expected
+    for outcome in decided:
+        if not isinstance(outcome, LeaseNotFoundError) and outcome.event is not None:
+            batch.apply(outcome.event)
+    assert batch.entries() == one.entries()

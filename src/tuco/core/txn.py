@@ -29,12 +29,14 @@ __all__ = [
     "COMPARE_TARGETS",
     "Compare",
     "OpResult",
+    "Overlay",
     "Txn",
     "TxnOp",
     "TxnOutcome",
     "TxnState",
     "compare_holds",
     "decide",
+    "decide_batch",
     "decode_writes",
     "encode_writes",
     "txn_bytes",
@@ -315,3 +317,65 @@ def decode_writes(sequence: int, data: bytes) -> list[Event]:
             events.append(Event(sequence, _DELETE, key))
         pos = end
     return events
+
+
+class Overlay:
+    """The state a batch's earlier transactions left on top of the applied one: what a later one is decided against.
+
+    So a one-writer log commits many transactions in one batch (one write, one sync), each decided as if
+    the ones before it were applied.
+    """
+
+    def __init__(self, base: TxnState) -> None:
+        self.base = base
+        self.records: dict[str, tuple[bytes, int, int, int] | None] = {}
+        self.deadlines: dict[str, int | None] = {}
+
+    def record(self, key: str) -> tuple[bytes, int, int, int] | None:
+        return self.records[key] if key in self.records else self.base.record(key)
+
+    def keys_under(self, prefix: str) -> Iterator[str]:
+        mine = sorted(key for key in self.records if key.startswith(prefix))
+        previous = None
+        for key in heapq.merge(self.base.keys_under(prefix), mine):
+            if key != previous and self.record(key) is not None:
+                yield key
+            previous = key
+
+    def key_expiry(self, key: str) -> int | None:
+        return self.deadlines[key] if key in self.deadlines else self.base.key_expiry(key)
+
+    def lease(self, id: int) -> tuple[int, int] | None:
+        return self.base.lease(id)
+
+    def apply(self, event: Event) -> None:
+        """Take a decided transaction's writes into the overlay, as the store will apply them."""
+        for write in decode_writes(event.sequence, event.value):
+            key = write.key
+            if write.type is _DELETE:
+                self.records[key] = None
+                self.deadlines[key] = None
+                continue
+            old = self.record(key)
+            sequence = write.sequence
+            self.records[key] = (
+                (write.value, sequence, sequence, 1) if old is None else (write.value, old[1], sequence, old[3] + 1)
+            )
+            if write.lease:
+                self.deadlines[key] = (self.base.lease(write.lease) or (0, 0))[1]
+            else:
+                self.deadlines[key] = write.deadline or None
+
+
+def decide_batch(txns: Sequence[Txn], state: TxnState, first: int, now: int) -> list[TxnOutcome | LeaseNotFoundError]:
+    """Decide consecutive transactions in order from sequence ``first``, each against what the earlier ones left."""
+    overlay = Overlay(state)
+    outcomes: list[TxnOutcome | LeaseNotFoundError] = []
+    sequence = first
+    for txn in txns:
+        outcome = decide(txn, overlay if len(txns) > 1 else state, sequence, now)
+        outcomes.append(outcome)
+        if isinstance(outcome, TxnOutcome) and outcome.event is not None:
+            overlay.apply(outcome.event)
+            sequence += 1
+    return outcomes

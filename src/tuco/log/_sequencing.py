@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol, TypeAlias, cast
 
 from tuco.core.events import Event, EventType, Expiry, Lifetime, Precondition
-from tuco.core.txn import Txn, TxnOutcome, TxnState, decide
+from tuco.core.txn import Txn, TxnOutcome, TxnState, decide_batch
 from tuco.errors import LeaseNotFoundError, PreconditionFailedError
 
 __all__ = ["TXN_EXPIRY", "ExpiryState", "Mutation", "Outcome", "has_conditions", "sequence_batch", "wall_clock_ms"]
@@ -90,9 +90,10 @@ def sequence_batch(
     if not has_conditions(batch):
         return [_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None)) for i, m in enumerate(batch)]
     if any(map(_expiry_of, batch)):
-        txn = batch[0].txn
-        if txn is not None:  # alone in its batch (the group commit cuts batches so)
-            return [decide(txn, cast("TxnState", expiry), first, now())]
+        if batch[0].txn is not None:  # only transactions in this batch (the group commit cuts batches so)
+            return list(
+                decide_batch([m.txn for m in batch if m.txn is not None], cast("TxnState", expiry), first, now())
+            )
         return _ExpiryJudge(mod_revision, expiry, now()).sequence(batch, first)
     outcomes: list[Outcome] = []
     written: dict[str, int] = {}

@@ -159,8 +159,10 @@ class GroupCommit:
     so writes resume when the database comes back or the privilege is granted.
     """
 
-    def __init__(self, commit: CommitBatch, *, max_pending_bytes: int = 64 << 20) -> None:
+    def __init__(self, commit: CommitBatch, *, max_pending_bytes: int = 64 << 20, txns_together: bool = False) -> None:
         self._commit = commit
+        self._txns_together = txns_together
+        """Consecutive transactions share a batch (a one-writer log decides each against the ones before it)."""
         self._max_pending_bytes = max_pending_bytes
         self._pending: list[Mutation] = []
         self._waiters: list[Written] = []  # one per pending mutation, in the same order
@@ -251,13 +253,15 @@ class GroupCommit:
             if cut < 0:  # none is pending after all (never expected): the count was wrong, not the queue
                 self._txns = 0
                 cut = len(pending)
+            elif self._txns_together and pending[0].txn is not None:  # the run of transactions at the head
+                cut = next((i for i, m in enumerate(pending) if m.txn is None), len(pending))
             if cut < len(pending):
                 self._pending, self._waiters = pending[cut:], waiters[cut:]
                 pending, waiters = pending[:cut], waiters[:cut]
-                self._txns -= 1 if pending[0].txn is not None else 0
+                self._txns -= cut if pending[0].txn is not None else 0
                 self._pending_bytes = sum(_size(m) for m in self._pending)
                 return pending, waiters
-            self._txns -= 1 if pending[0].txn is not None else 0
+            self._txns -= cut if pending[0].txn is not None else 0
         self._pending, self._waiters = [], []
         self._pending_bytes = 0
         return pending, waiters

@@ -257,9 +257,8 @@ class FileTransactionLog(FileLogState, WritesThroughGroupCommit):
             outcomes = sequence_batch(batch, sequence, self._mod_revision, self._expiry)
             # Without conditions or deadlines every outcome is an event of the plain kind: no need to look.
             conditional = has_conditions(batch)
-            if batch[0].txn is not None:  # a transaction, alone in its batch: one record, or none if it wrote nothing
-                decided = outcomes[0]
-                events = [decided.event] if isinstance(decided, TxnOutcome) and decided.event is not None else []
+            if batch[0].txn is not None:  # transactions only: one record each, none for one that wrote nothing
+                events = [o.event for o in outcomes if isinstance(o, TxnOutcome) and o.event is not None]
             else:
                 events = cast("list[Event]", [o for o in outcomes if isinstance(o, Event)] if conditional else outcomes)
             if not events:  # every condition refused its write: nothing to record

@@ -62,7 +62,7 @@ class MemoryLog(WritesThroughGroupCommit):
 
     def __init__(self, events: list[Event] | None = None, *, clock: Callable[[], int] = wall_clock_ms) -> None:
         self.events: list[Event] = events if events is not None else []
-        self._commits = GroupCommit(self._commit)
+        self._commits = GroupCommit(self._commit, txns_together=True)
         self._mod_revision: Callable[[str], int] = lambda key: 0  # set by run()
         self._expiry: ExpiryState | None = None
         self.fail_next_commit: LogFailedError | None = None
