@@ -198,6 +198,8 @@ def test_bad_transactions_are_400_and_change_nothing(front: str) -> None:
             b'{"success": [{"list": {"prefix": "", "limit": 1001}}]}',
             b'{"success": [{"put": {"key": "a", "ttl": 1, "lease": 2}}]}',
             b'{"success": [{"frobnicate": {"key": "a"}}]}',
+            b'{"success": [{"put": {"key": "\\ud800"}}]}',
+            b'{"compare": [{"key": "\\udfff", "target": "exists", "value": true}]}',
         ]
         for body in bad:
             answer = await client.post("/v1/txn", content=body)

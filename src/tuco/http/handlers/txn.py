@@ -128,6 +128,11 @@ def _text(item: dict[str, Any], name: str, where: str, *, empty: bool = False) -
     value = item.get(name)
     if not isinstance(value, str) or (not value and not empty):
         raise InvalidTxnError(f"{where}: {name} must be a{'' if empty else ' non-empty'} string")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # a lone surrogate (JSON's \ud800): no UTF-8, no key
+            raise InvalidTxnError(f"{where}: {name} is not valid Unicode") from None
     return value
 
 
