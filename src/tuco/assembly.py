@@ -57,6 +57,8 @@ def limits_from(settings: Settings) -> Limits:
         max_store_bytes=settings.max_store_bytes,
         max_store_keys=settings.max_store_keys,
         snapshot_max_bytes=settings.snapshot_max_bytes,
+        max_txn_ops=settings.max_txn_ops,
+        max_txn_bytes=settings.max_txn_bytes,
     )
 
 

@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable
 from tuco.core.events import Entry, Event, EventType
 from tuco.core.lru import LRU
 from tuco.core.store import ExpiringEntry, Page, Store
+from tuco.core.txn import decode_writes, encode_writes
 from tuco.errors import LogError, NoSuchKeyError, RevisionAheadError
 from tuco.observability import Metrics
 from tuco.ports import Read, StateReader, TransactionLog
@@ -52,6 +53,7 @@ __all__ = ["ENTRY_OVERHEAD_BYTES", "ReadThrough"]
 ENTRY_OVERHEAD_BYTES = 320
 _PUT = EventType.PUT
 _DELETE = EventType.DELETE
+_TXN = EventType.TXN
 
 CachedEntry = tuple[bytes, int, int, int]
 
@@ -160,6 +162,8 @@ class ReadThrough:
     def apply(self, event: Event) -> object:
         """Update or evict the key's cached entry, keep the store of expiring keys, wake the long polls."""
         sequence, type, key, value, create_revision, version, lifetime = event
+        if type is _TXN:
+            return self._apply_txn(event)
         cached = self.cache.peek(key)
         if cached is not None and cached[2] < sequence:
             if type is _PUT and lifetime is None:
@@ -175,6 +179,32 @@ class ReadThrough:
             applied = self.store.apply(event)
         if self._key_waits and key in self._key_waits:
             self._wake(key, sequence)
+        return applied
+
+    def _apply_txn(self, event: Event) -> object:
+        """A transaction: each write updates the cache as its own event would; the store gets it as one event."""
+        sequence = event.sequence
+        kept = []
+        for write in decode_writes(sequence, event.value):
+            key = write.key
+            cached = self.cache.peek(key)
+            if cached is not None and cached[2] < sequence:
+                if write.type is _PUT and write.lifetime is None:
+                    self.cache.replace(key, (write.value, cached[1], sequence, cached[3] + 1))
+                else:
+                    self.cache.pop(key)
+            if self._timed.peek(key) is not None:
+                self._timed.pop(key)
+            # Plain keys are not kept in the store: a plain PUT becomes the DELETE of any deadline it had.
+            kept.append(
+                (_DELETE, key, b"", 0, 0)
+                if write.type is _PUT and write.lifetime is None
+                else (write.type, key, write.value, write.deadline, write.lease)
+            )
+        applied = self.store.apply(event._replace(value=encode_writes(kept)))
+        for _, key, _, _, _ in kept:
+            if self._key_waits and key in self._key_waits:
+                self._wake(key, sequence)
         return applied
 
     # -- reads --------------------------------------------------------------------

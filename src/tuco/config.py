@@ -76,6 +76,19 @@ class Settings(BaseSettings):
         description="full state: bytes a running snapshot (GET /v1/snapshot) may keep of the keys written while it "
         "streams (their state at its revision, about 240 bytes plus key and old value each); past it, it is abandoned.",
     )
+    max_txn_ops: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="Compares and operations of one POST /v1/txn, both branches together; more is 413 txn_ops_limit.",
+    )
+    max_txn_bytes: int = Field(
+        8 << 20,
+        ge=1,
+        le=1 << 30,
+        description="Keys' and values' bytes of one POST /v1/txn; more is 413 txn_bytes_limit (its JSON body is "
+        "also bounded by the request body limit, TUCO_MAX_VALUE_BYTES).",
+    )
     tls_cert_file: Path | None = Field(None, description="PEM certificate chain; with the key file, HTTPS only.")
     tls_key_file: Path | None = Field(None, description="PEM private key of the certificate.")
     tls_client_ca_file: Path | None = Field(

@@ -26,6 +26,9 @@
     │   ├── InvalidPageTokenError      a listing page token that is garbage or for another listing
     │   ├── InvalidParameterError      a query parameter out of range (limit, keys_only)
     │   ├── InvalidBodyError           a gateway event whose body does not decode (base64)
+    │   ├── InvalidTxnError            a transaction that cannot be run as written (shape, a key written twice)
+    │   ├── TxnOpsLimitError           a transaction with more operations than TUCO_MAX_TXN_OPS (413)
+    │   ├── TxnBytesLimitError         a transaction larger than TUCO_MAX_TXN_BYTES (413)
     │   └── InvalidEventError          a gateway event of a shape tuco cannot read (a field of the wrong type)
     ├── StreamingUnsupportedError  a watch stream asked of a front end that cannot stream (an API gateway)
     ├── ProtocolError             what the HTTP layer answers on its own, before or instead of a handler
@@ -107,6 +110,7 @@ __all__ = [
     "InvalidParameterError",
     "InvalidPreconditionError",
     "InvalidRequestError",
+    "InvalidTxnError",
     "KeyTooLongError",
     "LeaseLimitError",
     "LeaseNotFoundError",
@@ -137,6 +141,8 @@ __all__ = [
     "TooManyConnectionsError",
     "TooManyWatchersError",
     "TucoError",
+    "TxnBytesLimitError",
+    "TxnOpsLimitError",
     "UnauthorizedError",
     "UnavailableError",
     "UnsupportedTransferCodingError",
@@ -386,6 +392,27 @@ class InvalidEventError(InvalidRequestError):
 
     code = "invalid_event"
     status = 400
+
+
+class InvalidTxnError(InvalidRequestError):
+    """A transaction tuco cannot run: a malformed body, or a key written twice (or under a range it deletes)."""
+
+    code = "invalid_txn"
+    status = 400
+
+
+class TxnOpsLimitError(InvalidRequestError):
+    """A transaction with more compares and operations than ``TUCO_MAX_TXN_OPS``; nothing was done."""
+
+    code = "txn_ops_limit"
+    status = 413
+
+
+class TxnBytesLimitError(InvalidRequestError):
+    """A transaction whose keys and values are larger than ``TUCO_MAX_TXN_BYTES``; nothing was done."""
+
+    code = "txn_bytes_limit"
+    status = 413
 
 
 class StreamingUnsupportedError(TucoError):

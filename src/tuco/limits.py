@@ -15,6 +15,7 @@ from tuco.core.events import Event
 from tuco.core.leases import Lease
 from tuco.core.store import ENTRY_BYTES, Store
 from tuco.core.tokens import MAX_TOKENS, Principal
+from tuco.core.txn import Txn, txn_bytes
 from tuco.errors import (
     InvalidKeyError,
     InvalidParameterError,
@@ -22,6 +23,8 @@ from tuco.errors import (
     LeaseLimitError,
     StoreFullError,
     TokenLimitError,
+    TxnBytesLimitError,
+    TxnOpsLimitError,
     ValueTooLargeError,
 )
 
@@ -54,6 +57,10 @@ class Limits:
     """Keys the store may hold; 0: no bound."""
     snapshot_max_bytes: int = 256 << 20
     """Before images a running snapshot may keep of the keys written during it; past it, it is abandoned."""
+    max_txn_ops: int = 10_000
+    """Compares and operations of one transaction, both branches together (``TUCO_MAX_TXN_OPS``)."""
+    max_txn_bytes: int = 8 << 20
+    """Keys and values of one transaction, both branches together (``TUCO_MAX_TXN_BYTES``)."""
 
 
 def _room(limits: Limits) -> int:
@@ -122,6 +129,55 @@ class Caps:
             self._refused_at = (store.bytes, len(store))
             raise StoreFullError(
                 f"the store holds {len(store)} keys, its bound (TUCO_MAX_STORE_KEYS): delete keys, or raise the bound"
+            )
+
+    def check_txn(self, txn: Txn) -> None:
+        """A transaction's caps, each put's key and value limits and ttl, and the store bound for either branch.
+
+        Raises before anything is queued: a transaction over a cap changes nothing.
+        """
+        limits = self.limits
+        ops = len(txn.compare) + len(txn.success) + len(txn.failure)
+        if ops > limits.max_txn_ops:
+            raise TxnOpsLimitError(
+                f"the transaction has {ops} compares and operations; "
+                f"the limit is {limits.max_txn_ops} (TUCO_MAX_TXN_OPS)"
+            )
+        size = txn_bytes(txn)
+        if size > limits.max_txn_bytes:
+            raise TxnBytesLimitError(
+                f"the transaction's keys and values are {size} bytes; the limit is {limits.max_txn_bytes} "
+                "(TUCO_MAX_TXN_BYTES)"
+            )
+        for branch in (txn.success, txn.failure):
+            growth = 0
+            new_keys = 0
+            for op in branch:
+                if op.kind != "put":
+                    continue
+                bounded, self.bounded = self.bounded, False  # the branch's growth is counted below, as a whole
+                try:
+                    self.check_write(op.key, op.value)
+                finally:
+                    self.bounded = bounded
+                if op.ttl:
+                    self.check_ttl(op.ttl)
+                growth += self.store.growth(op.key, op.value)
+                new_keys += op.key not in self.store
+            if self.bounded and growth > 0:
+                self._check_growth(growth, new_keys)
+
+    def _check_growth(self, growth: int, new_keys: int) -> None:
+        """StoreFullError if ``growth`` bytes and ``new_keys`` keys more would take the store past a bound."""
+        store, limits = self.store, self.limits
+        if (limits.max_store_bytes and store.bytes + growth > limits.max_store_bytes) or (
+            limits.max_store_keys and new_keys and len(store) + new_keys > limits.max_store_keys
+        ):
+            self.refusals += 1
+            self._refused_at = (store.bytes, len(store))
+            raise StoreFullError(
+                f"the store holds {store.bytes} bytes and {len(store)} keys; this transaction would take it past "
+                "its bound (TUCO_MAX_STORE_BYTES, TUCO_MAX_STORE_KEYS): nothing was written"
             )
 
     def check_ttl(self, ttl_ms: int) -> None:

@@ -7,13 +7,14 @@ the fakes in :mod:`tuco.testing` implement them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from tuco.core.distribution import Distribution
 from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
 from tuco.core.snapshot import Item as SnapshotItem
 from tuco.core.store import Page
+from tuco.core.txn import Txn, TxnOutcome
 from tuco.errors import LogError
 
 __all__ = [
@@ -56,6 +57,14 @@ class CommitSink(Protocol):
 
     def lease(self, id: int) -> tuple[int, int] | None:
         """The applied lease's ``(ttl, deadline)``, None if there is none: for one-writer logs."""
+        ...
+
+    def record(self, key: str) -> tuple[bytes, int, int, int] | None:
+        """The applied key's ``(value, create_revision, mod_revision, version)``, expired or not (compares)."""
+        ...
+
+    def keys_under(self, prefix: str) -> Iterator[str]:
+        """The applied keys under ``prefix``, in order: what a transaction's range delete and listing find."""
         ...
 
 
@@ -139,6 +148,15 @@ class TransactionLog(LogStatus, Protocol):
         raises :class:`~tuco.errors.LeaseNotFoundError`; an ``expired`` DELETE
         or revoke whose deadline has not passed raises
         :class:`~tuco.errors.PreconditionFailedError`. Decided in log order.
+        """
+        ...
+
+    def write_txn(self, txn: Txn) -> Awaitable[TxnOutcome]:
+        """Decide and record a transaction, all of its writes at one revision; await the result for its outcome.
+
+        Its compares are decided in log order, atomically with its writes, as
+        preconditions are. The awaitable raises :class:`~tuco.errors.LeaseNotFoundError`
+        (nothing written) for a put on a lease that does not exist.
         """
         ...
 

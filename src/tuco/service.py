@@ -22,7 +22,7 @@ import functools
 import heapq
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 
 from tuco import _service_metrics
 from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
@@ -30,6 +30,7 @@ from tuco.core.leases import Lease, may_use
 from tuco.core.snapshots import Snapshots, encode_state
 from tuco.core.store import DEFAULT_HISTORY_BYTES, Page, Store
 from tuco.core.tokens import Access, Grant, Principal, TokenRecord, Tokens, digest, encode_record, format_token
+from tuco.core.txn import Txn, TxnOutcome
 from tuco.core.watch import Selector
 from tuco.errors import (
     ForbiddenError,
@@ -191,6 +192,16 @@ class Service:
         """The applied lease's ``(ttl, deadline)``, None if there is none."""
         return self.store.lease(id)
 
+    def record(self, key: str) -> tuple[bytes, int, int, int] | None:
+        return self.store.record(key)
+
+    def keys_under(self, prefix: str) -> Iterator[str]:
+        return self.store.keys_under(prefix)
+
+    def read_at(self, key: str, revision: int) -> tuple[bytes, int, int, int] | None:
+        """The key as it was at ``revision`` (None: absent); raises HistoryCompactedError once that is not retained."""
+        return self.store.record_at(key, revision)
+
     # -- operations ---------------------------------------------------------------
 
     def consistent_get(self, key: str) -> Awaitable[Entry]:
@@ -209,6 +220,23 @@ class Service:
     def delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
         """Record that ``key`` is deleted if ``precondition`` holds (deleting an absent key is no error)."""
         return self.log.write_delete(key, precondition)
+
+    def txn(self, txn: Txn, by: Principal | None = None) -> Awaitable[TxnOutcome]:
+        """Run a transaction: its compares and the branch they choose, all at one revision.
+
+        Raises at once for a transaction over a cap (TUCO_MAX_TXN_OPS, TUCO_MAX_TXN_BYTES), a put over
+        the key or value limits, the store bound, or a lease known here to be another principal's;
+        the awaitable raises LeaseNotFoundError for a lease that does not exist when it is decided.
+        """
+        self.caps.check_txn(txn)
+        for op in (*txn.success, *txn.failure):
+            if op.lease:
+                found = self.store.leases.get(op.lease)
+                if found is not None:
+                    self._check_owner(found, by)
+                elif by is not None:  # unknown here: maybe granted elsewhere a moment ago; nobody else's to use
+                    raise LeaseNotFoundError(op.lease)
+        return self.log.write_txn(txn)
 
     def fetch(self, key: str) -> Awaitable[Read]:
         """The key with when it expires, for a read path that may wait (a full copy answers from memory, at once).

@@ -24,6 +24,7 @@ import enum
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from tuco.core.history import flatten
 from tuco.core.store import Store
 from tuco.core.tokens import Principal
 from tuco.core.watch import Selector, WatchEvent, events_from_changes, events_from_log
@@ -125,7 +126,7 @@ class Hub:
                 for key in list(self.key_waiters):
                     self._wake_key(key, None)
             else:
-                for change in changes:
+                for change in flatten(changes):
                     if change[2] in self.key_waiters:
                         self._wake_key(change[2], change[0])
         self._seen = current
@@ -347,7 +348,7 @@ class Watchers:
             changes = store.history.changes_after(revision - 1, current - revision + 1)
         except HistoryCompactedError:
             return True  # cannot tell any more: answer with the current state
-        return any(change[2] == key for change in changes)
+        return any(change[2] == key for change in flatten(changes))
 
     async def wait_for_change(self, key: str, revision: int, timeout: float) -> None:
         """See :meth:`Service.wait_for_change <tuco.service.Service.wait_for_change>`."""

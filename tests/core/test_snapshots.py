@@ -9,6 +9,7 @@ from tuco.core.events import Event, EventType, Lifetime
 from tuco.core.snapshot import KeyRecord, SnapshotDecoder
 from tuco.core.snapshots import Snapshots, encode_state
 from tuco.core.store import Store
+from tuco.core.txn import encode_writes
 from tuco.errors import SnapshotError
 
 KEYS = [f"k{i:02d}" for i in range(24)]
@@ -134,6 +135,25 @@ def test_a_registered_event_kind_keeps_before_images_of_the_keys_it_names() -> N
         del KEYS_OF[99]
     store.apply(Event(3, EventType.PUT, "a", b"changed"))
     store.apply(Event(4, EventType.DELETE, "b"))
+    assert state.failed is None
+    assert state.chunk(store, 10) == [KeyRecord("a", b"1", 1, 1, 1)]
+    assert state.chunk(store, 10) is None
+    assert list(state.deleted()) == [KeyRecord("b", b"2", 2, 2, 1)]
+
+
+def test_a_transaction_during_a_snapshot_keeps_each_key_it_writes_as_it_was() -> None:
+    """A TXN event (a put, a delete and a new key at one revision) leaves the snapshot exactly the state at R."""
+    store = Store()
+    store.apply(Event(1, EventType.PUT, "a", b"1"))
+    store.apply(Event(2, EventType.PUT, "b", b"2"))
+    snapshots = Snapshots()
+    state = snapshots.begin(store, 0)
+    value = encode_writes([(EventType.PUT, "a", b"changed", 0, 0), (EventType.DELETE, "b", b"", 0, 0)])
+    value += encode_writes([(EventType.PUT, "c", b"new", 0, 0)])
+    txn = Event(3, EventType.TXN, "", value)
+    snapshots.before(store, txn)
+    store.apply(txn)
+    assert (store.key_state("a") or ((b"",),))[0][0] == b"changed"  # the transaction was applied
     assert state.failed is None
     assert state.chunk(store, 10) == [KeyRecord("a", b"1", 1, 1, 1)]
     assert state.chunk(store, 10) is None

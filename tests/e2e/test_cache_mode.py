@@ -239,3 +239,24 @@ def test_reads_answer_503_while_the_database_is_away(tuco: StartTuco, pg_proxy: 
         assert kept.status_code == (503 if consistent else 200)
         pg_proxy.start()
         eventually(lambda: b.get("/v1/key/never-cached", params=params).status_code == 404, timeout=10, what="back")
+
+
+@pytest.mark.postgres
+def test_transactions_update_and_evict_the_cache_replicas_keys(tuco: StartTuco, pg_dsn: str) -> None:
+    """A transaction on the full replica updates one cached key and deletes another on the cache replica."""
+    full = _replica(tuco, pg_dsn, "full")
+    cache = _cache_replica(tuco, pg_dsn)
+    with full.client() as a, cache.client() as b:
+        for key in ("x", "y"):
+            assert a.put(f"/v1/key/{key}", content=b"one").status_code == 201
+            assert b.get(f"/v1/key/{key}").content == b"one"  # now cached
+        body = {"success": [{"put": {"key": "x", "value": "dHdv"}}, {"delete": {"key": "y"}}]}
+        assert a.post("/v1/txn", json=body).json()["revision"] == 3
+        eventually(lambda: b.get("/v1/key/x").content == b"two", timeout=FOLLOW_BOUND_SECONDS, what="update")
+        eventually(lambda: b.get("/v1/key/y").status_code == 404, timeout=FOLLOW_BOUND_SECONDS, what="eviction")
+        assert b.get("/v1/key/x").headers["etag"] == '"3"'
+        through = b.post("/v1/txn", json={"success": [{"put": {"key": "z", "value": "eg=="}, "ttl": 60}]})
+        assert through.status_code == 400  # ttl belongs inside the put
+        ttl = {"success": [{"put": {"key": "z", "value": "eg==", "ttl": 60}}]}
+        assert b.post("/v1/txn", json=ttl).json()["revision"] == 4
+        assert b.get("/v1/key/z").headers["x-tuco-expires-at"].isdigit()

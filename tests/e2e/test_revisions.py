@@ -109,7 +109,7 @@ def test_listing_pages_reserved_names_and_the_alias(frontend: tuple[str, str]) -
         assert client.get("/v1/key/alias").content == b"via alias"
         reserved = client.get("/v1/openapi.json")  # every reserved name is a resource now
         assert (reserved.status_code, reserved.json()["info"]["title"]) == (200, "tuco")
-        assert client.post("/v1/keys").headers["allow"] == "GET, HEAD"
+        assert client.post("/v1/keys").headers["allow"] == "GET, HEAD, DELETE"
         assert client.get("/v1/keys", params={"limit": "1001"}).json()["error"] == "invalid_parameter"
         assert client.get("/v1/keys", params={"page_token": "x"}).json()["error"] == "invalid_page_token"
 

@@ -77,6 +77,8 @@ def test_a_get_without_a_body_is_answered_without_reading_the_request() -> None:
                     (b"content-type", b"application/octet-stream"),
                     (b"etag", b'"1"'),
                     (b"x-tuco-revision", b"1"),
+                    (b"x-tuco-create-revision", b"1"),  # every GET answer carries both (issue 24)
+                    (b"x-tuco-version", b"1"),
                 ],
             },
             {"type": "http.response.body", "body": b"value"},

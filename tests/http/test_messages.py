@@ -136,7 +136,7 @@ def test_asgi_sends_a_stream_with_more_body() -> None:
 
 def test_a_responses_dynamic_fields_are_values_rendered_the_same_by_every_front_end() -> None:
     """ETag, revision and fields stay values: pairs for ASGI and serverless, the same lines on the native wire."""
-    response = Response(200, b"", None, ((b"A", b"1"),), 7, 9, ((b"X-Tuco-Expires-At", b"1700"),))
+    response = Response(200, b"", None, ((b"A", b"1"),), 7, 9, fields=((b"X-Tuco-Expires-At", b"1700"),))
     assert response.all_headers() == [
         (b"A", b"1"),
         (b"ETag", b'"7"'),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,6 +47,12 @@ class Replica:
 
     def lease(self, id: int) -> tuple[int, int] | None:
         return self.store.lease(id)
+
+    def record(self, key: str) -> tuple[bytes, int, int, int] | None:
+        return self.store.record(key)
+
+    def keys_under(self, prefix: str) -> Iterator[str]:
+        return self.store.keys_under(prefix)
 
     async def start(self) -> Replica:
         async for batch in self.log.read_events():
@@ -587,7 +593,7 @@ def test_concurrent_schema_creation(pg_dsn: str) -> None:
         for replica in replicas:
             await replica.log.aclose()
         versions = await query(pg_dsn, "SELECT version FROM tuco_schema ORDER BY 1")
-        assert [tuple(r) for r in versions] == [(1,), (2,), (3,), (4,), (5,), (6,)]
+        assert [tuple(r) for r in versions] == [(1,), (2,), (3,), (4,), (5,), (6,), (7,)]
         assert [tuple(r) for r in await query(pg_dsn, "SELECT id, sequence FROM tuco_head")] == [(1, 0)]
 
     run(main)

@@ -28,6 +28,7 @@ from tuco.cli._leases import lease, token
 from tuco.cli._logfile import log
 from tuco.cli._serve import serve
 from tuco.cli._transfer import export, import_keys
+from tuco.cli._txn import txn
 
 __all__ = ["main"]
 
@@ -41,5 +42,6 @@ def main() -> None:
     """
 
 
-for command in (serve, health, get, put, delete, list_keys, watch, lease, token, log, snapshot, export, import_keys):
+_COMMANDS = (serve, health, get, put, delete, list_keys, watch, txn, lease, token, log, snapshot, export, import_keys)
+for command in _COMMANDS:
     main.add_command(command)

@@ -71,10 +71,11 @@ def _entry_json(entry: Entry) -> dict[str, object]:
 @click.command()
 @key_argument()
 @click.option("--consistent", is_flag=True, help="Read after every write any replica acknowledged (postgres backend).")
+@click.option("--revision", metavar="REV", help="The value KEY had at revision REV (exit 5 once not retained).")
 @client_command
-def get(client: Client, output: str, key: str, consistent: bool) -> None:
+def get(client: Client, output: str, key: str, consistent: bool, revision: str | None) -> None:
     """Print the value of KEY exactly as stored (exit 1 if there is none)."""
-    entry = client.get(key, consistent=consistent)
+    entry = client.get(key, consistent=consistent, revision=_revision(revision, "--revision"))
     if output == "json":
         echo_json(_entry_json(entry))
         return
@@ -137,11 +138,31 @@ def put(
 
 
 @click.command()
-@key_argument()
+@key_argument(required=False)
 @click.option("--if-match", "if_match", metavar="REV", help="Delete only if KEY is at revision REV (* : if it exists).")
+@click.option("--prefix", metavar="PREFIX", help="Delete every key under PREFIX at one revision (not with KEY).")
+@click.option("--all", "everything", is_flag=True, help="With --prefix '': delete every key.")
 @client_command
-def delete(client: Client, output: str, key: str, if_match: str | None) -> None:
-    """Delete KEY (succeeds also when it does not exist, unless --if-match says otherwise: exit 4)."""
+def delete(
+    client: Client, output: str, key: str | None, if_match: str | None, prefix: str | None, everything: bool
+) -> None:
+    """Delete KEY (succeeds also when it does not exist, unless --if-match says otherwise: exit 4).
+
+    With --prefix, every key under PREFIX, at one revision; prints how many.
+    """
+    if prefix is not None:
+        if key is not None or if_match is not None:
+            usage("--prefix deletes a range: give no KEY and no --if-match")
+        if not prefix and not everything:
+            usage("deleting every key takes --prefix '' --all")
+        deleted = client.delete_prefix(prefix)
+        if output == "json":
+            echo_json({"prefix": prefix, "deleted": deleted.deleted, "revision": deleted.revision})
+        else:
+            click.echo(str(deleted.deleted))
+        return
+    if key is None:
+        usage("give the KEY to delete (or --prefix PREFIX)")
     if_revision, _, if_exists = _conditions(if_match)
     written = client.delete(key, if_revision=if_revision, if_exists=if_exists)
     if output == "json":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import click
@@ -56,7 +56,7 @@ def dump(path: Path, output: str) -> None:
     revisions: dict[str, tuple[int, int]] = {}  # key -> (create revision, version): bounded by the live keys
     with _exit_on_log_error(path):
         for batch in reader:
-            for event in batch:
+            for event in _writes(batch):  # a transaction's writes, each on a line, at its one revision
                 sequence, type, key, value, create_revision, version, _ = event
                 deadline, lease, ttl = event.deadline, event.lease, event.ttl
                 line = f"{sequence}\t{type.name}\t{key!r}\t{value!r}"
@@ -147,6 +147,17 @@ def compact(path: Path) -> None:
         f"{path}: {report.events_before} events, {report.bytes_before} bytes -> "
         f"{report.events_after} events, {report.bytes_after} bytes (last sequence {report.last_sequence})"
     )
+
+
+def _writes(batch: Iterable[Event]) -> Iterator[Event]:
+    """The events with each transaction's replaced by its writes (they share its sequence)."""
+    from tuco.core.txn import decode_writes
+
+    for event in batch:
+        if event.type is EventType.TXN:
+            yield from decode_writes(event.sequence, event.value)
+        else:
+            yield event
 
 
 def _event_json(event: Event, create_revision: int, version: int) -> dict[str, object]:

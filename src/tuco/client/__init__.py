@@ -11,6 +11,7 @@ from tuco.client._keeper import KeptLease
 from tuco.client._options import Backoff
 from tuco.client._sync import Client
 from tuco.client._tokens import Grant, Token
+from tuco.client._txn import Listed, Ops, RangeDeleted, Txn, TxnResult
 from tuco.client._watch import WatchEvent
 
 __all__ = [
@@ -23,9 +24,14 @@ __all__ = [
     "KeptLease",
     "Lease",
     "LeaseSummary",
+    "Listed",
+    "Ops",
     "Page",
+    "RangeDeleted",
     "RevokedLease",
     "Token",
+    "Txn",
+    "TxnResult",
     "WatchEvent",
     "Written",
 ]

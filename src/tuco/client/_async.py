@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -15,10 +15,12 @@ import httpx
 
 from tuco.client import _calls as calls
 from tuco.client import _tokens as token_calls
+from tuco.client import _txn as txn_calls
 from tuco.client._calls import Answer, Call, Entry, Item, Lease, LeaseSummary, Page, RevokedLease, Written
 from tuco.client._keeper import KeptLease
 from tuco.client._options import Backoff, Options
 from tuco.client._tokens import Grant, Token
+from tuco.client._txn import RangeDeleted, Txn, TxnResult
 from tuco.client._watch import WatchCursor, WatchEvent
 from tuco.errors import ServerUnreachableError, TooManyWatchersError, UnavailableError
 
@@ -91,9 +93,9 @@ class AsyncClient:
 
     # keys
 
-    async def get(self, key: str, *, consistent: bool = False) -> Entry:
-        """The key's value and revisions; :class:`~tuco.errors.NoSuchKeyError` if it is absent."""
-        return await self._run(calls.get(key, consistent=consistent))
+    async def get(self, key: str, *, consistent: bool = False, revision: int | None = None) -> Entry:
+        """The key's value and revisions (as of ``revision``); :class:`~tuco.errors.NoSuchKeyError` if absent."""
+        return await self._run(calls.get(key, consistent=consistent, revision=revision))
 
     async def put(
         self,
@@ -116,6 +118,14 @@ class AsyncClient:
     async def delete(self, key: str, *, if_revision: int | None = None, if_exists: bool = False) -> Written:
         """Delete the key (fine if absent, unless a condition says otherwise)."""
         return await self._run(calls.delete(key, if_revision=if_revision, if_exists=if_exists))
+
+    def txn(self) -> Txn[Awaitable[TxnResult]]:
+        """A transaction to build (``when``, ``then``, ``otherwise``); ``await commit()``; see :class:`Txn`."""
+        return Txn(self._run)
+
+    async def delete_prefix(self, prefix: str) -> RangeDeleted:
+        """Delete every key under ``prefix`` at one revision (the empty prefix: every key)."""
+        return await self._run(txn_calls.delete_prefix(prefix))
 
     async def wait(self, key: str, revision: int, *, timeout: float = 30.0) -> tuple[bool, Entry | None]:
         """Long poll: ``(changed, entry)`` when the key changed at ``revision`` or later, or after ``timeout``.

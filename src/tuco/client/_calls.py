@@ -234,14 +234,16 @@ def _expect(answer: Answer, statuses: tuple[int, ...], **context: Any) -> None:
 # --- keys --------------------------------------------------------------------------------------------------------
 
 
-def get(key: str, *, consistent: bool = False) -> Call[Entry]:
-    """``GET /v1/key/{key}``: the value, or :class:`~tuco.errors.NoSuchKeyError`."""
+def get(key: str, *, consistent: bool = False, revision: int | None = None) -> Call[Entry]:
+    """``GET /v1/key/{key}``: the value (as of ``revision``, if given), or :class:`~tuco.errors.NoSuchKeyError`."""
 
     def parse(answer: Answer) -> Entry:
         _expect(answer, (200,), key=key)
         return Entry(key, answer.body, _etag(answer), _revision(answer), _expires(answer))
 
-    params = (("consistent", "true"),) if consistent else ()
+    params: tuple[tuple[str, str], ...] = (("consistent", "true"),) if consistent else ()
+    if revision is not None:
+        params += (("revision", str(revision)),)
     return Call("GET", key_path(key), parse, params=params)
 
 

@@ -27,13 +27,18 @@ from tuco.core._format import (
     _PAIR,
     _RECORD_CODES,
     _REVISIONS,
+    _SHARED_ENTRY,
+    _SHARED_EXPIRING_ENTRY,
     _TOKEN_CODES,
     _TOKEN_ENTRY,
+    _TXN,
     _TYPE_BY_CODE,
     HEADER_SIZE,
     MAX_PAYLOAD_BYTES,
 )
 from tuco.core.events import Event, EventType, Lifetime
+from tuco.core.txn import decode_writes
+from tuco.errors import LogFormatError
 
 __all__ = ["DecodeFailure", "RecordDecoder", "RecordHead", "record_heads"]
 
@@ -241,14 +246,14 @@ class RecordDecoder:
             create_revision, version = unpack_revisions(buf, pos + _HEAD_SIZE)
             key_start = pos + _ENTRY_HEAD_SIZE
             lifetime = None
-            if code == _EXPIRING_ENTRY:
+            if code in (_EXPIRING_ENTRY, _SHARED_EXPIRING_ENTRY):
                 lifetime = Lifetime(*_PAIR.unpack_from(buf, key_start))
                 key_start += _PAIR.size
             key_end = key_start + key_length
             if key_end > end:
                 failure = f"malformed entry (key length {key_length})"
                 break
-            if not last < seq < below:
+            if not (last < seq < below or (code >= _SHARED_ENTRY and seq == last > 0)):  # shared: one transaction's
                 failure = f"entry with sequence {seq} after {last}, where {last + 1} to {below - 1} may follow"
                 break
             if not 1 <= create_revision <= seq or not 1 <= version <= seq - create_revision + 1:
@@ -304,6 +309,15 @@ def _decode_extended(buf: bytes, pos: int, end: int, seq: int, code: int, key_le
         except UnicodeDecodeError:
             return "token id is not valid UTF-8"
         return Event(seq, token_type, id, buf[key_end:end])
+    if code == _TXN:
+        if key_length:
+            return f"malformed record (type {code}, key length {key_length})"
+        value = buf[body:end]
+        try:
+            decode_writes(seq, value)
+        except LogFormatError as exc:
+            return str(exc)
+        return Event(seq, EventType.TXN, "", value)
     if code == _EXPIRING_PUT:
         key_start = body + _PAIR.size
         key_end = key_start + key_length

@@ -44,6 +44,19 @@ its record (JSON: grants, expiry, the SHA-256 of its secret, never the secret) t
     token record  = sequence u64 | 10 create, 11 revoke u8 | id length u32 | id | record (create only)
     token entry   = sequence (its creation) u64 | 12 u8 | id length u32 | id | record   (compacted section)
 
+A transaction is one record, whatever it writes: its checksum covers all of its
+writes, so a torn tail never applies part of one. Its writes are listed as
+:func:`tuco.core.txn.encode_writes` lays them out, already decided (the keys a
+range delete found, the deadlines a ttl gave)::
+
+    transaction   = sequence u64 | 15 u8 | 0 u32 | writes
+
+The keys a transaction writes share its revision, so in a compacted section an
+entry may carry the sequence of the entry before it: it is then written with a
+kind of its own (16 for an entry, 17 for an expiring entry, laid out as 3 and 8),
+so every other entry still must rise, and a build without transactions reports
+it as unknown, never misreads it.
+
 Deadlines are absolute Unix milliseconds (0: none), so a replay, a restart
 or a compaction never moves one. A build without expiry reports these kinds
 as unknown (corruption), never misreads them.
@@ -70,7 +83,10 @@ from tuco.core._format import (
     _PAIR,
     _PAYLOAD,
     _REVISIONS,
+    _SHARED_ENTRY,
+    _SHARED_EXPIRING_ENTRY,
     _TOKEN_ENTRY,
+    _TXN,
     ENTRY_OVERHEAD,
     FORMAT_VERSION,
     HEADER_SIZE,
@@ -163,6 +179,8 @@ def encode_event(event: Event) -> bytes:
         )
     elif type is EventType.DELETE:
         return encode_record(sequence, type, key)
+    elif type is EventType.TXN:
+        payload = _PAYLOAD.pack(sequence, _TXN, 0) + value
     elif type in _CODE_OF_TOKEN:
         key_bytes = key.encode("utf-8")
         payload = _PAYLOAD.pack(sequence, _CODE_OF_TOKEN[type], len(key_bytes)) + key_bytes + value
@@ -191,16 +209,28 @@ def encode_token_entry(id: str, record: bytes, created: int) -> bytes:
 
 
 def encode_entry(
-    key: str, value: bytes, create_revision: int, mod_revision: int, version: int, deadline: int = 0, lease: int = 0
+    key: str,
+    value: bytes,
+    create_revision: int,
+    mod_revision: int,
+    version: int,
+    deadline: int = 0,
+    lease: int = 0,
+    *,
+    shared: bool = False,
 ) -> bytes:
-    """Frame one live key of a compacted section, with its revisions (its mod revision is the record's sequence)."""
+    """Frame one live key of a compacted section, with its revisions (its mod revision is the record's sequence).
+
+    ``shared``: the entry before it has the same mod revision (one transaction wrote both).
+    """
     key_bytes = key.encode("utf-8")
     if deadline or lease:
-        head = _PAYLOAD.pack(mod_revision, _EXPIRING_ENTRY, len(key_bytes)) + _REVISIONS.pack(create_revision, version)
+        code = _SHARED_EXPIRING_ENTRY if shared else _EXPIRING_ENTRY
+        head = _PAYLOAD.pack(mod_revision, code, len(key_bytes)) + _REVISIONS.pack(create_revision, version)
         payload = head + _PAIR.pack(deadline, lease) + key_bytes + value
         return _FRAME.pack(len(payload), _checksum(payload)) + payload
     payload = (
-        _PAYLOAD.pack(mod_revision, _ENTRY, len(key_bytes))
+        _PAYLOAD.pack(mod_revision, _SHARED_ENTRY if shared else _ENTRY, len(key_bytes))
         + _REVISIONS.pack(create_revision, version)
         + key_bytes
         + value

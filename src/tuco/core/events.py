@@ -28,6 +28,8 @@ class EventType(IntEnum):
     """A token was created: its id is ``key``, its record (grants, the secret's digest, never the secret) ``value``."""
     TOKEN_REVOKE = 8
     """Token ``key`` is revoked."""
+    TXN = 9
+    """A transaction's writes, all at this one revision: ``value`` holds them (:func:`tuco.core.txn.decode_writes`)."""
 
 
 class Lifetime(NamedTuple):

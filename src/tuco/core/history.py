@@ -10,12 +10,14 @@ first; asking for a revision before the oldest retained one raises
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from itertools import islice
+from typing import Any
 
 from tuco.core.events import Entry
 from tuco.errors import HistoryCompactedError
 
-__all__ = ["CHANGE_OVERHEAD_BYTES", "Change", "History"]
+__all__ = ["CHANGE_OVERHEAD_BYTES", "TXN_CODE", "Change", "Group", "History", "flatten"]
 
 # What a retained change costs beyond its key's and its replaced value's bytes:
 # the change, event and entry tuples, their integers, the bytes object header
@@ -25,8 +27,32 @@ CHANGE_OVERHEAD_BYTES = 320
 
 _new = tuple.__new__
 
-Change = tuple[int, int, str, bytes, tuple[bytes, int, int, int] | None]
-"""A retained change: (revision, type code 1 PUT / 2 DELETE, key, value, the replaced entry or None)."""
+Change = tuple[int, int, str, bytes, Any]
+"""A retained change: (revision, type code 1 PUT / 2 DELETE, key, value, the replaced entry or None).
+
+A transaction's writes are one change of code :data:`TXN_CODE` (key ``""``) whose
+last field is the tuple of its writes' changes, all at its revision: a revision
+is still one change, so cursors and offsets stay revision arithmetic.
+"""
+
+TXN_CODE = 9
+
+
+def flatten(changes: Iterable[Change]) -> Iterator[Change]:
+    """The changes with each transaction's replaced by the changes of its writes."""
+    for change in changes:
+        if change[1] == TXN_CODE:
+            yield from change[4]
+        else:
+            yield change
+
+
+def _cost(change: Change) -> int:
+    """What a change costs the bound: its key's and replaced value's bytes and the overhead (a group: its parts')."""
+    if change[1] == TXN_CODE:
+        return CHANGE_OVERHEAD_BYTES + sum(_cost(part) for part in change[4])
+    previous = change[4]
+    return CHANGE_OVERHEAD_BYTES + len(change[2]) + (len(previous[0]) if previous is not None else 0)
 
 
 class History:
@@ -82,6 +108,16 @@ class History:
         if self._bytes > self.max_bytes:
             self._drop_oldest()
 
+    def record_group(self, sequence: int, changes: list[Change]) -> None:
+        """Keep a transaction's changes (all at revision ``sequence``, the next one) as one change."""
+        if sequence != self._first + len(self._changes) - self._start:
+            self.reset(sequence - 1)
+        group = (sequence, TXN_CODE, "", b"", tuple(changes))
+        self._changes.append(group)
+        self._bytes += _cost(group)
+        if self._bytes > self.max_bytes:
+            self._drop_oldest()
+
     def _drop_oldest(self) -> None:
         """Drop the oldest changes down to 63/64 of the bound, freeing each as it goes.
 
@@ -95,8 +131,7 @@ class History:
         size = self._bytes
         target = self.max_bytes - (self.max_bytes >> 6)
         while size > target and start < len(changes):
-            _, _, key, _, previous = changes[start]  # type: ignore[misc]  # at and after _start: a change
-            size -= CHANGE_OVERHEAD_BYTES + len(key) + (len(previous[0]) if previous is not None else 0)
+            size -= _cost(changes[start])  # type: ignore[arg-type]  # at and after _start: a change
             changes[start] = None
             start += 1
         self._first += start - self._start
@@ -112,7 +147,7 @@ class History:
             raise HistoryCompactedError(self.oldest_revision)
         before: dict[str, Entry | None] = {}
         begin = self._start + (revision + 1 - self._first)
-        for _, code, key, _, previous in islice(self._changes, begin, None):
+        for _, code, key, _, previous in flatten(islice(self._changes, begin, None)):
             if code <= 2 and key not in before:  # codes above 2 are lease records: no key changed
                 before[key] = _new(Entry, previous) if previous is not None else None
         return before
@@ -129,3 +164,16 @@ class History:
             raise HistoryCompactedError(self.oldest_revision)
         begin = self._start + (revision + 1 - self._first)
         return self._changes[begin : begin + limit]
+
+
+class Group(History):
+    """Collects the changes of one transaction's writes as the store applies them, for :meth:`History.record_group`."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.changes: list[Change] = []
+
+    def record(
+        self, sequence: int, code: int, key: str, value: bytes, previous: tuple[bytes, int, int, int] | None
+    ) -> None:
+        self.changes.append((sequence, code, key, value, previous))

@@ -32,6 +32,7 @@ from tuco.core.events import Event, EventType
 from tuco.core.snapshot import KeyRecord, LeaseRecord, SnapshotEncoder, TokenEntry
 from tuco.core.store import ENTRY_BYTES, Store
 from tuco.core.tokens import encode_record
+from tuco.core.txn import decode_writes
 from tuco.errors import SnapshotError
 
 __all__ = ["DEFAULT_MAX_BYTES", "KEYS_OF", "SnapshotState", "Snapshots", "encode_state"]
@@ -47,8 +48,14 @@ _NO_KEY_KINDS = frozenset(
         EventType.TOKEN_REVOKE,
     )
 )
-KEYS_OF: dict[int, Callable[[Event], Iterable[str]]] = {}
-"""The keys an event of another kind changes (e.g. ``EventType.TXN``: its writes' keys); register new kinds here."""
+
+
+def _txn_keys(event: Event) -> list[str]:
+    return [write.key for write in decode_writes(event.sequence, event.value)]
+
+
+KEYS_OF: dict[int, Callable[[Event], Iterable[str]]] = {EventType.TXN: _txn_keys}
+"""The keys an event of another kind changes (a transaction's: its writes' keys); register new kinds here."""
 _State = tuple[tuple[bytes, int, int, int], int, int] | None
 
 

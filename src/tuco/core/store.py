@@ -29,9 +29,10 @@ from sortedcontainers import SortedList
 from tuco.core._expiry import due_at, watch_again
 from tuco.core._listing import Item, Page, collect_page
 from tuco.core.events import Entry, Event, EventType, Lifetime
-from tuco.core.history import History
+from tuco.core.history import Group, History
 from tuco.core.leases import Due, Leases
 from tuco.core.tokens import Tokens, decode_record
+from tuco.core.txn import decode_writes
 from tuco.errors import NoSuchKeyError
 
 __all__ = ["ENTRY_BYTES", "ExpiringEntry", "Item", "Page", "Store", "key_bytes"]
@@ -50,6 +51,7 @@ _HEAP_SLACK = 4096  # stale expirer items tolerated beyond twice the live ones
 _KEEPALIVE = EventType.LEASE_KEEPALIVE
 _TOKEN_CREATE = EventType.TOKEN_CREATE
 _TOKEN_REVOKE = EventType.TOKEN_REVOKE
+_TXN = EventType.TXN
 
 
 def _never() -> int:
@@ -188,8 +190,8 @@ class Store:
         On the write path of every replica, so kept to one unpack and one dict update.
         """
         sequence, type, key, value, create_revision, version, lifetime = event
-        if sequence <= self.last_sequence:
-            return False
+        if sequence <= self.last_sequence and (sequence < self.last_sequence or not create_revision):
+            return False  # (a snapshot's keys one transaction wrote share its revision: each is applied)
         data = self._data
         old = data.get(key)
         if type is _PUT:
@@ -223,6 +225,9 @@ class Store:
                     self._index.remove(key)
             code = 2
         else:  # lease or token bookkeeping: no key changes, but the revision moves (History keeps a placeholder)
+            if type is _TXN:
+                self._apply_txn(sequence, value)
+                return True
             if type is _TOKEN_CREATE or type is _TOKEN_REVOKE:
                 self._apply_token(type, sequence, key, value)
             else:
@@ -247,7 +252,7 @@ class Store:
         delete = EventType.DELETE
         expiring = self._expiring
         for sequence, type, key, value, create_revision, version, lifetime in events:
-            if sequence <= last:
+            if sequence <= last and (sequence < last or not create_revision):
                 continue
             if type is put:
                 if lifetime is not None:
@@ -268,6 +273,9 @@ class Store:
                     self._unexpire(key)
             elif type is _TOKEN_CREATE or type is _TOKEN_REVOKE:
                 self._apply_token(type, sequence, key, value)
+            elif type is _TXN:
+                self.last_sequence = last
+                self._apply_txn(sequence, value)
             else:
                 self._apply_lease(type, sequence, lifetime, value)
             last = sequence
@@ -275,6 +283,32 @@ class Store:
         self.last_sequence = last
         self._index = None
         self.history.reset(last)
+
+    def _apply_txn(self, sequence: int, writes: bytes) -> None:
+        """Apply a transaction's writes, each as its own event would be but all at ``sequence``; History: one change."""
+        history = self.history
+        group = Group()
+        self.history = group
+        try:
+            for event in decode_writes(sequence, writes):
+                self.last_sequence = sequence - 1
+                self.apply(event)
+        finally:
+            self.history = history
+            self.last_sequence = sequence
+        history.record_group(sequence, group.changes)
+
+    def record(self, key: str) -> tuple[bytes, int, int, int] | None:
+        """The key's ``(value, create_revision, mod_revision, version)`` as logged, expired or not; None if absent."""
+        found = self._data.get(key)
+        return found if found is not None else self._expiring.get(key)
+
+    def keys_under(self, prefix: str) -> Iterator[str]:
+        """The keys (expired ones whose DELETE is not logged too) starting with ``prefix``, in order."""
+        for key in self._keys_from(prefix, None):
+            if not key.startswith(prefix):
+                return
+            yield key
 
     def _count_bytes(self) -> int:
         """:attr:`bytes` counted from the entries (joining the keys costs their length, briefly)."""
@@ -288,6 +322,13 @@ class Store:
     def snapshot(self) -> dict[str, bytes]:
         """A copy of the whole state's values, for tests and compaction."""
         return {key: entry[0] for key, entry in chain(self._data.items(), self._expiring.items())}
+
+    def record_at(self, key: str, revision: int) -> tuple[bytes, int, int, int] | None:
+        """The key's entry as it was at ``revision`` (None: absent then); HistoryCompactedError once it is gone."""
+        if revision >= self.last_sequence:
+            return self.record(key)
+        changed = self.history.state_at(revision)
+        return changed[key] if key in changed else self.record(key)
 
     def entries(self) -> dict[str, tuple[bytes, int, int, int]]:
         """A copy of every key's ``(value, create_revision, mod_revision, version)``: what compaction rewrites.

@@ -10,11 +10,12 @@ so a watch shows the revisions a read at that moment showed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from tuco.core.events import Event, EventType
-from tuco.core.history import Change
+from tuco.core.history import Change, flatten
+from tuco.core.txn import decode_writes
 
 __all__ = ["Selector", "WatchEvent", "events_from_changes", "events_from_log"]
 
@@ -57,7 +58,7 @@ def events_from_changes(changes: Iterable[Change], selector: Selector) -> list[W
     prefix = selector.prefix
     only = selector.key
     found: list[WatchEvent] = []
-    for change in changes:
+    for change in flatten(changes):  # a transaction's writes: together, at its revision
         key = change[2]
         if (key != only) if only is not None else not key.startswith(prefix):
             continue
@@ -77,7 +78,7 @@ def events_from_changes(changes: Iterable[Change], selector: Selector) -> list[W
 def events_from_log(events: Iterable[Event], selector: Selector) -> list[WatchEvent]:
     """Logged events that ``selector`` matches, as watch events (without the revisions the log does not keep)."""
     found: list[WatchEvent] = []
-    for event in events:
+    for event in _expand(events):
         key = event.key
         if not selector.matches(key):
             continue
@@ -88,3 +89,12 @@ def events_from_log(events: Iterable[Event], selector: Selector) -> list[WatchEv
         elif event.type is EventType.DELETE:
             found.append(WatchEvent(event.sequence, "delete", key, b"", None, None))
     return found
+
+
+def _expand(events: Iterable[Event]) -> Iterator[Event]:
+    """The events with each transaction's replaced by its writes' events."""
+    for event in events:
+        if event.type is EventType.TXN:
+            yield from decode_writes(event.sequence, event.value)
+        else:
+            yield event

@@ -317,5 +317,80 @@ def components() -> Schema:
                 "required": ["id", "revision", "deleted_keys"],
                 "properties": {"id": integer, "revision": integer, "deleted_keys": integer},
             },
+            **_txn_schemas(item),
+        },
+    }
+
+
+def _txn_schemas(item: Schema) -> dict[str, Schema]:
+    """A transaction, its answer, and a range delete's answer."""
+    integer = {"type": "integer"}
+    text = {"type": "string"}
+    b64 = {"type": "string", "contentEncoding": "base64"}
+
+    def one(name: str, properties: Schema, required: list[str]) -> Schema:
+        body = {"type": "object", "required": required, "properties": properties, "additionalProperties": False}
+        return {"type": "object", "required": [name], "properties": {name: body}, "additionalProperties": False}
+
+    op = {
+        "oneOf": [
+            one("put", {"key": text, "value": b64, "ttl": {"type": "number"}, "lease": integer}, ["key"]),
+            one("delete", {"key": text}, ["key"]),
+            one("delete_prefix", {"prefix": text, "all": {"type": "boolean"}}, ["prefix"]),
+            one("get", {"key": text}, ["key"]),
+            one("list", {"prefix": text, "limit": {"type": "integer", "minimum": 1, "maximum": 1000}}, ["prefix"]),
+        ]
+    }
+    compare = {
+        "type": "object",
+        "required": ["key", "target", "value"],
+        "properties": {
+            "key": text,
+            "target": {"enum": ["value", "mod_revision", "create_revision", "version", "exists"]},
+            "op": {"enum": ["==", "!=", "<", ">"]},
+            "value": {"description": "base64 for value, true/false for exists, else an integer"},
+        },
+    }
+    result = {
+        "type": "object",
+        "description": "One key, named after the operation: put (revision), delete and delete_prefix (deleted), "
+        "get (found and the key's fields), list (items, more)",
+        "minProperties": 1,
+        "maxProperties": 1,
+        "additionalProperties": {
+            "type": "object",
+            "properties": {
+                **item["properties"],
+                "revision": integer,
+                "deleted": integer,
+                "found": {"type": "boolean"},
+                "items": {"type": "array", "items": item},
+                "more": {"type": "boolean"},
+            },
+        },
+    }
+    return {
+        "TxnRequest": {
+            "type": "object",
+            "properties": {
+                "compare": {"type": "array", "items": compare},
+                "success": {"type": "array", "items": op},
+                "failure": {"type": "array", "items": op},
+            },
+            "additionalProperties": False,
+        },
+        "TxnAnswer": {
+            "type": "object",
+            "required": ["succeeded", "revision", "results"],
+            "properties": {
+                "succeeded": {"type": "boolean"},
+                "revision": integer,
+                "results": {"type": "array", "items": result},
+            },
+        },
+        "RangeDeleted": {
+            "type": "object",
+            "required": ["deleted", "revision"],
+            "properties": {"deleted": integer, "revision": integer},
         },
     }

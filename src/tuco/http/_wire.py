@@ -95,6 +95,9 @@ def _build_head(key: _HeadKey) -> bytes:
     return head
 
 
+_READ_LINES = b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Create-Revision: %d\r\nX-Tuco-Version: %d\r\n'
+
+
 def _field_lines(fields: Headers) -> bytes:
     return b"".join([b"%b: %b\r\n" % pair for pair in fields])
 
@@ -112,6 +115,8 @@ def dynamic_lines(response: Response) -> bytes:
         lines = b"X-Tuco-Revision: %d\r\n" % revision
     else:
         lines = b""
+    if response.created is not None:
+        lines += b"X-Tuco-Create-Revision: %d\r\nX-Tuco-Version: %d\r\n" % (response.created, response.version or 0)
     return lines + _field_lines(response.fields) if response.fields else lines
 
 
@@ -135,7 +140,11 @@ def serialise(out: list[bytes], response: Response, mode: int, head_only: bool, 
     etag = response.etag
     revision = response.revision
     if etag is not None and revision is not None:
-        extra = b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (etag, revision)
+        created = response.created
+        if created is not None:  # a key's read: the four numbers in one format
+            extra = _READ_LINES % (etag, revision, created, response.version)
+        else:
+            extra = b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (etag, revision)
         if response.fields:
             extra += _field_lines(response.fields)
     else:

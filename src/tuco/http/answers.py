@@ -86,7 +86,7 @@ def error_response(
 ) -> Response:
     """A JSON error body ``{"error": code, "message": message}``; only this module and error_answer call it."""
     body = json.dumps({"error": code, "message": message}).encode()
-    return Response(status, body, JSON, headers, etag, revision, fields)
+    return Response(status, body, JSON, headers, etag, revision, fields=fields)
 
 
 def error_answer(

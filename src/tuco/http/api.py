@@ -24,7 +24,7 @@ from tuco.http.auth import Guard
 from tuco.http.cors import Cors
 from tuco.http.handlers import INLINE, Context, resolve
 from tuco.http.handlers._writes import answer_when_written, write_refused
-from tuco.http.handlers.keys import consistent_get, long_poll, put_with_parameters, read_now, read_through
+from tuco.http.handlers.keys import consistent_get, long_poll, put_with_parameters, read_at, read_now, read_through
 from tuco.http.handlers.listing import list_page_now, list_page_through
 from tuco.http.handlers.status import readiness_summary
 from tuco.http.messages import NO_ROUTE, Answer, Deferred, Headers, Request, Response
@@ -179,10 +179,12 @@ class KeyValueAPI:
                     return long_poll(self.context, request, key)
                 if wants_consistent(request):
                     return consistent_get(self.context, key)
+                if request.param(b"revision") is not None:
+                    return read_at(self.context, request, key)
             found = service.find(key)
             if found is None:  # absent, or a key with a deadline
                 return self._read(key, ())
-            return Response(200, found[0], OCTET_STREAM, (), found[2], service.applied_revision)
+            return Response(200, found[0], OCTET_STREAM, (), found[2], service.applied_revision, found[1], found[3])
         try:
             precondition = precondition_of(request) if request.conditional else None
             if method == b"PUT":

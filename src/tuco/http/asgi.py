@@ -315,6 +315,10 @@ def _head(response: Response) -> list[tuple[bytes, bytes]]:
     revision = response.revision
     if revision is not None:
         headers.append((b"x-tuco-revision", b"%d" % revision))
+    created = response.created
+    if created is not None:
+        headers.append((b"x-tuco-create-revision", b"%d" % created))
+        headers.append((b"x-tuco-version", b"%d" % (response.version or 0)))
     for name, value in response.fields:
         headers.append((name.lower(), value))
     return headers

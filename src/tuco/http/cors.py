@@ -138,6 +138,8 @@ def _response_with(response: Response, fields: Headers) -> Response:
         response.headers + fields,
         response.etag,
         response.revision,
+        response.created,
+        response.version,
         response.fields,
     )
 

@@ -149,11 +149,13 @@ class Response:
 
     ``headers`` are a response shape's static fields (the native server caches the head
     they make); ``etag`` and ``revision`` are the numbers nearly every answer carries
-    (``ETag: "n"``, ``X-Tuco-Revision: n``, in that order); ``fields`` are any other
-    per-response fields (a deadline, a wait's outcome, Retry-After), after those two.
+    (``ETag: "n"``, ``X-Tuco-Revision: n``, in that order), ``created`` and ``version``
+    a key read's ``X-Tuco-Create-Revision`` and ``X-Tuco-Version`` (sent with an
+    ``etag`` only); ``fields`` are any other per-response fields (a deadline, a
+    wait's outcome, Retry-After), after those.
     """
 
-    __slots__ = ("body", "content_type", "etag", "fields", "headers", "revision", "status")
+    __slots__ = ("body", "content_type", "created", "etag", "fields", "headers", "revision", "status", "version")
 
     def __init__(
         self,
@@ -163,6 +165,8 @@ class Response:
         headers: Headers = (),
         etag: int | None = None,
         revision: int | None = None,
+        created: int | None = None,
+        version: int | None = None,
         fields: Headers = (),
     ) -> None:
         self.status = status
@@ -173,6 +177,10 @@ class Response:
         """The key's mod_revision, sent as ``ETag: "n"``; None for none."""
         self.revision = revision
         """The store's revision the answer reflects, sent as ``X-Tuco-Revision``; None for none."""
+        self.created = created
+        """A read key's create_revision (``X-Tuco-Create-Revision``); None for none."""
+        self.version = version
+        """A read key's version (``X-Tuco-Version``), given with ``created``."""
         self.fields = fields
         """Further per-response fields, made by tuco itself (never from client input)."""
 
@@ -183,6 +191,9 @@ class Response:
             pairs.append((b"ETag", b'"%d"' % self.etag))
         if self.revision is not None:
             pairs.append((b"X-Tuco-Revision", b"%d" % self.revision))
+        if self.created is not None:
+            pairs.append((b"X-Tuco-Create-Revision", b"%d" % self.created))
+            pairs.append((b"X-Tuco-Version", b"%d" % (self.version or 0)))
         pairs.extend(self.fields)
         return pairs
 

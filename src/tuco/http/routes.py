@@ -17,11 +17,13 @@ from typing import Any
 
 from tuco.core.tokens import Permission
 from tuco.errors import (
+    ForbiddenError,
     HistoryCompactedError,
     InvalidKeyError,
     InvalidPageTokenError,
     InvalidParameterError,
     InvalidPreconditionError,
+    InvalidTxnError,
     KeyTooLongError,
     LeaseLimitError,
     LeaseNotFoundError,
@@ -33,6 +35,8 @@ from tuco.errors import (
     StoreFullError,
     TokenLimitError,
     TokenNotFoundError,
+    TxnBytesLimitError,
+    TxnOpsLimitError,
     UriTooLongError,
 )
 from tuco.http._console import CONSOLE
@@ -107,7 +111,13 @@ _CONDITIONS = (
 
 def _key_operations(handler: str, suffix: str) -> dict[bytes, Operation]:
     """A key's operations, for /v1/key/{key} and its alias (``suffix`` tells their operation ids apart)."""
-    read_headers = {"ETag": ETAG_HEADER, "X-Tuco-Revision": REVISION_HEADER, "X-Tuco-Expires-At": EXPIRES_HEADER}
+    read_headers = {
+        "ETag": ETAG_HEADER,
+        "X-Tuco-Revision": REVISION_HEADER,
+        "X-Tuco-Create-Revision": {**REVISION_HEADER, "description": "The revision that created the key's life."},
+        "X-Tuco-Version": {**REVISION_HEADER, "description": "Writes of the key since it was created."},
+        "X-Tuco-Expires-At": EXPIRES_HEADER,
+    }
     links = {
         f"{verb}Written": {"operationId": f"{verb.lower()}Key{suffix}", "parameters": {"key": "$request.path.key"}}
         for verb in ("Get", "Head", "Delete")
@@ -121,6 +131,11 @@ def _key_operations(handler: str, suffix: str) -> dict[bytes, Operation]:
             operation_id="getKey" + suffix,
             parameters=(
                 query("consistent", "PostgreSQL: catch up with every acknowledged write first.", {"type": "boolean"}),
+                query(
+                    "revision",
+                    "The key as it was at this revision (410 once the history no longer holds it).",
+                    {"type": "integer", "minimum": 1},
+                ),
                 query(
                     "wait_revision",
                     "Long poll: answer once the key changed at this revision or later.",
@@ -144,7 +159,8 @@ def _key_operations(handler: str, suffix: str) -> dict[bytes, Operation]:
                 Fails(InvalidParameterError, "{code} (wait_revision, timeout)"),
                 Fails(NoSuchKeyError, "{code} (absent or expired)", {"X-Tuco-Wait": WAIT_HEADER}),
                 Fails(NotFoundError, "or {code}"),
-                Fails(RevisionAheadError, "{code}: wait_revision - 1 is past the store's revision (re-read the key)"),
+                Fails(RevisionAheadError, "{code}: wait_revision - 1 or revision past the store's revision"),
+                Fails(HistoryCompactedError, "{code}: ?revision= older than the retained history"),
             ),
         ),
         b"PUT": operation(
@@ -312,25 +328,73 @@ _DECLARED: tuple[Route, ...] = (
     ),
     route(
         "/v1/keys",
-        _reads(
-            "listing.list_keys",
-            Target.PREFIX,
-            head="A listing page's headers",
-            summary="One page of the keys under a prefix",
-            operation_id="getKeys",
-            parameters=(
-                query("prefix", "Only keys that start with it (default: all).", {"type": "string"}),
-                query("limit", "Keys per page.", {"type": "integer", "minimum": 1, "maximum": 1000}),
-                query("page_token", "The previous page's next_page_token.", {"type": "string"}),
-                query("keys_only", "Leave the values out.", {"type": "boolean"}),
+        {
+            **_reads(
+                "listing.list_keys",
+                Target.PREFIX,
+                head="A listing page's headers",
+                summary="One page of the keys under a prefix",
+                operation_id="getKeys",
+                parameters=(
+                    query("prefix", "Only keys that start with it (default: all).", {"type": "string"}),
+                    query("limit", "Keys per page.", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                    query("page_token", "The previous page's next_page_token.", {"type": "string"}),
+                    query("keys_only", "Leave the values out.", {"type": "boolean"}),
+                    query(
+                        "revision",
+                        "List the keys as they were at this revision (410 once not retained).",
+                        {"type": "integer", "minimum": 1},
+                    ),
+                ),
+                answers={"200": json_answer("A page", ref("Page"), _REVISION)},
+                errors=(
+                    Fails(InvalidParameterError, "{code} (limit, keys_only, prefix)"),
+                    InvalidPageTokenError,
+                    Fails(HistoryCompactedError, "{code}: the listing's revision is no longer retained"),
+                ),
             ),
-            answers={"200": json_answer("A page", ref("Page"), _REVISION)},
-            errors=(
-                Fails(InvalidParameterError, "{code} (limit, keys_only, prefix)"),
-                InvalidPageTokenError,
-                Fails(HistoryCompactedError, "{code}: the listing's revision is no longer retained"),
+            b"DELETE": operation(
+                "txn.delete_prefix",
+                Target.PREFIX,
+                _WRITE,
+                summary="Delete every key under a prefix, at one revision",
+                operation_id="deleteKeys",
+                parameters=(
+                    query("prefix", "The keys that start with it.", {"type": "string"}),
+                    query("all", "With an empty prefix: delete every key.", {"type": "boolean"}),
+                ),
+                answers={"200": json_answer("Deleted", ref("RangeDeleted"), _REVISION)},
+                errors=(
+                    Fails(InvalidParameterError, "{code}: an empty prefix without all=true"),
+                    Fails(ForbiddenError, "{code}: no write grant on the whole prefix"),
+                ),
             ),
-        ),
+        },
+    ),
+    route(
+        "/v1/txn",
+        {
+            b"POST": operation(
+                "txn.txn",
+                Target.SOME,
+                _READ,
+                summary="A transaction: compares, then the success or the failure operations, all at one revision",
+                operation_id="postTxn",
+                body=_json_body("TxnRequest"),
+                answers={"200": json_answer("Decided and done", ref("TxnAnswer"), _REVISION)},
+                errors=(
+                    Fails(InvalidTxnError, "{code}: a body that is not a transaction, or a key written twice"),
+                    Fails(ForbiddenError, "{code}: no grant for one of its compares or operations; nothing done"),
+                    Fails(LeaseNotFoundError, "{code}: a put's lease does not exist; nothing written"),
+                    InvalidKeyError,
+                    KeyTooLongError,
+                    Fails(InvalidParameterError, "{code} (a put's ttl)"),
+                    TxnOpsLimitError,
+                    TxnBytesLimitError,
+                    Fails(StoreFullError, "{code}: the store would pass its bound; nothing written"),
+                ),
+            ),
+        },
     ),
     route(
         "/v1/watch",

@@ -82,7 +82,7 @@ FRAME_CACHE_BYTES = 8 << 20
 
 
 class FrameCache:
-    """The frames of recent changes by revision, each encoded once and shared by every watcher that sends it.
+    """The frames of recent changes by revision and key, each encoded once and shared by every watcher that sends it.
 
     Watchers that keep up ask for the same newest revisions within a few loop
     turns, so a small cache serves them all; one catching up from further back
@@ -95,7 +95,7 @@ class FrameCache:
 
     def __init__(self, max_bytes: int = FRAME_CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._frames: dict[int, bytes] = {}
+        self._frames: dict[tuple[int, str], bytes] = {}  # by revision and key: a transaction's share a revision
         self._bytes = 0
 
     @property
@@ -110,13 +110,14 @@ class FrameCache:
         if event.create_revision is None and event.type == "put":  # read back from a log
             return event_frame(event)
         frames = self._frames
-        found = frames.get(event.revision)
+        place = (event.revision, event.key)
+        found = frames.get(place)
         if found is not None:
             return found
         frame = event_frame(event)
         size = len(frame)
         if size <= self.max_bytes:
-            frames[event.revision] = frame
+            frames[place] = frame
             self._bytes += size
             while self._bytes > self.max_bytes:
                 self._bytes -= len(frames.pop(next(iter(frames))))

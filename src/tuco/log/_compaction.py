@@ -191,7 +191,10 @@ def write_compacted(
     pending = HEADER_SIZE
     written = 0
     next_lease = 0
+    previous = 0
     for key, (value, create_revision, mod_revision, version) in ordered:
+        shared = mod_revision == previous  # one transaction's keys: a kind that may repeat the revision
+        previous = mod_revision
         while next_lease < len(extras) and extras[next_lease][0] < mod_revision:  # a key's lease comes before it
             lease_record = extras[next_lease][1]
             chunk.append(lease_record)
@@ -199,10 +202,17 @@ def write_compacted(
             next_lease += 1
         if deadlines or key_leases:
             record = encode_entry(
-                key, value, create_revision, mod_revision, version, deadlines.get(key, 0), key_leases.get(key, 0)
+                key,
+                value,
+                create_revision,
+                mod_revision,
+                version,
+                deadlines.get(key, 0),
+                key_leases.get(key, 0),
+                shared=shared,
             )
         else:
-            record = encode_entry(key, value, create_revision, mod_revision, version)
+            record = encode_entry(key, value, create_revision, mod_revision, version, shared=shared)
         chunk.append(record)
         pending += len(record)
         if pending >= _WRITE_CHUNK:

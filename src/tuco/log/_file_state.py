@@ -113,7 +113,7 @@ class FileLogState:
         self._compact_not_before = 0
         self._compaction: asyncio.Task[None] | None = None
         self._rewrite: Rewrite | None = None
-        self._commits = GroupCommit(self._commit, max_pending_bytes=max_pending_bytes)
+        self._commits = GroupCommit(self._commit, max_pending_bytes=max_pending_bytes, txns_together=True)
         self._mod_revision: Callable[[str], int] = _nothing_applied  # set by run()
         self._expiry: ExpiryState | None = None  # set by run()
         self.replay_report: ScanReport | None = None

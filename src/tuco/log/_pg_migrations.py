@@ -6,6 +6,8 @@ statements of its own, so a database at any version is brought up in order.
 
 from __future__ import annotations
 
+from tuco.log import _pg_txn
+
 __all__ = ["CHANNEL", "MIGRATIONS"]
 
 CHANNEL = "tuco_events"
@@ -456,5 +458,15 @@ _V6 = [
     _V6_EXPIRING_FUNCTION,
 ]
 
+# Version 7: transactions, decided and recorded by one call of tuco_txn (see tuco.log._pg_txn).
+
 # Each step brings a database from the version before to its own; run in order.
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: [_V2_WRITE_FUNCTION], 3: _V3, 4: _V4, 5: _V5, 6: _V6}
+MIGRATIONS: dict[int, list[str]] = {
+    1: _V1,
+    2: [_V2_WRITE_FUNCTION],
+    3: _V3,
+    4: _V4,
+    5: _V5,
+    6: _V6,
+    7: _pg_txn.migration(CHANNEL),
+}

@@ -12,6 +12,7 @@ import asyncpg
 from tuco.errors import LogFormatError
 from tuco.log._pg_errors import is_permission_denied, is_transient, refusal
 from tuco.log._pg_migrations import CHANNEL, MIGRATIONS
+from tuco.log._pg_txn import TXN_FUNCTION_SIGNATURE
 
 __all__ = [
     "BOOTSTRAP_HEAD",
@@ -32,7 +33,7 @@ __all__ = [
     "refusal",
 ]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Taken in the creating transaction so replicas starting together do not race on
 # CREATE TABLE IF NOT EXISTS (which can fail with a unique violation on pg_type).
@@ -166,6 +167,7 @@ WRITE_PRIVILEGES: tuple[tuple[str, str], ...] = (
 )
 _WRITE_FUNCTIONS = (
     "tuco_write_batch(uuid, smallint[], bytea[], bytea[], bigint[])",
+    TXN_FUNCTION_SIGNATURE,
     "tuco_write_batch(uuid, smallint[], bytea[], bytea[], bigint[], bigint[], bigint[], boolean[])",
 )
 _MISSING_PRIVILEGES = """SELECT m.name FROM (

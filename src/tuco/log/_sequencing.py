@@ -10,12 +10,16 @@ from __future__ import annotations
 import operator
 import time
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, Protocol, TypeAlias
+from typing import NamedTuple, Protocol, TypeAlias, cast
 
 from tuco.core.events import Event, EventType, Expiry, Lifetime, Precondition
+from tuco.core.txn import Txn, TxnOutcome, TxnState, decide_batch
 from tuco.errors import LeaseNotFoundError, PreconditionFailedError
 
-__all__ = ["ExpiryState", "Mutation", "Outcome", "has_conditions", "sequence_batch", "wall_clock_ms"]
+__all__ = ["TXN_EXPIRY", "ExpiryState", "Mutation", "Outcome", "has_conditions", "sequence_batch", "wall_clock_ms"]
+
+TXN_EXPIRY = Expiry()
+"""A transaction's mutation carries it: a batch holding one is never taken for a plain one."""
 
 
 class Mutation(NamedTuple):
@@ -27,10 +31,14 @@ class Mutation(NamedTuple):
     precondition: Precondition | None = None
     expiry: Expiry | None = None
     """A deadline, a lease or an expired-only condition; None for an ordinary write (and every lease-free one)."""
+    txn: Txn | None = None
+    """A transaction (type TXN): always alone in its batch, decided against the state every earlier batch left."""
 
 
-Outcome: TypeAlias = Event | PreconditionFailedError | LeaseNotFoundError
-"""What became of one mutation of a batch: its event, or why its precondition (or missing lease) refused it."""
+Outcome: TypeAlias = Event | PreconditionFailedError | LeaseNotFoundError | TxnOutcome
+"""What became of one mutation of a batch: its event, or why its precondition (or missing lease) refused it.
+
+A transaction's is its :class:`~tuco.core.txn.TxnOutcome` (or LeaseNotFoundError)."""
 
 
 _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__: these are made per write
@@ -82,6 +90,10 @@ def sequence_batch(
     if not has_conditions(batch):
         return [_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None)) for i, m in enumerate(batch)]
     if any(map(_expiry_of, batch)):
+        if batch[0].txn is not None:  # only transactions in this batch (the group commit cuts batches so)
+            return list(
+                decide_batch([m.txn for m in batch if m.txn is not None], cast("TxnState", expiry), first, now())
+            )
         return _ExpiryJudge(mod_revision, expiry, now()).sequence(batch, first)
     outcomes: list[Outcome] = []
     written: dict[str, int] = {}

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
 from tuco.core.codec import RECORD_OVERHEAD
 from tuco.core.distribution import BATCH_SIZE_BOUNDS, SECONDS_BOUNDS, Distribution
 from tuco.core.events import Event, EventType, Expiry, Precondition
+from tuco.core.txn import Txn, TxnOutcome, txn_bytes
 from tuco.errors import (
     InvalidKeyError,
     LogClosedError,
@@ -22,6 +23,7 @@ from tuco.errors import (
     TucoError,
 )
 from tuco.log._sequencing import (
+    TXN_EXPIRY,
     ExpiryState,
     Mutation,
     Outcome,
@@ -76,7 +78,7 @@ class Written:
     __slots__ = ("_callback", "_future", "_outcome")
 
     def __init__(self) -> None:
-        self._outcome: Event | BaseException | None = None
+        self._outcome: Event | TxnOutcome | BaseException | None = None
         self._callback: Callable[[Written], object] | None = None
         self._future: asyncio.Future[Event] | None = None
 
@@ -93,7 +95,7 @@ class Written:
             raise asyncio.InvalidStateError("the write is not settled yet")
         if isinstance(outcome, BaseException):
             raise outcome
-        return outcome
+        return outcome  # type: ignore[return-value]  # a transaction's: submit_txn types it
 
     def exception(self) -> BaseException | None:
         outcome = self._outcome
@@ -125,7 +127,7 @@ class Written:
         return f"Written({self._outcome!r})"
 
 
-def _settle(written: Written, outcome: Event | BaseException) -> None:
+def _settle(written: Written, outcome: Event | TxnOutcome | BaseException) -> None:
     """Record a write's outcome and tell whoever waits for it; called only by the group commit."""
     written._outcome = outcome
     callback = written._callback
@@ -139,7 +141,7 @@ def _settle(written: Written, outcome: Event | BaseException) -> None:
         if isinstance(outcome, BaseException):
             future.set_exception(outcome)
         else:
-            future.set_result(outcome)
+            future.set_result(outcome)  # type: ignore[arg-type]  # a transaction's outcome
 
 
 class GroupCommit:
@@ -157,12 +159,15 @@ class GroupCommit:
     so writes resume when the database comes back or the privilege is granted.
     """
 
-    def __init__(self, commit: CommitBatch, *, max_pending_bytes: int = 64 << 20) -> None:
+    def __init__(self, commit: CommitBatch, *, max_pending_bytes: int = 64 << 20, txns_together: bool = False) -> None:
         self._commit = commit
+        self._txns_together = txns_together
+        """Consecutive transactions share a batch (a one-writer log decides each against the ones before it)."""
         self._max_pending_bytes = max_pending_bytes
         self._pending: list[Mutation] = []
         self._waiters: list[Written] = []  # one per pending mutation, in the same order
         self._pending_bytes = 0
+        self._txns = 0  # transactions pending: each is committed in a batch of its own
         self._wakeup = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
@@ -205,7 +210,7 @@ class GroupCommit:
                 raise InvalidKeyError("the key cannot be encoded as UTF-8") from None
         if self.failure is not None or self._closing or self._task is None:
             self._check_open()
-        mutation = _new(Mutation, (type, key, value, precondition, None))
+        mutation = _new(Mutation, (type, key, value, precondition, None, None))
         if self._pending_bytes >= self._max_pending_bytes:
             return self._submit_when_room(mutation)
         return self._enqueue(mutation)
@@ -228,6 +233,39 @@ class GroupCommit:
             return self._submit_when_room(mutation)
         return self._enqueue(mutation)
 
+    def submit_txn(self, txn: Txn) -> Awaitable[TxnOutcome]:
+        """Queue a transaction; the result resolves to its outcome once it is decided, committed and applied.
+
+        Committed in a batch of its own, after every write queued before it, so
+        its compares are decided against the state all of them left.
+        """
+        self._check_open()
+        mutation = Mutation(EventType.TXN, "", b"", None, TXN_EXPIRY, txn)
+        if self._pending_bytes >= self._max_pending_bytes:
+            return cast("Awaitable[TxnOutcome]", self._submit_when_room(mutation))
+        return cast("Awaitable[TxnOutcome]", self._enqueue(mutation))
+
+    def _take_batch(self) -> tuple[list[Mutation], list[Written]]:
+        """The next batch: everything pending, or, with transactions pending, up to the next one (or it, alone)."""
+        pending, waiters = self._pending, self._waiters
+        if self._txns:
+            cut = next((i for i, m in enumerate(pending) if m.txn is not None), -1) or 1
+            if cut < 0:  # none is pending after all (never expected): the count was wrong, not the queue
+                self._txns = 0
+                cut = len(pending)
+            elif self._txns_together and pending[0].txn is not None:  # the run of transactions at the head
+                cut = next((i for i, m in enumerate(pending) if m.txn is None), len(pending))
+            if cut < len(pending):
+                self._pending, self._waiters = pending[cut:], waiters[cut:]
+                pending, waiters = pending[:cut], waiters[:cut]
+                self._txns -= cut if pending[0].txn is not None else 0
+                self._pending_bytes = sum(_size(m) for m in self._pending)
+                return pending, waiters
+            self._txns -= cut if pending[0].txn is not None else 0
+        self._pending, self._waiters = [], []
+        self._pending_bytes = 0
+        return pending, waiters
+
     def _check_open(self) -> None:
         if self.failure is not None:
             raise self.failure
@@ -246,7 +284,11 @@ class GroupCommit:
         pending = self._pending
         pending.append(mutation)
         self._waiters.append(written)
-        self._pending_bytes += RECORD_OVERHEAD + len(mutation[1]) + len(mutation[2])
+        if mutation[5] is None:
+            self._pending_bytes += RECORD_OVERHEAD + len(mutation[1]) + len(mutation[2])
+        else:
+            self._pending_bytes += _size(mutation)
+            self._txns += 1
         if len(pending) == 1:  # the first of a batch: the task may be waiting (later ones find it woken or busy)
             self._wakeup.set()
         return written
@@ -259,6 +301,7 @@ class GroupCommit:
         waiters, self._waiters = self._waiters, []
         self._pending = []
         self._pending_bytes = 0
+        self._txns = 0
         _fail_batch(waiters, self.failure)
         self._space.set()
         self._wakeup.set()
@@ -274,9 +317,7 @@ class GroupCommit:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            batch, self._pending = self._pending, []
-            waiters, self._waiters = self._waiters, []
-            self._pending_bytes = 0
+            batch, waiters = self._take_batch()  # the rest, if any, is the next batch
             self._space.set()
             started = time.perf_counter()
             try:
@@ -304,7 +345,10 @@ class GroupCommit:
                         apply(outcome)  # type: ignore[arg-type]  # no conditions: every outcome is an event
                 else:
                     for applied, outcome in enumerate(outcomes):  # noqa: B007
-                        if not isinstance(outcome, TucoError):  # refused: a precondition, or a missing lease
+                        if isinstance(outcome, TxnOutcome):
+                            if outcome.event is not None:  # a transaction that wrote nothing has no event
+                                apply(outcome.event)
+                        elif not isinstance(outcome, TucoError):  # refused: a precondition, or a missing lease
                             apply(outcome)
             except Exception as exc:  # the store no longer matches the log: stop writing
                 for written, outcome in zip(waiters[:applied], outcomes, strict=False):
@@ -362,6 +406,17 @@ class WritesThroughGroupCommit:
         expiry: Expiry | None = None,
     ) -> Awaitable[Event]:
         return self._commits.submit_expiring(type, key, value, precondition, expiry or Expiry())
+
+    def write_txn(self, txn: Txn) -> Awaitable[TxnOutcome]:
+        return self._commits.submit_txn(txn)
+
+
+def _size(mutation: Mutation) -> int:
+    """What a queued mutation counts against the pending bound."""
+    txn = mutation[5]
+    if txn is not None:
+        return RECORD_OVERHEAD + txn_bytes(txn)
+    return RECORD_OVERHEAD + len(mutation[1]) + len(mutation[2])
 
 
 def _fail_batch(waiters: list[Written], error: BaseException) -> None:

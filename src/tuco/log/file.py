@@ -45,6 +45,7 @@ import structlog
 
 from tuco.core.codec import ENTRY_OVERHEAD, HEADER_SIZE, encode_event, encode_records
 from tuco.core.events import Event
+from tuco.core.txn import TxnOutcome
 from tuco.errors import LogClosedError, LogCorruptError, LogFailedError
 from tuco.log._compaction import (
     CompactionReport,
@@ -256,7 +257,10 @@ class FileTransactionLog(FileLogState, WritesThroughGroupCommit):
             outcomes = sequence_batch(batch, sequence, self._mod_revision, self._expiry)
             # Without conditions or deadlines every outcome is an event of the plain kind: no need to look.
             conditional = has_conditions(batch)
-            events = cast("list[Event]", [o for o in outcomes if isinstance(o, Event)] if conditional else outcomes)
+            if batch[0].txn is not None:  # transactions only: one record each, none for one that wrote nothing
+                events = [o.event for o in outcomes if isinstance(o, TxnOutcome) and o.event is not None]
+            else:
+                events = cast("list[Event]", [o for o in outcomes if isinstance(o, Event)] if conditional else outcomes)
             if not events:  # every condition refused its write: nothing to record
                 return outcomes
             data: bytes | list[bytes]

@@ -86,6 +86,7 @@ import asyncpg
 
 from tuco.core.events import Event, EventType, Lifetime
 from tuco.core.snapshot import Item as SnapshotItem
+from tuco.core.txn import Txn
 from tuco.errors import LogClosedError, LogFailedError, LogReadOnlyError, LogUnavailableError
 from tuco.log import _pg_schema as sql
 from tuco.log._pg_errors import is_driver_error, is_not_primary, is_permission_denied, is_retriable
@@ -100,6 +101,7 @@ from tuco.log._pg_rows import (
     numbered_outcomes,
 )
 from tuco.log._pg_snapshot import read_state
+from tuco.log._pg_txn import WRITE_TXN, txn_arguments, txn_outcome
 from tuco.log.batching import Mutation, Outcome, WritesThroughGroupCommit
 from tuco.log.redact import redact_dsn
 from tuco.ports import CommitSink
@@ -166,6 +168,8 @@ class PostgresTransactionLog(PostgresFollower, WritesThroughGroupCommit):
                 # A keepalive or revoke at the head is replayed as it is: the latest word on its lease.
                 if head_type == EventType.DELETE:
                     yield [Event(head, EventType.DELETE, head_key.decode())]
+                elif head_type == EventType.TXN:  # its PUTs are rows above; its DELETEs left none: end at it
+                    yield [Event(head, EventType.TXN, "", b"")]
                 elif head_type == EventType.TOKEN_REVOKE:
                     yield [Event(head, EventType.TOKEN_REVOKE, head_key.decode())]
                 elif head_type in (EventType.LEASE_KEEPALIVE, EventType.LEASE_REVOKE):
@@ -245,15 +249,20 @@ class PostgresTransactionLog(PostgresFollower, WritesThroughGroupCommit):
             raise LogClosedError("the log is not open")
         loop = asyncio.get_running_loop()
         started = loop.time()
-        arguments: tuple[Any, ...] = (
-            uuid.uuid4(),
-            [int(m.type) for m in batch],
-            [m.key.encode() for m in batch],
-            [m.value for m in batch],
-            expected_revisions(batch),
-        )
-        if any(m.expiry is not None for m in batch):
-            arguments += expiry_arguments(batch)
+        txn = batch[0].txn
+        arguments: tuple[Any, ...]
+        if txn is not None:  # alone in its batch: one call of tuco_txn
+            arguments = (uuid.uuid4(), *txn_arguments(txn))
+        else:
+            arguments = (
+                uuid.uuid4(),
+                [int(m.type) for m in batch],
+                [m.key.encode() for m in batch],
+                [m.value for m in batch],
+                expected_revisions(batch),
+            )
+            if any(m.expiry is not None for m in batch):
+                arguments += expiry_arguments(batch)
         delay = _BACKOFF_FIRST
         attempt = 0
         moved = False
@@ -316,6 +325,9 @@ class PostgresTransactionLog(PostgresFollower, WritesThroughGroupCommit):
             await self._check_history(conn)
         if self._head > self._applied:  # others wrote (NOTIFY said so): catch up first, so the gap after is small
             await self._fill(conn, self._head)
+        txn = batch[0].txn
+        if txn is not None:
+            return [await self._commit_txn(conn, txn, arguments)]
         expiring = len(arguments) > 5
         statement = sql.WRITE_EXPIRING_BATCH if expiring else sql.WRITE_BATCH
         first, last, committed_at, replayed, refused, revisions = await conn.fetchrow(statement, *arguments)
@@ -342,6 +354,26 @@ class PostgresTransactionLog(PostgresFollower, WritesThroughGroupCommit):
         if refused:
             return numbered_outcomes(batch, first, dict(zip(refused, revisions, strict=True)))
         return [Event(first + i, m.type, m.key, m.value) for i, m in enumerate(batch)]
+
+    async def _commit_txn(self, conn: asyncpg.Connection, txn: Txn, arguments: tuple[Any, ...]) -> Outcome:
+        """One call of tuco_txn; its event (if it wrote) is read back, as every follower reads it."""
+        rows = await conn.fetch(WRITE_TXN, *arguments)
+        header = next(row for row in rows if row[0] == 0)
+        revision = int(header[5])
+        event = None
+        if header[1] >= 0 and header[4] == 1:
+            found = await conn.fetch(sql.EVENTS_AFTER, revision - 1, revision, 1)
+            if not found:
+                raise LogFailedError(f"the database recorded transaction {revision} but its event is not there")
+            self._see_head(revision, found[0][4])
+            event = event_of(found[0])
+            await self._fill(conn, revision - 1)
+            if self._applied < revision - 1:
+                raise LogFailedError(f"events before sequence {revision} are missing; cannot apply it in order")
+        if header[6] == 1:
+            self.batches_found_committed += 1
+            _logger.info("batch_already_committed", first_sequence=revision, last_sequence=revision)
+        return txn_outcome(txn, rows, event)
 
     async def _prune(self, conn: asyncpg.Connection) -> None:
         """Forget batch ids older than an hour; a failure only postpones it to the next round."""

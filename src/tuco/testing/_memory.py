@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from tuco.core.events import Event
 from tuco.core.store import Store
+from tuco.core.txn import TxnOutcome
 from tuco.errors import LogError, LogFailedError
 from tuco.log.batching import (
     ExpiryState,
@@ -43,6 +44,14 @@ class RecordingSink:
         """The applied lease's ``(ttl, deadline)``, None if there is none."""
         return self.store.lease(id)
 
+    def record(self, key: str) -> tuple[bytes, int, int, int] | None:
+        """The applied key's entry tuple, expired or not (None: absent)."""
+        return self.store.record(key)
+
+    def keys_under(self, prefix: str) -> Iterator[str]:
+        """The applied keys under ``prefix``, in order."""
+        return self.store.keys_under(prefix)
+
 
 class MemoryLog(WritesThroughGroupCommit):
     """A transaction log kept in a list; same group-commit path as the real ones.
@@ -53,7 +62,7 @@ class MemoryLog(WritesThroughGroupCommit):
 
     def __init__(self, events: list[Event] | None = None, *, clock: Callable[[], int] = wall_clock_ms) -> None:
         self.events: list[Event] = events if events is not None else []
-        self._commits = GroupCommit(self._commit)
+        self._commits = GroupCommit(self._commit, txns_together=True)
         self._mod_revision: Callable[[str], int] = lambda key: 0  # set by run()
         self._expiry: ExpiryState | None = None
         self.fail_next_commit: LogFailedError | None = None
@@ -88,7 +97,12 @@ class MemoryLog(WritesThroughGroupCommit):
         if self.fail_next_commit is not None:
             raise self.fail_next_commit
         outcomes = sequence_batch(batch, len(self.events) + 1, self._mod_revision, self._expiry, self.clock)
-        self.events.extend(outcome for outcome in outcomes if isinstance(outcome, Event))
+        for outcome in outcomes:
+            if isinstance(outcome, TxnOutcome):
+                if outcome.event is not None:
+                    self.events.append(outcome.event)
+            elif isinstance(outcome, Event):
+                self.events.append(outcome)
         return outcomes
 
     async def aclose(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from tuco.core.events import Event, Precondition
 from tuco.core.store import ExpiringEntry
 from tuco.errors import (
+    HistoryCompactedError,
     InvalidParameterError,
     InvalidRequestError,
     LogError,
@@ -19,12 +20,20 @@ from tuco.errors import (
 from tuco.http.answers import JSON, NO_SUCH_KEY, OCTET_STREAM, error_answer, refusal
 from tuco.http.handlers._base import Context, settled
 from tuco.http.handlers._writes import answer_when_written
-from tuco.http.handlers.watch import revision_ahead
+from tuco.http.handlers.watch import compacted, revision_ahead
 from tuco.http.messages import Answer, Headers, Request, Response
 from tuco.http.params import lease_id, parse_ttl, revision_param, wait_timeout
 from tuco.service import Phase, Service
 
-__all__ = ["consistent_get", "expiring_read", "long_poll", "put_with_parameters", "read_now", "read_through"]
+__all__ = [
+    "consistent_get",
+    "expiring_read",
+    "long_poll",
+    "put_with_parameters",
+    "read_at",
+    "read_now",
+    "read_through",
+]
 
 _NO_SUCH_KEY_BODY = NO_SUCH_KEY.body
 _MISSING = NoSuchKeyError.status
@@ -39,10 +48,10 @@ def read_now(service: Service, key: str, fields: Headers = ()) -> Response:
     try:
         entry = service.get(key)
     except NoSuchKeyError:
-        return Response(_MISSING, _NO_SUCH_KEY_BODY, JSON, (), None, service.revision, fields)
+        return Response(_MISSING, _NO_SUCH_KEY_BODY, JSON, (), None, service.revision, fields=fields)
     except ExpiringEntry as expiring:
         return expiring_read(expiring, service.revision, fields)
-    return Response(200, entry[0], OCTET_STREAM, (), entry[2], service.revision, fields)
+    return Response(200, entry[0], OCTET_STREAM, (), entry[2], service.revision, entry[1], entry[3], fields)
 
 
 async def read_through(service: Service, key: str, fields: Headers = (), consistent: bool = False) -> Response:
@@ -55,17 +64,55 @@ async def read_through(service: Service, key: str, fields: Headers = (), consist
         return refusal(exc, "no read", _READ_FAILED)
     entry = found.entry
     if entry is None:
-        return Response(_MISSING, _NO_SUCH_KEY_BODY, JSON, (), None, found.revision, fields)
+        return Response(_MISSING, _NO_SUCH_KEY_BODY, JSON, (), None, found.revision, fields=fields)
     if found.expires_at:
         return expiring_read(ExpiringEntry(entry, found.expires_at), found.revision, fields)
-    return Response(200, entry[0], OCTET_STREAM, (), entry[2], found.revision, fields)
+    return Response(200, entry[0], OCTET_STREAM, (), entry[2], found.revision, entry[1], entry[3], fields)
 
 
 def expiring_read(found: ExpiringEntry, revision: int, fields: Headers = ()) -> Response:
     """The GET answer for a live key with a deadline: as for any key, plus ``X-Tuco-Expires-At`` (Unix ms)."""
     entry = found.entry
     deadline = ((b"X-Tuco-Expires-At", b"%d" % found.expires_at),)
-    return Response(200, entry[0], OCTET_STREAM, (), entry[2], revision, deadline + fields)
+    return Response(200, entry[0], OCTET_STREAM, (), entry[2], revision, entry[1], entry[3], deadline + fields)
+
+
+def read_at(ctx: Context, request: Request, key: str) -> Answer:
+    """GET /v1/key/{k}?revision=N: the key as it was at revision N, while the history retains it (else 410).
+
+    Carries ``X-Tuco-Create-Revision`` and ``X-Tuco-Version``; ``X-Tuco-Revision`` is N. A read-through
+    replica keeps no history of values: 400 there.
+    """
+    service = ctx.service
+    try:
+        revision = revision_param(request, b"revision")
+        if service.reads_through:
+            raise InvalidParameterError("reads at a revision need the whole state in memory (not TUCO_STATE=cache)")
+    except InvalidRequestError as exc:
+        return error_answer(exc)
+    if revision > service.revision:
+        return _read_at_after_catch_up(ctx, key, revision)
+    return _answer_at(service, key, revision)
+
+
+async def _read_at_after_catch_up(ctx: Context, key: str, revision: int) -> Response:
+    try:
+        await ctx.service.catch_up()
+    except LogError as exc:
+        return refusal(exc, "no read", "cannot reach the log to tell whether that revision exists")
+    if revision > ctx.service.revision:
+        return revision_ahead(RevisionAheadError(revision, ctx.service.revision))
+    return _answer_at(ctx.service, key, revision)
+
+
+def _answer_at(service: Service, key: str, revision: int) -> Response:
+    try:
+        entry = service.read_at(key, revision)
+    except HistoryCompactedError as exc:
+        return compacted(exc)
+    if entry is None:
+        return Response(_MISSING, _NO_SUCH_KEY_BODY, JSON, (), None, revision)
+    return Response(200, entry[0], OCTET_STREAM, (), entry[2], revision, entry[1], entry[3])
 
 
 async def consistent_get(ctx: Context, key: str) -> Response:
@@ -134,6 +181,6 @@ def put_with_parameters(ctx: Context, request: Request, key: str, precondition: 
     def created(event: Event) -> Response:
         expires_at = event.deadline or service.expires_at(event.key)
         deadline = ((b"X-Tuco-Expires-At", b"%d" % expires_at),)
-        return Response(201, b"", None, (), event.sequence, event.sequence, deadline)
+        return Response(201, b"", None, (), event.sequence, event.sequence, fields=deadline)
 
     return writes.answer_lease_write(written, created, "not stored")

@@ -12,7 +12,7 @@ from tuco.http.answers import JSON, error_answer, json_response, refusal
 from tuco.http.handlers._base import Context, settled
 from tuco.http.handlers.watch import compacted
 from tuco.http.messages import Answer, Request, Response
-from tuco.http.params import decode_page_token, encode_page_token, flag, page_limit, text_param
+from tuco.http.params import decode_page_token, encode_page_token, flag, page_limit, revision_param, text_param
 from tuco.service import Service
 
 __all__ = ["list_keys", "list_page_now", "list_page_through", "render_page"]
@@ -57,12 +57,15 @@ def list_keys(ctx: Context, request: Request, segment: bytes) -> Answer:
         limit = page_limit(request)
         keys_only = flag(request, b"keys_only")
         token = request.param(b"page_token")
+        revision: int | None
+        after: str | None
         if token:
             revision, after, token_prefix = decode_page_token(token)
             if token_prefix != prefix:
                 raise InvalidPageTokenError("the page token belongs to a listing of another prefix")
         else:
-            revision, after = None, None
+            after = None
+            revision = revision_param(request, b"revision") if request.param(b"revision") is not None else None
     except InvalidRequestError as exc:
         return error_answer(exc)
     if revision is not None and revision > ctx.service.revision:
