@@ -72,6 +72,7 @@ HOT_PATH = (
     "tuco/http/handlers/watch.py",
     "tuco/http/handlers/tokens.py",
     "tuco/http/handlers/status.py",
+    "tuco/_service_leases.py",
     "tuco/service.py",
     "tuco/cache.py",
 )

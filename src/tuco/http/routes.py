@@ -13,8 +13,6 @@ this table alone. Adding an endpoint here documents it.
 
 from __future__ import annotations
 
-from typing import Any
-
 from tuco.core.tokens import Permission
 from tuco.errors import (
     ForbiddenError,
@@ -22,14 +20,11 @@ from tuco.errors import (
     InvalidKeyError,
     InvalidPageTokenError,
     InvalidParameterError,
-    InvalidPreconditionError,
     InvalidTxnError,
     KeyTooLongError,
     LeaseLimitError,
     LeaseNotFoundError,
-    NoSuchKeyError,
     NotFoundError,
-    PreconditionFailedError,
     RevisionAheadError,
     SnapshotError,
     StoreFullError,
@@ -37,20 +32,15 @@ from tuco.errors import (
     TokenNotFoundError,
     TxnBytesLimitError,
     TxnOpsLimitError,
-    UriTooLongError,
 )
 from tuco.http._console import CONSOLE
+from tuco.http._declare import key_operations, reads
 from tuco.http._route import Operation, Route, Target, operation, route
 from tuco.http._schema import (
-    BINARY,
-    DURATION,
-    ETAG_HEADER,
-    EXPIRES_HEADER,
     KEY_PARAM,
     LEASE_PARAM,
     REVISION_HEADER,
     TOKEN_PARAM,
-    WAIT_HEADER,
     Fails,
     Schema,
     header,
@@ -87,135 +77,6 @@ _WRITE = Permission.WRITE
 _ADMIN = Permission.ADMIN
 
 
-def _reads(
-    handler: str,
-    target: Target,
-    permission: Permission | None = _READ,
-    *,
-    head: str,
-    needs_serving: bool = True,
-    streams: bool = False,
-    **doc: Any,
-) -> dict[bytes, Operation]:
-    """GET and HEAD, alike; ``head`` is HEAD's summary (its answers are GET's, without bodies)."""
-    read = operation(handler, target, permission, needs_serving=needs_serving, streams=streams, **doc)
-    return {b"GET": read, b"HEAD": read._replace(summary=head, operation_id="head" + read.operation_id[3:])}
-
-
-_WRITTEN = {"ETag": ETAG_HEADER, "X-Tuco-Revision": REVISION_HEADER}
-_CONDITIONS = (
-    header("If-Match", 'Write only if the key\'s mod_revision is "N", or (*) if it exists.', '^("[1-9][0-9]*"|\\*)$'),
-    header("If-None-Match", "Write only if the key does not exist.", "^\\*$"),
-)
-
-
-def _key_operations(handler: str, suffix: str) -> dict[bytes, Operation]:
-    """A key's operations, for /v1/key/{key} and its alias (``suffix`` tells their operation ids apart)."""
-    read_headers = {
-        "ETag": ETAG_HEADER,
-        "X-Tuco-Revision": REVISION_HEADER,
-        "X-Tuco-Create-Revision": {**REVISION_HEADER, "description": "The revision that created the key's life."},
-        "X-Tuco-Version": {**REVISION_HEADER, "description": "Writes of the key since it was created."},
-        "X-Tuco-Expires-At": EXPIRES_HEADER,
-    }
-    links = {
-        f"{verb}Written": {"operationId": f"{verb.lower()}Key{suffix}", "parameters": {"key": "$request.path.key"}}
-        for verb in ("Get", "Head", "Delete")
-    }
-    return {
-        **_reads(
-            handler,
-            Target.KEY,
-            head="A key's headers, without the body",
-            summary="Read a key: its exact bytes",
-            operation_id="getKey" + suffix,
-            parameters=(
-                query("consistent", "PostgreSQL: catch up with every acknowledged write first.", {"type": "boolean"}),
-                query(
-                    "revision",
-                    "The key as it was at this revision (410 once the history no longer holds it).",
-                    {"type": "integer", "minimum": 1},
-                ),
-                query(
-                    "wait_revision",
-                    "Long poll: answer once the key changed at this revision or later.",
-                    {"type": "integer", "minimum": 1},
-                ),
-                query(
-                    "timeout",
-                    "Long poll: at most this long (default 30s, at most 300s).",
-                    {"type": "string", "pattern": DURATION},
-                ),
-            ),
-            answers={
-                "200": {
-                    "description": "The value",
-                    "headers": {**read_headers, "X-Tuco-Wait": WAIT_HEADER},
-                    "content": BINARY,
-                }
-            },
-            errors=(
-                InvalidKeyError,
-                Fails(InvalidParameterError, "{code} (wait_revision, timeout)"),
-                Fails(NoSuchKeyError, "{code} (absent or expired)", {"X-Tuco-Wait": WAIT_HEADER}),
-                Fails(NotFoundError, "or {code}"),
-                Fails(RevisionAheadError, "{code}: wait_revision - 1 or revision past the store's revision"),
-                Fails(HistoryCompactedError, "{code}: ?revision= older than the retained history"),
-            ),
-        ),
-        b"PUT": operation(
-            handler,
-            Target.KEY,
-            _WRITE,
-            summary="Write a key once it is durable",
-            operation_id="putKey" + suffix,
-            parameters=(
-                query("ttl", "Delete the key this long after the write.", {"type": "string", "pattern": DURATION}),
-                query("lease", "Attach the key to this lease.", {"type": "integer", "minimum": 1}),
-                *_CONDITIONS,
-            ),
-            body={"required": False, "content": BINARY},
-            answers={
-                "201": {
-                    "description": "Stored",
-                    "headers": {**_WRITTEN, "X-Tuco-Expires-At": EXPIRES_HEADER},
-                    "links": links,
-                }
-            },
-            errors=(
-                InvalidKeyError,
-                InvalidPreconditionError,
-                Fails(InvalidParameterError, "{code} (ttl, lease)"),
-                Fails(LeaseNotFoundError, "{code} (PUT ?lease=)"),
-                Fails(NotFoundError, "or {code}"),
-                Fails(PreconditionFailedError, "{code}: nothing written; ETag is the key's current one", _WRITTEN),
-                KeyTooLongError,
-                UriTooLongError,
-                LeaseLimitError,
-                Fails(
-                    StoreFullError,
-                    "{code}: the store is at TUCO_MAX_STORE_BYTES or TUCO_MAX_STORE_KEYS; nothing written",
-                ),
-            ),
-        ),
-        b"DELETE": operation(
-            handler,
-            Target.KEY,
-            _WRITE,
-            summary="Delete a key (idempotent)",
-            operation_id="deleteKey" + suffix,
-            parameters=_CONDITIONS,
-            answers={"200": {"description": "Deleted, or was absent", "headers": {"X-Tuco-Revision": REVISION_HEADER}}},
-            errors=(
-                InvalidKeyError,
-                InvalidPreconditionError,
-                NotFoundError,
-                Fails(PreconditionFailedError, headers=_WRITTEN),
-            ),
-        ),
-    }
-
-
 _LEASE_ERRORS = (InvalidParameterError, LeaseNotFoundError)
 
 
@@ -233,11 +94,11 @@ def _lease_write(handler: str, summary: str, operation_id: str, answer: tuple[st
     )
 
 
-KEY = route(KEY_ROUTE, _key_operations("keys.key", ""), (KEY_PARAM,))
+KEY = route(KEY_ROUTE, key_operations("keys.key", ""), (KEY_PARAM,))
 LEASE = route(
     "/v1/leases/{id}",
     {
-        **_reads(
+        **reads(
             "leases.lease",
             Target.LEASE,
             head="A lease's headers",
@@ -260,7 +121,7 @@ KEEPALIVE = route(
 TOKEN = route(
     "/v1/tokens/{id}",
     {
-        **_reads(
+        **reads(
             "tokens.token",
             Target.ALL,
             _ADMIN,
@@ -287,7 +148,7 @@ _REVISION = {"X-Tuco-Revision": REVISION_HEADER}
 _DECLARED: tuple[Route, ...] = (
     route(
         "/healthz",
-        _reads(
+        reads(
             "status.health",
             Target.PUBLIC,
             None,
@@ -300,7 +161,7 @@ _DECLARED: tuple[Route, ...] = (
     ),
     route(
         "/readyz",
-        _reads(  # details: read on every key
+        reads(  # details: read on every key
             "status.readiness",
             Target.PUBLIC,
             needs_serving=False,
@@ -315,7 +176,7 @@ _DECLARED: tuple[Route, ...] = (
     ),
     route(
         "/metrics",
-        _reads(
+        reads(
             "status.metrics",
             Target.METRICS,
             needs_serving=False,
@@ -329,7 +190,7 @@ _DECLARED: tuple[Route, ...] = (
     route(
         "/v1/keys",
         {
-            **_reads(
+            **reads(
                 "listing.list_keys",
                 Target.PREFIX,
                 head="A listing page's headers",
@@ -398,7 +259,7 @@ _DECLARED: tuple[Route, ...] = (
     ),
     route(
         "/v1/watch",
-        _reads(
+        reads(
             "watch.watch",
             Target.PREFIX,
             streams=True,
@@ -430,7 +291,7 @@ _DECLARED: tuple[Route, ...] = (
     route(
         "/v1/leases",
         {
-            **_reads(
+            **reads(
                 "leases.leases",
                 Target.SOME,
                 head="A lease listing's headers",
@@ -458,7 +319,7 @@ _DECLARED: tuple[Route, ...] = (
     route(
         "/v1/tokens",
         {
-            **_reads(
+            **reads(
                 "tokens.tokens",
                 Target.ALL,
                 _ADMIN,
@@ -489,7 +350,7 @@ _DECLARED: tuple[Route, ...] = (
     ),
     route(
         "/v1/snapshot",
-        _reads(
+        reads(
             "snapshot.snapshot",
             Target.ALL,
             _ADMIN,
@@ -514,7 +375,7 @@ _DECLARED: tuple[Route, ...] = (
     ),
     route(
         "/v1/openapi.json",
-        _reads(
+        reads(
             "status.openapi",
             Target.AUTHENTICATED,
             None,
@@ -547,7 +408,7 @@ _ALIAS_PARAM: Schema = {
     "description": "As for /v1/key/{key}, but not one of the reserved names (those are resources).",
     "schema": {"type": "string", "minLength": 1, "not": {"enum": list(RESERVED)}},
 }
-ALIAS = route("/v1/{key}", _key_operations("keys.key", "Alias"), (_ALIAS_PARAM,))
+ALIAS = route("/v1/{key}", key_operations("keys.key", "Alias"), (_ALIAS_PARAM,))
 
 ROUTES: tuple[Route, ...] = (*_DECLARED, ALIAS)
 """Every route, in matching order (the alias last): the one table the front ends, the guard and the document read."""
