@@ -28,9 +28,13 @@ NOTES_SHOTS = Path("/work/notes/console-shots")
 """Where screenshots are copied too when the directory exists (the team's notes)."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_browser() -> Iterator[Any]:
-    """One headless Debian chromium for the session (per worker), driven by Playwright."""
+    """One headless Debian chromium per test module, driven by Playwright.
+
+    Not per session: Playwright's sync API keeps an event loop running in the thread while it is open, so
+    every later test in the same process that calls asyncio.run() would fail.
+    """
     path = command("chromium", "apt-get install -y chromium (scripts/test installs it)")
     from playwright.sync_api import sync_playwright
 
