@@ -152,3 +152,30 @@ def test_a_line_that_is_not_an_export_line_is_a_usage_error(tuco: StartTuco, tmp
     assert done.returncode == 2
     assert done.stderr.startswith("tuco: line 2 is not an export line (")
     assert state(server) == {"a": (b"a", 1)}
+
+
+def _revisions(server: TucoProcess, prefix: str) -> set[int]:
+    with server.client() as http:
+        items = http.get("/v1/keys", params={"prefix": prefix, "limit": 1000}).json()["items"]
+    return {item["mod_revision"] for item in items}
+
+
+def test_an_import_writes_each_batch_of_100_keys_in_one_transaction(tuco: StartTuco, tmp_path: Path) -> None:
+    """250 keys arrive at three revisions (batches of 100, 100, 50); on a server whose caps refuse such a
+    transaction (TUCO_MAX_TXN_OPS=50) the same import goes key by key and ends the same."""
+    keys = {f"batch/{n:03d}": os.urandom(n % 40) for n in range(250)}
+    source = tuco(data_dir=tmp_path / "a")
+    fill(source, keys)
+    path = tmp_path / "batch.jsonl"
+    path.write_text(cli("export", "--url", source.url).stdout)
+    target = tuco(data_dir=tmp_path / "b")
+    done = cli("import", str(path), "--url", target.url)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.endswith("imported: 250 written, 0 unchanged, 0 existing, 0 conflicts\n")
+    assert {key: value for key, (value, _) in state(target).items()} == keys
+    assert len(_revisions(target, "batch/")) == 3
+    capped = tuco(data_dir=tmp_path / "c", TUCO_MAX_TXN_OPS="50")
+    done = cli("import", str(path), "--url", capped.url)
+    assert done.returncode == 0, done.stderr
+    assert {key: value for key, (value, _) in state(capped).items()} == keys
+    assert len(_revisions(capped, "batch/")) == 250

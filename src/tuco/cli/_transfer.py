@@ -2,16 +2,22 @@
 
 An export is one consistent listing (every page at the revision of the first):
 one line per key with its base64 value, its revisions and the time it had
-left to live. An import writes each line with a conditional PUT, so running
-it again after an interruption gives the result of one clean run:
+left to live. An import loads the lines in transactions of up to 100 keys
+(``POST /v1/txn``, far inside its caps): one reads the batch's keys at one
+revision, a second writes those to write, each compared with what the first
+saw, all at one revision. Every write is conditional, so running it again after
+an interruption gives the result of one clean run:
 
-* ``create-only`` writes with ``If-None-Match: *``: an existing key is never touched;
-* ``overwrite`` reads the key first and writes only if its value differs
-  (``If-Match`` its revision, or ``If-None-Match: *`` if absent), so a rerun
-  skips what the first run wrote;
-* ``if-unchanged`` writes only if the key is still at the exported revision
-  (``If-Match``): for putting back a subtree in the server it came from. A key
-  that moved on is a conflict, unless it already holds the imported value.
+* ``create-only`` writes only keys that do not exist: an existing key is never touched;
+* ``overwrite`` writes only keys whose value differs (compared with their
+  revision as read), so a rerun skips what the first run wrote;
+* ``if-unchanged`` writes only keys still at the exported revision: for putting
+  back a subtree in the server it came from. A key that moved on is a conflict,
+  unless it already holds the imported value.
+
+A batch whose keys another client changed between the read and the write, or
+that a server with lower transaction caps refuses (413), goes key by key with
+conditional PUTs (``If-None-Match: *``, ``If-Match``), with the same outcome.
 
 Copying or renaming a subtree is an export piped to an import with
 ``--prefix-rewrite OLD=NEW``. A key's lease is not carried (a lease belongs to
@@ -32,12 +38,20 @@ import click
 
 from tuco.cli._backup import Progress
 from tuco.cli._common import EXIT_PRECONDITION_FAILED, client_command, usage
-from tuco.client import Client
-from tuco.errors import NoSuchKeyError, PreconditionFailedError
+from tuco.client import Client, Item
+from tuco.errors import (
+    NoSuchKeyError,
+    PreconditionFailedError,
+    TxnBytesLimitError,
+    TxnOpsLimitError,
+    ValueTooLargeError,
+)
 
 __all__ = ["export", "import_keys"]
 
 _MODES = ("create-only", "overwrite", "if-unchanged")
+_BATCH_KEYS = 100
+_BATCH_BYTES = 256 * 1024  # values per batch: its JSON stays well inside the default 1 MiB request body
 
 
 @click.command()
@@ -95,10 +109,16 @@ class _Line:
                 raise ValueError("revision must be a positive integer")
             self.value = base64.b64decode(value, validate=True)
         except (ValueError, KeyError, binascii.Error) as exc:
-            usage(f"line {number} is not an export line ({exc}); lines before it were imported, rerun to resume")
+            raise _NotAnExportLine(
+                f"line {number} is not an export line ({exc}); lines before it were imported, rerun to resume"
+            ) from None
         self.key: str = key
         self.ttl_ms: int | None = ttl
         self.revision: int | None = revision
+
+
+class _NotAnExportLine(ValueError):
+    """A line that is not one of `tuco export`'s (the message says which and why)."""
 
 
 def _lines(stream: IO[str]) -> Iterator[tuple[int, str]]:
@@ -129,17 +149,29 @@ def import_keys(client: Client, output: str, file: IO[str], prefix_rewrite: str 
     old, new = _rewrite(prefix_rewrite)
     counts = {"written": 0, "unchanged": 0, "existing": 0, "conflicts": 0}
     progress = Progress("imported", scale=1, unit="lines")
+    batch: dict[str, _Line] = {}
+    size = 0
     for number, raw in _lines(file):
-        line = _Line(raw, number)
+        try:
+            line = _Line(raw, number)
+        except _NotAnExportLine as exc:
+            _import_batch(client, batch, mode, counts)  # the lines before it, as the message says
+            usage(str(exc))
         key = line.key
         if old is not None and new is not None:
             if not key.startswith(old):
+                _import_batch(client, batch, mode, counts)
                 usage(
                     f"line {number}: key {key!r} is not under {old!r} (--prefix-rewrite); lines before it were imported"
                 )
             key = new + key[len(old) :]
-        counts[_import_one(client, key, line, mode)] += 1
+        if key in batch or len(batch) >= _BATCH_KEYS or size >= _BATCH_BYTES:  # a transaction writes a key once
+            _import_batch(client, batch, mode, counts)
+            batch, size = {}, 0
+        batch[key] = line
+        size += len(line.value)
         progress(number)
+    _import_batch(client, batch, mode, counts)
     progress.done()
     summary = ", ".join(f"{count} {name}" for name, count in counts.items())
     click.echo(f"imported: {summary}", err=True)
@@ -156,6 +188,51 @@ def _rewrite(text: str | None) -> tuple[str | None, str | None]:
     if not new and not old:
         usage("--prefix-rewrite needs OLD or NEW")
     return old, new
+
+
+def _import_batch(client: Client, batch: dict[str, _Line], mode: str, counts: dict[str, int]) -> None:
+    """Import ``batch`` in two transactions (read, then conditional writes), or key by key if that cannot be."""
+    if not batch:
+        return
+    try:
+        reading = client.txn()
+        for key in batch:
+            reading.then.get(key)
+        found: tuple[Item | None, ...] = reading.commit().results
+        writing = client.txn()
+        outcomes: dict[str, str] = {}
+        for (key, line), current in zip(batch.items(), found, strict=True):
+            outcomes[key] = _decide(current, line, mode)
+            if outcomes[key] == "written":
+                if current is None:
+                    writing.when(key, "exists", "==", False)
+                else:
+                    writing.when(key, "mod_revision", "==", current.mod_revision)
+                writing.then.put(key, line.value, ttl=_ttl(line))
+        written = not writing.then.ops or writing.commit().succeeded
+    except (TxnOpsLimitError, TxnBytesLimitError, ValueTooLargeError):  # a server with lower caps: key by key
+        written = False
+        outcomes = {}
+    for key, line in batch.items():
+        if written or outcomes.get(key, "written") != "written":
+            counts[outcomes[key]] += 1
+        else:  # changed between the read and the write, or refused whole
+            counts[_import_one(client, key, line, mode)] += 1
+
+
+def _ttl(line: _Line) -> float | None:
+    return line.ttl_ms / 1000 if line.ttl_ms is not None else None
+
+
+def _decide(current: Item | None, line: _Line, mode: str) -> str:
+    """What importing ``line`` over ``current`` (None: absent) comes to: written, unchanged, existing or conflicts."""
+    if mode == "create-only":
+        return "existing" if current is not None else "written"
+    if current is not None and current.value == line.value and (line.ttl_ms is None) == (current.expires_at is None):
+        return "unchanged"
+    if mode == "if-unchanged" and (current is None or current.mod_revision != line.revision):
+        return "conflicts"
+    return "written"
 
 
 def _import_one(client: Client, key: str, line: _Line, mode: str) -> str:
