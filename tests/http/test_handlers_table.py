@@ -15,7 +15,8 @@ def _declared() -> set[str]:
 
 def test_every_handler_name_in_routes_resolves_to_a_function_of_its_module() -> None:
     names = sorted(_declared() - INLINE)
-    assert len(names) == 16  # 14 + txn.txn and txn.delete_prefix (issue 24)
+    # Not a count: a new endpoint touches the route table and its handler module, never this test.
+    assert {"status.health", "leases.keepalive", "tokens.token", "watch.watch"} <= set(names)
     for name in names:
         module, _, function = name.partition(".")
         handler = resolve(name)
