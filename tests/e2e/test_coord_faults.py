@@ -22,6 +22,7 @@ import pytest
 from tests.e2e.conftest import free_port
 from tests.e2e.fence import Fence, check
 from tests.e2e.process import TucoProcess
+from tests.fix_ha import HaCluster
 
 StartTuco = Callable[..., TucoProcess]
 
@@ -169,3 +170,18 @@ def test_mutual_exclusion_on_the_file_log_under_kills_pauses_and_server_restarts
         server.start()
 
     _run(fence, server.url, restart)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.postgres
+@pytest.mark.xdist_group("heavy")
+def test_mutual_exclusion_on_two_replicas_while_the_database_fails_over(
+    tuco: StartTuco, ha_cluster: HaCluster, fence: Fence
+) -> None:
+    """8 contenders on two replicas of a primary + standby: holders paused and killed, the primary replaced twice."""
+    url = ha_cluster.create_database("tuco")
+    env = {"TUCO_LOG_BACKEND": "postgres", "TUCO_DATABASE_URL": url}
+    replicas = [tuco(TUCO_DATA_DIR=f"/nonexistent/{n}", **env) for n in range(2)]
+    _run(fence, ",".join(replica.url for replica in replicas), ha_cluster.failover)
+    assert ha_cluster.failovers == 2
