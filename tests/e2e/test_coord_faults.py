@@ -108,7 +108,7 @@ def fence() -> Iterator[Fence]:
         yield resource
 
 
-def _run(fence: Fence, urls: str, server_fault: Callable[[], None]) -> None:
+def _run(fence: Fence, urls: str, server_fault: Callable[[], object]) -> None:
     contenders = Contenders(urls, fence)
     for _ in range(WORKERS):
         contenders.spawn()
