@@ -25,15 +25,14 @@ from tuco.errors import (
 )
 
 if TYPE_CHECKING:
-    from tuco.client._async import AsyncClient
-    from tuco.client._session import AsyncSession
+    from tuco.client._protocols import AsyncKeys, AsyncSessionLike
 
 __all__ = ["AsyncElection", "AsyncLock", "AsyncSemaphore", "observe"]
 
 _TRIES = 3
 
 
-async def _queue(client: AsyncClient, prefix: str) -> tuple[int, list[Item]]:
+async def _queue(client: AsyncKeys, prefix: str) -> tuple[int, list[Item]]:
     revision = 0
     items: list[Item] = []
     async for page in client.pages(prefix, page_size=1000):
@@ -48,7 +47,7 @@ class AsyncLock:
     limit = 1
 
     def __init__(
-        self, session: AsyncSession, name: str, *, timeout: float | None = None, value: bytes | str = b""
+        self, session: AsyncSessionLike, name: str, *, timeout: float | None = None, value: bytes | str = b""
     ) -> None:
         check_timeout(timeout)
         self.session = session
@@ -166,12 +165,12 @@ class AsyncLock:
 class AsyncSemaphore(AsyncLock):
     """:class:`~tuco.client.Semaphore` for asyncio."""
 
-    def __init__(self, session: AsyncSession, name: str, limit: int, *, timeout: float | None = None) -> None:
+    def __init__(self, session: AsyncSessionLike, name: str, limit: int, *, timeout: float | None = None) -> None:
         super().__init__(session, name, timeout=timeout)
         self.limit = check_limit(limit)
 
 
-async def observe(client: AsyncClient, name: str) -> AsyncIterator[Leader | None]:
+async def observe(client: AsyncKeys, name: str) -> AsyncIterator[Leader | None]:
     """The leader now, then each change of leader in order, forever."""
     prefix = queue_prefix(name)
     revision, items = await _queue(client, prefix)
@@ -185,7 +184,7 @@ async def observe(client: AsyncClient, name: str) -> AsyncIterator[Leader | None
 class AsyncElection:
     """:class:`~tuco.client.Election` for asyncio."""
 
-    def __init__(self, session: AsyncSession, name: str) -> None:
+    def __init__(self, session: AsyncSessionLike, name: str) -> None:
         self.session = session
         self.name = name
         self._lock: AsyncLock | None = None

@@ -18,8 +18,7 @@ from tuco.client._calls import Entry
 from tuco.errors import InvalidRequestError, NoSuchKeyError, PreconditionFailedError
 
 if TYPE_CHECKING:
-    from tuco.client._async import AsyncClient
-    from tuco.client._sync import Client
+    from tuco.client._protocols import AsyncKeys, Keys
 
 __all__ = ["AsyncCounter", "Counter", "parse_count"]
 
@@ -51,7 +50,7 @@ def _pause(attempt: int) -> float:
 class Counter:
     """A whole number under ``key``, added to atomically by any number of clients."""
 
-    def __init__(self, client: Client, key: str) -> None:
+    def __init__(self, client: Keys, key: str) -> None:
         self.client = client
         self.key = key
 
@@ -92,7 +91,7 @@ class Counter:
 class AsyncCounter:
     """:class:`Counter` for asyncio."""
 
-    def __init__(self, client: AsyncClient, key: str) -> None:
+    def __init__(self, client: AsyncKeys, key: str) -> None:
         self.client = client
         self.key = key
 

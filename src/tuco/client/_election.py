@@ -17,8 +17,7 @@ from tuco.client._watch import WatchEvent
 from tuco.errors import PreconditionFailedError
 
 if TYPE_CHECKING:
-    from tuco.client._session import Session
-    from tuco.client._sync import Client
+    from tuco.client._protocols import Keys, SessionLike
 
 __all__ = ["Election", "LeaderTracker", "observe"]
 
@@ -45,7 +44,7 @@ class LeaderTracker:
         return True
 
 
-def observe(client: Client, name: str) -> Iterator[Leader | None]:
+def observe(client: Keys, name: str) -> Iterator[Leader | None]:
     """The leader now, then each new leader (or None when nobody leads) as it changes, forever."""
     prefix = queue_prefix(name)
     items: list[Item] = []
@@ -69,7 +68,7 @@ class Election:
     next in line at once (its wait for our key ends with the delete).
     """
 
-    def __init__(self, session: Session, name: str) -> None:
+    def __init__(self, session: SessionLike, name: str) -> None:
         self.session = session
         self.name = name
         self._lock: Lock | None = None

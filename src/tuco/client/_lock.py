@@ -28,7 +28,7 @@ from tuco.errors import (
 )
 
 if TYPE_CHECKING:
-    from tuco.client._session import Session
+    from tuco.client._protocols import SessionLike
 
 __all__ = ["POLL_SECONDS", "Lock"]
 
@@ -63,7 +63,9 @@ class Lock:
 
     limit = 1
 
-    def __init__(self, session: Session, name: str, *, timeout: float | None = None, value: bytes | str = b"") -> None:
+    def __init__(
+        self, session: SessionLike, name: str, *, timeout: float | None = None, value: bytes | str = b""
+    ) -> None:
         check_timeout(timeout)
         self.session = session
         self.name = name

@@ -8,7 +8,7 @@ from tuco.client._lock import Lock
 from tuco.errors import InvalidRequestError
 
 if TYPE_CHECKING:
-    from tuco.client._session import Session
+    from tuco.client._protocols import SessionLike
 
 __all__ = ["Semaphore", "check_limit"]
 
@@ -27,6 +27,6 @@ class Semaphore(Lock):
     (increasing, but slots overlap: it fences nothing by itself).
     """
 
-    def __init__(self, session: Session, name: str, limit: int, *, timeout: float | None = None) -> None:
+    def __init__(self, session: SessionLike, name: str, limit: int, *, timeout: float | None = None) -> None:
         super().__init__(session, name, timeout=timeout)
         self.limit = check_limit(limit)

@@ -17,19 +17,15 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
 
+from tuco.client._async_coord import AsyncElection, AsyncLock, AsyncSemaphore
 from tuco.client._calls import Lease
+from tuco.client._election import Election
 from tuco.client._errors import OutcomeUnknownError, SessionLostError
+from tuco.client._lock import Lock
+from tuco.client._protocols import AsyncKeys, Keys
+from tuco.client._semaphore import Semaphore
 from tuco.errors import InvalidRequestError, LeaseNotFoundError, TucoError
-
-if TYPE_CHECKING:
-    from tuco.client._async import AsyncClient
-    from tuco.client._async_coord import AsyncElection, AsyncLock, AsyncSemaphore
-    from tuco.client._election import Election
-    from tuco.client._lock import Lock
-    from tuco.client._semaphore import Semaphore
-    from tuco.client._sync import Client
 
 __all__ = ["AsyncSession", "Session", "SessionState"]
 
@@ -84,9 +80,7 @@ class Session:
     Closing revokes the lease, which releases them all at once.
     """
 
-    def __init__(
-        self, client: Client, ttl: float = 10.0, *, on_lost: Callable[[Session], object] | None = None
-    ) -> None:
+    def __init__(self, client: Keys, ttl: float = 10.0, *, on_lost: Callable[[Session], object] | None = None) -> None:
         if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0.3 <= ttl <= 86_400:
             raise InvalidRequestError("a session's ttl is from 0.3 to 86400 seconds")
         self.client = client
@@ -193,20 +187,14 @@ class Session:
 
     def lock(self, name: str, *, timeout: float | None = None, value: bytes | str = b"") -> Lock:
         """A :class:`~tuco.client.Lock` named ``name`` held by this session."""
-        from tuco.client._lock import Lock
-
         return Lock(self, name, timeout=timeout, value=value)
 
     def semaphore(self, name: str, limit: int, *, timeout: float | None = None) -> Semaphore:
         """A :class:`~tuco.client.Semaphore` of ``limit`` holders named ``name``."""
-        from tuco.client._semaphore import Semaphore
-
         return Semaphore(self, name, limit, timeout=timeout)
 
     def election(self, name: str) -> Election:
         """An :class:`~tuco.client.Election` named ``name`` in which this session campaigns."""
-        from tuco.client._election import Election
-
         return Election(self, name)
 
 
@@ -214,7 +202,7 @@ class AsyncSession:
     """:class:`Session` for asyncio: the lease is renewed by a task; ``lost`` is an :class:`asyncio.Event`."""
 
     def __init__(
-        self, client: AsyncClient, ttl: float = 10.0, *, on_lost: Callable[[AsyncSession], object] | None = None
+        self, client: AsyncKeys, ttl: float = 10.0, *, on_lost: Callable[[AsyncSession], object] | None = None
     ) -> None:
         if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0.3 <= ttl <= 86_400:
             raise InvalidRequestError("a session's ttl is from 0.3 to 86400 seconds")
@@ -319,18 +307,12 @@ class AsyncSession:
 
     def lock(self, name: str, *, timeout: float | None = None, value: bytes | str = b"") -> AsyncLock:
         """An :class:`~tuco.client.AsyncLock` named ``name`` held by this session."""
-        from tuco.client._async_coord import AsyncLock
-
         return AsyncLock(self, name, timeout=timeout, value=value)
 
     def semaphore(self, name: str, limit: int, *, timeout: float | None = None) -> AsyncSemaphore:
         """An :class:`~tuco.client.AsyncSemaphore` of ``limit`` holders."""
-        from tuco.client._async_coord import AsyncSemaphore
-
         return AsyncSemaphore(self, name, limit, timeout=timeout)
 
     def election(self, name: str) -> AsyncElection:
         """An :class:`~tuco.client.AsyncElection` named ``name``."""
-        from tuco.client._async_coord import AsyncElection
-
         return AsyncElection(self, name)
