@@ -2,7 +2,9 @@
 
 Reads (GET) are spread round robin over every URL; everything else sticks to one URL
 until it fails (a connection error or a 503), then moves to the next, so a session's
-writes and renewals do not hop between replicas without reason. Whether a failed
+writes and renewals do not hop between replicas without reason. A URL that failed is
+skipped for a few seconds (unless every URL failed), so a dead replica costs one
+failed attempt, not one in every few requests. Whether a failed
 request is sent again is the call's business (``Call.may_resend``); this only says where.
 """
 
@@ -10,13 +12,17 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from typing import Any
 
 from tuco.client._calls import Call
 from tuco.client._errors import OutcomeUnknownError
 from tuco.errors import ConfigurationError, ServerUnreachableError
 
-__all__ = ["Endpoints", "split_urls", "unreachable"]
+__all__ = ["AVOID_SECONDS", "Endpoints", "split_urls", "unreachable"]
+
+AVOID_SECONDS = 2.0
+"""How long a URL that failed is left out of the rotation."""
 
 
 def split_urls(text: str) -> tuple[str, ...]:
@@ -39,29 +45,42 @@ class Endpoints:
         self.urls = urls
         self._next_read = random.randrange(len(urls))
         self._writer = 0
+        self._avoid: dict[str, float] = {}
         self._guard = threading.Lock()
 
+    def _usable(self, index: int, now: float) -> bool:
+        return self._avoid.get(self.urls[index], 0.0) <= now
+
     def pick(self, call: Call[Any]) -> str:
-        """The URL for ``call``: the next in turn for a read, the current writer's otherwise."""
+        """The URL for ``call``: the next usable one in turn for a read, the current writer's otherwise."""
         if len(self.urls) == 1:
             return self.urls[0]
+        now = time.monotonic()
         with self._guard:
-            if call.method == "GET":
+            if call.method != "GET":
+                return self.urls[self._writer]
+            for _ in self.urls:
                 self._next_read = (self._next_read + 1) % len(self.urls)
-                return self.urls[self._next_read]
-            return self.urls[self._writer]
+                if self._usable(self._next_read, now):
+                    break
+            return self.urls[self._next_read]
 
     def stream(self) -> str:
         """The URL for a watch stream (the writer's: it moves on failure as writes do)."""
         return self.urls[self._writer]
 
     def failed(self, url: str) -> None:
-        """``url`` did not answer (or answered 503): writes move on to the next URL."""
+        """``url`` did not answer (or answered 503): it is skipped for a while, writes move to the next usable URL."""
+        if len(self.urls) == 1:
+            return
+        now = time.monotonic()
         with self._guard:
+            self._avoid[url] = now + AVOID_SECONDS
             if self.urls[self._writer] == url:
-                self._writer = (self._writer + 1) % len(self.urls)
-            if len(self.urls) > 1 and self.urls[self._next_read] == url:
-                self._next_read = (self._next_read + 1) % len(self.urls)
+                for _ in self.urls:
+                    self._writer = (self._writer + 1) % len(self.urls)
+                    if self._usable(self._writer, now):
+                        break
 
     def attempts(self, configured: int) -> int:
         """Tries per call: the backoff's, but at least two per URL so every replica is tried."""
