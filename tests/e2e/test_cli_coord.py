@@ -166,3 +166,20 @@ def test_lease_show_prints_the_lease_and_its_keys(tuco: StartTuco) -> None:
     assert (as_json["id"], as_json["keys"]) == (lease.id, ["held/a", "held/b"])
     _tuco("lease", "revoke", str(lease.id), url=server.url)
     assert _tuco("lease", "show", str(lease.id), url=server.url).returncode == 1
+
+
+def test_touch_persist_and_ttl_change_and_show_a_deadline(tuco: StartTuco) -> None:
+    """tuco touch sets a deadline keeping the value, tuco ttl shows the seconds left, persist removes it."""
+    server = tuco()
+    revision = int(_tuco("put", "session", "token", url=server.url).stdout)
+    assert _tuco("ttl", "session", url=server.url).stdout == b"none\n"
+    touched = _tuco("touch", "session", "1h", url=server.url)
+    assert (touched.returncode, touched.stdout) == (0, f"{revision + 1}\n".encode())
+    left = float(_tuco("ttl", "session", url=server.url).stdout)
+    assert 3500 < left <= 3600
+    assert _tuco("get", "session", url=server.url).stdout == b"token"
+    shown = json.loads(_tuco("persist", "session", "-o", "json", url=server.url).stdout)
+    assert shown == {"key": "session", "revision": revision + 2, "expires_at": None}
+    assert _tuco("ttl", "session", url=server.url).stdout == b"none\n"
+    assert _tuco("touch", "absent", "5s", url=server.url).returncode == 1
+    assert _tuco("touch", "session", "soon", url=server.url).returncode == 2

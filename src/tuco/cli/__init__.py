@@ -31,6 +31,7 @@ import click
 
 from tuco.cli._common import EXIT_USAGE, GLOBAL_OPTIONS
 from tuco.cli._coord import elect, lock, wait
+from tuco.cli._deadline import persist, touch, ttl
 from tuco.cli._health import health
 from tuco.cli._keys import delete, get, list_keys, put, watch
 from tuco.cli._leases import lease, token
@@ -89,5 +90,5 @@ def main(**options: Any) -> None:
     """
 
 
-for command in (health, get, put, delete, list_keys, watch, wait, lock, elect, lease, token):
+for command in (health, get, put, delete, list_keys, watch, wait, touch, persist, ttl, lock, elect, lease, token):
     main.add_command(command)

@@ -136,6 +136,14 @@ class AsyncClient:
         """
         return await self._run(calls.wait(key, revision, timeout))
 
+    async def touch(self, key: str, ttl: float) -> Written:
+        """Make ``key`` expire ``ttl`` seconds from now, without sending its value (NoSuchKeyError if absent)."""
+        return await self._run(calls.deadline(key, ttl))
+
+    async def persist(self, key: str) -> Written:
+        """Make ``key`` never expire (its value kept); ``Written.expires_at`` is None."""
+        return await self._run(calls.deadline(key, None))
+
     # listing
 
     async def pages(self, prefix: str = "", *, page_size: int = 100, keys_only: bool = False) -> AsyncIterator[Page]:

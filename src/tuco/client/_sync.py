@@ -143,6 +143,14 @@ class Client:
         """
         return self._run(calls.wait(key, revision, timeout))
 
+    def touch(self, key: str, ttl: float) -> Written:
+        """Make ``key`` expire ``ttl`` seconds from now, without sending its value (NoSuchKeyError if absent)."""
+        return self._run(calls.deadline(key, ttl))
+
+    def persist(self, key: str) -> Written:
+        """Make ``key`` never expire (its value kept); ``Written.expires_at`` is None."""
+        return self._run(calls.deadline(key, None))
+
     # listing
 
     def pages(self, prefix: str = "", *, page_size: int = 100, keys_only: bool = False) -> Iterator[Page]:

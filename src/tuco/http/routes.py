@@ -265,6 +265,14 @@ TOKEN = route(
     (TOKEN_PARAM,),
 )
 _REVISION = {"X-Tuco-Revision": REVISION_HEADER}
+_TOUCHED = {**_WRITTEN, "X-Tuco-Expires-At": EXPIRES_HEADER}
+_TTL_ERRORS = (
+    InvalidKeyError,
+    Fails(InvalidParameterError, "{code} (ttl)"),
+    Fails(NoSuchKeyError, "{code} (absent or expired)"),
+    Fails(PreconditionFailedError, "{code}: the key kept changing under the rewrite; nothing written", _WRITTEN),
+    LeaseLimitError,
+)
 
 _DECLARED: tuple[Route, ...] = (
     route(
@@ -433,6 +441,36 @@ _DECLARED: tuple[Route, ...] = (
             operation_id="getOpenapi",
             answers={"200": json_answer("OpenAPI 3.1", {"type": "object"})},
         ),
+    ),
+    route(
+        "/v1/ttl/{key}",
+        {
+            b"POST": operation(
+                "ttl.deadline",
+                Target.KEY,
+                _WRITE,
+                summary="Touch: the key expires ttl from now (its value is kept, not resent)",
+                operation_id="postKeyTtl",
+                parameters=(
+                    {
+                        **query("ttl", "The new time to live.", {"type": "string", "pattern": DURATION}),
+                        "required": True,
+                    },
+                ),
+                answers={"200": {"description": "The new deadline", "headers": _TOUCHED}},
+                errors=_TTL_ERRORS,
+            ),
+            b"DELETE": operation(
+                "ttl.deadline",
+                Target.KEY,
+                _WRITE,
+                summary="Persist: the key no longer expires (its value is kept)",
+                operation_id="deleteKeyTtl",
+                answers={"200": {"description": "No deadline now (X-Tuco-Expires-At: 0)", "headers": _TOUCHED}},
+                errors=_TTL_ERRORS,
+            ),
+        },
+        (KEY_PARAM,),
     ),
     KEY,
     LEASE,
