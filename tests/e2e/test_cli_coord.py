@@ -183,3 +183,27 @@ def test_touch_persist_and_ttl_change_and_show_a_deadline(tuco: StartTuco) -> No
     assert _tuco("ttl", "session", url=server.url).stdout == b"none\n"
     assert _tuco("touch", "absent", "5s", url=server.url).returncode == 1
     assert _tuco("touch", "session", "soon", url=server.url).returncode == 2
+
+
+def test_a_paused_tuco_lock_learns_it_lost_stops_the_command_and_exits_10(tuco: StartTuco, tmp_path: Path) -> None:
+    """SIGSTOP tuco lock past its ttl: another tuco lock takes over; on SIGCONT the first stops its command, exit 10."""
+    server = tuco()
+    started = tmp_path / "started"
+    env = {**os.environ, "TUCO_URL": server.url}
+    with subprocess.Popen(
+        [*TUCO, "lock", "locks/p", "--ttl", "1s", "--", "sh", "-c", f"touch {started}; exec sleep 60"],
+        env=env,
+        stderr=subprocess.PIPE,
+    ) as holder:
+        try:
+            eventually(started.exists, what="the command started")
+            holder.send_signal(signal.SIGSTOP)
+            try:
+                second = _tuco("lock", "locks/p", "--timeout", "30s", "--", "true", url=server.url)
+                assert second.returncode == 0, second.stderr  # the paused holder's lease ended: the lock was free
+            finally:
+                holder.send_signal(signal.SIGCONT)
+            assert holder.wait(30) == 10
+            assert holder.stderr is not None and b"lost the lock" in holder.stderr.read()
+        finally:
+            holder.kill()
