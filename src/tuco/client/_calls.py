@@ -315,12 +315,12 @@ def delete(key: str, *, if_revision: int | None = None, if_exists: bool = False)
 
 
 def deadline(key: str, ttl: float | None) -> Call[Written]:
-    """``POST /v1/ttl/{key}?ttl=`` (touch: expire ``ttl`` seconds from now) or ``DELETE`` (``ttl`` None: persist).
+    """``POST /v1/keys/{key}/ttl?ttl=`` (touch: expire ``ttl`` seconds from now) or ``DELETE`` (``ttl`` None: persist).
 
     The server rewrites the value it holds, on the condition that the key did not change
     in between; sending it twice moves the deadline twice (harmless), so it is idempotent.
     """
-    path = "/v1/ttl/" + key_path(key)[len("/v1/key/") :]
+    path = "/v1/keys/" + key_path(key)[len("/v1/key/") :] + "/ttl"
 
     def parse(answer: Answer) -> Written:
         _expect(answer, (200,), key=key)

@@ -443,7 +443,7 @@ _DECLARED: tuple[Route, ...] = (
         ),
     ),
     route(
-        "/v1/ttl/{key}",
+        "/v1/keys/{key}/ttl",
         {
             b"POST": operation(
                 "ttl.deadline",

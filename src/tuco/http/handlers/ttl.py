@@ -1,4 +1,4 @@
-"""``POST /v1/ttl/{key}?ttl=30s`` (touch) and ``DELETE /v1/ttl/{key}`` (persist): a key's deadline, not its value.
+"""``POST /v1/keys/{key}/ttl?ttl=30s`` (touch) and ``DELETE`` (persist): a key's deadline, not its value.
 
 Both rewrite the key's current value with the new deadline (or none) on the condition
 that the key is still at the revision read, so a write that lands in between is never
