@@ -197,10 +197,14 @@ class Settings(BaseSettings):
         le=3600,
         description="An idle watch stream gets a heartbeat comment and a progress event this often.",
     )
+    cors_origins: str = Field(
+        "",
+        description="Comma-separated browser origins (https://app.example) whose pages may call the API: CORS "
+        "on every route and its preflight; * for any (without credentials); empty: none.",
+    )
     cors_allow_origins: str = Field(
         "",
-        description="Comma-separated browser origins (https://app.example) whose pages may open /v1/watch "
-        "(EventSource across origins); * for any; empty: none.",
+        description="The former name of TUCO_CORS_ORIGINS, still read: both lists together are allowed.",
     )
 
     @field_validator("log_level", "log_format", "log_backend", "log_sync", mode="before")
@@ -209,7 +213,7 @@ class Settings(BaseSettings):
         """TUCO_LOG_LEVEL=INFO means info: people type levels in capitals."""
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("cors_allow_origins")
+    @field_validator("cors_origins", "cors_allow_origins")
     @classmethod
     def _origins_are_origins(cls, value: str) -> str:
         """An origin is scheme://host[:port] with nothing after it: anything else would never match a browser's."""
@@ -223,8 +227,9 @@ class Settings(BaseSettings):
 
     @property
     def allowed_origins(self) -> frozenset[str]:
-        """TUCO_CORS_ALLOW_ORIGINS as a set."""
-        return frozenset(part.strip() for part in self.cors_allow_origins.split(",") if part.strip())
+        """TUCO_CORS_ORIGINS and TUCO_CORS_ALLOW_ORIGINS together, as a set."""
+        listed = f"{self.cors_origins},{self.cors_allow_origins}"
+        return frozenset(part.strip() for part in listed.split(",") if part.strip())
 
     # -- expiring keys and leases --
     max_ttl_seconds: int = Field(

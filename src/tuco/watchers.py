@@ -39,7 +39,7 @@ _WAKE_SLICE = 8  # watches woken per loop turn (the sockets are read between two
 
 @dataclass(frozen=True, slots=True)
 class WatchSettings:
-    """Bounds on watching and who may watch from a browser (``TUCO_WATCH_*``, ``TUCO_CORS_ALLOW_ORIGINS``)."""
+    """Bounds on watching, and the browser origins the API answers (``TUCO_WATCH_*``, ``TUCO_CORS_ORIGINS``)."""
 
     max_watchers: int = 1000
     """Open watch streams at once; more get 503 too_many_watchers."""
@@ -50,7 +50,7 @@ class WatchSettings:
     heartbeat_seconds: float = 15.0
     """An idle stream gets a heartbeat comment and a progress event this often."""
     allow_origins: frozenset[str] = frozenset()
-    """Browser origins (``Origin`` header values) whose pages may open a watch; ``*`` for any."""
+    """Browser origins (``Origin`` header values) whose pages may call the API (:mod:`tuco.http.cors`); ``*``: any."""
 
     @property
     def watcher_share(self) -> int:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 
 from tests.http.test_native_server import Client, run, serving
+from tuco.http._wire import KEEP, dynamic_lines, serialise
 from tuco.http.api import Answer, KeyValueAPI
 from tuco.http.asgi import ASGIApp
 from tuco.http.messages import Request, Response, StreamResponse
@@ -133,7 +134,23 @@ def test_asgi_sends_a_stream_with_more_body() -> None:
     asyncio.run(main())
 
 
-def test_response_extra_lines_become_header_pairs() -> None:
-    """A response's pre-rendered extra lines are split into pairs for ASGI, after the static headers."""
-    response = Response(200, b"", None, ((b"A", b"1"),), b'ETag: "7"\r\nX-Tuco-Revision: 9\r\n')
-    assert response.all_headers() == [(b"A", b"1"), (b"ETag", b'"7"'), (b"X-Tuco-Revision", b"9")]
+def test_a_responses_dynamic_fields_are_values_rendered_the_same_by_every_front_end() -> None:
+    """ETag, revision and fields stay values: pairs for ASGI and serverless, the same lines on the native wire."""
+    response = Response(200, b"", None, ((b"A", b"1"),), 7, 9, ((b"X-Tuco-Expires-At", b"1700"),))
+    assert response.all_headers() == [
+        (b"A", b"1"),
+        (b"ETag", b'"7"'),
+        (b"X-Tuco-Revision", b"9"),
+        (b"X-Tuco-Expires-At", b"1700"),
+    ]
+    assert dynamic_lines(response) == b'ETag: "7"\r\nX-Tuco-Revision: 9\r\nX-Tuco-Expires-At: 1700\r\n'
+    out: list[bytes] = []
+    serialise(out, response, KEEP, False, b"X-Request-Id: r1\r\n", b"\r\n\r\n")
+    assert out == [
+        b"HTTP/1.1 200 OK\r\nA: 1\r\n"
+        b'ETag: "7"\r\nX-Tuco-Revision: 9\r\nX-Tuco-Expires-At: 1700\r\nX-Request-Id: r1\r\n'
+        b"Content-Length: 0\r\n\r\n"
+    ]
+    assert Response(404, b"", None, (), None, 3).all_headers() == [(b"X-Tuco-Revision", b"3")]
+    assert dynamic_lines(Response(412, b"", None, (), 5)) == b'ETag: "5"\r\n'
+    assert dynamic_lines(Response(200)) == b""

@@ -162,7 +162,7 @@ class AnswerOrder(RequestReader):
                 queue.append(_Slot(result, mode, head_only, request_id))
             elif request_id is None and mode != CLOSE and type(result) is Response and not self._ctx.closing:
                 # What _send does with a plain keep-alive answer, inlined: the GET path's common case.
-                self._out_size += serialise(self._out, result, mode, head_only, result.extra, self._ctx.date_tail)
+                self._out_size += serialise(self._out, result, mode, head_only, b"", self._ctx.date_tail)
                 if self._out_size >= self._write_high_water:
                     self._flush()  # may call pause_writing, which holds back further requests
             else:
@@ -272,8 +272,8 @@ class AnswerOrder(RequestReader):
         if isinstance(response, StreamResponse):
             self._start_stream(response, mode, head_only, b"" if request_id is None else id_line(request_id))
             return
-        extra = response.extra if request_id is None else response.extra + id_line(request_id)
-        self._out_size += serialise(self._out, response, mode, head_only, extra, self._ctx.date_tail)
+        more = b"" if request_id is None else id_line(request_id)
+        self._out_size += serialise(self._out, response, mode, head_only, more, self._ctx.date_tail)
         if mode == CLOSE:
             self._finish()
         elif self._out_size >= self._write_high_water:

@@ -11,26 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from tuco.errors import (
-    BadRequestError,
-    ExpectationFailedError,
-    ForbiddenError,
-    HeadersTooLargeError,
-    LogClosedError,
-    LogFailedError,
-    LogUnavailableError,
-    MethodNotAllowedError,
-    RequestTimeoutError,
-    ServerBusyError,
-    ShuttingDownError,
-    StartingError,
-    TooManyConnectionsError,
-    TucoError,
-    UnauthorizedError,
-    UnsupportedTransferCodingError,
-    UriTooLongError,
-    ValueTooLargeError,
-)
+from tuco import errors
 
 __all__ = [
     "BINARY",
@@ -51,6 +32,7 @@ __all__ = [
     "error",
     "header",
     "json_answer",
+    "path_param",
     "query",
     "ref",
 ]
@@ -84,7 +66,7 @@ WAIT_HEADER: Schema = {
 class Fails(NamedTuple):
     """An error an operation answers: the class gives the status and code; ``words`` describe it there."""
 
-    error: type[TucoError]
+    error: type[errors.TucoError]
     words: str = "{code}"
     """The description's part for this error, ``{code}`` standing for its code."""
     headers: Mapping[str, Schema] = EMPTY
@@ -94,7 +76,7 @@ class Fails(NamedTuple):
 class Common(NamedTuple):
     """An answer any request may get, as a shared response of the document."""
 
-    error: type[TucoError]
+    error: type[errors.TucoError]
     name: str
     description: str
     """Its words, ``{code}`` standing for the class's code."""
@@ -102,41 +84,39 @@ class Common(NamedTuple):
 
 
 _UNAVAILABLE = "; ".join(
-    ", ".join(error.code for error in errors)
-    for errors in (
-        (StartingError, ShuttingDownError, TooManyConnectionsError, ServerBusyError),
-        (LogFailedError, LogUnavailableError, LogClosedError),
+    ", ".join(error.code for error in classes)
+    for classes in (
+        (errors.StartingError, errors.ShuttingDownError, errors.TooManyConnectionsError, errors.ServerBusyError),
+        (errors.LogFailedError, errors.LogUnavailableError, errors.LogClosedError),
     )
 )
 """What a 503 may say: the server's phase or caps, then the log's state."""
 
+
+def _text_header(name: str, description: str) -> dict[str, Schema]:
+    return {name: {"description": description, "schema": {"type": "string"}}}
+
+
+_ALLOW = _text_header("Allow", "The methods the path answers.")
+_NO_CREDENTIAL = "{code} (TUCO_AUTH=token): no credential, or a malformed, unknown, revoked or expired one"
+
 # What any request may get before or besides its operation (README, "Errors"): the status is the class's.
 COMMON: tuple[Common, ...] = (
-    Common(BadRequestError, "BadRequest", "{code} (malformed framing), or the operation's own invalid_* codes"),
-    Common(RequestTimeoutError, "RequestTimeout", "{code}: the request was not received in time"),
-    Common(ValueTooLargeError, "TooLarge", "{code}: a body over the limit, refused before it is read"),
-    Common(UriTooLongError, "UriTooLong", "{code}: a request target over 16 KiB (key_too_long on a PUT)"),
+    Common(errors.BadRequestError, "BadRequest", "{code} (malformed framing), or the operation's own invalid_* codes"),
+    Common(errors.RequestTimeoutError, "RequestTimeout", "{code}: the request was not received in time"),
+    Common(errors.ValueTooLargeError, "TooLarge", "{code}: a body over the limit, refused before it is read"),
+    Common(errors.UriTooLongError, "UriTooLong", "{code}: a request target over 16 KiB (key_too_long on a PUT)"),
+    Common(errors.MethodNotAllowedError, "MethodNotAllowed", "{code}: the path does not answer that method", _ALLOW),
+    Common(errors.UnauthorizedError, "Unauthorized", _NO_CREDENTIAL, _text_header("WWW-Authenticate", "Bearer")),
+    Common(errors.ForbiddenError, "Forbidden", "{code} (TUCO_AUTH=token): the credential holds no grant for this"),
+    Common(errors.ExpectationFailedError, "ExpectationFailed", "{code}: an Expect other than 100-continue"),
+    Common(errors.HeadersTooLargeError, "HeadersTooLarge", "{code}"),
+    Common(errors.UnsupportedTransferCodingError, "NotImplemented", "{code}: a transfer coding other than chunked"),
     Common(
-        MethodNotAllowedError,
-        "MethodNotAllowed",
-        "{code}: the path does not answer that method",
-        {"Allow": {"description": "The methods the path answers.", "schema": {"type": "string"}}},
-    ),
-    Common(
-        UnauthorizedError,
-        "Unauthorized",
-        "{code} (TUCO_AUTH=token): no credential, or a malformed, unknown, revoked or expired one",
-        {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
-    ),
-    Common(ForbiddenError, "Forbidden", "{code} (TUCO_AUTH=token): the credential holds no grant for this"),
-    Common(ExpectationFailedError, "ExpectationFailed", "{code}: an Expect other than 100-continue"),
-    Common(HeadersTooLargeError, "HeadersTooLarge", "{code}"),
-    Common(UnsupportedTransferCodingError, "NotImplemented", "{code}: a transfer coding other than chunked"),
-    Common(
-        StartingError,
+        errors.StartingError,
         "Unavailable",
         _UNAVAILABLE,
-        {"Retry-After": {"description": "Seconds to wait, when over a cap.", "schema": {"type": "string"}}},
+        _text_header("Retry-After", "Seconds to wait, when over a cap."),
     ),
 )
 
@@ -173,27 +153,15 @@ def header(name: str, description: str, pattern: str) -> Schema:
     return {"name": name, "in": "header", "required": False, "description": description, "schema": schema}
 
 
-KEY_PARAM: Schema = {
-    "name": "key",
-    "in": "path",
-    "required": True,
-    "description": "One percent-decoded path segment: any non-empty UTF-8 (write / as %2F).",
-    "schema": {"type": "string", "minLength": 1},
-}
-TOKEN_PARAM: Schema = {
-    "name": "id",
-    "in": "path",
-    "required": True,
-    "description": "A token's id (the part after tuco_ and before the secret).",
-    "schema": {"type": "string", "minLength": 1},
-}
-LEASE_PARAM: Schema = {
-    "name": "id",
-    "in": "path",
-    "required": True,
-    "description": "A lease id: the revision of its grant.",
-    "schema": {"type": "string", "pattern": "^[0-9]+$"},
-}
+def path_param(name: str, description: str, schema: Schema) -> Schema:
+    """A route's parameter in its path (always required)."""
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": schema}
+
+
+_SEGMENT: Schema = {"type": "string", "minLength": 1}
+KEY_PARAM = path_param("key", "One percent-decoded path segment: any non-empty UTF-8 (write / as %2F).", _SEGMENT)
+TOKEN_PARAM = path_param("id", "A token's id (the part after tuco_ and before the secret).", _SEGMENT)
+LEASE_PARAM = path_param("id", "A lease id: the revision of its grant.", {"type": "string", "pattern": "^[0-9]+$"})
 
 _ERROR: Schema = {
     "type": "object",

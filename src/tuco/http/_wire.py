@@ -2,7 +2,8 @@
 
 A response head is its status line and static header fields, which repeat
 from one response to the next (a GET's 200 with its content type, a PUT's
-201), then the per-response fields (``extra``: an ETag, a request id), then
+201), then the per-response fields (the response's ``etag``, ``revision`` and
+``fields``, kept as values until here, and a request id), then
 ``Content-Length`` and the Date tail. The static part is rendered once per
 shape and kept in a bounded dict; what varies is joined onto it. Bodies up to
 ``JOIN_BODY_BYTES`` are copied into the head's buffer (one small write beats
@@ -18,7 +19,7 @@ from typing import Final
 
 import structlog
 
-from tuco.http.messages import Response, StreamResponse
+from tuco.http.messages import Headers, Response, StreamResponse
 
 __all__ = [
     "CLOSE",
@@ -72,7 +73,7 @@ _HEADS: dict[_HeadKey, bytes] = {}
 
 
 def _build_head(key: _HeadKey) -> bytes:
-    """A response head's status line and static headers (up to ``extra`` and Content-Length); cached by shape."""
+    """A response head's status line and static headers (up to the dynamic fields); cached by shape."""
     status, content_type, headers, mode = key
     parts = [status_line(status)]
     if content_type is not None:
@@ -94,19 +95,53 @@ def _build_head(key: _HeadKey) -> bytes:
     return head
 
 
+def _field_lines(fields: Headers) -> bytes:
+    return b"".join([b"%b: %b\r\n" % pair for pair in fields])
+
+
+def dynamic_lines(response: Response) -> bytes:
+    """The response's ``ETag``, ``X-Tuco-Revision`` and other per-response fields as header lines."""
+    etag = response.etag
+    revision = response.revision
+    if etag is not None:
+        if revision is not None:
+            lines = b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (etag, revision)
+        else:
+            lines = b'ETag: "%d"\r\n' % etag
+    elif revision is not None:
+        lines = b"X-Tuco-Revision: %d\r\n" % revision
+    else:
+        lines = b""
+    return lines + _field_lines(response.fields) if response.fields else lines
+
+
 def render(response: Response, mode: int, date_tail: bytes) -> bytes:
     """The complete bytes of a response whose body is sent too; used outside connections."""
     body = response.body
     key = (response.status, response.content_type, response.headers, mode)
     head = _HEADS.get(key) or _build_head(key)
-    return b"%b%bContent-Length: %d%b%b" % (head, response.extra, len(body), date_tail, body)
+    return b"%b%bContent-Length: %d%b%b" % (head, dynamic_lines(response), len(body), date_tail, body)
 
 
-def serialise(out: list[bytes], response: Response, mode: int, head_only: bool, extra: bytes, date_tail: bytes) -> int:
-    """Append a response (its head, and its body unless ``head_only``) to ``out``; the bytes appended."""
+def serialise(out: list[bytes], response: Response, mode: int, head_only: bool, more: bytes, date_tail: bytes) -> int:
+    """Append a response (its head, and its body unless ``head_only``) to ``out``; the bytes appended.
+
+    ``more`` is header lines the connection adds (a request id). The dynamic fields are
+    rendered here, inline: the number-only common case is one ``%`` format.
+    """
     body = response.body
     key = (response.status, response.content_type, response.headers, mode)
     head = _HEADS.get(key) or _build_head(key)
+    etag = response.etag
+    revision = response.revision
+    if etag is not None and revision is not None:
+        extra = b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (etag, revision)
+        if response.fields:
+            extra += _field_lines(response.fields)
+    else:
+        extra = dynamic_lines(response)
+    if more:
+        extra += more
     size = len(body)
     if head_only or not size:
         if response.status == 204:  # RFC 9110 8.6: no Content-Length on a 204 (the tail's CRLF ends extra's line)

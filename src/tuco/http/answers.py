@@ -75,19 +75,30 @@ JSON = b"application/json"
 PROMETHEUS_TEXT = b"text/plain; version=0.0.4; charset=utf-8"
 
 
-def error_response(status: int, code: str, message: str, headers: Headers = (), extra: bytes = b"") -> Response:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    headers: Headers = (),
+    etag: int | None = None,
+    revision: int | None = None,
+    fields: Headers = (),
+) -> Response:
     """A JSON error body ``{"error": code, "message": message}``; only this module and error_answer call it."""
     body = json.dumps({"error": code, "message": message}).encode()
-    return Response(status, body, JSON, headers, extra)
+    return Response(status, body, JSON, headers, etag, revision, fields)
 
 
-def error_answer(error: TucoError, extra: bytes = b"") -> Response:
-    """The answer to an error: its class's status, code and header fields, its message."""
-    return error_response(error.status, error.code, str(error), error.headers, extra)
+def error_answer(
+    error: TucoError, etag: int | None = None, revision: int | None = None, fields: Headers = ()
+) -> Response:
+    """The answer to an error: its class's status, code and header fields, its message (and any fields given)."""
+    return error_response(error.status, error.code, str(error), error.headers, etag, revision, fields)
 
 
-def json_response(status: int, payload: object, extra: bytes = b"") -> Response:
-    return Response(status, json.dumps(payload, separators=(",", ":")).encode(), JSON, (), extra)
+def json_response(status: int, payload: object, revision: int | None = None) -> Response:
+    """A compact JSON body, with ``X-Tuco-Revision`` if ``revision`` is given."""
+    return Response(status, json.dumps(payload, separators=(",", ":")).encode(), JSON, (), None, revision)
 
 
 def bad_request(message: str) -> Response:

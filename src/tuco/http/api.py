@@ -21,12 +21,13 @@ from collections.abc import Awaitable, Callable
 from tuco.errors import InvalidKeyError, NotFoundError, TucoError
 from tuco.http.answers import NOT_FOUND_PATH, OCTET_STREAM, STARTING, error_answer
 from tuco.http.auth import Guard
+from tuco.http.cors import Cors
 from tuco.http.handlers import INLINE, Context, resolve
 from tuco.http.handlers._writes import answer_when_written, write_refused
 from tuco.http.handlers.keys import consistent_get, long_poll, put_with_parameters, read_now, read_through
 from tuco.http.handlers.listing import list_page_now, list_page_through
 from tuco.http.handlers.status import readiness_summary
-from tuco.http.messages import NO_ROUTE, Answer, Deferred, Request, Response
+from tuco.http.messages import NO_ROUTE, Answer, Deferred, Headers, Request, Response
 from tuco.http.params import (
     decode_key,
     decode_page_token,
@@ -60,7 +61,7 @@ class KeyValueAPI:
         # A read-through service (TUCO_STATE=cache, serverless) answers misses and listings from the database:
         # its read path is chosen here, once, so a full replica's reads pay nothing for it.
         through = service.reads_through
-        self._read: Callable[[str, bytes], Response | Awaitable[Response]] = functools.partial(
+        self._read: Callable[[str, Headers], Response | Awaitable[Response]] = functools.partial(
             read_through if through else read_now, service
         )
         context = self.context = Context(
@@ -80,10 +81,13 @@ class KeyValueAPI:
         self._settle_delete = writes.settle_delete
         self._guard: Guard | None = None
         if service.access.enabled:  # chosen once: with authentication off, handle is the method itself
-            self._guard = Guard(self, self.handle)
+            self._guard = Guard(self, self.dispatch)
             self._verified = service.tokens.verified
             self._now = service.clock
             self.handle = self._handle_guarded  # type: ignore[method-assign]
+        origins = service.watch_settings.allow_origins
+        if origins:  # chosen once too: with no origin configured, no request pays for CORS
+            self.handle = Cors(origins, self.handle).handle  # type: ignore[method-assign]
 
     def _handle_guarded(self, request: Request) -> Answer:
         """:meth:`handle` with authentication on: a plain GET by a credential verified before is answered here.
@@ -114,16 +118,8 @@ class KeyValueAPI:
                         return guard.handle(request)  # type: ignore[union-attr]  # set with the method
                     if not key.startswith(verified.reads):
                         return guard.refuse(request, verified.record)  # type: ignore[union-attr]
-                    found = service.find(key)
-                    if found is None:
-                        return self._read(key, b"")
-                    return Response(
-                        200,
-                        found[0],
-                        OCTET_STREAM,
-                        (),
-                        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.applied_revision),
-                    )
+                    request.caller = verified.record
+                    return self._key(request, segment)
         return guard.handle(request)  # type: ignore[union-attr]
 
     def readiness_summary(self) -> Response:
@@ -131,22 +127,39 @@ class KeyValueAPI:
         return readiness_summary(self.service)
 
     def handle(self, request: Request) -> Answer:
-        """Answer one request.
-
-        The key routes are answered right here rather than in a handler method:
-        they are nearly every request, and a call less per request is measurable.
-        """
+        """Answer one request: match its route, then :meth:`dispatch` (with authentication on, ``handle`` is
+        the guard's, which matches, authenticates, authorizes and then calls :meth:`dispatch` the same way)."""
         path = request.path
         if path.startswith(b"/v1/key/"):  # the hot path, matched as routes.match would
             segment = path[8:]
-            if b"/" in segment:
-                request.route = NO_ROUTE
-                return _NOT_FOUND_PATH
-        else:
-            route, segment = match(path)
-            request.route = route.pattern if route is not None else NO_ROUTE
-            if route is not ALIAS:
-                return self._resource(route, request, segment)
+            if b"/" not in segment:
+                return self._key(request, segment)
+            request.route = NO_ROUTE
+            return _NOT_FOUND_PATH
+        route, segment = match(path)
+        request.route = route.pattern if route is not None else NO_ROUTE
+        return self.dispatch(request, route, segment)
+
+    def dispatch(self, request: Request, route: Route | None, segment: bytes) -> Answer:
+        """A matched request, authorized when authentication is on: 404, or 405 from the route, the phase gate
+        as declared, then the handler the operation names."""
+        if route is None:
+            return _NOT_FOUND_PATH
+        if route is KEY or route is ALIAS:
+            return self._key(request, segment)
+        operation = route.operations.get(request.method)
+        if operation is None:
+            return route.not_allowed
+        handler = self._handlers.get(operation.handler)
+        if handler is None:
+            return _not_built(route.pattern[4:])
+        if operation.needs_serving and self.service.phase is _PHASE_STARTING:  # the phase gate, as declared
+            return STARTING
+        return handler(request, segment)
+
+    def _key(self, request: Request, segment: bytes) -> Answer:
+        """The key routes, answered here rather than in a handler module: nearly every request is one, and a
+        call less per request is measurable. A GET with no parameters and every plain PUT and DELETE stay here."""
         method = request.method
         read = method == b"GET" or method == b"HEAD"
         if not read and method != b"PUT" and method != b"DELETE":
@@ -168,14 +181,8 @@ class KeyValueAPI:
                     return consistent_get(self.context, key)
             found = service.find(key)
             if found is None:  # absent, or a key with a deadline
-                return self._read(key, b"")
-            return Response(
-                200,
-                found[0],
-                OCTET_STREAM,
-                (),
-                b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (found[2], service.applied_revision),
-            )
+                return self._read(key, ())
+            return Response(200, found[0], OCTET_STREAM, (), found[2], service.applied_revision)
         try:
             precondition = precondition_of(request) if request.conditional else None
             if method == b"PUT":
@@ -191,17 +198,3 @@ class KeyValueAPI:
         if hasattr(written, "add_done_callback"):  # the common case (a Written), inline: one call less per write
             return Deferred(written, settle)  # type: ignore[arg-type]  # settles as it has add_done_callback
         return answer_when_written(written, settle)
-
-    def _resource(self, route: Route | None, request: Request, segment: bytes) -> Answer:
-        """Every route but the keys': its declared operation for the method (or 405), the phase gate, the handler."""
-        if route is None:
-            return _NOT_FOUND_PATH
-        operation = route.operations.get(request.method)
-        if operation is None:
-            return route.not_allowed
-        handler = self._handlers.get(operation.handler)
-        if handler is None:
-            return _not_built(route.pattern[4:])
-        if operation.needs_serving and self.service.phase is _PHASE_STARTING:  # the phase gate, as declared
-            return STARTING
-        return handler(request, segment)

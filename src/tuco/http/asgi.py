@@ -302,18 +302,21 @@ def _static_headers(content_type: bytes | None, headers: tuple[tuple[bytes, byte
 
 
 def _head(response: Response) -> list[tuple[bytes, bytes]]:
-    """The header pairs of ``response``'s start message: length, type, static headers, then the ``extra`` lines."""
+    """The header pairs of ``response``'s start message: length, type, static headers, then the dynamic ones."""
     content_type, static = response.content_type, response.headers
     pairs = _STATIC.get((content_type, static))
     if pairs is None:
         pairs = _static_headers(content_type, static)
     # A 204 has no Content-Length (RFC 9110 8.6).
     headers = [(_CONTENT_LENGTH, b"%d" % len(response.body)), *pairs] if response.status != 204 else pairs.copy()
-    if response.extra:  # "Name: value\r\n" lines tuco made itself
-        for line in response.extra.split(b"\r\n"):
-            if line:
-                name, _, value = line.partition(b": ")
-                headers.append((name.lower(), value))
+    etag = response.etag
+    if etag is not None:
+        headers.append((b"etag", b'"%d"' % etag))
+    revision = response.revision
+    if revision is not None:
+        headers.append((b"x-tuco-revision", b"%d" % revision))
+    for name, value in response.fields:
+        headers.append((name.lower(), value))
     return headers
 
 

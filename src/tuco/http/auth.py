@@ -3,9 +3,11 @@
 With ``TUCO_AUTH=token`` the API's ``handle`` is :meth:`Guard.handle`, chosen
 once when the API is built: with authentication off the request path has no
 check at all. The guard finds the credential (``Authorization: Bearer``, else
-the TLS client certificate's identity), reads what the route declares it needs and
-either hands the request on or answers ``401``/``403`` itself, with one
-``request_denied`` audit line. What each route needs:
+the TLS client certificate's identity), matches the route once, reads what it
+declares it needs and either hands the matched request to the API's
+``dispatch`` (with ``request.caller`` set) or answers ``401``/``403`` itself,
+with one ``request_denied`` audit line. It never answers a route itself. What
+each route needs:
 
 - ``/healthz``: nothing, ever. ``/readyz``: nothing for ``{"ready": ...}``; read
   on every key ("" prefix) for the details. ``/metrics``: read on "" (or
@@ -93,12 +95,12 @@ class Guarded(Protocol):
 class Guard:
     """The authenticating ``handle`` of a :class:`~tuco.http.api.KeyValueAPI` (see the module docstring)."""
 
-    __slots__ = ("_api", "_bootstrap", "_inner", "_metrics_public", "_now", "_service", "_tokens", "_verified")
+    __slots__ = ("_api", "_bootstrap", "_dispatch", "_metrics_public", "_now", "_service", "_tokens", "_verified")
 
-    def __init__(self, api: Guarded, inner: Callable[[Request], Answer]) -> None:
+    def __init__(self, api: Guarded, dispatch: Callable[[Request, Route | None, bytes], Answer]) -> None:
         service = api.service
         self._api = api
-        self._inner = inner
+        self._dispatch = dispatch
         self._service = service
         self._tokens = service.tokens
         self._verified = self._tokens.verified
@@ -124,19 +126,19 @@ class Guard:
             ):
                 writes = _WRITES.get(request.method)
                 if writes is None:
-                    return self._inner(request)  # 405
+                    return self._dispatch(request, KEY, segment)  # 405
                 try:
                     key = segment.decode() if b"%" not in segment else _decoded(segment)
                 except (UnicodeDecodeError, TucoError):
-                    return self._inner(request)  # 400
+                    return self._dispatch(request, KEY, segment)  # 400
                 if not key.startswith(verified.writes if writes else verified.reads):
                     return self._forbidden(request, verified.record)
                 request.caller = verified.record
                 if request.query:  # a PUT ?lease= acts on a lease (its owner is the service's); a GET may wait
                     request.principal = verified.principal
                     if not writes:
-                        return self._when_answered(self._inner(request), request, verified.record)
-                return self._inner(request)
+                        return self._when_answered(self._dispatch(request, KEY, segment), request, verified.record)
+                return self._dispatch(request, KEY, segment)
             route: Route | None = KEY if b"/" not in segment else None
             if route is None:
                 request.route = NO_ROUTE
@@ -144,19 +146,19 @@ class Guard:
             route, segment = match(path)
             request.route = route.pattern if route is not None else NO_ROUTE
             if route is not None and route.target is Target.PUBLIC and route.first.permission is None:
-                return self._inner(request)  # /healthz: nothing to authenticate
+                return self._dispatch(request, route, segment)  # /healthz: nothing to authenticate
         principal = self._authenticate(request)
         if route is not None and route.target is Target.KEY:
             if type(principal) is str:
                 return self._unauthorized(request, principal)
             operation = route.operations.get(request.method)
             if operation is None or operation.permission is None:
-                return self._inner(request)  # 405
+                return self._dispatch(request, route, segment)  # 405
             need = operation.permission
             try:
                 key = segment.decode() if b"%" not in segment else _decoded(segment)
             except (UnicodeDecodeError, TucoError):
-                return self._inner(request)  # 400: no key, nothing to authorize
+                return self._dispatch(request, route, segment)  # 400: no key, nothing to authorize
             record: TokenRecord = principal  # type: ignore[assignment]  # str ruled out above
             if not allows(record.grants, key, need):
                 return self._forbidden(request, record)
@@ -164,8 +166,8 @@ class Guard:
             if request.query:  # a PUT ?lease= acts on a lease (its owner is the service's); a GET may wait
                 request.principal = record.principal
                 if need is _READ:
-                    return self._when_answered(self._inner(request), request, record)
-            return self._inner(request)
+                    return self._when_answered(self._dispatch(request, route, segment), request, record)
+            return self._dispatch(request, route, segment)
         return self._resource(request, route, segment, principal)
 
     def _authenticate(self, request: Request) -> TokenRecord | str:
@@ -269,10 +271,10 @@ class Guard:
         if target is Target.PUBLIC:  # /readyz: anyone gets ready or not; the details need the declared permission
             need = route.first.permission or _READ  # type: ignore[union-attr]  # target set from the route
             if type(principal) is not str and allows(principal.grants, "", need):  # type: ignore[union-attr]
-                return self._inner(request)
+                return self._dispatch(request, route, segment)
             return self._api.readiness_summary()
         if target is Target.METRICS and self._metrics_public:
-            return self._inner(request)
+            return self._dispatch(request, route, segment)
         if type(principal) is str:
             return self._unauthorized(request, principal)
         record: TokenRecord = principal  # type: ignore[assignment]
@@ -282,23 +284,25 @@ class Guard:
             try:
                 prefix = _watched(request)
             except (UnicodeDecodeError, TucoError):
-                return self._inner(request)  # 400
+                return self._dispatch(request, route, segment)  # 400
             if not allows(grants, prefix, _READ):
                 return self._forbidden(request, record)
             request.principal = record.principal  # a watch counts against its principal's share
-            answer = self._inner(request)
+            answer = self._dispatch(request, route, segment)
             if isinstance(answer, StreamResponse) and (record is not _BOOTSTRAP or request.peer is not None):
                 answer.chunks = self._while_valid(answer.chunks, record, request)
             return answer
         if target is Target.METRICS:
-            return self._inner(request) if allows(grants, "", _READ) else self._forbidden(request, record)
+            if not allows(grants, "", _READ):
+                return self._forbidden(request, record)
+            return self._dispatch(request, route, segment)
         if target is Target.ALL:
             if not allows(grants, "", _ADMIN):
                 return self._forbidden(request, record)
-            return self._inner(request)
+            return self._dispatch(request, route, segment)
         if target is Target.LEASE or target is Target.SOME:
             return self._lease(request, route, segment, record)  # type: ignore[arg-type]  # set with the target
-        return self._inner(request)  # 404s, 405s and the document: authenticated, nothing to authorize
+        return self._dispatch(request, route, segment)  # 404s, 405s, the document: authenticated, nothing to check
 
     def _lease(self, request: Request, route: Route, segment: bytes, record: TokenRecord) -> Answer:
         """A lease route: the permission here; the owner in the service (the principal goes with the request)."""
@@ -311,7 +315,7 @@ class Guard:
         if not allows_any(grants, need):
             return self._forbidden(request, record)
         request.principal = record.principal
-        return self._inner(request)
+        return self._dispatch(request, route, segment)
 
     def _unauthorized(self, request: Request, reason: str, token: str | None = None) -> Response:
         if token is None and reason in ("revoked", "expired", "unknown"):

@@ -3,9 +3,10 @@
 A :class:`Request` holds what was received, as received: the native server
 appends the header pairs httptools hands over and nothing else, and the query
 string is parsed only when a handler asks for it. Responses keep their static
-headers (which the native server caches rendered, by shape) apart from
-``extra``, the few per-response header lines (``ETag``, ``X-Tuco-Revision``)
-pre-rendered in one formatting operation.
+headers (which the native server caches rendered, by shape) apart from their
+per-response fields, which stay values (``etag`` and ``revision`` as numbers,
+others as pairs) until a front end renders them: the native server as header
+lines in one formatting operation, ASGI and serverless as header pairs.
 """
 
 from __future__ import annotations
@@ -144,9 +145,15 @@ def _unquote(raw: bytes) -> bytes:
 
 
 class Response:
-    """Status, body, static headers and pre-rendered per-response header lines."""
+    """Status, body, and header fields as values: each front end renders them its own way.
 
-    __slots__ = ("body", "content_type", "extra", "headers", "status")
+    ``headers`` are a response shape's static fields (the native server caches the head
+    they make); ``etag`` and ``revision`` are the numbers nearly every answer carries
+    (``ETag: "n"``, ``X-Tuco-Revision: n``, in that order); ``fields`` are any other
+    per-response fields (a deadline, a wait's outcome, Retry-After), after those two.
+    """
+
+    __slots__ = ("body", "content_type", "etag", "fields", "headers", "revision", "status")
 
     def __init__(
         self,
@@ -154,24 +161,34 @@ class Response:
         body: bytes = b"",
         content_type: bytes | None = None,
         headers: Headers = (),
-        extra: bytes = b"",
+        etag: int | None = None,
+        revision: int | None = None,
+        fields: Headers = (),
     ) -> None:
         self.status = status
         self.body = body
         self.content_type = content_type
         self.headers = headers
-        self.extra = extra
-        """Header lines, each ending in CRLF, made by tuco itself from numbers (never from client input)."""
+        self.etag = etag
+        """The key's mod_revision, sent as ``ETag: "n"``; None for none."""
+        self.revision = revision
+        """The store's revision the answer reflects, sent as ``X-Tuco-Revision``; None for none."""
+        self.fields = fields
+        """Further per-response fields, made by tuco itself (never from client input)."""
+
+    def dynamic_headers(self) -> list[tuple[bytes, bytes]]:
+        """``etag``, ``revision`` and ``fields`` as header pairs, in the order they are sent."""
+        pairs: list[tuple[bytes, bytes]] = []
+        if self.etag is not None:
+            pairs.append((b"ETag", b'"%d"' % self.etag))
+        if self.revision is not None:
+            pairs.append((b"X-Tuco-Revision", b"%d" % self.revision))
+        pairs.extend(self.fields)
+        return pairs
 
     def all_headers(self) -> list[tuple[bytes, bytes]]:
-        """The static headers and the ``extra`` lines as pairs (the ASGI front end sends these)."""
-        pairs = list(self.headers)
-        if self.extra:
-            for line in self.extra.split(b"\r\n"):
-                if line:
-                    name, _, value = line.partition(b": ")
-                    pairs.append((name, value))
-        return pairs
+        """The static headers, then the dynamic ones, as pairs (serverless sends these)."""
+        return [*self.headers, *self.dynamic_headers()]
 
     def __repr__(self) -> str:
         return f"Response({self.status}, {self.body[:40]!r})"

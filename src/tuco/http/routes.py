@@ -34,6 +34,7 @@ from tuco.errors import (
     TokenNotFoundError,
     UriTooLongError,
 )
+from tuco.http._console import CONSOLE
 from tuco.http._route import Operation, Route, Target, operation, route
 from tuco.http._schema import (
     BINARY,
@@ -56,6 +57,7 @@ from tuco.http.messages import KEY_ROUTE
 
 __all__ = [
     "ALIAS",
+    "CONSOLE",
     "KEEPALIVE",
     "KEY",
     "LEASE",
@@ -199,6 +201,21 @@ def _key_operations(handler: str, suffix: str) -> dict[bytes, Operation]:
 
 _LEASE_ERRORS = (InvalidParameterError, LeaseNotFoundError)
 
+
+def _lease_write(handler: str, summary: str, operation_id: str, answer: tuple[str, str]) -> Operation:
+    """A write to one lease of the caller's; ``answer`` is its 200's description and schema name."""
+    described, schema = answer
+    return operation(
+        handler,
+        Target.LEASE,
+        _WRITE,
+        summary=summary,
+        operation_id=operation_id,
+        answers={"200": json_answer(described, ref(schema))},
+        errors=_LEASE_ERRORS,
+    )
+
+
 KEY = route(KEY_ROUTE, _key_operations("keys.key", ""), (KEY_PARAM,))
 LEASE = route(
     "/v1/leases/{id}",
@@ -212,31 +229,15 @@ LEASE = route(
             answers={"200": json_answer("The lease", ref("LeaseKeys"))},
             errors=_LEASE_ERRORS,
         ),
-        b"DELETE": operation(
-            "leases.lease",
-            Target.LEASE,
-            _WRITE,
-            summary="Revoke a lease, deleting its keys",
-            operation_id="deleteLease",
-            answers={"200": json_answer("Revoked", ref("Revoked"))},
-            errors=_LEASE_ERRORS,
+        b"DELETE": _lease_write(
+            "leases.lease", "Revoke a lease, deleting its keys", "deleteLease", ("Revoked", "Revoked")
         ),
     },
     (LEASE_PARAM,),
 )
 KEEPALIVE = route(
     "/v1/leases/{id}/keepalive",
-    {
-        b"POST": operation(
-            "leases.keepalive",
-            Target.LEASE,
-            _WRITE,
-            summary="The lease ends ttl from now",
-            operation_id="postKeepalive",
-            answers={"200": json_answer("The lease", ref("Lease"))},
-            errors=_LEASE_ERRORS,
-        )
-    },
+    {b"POST": _lease_write("leases.keepalive", "The lease ends ttl from now", "postKeepalive", ("The lease", "Lease"))},
     (LEASE_PARAM,),
 )
 TOKEN = route(
@@ -472,6 +473,7 @@ _DECLARED: tuple[Route, ...] = (
         },
         (KEY_PARAM,),
     ),
+    *CONSOLE,
     KEY,
     LEASE,
     KEEPALIVE,

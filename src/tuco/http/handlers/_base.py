@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from tuco.http import sse
 from tuco.http.handlers._writes import Writes
-from tuco.http.messages import Answer, Request, Response
+from tuco.http.messages import Answer, Headers, Request, Response
 from tuco.observability import Metrics
 from tuco.service import Service
 
@@ -27,7 +27,7 @@ class Context:
         self,
         service: Service,
         metrics: Metrics | None,
-        read: Callable[[str, bytes], Response | Awaitable[Response]],
+        read: Callable[[str, Headers], Response | Awaitable[Response]],
         list_page: Callable[[str, str | None, int, int | None, bool], Response | Awaitable[Response]],
     ) -> None:
         self.service = service

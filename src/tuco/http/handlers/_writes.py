@@ -50,7 +50,7 @@ class Writes:
             sequence = written.result()[0]
         except (Exception, asyncio.CancelledError):
             return self.not_written(written, "not stored")
-        return Response(201, b"", None, (), b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (sequence, sequence))
+        return Response(201, b"", None, (), sequence, sequence)
 
     def settle_delete(self, written: Settling) -> Response:
         """200 with the new revision, or why the delete was not recorded."""
@@ -58,7 +58,7 @@ class Writes:
             sequence = written.result()[0]
         except (Exception, asyncio.CancelledError):
             return self.not_written(written, "not deleted")
-        return Response(200, b"", None, (), b"X-Tuco-Revision: %d\r\n" % sequence)
+        return Response(200, b"", None, (), None, sequence)
 
     def not_written(self, written: Settling, doing: str) -> Response:
         if written.cancelled():
@@ -72,12 +72,7 @@ class Writes:
 
     def failed(self, error: PreconditionFailedError) -> Response:
         """412 with the key's current ETag (none when it is absent) and the store's revision (RFC 9110 13.1)."""
-        revision = self.service.revision
-        if error.current:
-            extra = b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (error.current, revision)
-        else:
-            extra = b"X-Tuco-Revision: %d\r\n" % revision
-        return error_answer(error, extra)
+        return error_answer(error, error.current or None, self.service.revision)
 
     async def answer_lease_write(self, written: Awaitable[Event], done: Done, doing: str) -> Response:
         """The answer to a write with a deadline or on a lease, once the log decided."""

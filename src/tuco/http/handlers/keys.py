@@ -20,7 +20,7 @@ from tuco.http.answers import JSON, NO_SUCH_KEY, OCTET_STREAM, error_answer, ref
 from tuco.http.handlers._base import Context, settled
 from tuco.http.handlers._writes import answer_when_written
 from tuco.http.handlers.watch import revision_ahead
-from tuco.http.messages import Answer, Request, Response
+from tuco.http.messages import Answer, Headers, Request, Response
 from tuco.http.params import lease_id, parse_ttl, revision_param, wait_timeout
 from tuco.service import Phase, Service
 
@@ -30,28 +30,22 @@ _NO_SUCH_KEY_BODY = NO_SUCH_KEY.body
 _MISSING = NoSuchKeyError.status
 _CONSISTENT_READ_FAILED = "cannot reach the log for a consistent read; see the server's log"
 _READ_FAILED = "cannot reach the database to read the key; see the server's log"
-_CHANGED = b"X-Tuco-Wait: changed\r\n"
-_TIMED_OUT = b"X-Tuco-Wait: timeout\r\n"
+_CHANGED: Headers = ((b"X-Tuco-Wait", b"changed"),)
+_TIMED_OUT: Headers = ((b"X-Tuco-Wait", b"timeout"),)
 
 
-def read_now(service: Service, key: str, extra: bytes = b"") -> Response:
-    """A read of ``key`` with every case: absent (404), with a deadline, or plain; ``extra`` header lines."""
+def read_now(service: Service, key: str, fields: Headers = ()) -> Response:
+    """A read of ``key`` with every case: absent (404), with a deadline, or plain; ``fields`` sent too."""
     try:
         entry = service.get(key)
     except NoSuchKeyError:
-        return Response(_MISSING, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n%b" % (service.revision, extra))
+        return Response(_MISSING, _NO_SUCH_KEY_BODY, JSON, (), None, service.revision, fields)
     except ExpiringEntry as expiring:
-        return expiring_read(expiring, service.revision, extra)
-    return Response(
-        200,
-        entry[0],
-        OCTET_STREAM,
-        (),
-        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n%b' % (entry[2], service.revision, extra),
-    )
+        return expiring_read(expiring, service.revision, fields)
+    return Response(200, entry[0], OCTET_STREAM, (), entry[2], service.revision, fields)
 
 
-async def read_through(service: Service, key: str, extra: bytes = b"", consistent: bool = False) -> Response:
+async def read_through(service: Service, key: str, fields: Headers = (), consistent: bool = False) -> Response:
     """:func:`read_now` for a read-through service: a miss (or a consistent read) asks the database."""
     try:
         found = await (service.read_consistent(key) if consistent else service.fetch(key))
@@ -61,36 +55,24 @@ async def read_through(service: Service, key: str, extra: bytes = b"", consisten
         return refusal(exc, "no read", _READ_FAILED)
     entry = found.entry
     if entry is None:
-        return Response(_MISSING, _NO_SUCH_KEY_BODY, JSON, (), b"X-Tuco-Revision: %d\r\n%b" % (found.revision, extra))
+        return Response(_MISSING, _NO_SUCH_KEY_BODY, JSON, (), None, found.revision, fields)
     if found.expires_at:
-        return expiring_read(ExpiringEntry(entry, found.expires_at), found.revision, extra)
-    return Response(
-        200,
-        entry[0],
-        OCTET_STREAM,
-        (),
-        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n%b' % (entry[2], found.revision, extra),
-    )
+        return expiring_read(ExpiringEntry(entry, found.expires_at), found.revision, fields)
+    return Response(200, entry[0], OCTET_STREAM, (), entry[2], found.revision, fields)
 
 
-def expiring_read(found: ExpiringEntry, revision: int, extra: bytes = b"") -> Response:
+def expiring_read(found: ExpiringEntry, revision: int, fields: Headers = ()) -> Response:
     """The GET answer for a live key with a deadline: as for any key, plus ``X-Tuco-Expires-At`` (Unix ms)."""
     entry = found.entry
-    return Response(
-        200,
-        entry[0],
-        OCTET_STREAM,
-        (),
-        b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Expires-At: %d\r\n%b'
-        % (entry[2], revision, found.expires_at, extra),
-    )
+    deadline = ((b"X-Tuco-Expires-At", b"%d" % found.expires_at),)
+    return Response(200, entry[0], OCTET_STREAM, (), entry[2], revision, deadline + fields)
 
 
 async def consistent_get(ctx: Context, key: str) -> Response:
     """GET /v1/key/{k}?consistent=true: the key once this replica applied everything the log committed."""
     service = ctx.service
     if service.reads_through:  # the database's row is the newest there is: no catching up first
-        return await read_through(service, key, b"", consistent=True)
+        return await read_through(service, key, (), consistent=True)
     try:
         await service.catch_up()
     except LogError as exc:
@@ -151,13 +133,7 @@ def put_with_parameters(ctx: Context, request: Request, key: str, precondition: 
 
     def created(event: Event) -> Response:
         expires_at = event.deadline or service.expires_at(event.key)
-        return Response(
-            201,
-            b"",
-            None,
-            (),
-            b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Expires-At: %d\r\n'
-            % (event.sequence, event.sequence, expires_at),
-        )
+        deadline = ((b"X-Tuco-Expires-At", b"%d" % expires_at),)
+        return Response(201, b"", None, (), event.sequence, event.sequence, deadline)
 
     return writes.answer_lease_write(written, created, "not stored")

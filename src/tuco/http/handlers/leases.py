@@ -10,7 +10,7 @@ calls only :class:`~tuco.service.Service` methods.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from tuco.core.events import Event
 from tuco.core.tokens import Permission, Principal
@@ -58,9 +58,7 @@ def list_leases(service: Service, request: Request) -> Response:
         for lease in page
     ]
     next_after = page[-1].id if len(leases) > limit else None
-    return json_response(
-        200, {"leases": shown, "next_after": next_after}, b"X-Tuco-Revision: %d\r\n" % service.revision
-    )
+    return json_response(200, {"leases": shown, "next_after": next_after}, service.revision)
 
 
 def leases(ctx: Context, request: Request, segment: bytes) -> Answer:
@@ -74,23 +72,30 @@ def leases(ctx: Context, request: Request, segment: bytes) -> Answer:
 
 
 def grant(ctx: Context, request: Request, segment: bytes) -> Answer:
-    service = ctx.service
-    try:
-        ttl_ms = grant_ttl(request.body, service.limits.max_ttl_ms)
-        written = service.grant(ttl_ms, request.principal)
-    except TucoError as exc:
-        return write_refused(exc, "no lease granted")
-    return ctx.writes.answer_lease_write(written, lease_answer(201), "no lease granted")
+    """POST /v1/leases: a new lease of the body's ttl, owned by the caller (201)."""
+
+    def write(service: Service) -> Awaitable[Event]:
+        return service.grant(grant_ttl(request.body, service.limits.max_ttl_ms), request.principal)
+
+    return _lease_write(ctx, write, 201, "no lease granted")
 
 
 def keepalive(ctx: Context, request: Request, segment: bytes) -> Answer:
-    service = ctx.service
+    """POST /v1/leases/{id}/keepalive: the caller's lease ends ttl from now (200)."""
+
+    def write(service: Service) -> Awaitable[Event]:
+        return service.keepalive(lease_id(segment, LeaseNotFoundError(0)), request.principal)
+
+    return _lease_write(ctx, write, 200, "not kept alive")
+
+
+def _lease_write(ctx: Context, write: Callable[[Service], Awaitable[Event]], status: int, doing: str) -> Answer:
+    """The answer to a lease's grant or keepalive: a refusal now (bad input, a full log), or once it is written."""
     try:
-        lease = lease_id(segment, LeaseNotFoundError(0))
-        written = service.keepalive(lease, request.principal)
+        written = write(ctx.service)
     except TucoError as exc:
-        return write_refused(exc, "not kept alive")
-    return ctx.writes.answer_lease_write(written, lease_answer(200), "not kept alive")
+        return write_refused(exc, doing)
+    return ctx.writes.answer_lease_write(written, lease_answer(status), doing)
 
 
 def lease(ctx: Context, request: Request, segment: bytes) -> Answer:
@@ -107,7 +112,7 @@ def lease(ctx: Context, request: Request, segment: bytes) -> Answer:
     if found is None or found.deadline <= service.now_ms():
         return error_answer(LeaseNotFoundError(lease))
     payload = {"id": lease, "ttl": found.ttl / 1000, "expires_at": found.deadline, "keys": sorted(found.keys)}
-    return json_response(200, payload, b"X-Tuco-Revision: %d\r\n" % service.revision)
+    return json_response(200, payload, service.revision)
 
 
 async def revoke(
@@ -121,12 +126,12 @@ async def revoke(
     except TucoError as exc:
         return error_answer(exc)
     payload = {"id": lease, "revision": event.sequence, "deleted_keys": deleted}
-    return json_response(200, payload, b"X-Tuco-Revision: %d\r\n" % event.sequence)
+    return json_response(200, payload, event.sequence)
 
 
 def lease_answer(status: int) -> Done:
     def answer(event: Event) -> Response:
         payload = {"id": event.lease, "ttl": event.ttl / 1000, "expires_at": event.deadline, "revision": event.sequence}
-        return json_response(status, payload, b"X-Tuco-Revision: %d\r\n" % event.sequence)
+        return json_response(status, payload, event.sequence)
 
     return answer

@@ -48,7 +48,7 @@ def render_page(page: Page, prefix: str, limit: int, keys_only: bool) -> Respons
             shown["expires_at"] = item.expires_at
     payload = {"revision": page.revision, "items": rendered, "next_page_token": next_token}
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-    return Response(200, body, JSON, (), b"X-Tuco-Revision: %d\r\n" % page.revision)
+    return Response(200, body, JSON, (), None, page.revision)
 
 
 def list_keys(ctx: Context, request: Request, segment: bytes) -> Answer:

@@ -69,7 +69,7 @@ class TokenAPI:
                     return error_answer(exc)
                 return self._create(request, fields, by)
             records = [_shown(record) for record in service.tokens]
-            return json_response(200, {"tokens": records}, b"X-Tuco-Revision: %d\r\n" % service.revision)
+            return json_response(200, {"tokens": records}, service.revision)
         id = segment.decode("latin-1")
         if request.method == _DELETE:
             return self._revoke(request, id, by)
@@ -99,7 +99,7 @@ class TokenAPI:
         )
         shown = _shown(record)
         shown["token"] = token
-        return json_response(201, shown, b"X-Tuco-Revision: %d\r\n" % record.created)
+        return json_response(201, shown, record.created)
 
     async def _revoke(self, request: Request, id: str, by: str | None) -> Response:
         try:
@@ -109,7 +109,7 @@ class TokenAPI:
         except TokenNotFoundError as exc:
             return error_answer(exc)
         _audit.info("token_revoked", token_id=id, by=by, client=request.client, revision=event.sequence)
-        return Response(204, b"", None, (), b"X-Tuco-Revision: %d\r\n" % event.sequence)
+        return Response(204, b"", None, (), event.sequence)
 
 
 _Creation = tuple[str, list[Grant], int, str]

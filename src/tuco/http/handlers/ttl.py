@@ -52,15 +52,8 @@ async def _rewrite(ctx: Context, key: str, ttl_ms: int) -> Response:
                 if exc.current == 0:
                     return error_answer(NoSuchKeyError(key))
                 continue
-            expires = event.deadline or 0
-            return Response(
-                200,
-                b"",
-                None,
-                (),
-                b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Expires-At: %d\r\n'
-                % (event.sequence, event.sequence, expires),
-            )
+            deadline = ((b"X-Tuco-Expires-At", b"%d" % (event.deadline or 0)),)
+            return Response(200, b"", None, (), event.sequence, event.sequence, deadline)
         return error_answer(PreconditionFailedError(key, service.mod_revision(key)))
     except LogError as exc:
         return refusal(exc, "the deadline is unchanged")

@@ -8,7 +8,7 @@ watch's steps into Server-Sent Events chunks.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from tuco.core.tokens import Principal
 from tuco.core.watch import Selector
@@ -21,7 +21,7 @@ from tuco.errors import (
 )
 from tuco.http import sse
 from tuco.http.answers import SHUTTING_DOWN, error_answer, json_response, refusal
-from tuco.http.messages import Answer, Request, Response, StreamResponse
+from tuco.http.messages import Answer, Headers, Request, Response, StreamResponse
 from tuco.http.params import watch_params
 from tuco.service import Phase
 from tuco.watchers import Watch, WatchStep
@@ -29,12 +29,14 @@ from tuco.watchers import Watch, WatchStep
 if TYPE_CHECKING:
     from tuco.http.handlers._base import Context
 
-__all__ = ["EVENT_STREAM", "compacted", "cors", "revision_ahead", "watch", "watch_stream"]
+__all__ = ["EVENT_STREAM", "compacted", "revision_ahead", "watch", "watch_stream"]
 
 EVENT_STREAM = b"text/event-stream"
 _RETRY_MS = 1000  # what EventSource waits before reconnecting after the stream ends
 _CHUNK_BYTES = 64 * 1024  # frames gathered into one chunk, at most (one frame may be larger)
 _SHARED_FRAME_BYTES = 16 * 1024  # a frame this large is sent as it is, shared, never copied into a chunk
+
+_RETRY_SOON: Headers = ((b"Retry-After", b"1"),)
 
 
 async def watch_stream(watch: Watch, frames: sse.FrameCache) -> AsyncIterator[bytes]:
@@ -86,24 +88,6 @@ def compacted(exc: HistoryCompactedError) -> Response:
     return json_response(exc.status, {"error": exc.code, "message": str(exc), "oldest_revision": exc.oldest})
 
 
-def cors(request: Request, allowed: frozenset[str]) -> tuple[tuple[bytes, bytes], ...]:
-    """``Access-Control-Allow-Origin`` for a page of an allowed origin (EventSource across origins needs it)."""
-    if not allowed:
-        return ()
-    origin = request.header(b"origin")
-    if origin is None:
-        return ()
-    if "*" in allowed:
-        return ((b"Access-Control-Allow-Origin", b"*"),)
-    try:
-        text = origin.decode("ascii")
-    except UnicodeDecodeError:
-        return ()
-    if text in allowed:
-        return ((b"Access-Control-Allow-Origin", origin), (b"Vary", b"Origin"))
-    return ()
-
-
 def watch(ctx: Context, request: Request, segment: bytes) -> Answer:
     service = ctx.service
     if service.phase is Phase.STOPPING:
@@ -112,22 +96,27 @@ def watch(ctx: Context, request: Request, segment: bytes) -> Answer:
         selector, after = watch_params(request, service.revision)
     except InvalidRequestError as exc:
         return error_answer(exc)
-    headers = sse.HEADERS + cors(request, service.watch_settings.allow_origins)
+    headers = sse.HEADERS  # CORS fields, for configured origins, are added by tuco.http.cors
+    opening = _Opening(request.method == b"HEAD", selector, after, headers, request.principal)
     if after > service.revision:
         # Another replica's revision, or one this store never reached (it was restored from a backup).
-        return _watch_after_catch_up(ctx, request.method == b"HEAD", selector, after, headers, request.principal)
-    return _open_watch(ctx, request.method == b"HEAD", selector, after, headers, request.principal)
+        return _watch_after_catch_up(ctx, opening)
+    return _open_watch(ctx, opening)
 
 
-def _open_watch(
-    ctx: Context,
-    head: bool,
-    selector: Selector,
-    after: int,
-    headers: tuple[tuple[bytes, bytes], ...],
-    by: Principal | None,
-) -> Response | StreamResponse:
+class _Opening(NamedTuple):
+    """A watch asked for: HEAD or GET, what it selects, after which revision, its headers, and by whom."""
+
+    head: bool
+    selector: Selector
+    after: int
+    headers: Headers
+    by: Principal | None
+
+
+def _open_watch(ctx: Context, opening: _Opening) -> Response | StreamResponse:
     service = ctx.service
+    head, selector, after, headers, by = opening
     if after > service.revision:
         return revision_ahead(RevisionAheadError(after, service.revision))
     if head:
@@ -142,21 +131,14 @@ def _open_watch(
     except RevisionAheadError as exc:
         return revision_ahead(exc)
     except TooManyWatchersError as exc:
-        return error_answer(exc, b"Retry-After: 1\r\n")
+        return error_answer(exc, fields=_RETRY_SOON)
     return StreamResponse(200, watch_stream(opened, ctx.frames), EVENT_STREAM, headers)
 
 
-async def _watch_after_catch_up(
-    ctx: Context,
-    head: bool,
-    selector: Selector,
-    after: int,
-    headers: tuple[tuple[bytes, bytes], ...],
-    by: Principal | None,
-) -> Response | StreamResponse:
+async def _watch_after_catch_up(ctx: Context, opening: _Opening) -> Response | StreamResponse:
     """A resume point past the store: apply what the log has first; still ahead, it is refused (409)."""
     try:
         await ctx.service.catch_up()
     except LogError as exc:
         return refusal(exc, "no watch", "cannot reach the log to tell whether that revision exists")
-    return _open_watch(ctx, head, selector, after, headers, by)
+    return _open_watch(ctx, opening)
