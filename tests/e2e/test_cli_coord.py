@@ -47,7 +47,7 @@ def test_lock_runs_the_command_with_the_token_and_exits_with_its_status(tuco: St
 
 
 def test_a_held_lock_makes_another_tuco_lock_time_out_and_sigterm_releases_it(tuco: StartTuco, tmp_path: Path) -> None:
-    """While one tuco lock runs, a second gives up with exit 9; SIGTERM reaches the command and frees the lock."""
+    """A second tuco lock gives up with exit 9, a third leaves the queue on SIGTERM; SIGTERM reaches the command."""
     server = tuco()
     started = tmp_path / "started"
     env = {**os.environ, "TUCO_URL": server.url}
@@ -61,6 +61,11 @@ def test_a_held_lock_makes_another_tuco_lock_time_out_and_sigterm_releases_it(tu
             late = _tuco("--url", server.url, "lock", "locks/long", "--timeout", "0.5", "--", "true")
             assert late.returncode == 9
             assert b"not acquired within 0.5" in late.stderr
+            assert len(_keys(server.url, "locks/long/")) == 1
+            with subprocess.Popen([*TUCO, "lock", "locks/long", "--", "true"], env=env) as waiter:
+                eventually(lambda: len(_keys(server.url, "locks/long/")) == 2, what="the waiter queues")
+                waiter.send_signal(signal.SIGTERM)  # while waiting: it leaves the queue, it does not linger a ttl
+                assert waiter.wait(30) == 128 + signal.SIGTERM
             assert len(_keys(server.url, "locks/long/")) == 1
             holder.send_signal(signal.SIGTERM)
             assert holder.wait(30) == 128 + signal.SIGTERM

@@ -71,11 +71,12 @@ class Contenders:
         time.sleep(seconds)
         os.kill(pid, signal.SIGCONT)
 
-    def close(self) -> list[int]:
+    def close(self, patience: float) -> list[int]:
+        """Wait for the workers to stop by themselves (``patience`` seconds each), then kill the rest."""
         codes = []
         for proc in self.procs.values():
             try:
-                codes.append(proc.wait(60))
+                codes.append(proc.wait(patience))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 codes.append(proc.wait(10))
@@ -112,6 +113,7 @@ def _run(fence: Fence, urls: str, server_fault: Callable[[], object]) -> None:
     contenders = Contenders(urls, fence)
     for _ in range(WORKERS):
         contenders.spawn()
+    finished = False
     try:
         for round_ in range(ROUNDS):
             _wait_more(fence, fence.completed() + 5)
@@ -124,8 +126,9 @@ def _run(fence: Fence, urls: str, server_fault: Callable[[], object]) -> None:
                 server_fault()
         fence.target = fence.completed() + 5
         _wait_more(fence, fence.target)
+        finished = True
     finally:
-        codes = contenders.close()
+        codes = contenders.close(60 if finished else 0)
     assert codes == [0] * WORKERS
     with fence.guard:
         log = list(fence.log)

@@ -75,6 +75,16 @@ def _run_holding(command: tuple[str, ...], token: int, key: str, held: Callable[
             signal.signal(signum, handler)
 
 
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    """While waiting for the lock: leave through the context managers, which withdraw the key and revoke the lease."""
+    sys.exit(128 + signum)
+
+
+def _leave_cleanly() -> None:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_on_signal)
+
+
 def _session_ttl(ttl: str) -> float:
     seconds = duration_seconds(ttl, "--ttl")
     if not 1 <= seconds <= 86_400:
@@ -105,6 +115,7 @@ def lock(client: Client, output: str, name: str, command: tuple[str, ...], ttl: 
     Waits for the lock as long as needed (--timeout: at most that long, then exit 9).
     """
     wait = duration_seconds(timeout, "--timeout") if timeout is not None else None
+    _leave_cleanly()
     with Session(client, _session_ttl(ttl)) as session:
         held = session.lock(name)
         if not held.acquire(wait):
@@ -137,6 +148,7 @@ def elect(
     tuco is stopped) the leadership passes to the next campaigner at once.
     """
     wait = duration_seconds(timeout, "--timeout") if timeout is not None else None
+    _leave_cleanly()
     with Session(client, _session_ttl(ttl)) as session:
         election = session.election(name)
         try:

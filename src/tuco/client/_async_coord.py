@@ -141,25 +141,25 @@ class AsyncLock:
         raise AssertionError("unreachable")
 
     async def _withdraw(self, created: int) -> None:
+        """Delete our key until it is gone or the session is (see :meth:`tuco.client.Lock._withdraw`)."""
         assert self.key is not None
-        for _ in range(_TRIES):
+        while True:
             try:
                 await self.session.client.delete(self.key, if_revision=created)
                 break
             except (PreconditionFailedError, NoSuchKeyError):
                 break
-            except OutcomeUnknownError:
-                continue
+            except TucoError:
+                if not self.session.alive():
+                    break
+                await asyncio.sleep(0.2)
         self.key = self.token = self.revision = None
 
     async def release(self) -> None:
         """Delete our key if it is still at our revision (never a newer holder's)."""
         if self.key is None or self.revision is None:
             return
-        try:
-            await self._withdraw(self.revision)
-        except TucoError:
-            self.key = self.token = self.revision = None
+        await self._withdraw(self.revision)
 
 
 class AsyncSemaphore(AsyncLock):

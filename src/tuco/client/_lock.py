@@ -35,6 +35,7 @@ __all__ = ["POLL_SECONDS", "Lock"]
 POLL_SECONDS = 5.0
 """The longest single wait for a predecessor: the session and the deadline are checked at least this often."""
 _BEHIND_PAUSE = 0.05
+_RETRY_PAUSE = 0.2
 _TRIES = 3
 
 
@@ -175,24 +176,29 @@ class Lock:
         return revision, items
 
     def _withdraw(self, created: int) -> None:
-        """Delete our key (only at our revision); a lost answer is asked again (a repeat is a harmless 412)."""
+        """Delete our key (only at our revision), trying until it is gone or the session is.
+
+        A key left behind while the session lives would stay first in the queue for good
+        (the session keeps its lease alive), and every later contender, this session's
+        too, would wait behind it. So a failure is tried again (a repeat after a lost
+        answer is a harmless 412) until the delete lands or the session is no longer
+        surely alive (then the lease ends and takes the key with it).
+        """
         assert self.key is not None
-        for _ in range(_TRIES):
+        while True:
             try:
                 self.session.client.delete(self.key, if_revision=created)
                 break
             except (PreconditionFailedError, NoSuchKeyError):
                 break
-            except OutcomeUnknownError:
-                continue
+            except TucoError:
+                if not self.session.alive():
+                    break
+                time.sleep(_RETRY_PAUSE)
         self.key = self.token = self.revision = None
 
     def release(self) -> None:
         """Give the lock up: delete our key if it is still at our revision (never a newer holder's)."""
         if self.key is None or self.revision is None:
             return
-        try:
-            self._withdraw(self.revision)
-        except TucoError:
-            # Unreachable: the key ends with the session's lease anyway, and nobody else's key is touched.
-            self.key = self.token = self.revision = None
+        self._withdraw(self.revision)
