@@ -1,4 +1,4 @@
-# The tuco image: a virtualenv with the hash-pinned runtime lock and the tuco wheel, on the official Python image.
+# The tuco image: a virtualenv with the hash-pinned runtime lock (tuco[server]: the client plus the server extra) and the tuco wheel, on the official Python image.
 #   docker build -t tuco .        (scripts/build-image tuco passes this machine's pip settings and CA certificates)
 #   docker run -d --init -p 127.0.0.1:8080:8080 -v tuco-data:/data -e TUCO_AUTH=token \
 #     -e TUCO_BOOTSTRAP_TOKEN_FILE=/run/secrets/tuco_bootstrap_token \

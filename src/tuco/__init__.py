@@ -1,7 +1,14 @@
-"""tuco: a dependable key-value store service."""
+"""tuco: a dependable key-value store service.
 
-from tuco.core.events import Event, EventType
-from tuco.core.store import Store
+The store, its events and the log's port are loaded on first use (PEP 562), so that
+``import tuco.client`` (the slim ``pip install tuco``) loads no server module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from tuco.errors import (
     BadRequestError,
     CancelledError,
@@ -57,7 +64,18 @@ from tuco.errors import (
     ValueTooLargeError,
     WatcherShareError,
 )
-from tuco.ports import TransactionLog
+
+if TYPE_CHECKING:
+    from tuco.core.events import Event, EventType
+    from tuco.core.store import Store
+    from tuco.ports import TransactionLog
+
+_LAZY = {
+    "Event": "tuco.core.events",
+    "EventType": "tuco.core.events",
+    "Store": "tuco.core.store",
+    "TransactionLog": "tuco.ports",
+}
 
 __version__ = "0.1.0"
 
@@ -121,3 +139,12 @@ __all__ = [
     "WatcherShareError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tuco' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

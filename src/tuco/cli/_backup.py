@@ -12,47 +12,18 @@ import asyncio
 import contextlib
 import os
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from tuco.cli._common import EXIT_NOT_FOUND, client_command, echo_json, usage
+from tuco.cli._common import EXIT_NOT_FOUND, Progress, client_command, echo_json, usage
 from tuco.client import Client
-from tuco.core.snapshot import SnapshotSummary
+from tuco.core.snapshot import SnapshotSummary  # the core: `tuco snapshot` needs tuco[server] (cli/__init__)
 from tuco.errors import LogError, SnapshotFormatError
 
 __all__ = ["Progress", "snapshot"]
-
-
-class Progress:
-    """A one-line progress report on stderr while a terminal watches (nothing in a log or a pipe), 5 times a second.
-
-    With ``total`` it shows a percentage of it, else the count divided by ``scale`` and its ``unit``.
-    """
-
-    def __init__(self, what: str, total: int = 0, *, scale: int = 1 << 20, unit: str = "MiB") -> None:
-        self._what = what
-        self._total = total
-        self._scale = scale
-        self._unit = unit
-        self._next = 0.0
-        self._shown = False
-        self._live = sys.stderr.isatty()
-
-    def __call__(self, done: int) -> None:
-        if not self._live or time.monotonic() < self._next:
-            return
-        self._next = time.monotonic() + 0.2
-        self._shown = True
-        shown = f"{done * 100 // self._total}%" if self._total else f"{done // self._scale} {self._unit}"
-        click.echo(f"\r{self._what}: {shown}", err=True, nl=False)
-
-    def done(self) -> None:
-        if self._shown:
-            click.echo("", err=True)
 
 
 @contextlib.contextmanager

@@ -6,7 +6,9 @@ import base64
 import contextlib
 import functools
 import json
+import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -27,15 +29,20 @@ from tuco.errors import (
 __all__ = [
     "CA_OPTION",
     "EXIT_HISTORY_COMPACTED",
+    "EXIT_LOST",
     "EXIT_NOT_FOUND",
     "EXIT_PRECONDITION_FAILED",
     "EXIT_REFUSED",
     "EXIT_REVISION_AHEAD",
+    "EXIT_TIMEOUT",
     "EXIT_UNAUTHORIZED",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
+    "GLOBAL_OPTIONS",
+    "Progress",
     "answers",
     "client_command",
+    "duration_seconds",
     "echo_json",
     "escape",
     "escape_value",
@@ -51,6 +58,11 @@ EXIT_HISTORY_COMPACTED = 5
 EXIT_UNAUTHORIZED = 6
 EXIT_REFUSED = 7
 EXIT_REVISION_AHEAD = 8
+EXIT_TIMEOUT = 9
+EXIT_LOST = 10
+
+_DURATION = re.compile(r"(\d{1,12}(?:\.\d{1,3})?)(ms|s|m|h|d)?")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -65,21 +77,47 @@ def _not_found(error: TucoError) -> bool:
     return isinstance(error, NoSuchKeyError | LeaseNotFoundError) or error.code == "no_such_token"
 
 
+def duration_seconds(text: str, what: str) -> float:
+    """Seconds of ``30s``, ``500ms``, ``5m``, ``1h``, ``2d`` or a bare number of seconds (as the server reads a ttl)."""
+    found = _DURATION.fullmatch(text.strip())
+    if found is None or float(found.group(1)) * _UNIT_SECONDS[found.group(2)] < 0.001:
+        usage(f"{what} takes a duration such as 30s, 500ms, 5m, 1h or 2d (a number alone is seconds), not {text!r}")
+    return float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+
+
+def _error_json(status: int, code: str, message: str, **extra: object) -> None:
+    click.echo(json.dumps({"error": code, "status": status, "message": message, **extra}, ensure_ascii=False), err=True)
+
+
 @contextlib.contextmanager
-def answers() -> Iterator[None]:
-    """Turn what the server answered (or that it did not) into one line on stderr and the exit code."""
+def answers(output: str = "raw") -> Iterator[None]:
+    """Turn what the server answered (or that it did not) into one line on stderr and the exit code.
+
+    With ``-o json`` the line is a JSON object: ``error`` (the code), ``status``, ``message``.
+    """
+    as_json = output == "json"
     try:
         yield
     except ServerUnreachableError as exc:
-        click.echo(f"tuco: cannot reach the server: {exc}", err=True)
+        if as_json:
+            _error_json(0, exc.code, f"cannot reach the server: {exc}")
+        else:
+            click.echo(f"tuco: cannot reach the server: {exc}", err=True)
         sys.exit(EXIT_UNREACHABLE)
     except ConfigurationError as exc:
+        if as_json:
+            _error_json(0, exc.code, str(exc))
+            sys.exit(EXIT_USAGE)
         usage(str(exc))
     except TucoError as exc:
         detail = f"tuco: {exc.status} {exc.code}: {exc}"
-        if isinstance(exc, PreconditionFailedError) and exc.current:
-            detail += f" (current revision {exc.current})"
-        click.echo(detail, err=True)
+        current = exc.current if isinstance(exc, PreconditionFailedError) else 0
+        if current:
+            detail += f" (current revision {current})"
+        if as_json:
+            _error_json(exc.status, exc.code, str(exc), **({"current_revision": current} if current else {}))
+        else:
+            click.echo(detail, err=True)
         if _not_found(exc):
             sys.exit(EXIT_NOT_FOUND)
         if isinstance(exc, PreconditionFailedError):
@@ -107,7 +145,7 @@ _CONNECTION_OPTIONS = (
         envvar="TUCO_URL",
         default="http://127.0.0.1:8080",
         show_default=True,
-        help="Server URL [env: TUCO_URL].",
+        help="Server URL, or several separated by commas (reads spread, failover) [env: TUCO_URL].",
     ),
     CA_OPTION,
     click.option(
@@ -156,6 +194,35 @@ def _read_token(path: Path | None) -> str | None:
         usage(f"cannot read the token file {path}: {getattr(exc, 'strerror', None) or exc}")
 
 
+_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+GLOBAL_OPTIONS = (
+    click.option("--url", help="Server URL, or several separated by commas [env: TUCO_URL]."),
+    click.option("--cacert", type=_FILE, help="CA bundle to verify an HTTPS server [env: TUCO_CA_FILE]."),
+    click.option("--token", metavar="TOKEN", help="Bearer token [env: TUCO_TOKEN]."),
+    click.option("--token-file", type=_FILE, help="File holding the bearer token [env: TUCO_TOKEN_FILE]."),
+    click.option("--client-cert", "client_cert", type=_FILE, help="PEM client certificate for mutual TLS."),
+    click.option("--client-key", "client_key", type=_FILE, help="PEM private key of --client-cert."),
+    click.option("--output", "-o", type=click.Choice(["raw", "json"]), help="raw (default) or json."),
+)
+"""The connection options ``tuco`` takes before the command too (``tuco --url X get k``); the command's win."""
+
+
+def _from_group(ctx: click.Context, given: dict[str, Any]) -> dict[str, Any]:
+    """An option the command did not get explicitly takes the group's (``tuco -o json get k``)."""
+    root = ctx.find_root()
+    if root is ctx:
+        return given
+    chosen = dict(given)
+    for name, value in root.params.items():
+        if value is None or name not in given:
+            continue
+        source = ctx.get_parameter_source(name)
+        if source in (None, click.core.ParameterSource.DEFAULT, click.core.ParameterSource.ENVIRONMENT):
+            chosen[name] = value
+    return chosen
+
+
 def client_command(function: F) -> F:
     """Add the connection and output options; call ``function(client, output, ...)`` with a connected Client."""
     from tuco.client import Client
@@ -171,10 +238,24 @@ def client_command(function: F) -> F:
         output: str,
         **arguments: Any,
     ) -> Any:
+        options = _from_group(
+            click.get_current_context(),
+            {
+                "url": url,
+                "cacert": cacert,
+                "token": token,
+                "token_file": token_file,
+                "client_cert": client_cert,
+                "client_key": client_key,
+                "output": output,
+            },
+        )
+        url, cacert, token, token_file = options["url"], options["cacert"], options["token"], options["token_file"]
+        client_cert, client_key, output = options["client_cert"], options["client_key"], options["output"]
         cert = (client_cert, client_key or client_cert) if client_cert is not None else None
-        with answers():
+        with answers(output):
             client = Client(url, token=token or _read_token(token_file), ca_file=cacert, cert=cert)
-        with client, answers():
+        with client, answers(output):
             return function(client, output, **arguments)
 
     command: Any = run
@@ -220,3 +301,31 @@ def b64(value: bytes | None) -> str | None:
 def echo_json(document: object) -> None:
     """One JSON document on a line (non-ASCII kept as is)."""
     click.echo(json.dumps(document, ensure_ascii=False))
+
+
+class Progress:
+    """A one-line progress report on stderr while a terminal watches (nothing in a log or a pipe), 5 times a second.
+
+    With ``total`` it shows a percentage of it, else the count divided by ``scale`` and its ``unit``.
+    """
+
+    def __init__(self, what: str, total: int = 0, *, scale: int = 1 << 20, unit: str = "MiB") -> None:
+        self._what = what
+        self._total = total
+        self._scale = scale
+        self._unit = unit
+        self._next = 0.0
+        self._shown = False
+        self._live = sys.stderr.isatty()
+
+    def __call__(self, done: int) -> None:
+        if not self._live or time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + 0.2
+        self._shown = True
+        shown = f"{done * 100 // self._total}%" if self._total else f"{done // self._scale} {self._unit}"
+        click.echo(f"\r{self._what}: {shown}", err=True, nl=False)
+
+    def done(self) -> None:
+        if self._shown:
+            click.echo("", err=True)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import ssl
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 import httpx
 
 from tuco.cli._common import CA_OPTION
-from tuco.config import Settings, load_settings
 from tuco.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from tuco.config import Settings
 
 __all__ = ["health"]
 
@@ -37,6 +39,10 @@ def health(url: str | None, cacert: Path | None, ready: bool, timeout: float) ->
     """
     verify: ssl.SSLContext | bool = True
     if url is None:
+        try:
+            from tuco.config import load_settings
+        except ImportError:
+            _unhealthy("without --url it reads the server's settings, which needs tuco[server]: pass --url")
         try:
             settings = load_settings()
         except ConfigurationError as exc:

@@ -11,8 +11,10 @@ import click
 from tuco.cli._common import (
     EXIT_HISTORY_COMPACTED,
     EXIT_REVISION_AHEAD,
+    _key,
     b64,
     client_command,
+    duration_seconds,
     echo_json,
     escape,
     escape_value,
@@ -43,19 +45,19 @@ def _conditions(if_match: str | None, create_only: bool = False) -> tuple[int | 
 
 
 def _duration_seconds(text: str, what: str) -> float:
-    from tuco.errors import InvalidParameterError
-    from tuco.http.api import parse_ttl
-
-    try:
-        return parse_ttl(text.encode(), 1 << 62) / 1000  # the server applies its own cap
-    except InvalidParameterError:
-        usage(f"{what} takes a duration such as 30s, 500ms, 5m, 1h or 2d (a number alone is seconds), not {text!r}")
+    return duration_seconds(text, what)  # the server applies its own cap
 
 
 def _lease_id(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         usage(f"a lease id is a positive number, as 'tuco lease grant' prints, not {text!r}")
     return int(text)
+
+
+def _key_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value:
+        usage("--key takes a non-empty key")
+    return _key(ctx, param, value)
 
 
 def _entry_json(entry: Entry) -> dict[str, object]:
@@ -119,7 +121,7 @@ def put(
     ttl: str | None,
     lease: str | None,
 ) -> None:
-    """Store VALUE under KEY; VALUE '-' (or none, when piped) reads standard input, --file a file.
+    """Store VALUE under KEY and print its new revision; VALUE '-' (or none, when piped) reads standard input.
 
     With --if-match or --create-only, a condition that does not hold exits 4;
     --lease with a lease that does not exist (or expired) exits 1.
@@ -135,6 +137,8 @@ def put(
     )
     if output == "json":
         echo_json({"key": key, "revision": written.revision, "expires_at": written.expires_at})
+    else:
+        click.echo(str(written.revision))
 
 
 @click.command()
@@ -216,10 +220,11 @@ def _event_json(event: WatchEvent) -> dict[str, object]:
 @click.command()
 @click.argument("prefix", default="")
 @click.option("--from", "start", metavar="REV", help="Start with the changes at revision REV (default: from now).")
+@click.option("--key", "key", metavar="KEY", callback=_key_option, help="Watch this one key instead of a prefix.")
 @click.option("--json", "as_json", is_flag=True, help="The same as --output json: each event as one JSON object.")
 @client_command
-def watch(client: Client, output: str, prefix: str, start: str | None, as_json: bool) -> None:
-    """Print every change under PREFIX as it happens, one line each, until interrupted.
+def watch(client: Client, output: str, prefix: str, start: str | None, key: str | None, as_json: bool) -> None:
+    """Print every change under PREFIX (or to --key KEY) as it happens, one line each, until interrupted.
 
     Lines are REVISION, a tab, put or delete, a tab, KEY (and for a put a tab
     and the value, escaped as by list). When the server ends the stream (a slow
@@ -231,8 +236,12 @@ def watch(client: Client, output: str, prefix: str, start: str | None, as_json: 
     """
     first = _revision(start, "--from")
     last = first - 1 if first is not None else None
+    if key is not None and prefix:
+        usage("watch a PREFIX or a --key, not both")
     try:
-        for event in client.watch(prefix, start_revision=first, reconnect_for=float("inf")):
+        for event in client.watch(
+            None if key is not None else prefix, key=key, start_revision=first, reconnect_for=float("inf")
+        ):
             if output == "json" or as_json:
                 echo_json(_event_json(event))
             elif event.type == "put":

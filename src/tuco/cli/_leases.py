@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
 from tuco.cli._common import client_command, echo_json, escape, usage
@@ -13,7 +15,7 @@ __all__ = ["lease", "token"]
 
 @click.group()
 def lease() -> None:
-    """Grant, list, keep alive and revoke leases (keys put with --lease ID are deleted when the lease ends)."""
+    """Grant, list, show, keep alive and revoke leases (keys put with --lease ID are deleted when the lease ends)."""
 
 
 @lease.command()
@@ -53,6 +55,29 @@ def keepalive(client: Client, output: str, id: str) -> None:
         echo_json({"id": kept.id, "ttl": kept.ttl, "expires_at": kept.expires_at, "revision": kept.revision})
     else:
         click.echo(str(kept.expires_at))
+
+
+@lease.command()
+@click.argument("id")
+@client_command
+def show(client: Client, output: str, id: str) -> None:
+    """Print lease ID: its ttl, its end (Unix ms), seconds left, then its keys one a line. Exit 1 if it ended."""
+    found = client.lease(_lease_id(id))
+    left = max(found.expires_at / 1000 - time.time(), 0.0)
+    if output == "json":
+        echo_json(
+            {
+                "id": found.id,
+                "ttl": found.ttl,
+                "expires_at": found.expires_at,
+                "remaining": round(left, 3),
+                "keys": list(found.keys or ()),
+            }
+        )
+        return
+    click.echo(f"{found.id}\t{found.ttl:g}\t{found.expires_at}\t{left:.3f}")
+    for key in found.keys or ():
+        click.echo(escape(key))
 
 
 @lease.command()

@@ -36,8 +36,7 @@ from typing import IO, Any
 
 import click
 
-from tuco.cli._backup import Progress
-from tuco.cli._common import EXIT_PRECONDITION_FAILED, client_command, usage
+from tuco.cli._common import EXIT_PRECONDITION_FAILED, Progress, client_command, usage
 from tuco.client import Client, Item
 from tuco.errors import (
     NoSuchKeyError,

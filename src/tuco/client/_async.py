@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -17,8 +17,11 @@ from tuco.client import _calls as calls
 from tuco.client import _tokens as token_calls
 from tuco.client import _txn as txn_calls
 from tuco.client._calls import Answer, Call, Entry, Item, Lease, LeaseSummary, Page, RevokedLease, Written
+from tuco.client._counter import AsyncCounter
+from tuco.client._endpoints import Endpoints, unreachable
 from tuco.client._keeper import KeptLease
 from tuco.client._options import Backoff, Options
+from tuco.client._session import AsyncSession
 from tuco.client._tokens import Grant, Token
 from tuco.client._txn import RangeDeleted, Txn, TxnResult
 from tuco.client._watch import WatchCursor, WatchEvent
@@ -36,7 +39,7 @@ class AsyncClient:
 
     def __init__(
         self,
-        url: str | None = None,
+        url: str | Sequence[str] | None = None,
         *,
         token: str | None = None,
         ca_file: str | Path | None = None,
@@ -45,10 +48,12 @@ class AsyncClient:
         backoff: Backoff | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.options = Options.resolve(url, token, ca_file, cert)
+        self.options = Options.resolve(
+            url if url is None or isinstance(url, str) else ",".join(url), token, ca_file, cert
+        )
         self.backoff = backoff or Backoff()
+        self.endpoints = Endpoints(self.options.urls)
         self._http = httpx.AsyncClient(
-            base_url=self.options.url,
             verify=self.options.verify,
             headers=self.options.headers(),
             timeout=timeout,
@@ -69,23 +74,29 @@ class AsyncClient:
 
     async def _run(self, call: Call[T]) -> T:
         attempt = 0
+        tries = self.endpoints.attempts(self.backoff.attempts)
         while True:
+            base = self.endpoints.pick(call)
             try:
                 response = await self._http.request(
                     call.method,
-                    call.path,
+                    base + call.path,
                     params=call.params,
                     headers=call.headers,
                     content=call.body,
                     timeout=call.timeout if call.timeout is not None else httpx.USE_CLIENT_DEFAULT,
                 )
             except httpx.TransportError as exc:
-                delay = self.backoff.delay(call, attempt, None, sent=not isinstance(exc, _NEVER_SENT))
+                self.endpoints.failed(base)
+                sent = not isinstance(exc, _NEVER_SENT)
+                delay = self.backoff.delay(call, attempt, None, sent=sent, tries=tries)
                 if delay is None:
-                    raise ServerUnreachableError(f"{self.options.url}: {exc or type(exc).__name__}") from exc
+                    raise unreachable(call, base, exc, sent=sent) from exc
             else:
                 answer = Answer(response.status_code, response.headers, response.content)
-                delay = self.backoff.delay(call, attempt, answer, sent=True)
+                if answer.status == 503:
+                    self.endpoints.failed(base)
+                delay = self.backoff.delay(call, attempt, answer, sent=True, tries=tries)
                 if delay is None:
                     return call.parse(answer)
             await asyncio.sleep(delay)
@@ -135,6 +146,14 @@ class AsyncClient:
         """
         return await self._run(calls.wait(key, revision, timeout))
 
+    async def touch(self, key: str, ttl: float) -> Written:
+        """Make ``key`` expire ``ttl`` seconds from now, without sending its value (NoSuchKeyError if absent)."""
+        return await self._run(calls.deadline(key, ttl))
+
+    async def persist(self, key: str) -> Written:
+        """Make ``key`` never expire (its value kept); ``Written.expires_at`` is None."""
+        return await self._run(calls.deadline(key, None))
+
     # listing
 
     async def pages(self, prefix: str = "", *, page_size: int = 100, keys_only: bool = False) -> AsyncIterator[Page]:
@@ -172,9 +191,10 @@ class AsyncClient:
         timeout = httpx.Timeout(self._http.timeout.connect, read=read_timeout)
         while True:
             params, headers = cursor.request()
+            base = self.endpoints.stream()
             try:
                 async with self._http.stream(
-                    "GET", "/v1/watch", params=params, headers=headers, timeout=timeout
+                    "GET", base + "/v1/watch", params=params, headers=headers, timeout=timeout
                 ) as response:
                     if response.status_code != 200:
                         cursor.check(Answer(response.status_code, response.headers, await response.aread()))
@@ -185,8 +205,9 @@ class AsyncClient:
                             yield event
                     continue  # the server ended the stream (cancel, shutdown): resume at once
             except (httpx.TransportError, UnavailableError, TooManyWatchersError) as exc:
+                self.endpoints.failed(base)
                 if cursor.lost(time.monotonic(), reconnect_for):
-                    raise ServerUnreachableError(f"{self.options.url}: watch: {exc}") from exc
+                    raise ServerUnreachableError(f"{base}: watch: {exc}") from exc
             await asyncio.sleep(self.backoff.jitter(cursor.attempts))
             cursor.attempts += 1
 
@@ -195,14 +216,15 @@ class AsyncClient:
     async def snapshot(self, *, read_timeout: float = 300.0) -> AsyncIterator[bytes]:
         """The server's state at one revision as snapshot bytes, chunk by chunk: :meth:`Client.snapshot`."""
         timeout = httpx.Timeout(self._http.timeout.connect, read=read_timeout)
+        base = self.endpoints.stream()  # one replica's state: never spread over several
         try:
-            async with self._http.stream("GET", "/v1/snapshot", timeout=timeout) as response:
+            async with self._http.stream("GET", base + "/v1/snapshot", timeout=timeout) as response:
                 if response.status_code != 200:
                     raise calls.error_from(Answer(response.status_code, response.headers, await response.aread()))
                 async for chunk in response.aiter_raw(1 << 20):
                     yield chunk
         except httpx.TransportError as exc:
-            raise ServerUnreachableError(f"{self.options.url}: snapshot: {exc or type(exc).__name__}") from exc
+            raise ServerUnreachableError(f"{base}: snapshot: {exc or type(exc).__name__}") from exc
 
     # leases
 
@@ -284,3 +306,13 @@ class AsyncClient:
     async def readiness(self) -> dict[str, Any]:
         """The server's ``/readyz`` JSON (``ready`` true or false)."""
         return await self._run(calls.readiness())
+
+    # coordination
+
+    def session(self, ttl: float = 10.0, *, on_lost: Callable[[AsyncSession], object] | None = None) -> AsyncSession:
+        """An :class:`~tuco.client.AsyncSession` of ``ttl`` seconds: ``async with client.session() as session:``."""
+        return AsyncSession(self, ttl, on_lost=on_lost)
+
+    def counter(self, key: str) -> AsyncCounter:
+        """An :class:`~tuco.client.AsyncCounter` on ``key``."""
+        return AsyncCounter(self, key)

@@ -37,6 +37,7 @@ __all__ = [
     "Page",
     "RevokedLease",
     "Written",
+    "deadline",
     "error_from",
     "key_path",
 ]
@@ -313,6 +314,24 @@ def delete(key: str, *, if_revision: int | None = None, if_exists: bool = False)
         return Written(_revision(answer))
 
     return Call("DELETE", key_path(key), parse, headers=headers, idempotent=not headers)
+
+
+def deadline(key: str, ttl: float | None) -> Call[Written]:
+    """``POST /v1/keys/{key}/ttl?ttl=`` (touch: expire ``ttl`` seconds from now) or ``DELETE`` (``ttl`` None: persist).
+
+    The server rewrites the value it holds, on the condition that the key did not change
+    in between; sending it twice moves the deadline twice (harmless), so it is idempotent.
+    """
+    path = "/v1/keys/" + key_path(key)[len("/v1/key/") :] + "/ttl"
+
+    def parse(answer: Answer) -> Written:
+        _expect(answer, (200,), key=key)
+        expires = _expires(answer)
+        return Written(_etag(answer) or _revision(answer), expires or None)
+
+    if ttl is None:
+        return Call("DELETE", path, parse)
+    return Call("POST", path, parse, params=(("ttl", f"{round(ttl * 1000)}ms"),))
 
 
 # --- listing -------------------------------------------------------------------------------------------------------

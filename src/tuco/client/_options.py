@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tuco.client._calls import Answer, Call
+from tuco.client._endpoints import split_urls
 from tuco.errors import ConfigurationError
 
 __all__ = ["DEFAULT_URL", "Backoff", "Options"]
@@ -29,11 +30,16 @@ class Backoff:
     base: float = 0.05
     cap: float = 2.0
 
-    def delay(self, call: Call[Any], attempt: int, answer: Answer | None, *, sent: bool) -> float | None:
-        """Seconds to wait before trying ``call`` again after this outcome, or None to stop here."""
+    def delay(
+        self, call: Call[Any], attempt: int, answer: Answer | None, *, sent: bool, tries: int = 0
+    ) -> float | None:
+        """Seconds to wait before trying ``call`` again after this outcome, or None to stop here.
+
+        ``tries``: at least this many attempts (two per URL of a multi-URL client).
+        """
         if answer is not None and answer.status != 503:
             return None
-        if attempt + 1 >= self.attempts or not call.may_resend(answer, sent):
+        if attempt + 1 >= max(self.attempts, tries) or not call.may_resend(answer, sent):
             return None
         wait = self.jitter(attempt)
         retry_after = answer.headers.get("retry-after", "") if answer is not None else ""
@@ -51,9 +57,12 @@ class Options:
     """The connection settings both clients are made from."""
 
     url: str
+    """The first URL (where a single server is meant)."""
     token: str | None
     verify: ssl.SSLContext | bool
     cert: tuple[str, str] | None
+    urls: tuple[str, ...] = ()
+    """Every URL given (``a,b,c``): the client spreads reads over them and fails over between them."""
 
     @classmethod
     def resolve(
@@ -66,9 +75,7 @@ class Options:
     ) -> Options:
         """Arguments win; a missing one comes from ``TUCO_*`` in ``environ`` (the process's by default)."""
         env = os.environ if environ is None else environ
-        url = url or env.get("TUCO_URL") or DEFAULT_URL
-        if not url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"the server URL must start with http:// or https://, not {url!r}")
+        urls = split_urls(url or env.get("TUCO_URL") or DEFAULT_URL)
         token = token or env.get("TUCO_TOKEN") or _read_token(env.get("TUCO_TOKEN_FILE"))
         ca = ca_file or env.get("TUCO_CA_FILE")
         if cert is None and env.get("TUCO_CLIENT_CERT_FILE"):
@@ -83,7 +90,7 @@ class Options:
                 verify.load_cert_chain(str(cert[0]), str(cert[1]))
         except (OSError, ssl.SSLError) as exc:
             raise ConfigurationError(f"cannot load the TLS files: {exc}") from exc
-        return cls(url.rstrip("/"), token, verify, (str(cert[0]), str(cert[1])) if cert else None)
+        return cls(urls[0], token, verify, (str(cert[0]), str(cert[1])) if cert else None, urls)
 
     def headers(self) -> dict[str, str]:
         """Headers sent on every request (the bearer token, when there is one)."""

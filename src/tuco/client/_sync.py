@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -16,8 +16,11 @@ from tuco.client import _calls as calls
 from tuco.client import _tokens as token_calls
 from tuco.client import _txn as txn_calls
 from tuco.client._calls import Answer, Call, Entry, Item, Lease, LeaseSummary, Page, RevokedLease, Written
+from tuco.client._counter import Counter
+from tuco.client._endpoints import Endpoints, unreachable
 from tuco.client._keeper import KeptLease
 from tuco.client._options import Backoff, Options
+from tuco.client._session import Session
 from tuco.client._tokens import Grant, Token
 from tuco.client._txn import RangeDeleted, Txn, TxnResult
 from tuco.client._watch import WatchCursor, WatchEvent
@@ -43,7 +46,7 @@ class Client:
 
     def __init__(
         self,
-        url: str | None = None,
+        url: str | Sequence[str] | None = None,
         *,
         token: str | None = None,
         ca_file: str | Path | None = None,
@@ -52,10 +55,12 @@ class Client:
         backoff: Backoff | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.options = Options.resolve(url, token, ca_file, cert)
+        self.options = Options.resolve(
+            url if url is None or isinstance(url, str) else ",".join(url), token, ca_file, cert
+        )
         self.backoff = backoff or Backoff()
+        self.endpoints = Endpoints(self.options.urls)
         self._http = httpx.Client(
-            base_url=self.options.url,
             verify=self.options.verify,
             headers=self.options.headers(),
             timeout=timeout,
@@ -76,23 +81,29 @@ class Client:
 
     def _run(self, call: Call[T]) -> T:
         attempt = 0
+        tries = self.endpoints.attempts(self.backoff.attempts)
         while True:
+            base = self.endpoints.pick(call)
             try:
                 response = self._http.request(
                     call.method,
-                    call.path,
+                    base + call.path,
                     params=call.params,
                     headers=call.headers,
                     content=call.body,
                     timeout=call.timeout if call.timeout is not None else httpx.USE_CLIENT_DEFAULT,
                 )
             except httpx.TransportError as exc:
-                delay = self.backoff.delay(call, attempt, None, sent=not isinstance(exc, _NEVER_SENT))
+                self.endpoints.failed(base)
+                sent = not isinstance(exc, _NEVER_SENT)
+                delay = self.backoff.delay(call, attempt, None, sent=sent, tries=tries)
                 if delay is None:
-                    raise ServerUnreachableError(f"{self.options.url}: {exc or type(exc).__name__}") from exc
+                    raise unreachable(call, base, exc, sent=sent) from exc
             else:
                 answer = Answer(response.status_code, response.headers, response.content)
-                delay = self.backoff.delay(call, attempt, answer, sent=True)
+                if answer.status == 503:
+                    self.endpoints.failed(base)
+                delay = self.backoff.delay(call, attempt, answer, sent=True, tries=tries)
                 if delay is None:
                     return call.parse(answer)
             time.sleep(delay)
@@ -145,6 +156,14 @@ class Client:
         """
         return self._run(calls.wait(key, revision, timeout))
 
+    def touch(self, key: str, ttl: float) -> Written:
+        """Make ``key`` expire ``ttl`` seconds from now, without sending its value (NoSuchKeyError if absent)."""
+        return self._run(calls.deadline(key, ttl))
+
+    def persist(self, key: str) -> Written:
+        """Make ``key`` never expire (its value kept); ``Written.expires_at`` is None."""
+        return self._run(calls.deadline(key, None))
+
     # listing
 
     def pages(self, prefix: str = "", *, page_size: int = 100, keys_only: bool = False) -> Iterator[Page]:
@@ -186,8 +205,11 @@ class Client:
         timeout = httpx.Timeout(self._http.timeout.connect, read=read_timeout)
         while True:
             params, headers = cursor.request()
+            base = self.endpoints.stream()
             try:
-                with self._http.stream("GET", "/v1/watch", params=params, headers=headers, timeout=timeout) as response:
+                with self._http.stream(
+                    "GET", base + "/v1/watch", params=params, headers=headers, timeout=timeout
+                ) as response:
                     if response.status_code != 200:
                         cursor.check(Answer(response.status_code, response.headers, response.read()))
                     cursor.opened()
@@ -197,8 +219,9 @@ class Client:
                             yield event
                     continue  # the server ended the stream (cancel, shutdown): resume at once
             except (httpx.TransportError, UnavailableError, TooManyWatchersError) as exc:
+                self.endpoints.failed(base)
                 if cursor.lost(time.monotonic(), reconnect_for):
-                    raise ServerUnreachableError(f"{self.options.url}: watch: {exc}") from exc
+                    raise ServerUnreachableError(f"{base}: watch: {exc}") from exc
             time.sleep(self.backoff.jitter(cursor.attempts))
             cursor.attempts += 1
 
@@ -213,13 +236,14 @@ class Client:
         :class:`~tuco.errors.ServerUnreachableError` if the connection fails.
         """
         timeout = httpx.Timeout(self._http.timeout.connect, read=read_timeout)
+        base = self.endpoints.stream()  # one replica's state: never spread over several
         try:
-            with self._http.stream("GET", "/v1/snapshot", timeout=timeout) as response:
+            with self._http.stream("GET", base + "/v1/snapshot", timeout=timeout) as response:
                 if response.status_code != 200:
                     raise calls.error_from(Answer(response.status_code, response.headers, response.read()))
                 yield from response.iter_raw(1 << 20)
         except httpx.TransportError as exc:
-            raise ServerUnreachableError(f"{self.options.url}: snapshot: {exc or type(exc).__name__}") from exc
+            raise ServerUnreachableError(f"{base}: snapshot: {exc or type(exc).__name__}") from exc
 
     # leases
 
@@ -305,3 +329,13 @@ class Client:
     def readiness(self) -> dict[str, Any]:
         """The server's ``/readyz`` JSON (``ready`` true or false)."""
         return self._run(calls.readiness())
+
+    # coordination
+
+    def session(self, ttl: float = 10.0, *, on_lost: Callable[[Session], object] | None = None) -> Session:
+        """A :class:`~tuco.client.Session` of ``ttl`` seconds: ``with client.session() as session:``."""
+        return Session(self, ttl, on_lost=on_lost)
+
+    def counter(self, key: str) -> Counter:
+        """A :class:`~tuco.client.Counter` on ``key``."""
+        return Counter(self, key)

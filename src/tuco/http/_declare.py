@@ -37,7 +37,7 @@ from tuco.http._schema import (
     query,
 )
 
-__all__ = ["key_operations", "reads"]
+__all__ = ["WRITTEN", "key_operations", "reads"]
 
 _READ = Permission.READ
 _WRITE = Permission.WRITE
@@ -59,7 +59,8 @@ def reads(
     return {b"GET": read, b"HEAD": read._replace(summary=head, operation_id="head" + read.operation_id[3:])}
 
 
-_WRITTEN = {"ETag": ETAG_HEADER, "X-Tuco-Revision": REVISION_HEADER}
+WRITTEN = {"ETag": ETAG_HEADER, "X-Tuco-Revision": REVISION_HEADER}
+"""The header fields of a write's answer."""
 _CONDITIONS = (
     header("If-Match", 'Write only if the key\'s mod_revision is "N", or (*) if it exists.', '^("[1-9][0-9]*"|\\*)$'),
     header("If-None-Match", "Write only if the key does not exist.", "^\\*$"),
@@ -135,7 +136,7 @@ def key_operations(handler: str, suffix: str) -> dict[bytes, Operation]:
             answers={
                 "201": {
                     "description": "Stored",
-                    "headers": {**_WRITTEN, "X-Tuco-Expires-At": EXPIRES_HEADER},
+                    "headers": {**WRITTEN, "X-Tuco-Expires-At": EXPIRES_HEADER},
                     "links": links,
                 }
             },
@@ -145,7 +146,7 @@ def key_operations(handler: str, suffix: str) -> dict[bytes, Operation]:
                 Fails(InvalidParameterError, "{code} (ttl, lease)"),
                 Fails(LeaseNotFoundError, "{code} (PUT ?lease=)"),
                 Fails(NotFoundError, "or {code}"),
-                Fails(PreconditionFailedError, "{code}: nothing written; ETag is the key's current one", _WRITTEN),
+                Fails(PreconditionFailedError, "{code}: nothing written; ETag is the key's current one", WRITTEN),
                 KeyTooLongError,
                 UriTooLongError,
                 LeaseLimitError,
@@ -167,7 +168,7 @@ def key_operations(handler: str, suffix: str) -> dict[bytes, Operation]:
                 InvalidKeyError,
                 InvalidPreconditionError,
                 NotFoundError,
-                Fails(PreconditionFailedError, headers=_WRITTEN),
+                Fails(PreconditionFailedError, headers=WRITTEN),
             ),
         ),
     }

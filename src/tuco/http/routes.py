@@ -24,7 +24,9 @@ from tuco.errors import (
     KeyTooLongError,
     LeaseLimitError,
     LeaseNotFoundError,
+    NoSuchKeyError,
     NotFoundError,
+    PreconditionFailedError,
     RevisionAheadError,
     SnapshotError,
     StoreFullError,
@@ -34,9 +36,11 @@ from tuco.errors import (
     TxnOpsLimitError,
 )
 from tuco.http._console import CONSOLE
-from tuco.http._declare import key_operations, reads
+from tuco.http._declare import WRITTEN, key_operations, reads
 from tuco.http._route import Operation, Route, Target, operation, route
 from tuco.http._schema import (
+    DURATION,
+    EXPIRES_HEADER,
     KEY_PARAM,
     LEASE_PARAM,
     REVISION_HEADER,
@@ -144,6 +148,14 @@ TOKEN = route(
     (TOKEN_PARAM,),
 )
 _REVISION = {"X-Tuco-Revision": REVISION_HEADER}
+_TOUCHED = {**WRITTEN, "X-Tuco-Expires-At": EXPIRES_HEADER}
+_TTL_ERRORS = (
+    InvalidKeyError,
+    Fails(InvalidParameterError, "{code} (ttl)"),
+    Fails(NoSuchKeyError, "{code} (absent or expired)"),
+    Fails(PreconditionFailedError, "{code}: the key kept changing under the rewrite; nothing written", WRITTEN),
+    LeaseLimitError,
+)
 
 _DECLARED: tuple[Route, ...] = (
     route(
@@ -385,6 +397,36 @@ _DECLARED: tuple[Route, ...] = (
             operation_id="getOpenapi",
             answers={"200": json_answer("OpenAPI 3.1", {"type": "object"})},
         ),
+    ),
+    route(
+        "/v1/keys/{key}/ttl",
+        {
+            b"POST": operation(
+                "ttl.deadline",
+                Target.KEY,
+                _WRITE,
+                summary="Touch: the key expires ttl from now (its value is kept, not resent)",
+                operation_id="postKeyTtl",
+                parameters=(
+                    {
+                        **query("ttl", "The new time to live.", {"type": "string", "pattern": DURATION}),
+                        "required": True,
+                    },
+                ),
+                answers={"200": {"description": "The new deadline", "headers": _TOUCHED}},
+                errors=_TTL_ERRORS,
+            ),
+            b"DELETE": operation(
+                "ttl.deadline",
+                Target.KEY,
+                _WRITE,
+                summary="Persist: the key no longer expires (its value is kept)",
+                operation_id="deleteKeyTtl",
+                answers={"200": {"description": "No deadline now (X-Tuco-Expires-At: 0)", "headers": _TOUCHED}},
+                errors=_TTL_ERRORS,
+            ),
+        },
+        (KEY_PARAM,),
     ),
     *CONSOLE,
     KEY,
