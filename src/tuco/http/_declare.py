@@ -8,22 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tuco import errors
 from tuco.core.tokens import Permission
-from tuco.errors import (
-    HistoryCompactedError,
-    InvalidKeyError,
-    InvalidParameterError,
-    InvalidPreconditionError,
-    KeyTooLongError,
-    LeaseLimitError,
-    LeaseNotFoundError,
-    NoSuchKeyError,
-    NotFoundError,
-    PreconditionFailedError,
-    RevisionAheadError,
-    StoreFullError,
-    UriTooLongError,
-)
 from tuco.http._route import Operation, Target, operation
 from tuco.http._schema import (
     BINARY,
@@ -113,12 +99,12 @@ def key_operations(handler: str, suffix: str) -> dict[bytes, Operation]:
                 }
             },
             errors=(
-                InvalidKeyError,
-                Fails(InvalidParameterError, "{code} (wait_revision, timeout)"),
-                Fails(NoSuchKeyError, "{code} (absent or expired)", {"X-Tuco-Wait": WAIT_HEADER}),
-                Fails(NotFoundError, "or {code}"),
-                Fails(RevisionAheadError, "{code}: wait_revision - 1 or revision past the store's revision"),
-                Fails(HistoryCompactedError, "{code}: ?revision= older than the retained history"),
+                errors.InvalidKeyError,
+                Fails(errors.InvalidParameterError, "{code} (wait_revision, timeout)"),
+                Fails(errors.NoSuchKeyError, "{code} (absent or expired)", {"X-Tuco-Wait": WAIT_HEADER}),
+                Fails(errors.NotFoundError, "or {code}"),
+                Fails(errors.RevisionAheadError, "{code}: wait_revision - 1 or revision past the store's revision"),
+                Fails(errors.HistoryCompactedError, "{code}: ?revision= older than the retained history"),
             ),
         ),
         b"PUT": operation(
@@ -141,17 +127,19 @@ def key_operations(handler: str, suffix: str) -> dict[bytes, Operation]:
                 }
             },
             errors=(
-                InvalidKeyError,
-                InvalidPreconditionError,
-                Fails(InvalidParameterError, "{code} (ttl, lease)"),
-                Fails(LeaseNotFoundError, "{code} (PUT ?lease=)"),
-                Fails(NotFoundError, "or {code}"),
-                Fails(PreconditionFailedError, "{code}: nothing written; ETag is the key's current one", WRITTEN),
-                KeyTooLongError,
-                UriTooLongError,
-                LeaseLimitError,
+                errors.InvalidKeyError,
+                errors.InvalidPreconditionError,
+                Fails(errors.InvalidParameterError, "{code} (ttl, lease)"),
+                Fails(errors.LeaseNotFoundError, "{code} (PUT ?lease=)"),
+                Fails(errors.NotFoundError, "or {code}"),
                 Fails(
-                    StoreFullError,
+                    errors.PreconditionFailedError, "{code}: nothing written; ETag is the key's current one", WRITTEN
+                ),
+                errors.KeyTooLongError,
+                errors.UriTooLongError,
+                errors.LeaseLimitError,
+                Fails(
+                    errors.StoreFullError,
                     "{code}: the store is at TUCO_MAX_STORE_BYTES or TUCO_MAX_STORE_KEYS; nothing written",
                 ),
             ),
@@ -165,10 +153,10 @@ def key_operations(handler: str, suffix: str) -> dict[bytes, Operation]:
             parameters=_CONDITIONS,
             answers={"200": {"description": "Deleted, or was absent", "headers": {"X-Tuco-Revision": REVISION_HEADER}}},
             errors=(
-                InvalidKeyError,
-                InvalidPreconditionError,
-                NotFoundError,
-                Fails(PreconditionFailedError, headers=WRITTEN),
+                errors.InvalidKeyError,
+                errors.InvalidPreconditionError,
+                errors.NotFoundError,
+                Fails(errors.PreconditionFailedError, headers=WRITTEN),
             ),
         ),
     }

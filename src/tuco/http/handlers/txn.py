@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tuco.core.tokens import Permission
@@ -43,17 +43,7 @@ def txn(ctx: Context, request: Request, segment: bytes) -> Answer:
         outcome = ctx.service.txn(parsed, request.principal)
     except TucoError as exc:
         return write_refused(exc, "no transaction")
-    return _answer(outcome)
-
-
-async def _answer(outcome: Awaitable[TxnOutcome]) -> Response:
-    try:
-        decided = await outcome
-    except LogError as exc:
-        return refusal(exc, "no transaction")
-    except TucoError as exc:
-        return error_answer(exc)
-    return json_response(200, render_outcome(decided), decided.revision)
+    return _answer(outcome, render_outcome, "no transaction")
 
 
 def delete_prefix(ctx: Context, request: Request, segment: bytes) -> Answer:
@@ -67,18 +57,24 @@ def delete_prefix(ctx: Context, request: Request, segment: bytes) -> Answer:
         outcome = ctx.service.txn(Txn((), (TxnOp("delete_prefix", prefix),), ()), request.principal)
     except TucoError as exc:
         return write_refused(exc, "nothing deleted")
-    return _deleted(outcome)
+    return _answer(outcome, _range_deleted, "nothing deleted")
 
 
-async def _deleted(outcome: Awaitable[TxnOutcome]) -> Response:
+def _range_deleted(decided: TxnOutcome) -> dict[str, object]:
+    return {"deleted": decided.results[0].deleted, "revision": decided.revision}
+
+
+async def _answer(
+    outcome: Awaitable[TxnOutcome], render: Callable[[TxnOutcome], dict[str, object]], doing: str
+) -> Response:
+    """The answer once the log decided: ``render`` of the outcome (200), or why nothing was done."""
     try:
         decided = await outcome
     except LogError as exc:
-        return refusal(exc, "nothing deleted")
+        return refusal(exc, doing)
     except TucoError as exc:
         return error_answer(exc)
-    payload = {"deleted": decided.results[0].deleted, "revision": decided.revision}
-    return json_response(200, payload, decided.revision)
+    return json_response(200, render(decided), decided.revision)
 
 
 def _authorize(request: Request, parsed: Txn) -> None:

@@ -477,16 +477,10 @@
       el("h2", { text: open.key }),
       el("p", { className: "muted", text: "Editing the value of revision " + open.item.mod_revision + "." }),
       el("div", { className: "field" }, el("label", { for: "editor", text: "Value" }), area),
-      el(
-        "div",
-        { className: "actions" },
-        el("button", {
-          type: "button",
-          className: "primary",
-          text: "Save",
-          onclick: () => save(area.value, '"' + open.item.mod_revision + '"', status),
-        }),
-        el("button", { type: "button", text: "Cancel", onclick: () => renderView() }),
+      saveOrCancel(
+        "Save",
+        () => save(area.value, '"' + open.item.mod_revision + '"', status),
+        () => renderView(),
       ),
       status,
     );
@@ -652,6 +646,16 @@
     status.textContent = "Not deleted: " + (await problem(response));
   }
 
+  // The primary action of a form (Save, Create) and its Cancel.
+  function saveOrCancel(label, onSave, onCancel) {
+    return el(
+      "div",
+      { className: "actions" },
+      el("button", { type: "button", className: "primary", text: label, onclick: onSave }),
+      el("button", { type: "button", text: "Cancel", onclick: onCancel }),
+    );
+  }
+
   function renderNew() {
     markCurrent(null);
     const name = el("input", { id: "new-name", type: "text", spellcheck: "false", autocomplete: "off" });
@@ -662,16 +666,10 @@
       el("h2", { text: "New key" }),
       el("div", { className: "field" }, el("label", { for: "new-name", text: "Key" }), name),
       el("div", { className: "field" }, el("label", { for: "new-value", text: "Value" }), area),
-      el(
-        "div",
-        { className: "actions" },
-        el("button", {
-          type: "button",
-          className: "primary",
-          text: "Create",
-          onclick: () => create(name.value, area.value, status),
-        }),
-        el("button", { type: "button", text: "Cancel", onclick: () => $("detail").replaceChildren() }),
+      saveOrCancel(
+        "Create",
+        () => create(name.value, area.value, status),
+        () => $("detail").replaceChildren(),
       ),
       status,
     );
