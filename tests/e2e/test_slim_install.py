@@ -60,3 +60,8 @@ def test_pip_install_tuco_without_the_server_extra(tuco: StartTuco, tmp_path: Pa
     assert "pip install 'tuco[server]'" in serve.stderr
     dump = _run(cli, "log", "dump", "x")
     assert dump.returncode == 2 and "tuco[server]" in dump.stderr
+    saved = _run(cli, "snapshot", "save", str(tmp_path / "x.snap"), "--url", server.url)
+    assert saved.returncode == 2 and "tuco[server]" in saved.stderr
+    export = _run(cli, "export", "--url", server.url)  # export and import are the client's: they need no extra
+    assert export.returncode == 0, export.stderr
+    assert [json.loads(line)["key"] for line in export.stdout.splitlines()] == ["slim"]
