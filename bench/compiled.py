@@ -17,8 +17,8 @@ compiled as it is: ``errors.py`` (a native exception class cannot also inherit `
 ``log/batching.py``, which compiles but whose ``WritesThroughGroupCommit`` is
 the base of the file, PostgreSQL and memory logs, none of which compiles
 (async generators), and an interpreted class cannot inherit from a compiled
-one. ``service.py`` brings ``cache.py`` along for the same reason
-(``ReadThroughService`` subclasses ``Service``). The native connection
+one. ``service.py`` brings its base class (``_service_leases.py``) along for the
+same reason, and ``cache.py``, the read strategy it composes. The native connection
 (``http/connection.py`` and the modules split from it: ``_reader``, ``_order``, ``_timing``,
 ``_stream``, ``_wire``, ``_context``, ``_clock``) carries most of the gain. None of them awaits inside
 a ``finally`` or ``except``: a compiled coroutine suspended there leaves its
