@@ -71,7 +71,48 @@ class SessionState:
         return not self.lost
 
 
-class Session:
+class _Lease:
+    """What a session of either kind says of its lease: its id, whether it surely lives, for how long.
+
+    Each kind keeps its lease alive its own way (a thread, a task) and knows how it is lost (``_lose``).
+    """
+
+    _state: SessionState | None
+    _USE = "use it in a with block, or call open()"
+
+    @property
+    def lease_id(self) -> int:
+        """The session's lease (keys put with ``lease=session.lease_id`` end with it)."""
+        return self._opened().lease.id
+
+    def _opened(self) -> SessionState:
+        if self._state is None:
+            raise InvalidRequestError(f"the session is not open ({self._USE})")
+        return self._state
+
+    def _lose(self) -> None:
+        raise NotImplementedError
+
+    def alive(self) -> bool:
+        """Whether the lease surely lives now (by this machine's clock); checks before acting on a lock."""
+        state = self._opened()
+        if not state.alive(time.monotonic()):
+            self._lose()
+            return False
+        return True
+
+    def check(self) -> None:
+        """Raise :class:`~tuco.client.SessionLostError` unless the session is alive."""
+        if not self.alive():
+            state = self._opened()
+            raise SessionLostError(f"session lease {state.lease.id} ended: {state.error or 'not renewed in time'}")
+
+    def remaining(self) -> float:
+        """Seconds the lease surely lives from now without another renewal."""
+        return max(self._opened().valid_until - time.monotonic(), 0.0)
+
+
+class Session(_Lease):
     """A lease kept alive from a background thread while the session is open.
 
     ``lost`` is set (and ``on_lost(session)`` called, once, from the renewing thread or
@@ -117,34 +158,6 @@ class Session:
         self._thread = threading.Thread(target=self._keep, name=f"tuco-session-{self.lease_id}", daemon=True)
         self._thread.start()
         return self
-
-    @property
-    def lease_id(self) -> int:
-        """The session's lease (keys put with ``lease=session.lease_id`` end with it)."""
-        return self._opened().lease.id
-
-    def _opened(self) -> SessionState:
-        if self._state is None:
-            raise InvalidRequestError("the session is not open (use it in a with block, or call open())")
-        return self._state
-
-    def alive(self) -> bool:
-        """Whether the lease surely lives now (by this machine's clock); checks before acting on a lock."""
-        state = self._opened()
-        if not state.alive(time.monotonic()):
-            self._lose()
-            return False
-        return True
-
-    def check(self) -> None:
-        """Raise :class:`~tuco.client.SessionLostError` unless the session is alive."""
-        if not self.alive():
-            state = self._opened()
-            raise SessionLostError(f"session lease {state.lease.id} ended: {state.error or 'not renewed in time'}")
-
-    def remaining(self) -> float:
-        """Seconds the lease surely lives from now without another renewal."""
-        return max(self._opened().valid_until - time.monotonic(), 0.0)
 
     def _lose(self) -> None:
         with self._notify:
@@ -198,8 +211,10 @@ class Session:
         return Election(self, name)
 
 
-class AsyncSession:
+class AsyncSession(_Lease):
     """:class:`Session` for asyncio: the lease is renewed by a task; ``lost`` is an :class:`asyncio.Event`."""
+
+    _USE = "use it in an async with block, or await open()"
 
     def __init__(
         self, client: AsyncKeys, ttl: float = 10.0, *, on_lost: Callable[[AsyncSession], object] | None = None
@@ -237,34 +252,6 @@ class AsyncSession:
             break
         self._task = asyncio.create_task(self._keep(), name=f"tuco-session-{self.lease_id}")
         return self
-
-    @property
-    def lease_id(self) -> int:
-        """The session's lease."""
-        return self._opened().lease.id
-
-    def _opened(self) -> SessionState:
-        if self._state is None:
-            raise InvalidRequestError("the session is not open (use it in an async with block, or await open())")
-        return self._state
-
-    def alive(self) -> bool:
-        """Whether the lease surely lives now (by this machine's clock)."""
-        state = self._opened()
-        if not state.alive(time.monotonic()):
-            self._lose()
-            return False
-        return True
-
-    def check(self) -> None:
-        """Raise :class:`~tuco.client.SessionLostError` unless the session is alive."""
-        if not self.alive():
-            state = self._opened()
-            raise SessionLostError(f"session lease {state.lease.id} ended: {state.error or 'not renewed in time'}")
-
-    def remaining(self) -> float:
-        """Seconds the lease surely lives from now without another renewal."""
-        return max(self._opened().valid_until - time.monotonic(), 0.0)
 
     def _lose(self) -> None:
         if self.lost.is_set():
