@@ -36,6 +36,7 @@ __all__ = [
     "grant_ttl",
     "lease_id",
     "page_limit",
+    "parse_json",
     "parse_ttl",
     "precondition_of",
     "revision_param",
@@ -117,12 +118,21 @@ def encode_page_token(revision: int, last_key: str, prefix: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode("ascii")
 
 
+def parse_json(body: bytes, refusal: TucoError) -> object:
+    """``body`` as JSON, or ``refusal`` raised: malformed, not UTF-8, or nested deeper than the parser recurses
+    (a RecursionError, which is not a ValueError: uncaught it was a 500 for a client's mistake)."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise refusal from None
+
+
 def decode_page_token(token: bytes) -> tuple[int, str, str]:
     """``(revision, last key, prefix)`` of a token this server issued; InvalidPageTokenError otherwise."""
     try:
         raw = base64.urlsafe_b64decode(token + b"=" * (-len(token) % 4))
         version, revision, last_key, prefix = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError):
+    except (binascii.Error, ValueError, TypeError, RecursionError):  # RecursionError: nested past the parser
         raise InvalidPageTokenError("the page token is not one this server issued") from None
     if (
         version != _TOKEN_VERSION
@@ -228,10 +238,7 @@ def grant_ttl(body: bytes, max_ms: int) -> int:
     """The ttl of a grant's JSON body ``{"ttl": 30}`` (seconds, or a duration string like ``"30s"``)."""
     if len(body) > _MAX_GRANT_BODY:
         raise InvalidParameterError('the body must be a small JSON object such as {"ttl": 30}')
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidParameterError('the body must be JSON such as {"ttl": 30}') from None
+    payload = parse_json(body, InvalidParameterError('the body must be JSON such as {"ttl": 30}'))
     ttl = payload.get("ttl") if isinstance(payload, dict) else None
     if isinstance(ttl, str):
         return parse_ttl(ttl.encode(), max_ms)

@@ -8,7 +8,6 @@ writes the ``token_created`` / ``token_revoked`` audit lines.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ from tuco.core.tokens import Grant, TokenRecord, identity_problem, permission_of
 from tuco.errors import InvalidParameterError, LogError, TokenLimitError, TokenNotFoundError, TucoError
 from tuco.http.answers import STARTING, error_answer, json_response, refusal
 from tuco.http.messages import Answer, Request, Response
+from tuco.http.params import parse_json
 from tuco.service import Service
 
 if TYPE_CHECKING:
@@ -120,10 +120,9 @@ def _creation(body: bytes, now: int) -> _Creation:
     """The fields of a creation body; InvalidParameterError naming what is wrong."""
     if len(body) > _MAX_BODY:
         raise InvalidParameterError(f"the body must be a JSON object of at most {_MAX_BODY} bytes")
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidParameterError('the body must be JSON such as {"grants": [{"prefix": "a/", ...}]}') from None
+    payload = parse_json(
+        body, InvalidParameterError('the body must be JSON such as {"grants": [{"prefix": "a/", ...}]}')
+    )
     if not isinstance(payload, dict):
         raise InvalidParameterError("the body must be a JSON object")
     unknown = sorted(set(payload) - _FIELDS)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,7 +23,7 @@ from tuco.http.audit import may
 from tuco.http.handlers._base import Context
 from tuco.http.handlers._writes import write_refused
 from tuco.http.messages import Answer, Request, Response
-from tuco.http.params import flag, text_param
+from tuco.http.params import flag, parse_json, text_param
 
 __all__ = ["MAX_LIST_LIMIT", "delete_prefix", "parse_txn", "render_outcome", "txn"]
 
@@ -96,10 +95,7 @@ def _authorize(request: Request, parsed: Txn) -> None:
 
 def parse_txn(body: bytes) -> Txn:
     """The transaction a request's JSON body describes; InvalidTxnError saying what is wrong with it."""
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidTxnError("the body is not JSON") from None
+    document = parse_json(body, InvalidTxnError("the body is not JSON"))
     if not isinstance(document, dict):
         raise InvalidTxnError("the body must be a JSON object with compare, success and failure")
     unknown = set(document) - {"compare", "success", "failure"}
