@@ -22,6 +22,7 @@ import os
 import signal
 import ssl
 import sys
+import time
 from pathlib import Path
 
 import structlog
@@ -275,8 +276,14 @@ async def _start_or_stop(service: Service, stop: _StopSignal) -> ReplayStats | N
 async def _shutdown(server: NativeServer, service: Service, grace: float) -> None:
     service.phase = Phase.STOPPING  # /readyz turns 503 at once, so balancers stop sending work
     service.end_watches()  # open watch streams and long polls end now, not at the end of the grace period
+    # Each step says how long it took: an orchestrator's SIGKILL (its grace below ours) leaves these lines as
+    # the only account of where the stop spent its time.
+    started = time.monotonic()
     await server.aclose(grace=grace)
+    _logger.info("connections_closed", seconds=round(time.monotonic() - started, 3))
+    started = time.monotonic()
     await service.aclose()
+    _logger.info("log_closed", seconds=round(time.monotonic() - started, 3))
 
 
 async def _close_quietly(service: Service) -> None:
