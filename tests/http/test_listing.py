@@ -116,7 +116,9 @@ def test_a_revision_out_of_the_history_is_410_history_compacted() -> None:
             assert oldest > 3
             assert body == {
                 "error": "history_compacted",
-                "message": f"that revision is no longer retained; the oldest available is {oldest}",
+                "message": f"that revision is no longer retained; the oldest available is {oldest}: ask for revision "
+                f"{oldest} or later (start_revision={oldest} for a watch), or read without a revision for the current "
+                "state; more history is kept with a larger TUCO_HISTORY_MAX_BYTES",
                 "oldest_revision": oldest,
             }
         await service.aclose()

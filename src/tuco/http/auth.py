@@ -119,11 +119,7 @@ class Guard:
             segment = path[8:]
             authorization = request.authorization
             verified = self._verified.get(authorization) if authorization is not None else None
-            if (
-                verified is not None
-                and b"/" not in segment
-                and (not verified.expires_at or verified.expires_at > self._now())
-            ):
+            if verified is not None and (not verified.expires_at or verified.expires_at > self._now()):
                 writes = _WRITES.get(request.method)
                 if writes is None:
                     return self._dispatch(request, KEY, segment)  # 405
@@ -139,9 +135,7 @@ class Guard:
                     if not writes:
                         return self._when_answered(self._dispatch(request, KEY, segment), request, verified.record)
                 return self._dispatch(request, KEY, segment)
-            route: Route | None = KEY if b"/" not in segment else None
-            if route is None:
-                request.route = NO_ROUTE
+            route: Route | None = KEY
         else:
             route, segment = match(path)
             request.route = route.pattern if route is not None else NO_ROUTE

@@ -206,15 +206,39 @@ def precondition_of(request: Request) -> Precondition | None:
     raise InvalidPreconditionError('If-Match takes "*" or one ETag as tuco sends it: a revision in quotes, "12"')
 
 
+_DOT_SEGMENTS = (b".", b"..")
+
+
 def decode_key(segment: bytes) -> str:
-    """Percent-decode one path segment into a key (the length limit is the service's, on writes)."""
+    """Percent-decode the rest of a key path into a key, once (the length limit is the service's, on writes).
+
+    ``a/b`` and ``a%2Fb`` name the same key. An empty segment and a ``.`` or ``..`` segment, as sent, are
+    refused: proxies and clients merge slashes and resolve dot segments, so the key that would reach the
+    store is not the one the caller typed; escaped (``%2F``, ``%2E``) they are the key's own bytes.
+    """
+    if b"/" in segment or segment in _DOT_SEGMENTS:
+        _check_segments(segment)
     raw = unquote_to_bytes(segment) if b"%" in segment else segment
     if not raw:
-        raise InvalidKeyError("the key is empty")
+        raise InvalidKeyError("the key is empty: put it after /v1/key/, e.g. /v1/key/app/config")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidKeyError("the key is not valid UTF-8 after percent-decoding") from None
+
+
+def _check_segments(path: bytes) -> None:
+    for part in path.split(b"/"):
+        if not part:
+            raise InvalidKeyError(
+                "the key path has an empty segment (a leading, doubled or trailing /), which proxies merge or drop; "
+                "send each / of such a key as %2F, e.g. /v1/key/a%2F%2Fb"
+            )
+        if part in _DOT_SEGMENTS:
+            raise InvalidKeyError(
+                f"the key path has a {part.decode()!r} segment, which proxies and clients resolve away; "
+                "send its dots as %2E, e.g. /v1/key/a/%2E%2E/b"
+            )
 
 
 def parse_ttl(raw: bytes, max_ms: int) -> int:
