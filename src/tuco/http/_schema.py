@@ -285,7 +285,7 @@ def components() -> Schema:
                 "required": ["prefix", "permission"],
                 "properties": {
                     "prefix": {"type": "string"},
-                    "permission": {"type": "string", "enum": ["read", "write", "admin"]},
+                    "permission": {"type": "string", "enum": ["read", "write", "admin", "metrics"]},
                 },
             },
             "TokenRequest": {

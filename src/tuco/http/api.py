@@ -118,7 +118,7 @@ class KeyValueAPI:
                     except (UnicodeDecodeError, InvalidKeyError):
                         return guard.handle(request)  # type: ignore[union-attr]  # set with the method
                     if not key.startswith(verified.reads):
-                        return guard.refuse(request, verified.record)  # type: ignore[union-attr]
+                        return guard.refuse(request, verified.record, key)  # type: ignore[union-attr]
                     request.caller = verified.record
                     return self._key(request, segment)
         return guard.handle(request)  # type: ignore[union-attr]

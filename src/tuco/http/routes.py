@@ -194,6 +194,7 @@ _DECLARED: tuple[Route, ...] = (
         reads(
             "status.metrics",
             Target.METRICS,
+            Permission.METRICS,
             needs_serving=False,
             head="Metrics, without the body",
             summary="Prometheus metrics",
