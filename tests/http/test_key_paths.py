@@ -108,6 +108,14 @@ def test_percent_decoding_is_done_once() -> None:
         (b"/v1/key/..", _dot("..")),
         (b"/v1/key/.", _dot(".")),
         (b"/v1/key/", "the key is empty: put it after /v1/key/, e.g. /v1/key/app/config"),
+        (
+            b"/v1/key/a/%FF",
+            "the key is not valid UTF-8 after percent-decoding: percent-encode the key's UTF-8 bytes (%C3%A9 for é)",
+        ),
+        (
+            b"/v1/key/%FF",
+            "the key is not valid UTF-8 after percent-decoding: percent-encode the key's UTF-8 bytes (%C3%A9 for é)",
+        ),
     ],
 )
 def test_segments_that_proxies_rewrite_are_refused_with_a_400_that_says_how_to_send_them(

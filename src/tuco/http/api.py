@@ -29,6 +29,7 @@ from tuco.http.handlers.listing import list_page_now, list_page_through
 from tuco.http.handlers.status import readiness_summary
 from tuco.http.messages import NO_ROUTE, Answer, Deferred, Headers, Request, Response
 from tuco.http.params import (
+    KEY_NOT_UTF8,
     decode_key,
     decode_page_token,
     encode_page_token,
@@ -168,7 +169,7 @@ class KeyValueAPI:
             plain = segment and b"%" not in segment and b"/" not in segment and segment not in _DOTS
             key = segment.decode() if plain else decode_key(segment)
         except UnicodeDecodeError:
-            return error_answer(InvalidKeyError("the key is not valid UTF-8 after percent-decoding"))
+            return error_answer(InvalidKeyError(KEY_NOT_UTF8))
         except InvalidKeyError as exc:
             return error_answer(exc)
         if read:
