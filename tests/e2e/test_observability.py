@@ -193,3 +193,24 @@ def test_log_failed_and_not_ready_fire_on_the_scrapes_of_a_server_whose_disk_fil
     (tmp_path / "live-test.yaml").write_text(yaml.safe_dump(test))
     tested = _promtool("test", "rules", "live-test.yaml", cwd=tmp_path)
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_the_service_monitor_scrapes_the_manifests_service_by_its_labels_and_port() -> None:
+    """The ServiceMonitor selects the tuco Service's labels, scrapes its named port at /metrics over HTTPS, with a
+    bearer token from a Secret (the metrics-only token its comment makes)."""
+    manifests = ROOT / "deploy" / "kubernetes"
+    service = next(
+        document
+        for document in yaml.safe_load_all((manifests / "deployment.yaml").read_text())
+        if document["kind"] == "Service"
+    )
+    monitor_text = (manifests / "monitoring" / "servicemonitor.yaml").read_text()
+    monitor = yaml.safe_load(monitor_text)
+    assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "ServiceMonitor")
+    labels = monitor["spec"]["selector"]["matchLabels"]
+    assert labels.items() <= service["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+    assert (endpoint["path"], endpoint["scheme"]) == ("/metrics", "https")
+    assert endpoint["authorization"]["type"] == "Bearer"
+    assert "--grant =metrics" in monitor_text
