@@ -21,6 +21,7 @@ NEEDS = {
     "chromium": "tests/e2e/test_browser_watch.py::test_a_browser_eventsource_receives_exact_events_across_origins",
     "tmpfs": "tests/e2e/test_failing_disk.py::test_full_disk_turns_writes_into_503_and_keeps_reads",
     "failover rig": "tests/e2e/test_pg_failover.py::test_a_node_turned_read_only_is_not_the_primary",
+    "promtool": "tests/e2e/test_observability.py::test_the_alert_rules_pass_promtool_check_rules",
 }
 REASONS = {
     "PostgreSQL": "PostgreSQL test server unreachable",
@@ -28,6 +29,7 @@ REASONS = {
     "chromium": "chromium is not installed",
     "tmpfs": "mount is not installed",
     "failover rig": "no PostgreSQL binaries in",
+    "promtool": "promtool is not installed",
 }
 _REFUSE = '#!/bin/sh\necho "$0: not in this test\'s PATH" >&2\nexit 100\n'
 
@@ -39,14 +41,14 @@ def _closed_port() -> int:
 
 
 def _machine_without_the_parts(tmp_path: Path) -> dict[str, str]:
-    """An environment whose PATH lacks strace, chromium and mount (apt-get and sudo refuse to install them),
+    """An environment whose PATH lacks strace, chromium, mount and promtool (apt-get and sudo refuse to install them),
     whose test database URL names a closed port, and whose failover rig has no PostgreSQL binaries."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name in ("apt-get", "sudo"):
         (bin_dir / name).write_text(_REFUSE)
         (bin_dir / name).chmod(0o755)
-    missing = {"strace", "chromium", "mount"}
+    missing = {"strace", "chromium", "mount", "promtool"}
     for directory in os.environ.get("PATH", "").split(os.pathsep):
         if not directory or not Path(directory).is_dir():
             continue
@@ -80,7 +82,7 @@ def _outcomes(output: str) -> dict[str, str]:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_the_test_script_fails_when_a_part_is_missing_whatever_ci_says(tmp_path: Path) -> None:
-    """scripts/test run with CI=false on a machine without PostgreSQL, strace, chromium, mount and the rig's
+    """scripts/test run with CI=false on a machine without PostgreSQL, strace, chromium, mount, promtool, the rig's
     binaries: each test needing one fails naming it, none skips, and the script exits 1."""
     result = subprocess.run(
         ["scripts/test", "-v", "-rA", "-p", "no:cacheprovider", *NEEDS.values()],

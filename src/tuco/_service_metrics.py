@@ -36,6 +36,11 @@ def register(metrics: Metrics, service: Observed, *, max_store_bytes: int, max_s
     metrics.gauge("tuco_keys", "keys in the store", lambda: len(service.store))
     metrics.gauge("tuco_last_sequence", "last event applied", lambda: service.store.last_sequence)
     metrics.gauge("tuco_ready", "1 when serving and the log takes writes", lambda: float(service.ready))
+    metrics.gauge(
+        "tuco_log_failed",
+        "1 once the log failed: it takes no more writes until a restart (after fixing the disk or database)",
+        lambda: float(service.log.failure is not None),
+    )
     metrics.gauge("tuco_watchers", "open watch streams", lambda: service.watch_count)
     metrics.gauge("tuco_leases", "live leases", lambda: len(service.store.leases))
     metrics.gauge("tuco_tokens", "tokens (revoked ones excluded)", lambda: len(service.store.tokens))

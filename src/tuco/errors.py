@@ -195,7 +195,11 @@ class HistoryCompactedError(TucoError):
         self.oldest = oldest
 
     def __str__(self) -> str:
-        return f"that revision is no longer retained; the oldest available is {self.oldest}"
+        return (
+            f"that revision is no longer retained; the oldest available is {self.oldest}: ask for revision "
+            f"{self.oldest} or later (start_revision={self.oldest} for a watch), or read without a revision for "
+            "the current state; more history is kept with a larger TUCO_HISTORY_MAX_BYTES"
+        )
 
 
 class RevisionAheadError(TucoError):
@@ -354,6 +358,14 @@ class ValueTooLargeError(InvalidRequestError):
 
     code = "value_too_large"
     status = 413
+
+    @classmethod
+    def over(cls, limit: int) -> ValueTooLargeError:
+        """The error for a body over ``limit`` bytes, naming the cap and its setting."""
+        return cls(
+            f"the value is over the {limit}-byte limit (TUCO_MAX_VALUE_BYTES): send a smaller value, "
+            "split it across keys, or raise the limit"
+        )
 
 
 class InvalidPreconditionError(InvalidRequestError):

@@ -96,12 +96,14 @@ class Caps:
         """The key and value limits of every PUT (raises the InvalidRequestError at once)."""
         limits = self.limits
         if not key:
-            raise InvalidKeyError("the key is empty")
+            raise InvalidKeyError("the key is empty: name one, e.g. PUT /v1/key/app/config")
         # A key of n characters has at most 4n UTF-8 bytes: most keys need no encoding to be checked.
         if len(key) * 4 > limits.max_key_bytes and (size := len(key.encode())) > limits.max_key_bytes:
-            raise KeyTooLongError(f"the key is {size} bytes; the limit is {limits.max_key_bytes}")
+            raise KeyTooLongError(
+                f"the key is {size} bytes; the limit is {limits.max_key_bytes} (TUCO_MAX_KEY_BYTES): use a shorter key"
+            )
         if len(value) > limits.max_value_bytes:
-            raise ValueTooLargeError(f"the value is over the {limits.max_value_bytes}-byte limit")
+            raise ValueTooLargeError.over(limits.max_value_bytes)
         # Far from both bounds (nearly always) no entry is looked up: 4 bytes per character covers any key's UTF-8.
         if self.bounded and self.store.bytes + 4 * len(key) + len(value) > self._room:
             self._check_room(key, value)

@@ -273,7 +273,9 @@ def _key_path(event: Mapping[str, Any]) -> str | None:
         raise InvalidEventError("the event's pathParameters must map names to strings")
     if not key:
         return None
-    return "/v1/key/" + quote(_utf8(key, "key path parameter"), safe="")
+    # The gateway decoded it (a greedy {key+} spans slashes): every byte escaped, dots too, so no segment
+    # rule of the path refuses what the caller had escaped.
+    return "/v1/key/" + quote(_utf8(key, "key path parameter"), safe="").replace(".", "%2E")
 
 
 def _query_v1(event: Mapping[str, Any]) -> bytes:

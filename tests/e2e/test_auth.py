@@ -190,6 +190,34 @@ def test_the_bootstrap_token_is_in_no_process_listing_and_the_cli_carries_tokens
     assert again.returncode == 1
 
 
+def test_a_metrics_token_from_the_cli_scrapes_the_native_server_and_reads_no_key(
+    tuco: StartTuco, tmp_path: Path
+) -> None:
+    """tuco token create --grant =metrics: its token gets /metrics 200 and a key 403 (the CLI exits 6)."""
+    server = tuco(**secured(tmp_path))
+    cli = [sys.executable, "-m", "tuco"]
+    env = {**os.environ, "TUCO_URL": server.url, "TUCO_TOKEN": BOOTSTRAP}
+    assert subprocess.run([*cli, "put", "app/config", "v"], env=env, capture_output=True, timeout=60).returncode == 0
+    created = subprocess.run(
+        [*cli, "token", "create", "--grant", "=metrics", "--description", "prometheus", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    token = json.loads(created.stdout)
+    assert token["grants"] == [{"prefix": "", "permission": "metrics"}]
+    with server.client() as http:
+        scraped = http.get("/metrics", headers=bearer(token["token"]))
+        assert scraped.status_code == 200 and "tuco_ready 1.0" in scraped.text
+    scraper = {**os.environ, "TUCO_URL": server.url, "TUCO_TOKEN": token["token"]}
+    refused = subprocess.run([*cli, "get", "app/config"], env=scraper, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 6
+    assert "the request needs read on app/config; the token has metrics" in refused.stderr
+
+
 def test_an_open_watch_ends_when_its_token_is_revoked(tuco: StartTuco, tmp_path: Path) -> None:
     """A stream opened with a token stops at its next frame after the revocation (a heartbeat bounds the wait)."""
     server = tuco(**secured(tmp_path, TUCO_WATCH_HEARTBEAT_SECONDS="0.5"))

@@ -36,68 +36,81 @@ CASES = (
     "read_all",
     "write_all",
     "admin",
+    "metrics",
 )
 """The credentials: five invalid ones, then read on other/, read and write on app/, read and write on every key
-("": still not admin), an admin token."""
+("": still not admin), an admin token, and a scraper's token with the metrics permission only."""
 _I = 401  # an invalid or missing credential
 _NOBODYS = 10**12  # a lease id nobody holds: the "own lease" of a credential that cannot grant one
 _GRANTERS = ("write", "write_all", "admin")
 
 
 def _row(*valid: int) -> tuple[int, ...]:
-    """The statuses of the six valid credentials, after 401 for each of the five invalid ones."""
+    """The statuses of the seven valid credentials, after 401 for each of the five invalid ones."""
     assert len(valid) == len(CASES) - 5
     return (_I,) * 5 + valid
 
 
 # endpoint -> (method, path, body, the status for each of CASES)
 MATRIX: dict[str, tuple[str, str, bytes | None, tuple[int, ...]]] = {
-    "get key": ("GET", "/v1/key/app%2Fx", None, _row(403, 200, 200, 200, 200, 200)),
-    "head key": ("HEAD", "/v1/key/app%2Fx", None, _row(403, 200, 200, 200, 200, 200)),
-    "get key by alias": ("GET", "/v1/app%2Fx", None, _row(403, 200, 200, 200, 200, 200)),
-    "long poll": ("GET", "/v1/key/app%2Fx?wait_revision=1&timeout=0", None, _row(403, 200, 200, 200, 200, 200)),
-    "put key": ("PUT", "/v1/key/app%2Fy", b"v", _row(403, 403, 201, 403, 201, 201)),
-    "delete key": ("DELETE", "/v1/key/app%2Fz", None, _row(403, 403, 200, 403, 200, 200)),
-    "put other key": ("PUT", "/v1/key/apple", b"v", _row(403, 403, 403, 403, 201, 201)),
-    "post on a key": ("POST", "/v1/key/app%2Fx", b"", _row(405, 405, 405, 405, 405, 405)),
-    "list prefix": ("GET", "/v1/keys?prefix=app%2F", None, _row(403, 200, 200, 200, 200, 200)),
-    "list everything": ("GET", "/v1/keys", None, _row(403, 403, 403, 200, 200, 200)),
-    "list a wider prefix": ("GET", "/v1/keys?prefix=ap", None, _row(403, 403, 403, 200, 200, 200)),
-    "watch prefix": ("HEAD", "/v1/watch?prefix=app%2F", None, _row(403, 200, 200, 200, 200, 200)),
-    "watch key": ("HEAD", "/v1/watch?key=app%2Fx", None, _row(403, 200, 200, 200, 200, 200)),
-    "watch everything": ("HEAD", "/v1/watch", None, _row(403, 403, 403, 200, 200, 200)),
-    "grant lease": ("POST", "/v1/leases", b'{"ttl": 60}', _row(403, 403, 201, 403, 201, 201)),
-    "read own lease": ("GET", "/v1/leases/{own_lease}", None, _row(404, 404, 200, 404, 200, 200)),
-    "keep own lease alive": ("POST", "/v1/leases/{own_lease}/keepalive", None, _row(403, 403, 200, 403, 200, 200)),
-    "attach to own lease": ("PUT", "/v1/key/app%2Fo{i}?lease={own_lease}", b"o", _row(403, 403, 201, 403, 201, 201)),
-    "revoke own lease": ("DELETE", "/v1/leases/{fresh_own_lease}", None, _row(403, 403, 200, 403, 200, 200)),
-    "read another's lease": ("GET", "/v1/leases/{held_lease}", None, _row(404, 404, 404, 404, 404, 200)),
+    "get key": ("GET", "/v1/key/app%2Fx", None, _row(403, 200, 200, 200, 200, 200, 403)),
+    "head key": ("HEAD", "/v1/key/app%2Fx", None, _row(403, 200, 200, 200, 200, 200, 403)),
+    "get key by its path": ("GET", "/v1/key/app/x", None, _row(403, 200, 200, 200, 200, 200, 403)),
+    "put key by its path": ("PUT", "/v1/key/app/y/z", b"v", _row(403, 403, 201, 403, 201, 201, 403)),
+    "get key by alias": ("GET", "/v1/app%2Fx", None, _row(403, 200, 200, 200, 200, 200, 403)),
+    "long poll": ("GET", "/v1/key/app%2Fx?wait_revision=1&timeout=0", None, _row(403, 200, 200, 200, 200, 200, 403)),
+    "put key": ("PUT", "/v1/key/app%2Fy", b"v", _row(403, 403, 201, 403, 201, 201, 403)),
+    "delete key": ("DELETE", "/v1/key/app%2Fz", None, _row(403, 403, 200, 403, 200, 200, 403)),
+    "put other key": ("PUT", "/v1/key/apple", b"v", _row(403, 403, 403, 403, 201, 201, 403)),
+    "post on a key": ("POST", "/v1/key/app%2Fx", b"", _row(405, 405, 405, 405, 405, 405, 405)),
+    "list prefix": ("GET", "/v1/keys?prefix=app%2F", None, _row(403, 200, 200, 200, 200, 200, 403)),
+    "list everything": ("GET", "/v1/keys", None, _row(403, 403, 403, 200, 200, 200, 403)),
+    "list a wider prefix": ("GET", "/v1/keys?prefix=ap", None, _row(403, 403, 403, 200, 200, 200, 403)),
+    "watch prefix": ("HEAD", "/v1/watch?prefix=app%2F", None, _row(403, 200, 200, 200, 200, 200, 403)),
+    "watch key": ("HEAD", "/v1/watch?key=app%2Fx", None, _row(403, 200, 200, 200, 200, 200, 403)),
+    "watch everything": ("HEAD", "/v1/watch", None, _row(403, 403, 403, 200, 200, 200, 403)),
+    "grant lease": ("POST", "/v1/leases", b'{"ttl": 60}', _row(403, 403, 201, 403, 201, 201, 403)),
+    "read own lease": ("GET", "/v1/leases/{own_lease}", None, _row(404, 404, 200, 404, 200, 200, 403)),
+    "keep own lease alive": ("POST", "/v1/leases/{own_lease}/keepalive", None, _row(403, 403, 200, 403, 200, 200, 403)),
+    "attach to own lease": (
+        "PUT",
+        "/v1/key/app%2Fo{i}?lease={own_lease}",
+        b"o",
+        _row(403, 403, 201, 403, 201, 201, 403),
+    ),
+    "revoke own lease": ("DELETE", "/v1/leases/{fresh_own_lease}", None, _row(403, 403, 200, 403, 200, 200, 403)),
+    "read another's lease": ("GET", "/v1/leases/{held_lease}", None, _row(404, 404, 404, 404, 404, 200, 403)),
     "keep another's lease alive": (
         "POST",
         "/v1/leases/{held_lease}/keepalive",
         None,
-        _row(403, 403, 404, 403, 404, 200),
+        _row(403, 403, 404, 403, 404, 200, 403),
     ),
     "attach to another's lease": (
         "PUT",
         "/v1/key/app%2Fa{i}?lease={held_lease}",
         b"a",
-        _row(403, 403, 404, 403, 404, 201),
+        _row(403, 403, 404, 403, 404, 201, 403),
     ),
-    "revoke another's lease": ("DELETE", "/v1/leases/{fresh_held_lease}", None, _row(403, 403, 404, 403, 404, 200)),
+    "revoke another's lease": (
+        "DELETE",
+        "/v1/leases/{fresh_held_lease}",
+        None,
+        _row(403, 403, 404, 403, 404, 200, 403),
+    ),
     "create token": (
         "POST",
         "/v1/tokens",
         b'{"grants": [{"prefix": "x/", "permission": "read"}]}',
-        _row(403, 403, 403, 403, 403, 201),
+        _row(403, 403, 403, 403, 403, 201, 403),
     ),
-    "list tokens": ("GET", "/v1/tokens", None, _row(403, 403, 403, 403, 403, 200)),
-    "read token": ("GET", "/v1/tokens/{token_id}", None, _row(403, 403, 403, 403, 403, 200)),
-    "revoke token": ("DELETE", "/v1/tokens/{fresh_token}", None, _row(403, 403, 403, 403, 403, 204)),
-    "metrics": ("GET", "/metrics", None, _row(403, 403, 403, 200, 200, 200)),
+    "list tokens": ("GET", "/v1/tokens", None, _row(403, 403, 403, 403, 403, 200, 403)),
+    "read token": ("GET", "/v1/tokens/{token_id}", None, _row(403, 403, 403, 403, 403, 200, 403)),
+    "revoke token": ("DELETE", "/v1/tokens/{fresh_token}", None, _row(403, 403, 403, 403, 403, 204, 403)),
+    "metrics": ("GET", "/metrics", None, _row(403, 403, 403, 200, 200, 200, 200)),
     "readyz": ("GET", "/readyz", None, (200,) * len(CASES)),
     "healthz": ("GET", "/healthz", None, (200,) * len(CASES)),
-    "no such path": ("GET", "/nope", None, _row(404, 404, 404, 404, 404, 404)),
+    "no such path": ("GET", "/nope", None, _row(404, 404, 404, 404, 404, 404, 404)),
 }
 
 
@@ -165,6 +178,7 @@ async def prepare(client: httpx.AsyncClient) -> Setup:
         "read_all": await create_token(client, [("", "read")]),
         "write_all": await create_token(client, [("", "write")]),
         "admin": await create_token(client, [("", "admin")]),
+        "metrics": await create_token(client, [("", "metrics")]),
     }
     holder = bearer(str((await create_token(client, [("app/", "write")]))["token"]))
     setup.token_id = str(tokens["read"]["id"])

@@ -116,7 +116,9 @@ def test_a_revision_out_of_the_history_is_410_history_compacted() -> None:
             assert oldest > 3
             assert body == {
                 "error": "history_compacted",
-                "message": f"that revision is no longer retained; the oldest available is {oldest}",
+                "message": f"that revision is no longer retained; the oldest available is {oldest}: ask for revision "
+                f"{oldest} or later (start_revision={oldest} for a watch), or read without a revision for the current "
+                "state; more history is kept with a larger TUCO_HISTORY_MAX_BYTES",
                 "oldest_revision": oldest,
             }
         await service.aclose()
@@ -132,16 +134,23 @@ def test_a_revision_out_of_the_history_is_410_history_compacted() -> None:
         ({"limit": "ten"}, "invalid_parameter", "limit must be a whole number from 1 to 1000"),
         ({"keys_only": "maybe"}, "invalid_parameter", "keys_only must be true or false"),
         ({"prefix": "\udcff"}, "invalid_parameter", "prefix is not valid UTF-8 after percent-decoding"),
-        ({"page_token": "garbage"}, "invalid_page_token", "the page token is not one this server issued"),
+        (
+            {"page_token": "garbage"},
+            "invalid_page_token",
+            "the page token is not one this server issued: send next_page_token as it came, or start the listing "
+            "again without page_token",
+        ),
         (
             {"page_token": encode_page_token(99, "a1", "")},
             "invalid_page_token",
-            "the page token is for a revision this server has not reached",
+            "the page token is for a revision this server has not reached (another server's, or one restored from "
+            "an older backup): start the listing again without page_token",
         ),
         (
             {"prefix": "b", "page_token": encode_page_token(0, "a1", "a")},
             "invalid_page_token",
-            "the page token belongs to a listing of another prefix",
+            "the page token belongs to a listing of another prefix: send the prefix it was issued for, or start the "
+            "listing again without page_token",
         ),
     ],
 )

@@ -9,7 +9,7 @@ from tuco.http.routes import ALIAS, KEEPALIVE, KEY, LEASE, ROUTES, TOKEN, Target
 def test_match_takes_the_key_fast_path_then_fixed_paths_then_resources_then_the_alias() -> None:
     """/v1/key/{k} first, fixed paths by lookup, a lease's and a token's paths, every other segment the alias."""
     assert match(b"/v1/key/a%2Fb") == (KEY, b"a%2Fb")
-    assert match(b"/v1/key/a/b") == (None, b"")
+    assert match(b"/v1/key/a/b") == (KEY, b"a/b")
     assert match(b"/v1/leases")[0] is not None and match(b"/v1/leases")[0].pattern == "/v1/leases"  # type: ignore[union-attr]
     assert match(b"/v1/leases/12") == (LEASE, b"12")
     assert match(b"/v1/leases/12/keepalive") == (KEEPALIVE, b"12")

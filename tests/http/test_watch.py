@@ -120,7 +120,9 @@ def test_a_start_older_than_the_history_is_410_with_the_oldest_revision(front_en
             if method == "GET":
                 assert response.json() == {
                     "error": "history_compacted",
-                    "message": f"that revision is no longer retained; the oldest available is {oldest}",
+                    "message": f"that revision is no longer retained; the oldest available is {oldest}: "
+                    f"ask for revision {oldest} or later (start_revision={oldest} for a watch), or read without a "
+                    "revision for the current state; more history is kept with a larger TUCO_HISTORY_MAX_BYTES",
                     "oldest_revision": oldest,
                 }
         async with client.stream("GET", "/v1/watch", params={"start_revision": str(oldest + 1)}) as response:

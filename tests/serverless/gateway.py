@@ -30,20 +30,20 @@ def make_event(
     event: dict[str, Any] = copy.deepcopy(SAMPLES[fmt])
     text = base64.b64encode(body).decode() if binary else body.decode()
     sent = dict(headers or {})
-    key = unquote(path[len("/v1/key/") :]) if path.startswith("/v1/key/") and "/" not in path[8:] else None
+    key = unquote(path[len("/v1/key/") :]) if path.startswith("/v1/key/") else None  # the greedy {key+}
     if fmt == "2.0":
         event["rawPath"] = path
         event["rawQueryString"] = query
         event["requestContext"]["http"]["method"] = method
         event["requestContext"]["http"]["path"] = unquote(path)
-        event["routeKey"] = event["requestContext"]["routeKey"] = f"{method} {'/v1/key/{key}' if key else path}"
+        event["routeKey"] = event["requestContext"]["routeKey"] = f"{method} {'/v1/key/{key+}' if key else path}"
         event["headers"] = {**event["headers"], **{name.lower(): value for name, value in sent.items()}}
         event["headers"]["content-length"] = str(len(body))
     else:
         event["httpMethod"] = event["requestContext"]["httpMethod"] = method
         event["path"] = unquote(path)
         event["requestContext"]["path"] = "/prod" + unquote(path)
-        event["resource"] = event["requestContext"]["resourcePath"] = "/v1/key/{key}" if key else path
+        event["resource"] = event["requestContext"]["resourcePath"] = "/v1/key/{key+}" if key else path
         pairs = parse_qsl(query, keep_blank_values=True)
         event["queryStringParameters"] = dict(pairs) or None
         multi: dict[str, list[str]] = {}

@@ -151,6 +151,33 @@ def test_per_method_functions_answer_their_method_only(containers: MakeContainer
         serverless._container = None
 
 
+def test_a_key_with_slashes_round_trips_through_the_greedy_route_and_the_raw_path(
+    containers: MakeContainer, fmt: str
+) -> None:
+    """PUT by /v1/key/{key+} (the gateway decodes a/b/c), GET by %2F, by the per-method get_key and, with no path
+    parameter (a proxy route), by the raw path /v1/key/a/b/c: one key; a raw ../ segment is 400 there too."""
+    fn = containers()
+    assert fn.invoke(make_event(fmt, "PUT", "/v1/key/a/b/c", b"v"))["statusCode"] == 201
+    assert body_of(fn.invoke(make_event(fmt, "GET", "/v1/key/a%2Fb%2Fc"))) == b"v"
+    serverless._container = fn
+    try:
+        assert body_of(serverless.get_key(make_event(fmt, "GET", "/v1/key/a/b/c"), None)) == b"v"
+    finally:
+        serverless._container = None
+    if fmt == "2.0":
+        proxied = make_event(fmt, "GET", "/v1/key/a/b/c")
+        proxied["pathParameters"] = None
+        got = fn.invoke(proxied)
+        assert (got["statusCode"], body_of(got)) == (200, b"v")
+        dotted = make_event(fmt, "GET", "/v1/key/a/../b")
+        dotted["pathParameters"] = None
+        refused = fn.invoke(dotted)
+        assert (refused["statusCode"], _error(refused)) == (400, "invalid_key")
+    escaped = make_event(fmt, "PUT", "/v1/key/x%2F%2E%2E", b"dots")  # the gateway hands over "x/.."
+    assert fn.invoke(escaped)["statusCode"] == 201
+    assert body_of(fn.invoke(make_event(fmt, "GET", "/v1/key/x%2F%2E%2E"))) == b"dots"
+
+
 def test_warm_invocations_reuse_the_pool_and_read_the_database(containers: MakeContainer, fmt: str) -> None:
     """One service and pool serve every invocation; without a staleness bound each read asks the database."""
     writer = containers()

@@ -121,3 +121,7 @@ def test_book_session_binary_values_and_errors_through_the_emulated_gateway(gate
         assert http.delete("/v1/key/key-a").status_code == 200  # delete_key, payload 2.0
         gone = http.get("/v1/key/key-a")
         assert (gone.status_code, gone.json()["error"]) == (404, "no_such_key")
+        path = http.put("/v1/key/app/config", content=b"p")  # put_key through the greedy /v1/key/{key+}
+        assert path.status_code == 201
+        assert http.get("/v1/key/app%2Fconfig").content == b"p"  # get_key, the same key by %2F
+        assert http.delete("/v1/key/app/config").status_code == 200

@@ -99,8 +99,11 @@ def token() -> None:
 
 def _grant_of(text: str) -> Grant:
     prefix, sep, permission = text.rpartition("=")
-    if not sep or permission not in ("read", "write", "admin"):
-        usage(f"--grant takes PREFIX=read, PREFIX=write or PREFIX=admin (='' for every key), not {text!r}")
+    if not sep or permission not in ("read", "write", "admin", "metrics"):
+        usage(
+            "--grant takes PREFIX=read, PREFIX=write or PREFIX=admin (='' for every key), "
+            f"or =metrics (/metrics only, no key), not {text!r}"
+        )
     return Grant(prefix, permission)
 
 

@@ -71,8 +71,13 @@ class Access:
 
 
 class Permission(enum.IntEnum):
-    """What a grant allows on its prefix; each level implies the ones below it."""
+    """What a grant allows on its prefix; each level implies the ones below it.
 
+    ``METRICS`` is below every key permission: it reads ``/metrics`` and no key, so a scraper's token
+    learns nothing stored. It is granted on every key (prefix ""), as read on every key implies it.
+    """
+
+    METRICS = 0
     READ = 1
     WRITE = 2
     ADMIN = 3
@@ -247,7 +252,7 @@ def _stored_identity(name: str) -> str:
 
 
 def permission_of(label: object) -> Permission | None:
-    """``read``, ``write`` or ``admin`` as a Permission; None for anything else."""
+    """``metrics``, ``read``, ``write`` or ``admin`` as a Permission; None for anything else."""
     return _BY_LABEL.get(label) if isinstance(label, str) else None
 
 

@@ -39,7 +39,7 @@ class Target(enum.Enum):
     ALL = "all"
     """Every key (admin on "": the tokens)."""
     METRICS = "metrics"
-    """Read on every key, unless TUCO_METRICS_PUBLIC."""
+    """The metrics permission (read on every key implies it), unless TUCO_METRICS_PUBLIC."""
 
 
 class Operation(NamedTuple):

@@ -159,7 +159,13 @@ def path_param(name: str, description: str, schema: Schema) -> Schema:
 
 
 _SEGMENT: Schema = {"type": "string", "minLength": 1}
-KEY_PARAM = path_param("key", "One percent-decoded path segment: any non-empty UTF-8 (write / as %2F).", _SEGMENT)
+KEY_PARAM = path_param(
+    "key",
+    "The key: the rest of the path, percent-decoded once, so /v1/key/app/config and /v1/key/app%2Fconfig both "
+    "name app/config. An empty, . or .. segment is refused (400 invalid_key: proxies rewrite them); a key that "
+    "has one is sent with its / as %2F and its dots as %2E. Any non-empty UTF-8.",
+    _SEGMENT,
+)
 TOKEN_PARAM = path_param("id", "A token's id (the part after tuco_ and before the secret).", _SEGMENT)
 LEASE_PARAM = path_param("id", "A lease id: the revision of its grant.", {"type": "string", "pattern": "^[0-9]+$"})
 
@@ -279,7 +285,7 @@ def components() -> Schema:
                 "required": ["prefix", "permission"],
                 "properties": {
                     "prefix": {"type": "string"},
-                    "permission": {"type": "string", "enum": ["read", "write", "admin"]},
+                    "permission": {"type": "string", "enum": ["read", "write", "admin", "metrics"]},
                 },
             },
             "TokenRequest": {

@@ -108,7 +108,7 @@ def bad_request(message: str) -> Response:
 
 def value_too_large(limit: int) -> Response:
     """The 413 answer, shared by every front end."""
-    return error_answer(ValueTooLargeError(f"the value is over the {limit}-byte limit"))
+    return error_answer(ValueTooLargeError.over(limit))
 
 
 RETRY_SOON: Headers = ((b"Retry-After", b"1"),)
@@ -127,7 +127,13 @@ DUPLICATE_LENGTH = bad_request("more than one Content-Length header")
 AMBIGUOUS_LENGTH = bad_request("both Content-Length and Transfer-Encoding are present")
 BAD_TRANSFER_CODING = error_answer(UnsupportedTransferCodingError("only the chunked transfer coding is supported"))
 BAD_EXPECTATION = error_answer(ExpectationFailedError("only 'Expect: 100-continue' is supported"))
-NOT_FOUND_PATH = error_answer(NotFoundError("no such resource; keys live under /v1/key/{key}"))
+NOT_FOUND_PATH = error_answer(
+    NotFoundError(
+        "no such resource: a key is /v1/key/{key}, where the rest of the path is the key (/v1/key/app/config "
+        "is the key app/config, as /v1/key/app%2Fconfig is); the book's /v1/{key} takes one segment only; "
+        "every route is in /v1/openapi.json"
+    )
+)
 NO_SUCH_KEY = error_answer(NoSuchKeyError())
 NOT_READY = json_response(503, {"ready": False})
 UNAUTHORIZED = error_answer(

@@ -29,6 +29,7 @@ from tuco.http.handlers.listing import list_page_now, list_page_through
 from tuco.http.handlers.status import readiness_summary
 from tuco.http.messages import NO_ROUTE, Answer, Deferred, Headers, Request, Response
 from tuco.http.params import (
+    KEY_NOT_UTF8,
     decode_key,
     decode_page_token,
     encode_page_token,
@@ -44,6 +45,7 @@ __all__ = ["Answer", "KeyValueAPI", "decode_key", "decode_page_token", "encode_p
 
 
 _NOT_FOUND_PATH = NOT_FOUND_PATH
+_DOTS = (b".", b"..")  # refused by decode_key, as segments proxies resolve away
 _PHASE_STARTING = Phase.STARTING  # a module constant: reading an Enum member off its class costs a descriptor call
 
 
@@ -117,7 +119,7 @@ class KeyValueAPI:
                     except (UnicodeDecodeError, InvalidKeyError):
                         return guard.handle(request)  # type: ignore[union-attr]  # set with the method
                     if not key.startswith(verified.reads):
-                        return guard.refuse(request, verified.record)  # type: ignore[union-attr]
+                        return guard.refuse(request, verified.record, key)  # type: ignore[union-attr]
                     request.caller = verified.record
                     return self._key(request, segment)
         return guard.handle(request)  # type: ignore[union-attr]
@@ -131,11 +133,7 @@ class KeyValueAPI:
         the guard's, which matches, authenticates, authorizes and then calls :meth:`dispatch` the same way)."""
         path = request.path
         if path.startswith(b"/v1/key/"):  # the hot path, matched as routes.match would
-            segment = path[8:]
-            if b"/" not in segment:
-                return self._key(request, segment)
-            request.route = NO_ROUTE
-            return _NOT_FOUND_PATH
+            return self._key(request, path[8:])
         route, segment = match(path)
         request.route = route.pattern if route is not None else NO_ROUTE
         return self.dispatch(request, route, segment)
@@ -168,9 +166,10 @@ class KeyValueAPI:
         if service.phase is _PHASE_STARTING:
             return STARTING
         try:
-            key = segment.decode() if segment and b"%" not in segment else decode_key(segment)
+            plain = segment and b"%" not in segment and b"/" not in segment and segment not in _DOTS
+            key = segment.decode() if plain else decode_key(segment)
         except UnicodeDecodeError:
-            return error_answer(InvalidKeyError("the key is not valid UTF-8 after percent-decoding"))
+            return error_answer(InvalidKeyError(KEY_NOT_UTF8))
         except InvalidKeyError as exc:
             return error_answer(exc)
         if read:

@@ -10,8 +10,8 @@ with one ``request_denied`` audit line. It never answers a route itself. What
 each route needs:
 
 - ``/healthz``: nothing, ever. ``/readyz``: nothing for ``{"ready": ...}``; read
-  on every key ("" prefix) for the details. ``/metrics``: read on "" (or
-  ``TUCO_METRICS_PUBLIC=true``).
+  on every key ("" prefix) for the details. ``/metrics``: the ``metrics`` permission
+  (a scraper's token: no key), which read on "" implies (or ``TUCO_METRICS_PUBLIC=true``).
 - a key: read for GET and HEAD, write for PUT and DELETE, by the key's prefix.
 - ``/v1/keys`` and ``/v1/watch``: read on the whole prefix asked for (or the
   key watched), so a listing or a watch never shows a key outside the grants.
@@ -47,15 +47,8 @@ from tuco.core.tokens import (
     parse_bearer,
     parse_token,
 )
-from tuco.errors import (
-    TucoError,
-)
-from tuco.http.answers import (
-    CERTIFICATE_EXPIRED,
-    FORBIDDEN,
-    INVALID_TOKEN,
-    UNAUTHORIZED,
-)
+from tuco.errors import ForbiddenError, TucoError
+from tuco.http.answers import CERTIFICATE_EXPIRED, INVALID_TOKEN, UNAUTHORIZED, error_answer
 from tuco.http.audit import audit_denied
 from tuco.http.messages import NO_ROUTE, Answer, Deferred, Request, Response, StreamResponse
 from tuco.http.params import decode_key
@@ -73,11 +66,11 @@ BOOTSTRAP_ID = "bootstrap"
 _BOOTSTRAP = TokenRecord(BOOTSTRAP_ID, "the bootstrap token (TUCO_BOOTSTRAP_TOKEN)", (Grant("", Permission.ADMIN),))
 _UNAUTHORIZED = UNAUTHORIZED
 _INVALID_TOKEN = INVALID_TOKEN
-_FORBIDDEN = FORBIDDEN
 _GET = b"GET"
 _HEAD = b"HEAD"
 _PUT = b"PUT"
 _DELETE = b"DELETE"
+_METRICS = Permission.METRICS
 _READ = Permission.READ
 _WRITE = Permission.WRITE
 _ADMIN = Permission.ADMIN
@@ -119,11 +112,7 @@ class Guard:
             segment = path[8:]
             authorization = request.authorization
             verified = self._verified.get(authorization) if authorization is not None else None
-            if (
-                verified is not None
-                and b"/" not in segment
-                and (not verified.expires_at or verified.expires_at > self._now())
-            ):
+            if verified is not None and (not verified.expires_at or verified.expires_at > self._now()):
                 writes = _WRITES.get(request.method)
                 if writes is None:
                     return self._dispatch(request, KEY, segment)  # 405
@@ -132,16 +121,14 @@ class Guard:
                 except (UnicodeDecodeError, TucoError):
                     return self._dispatch(request, KEY, segment)  # 400
                 if not key.startswith(verified.writes if writes else verified.reads):
-                    return self._forbidden(request, verified.record)
+                    return self._forbidden(request, verified.record, _WRITE if writes else _READ, key)
                 request.caller = verified.record
                 if request.query:  # a PUT ?lease= acts on a lease (its owner is the service's); a GET may wait
                     request.principal = verified.principal
                     if not writes:
                         return self._when_answered(self._dispatch(request, KEY, segment), request, verified.record)
                 return self._dispatch(request, KEY, segment)
-            route: Route | None = KEY if b"/" not in segment else None
-            if route is None:
-                request.route = NO_ROUTE
+            route: Route | None = KEY
         else:
             route, segment = match(path)
             request.route = route.pattern if route is not None else NO_ROUTE
@@ -161,7 +148,7 @@ class Guard:
                 return self._dispatch(request, route, segment)  # 400: no key, nothing to authorize
             record: TokenRecord = principal  # type: ignore[assignment]  # str ruled out above
             if not allows(record.grants, key, need):
-                return self._forbidden(request, record)
+                return self._forbidden(request, record, need, key)
             request.caller = record
             if request.query:  # a PUT ?lease= acts on a lease (its owner is the service's); a GET may wait
                 request.principal = record.principal
@@ -287,16 +274,16 @@ class Guard:
             except (UnicodeDecodeError, TucoError):
                 return self._dispatch(request, route, segment)  # 400
             if not allows(grants, prefix, _READ):
-                return self._forbidden(request, record)
+                return self._forbidden(request, record, _READ, prefix, prefixed=True)
             request.principal = record.principal  # a watch counts against its principal's share
             return self._while_valid(self._dispatch(request, route, segment), record, request)
         if target is Target.METRICS:
-            if not allows(grants, "", _READ):
-                return self._forbidden(request, record)
+            if not allows(grants, "", _METRICS):
+                return self._forbidden(request, record, _METRICS)
             return self._dispatch(request, route, segment)
         if target is Target.ALL:
             if not allows(grants, "", _ADMIN):
-                return self._forbidden(request, record)
+                return self._forbidden(request, record, _ADMIN, "", prefixed=True)
             return self._while_valid(self._dispatch(request, route, segment), record, request)  # a snapshot streams
         if target is Target.LEASE or target is Target.SOME:
             return self._lease(request, route, segment, record)  # type: ignore[arg-type]  # set with the target
@@ -311,7 +298,7 @@ class Guard:
             need = _READ if request.method in (_GET, _HEAD) else _WRITE
         grants = record.grants
         if not allows_any(grants, need):
-            return self._forbidden(request, record)
+            return self._forbidden(request, record, need, None)
         request.principal = record.principal
         return self._dispatch(request, route, segment)
 
@@ -323,13 +310,17 @@ class Guard:
             return CERTIFICATE_EXPIRED
         return _UNAUTHORIZED if reason in ("missing", "ambiguous_certificate") else _INVALID_TOKEN
 
-    def refuse(self, request: Request, record: TokenRecord) -> Response:
-        """403 for a valid credential without the grant, with its audit line."""
-        return self._forbidden(request, record)
+    def refuse(self, request: Request, record: TokenRecord, key: str) -> Response:
+        """403 for a valid credential without read on ``key``, with its audit line."""
+        return self._forbidden(request, record, _READ, key)
 
-    def _forbidden(self, request: Request, record: TokenRecord) -> Response:
+    def _forbidden(
+        self, request: Request, record: TokenRecord, need: Permission, on: str | None = "", *, prefixed: bool = False
+    ) -> Response:
+        """403 naming the grant the request needs and the ones the token has (``on``: a key, a prefix
+        with ``prefixed``, None for any prefix; the metrics permission is on nothing)."""
         self._audit_denied(request, record.id, "no_grant")
-        return _FORBIDDEN
+        return error_answer(ForbiddenError(forbidden_message(record.grants, need, on, prefixed)))
 
     def _audit_denied(self, request: Request, token: str | None, reason: str) -> None:
         audit_denied(request, token, reason)
@@ -396,6 +387,36 @@ def _token_id(request: Request) -> str | None:
     credential = parse_bearer(header) if header is not None else None
     parsed = parse_token(credential) if credential is not None else None
     return parsed[0] if parsed is not None else None
+
+
+_SHOWN_GRANTS = 8
+_SHOWN_CHARS = 80
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
+
+
+def _grant_words(grant: Grant) -> str:
+    if grant.permission is _METRICS:
+        return "metrics"
+    return f"{grant.permission.label} on " + (f"{_shown(grant.prefix)}*" if grant.prefix else "every key")
+
+
+def forbidden_message(grants: tuple[Grant, ...], need: Permission, on: str | None, prefixed: bool = False) -> str:
+    """What a 403 says: the permission needed and on what, then what the token has (so the fix is plain)."""
+    if need is _METRICS:
+        wanted = 'metrics (a grant {"permission": "metrics"}, or read on every key)'
+    elif on is None:
+        wanted = f"{need.label} on some prefix"
+    elif not on and prefixed:
+        wanted = f'{need.label} on every key (prefix "")'
+    else:
+        wanted = f"{need.label} on {_shown(on)}" + ("*" if prefixed else "")
+    has = ", ".join(_grant_words(grant) for grant in grants[:_SHOWN_GRANTS]) or "no grants"
+    if len(grants) > _SHOWN_GRANTS:
+        has += f" and {len(grants) - _SHOWN_GRANTS} more"
+    return f"the request needs {wanted}; the token has {has}. Ask an admin for a token with that grant"
 
 
 def _decoded(segment: bytes) -> str:

@@ -26,6 +26,7 @@ from tuco.http.messages import Request
 __all__ = [
     "DEFAULT_PAGE_LIMIT",
     "DEFAULT_WAIT_SECONDS",
+    "KEY_NOT_UTF8",
     "MAX_PAGE_LIMIT",
     "MAX_WAIT_SECONDS",
     "bounded",
@@ -45,6 +46,13 @@ __all__ = [
     "wants_consistent",
     "watch_params",
 ]
+
+_DOT_SEGMENTS = (b".", b"..")
+_FOREIGN_TOKEN = (
+    "the page token is not one this server issued: send next_page_token as it came, or start the listing again "
+    "without page_token"
+)
+KEY_NOT_UTF8 = "the key is not valid UTF-8 after percent-decoding: percent-encode the key's UTF-8 bytes (%C3%A9 for é)"
 
 _TTL = re.compile(rb"(\d{1,12}(?:\.\d{1,3})?)(ms|s|m|h|d)?")
 _TTL_UNITS_MS = {b"ms": 1, b"s": 1000, b"m": 60_000, b"h": 3_600_000, b"d": 86_400_000, None: 1000}
@@ -133,7 +141,7 @@ def decode_page_token(token: bytes) -> tuple[int, str, str]:
         raw = base64.urlsafe_b64decode(token + b"=" * (-len(token) % 4))
         version, revision, last_key, prefix = json.loads(raw)
     except (binascii.Error, ValueError, TypeError, RecursionError):  # RecursionError: nested past the parser
-        raise InvalidPageTokenError("the page token is not one this server issued") from None
+        raise InvalidPageTokenError(_FOREIGN_TOKEN) from None
     if (
         version != _TOKEN_VERSION
         or type(revision) is not int
@@ -141,7 +149,7 @@ def decode_page_token(token: bytes) -> tuple[int, str, str]:
         or not isinstance(last_key, str)
         or not isinstance(prefix, str)
     ):
-        raise InvalidPageTokenError("the page token is not one this server issued")
+        raise InvalidPageTokenError(_FOREIGN_TOKEN)
     return revision, last_key, prefix
 
 
@@ -207,14 +215,35 @@ def precondition_of(request: Request) -> Precondition | None:
 
 
 def decode_key(segment: bytes) -> str:
-    """Percent-decode one path segment into a key (the length limit is the service's, on writes)."""
+    """Percent-decode the rest of a key path into a key, once (the length limit is the service's, on writes).
+
+    ``a/b`` and ``a%2Fb`` name the same key. An empty segment and a ``.`` or ``..`` segment, as sent, are
+    refused: proxies and clients merge slashes and resolve dot segments, so the key that would reach the
+    store is not the one the caller typed; escaped (``%2F``, ``%2E``) they are the key's own bytes.
+    """
+    if b"/" in segment or segment in _DOT_SEGMENTS:
+        _check_segments(segment)
     raw = unquote_to_bytes(segment) if b"%" in segment else segment
     if not raw:
-        raise InvalidKeyError("the key is empty")
+        raise InvalidKeyError("the key is empty: put it after /v1/key/, e.g. /v1/key/app/config")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidKeyError("the key is not valid UTF-8 after percent-decoding") from None
+        raise InvalidKeyError(KEY_NOT_UTF8) from None
+
+
+def _check_segments(path: bytes) -> None:
+    for part in path.split(b"/"):
+        if not part:
+            raise InvalidKeyError(
+                "the key path has an empty segment (a leading, doubled or trailing /), which proxies merge or drop; "
+                "send each / of such a key as %2F, e.g. /v1/key/a%2F%2Fb"
+            )
+        if part in _DOT_SEGMENTS:
+            raise InvalidKeyError(
+                f"the key path has a {part.decode()!r} segment, which proxies and clients resolve away; "
+                "send its dots as %2E, e.g. /v1/key/a/%2E%2E/b"
+            )
 
 
 def parse_ttl(raw: bytes, max_ms: int) -> int:

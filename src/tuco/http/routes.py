@@ -1,9 +1,12 @@
 """The declared routes of the API and how a path finds one.
 
-Fixed paths are found by one dict lookup; then ``/v1/key/{key}``; then the
-reserved names under ``/v1/`` (resources, never keys); last the book's
-``/v1/{key}`` alias, which serves every other single segment. A key whose
-name is reserved stays reachable at ``/v1/key/{name}``.
+``/v1/key/{key}`` first, whose key is the rest of the path (``/v1/key/app/config``
+is the key ``app/config``, as ``/v1/key/app%2Fconfig`` is); then fixed paths, by
+one dict lookup; then the reserved names under ``/v1/`` (resources, never keys);
+last the book's ``/v1/{key}`` alias, which serves every other single segment. A
+key whose name is reserved stays reachable at ``/v1/key/{name}``. Any route's
+``{key}`` parameter takes every segment it spans, so a new route under a key
+(``/v1/history/{key}``) needs no matching of its own.
 
 Each operation also declares what the OpenAPI document says of it (its summary
 and id, parameters, body, answers, and the error classes it answers), built with
@@ -191,6 +194,7 @@ _DECLARED: tuple[Route, ...] = (
         reads(
             "status.metrics",
             Target.METRICS,
+            Permission.METRICS,
             needs_serving=False,
             head="Metrics, without the body",
             summary="Prometheus metrics",
@@ -447,7 +451,8 @@ RESERVED: tuple[str, ...] = tuple(
 
 _ALIAS_PARAM: Schema = {
     **KEY_PARAM,
-    "description": "As for /v1/key/{key}, but not one of the reserved names (those are resources).",
+    "description": "As for /v1/key/{key}, but one path segment only (a / in the key is sent as %2F) and not one "
+    "of the reserved names (those are resources).",
     "schema": {"type": "string", "minLength": 1, "not": {"enum": list(RESERVED)}},
 }
 ALIAS = route("/v1/{key}", key_operations("keys.key", "Alias"), (_ALIAS_PARAM,))
@@ -458,13 +463,15 @@ ROUTES: tuple[Route, ...] = (*_DECLARED, ALIAS)
 _FIXED: dict[bytes, Route] = {route.pattern.encode(): route for route in ROUTES if "{" not in route.pattern}
 
 
-def _parted(route: Route) -> tuple[bytes, bytes, Route]:
-    """A pattern with one parameter as what comes before it and after it: ``/v1/leases/{id}/keepalive``."""
+def _parted(route: Route) -> tuple[bytes, bytes, bool, Route]:
+    """A pattern with one parameter as what comes before it and after it (``/v1/leases/{id}/keepalive``), and
+    whether the parameter is a key: a ``{key}`` takes every segment between (``/v1/keys/a/b/ttl`` is ``a/b``)."""
     before, _, rest = route.pattern.partition("{")
-    return before.encode(), rest.partition("}")[2].encode(), route
+    name, _, after = rest.partition("}")
+    return before.encode(), after.encode(), name == "key", route
 
 
-_NESTED: tuple[tuple[bytes, bytes, Route], ...] = tuple(
+_NESTED: tuple[tuple[bytes, bytes, bool, Route], ...] = tuple(
     _parted(route) for route in ROUTES if "{" in route.pattern and route is not KEY and route is not ALIAS
 )
 
@@ -472,20 +479,20 @@ _NESTED: tuple[tuple[bytes, bytes, Route], ...] = tuple(
 def match(path: bytes) -> tuple[Route | None, bytes]:
     """The route for ``path`` and its parameter's raw segment (a key, an id); ``(None, b"")`` for no route.
 
-    The key route first (nearly every request), then the fixed paths, then the alias for any other
-    single segment under /v1/, then the routes with a parameter inside the path (one segment, never empty).
+    The key route first (nearly every request: the rest of the path is the key, slashes and all, as in
+    Consul's ``/v1/kv/``), then the fixed paths, then the alias for any other single segment under /v1/,
+    then the routes with a parameter inside the path (never empty; one segment unless it is a ``{key}``).
     """
     if path.startswith(b"/v1/key/"):
-        segment = path[8:]
-        return (KEY, segment) if b"/" not in segment else (None, b"")
+        return KEY, path[8:]
     fixed = _FIXED.get(path)
     if fixed is not None:
         return fixed, b""
     if path.startswith(b"/v1/") and b"/" not in path[4:]:
         return ALIAS, path[4:]
-    for before, after, nested in _NESTED:
+    for before, after, key, nested in _NESTED:
         if path.startswith(before) and path.endswith(after) and len(path) > len(before) + len(after):
             segment = path[len(before) : len(path) - len(after)]
-            if b"/" not in segment:
+            if key or b"/" not in segment:
                 return nested, segment
     return None, b""

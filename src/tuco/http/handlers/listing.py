@@ -18,6 +18,12 @@ from tuco.service import Service
 __all__ = ["list_keys", "list_page_now", "list_page_through", "render_page"]
 
 
+_AHEAD = (
+    "the page token is for a revision this server has not reached (another server's, or one restored from an "
+    "older backup): start the listing again without page_token"
+)
+
+
 def render_page(page: Page, prefix: str, limit: int, keys_only: bool) -> Response:
     """The JSON of one page; ``page`` holds one item more than ``limit`` when more follow."""
     items = page.items
@@ -62,7 +68,10 @@ def list_keys(ctx: Context, request: Request, segment: bytes) -> Answer:
         if token:
             revision, after, token_prefix = decode_page_token(token)
             if token_prefix != prefix:
-                raise InvalidPageTokenError("the page token belongs to a listing of another prefix")
+                raise InvalidPageTokenError(
+                    "the page token belongs to a listing of another prefix: send the prefix it was issued for, or "
+                    "start the listing again without page_token"
+                )
         else:
             after = None
             revision = revision_param(request, b"revision") if request.param(b"revision") is not None else None
@@ -90,7 +99,7 @@ def list_page_now(
     """One page from the keys in memory."""
     if revision is not None and revision > service.revision:
         # Still ahead after catching up: another server's token (or another store's) cannot be served here.
-        return error_answer(InvalidPageTokenError("the page token is for a revision this server has not reached"))
+        return error_answer(InvalidPageTokenError(_AHEAD))
     try:
         page = service.page(prefix, after=after, limit=limit + 1, revision=revision)
     except HistoryCompactedError as exc:
@@ -104,7 +113,7 @@ async def list_page_through(
 ) -> Response:
     """:func:`list_page_now` for a read-through service: the page is read from the database."""
     if revision is not None and revision > service.revision:
-        return error_answer(InvalidPageTokenError("the page token is for a revision this server has not reached"))
+        return error_answer(InvalidPageTokenError(_AHEAD))
     try:
         page = await service.page_through(prefix, after=after, limit=limit + 1, revision=revision)
     except HistoryCompactedError as exc:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from tuco.core.tokens import Grant, TokenRecord, identity_problem, permission_of
+from tuco.core.tokens import Grant, Permission, TokenRecord, identity_problem, permission_of
 from tuco.errors import InvalidParameterError, LogError, TokenLimitError, TokenNotFoundError, TucoError
 from tuco.http.answers import STARTING, error_answer, json_response, refusal
 from tuco.http.messages import Answer, Request, Response
@@ -149,13 +149,19 @@ def _creation(body: bytes, now: int) -> _Creation:
 
 def _grant(raw: object) -> Grant:
     if not isinstance(raw, Mapping) or set(raw) - {"prefix", "permission"}:
-        raise InvalidParameterError('each grant is {"prefix": "a/", "permission": "read" | "write" | "admin"}')
+        raise InvalidParameterError(
+            'each grant is {"prefix": "a/", "permission": "read" | "write" | "admin"} or {"permission": "metrics"}'
+        )
     prefix = raw.get("prefix", "")
     permission = permission_of(raw.get("permission"))
     if not isinstance(prefix, str) or len(prefix) > 65536 or not _encodable(prefix):
         raise InvalidParameterError('a grant\'s prefix must be a string ("" for every key)')
     if permission is None:
-        raise InvalidParameterError('a grant\'s permission must be "read", "write" or "admin"')
+        raise InvalidParameterError('a grant\'s permission must be "read", "write", "admin" or "metrics"')
+    if permission is Permission.METRICS and prefix:
+        raise InvalidParameterError(
+            f'a metrics grant is for /metrics, not for keys: leave its prefix out (not "{prefix[:64]}")'
+        )
     return Grant(prefix, permission)
 
 
