@@ -35,7 +35,7 @@ class StateMode(enum.StrEnum):
 
 
 class Settings(BaseSettings):
-    """Every setting, its default and its bounds. Field descriptions feed ``--help`` and the README."""
+    """Every setting, its default and its bounds. Field descriptions feed ``--help`` and the configuration page."""
 
     model_config = SettingsConfigDict(env_prefix="TUCO_", extra="forbid", frozen=True)
 

@@ -1,5 +1,5 @@
-"""The README's "Deploy" commands, as the container tests run them (tests/container/test_recipes_in_readme.py
-checks that each one is in the README word for word).
+"""The deployment pages' commands (docs/deployment/), as the container tests run them
+(tests/container/test_recipes_in_docs.py checks that each one is on those pages word for word).
 
 The tests run them in a temporary directory with fresh names: :func:`adapt` swaps the container name, the
 volume, the published port and the image tag, and nothing else.

@@ -1,6 +1,6 @@
 """The ``tuco`` command: run the server, talk to one, inspect and repair a log file.
 
-Exit codes scripts can rely on (README, "Command line"):
+Exit codes scripts can rely on (docs/getting-started.md, the exit code table):
 
 ====  ==========================================================================
 0     success (``lock``, ``elect``: the command's own status)

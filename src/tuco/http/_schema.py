@@ -100,7 +100,7 @@ def _text_header(name: str, description: str) -> dict[str, Schema]:
 _ALLOW = _text_header("Allow", "The methods the path answers.")
 _NO_CREDENTIAL = "{code} (TUCO_AUTH=token): no credential, or a malformed, unknown, revoked or expired one"
 
-# What any request may get before or besides its operation (README, "Errors"): the status is the class's.
+# What any request may get before or besides its operation (docs/concepts.md, "Errors"): the status is the class's.
 COMMON: tuple[Common, ...] = (
     Common(errors.BadRequestError, "BadRequest", "{code} (malformed framing), or the operation's own invalid_* codes"),
     Common(errors.RequestTimeoutError, "RequestTimeout", "{code}: the request was not received in time"),
@@ -173,7 +173,7 @@ _ERROR: Schema = {
     "type": "object",
     "required": ["error", "message"],
     "properties": {
-        "error": {"type": "string", "description": "A stable machine-readable code (see the README's error table)."},
+        "error": {"type": "string", "description": "A stable machine-readable code (docs/concepts.md, Errors)."},
         "message": {"type": "string", "description": "tuco's fixed words for the code; never a traceback."},
         "oldest_revision": {"type": "integer", "description": "With history_compacted: the oldest servable revision."},
         "revision": {"type": "integer", "description": "With revision_ahead: the store's revision."},

@@ -91,7 +91,7 @@ def document() -> Schema:
         "info": {
             "title": "tuco",
             "version": tuco.__version__,
-            "description": "A dependable key-value store service. Errors are JSON {error, message}; see the README. "
+            "description": "A dependable key-value store service. Errors are JSON {error, message} (docs/concepts.md). "
             "Any request may carry an X-Request-Id (1 to 128 visible ASCII characters): its answer echoes it, and the "
             "access log (TUCO_ACCESS_LOG) records it; with the access log on, an answer without one gets a new one.",
         },

@@ -375,7 +375,7 @@ _DECLARED: tuple[Route, ...] = (
             operation_id="getSnapshot",
             answers={
                 "200": {
-                    "description": "The snapshot (format in README, Backup and restore); X-Tuco-Revision is its "
+                    "description": "The snapshot (format in docs/operations/backup.md); X-Tuco-Revision is its "
                     "revision. A stream that ends without the format's trailer was abandoned: take it again",
                     "headers": _REVISION,
                     "content": {"application/vnd.tuco.snapshot": {"schema": {"type": "string", "format": "binary"}}},

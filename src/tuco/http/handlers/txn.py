@@ -1,7 +1,7 @@
 """``POST /v1/txn`` (a transaction) and ``DELETE /v1/keys?prefix=`` (a range delete, a transaction of one).
 
-The body is JSON: ``compare``, ``success`` and ``failure`` lists (see the
-README's API section); values are base64. The route's target is ``SOME`` (a
+The body is JSON: ``compare``, ``success`` and ``failure`` lists (see
+docs/concepts.md, Transactions); values are base64. The route's target is ``SOME`` (a
 read grant on something): every compare and operation is authorized here, on
 its own key or prefix, before anything is queued, so a refusal is a 403 and
 nothing happens.

@@ -1,4 +1,4 @@
-"""The README's "Using tuco from Python" examples run as written against a real server."""
+"""The examples of docs/client.md run as written against a real server, printing what they promise."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ from pathlib import Path
 
 from tests.e2e.process import TucoProcess
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+PAGE = (Path(__file__).resolve().parents[2] / "docs" / "client.md").read_text(encoding="utf-8")
 
 
 def _examples() -> list[str]:
-    section = README.split("## Using tuco from Python", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    return re.findall(r"```python\n(.*?)```", PAGE, flags=re.DOTALL)
 
 
 def test_the_python_examples_run_against_a_server(tuco: Callable[..., TucoProcess], tmp_path: Path) -> None:

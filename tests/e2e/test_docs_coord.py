@@ -1,4 +1,4 @@
-"""The README's "Locks, elections and counters from Python" example runs as written against a real server."""
+"""The example of docs/coordination.md runs as written against a real server, printing what it promises."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ from pathlib import Path
 
 from tests.e2e.process import TucoProcess
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+PAGE = (Path(__file__).resolve().parents[2] / "docs" / "coordination.md").read_text(encoding="utf-8")
 
 
 def test_the_coordination_example_runs_against_a_server(tuco: Callable[..., TucoProcess], tmp_path: Path) -> None:
     """The example exits 0 with TUCO_URL set and prints the leader's proclaimed value, then the counter and ledger."""
     server = tuco()
-    section = README.split("## Locks, elections and counters from Python", 1)[1].split("\n## ", 1)[0]
-    [code] = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    [code] = re.findall(r"```python\n(.*?)```", PAGE, flags=re.DOTALL)
     script = tmp_path / "example.py"
     script.write_text(code)
     result = subprocess.run(
