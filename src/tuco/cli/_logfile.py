@@ -57,7 +57,7 @@ def dump(path: Path, output: str) -> None:
     with _exit_on_log_error(path):
         for batch in reader:
             for event in _writes(batch):  # a transaction's writes, each on a line, at its one revision
-                sequence, type, key, value, create_revision, version, _ = event
+                sequence, type, key, value, create_revision, version, _, _ = event
                 deadline, lease, ttl = event.deadline, event.lease, event.ttl
                 line = f"{sequence}\t{type.name}\t{key!r}\t{value!r}"
                 if type is EventType.PUT:

@@ -189,7 +189,7 @@ class Store:
         The change is recorded in :attr:`history` with the entry it replaced.
         On the write path of every replica, so kept to one unpack and one dict update.
         """
-        sequence, type, key, value, create_revision, version, lifetime = event
+        sequence, type, key, value, create_revision, version, lifetime, _ = event
         if sequence <= self.last_sequence and (sequence < self.last_sequence or not create_revision):
             return False  # (a snapshot's keys one transaction wrote share its revision: each is applied)
         data = self._data
@@ -251,7 +251,7 @@ class Store:
         put = EventType.PUT
         delete = EventType.DELETE
         expiring = self._expiring
-        for sequence, type, key, value, create_revision, version, lifetime in events:
+        for sequence, type, key, value, create_revision, version, lifetime, _ in events:
             if sequence <= last and (sequence < last or not create_revision):
                 continue
             if type is put:

@@ -88,7 +88,7 @@ def sequence_batch(
     decided with ``expiry`` (the applied deadlines and leases) and the clock ``now``.
     """
     if not has_conditions(batch):
-        return [_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None)) for i, m in enumerate(batch)]
+        return [_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None, None)) for i, m in enumerate(batch)]
     if any(map(_expiry_of, batch)):
         if batch[0].txn is not None:  # only transactions in this batch (the group commit cuts batches so)
             return list(
