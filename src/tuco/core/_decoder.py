@@ -39,7 +39,7 @@ from tuco.core._format import (
     MAX_PAYLOAD_BYTES,
 )
 from tuco.core.events import Event, EventType, Lifetime
-from tuco.core.origin import Origin, Reason
+from tuco.core.origin import REASONS, Origin
 from tuco.core.txn import decode_writes
 from tuco.errors import LogFormatError
 
@@ -356,11 +356,12 @@ def _decode_attributed(buf: bytes, body: int, end: int, seq: int, by_length: int
     if inner + _MIN_PAYLOAD > end:
         return f"malformed record (type {_ATTRIBUTED}, by length {by_length})"
     at, reason = _ORIGIN.unpack_from(buf, body)
+    if reason >= len(REASONS):
+        return f"malformed origin (reason {reason})"
     try:
         by = buf[body + _ORIGIN.size : inner].decode()
-        why = Reason(reason)
-    except (UnicodeDecodeError, ValueError):
-        return f"malformed origin (reason {reason})"
+    except UnicodeDecodeError:
+        return "the origin's principal is not valid UTF-8"
     framed = bytes(_FRAME.size) + buf[inner:end]  # the inner payload as if it were framed alone
     _, _, inner_seq, code, key_length = _HEAD.unpack_from(framed, 0)
     if inner_seq != seq or code == _ATTRIBUTED:
@@ -378,7 +379,7 @@ def _decode_attributed(buf: bytes, body: int, end: int, seq: int, by_length: int
         except UnicodeDecodeError:
             return "key is not valid UTF-8"
         decoded = Event(seq, EventType(code), key, framed[key_end:])
-    return decoded._replace(origin=Origin(by, at, why))
+    return decoded._replace(origin=Origin(by, at, reason))
 
 
 class RecordHead(NamedTuple):

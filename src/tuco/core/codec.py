@@ -149,7 +149,7 @@ def encode_record(sequence: int, type: EventType, key: str, value: bytes = b"") 
 
 
 def encode_records(events: Sequence[Event]) -> tuple[list[bytes], bool]:
-    """Frame plain PUT and DELETE events (no deadline) as :func:`encode_record` does, as buffers to write in order.
+    """Frame PUT and DELETE events (no deadline) as :func:`encode_event` does, as buffers to write in order.
 
     A record's bytes are one buffer, except that a value of :data:`SPLIT_VALUE_BYTES`
     or more is a buffer of its own after its record's head (the checksum runs
@@ -162,10 +162,15 @@ def encode_records(events: Sequence[Event]) -> tuple[list[bytes], bool]:
     pack_frame = _FRAME.pack
     crc32 = zlib.crc32
     split = False
+    pack_origin = _ORIGIN.pack
     for event in events:
         key_bytes = event[2].encode("utf-8")
         value = event[3]
         head = pack_payload(event[0], event[1], len(key_bytes)) + key_bytes
+        origin = event[7]
+        if origin is not None:  # wrapped: the attributed head, then the record's own payload
+            by = origin[0].encode("utf-8")
+            head = pack_payload(event[0], _ATTRIBUTED, len(by)) + pack_origin(origin[1], origin[2]) + by + head
         if len(value) < SPLIT_VALUE_BYTES:
             payload = head + value
             append(pack_frame(len(payload), crc32(payload)) + payload)
@@ -205,7 +210,7 @@ def encode_event(event: Event) -> bytes:
 
 def _attributed(event: Event, origin: Origin) -> bytes:
     """Frame an event with its origin: the event's own record's payload, wrapped."""
-    inner = encode_event(event._replace(origin=None))[_FRAME.size :]
+    inner = encode_event(tuple.__new__(Event, (*event[:7], None)))[_FRAME.size :]
     by = origin.by.encode("utf-8")
     payload = _PAYLOAD.pack(event.sequence, _ATTRIBUTED, len(by)) + _ORIGIN.pack(origin.at, origin.reason) + by + inner
     return _FRAME.pack(len(payload), _checksum(payload)) + payload

@@ -27,8 +27,11 @@ CHANGE_OVERHEAD_BYTES = 320
 
 _new = tuple.__new__
 
-Change = tuple[int, int, str, bytes, Any]
-"""A retained change: (revision, type code 1 PUT / 2 DELETE, key, value, the replaced entry or None).
+Change = tuple[int, int, str, bytes, Any, Any]
+"""A retained change: (revision, type code 1 PUT / 2 DELETE, key, value, the replaced entry or None, origin).
+
+The origin (:class:`~tuco.core.origin.Origin`, None where unknown) is who made
+the change; a transaction's writes carry theirs on the group only.
 
 A transaction's writes are one change of code :data:`TXN_CODE` (key ``""``) whose
 last field is the tuple of its writes' changes, all at its revision: a revision
@@ -42,7 +45,12 @@ def flatten(changes: Iterable[Change]) -> Iterator[Change]:
     """The changes with each transaction's replaced by the changes of its writes."""
     for change in changes:
         if change[1] == TXN_CODE:
-            yield from change[4]
+            origin = change[5]
+            if origin is None:
+                yield from change[4]
+            else:
+                for part in change[4]:
+                    yield (part[0], part[1], part[2], part[3], part[4], origin)
         else:
             yield change
 
@@ -93,7 +101,13 @@ class History:
         self._bytes = 0
 
     def record(
-        self, sequence: int, code: int, key: str, value: bytes, previous: tuple[bytes, int, int, int] | None
+        self,
+        sequence: int,
+        code: int,
+        key: str,
+        value: bytes,
+        previous: tuple[bytes, int, int, int] | None,
+        origin: Any = None,
     ) -> None:
         """Keep the change at revision ``sequence`` (the next one) and the entry it replaced.
 
@@ -103,16 +117,16 @@ class History:
         """
         if sequence != self._first + len(self._changes) - self._start:
             self.reset(sequence - 1)  # a gap: nothing before it can be rebuilt
-        self._changes.append((sequence, code, key, value, previous))
+        self._changes.append((sequence, code, key, value, previous, origin))
         self._bytes += CHANGE_OVERHEAD_BYTES + len(key) + (len(previous[0]) if previous is not None else 0)
         if self._bytes > self.max_bytes:
             self._drop_oldest()
 
-    def record_group(self, sequence: int, changes: list[Change]) -> None:
+    def record_group(self, sequence: int, changes: list[Change], origin: Any = None) -> None:
         """Keep a transaction's changes (all at revision ``sequence``, the next one) as one change."""
         if sequence != self._first + len(self._changes) - self._start:
             self.reset(sequence - 1)
-        group = (sequence, TXN_CODE, "", b"", tuple(changes))
+        group = (sequence, TXN_CODE, "", b"", tuple(changes), origin)
         self._changes.append(group)
         self._bytes += _cost(group)
         if self._bytes > self.max_bytes:
@@ -147,7 +161,7 @@ class History:
             raise HistoryCompactedError(self.oldest_revision)
         before: dict[str, Entry | None] = {}
         begin = self._start + (revision + 1 - self._first)
-        for _, code, key, _, previous in flatten(islice(self._changes, begin, None)):
+        for _, code, key, _, previous, _ in flatten(islice(self._changes, begin, None)):
             if code <= 2 and key not in before:  # codes above 2 are lease records: no key changed
                 before[key] = _new(Entry, previous) if previous is not None else None
         return before
@@ -174,6 +188,12 @@ class Group(History):
         self.changes: list[Change] = []
 
     def record(
-        self, sequence: int, code: int, key: str, value: bytes, previous: tuple[bytes, int, int, int] | None
+        self,
+        sequence: int,
+        code: int,
+        key: str,
+        value: bytes,
+        previous: tuple[bytes, int, int, int] | None,
+        origin: Any = None,
     ) -> None:
-        self.changes.append((sequence, code, key, value, previous))
+        self.changes.append((sequence, code, key, value, previous, origin))

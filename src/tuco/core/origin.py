@@ -7,10 +7,19 @@ none (unknown). Pure: the moment is handed in by the log, never read here.
 
 from __future__ import annotations
 
-from enum import IntEnum
 from typing import NamedTuple
 
-__all__ = ["ANONYMOUS", "EXPIRER", "LEASE_REVOKE", "MAX_BY_BYTES", "Origin", "Reason", "clip_by"]
+__all__ = [
+    "ANONYMOUS",
+    "EXPIRER",
+    "LEASE_REVOKE",
+    "MAX_BY_BYTES",
+    "REASONS",
+    "Origin",
+    "Reason",
+    "clip_by",
+    "origin_fields",
+]
 
 ANONYMOUS = "anonymous"
 """The principal of a change made with authentication off."""
@@ -25,8 +34,13 @@ MAX_BY_BYTES = 1024
 """The longest principal name recorded, in UTF-8 bytes: a certificate identity longer than this is cut."""
 
 
-class Reason(IntEnum):
-    """Why a key was deleted. The numbers are written to the log: only ever append new ones."""
+class Reason:
+    """Why a key was deleted. The numbers are written to the log: only ever append new ones.
+
+    Plain ints, not an IntEnum: an enum member is an object the cyclic
+    collector tracks, and the history keeps an origin per change, untracked
+    only while it holds nothing but strings and ints.
+    """
 
     NONE = 0
     """Not a delete (or not known)."""
@@ -35,10 +49,9 @@ class Reason(IntEnum):
     LEASE_REVOKED = 3
     RANGE_DELETE = 4
 
-    @property
-    def label(self) -> str:
-        """The name shown in watch events, the history and the dump (``""`` for NONE)."""
-        return "" if self is Reason.NONE else self.name.lower()
+
+REASONS = ("", "deleted", "expired", "lease_revoked", "range_delete")
+"""The name of each reason by its number, as watch events, the history and the dump show it."""
 
 
 class Origin(NamedTuple):
@@ -50,7 +63,8 @@ class Origin(NamedTuple):
 
     by: str
     at: int
-    reason: Reason = Reason.NONE
+    reason: int = Reason.NONE
+    """A :class:`Reason` number."""
 
 
 def clip_by(name: str) -> str:
@@ -59,3 +73,16 @@ def clip_by(name: str) -> str:
     if len(data) <= MAX_BY_BYTES:
         return name
     return data[:MAX_BY_BYTES].decode("utf-8", errors="ignore")
+
+
+def origin_fields(origin: Origin | None, deleted: bool) -> dict[str, object]:
+    """``by`` and ``at``, and for a delete ``reason`` (``deleted`` unless the origin says otherwise); {} if unknown.
+
+    What watch events, the history and the dump show: additive JSON fields.
+    """
+    if origin is None:
+        return {}
+    fields: dict[str, object] = {"by": origin.by, "at": origin.at}
+    if deleted:
+        fields["reason"] = REASONS[origin.reason] or REASONS[Reason.DELETED]
+    return fields

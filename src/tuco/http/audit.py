@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import structlog
 
+from tuco.core.origin import ANONYMOUS, Origin, Reason, clip_by
 from tuco.core.tokens import Permission, allows
 from tuco.http.messages import Request
 
-__all__ = ["audit_denied", "may"]
+__all__ = ["audit_denied", "may", "origin"]
+
+_ANONYMOUS = Origin(ANONYMOUS, 0)
 
 _audit = structlog.get_logger("tuco.audit")
 
@@ -27,6 +30,17 @@ def may(request: Request, need: Permission, key: str) -> bool:
         return True
     audit_denied(request, caller.id, "no_grant")
     return False
+
+
+def origin(request: Request, reason: int = Reason.NONE) -> Origin:
+    """Who a change made for ``request`` is recorded as: the token's id or the certificate's identity, else anonymous.
+
+    Never the secret: a token is named by its id. The log sets the moment.
+    """
+    caller = request.caller
+    if caller is None:
+        return _ANONYMOUS if reason == Reason.NONE else Origin(ANONYMOUS, 0, reason)
+    return Origin(clip_by(caller.cert or caller.id), 0, reason)
 
 
 def audit_denied(request: Request, token: str | None, reason: str) -> None:
