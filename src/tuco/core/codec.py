@@ -163,14 +163,20 @@ def encode_records(events: Sequence[Event]) -> tuple[list[bytes], bool]:
     crc32 = zlib.crc32
     split = False
     pack_origin = _ORIGIN.pack
+    last_origin = None
+    attributed = b""
     for event in events:
         key_bytes = event[2].encode("utf-8")
         value = event[3]
         head = pack_payload(event[0], event[1], len(key_bytes)) + key_bytes
         origin = event[7]
         if origin is not None:  # wrapped: the attributed head, then the record's own payload
-            by = origin[0].encode("utf-8")
-            head = pack_payload(event[0], _ATTRIBUTED, len(by)) + pack_origin(origin[1], origin[2]) + by + head
+            if origin is not last_origin:  # a batch's writes mostly share one: encoded once
+                last_origin = origin
+                by = origin[0].encode("utf-8")
+                by_length = len(by)
+                attributed = pack_origin(origin[1], origin[2]) + by
+            head = pack_payload(event[0], _ATTRIBUTED, by_length) + attributed + head
         if len(value) < SPLIT_VALUE_BYTES:
             payload = head + value
             append(pack_frame(len(payload), crc32(payload)) + payload)

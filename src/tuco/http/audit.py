@@ -7,6 +7,8 @@ for each one, and a refusal is audited the same way either way.
 
 from __future__ import annotations
 
+import functools
+
 import structlog
 
 from tuco.core.origin import ANONYMOUS, Origin, Reason, clip_by
@@ -39,8 +41,14 @@ def origin(request: Request, reason: int = Reason.NONE) -> Origin:
     """
     caller = request.caller
     if caller is None:
-        return _ANONYMOUS if reason == Reason.NONE else Origin(ANONYMOUS, 0, reason)
-    return Origin(clip_by(caller.cert or caller.id), 0, reason)
+        return _ANONYMOUS if reason == Reason.NONE else _named(ANONYMOUS, reason)
+    return _named(caller.cert or caller.id, reason)
+
+
+@functools.lru_cache(maxsize=1024)
+def _named(by: str, reason: int) -> Origin:
+    """One Origin per principal and reason (bounded): a batch's writes of one principal share it."""
+    return Origin(clip_by(by), 0, reason)
 
 
 def audit_denied(request: Request, token: str | None, reason: str) -> None:

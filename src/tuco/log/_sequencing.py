@@ -95,22 +95,17 @@ def sequence_batch(
         if not any(map(_origin_of, batch)):
             return [_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None, None)) for i, m in enumerate(batch)]
         at = now()
-        return [
-            _new(
-                Event,
-                (
-                    first + i,
-                    m[0],
-                    m[1],
-                    m[2],
-                    0,
-                    0,
-                    None,
-                    None if (o := m[6]) is None else _new(Origin, (o[0], at, o[2])),
-                ),
-            )
-            for i, m in enumerate(batch)
-        ]
+        events: list[Outcome] = []
+        append = events.append
+        last: Origin | None = None
+        stamped: Origin | None = None
+        for i, m in enumerate(batch):  # writes of one principal share one stamped origin (the common case)
+            origin = m[6]
+            if origin is not last:
+                last = origin
+                stamped = None if origin is None else _new(Origin, (origin[0], at, origin[2]))
+            append(_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None, stamped)))
+        return events
     return stamp_origins(batch, _decide(batch, first, mod_revision, expiry, now), now)
 
 
