@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from tuco import _service_metrics
 from tuco._service_leases import LeasesAndTokens
 from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
+from tuco.core.history import Change
 from tuco.core.origin import Origin
 from tuco.core.snapshots import Snapshots, encode_state
 from tuco.core.store import DEFAULT_HISTORY_BYTES, Page, Store
@@ -195,6 +196,10 @@ class Service(LeasesAndTokens):
     def read_at(self, key: str, revision: int) -> tuple[bytes, int, int, int] | None:
         """The key as it was at ``revision`` (None: absent); raises HistoryCompactedError once that is not retained."""
         return self.store.record_at(key, revision)
+
+    def key_history(self, key: str, before: int, limit: int) -> list[Change]:
+        """The retained changes of ``key`` below ``before``, newest first, with who made them."""
+        return self.store.history.changes_of(key, before, limit)
 
     # -- operations ---------------------------------------------------------------
 

@@ -115,3 +115,49 @@ def test_without_authentication_every_change_is_anonymous(tmp_path: Path) -> Non
         ("PUT", "anonymous", None),
         ("DELETE", "anonymous", "deleted"),
     ]
+
+
+@FRONT_ENDS
+def test_the_history_of_a_key_pages_newest_first_with_who_and_410_past_it(front_end: str, tmp_path: Path) -> None:
+    """GET /v1/history/{key}: each change's principal, paged by before; read needed; 410 below the retained history."""
+
+    async def main() -> None:
+        service = secured_service(FileTransactionLog(tmp_path / "tuco.log"), history_bytes=4096)
+        async with served_secured(front_end, service) as client:
+            a_id, a_secret = await _token(client)
+            b_id, b_secret = await _token(client)
+            a, b = bearer(a_secret), bearer(b_secret)
+            first = (await client.put("/v1/key/k%2Fh", content=b"1", headers=a)).headers["etag"].strip('"')
+            second = (await client.put("/v1/key/k%2Fh", content=b"2", headers=b)).headers["etag"].strip('"')
+            assert (await client.put("/v1/key/k%2Fother", content=b"x", headers=b)).status_code == 201
+            assert (await client.delete("/v1/key/k%2Fh", headers=a)).status_code == 200
+            page = (await client.get("/v1/history/k%2Fh?limit=2", headers=b)).json()
+            changes = page["changes"]
+            assert [(c["type"], c["by"], c.get("reason"), c.get("value")) for c in changes] == [
+                ("delete", a_id, "deleted", None),
+                ("put", b_id, None, "Mg=="),
+            ]
+            assert changes[1]["revision"] == int(second) and page["next_before"] == int(second)
+            rest = (await client.get(f"/v1/history/k%2Fh?limit=2&before={second}", headers=b)).json()
+            assert [(c["revision"], c["by"]) for c in rest["changes"]] == [(int(first), a_id)]
+            assert rest["next_before"] is None
+            assert a_secret not in str(page) + str(rest) and b_secret not in str(page) + str(rest)
+            reader = await client.post(
+                "/v1/tokens", json={"grants": [{"prefix": "z/", "permission": "read"}]}, headers=ADMIN
+            )
+            refused = await client.get("/v1/history/k%2Fh", headers=bearer(reader.json()["token"]))
+            assert refused.status_code == 403
+            by_query = await client.get("/v1/history?key=k%2Fh&limit=2", headers=b)
+            assert by_query.json() == page
+            refused = await client.get("/v1/history?key=k%2Fh", headers=bearer(reader.json()["token"]))
+            assert refused.status_code == 403
+            nameless = await client.get("/v1/history", headers=ADMIN)
+            assert (nameless.status_code, nameless.json()["error"]) == (400, "invalid_parameter")
+            bad = await client.get("/v1/history/k%2Fh?before=0", headers=a)
+            assert (bad.status_code, bad.json()["error"]) == (400, "invalid_parameter")
+            for n in range(200):  # more than the 4 KiB history holds
+                assert (await client.put("/v1/key/k%2Ffill", content=b"%d" % n, headers=a)).status_code == 201
+            gone = await client.get(f"/v1/history/k%2Fh?before={second}", headers=a)
+            assert (gone.status_code, gone.json()["error"]) == (410, "history_compacted")
+
+    asyncio.run(main())

@@ -166,6 +166,27 @@ class History:
                 before[key] = _new(Entry, previous) if previous is not None else None
         return before
 
+    def changes_of(self, key: str, before: int, limit: int) -> list[Change]:
+        """Up to ``limit`` retained changes of ``key`` (PUT or DELETE) below revision ``before``, newest first.
+
+        Raises :class:`HistoryCompactedError` when no retained revision is below
+        ``before`` while older ones were dropped: the history no longer reaches.
+        A scan of the retained changes: bounded by the history's own bound.
+        """
+        if before <= self._first and self.oldest_revision > 0:
+            raise HistoryCompactedError(self.oldest_revision)
+        changes = self._changes
+        found: list[Change] = []
+        index = min(len(changes), self._start + before - self._first) - 1
+        while index >= self._start and len(found) < limit:
+            change = changes[index]
+            if change[1] == TXN_CODE:
+                found.extend(part for part in reversed(list(flatten((change,)))) if part[2] == key)
+            elif change[2] == key and change[1] <= 2:
+                found.append(change)
+            index -= 1
+        return found[:limit]
+
     # -- watching ---------------------------------------------------------------
 
     def changes_after(self, revision: int, limit: int) -> list[Change]:
