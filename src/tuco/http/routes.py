@@ -157,6 +157,36 @@ _TTL_ERRORS = (
     LeaseLimitError,
 )
 
+
+def _history_operation(target: Target, operation_id: str, key: tuple[Schema, ...]) -> Operation:
+    """``GET /v1/history/{key}`` (or ``?key=``): who changed the key, when and how."""
+    return operation(
+        "history.history",
+        target,
+        _READ,
+        summary="Who changed the key, when and how: its retained changes, newest first",
+        operation_id=operation_id,
+        parameters=(
+            *key,
+            query("limit", "Changes per page.", {"type": "integer", "minimum": 1, "maximum": 1000}),
+            query(
+                "before", "Only changes below this revision (a page's next_before).", {"type": "integer", "minimum": 1}
+            ),
+        ),
+        answers={
+            "200": json_answer(
+                "A page of changes: revision, type, a put's value (base64), by, at, a delete's reason",
+                {"type": "object"},
+                _REVISION,
+            )
+        },
+        errors=(
+            Fails(InvalidParameterError, "{code} (key, limit, before)"),
+            Fails(HistoryCompactedError, "{code}: the history no longer reaches below before"),
+        ),
+    )
+
+
 _DECLARED: tuple[Route, ...] = (
     route(
         "/healthz",
@@ -428,68 +458,15 @@ _DECLARED: tuple[Route, ...] = (
         },
         (KEY_PARAM,),
     ),
-    route(
-        "/v1/history/{key}",
-        {
-            b"GET": operation(
-                "history.history",
-                Target.KEY,
-                _READ,
-                summary="Who changed the key, when and how: its retained changes, newest first",
-                operation_id="getKeyHistory",
-                parameters=(
-                    query("limit", "Changes per page.", {"type": "integer", "minimum": 1, "maximum": 1000}),
-                    query(
-                        "before",
-                        "Only changes below this revision (the previous page's next_before).",
-                        {"type": "integer", "minimum": 1},
-                    ),
-                ),
-                answers={
-                    "200": json_answer(
-                        "A page of changes: revision, type, a put's value (base64), by, at, a delete's reason",
-                        {"type": "object"},
-                        _REVISION,
-                    )
-                },
-                errors=(
-                    Fails(InvalidParameterError, "{code} (limit, before)"),
-                    Fails(HistoryCompactedError, "{code}: the history no longer reaches below before"),
-                ),
-            ),
-        },
-        (KEY_PARAM,),
-    ),
+    route("/v1/history/{key}", {b"GET": _history_operation(Target.KEY, "getKeyHistory", ())}, (KEY_PARAM,)),
     route(
         "/v1/history",
         {
-            b"GET": operation(
-                "history.history",
+            b"GET": _history_operation(
                 Target.PREFIX,
-                _READ,
-                summary="As /v1/history/{key}, the key given as ?key=",
-                operation_id="getHistory",
-                parameters=(
-                    {**query("key", "The key.", {"type": "string", "minLength": 1}), "required": True},
-                    query("limit", "Changes per page.", {"type": "integer", "minimum": 1, "maximum": 1000}),
-                    query(
-                        "before",
-                        "Only changes below this revision (the previous page's next_before).",
-                        {"type": "integer", "minimum": 1},
-                    ),
-                ),
-                answers={
-                    "200": json_answer(
-                        "A page of changes: revision, type, a put's value (base64), by, at, a delete's reason",
-                        {"type": "object"},
-                        _REVISION,
-                    )
-                },
-                errors=(
-                    Fails(InvalidParameterError, "{code} (limit, before)"),
-                    Fails(HistoryCompactedError, "{code}: the history no longer reaches below before"),
-                ),
-            ),
+                "getHistory",
+                ({**query("key", "The key.", {"type": "string", "minLength": 1}), "required": True},),
+            )
         },
     ),
     *CONSOLE,
