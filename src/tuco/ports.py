@@ -123,7 +123,7 @@ class TransactionLog(LogStatus, Protocol):
         """Durably record that ``key`` now holds ``value``; await the result for the event.
 
         ``origin`` (who and why; the log sets its moment) is recorded with the
-        event where the log can (the file and memory logs; PostgreSQL not yet).
+        event by every log (the file, memory and PostgreSQL logs).
 
         With a ``precondition``, the write happens only if it holds, decided in
         log order and atomically with the write; otherwise the result raises
