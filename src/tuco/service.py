@@ -81,11 +81,14 @@ class Service(LeasesAndTokens):
         metrics: Metrics | None = None,
         *,
         history_bytes: int = DEFAULT_HISTORY_BYTES,
+        history_age_ms: int = 0,
         watch_settings: WatchSettings | None = None,
         access: Access | None = None,
         reads: ReadStrategy | None = None,
     ) -> None:
-        self.reads: ReadStrategy = reads if reads is not None else FullCopy(log, history_bytes=history_bytes)
+        self.reads: ReadStrategy = (
+            reads if reads is not None else FullCopy(log, history_bytes=history_bytes, history_age_ms=history_age_ms)
+        )
         self.store: Store = self.reads.store
         self.access = access or Access()
         """Whether requests must authenticate (the HTTP front ends pick their handler by it)."""

@@ -10,6 +10,7 @@ first; asking for a revision before the oldest retained one raises
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any
@@ -72,14 +73,17 @@ class History:
     recording one is a single append on every write.
     """
 
-    __slots__ = ("_bytes", "_changes", "_first", "_start", "max_bytes")
+    __slots__ = ("_bytes", "_changes", "_first", "_moments", "_start", "max_age_ms", "max_bytes")
 
-    def __init__(self, max_bytes: int, *, revision: int = 0) -> None:
+    def __init__(self, max_bytes: int, *, revision: int = 0, max_age_ms: int = 0) -> None:
         self.max_bytes = max_bytes
+        self.max_age_ms = max_age_ms
+        """Drop changes made this long (ms, by their origins' moments) before the newest; 0: no age bound."""
         self._changes: list[Change] = []
         self._start = 0  # index of the oldest retained change in _changes
         self._first = revision + 1  # revision of the change at _start (or of the next one)
         self._bytes = 0
+        self._moments: deque[tuple[int, int]] = deque()  # (the last revision made at a moment, that moment)
 
     @property
     def oldest_revision(self) -> int:
@@ -99,6 +103,7 @@ class History:
         self._start = 0
         self._first = revision + 1
         self._bytes = 0
+        self._moments.clear()
 
     def record(
         self,
@@ -121,6 +126,8 @@ class History:
         self._bytes += CHANGE_OVERHEAD_BYTES + len(key) + (len(previous[0]) if previous is not None else 0)
         if self._bytes > self.max_bytes:
             self._drop_oldest()
+        if self.max_age_ms and origin is not None:
+            self._age(sequence, origin[1])
 
     def record_group(self, sequence: int, changes: list[Change], origin: Any = None) -> None:
         """Keep a transaction's changes (all at revision ``sequence``, the next one) as one change."""
@@ -131,6 +138,39 @@ class History:
         self._bytes += _cost(group)
         if self._bytes > self.max_bytes:
             self._drop_oldest()
+        if self.max_age_ms and origin is not None:
+            self._age(sequence, origin[1])
+
+    def _age(self, sequence: int, at: int) -> None:
+        """Note that revision ``sequence`` was made at ``at``; drop the changes made ``max_age_ms`` before it.
+
+        A change without a moment (replayed from a log written before origins)
+        goes with the first dated change after it: it is at least as old.
+        """
+        moments = self._moments
+        if moments and moments[-1][1] == at:
+            moments[-1] = (sequence, at)  # a batch's changes share their moment: one entry for them
+        else:
+            moments.append((sequence, at))
+        cutoff = at - self.max_age_ms
+        through = 0
+        while moments and moments[0][1] < cutoff:
+            through = moments.popleft()[0]
+        if through >= self._first:
+            self._drop_through(through)
+
+    def _drop_through(self, revision: int) -> None:
+        """Drop every retained change up to revision ``revision``, freeing each as it goes."""
+        changes: list[Change | None] = self._changes  # type: ignore[assignment]  # slots before _start are None
+        start = self._start
+        end = min(start + revision + 1 - self._first, len(changes))
+        size = self._bytes
+        while start < end:
+            size -= _cost(changes[start])  # type: ignore[arg-type]  # at and after _start: a change
+            changes[start] = None
+            start += 1
+        self._bytes = size
+        self._cut(start)
 
     def _drop_oldest(self) -> None:
         """Drop the oldest changes down to 63/64 of the bound, freeing each as it goes.
@@ -148,8 +188,13 @@ class History:
             size -= _cost(changes[start])  # type: ignore[arg-type]  # at and after _start: a change
             changes[start] = None
             start += 1
-        self._first += start - self._start
         self._bytes = size
+        self._cut(start)
+
+    def _cut(self, start: int) -> None:
+        """Make ``start`` the index of the oldest retained change; cut the list's stale head once it is most of it."""
+        self._first += start - self._start
+        changes = self._changes
         if start > 1024 and start * 2 > len(changes):
             del changes[:start]
             start = 0

@@ -102,7 +102,9 @@ class Store:
         "tokens",
     )
 
-    def __init__(self, *, history_bytes: int = DEFAULT_HISTORY_BYTES, now: Callable[[], int] = _never) -> None:
+    def __init__(
+        self, *, history_bytes: int = DEFAULT_HISTORY_BYTES, now: Callable[[], int] = _never, history_age_ms: int = 0
+    ) -> None:
         self._data: dict[str, tuple[bytes, int, int, int]] = {}
         self.find: Callable[[str], tuple[bytes, int, int, int] | None] = self._data.get
         """A key's ``(value, create_revision, mod_revision, version)`` if it has no deadline, else None.
@@ -117,7 +119,7 @@ class Store:
         self.tokens = Tokens()
         """The live tokens: built from the log's token events, in a namespace no key request reaches."""
         self._index: SortedList | None = None
-        self.history = History(history_bytes)
+        self.history = History(history_bytes, max_age_ms=history_age_ms)
         self.last_sequence = 0
         self.now = now
         """The clock expiry is decided by (Unix ms); the default never expires anything."""
