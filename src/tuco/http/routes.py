@@ -41,6 +41,7 @@ from tuco.http._route import Operation, Route, Target, operation, route
 from tuco.http._schema import (
     DURATION,
     EXPIRES_HEADER,
+    HISTORY_PAGE,
     KEY_PARAM,
     LEASE_PARAM,
     REVISION_HEADER,
@@ -176,7 +177,7 @@ def _history_operation(target: Target, operation_id: str, key: tuple[Schema, ...
         answers={
             "200": json_answer(
                 "A page of changes: revision, type, a put's value (base64), by, at, a delete's reason",
-                {"type": "object"},
+                HISTORY_PAGE,
                 _REVISION,
             )
         },
@@ -316,7 +317,11 @@ _DECLARED: tuple[Route, ...] = (
             ),
             answers={
                 "200": {
-                    "description": "The stream: put, delete, progress and cancel events, each id a revision",
+                    "description": "The stream: put, delete, progress and cancel events, each id a revision; "
+                    "a put's or delete's data has revision and key (a put: value in base64, create_revision, "
+                    "version) and, where the log recorded them, by (token id, certificate identity, expirer, "
+                    "lease-revoke or anonymous), at (Unix ms) and a delete's reason (deleted, expired, "
+                    "lease_revoked, range_delete)",
                     "content": {"text/event-stream": {"schema": _TEXT}},
                 }
             },
