@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuco.core.history import History
+from tuco.core.history import AgedHistory, History
 from tuco.core.origin import Origin, Reason
 from tuco.errors import HistoryCompactedError
 
@@ -40,7 +40,7 @@ def test_changes_below_the_retained_history_are_410() -> None:
 
 def test_an_age_bound_drops_changes_made_that_long_before_the_newest() -> None:
     """With max_age_ms, a change older than the newest one by more than it goes (undated ones with the next dated)."""
-    history = History(1 << 20, max_age_ms=1000)
+    history = AgedHistory(1 << 20, max_age_ms=1000)
     history.record(1, 1, "k", b"1", None, None)  # replayed from a log before origins: no moment
     history.record(2, 1, "k", b"2", None, Origin("a", 5_000))
     history.record(3, 1, "k", b"3", None, Origin("a", 5_000))  # the same batch's moment

@@ -18,7 +18,7 @@ from typing import Any
 from tuco.core.events import Entry
 from tuco.errors import HistoryCompactedError
 
-__all__ = ["CHANGE_OVERHEAD_BYTES", "TXN_CODE", "Change", "Group", "History", "flatten"]
+__all__ = ["CHANGE_OVERHEAD_BYTES", "TXN_CODE", "AgedHistory", "Change", "Group", "History", "flatten"]
 
 # What a retained change costs beyond its key's and its replaced value's bytes:
 # the change, event and entry tuples, their integers, the bytes object header
@@ -126,8 +126,6 @@ class History:
         self._bytes += CHANGE_OVERHEAD_BYTES + len(key) + (len(previous[0]) if previous is not None else 0)
         if self._bytes > self.max_bytes:
             self._drop_oldest()
-        if self.max_age_ms and origin is not None:
-            self._age(sequence, origin[1])
 
     def record_group(self, sequence: int, changes: list[Change], origin: Any = None) -> None:
         """Keep a transaction's changes (all at revision ``sequence``, the next one) as one change."""
@@ -138,8 +136,6 @@ class History:
         self._bytes += _cost(group)
         if self._bytes > self.max_bytes:
             self._drop_oldest()
-        if self.max_age_ms and origin is not None:
-            self._age(sequence, origin[1])
 
     def _age(self, sequence: int, at: int) -> None:
         """Note that revision ``sequence`` was made at ``at``; drop the changes made ``max_age_ms`` before it.
@@ -244,6 +240,30 @@ class History:
             raise HistoryCompactedError(self.oldest_revision)
         begin = self._start + (revision + 1 - self._first)
         return self._changes[begin : begin + limit]
+
+
+class AgedHistory(History):
+    """A :class:`History` with an age bound too (``max_age_ms`` > 0): apart, so the plain one pays nothing for it."""
+
+    __slots__ = ()
+
+    def record(
+        self,
+        sequence: int,
+        code: int,
+        key: str,
+        value: bytes,
+        previous: tuple[bytes, int, int, int] | None,
+        origin: Any = None,
+    ) -> None:
+        super().record(sequence, code, key, value, previous, origin)
+        if origin is not None:
+            self._age(sequence, origin[1])
+
+    def record_group(self, sequence: int, changes: list[Change], origin: Any = None) -> None:
+        super().record_group(sequence, changes, origin)
+        if origin is not None:
+            self._age(sequence, origin[1])
 
 
 class Group(History):

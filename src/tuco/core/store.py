@@ -29,7 +29,7 @@ from sortedcontainers import SortedList
 from tuco.core._expiry import due_at, watch_again
 from tuco.core._listing import Item, Page, collect_page
 from tuco.core.events import Entry, Event, EventType, Lifetime
-from tuco.core.history import Group, History
+from tuco.core.history import AgedHistory, Group, History
 from tuco.core.leases import Due, Leases
 from tuco.core.origin import Origin
 from tuco.core.tokens import Tokens, decode_record
@@ -119,7 +119,9 @@ class Store:
         self.tokens = Tokens()
         """The live tokens: built from the log's token events, in a namespace no key request reaches."""
         self._index: SortedList | None = None
-        self.history = History(history_bytes, max_age_ms=history_age_ms)
+        self.history = (
+            AgedHistory(history_bytes, max_age_ms=history_age_ms) if history_age_ms else History(history_bytes)
+        )
         self.last_sequence = 0
         self.now = now
         """The clock expiry is decided by (Unix ms); the default never expires anything."""
