@@ -27,6 +27,7 @@ from tuco.core._format import (
     _OWNED_GRANT,
     _OWNED_LEASE_ENTRY,
     _PAIR,
+    _PAYLOAD,
     _RECORD_CODES,
     _REVISIONS,
     _SHARED_ENTRY,
@@ -350,6 +351,11 @@ def _decode_extended(buf: bytes, pos: int, end: int, seq: int, code: int, key_le
     return Event(seq, lease_type, "", b"", 0, 0, Lifetime(deadline, lease, ttl))
 
 
+_ORIGINS: dict[tuple[bytes, int, int], Origin] = {}
+"""Origins decoded lately, by their bytes, moment and reason: replay shares one per batch (bounded)."""
+_MAX_ORIGINS = 4096
+
+
 def _decode_attributed(buf: bytes, body: int, end: int, seq: int, by_length: int) -> Event | str:
     """A record wrapped with its origin: the origin, then the inner record decoded as it would be alone."""
     inner = body + _ORIGIN.size + by_length
@@ -358,14 +364,29 @@ def _decode_attributed(buf: bytes, body: int, end: int, seq: int, by_length: int
     at, reason = _ORIGIN.unpack_from(buf, body)
     if reason >= len(REASONS):
         return f"malformed origin (reason {reason})"
-    try:
-        by = buf[body + _ORIGIN.size : inner].decode()
-    except UnicodeDecodeError:
-        return "the origin's principal is not valid UTF-8"
-    framed = bytes(_FRAME.size) + buf[inner:end]  # the inner payload as if it were framed alone
-    _, _, inner_seq, code, key_length = _HEAD.unpack_from(framed, 0)
+    named = (bytes(buf[body + _ORIGIN.size : inner]), at, reason)
+    origin = _ORIGINS.get(named)
+    if origin is None:  # a batch's records share one origin: decoded once, one object for all of them
+        try:
+            origin = Origin(named[0].decode(), at, reason)
+        except UnicodeDecodeError:
+            return "the origin's principal is not valid UTF-8"
+        if len(_ORIGINS) >= _MAX_ORIGINS:
+            _ORIGINS.clear()
+        _ORIGINS[named] = origin
+    inner_seq, code, key_length = _PAYLOAD.unpack_from(buf, inner)
     if inner_seq != seq or code == _ATTRIBUTED:
         return f"malformed attributed record (inner type {code}, sequence {inner_seq})"
+    if code == 1 or code == 2:  # a plain PUT or DELETE (the common case): read in place
+        key_end = inner + _PAYLOAD.size + key_length
+        if key_end > end:
+            return f"malformed record (type {code}, key length {key_length})"
+        try:
+            key = buf[inner + _PAYLOAD.size : key_end].decode()
+        except UnicodeDecodeError:
+            return "key is not valid UTF-8"
+        return Event(seq, EventType(code), key, buf[key_end:end], 0, 0, None, origin)
+    framed = bytes(_FRAME.size) + buf[inner:end]  # the inner payload as if it were framed alone
     if code > 2:
         decoded = _decode_extended(framed, 0, len(framed), seq, code, key_length)
         if isinstance(decoded, str):
@@ -379,7 +400,7 @@ def _decode_attributed(buf: bytes, body: int, end: int, seq: int, by_length: int
         except UnicodeDecodeError:
             return "key is not valid UTF-8"
         decoded = Event(seq, EventType(code), key, framed[key_end:])
-    return decoded._replace(origin=Origin(by, at, reason))
+    return decoded._replace(origin=origin)
 
 
 class RecordHead(NamedTuple):
