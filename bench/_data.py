@@ -22,25 +22,32 @@ def key(i: int) -> str:
     return f"key-{i:012d}"
 
 
-def build_log(path: Path, count: int, value_bytes: int) -> int:
+def build_log(path: Path, count: int, value_bytes: int, by: str = "") -> int:
     """Write a tuco log of ``count`` PUTs of distinct keys directly; return its size.
 
     Far faster than a million HTTP requests, and it exercises exactly what
     start-up replay reads. Imports tuco only here, so the rest of the harness
-    (and the reference server) runs without it.
+    (and the reference server) runs without it. With ``by``, every record is
+    attributed to that principal (record kind 18), as a server writes them.
     """
-    from tuco.core.codec import encode_header, encode_record
-    from tuco.core.events import EventType
+    from tuco.core.codec import encode_event, encode_header, encode_record
+    from tuco.core.events import Event, EventType
+    from tuco.core.origin import Origin
 
     value = b"v" * value_bytes
     put = EventType.PUT
+    origin = Origin(by, int(time.time() * 1000)) if by else None
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as f:
         f.write(encode_header())
         chunk = 50_000
         for start in range(0, count, chunk):
             stop = min(count, start + chunk)
-            f.write(b"".join(encode_record(i + 1, put, key(i), value) for i in range(start, stop)))
+            if origin is None:
+                f.write(b"".join(encode_record(i + 1, put, key(i), value) for i in range(start, stop)))
+            else:
+                events = (Event(i + 1, put, key(i), value, origin=origin) for i in range(start, stop))
+                f.write(b"".join(map(encode_event, events)))
     return path.stat().st_size
 
 

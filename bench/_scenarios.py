@@ -394,18 +394,19 @@ def _replay_once(seed: Path, workdir: Path, index: int) -> dict[str, Any]:
     return {"ready_seconds": round(ready, 3), "rss_kib": rss, "peak_rss_kib": hwm, "replay": replay}
 
 
-def run_startup(settings: Settings, events: int = 1_000_000) -> dict[str, Any]:
+def run_startup(settings: Settings, events: int = 1_000_000, by: str = "") -> dict[str, Any]:
     """Replay speed, memory per key and log bytes per event, all from one seeded log.
 
     One log of ``events`` PUTs of distinct 16-byte keys with 100-byte values
     serves all three: replaying it is the start-up figure, the store it leaves
     holds ``events`` keys, and its size over the count is the log's cost.
+    With ``by``, every record names that principal (as a server now writes them).
     """
     with tempfile.TemporaryDirectory(prefix="tuco-bench-startup-") as tmp:
         workdir = Path(tmp)
         seed = workdir / "seed" / "tuco.log"
         started = time.perf_counter()
-        size = build_log(seed, events, 100)
+        size = build_log(seed, events, 100, by)
         build_seconds = time.perf_counter() - started
         empty_rss = _empty_rss_kib(workdir)
         rounds = [_replay_once(seed, workdir, i) for i in range(settings.rounds)]
@@ -413,7 +414,7 @@ def run_startup(settings: Settings, events: int = 1_000_000) -> dict[str, Any]:
     rss = statistics.median(r["rss_kib"] for r in rounds)
     replay_seconds = [r["replay"]["seconds"] for r in rounds if r["replay"] and "seconds" in r["replay"]]
     result: dict[str, Any] = {
-        "title": f"start-up replay and memory, {events:,} keys",
+        "title": f"start-up replay and memory, {events:,} keys" + (f", each by {by}" if by else ""),
         "kind": "startup",
         "events": events,
         "log_bytes": size,

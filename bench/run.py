@@ -34,6 +34,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="measured rounds per scenario (default 3, quick 1)")
     parser.add_argument("--duration", type=float, help="seconds per round (default 10, quick 2)")
     parser.add_argument("--no-markdown", action="store_true", help="leave bench/RESULTS.md alone")
+    parser.add_argument("--by", default="", help="startup: attribute every record of the log to this principal")
     args = parser.parse_args(argv)
     if args.scenarios:
         chosen = [n.strip() for n in args.scenarios.split(",") if n.strip()]
@@ -54,9 +55,9 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(rounds=rounds, seconds=seconds, warmup=1.0 if args.quick else 2.0)
 
 
-def _runner(name: str, settings: Settings, fsync: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+def _runner(name: str, settings: Settings, fsync: dict[str, Any], by: str = "") -> Callable[[], dict[str, Any]]:
     if name == "startup":
-        return lambda: run_startup(settings)
+        return lambda: run_startup(settings, by=by)
     if name == "fsync":
 
         def measure_fsync() -> dict[str, Any]:
@@ -97,7 +98,8 @@ def _run_one(name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(sys.argv[1:] if argv is None else argv)
     settings = _settings(args)
-    ensure_wrk()
+    if set(args.names) - set(SPECIAL):  # startup and fsync need no load generator
+        ensure_wrk()
     repo = BENCH_DIR.parent
     results: dict[str, Any] = {
         "command": " ".join([".venv/bin/python", "bench/run.py", *map(shlex.quote, sys.argv[1:])]),
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     # fsync first: the durable-PUT target is stated relative to it.
     for name in sorted(args.names, key=lambda n: n != "fsync"):
-        results["scenarios"][name] = _run_one(name, _runner(name, settings, results["fsync"]))
+        results["scenarios"][name] = _run_one(name, _runner(name, settings, results["fsync"], args.by))
     results["targets"] = evaluate_targets(results)
     write_json(results, OUT_DIR / "results.json")
     if not args.no_markdown:

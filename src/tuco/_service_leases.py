@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from tuco.core.events import Event, EventType, Expiry, Precondition
 from tuco.core.leases import Lease, may_use
+from tuco.core.origin import LEASE_REVOKE, Origin, Reason
 from tuco.core.store import Store
 from tuco.core.tokens import Grant, Principal, TokenRecord, digest, encode_record, format_token
 from tuco.errors import (
@@ -28,6 +29,9 @@ from tuco.limits import Caps
 from tuco.ports import TransactionLog
 
 __all__ = ["LeasesAndTokens"]
+
+_REVOKED = Origin(LEASE_REVOKE, 0, Reason.LEASE_REVOKED)
+"""What a revoke's deletes (and the revoke itself) are recorded as."""
 
 
 class LeasesAndTokens:
@@ -113,7 +117,7 @@ class LeasesAndTokens:
         if allowed is not None and not all(allowed(key) for key in keys):
             raise ForbiddenError("the token has no write grant on every key of this lease")
         outcomes = await asyncio.gather(
-            *(self.log.write_delete(key, Precondition(self.store.mod_revision(key))) for key in keys),
+            *(self.log.write_delete(key, Precondition(self.store.mod_revision(key)), _REVOKED) for key in keys),
             return_exceptions=True,
         )
         for outcome in outcomes:
@@ -121,7 +125,7 @@ class LeasesAndTokens:
                 deleted += 1
             elif not isinstance(outcome, PreconditionFailedError):
                 raise outcome
-        event = await self.log.write_expiring(EventType.LEASE_REVOKE, "", b"", None, Expiry(lease=lease))
+        event = await self.log.write_expiring(EventType.LEASE_REVOKE, "", b"", None, Expiry(lease=lease), _REVOKED)
         return event, deleted
 
     # -- tokens -------------------------------------------------------------------

@@ -139,6 +139,7 @@ def build_service(settings: Settings, metrics: Metrics | None = None, *, serverl
         limits_from(settings),
         metrics,
         history_bytes=settings.history_max_bytes,
+        history_age_ms=int(settings.history_retain_seconds * 1000),
         watch_settings=watching,
         access=access,
     )

@@ -161,7 +161,7 @@ class ReadThrough:
 
     def apply(self, event: Event) -> object:
         """Update or evict the key's cached entry, keep the store of expiring keys, wake the long polls."""
-        sequence, type, key, value, create_revision, version, lifetime = event
+        sequence, type, key, value, create_revision, version, lifetime, _ = event
         if type is _TXN:
             return self._apply_txn(event)
         cached = self.cache.peek(key)

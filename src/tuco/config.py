@@ -146,6 +146,12 @@ class Settings(BaseSettings):
         le=1 << 40,
         description="Bytes of recent changes kept in memory: pinned listings and watchers resume from them.",
     )
+    history_retain_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=10 * 365 * 86400,
+        description="Changes made this long before the newest are dropped from the history too (0: bytes only).",
+    )
     poll_interval_seconds: float = Field(
         0.5, gt=0, le=3600, description="postgres: how often a replica polls for others' writes."
     )

@@ -12,6 +12,7 @@ import structlog
 
 from tuco.core.events import Event, EventType, Expiry, Precondition
 from tuco.core.leases import Due
+from tuco.core.origin import EXPIRER, Origin, Reason
 from tuco.core.store import Store
 from tuco.errors import LeaseNotFoundError, LogClosedError, PreconditionFailedError, TucoError
 from tuco.ports import TransactionLog
@@ -19,6 +20,8 @@ from tuco.ports import TransactionLog
 __all__ = ["Expirer", "outcomes"]
 
 _logger = structlog.get_logger("tuco")
+_EXPIRED = Origin(EXPIRER, 0, Reason.EXPIRED)
+_BY_EXPIRER = Origin(EXPIRER, 0)
 # The expirer looks at the deadline heap at least this often (seconds): a deadline is met within about this
 # plus one commit. A look is a heap peek; new deadlines need no wake-up.
 _EXPIRY_POLL = 0.05
@@ -98,7 +101,10 @@ class Expirer:
         again: list[str] = []
         for part in _slices(due.keys):
             settled = await outcomes(
-                [log.write_expiring(EventType.DELETE, key, b"", Precondition(mod), expired) for key, mod in part]
+                [
+                    log.write_expiring(EventType.DELETE, key, b"", Precondition(mod), expired, _EXPIRED)
+                    for key, mod in part
+                ]
             )
             again += [key for (key, _), outcome in zip(part, settled, strict=True) if not isinstance(outcome, Event)]
             _note_failures(settled, "expiring keys")
@@ -107,7 +113,9 @@ class Expirer:
         for ids in _slices(due.leases):
             revoked = await outcomes(
                 [
-                    log.write_expiring(EventType.LEASE_REVOKE, "", b"", None, Expiry(lease=id, expired=True))
+                    log.write_expiring(
+                        EventType.LEASE_REVOKE, "", b"", None, Expiry(lease=id, expired=True), _BY_EXPIRER
+                    )
                     for id in ids
                 ]
             )

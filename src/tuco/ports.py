@@ -12,6 +12,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 from tuco.core.distribution import Distribution
 from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
+from tuco.core.origin import Origin
 from tuco.core.snapshot import Item as SnapshotItem
 from tuco.core.store import Page
 from tuco.core.txn import Txn, TxnOutcome
@@ -116,8 +117,13 @@ class TransactionLog(LogStatus, Protocol):
         """Start taking writes; committed events are handed to ``sink.apply`` in order."""
         ...
 
-    def write_put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Awaitable[Event]:
+    def write_put(
+        self, key: str, value: bytes, precondition: Precondition | None = None, origin: Origin | None = None
+    ) -> Awaitable[Event]:
         """Durably record that ``key`` now holds ``value``; await the result for the event.
+
+        ``origin`` (who and why; the log sets its moment) is recorded with the
+        event by every log (the file, memory and PostgreSQL logs).
 
         With a ``precondition``, the write happens only if it holds, decided in
         log order and atomically with the write; otherwise the result raises
@@ -127,7 +133,9 @@ class TransactionLog(LogStatus, Protocol):
         """
         ...
 
-    def write_delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
+    def write_delete(
+        self, key: str, precondition: Precondition | None = None, origin: Origin | None = None
+    ) -> Awaitable[Event]:
         """Durably record that ``key`` was deleted (if ``precondition`` holds); await the result for the event."""
         ...
 
@@ -138,6 +146,7 @@ class TransactionLog(LogStatus, Protocol):
         value: bytes = b"",
         precondition: Precondition | None = None,
         expiry: Expiry | None = None,
+        origin: Origin | None = None,
     ) -> Awaitable[Event]:
         """Record a write with a deadline or a lease, an expired-only DELETE, or a lease record; await the event.
 
@@ -151,7 +160,7 @@ class TransactionLog(LogStatus, Protocol):
         """
         ...
 
-    def write_txn(self, txn: Txn) -> Awaitable[TxnOutcome]:
+    def write_txn(self, txn: Txn, origin: Origin | None = None) -> Awaitable[TxnOutcome]:
         """Decide and record a transaction, all of its writes at one revision; await the result for its outcome.
 
         Its compares are decided in log order, atomically with its writes, as

@@ -68,9 +68,11 @@ class FullCopy:
     runs_expirer = True
     seen_head = 0
 
-    def __init__(self, log: TransactionLog, *, history_bytes: int = DEFAULT_HISTORY_BYTES) -> None:
+    def __init__(
+        self, log: TransactionLog, *, history_bytes: int = DEFAULT_HISTORY_BYTES, history_age_ms: int = 0
+    ) -> None:
         self._log = log
-        self.store = store = Store(history_bytes=history_bytes)
+        self.store = store = Store(history_bytes=history_bytes, history_age_ms=history_age_ms)
         # Reads and applies are the hot path: the store's own methods, not methods calling them.
         self.find: Callable[[str], Found | None] = store.find
         self.apply: Callable[[Event], object] = store.apply

@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from tuco import _service_metrics
 from tuco._service_leases import LeasesAndTokens
 from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
+from tuco.core.history import Change
+from tuco.core.origin import Origin
 from tuco.core.snapshots import Snapshots, encode_state
 from tuco.core.store import DEFAULT_HISTORY_BYTES, Page, Store
 from tuco.core.tokens import Access, Principal, Tokens
@@ -79,11 +81,14 @@ class Service(LeasesAndTokens):
         metrics: Metrics | None = None,
         *,
         history_bytes: int = DEFAULT_HISTORY_BYTES,
+        history_age_ms: int = 0,
         watch_settings: WatchSettings | None = None,
         access: Access | None = None,
         reads: ReadStrategy | None = None,
     ) -> None:
-        self.reads: ReadStrategy = reads if reads is not None else FullCopy(log, history_bytes=history_bytes)
+        self.reads: ReadStrategy = (
+            reads if reads is not None else FullCopy(log, history_bytes=history_bytes, history_age_ms=history_age_ms)
+        )
         self.store: Store = self.reads.store
         self.access = access or Access()
         """Whether requests must authenticate (the HTTP front ends pick their handler by it)."""
@@ -195,26 +200,35 @@ class Service(LeasesAndTokens):
         """The key as it was at ``revision`` (None: absent); raises HistoryCompactedError once that is not retained."""
         return self.store.record_at(key, revision)
 
+    def key_history(self, key: str, before: int, limit: int) -> list[Change]:
+        """The retained changes of ``key`` below ``before``, newest first, with who made them."""
+        return self.store.history.changes_of(key, before, limit)
+
     # -- operations ---------------------------------------------------------------
 
     def consistent_get(self, key: str) -> Awaitable[Entry]:
         """The key as of every write any replica acknowledged before the call."""
         return self.reads.consistent_get(key)
 
-    def put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Awaitable[Event]:
+    def put(
+        self, key: str, value: bytes, precondition: Precondition | None = None, origin: Origin | None = None
+    ) -> Awaitable[Event]:
         """Store ``value`` under ``key`` if ``precondition`` holds; await the result for the event.
 
-        Raises the InvalidRequestError for a key or value over the limits at once;
+        ``origin``: who asked (recorded with the change). Raises the
+        InvalidRequestError for a key or value over the limits at once;
         the awaitable raises PreconditionFailedError or a LogError.
         """
         self._check_write(key, value)
-        return self.log.write_put(key, value, precondition)
+        return self.log.write_put(key, value, precondition, origin)
 
-    def delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
+    def delete(
+        self, key: str, precondition: Precondition | None = None, origin: Origin | None = None
+    ) -> Awaitable[Event]:
         """Record that ``key`` is deleted if ``precondition`` holds (deleting an absent key is no error)."""
-        return self.log.write_delete(key, precondition)
+        return self.log.write_delete(key, precondition, origin)
 
-    def txn(self, txn: Txn, by: Principal | None = None) -> Awaitable[TxnOutcome]:
+    def txn(self, txn: Txn, by: Principal | None = None, origin: Origin | None = None) -> Awaitable[TxnOutcome]:
         """Run a transaction: its compares and the branch they choose, all at one revision.
 
         Raises at once for a transaction over a cap (TUCO_MAX_TXN_OPS, TUCO_MAX_TXN_BYTES), a put over
@@ -229,7 +243,7 @@ class Service(LeasesAndTokens):
                     self._check_owner(found, by)
                 elif by is not None:  # unknown here: maybe granted elsewhere a moment ago; nobody else's to use
                     raise LeaseNotFoundError(op.lease)
-        return self.log.write_txn(txn)
+        return self.log.write_txn(txn, origin)
 
     def fetch(self, key: str) -> Awaitable[Read]:
         """The key with when it expires, for a read path that may wait (a full copy answers from memory, at once).
@@ -367,6 +381,7 @@ class Service(LeasesAndTokens):
         ttl_ms: int = 0,
         lease: int = 0,
         by: Principal | None = None,
+        origin: Origin | None = None,
     ) -> Awaitable[Event]:
         """:meth:`put` with a time to live (the log's clock sets the deadline) or attached to a lease.
 
@@ -380,8 +395,8 @@ class Service(LeasesAndTokens):
             self.caps.check_ttl(ttl_ms)
         expiry = Expiry(ttl=ttl_ms, lease=lease)
         if not lease:
-            return self.log.write_expiring(EventType.PUT, key, value, precondition, expiry)
-        write = functools.partial(self.log.write_expiring, EventType.PUT, key, value, precondition, expiry)
+            return self.log.write_expiring(EventType.PUT, key, value, precondition, expiry, origin)
+        write = functools.partial(self.log.write_expiring, EventType.PUT, key, value, precondition, expiry, origin)
         found = self.store.leases.get(lease)
         if found is None:
             if by is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -11,6 +12,12 @@ from pathlib import Path
 
 from tests.e2e.process import TucoProcess
 from tuco.core.codec import HEADER_SIZE
+
+
+def without_moments(dump: str) -> list[str]:
+    """The dump's lines without their ``at=`` fields (Unix ms, different on every run)."""
+    return [re.sub(r"\tat=\d+", "", line) for line in dump.splitlines()]
+
 
 StartTuco = Callable[..., TucoProcess]
 
@@ -51,19 +58,20 @@ def test_log_dump_verify_repair(tuco: StartTuco, tmp_path: Path) -> None:
     log = tmp_path / "data" / "tuco.log"
     dump = _tuco("log", "dump", str(log))
     assert dump.returncode == 0
-    assert dump.stdout.decode().splitlines() == [
-        "1\tPUT\t'k0'\tb'v0'\tcreate_revision=1\tversion=1",
-        "2\tPUT\t'k1'\tb'v1'\tcreate_revision=2\tversion=1",
-        "3\tPUT\t'k2'\tb'v2'\tcreate_revision=3\tversion=1",
-        "4\tPUT\t'k3'\tb'v3'\tcreate_revision=4\tversion=1",
-        "5\tPUT\t'k4'\tb'v4'\tcreate_revision=5\tversion=1",
-        "6\tDELETE\t'k0'\tb''",
+    assert without_moments(dump.stdout.decode()) == [  # every change is recorded with who made it (issue 24)
+        "1\tPUT\t'k0'\tb'v0'\tcreate_revision=1\tversion=1\tby=anonymous",
+        "2\tPUT\t'k1'\tb'v1'\tcreate_revision=2\tversion=1\tby=anonymous",
+        "3\tPUT\t'k2'\tb'v2'\tcreate_revision=3\tversion=1\tby=anonymous",
+        "4\tPUT\t'k3'\tb'v3'\tcreate_revision=4\tversion=1\tby=anonymous",
+        "5\tPUT\t'k4'\tb'v4'\tcreate_revision=5\tversion=1\tby=anonymous",
+        "6\tDELETE\t'k0'\tb''\tby=anonymous\treason=deleted",
     ]
     ok = _tuco("log", "verify", str(log))
-    size = HEADER_SIZE + 5 * (21 + 2 + 2) + 21 + 2
+    origin = 13 + 9 + len("anonymous")  # the attributed record's head, moment and reason, and who
+    size = HEADER_SIZE + 5 * (21 + 2 + 2 + origin) + 21 + 2 + origin
     assert (ok.returncode, ok.stdout.decode()) == (0, f"{log}: 6 events, last sequence 6, {size} bytes\nok\n")
     data = bytearray(log.read_bytes())
-    record = 21 + 2 + 2  # overhead + key + value
+    record = 21 + 2 + 2 + origin  # overhead + key + value + origin
     third = HEADER_SIZE + 2 * record
     data[third + 10] ^= 0xFF
     log.write_bytes(bytes(data))

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.e2e.process import TucoProcess
-from tests.e2e.test_cli import _tuco
+from tests.e2e.test_cli import _tuco, without_moments
 from tuco.client import Client, Item, Listed
 
 StartTuco = Callable[..., TucoProcess]
@@ -86,8 +86,8 @@ def test_log_dump_shows_a_transactions_writes_at_its_revision(tuco: StartTuco, t
     server.terminate()
     dumped = _tuco("log", "dump", str(tmp_path / "data" / "tuco.log"))
     assert dumped.returncode == 0, dumped.stderr
-    assert dumped.stdout.decode().splitlines() == [
-        "1\tPUT\t'gone'\tb'x'\tcreate_revision=1\tversion=1",
-        "2\tPUT\t'a'\tb'1'\tcreate_revision=2\tversion=1",
-        "2\tDELETE\t'gone'\tb''",
+    assert without_moments(dumped.stdout.decode()) == [
+        "1\tPUT\t'gone'\tb'x'\tcreate_revision=1\tversion=1\tby=anonymous",
+        "2\tPUT\t'a'\tb'1'\tcreate_revision=2\tversion=1\tby=anonymous",
+        "2\tDELETE\t'gone'\tb''\tby=anonymous\treason=deleted",
     ]

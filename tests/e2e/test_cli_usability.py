@@ -146,8 +146,26 @@ def test_log_dump_output_json(tuco: StartTuco, tmp_path: Path) -> None:
     assert server.terminate() == 0
     dump = _tuco("log", "dump", "--output", "json", str(tmp_path / "data" / "tuco.log"))
     assert dump.returncode == 0
-    assert [json.loads(line) for line in dump.stdout.splitlines()] == [
-        {"sequence": 1, "type": "PUT", "key": "a", "value": "/w==", "create_revision": 1, "version": 1},
-        {"sequence": 2, "type": "PUT", "key": "a", "value": "Mg==", "create_revision": 1, "version": 2},
-        {"sequence": 3, "type": "DELETE", "key": "a"},
+    shown = [json.loads(line) for line in dump.stdout.splitlines()]
+    assert all(isinstance(event.pop("at"), int) for event in shown)  # the moment of each change (issue 24)
+    assert shown == [
+        {
+            "sequence": 1,
+            "type": "PUT",
+            "key": "a",
+            "value": "/w==",
+            "create_revision": 1,
+            "version": 1,
+            "by": "anonymous",
+        },
+        {
+            "sequence": 2,
+            "type": "PUT",
+            "key": "a",
+            "value": "Mg==",
+            "create_revision": 1,
+            "version": 2,
+            "by": "anonymous",
+        },
+        {"sequence": 3, "type": "DELETE", "key": "a", "by": "anonymous", "reason": "deleted"},
     ]

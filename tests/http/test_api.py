@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 
 from tuco.core.events import Event, Precondition
+from tuco.core.origin import Origin
 from tuco.errors import LogFailedError
 from tuco.http.asgi import ASGIApp
 from tuco.service import Limits, Phase, Service
@@ -137,7 +138,9 @@ def test_consistent_read_on_a_single_process_log() -> None:
 class ExplodingLog(MemoryLog):
     """A log with a bug: writing raises something that is not a tuco error."""
 
-    def write_put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Awaitable[Event]:
+    def write_put(
+        self, key: str, value: bytes, precondition: Precondition | None = None, origin: Origin | None = None
+    ) -> Awaitable[Event]:
         raise RuntimeError("bug in the log")
 
 

@@ -80,6 +80,10 @@ MATRIX: dict[str, tuple[str, str, bytes | None, tuple[int, ...]]] = {
     ),
     "revoke own lease": ("DELETE", "/v1/leases/{fresh_own_lease}", None, _row(403, 403, 200, 403, 200, 200, 403)),
     "read another's lease": ("GET", "/v1/leases/{held_lease}", None, _row(404, 404, 404, 404, 404, 200, 403)),
+    "key history": ("GET", "/v1/history/app%2Fx", None, _row(403, 200, 200, 200, 200, 200, 403)),
+    "key history by its path": ("GET", "/v1/history/app/x", None, _row(403, 200, 200, 200, 200, 200, 403)),
+    "key history by query": ("GET", "/v1/history?key=app%2Fx", None, _row(403, 200, 200, 200, 200, 200, 403)),
+    "another key's history": ("GET", "/v1/history/apple", None, _row(403, 403, 403, 200, 200, 200, 403)),
     "keep another's lease alive": (
         "POST",
         "/v1/leases/{held_lease}/keepalive",

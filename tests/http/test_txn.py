@@ -251,13 +251,17 @@ def test_watchers_see_a_transaction_together(front_end: str) -> None:
             ("delete", "2", "x/1"),
             ("put", "2", "x/3"),
         ]
-        assert frames[2].json() == {
+        shown = frames[2].json()
+        at = shown.pop("at")
+        assert isinstance(at, int) and shown == {
             "revision": 2,
             "key": "x/3",
             "value": b64(b"3"),
             "mod_revision": 2,
             "create_revision": 2,
             "version": 1,
+            "by": "anonymous",
         }
+        assert (frames[1].json()["reason"], frames[1].json()["at"]) == ("deleted", at)  # one moment
 
     run_served(front_end, check)

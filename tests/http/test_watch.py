@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
@@ -47,6 +48,8 @@ def test_a_watch_streams_each_change_under_its_prefix_with_its_revision(front_en
             await put(client, "app/a", b"three")
             frames = await sse.frames(4)
         assert [(f.event, f.id) for f in frames] == [("put", "2"), ("put", "4"), ("delete", "5"), ("put", "6")]
+        assert all(isinstance(f.json()["at"], int) for f in frames)  # who and when (issue 24): compared below without
+        frames = [Frame(f.event, f.id, json.dumps({k: v for k, v in f.json().items() if k != "at"})) for f in frames]
         assert frames[0].json() == {
             "revision": 2,
             "key": "app/a",
@@ -54,6 +57,7 @@ def test_a_watch_streams_each_change_under_its_prefix_with_its_revision(front_en
             "mod_revision": 2,
             "create_revision": 2,
             "version": 1,
+            "by": "anonymous",
         }
         assert frames[1].json() == {
             "revision": 4,
@@ -62,8 +66,9 @@ def test_a_watch_streams_each_change_under_its_prefix_with_its_revision(front_en
             "mod_revision": 4,
             "create_revision": 2,
             "version": 2,
+            "by": "anonymous",
         }
-        assert frames[2].json() == {"revision": 5, "key": "app/a"}
+        assert frames[2].json() == {"revision": 5, "key": "app/a", "by": "anonymous", "reason": "deleted"}
         assert frames[3].json()["create_revision"] == 6 and frames[3].json()["version"] == 1
         assert sse.comments[0] == "watching after revision 1"
 

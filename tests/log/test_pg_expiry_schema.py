@@ -56,7 +56,7 @@ def test_a_version_3_database_is_migrated_and_keeps_its_state(pg_dsn: str) -> No
         replica = await Replica(pg_dsn).start()
         try:
             versions = await query(pg_dsn, "SELECT version FROM tuco_schema ORDER BY version")
-            assert [r[0] for r in versions] == [1, 2, 3, 4, 5, 6, 7]
+            assert [r[0] for r in versions] == [1, 2, 3, 4, 5, 6, 7, 8]
             assert replica.bootstrap == [
                 Event(2, EventType.PUT, "b", b"2", 2, 1),
                 Event(3, EventType.PUT, "a", b"3", 1, 2),

@@ -62,6 +62,7 @@ def test_a_version_5_database_migrates_and_new_grants_record_their_owner(pg_dsn:
                 5,
                 6,
                 7,
+                8,
             ]
             found = first.store.leases.get(old)
             assert found is not None and found.owner == ""

@@ -102,7 +102,7 @@ def test_a_version_1_database_is_migrated_and_keeps_its_history(pg_dsn: str) -> 
         await asyncio.gather(*(replica.start() for replica in replicas))
         try:
             versions = await query(pg_dsn, "SELECT version FROM tuco_schema ORDER BY version")
-            assert [r[0] for r in versions] == [1, 2, 3, 4, 5, 6, sql.SCHEMA_VERSION] == [1, 2, 3, 4, 5, 6, 7]
+            assert [r[0] for r in versions] == [1, 2, 3, 4, 5, 6, 7, sql.SCHEMA_VERSION] == [1, 2, 3, 4, 5, 6, 7, 8]
             for replica in replicas:
                 assert replica.bootstrap == [
                     Event(2, EventType.PUT, "b", b"two", 2, 1),
@@ -252,13 +252,13 @@ def test_a_newer_schema_is_refused(pg_dsn: str) -> None:
 
     async def main() -> None:
         await _make_v1(pg_dsn)
-        await query(pg_dsn, "INSERT INTO tuco_schema (version) VALUES (8)")
+        await query(pg_dsn, "INSERT INTO tuco_schema (version) VALUES (9)")
         replica = Replica(pg_dsn)
         with pytest.raises(LogFormatError) as caught:
             await replica.log.open()
         await replica.log.aclose()
-        assert str(caught.value) == "the database holds tuco schema version 8; this build reads version 7"
-        assert [r[0] for r in await query(pg_dsn, "SELECT version FROM tuco_schema ORDER BY 1")] == [1, 8]
+        assert str(caught.value) == "the database holds tuco schema version 9; this build reads version 8"
+        assert [r[0] for r in await query(pg_dsn, "SELECT version FROM tuco_schema ORDER BY 1")] == [1, 9]
 
     run(main)
 

@@ -593,7 +593,7 @@ def test_concurrent_schema_creation(pg_dsn: str) -> None:
         for replica in replicas:
             await replica.log.aclose()
         versions = await query(pg_dsn, "SELECT version FROM tuco_schema ORDER BY 1")
-        assert [tuple(r) for r in versions] == [(1,), (2,), (3,), (4,), (5,), (6,), (7,)]
+        assert [tuple(r) for r in versions] == [(1,), (2,), (3,), (4,), (5,), (6,), (7,), (8,)]
         assert [tuple(r) for r in await query(pg_dsn, "SELECT id, sequence FROM tuco_head")] == [(1, 0)]
 
     run(main)

@@ -36,7 +36,7 @@ from tuco.cli._health import health
 from tuco.cli._keys import delete, get, list_keys, put, watch
 from tuco.cli._leases import lease, token
 from tuco.cli._transfer import export, import_keys
-from tuco.cli._txn import txn
+from tuco.cli._txn import history, txn
 
 __all__ = ["main"]
 
@@ -96,6 +96,23 @@ def main(**options: Any) -> None:
     """
 
 
-_COMMANDS = (health, get, put, delete, list_keys, watch, wait, touch, persist, ttl, txn, lock, elect, lease, token)
+_COMMANDS = (
+    health,
+    get,
+    put,
+    delete,
+    list_keys,
+    watch,
+    wait,
+    touch,
+    persist,
+    ttl,
+    txn,
+    history,
+    lock,
+    elect,
+    lease,
+    token,
+)
 for command in (*_COMMANDS, export, import_keys):
     main.add_command(command)

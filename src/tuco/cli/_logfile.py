@@ -11,6 +11,7 @@ import click
 
 from tuco.cli._common import EXIT_NOT_FOUND, b64, echo_json
 from tuco.core.events import Event, EventType  # loaded by `import tuco` already: no cost to the CLI's start
+from tuco.core.origin import origin_fields
 from tuco.errors import LogError
 
 __all__ = ["log"]
@@ -45,7 +46,9 @@ def _exit_on_log_error(path: Path) -> Iterator[None]:
     help="raw: tab-separated lines; json: one JSON object per event (values base64).",
 )
 def dump(path: Path, output: str) -> None:
-    """Print every event: sequence, type, key and value (escaped so any byte is visible), and a PUT's revisions.
+    """Print every event: sequence, type, key and value (escaped so any byte is visible), a PUT's revisions.
+
+    A change recorded with its origin also shows ``by``, ``at`` (Unix ms) and, for a delete, ``reason``.
 
     The sequence is the mod revision; a PUT also shows its key's create revision
     and version, as a compacted entry records them or as replay derives them.
@@ -57,7 +60,7 @@ def dump(path: Path, output: str) -> None:
     with _exit_on_log_error(path):
         for batch in reader:
             for event in _writes(batch):  # a transaction's writes, each on a line, at its one revision
-                sequence, type, key, value, create_revision, version, _ = event
+                sequence, type, key, value, create_revision, version, _, _ = event
                 deadline, lease, ttl = event.deadline, event.lease, event.ttl
                 line = f"{sequence}\t{type.name}\t{key!r}\t{value!r}"
                 if type is EventType.PUT:
@@ -78,6 +81,9 @@ def dump(path: Path, output: str) -> None:
                         line += f"\tttl={ttl}"
                     if deadline:
                         line += f"\tdeadline={deadline}"
+                for name, field in origin_fields(event.origin, type is EventType.DELETE).items():
+                    text = str(field)
+                    line += f"\t{name}={text if text.isprintable() else repr(text)}"
                 if output == "json":
                     echo_json(_event_json(event, create_revision, version))
                 else:
@@ -155,7 +161,9 @@ def _writes(batch: Iterable[Event]) -> Iterator[Event]:
 
     for event in batch:
         if event.type is EventType.TXN:
-            yield from decode_writes(event.sequence, event.value)
+            origin = event.origin
+            for write in decode_writes(event.sequence, event.value):
+                yield write if origin is None else write._replace(origin=origin)
         else:
             yield event
 
@@ -172,4 +180,5 @@ def _event_json(event: Event, create_revision: int, version: int) -> dict[str, o
         value = getattr(event, name)
         if value:
             shown[name] = value
+    shown.update(origin_fields(event.origin, event.type is EventType.DELETE))
     return shown

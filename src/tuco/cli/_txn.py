@@ -9,7 +9,16 @@ from typing import Any
 
 import click
 
-from tuco.cli._common import EXIT_PRECONDITION_FAILED, b64, client_command, echo_json, escape, escape_value, usage
+from tuco.cli._common import (
+    EXIT_PRECONDITION_FAILED,
+    b64,
+    client_command,
+    echo_json,
+    escape,
+    escape_value,
+    key_argument,
+    usage,
+)
 from tuco.client import Client, Item, Listed
 
 __all__ = ["txn"]
@@ -78,3 +87,32 @@ def txn(client: Client, output: str, file: Path | None) -> None:
                 click.echo("" if found is None else str(found))
     if not result.succeeded:
         sys.exit(EXIT_PRECONDITION_FAILED)
+
+
+@click.command()
+@key_argument()
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True, help="Changes to show.")
+@click.option("--before", type=click.IntRange(1), help="Only changes below this revision (a page's next_before).")
+@client_command
+def history(client: Client, output: str, key: str, limit: int, before: int | None) -> None:
+    """Who changed KEY, when and how: its retained changes, newest first (exit 5 past the retained history).
+
+    One line each: revision, put or delete, by, at (Unix ms), a delete's reason.
+    """
+    page = client.history(key, limit=limit, before=before)
+    if output == "json":
+        echo_json(
+            {
+                "changes": [
+                    {name: value for name, value in change._asdict().items() if name != "value" and value is not None}
+                    for change in page.changes
+                ],
+                "next_before": page.next_before,
+            }
+        )
+        return
+    for change in page.changes:
+        fields = [str(change.revision), change.type, f"by={change.by or '?'}", f"at={change.at or '?'}"]
+        if change.reason:
+            fields.append(f"reason={change.reason}")
+        click.echo("\t".join(fields))

@@ -13,11 +13,13 @@ from typing import Any, TypeVar
 import httpx
 
 from tuco.client import _calls as calls
+from tuco.client import _history as history_calls
 from tuco.client import _tokens as token_calls
 from tuco.client import _txn as txn_calls
 from tuco.client._calls import Answer, Call, Entry, Item, Lease, LeaseSummary, Page, RevokedLease, Written
 from tuco.client._counter import Counter
 from tuco.client._endpoints import Endpoints, unreachable
+from tuco.client._history import HistoryPage
 from tuco.client._keeper import KeptLease
 from tuco.client._options import Backoff, Options
 from tuco.client._session import Session
@@ -147,6 +149,10 @@ class Client:
     def delete_prefix(self, prefix: str) -> RangeDeleted:
         """Delete every key under ``prefix`` at one revision (the empty prefix: every key)."""
         return self._run(txn_calls.delete_prefix(prefix))
+
+    def history(self, key: str, *, limit: int | None = None, before: int | None = None) -> HistoryPage:
+        """Who changed ``key``, when and how: a page of its retained changes below ``before``, newest first."""
+        return self._run(history_calls.history(key, limit=limit, before=before))
 
     def wait(self, key: str, revision: int, *, timeout: float = 30.0) -> tuple[bool, Entry | None]:
         """Long poll: ``(changed, entry)`` when the key changed at ``revision`` or later, or after ``timeout``.

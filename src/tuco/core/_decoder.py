@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from tuco.core._format import (
+    _ATTRIBUTED,
     _ENTRY_CODES,
     _ENTRY_HEAD_SIZE,
     _EXPIRING_ENTRY,
@@ -22,9 +23,11 @@ from tuco.core._format import (
     _MAX_ENTRY,
     _MIN_ENTRY,
     _MIN_PAYLOAD,
+    _ORIGIN,
     _OWNED_GRANT,
     _OWNED_LEASE_ENTRY,
     _PAIR,
+    _PAYLOAD,
     _RECORD_CODES,
     _REVISIONS,
     _SHARED_ENTRY,
@@ -37,6 +40,7 @@ from tuco.core._format import (
     MAX_PAYLOAD_BYTES,
 )
 from tuco.core.events import Event, EventType, Lifetime
+from tuco.core.origin import REASONS, Origin
 from tuco.core.txn import decode_writes
 from tuco.errors import LogFormatError
 
@@ -170,7 +174,7 @@ class RecordDecoder:
                 except UnicodeDecodeError:
                     failure = "key is not valid UTF-8"
                     break
-                append(new(Event, (seq, event_type, key, buf[key_end:end], 0, 0, None)))
+                append(new(Event, (seq, event_type, key, buf[key_end:end], 0, 0, None, None)))
                 sequence += 1
                 pos = end
             self.next_sequence = sequence
@@ -238,7 +242,9 @@ class RecordDecoder:
                     break
                 ttl, deadline = _PAIR.unpack_from(buf, pos + _HEAD_SIZE)
                 owner = buf[pos + _HEAD_SIZE + _PAIR.size : end]
-                events.append(new(Event, (seq, EventType.LEASE_GRANT, "", owner, 0, 0, Lifetime(deadline, seq, ttl))))
+                events.append(
+                    new(Event, (seq, EventType.LEASE_GRANT, "", owner, 0, 0, Lifetime(deadline, seq, ttl), None))
+                )
                 count += 1
                 last = seq
                 pos = end
@@ -264,7 +270,7 @@ class RecordDecoder:
             except UnicodeDecodeError:
                 failure = "key is not valid UTF-8"
                 break
-            events.append(new(Event, (seq, put, key, buf[key_end:end], create_revision, version, lifetime)))
+            events.append(new(Event, (seq, put, key, buf[key_end:end], create_revision, version, lifetime, None)))
             count += 1
             last = seq
             pos = end
@@ -299,6 +305,8 @@ def _decode_token_entry(
 def _decode_extended(buf: bytes, pos: int, end: int, seq: int, code: int, key_length: int) -> Event | str:
     """An expiring PUT, a lease or a token record whose frame and checksum are good; a string says why it is bad."""
     body = pos + _HEAD_SIZE
+    if code == _ATTRIBUTED:
+        return _decode_attributed(buf, body, end, seq, key_length)
     token_type = _TOKEN_CODES.get(code)
     if token_type is not None:
         key_end = body + key_length
@@ -341,6 +349,58 @@ def _decode_extended(buf: bytes, pos: int, end: int, seq: int, code: int, key_le
         return f"malformed record (type {code}, key length {key_length})"
     lease, ttl, deadline = _LEASE.unpack_from(buf, body)
     return Event(seq, lease_type, "", b"", 0, 0, Lifetime(deadline, lease, ttl))
+
+
+_ORIGINS: dict[tuple[bytes, int, int], Origin] = {}
+"""Origins decoded lately, by their bytes, moment and reason: replay shares one per batch (bounded)."""
+_MAX_ORIGINS = 4096
+
+
+def _decode_attributed(buf: bytes, body: int, end: int, seq: int, by_length: int) -> Event | str:
+    """A record wrapped with its origin: the origin, then the inner record decoded as it would be alone."""
+    inner = body + _ORIGIN.size + by_length
+    if inner + _MIN_PAYLOAD > end:
+        return f"malformed record (type {_ATTRIBUTED}, by length {by_length})"
+    at, reason = _ORIGIN.unpack_from(buf, body)
+    if reason >= len(REASONS):
+        return f"malformed origin (reason {reason})"
+    named = (bytes(buf[body + _ORIGIN.size : inner]), at, reason)
+    origin = _ORIGINS.get(named)
+    if origin is None:  # a batch's records share one origin: decoded once, one object for all of them
+        try:
+            origin = Origin(named[0].decode(), at, reason)
+        except UnicodeDecodeError:
+            return "the origin's principal is not valid UTF-8"
+        if len(_ORIGINS) >= _MAX_ORIGINS:
+            _ORIGINS.clear()
+        _ORIGINS[named] = origin
+    inner_seq, code, key_length = _PAYLOAD.unpack_from(buf, inner)
+    if inner_seq != seq or code == _ATTRIBUTED:
+        return f"malformed attributed record (inner type {code}, sequence {inner_seq})"
+    if code == 1 or code == 2:  # a plain PUT or DELETE (the common case): read in place
+        key_end = inner + _PAYLOAD.size + key_length
+        if key_end > end:
+            return f"malformed record (type {code}, key length {key_length})"
+        try:
+            key = buf[inner + _PAYLOAD.size : key_end].decode()
+        except UnicodeDecodeError:
+            return "key is not valid UTF-8"
+        return Event(seq, EventType(code), key, buf[key_end:end], 0, 0, None, origin)
+    framed = bytes(_FRAME.size) + buf[inner:end]  # the inner payload as if it were framed alone
+    if code > 2:
+        decoded = _decode_extended(framed, 0, len(framed), seq, code, key_length)
+        if isinstance(decoded, str):
+            return decoded
+    else:
+        key_end = _HEAD_SIZE + key_length
+        if code == 0 or key_end > len(framed):
+            return f"malformed record (type {code}, key length {key_length})"
+        try:
+            key = framed[_HEAD_SIZE:key_end].decode()
+        except UnicodeDecodeError:
+            return "key is not valid UTF-8"
+        decoded = Event(seq, EventType(code), key, framed[key_end:])
+    return decoded._replace(origin=origin)
 
 
 class RecordHead(NamedTuple):

@@ -48,6 +48,8 @@ _OWNED_LEASE_ENTRY = 14
 _TXN = 15
 _SHARED_ENTRY = 16  # an entry at the revision of the entry before it (one transaction wrote both)
 _SHARED_EXPIRING_ENTRY = 17
+_ATTRIBUTED = 18  # any record above, wrapped with who wrote it, when and why (an old build reports it as unknown)
+_ORIGIN = struct.Struct("<QB")  # an attributed record's moment (Unix ms) and reason, after the payload head
 _TOKEN_CODES = {_TOKEN_CREATE: EventType.TOKEN_CREATE, _TOKEN_REVOKE: EventType.TOKEN_REVOKE}
 _CODE_OF_TOKEN = {EventType.TOKEN_CREATE: _TOKEN_CREATE, EventType.TOKEN_REVOKE: _TOKEN_REVOKE}
 _MAX_ENTRY = MAX_PAYLOAD_BYTES + _REVISIONS.size
@@ -56,7 +58,7 @@ _TYPE_BY_CODE: tuple[EventType | None, ...] = (None, EventType.PUT, EventType.DE
 _LEASE_CODES = {t.value: t for t in (EventType.LEASE_GRANT, EventType.LEASE_KEEPALIVE, EventType.LEASE_REVOKE)}
 # Record codes are not EventType numbers from 7 on (7 and 8 were taken by expiring kinds first).
 _RECORD_CODES = frozenset(
-    (EventType.PUT, EventType.DELETE, *_LEASE_CODES, _EXPIRING_PUT, *_TOKEN_CODES, _OWNED_GRANT, _TXN)
+    (EventType.PUT, EventType.DELETE, *_LEASE_CODES, _EXPIRING_PUT, *_TOKEN_CODES, _OWNED_GRANT, _TXN, _ATTRIBUTED)
 )
 _ENTRY_CODES = frozenset(
     (_ENTRY, _EXPIRING_ENTRY, _LEASE_ENTRY, _TOKEN_ENTRY, _OWNED_LEASE_ENTRY, _SHARED_ENTRY, _SHARED_EXPIRING_ENTRY)

@@ -57,6 +57,13 @@ kind of its own (16 for an entry, 17 for an expiring entry, laid out as 3 and 8)
 so every other entry still must rise, and a build without transactions reports
 it as unknown, never misreads it.
 
+Who made a change, when and why (:mod:`tuco.core.origin`) wraps the record of
+the change, whatever its kind, in one more kind; a record without an origin is
+written exactly as before, and a build before origins reports this kind as
+unknown (corruption), never misreads it. The inner payload repeats the sequence::
+
+    attributed    = sequence u64 | 18 u8 | by length u32 | at u64 | reason u8 | by (UTF-8) | inner payload
+
 Deadlines are absolute Unix milliseconds (0: none), so a replay, a restart
 or a compaction never moves one. A build without expiry reports these kinds
 as unknown (corruption), never misreads them.
@@ -71,6 +78,7 @@ from isal.isal_zlib import crc32 as _large_crc32
 
 from tuco.core._decoder import DecodeFailure, RecordDecoder, RecordHead, record_heads
 from tuco.core._format import (
+    _ATTRIBUTED,
     _CODE_OF_TOKEN,
     _ENTRY,
     _EXPIRING_ENTRY,
@@ -78,6 +86,7 @@ from tuco.core._format import (
     _FRAME,
     _LEASE,
     _LEASE_ENTRY,
+    _ORIGIN,
     _OWNED_GRANT,
     _OWNED_LEASE_ENTRY,
     _PAIR,
@@ -103,6 +112,7 @@ from tuco.core._format import (
     encode_header,
 )
 from tuco.core.events import Event, EventType
+from tuco.core.origin import Origin
 
 __all__ = [
     "ENTRY_OVERHEAD",
@@ -139,7 +149,7 @@ def encode_record(sequence: int, type: EventType, key: str, value: bytes = b"") 
 
 
 def encode_records(events: Sequence[Event]) -> tuple[list[bytes], bool]:
-    """Frame plain PUT and DELETE events (no deadline) as :func:`encode_record` does, as buffers to write in order.
+    """Frame PUT and DELETE events (no deadline) as :func:`encode_event` does, as buffers to write in order.
 
     A record's bytes are one buffer, except that a value of :data:`SPLIT_VALUE_BYTES`
     or more is a buffer of its own after its record's head (the checksum runs
@@ -152,10 +162,21 @@ def encode_records(events: Sequence[Event]) -> tuple[list[bytes], bool]:
     pack_frame = _FRAME.pack
     crc32 = zlib.crc32
     split = False
+    pack_origin = _ORIGIN.pack
+    last_origin = None
+    attributed = b""
     for event in events:
         key_bytes = event[2].encode("utf-8")
         value = event[3]
         head = pack_payload(event[0], event[1], len(key_bytes)) + key_bytes
+        origin = event[7]
+        if origin is not None:  # wrapped: the attributed head, then the record's own payload
+            if origin is not last_origin:  # a batch's writes mostly share one: encoded once
+                last_origin = origin
+                by = origin[0].encode("utf-8")
+                by_length = len(by)
+                attributed = pack_origin(origin[1], origin[2]) + by
+            head = pack_payload(event[0], _ATTRIBUTED, by_length) + attributed + head
         if len(value) < SPLIT_VALUE_BYTES:
             payload = head + value
             append(pack_frame(len(payload), crc32(payload)) + payload)
@@ -167,8 +188,10 @@ def encode_records(events: Sequence[Event]) -> tuple[list[bytes], bool]:
 
 
 def encode_event(event: Event) -> bytes:
-    """Frame any event: PUT and DELETE without a deadline exactly as :func:`encode_record` does."""
-    sequence, type, key, value, _, _, lifetime = event
+    """Frame any event: PUT and DELETE without a deadline or an origin exactly as :func:`encode_record` does."""
+    if event.origin is not None:
+        return _attributed(event, event.origin)
+    sequence, type, key, value, _, _, lifetime, _ = event
     deadline, lease, ttl = lifetime if lifetime is not None else (0, 0, 0)
     if type is EventType.PUT:
         if not (deadline or lease):
@@ -188,6 +211,14 @@ def encode_event(event: Event) -> bytes:
         payload = _PAYLOAD.pack(sequence, _OWNED_GRANT, len(value)) + _LEASE.pack(lease, ttl, deadline) + value
     else:
         payload = _PAYLOAD.pack(sequence, type, 0) + _LEASE.pack(lease, ttl, deadline)
+    return _FRAME.pack(len(payload), _checksum(payload)) + payload
+
+
+def _attributed(event: Event, origin: Origin) -> bytes:
+    """Frame an event with its origin: the event's own record's payload, wrapped."""
+    inner = encode_event(tuple.__new__(Event, (*event[:7], None)))[_FRAME.size :]
+    by = origin.by.encode("utf-8")
+    payload = _PAYLOAD.pack(event.sequence, _ATTRIBUTED, len(by)) + _ORIGIN.pack(origin.at, origin.reason) + by + inner
     return _FRAME.pack(len(payload), _checksum(payload)) + payload
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import NamedTuple
 
+from tuco.core.origin import Origin
+
 __all__ = ["ABSENT", "EXISTS", "Entry", "Event", "EventType", "Expiry", "Lifetime", "Precondition"]
 
 
@@ -58,6 +60,8 @@ class Event(NamedTuple):
     field, not three, so an ordinary event is a tuple no bigger than before
     expiry existed (replay builds a million of them in a second or two).
     ``deadline``, ``lease`` and ``ttl`` read it (0 without one).
+    ``origin`` (who, when, why) is None where it is not known: a log written
+    before origins were recorded, or a compacted entry.
     """
 
     sequence: int
@@ -67,6 +71,7 @@ class Event(NamedTuple):
     create_revision: int = 0
     version: int = 0
     lifetime: Lifetime | None = None
+    origin: Origin | None = None
 
     @property
     def deadline(self) -> int:

@@ -29,8 +29,9 @@ from sortedcontainers import SortedList
 from tuco.core._expiry import due_at, watch_again
 from tuco.core._listing import Item, Page, collect_page
 from tuco.core.events import Entry, Event, EventType, Lifetime
-from tuco.core.history import Group, History
+from tuco.core.history import AgedHistory, Group, History
 from tuco.core.leases import Due, Leases
+from tuco.core.origin import Origin
 from tuco.core.tokens import Tokens, decode_record
 from tuco.core.txn import decode_writes
 from tuco.errors import NoSuchKeyError
@@ -101,7 +102,9 @@ class Store:
         "tokens",
     )
 
-    def __init__(self, *, history_bytes: int = DEFAULT_HISTORY_BYTES, now: Callable[[], int] = _never) -> None:
+    def __init__(
+        self, *, history_bytes: int = DEFAULT_HISTORY_BYTES, now: Callable[[], int] = _never, history_age_ms: int = 0
+    ) -> None:
         self._data: dict[str, tuple[bytes, int, int, int]] = {}
         self.find: Callable[[str], tuple[bytes, int, int, int] | None] = self._data.get
         """A key's ``(value, create_revision, mod_revision, version)`` if it has no deadline, else None.
@@ -116,7 +119,9 @@ class Store:
         self.tokens = Tokens()
         """The live tokens: built from the log's token events, in a namespace no key request reaches."""
         self._index: SortedList | None = None
-        self.history = History(history_bytes)
+        self.history = (
+            AgedHistory(history_bytes, max_age_ms=history_age_ms) if history_age_ms else History(history_bytes)
+        )
         self.last_sequence = 0
         self.now = now
         """The clock expiry is decided by (Unix ms); the default never expires anything."""
@@ -189,7 +194,7 @@ class Store:
         The change is recorded in :attr:`history` with the entry it replaced.
         On the write path of every replica, so kept to one unpack and one dict update.
         """
-        sequence, type, key, value, create_revision, version, lifetime = event
+        sequence, type, key, value, create_revision, version, lifetime, origin = event
         if sequence <= self.last_sequence and (sequence < self.last_sequence or not create_revision):
             return False  # (a snapshot's keys one transaction wrote share its revision: each is applied)
         data = self._data
@@ -226,17 +231,17 @@ class Store:
             code = 2
         else:  # lease or token bookkeeping: no key changes, but the revision moves (History keeps a placeholder)
             if type is _TXN:
-                self._apply_txn(sequence, value)
+                self._apply_txn(sequence, value, origin)
                 return True
             if type is _TOKEN_CREATE or type is _TOKEN_REVOKE:
                 self._apply_token(type, sequence, key, value)
             else:
                 self._apply_lease(type, sequence, lifetime, value)
             self.last_sequence = sequence
-            self.history.record(sequence, int(type), "", b"", None)
+            self.history.record(sequence, int(type), "", b"", None, origin)
             return True
         self.last_sequence = sequence
-        self.history.record(sequence, code, key, value, old)
+        self.history.record(sequence, code, key, value, old, origin)
         return True
 
     def apply_batch(self, events: Iterable[Event]) -> None:
@@ -251,7 +256,7 @@ class Store:
         put = EventType.PUT
         delete = EventType.DELETE
         expiring = self._expiring
-        for sequence, type, key, value, create_revision, version, lifetime in events:
+        for sequence, type, key, value, create_revision, version, lifetime, _ in events:
             if sequence <= last and (sequence < last or not create_revision):
                 continue
             if type is put:
@@ -284,7 +289,7 @@ class Store:
         self._index = None
         self.history.reset(last)
 
-    def _apply_txn(self, sequence: int, writes: bytes) -> None:
+    def _apply_txn(self, sequence: int, writes: bytes, origin: Origin | None = None) -> None:
         """Apply a transaction's writes, each as its own event would be but all at ``sequence``; History: one change."""
         history = self.history
         group = Group()
@@ -296,7 +301,7 @@ class Store:
         finally:
             self.history = history
             self.last_sequence = sequence
-        history.record_group(sequence, group.changes)
+        history.record_group(sequence, group.changes, origin)
 
     def record(self, key: str) -> tuple[bytes, int, int, int] | None:
         """The key's ``(value, create_revision, mod_revision, version)`` as logged, expired or not; None if absent."""

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from tuco.core.events import Event, EventType
 from tuco.core.history import Change, flatten
+from tuco.core.origin import Origin
 from tuco.core.txn import decode_writes
 
 __all__ = ["Selector", "WatchEvent", "events_from_changes", "events_from_log"]
@@ -48,6 +49,8 @@ class WatchEvent(NamedTuple):
     value: bytes
     create_revision: int | None
     version: int | None
+    origin: Origin | None = None
+    """Who made the change, when and why; None where the log did not record it."""
 
 
 def events_from_changes(changes: Iterable[Change], selector: Selector) -> list[WatchEvent]:
@@ -67,11 +70,11 @@ def events_from_changes(changes: Iterable[Change], selector: Selector) -> list[W
         if code == _PUT:
             previous = change[4]
             if previous is None:
-                found.append(WatchEvent(revision, "put", key, change[3], revision, 1))
+                found.append(WatchEvent(revision, "put", key, change[3], revision, 1, change[5]))
             else:
-                found.append(WatchEvent(revision, "put", key, change[3], previous[1], previous[3] + 1))
+                found.append(WatchEvent(revision, "put", key, change[3], previous[1], previous[3] + 1, change[5]))
         elif code == _DELETE:
-            found.append(WatchEvent(revision, "delete", key, b"", None, None))
+            found.append(WatchEvent(revision, "delete", key, b"", None, None, change[5]))
     return found
 
 
@@ -85,9 +88,9 @@ def events_from_log(events: Iterable[Event], selector: Selector) -> list[WatchEv
         if event.type is EventType.PUT:
             created = event.create_revision or None
             version = event.version or None
-            found.append(WatchEvent(event.sequence, "put", key, event.value, created, version))
+            found.append(WatchEvent(event.sequence, "put", key, event.value, created, version, event.origin))
         elif event.type is EventType.DELETE:
-            found.append(WatchEvent(event.sequence, "delete", key, b"", None, None))
+            found.append(WatchEvent(event.sequence, "delete", key, b"", None, None, event.origin))
     return found
 
 
@@ -95,6 +98,8 @@ def _expand(events: Iterable[Event]) -> Iterator[Event]:
     """The events with each transaction's replaced by its writes' events."""
     for event in events:
         if event.type is EventType.TXN:
-            yield from decode_writes(event.sequence, event.value)
+            origin = event.origin
+            for write in decode_writes(event.sequence, event.value):
+                yield write if origin is None else write._replace(origin=origin)
         else:
             yield event

@@ -20,6 +20,7 @@ __all__ = [
     "EMPTY",
     "ETAG_HEADER",
     "EXPIRES_HEADER",
+    "HISTORY_PAGE",
     "KEY_PARAM",
     "LEASE_PARAM",
     "REVISION_HEADER",
@@ -61,6 +62,49 @@ WAIT_HEADER: Schema = {
     "description": "A long poll's outcome.",
     "schema": {"type": "string", "enum": ["changed", "timeout"]},
 }
+
+
+_ORIGIN: Schema = {
+    "by": {
+        "type": "string",
+        "description": "Who made the change: a token's id (never its secret), a certificate's identity, "
+        "expirer, lease-revoke, or anonymous (authentication off). Absent where the log did not record it "
+        "(written before origins were recorded).",
+    },
+    "at": {"type": "integer", "description": "When, Unix ms (the database's clock on PostgreSQL)."},
+    "reason": {
+        "type": "string",
+        "enum": ["deleted", "expired", "lease_revoked", "range_delete"],
+        "description": "Why a key was deleted (deletes only).",
+    },
+}
+HISTORY_PAGE: Schema = {
+    "type": "object",
+    "required": ["key", "changes", "oldest_revision", "next_before"],
+    "properties": {
+        "key": {"type": "string"},
+        "changes": {
+            "type": "array",
+            "description": "Newest first.",
+            "items": {
+                "type": "object",
+                "required": ["revision", "type"],
+                "properties": {
+                    "revision": {"type": "integer", "minimum": 1},
+                    "type": {"type": "string", "enum": ["put", "delete"]},
+                    "value": {"type": "string", "format": "byte", "description": "A put's value, base64."},
+                    **_ORIGIN,
+                },
+            },
+        },
+        "oldest_revision": {"type": "integer", "minimum": 0, "description": "The oldest revision retained."},
+        "next_before": {
+            "type": ["integer", "null"],
+            "description": "The next page's before; null on the last page.",
+        },
+    },
+}
+"""``GET /v1/history/{key}``'s page: the changes, each with who made it, when and why."""
 
 
 class Fails(NamedTuple):

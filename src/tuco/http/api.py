@@ -18,8 +18,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 
+from tuco.core.origin import Reason
 from tuco.errors import InvalidKeyError, NotFoundError, TucoError
 from tuco.http.answers import NOT_FOUND_PATH, OCTET_STREAM, STARTING, error_answer
+from tuco.http.audit import origin
 from tuco.http.auth import Guard
 from tuco.http.cors import Cors
 from tuco.http.handlers import INLINE, Context, resolve
@@ -189,10 +191,10 @@ class KeyValueAPI:
             if method == b"PUT":
                 if request.query:
                     return put_with_parameters(self.context, request, key, precondition)
-                written = service.put(key, request.body, precondition)
+                written = service.put(key, request.body, precondition, origin(request))
                 settle = self._settle_put
             else:
-                written = service.delete(key, precondition)
+                written = service.delete(key, precondition, origin(request, Reason.DELETED))
                 settle = self._settle_delete
         except TucoError as exc:
             return write_refused(exc, "not stored" if method == b"PUT" else "not deleted")

@@ -7,12 +7,17 @@ for each one, and a refusal is audited the same way either way.
 
 from __future__ import annotations
 
+import functools
+
 import structlog
 
+from tuco.core.origin import ANONYMOUS, Origin, Reason, clip_by
 from tuco.core.tokens import Permission, allows
 from tuco.http.messages import Request
 
-__all__ = ["audit_denied", "may"]
+__all__ = ["audit_denied", "may", "origin"]
+
+_ANONYMOUS = Origin(ANONYMOUS, 0)
 
 _audit = structlog.get_logger("tuco.audit")
 
@@ -27,6 +32,23 @@ def may(request: Request, need: Permission, key: str) -> bool:
         return True
     audit_denied(request, caller.id, "no_grant")
     return False
+
+
+def origin(request: Request, reason: int = Reason.NONE) -> Origin:
+    """Who a change made for ``request`` is recorded as: the token's id or the certificate's identity, else anonymous.
+
+    Never the secret: a token is named by its id. The log sets the moment.
+    """
+    caller = request.caller
+    if caller is None:
+        return _ANONYMOUS if reason == Reason.NONE else _named(ANONYMOUS, reason)
+    return _named(caller.cert or caller.id, reason)
+
+
+@functools.lru_cache(maxsize=1024)
+def _named(by: str, reason: int) -> Origin:
+    """One Origin per principal and reason (bounded): a batch's writes of one principal share it."""
+    return Origin(clip_by(by), 0, reason)
 
 
 def audit_denied(request: Request, token: str | None, reason: str) -> None:

@@ -44,6 +44,7 @@ from tuco.http._route import Operation, Route, Target, operation, route
 from tuco.http._schema import (
     DURATION,
     EXPIRES_HEADER,
+    HISTORY_PAGE,
     KEY_PARAM,
     LEASE_PARAM,
     REVISION_HEADER,
@@ -159,6 +160,36 @@ _TTL_ERRORS = (
     Fails(PreconditionFailedError, "{code}: the key kept changing under the rewrite; nothing written", WRITTEN),
     LeaseLimitError,
 )
+
+
+def _history_operation(target: Target, operation_id: str, key: tuple[Schema, ...]) -> Operation:
+    """``GET /v1/history/{key}`` (or ``?key=``): who changed the key, when and how."""
+    return operation(
+        "history.history",
+        target,
+        _READ,
+        summary="Who changed the key, when and how: its retained changes, newest first",
+        operation_id=operation_id,
+        parameters=(
+            *key,
+            query("limit", "Changes per page.", {"type": "integer", "minimum": 1, "maximum": 1000}),
+            query(
+                "before", "Only changes below this revision (a page's next_before).", {"type": "integer", "minimum": 1}
+            ),
+        ),
+        answers={
+            "200": json_answer(
+                "A page of changes: revision, type, a put's value (base64), by, at, a delete's reason",
+                HISTORY_PAGE,
+                _REVISION,
+            )
+        },
+        errors=(
+            Fails(InvalidParameterError, "{code} (key, limit, before)"),
+            Fails(HistoryCompactedError, "{code}: the history no longer reaches below before"),
+        ),
+    )
+
 
 _DECLARED: tuple[Route, ...] = (
     route(
@@ -290,7 +321,11 @@ _DECLARED: tuple[Route, ...] = (
             ),
             answers={
                 "200": {
-                    "description": "The stream: put, delete, progress and cancel events, each id a revision",
+                    "description": "The stream: put, delete, progress and cancel events, each id a revision; "
+                    "a put's or delete's data has revision and key (a put: value in base64, create_revision, "
+                    "version) and, where the log recorded them, by (token id, certificate identity, expirer, "
+                    "lease-revoke or anonymous), at (Unix ms) and a delete's reason (deleted, expired, "
+                    "lease_revoked, range_delete)",
                     "content": {"text/event-stream": {"schema": _TEXT}},
                 }
             },
@@ -431,6 +466,17 @@ _DECLARED: tuple[Route, ...] = (
             ),
         },
         (KEY_PARAM,),
+    ),
+    route("/v1/history/{key}", {b"GET": _history_operation(Target.KEY, "getKeyHistory", ())}, (KEY_PARAM,)),
+    route(
+        "/v1/history",
+        {
+            b"GET": _history_operation(
+                Target.PREFIX,
+                "getHistory",
+                ({**query("key", "The key.", {"type": "string", "minLength": 1}), "required": True},),
+            )
+        },
     ),
     *CONSOLE,
     KEY,

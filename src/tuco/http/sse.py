@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 
+from tuco.core.origin import origin_fields
 from tuco.core.watch import WatchEvent
 
 __all__ = [
@@ -58,6 +59,8 @@ def event_frame(event: WatchEvent) -> bytes:
             data["version"] = event.version
     else:
         data = {"revision": event.revision, "key": event.key}
+    if event.origin is not None:
+        data.update(origin_fields(event.origin, event.type == "delete"))
     return b"id: %d\nevent: %b\ndata: %b\n\n" % (event.revision, event.type.encode(), _dumps(data).encode())
 
 

@@ -6,7 +6,7 @@ statements of its own, so a database at any version is brought up in order.
 
 from __future__ import annotations
 
-from tuco.log import _pg_txn
+from tuco.log import _pg_origins, _pg_txn
 
 __all__ = ["CHANNEL", "MIGRATIONS"]
 
@@ -459,6 +459,9 @@ _V6 = [
 ]
 
 # Version 7: transactions, decided and recorded by one call of tuco_txn (see tuco.log._pg_txn).
+_V7 = _pg_txn.migration(CHANNEL)
+
+# Version 8: who made each change and why (see tuco.log._pg_origins), new overloads of the three write functions.
 
 # Each step brings a database from the version before to its own; run in order.
 MIGRATIONS: dict[int, list[str]] = {
@@ -468,5 +471,6 @@ MIGRATIONS: dict[int, list[str]] = {
     4: _V4,
     5: _V5,
     6: _V6,
-    7: _pg_txn.migration(CHANNEL),
+    7: _V7,
+    8: _pg_origins.migration(_V4_WRITE_FUNCTION, _V6_EXPIRING_FUNCTION, _V7[1]),
 }

@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tuco.core.events import Event, EventType, Lifetime
+from tuco.core.origin import Origin
 from tuco.errors import LeaseNotFoundError, PreconditionFailedError
+from tuco.log._pg_origins import stored_origin
 from tuco.log.batching import Mutation, Outcome
 
 __all__ = [
@@ -21,7 +23,11 @@ __all__ = [
     "expiry_arguments",
     "merge_leases",
     "numbered_outcomes",
+    "origin_arguments",
+    "written_events",
 ]
+
+_new = tuple.__new__
 
 
 def expected_revisions(batch: Sequence[Mutation]) -> list[int | None] | None:
@@ -31,14 +37,35 @@ def expected_revisions(batch: Sequence[Mutation]) -> list[int | None] | None:
     return [None if m.precondition is None else m.precondition.mod_revision for m in batch]
 
 
-def numbered_outcomes(batch: Sequence[Mutation], first: int, refused: Mapping[int, int]) -> list[Outcome]:
+def origin_arguments(batch: Sequence[Mutation]) -> tuple[list[str | None] | None, list[int | None] | None]:
+    """The write function's ``bys`` and ``reasons`` (version 8): each mutation's principal and reason; None if none."""
+    if all(m.origin is None for m in batch):
+        return None, None
+    return [None if m.origin is None else m.origin.by for m in batch], [
+        None if m.origin is None else m.origin.reason for m in batch
+    ]
+
+
+def _at(origin: Origin | None, at: int) -> Origin | None:
+    """``origin`` at the moment the database committed it (None stays None)."""
+    return None if origin is None else _new(Origin, (origin[0], at, origin[2]))
+
+
+def written_events(batch: Sequence[Mutation], first: int, at: int) -> list[Outcome]:
+    """The events of a batch written whole from sequence ``first``, each with its origin at ``at`` (Unix ms)."""
+    if all(m.origin is None for m in batch):
+        return [_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None, None)) for i, m in enumerate(batch)]
+    return [_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None, _at(m.origin, at))) for i, m in enumerate(batch)]
+
+
+def numbered_outcomes(batch: Sequence[Mutation], first: int, refused: Mapping[int, int], at: int = 0) -> list[Outcome]:
     """Number the written mutations from ``first``; ``refused`` maps 1-based ordinals to the revision they met."""
     outcomes: list[Outcome] = []
     sequence = first
     for n, m in enumerate(batch, 1):
         current = refused.get(n)
         if current is None:
-            outcomes.append(Event(sequence, m.type, m.key, m.value))
+            outcomes.append(Event(sequence, m.type, m.key, m.value, origin=_at(m.origin, at)))
             sequence += 1
         else:
             outcomes.append(PreconditionFailedError(m.key, current))
@@ -89,8 +116,12 @@ def merge_leases(batch: list[Event], leases: list[Event]) -> tuple[list[Event], 
 
 
 def event_of(row: Any) -> Event:
-    """The event of a ``tuco_events`` row (as :data:`~tuco.log._pg_schema.EVENTS_AFTER` selects it)."""
+    """The event of a ``tuco_events`` row (as :data:`~tuco.log._pg_schema.EVENTS_AFTER` selects it).
+
+    A row without an origin (written before schema version 8) has none: unknown, as on the file log.
+    """
+    origin = stored_origin(row[8], row[9], row[4]) if len(row) > 8 else None
     if len(row) > 5 and (row[5] is not None or row[6] is not None):
         lifetime = Lifetime(row[5] or 0, row[6] or 0, row[7] or 0)
-        return Event(row[0], EventType(row[1]), row[2].decode(), row[3], 0, 0, lifetime)
-    return Event(row[0], EventType(row[1]), row[2].decode(), row[3])
+        return Event(row[0], EventType(row[1]), row[2].decode(), row[3], 0, 0, lifetime, origin)
+    return Event(row[0], EventType(row[1]), row[2].decode(), row[3], origin=origin)

@@ -12,7 +12,7 @@ import asyncpg
 from tuco.errors import LogFormatError
 from tuco.log._pg_errors import is_permission_denied, is_transient, refusal
 from tuco.log._pg_migrations import CHANNEL, MIGRATIONS
-from tuco.log._pg_txn import TXN_FUNCTION_SIGNATURE
+from tuco.log._pg_origins import WRITE_BATCH, WRITE_EXPIRING_BATCH, WRITE_FUNCTION_SIGNATURES
 
 __all__ = [
     "BOOTSTRAP_HEAD",
@@ -33,23 +33,20 @@ __all__ = [
     "refusal",
 ]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Taken in the creating transaction so replicas starting together do not race on
 # CREATE TABLE IF NOT EXISTS (which can fail with a unique violation on pg_type).
 _SCHEMA_LOCK = 0x7475_636F_0000_0001  # "tuco", 1
 
 
-# One round trip writes a whole batch; see _V3_WRITE_FUNCTION. Runs outside any
-# explicit transaction, so it commits before the reply is sent.
-WRITE_BATCH = """SELECT first_sequence, last_sequence, committed_at, replayed, refused, refused_revisions
-    FROM tuco_write_batch($1, $2, $3, $4, $5)"""
-WRITE_EXPIRING_BATCH = """SELECT first_sequence, last_sequence, committed_at, replayed, refused, refused_revisions
-    FROM tuco_write_batch($1, $2, $3, $4, $5, $6, $7, $8)"""
+# One round trip writes a whole batch (WRITE_BATCH, WRITE_EXPIRING_BATCH: see _V3_WRITE_FUNCTION, and
+# version 8's origins). Runs outside any explicit transaction, so it commits before the reply is sent.
 # The database's clock (Unix ms) comes with every head read: how a replica keeps its estimate of it.
 READ_HEAD = """SELECT h.sequence, e.committed_at, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint
     FROM tuco_head h LEFT JOIN tuco_events e ON e.sequence = h.sequence WHERE h.id = 1"""
-EVENTS_AFTER = """SELECT sequence, type, key, value, committed_at, deadline, lease, ttl FROM tuco_events
+EVENTS_AFTER = """SELECT sequence, type, key, value, committed_at, deadline, lease, ttl, origin_by, origin_reason
+    FROM tuco_events
     WHERE sequence > $1 AND sequence <= $2 ORDER BY sequence LIMIT $3"""
 BOOTSTRAP_HEAD = """SELECT h.sequence, e.committed_at, e.type, e.key, e.deadline, e.lease, e.ttl,
         floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint
@@ -165,11 +162,7 @@ WRITE_PRIVILEGES: tuple[tuple[str, str], ...] = (
     ("tuco_tokens", "DELETE"),
     ("tuco_tokens", "INSERT"),
 )
-_WRITE_FUNCTIONS = (
-    "tuco_write_batch(uuid, smallint[], bytea[], bytea[], bigint[])",
-    TXN_FUNCTION_SIGNATURE,
-    "tuco_write_batch(uuid, smallint[], bytea[], bytea[], bigint[], bigint[], bigint[], boolean[])",
-)
+_WRITE_FUNCTIONS = WRITE_FUNCTION_SIGNATURES
 _MISSING_PRIVILEGES = """SELECT m.name FROM (
         SELECT 1 AS part, w.n, w.what || ' on ' || w.name AS name, has_table_privilege(w.name, w.what) AS held
         FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS w(name, what, n)

@@ -34,15 +34,7 @@ from tuco.core.events import Entry, Event
 from tuco.core.txn import COMPARE_OPS, COMPARE_TARGETS, OpResult, Txn, TxnOutcome
 from tuco.errors import LeaseNotFoundError
 
-__all__ = ["TXN_FUNCTION_SIGNATURE", "WRITE_TXN", "migration", "txn_arguments", "txn_outcome"]
-
-TXN_FUNCTION_SIGNATURE = (
-    "tuco_txn(uuid, bytea[], smallint[], smallint[], bigint[], bytea[], boolean[], smallint[], bytea[], bytea[], "
-    "bigint[], bigint[], integer[])"
-)
-
-WRITE_TXN = """SELECT n, kind, key, value, create_revision, mod_revision, version, deadline, lease
-    FROM tuco_txn($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"""
+__all__ = ["migration", "txn_arguments", "txn_outcome"]
 
 _KINDS = {"put": 1, "delete": 2, "delete_prefix": 3, "get": 4, "list": 5}
 

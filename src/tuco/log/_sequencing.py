@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol, TypeAlias, cast
 
 from tuco.core.events import Event, EventType, Expiry, Lifetime, Precondition
+from tuco.core.origin import Origin
 from tuco.core.txn import Txn, TxnOutcome, TxnState, decide_batch
 from tuco.errors import LeaseNotFoundError, PreconditionFailedError
 
@@ -33,6 +34,8 @@ class Mutation(NamedTuple):
     """A deadline, a lease or an expired-only condition; None for an ordinary write (and every lease-free one)."""
     txn: Txn | None = None
     """A transaction (type TXN): always alone in its batch, decided against the state every earlier batch left."""
+    origin: Origin | None = None
+    """Who asked and why; its ``at`` is set when the log decides the write (by the log's clock)."""
 
 
 Outcome: TypeAlias = Event | PreconditionFailedError | LeaseNotFoundError | TxnOutcome
@@ -46,6 +49,7 @@ _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__: th
 
 _precondition_of = operator.itemgetter(3)
 _expiry_of = operator.itemgetter(4)
+_origin_of = operator.itemgetter(6)
 
 
 def has_conditions(batch: Sequence[Mutation]) -> bool:
@@ -88,7 +92,55 @@ def sequence_batch(
     decided with ``expiry`` (the applied deadlines and leases) and the clock ``now``.
     """
     if not has_conditions(batch):
-        return [_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None)) for i, m in enumerate(batch)]
+        if not any(map(_origin_of, batch)):
+            return [_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None, None)) for i, m in enumerate(batch)]
+        at = now()
+        events: list[Outcome] = []
+        append = events.append
+        last: Origin | None = None
+        stamped: Origin | None = None
+        for i, m in enumerate(batch):  # writes of one principal share one stamped origin (the common case)
+            origin = m[6]
+            if origin is not last:
+                last = origin
+                stamped = None if origin is None else _new(Origin, (origin[0], at, origin[2]))
+            append(_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None, stamped)))
+        return events
+    return stamp_origins(batch, _decide(batch, first, mod_revision, expiry, now), now)
+
+
+def _stamp(origin: Origin | None, at: int) -> Origin | None:
+    """``origin`` at the moment ``at`` (None stays None)."""
+    return None if origin is None else _new(Origin, (origin[0], at, origin[2]))
+
+
+def stamp_origins(batch: Sequence[Mutation], outcomes: list[Outcome], now: Callable[[], int]) -> list[Outcome]:
+    """Each outcome's event with its mutation's origin, at ``now()`` (one moment for the batch).
+
+    ``outcomes`` has one outcome per mutation, in order: a refusal keeps no origin.
+    """
+    if not any(map(_origin_of, batch)):
+        return outcomes
+    at = now()
+    stamped: list[Outcome] = []
+    for m, outcome in zip(batch, outcomes, strict=True):
+        origin = _stamp(m[6], at)
+        if origin is not None and isinstance(outcome, Event):
+            outcome = _new(Event, (*outcome[:7], origin))
+        elif origin is not None and isinstance(outcome, TxnOutcome) and outcome.event is not None:
+            outcome = outcome._replace(event=outcome.event._replace(origin=origin))
+        stamped.append(outcome)
+    return stamped
+
+
+def _decide(
+    batch: Sequence[Mutation],
+    first: int,
+    mod_revision: Callable[[str], int],
+    expiry: ExpiryState | None,
+    now: Callable[[], int],
+) -> list[Outcome]:
+    """The outcomes of a batch with conditions or deadlines, one per mutation."""
     if any(map(_expiry_of, batch)):
         if batch[0].txn is not None:  # only transactions in this batch (the group commit cuts batches so)
             return list(

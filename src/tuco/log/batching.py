@@ -12,6 +12,7 @@ import structlog
 from tuco.core.codec import RECORD_OVERHEAD
 from tuco.core.distribution import BATCH_SIZE_BOUNDS, SECONDS_BOUNDS, Distribution
 from tuco.core.events import Event, EventType, Expiry, Precondition
+from tuco.core.origin import Origin
 from tuco.core.txn import Txn, TxnOutcome, txn_bytes
 from tuco.errors import (
     InvalidKeyError,
@@ -192,7 +193,12 @@ class GroupCommit:
         self._task = self._loop.create_task(self._run(), name="tuco-group-commit")
 
     def submit(
-        self, type: EventType, key: str, value: bytes = b"", precondition: Precondition | None = None
+        self,
+        type: EventType,
+        key: str,
+        value: bytes = b"",
+        precondition: Precondition | None = None,
+        origin: Origin | None = None,
     ) -> Awaitable[Event]:
         """Queue one mutation; the result resolves once it is committed and applied.
 
@@ -210,13 +216,19 @@ class GroupCommit:
                 raise InvalidKeyError("the key cannot be encoded as UTF-8") from None
         if self.failure is not None or self._closing or self._task is None:
             self._check_open()
-        mutation = _new(Mutation, (type, key, value, precondition, None, None))
+        mutation = _new(Mutation, (type, key, value, precondition, None, None, origin))
         if self._pending_bytes >= self._max_pending_bytes:
             return self._submit_when_room(mutation)
         return self._enqueue(mutation)
 
     def submit_expiring(
-        self, type: EventType, key: str, value: bytes, precondition: Precondition | None, expiry: Expiry
+        self,
+        type: EventType,
+        key: str,
+        value: bytes,
+        precondition: Precondition | None,
+        expiry: Expiry,
+        origin: Origin | None = None,
     ) -> Awaitable[Event]:
         """:meth:`submit` for a write with a deadline, a lease or an expired-only condition, and for lease records.
 
@@ -228,19 +240,19 @@ class GroupCommit:
             except UnicodeEncodeError:
                 raise InvalidKeyError("the key cannot be encoded as UTF-8") from None
         self._check_open()
-        mutation = Mutation(type, key, value, precondition, expiry)
+        mutation = Mutation(type, key, value, precondition, expiry, None, origin)
         if self._pending_bytes >= self._max_pending_bytes:
             return self._submit_when_room(mutation)
         return self._enqueue(mutation)
 
-    def submit_txn(self, txn: Txn) -> Awaitable[TxnOutcome]:
+    def submit_txn(self, txn: Txn, origin: Origin | None = None) -> Awaitable[TxnOutcome]:
         """Queue a transaction; the result resolves to its outcome once it is decided, committed and applied.
 
         Committed in a batch of its own, after every write queued before it, so
         its compares are decided against the state all of them left.
         """
         self._check_open()
-        mutation = Mutation(EventType.TXN, "", b"", None, TXN_EXPIRY, txn)
+        mutation = Mutation(EventType.TXN, "", b"", None, TXN_EXPIRY, txn, origin)
         if self._pending_bytes >= self._max_pending_bytes:
             return cast("Awaitable[TxnOutcome]", self._submit_when_room(mutation))
         return cast("Awaitable[TxnOutcome]", self._enqueue(mutation))
@@ -391,11 +403,15 @@ class WritesThroughGroupCommit:
         commits = self._commits
         return LogStatistics(commits.batch_sizes, commits.commit_seconds, None, 0)
 
-    def write_put(self, key: str, value: bytes, precondition: Precondition | None = None) -> Awaitable[Event]:
-        return self._commits.submit(_PUT, key, value, precondition)
+    def write_put(
+        self, key: str, value: bytes, precondition: Precondition | None = None, origin: Origin | None = None
+    ) -> Awaitable[Event]:
+        return self._commits.submit(_PUT, key, value, precondition, origin)
 
-    def write_delete(self, key: str, precondition: Precondition | None = None) -> Awaitable[Event]:
-        return self._commits.submit(_DELETE, key, b"", precondition)
+    def write_delete(
+        self, key: str, precondition: Precondition | None = None, origin: Origin | None = None
+    ) -> Awaitable[Event]:
+        return self._commits.submit(_DELETE, key, b"", precondition, origin)
 
     def write_expiring(
         self,
@@ -404,11 +420,12 @@ class WritesThroughGroupCommit:
         value: bytes = b"",
         precondition: Precondition | None = None,
         expiry: Expiry | None = None,
+        origin: Origin | None = None,
     ) -> Awaitable[Event]:
-        return self._commits.submit_expiring(type, key, value, precondition, expiry or Expiry())
+        return self._commits.submit_expiring(type, key, value, precondition, expiry or Expiry(), origin)
 
-    def write_txn(self, txn: Txn) -> Awaitable[TxnOutcome]:
-        return self._commits.submit_txn(txn)
+    def write_txn(self, txn: Txn, origin: Origin | None = None) -> Awaitable[TxnOutcome]:
+        return self._commits.submit_txn(txn, origin)
 
 
 def _size(mutation: Mutation) -> int:

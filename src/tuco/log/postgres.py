@@ -91,6 +91,7 @@ from tuco.errors import LogClosedError, LogFailedError, LogReadOnlyError, LogUna
 from tuco.log import _pg_schema as sql
 from tuco.log._pg_errors import is_driver_error, is_not_primary, is_permission_denied, is_retriable
 from tuco.log._pg_follower import PostgresFollower
+from tuco.log._pg_origins import WRITE_TXN, moment
 from tuco.log._pg_replica import _BACKOFF_FIRST, _CHUNK, _RETRY_CAP, _close_quietly, _logger
 from tuco.log._pg_rows import (
     event_of,
@@ -99,9 +100,11 @@ from tuco.log._pg_rows import (
     expiry_arguments,
     merge_leases,
     numbered_outcomes,
+    origin_arguments,
+    written_events,
 )
 from tuco.log._pg_snapshot import read_state
-from tuco.log._pg_txn import WRITE_TXN, txn_arguments, txn_outcome
+from tuco.log._pg_txn import txn_arguments, txn_outcome
 from tuco.log.batching import Mutation, Outcome, WritesThroughGroupCommit
 from tuco.log.redact import redact_dsn
 from tuco.ports import CommitSink
@@ -252,7 +255,9 @@ class PostgresTransactionLog(PostgresFollower, WritesThroughGroupCommit):
         txn = batch[0].txn
         arguments: tuple[Any, ...]
         if txn is not None:  # alone in its batch: one call of tuco_txn
-            arguments = (uuid.uuid4(), *txn_arguments(txn))
+            origin = batch[0].origin
+            by, reason = (None, None) if origin is None else (origin.by, origin.reason)
+            arguments = (uuid.uuid4(), *txn_arguments(txn), by, reason)
         else:
             arguments = (
                 uuid.uuid4(),
@@ -263,6 +268,7 @@ class PostgresTransactionLog(PostgresFollower, WritesThroughGroupCommit):
             )
             if any(m.expiry is not None for m in batch):
                 arguments += expiry_arguments(batch)
+            arguments += origin_arguments(batch)
         delay = _BACKOFF_FIRST
         attempt = 0
         moved = False
@@ -328,7 +334,7 @@ class PostgresTransactionLog(PostgresFollower, WritesThroughGroupCommit):
         txn = batch[0].txn
         if txn is not None:
             return [await self._commit_txn(conn, txn, arguments)]
-        expiring = len(arguments) > 5
+        expiring = len(arguments) > 7
         statement = sql.WRITE_EXPIRING_BATCH if expiring else sql.WRITE_BATCH
         first, last, committed_at, replayed, refused, revisions = await conn.fetchrow(statement, *arguments)
         written = len(batch) - len(refused) if refused else len(batch)
@@ -352,8 +358,8 @@ class PostgresTransactionLog(PostgresFollower, WritesThroughGroupCommit):
                 batch, [event_of(row) for row in rows], dict(zip(refused or (), revisions or (), strict=True))
             )
         if refused:
-            return numbered_outcomes(batch, first, dict(zip(refused, revisions, strict=True)))
-        return [Event(first + i, m.type, m.key, m.value) for i, m in enumerate(batch)]
+            return numbered_outcomes(batch, first, dict(zip(refused, revisions, strict=True)), moment(committed_at))
+        return written_events(batch, first, moment(committed_at))
 
     async def _commit_txn(self, conn: asyncpg.Connection, txn: Txn, arguments: tuple[Any, ...]) -> Outcome:
         """One call of tuco_txn; its event (if it wrote) is read back, as every follower reads it."""

@@ -18,6 +18,7 @@ from tuco.errors import (
     RevisionAheadError,
 )
 from tuco.http.answers import JSON, NO_SUCH_KEY, OCTET_STREAM, error_answer, refusal
+from tuco.http.audit import origin
 from tuco.http.handlers._base import Context, settled
 from tuco.http.handlers._writes import answer_when_written
 from tuco.http.handlers.watch import compacted, revision_ahead
@@ -168,15 +169,17 @@ def put_with_parameters(ctx: Context, request: Request, key: str, precondition: 
     ttl_raw = request.param(b"ttl")
     lease_raw = request.param(b"lease")
     if ttl_raw is None and lease_raw is None:
-        return answer_when_written(service.put(key, request.body, precondition), writes.settle_put)
+        return answer_when_written(service.put(key, request.body, precondition, origin(request)), writes.settle_put)
     if ttl_raw is not None and lease_raw is not None:
         raise InvalidParameterError("send ttl or lease, not both: a key expires at one deadline")
     if ttl_raw is not None:
         ttl_ms = parse_ttl(ttl_raw, service.limits.max_ttl_ms)
-        written = service.put_expiring(key, request.body, precondition, ttl_ms=ttl_ms)
+        written = service.put_expiring(key, request.body, precondition, ttl_ms=ttl_ms, origin=origin(request))
     else:
         lease = lease_id(lease_raw or b"", InvalidParameterError("lease must be a lease id, as granted"))
-        written = service.put_expiring(key, request.body, precondition, lease=lease, by=request.principal)
+        written = service.put_expiring(
+            key, request.body, precondition, lease=lease, by=request.principal, origin=origin(request)
+        )
 
     def created(event: Event) -> Response:
         expires_at = event.deadline or service.expires_at(event.key)

@@ -9,8 +9,10 @@ revision moves like any write's (it leaves a lease it was on: the deadline is it
 from __future__ import annotations
 
 from tuco.core.events import Event, Precondition
+from tuco.core.origin import Origin
 from tuco.errors import InvalidParameterError, LogError, NoSuchKeyError, PreconditionFailedError, TucoError
 from tuco.http.answers import error_answer, refusal
+from tuco.http.audit import origin
 from tuco.http.handlers._base import Context
 from tuco.http.messages import Answer, Request, Response
 from tuco.http.params import decode_key, parse_ttl
@@ -32,10 +34,10 @@ def deadline(ctx: Context, request: Request, segment: bytes) -> Answer:
             ttl_ms = parse_ttl(raw, ctx.service.limits.max_ttl_ms)
     except TucoError as exc:
         return error_answer(exc)
-    return _rewrite(ctx, key, ttl_ms)
+    return _rewrite(ctx, key, ttl_ms, origin(request))
 
 
-async def _rewrite(ctx: Context, key: str, ttl_ms: int) -> Response:
+async def _rewrite(ctx: Context, key: str, ttl_ms: int, by: Origin) -> Response:
     service = ctx.service
     try:
         for _ in range(_RACES):
@@ -45,9 +47,11 @@ async def _rewrite(ctx: Context, key: str, ttl_ms: int) -> Response:
             condition = Precondition(found.entry.mod_revision)
             try:
                 if ttl_ms:
-                    event: Event = await service.put_expiring(key, found.entry.value, condition, ttl_ms=ttl_ms)
+                    event: Event = await service.put_expiring(
+                        key, found.entry.value, condition, ttl_ms=ttl_ms, origin=by
+                    )
                 else:
-                    event = await service.put(key, found.entry.value, condition)
+                    event = await service.put(key, found.entry.value, condition, by)
             except PreconditionFailedError as exc:
                 if exc.current == 0:
                     return error_answer(NoSuchKeyError(key))

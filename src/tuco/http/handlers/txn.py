@@ -15,11 +15,12 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tuco.core.origin import Reason
 from tuco.core.tokens import Permission
 from tuco.core.txn import COMPARE_OPS, COMPARE_TARGETS, Compare, OpResult, Txn, TxnOp, TxnOutcome, check_branch
 from tuco.errors import ForbiddenError, InvalidParameterError, InvalidTxnError, LogError, TucoError
 from tuco.http.answers import error_answer, json_response, refusal
-from tuco.http.audit import may
+from tuco.http.audit import may, origin
 from tuco.http.handlers._base import Context
 from tuco.http.handlers._writes import write_refused
 from tuco.http.messages import Answer, Request, Response
@@ -39,7 +40,7 @@ def txn(ctx: Context, request: Request, segment: bytes) -> Answer:
     try:
         parsed = parse_txn(request.body)
         _authorize(request, parsed)
-        outcome = ctx.service.txn(parsed, request.principal)
+        outcome = ctx.service.txn(parsed, request.principal, origin(request))
     except TucoError as exc:
         return write_refused(exc, "no transaction")
     return _answer(outcome, render_outcome, "no transaction")
@@ -53,7 +54,9 @@ def delete_prefix(ctx: Context, request: Request, segment: bytes) -> Answer:
             raise InvalidParameterError("deleting every key takes all=true; give a prefix otherwise")
         if not may(request, _WRITE, prefix):
             raise ForbiddenError("the token has no write grant on the whole prefix")
-        outcome = ctx.service.txn(Txn((), (TxnOp("delete_prefix", prefix),), ()), request.principal)
+        outcome = ctx.service.txn(
+            Txn((), (TxnOp("delete_prefix", prefix),), ()), request.principal, origin(request, Reason.RANGE_DELETE)
+        )
     except TucoError as exc:
         return write_refused(exc, "nothing deleted")
     return _answer(outcome, _range_deleted, "nothing deleted")

@@ -1,0 +1,88 @@
+"""Who made a change, when, and (for a delete) why: what "who changed what" shows.
+
+An origin is recorded with the change it describes, by the log that records
+the change; events replayed from a log written before origins existed carry
+none (unknown). Pure: the moment is handed in by the log, never read here.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+__all__ = [
+    "ANONYMOUS",
+    "EXPIRER",
+    "LEASE_REVOKE",
+    "MAX_BY_BYTES",
+    "REASONS",
+    "Origin",
+    "Reason",
+    "clip_by",
+    "origin_fields",
+]
+
+ANONYMOUS = "anonymous"
+"""The principal of a change made with authentication off."""
+
+EXPIRER = "expirer"
+"""The principal of a delete (or lease revoke) the expirer wrote because a deadline passed."""
+
+LEASE_REVOKE = "lease-revoke"
+"""The principal of the deletes of a revoked lease's keys, when no caller is known."""
+
+MAX_BY_BYTES = 1024
+"""The longest principal name recorded, in UTF-8 bytes: a certificate identity longer than this is cut."""
+
+
+class Reason:
+    """Why a key was deleted. The numbers are written to the log: only ever append new ones.
+
+    Plain ints, not an IntEnum: an enum member is an object the cyclic
+    collector tracks, and the history keeps an origin per change, untracked
+    only while it holds nothing but strings and ints.
+    """
+
+    NONE = 0
+    """Not a delete (or not known)."""
+    DELETED = 1
+    EXPIRED = 2
+    LEASE_REVOKED = 3
+    RANGE_DELETE = 4
+
+
+REASONS = ("", "deleted", "expired", "lease_revoked", "range_delete")
+"""The name of each reason by its number, as watch events, the history and the dump show it."""
+
+
+class Origin(NamedTuple):
+    """Who (``by``: token id, certificate identity, ``expirer``, ``lease-revoke`` or ``anonymous``) and when.
+
+    ``at`` is Unix milliseconds by the log's clock; ``reason`` says why for a delete.
+    Never a token's secret: ``by`` is the token's id.
+    """
+
+    by: str
+    at: int
+    reason: int = Reason.NONE
+    """A :class:`Reason` number."""
+
+
+def clip_by(name: str) -> str:
+    """``name`` cut to :data:`MAX_BY_BYTES` UTF-8 bytes (on a character boundary): a bound on what a record carries."""
+    data = name.encode("utf-8")
+    if len(data) <= MAX_BY_BYTES:
+        return name
+    return data[:MAX_BY_BYTES].decode("utf-8", errors="ignore")
+
+
+def origin_fields(origin: Origin | None, deleted: bool) -> dict[str, object]:
+    """``by`` and ``at``, and for a delete ``reason`` (``deleted`` unless the origin says otherwise); {} if unknown.
+
+    What watch events, the history and the dump show: additive JSON fields.
+    """
+    if origin is None:
+        return {}
+    fields: dict[str, object] = {"by": origin.by, "at": origin.at}
+    if deleted:
+        fields["reason"] = REASONS[origin.reason] or REASONS[Reason.DELETED]
+    return fields
