@@ -62,6 +62,19 @@ class Limits:
     max_txn_bytes: int = 8 << 20
     """Keys and values of one transaction, both branches together (``TUCO_MAX_TXN_BYTES``)."""
 
+    @property
+    def txn_body_bytes(self) -> int:
+        """The largest ``POST /v1/txn`` body read: room for a transaction at both caps, written as JSON.
+
+        Base64 makes a value 4/3 of its size, and each compare or operation adds its names, brackets and numbers;
+        the caps themselves are checked on what the body holds. Never below the largest value's body.
+        """
+        return max(self.max_value_bytes, 2 * self.max_txn_bytes + TXN_OP_JSON_BYTES * self.max_txn_ops)
+
+
+TXN_OP_JSON_BYTES = 256
+"""Room one compare or operation of a transaction takes in its JSON besides its key and value."""
+
 
 def _room(limits: Limits) -> int:
     """The store size below which a write of N more bytes (plus an entry) passes both bounds without a look-up.

@@ -180,10 +180,14 @@ async def serve(settings: Settings) -> int:
         return _start_failed(exc.code, str(exc), EXIT_FAILURE)
     server_settings = ServerSettings(
         max_body_bytes=settings.max_value_bytes,
+        max_txn_body_bytes=service.limits.txn_body_bytes,
         request_timeout=settings.request_timeout_seconds,
         keepalive_timeout=settings.keepalive_timeout_seconds,
         max_connections=settings.max_connections,
-        max_buffered_bytes=settings.body_budget_bytes,
+        # By default, always room for one largest transaction's body too.
+        max_buffered_bytes=settings.body_budget_bytes
+        if settings.max_buffered_bytes is not None
+        else max(settings.body_budget_bytes, service.limits.txn_body_bytes),
         stream_backlog_bytes=settings.watch_max_backlog_bytes,
         max_stream_bytes=settings.watch_max_buffered_bytes,
     )

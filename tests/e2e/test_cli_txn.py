@@ -6,9 +6,12 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.process import TucoProcess
 from tests.e2e.test_cli import _tuco, without_moments
 from tuco.client import Client, Item, Listed
+from tuco.errors import TxnBytesLimitError
 
 StartTuco = Callable[..., TucoProcess]
 
@@ -91,3 +94,21 @@ def test_log_dump_shows_a_transactions_writes_at_its_revision(tuco: StartTuco, t
         "2\tPUT\t'a'\tb'1'\tcreate_revision=2\tversion=1\tby=anonymous",
         "2\tDELETE\t'gone'\tb''\tby=anonymous\treason=deleted",
     ]
+
+
+def test_a_transaction_at_its_byte_cap_commits_though_its_body_is_over_the_value_limit(tuco: StartTuco) -> None:
+    """The served body limit of POST /v1/txn follows TUCO_MAX_TXN_BYTES, not TUCO_MAX_VALUE_BYTES (a 413 before)."""
+    server = tuco(TUCO_MAX_VALUE_BYTES="1000", TUCO_MAX_TXN_BYTES="20000", TUCO_MAX_TXN_OPS="20")
+    with Client(server.url) as client:
+        txn = client.txn()
+        for i in range(20):
+            txn.then.put(f"k{i:02d}", b"v" * 997)  # 20 x (3 + 997) = 20,000: the cap exactly, a 27 KB body
+        outcome = txn.commit()
+        assert (outcome.succeeded, outcome.revision) == (True, 1)
+        assert client.get("k19").value == b"v" * 997
+        over = client.txn()
+        for i in range(20):
+            over.then.put(f"k{i:02d}", b"w" * 998)
+        with pytest.raises(TxnBytesLimitError):
+            over.commit()
+        assert client.get("k00").value == b"v" * 997

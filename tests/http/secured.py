@@ -46,7 +46,10 @@ async def served_secured(front_end: str, service: Service) -> AsyncIterator[http
     try:
         if front_end == "native":
             server = await start_server(
-                KeyValueAPI(service).handle, host="127.0.0.1", port=0, settings=ServerSettings()
+                KeyValueAPI(service).handle,
+                host="127.0.0.1",
+                port=0,
+                settings=ServerSettings(max_txn_body_bytes=service.limits.txn_body_bytes),  # as runtime.py
             )
             port = server.addresses[0][1]
             try:

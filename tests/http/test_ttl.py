@@ -15,7 +15,7 @@ import pytest
 from tuco.core.events import EventType
 from tuco.http.api import KeyValueAPI
 from tuco.http.asgi import ASGIApp
-from tuco.http.server import start_server
+from tuco.http.server import ServerSettings, start_server
 from tuco.service import Limits, Service
 from tuco.testing import MemoryLog
 
@@ -50,7 +50,9 @@ def serve(front: str, check: Check, *, limits: Limits | None = None) -> None:
                 async with httpx.AsyncClient(transport=transport, base_url="http://tuco") as client:
                     await check(client, service, clock)
                 return
-            server = await start_server(KeyValueAPI(service).handle, host="127.0.0.1", port=0)
+            sizes = service.limits  # as runtime.py sets them from the settings
+            settings = ServerSettings(max_body_bytes=sizes.max_value_bytes, max_txn_body_bytes=sizes.txn_body_bytes)
+            server = await start_server(KeyValueAPI(service).handle, host="127.0.0.1", port=0, settings=settings)
             try:
                 host, port = server.addresses[0]
                 async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as client:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from urllib.parse import quote
 
 import httpx
@@ -265,3 +266,33 @@ def test_watchers_see_a_transaction_together(front_end: str) -> None:
         assert (frames[1].json()["reason"], frames[1].json()["at"]) == ("deleted", at)  # one moment
 
     run_served(front_end, check)
+
+
+@pytest.mark.parametrize("front", FRONTS)
+def test_a_transaction_body_may_pass_the_value_limit_up_to_the_transaction_caps(front: str) -> None:
+    """A transaction at TUCO_MAX_TXN_BYTES commits though its JSON is over TUCO_MAX_VALUE_BYTES; a body over what
+    the caps allow is a 413 naming them, before it is read; a key's body still stops at the value's limit."""
+    limits = Limits(max_value_bytes=100, max_txn_ops=10, max_txn_bytes=1000)
+    assert limits.txn_body_bytes == 2 * 1000 + 256 * 10
+
+    async def check(client: httpx.AsyncClient, service: Service, clock: Clock) -> None:
+        at_cap = {"success": [put(f"k{i}", b"v" * 98) for i in range(10)]}  # 10 keys of 2 bytes + 10 values of 98
+        body = json.dumps(at_cap).encode()
+        assert 100 < len(body) <= limits.txn_body_bytes
+        answer = await client.post("/v1/txn", content=body)
+        assert (answer.status_code, answer.json()["succeeded"], answer.json()["revision"]) == (200, True, 1)
+        huge = b'{"success": []' + b" " * limits.txn_body_bytes + b"}"
+        over = await client.post("/v1/txn", content=huge)
+        assert (over.status_code, over.json()) == (
+            413,
+            {
+                "error": "txn_bytes_limit",
+                "message": "the transaction's body is over the 4560-byte limit that TUCO_MAX_TXN_BYTES and "
+                "TUCO_MAX_TXN_OPS allow: split it into smaller transactions, or raise TUCO_MAX_TXN_BYTES",
+            },
+        )
+        assert service.applied_revision == 1
+        big = await client.put("/v1/key/big", content=b"v" * 101)
+        assert (big.status_code, big.json()["error"]) == (413, "value_too_large")
+
+    serve(front, check, limits=limits)

@@ -26,12 +26,17 @@ Handler = Callable[[Request], Response | StreamResponse | Deferred | Awaitable[R
 """A request to a response, or an awaitable of one."""
 
 
+_MAY_BE_ZERO = frozenset({"max_body_bytes", "max_txn_body_bytes"})
+
+
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     """Limits and time-outs of the native server; every one protects it from a client."""
 
     max_body_bytes: int = 1 << 20
     """A larger body is answered 413 and the connection closed, without reading the rest into memory (0: empty only)."""
+    max_txn_body_bytes: int = 0
+    """The same for ``POST /v1/txn``: room for a transaction at its caps (``Limits.txn_body_bytes``); 0: as others."""
     max_header_count: int = 100
     max_header_bytes: int = 16 * 1024
     """Request line plus headers; a longer target gets 414, longer headers 431."""
@@ -55,7 +60,7 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         for field in fields(self):
-            if getattr(self, field.name) < 0 or (getattr(self, field.name) == 0 and field.name != "max_body_bytes"):
+            if getattr(self, field.name) < 0 or (getattr(self, field.name) == 0 and field.name not in _MAY_BE_ZERO):
                 raise ConfigurationError(
                     f"server setting {field.name} must be positive, not {getattr(self, field.name)}"
                 )

@@ -34,7 +34,7 @@ from tuco.http import answers
 from tuco.http._context import ServerContext
 from tuco.http._tls import Peer
 from tuco.http._wire import CLOSE, KEEP, KEEP_SAID
-from tuco.http.answers import CERTIFICATE_EXPIRED, INTERNAL_ERROR, SERVER_BUSY, value_too_large
+from tuco.http.answers import CERTIFICATE_EXPIRED, INTERNAL_ERROR, SERVER_BUSY, txn_body_too_large, value_too_large
 from tuco.http.messages import Request, Response
 
 __all__ = ["SHUTTING_DOWN", "RequestReader", "internal_error"]
@@ -69,6 +69,8 @@ class RequestReader(asyncio.Protocol):
 
     __slots__ = (
         "_authorization",
+        "_body_limit",
+        "_body_refusal",
         "_body_size",
         "_chunks",
         "_client",
@@ -87,6 +89,7 @@ class RequestReader(asyncio.Protocol):
         "_max_body",
         "_max_head_bytes",
         "_max_header_count",
+        "_max_txn_body",
         "_messages",
         "_parser",
         "_peer",
@@ -96,7 +99,9 @@ class RequestReader(asyncio.Protocol):
         "_reserved",
         "_stopped",
         "_target",
+        "_too_large",
         "_transfer_encoding",
+        "_txn_too_large",
     )
 
     def __init__(self, ctx: ServerContext) -> None:
@@ -104,6 +109,13 @@ class RequestReader(asyncio.Protocol):
         self._ctx = ctx
         self._clock = ctx.clock
         self._max_body = settings.max_body_bytes
+        # A transaction's body may be larger than any value's (TUCO_MAX_TXN_BYTES, written as JSON): chosen by
+        # the target once the head is read, with the 413 that names the setting to change.
+        self._max_txn_body = settings.max_txn_body_bytes or settings.max_body_bytes
+        self._too_large = value_too_large(self._max_body)
+        self._txn_too_large = txn_body_too_large(self._max_txn_body)
+        self._body_limit = self._max_body
+        self._body_refusal = self._too_large
         self._max_head_bytes = settings.max_header_bytes
         self._max_header_count = settings.max_header_count
         self._parser: httptools.HttpRequestParser | None = None
@@ -271,6 +283,10 @@ class RequestReader(asyncio.Protocol):
             self._certificate_lapsed("request")
             self._reject(CERTIFICATE_EXPIRED)
             raise _Stop
+        if self._target.startswith(b"/v1/txn"):
+            self._body_limit, self._body_refusal = self._max_txn_body, self._txn_too_large
+        else:
+            self._body_limit, self._body_refusal = self._max_body, self._too_large
         length = self._content_length
         coding = self._transfer_encoding
         if coding is not None:
@@ -281,8 +297,8 @@ class RequestReader(asyncio.Protocol):
                 self._reject(_BAD_TRANSFER_CODING)
                 raise _Stop
         elif length is not None:
-            if length > self._max_body:
-                self._reject(value_too_large(self._max_body))
+            if length > self._body_limit:
+                self._reject(self._body_refusal)
                 raise _Stop
             if length:
                 ctx = self._ctx
@@ -301,9 +317,9 @@ class RequestReader(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         size = self._body_size + len(body)
-        if size > self._max_body:
+        if size > self._body_limit:
             self._chunks = None
-            self._reject(value_too_large(self._max_body))
+            self._reject(self._body_refusal)
             raise _Stop
         if size > self._reserved:  # chunked: reserve what arrived (a declared length was reserved whole)
             ctx = self._ctx

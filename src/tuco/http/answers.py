@@ -27,6 +27,7 @@ from tuco.errors import (
     StartingError,
     TooManyConnectionsError,
     TucoError,
+    TxnBytesLimitError,
     UnauthorizedError,
     UnsupportedTransferCodingError,
     UriTooLongError,
@@ -65,6 +66,7 @@ __all__ = [
     "json_response",
     "log_message",
     "refusal",
+    "txn_body_too_large",
     "value_too_large",
 ]
 
@@ -109,6 +111,16 @@ def bad_request(message: str) -> Response:
 def value_too_large(limit: int) -> Response:
     """The 413 answer, shared by every front end."""
     return error_answer(ValueTooLargeError.over(limit))
+
+
+def txn_body_too_large(limit: int) -> Response:
+    """The 413 answer to a transaction's body over :attr:`Limits.txn_body_bytes <tuco.limits.Limits.txn_body_bytes>`."""
+    return error_answer(
+        TxnBytesLimitError(
+            f"the transaction's body is over the {limit}-byte limit that TUCO_MAX_TXN_BYTES and TUCO_MAX_TXN_OPS "
+            "allow: split it into smaller transactions, or raise TUCO_MAX_TXN_BYTES"
+        )
+    )
 
 
 RETRY_SOON: Headers = ((b"Retry-After", b"1"),)

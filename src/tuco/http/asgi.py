@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from tuco.http.answers import INTERNAL_ERROR, SERVER_BUSY, STARTING, value_too_large
+from tuco.http.answers import INTERNAL_ERROR, SERVER_BUSY, STARTING, txn_body_too_large, value_too_large
 from tuco.http.api import KeyValueAPI
 from tuco.http.messages import Deferred, Request, Response, StreamResponse
 from tuco.http.observer import RequestObserver, clock
@@ -155,12 +155,13 @@ class ASGIApp:
             # without waiting for the one http.request message (a disconnect shows when the answer is sent).
             body = b""
         else:
-            limit = api.limits.max_value_bytes
+            txn = path.startswith(b"/v1/txn")
+            limit = api.limits.txn_body_bytes if txn else api.limits.max_value_bytes
             try:
                 body = await _read_body(receive, length, limit, budget)
             except _BodyTooLargeError:
                 self._refused(413)
-                await _send(send, value_too_large(limit), head=False)
+                await _send(send, txn_body_too_large(limit) if txn else value_too_large(limit), head=False)
                 return
             except _BudgetExceededError:
                 self._refused(503)
