@@ -201,6 +201,10 @@ def test_bad_transactions_are_400_and_change_nothing(front: str) -> None:
             b'{"success": [{"frobnicate": {"key": "a"}}]}',
             b'{"success": [{"put": {"key": "\\ud800"}}]}',
             b'{"compare": [{"key": "\\udfff", "target": "exists", "value": true}]}',
+            b'{"success": [{"put": {"key": "a", "val": "eA=="}}]}',  # a misspelt field stored "" once
+            b'{"success": [{"delete": {"key": "a", "prefix": "b"}}]}',
+            b'{"success": [{"list": {"prefix": "", "limt": 5}}]}',
+            b'{"compare": [{"key": "a", "target": "version", "value": 1, "opp": ">"}]}',
         ]
         for body in bad:
             answer = await client.post("/v1/txn", content=body)
@@ -208,6 +212,8 @@ def test_bad_transactions_are_400_and_change_nothing(front: str) -> None:
         lease = await client.post("/v1/txn", json={"success": [put("a", b"", lease=99)]})
         assert (lease.status_code, lease.json()["error"]) == (404, "no_such_lease")
         assert service.applied_revision == 0
+        misspelt = await client.post("/v1/txn", content=b'{"success": [{"put": {"key": "a", "val": "eA=="}}]}')
+        assert misspelt.json()["message"] == "success[0].put: unknown field 'val'; a put has key, value, ttl and lease"
 
     serve(front, check)
 

@@ -112,6 +112,25 @@ def parse_txn(body: bytes) -> Txn:
     return Txn(compares, success, failure)
 
 
+# The fields each part takes: any other is a 400, or a misspelt "value" would store an empty one.
+_FIELDS = {
+    "compare": ("key", "target", "op", "value"),
+    "put": ("key", "value", "ttl", "lease"),
+    "delete": ("key",),
+    "get": ("key",),
+    "delete_prefix": ("prefix", "all"),
+    "list": ("prefix", "limit"),
+}
+
+
+def _only_known(item: dict[str, Any], kind: str, where: str) -> None:
+    known = _FIELDS[kind]
+    for name in item:
+        if name not in known:
+            names = ", ".join(known[:-1]) + f" and {known[-1]}" if len(known) > 1 else known[0]
+            raise InvalidTxnError(f"{where}: unknown field {name!r}; a {kind} has {names}")
+
+
 def _list(document: dict[str, Any], name: str) -> list[Any]:
     found = document.get(name, [])
     if not isinstance(found, list):
@@ -150,6 +169,7 @@ def _compare(item: object, n: int) -> Compare:
     where = f"compare[{n}]"
     if not isinstance(item, dict):
         raise InvalidTxnError(f"{where} must be an object with key, target, op and value")
+    _only_known(item, "compare", where)
     key = _text(item, "key", where)
     target, op = item.get("target"), item.get("op", "==")
     if target not in COMPARE_TARGETS:
@@ -178,6 +198,8 @@ def _op(item: object, where: str) -> TxnOp:
     if not isinstance(spec, dict):
         raise InvalidTxnError(f"{where}: {kind} must be an object")
     where = f"{where}.{kind}"
+    if kind in _FIELDS:
+        _only_known(spec, kind, where)
     if kind == "put":
         key = _text(spec, "key", where)
         value = _bytes(spec.get("value", ""), where)
