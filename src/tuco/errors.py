@@ -215,12 +215,18 @@ class RevisionAheadError(TucoError):
     code = "revision_ahead"
     status = 409
 
-    def __init__(self, requested: int, revision: int) -> None:
+    def __init__(self, requested: int, revision: int, *, read: bool = False) -> None:
         super().__init__(requested, revision)
         self.requested = requested
         self.revision = revision
+        self.read = read  # a read at a revision (a typo, most likely), not a resume
 
     def __str__(self) -> str:
+        if self.read:
+            return (
+                f"revision {self.requested} is ahead of this store, which is at revision {self.revision}: "
+                f"read at {self.revision} or lower, or wait for it with wait_revision"
+            )
         return (
             f"revision {self.requested} is ahead of this store, which is at revision {self.revision} "
             "(restored from an older state?); re-read the keys and watch again from now"

@@ -110,6 +110,10 @@ async def _check_snapshots(client: httpx.AsyncClient, service: Service) -> None:
             )
     ahead = await client.get("/v1/key/a", params={"revision": service.revision + 1})
     assert (ahead.status_code, ahead.json()["error"]) == (409, "revision_ahead")
+    assert ahead.json()["message"] == (
+        f"revision {service.revision + 1} is ahead of this store, which is at revision {service.revision}: "
+        f"read at {service.revision} or lower, or wait for it with wait_revision"
+    )
     bad = await client.get("/v1/key/a", params={"revision": "0"})
     assert (bad.status_code, bad.json()["error"]) == (400, "invalid_parameter")
 

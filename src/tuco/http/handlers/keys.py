@@ -102,7 +102,7 @@ async def _read_at_after_catch_up(ctx: Context, key: str, revision: int) -> Resp
     except LogError as exc:
         return refusal(exc, "no read", "cannot reach the log to tell whether that revision exists")
     if revision > ctx.service.revision:
-        return revision_ahead(RevisionAheadError(revision, ctx.service.revision))
+        return revision_ahead(RevisionAheadError(revision, ctx.service.revision, read=True))
     return _answer_at(ctx.service, key, revision)
 
 
