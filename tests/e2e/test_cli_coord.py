@@ -60,7 +60,7 @@ def test_a_held_lock_makes_another_tuco_lock_time_out_and_sigterm_releases_it(tu
             eventually(started.exists, what="the command started")
             late = _tuco("--url", server.url, "lock", "locks/long", "--timeout", "0.5", "--", "true")
             assert late.returncode == 9
-            assert b"not acquired within 0.5" in late.stderr
+            assert b"not acquired within 0.5s: another session holds it" in late.stderr
             assert len(_keys(server.url, "locks/long/")) == 1
             with subprocess.Popen([*TUCO, "lock", "locks/long", "--", "true"], env=env) as waiter:
                 eventually(lambda: len(_keys(server.url, "locks/long/")) == 2, what="the waiter queues")

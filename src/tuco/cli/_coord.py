@@ -119,7 +119,7 @@ def lock(client: Client, output: str, name: str, command: tuple[str, ...], ttl: 
     with Session(client, _session_ttl(ttl)) as session:
         held = session.lock(name)
         if not held.acquire(wait):
-            click.echo(f"tuco: lock {name!r} not acquired within {timeout}", err=True)
+            click.echo(f"tuco: lock {name!r} not acquired within {wait:g}s: another session holds it", err=True)
             sys.exit(EXIT_TIMEOUT)
         assert held.token is not None and held.key is not None
         if output == "json":
