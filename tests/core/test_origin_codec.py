@@ -70,10 +70,12 @@ def test_an_attributed_record_fed_byte_by_byte_decodes_once_whole() -> None:
             lambda p: p[:30] + (2).to_bytes(8, "little") + p[38:],
             "malformed attributed record (inner type 1, sequence 2)",
         ),
+        (lambda p: p[:22] + b"\xff" + p[23:], "the origin's principal is not valid UTF-8"),
+        (lambda p: p[:43] + b"\xff" + p[44:], "key is not valid UTF-8"),
     ],
 )
 def test_a_malformed_attributed_record_is_corruption_named(mangle: object, why: str) -> None:
-    """A bad reason or an inner record of another sequence stops decoding with the reason, never misread."""
+    """A bad reason, principal or key, or an inner record of another sequence stops decoding with the reason."""
     import zlib
 
     record = encode_event(Event(1, EventType.PUT, "a", b"v", origin=Origin("ci-token", 5)))
@@ -82,6 +84,33 @@ def test_a_malformed_attributed_record_is_corruption_named(mangle: object, why: 
     events, decoder = decode(framed)
     assert events == []
     assert decoder.failure is not None and decoder.failure.reason == why
+
+
+def test_records_of_one_origin_share_it_and_a_principal_is_one_string() -> None:
+    """A batch's records decode to one Origin; any change of bytes, moment or reason is seen, across feeds too."""
+    origins = [
+        Origin("ci-token", 5),
+        Origin("ci-token", 5),
+        Origin("ci-tokem", 5),  # same length and moment, another principal
+        Origin("ci-tokem", 6),
+        Origin("ci-tokem", 6, Reason.DELETED),
+        Origin("ci-tokem", 6, Reason.DELETED),
+    ]
+    events = [
+        Event(i + 1, EventType.DELETE if o.reason else EventType.PUT, f"k{i}", b"" if o.reason else b"v", origin=o)
+        for i, o in enumerate(origins)
+    ]
+    data = b"".join(encode_event(e) for e in events)
+    cut = len(encode_event(events[0])) + 3  # the second record split over two feeds
+    decoder = RecordDecoder(start_offset=0)
+    decoded = decoder.feed(data[:cut]) + decoder.feed(data[cut:])
+    assert decoder.failure is None
+    assert decoded == events
+    assert [e.origin for e in decoded] == origins
+    assert decoded[0].origin is decoded[1].origin and decoded[4].origin is decoded[5].origin
+    assert decoded[2].origin is not decoded[3].origin is not decoded[4].origin
+    assert decoded[2].origin is not None and decoded[3].origin is not None
+    assert decoded[2].origin.by is decoded[3].origin.by
 
 
 def test_a_principal_name_is_bounded() -> None:
