@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuco.core.codec import RecordDecoder, encode_event, encode_record
+from tuco.core.codec import SPLIT_VALUE_BYTES, RecordDecoder, encode_event, encode_record, encode_records
 from tuco.core.events import Event, EventType, Lifetime
 from tuco.core.origin import MAX_BY_BYTES, Origin, Reason, clip_by
 from tuco.core.txn import encode_writes
@@ -111,6 +111,24 @@ def test_records_of_one_origin_share_it_and_a_principal_is_one_string() -> None:
     assert decoded[2].origin is not decoded[3].origin is not decoded[4].origin
     assert decoded[2].origin is not None and decoded[3].origin is not None
     assert decoded[2].origin.by is decoded[3].origin.by
+
+
+def test_the_group_commit_encoder_writes_what_encode_event_writes() -> None:
+    """encode_records frames attributed PUTs and DELETEs byte for byte as encode_event does, large values apart."""
+    big = b"b" * SPLIT_VALUE_BYTES
+    events = [
+        Event(1, EventType.PUT, "a", b"v", origin=BY),
+        Event(2, EventType.PUT, "k\u00e9", b"w", origin=BY),
+        Event(3, EventType.DELETE, "a", origin=Origin("CN=\u00e9", 8, Reason.DELETED)),
+        Event(4, EventType.PUT, "plain", b"x"),
+        Event(5, EventType.PUT, "big", big, origin=BY),
+    ]
+    parts, split = encode_records(events)
+    assert split
+    assert b"".join(parts) == b"".join(encode_event(e) for e in events)
+    assert parts[-1] is big
+    decoded, decoder = decode(b"".join(parts))
+    assert decoder.failure is None and decoded == events
 
 
 def test_a_principal_name_is_bounded() -> None:
