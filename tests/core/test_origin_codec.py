@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuco.core.codec import RecordDecoder, encode_event, encode_record
+from tuco.core.codec import SPLIT_VALUE_BYTES, RecordDecoder, encode_event, encode_record, encode_records
 from tuco.core.events import Event, EventType, Lifetime
 from tuco.core.origin import MAX_BY_BYTES, Origin, Reason, clip_by
 from tuco.core.txn import encode_writes
@@ -70,10 +70,12 @@ def test_an_attributed_record_fed_byte_by_byte_decodes_once_whole() -> None:
             lambda p: p[:30] + (2).to_bytes(8, "little") + p[38:],
             "malformed attributed record (inner type 1, sequence 2)",
         ),
+        (lambda p: p[:22] + b"\xff" + p[23:], "the origin's principal is not valid UTF-8"),
+        (lambda p: p[:43] + b"\xff" + p[44:], "key is not valid UTF-8"),
     ],
 )
 def test_a_malformed_attributed_record_is_corruption_named(mangle: object, why: str) -> None:
-    """A bad reason or an inner record of another sequence stops decoding with the reason, never misread."""
+    """A bad reason, principal or key, or an inner record of another sequence stops decoding with the reason."""
     import zlib
 
     record = encode_event(Event(1, EventType.PUT, "a", b"v", origin=Origin("ci-token", 5)))
@@ -82,6 +84,51 @@ def test_a_malformed_attributed_record_is_corruption_named(mangle: object, why: 
     events, decoder = decode(framed)
     assert events == []
     assert decoder.failure is not None and decoder.failure.reason == why
+
+
+def test_records_of_one_origin_share_it_and_a_principal_is_one_string() -> None:
+    """A batch's records decode to one Origin; any change of bytes, moment or reason is seen, across feeds too."""
+    origins = [
+        Origin("ci-token", 5),
+        Origin("ci-token", 5),
+        Origin("ci-tokem", 5),  # same length and moment, another principal
+        Origin("ci-tokem", 6),
+        Origin("ci-tokem", 6, Reason.DELETED),
+        Origin("ci-tokem", 6, Reason.DELETED),
+    ]
+    events = [
+        Event(i + 1, EventType.DELETE if o.reason else EventType.PUT, f"k{i}", b"" if o.reason else b"v", origin=o)
+        for i, o in enumerate(origins)
+    ]
+    data = b"".join(encode_event(e) for e in events)
+    cut = len(encode_event(events[0])) + 3  # the second record split over two feeds
+    decoder = RecordDecoder(start_offset=0)
+    decoded = decoder.feed(data[:cut]) + decoder.feed(data[cut:])
+    assert decoder.failure is None
+    assert decoded == events
+    assert [e.origin for e in decoded] == origins
+    assert decoded[0].origin is decoded[1].origin and decoded[4].origin is decoded[5].origin
+    assert decoded[2].origin is not decoded[3].origin is not decoded[4].origin
+    assert decoded[2].origin is not None and decoded[3].origin is not None
+    assert decoded[2].origin.by is decoded[3].origin.by
+
+
+def test_the_group_commit_encoder_writes_what_encode_event_writes() -> None:
+    """encode_records frames attributed PUTs and DELETEs byte for byte as encode_event does, large values apart."""
+    big = b"b" * SPLIT_VALUE_BYTES
+    events = [
+        Event(1, EventType.PUT, "a", b"v", origin=BY),
+        Event(2, EventType.PUT, "k\u00e9", b"w", origin=BY),
+        Event(3, EventType.DELETE, "a", origin=Origin("CN=\u00e9", 8, Reason.DELETED)),
+        Event(4, EventType.PUT, "plain", b"x"),
+        Event(5, EventType.PUT, "big", big, origin=BY),
+    ]
+    parts, split = encode_records(events)
+    assert split
+    assert b"".join(parts) == b"".join(encode_event(e) for e in events)
+    assert parts[-1] is big
+    decoded, decoder = decode(b"".join(parts))
+    assert decoder.failure is None and decoded == events
 
 
 def test_a_principal_name_is_bounded() -> None:

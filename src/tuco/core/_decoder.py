@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -80,7 +82,17 @@ class RecordDecoder:
     today's request limits, which apply to new requests only.
     """
 
-    __slots__ = ("_buffer", "_entries_below", "_last_entry", "entries", "failure", "next_sequence", "offset")
+    __slots__ = (
+        "_buffer",
+        "_entries_below",
+        "_last_entry",
+        "_origin",
+        "_origin_key",
+        "entries",
+        "failure",
+        "next_sequence",
+        "offset",
+    )
 
     def __init__(self, *, first_sequence: int = 1, start_offset: int = HEADER_SIZE, compacted: bool = False) -> None:
         self._buffer = b""
@@ -89,6 +101,8 @@ class RecordDecoder:
         self.failure: DecodeFailure | None = None
         self._entries_below = first_sequence if compacted else 0  # 0 once past the compacted section
         self._last_entry = 0
+        self._origin: Origin | None = None  # the last attributed record's origin, and its bytes, moment and reason
+        self._origin_key: tuple[bytes, int, int] = (b"", -1, -1)
         self.entries = 0
         """How many compacted entries were decoded."""
 
@@ -136,6 +150,13 @@ class RecordDecoder:
             known_codes = len(types)
             max_length = MAX_PAYLOAD_BYTES
             sequence = self.next_sequence
+            attributed = _ATTRIBUTED
+            origin_size = _ORIGIN.size
+            payload_size = _PAYLOAD.size
+            wrapped_by = -1
+            unpack_wrapped = _ORIGIN.unpack_from
+            origin = self._origin
+            last_by, last_at, last_reason = self._origin_key
             while size - pos >= _HEAD_SIZE:
                 length, checksum, seq, code, key_length = unpack_head(buf, pos)
                 if length < _MIN_PAYLOAD or length > max_length:
@@ -150,7 +171,39 @@ class RecordDecoder:
                     failure = "checksum mismatch"
                     search_from = end
                     break
-                if code > 2:  # an expiring PUT or a lease record: rare, decoded apart
+                if code == attributed and seq == sequence:  # a PUT or DELETE naming who made it: the common record
+                    body = pos + _HEAD_SIZE
+                    inner = body + origin_size + key_length  # key_length is the principal's
+                    if inner + payload_size <= end:
+                        if key_length != wrapped_by:  # one unpack for the origin and the inner head, past the principal
+                            wrapped_by = key_length
+                            unpack_wrapped = _wrapped(key_length).unpack_from
+                        at, reason, inner_seq, inner_code, inner_key_length = unpack_wrapped(buf, body)
+                        key_start = inner + payload_size
+                        key_end = key_start + inner_key_length
+                        if (inner_code == 1 or inner_code == 2) and inner_seq == seq and key_end <= end:
+                            if (  # a batch's records share one origin: compared in place, no copy
+                                at != last_at
+                                or reason != last_reason
+                                or key_length != len(last_by)
+                                or not buf.startswith(last_by, body + origin_size)
+                            ):
+                                found = _origin(buf[body + origin_size : inner], at, reason)
+                                if isinstance(found, str):
+                                    failure = found
+                                    break
+                                origin = found
+                                last_by, last_at, last_reason = buf[body + origin_size : inner], at, reason
+                            try:
+                                key = buf[key_start:key_end].decode()
+                            except UnicodeDecodeError:
+                                failure = "key is not valid UTF-8"
+                                break
+                            append(new(Event, (seq, types[inner_code], key, buf[key_end:end], 0, 0, None, origin)))
+                            sequence += 1
+                            pos = end
+                            continue
+                if code > 2:  # an expiring PUT, a lease record, any other attributed record: rare, decoded apart
                     decoded = _decode_extended(buf, pos, end, seq, code, key_length)
                     if isinstance(decoded, str):
                         failure = decoded
@@ -178,6 +231,8 @@ class RecordDecoder:
                 sequence += 1
                 pos = end
             self.next_sequence = sequence
+            self._origin = origin
+            self._origin_key = (last_by, last_at, last_reason)
         base = self.offset
         self.offset += pos
         if failure is not None:
@@ -356,24 +411,48 @@ _ORIGINS: dict[tuple[bytes, int, int], Origin] = {}
 _MAX_ORIGINS = 4096
 
 
+@functools.lru_cache(maxsize=64)
+def _wrapped(by_length: int) -> struct.Struct:
+    """An attributed record's origin and inner payload head around a principal of ``by_length`` bytes."""
+    return struct.Struct(f"{_ORIGIN.format}{by_length}x{_PAYLOAD.format.lstrip('<')}")
+
+
+_PRINCIPALS: dict[bytes, str] = {}
+"""Principals decoded lately, by their bytes: one string per principal however many origins name it (bounded)."""
+
+
+def _origin(by: bytes, at: int, reason: int) -> Origin | str:
+    """The origin of these bytes, moment and reason, shared with the records lately decoded with it; a string if bad."""
+    named = (by, at, reason)
+    origin = _ORIGINS.get(named)
+    if origin is not None:
+        return origin
+    if reason >= len(REASONS):
+        return f"malformed origin (reason {reason})"
+    principal = _PRINCIPALS.get(by)
+    if principal is None:
+        try:
+            principal = by.decode()
+        except UnicodeDecodeError:
+            return "the origin's principal is not valid UTF-8"
+        if len(_PRINCIPALS) >= _MAX_ORIGINS:
+            _PRINCIPALS.clear()
+        _PRINCIPALS[by] = principal
+    if len(_ORIGINS) >= _MAX_ORIGINS:
+        _ORIGINS.clear()
+    origin = _ORIGINS[named] = Origin(principal, at, reason)
+    return origin
+
+
 def _decode_attributed(buf: bytes, body: int, end: int, seq: int, by_length: int) -> Event | str:
     """A record wrapped with its origin: the origin, then the inner record decoded as it would be alone."""
     inner = body + _ORIGIN.size + by_length
     if inner + _MIN_PAYLOAD > end:
         return f"malformed record (type {_ATTRIBUTED}, by length {by_length})"
     at, reason = _ORIGIN.unpack_from(buf, body)
-    if reason >= len(REASONS):
-        return f"malformed origin (reason {reason})"
-    named = (bytes(buf[body + _ORIGIN.size : inner]), at, reason)
-    origin = _ORIGINS.get(named)
-    if origin is None:  # a batch's records share one origin: decoded once, one object for all of them
-        try:
-            origin = Origin(named[0].decode(), at, reason)
-        except UnicodeDecodeError:
-            return "the origin's principal is not valid UTF-8"
-        if len(_ORIGINS) >= _MAX_ORIGINS:
-            _ORIGINS.clear()
-        _ORIGINS[named] = origin
+    origin = _origin(bytes(buf[body + _ORIGIN.size : inner]), at, reason)
+    if isinstance(origin, str):
+        return origin
     inner_seq, code, key_length = _PAYLOAD.unpack_from(buf, inner)
     if inner_seq != seq or code == _ATTRIBUTED:
         return f"malformed attributed record (inner type {code}, sequence {inner_seq})"

@@ -71,6 +71,8 @@ as unknown (corruption), never misreads them.
 
 from __future__ import annotations
 
+import functools
+import struct
 import zlib
 from collections.abc import Sequence
 
@@ -162,21 +164,24 @@ def encode_records(events: Sequence[Event]) -> tuple[list[bytes], bool]:
     pack_frame = _FRAME.pack
     crc32 = zlib.crc32
     split = False
-    pack_origin = _ORIGIN.pack
     last_origin = None
-    attributed = b""
     for event in events:
         key_bytes = event[2].encode("utf-8")
         value = event[3]
-        head = pack_payload(event[0], event[1], len(key_bytes)) + key_bytes
         origin = event[7]
-        if origin is not None:  # wrapped: the attributed head, then the record's own payload
-            if origin is not last_origin:  # a batch's writes mostly share one: encoded once
+        if origin is None:
+            head = pack_payload(event[0], event[1], len(key_bytes)) + key_bytes
+        else:  # wrapped: the attributed head, then the record's own payload head, in one pack
+            if origin is not last_origin:  # a batch's writes mostly share one: its part prepared once
                 last_origin = origin
                 by = origin[0].encode("utf-8")
-                by_length = len(by)
-                attributed = pack_origin(origin[1], origin[2]) + by
-            head = pack_payload(event[0], _ATTRIBUTED, by_length) + attributed + head
+                pack_wrapped = _wrapped(len(by)).pack
+                by_length, at, reason = len(by), origin[1], origin[2]
+            sequence = event[0]
+            head = (
+                pack_wrapped(sequence, _ATTRIBUTED, by_length, at, reason, by, sequence, event[1], len(key_bytes))
+                + key_bytes
+            )
         if len(value) < SPLIT_VALUE_BYTES:
             payload = head + value
             append(pack_frame(len(payload), crc32(payload)) + payload)
@@ -185,6 +190,12 @@ def encode_records(events: Sequence[Event]) -> tuple[list[bytes], bool]:
             append(value)
             split = True
     return parts, split
+
+
+@functools.lru_cache(maxsize=64)
+def _wrapped(by_length: int) -> struct.Struct:
+    """An attributed record's payload head, origin, principal of ``by_length`` bytes and inner payload head."""
+    return struct.Struct(f"{_PAYLOAD.format}{_ORIGIN.format[1:]}{by_length}s{_PAYLOAD.format[1:]}")
 
 
 def encode_event(event: Event) -> bytes:

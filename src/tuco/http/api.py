@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from tuco.core.origin import Reason
 from tuco.errors import InvalidKeyError, NotFoundError, TucoError
 from tuco.http.answers import NOT_FOUND_PATH, OCTET_STREAM, STARTING, error_answer
-from tuco.http.audit import origin
+from tuco.http.audit import ANONYMOUS_ORIGIN, origin
 from tuco.http.auth import Guard
 from tuco.http.cors import Cors
 from tuco.http.handlers import INLINE, Context, resolve
@@ -191,7 +191,8 @@ class KeyValueAPI:
             if method == b"PUT":
                 if request.query:
                     return put_with_parameters(self.context, request, key, precondition)
-                written = service.put(key, request.body, precondition, origin(request))
+                by = ANONYMOUS_ORIGIN if request.caller is None else origin(request)  # no call without a caller
+                written = service.put(key, request.body, precondition, by)
                 settle = self._settle_put
             else:
                 written = service.delete(key, precondition, origin(request, Reason.DELETED))

@@ -15,9 +15,10 @@ from tuco.core.origin import ANONYMOUS, Origin, Reason, clip_by
 from tuco.core.tokens import Permission, allows
 from tuco.http.messages import Request
 
-__all__ = ["audit_denied", "may", "origin"]
+__all__ = ["ANONYMOUS_ORIGIN", "audit_denied", "may", "origin"]
 
-_ANONYMOUS = Origin(ANONYMOUS, 0)
+ANONYMOUS_ORIGIN = Origin(ANONYMOUS, 0)
+"""Who a change is recorded as with authentication off (a plain write): one object for every such write."""
 
 _audit = structlog.get_logger("tuco.audit")
 
@@ -41,7 +42,7 @@ def origin(request: Request, reason: int = Reason.NONE) -> Origin:
     """
     caller = request.caller
     if caller is None:
-        return _ANONYMOUS if reason == Reason.NONE else _named(ANONYMOUS, reason)
+        return ANONYMOUS_ORIGIN if reason == Reason.NONE else _named(ANONYMOUS, reason)
     return _named(caller.cert or caller.id, reason)
 
 

@@ -92,8 +92,11 @@ def sequence_batch(
     decided with ``expiry`` (the applied deadlines and leases) and the clock ``now``.
     """
     if not has_conditions(batch):
-        if not any(map(_origin_of, batch)):
-            return [_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None, None)) for i, m in enumerate(batch)]
+        origin = batch[0][6] if batch else None
+        if list(map(_origin_of, batch)).count(origin) == len(batch):  # one origin (or none) for all: the common case
+            if origin is not None:
+                origin = _new(Origin, (origin[0], now(), origin[2]))
+            return [_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None, origin)) for i, m in enumerate(batch)]
         at = now()
         events: list[Outcome] = []
         append = events.append
