@@ -122,6 +122,8 @@ def test_a_browser_eventsource_receives_exact_events_across_origins(tuco: StartT
     assert page.result is not None
     got = json.loads(page.result)
     b64 = lambda v: base64.b64encode(v).decode()  # noqa: E731
+    moments = [event["data"].pop("at") for event in got]  # who changed what: the log's clock, in order
+    assert all(isinstance(at, int) for at in moments) and moments == sorted(moments)
     assert got == [
         {
             "type": "put",
@@ -133,6 +135,7 @@ def test_a_browser_eventsource_receives_exact_events_across_origins(tuco: StartT
                 "mod_revision": 1,
                 "create_revision": 1,
                 "version": 1,
+                "by": "anonymous",
             },
         },
         {
@@ -145,9 +148,10 @@ def test_a_browser_eventsource_receives_exact_events_across_origins(tuco: StartT
                 "mod_revision": 3,
                 "create_revision": 3,
                 "version": 1,
+                "by": "anonymous",
             },
         },
-        {"type": "delete", "id": "4", "data": {"revision": 4, "key": "b/1"}},
+        {"type": "delete", "id": "4", "data": {"revision": 4, "key": "b/1", "by": "anonymous", "reason": "deleted"}},
         {
             "type": "put",
             "id": "5",
@@ -158,6 +162,7 @@ def test_a_browser_eventsource_receives_exact_events_across_origins(tuco: StartT
                 "mod_revision": 5,
                 "create_revision": 5,
                 "version": 1,
+                "by": "anonymous",
             },
         },
     ]

@@ -90,10 +90,11 @@ def test_a_fresh_replica_bootstraps_deadlines_and_leases(tuco: StartTuco, pg_dsn
     """A replica started later shows the same deadlines and lease, and expires them on time by the database's clock."""
     (first,) = replicas(tuco, pg_dsn, 1)
     with httpx.Client(timeout=10) as client:
-        lease = client.post(first.url + "/v1/leases", json={"ttl": 2}).json()
+        # 8 s: the late replica must be serving before they end (2 s was not, once, on a loaded CI machine).
+        lease = client.post(first.url + "/v1/leases", json={"ttl": 8}).json()
         client.put(first.url + key_path("leased"), params={"lease": str(lease["id"])}, content=b"l")
         own = int(
-            client.put(first.url + key_path("own"), params={"ttl": "2s"}, content=b"o").headers["x-tuco-expires-at"]
+            client.put(first.url + key_path("own"), params={"ttl": "8s"}, content=b"o").headers["x-tuco-expires-at"]
         )
         client.put(first.url + key_path("plain"), content=b"p")
         first.terminate()
@@ -101,9 +102,9 @@ def test_a_fresh_replica_bootstraps_deadlines_and_leases(tuco: StartTuco, pg_dsn
         assert client.get(late.url + key_path("own")).headers["x-tuco-expires-at"] == str(own)
         assert client.get(late.url + key_path("leased")).headers["x-tuco-expires-at"] == str(lease["expires_at"])
         assert client.get(f"{late.url}/v1/leases/{lease['id']}").json()["keys"] == ["leased"]
-        wait_until(lambda: client.get(late.url + key_path("own")).status_code == 404)
+        wait_until(lambda: client.get(late.url + key_path("own")).status_code == 404, timeout=20.0)
         assert now_ms() >= own
-        wait_until(lambda: client.get(late.url + key_path("leased")).status_code == 404)
+        wait_until(lambda: client.get(late.url + key_path("leased")).status_code == 404, timeout=20.0)
         assert client.get(late.url + key_path("plain")).content == b"p"
         wait_until(lambda: fetch(pg_dsn, "SELECT count(*) FROM tuco_leases") == [(0,)])
 

@@ -201,8 +201,9 @@ def dumped_events(log_path: Path, revisions: dict[int, tuple[int, int]] | None =
     for line in out.splitlines():
         sequence, kind, key, value, *more = line.split("\t")
         events.append((int(sequence), kind.lower(), ast.literal_eval(key), ast.literal_eval(value)))
-        if revisions is not None and more:
-            revisions[int(sequence)] = (int(more[0].partition("=")[2]), int(more[1].partition("=")[2]))
+        fields = dict(field.split("=", 1) for field in more)  # a PUT's create_revision and version; by, at, reason
+        if revisions is not None and "create_revision" in fields:
+            revisions[int(sequence)] = (int(fields["create_revision"]), int(fields["version"]))
     return events
 
 
@@ -312,7 +313,9 @@ def test_a_restarted_server_answers_410_for_a_start_it_no_longer_retains_and_sig
         assert refused.status_code == 410
         assert refused.json() == {
             "error": "history_compacted",
-            "message": "that revision is no longer retained; the oldest available is 5",
+            "message": "that revision is no longer retained; the oldest available is 5: ask for revision 5 or later "
+            "(start_revision=5 for a watch), or read without a revision for the current state; more history is kept "
+            "with a larger TUCO_HISTORY_MAX_BYTES",
             "oldest_revision": 5,
         }
 
