@@ -106,7 +106,12 @@ def test_docker_stop_is_graceful_within_the_grace_period_and_a_new_container_has
     assert (state["Status"], state["ExitCode"], state["OOMKilled"]) == ("exited", 0, False)
     assert elapsed < 10, f"docker stop took {elapsed:.2f} s"
     events = [(line["event"], line.get("signal"), line.get("last_sequence")) for line in single.json_logs()]
-    assert events[-2:] == [("stopping", 15, None), ("stopped", None, 5)]
+    assert events[-4:] == [
+        ("stopping", 15, None),
+        ("connections_closed", None, None),
+        ("log_closed", None, None),
+        ("stopped", None, 5),
+    ]
     assert single.sh(recipes.REMOVE)[0] == 0
     single.run()  # a new container on the same volume
     for index in range(5):
