@@ -146,7 +146,7 @@ def test_writes_on_any_replica_are_read_on_all_and_through_the_balancer(stack: S
     password = (stack.where / "deploy" / "secrets" / "postgres_password").read_text().strip()
     for container in (stack.container(service) for service in REPLICAS):
         state = stack.docker.inspect(container)
-        assert (state["HostConfig"]["Init"], state["Config"]["StopTimeout"]) == (True, 20)
+        assert (state["HostConfig"]["Init"], state["Config"]["StopTimeout"]) == (True, 30)
         assert not any(password in item for item in state["Config"]["Env"])
         environs = stack.docker("exec", container, "sh", "-c", "cat /proc/[0-9]*/environ | tr '\\0' '\\n'").stdout
         assert "TUCO_DATABASE_URL_FILE=" in environs and password not in environs
