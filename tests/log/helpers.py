@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tuco.core.store import Store
-from tuco.log.file import FileTransactionLog
+from tuco.log.file import FileTransactionLog, LogReader
 
 
 async def open_log(path: Path, **options: Any) -> tuple[FileTransactionLog, Store]:
@@ -39,3 +39,13 @@ def disk_bytes(path: Path) -> bytes:
     """The file's bytes through a separate open; blocking on purpose, as the tests want them now."""
     with open(path, "rb") as file:
         return file.read()
+
+
+def replay_fixture(path: Path) -> Store:
+    """The store a fixture log replays to, checking that the whole file was read without a problem."""
+    store = Store()
+    reader = LogReader(path)
+    for batch in reader:
+        store.apply_batch(batch)
+    assert reader.report is not None and reader.report.problem is None
+    return store

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.log.helpers import open_log
-from tuco.core.store import Store
-from tuco.log.file import LogReader
+from tests.log.helpers import open_log, replay_fixture
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 EXPECTED = {
@@ -30,11 +28,7 @@ EXPECTED = {
 @pytest.mark.parametrize("name", ["pre_history_plain.log", "pre_history_compacted.log"])
 def test_a_log_written_before_attribution_replays_to_the_same_state(name: str, tmp_path: Path) -> None:
     """Every key with its revisions, the deadline, the lease and its owner; the log takes new writes after it."""
-    store = Store()
-    reader = LogReader(FIXTURES / name)
-    for batch in reader:
-        store.apply_batch(batch)
-    assert reader.report is not None and reader.report.problem is None
+    store = replay_fixture(FIXTURES / name)
     assert store.entries() == EXPECTED
     assert store.last_sequence == 11
     assert store.lease_of("leased") == 7

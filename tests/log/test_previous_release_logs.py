@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.log.helpers import open_log
-from tuco.core.store import Store
+from tests.log.helpers import open_log, replay_fixture
 from tuco.core.txn import Compare, Txn, TxnOp
-from tuco.log.file import LogReader
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 EXPECTED = {
@@ -30,11 +28,7 @@ EXPECTED = {
 @pytest.mark.parametrize("name", ["pre_txn_plain.log", "pre_txn_compacted.log"])
 def test_a_log_of_the_previous_release_replays_to_the_same_state(name: str, tmp_path: Path) -> None:
     """Every key with its revisions, the deadline, the lease and its owner; and the log takes new writes after it."""
-    store = Store()
-    reader = LogReader(FIXTURES / name)
-    for batch in reader:
-        store.apply_batch(batch)
-    assert reader.report is not None and reader.report.problem is None
+    store = replay_fixture(FIXTURES / name)
     assert store.entries() == EXPECTED
     assert store.last_sequence == 8
     assert store.key_expiry("far") is not None and store.key_expiry("far") > 1_700_000_000_000  # type: ignore[operator]
