@@ -117,6 +117,13 @@ class Settings(BaseSettings):
         "every response then carries an X-Request-Id.",
     )
     shutdown_grace_seconds: float = Field(10.0, ge=0, le=3600, description="Time in-flight requests get on SIGTERM.")
+    shutdown_drain_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=600,
+        description="On SIGTERM, first keep serving this long with /readyz answering 503, so a balancer that polls "
+        "it takes the replica out before its connections close (a second signal ends the wait).",
+    )
     request_timeout_seconds: float = Field(30.0, gt=0, le=3600, description="Longest time to receive one request.")
     keepalive_timeout_seconds: float = Field(5.0, gt=0, le=3600, description="Idle keep-alive connections close after.")
     max_connections: int = Field(

@@ -4,8 +4,9 @@ Start-up goes settings, TLS context, ``log.open()`` (lock the file, reach the
 database), bind, replay, ready: whatever can refuse to start does so before
 the port is bound, so a balancer never sees a process that will not serve.
 The replay runs with the port open, so ``/healthz`` answers and ``/readyz``
-says "starting" meanwhile. On SIGTERM or SIGINT: stop accepting, let in-flight
-requests finish within the grace period, commit and sync the log, exit 0.
+says "starting" meanwhile. On SIGTERM or SIGINT: answer /readyz 503, keep serving
+for the drain time (0 by default) so balancers take us out, stop accepting, let
+in-flight requests finish within the grace period, commit and sync the log, exit 0.
 
 Every start-up failure is one ``tuco: ...`` line on stderr (for the person at
 the terminal) and one ``start_failed`` JSON line (for the log pipeline), then
@@ -257,8 +258,13 @@ async def serve(settings: Settings) -> int:
     gc.freeze()
     _logger.info("ready")
     signum = await stop.wait()
-    _logger.info("stopping", signal=signum, grace_seconds=settings.shutdown_grace_seconds)
-    await _shutdown(server, service, settings.shutdown_grace_seconds)
+    _logger.info(
+        "stopping",
+        signal=signum,
+        drain_seconds=settings.shutdown_drain_seconds,
+        grace_seconds=settings.shutdown_grace_seconds,
+    )
+    await _shutdown(server, service, stop, settings.shutdown_drain_seconds, settings.shutdown_grace_seconds)
     _logger.info("stopped", last_sequence=service.store.last_sequence)
     return EXIT_OK
 
@@ -277,12 +283,21 @@ async def _start_or_stop(service: Service, stop: _StopSignal) -> ReplayStats | N
     return None
 
 
-async def _shutdown(server: NativeServer, service: Service, grace: float) -> None:
+async def _shutdown(server: NativeServer, service: Service, stop: _StopSignal, drain: float, grace: float) -> None:
     service.phase = Phase.STOPPING  # /readyz turns 503 at once, so balancers stop sending work
     service.end_watches()  # open watch streams and long polls end now, not at the end of the grace period
     # Each step says how long it took: an orchestrator's SIGKILL (its grace below ours) leaves these lines as
     # the only account of where the stop spent its time.
     started = time.monotonic()
+    if drain > 0:
+        # Closing at once races the balancer: a request it sends on a kept-alive connection as we close that
+        # connection is lost to its client (HAProxy then drops the client's connection unanswered). Served
+        # normally until the balancer's health checks see the 503, nothing is in that race any more.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(drain):
+                await stop.again()
+        _logger.info("drained", seconds=round(time.monotonic() - started, 3))
+        started = time.monotonic()
     await server.aclose(grace=grace)
     _logger.info("connections_closed", seconds=round(time.monotonic() - started, 3))
     started = time.monotonic()
@@ -302,15 +317,23 @@ class _StopSignal:
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._again = asyncio.Event()
         self.signum = 0
 
     def set(self, signum: int) -> None:
+        if self._event.is_set():
+            self._again.set()
+            return
         self.signum = signum
         self._event.set()
 
     async def wait(self) -> int:
         await self._event.wait()
         return self.signum
+
+    async def again(self) -> None:
+        """Until a second signal: the operator who presses Ctrl-C twice wants it to stop now."""
+        await self._again.wait()
 
 
 def _install_stop_signals() -> _StopSignal:

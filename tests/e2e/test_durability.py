@@ -170,6 +170,45 @@ def test_sigterm_during_write_burst_exits_zero_and_keeps_every_acknowledged_writ
             assert (response.status_code, response.content) == (200, value), key
 
 
+def test_a_drain_keeps_serving_with_readyz_503_until_it_ends(tuco: StartTuco) -> None:
+    """With a drain, SIGTERM first only turns /readyz to 503: kept-alive and new connections are still served.
+
+    The Compose recipe's stop, without one, lost a write: HAProxy sent it on a kept-alive connection just as
+    tuco closed that connection, and dropped its client's connection unanswered (CI at 793dd65).
+    """
+    server = tuco(TUCO_SHUTDOWN_DRAIN_SECONDS="3")
+    with server.client() as kept:
+        assert kept.put(key_path("before"), content=b"0").status_code == 201
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        server.wait_for("stopping")
+        assert httpx.get(f"{server.url}/readyz").status_code == 503
+        assert kept.put(key_path("kept"), content=b"1").status_code == 201  # the same connection, still open
+        assert httpx.put(f"{server.url}{key_path('new')}", content=b"2").status_code == 201  # still accepting
+        assert server.wait_exit(30) == 0, server.output()
+    events = server.events()
+    steps = [event["event"] for event in events if event.get("event") in (*_STOP_STEPS, "drained")]
+    assert steps == ["stopping", "drained", "connections_closed", "log_closed", "stopped"]
+    (stopping,) = [event for event in events if event.get("event") == "stopping"]
+    assert (stopping["drain_seconds"], stopping["grace_seconds"]) == (3.0, 10.0)
+    (drained,) = [event for event in events if event.get("event") == "drained"]
+    assert drained["seconds"] >= 3.0  # the whole drain: nothing above ended it early
+    with tuco().client() as http:
+        assert [http.get(key_path(key)).content for key in ("before", "kept", "new")] == [b"0", b"1", b"2"]
+
+
+def test_a_second_signal_ends_the_drain(tuco: StartTuco) -> None:
+    """Ctrl-C twice: the second signal ends a long drain, and the stop goes on as usual."""
+    server = tuco(TUCO_SHUTDOWN_DRAIN_SECONDS="600")
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGINT)
+    server.wait_for("stopping")
+    server.proc.send_signal(signal.SIGINT)
+    assert server.wait_exit(60) == 0, server.output()
+    steps = [event["event"] for event in server.events() if event.get("event") in (*_STOP_STEPS, "drained")]
+    assert steps == ["stopping", "drained", "connections_closed", "log_closed", "stopped"]
+
+
 _special_keys = st.sampled_from(
     ["a b", "tab\there", "new\nline", "slash/key", "emoji 🦎", "nul\x00key", "%2F", ".", ".."]
 )
