@@ -161,3 +161,30 @@ def test_the_history_of_a_key_pages_newest_first_with_who_and_410_past_it(front_
             assert (gone.status_code, gone.json()["error"]) == (410, "history_compacted")
 
     asyncio.run(main())
+
+
+def test_a_transactions_range_deletes_say_range_delete_unless_it_also_deletes_single_keys(tmp_path: Path) -> None:
+    """A delete_prefix in POST /v1/txn is a range delete, as DELETE /v1/keys is; one origin per transaction, so
+    a transaction with both kinds of delete says ``deleted`` for all of them."""
+    path = tmp_path / "tuco.log"
+    ranged = {"success": [{"put": {"key": "p/new", "value": "bg=="}}, {"delete_prefix": {"prefix": "r/"}}]}
+    mixed = {"success": [{"delete": {"key": "s"}}, {"delete_prefix": {"prefix": "m/"}}]}
+
+    async def main() -> None:
+        service = Service(FileTransactionLog(path), Limits())
+        async with served_secured("native", service) as client:
+            for key in ("r/1", "r/2", "s", "m/1"):
+                assert (await client.put(f"/v1/key/{key}", content=b"v")).status_code == 201
+            for body in (ranged, mixed):
+                answered = await client.post("/v1/txn", json=body)
+                assert (answered.status_code, answered.json()["succeeded"]) == (200, True), answered.text
+
+    asyncio.run(main())
+    dumped = [(e["type"], e["key"], e.get("reason")) for e in _dump(path) if e["sequence"] > 4]
+    assert dumped == [
+        ("PUT", "p/new", None),
+        ("DELETE", "r/1", "range_delete"),
+        ("DELETE", "r/2", "range_delete"),
+        ("DELETE", "s", "deleted"),
+        ("DELETE", "m/1", "deleted"),
+    ]

@@ -40,10 +40,19 @@ def txn(ctx: Context, request: Request, segment: bytes) -> Answer:
     try:
         parsed = parse_txn(request.body)
         _authorize(request, parsed)
-        outcome = ctx.service.txn(parsed, request.principal, origin(request))
+        outcome = ctx.service.txn(parsed, request.principal, origin(request, _deletes_reason(parsed)))
     except TucoError as exc:
         return write_refused(exc, "no transaction")
     return _answer(outcome, render_outcome, "no transaction")
+
+
+def _deletes_reason(parsed: Txn) -> int:
+    """Why the transaction's deletes happen: a range delete if every delete in it is a ``delete_prefix``.
+
+    A transaction has one origin, so one reason for all its deletes: with single-key deletes too, ``deleted``.
+    """
+    kinds = {op.kind for op in (*parsed.success, *parsed.failure) if op.kind in ("delete", "delete_prefix")}
+    return Reason.RANGE_DELETE if kinds == {"delete_prefix"} else Reason.NONE
 
 
 def delete_prefix(ctx: Context, request: Request, segment: bytes) -> Answer:
