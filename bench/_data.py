@@ -32,11 +32,11 @@ def build_log(path: Path, count: int, value_bytes: int, by: str = "") -> int:
     """
     from tuco.core.codec import encode_event, encode_header, encode_record
     from tuco.core.events import Event, EventType
-    from tuco.core.origin import Origin
+    from tuco.core.origin import new_origin
 
     value = b"v" * value_bytes
     put = EventType.PUT
-    origin = Origin(by, int(time.time() * 1000)) if by else None
+    origin = new_origin(by, int(time.time() * 1000)) if by else None
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as f:
         f.write(encode_header())

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from tuco.core.events import Event, EventType, Expiry, Precondition
 from tuco.core.leases import Lease, may_use
-from tuco.core.origin import LEASE_REVOKE, Origin, Reason
+from tuco.core.origin import LEASE_REVOKE, Reason, new_origin
 from tuco.core.store import Store
 from tuco.core.tokens import Grant, Principal, TokenRecord, digest, encode_record, format_token
 from tuco.errors import (
@@ -30,7 +30,7 @@ from tuco.ports import TransactionLog
 
 __all__ = ["LeasesAndTokens"]
 
-_REVOKED = Origin(LEASE_REVOKE, 0, Reason.LEASE_REVOKED)
+_REVOKED = new_origin(LEASE_REVOKE, 0, Reason.LEASE_REVOKED)
 """What a revoke's deletes (and the revoke itself) are recorded as."""
 
 

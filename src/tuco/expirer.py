@@ -12,7 +12,7 @@ import structlog
 
 from tuco.core.events import Event, EventType, Expiry, Precondition
 from tuco.core.leases import Due
-from tuco.core.origin import EXPIRER, Origin, Reason
+from tuco.core.origin import EXPIRER, Reason, new_origin
 from tuco.core.store import Store
 from tuco.errors import LeaseNotFoundError, LogClosedError, PreconditionFailedError, TucoError
 from tuco.ports import TransactionLog
@@ -20,8 +20,8 @@ from tuco.ports import TransactionLog
 __all__ = ["Expirer", "outcomes"]
 
 _logger = structlog.get_logger("tuco")
-_EXPIRED = Origin(EXPIRER, 0, Reason.EXPIRED)
-_BY_EXPIRER = Origin(EXPIRER, 0)
+_EXPIRED = new_origin(EXPIRER, 0, Reason.EXPIRED)
+_BY_EXPIRER = new_origin(EXPIRER, 0)
 # The expirer looks at the deadline heap at least this often (seconds): a deadline is met within about this
 # plus one commit. A look is a heap peek; new deadlines need no wake-up.
 _EXPIRY_POLL = 0.05

@@ -11,7 +11,7 @@ import pytest
 from tests.log.test_pg_schema import V1_SCHEMA
 from tests.log.test_postgres_log import Replica, query, run, wait_until
 from tuco.core.events import EventType, Expiry, Precondition
-from tuco.core.origin import EXPIRER, LEASE_REVOKE, Origin, Reason
+from tuco.core.origin import EXPIRER, LEASE_REVOKE, Origin, Reason, new_origin
 from tuco.core.txn import Txn, TxnOp
 from tuco.errors import PreconditionFailedError
 from tuco.log import _pg_migrations as migrations
@@ -19,7 +19,7 @@ from tuco.log import _pg_schema as sql
 
 pytestmark = pytest.mark.postgres
 
-_ALICE = Origin("tok-alice", 0)
+_ALICE = new_origin("tok-alice", 0)
 
 
 async def _make_v7(dsn: str) -> None:
@@ -83,9 +83,9 @@ def test_a_version_7_database_migrates_and_old_rows_read_as_unknown(pg_dsn: str)
             versions = await query(pg_dsn, "SELECT version FROM tuco_schema ORDER BY 1")
             assert [r[0] for r in versions] == [1, 2, 3, 4, 5, 6, 7, sql.SCHEMA_VERSION] == [1, 2, 3, 4, 5, 6, 7, 8]
             put = await writer.log.write_put("a", b"a2", Precondition(1), _ALICE)  # 5
-            deleted = await writer.log.write_delete("c", None, Origin("tok-bob", 0, Reason.DELETED))  # 6
+            deleted = await writer.log.write_delete("c", None, new_origin("tok-bob", 0, Reason.DELETED))  # 6
             moved = await writer.log.write_txn(  # 7
-                Txn((), (TxnOp("delete_prefix", "a"),), ()), Origin("dns:svc-a", 0, Reason.RANGE_DELETE)
+                Txn((), (TxnOp("delete_prefix", "a"),), ()), new_origin("dns:svc-a", 0, Reason.RANGE_DELETE)
             )
             rows = await query(
                 pg_dsn,
@@ -102,17 +102,17 @@ def test_a_version_7_database_migrates_and_old_rows_read_as_unknown(pg_dsn: str)
                 (6, "tok-bob", Reason.DELETED),
                 (7, "dns:svc-a", Reason.RANGE_DELETE),
             ]
-            assert put.origin == Origin("tok-alice", at[5], 0)
-            assert deleted.origin == Origin("tok-bob", at[6], Reason.DELETED)
-            assert moved.event is not None and moved.event.origin == Origin("dns:svc-a", at[7], Reason.RANGE_DELETE)
+            assert put.origin == new_origin("tok-alice", at[5], 0)
+            assert deleted.origin == new_origin("tok-bob", at[6], Reason.DELETED)
+            assert moved.event is not None and moved.event.origin == new_origin("dns:svc-a", at[7], Reason.RANGE_DELETE)
             await wait_until(lambda: follower.store.last_sequence == 7)
             expected_a = [
-                (7, "delete", Origin("dns:svc-a", at[7], Reason.RANGE_DELETE)),
-                (5, "put", Origin("tok-alice", at[5], 0)),
+                (7, "delete", new_origin("dns:svc-a", at[7], Reason.RANGE_DELETE)),
+                (5, "put", new_origin("tok-alice", at[5], 0)),
             ]
             assert _origins(writer, "a") == _origins(follower, "a") == expected_a
             assert _origins(follower, "c") == [
-                (6, "delete", Origin("tok-bob", at[6], Reason.DELETED)),
+                (6, "delete", new_origin("tok-bob", at[6], Reason.DELETED)),
                 (4, "put", None),
             ]
             older = await follower.log.events_after(0, 7, 10)
@@ -121,9 +121,9 @@ def test_a_version_7_database_migrates_and_old_rows_read_as_unknown(pg_dsn: str)
                 (2, None),
                 (3, None),
                 (4, None),
-                (5, Origin("tok-alice", at[5], 0)),
-                (6, Origin("tok-bob", at[6], Reason.DELETED)),
-                (7, Origin("dns:svc-a", at[7], Reason.RANGE_DELETE)),
+                (5, new_origin("tok-alice", at[5], 0)),
+                (6, new_origin("tok-bob", at[6], Reason.DELETED)),
+                (7, new_origin("dns:svc-a", at[7], Reason.RANGE_DELETE)),
             ]
             conn = await asyncpg.connect(pg_dsn)
             try:  # a version 7 replica still running during the upgrade: its write has no origin
@@ -158,26 +158,26 @@ def test_expiry_and_lease_revokes_record_their_principals(pg_dsn: str) -> None:
                         b"",
                         Precondition(writer.mod_revision("brief")),
                         Expiry(expired=True),
-                        Origin(EXPIRER, 0, Reason.EXPIRED),
+                        new_origin(EXPIRER, 0, Reason.EXPIRED),
                     )
                     break
                 except PreconditionFailedError:  # not due yet by the database's clock
                     await asyncio.sleep(0.01)
             assert expired is not None and expired.origin is not None
             revoked = await writer.log.write_delete(
-                "held", Precondition(writer.mod_revision("held")), Origin(LEASE_REVOKE, 0, Reason.LEASE_REVOKED)
+                "held", Precondition(writer.mod_revision("held")), new_origin(LEASE_REVOKE, 0, Reason.LEASE_REVOKED)
             )
             await wait_until(lambda: follower.store.last_sequence == revoked.sequence)
             for replica in (writer, follower):
                 assert _origins(replica, "brief")[0] == (
                     expired.sequence,
                     "delete",
-                    Origin(EXPIRER, expired.origin.at, Reason.EXPIRED),
+                    new_origin(EXPIRER, expired.origin[1], Reason.EXPIRED),
                 )
                 assert _origins(replica, "held")[0] == (revoked.sequence, "delete", revoked.origin)
                 put_by = _origins(replica, "held")[1][2]
-                assert put_by is not None and (put_by.by, put_by.reason) == ("tok-alice", 0)
-            assert revoked.origin is not None and revoked.origin.by == LEASE_REVOKE
+                assert put_by is not None and (put_by[0], put_by[2]) == ("tok-alice", 0)
+            assert revoked.origin is not None and revoked.origin[0] == LEASE_REVOKE
         finally:
             await writer.log.aclose()
             await follower.log.aclose()

@@ -42,7 +42,7 @@ from tuco.core._format import (
     MAX_PAYLOAD_BYTES,
 )
 from tuco.core.events import Event, EventType, Lifetime
-from tuco.core.origin import REASONS, Origin
+from tuco.core.origin import REASONS, Origin, new_origin
 from tuco.core.txn import decode_writes
 from tuco.errors import LogFormatError
 
@@ -440,7 +440,7 @@ def _origin(by: bytes, at: int, reason: int) -> Origin | str:
         _PRINCIPALS[by] = principal
     if len(_ORIGINS) >= _MAX_ORIGINS:
         _ORIGINS.clear()
-    origin = _ORIGINS[named] = Origin(principal, at, reason)
+    origin = _ORIGINS[named] = new_origin(principal, at, reason)
     return origin
 
 

@@ -228,8 +228,9 @@ def encode_event(event: Event) -> bytes:
 def _attributed(event: Event, origin: Origin) -> bytes:
     """Frame an event with its origin: the event's own record's payload, wrapped."""
     inner = encode_event(tuple.__new__(Event, (*event[:7], None)))[_FRAME.size :]
-    by = origin.by.encode("utf-8")
-    payload = _PAYLOAD.pack(event.sequence, _ATTRIBUTED, len(by)) + _ORIGIN.pack(origin.at, origin.reason) + by + inner
+    name, at, reason = origin
+    by = name.encode("utf-8")
+    payload = _PAYLOAD.pack(event.sequence, _ATTRIBUTED, len(by)) + _ORIGIN.pack(at, reason) + by + inner
     return _FRAME.pack(len(payload), _checksum(payload)) + payload
 
 

@@ -11,13 +11,13 @@ import functools
 
 import structlog
 
-from tuco.core.origin import ANONYMOUS, Origin, Reason, clip_by
+from tuco.core.origin import ANONYMOUS, Origin, Reason, clip_by, new_origin
 from tuco.core.tokens import Permission, allows
 from tuco.http.messages import Request
 
 __all__ = ["ANONYMOUS_ORIGIN", "audit_denied", "may", "origin"]
 
-ANONYMOUS_ORIGIN = Origin(ANONYMOUS, 0)
+ANONYMOUS_ORIGIN = new_origin(ANONYMOUS, 0)
 """Who a change is recorded as with authentication off (a plain write): one object for every such write."""
 
 _audit = structlog.get_logger("tuco.audit")
@@ -49,7 +49,7 @@ def origin(request: Request, reason: int = Reason.NONE) -> Origin:
 @functools.lru_cache(maxsize=1024)
 def _named(by: str, reason: int) -> Origin:
     """One Origin per principal and reason (bounded): a batch's writes of one principal share it."""
-    return Origin(clip_by(by), 0, reason)
+    return new_origin(clip_by(by), 0, reason)
 
 
 def audit_denied(request: Request, token: str | None, reason: str) -> None:

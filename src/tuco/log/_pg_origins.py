@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from tuco.core.origin import Origin
+from tuco.core.origin import Origin, new_origin
 
 __all__ = [
     "TXN_FUNCTION_SIGNATURE",
@@ -64,7 +64,7 @@ def stored_origin(by: str | None, reason: int | None, committed_at: datetime) ->
     """The origin a ``tuco_events`` row records; None (unknown) for a row written without one."""
     if by is None:
         return None
-    return Origin(by, moment(committed_at), reason or 0)
+    return new_origin(by, moment(committed_at), reason or 0)
 
 
 def _replace(text: str, old: str, new: str, count: int = 1) -> str:

@@ -41,14 +41,14 @@ def origin_arguments(batch: Sequence[Mutation]) -> tuple[list[str | None] | None
     """The write function's ``bys`` and ``reasons`` (version 8): each mutation's principal and reason; None if none."""
     if all(m.origin is None for m in batch):
         return None, None
-    return [None if m.origin is None else m.origin.by for m in batch], [
-        None if m.origin is None else m.origin.reason for m in batch
+    return [None if m.origin is None else m.origin[0] for m in batch], [
+        None if m.origin is None else m.origin[2] for m in batch
     ]
 
 
 def _at(origin: Origin | None, at: int) -> Origin | None:
     """``origin`` at the moment the database committed it (None stays None)."""
-    return None if origin is None else _new(Origin, (origin[0], at, origin[2]))
+    return None if origin is None else (origin[0], at, origin[2])
 
 
 def written_events(batch: Sequence[Mutation], first: int, at: int) -> list[Outcome]:

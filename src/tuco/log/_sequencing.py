@@ -95,7 +95,7 @@ def sequence_batch(
         origin = batch[0][6] if batch else None
         if list(map(_origin_of, batch)).count(origin) == len(batch):  # one origin (or none) for all: the common case
             if origin is not None:
-                origin = _new(Origin, (origin[0], now(), origin[2]))
+                origin = (origin[0], now(), origin[2])
             return [_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None, origin)) for i, m in enumerate(batch)]
         at = now()
         events: list[Outcome] = []
@@ -106,7 +106,7 @@ def sequence_batch(
             origin = m[6]
             if origin is not last:
                 last = origin
-                stamped = None if origin is None else _new(Origin, (origin[0], at, origin[2]))
+                stamped = None if origin is None else (origin[0], at, origin[2])
             append(_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None, stamped)))
         return events
     return stamp_origins(batch, _decide(batch, first, mod_revision, expiry, now), now)
@@ -114,7 +114,7 @@ def sequence_batch(
 
 def _stamp(origin: Origin | None, at: int) -> Origin | None:
     """``origin`` at the moment ``at`` (None stays None)."""
-    return None if origin is None else _new(Origin, (origin[0], at, origin[2]))
+    return None if origin is None else (origin[0], at, origin[2])
 
 
 def stamp_origins(batch: Sequence[Mutation], outcomes: list[Outcome], now: Callable[[], int]) -> list[Outcome]:

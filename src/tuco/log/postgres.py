@@ -256,7 +256,7 @@ class PostgresTransactionLog(PostgresFollower, WritesThroughGroupCommit):
         arguments: tuple[Any, ...]
         if txn is not None:  # alone in its batch: one call of tuco_txn
             origin = batch[0].origin
-            by, reason = (None, None) if origin is None else (origin.by, origin.reason)
+            by, reason = (None, None) if origin is None else (origin[0], origin[2])
             arguments = (uuid.uuid4(), *txn_arguments(txn), by, reason)
         else:
             arguments = (
