@@ -170,7 +170,7 @@ class Service(LeasesAndTokens):
 
     def apply(self, event: Event) -> object:
         """Apply one committed event (this replica's or another's) to the store, and wake its watchers."""
-        if self.snapshots:
+        if self.snapshots.running:
             self.snapshots.before(self.store, event)
         applied = self._apply(event)
         hub = self.watchers.hub

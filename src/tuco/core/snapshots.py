@@ -134,43 +134,42 @@ class SnapshotState:
 class Snapshots:
     """The snapshots a store's owner is taking: call :meth:`before` with every event before applying it."""
 
-    __slots__ = ("_running", "max_bytes", "max_running")
+    __slots__ = ("max_bytes", "max_running", "running")
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, max_running: int = 2) -> None:
         self.max_bytes = max_bytes
         self.max_running = max_running
-        self._running: list[SnapshotState] = []
-
-    def __bool__(self) -> bool:
-        return bool(self._running)
+        self.running: list[SnapshotState] = []
+        """The snapshots in progress (changed only by :meth:`begin` and :meth:`end`). A plain list, so the
+        check every applied event makes (``if snapshots.running``) is no Python call."""
 
     def __len__(self) -> int:
-        return len(self._running)
+        return len(self.running)
 
     def begin(self, store: Store, now: int) -> SnapshotState:
         """Start a snapshot at the store's revision; SnapshotError over ``max_running`` at once."""
-        if len(self._running) >= self.max_running:
+        if len(self.running) >= self.max_running:
             raise SnapshotError(f"{self.max_running} snapshots are being taken already; try again when one ends")
         state = SnapshotState(store, self.max_bytes, now)
-        self._running.append(state)
+        self.running.append(state)
         return state
 
     def end(self, state: SnapshotState) -> None:
-        if state in self._running:
-            self._running.remove(state)
+        if state in self.running:
+            self.running.remove(state)
 
     def before(self, store: Store, event: Event) -> None:
         """Keep what the running snapshots need of the state ``event`` is about to change."""
         type = event[1]
         if type in _KEY_KINDS:
-            for state in self._running:
+            for state in self.running:
                 state.changing(store, event[2])
         elif type in KEYS_OF:
             for key in KEYS_OF[type](event):
-                for state in self._running:
+                for state in self.running:
                     state.changing(store, key)
         elif type not in _NO_KEY_KINDS:
-            for state in self._running:
+            for state in self.running:
                 state.fail(f"a change of a kind it cannot follow ({type!r}) arrived")
 
 

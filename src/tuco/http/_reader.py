@@ -283,12 +283,13 @@ class RequestReader(asyncio.Protocol):
             self._certificate_lapsed("request")
             self._reject(CERTIFICATE_EXPIRED)
             raise _Stop
-        if self._target.startswith(b"/v1/txn"):
-            self._body_limit, self._body_refusal = self._max_txn_body, self._txn_too_large
-        else:
-            self._body_limit, self._body_refusal = self._max_body, self._too_large
         length = self._content_length
         coding = self._transfer_encoding
+        if length or coding is not None:  # a body comes: its limit is chosen by the target (a GET pays nothing)
+            if self._target.startswith(b"/v1/txn"):
+                self._body_limit, self._body_refusal = self._max_txn_body, self._txn_too_large
+            else:
+                self._body_limit, self._body_refusal = self._max_body, self._too_large
         if coding is not None:
             if length is not None:
                 self._reject(_AMBIGUOUS_LENGTH)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +62,7 @@ class LogReader:
         self.path = path
         self.report: ScanReport | None = None
 
-    def __iter__(self) -> Iterator[list[Event]]:
+    def __iter__(self) -> Generator[list[Event], None, None]:
         with open_regular_file(self.path) as file:
             file_bytes = os.fstat(file.fileno()).st_size
             header = decode_header(file.read(HEADER_SIZE))

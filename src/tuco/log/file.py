@@ -161,11 +161,16 @@ class FileTransactionLog(FileLogState, WritesThroughGroupCommit):
 
     async def _replay(self) -> AsyncIterator[Sequence[Event]]:
         reader = LogReader(self.path)
+        batches = iter(reader)
         try:
-            for batch in reader:
+            for batch in batches:
                 yield batch
         except OSError as exc:
             raise LogFailedError(f"cannot read {self.path}: {exc.strerror}") from exc
+        finally:
+            # A consumer that stops early (an error while applying) leaves us suspended: closing the reader here
+            # closes the file now, not when a collection finalizes the file before the reader (ResourceWarning).
+            batches.close()
         report = reader.report
         if report is None:  # pragma: no cover - set by iteration
             raise RuntimeError("replay did not finish")
