@@ -179,7 +179,13 @@ def test_the_bootstrap_token_is_in_no_process_listing_and_the_cli_carries_tokens
     anonymous = subprocess.run(
         [*cli, "get", "app/k"], env={**os.environ, "TUCO_URL": server.url}, capture_output=True, text=True, timeout=60
     )
-    assert anonymous.returncode == 6 and "401 unauthorized" in anonymous.stderr
+    assert (anonymous.returncode, anonymous.stderr.splitlines()) == (
+        6,
+        [
+            "tuco: 401 unauthorized: authentication required: send Authorization: Bearer <token> with a valid token",
+            "tuco: give the token with --token-file FILE (or TUCO_TOKEN_FILE, or TUCO_TOKEN)",
+        ],
+    )
     listed = subprocess.run([*cli, "token", "list"], env=env, capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0 and token["id"] in listed.stdout and token["token"] not in listed.stdout
     revoked = subprocess.run(

@@ -323,6 +323,25 @@ def test_malformed_authorization_headers_are_401_never_a_crash(header: str) -> N
     run_asgi(check)
 
 
+@pytest.mark.parametrize("header", ["tuco_0123456789abcdef_" + "A" * 43, "Token abc", "Basic dXNlcjpwYXNz"])
+def test_a_header_without_the_bearer_scheme_is_told_how_to_send_the_token(header: str) -> None:
+    """A bare token (or another scheme) is 401 saying to send ``Bearer <token>``: nothing about any token."""
+
+    async def check(client: httpx.AsyncClient, service: Service) -> None:
+        answer = await client.get("/v1/key/a", headers={"Authorization": header})
+        assert (answer.status_code, answer.json()) == (
+            401,
+            {
+                "error": "unauthorized",
+                "message": "the Authorization header must be 'Bearer <token>': the word Bearer, one space, then "
+                "the token",
+            },
+        )
+        assert answer.headers["www-authenticate"] == 'Bearer realm="tuco", error="invalid_request"'
+
+    run_asgi(check)
+
+
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [

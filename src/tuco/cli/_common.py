@@ -118,6 +118,8 @@ def answers(output: str = "raw") -> Iterator[None]:
             _error_json(exc.status, exc.code, str(exc), **({"current_revision": current} if current else {}))
         else:
             click.echo(detail, err=True)
+            if exc.status == 401:  # the person at the terminal needs the option, not the HTTP header
+                click.echo("tuco: give the token with --token-file FILE (or TUCO_TOKEN_FILE, or TUCO_TOKEN)", err=True)
         if _not_found(exc):
             sys.exit(EXIT_NOT_FOUND)
         if isinstance(exc, PreconditionFailedError):

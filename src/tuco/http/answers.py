@@ -157,6 +157,12 @@ INVALID_TOKEN = error_answer(
         b'Bearer realm="tuco", error="invalid_token"',
     )
 )
+NOT_BEARER = error_answer(
+    UnauthorizedError(
+        "the Authorization header must be 'Bearer <token>': the word Bearer, one space, then the token",
+        b'Bearer realm="tuco", error="invalid_request"',
+    )
+)
 CERTIFICATE_EXPIRED = error_answer(
     UnauthorizedError("the client certificate has expired; connect again with a valid one", None)
 )

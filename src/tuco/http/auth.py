@@ -48,7 +48,7 @@ from tuco.core.tokens import (
     parse_token,
 )
 from tuco.errors import ForbiddenError, TucoError
-from tuco.http.answers import CERTIFICATE_EXPIRED, INVALID_TOKEN, UNAUTHORIZED, error_answer
+from tuco.http.answers import CERTIFICATE_EXPIRED, INVALID_TOKEN, NOT_BEARER, UNAUTHORIZED, error_answer
 from tuco.http.audit import audit_denied
 from tuco.http.messages import NO_ROUTE, Answer, Deferred, Request, Response, StreamResponse
 from tuco.http.params import decode_key
@@ -308,6 +308,8 @@ class Guard:
         self._audit_denied(request, token, reason)
         if reason == "certificate_expired":
             return CERTIFICATE_EXPIRED
+        if reason == "malformed" and not _bearer_scheme(request.authorization):
+            return NOT_BEARER  # a bare token, or Basic: say how to send it (nothing about any token)
         return _UNAUTHORIZED if reason in ("missing", "ambiguous_certificate") else _INVALID_TOKEN
 
     def refuse(self, request: Request, record: TokenRecord, key: str) -> Response:
@@ -379,6 +381,11 @@ class _WhileValid:
         closing = getattr(self._chunks, "aclose", None)
         if closing is not None:
             await closing()
+
+
+def _bearer_scheme(header: bytes | None) -> bool:
+    """Whether the Authorization header starts with the word Bearer (its credential may still be malformed)."""
+    return header is not None and header.strip()[:7].lower() in (b"bearer", b"bearer ")
 
 
 def _token_id(request: Request) -> str | None:
