@@ -154,3 +154,32 @@ def test_a_responses_dynamic_fields_are_values_rendered_the_same_by_every_front_
     assert Response(404, b"", None, (), None, 3).all_headers() == [(b"X-Tuco-Revision", b"3")]
     assert dynamic_lines(Response(412, b"", None, (), 5)) == b'ETag: "5"\r\n'
     assert dynamic_lines(Response(200)) == b""
+
+
+def test_the_one_format_answers_are_the_bytes_the_general_path_makes() -> None:
+    """A key's read and a write's answer are rendered in one format each: byte for byte what the general path
+    (dynamic lines, then Content-Length) renders for the same response, and for its HEAD, with a request id."""
+    tail = b"\r\nDate: Tue, 01 Dec 2026 00:00:00 GMT\r\n\r\n"
+    read = Response(200, b"value", b"application/octet-stream", (), 7, 9, 3, 2)
+    written = Response(201, b"", None, (), 9, 9)
+    for response, status_line in ((read, b"HTTP/1.1 200 OK\r\n"), (written, b"HTTP/1.1 201 Created\r\n")):
+        fast: list[bytes] = []
+        serialise(fast, response, KEEP, False, b"", tail)
+        lines = dynamic_lines(response)
+        assert b"".join(fast).startswith(status_line)
+        assert b"".join(fast).endswith(lines + b"Content-Length: %d" % len(response.body) + tail + response.body)
+        general: list[bytes] = []  # a request id takes the general path
+        serialise(general, response, KEEP, False, b"X-Request-Id: r\r\n", tail)
+        assert b"".join(general) == b"".join(fast).replace(lines, lines + b"X-Request-Id: r\r\n")
+        head_only: list[bytes] = []
+        serialise(head_only, response, KEEP, True, b"", tail)
+        assert b"".join(head_only) == b"".join(fast)[: len(b"".join(fast)) - len(response.body)]
+    assert b"".join(fast) == b'HTTP/1.1 201 Created\r\nETag: "9"\r\nX-Tuco-Revision: 9\r\nContent-Length: 0' + tail
+    fast = []
+    serialise(fast, read, KEEP, False, b"", tail)
+    assert b"".join(fast) == (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+        b'ETag: "7"\r\nX-Tuco-Revision: 9\r\nX-Tuco-Create-Revision: 3\r\nX-Tuco-Version: 2\r\nContent-Length: 5'
+        + tail
+        + b"value"
+    )

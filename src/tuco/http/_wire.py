@@ -96,6 +96,10 @@ def _build_head(key: _HeadKey) -> bytes:
 
 
 _READ_LINES = b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Create-Revision: %d\r\nX-Tuco-Version: %d\r\n'
+_READ = b"%b" + _READ_LINES + b"Content-Length: %d%b%b"
+"""A key's whole read answer: head, ETag, revision, create revision, version, length, the date's tail, body."""
+_WRITTEN = b'%bETag: "%d"\r\nX-Tuco-Revision: %d\r\nContent-Length: 0%b'
+"""A write's whole answer (no body): head, ETag, revision, the date's tail."""
 
 
 def _field_lines(fields: Headers) -> bytes:
@@ -132,17 +136,29 @@ def serialise(out: list[bytes], response: Response, mode: int, head_only: bool, 
     """Append a response (its head, and its body unless ``head_only``) to ``out``; the bytes appended.
 
     ``more`` is header lines the connection adds (a request id). The dynamic fields are
-    rendered here, inline: the number-only common case is one ``%`` format.
+    rendered here, inline: the two commonest answers, a key's read and a write's, are
+    one ``%`` format each, head to body.
     """
     body = response.body
     key = (response.status, response.content_type, response.headers, mode)
     head = _HEADS.get(key) or _build_head(key)
+    size = len(body)
     etag = response.etag
     revision = response.revision
     if etag is not None and revision is not None:
-        created = response.created
-        if created is not None:  # a key's read: the four numbers in one format
-            extra = _READ_LINES % (etag, revision, created, response.version)
+        if not more and not response.fields:
+            created = response.created
+            if created is not None:  # a key's read: the four numbers, the length and the body in one format
+                if not head_only and size <= JOIN_BODY_BYTES:
+                    data = _READ % (head, etag, revision, created, response.version, size, date_tail, body)
+                    out.append(data)
+                    return len(data)
+            elif not size and response.status != 204:  # a write's answer
+                data = _WRITTEN % (head, etag, revision, date_tail)
+                out.append(data)
+                return len(data)
+        if response.created is not None:
+            extra = _READ_LINES % (etag, revision, response.created, response.version)
         else:
             extra = b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (etag, revision)
         if response.fields:
@@ -151,7 +167,6 @@ def serialise(out: list[bytes], response: Response, mode: int, head_only: bool, 
         extra = dynamic_lines(response)
     if more:
         extra += more
-    size = len(body)
     if head_only or not size:
         if response.status == 204:  # RFC 9110 8.6: no Content-Length on a 204 (the tail's CRLF ends extra's line)
             data = _join((head, extra, date_tail[2:]))
