@@ -50,7 +50,7 @@ def test_token_auth_with_the_bootstrap_token_mounted_as_a_secret_file(docker: Do
 
 
 def test_client_commands_take_the_token_from_tuco_token(docker: Docker, tmp_path: Path) -> None:
-    """``tuco get`` with TUCO_TOKEN prints the value; without it the 401 and the option that gives a token, exit code 6."""
+    """``tuco get`` with TUCO_TOKEN prints the value; without it exit 6, the 401 and the option giving a token."""
     single = Single(docker, tmp_path)
     single.run()
     assert httpx.put(f"{single.url}/v1/key/greeting", content=b"hello", headers=single.headers).status_code == 201
