@@ -88,6 +88,17 @@ def test_urls_are_split_and_checked() -> None:
             split_urls(bad)
 
 
+def test_a_url_ending_in_v1_is_refused_saying_to_leave_it_out() -> None:
+    """``--url http://host:8080/v1`` would ask for /v1/v1/key/...: refused with what to give instead."""
+    for url in ("http://a:1/v1", "http://a:1/v1/", "https://a/proxy/v1"):
+        with pytest.raises(ConfigurationError) as refused:
+            split_urls(url)
+        assert str(refused.value) == (
+            f"give the server's URL without /v1 (tuco adds the /v1/... paths itself), not {url.rstrip('/')!r}"
+        )
+    assert split_urls("https://a/proxy/") == ("https://a/proxy",)  # a path prefix of a proxy is kept
+
+
 def test_reads_rotate_writes_stick_and_a_failed_url_is_skipped() -> None:
     """GETs go round the URLs; writes stay on one until it fails; a failed URL is left out of both for a while."""
     endpoints = Endpoints(("http://a", "http://b", "http://c"))

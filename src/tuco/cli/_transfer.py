@@ -86,7 +86,7 @@ def export(client: Client, output: str, prefix: str, page_size: int) -> None:
         progress(count)
     out.flush()
     progress.done()
-    click.echo(f"exported {count} keys", err=True)
+    click.echo(f"exported {count} key{'' if count == 1 else 's'}", err=True)
 
 
 class _Line:

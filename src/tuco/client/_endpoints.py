@@ -35,6 +35,10 @@ def split_urls(text: str) -> tuple[str, ...]:
     for url in urls:
         if not url.startswith(("http://", "https://")):
             raise ConfigurationError(f"the server URL must start with http:// or https://, not {url!r}")
+        if url.endswith("/v1"):  # every call would go to /v1/v1/...: a generic 404 that explains nothing
+            raise ConfigurationError(
+                f"give the server's URL without /v1 (tuco adds the /v1/... paths itself), not {url!r}"
+            )
     return urls
 
 

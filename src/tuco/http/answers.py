@@ -17,7 +17,6 @@ from tuco.errors import (
     BadRequestError,
     CancelledError,
     ExpectationFailedError,
-    ForbiddenError,
     HeadersTooLargeError,
     NoSuchKeyError,
     NotFoundError,
@@ -42,7 +41,6 @@ __all__ = [
     "CANCELLED",
     "CERTIFICATE_EXPIRED",
     "DUPLICATE_LENGTH",
-    "FORBIDDEN",
     "HEADERS_TOO_LARGE",
     "INTERNAL_ERROR",
     "INVALID_TOKEN",
@@ -166,7 +164,6 @@ NOT_BEARER = error_answer(
 CERTIFICATE_EXPIRED = error_answer(
     UnauthorizedError("the client certificate has expired; connect again with a valid one", None)
 )
-FORBIDDEN = error_answer(ForbiddenError("the token has no grant for this request"))
 
 _LOG_MESSAGES: dict[str, str] = {
     "log_failed": "the transaction log failed and takes no more writes; see the server's log",
