@@ -100,6 +100,72 @@ def _dashboard_expressions() -> list[str]:
     return [target["expr"] for panel in panels for target in panel["targets"]]
 
 
+_PANEL_TYPES = {"row", "timeseries", "stat", "gauge", "bargauge", "table", "text", "heatmap", "state-timeline"}
+
+
+def _dashboard_lint(dashboard: dict[str, object]) -> list[str]:
+    """What is wrong with a Grafana dashboard's structure: unknown panel types, undeclared variables, panels off
+    the 24-column grid or overlapping another."""
+    problems: list[str] = []
+    declared = {"__rate_interval", "__interval", "__range"} | {
+        variable["name"]
+        for variable in dashboard["templating"]["list"]  # type: ignore[index]
+    }
+    taken: list[tuple[int, int, int, int, str]] = []
+    for panel in dashboard["panels"]:  # type: ignore[attr-defined]
+        title = panel.get("title", "?")
+        if panel["type"] not in _PANEL_TYPES:
+            problems.append(f"{title}: unknown panel type {panel['type']!r}")
+        grid = panel["gridPos"]
+        x, y, w, h = grid["x"], grid["y"], grid["w"], grid["h"]
+        if x < 0 or w < 1 or h < 1 or x + w > 24:
+            problems.append(f"{title}: off the 24-column grid at {grid}")
+        for ox, oy, ow, oh, other in taken:
+            if x < ox + ow and ox < x + w and y < oy + oh and oy < y + h:
+                problems.append(f"{title}: overlaps {other}")
+        taken.append((x, y, w, h, title))
+        used = re.findall(r"\$\{?(\w+)", json.dumps(panel))
+        problems += [f"{title}: ${name} is not a dashboard variable" for name in used if name not in declared]
+    return problems
+
+
+def test_the_dashboard_lints_clean_and_its_promql_parses(tmp_path: Path) -> None:
+    """The dashboard's structure (panel types, variables, a grid without overlaps) lints clean, and each of its
+    expressions, its variables filled in, parses as PromQL (promtool check rules on recording rules of them)."""
+    dashboard = json.loads((KIT / "grafana-dashboard.json").read_text())
+    assert _dashboard_lint(dashboard) == []
+    filled = {"$__rate_interval": "1m", "$instance": "tuco:1", "$job": "tuco"}
+    expressions = _dashboard_expressions()
+    rules = []
+    for number, expression in enumerate(expressions):
+        for variable, value in filled.items():
+            expression = expression.replace(variable, value)
+        rules.append({"record": f"dashboard:panel_{number}", "expr": expression})
+    (tmp_path / "dashboard-rules.yaml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    checked = _promtool("check", "rules", "dashboard-rules.yaml", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(expressions)} rules found" in checked.stdout
+
+
+def test_the_dashboard_lint_and_promtool_catch_a_broken_dashboard(tmp_path: Path) -> None:
+    """The lint can fail: an overlapping panel, an unknown type and an undeclared variable are each named; a
+    broken expression fails promtool."""
+    dashboard = json.loads((KIT / "grafana-dashboard.json").read_text())
+    panels = [panel for panel in dashboard["panels"] if panel["type"] != "row"]
+    first, second = panels[0], panels[1]
+    second["gridPos"] = dict(first["gridPos"])
+    second["type"] = "graph-old"
+    first["targets"][0]["expr"] = first["targets"][0]["expr"].replace("$job", "$nojob")
+    assert _dashboard_lint(dashboard) == [
+        f"{first['title']}: $nojob is not a dashboard variable",
+        f"{second['title']}: unknown panel type 'graph-old'",
+        f"{second['title']}: overlaps {first['title']}",
+    ]
+    broken = {"groups": [{"name": "d", "rules": [{"record": "d:x", "expr": "rate(tuco_http_requests_total[1m]"}]}]}
+    (tmp_path / "broken.yaml").write_text(yaml.safe_dump(broken))
+    assert _promtool("check", "rules", "broken.yaml", cwd=tmp_path).returncode == 1
+
+
 @pytest.mark.postgres
 def test_every_dashboard_and_rule_expression_reads_a_family_a_real_server_exports(tuco: StartTuco, pg_dsn: str) -> None:
     """The names in the dashboard's and the rules' PromQL are all in a live scrape of a full replica or of a
