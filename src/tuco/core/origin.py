@@ -20,6 +20,7 @@ __all__ = [
     "clip_by",
     "new_origin",
     "origin_fields",
+    "stamped",
 ]
 
 ANONYMOUS = "anonymous"
@@ -68,6 +69,11 @@ instance; a NamedTuple here cost every PUT about 1,300 instructions of collectio
 def new_origin(by: str, at: int = 0, reason: int = Reason.NONE) -> Origin:
     """An origin: ``at`` 0 until the log stamps the moment it commits the change."""
     return (by, at, reason)
+
+
+def stamped(origin: Origin | None, at: int) -> Origin | None:
+    """``origin`` at the moment ``at`` the log committed its change (None, unknown, stays None)."""
+    return None if origin is None else (origin[0], at, origin[2])
 
 
 def clip_by(name: str) -> str:

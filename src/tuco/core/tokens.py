@@ -43,6 +43,7 @@ __all__ = [
     "encode_record",
     "format_token",
     "identity_problem",
+    "is_bearer",
     "parse_bearer",
     "parse_token",
     "permission_of",
@@ -158,6 +159,11 @@ def parse_token(token: bytes) -> tuple[str, bytes] | None:
     if found is None:
         return None
     return found.group(1).decode("ascii"), found.group(2)
+
+
+def is_bearer(header: bytes) -> bool:
+    """Whether an Authorization header names the Bearer scheme (its credential may still be malformed)."""
+    return header.strip().partition(b" ")[0].lower() == b"bearer"
 
 
 def parse_bearer(header: bytes) -> bytes | None:

@@ -146,8 +146,8 @@ def serialise(out: list[bytes], response: Response, mode: int, head_only: bool, 
     etag = response.etag
     revision = response.revision
     if etag is not None and revision is not None:
+        created = response.created
         if not more and not response.fields:
-            created = response.created
             if created is not None:  # a key's read: the four numbers, the length and the body in one format
                 if not head_only and size <= JOIN_BODY_BYTES:
                     data = _READ % (head, etag, revision, created, response.version, size, date_tail, body)
@@ -157,8 +157,8 @@ def serialise(out: list[bytes], response: Response, mode: int, head_only: bool, 
                 data = _WRITTEN % (head, etag, revision, date_tail)
                 out.append(data)
                 return len(data)
-        if response.created is not None:
-            extra = _READ_LINES % (etag, revision, response.created, response.version)
+        if created is not None:
+            extra = _READ_LINES % (etag, revision, created, response.version)
         else:
             extra = b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\n' % (etag, revision)
         if response.fields:

@@ -44,6 +44,7 @@ from tuco.core.tokens import (
     allows,
     allows_any,
     digest,
+    is_bearer,
     parse_bearer,
     parse_token,
 )
@@ -308,7 +309,8 @@ class Guard:
         self._audit_denied(request, token, reason)
         if reason == "certificate_expired":
             return CERTIFICATE_EXPIRED
-        if reason == "malformed" and not _bearer_scheme(request.authorization):
+        header = request.authorization
+        if reason == "malformed" and header is not None and not is_bearer(header):
             return NOT_BEARER  # a bare token, or Basic: say how to send it (nothing about any token)
         return _UNAUTHORIZED if reason in ("missing", "ambiguous_certificate") else _INVALID_TOKEN
 
@@ -381,11 +383,6 @@ class _WhileValid:
         closing = getattr(self._chunks, "aclose", None)
         if closing is not None:
             await closing()
-
-
-def _bearer_scheme(header: bytes | None) -> bool:
-    """Whether the Authorization header starts with the word Bearer (its credential may still be malformed)."""
-    return header is not None and header.strip()[:7].lower() in (b"bearer", b"bearer ")
 
 
 def _token_id(request: Request) -> str | None:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tuco.core.events import Event, EventType, Lifetime
-from tuco.core.origin import Origin
+from tuco.core.origin import stamped
 from tuco.errors import LeaseNotFoundError, PreconditionFailedError
 from tuco.log._pg_origins import stored_origin
 from tuco.log.batching import Mutation, Outcome
@@ -46,16 +46,11 @@ def origin_arguments(batch: Sequence[Mutation]) -> tuple[list[str | None] | None
     ]
 
 
-def _at(origin: Origin | None, at: int) -> Origin | None:
-    """``origin`` at the moment the database committed it (None stays None)."""
-    return None if origin is None else (origin[0], at, origin[2])
-
-
 def written_events(batch: Sequence[Mutation], first: int, at: int) -> list[Outcome]:
     """The events of a batch written whole from sequence ``first``, each with its origin at ``at`` (Unix ms)."""
     if all(m.origin is None for m in batch):
         return [_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None, None)) for i, m in enumerate(batch)]
-    return [_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None, _at(m.origin, at))) for i, m in enumerate(batch)]
+    return [_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None, stamped(m.origin, at))) for i, m in enumerate(batch)]
 
 
 def numbered_outcomes(batch: Sequence[Mutation], first: int, refused: Mapping[int, int], at: int = 0) -> list[Outcome]:
@@ -65,7 +60,7 @@ def numbered_outcomes(batch: Sequence[Mutation], first: int, refused: Mapping[in
     for n, m in enumerate(batch, 1):
         current = refused.get(n)
         if current is None:
-            outcomes.append(Event(sequence, m.type, m.key, m.value, origin=_at(m.origin, at)))
+            outcomes.append(Event(sequence, m.type, m.key, m.value, origin=stamped(m.origin, at)))
             sequence += 1
         else:
             outcomes.append(PreconditionFailedError(m.key, current))

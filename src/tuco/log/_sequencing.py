@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol, TypeAlias, cast
 
 from tuco.core.events import Event, EventType, Expiry, Lifetime, Precondition
-from tuco.core.origin import Origin
+from tuco.core.origin import Origin, stamped
 from tuco.core.txn import Txn, TxnOutcome, TxnState, decide_batch
 from tuco.errors import LeaseNotFoundError, PreconditionFailedError
 
@@ -95,26 +95,21 @@ def sequence_batch(
         origin = batch[0][6] if batch else None
         if list(map(_origin_of, batch)).count(origin) == len(batch):  # one origin (or none) for all: the common case
             if origin is not None:
-                origin = (origin[0], now(), origin[2])
+                origin = stamped(origin, now())
             return [_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None, origin)) for i, m in enumerate(batch)]
         at = now()
         events: list[Outcome] = []
         append = events.append
         last: Origin | None = None
-        stamped: Origin | None = None
+        at_moment: Origin | None = None
         for i, m in enumerate(batch):  # writes of one principal share one stamped origin (the common case)
             origin = m[6]
             if origin is not last:
                 last = origin
-                stamped = None if origin is None else (origin[0], at, origin[2])
-            append(_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None, stamped)))
+                at_moment = stamped(origin, at)
+            append(_new(Event, (first + i, m[0], m[1], m[2], 0, 0, None, at_moment)))
         return events
     return stamp_origins(batch, _decide(batch, first, mod_revision, expiry, now), now)
-
-
-def _stamp(origin: Origin | None, at: int) -> Origin | None:
-    """``origin`` at the moment ``at`` (None stays None)."""
-    return None if origin is None else (origin[0], at, origin[2])
 
 
 def stamp_origins(batch: Sequence[Mutation], outcomes: list[Outcome], now: Callable[[], int]) -> list[Outcome]:
@@ -125,15 +120,15 @@ def stamp_origins(batch: Sequence[Mutation], outcomes: list[Outcome], now: Calla
     if not any(map(_origin_of, batch)):
         return outcomes
     at = now()
-    stamped: list[Outcome] = []
+    with_origins: list[Outcome] = []
     for m, outcome in zip(batch, outcomes, strict=True):
-        origin = _stamp(m[6], at)
+        origin = stamped(m[6], at)
         if origin is not None and isinstance(outcome, Event):
             outcome = _new(Event, (*outcome[:7], origin))
         elif origin is not None and isinstance(outcome, TxnOutcome) and outcome.event is not None:
             outcome = outcome._replace(event=outcome.event._replace(origin=origin))
-        stamped.append(outcome)
-    return stamped
+        with_origins.append(outcome)
+    return with_origins
 
 
 def _decide(
