@@ -5,9 +5,12 @@
 #     -v "$PWD/admin.token:/run/secrets/tuco_bootstrap_token:ro" tuco
 # (README, "Deploy", has the recipes the tests run.)
 # BASE may name any image with python3 (3.11+) and python3 -m venv (CI builds a Debian stand-in: scripts/standins).
+# BUILD_BASE is the build stage's: the same Python at the same path, plus a C compiler and Python's headers, as the
+# full official image has. The request path is compiled there with mypyc (hatch_build.py), for the build's CPU.
 ARG BASE=python:3.11-slim
+ARG BUILD_BASE=python:3.11
 
-FROM ${BASE} AS build
+FROM ${BUILD_BASE} AS build
 # The build machine's package index settings and extra CA certificates (PEM), for this stage only: the final stage
 # copies the virtualenv alone, so neither is in the published image or its history.
 ARG PIP_INDEX_URL
@@ -27,14 +30,15 @@ RUN set -e; \
     /opt/build/bin/pip install --require-hashes --only-binary=:all: -r requirements/build.lock; \
     /opt/tuco/bin/pip install --require-hashes --only-binary=:all: -r requirements/runtime.lock; \
     rm -f /tmp/build-ca.pem
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md hatch_build.py ./
 COPY src ./src
-# The wheel is built offline by the hash-pinned hatchling above, then the venv loses its installers.
-RUN /opt/build/bin/pip wheel --no-build-isolation --no-deps --no-index -w /tmp/wheel . \
+# The wheel is built offline by the hash-pinned hatchling and mypyc above (TUCO_BUILD=compiled: a failed compile
+# fails the build rather than shipping pure Python), then the venv loses its installers.
+RUN TUCO_BUILD=compiled /opt/build/bin/pip wheel --no-build-isolation --no-deps --no-index -w /tmp/wheel . \
  && /opt/tuco/bin/pip install --no-deps --no-index /tmp/wheel/tuco-*.whl \
  && /opt/tuco/bin/pip uninstall -y -q pip setuptools \
  && rm -rf /opt/tuco/bin/activate* /opt/tuco/bin/Activate.ps1 /opt/tuco/bin/pip* \
- && /opt/tuco/bin/python -c 'import tuco.cli, tuco.runtime'
+ && /opt/tuco/bin/python -c 'import tuco.cli, tuco.runtime; from tuco._build import build; assert build() == "compiled", build()'
 
 FROM ${BASE}
 RUN useradd --system --uid 10001 --gid 0 --home-dir /data --no-create-home --shell /usr/sbin/nologin tuco \

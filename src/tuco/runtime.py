@@ -28,6 +28,8 @@ from pathlib import Path
 
 import structlog
 
+from tuco import __version__
+from tuco._build import build as installed_build
 from tuco.assembly import build_service
 from tuco.config import LogBackend, Settings, unknown_variables
 from tuco.errors import ConfigurationError, TucoError
@@ -227,7 +229,14 @@ async def serve(settings: Settings) -> int:
     )
     scheme = "https" if tls else "http"
     for host, port in server.addresses:
-        _logger.info("listening", url=f"{scheme}://{_url_host(host)}:{port}", host=host, port=port)
+        _logger.info(
+            "listening",
+            url=f"{scheme}://{_url_host(host)}:{port}",
+            host=host,
+            port=port,
+            version=__version__,
+            build=installed_build(),
+        )
 
     stop = _install_stop_signals()
     try:

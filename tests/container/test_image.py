@@ -15,6 +15,7 @@ import pytest
 import tuco
 from tests.container.conftest import IMAGE, ROOT
 from tests.container.docker import Docker
+from tuco._build import COMPILED
 
 pytestmark = [pytest.mark.container, pytest.mark.xdist_group("container")]  # one engine, fixed host ports
 
@@ -78,6 +79,19 @@ def test_the_final_stage_has_nothing_to_build_with(docker: Docker, added: dict[s
         " [c for c in ('gcc', 'cc', 'make', 'pip', 'pip3', 'curl') if shutil.which(c)])",
     )  # fmt: skip
     assert probe.stdout == "[] []\n"
+
+
+def test_the_image_serves_the_compiled_build(docker: Docker, added: dict[str, bytes]) -> None:
+    """Every module of tuco._build.COMPILED is an extension in the image, and ``tuco --version`` says compiled."""
+    site = "opt/tuco/lib/python3.11/site-packages/"
+    for module in COMPILED:
+        stem = site + module[: -len(".py")]
+        assert [path for path in added if path.startswith(stem + ".cpython-311-") and path.endswith(".so")], module
+    shown = docker("run", "--rm", IMAGE, "--version").stdout
+    python = docker(
+        "run", "--rm", "--entrypoint", "python3", IMAGE, "-c", "import platform; print(platform.python_version())"
+    )
+    assert shown == f"tuco {tuco.__version__} (compiled build, Python {python.stdout.strip()}, x86_64)\n"
 
 
 def test_the_build_machines_pip_settings_and_ca_certificates_stay_out(docker: Docker, added: dict[str, bytes]) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from tests import build
+
 STARTUP_TIMEOUT = 30.0
 
 
@@ -56,7 +58,10 @@ class TucoProcess:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.port = int(self.wait_for("listening")["port"])
+        listening = self.wait_for("listening")
+        self.port = int(listening["port"])
+        # Every server a test starts runs the build under test (a child that lost PYTHONPATH would run pure Python).
+        assert listening["build"] == build.EXPECTED, f"the server runs the {listening['build']} build:\n{self.output()}"
         if wait_ready:
             self.wait_for("ready")
         return self

@@ -10,9 +10,11 @@ import asyncpg
 import httpx
 import pytest
 
+from tests import build
 from tests.e2e.keys import key_path
 from tests.e2e.process import TucoProcess
 from tests.fix_db import eventually, last_value_per_key
+from tuco import __version__
 
 pytestmark = pytest.mark.postgres
 
@@ -53,6 +55,8 @@ def test_write_on_one_replica_is_readable_on_the_other(tuco: StartTuco, pg_dsn: 
         assert b.get("/readyz").json() == {
             "ready": True,
             "phase": "serving",
+            "version": __version__,
+            "build": build.EXPECTED,
             "log": {"backend": "postgres", "last_sequence": 2, "lag_events": 0, "lag_seconds": 0.0, "connected": True},
             "store": {
                 "bytes": 2 * 240 + len("shared") + len(b"from a") + len("other") + len(b"from b"),

@@ -17,6 +17,8 @@ import httpx
 import pytest
 import structlog
 
+from tests import build
+from tuco import __version__
 from tuco.core.tokens import Access, digest
 from tuco.http.asgi import ASGIApp
 from tuco.observability import Metrics
@@ -256,6 +258,7 @@ async def check_listing_shows_only_granted(client: httpx.AsyncClient, setup: Set
     assert (await client.get("/readyz")).json() == {"ready": True}
     detailed = (await client.get("/readyz", headers=setup.headers["admin"])).json()
     assert detailed["ready"] is True and "log" in detailed
+    assert (detailed["version"], detailed["build"]) == (__version__, build.EXPECTED)
 
 
 def asgi_service(log: MemoryLog | None = None, *, metrics_public: bool = False) -> Service:
@@ -466,13 +469,14 @@ def test_audit_lines_name_the_token_and_client_never_the_secret() -> None:
 
 
 def test_with_authentication_off_the_api_handle_is_the_plain_method() -> None:
-    """Off, no guard stands in front: handle is KeyValueAPI.handle itself (nothing added per request)."""
+    """Off, no guard stands in front: handle is the API's answer_open itself (nothing added per request)."""
     from tuco.http.api import KeyValueAPI
 
     api = KeyValueAPI(Service(MemoryLog()))
-    assert api.handle.__func__ is KeyValueAPI.handle  # type: ignore[attr-defined]
+    assert api.handle == api.answer_open
     guarded = KeyValueAPI(asgi_service())
-    assert getattr(guarded.handle, "__func__", None) is not KeyValueAPI.handle
+    assert guarded.handle == guarded.answer_guarded
+    assert guarded.handle != guarded.answer_open
 
 
 def test_a_token_remembered_as_verified_stops_working_when_it_expires_or_is_revoked() -> None:

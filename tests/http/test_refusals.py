@@ -11,6 +11,8 @@ import httpx
 import pytest
 import structlog
 
+from tests import build
+from tuco import __version__
 from tuco.errors import LogUnavailableError
 from tuco.http.asgi import ASGIApp
 from tuco.log.file import FileTransactionLog
@@ -55,6 +57,8 @@ def test_a_full_disk_is_answered_in_tuco_words_and_logged_once_in_detail(
         assert ready.json() == {
             "ready": False,
             "phase": "serving",
+            "version": __version__,
+            "build": build.EXPECTED,
             "log": {"backend": "file", "sync": "always", "last_sequence": 1},
             "error": "log_failed",
             "message": FAILED,
@@ -110,6 +114,8 @@ def test_readyz_shows_only_whitelisted_log_fields() -> None:
             {
                 "ready": True,
                 "phase": "serving",
+                "version": __version__,
+                "build": build.EXPECTED,
                 "log": {
                     "backend": "postgres",
                     "last_sequence": 7,

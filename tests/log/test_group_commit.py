@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -173,21 +173,45 @@ def test_a_callback_that_raises_does_not_stop_the_batchs_other_acknowledgements(
     asyncio.run(main())
 
 
-class BrokenStore(Store):
-    """A store that cannot apply the key ``bad``: the state would no longer match the log."""
+class BrokenStore:
+    """A store that cannot apply the key ``bad``: the state would no longer match the log.
 
-    def apply(self, event: Event) -> bool:
+    A wrapper, not a subclass: the store may be compiled, and an interpreted class cannot inherit from it.
+    """
+
+    def __init__(self) -> None:
+        self.store = Store()
+
+    def apply(self, event: Event) -> object:
         if event.key == "bad":
             raise ValueError("cannot apply")
-        return super().apply(event)
+        return self.store.apply(event)
+
+    def mod_revision(self, key: str) -> int:
+        return self.store.mod_revision(key)
+
+    def key_expiry(self, key: str) -> int | None:
+        return self.store.key_expiry(key)
+
+    def lease(self, id: int) -> tuple[int, int] | None:
+        return self.store.lease(id)
+
+    def record(self, key: str) -> tuple[bytes, int, int, int] | None:
+        return self.store.record(key)
+
+    def keys_under(self, prefix: str) -> Iterator[str]:
+        return self.store.keys_under(prefix)
 
 
 def test_an_apply_that_fails_acknowledges_what_was_applied_and_fails_the_rest() -> None:
     """Writes applied before the failing one are acknowledged; it and the rest of its batch fail; the log stops."""
 
     async def main() -> None:
-        store = BrokenStore()
-        log = await started(store)
+        broken = BrokenStore()
+        store = broken.store
+        log = MemoryLog()
+        await log.open()
+        await log.run(broken)
         writes = [put(log, "a", b"1"), put(log, "bad", b"2"), put(log, "c", b"3")]
         results = await asyncio.gather(*writes, return_exceptions=True)
         assert results[0] == Event(1, EventType.PUT, "a", b"1")

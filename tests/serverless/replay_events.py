@@ -26,6 +26,8 @@ for event in events:
 
 import asyncpg  # noqa: E402
 
+from tuco._build import build  # noqa: E402
+
 print(
     "RESULT",
     json.dumps(
@@ -36,6 +38,8 @@ print(
             "warm_seconds": seconds[1:],
             "tuco_file": serverless.__file__,
             "asyncpg_file": asyncpg.__file__,
+            "build": build(),
+            "service_file": sys.modules["tuco.service"].__file__,
             "path": sys.path,
         }
     ),

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.serverless.gateway import body_of, make_event
+from tuco._build import COMPILED
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,6 +39,10 @@ def test_the_x86_64_archive_answers_the_same_events_in_a_clean_interpreter(tmp_p
         name.startswith("asyncpg/protocol/protocol.cpython-") and name.endswith("x86_64-linux-gnu.so") for name in names
     )
     assert not any(name.startswith("uvloop/") for name in names)
+    # The compiled build for this CPU: each compiled module an extension, beside its source, and mypyc's runtime.
+    for module in COMPILED:
+        assert f"{module[: -len('.py')]}.cpython-311-x86_64-linux-gnu.so" in names, module
+    assert [name for name in names if name.endswith("__mypyc.cpython-311-x86_64-linux-gnu.so") and "/" not in name]
     task = tmp_path / "task"  # Lambda's /var/task
     task.mkdir()
     zipfile.ZipFile(archive).extractall(task)
@@ -76,6 +81,8 @@ def test_the_x86_64_archive_answers_the_same_events_in_a_clean_interpreter(tmp_p
     result = json.loads(lines[0].removeprefix("RESULT "))
     assert result["tuco_file"].startswith(str(task))
     assert result["asyncpg_file"].startswith(str(task))
+    assert result["build"] == "compiled"
+    assert result["service_file"] == str(task / "tuco" / "service.cpython-311-x86_64-linux-gnu.so")
     assert not any("site-packages" in entry or ".venv" in entry for entry in result["path"])
     statuses = [answer["statusCode"] for answer in result["answers"]]
     assert statuses == [201, 200, 201, 200, 405, 200, 404] * 2

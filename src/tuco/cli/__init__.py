@@ -24,6 +24,7 @@ click; ``serve``, ``log`` and ``snapshot`` are loaded when called and need ``tuc
 from __future__ import annotations
 
 import importlib
+import platform
 import sys
 from typing import Any
 
@@ -85,8 +86,25 @@ def _group(function: Any) -> Any:
     return function
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from tuco import __version__
+    from tuco._build import build
+
+    click.echo(f"tuco {__version__} ({build()} build, Python {platform.python_version()}, {platform.machine()})")
+    ctx.exit()
+
+
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="tuco")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and which build is installed (compiled or pure Python), then exit.",
+)
 @_group
 def main(**options: Any) -> None:
     """tuco: a dependable key-value store service.

@@ -271,6 +271,11 @@ def components() -> Schema:
                 "properties": {
                     "ready": {"type": "boolean"},
                     "phase": {"type": "string"},
+                    "version": {"type": "string"},
+                    "build": {
+                        "type": "string",
+                        "description": "compiled (the request path built with mypyc) or pure (Python)",
+                    },
                     "log": {"type": "object"},
                     "error": {"type": "string"},
                     "message": {"type": "string"},

@@ -1,6 +1,6 @@
 """Request to Service to Response: the dispatch of the HTTP API, shared by the native server, ASGI and serverless.
 
-``KeyValueAPI.handle`` takes a :class:`~tuco.http.messages.Request` and
+``KeyValueAPI(service).handle`` takes a :class:`~tuco.http.messages.Request` and
 returns a response, or an awaitable of one for requests that must wait for
 the log. Reads return synchronously, so the native server answers a GET
 without creating a task.
@@ -84,19 +84,22 @@ class KeyValueAPI:
         self._settle_put = writes.settle_put
         self._settle_delete = writes.settle_delete
         self._guard: Guard | None = None
-        if service.access.enabled:  # chosen once: with authentication off, handle is the method itself
+        # The entry point, chosen once: with authentication off and no CORS origin it is answer_open itself, so
+        # the request path pays for neither. An attribute, not a rebound method: a compiled class allows that.
+        self.handle: Callable[[Request], Answer] = self.answer_open
+        if service.access.enabled:
             self._guard = Guard(self, self.dispatch)
             self._verified = service.tokens.verified
             self._now = service.clock
-            self.handle = self._handle_guarded  # type: ignore[method-assign]
+            self.handle = self.answer_guarded
         origins = service.watch_settings.allow_origins
-        if origins:  # chosen once too: with no origin configured, no request pays for CORS
-            self.handle = Cors(origins, self.handle).handle  # type: ignore[method-assign]
+        if origins:
+            self.handle = Cors(origins, self.handle).handle
 
-    def _handle_guarded(self, request: Request) -> Answer:
-        """:meth:`handle` with authentication on: a plain GET by a credential verified before is answered here.
+    def answer_guarded(self, request: Request) -> Answer:
+        """``handle`` with authentication on: a plain GET by a credential verified before is answered here.
 
-        The read path of ``handle`` with the grant check folded in (one dict lookup on the
+        The read path of :meth:`answer_open` with the grant check folded in (one dict lookup on the
         credential, one ``str.startswith`` over its read prefixes), so an authenticated GET
         costs a few hundred instructions more than an open one; everything else goes
         through the :class:`~tuco.http.auth.Guard`.
@@ -130,9 +133,9 @@ class KeyValueAPI:
         """What an anonymous client learns of readiness with authentication on: ready or not, nothing more."""
         return readiness_summary(self.service)
 
-    def handle(self, request: Request) -> Answer:
-        """Answer one request: match its route, then :meth:`dispatch` (with authentication on, ``handle`` is
-        the guard's, which matches, authenticates, authorizes and then calls :meth:`dispatch` the same way)."""
+    def answer_open(self, request: Request) -> Answer:
+        """``handle`` with authentication off: match the route, then :meth:`dispatch` (with it on, the guard
+        matches, authenticates, authorizes and then calls :meth:`dispatch` the same way)."""
         path = request.path
         if path.startswith(b"/v1/key/"):  # the hot path, matched as routes.match would
             return self._key(request, path[8:])

@@ -1,8 +1,9 @@
 """Authentication and authorization in front of the API (the token routes are in ``handlers/tokens.py``).
 
-With ``TUCO_AUTH=token`` the API's ``handle`` is :meth:`Guard.handle`, chosen
-once when the API is built: with authentication off the request path has no
-check at all. The guard finds the credential (``Authorization: Bearer``, else
+With ``TUCO_AUTH=token`` the API's ``handle`` ends in :meth:`Guard.handle`
+(after the API's own shortcut for a plain GET by a credential verified before),
+chosen once when the API is built: with authentication off the request path has
+no check at all. The guard finds the credential (``Authorization: Bearer``, else
 the TLS client certificate's identity), matches the route once, reads what it
 declares it needs and either hands the matched request to the API's
 ``dispatch`` (with ``request.caller`` set) or answers ``401``/``403`` itself,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 
+from tuco import __version__
+from tuco._build import build
 from tuco.errors import LogReadOnlyError
 from tuco.http.answers import JSON, NOT_FOUND_PATH, NOT_READY, PROMETHEUS_TEXT, json_response, log_message
 from tuco.http.handlers._base import Context
@@ -16,6 +18,8 @@ __all__ = ["health", "metrics", "openapi", "public_log_status", "readiness", "re
 _HEALTHY = json_response(200, {"status": "alive"})
 _READY = json_response(200, {"ready": True})
 # The /readyz fields of LogStatus.describe() an anonymous client may see (no hosts, users, database names).
+# Which tuco answers, for whoever sees the full readiness (an admin, or anyone with authentication off).
+_BUILD = build()
 _PUBLIC_LOG_FIELDS: tuple[str, ...] = ("backend", "sync", "last_sequence", "lag_events", "lag_seconds", "connected")
 
 
@@ -62,6 +66,8 @@ def readiness(ctx: Context, request: Request, segment: bytes) -> Answer:
     payload: dict[str, object] = {
         "ready": service.ready,
         "phase": service.phase.value,
+        "version": __version__,
+        "build": _BUILD,
         "log": public_log_status(service.log_description()),
     }
     if failure is not None:

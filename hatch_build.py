@@ -1,0 +1,91 @@
+"""The wheel's build hook: compile tuco's request path with mypyc (``tuco._build.COMPILED`` names the modules).
+
+``TUCO_BUILD`` chooses: ``compiled`` (fail if it cannot be compiled: the image,
+CI), ``pure`` (no compiling), or unset: compile, and where that fails (no C
+compiler, no Python headers) build the pure-Python wheel with a warning, which
+runs the same code more slowly. An editable install is never compiled: an
+extension beside an edited ``.py`` would shadow the edit.
+
+The modules are compiled in a copy of ``src/``, so the checkout never holds an
+extension, and with a plain mypy configuration (third-party imports it cannot
+see are ``Any``): the wheel is the same whatever else the build machine has.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+
+_MODES = ("compiled", "pure", "auto")
+_MYPY_CONFIG = """\
+[mypy]
+python_version = {version}
+ignore_missing_imports = True
+"""
+
+
+class CompileFailedError(Exception):
+    """mypyc or the C compiler refused; the message ends with what they printed."""
+
+
+def compiled_modules(src: Path) -> list[str]:
+    """``COMPILED`` of ``src/tuco/_build.py``, read without importing tuco (the build has none of its dependencies)."""
+    tree = ast.parse((src / "tuco" / "_build.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "COMPILED" for t in node.targets):
+            return [str(item) for item in ast.literal_eval(node.value)]
+    raise CompileFailedError("src/tuco/_build.py names no COMPILED modules")
+
+
+def compile_request_path(src: Path, work: Path) -> list[Path]:
+    """Compile the modules in a copy of ``src`` under ``work``; the extension files, under ``work/src``."""
+    tree = work / "src"
+    shutil.copytree(src, tree, ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyd"))
+    config = work / "mypy.ini"
+    config.write_text(_MYPY_CONFIG.format(version=f"{sys.version_info[0]}.{sys.version_info[1]}"), encoding="utf-8")
+    argv = [sys.executable, "-m", "mypyc", "--config-file", str(config), *compiled_modules(src)]
+    done = subprocess.run(argv, cwd=tree, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise CompileFailedError(f"{' '.join(argv[1:4])} ... failed:\n{(done.stdout + done.stderr)[-4000:]}")
+    built = work / "src" / "build"
+    return sorted(path for path in tree.rglob("*") if path.suffix in (".so", ".pyd") and built not in path.parents)
+
+
+class CompiledRequestPath(BuildHookInterface):  # type: ignore[misc]  # hatchling ships no types
+    """Adds the compiled modules to a standard wheel, which then carries this interpreter's and platform's tag."""
+
+    PLUGIN_NAME = "custom"
+
+    def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+        mode = os.environ.get("TUCO_BUILD", "auto") or "auto"
+        if mode not in _MODES:
+            raise ValueError(f"TUCO_BUILD must be one of {', '.join(_MODES)} (or unset), not {mode!r}")
+        if self.target_name != "wheel" or version == "editable" or mode == "pure":
+            return
+        self._work = Path(tempfile.mkdtemp(prefix="tuco-compile-"))
+        try:
+            extensions = compile_request_path(Path(self.root) / "src", self._work)
+        except (CompileFailedError, OSError) as exc:
+            if mode == "compiled":
+                raise
+            self.app.display_warning(f"tuco: could not compile the request path; this wheel is pure Python.\n{exc}")
+            return
+        self.app.display_info(f"tuco: compiled {len(extensions)} extension files with mypyc")
+        build_data["pure_python"] = False
+        build_data["infer_tag"] = True
+        tree = self._work / "src"
+        for path in extensions:
+            build_data["force_include"][str(path)] = path.relative_to(tree).as_posix()
+
+    def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+        work = getattr(self, "_work", None)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)

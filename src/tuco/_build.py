@@ -1,0 +1,76 @@
+"""Which build of tuco this is: the request path compiled with mypyc, or pure Python.
+
+``COMPILED`` lists the modules the wheel compiles (``hatch_build.py`` reads it
+from this file; nothing else names them). A compiled module is an extension
+file beside its ``.py``, and the import system takes the extension first, so
+looking for those files tells which build runs without importing any of them:
+``tuco --version`` and ``/readyz`` (for admins) say it, and the test suite checks
+it is the build it meant to test.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+from pathlib import Path
+
+# The request path: the store and its codec, the native connection, the pipeline (routes, guard, dispatch and its
+# handlers) and the service. Paths under src/, compiled together (one shared runtime library).
+COMPILED = (
+    "tuco/core/events.py",
+    "tuco/core/history.py",
+    "tuco/core/store.py",
+    "tuco/core/_listing.py",
+    "tuco/core/codec.py",
+    "tuco/http/messages.py",
+    "tuco/http/routes.py",
+    "tuco/http/answers.py",
+    "tuco/http/_clock.py",
+    "tuco/http/_context.py",
+    "tuco/http/_wire.py",
+    "tuco/http/_reader.py",
+    "tuco/http/_stream.py",
+    "tuco/http/_order.py",
+    "tuco/http/_timing.py",
+    "tuco/http/connection.py",
+    "tuco/http/_route.py",
+    "tuco/http/params.py",
+    "tuco/http/audit.py",
+    "tuco/http/auth.py",
+    "tuco/http/api.py",
+    "tuco/http/handlers/__init__.py",
+    "tuco/http/handlers/_base.py",
+    "tuco/http/handlers/_writes.py",
+    "tuco/http/handlers/keys.py",
+    "tuco/http/handlers/listing.py",
+    "tuco/http/handlers/leases.py",
+    "tuco/http/handlers/watch.py",
+    "tuco/http/handlers/tokens.py",
+    "tuco/http/handlers/status.py",
+    "tuco/_service_leases.py",
+    "tuco/service.py",
+    "tuco/cache.py",
+)
+
+PURE = "pure"
+COMPILED_BUILD = "compiled"
+
+
+def compiled_modules() -> list[str]:
+    """The modules of :data:`COMPILED` that are extension files in this installation."""
+    root = Path(__file__).resolve().parent.parent
+    found = []
+    for module in COMPILED:
+        stem = root / module[: -len(".py")]
+        if any(stem.with_name(stem.name + suffix).is_file() for suffix in importlib.machinery.EXTENSION_SUFFIXES):
+            found.append(module)
+    return found
+
+
+def build() -> str:
+    """``compiled``, ``pure``, or ``partly compiled (k of n modules)`` (a broken installation: reinstall)."""
+    count = len(compiled_modules())
+    if count == len(COMPILED):
+        return COMPILED_BUILD
+    if count == 0:
+        return PURE
+    return f"partly compiled ({count} of {len(COMPILED)} modules)"
