@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import shutil
 import signal
 import ssl
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -394,6 +397,17 @@ def _replay_once(seed: Path, workdir: Path, index: int) -> dict[str, Any]:
     return {"ready_seconds": round(ready, 3), "rss_kib": rss, "peak_rss_kib": hwm, "replay": replay}
 
 
+def _naive_replay(seed: Path) -> dict[str, Any]:
+    """bench/naive_replay.py on the seeded log, in a process of its own: its records and seconds."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH_DIR / "naive_replay.py"), str(seed)], capture_output=True, text=True, timeout=300
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"naive_replay.py failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
 def run_startup(settings: Settings, events: int = 1_000_000, by: str = "") -> dict[str, Any]:
     """Replay speed, memory per key and log bytes per event, all from one seeded log.
 
@@ -409,7 +423,10 @@ def run_startup(settings: Settings, events: int = 1_000_000, by: str = "") -> di
         size = build_log(seed, events, 100, by)
         build_seconds = time.perf_counter() - started
         empty_rss = _empty_rss_kib(workdir)
-        rounds = [_replay_once(seed, workdir, i) for i in range(settings.rounds)]
+        rounds = []
+        for i in range(settings.rounds):  # interleaved: each server replay, then the naive loop on the same file
+            rounds.append(_replay_once(seed, workdir, i))
+            rounds[-1]["naive"] = _naive_replay(seed)
     ready = statistics.median(r["ready_seconds"] for r in rounds)
     rss = statistics.median(r["rss_kib"] for r in rounds)
     replay_seconds = [r["replay"]["seconds"] for r in rounds if r["replay"] and "seconds" in r["replay"]]
@@ -427,9 +444,13 @@ def run_startup(settings: Settings, events: int = 1_000_000, by: str = "") -> di
         "rss_overhead_bytes_per_key": round((rss - empty_rss) * 1024 / events - KEY_VALUE_BYTES_1M, 1),
         "log_overhead_bytes_per_event": round(size / events - KEY_VALUE_BYTES_1M, 2),
     }
+    naive_seconds = statistics.median(r["naive"]["seconds"] for r in rounds)
+    result["naive_seconds"] = naive_seconds
+    result["naive_events_per_second"] = round(events / naive_seconds)
     if replay_seconds:
         result["replay_seconds"] = statistics.median(replay_seconds)
         result["replay_events_per_second"] = round(events / result["replay_seconds"])
+        result["replay_vs_naive"] = round(naive_seconds / result["replay_seconds"], 2)
     else:
         result["note"] = "the server logged no replay_finished line with a seconds field"
     return result

@@ -15,7 +15,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     found = installed()
     if found != build.EXPECTED:
         raise pytest.UsageError(
-            f"TUCO_EXPECT_BUILD is {build.EXPECTED} but the tuco imported here is {found}"
+            f"EXPECT_TUCO_BUILD is {build.EXPECTED} but the tuco imported here is {found}"
             " (scripts/test runs the compiled build with PYTHONPATH=build/compiled)"
         )
 

@@ -84,6 +84,7 @@ def test_unknown_tuco_variables_are_named_with_the_nearest_setting() -> None:
         "TUCO_PORT": "1",
         "TUCO_URL": "http://x",
         "TUCO_TOKEN": "t",
+        "TUCO_BUILD": "pure",  # the build's choice (scripts/run, hatch_build.py), not a server setting
         "TUCOPORT": "1",
         "HOME": "/root",
     }

@@ -15,7 +15,15 @@ from tuco.errors import ConfigurationError
 from tuco.log.file import SyncMode
 from tuco.log.redact import check_database_url, redact_dsn
 
-__all__ = ["CLIENT_VARIABLES", "LogBackend", "Settings", "StateMode", "load_settings", "unknown_variables"]
+__all__ = [
+    "BUILD_VARIABLES",
+    "CLIENT_VARIABLES",
+    "LogBackend",
+    "Settings",
+    "StateMode",
+    "load_settings",
+    "unknown_variables",
+]
 
 LOG_FILE_NAME = "tuco.log"
 
@@ -379,6 +387,9 @@ CLIENT_VARIABLES = frozenset(
 )
 """Variables the client side (``tuco get``, ``tuco.client``) reads; not server settings, never "unknown"."""
 
+BUILD_VARIABLES = frozenset(("TUCO_BUILD",))
+"""Variables the build reads (``hatch_build.py``, ``scripts/run``: compiled or pure); never "unknown" either."""
+
 
 def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
     """``(name, nearest setting or None)`` for each ``TUCO_*`` variable no setting reads, sorted.
@@ -389,7 +400,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]
     known = sorted(f"TUCO_{name.upper()}" for name in Settings.model_fields)
     unknown = []
     for name in sorted(environ):
-        if name.startswith("TUCO_") and name not in known and name not in CLIENT_VARIABLES:
+        if name.startswith("TUCO_") and name not in known and name not in CLIENT_VARIABLES | BUILD_VARIABLES:
             nearest = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
             unknown.append((name, nearest[0] if nearest else None))
     return unknown
