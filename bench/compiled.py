@@ -2,29 +2,22 @@
 
 ``.venv/bin/python bench/compiled.py [--src CHECKOUT/src] [--modules a,b,c] [--what get,put] [--tests] [--keep]``
 
-This measures; it does not change how tuco is built. It copies ``src/`` of a
-checkout to a temporary directory, compiles the chosen modules there with
-mypyc in place (each ``.so`` next to its ``.py``, which the import system
-prefers), checks that the compiled modules are what ``import`` finds, and runs
-``bench/instructions.py`` on the pure and on the compiled tree. ``--tests``
-also runs ``tests/core tests/http tests/log`` of the checkout with
-``PYTHONPATH`` at the compiled tree. ``--probe`` instead tries each module on
-its own and prints which ones mypyc refuses, and why.
+This measures the build the wheel makes (``hatch_build.py``) against pure
+Python, or tries another choice of modules. It copies ``src/`` of a checkout
+to a temporary directory, compiles the modules there with mypyc in place (each
+``.so`` next to its ``.py``, which the import system prefers), checks that the
+compiled modules are what ``import`` finds, and runs ``bench/instructions.py``
+on the pure and on the compiled tree. ``--tests`` also runs ``tests/core
+tests/http tests/log`` of the checkout with ``PYTHONPATH`` at the compiled
+tree. ``--probe`` instead tries each module on its own and prints which ones
+mypyc refuses, and why.
 
-The default modules are the request path (the native connection, the
-pipeline: routes, guard, dispatch and every handler) minus what cannot be
-compiled as it is: ``errors.py`` (a native exception class cannot also inherit ``KeyError``), and
-``log/batching.py``, which compiles but whose ``WritesThroughGroupCommit`` is
-the base of the file, PostgreSQL and memory logs, none of which compiles
-(async generators), and an interpreted class cannot inherit from a compiled
-one. ``service.py`` brings its base class (``_service_leases.py``) along for the
-same reason, and ``cache.py``, the read strategy it composes. The native connection
-(``http/connection.py`` and the modules split from it: ``_reader``, ``_order``, ``_timing``,
-``_stream``, ``_wire``, ``_context``, ``_clock``) carries most of the gain. None of them awaits inside
-a ``finally`` or ``except``: a compiled coroutine suspended there leaves its
-exception as the thread's handled exception, so later parse errors would carry
-a stale ``__context__`` (``HttpConnection._stream`` once awaited ``aclose()``
-in a ``finally``).
+The default modules are the wheel's: ``COMPILED`` of the checkout's
+``tuco/_build.py``, which says what is left out and why. A compiled coroutine
+suspended in an ``except`` or ``finally`` leaves its exception as the
+thread's handled exception, so later errors would carry a stale
+``__context__`` (``HttpConnection._stream`` once awaited ``aclose()`` in a
+``finally``): the request path does not await there.
 
 Needs ``valgrind`` and a C compiler; mypyc comes with the dev dependencies.
 """
@@ -34,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -41,41 +35,11 @@ import tempfile
 import time
 from pathlib import Path
 
-HOT_PATH = (
-    "tuco/core/events.py",
-    "tuco/core/history.py",
-    "tuco/core/store.py",
-    "tuco/core/_listing.py",
-    "tuco/core/codec.py",
-    "tuco/http/messages.py",
-    "tuco/http/routes.py",
-    "tuco/http/answers.py",
-    "tuco/http/_clock.py",
-    "tuco/http/_context.py",
-    "tuco/http/_wire.py",
-    "tuco/http/_reader.py",
-    "tuco/http/_stream.py",
-    "tuco/http/_order.py",
-    "tuco/http/_timing.py",
-    "tuco/http/connection.py",
-    "tuco/http/_route.py",
-    "tuco/http/params.py",
-    "tuco/http/audit.py",
-    "tuco/http/auth.py",
-    "tuco/http/api.py",
-    "tuco/http/handlers/__init__.py",
-    "tuco/http/handlers/_base.py",
-    "tuco/http/handlers/_writes.py",
-    "tuco/http/handlers/keys.py",
-    "tuco/http/handlers/listing.py",
-    "tuco/http/handlers/leases.py",
-    "tuco/http/handlers/watch.py",
-    "tuco/http/handlers/tokens.py",
-    "tuco/http/handlers/status.py",
-    "tuco/_service_leases.py",
-    "tuco/service.py",
-    "tuco/cache.py",
-)
+
+def _compiled_modules(src: Path) -> tuple[str, ...]:
+    """The modules the wheel compiles: ``COMPILED`` of that checkout's ``tuco/_build.py`` (stdlib only, so run)."""
+    return tuple(runpy.run_path(str(src / "tuco" / "_build.py"))["COMPILED"])
+
 
 _HERE = Path(__file__).resolve().parent
 _PER_REQUEST = re.compile(r"^(\w+)(?:, [^:]*)?: ([\d,]+) instructions per request")
@@ -163,7 +127,7 @@ def _probe(src: Path, modules: list[str], config: Path | None, into: Path) -> in
 def main() -> int:
     parser = argparse.ArgumentParser(description="Instructions per request, pure Python against mypyc-compiled.")
     parser.add_argument("--src", type=Path, default=_HERE.parent / "src", help="the checkout's src/ to copy")
-    parser.add_argument("--modules", default=",".join(HOT_PATH), help="comma-separated, e.g. core/store.py,http/routes")
+    parser.add_argument("--modules", help="comma-separated, e.g. core/store.py,http/routes (default: tuco._build's)")
     parser.add_argument("--what", default="get,put", help="comma-separated: get, put")
     parser.add_argument("--no-pure", action="store_true", help="count only the compiled tree")
     parser.add_argument("--tests", action="store_true", help="run tests/core tests/http tests/log on the compiled tree")
@@ -175,7 +139,8 @@ def main() -> int:
     src = args.src.resolve()
     checkout = src.parent
     config = checkout / "pyproject.toml" if (checkout / "pyproject.toml").exists() else None
-    modules = [_module_path(m.strip()) for m in args.modules.split(",") if m.strip()]
+    chosen = args.modules.split(",") if args.modules else _compiled_modules(src)
+    modules = [_module_path(m.strip()) for m in chosen if m.strip()]
     missing = [m for m in modules if not (src / m).is_file()]
     if missing:
         raise SystemExit(f"no such module under {src}: {', '.join(missing)}")

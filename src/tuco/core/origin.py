@@ -7,7 +7,7 @@ none (unknown). Pure: the moment is handed in by the log, never read here.
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 __all__ = [
     "ANONYMOUS",
@@ -44,12 +44,12 @@ class Reason:
     only while it holds nothing but strings and ints.
     """
 
-    NONE = 0
+    NONE: Final = 0
     """Not a delete (or not known)."""
-    DELETED = 1
-    EXPIRED = 2
-    LEASE_REVOKED = 3
-    RANGE_DELETE = 4
+    DELETED: Final = 1
+    EXPIRED: Final = 2
+    LEASE_REVOKED: Final = 3
+    RANGE_DELETE: Final = 4
 
 
 REASONS = ("", "deleted", "expired", "lease_revoked", "range_delete")

@@ -32,7 +32,6 @@ from tuco.log._sequencing import (
     sequence_batch,
     wall_clock_ms,
 )
-from tuco.ports import LogStatistics
 
 __all__ = [
     "CommitBatch",
@@ -40,7 +39,6 @@ __all__ = [
     "GroupCommit",
     "Mutation",
     "Outcome",
-    "WritesThroughGroupCommit",
     "Written",
     "has_conditions",
     "sequence_batch",
@@ -384,48 +382,6 @@ class GroupCommit:
         self._space.set()
         if self._task is not None:
             await asyncio.shield(self._task)
-
-
-_PUT = EventType.PUT
-_DELETE = EventType.DELETE
-
-
-class WritesThroughGroupCommit:
-    """The write methods of a :class:`~tuco.ports.TransactionLog` whose every write goes through one GroupCommit.
-
-    The file, PostgreSQL and memory logs differ in how a batch is committed, not in how a write is queued.
-    """
-
-    _commits: GroupCommit
-
-    def statistics(self) -> LogStatistics:
-        """Batch sizes and commit times; no file syncs and no compactions (the file log adds its own)."""
-        commits = self._commits
-        return LogStatistics(commits.batch_sizes, commits.commit_seconds, None, 0)
-
-    def write_put(
-        self, key: str, value: bytes, precondition: Precondition | None = None, origin: Origin | None = None
-    ) -> Awaitable[Event]:
-        return self._commits.submit(_PUT, key, value, precondition, origin)
-
-    def write_delete(
-        self, key: str, precondition: Precondition | None = None, origin: Origin | None = None
-    ) -> Awaitable[Event]:
-        return self._commits.submit(_DELETE, key, b"", precondition, origin)
-
-    def write_expiring(
-        self,
-        type: EventType,
-        key: str,
-        value: bytes = b"",
-        precondition: Precondition | None = None,
-        expiry: Expiry | None = None,
-        origin: Origin | None = None,
-    ) -> Awaitable[Event]:
-        return self._commits.submit_expiring(type, key, value, precondition, expiry or Expiry(), origin)
-
-    def write_txn(self, txn: Txn, origin: Origin | None = None) -> Awaitable[TxnOutcome]:
-        return self._commits.submit_txn(txn, origin)
 
 
 def _size(mutation: Mutation) -> int:

@@ -74,11 +74,11 @@ from tuco.log._scan import LogReader, ScanReport, repair_log
 from tuco.log.batching import (
     Mutation,
     Outcome,
-    WritesThroughGroupCommit,
     has_conditions,
     sequence_batch,
     wall_clock_ms,
 )
+from tuco.log.group_writes import WritesThroughGroupCommit
 from tuco.ports import CommitSink, LogStatistics
 
 __all__ = [

@@ -105,7 +105,8 @@ from tuco.log._pg_rows import (
 )
 from tuco.log._pg_snapshot import read_state
 from tuco.log._pg_txn import txn_arguments, txn_outcome
-from tuco.log.batching import Mutation, Outcome, WritesThroughGroupCommit
+from tuco.log.batching import Mutation, Outcome
+from tuco.log.group_writes import WritesThroughGroupCommit
 from tuco.log.redact import redact_dsn
 from tuco.ports import CommitSink
 

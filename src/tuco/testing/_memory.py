@@ -13,10 +13,10 @@ from tuco.log.batching import (
     GroupCommit,
     Mutation,
     Outcome,
-    WritesThroughGroupCommit,
     sequence_batch,
     wall_clock_ms,
 )
+from tuco.log.group_writes import WritesThroughGroupCommit
 from tuco.ports import CommitSink
 
 __all__ = ["MemoryLog", "RecordingSink"]
