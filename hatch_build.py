@@ -52,7 +52,11 @@ def compile_request_path(src: Path, work: Path) -> list[Path]:
     config = work / "mypy.ini"
     config.write_text(_MYPY_CONFIG.format(version=f"{sys.version_info[0]}.{sys.version_info[1]}"), encoding="utf-8")
     argv = [sys.executable, "-m", "mypyc", "--config-file", str(config), *compiled_modules(src)]
-    done = subprocess.run(argv, cwd=tree, capture_output=True, text=True, check=False)
+    # The temporary directory's name stays out of the extensions' debug information: the same source, the same bytes.
+    flags = f"{os.environ.get('CFLAGS', '')} -ffile-prefix-map={work}=.".strip()
+    done = subprocess.run(
+        argv, cwd=tree, env={**os.environ, "CFLAGS": flags}, capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise CompileFailedError(f"{' '.join(argv[1:4])} ... failed:\n{(done.stdout + done.stderr)[-4000:]}")
     built = work / "src" / "build"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 # The request path: the store, its codec and the log's decoder (start-up replay), the group commit and its
 # sequencing, the native connection and the ASGI adapter, the pipeline (routes, guard, dispatch and its handlers),
-# the watchers and the service. Paths under src/, compiled together (one shared runtime library). Not here: what
+# the request metrics, the watchers and the service. Paths under src/, compiled together (one shared runtime library). Not here: what
 # mypyc cannot compile (the file and PostgreSQL logs' async generators; errors.py, whose classes inherit KeyError
 # and kin), what runs once (configuration, assembly, the CLI) and the client, which installs without a compiler.
 COMPILED = (
@@ -58,6 +58,7 @@ COMPILED = (
     "tuco/http/audit.py",
     "tuco/http/auth.py",
     "tuco/http/cors.py",
+    "tuco/http/observer.py",
     "tuco/http/api.py",
     "tuco/http/handlers/__init__.py",
     "tuco/http/handlers/_base.py",

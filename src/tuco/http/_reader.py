@@ -353,14 +353,14 @@ class RequestReader(asyncio.Protocol):
         parser = self._parser
         if not parser.should_keep_alive() or parser.should_upgrade() or self._ctx.closing:  # type: ignore[union-attr]
             mode = CLOSE  # llhttp parses nothing after an upgrade (or CONNECT): answer it, then close
-        elif self._connection_header is not None and b"keep-alive" in self._connection_header:
+        elif self._connection_header is not None and self._connection_header.find(b"keep-alive") >= 0:
             mode = KEEP_SAID
         else:
             mode = KEEP
         if mode == CLOSE:
             self._stopped = True
         target = self._target
-        if b"?" in target:
+        if target.find(b"?") >= 0:  # not ``in``: see tuco.http.api
             path, _, query = target.partition(b"?")
         else:
             path, query = target, b""

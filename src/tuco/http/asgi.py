@@ -123,7 +123,7 @@ class ASGIApp:
         text = scope["method"]
         method = _METHODS.get(text) or text.encode()
         path = scope.get("raw_path") or scope["path"].encode()
-        if b"?" in path:  # some servers put the query in raw_path too
+        if path.find(b"?") >= 0:  # some servers put the query in raw_path too (not ``in``: see tuco.http.api)
             path = path.partition(b"?")[0]
         headers = scope.get("headers") or []
         # One pass over the headers for everything the request path needs of them; names are lower case in

@@ -119,7 +119,7 @@ class Guard:
                 if writes is None:
                     return self._dispatch(request, KEY, segment)  # 405
                 try:
-                    key = segment.decode() if b"%" not in segment else _decoded(segment)
+                    key = segment.decode() if segment.find(b"%") < 0 else _decoded(segment)
                 except (UnicodeDecodeError, TucoError):
                     return self._dispatch(request, KEY, segment)  # 400
                 if not key.startswith(verified.writes if writes else verified.reads):
@@ -145,7 +145,7 @@ class Guard:
                 return self._dispatch(request, route, segment)  # 405
             need = operation.permission
             try:
-                key = segment.decode() if b"%" not in segment else _decoded(segment)
+                key = segment.decode() if segment.find(b"%") < 0 else _decoded(segment)
             except (UnicodeDecodeError, TucoError):
                 return self._dispatch(request, route, segment)  # 400: no key, nothing to authorize
             record: TokenRecord = principal  # type: ignore[assignment]  # str ruled out above

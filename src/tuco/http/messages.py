@@ -140,8 +140,8 @@ _CONDITIONS = (b"if-match", b"if-none-match")
 
 
 def _unquote(raw: bytes) -> bytes:
-    raw = raw.replace(b"+", b" ") if b"+" in raw else raw
-    return unquote_to_bytes(raw) if b"%" in raw else raw
+    raw = raw.replace(b"+", b" ") if raw.find(b"+") >= 0 else raw  # not ``in``: see tuco.http.api
+    return unquote_to_bytes(raw) if raw.find(b"%") >= 0 else raw
 
 
 class Response:
