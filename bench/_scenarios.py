@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import shutil
 import signal
 import ssl
@@ -51,6 +52,16 @@ class Settings:
     rounds: int
     seconds: float
     warmup: float
+    pure_twin: bool = False
+    """Beside each tuco server, the same on the pure-Python build, measured round by round (run.py --pure-twin)."""
+
+
+def pure_env() -> dict[str, str]:
+    """What makes a server run the pure-Python build: ``PYTHONPATH`` without ``build/compiled``."""
+    kept = [
+        p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and not p.rstrip("/").endswith("compiled")
+    ]
+    return {"PYTHONPATH": os.pathsep.join(kept)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +242,37 @@ def _paired_baseline(stack: contextlib.ExitStack, sc: LoadScenario, workdir: Pat
     return measure
 
 
+def _pure_twin(
+    stack: contextlib.ExitStack,
+    sc: LoadScenario,
+    workdir: Path,
+    env: dict[str, str],
+    tls: ssl.SSLContext | None,
+    warmup: float,
+) -> functools.partial[RoundResult]:
+    """The same scenario on the pure-Python build, beside the one measured, round by round (as the ceiling)."""
+    twin_dir = workdir / "pure"
+    twin_dir.mkdir()
+    if sc.postgres:  # a database of its own: a replica of the measured one's would follow its writes meanwhile
+        env = {**env, **stack.enter_context(_fresh_database(f"tuco_bench_{sc.name}_pure_{int(time.time())}"))}
+    server = stack.enter_context(_start(sc, twin_dir, {**env, **pure_env()}, name=f"{sc.name}-pure"))
+    server.wait_ready(timeout=30)
+    header = _bench_token(server.url) if sc.auth else ""
+    preload_http(server.url, sc.keys, sc.value_bytes, tls=tls, header=header)
+    measure = functools.partial(
+        run_round,
+        url=server.url,
+        pid=server.pid,
+        connections=sc.connections,
+        keys=sc.keys,
+        value_bytes=sc.value_bytes,
+        put_percent=sc.put_percent,
+        header=header,
+    )
+    measure(seconds=warmup)
+    return measure
+
+
 def _open_twin(stack: contextlib.ExitStack, sc: LoadScenario, workdir: Path) -> functools.partial[RoundResult]:
     """The same GET load on a tuco without authentication, beside the authenticated one, round by round.
 
@@ -299,12 +341,19 @@ def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
         )
         baseline = _paired_baseline(stack, sc, workdir) if sc.baseline else None
         open_twin = _open_twin(stack, sc, workdir) if sc.auth else None
+        pure = (
+            _pure_twin(stack, sc, workdir, env, tls, settings.warmup)
+            if settings.pure_twin and not sc.reference and sc.server != ASGI_BARE
+            else None
+        )
         measure(seconds=settings.warmup)
-        rounds, ratios, twins = [], [], []
+        rounds, ratios, twins, pures = [], [], [], []
         for _ in range(settings.rounds):
             # The baseline's round right before each round: both see the same background load.
             base = baseline(seconds=seconds) if baseline else None
             twin = open_twin(seconds=seconds) if open_twin else None
+            if pure is not None:
+                pures.append(pure(seconds=seconds))
             rounds.append(measure(seconds=seconds))
             if twin is not None:
                 cpu = rounds[-1].cpu_us_per_request
@@ -328,6 +377,9 @@ def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
         result["peak_rss_kib"] = status_kib(server.pid, "VmHWM")
         result["rounds"] = [r.as_dict() for r in rounds]
         result["median"] = _median_round(rounds)
+        if pures:
+            result["pure_rounds"] = [r.as_dict() for r in pures]
+            result["pure_median"] = _median_round(pures)
         if twins:
             result["paired_open"] = twins
             result["median"]["open_cpu_us_per_request"] = statistics.median(t["open_cpu_us_per_request"] for t in twins)
@@ -366,12 +418,12 @@ def _bench_token(url: str) -> str:
     return f"Authorization: Bearer {created.json()['token']}"
 
 
-def _empty_rss_kib(workdir: Path) -> int:
+def _empty_rss_kib(workdir: Path, extra: dict[str, str] | None = None, name: str = "empty") -> int:
     """VmRSS of a ready tuco with nothing stored: the baseline per-key memory is measured against."""
-    data_dir = workdir / "empty"
+    data_dir = workdir / name
     data_dir.mkdir()
     port = free_port()
-    with ServerProcess("startup-empty", tuco_command(), base_env(port, data_dir), port) as server:
+    with ServerProcess("startup-empty", tuco_command(), {**base_env(port, data_dir), **(extra or {})}, port) as server:
         server.wait_ready()
         time.sleep(0.3)
         rss = status_kib(server.pid, "VmRSS")
@@ -379,13 +431,13 @@ def _empty_rss_kib(workdir: Path) -> int:
     return rss
 
 
-def _replay_once(seed: Path, workdir: Path, index: int) -> dict[str, Any]:
+def _replay_once(seed: Path, workdir: Path, index: int | str, extra: dict[str, str] | None = None) -> dict[str, Any]:
     """Start tuco on a copy of the seeded log; time spawn to ready and read its memory."""
     data_dir = workdir / f"round{index}"
     data_dir.mkdir()
     shutil.copyfile(seed, data_dir / "tuco.log")
     port = free_port()
-    env = base_env(port, data_dir, level="info")
+    env = {**base_env(port, data_dir, level="info"), **(extra or {})}
     with ServerProcess(f"startup-{index}", tuco_command(), env, port) as server:
         ready = server.wait_ready(timeout=120)
         rss = status_kib(server.pid, "VmRSS")
@@ -423,10 +475,14 @@ def run_startup(settings: Settings, events: int = 1_000_000, by: str = "") -> di
         size = build_log(seed, events, 100, by)
         build_seconds = time.perf_counter() - started
         empty_rss = _empty_rss_kib(workdir)
+        pure_empty_rss = _empty_rss_kib(workdir, pure_env(), "empty-pure") if settings.pure_twin else 0
         rounds = []
+        pure_rounds = []
         for i in range(settings.rounds):  # interleaved: each server replay, then the naive loop on the same file
             rounds.append(_replay_once(seed, workdir, i))
             rounds[-1]["naive"] = _naive_replay(seed)
+            if settings.pure_twin:
+                pure_rounds.append(_replay_once(seed, workdir, f"{i}-pure", pure_env()))
     ready = statistics.median(r["ready_seconds"] for r in rounds)
     rss = statistics.median(r["rss_kib"] for r in rounds)
     replay_seconds = [r["replay"]["seconds"] for r in rounds if r["replay"] and "seconds" in r["replay"]]
@@ -444,6 +500,17 @@ def run_startup(settings: Settings, events: int = 1_000_000, by: str = "") -> di
         "rss_overhead_bytes_per_key": round((rss - empty_rss) * 1024 / events - KEY_VALUE_BYTES_1M, 1),
         "log_overhead_bytes_per_event": round(size / events - KEY_VALUE_BYTES_1M, 2),
     }
+    if pure_rounds:
+        pure_replay = [r["replay"]["seconds"] for r in pure_rounds if r["replay"] and "seconds" in r["replay"]]
+        pure_rss = statistics.median(r["rss_kib"] for r in pure_rounds)
+        result["pure"] = {
+            "rounds": pure_rounds,
+            "replay_seconds": statistics.median(pure_replay) if pure_replay else None,
+            "ready_seconds": statistics.median(r["ready_seconds"] for r in pure_rounds),
+            "empty_rss_kib": pure_empty_rss,
+            "rss_kib": pure_rss,
+            "rss_overhead_bytes_per_key": round((pure_rss - pure_empty_rss) * 1024 / events - KEY_VALUE_BYTES_1M, 1),
+        }
     naive_seconds = statistics.median(r["naive"]["seconds"] for r in rounds)
     result["naive_seconds"] = naive_seconds
     result["naive_events_per_second"] = round(events / naive_seconds)

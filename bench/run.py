@@ -34,6 +34,12 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="measured rounds per scenario (default 3, quick 1)")
     parser.add_argument("--duration", type=float, help="seconds per round (default 10, quick 2)")
     parser.add_argument("--no-markdown", action="store_true", help="leave bench/RESULTS.md alone")
+    parser.add_argument(
+        "--pure-twin",
+        action="store_true",
+        help="beside each tuco server, the same on the pure-Python build, round by round (run with "
+        "PYTHONPATH=build/compiled for the compiled one)",
+    )
     parser.add_argument("--by", default="", help="startup: attribute every record of the log to this principal")
     args = parser.parse_args(argv)
     if args.scenarios:
@@ -52,7 +58,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
 def _settings(args: argparse.Namespace) -> Settings:
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = args.duration or (2.0 if args.quick else 10.0)
-    return Settings(rounds=rounds, seconds=seconds, warmup=1.0 if args.quick else 2.0)
+    return Settings(rounds=rounds, seconds=seconds, warmup=1.0 if args.quick else 2.0, pure_twin=args.pure_twin)
 
 
 def _runner(name: str, settings: Settings, fsync: dict[str, Any], by: str = "") -> Callable[[], dict[str, Any]]:

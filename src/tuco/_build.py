@@ -15,9 +15,9 @@ from pathlib import Path
 
 # The request path: the store, its codec and the log's decoder (start-up replay), the group commit and its
 # sequencing, the native connection and the ASGI adapter, the pipeline (routes, guard, dispatch and its handlers),
-# the request metrics, the watchers and the service. Paths under src/, compiled together (one shared runtime library). Not here: what
-# mypyc cannot compile (the file and PostgreSQL logs' async generators; errors.py, whose classes inherit KeyError
-# and kin), what runs once (configuration, assembly, the CLI) and the client, which installs without a compiler.
+# the request metrics, the watchers and the service. Paths under src/, compiled together (one shared runtime
+# library). Not here: what mypyc cannot compile (the file and PostgreSQL logs' async generators; errors.py, whose
+# classes inherit KeyError and kin), what runs once (configuration, assembly, the CLI) and the client.
 COMPILED = (
     "tuco/core/events.py",
     "tuco/core/origin.py",
