@@ -92,3 +92,30 @@ def test_the_size_is_exact_applied_one_by_one_or_replayed(events: list[Event], s
     for store in (one_by_one, replayed, mixed):
         assert store.bytes == recounted(store)
         assert store.snapshot() == one_by_one.snapshot()
+
+
+def test_replay_counts_the_size_once_after_its_last_batch() -> None:
+    """Start-up replay applies a log's batches without recounting each (an O(keys) pass a batch); the size it
+    leaves is still exact, and a batch applied the plain way recounts by itself."""
+    import asyncio
+
+    from tuco.replay import replay
+    from tuco.testing import MemoryLog
+
+    async def main() -> Store:
+        log = MemoryLog()
+        await log.open()
+        await log.run(Store())
+        for i in range(50):
+            await log.write_put(f"k{i % 20}", b"v" * i)
+        await log.write_delete("k3")
+        store = Store()
+        await replay(log, store)
+        await log.aclose()
+        return store
+
+    store = asyncio.run(main())
+    assert store.bytes == recounted(store) > 0
+    again = Store()
+    again.apply_batch([Event(1, EventType.PUT, "a", b"xyz")])
+    assert again.bytes == 1 + 3 + ENTRY_BYTES
