@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from typing import TypeAlias
 
 import structlog
 from prometheus_client import CollectorRegistry, Gauge, ProcessCollector, generate_latest
@@ -24,7 +25,7 @@ __all__ = [
     "labelled_counter_family",
 ]
 
-Family = CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily
+Family: TypeAlias = CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
