@@ -197,7 +197,9 @@ def test_stopping_a_replica_mid_burst_loses_no_acknowledged_write(stack: Stack) 
             thread.join(60)
     state = stack.docker.inspect(stack.container("tuco2"))["State"]
     out, err = stack.docker.logs(stack.container("tuco2"))
-    assert (state["Status"], state["ExitCode"]) == ("exited", 0), (stop_seconds, state, out[-4000:], err[-2000:])
+    if (state["Status"], state["ExitCode"]) != ("exited", 0):  # the whole log: an assertion's repr is cut short
+        print(f"\ntuco2 stopped after {stop_seconds:.1f} s, {state}\nstdout:\n{out[-8000:]}\nstderr:\n{err[-4000:]}")
+    assert (state["Status"], state["ExitCode"]) == ("exited", 0), stop_seconds
     print(f"\n{len(acknowledged)} writes acknowledged, {len(after_stop)} after the stop, {len(failed)} refused")
     # Each failure with what the balancer logged of it (a replica's close raced with a request: "SD" or "SH").
     balancer_log = "".join(stack.docker.logs(stack.container("balancer")))
