@@ -111,9 +111,11 @@ def test_the_build_machines_pip_settings_and_ca_certificates_stay_out(docker: Do
     assert "PIP_" not in config
 
 
-def test_the_image_adds_at_most_50_mb_to_the_base(docker: Docker) -> None:
-    """The layers tuco adds (virtualenv, user, /data) weigh at most 50 MB; both sizes are printed for the report."""
+def test_the_image_adds_at_most_60_mb_to_the_base(docker: Docker) -> None:
+    """The layers tuco adds (virtualenv, user, /data) weigh at most 60 MB; both sizes are printed for the report.
+
+    The bound was 50 MB before the request path was compiled: its extensions add about 6 MB (55 MB in all)."""
     size = docker.inspect(IMAGE)["Size"]
     base = docker.inspect(BASE)["Size"]
     print(f"\nimage {size / 1e6:.1f} MB, base {base / 1e6:.1f} MB, tuco adds {(size - base) / 1e6:.1f} MB")
-    assert size - base <= 50_000_000
+    assert size - base <= 60_000_000
