@@ -215,6 +215,20 @@ def _start(sc: LoadScenario, workdir: Path, env: dict[str, str], name: str | Non
     return ServerProcess(name or sc.name, server_command(sc, port), env, port, tls=sc.tls)
 
 
+def _rounds_of(server: ServerProcess, sc: LoadScenario, header: str = "") -> functools.partial[RoundResult]:
+    """One wrk round of scenario ``sc``'s load against ``server``, called with the round's ``seconds``."""
+    return functools.partial(
+        run_round,
+        url=server.url,
+        pid=server.pid,
+        connections=sc.connections,
+        keys=sc.keys,
+        value_bytes=sc.value_bytes,
+        put_percent=sc.put_percent,
+        header=header,
+    )
+
+
 def _paired_baseline(stack: contextlib.ExitStack, sc: LoadScenario, workdir: Path) -> functools.partial[RoundResult]:
     """The baseline's server (the reference, the bare ASGI app) beside the one measured, round by round.
 
@@ -229,15 +243,7 @@ def _paired_baseline(stack: contextlib.ExitStack, sc: LoadScenario, workdir: Pat
     server.wait_ready(timeout=30)
     if not base.reference:
         preload_http(server.url, base.keys, base.value_bytes)
-    measure = functools.partial(
-        run_round,
-        url=server.url,
-        pid=server.pid,
-        connections=base.connections,
-        keys=base.keys,
-        value_bytes=base.value_bytes,
-        put_percent=base.put_percent,
-    )
+    measure = _rounds_of(server, base)
     measure(seconds=1)
     return measure
 
@@ -259,16 +265,7 @@ def _pure_twin(
     server.wait_ready(timeout=30)
     header = _bench_token(server.url) if sc.auth else ""
     preload_http(server.url, sc.keys, sc.value_bytes, tls=tls, header=header)
-    measure = functools.partial(
-        run_round,
-        url=server.url,
-        pid=server.pid,
-        connections=sc.connections,
-        keys=sc.keys,
-        value_bytes=sc.value_bytes,
-        put_percent=sc.put_percent,
-        header=header,
-    )
+    measure = _rounds_of(server, sc, header)
     measure(seconds=warmup)
     return measure
 
@@ -285,15 +282,7 @@ def _open_twin(stack: contextlib.ExitStack, sc: LoadScenario, workdir: Path) -> 
     server = stack.enter_context(_start(plain, twin_dir, {}))
     server.wait_ready(timeout=30)
     preload_http(server.url, sc.keys, sc.value_bytes)
-    measure = functools.partial(
-        run_round,
-        url=server.url,
-        pid=server.pid,
-        connections=sc.connections,
-        keys=sc.keys,
-        value_bytes=sc.value_bytes,
-        put_percent=sc.put_percent,
-    )
+    measure = _rounds_of(server, sc)
     measure(seconds=1)
     return measure
 
@@ -329,16 +318,7 @@ def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
             result["preload_seconds"] = round(
                 preload_http(server.url, sc.keys, sc.value_bytes, tls=tls, header=header), 2
             )
-        measure = functools.partial(
-            run_round,
-            url=server.url,
-            pid=server.pid,
-            connections=sc.connections,
-            keys=sc.keys,
-            value_bytes=sc.value_bytes,
-            put_percent=sc.put_percent,
-            header=header,
-        )
+        measure = _rounds_of(server, sc, header)
         baseline = _paired_baseline(stack, sc, workdir) if sc.baseline else None
         open_twin = _open_twin(stack, sc, workdir) if sc.auth else None
         pure = (

@@ -11,6 +11,7 @@ from tuco.core.events import ABSENT, Event, EventType, Precondition
 from tuco.core.store import Store
 from tuco.errors import LogFailedError, PreconditionFailedError
 from tuco.log.batching import Mutation, Outcome, Written
+from tuco.ports import CommitSink
 from tuco.testing import MemoryLog
 
 
@@ -21,7 +22,7 @@ def put(log: MemoryLog, key: str, value: bytes, precondition: Precondition | Non
     return written
 
 
-async def started(store: Store) -> MemoryLog:
+async def started(store: CommitSink) -> MemoryLog:
     log = MemoryLog()
     await log.open()
     await log.run(store)
@@ -209,9 +210,7 @@ def test_an_apply_that_fails_acknowledges_what_was_applied_and_fails_the_rest() 
     async def main() -> None:
         broken = BrokenStore()
         store = broken.store
-        log = MemoryLog()
-        await log.open()
-        await log.run(broken)
+        log = await started(broken)
         writes = [put(log, "a", b"1"), put(log, "bad", b"2"), put(log, "c", b"3")]
         results = await asyncio.gather(*writes, return_exceptions=True)
         assert results[0] == Event(1, EventType.PUT, "a", b"1")
