@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -214,7 +215,10 @@ class FileLogState:
                 with contextlib.suppress(OSError):
                     os.unlink(rewrite.tmp)
             if rewrite.source is not None:
-                os.close(rewrite.source)
+                if rewrite.replaced:  # the old file's: its last close frees its blocks
+                    _close_off_the_loop(functools.partial(os.close, rewrite.source))
+                else:
+                    os.close(rewrite.source)
             self._compaction = None
 
     async def _in_thread(
@@ -239,7 +243,7 @@ class FileLogState:
             return
         old, self._file = self._file, new_file
         if old is not None:
-            old.close()
+            _close_off_the_loop(old.close)
         self._size = rewrite.written + (self._size - rewrite.offset)
         self._first_sequence = rewrite.first_sequence
         self._entries_in_file = rewrite.entries
@@ -262,3 +266,17 @@ class FileLogState:
 
 def _nothing_applied(key: str) -> int:
     return 0
+
+
+def _close_off_the_loop(close: Callable[[], None]) -> None:
+    """Run ``close`` (of a descriptor of the replaced log file) in a worker thread.
+
+    The last close of a replaced file frees its blocks, inside ``close``: about 20 ms for a 67 MB log on
+    this machine's disk, which on the event loop stalled every request once per compaction.
+    """
+
+    def quietly() -> None:
+        with contextlib.suppress(OSError):  # a descriptor of ours, open: nothing to report, nothing to retry
+            close()
+
+    asyncio.get_running_loop().run_in_executor(None, quietly)
