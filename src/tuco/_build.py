@@ -73,6 +73,7 @@ COMPILED = (
     "tuco/http/handlers/history.py",
     "tuco/http/handlers/ttl.py",
     "tuco/_service_leases.py",
+    "tuco/collector.py",
     "tuco/service.py",
     "tuco/cache.py",
 )

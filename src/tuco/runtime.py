@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import ipaddress
 import os
 import signal
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import structlog
 
-from tuco import __version__
+from tuco import __version__, collector
 from tuco._build import build as installed_build
 from tuco.assembly import build_service
 from tuco.config import LogBackend, Settings, unknown_variables
@@ -258,13 +257,7 @@ async def serve(settings: Settings) -> int:
         events_per_second=stats.events_per_second,
         **dict(service.log.describe()),
     )
-    # The store's dict and the history's list are made before replay and live as long as the process.
-    # Their entries are tuples, so each write re-tracks them, and every full collection would then
-    # visit every key and change: measured 16 to 78 ms with 100k keys, the relaxed-PUT p99. Frozen,
-    # they are never traversed (what they hold is still freed by reference counting). What is frozen is
-    # start-up's: modules, settings, the service; a frozen object that later dies in a cycle would be
-    # kept, and the only such candidates (connections open during replay) break their cycles on close.
-    gc.freeze()
+    collector.freeze_start_up()
     _logger.info("ready")
     signum = await stop.wait()
     _logger.info(

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 from tuco import _service_metrics
 from tuco._service_leases import LeasesAndTokens
+from tuco.collector import CollectorPacer
 from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
 from tuco.core.history import Change
 from tuco.core.origin import Origin
@@ -104,6 +105,7 @@ class Service(LeasesAndTokens):
         self.find: Callable[[str], tuple[bytes, int, int, int] | None] = self.reads.find
         self.get: Callable[[str], Entry] = self.store.lookup
         self._apply = self.reads.apply
+        self._pace_collector = CollectorPacer().applied  # see tuco.collector: writes keep its own trigger from firing
         self.store.now = log.now_ms  # expiry is decided by the log's clock, and reads hide what it expired
         self.expirer = Expirer(self.store, log)
         # A read-through store holds only the keys with a deadline: the bound is for a full copy in memory.
@@ -173,6 +175,7 @@ class Service(LeasesAndTokens):
         if self.snapshots.running:
             self.snapshots.before(self.store, event)
         applied = self._apply(event)
+        self._pace_collector()
         hub = self.watchers.hub
         if hub is not None:
             hub.changed()
