@@ -12,9 +12,9 @@ fast:
 venv:
 	./scripts/venv dev
 lint: venv
-	.venv/bin/ruff format --check src tests bench scripts/mkdocs_hooks.py hatch_build.py && .venv/bin/ruff check src tests bench scripts/mkdocs_hooks.py hatch_build.py && .venv/bin/mypy && .venv/bin/lint-imports
+	.venv/bin/ruff format --check src tests bench scripts/mkdocs_hooks.py scripts/cross_compile.py hatch_build.py && .venv/bin/ruff check src tests bench scripts/mkdocs_hooks.py scripts/cross_compile.py hatch_build.py && .venv/bin/mypy && .venv/bin/lint-imports
 format: venv
-	.venv/bin/ruff format src tests bench scripts/mkdocs_hooks.py hatch_build.py && .venv/bin/ruff check --fix src tests bench scripts/mkdocs_hooks.py hatch_build.py
+	.venv/bin/ruff format src tests bench scripts/mkdocs_hooks.py scripts/cross_compile.py hatch_build.py && .venv/bin/ruff check --fix src tests bench scripts/mkdocs_hooks.py scripts/cross_compile.py hatch_build.py
 bench: venv
 	.venv/bin/python bench/run.py $(ARGS)
 image:

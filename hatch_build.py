@@ -45,17 +45,30 @@ def compiled_modules(src: Path) -> list[str]:
     raise CompileFailedError("src/tuco/_build.py names no COMPILED modules")
 
 
-def compile_request_path(src: Path, work: Path) -> list[Path]:
-    """Compile the modules in a copy of ``src`` under ``work``; the extension files, under ``work/src``."""
-    tree = work / "src"
-    shutil.copytree(src, tree, ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyd"))
+def mypyc_arguments(src: Path, work: Path) -> list[str]:
+    """Copy ``src`` to ``work/src`` and write the mypy configuration; mypyc's arguments, to run in ``work/src``.
+
+    ``scripts/cross_compile.py`` (the arm64 serverless archive) generates its C from the same arguments.
+    """
+    shutil.copytree(src, work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyd"))
     config = work / "mypy.ini"
     config.write_text(_MYPY_CONFIG.format(version=f"{sys.version_info[0]}.{sys.version_info[1]}"), encoding="utf-8")
-    argv = [sys.executable, "-m", "mypyc", "--config-file", str(config), *compiled_modules(src)]
+    return ["--config-file", str(config), *compiled_modules(src)]
+
+
+def compile_environment(work: Path) -> dict[str, str]:
+    """The variables mypyc's compile runs with: the C flags and the debug level (``scripts/cross_compile.py`` too)."""
     # The temporary directory's name stays out of the extensions' debug information: the same source, the same bytes.
     flags = f"{os.environ.get('CFLAGS', '')} -ffile-prefix-map={work}=.".strip()
     # No debug information (MYPYC_DEBUG_LEVEL=0): it doubles the extensions' size; symbols stay for profilers.
-    env = {**os.environ, "CFLAGS": flags, "MYPYC_DEBUG_LEVEL": os.environ.get("MYPYC_DEBUG_LEVEL", "0")}
+    return {"CFLAGS": flags, "MYPYC_DEBUG_LEVEL": os.environ.get("MYPYC_DEBUG_LEVEL", "0")}
+
+
+def compile_request_path(src: Path, work: Path) -> list[Path]:
+    """Compile the modules in a copy of ``src`` under ``work``; the extension files, under ``work/src``."""
+    tree = work / "src"
+    argv = [sys.executable, "-m", "mypyc", *mypyc_arguments(src, work)]
+    env = {**os.environ, **compile_environment(work)}
     done = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise CompileFailedError(f"{' '.join(argv[1:4])} ... failed:\n{(done.stdout + done.stderr)[-4000:]}")

@@ -2,10 +2,12 @@
 
 Argument: the unpacked directory. Reads a JSON list of events on stdin; prints one JSON object:
 the answers, the seconds from the start of the import to the first answer (cold start), each
-warm invocation's seconds, and where tuco and asyncpg were imported from.
+warm invocation's seconds, where tuco and asyncpg were imported from, and the CPU the interpreter runs for
+(``aarch64`` under qemu for the arm64 archive).
 """
 
 import json
+import platform
 import sys
 import time
 
@@ -41,6 +43,7 @@ print(
             "build": build(),
             "service_file": sys.modules["tuco.service"].__file__,
             "path": sys.path,
+            "machine": platform.machine(),
         }
     ),
 )
