@@ -137,6 +137,11 @@ def _pure_rss_limit(results: Results) -> float:
     return float(pure) if pure is not None else RSS_PER_KEY_BEFORE
 
 
+def _pure_heap_limit(results: Results) -> float:
+    pure = results["scenarios"].get("startup", {}).get("pure", {}).get("heap_overhead_bytes_per_key")
+    return float(pure) if pure is not None else float("nan")
+
+
 TARGETS = [
     Target("GET throughput vs ceiling", "≥ 75%", _ratio("get", "ceiling"), 0.75, "ratio", at_least=True),
     Target("server CPU per GET vs ceiling's", "≤ 1.4x", _ratio("get", "ceiling", "cpu_us_per_request"), 1.4, "x"),
@@ -181,6 +186,13 @@ TARGETS = [
         f"≤ the pure build's, same run ({RSS_PER_KEY_BEFORE:.1f} B at {BEFORE_COMPILED})",
         _startup("rss_overhead_bytes_per_key"),
         _pure_rss_limit,
+        "B",
+    ),
+    Target(
+        "heap (RssAnon) per key beyond key+value, 1M keys (no regression)",
+        "≤ the pure build's, same run",
+        _startup("heap_overhead_bytes_per_key"),
+        _pure_heap_limit,
         "B",
     ),
     Target(
@@ -297,6 +309,11 @@ def _pure_lines(results: Results) -> list[str]:
             f"| RSS per key beyond key+value | {st['rss_overhead_bytes_per_key']:.0f} B "
             f"| {pure['rss_overhead_bytes_per_key']:.0f} B | | | | | |"
         )
+        if "heap_overhead_bytes_per_key" in st and "heap_overhead_bytes_per_key" in pure:
+            lines.append(
+                f"| heap (RssAnon) per key beyond key+value | {st['heap_overhead_bytes_per_key']:.1f} B "
+                f"| {pure['heap_overhead_bytes_per_key']:.1f} B | | | | | |"
+            )
     return lines
 
 
@@ -319,6 +336,15 @@ def _startup_lines(results: Results) -> list[str]:
         f"({st.get('naive_events_per_second', 0):,} events/s) |",
         f"| RSS empty → loaded | {st['empty_rss_kib'] / 1024:.0f} MiB → {st['rss_kib'] / 1024:.0f} MiB |",
         f"| RSS per key beyond its 116 key+value bytes | {st['rss_overhead_bytes_per_key']:.0f} B |",
+        *(
+            [
+                f"| heap (RssAnon) empty → loaded | {st['empty_heap_kib'] / 1024:.0f} MiB → "
+                f"{st['heap_kib'] / 1024:.0f} MiB |",
+                f"| heap per key beyond its 116 key+value bytes | {st['heap_overhead_bytes_per_key']:.1f} B |",
+            ]
+            if "heap_overhead_bytes_per_key" in st
+            else []
+        ),
         f"| log size | {st['log_bytes']:,} B |",
         f"| log bytes per event beyond key+value | {st['log_overhead_bytes_per_event']:.1f} B |",
     ]

@@ -143,3 +143,13 @@ def test_a_paired_asgi_row_names_its_baseline() -> None:
         "| asgi_get: tuco's ASGI app under uvicorn, GET | 64 | 64 B | 9,000 | **85%** of asgi_bare (paired) "
         "| 1.00 | 2.00 | 3.0 | 30.0 | 50 | 0 |"
     )
+
+
+def test_the_heap_per_key_is_judged_against_the_pure_twins_heap() -> None:
+    """RssAnon per key: met at the pure twin's figure, not a tenth of a byte past it; no twin, no pass."""
+    name = "heap (RssAnon) per key beyond key+value, 1M keys (no regression)"
+    twin = {"pure": {"heap_overhead_bytes_per_key": 270.4}}
+    assert _rows(_results(startup={"heap_overhead_bytes_per_key": 270.4, **twin}))[name]["verdict"] == "met"
+    assert _rows(_results(startup={"heap_overhead_bytes_per_key": 270.5, **twin}))[name]["verdict"] == "NOT met"
+    assert _rows(_results(startup={"heap_overhead_bytes_per_key": 1.0}))[name]["verdict"] == "NOT met"
+    assert _rows(_results())[name]["verdict"] == "not measured"
