@@ -24,12 +24,16 @@ tuco_source_key() {  # what a compiled build is made from: src/, the build hook,
 }
 tuco_build_venv() {  # .venv/build: mypy (mypyc), setuptools and hatchling as pinned in requirements/build.lock
   local venv=.venv/build
+  mkdir -p build
+  exec 7>build/.lock-venv
+  flock 7  # the x86_64 and the arm64 compiles may ask for it at once (scripts/test runs them side by side)
   if [ ! -x "$venv/bin/python" ] || [ requirements/build.lock -nt "$venv/.installed" ]; then
     echo "setting up $venv from requirements/build.lock ..." >&2
     rm -rf "$venv" && "$PYTHON" -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/build.lock
     touch "$venv/.installed"
   fi
+  exec 7>&-
 }
 tuco_compiled() {  # build/compiled: tuco's wheel as pip builds it (the request path compiled by mypyc), unpacked
   # Built again whenever src/, the build hook or the build lock change; run with PYTHONPATH=build/compiled.
@@ -140,9 +144,9 @@ tuco_cross_compiled() {  # build/compiled-arm64: the request path compiled for a
   fi
   tuco_cross_toolchain || return 1
   mkdir -p build
-  exec 9>build/.lock
-  flock 9
-  tuco_arm64_sysroot || { exec 9>&-; return 1; }
+  exec 8>build/.lock-arm64  # its own lock: it may build beside tuco_compiled (build/.lock)
+  flock 8
+  tuco_arm64_sysroot || { exec 8>&-; return 1; }
   key=$( { tuco_source_key scripts/cross_compile.py build/cross/arm64/sysroot/.complete;
            aarch64-linux-gnu-gcc --version | sed -n 1p; } | sha256sum | cut -c1-16)
   if [ "$(cat build/compiled-arm64/.key 2>/dev/null)" != "$key" ]; then
@@ -152,11 +156,11 @@ tuco_cross_compiled() {  # build/compiled-arm64: the request path compiled for a
     if ! .venv/build/bin/python scripts/cross_compile.py --target aarch64-linux-gnu \
         --sysroot build/cross/arm64/sysroot --out build/compiled-arm64.new >build/compile-arm64.log 2>&1; then
       tail -n 5 build/compile-arm64.log >&2
-      exec 9>&-
+      exec 8>&-
       return 1
     fi
     echo "$key" >build/compiled-arm64.new/.key
     rm -rf build/compiled-arm64 && mv build/compiled-arm64.new build/compiled-arm64
   fi
-  exec 9>&-
+  exec 8>&-
 }
