@@ -149,6 +149,7 @@ def build_service(settings: Settings, metrics: Metrics | None = None, *, serverl
     if isinstance(log, FileTransactionLog) and log.entries is None:
         log.entries = service.store.entries  # what online compaction rewrites the log from
         log.expiry_state = service.store.expiry_state  # ...with the deadlines and leases
+        log.entry_bytes = service.store.entry_bytes  # ...and the size it will be, known without a pass
         store = service.store
         log.token_state = lambda: token_table(store, log.now_ms())  # ...and the live tokens
     return service

@@ -92,6 +92,9 @@ def test_the_size_is_exact_applied_one_by_one_or_replayed(events: list[Event], s
     for store in (one_by_one, replayed, mixed):
         assert store.bytes == recounted(store)
         assert store.snapshot() == one_by_one.snapshot()
+        assert store.entry_bytes(25) == sum(
+            len(key.encode()) + len(value) + 25 for key, value in store.snapshot().items()
+        )
 
 
 def test_replay_counts_the_size_once_after_its_last_batch() -> None:
@@ -119,3 +122,24 @@ def test_replay_counts_the_size_once_after_its_last_batch() -> None:
     again = Store()
     again.apply_batch([Event(1, EventType.PUT, "a", b"xyz")])
     assert again.bytes == 1 + 3 + ENTRY_BYTES
+
+
+def test_a_run_of_plain_writes_keeps_the_size_exact_without_a_recount() -> None:
+    """Replay's common batch counts as it goes: no O(keys) pass at the end, and the size is still exact."""
+    from tuco.core.codec import RecordDecoder, encode_event
+
+    events = [
+        Event(1, EventType.PUT, "a", b"123"),
+        Event(2, EventType.PUT, "ключ", b"x" * 40),
+        Event(3, EventType.PUT, "a", b"1"),
+        Event(4, EventType.DELETE, "ключ"),
+        Event(5, EventType.DELETE, "absent"),
+        Event(6, EventType.PUT, "é", b""),
+    ]
+    [run] = RecordDecoder(start_offset=0).feed_batches(b"".join(map(encode_event, events)))
+    store = Store()
+    store.apply_batch(run, recount=False)
+    assert store.bytes == recounted(store) == 1 + 1 + 2 + 0 + 2 * ENTRY_BYTES
+    store._data["a"] = (b"", 1, 1, 1)  # behind the store's back: a recount now would notice, none happens
+    store.recount_bytes()
+    assert store.bytes == 1 + 1 + 2 + 2 * ENTRY_BYTES

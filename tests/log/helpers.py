@@ -16,6 +16,7 @@ async def open_log(path: Path, **options: Any) -> tuple[FileTransactionLog, Stor
     """Replay ``path`` into a new store and start the log, with that store's entries as what compaction rewrites."""
     store = Store()
     log = FileTransactionLog(path, entries=store.entries, **options)
+    log.entry_bytes = store.entry_bytes  # as the assembly wires it: the next compaction sized from the store's count
     try:
         async for batch in log.read_events():
             store.apply_batch(batch)

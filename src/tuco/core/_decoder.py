@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import functools
-import struct
-import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from tuco.core._format import (
     _ATTRIBUTED,
@@ -37,11 +34,11 @@ from tuco.core._format import (
     _TOKEN_CODES,
     _TOKEN_ENTRY,
     _TXN,
-    _TYPE_BY_CODE,
     HEADER_SIZE,
     MAX_PAYLOAD_BYTES,
+    crc32,
 )
-from tuco.core.events import Event, EventType, Lifetime
+from tuco.core.events import Event, EventType, Lifetime, PlainWrites
 from tuco.core.origin import REASONS, Origin, new_origin
 from tuco.core.txn import decode_writes
 from tuco.errors import LogFormatError
@@ -124,115 +121,33 @@ class RecordDecoder:
         return max(0, _FRAME.size + min(length, _MAX_ENTRY) - len(buffer))
 
     def feed(self, data: bytes) -> list[Event]:
-        """Decode every complete record in what has been fed so far.
+        """Decode every complete record in what has been fed so far: :meth:`feed_batches`, as one list of events."""
+        batches = self.feed_batches(data)
+        if len(batches) == 1 and type(batches[0]) is list:
+            return batches[0]
+        return [event for batch in batches for event in batch]
 
-        This loop is the start-up time of the service, so it is written for
-        speed: one ``unpack_from`` per ordinary record, bytes slicing, and
-        events built with ``tuple.__new__`` (skipping the NamedTuple's Python
-        ``__new__``). Compacted entries, one per live key, have a loop of their own.
+    def feed_batches(self, data: bytes) -> list[Sequence[Event]]:
+        """Decode every complete record in what has been fed so far, in order, as batches of events.
+
+        A run of PUTs and DELETEs without a deadline is one :class:`PlainWrites`
+        (no event built per record); any other records come as lists of
+        :class:`Event`, and compacted entries as a list before them.
         """
         if self.failure is not None:
             return []
         buf = self._buffer + data if self._buffer else data
-        events: list[Event] = []
+        batches: list[Sequence[Event]] = []
         pos = 0
         failure = None
         search_from: int | None = None
         if self._entries_below:
-            pos, failure, search_from = self._decode_entries(buf, events)
+            entries: list[Event] = []
+            pos, failure, search_from = self._decode_entries(buf, entries)
+            if entries:
+                batches.append(entries)
         if failure is None and not self._entries_below:
-            size = len(buf)
-            append = events.append
-            unpack_head = _HEAD.unpack_from
-            crc32 = zlib.crc32
-            new = tuple.__new__
-            types = _TYPE_BY_CODE
-            known_codes = len(types)
-            max_length = MAX_PAYLOAD_BYTES
-            sequence = self.next_sequence
-            attributed = _ATTRIBUTED
-            origin_size = _ORIGIN.size
-            payload_size = _PAYLOAD.size
-            wrapped_by = -1
-            unpack_wrapped = _ORIGIN.unpack_from
-            origin = self._origin
-            last_by, last_at, last_reason = self._origin_key
-            while size - pos >= _HEAD_SIZE:
-                length, checksum, seq, code, key_length = unpack_head(buf, pos)
-                if length < _MIN_PAYLOAD or length > max_length:
-                    failure = f"record length {length} is impossible"
-                    search_from = pos + 1
-                    break
-                start = pos + 8
-                end = start + length
-                if end > size:
-                    break
-                if crc32(buf[start:end]) != checksum:
-                    failure = "checksum mismatch"
-                    search_from = end
-                    break
-                if code == attributed and seq == sequence:  # a PUT or DELETE naming who made it: the common record
-                    body = pos + _HEAD_SIZE
-                    inner = body + origin_size + key_length  # key_length is the principal's
-                    if inner + payload_size <= end:
-                        if key_length != wrapped_by:  # one unpack for the origin and the inner head, past the principal
-                            wrapped_by = key_length
-                            unpack_wrapped = _wrapped(key_length).unpack_from
-                        at, reason, inner_seq, inner_code, inner_key_length = unpack_wrapped(buf, body)
-                        key_start = inner + payload_size
-                        key_end = key_start + inner_key_length
-                        if (inner_code == 1 or inner_code == 2) and inner_seq == seq and key_end <= end:
-                            if (  # a batch's records share one origin: compared in place, no copy
-                                at != last_at
-                                or reason != last_reason
-                                or key_length != len(last_by)
-                                or not buf.startswith(last_by, body + origin_size)
-                            ):
-                                found = _origin(buf[body + origin_size : inner], at, reason)
-                                if isinstance(found, str):
-                                    failure = found
-                                    break
-                                origin = found
-                                last_by, last_at, last_reason = buf[body + origin_size : inner], at, reason
-                            try:
-                                key = buf[key_start:key_end].decode()
-                            except UnicodeDecodeError:
-                                failure = "key is not valid UTF-8"
-                                break
-                            append(new(Event, (seq, types[inner_code], key, buf[key_end:end], 0, 0, None, origin)))
-                            sequence += 1
-                            pos = end
-                            continue
-                if code > 2:  # an expiring PUT, a lease record, any other attributed record: rare, decoded apart
-                    decoded = _decode_extended(buf, pos, end, seq, code, key_length)
-                    if isinstance(decoded, str):
-                        failure = decoded
-                        break
-                    if seq != sequence:
-                        failure = f"sequence {seq} where {sequence} was expected"
-                        break
-                    append(decoded)
-                    sequence += 1
-                    pos = end
-                    continue
-                key_end = pos + _HEAD_SIZE + key_length
-                if key_end > end or code >= known_codes or (event_type := types[code]) is None:
-                    failure = f"malformed record (type {code}, key length {key_length})"
-                    break
-                if seq != sequence:
-                    failure = f"sequence {seq} where {sequence} was expected"
-                    break
-                try:
-                    key = buf[pos + _HEAD_SIZE : key_end].decode()
-                except UnicodeDecodeError:
-                    failure = "key is not valid UTF-8"
-                    break
-                append(new(Event, (seq, event_type, key, buf[key_end:end], 0, 0, None, None)))
-                sequence += 1
-                pos = end
-            self.next_sequence = sequence
-            self._origin = origin
-            self._origin_key = (last_by, last_at, last_reason)
+            pos, failure, search_from = self._decode_records(buf, pos, batches)
         base = self.offset
         self.offset += pos
         if failure is not None:
@@ -240,7 +155,149 @@ class RecordDecoder:
             self._buffer = b""
         else:
             self._buffer = buf[pos:]
-        return events
+        return batches
+
+    def _decode_records(
+        self, buf: bytes, pos: int, batches: list[Sequence[Event]]
+    ) -> tuple[int, str | None, int | None]:
+        """Decode the ordinary records from ``pos`` into ``batches``; return where they end, and why they stopped.
+
+        This loop is the start-up time of the service, so it is written for
+        speed. A PUT or DELETE (bare, or attributed: the common record) is read
+        byte by byte in place, a C array access each in the compiled build, and
+        appended to the open :class:`PlainWrites`; its origin, shared by a batch's
+        records, is compared in place and decoded once. Any other record is
+        decoded apart, into a list of events.
+        """
+        size = len(buf)
+        checksum_of = crc32
+        max_length = MAX_PAYLOAD_BYTES
+        head_size = _HEAD_SIZE  # locals: a module's name is a dictionary lookup at each use, compiled or not
+        min_payload = _MIN_PAYLOAD
+        attributed = _ATTRIBUTED
+        origin_size = _ORIGIN.size
+        sequence = self.next_sequence
+        # Any, the origins: typed as tuples, the compiled build would unbox each and box a new copy per record.
+        origin: Any = self._origin
+        last_by, last_at, last_reason = self._origin_key
+        run: PlainWrites | None = None
+        keys: list[str] = []  # the open run's lists
+        values: list[bytes | None] = []
+        origins: list[Origin | None] = []
+        events: list[Event] | None = None
+        failure = None
+        search_from: int | None = None
+        while size - pos >= head_size:
+            length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16 | buf[pos + 3] << 24
+            if length < min_payload or length > max_length:
+                failure = f"record length {length} is impossible"
+                search_from = pos + 1
+                break
+            start = pos + 8
+            end = start + length
+            if end > size:
+                break
+            checksum = buf[pos + 4] | buf[pos + 5] << 8 | buf[pos + 6] << 16 | buf[pos + 7] << 24
+            if checksum_of(buf[start:end]) != checksum:
+                failure = "checksum mismatch"
+                search_from = end
+                break
+            seq = (
+                buf[pos + 8] | buf[pos + 9] << 8 | buf[pos + 10] << 16 | buf[pos + 11] << 24
+                | (buf[pos + 12] | buf[pos + 13] << 8 | buf[pos + 14] << 16 | buf[pos + 15] << 24) << 32
+            )  # fmt: skip
+            code = buf[pos + 16]
+            key_length = buf[pos + 17] | buf[pos + 18] << 8 | buf[pos + 19] << 16 | buf[pos + 20] << 24
+            if seq == sequence:
+                key_start = -1
+                record_origin: Any = None
+                if code == 1 or code == 2:
+                    key_start = pos + head_size
+                elif code == attributed:
+                    body = pos + head_size
+                    inner = body + origin_size + key_length  # key_length is the principal's
+                    if inner + min_payload <= end:
+                        code = buf[inner + 8]
+                        inner_seq = (
+                            buf[inner] | buf[inner + 1] << 8 | buf[inner + 2] << 16 | buf[inner + 3] << 24
+                            | (buf[inner + 4] | buf[inner + 5] << 8 | buf[inner + 6] << 16 | buf[inner + 7] << 24) << 32
+                        )  # fmt: skip
+                        if (code == 1 or code == 2) and inner_seq == seq:
+                            at = (
+                                buf[body] | buf[body + 1] << 8 | buf[body + 2] << 16 | buf[body + 3] << 24
+                                | (buf[body + 4] | buf[body + 5] << 8 | buf[body + 6] << 16 | buf[body + 7] << 24) << 32
+                            )  # fmt: skip
+                            reason = buf[body + 8]
+                            if (  # a batch's records share one origin: compared in place, no copy
+                                at != last_at
+                                or reason != last_reason
+                                or key_length != len(last_by)
+                                or not buf.startswith(last_by, body + origin_size)
+                            ):
+                                by = buf[body + origin_size : inner]
+                                found: Any = _origin(by, at, reason)
+                                if isinstance(found, str):
+                                    failure = found
+                                    break
+                                origin = found
+                                last_by, last_at, last_reason = by, at, reason
+                            record_origin = origin
+                            key_length = (
+                                buf[inner + 9] | buf[inner + 10] << 8 | buf[inner + 11] << 16 | buf[inner + 12] << 24
+                            )
+                            key_start = inner + min_payload
+                if key_start >= 0 and (key_end := key_start + key_length) <= end and (code == 1 or key_end == end):
+                    try:
+                        key = buf[key_start:key_end].decode()
+                    except UnicodeDecodeError:
+                        failure = "key is not valid UTF-8"
+                        break
+                    if run is None:  # a run starts: the events before it are a batch of their own
+                        events = None
+                        run = PlainWrites(seq)
+                        batches.append(run)
+                        keys, values, origins = run.keys, run.values, run.origins  # one attribute lookup per run
+                    keys.append(key)
+                    values.append(buf[key_end:end] if code == 1 else None)
+                    origins.append(record_origin)
+                    sequence += 1
+                    pos = end
+                    continue
+                code = buf[pos + 16]  # not the fast path's after all: the record as a whole, judged below
+                key_length = buf[pos + 17] | buf[pos + 18] << 8 | buf[pos + 19] << 16 | buf[pos + 20] << 24
+            if code > 2:  # an expiring PUT, a lease record, any other attributed record: rare, decoded apart
+                decoded = _decode_extended(buf, pos, end, seq, code, key_length)
+                if isinstance(decoded, str):
+                    failure = decoded
+                    break
+                if seq != sequence:
+                    failure = f"sequence {seq} where {sequence} was expected"
+                    break
+            else:  # a PUT or DELETE out of order, malformed, or a DELETE with a value (never written by tuco)
+                key_end = pos + head_size + key_length
+                if key_end > end or code == 0:
+                    failure = f"malformed record (type {code}, key length {key_length})"
+                    break
+                if seq != sequence:
+                    failure = f"sequence {seq} where {sequence} was expected"
+                    break
+                try:
+                    key = buf[pos + head_size : key_end].decode()
+                except UnicodeDecodeError:
+                    failure = "key is not valid UTF-8"
+                    break
+                decoded = Event(seq, EventType(code), key, buf[key_end:end])
+            if events is None:
+                run = None
+                events = []
+                batches.append(events)
+            events.append(decoded)
+            sequence += 1
+            pos = end
+        self.next_sequence = sequence
+        self._origin = origin
+        self._origin_key = (last_by, last_at, last_reason)
+        return pos, failure, search_from
 
     def _decode_entries(self, buf: bytes, events: list[Event]) -> tuple[int, str | None, int | None]:
         """Decode the compacted entries at the start of ``buf``; return where they end, and why they stopped.
@@ -283,7 +340,7 @@ class RecordDecoder:
             end = pos + 8 + length
             if end > size:
                 break
-            if zlib.crc32(buf[pos + 8 : end]) != checksum:
+            if crc32(buf[pos + 8 : end]) != checksum:
                 failure = "checksum mismatch"
                 search_from = end
                 break
@@ -343,7 +400,7 @@ def _decode_token_entry(
     end = pos + 8 + length
     if end > size:
         return None
-    if zlib.crc32(buf[pos + 8 : end]) != checksum:
+    if crc32(buf[pos + 8 : end]) != checksum:
         return "checksum mismatch", end
     id_end = pos + _HEAD_SIZE + key_length
     if id_end > end:
@@ -411,12 +468,6 @@ _ORIGINS: dict[tuple[bytes, int, int], Origin] = {}
 _MAX_ORIGINS = 4096
 
 
-@functools.lru_cache(maxsize=64)
-def _wrapped(by_length: int) -> struct.Struct:
-    """An attributed record's origin and inner payload head around a principal of ``by_length`` bytes."""
-    return struct.Struct(f"{_ORIGIN.format}{by_length}x{_PAYLOAD.format.lstrip('<')}")
-
-
 _PRINCIPALS: dict[bytes, str] = {}
 """Principals decoded lately, by their bytes: one string per principal however many origins name it (bounded)."""
 
@@ -424,9 +475,10 @@ _PRINCIPALS: dict[bytes, str] = {}
 def _origin(by: bytes, at: int, reason: int) -> Origin | str:
     """The origin of these bytes, moment and reason, shared with the records lately decoded with it; a string if bad."""
     named = (by, at, reason)
-    origin = _ORIGINS.get(named)
+    # Any: the very object cached. Typed as a tuple, the compiled build holds it unboxed and hands out a new copy.
+    origin: Any = _ORIGINS.get(named)
     if origin is not None:
-        return origin
+        return origin  # type: ignore[no-any-return]
     if reason >= len(REASONS):
         return f"malformed origin (reason {reason})"
     principal = _PRINCIPALS.get(by)
@@ -440,8 +492,9 @@ def _origin(by: bytes, at: int, reason: int) -> Origin | str:
         _PRINCIPALS[by] = principal
     if len(_ORIGINS) >= _MAX_ORIGINS:
         _ORIGINS.clear()
-    origin = _ORIGINS[named] = new_origin(principal, at, reason)
-    return origin
+    origin = new_origin(principal, at, reason)  # boxed once, here: the cached object is the one returned
+    _ORIGINS[named] = origin
+    return origin  # type: ignore[no-any-return]
 
 
 def _decode_attributed(buf: bytes, body: int, end: int, seq: int, by_length: int) -> Event | str:

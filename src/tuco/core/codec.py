@@ -73,10 +73,7 @@ from __future__ import annotations
 
 import functools
 import struct
-import zlib
 from collections.abc import Sequence
-
-from isal.isal_zlib import crc32 as _large_crc32
 
 from tuco.core._decoder import DecodeFailure, RecordDecoder, RecordHead, record_heads
 from tuco.core._format import (
@@ -110,6 +107,7 @@ from tuco.core._format import (
     SPLIT_VALUE_BYTES,
     LogHeader,
     _checksum,
+    crc32,
     decode_header,
     encode_header,
 )
@@ -162,7 +160,6 @@ def encode_records(events: Sequence[Event]) -> tuple[list[bytes], bool]:
     append = parts.append
     pack_payload = _PAYLOAD.pack
     pack_frame = _FRAME.pack
-    crc32 = zlib.crc32
     split = False
     last_origin = None
     for event in events:
@@ -186,7 +183,7 @@ def encode_records(events: Sequence[Event]) -> tuple[list[bytes], bool]:
             payload = head + value
             append(pack_frame(len(payload), crc32(payload)) + payload)
         else:
-            append(pack_frame(len(head) + len(value), _large_crc32(value, crc32(head))) + head)
+            append(pack_frame(len(head) + len(value), crc32(value, crc32(head))) + head)
             append(value)
             split = True
     return parts, split

@@ -89,6 +89,8 @@ class FileLogState:
         """The store's deadlines and leases (:meth:`Store.expiry_state`): what compaction keeps beside the entries."""
         self.token_state: Callable[[], TokenTable] | None = None
         """The live tokens (:func:`~tuco.log._compaction.token_table`): kept by compaction too."""
+        self.entry_bytes: Callable[[int], int] | None = None
+        """The entries' size at that overhead each (:meth:`Store.entry_bytes`); else counted from ``entries``."""
         self._sync_interval = sync_interval
         self._watch_interval = watch_interval
         self._open_file = open_file

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +62,7 @@ class LogReader:
         self.path = path
         self.report: ScanReport | None = None
 
-    def __iter__(self) -> Generator[list[Event], None, None]:
+    def __iter__(self) -> Generator[Sequence[Event], None, None]:
         with open_regular_file(self.path) as file:
             file_bytes = os.fstat(file.fileno()).st_size
             header = decode_header(file.read(HEADER_SIZE))
@@ -70,10 +70,9 @@ class LogReader:
             decoder = RecordDecoder(first_sequence=header.first_sequence, compacted=compacted)
             count = 0
             while chunk := file.read(max(_READ_CHUNK, decoder.wanted_bytes)):
-                events = decoder.feed(chunk)
-                if events:
-                    count += len(events)
-                    yield events
+                for batch in decoder.feed_batches(chunk):
+                    count += len(batch)
+                    yield batch
                 if decoder.failure is not None:
                     break
             valid = decoder.offset

@@ -205,10 +205,14 @@ class FileTransactionLog(FileLogState, WritesThroughGroupCommit):
         if self._file is None:
             self._open_for_writing()
         if self._compact_min_bytes > 0 and self.entries is not None:
-            # Measured once here, O(live keys); from now on each compaction measures it.
-            self._live_bytes = HEADER_SIZE + sum(
-                ENTRY_OVERHEAD + len(key.encode()) + len(entry[0]) for key, entry in self.entries().items()
-            )
+            # Measured once here (from now on each compaction measures it): in O(1) from the store's own count,
+            # which a million keys made 0.5 s of start-up (a copy of the entries and a pass over it) when summed.
+            if self.entry_bytes is not None:
+                self._live_bytes = HEADER_SIZE + self.entry_bytes(ENTRY_OVERHEAD)
+            else:
+                self._live_bytes = HEADER_SIZE + sum(
+                    ENTRY_OVERHEAD + len(key.encode()) + len(entry[0]) for key, entry in self.entries().items()
+                )
         self._mod_revision = sink.mod_revision
         self._expiry = sink
         self._commits.start(sink.apply)
