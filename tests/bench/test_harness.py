@@ -109,6 +109,18 @@ def test_no_regression_targets_compare_with_earlier_runs_or_the_pure_twin() -> N
     assert _rows(_results(startup={**at, "rss_overhead_bytes_per_key": 250.0, **twin}))[names[1]]["verdict"] == "met"
 
 
+def test_replay_against_the_naive_loop_is_paired_round_by_round() -> None:
+    """Each round's naive loop over its own replay, the median of those: a machine that drifts between rounds
+    pairs slow with slow. The ratio of the two medians (1.5 here) would pair round 3's replay with round 1's loop."""
+    rounds = [
+        {"replay": {"seconds": 1.0}, "naive": {"seconds": 1.6}},
+        {"replay": {"seconds": 2.0}, "naive": {"seconds": 3.2}},
+        {"replay": {"seconds": 1.2}, "naive": {"seconds": 1.8}},
+        {"replay": None, "naive": {"seconds": 9.0}},  # a round whose server logged no replay: left out
+    ]
+    assert _scenarios.paired_replay_ratio(rounds) == 1.6
+
+
 def test_replay_is_measured_against_the_naive_loop_and_each_p99_against_the_pure_twin() -> None:
     """Replay at 1.5x the naive loop is met, a step below is not; a scenario with a pure twin gets a p99 row
     met up to 1.10x the twin's p99; a scenario without one gets none."""
@@ -147,9 +159,11 @@ def test_a_paired_asgi_row_names_its_baseline() -> None:
 
 def test_the_heap_per_key_is_judged_against_the_pure_twins_heap() -> None:
     """RssAnon per key: met at the pure twin's figure, not a tenth of a byte past it; no twin, no pass."""
-    name = "heap (RssAnon) per key beyond key+value, 1M keys (no regression)"
-    twin = {"pure": {"heap_overhead_bytes_per_key": 270.4}}
-    assert _rows(_results(startup={"heap_overhead_bytes_per_key": 270.4, **twin}))[name]["verdict"] == "met"
-    assert _rows(_results(startup={"heap_overhead_bytes_per_key": 270.5, **twin}))[name]["verdict"] == "NOT met"
-    assert _rows(_results(startup={"heap_overhead_bytes_per_key": 1.0}))[name]["verdict"] == "NOT met"
+    name = "heap (RssAnon) per key beyond key+value, 500k to 1M keys (no regression)"
+    twin = {"pure": {"heap_slope_bytes_per_key": 270.4}}
+    assert _rows(_results(startup={"heap_slope_bytes_per_key": 270.4, **twin}))[name]["verdict"] == "met"
+    assert _rows(_results(startup={"heap_slope_bytes_per_key": 270.5, **twin}))[name]["verdict"] == "NOT met"
+    assert _rows(_results(startup={"heap_slope_bytes_per_key": 1.0}))[name]["verdict"] == "NOT met"
+    rounds = [{"heap_kib": 400_000, "half_heap_kib": 200_000}, {"heap_kib": 400_100, "half_heap_kib": 199_000}]
+    assert _scenarios.heap_slope(rounds, 1_000_000) == round(200_550 * 1024 / 500_000 - 116, 1) == 294.7
     assert _rows(_results())[name]["verdict"] == "not measured"
