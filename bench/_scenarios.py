@@ -463,6 +463,12 @@ def heap_slope(rounds: list[dict[str, Any]], events: int) -> float:
     return round((full - half) * 1024 / (events - events // 2) - KEY_VALUE_BYTES_1M, 1)
 
 
+def heap_resolution(rounds: list[dict[str, Any]], events: int) -> float:
+    """How far apart starts of one build put the loaded heap, in bytes a key of the slope: below it, no difference."""
+    heaps = [r["heap_kib"] for r in rounds]
+    return round((max(heaps) - min(heaps)) * 1024 / (events - events // 2), 2)
+
+
 def paired_replay_ratio(rounds: list[dict[str, Any]]) -> float:
     """The median over rounds of the naive loop's seconds over the server's replay, each pair run back to back.
 
@@ -526,6 +532,7 @@ def run_startup(settings: Settings, events: int = 1_000_000, by: str = "") -> di
         "heap_kib": heap,
         "heap_overhead_bytes_per_key": round((heap - empty_heap) * 1024 / events - KEY_VALUE_BYTES_1M, 1),
         "heap_slope_bytes_per_key": heap_slope(rounds, events),
+        "heap_slope_resolution_bytes": heap_resolution(rounds, events),
         "log_overhead_bytes_per_event": round(size / events - KEY_VALUE_BYTES_1M, 2),
     }
     if pure_rounds:
@@ -543,6 +550,7 @@ def run_startup(settings: Settings, events: int = 1_000_000, by: str = "") -> di
             "heap_kib": pure_heap,
             "heap_overhead_bytes_per_key": round((pure_heap - pure_empty_heap) * 1024 / events - KEY_VALUE_BYTES_1M, 1),
             "heap_slope_bytes_per_key": heap_slope(pure_rounds, events),
+            "heap_slope_resolution_bytes": heap_resolution(pure_rounds, events),
         }
     naive_seconds = statistics.median(r["naive"]["seconds"] for r in rounds)
     result["naive_seconds"] = naive_seconds

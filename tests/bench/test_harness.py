@@ -158,7 +158,8 @@ def test_a_paired_asgi_row_names_its_baseline() -> None:
 
 
 def test_the_heap_per_key_is_judged_against_the_pure_twins_heap() -> None:
-    """RssAnon per key: met at the pure twin's figure, not a tenth of a byte past it; no twin, no pass."""
+    """RssAnon per key: met at the pure twin's figure, not a tenth of a byte past it (no spread measured), or up to
+    the larger spread of either build's starts; no twin, no pass."""
     name = "heap (RssAnon) per key beyond key+value, 500k to 1M keys (no regression)"
     twin = {"pure": {"heap_slope_bytes_per_key": 270.4}}
     assert _rows(_results(startup={"heap_slope_bytes_per_key": 270.4, **twin}))[name]["verdict"] == "met"
@@ -166,4 +167,10 @@ def test_the_heap_per_key_is_judged_against_the_pure_twins_heap() -> None:
     assert _rows(_results(startup={"heap_slope_bytes_per_key": 1.0}))[name]["verdict"] == "NOT met"
     rounds = [{"heap_kib": 400_000, "half_heap_kib": 200_000}, {"heap_kib": 400_100, "half_heap_kib": 199_000}]
     assert _scenarios.heap_slope(rounds, 1_000_000) == round(200_550 * 1024 / 500_000 - 116, 1) == 294.7
+    assert _scenarios.heap_resolution(rounds, 1_000_000) == round(100 * 1024 / 500_000, 2) == 0.2
+    # Within the spread of either build's starts a difference is not one: 270.7 is met against 270.4 + 0.3.
+    spread = {"heap_slope_resolution_bytes": 0.3}
+    twin = {"pure": {"heap_slope_bytes_per_key": 270.4, "heap_slope_resolution_bytes": 0.1}}
+    assert _rows(_results(startup={"heap_slope_bytes_per_key": 270.7, **spread, **twin}))[name]["verdict"] == "met"
+    assert _rows(_results(startup={"heap_slope_bytes_per_key": 270.8, **spread, **twin}))[name]["verdict"] == "NOT met"
     assert _rows(_results())[name]["verdict"] == "not measured"
