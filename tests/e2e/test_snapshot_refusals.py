@@ -11,12 +11,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from zlib import crc32  # zlib's own, beside the one tuco uses
 
 import asyncpg
 import pytest
 
 from tests.e2e.process import TucoProcess
-from tuco.core._format import _checksum
 from tuco.core.snapshot import KeyRecord, LeaseRecord, SnapshotEncoder
 
 StartTuco = Callable[..., TucoProcess]
@@ -48,7 +48,7 @@ def damaged(kind: str) -> bytes:
     elif kind == "wrong-checksum":  # the trailer's digest changed, its own CRC made good: only the SHA-256 tells
         data[-1] ^= 0xFF
         trailer = bytes(data[-69:])
-        struct.pack_into("<I", data, len(data) - 73, _checksum(trailer))
+        struct.pack_into("<I", data, len(data) - 73, crc32(trailer))
     return bytes(data)
 
 

@@ -84,7 +84,7 @@ class RecordDecoder:
         "_entries_below",
         "_last_entry",
         "_origin",
-        "_origin_key",
+        "_origin_bytes",
         "entries",
         "failure",
         "next_sequence",
@@ -99,7 +99,7 @@ class RecordDecoder:
         self._entries_below = first_sequence if compacted else 0  # 0 once past the compacted section
         self._last_entry = 0
         self._origin: Origin | None = None  # the last attributed record's origin, and its bytes, moment and reason
-        self._origin_key: tuple[bytes, int, int] = (b"", -1, -1)
+        self._origin_bytes = b""  # ...as the record holds it: moment, reason and principal
         self.entries = 0
         """How many compacted entries were decoded."""
 
@@ -122,10 +122,7 @@ class RecordDecoder:
 
     def feed(self, data: bytes) -> list[Event]:
         """Decode every complete record in what has been fed so far: :meth:`feed_batches`, as one list of events."""
-        batches = self.feed_batches(data)
-        if len(batches) == 1 and type(batches[0]) is list:
-            return batches[0]
-        return [event for batch in batches for event in batch]
+        return [event for batch in self.feed_batches(data) for event in batch]
 
     def feed_batches(self, data: bytes) -> list[Sequence[Event]]:
         """Decode every complete record in what has been fed so far, in order, as batches of events.
@@ -179,7 +176,7 @@ class RecordDecoder:
         sequence = self.next_sequence
         # Any, the origins: typed as tuples, the compiled build would unbox each and box a new copy per record.
         origin: Any = self._origin
-        last_by, last_at, last_reason = self._origin_key
+        last_origin = self._origin_bytes
         run: PlainWrites | None = None
         keys: list[str] = []  # the open run's lists
         values: list[bytes | None] = []
@@ -209,44 +206,35 @@ class RecordDecoder:
             code = buf[pos + 16]
             key_length = buf[pos + 17] | buf[pos + 18] << 8 | buf[pos + 19] << 16 | buf[pos + 20] << 24
             if seq == sequence:
-                key_start = -1
+                kind = code  # the plain PUT or DELETE's, bare or inside an attributed record
+                key_start = pos + head_size if code == 1 or code == 2 else -1
+                name_length = key_length
                 record_origin: Any = None
-                if code == 1 or code == 2:
-                    key_start = pos + head_size
-                elif code == attributed:
+                if code == attributed:
                     body = pos + head_size
                     inner = body + origin_size + key_length  # key_length is the principal's
                     if inner + min_payload <= end:
-                        code = buf[inner + 8]
+                        kind = buf[inner + 8]
                         inner_seq = (
                             buf[inner] | buf[inner + 1] << 8 | buf[inner + 2] << 16 | buf[inner + 3] << 24
                             | (buf[inner + 4] | buf[inner + 5] << 8 | buf[inner + 6] << 16 | buf[inner + 7] << 24) << 32
                         )  # fmt: skip
-                        if (code == 1 or code == 2) and inner_seq == seq:
-                            at = (
-                                buf[body] | buf[body + 1] << 8 | buf[body + 2] << 16 | buf[body + 3] << 24
-                                | (buf[body + 4] | buf[body + 5] << 8 | buf[body + 6] << 16 | buf[body + 7] << 24) << 32
-                            )  # fmt: skip
-                            reason = buf[body + 8]
-                            if (  # a batch's records share one origin: compared in place, no copy
-                                at != last_at
-                                or reason != last_reason
-                                or key_length != len(last_by)
-                                or not buf.startswith(last_by, body + origin_size)
-                            ):
-                                by = buf[body + origin_size : inner]
-                                found: Any = _origin(by, at, reason)
+                        if (kind == 1 or kind == 2) and inner_seq == seq:
+                            # A batch's records share one origin: its bytes compared in place, decoded once.
+                            if inner - body != len(last_origin) or not buf.startswith(last_origin, body):
+                                last_origin = buf[body:inner]
+                                at, reason = _ORIGIN.unpack_from(last_origin)
+                                found: Any = _origin(last_origin[origin_size:], at, reason)
                                 if isinstance(found, str):
                                     failure = found
                                     break
                                 origin = found
-                                last_by, last_at, last_reason = by, at, reason
                             record_origin = origin
-                            key_length = (
+                            name_length = (
                                 buf[inner + 9] | buf[inner + 10] << 8 | buf[inner + 11] << 16 | buf[inner + 12] << 24
                             )
                             key_start = inner + min_payload
-                if key_start >= 0 and (key_end := key_start + key_length) <= end and (code == 1 or key_end == end):
+                if key_start >= 0 and (key_end := key_start + name_length) <= end and (kind == 1 or key_end == end):
                     try:
                         key = buf[key_start:key_end].decode()
                     except UnicodeDecodeError:
@@ -258,13 +246,11 @@ class RecordDecoder:
                         batches.append(run)
                         keys, values, origins = run.keys, run.values, run.origins  # one attribute lookup per run
                     keys.append(key)
-                    values.append(buf[key_end:end] if code == 1 else None)
+                    values.append(buf[key_end:end] if kind == 1 else None)
                     origins.append(record_origin)
                     sequence += 1
                     pos = end
                     continue
-                code = buf[pos + 16]  # not the fast path's after all: the record as a whole, judged below
-                key_length = buf[pos + 17] | buf[pos + 18] << 8 | buf[pos + 19] << 16 | buf[pos + 20] << 24
             if code > 2:  # an expiring PUT, a lease record, any other attributed record: rare, decoded apart
                 decoded = _decode_extended(buf, pos, end, seq, code, key_length)
                 if isinstance(decoded, str):
@@ -296,7 +282,7 @@ class RecordDecoder:
             pos = end
         self.next_sequence = sequence
         self._origin = origin
-        self._origin_key = (last_by, last_at, last_reason)
+        self._origin_bytes = last_origin
         return pos, failure, search_from
 
     def _decode_entries(self, buf: bytes, events: list[Event]) -> tuple[int, str | None, int | None]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from isal.isal_zlib import crc32 as crc32  # the checksum of every record (see _checksum)
+# zlib's CRC-32 as ISA-L computes it: the checksum of every record. The same function, and faster at every size
+# (a 129-byte record's 35 ns against zlib's 150 ns, a 16 KiB value's 1.3 against 4.4 µs, on these machines).
+from isal.isal_zlib import crc32 as crc32
 
 from tuco.core.events import EventType
 from tuco.errors import LogFormatError
@@ -92,15 +94,6 @@ def decode_header(data: bytes) -> LogHeader:
     if first_sequence < 1:
         raise LogFormatError("the header's first sequence is 0; sequences start at 1")
     return LogHeader(int(version), int(first_sequence))
-
-
-def _checksum(data: bytes) -> int:
-    """zlib's CRC-32 of ``data``, as ISA-L computes it (:func:`crc32`).
-
-    The same function, and faster at every size: a 129-byte record's 35 ns against zlib's 150 ns, a
-    16 KiB value's 1.3 against 4.4 µs (measured on these machines). Replay checks a million records.
-    """
-    return crc32(data)
 
 
 SPLIT_VALUE_BYTES = 16 * 1024

@@ -106,7 +106,6 @@ from tuco.core._format import (
     RECORD_OVERHEAD,
     SPLIT_VALUE_BYTES,
     LogHeader,
-    _checksum,
     crc32,
     decode_header,
     encode_header,
@@ -145,7 +144,7 @@ def encode_record(sequence: int, type: EventType, key: str, value: bytes = b"") 
     """Frame one event as a record."""
     key_bytes = key.encode("utf-8")
     payload = _PAYLOAD.pack(sequence, type, len(key_bytes)) + key_bytes + value
-    return _FRAME.pack(len(payload), _checksum(payload)) + payload
+    return _FRAME.pack(len(payload), crc32(payload)) + payload
 
 
 def encode_records(events: Sequence[Event]) -> tuple[list[bytes], bool]:
@@ -219,7 +218,7 @@ def encode_event(event: Event) -> bytes:
         payload = _PAYLOAD.pack(sequence, _OWNED_GRANT, len(value)) + _LEASE.pack(lease, ttl, deadline) + value
     else:
         payload = _PAYLOAD.pack(sequence, type, 0) + _LEASE.pack(lease, ttl, deadline)
-    return _FRAME.pack(len(payload), _checksum(payload)) + payload
+    return _FRAME.pack(len(payload), crc32(payload)) + payload
 
 
 def _attributed(event: Event, origin: Origin) -> bytes:
@@ -228,7 +227,7 @@ def _attributed(event: Event, origin: Origin) -> bytes:
     name, at, reason = origin
     by = name.encode("utf-8")
     payload = _PAYLOAD.pack(event.sequence, _ATTRIBUTED, len(by)) + _ORIGIN.pack(at, reason) + by + inner
-    return _FRAME.pack(len(payload), _checksum(payload)) + payload
+    return _FRAME.pack(len(payload), crc32(payload)) + payload
 
 
 def encode_lease_entry(id: int, ttl: int, deadline: int, owner: str = "") -> bytes:
@@ -238,14 +237,14 @@ def encode_lease_entry(id: int, ttl: int, deadline: int, owner: str = "") -> byt
         payload = _PAYLOAD.pack(id, _OWNED_LEASE_ENTRY, len(owner_bytes)) + _PAIR.pack(ttl, deadline) + owner_bytes
     else:
         payload = _PAYLOAD.pack(id, _LEASE_ENTRY, 0) + _PAIR.pack(ttl, deadline)
-    return _FRAME.pack(len(payload), _checksum(payload)) + payload
+    return _FRAME.pack(len(payload), crc32(payload)) + payload
 
 
 def encode_token_entry(id: str, record: bytes, created: int) -> bytes:
     """Frame a live token of a compacted section (the sequence of its creation is the record's sequence)."""
     id_bytes = id.encode("utf-8")
     payload = _PAYLOAD.pack(created, _TOKEN_ENTRY, len(id_bytes)) + id_bytes + record
-    return _FRAME.pack(len(payload), _checksum(payload)) + payload
+    return _FRAME.pack(len(payload), crc32(payload)) + payload
 
 
 def encode_entry(
@@ -268,11 +267,11 @@ def encode_entry(
         code = _SHARED_EXPIRING_ENTRY if shared else _EXPIRING_ENTRY
         head = _PAYLOAD.pack(mod_revision, code, len(key_bytes)) + _REVISIONS.pack(create_revision, version)
         payload = head + _PAIR.pack(deadline, lease) + key_bytes + value
-        return _FRAME.pack(len(payload), _checksum(payload)) + payload
+        return _FRAME.pack(len(payload), crc32(payload)) + payload
     payload = (
         _PAYLOAD.pack(mod_revision, _SHARED_ENTRY if shared else _ENTRY, len(key_bytes))
         + _REVISIONS.pack(create_revision, version)
         + key_bytes
         + value
     )
-    return _FRAME.pack(len(payload), _checksum(payload)) + payload
+    return _FRAME.pack(len(payload), crc32(payload)) + payload

@@ -131,9 +131,8 @@ class PlainWrites(Sequence[Event]):
 
     def _event(self, i: int) -> Event:
         value = self.values[i]
-        if value is None:
-            return Event(self.first_sequence + i, EventType.DELETE, self.keys[i], b"", origin=self.origins[i])
-        return Event(self.first_sequence + i, EventType.PUT, self.keys[i], value, origin=self.origins[i])
+        kind = EventType.DELETE if value is None else EventType.PUT
+        return Event(self.first_sequence + i, kind, self.keys[i], value or b"", origin=self.origins[i])
 
 
 class Entry(NamedTuple):

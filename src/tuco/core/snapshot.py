@@ -45,7 +45,7 @@ from tuco.core._format import (
     _REVISIONS,
     _TOKEN_ENTRY,
     MAX_PAYLOAD_BYTES,
-    _checksum,
+    crc32,
 )
 from tuco.core.codec import encode_entry, encode_lease_entry, encode_token_entry
 from tuco.errors import SnapshotFormatError
@@ -173,7 +173,7 @@ class SnapshotEncoder:
             + _COUNTS.pack(self.keys, self.leases, self.tokens)
             + self._digest.digest()
         )
-        return _FRAME.pack(len(payload), _checksum(payload)) + payload
+        return _FRAME.pack(len(payload), crc32(payload)) + payload
 
 
 Item = KeyRecord | LeaseRecord | TokenEntry
@@ -220,7 +220,7 @@ class SnapshotDecoder:
             if end > len(buffer):
                 break
             payload = buffer[pos + _FRAME.size : end]
-            if _checksum(payload) != crc:
+            if crc32(payload) != crc:
                 raise SnapshotFormatError(f"the record at offset {self.offset} fails its checksum (damaged)")
             if payload[8] == _TRAILER:
                 self._summary = self._check_trailer(payload)
