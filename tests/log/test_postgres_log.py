@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -504,6 +505,63 @@ def test_follower_resumes_after_its_connection_is_cut(pg_dsn: str, pg_proxy: Pro
         finally:
             await follower.log.aclose()
             await writer.log.aclose()
+
+    run(main)
+
+
+def test_a_follower_stopped_as_a_notify_wakes_it_stops(pg_dsn: str) -> None:
+    """A stop that comes in the same turn as the wake-up of a NOTIFY ends the follower, and so the close.
+
+    asyncio.wait_for (Python 3.11) returned the wake-up and dropped the cancel: the follower went on
+    following, the log's close waited for it forever, and a replica stopped mid-burst took the SIGKILL.
+    """
+
+    async def main() -> None:
+        replica = await Replica(pg_dsn, poll_interval=30.0).start()
+        try:
+            await replica.put("one", b"1")
+            follower = replica.log._follower
+            assert follower is not None
+            await asyncio.sleep(0.2)  # idle, waiting for a NOTIFY or the next poll
+            replica.log._wake.set()  # what a NOTIFY does; the wait's task wakes first in the next turn
+            follower.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                async with asyncio.timeout(5.0):
+                    await follower
+            assert follower.cancelled()
+        finally:
+            async with asyncio.timeout(10.0):
+                await replica.log.aclose()
+
+    run(main)
+
+
+def test_a_follower_that_ignores_its_stop_holds_the_close_for_a_bounded_time(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Should a follower ever outlive its cancel again, the close says so and goes on within _FOLLOWER_STOP."""
+    monkeypatch.setattr(postgres, "_FOLLOWER_STOP", 0.5)
+
+    async def main() -> None:
+        replica = await Replica(pg_dsn).start()
+        real = replica.log._follower
+        assert real is not None
+        real.cancel()
+        release = asyncio.Event()
+
+        async def stubborn() -> None:  # stands in for a follower whose loop swallowed the cancel
+            while not release.is_set():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await release.wait()
+
+        replica.log._follower = asyncio.get_running_loop().create_task(stubborn())
+        started = time.monotonic()
+        async with asyncio.timeout(10.0):  # not forever
+            await replica.log.aclose()
+        waited = time.monotonic() - started
+        release.set()
+        assert waited >= 0.5, waited  # it did give the follower its time
+        assert "follower_did_not_stop" in capsys.readouterr().out
 
     run(main)
 

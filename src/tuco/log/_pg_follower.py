@@ -88,8 +88,11 @@ class PostgresFollower(PostgresReplica):
                             await self._see_privileges(conn)  # granted since? then ready again, no restart
                     self._mark_available()
                     self._log_lag(loop.time())
+                    # Not asyncio.wait_for: on Python 3.11 a stop arriving with a NOTIFY's wake-up is dropped
+                    # there, and the follower (and the close waiting for it) would run on forever.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                        async with asyncio.timeout(self._poll_interval):
+                            await self._wake.wait()
             except LogFailedError as exc:  # the history diverged: following on would serve a wrong state
                 self._commits.fail(exc)
                 return

@@ -307,7 +307,8 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 async def _close_quietly(closing: asyncpg.Connection | asyncpg.Pool, timeout: float = 2.0) -> None:
     """Close a connection or a pool within ``timeout``, else (or if cancelled) terminate it."""
     try:
-        await asyncio.wait_for(closing.close(), timeout=timeout)
+        async with asyncio.timeout(timeout):  # asyncio.wait_for (3.11) could drop a cancel arriving as it closed
+            await closing.close()
     except Exception:
         closing.terminate()
     except asyncio.CancelledError:

@@ -76,7 +76,6 @@ events and outcomes) and :mod:`~tuco.log._pg_errors` (every driver-error classif
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -113,6 +112,7 @@ from tuco.ports import CommitSink
 __all__ = ["PostgresTransactionLog", "redact_dsn"]
 
 _PRUNE_EVERY = 1000
+_FOLLOWER_STOP = 5.0  # seconds a close waits for the follower (it closes its connection within 2)
 _LAST_TRY = 1.0  # seconds one write attempt may take once the outage outlasted write_timeout
 
 
@@ -210,10 +210,12 @@ class PostgresTransactionLog(PostgresFollower, WritesThroughGroupCommit):
         await self._commits.aclose()
         self._closed = True
         if self._follower is not None:
-            self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follower
-            self._follower = None
+            follower, self._follower = self._follower, None
+            follower.cancel()
+            # Bounded: a follower that ignored its cancel must not hold the stop until the orchestrator's SIGKILL.
+            done, _ = await asyncio.wait({follower}, timeout=_FOLLOWER_STOP)
+            if not done:
+                _logger.error("follower_did_not_stop", seconds=_FOLLOWER_STOP)
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await _close_quietly(pool, timeout=5.0)
