@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,14 @@ def test_replay_against_the_naive_loop_is_paired_round_by_round() -> None:
         {"replay": None, "naive": {"seconds": 9.0}},  # a round whose server logged no replay: left out
     ]
     assert _scenarios.paired_replay_ratio(rounds) == 1.6
+
+
+def test_the_naive_loop_runs_under_the_start_up_servers_malloc_settings() -> None:
+    """Both sides of the replay ratio with one malloc: its mmap threshold pinned as the servers' is."""
+    assert _scenarios.STARTUP_MALLOC == {"MALLOC_MMAP_THRESHOLD_": "131072"}
+    env = _scenarios.naive_env()
+    assert env["MALLOC_MMAP_THRESHOLD_"] == "131072"
+    assert env["PATH"] == os.environ["PATH"]  # otherwise the caller's environment
 
 
 def test_replay_is_measured_against_the_naive_loop_and_each_p99_against_the_pure_twin() -> None:
