@@ -234,3 +234,23 @@ def test_a_parameter_reaching_the_database_without_the_mark_fails_its_test(tmp_p
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, output
     assert "1 passed" in output and "is not marked postgres" in output, output
     assert "PostgreSQL test server unreachable" not in output, output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_scripts_runs_collect_every_test_once() -> None:
+    """scripts/test's three runs (the ungrouped tests; the engine's lane; the other grouped ones) split the suite:
+    no test in two of them, none in none, and every file sent beside the engine exists and is grouped."""
+    script = (ROOT / "scripts" / "test").read_text()
+    match = re.search(r"^\s*beside_engine=\(([^)]*)\)", script, re.MULTILINE)
+    assert match is not None, "scripts/test names no files beside the engine"
+    beside = match.group(1).split()
+    assert beside and all((ROOT / path).is_file() for path in beside), beside
+    pytest_ = [sys.executable, "-m", "pytest"]
+    ungrouped = _collected([*pytest_, "-m", "not xdist_group"])
+    engine = _collected([*pytest_, "-m", "xdist_group", "tests/container", *beside])
+    others = _collected([*pytest_, "-m", "xdist_group and not container", *(f"--ignore={path}" for path in beside)])
+    everything = _collected(pytest_)
+    assert {path.split("::")[0] for path in engine} >= set(beside)  # each file sent there holds grouped tests
+    assert not (ungrouped & engine) and not (ungrouped & others) and not (engine & others)
+    assert ungrouped | engine | others == everything
