@@ -85,3 +85,34 @@ def test_async_election_observe_and_session_loss(tuco: StartTuco) -> None:
             await b.aclose()
 
     asyncio.run(main())
+
+
+def test_a_cancel_that_reaches_a_session_while_it_closes_is_not_swallowed(tuco: StartTuco) -> None:
+    """A task cancelled while its session stops renewing ends cancelled (so ``asyncio.timeout`` around a close
+    fires) instead of going on as if nothing came; its keep-alive context manager alike."""
+    server = tuco()
+
+    async def main() -> None:
+        async with AsyncClient(server.url) as client:
+            session = await client.session(ttl=5).open()
+            closing = asyncio.create_task(session.aclose())
+            await asyncio.sleep(0)  # it has cancelled the renewing task and waits for it to end
+            closing.cancel()
+            await asyncio.wait([closing])
+            assert closing.cancelled()
+
+            lease = await client.grant(5)
+            after = asyncio.Event()
+
+            async def keep() -> None:
+                async with client.keep_alive(lease):
+                    pass  # the exit cancels the renewing task and waits for it to end
+                after.set()
+
+            keeping = asyncio.create_task(keep())
+            await asyncio.sleep(0)  # in that wait
+            keeping.cancel()
+            await asyncio.wait([keeping])
+            assert keeping.cancelled() and not after.is_set()
+
+    asyncio.run(main())

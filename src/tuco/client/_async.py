@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -24,6 +23,7 @@ from tuco.client._history import HistoryPage
 from tuco.client._keeper import KeptLease
 from tuco.client._options import Backoff, Options
 from tuco.client._session import AsyncSession
+from tuco.client._tasks import stop_task
 from tuco.client._tokens import Grant, Token
 from tuco.client._txn import RangeDeleted, Txn, TxnResult
 from tuco.client._watch import WatchCursor, WatchEvent
@@ -278,9 +278,7 @@ class AsyncClient:
         try:
             yield kept
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
 
     # tokens
 

@@ -25,6 +25,7 @@ from tuco.client._errors import OutcomeUnknownError, SessionLostError
 from tuco.client._lock import Lock
 from tuco.client._protocols import AsyncKeys, Keys
 from tuco.client._semaphore import Semaphore
+from tuco.client._tasks import stop_task
 from tuco.errors import InvalidRequestError, LeaseNotFoundError, TucoError
 
 __all__ = ["AsyncSession", "Session", "SessionState"]
@@ -283,9 +284,7 @@ class AsyncSession(_Lease):
         if self._state is None:
             return
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
         if not self.lost.is_set():
             with contextlib.suppress(TucoError):
                 await self.client.revoke(self._state.lease.id)
