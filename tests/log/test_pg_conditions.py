@@ -10,7 +10,7 @@ import pytest
 
 from tests.fix_db import entries_of, replayed_entries, state_entries
 from tests.fix_proxy import Proxy
-from tests.log.test_postgres_log import Replica, query, run
+from tests.log.test_postgres_log import Replica, after_the_followers_first_look, query, run
 from tuco.core.events import ABSENT, EXISTS, Entry, Event, EventType, Precondition
 from tuco.errors import PreconditionFailedError
 from tuco.log import _pg_schema as sql
@@ -320,6 +320,7 @@ def test_a_conditional_write_is_one_statement_per_batch(pg_proxy: Proxy) -> None
         replica = await Replica(pg_proxy.dsn, use_notify=False, poll_interval=60.0).start()
         try:
             await replica.put("warm", b"up")  # connects the pool and prepares the statement
+            await after_the_followers_first_look(pg_proxy)
             pg_proxy.executed.clear()
             for i in range(10):
                 event = await replica.put("k", b"v", Precondition(replica.store.mod_revision("k")) if i else ABSENT)
