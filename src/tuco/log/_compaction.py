@@ -40,6 +40,7 @@ from tuco.log._disk import (
 from tuco.log._scan import LogReader
 
 __all__ = [
+    "SYNC_EVERY_BYTES",
     "CompactionReport",
     "CompactionStoppedError",
     "Entries",
@@ -64,6 +65,10 @@ ExpiryTables = tuple[dict[str, int], dict[str, int], list[tuple[int, int, int, s
 TokenTable = list[tuple[str, bytes, int]]
 """The live tokens' ``(id, record, created)``, by creation: :func:`token_table` of the store."""
 _COPY_CHUNK = 4 << 20
+# The new file is synced each time this much was written to it. A sync of the log commits the filesystem's
+# journal, and on ext4 (data=ordered) that first writes out other files' newly allocated data: a compaction's
+# 100 MB, written unsynced, held the log's syncs for 25 to 35 ms on this machine's disk, every compaction.
+SYNC_EVERY_BYTES = 8 << 20
 
 
 def token_table(store: Store, now: int) -> TokenTable:
@@ -121,7 +126,6 @@ def compact_log(path: Path) -> CompactionReport:
                 written, first_sequence = write_compacted(
                     new_file, report.last_sequence, store.entries(), None, store.expiry_state(), tokens
                 )
-                new_file.sync()
                 os.replace(tmp, path)
                 sync_directory(path.parent)
             except BaseException:
@@ -163,7 +167,7 @@ def write_compacted(
     expiry: ExpiryTables | None = None,
     tokens: TokenTable | None = None,
 ) -> tuple[int, int]:
-    """Write a version 2 header and one entry per live key, by mod revision; return (bytes, first sequence).
+    """Write a version 2 header and one entry per live key, by mod revision, and sync; return (bytes, first sequence).
 
     The header's first sequence is ``last_sequence + 1``, where the records
     after the snapshot continue. If ``last_sequence`` was no live key's write
@@ -190,6 +194,7 @@ def write_compacted(
     chunk = [encode_header(first_sequence=first_sequence, version=FORMAT_VERSION)]
     pending = HEADER_SIZE
     written = 0
+    synced = 0  # what ``written`` was at the last sync
     next_lease = 0
     previous = 0
     for key, (value, create_revision, mod_revision, version) in ordered:
@@ -222,6 +227,9 @@ def write_compacted(
             written += pending
             chunk.clear()
             pending = 0
+            if written - synced >= SYNC_EVERY_BYTES:
+                file.sync()
+                synced = written
     leases_left = b"".join(extra for _, extra in extras[next_lease:])
     chunk.append(leases_left)
     pending += len(leases_left)
@@ -230,6 +238,7 @@ def write_compacted(
         chunk.append(record)
         pending += len(record)
     file.write(b"".join(chunk))
+    file.sync()
     return written + pending, first_sequence
 
 
@@ -242,8 +251,9 @@ def _absent_key(entries: Entries) -> str:
 
 
 def copy_range(source: int, target: LogFile, start: int, end: int, stop: threading.Event | None) -> None:
-    """Append bytes ``[start, end)`` of the file open as ``source`` to ``target``."""
+    """Append bytes ``[start, end)`` of the file open as ``source`` to ``target``, syncing it as it goes."""
     pos = start
+    synced = start
     while pos < end:
         if stop is not None and stop.is_set():
             raise CompactionStoppedError
@@ -252,6 +262,9 @@ def copy_range(source: int, target: LogFile, start: int, end: int, stop: threadi
             raise OSError(f"the log ended at offset {pos}, before {end}")
         target.write(data)
         pos += len(data)
+        if pos - synced >= SYNC_EVERY_BYTES:
+            target.sync()
+            synced = pos
 
 
 @dataclass(slots=True)

@@ -42,12 +42,18 @@ __all__ = [
     "read_refused",
     "record_refused",
     "refused_path",
+    "release_replaced",
     "sync_directory",
     "timed_sync",
     "truncate_file",
 ]
 
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024  # buffers one writev takes
+# A replaced log's blocks are given back this much at a time, with this pause between, so the filesystem
+# frees (and, mounted with ``discard``, trims) them over several journal commits: freed at its last close,
+# 300 MB of 64 KiB values held the log's next sync for 40 to 56 ms on this machine's disk.
+_RELEASE_SLICE = 16 << 20
+_RELEASE_PAUSE = 0.01
 
 _KINDS = {
     stat.S_IFDIR: "a directory",
@@ -233,6 +239,25 @@ class OsLogFile:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def release_replaced(file: LogFile) -> None:
+    """Close a log file that a compaction renamed over, first cutting it back a slice at a time (worker thread).
+
+    Only a file with no name left is cut: one an operator hard-linked (a copy
+    kept by hand) is closed as it is. A test's file that is not an
+    :class:`OsLogFile` is just closed.
+    """
+    try:
+        if isinstance(file, OsLogFile):
+            opened = os.fstat(file.fd)
+            size = opened.st_size if opened.st_nlink == 0 else 0
+            while size > 0:
+                size = max(0, size - _RELEASE_SLICE)
+                os.ftruncate(file.fd, size)
+                time.sleep(_RELEASE_PAUSE)
+    finally:
+        file.close()
 
 
 def lock_exclusively(fd: int, path: Path) -> None:

@@ -37,6 +37,7 @@ from tuco.log._disk import (
     LogFile,
     OsLogFile,
     moved_away,
+    release_replaced,
     sync_directory,
 )
 from tuco.log._scan import ScanReport
@@ -245,7 +246,7 @@ class FileLogState:
             return
         old, self._file = self._file, new_file
         if old is not None:
-            _close_off_the_loop(old.close)
+            _close_off_the_loop(functools.partial(release_replaced, old))
         self._size = rewrite.written + (self._size - rewrite.offset)
         self._first_sequence = rewrite.first_sequence
         self._entries_in_file = rewrite.entries
@@ -274,7 +275,8 @@ def _close_off_the_loop(close: Callable[[], None]) -> None:
     """Run ``close`` (of a descriptor of the replaced log file) in a worker thread.
 
     The last close of a replaced file frees its blocks, inside ``close``: about 20 ms for a 67 MB log on
-    this machine's disk, which on the event loop stalled every request once per compaction.
+    this machine's disk, which on the event loop stalled every request once per compaction (and, in a
+    thread, still held the log's next sync: the writer's descriptor is released by :func:`release_replaced`).
     """
 
     def quietly() -> None:
