@@ -29,7 +29,7 @@ from tuco.core.events import Event, EventType, Precondition
 from tuco.core.store import Store
 from tuco.errors import LogFailedError, PreconditionFailedError
 from tuco.log._compaction import SYNC_EVERY_BYTES
-from tuco.log._disk import _RELEASE_SLICE, lock_exclusively, release_replaced
+from tuco.log._disk import _RELEASE_CUTS, _RELEASE_SLICE, lock_exclusively, release_replaced
 from tuco.log.file import FileTransactionLog, LogReader, OsLogFile, SyncMode
 from tuco.testing import LogFileCall, RecordingLogFile
 
@@ -793,6 +793,32 @@ def test_a_replaced_log_gives_its_blocks_back_a_slice_at_a_time(tmp_path: Path) 
     assert {2 * _RELEASE_SLICE, _RELEASE_SLICE, 0} <= set(sizes)
     with pytest.raises(OSError, match="Bad file descriptor"):
         os.fstat(file.fd)  # and closed
+
+
+def test_a_large_replaced_log_is_released_in_a_bounded_number_of_cuts(tmp_path: Path) -> None:
+    """16 MiB at a time, a 10 GB log would take its worker thread (and a stop) eight seconds: 32 cuts at most."""
+    path = tmp_path / "tuco.log"
+    total = 40 * _RELEASE_SLICE
+    with path.open("wb") as created:
+        created.truncate(total)  # sparse: the sizes are what the test watches
+    file = OsLogFile(path)
+    watcher = os.open(path, os.O_RDONLY)
+    path.unlink()
+    sizes: list[int] = []
+    try:
+        releasing = threading.Thread(target=release_replaced, args=(file,))
+        releasing.start()
+        while releasing.is_alive():
+            sizes.append(os.fstat(watcher).st_size)
+            time.sleep(0.001)
+        releasing.join()
+        sizes.append(os.fstat(watcher).st_size)
+    finally:
+        os.close(watcher)
+    step = -(-total // _RELEASE_CUTS)
+    assert set(sizes) <= {max(0, total - cut * step) for cut in range(_RELEASE_CUTS + 1)}
+    assert sizes[-1] == 0
+    assert len(set(sizes)) > 2
 
 
 def test_a_replaced_log_that_another_name_still_links_is_closed_untouched(tmp_path: Path) -> None:
