@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import random
@@ -31,7 +32,7 @@ from tuco.errors import LogFailedError, PreconditionFailedError
 from tuco.log._compaction import SYNC_EVERY_BYTES
 from tuco.log._disk import _RELEASE_CUTS, _RELEASE_SLICE, lock_exclusively, release_replaced
 from tuco.log.file import FileTransactionLog, LogReader, OsLogFile, SyncMode
-from tuco.testing import LogFileCall, RecordingLogFile
+from tuco.testing import FailingDisk, LogFileCall, RecordingLogFile
 
 
 def put(sequence: int, key: str, value: bytes) -> Event:
@@ -833,3 +834,53 @@ def test_a_replaced_log_that_another_name_still_links_is_closed_untouched(tmp_pa
     assert (tmp_path / "kept.log").read_bytes() == data
     with pytest.raises(OSError, match="Bad file descriptor"):
         os.fstat(file.fd)
+
+
+def test_the_replaced_log_is_cut_back_once_the_rename_is_durable(path: Path) -> None:
+    """Released after the directory's sync: the old file, which held every write, is emptied once nothing names it."""
+
+    async def main() -> None:
+        log, _ = await open_log(path, compact_min_bytes=2048)
+        watcher = os.open(path, os.O_RDONLY)  # the first file, as the compaction will leave it
+        try:
+            written = 0
+            while log.compactions == 0:
+                written += 1
+                await log.write_put("same", b"x" * 100 + b"%d" % written)
+            await wait_until(lambda: os.fstat(watcher).st_size == 0, "the replaced file is cut back")
+        finally:
+            os.close(watcher)
+        await log.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_replaced_log_whose_rename_may_not_be_durable_is_closed_not_cut_back(path: Path) -> None:
+    """After a failed directory sync a crash may bring the old name back: its file keeps every byte."""
+    disk = FailingDisk()
+    disk.directory_sync_error = errno.EIO
+
+    async def main() -> bytes:
+        with capture_logs():
+            log, _ = await open_log(
+                path, open_file=disk.open, sync_directory=disk.sync_directory, compact_min_bytes=2048
+            )
+            watcher = os.open(path, os.O_RDONLY)
+            try:
+                written = 0
+                while log.failure is None:
+                    written += 1
+                    with contextlib.suppress(LogFailedError):
+                        await log.write_put("same", b"x" * 100 + b"%d" % written)
+                await log.aclose()
+                await asyncio.sleep(0.2)  # what a release would take, and more
+                kept = os.pread(watcher, 1 << 20, 0)
+            finally:
+                os.close(watcher)
+        return kept
+
+    kept = asyncio.run(main())
+    assert len(kept) > 2048  # as big as the compaction found it, and a whole log:
+    (path.parent / "old.log").write_bytes(kept)
+    values, last = replay(path.parent / "old.log")
+    assert values == {"same": b"x" * 100 + b"%d" % last}

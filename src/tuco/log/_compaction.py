@@ -280,6 +280,7 @@ class Rewrite:
     written: int = 0  # bytes of the rewritten state in the new file
     entries: int = 0  # live keys written as entries
     replaced: bool = False
+    replaced_file: LogFile | None = None  # the log's file before, once the new one is adopted: to release
 
 
 def finish_compaction(rewrite: Rewrite, start: int, end: int, path: Path) -> None:

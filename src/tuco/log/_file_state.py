@@ -189,6 +189,10 @@ class FileLogState:
                 await self._in_thread(rewrite, finish_compaction, rewrite, copied, bytes_before, self.path)
                 self._adopt(rewrite)
                 await asyncio.to_thread(self._sync_directory, self.path.parent)
+            # Cut back only once the rename is durable: before, a crash could leave the old name on this file.
+            if (replaced := rewrite.replaced_file) is not None:
+                rewrite.replaced_file = None
+                _close_off_the_loop(functools.partial(release_replaced, replaced))
             _logger.info(
                 "log_compacted",
                 path=str(self.path),
@@ -217,6 +221,8 @@ class FileLogState:
                 rewrite.new_file.close()
                 with contextlib.suppress(OSError):
                     os.unlink(rewrite.tmp)
+            if rewrite.replaced_file is not None:  # the rename's durability unknown: closed, not cut back
+                _close_off_the_loop(rewrite.replaced_file.close)
             if rewrite.source is not None:
                 if rewrite.replaced:  # the old file's: its last close frees its blocks
                     _close_off_the_loop(functools.partial(os.close, rewrite.source))
@@ -244,9 +250,7 @@ class FileLogState:
         new_file, rewrite.new_file = rewrite.new_file, None
         if new_file is None:  # pragma: no cover - checked by the callers
             return
-        old, self._file = self._file, new_file
-        if old is not None:
-            _close_off_the_loop(functools.partial(release_replaced, old))
+        rewrite.replaced_file, self._file = self._file, new_file
         self._size = rewrite.written + (self._size - rewrite.offset)
         self._first_sequence = rewrite.first_sequence
         self._entries_in_file = rewrite.entries
