@@ -388,6 +388,45 @@ def test_compaction_failing_on_a_full_disk_leaves_the_log_working_and_intact(pat
     assert (reader.report.first_sequence, reader.report.problem) == (1, None)
 
 
+class SyncFailsOnCompaction(OsLogFile):
+    """A real log file, except that syncing the compaction's new file fails as a dying disk does."""
+
+    def sync(self) -> None:
+        if os.readlink(f"/proc/self/fd/{self.fd}").endswith(".compact"):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        super().sync()
+
+
+def test_a_compaction_whose_new_file_cannot_be_synced_is_dropped_and_writes_go_on(path: Path) -> None:
+    """EIO from the new file's sync (every 8 MiB now, not once at the end) is logged, and nothing else changes."""
+    value = b"v" * 65536
+    history: list[Event] = []
+
+    async def main() -> None:
+        with capture_logs() as logs:
+            log, store = await open_log(path, compact_min_bytes=1 << 20, open_file=SyncFailsOnCompaction)
+            for i in range(400):  # 12.8 MiB live, 25.6 MiB written: a compaction starts and fails
+                history.append(await log.write_put(f"k{i % 200}", value[:-4] + b"%4d" % i))
+            await settle(log)
+            assert not path.with_name("tuco.log.compact").exists()
+            assert await log.write_put("after", b"1") == put(401, "after", b"1")
+            history.append(put(401, "after", b"1"))
+            assert log.failure is None
+            await log.aclose()
+        # Each failure waits for the file to grow by compact_min_bytes (1 MiB here) before the next try.
+        assert {(entry["event"], entry["error"]) for entry in logs} == {
+            ("log_compaction_failed", "[Errno 5] Input/output error")
+        }
+        assert log.compactions == 0
+        assert store.last_sequence == 401
+
+    asyncio.run(main())
+    reader = LogReader(path)
+    assert [event for batch in reader for event in batch] == history
+    assert reader.report is not None
+    assert (reader.report.first_sequence, reader.report.problem) == (1, None)
+
+
 def test_compaction_that_cannot_create_its_file_is_retried_only_after_more_growth(path: Path) -> None:
     """A compaction that cannot create its file fails once, is retried only after compact_min_bytes more, and works."""
     blocker = path.with_name("tuco.log.compact")
