@@ -327,6 +327,10 @@ class GroupCommit:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            # One loop turn first: the writers the last batch just answered (and any others ready to be read)
+            # join this batch instead of the next. Under 64 durable writers, batches of 32 became batches
+            # of 63: half the syncs, each of which costs the process some 150 µs of CPU in its thread.
+            await asyncio.sleep(0)
             batch, waiters = self._take_batch()  # the rest, if any, is the next batch
             self._space.set()
             started = time.perf_counter()
