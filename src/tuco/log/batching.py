@@ -59,6 +59,8 @@ by one: a refused mutation is not written and takes no sequence.
 """
 
 
+_JOIN_BELOW_BYTES = 1 << 20  # a batch smaller than this waits one loop turn for more writers (see _run)
+
 _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__: these are made per write
 
 
@@ -329,8 +331,10 @@ class GroupCommit:
                 continue
             # One loop turn first: the writers the last batch just answered (and any others ready to be read)
             # join this batch instead of the next. Under 64 durable writers, batches of 32 became batches
-            # of 63: half the syncs, each of which costs the process some 150 µs of CPU in its thread.
-            await asyncio.sleep(0)
+            # of 63: half the syncs, each of which costs the process some 150 µs of CPU in its thread. Not for
+            # a batch that is already large: its sync is worth its bytes, and more only lengthen its write.
+            if self._pending_bytes < _JOIN_BELOW_BYTES:
+                await asyncio.sleep(0)
             batch, waiters = self._take_batch()  # the rest, if any, is the next batch
             self._space.set()
             started = time.perf_counter()
