@@ -365,14 +365,9 @@ def test_compaction_failing_on_a_full_disk_leaves_the_log_working_and_intact(pat
             log, store = await open_log(
                 path, compact_min_bytes=3 << 20, open_file=FullOnCompaction, sync=SyncMode.EVERYSEC
             )
-            for i in range(800):  # 2.4 MB live, 3.2 MB written: the compaction starts and fails half-way
-                history.append(await log.write_put(f"k{i % 600}", value + b"%d" % i))
-            await settle(log)
-            assert not path.with_name("tuco.log.compact").exists()
-            assert await log.write_put("after", b"1") == put(801, "after", b"1")
-            history.append(put(801, "after", b"1"))
-            assert log.failure is None
-            await log.aclose()
+            # 2.4 MB live, 3.2 MB written: the compaction starts and fails half-way
+            writes = [(f"k{i % 600}", value + b"%d" % i) for i in range(800)]
+            history.extend(await write_through_a_failed_compaction(log, path, writes))
         failed = [entry for entry in logs if entry["event"] == "log_compaction_failed"]
         assert len(failed) == 1
         assert "No space left on device" in failed[0]["error"]
@@ -382,6 +377,28 @@ def test_compaction_failing_on_a_full_disk_leaves_the_log_working_and_intact(pat
 
     asyncio.run(main())
     assert not path.with_name("tuco.log.compact").exists()
+    assert_holds_exactly(path, history)
+
+
+async def write_through_a_failed_compaction(
+    log: FileTransactionLog, path: Path, writes: list[tuple[str, bytes]]
+) -> list[Event]:
+    """Write ``writes`` (a compaction starts and fails meanwhile), then one more; return every event written.
+
+    Checks that the failed compaction's file is gone and the log still takes writes, and closes the log.
+    """
+    history = [await log.write_put(key, value) for key, value in writes]
+    await settle(log)
+    assert not path.with_name("tuco.log.compact").exists()
+    after = put(len(writes) + 1, "after", b"1")
+    assert await log.write_put("after", b"1") == after
+    assert log.failure is None
+    await log.aclose()
+    return [*history, after]
+
+
+def assert_holds_exactly(path: Path, history: list[Event]) -> None:
+    """The log at ``path`` replays to exactly ``history``, from sequence 1, cleanly."""
     reader = LogReader(path)
     assert [event for batch in reader for event in batch] == history
     assert reader.report is not None
@@ -405,14 +422,9 @@ def test_a_compaction_whose_new_file_cannot_be_synced_is_dropped_and_writes_go_o
     async def main() -> None:
         with capture_logs() as logs:
             log, store = await open_log(path, compact_min_bytes=1 << 20, open_file=SyncFailsOnCompaction)
-            for i in range(400):  # 12.8 MiB live, 25.6 MiB written: a compaction starts and fails
-                history.append(await log.write_put(f"k{i % 200}", value[:-4] + b"%4d" % i))
-            await settle(log)
-            assert not path.with_name("tuco.log.compact").exists()
-            assert await log.write_put("after", b"1") == put(401, "after", b"1")
-            history.append(put(401, "after", b"1"))
-            assert log.failure is None
-            await log.aclose()
+            # 12.8 MiB live, 25.6 MiB written: a compaction starts and fails
+            writes = [(f"k{i % 200}", value[:-4] + b"%4d" % i) for i in range(400)]
+            history.extend(await write_through_a_failed_compaction(log, path, writes))
         # Each failure waits for the file to grow by compact_min_bytes (1 MiB here) before the next try.
         assert {(entry["event"], entry["error"]) for entry in logs} == {
             ("log_compaction_failed", "[Errno 5] Input/output error")
@@ -421,10 +433,7 @@ def test_a_compaction_whose_new_file_cannot_be_synced_is_dropped_and_writes_go_o
         assert store.last_sequence == 401
 
     asyncio.run(main())
-    reader = LogReader(path)
-    assert [event for batch in reader for event in batch] == history
-    assert reader.report is not None
-    assert (reader.report.first_sequence, reader.report.problem) == (1, None)
+    assert_holds_exactly(path, history)
 
 
 def test_compaction_that_cannot_create_its_file_is_retried_only_after_more_growth(path: Path) -> None:
@@ -810,38 +819,8 @@ def test_a_compaction_syncs_its_new_file_as_it_writes_it(path: Path) -> None:
     assert replay(path) == ({f"key {k}": value[:-1] + b"2" for k in range(keys)}, 3 * keys)
 
 
-def test_a_replaced_log_gives_its_blocks_back_a_slice_at_a_time(tmp_path: Path) -> None:
-    """Freed at its last close, a replaced log's blocks held the next sync 40-56 ms (300 MB): cut back first."""
-    path = tmp_path / "tuco.log"
-    path.write_bytes(b"r" * (3 * _RELEASE_SLICE))
-    file = OsLogFile(path)
-    watcher = os.open(path, os.O_RDONLY)
-    path.unlink()  # what the compaction's rename does to the old file's name
-    sizes: list[int] = []
-    try:
-        releasing = threading.Thread(target=release_replaced, args=(file,))
-        releasing.start()
-        while releasing.is_alive():
-            sizes.append(os.fstat(watcher).st_size)
-            time.sleep(0.001)
-        releasing.join()
-        sizes.append(os.fstat(watcher).st_size)
-    finally:
-        os.close(watcher)
-    assert sizes == sorted(sizes, reverse=True)
-    assert set(sizes) <= {3 * _RELEASE_SLICE, 2 * _RELEASE_SLICE, _RELEASE_SLICE, 0}
-    assert {2 * _RELEASE_SLICE, _RELEASE_SLICE, 0} <= set(sizes)
-    with pytest.raises(OSError, match="Bad file descriptor"):
-        os.fstat(file.fd)  # and closed
-
-
-def test_a_large_replaced_log_is_released_in_a_bounded_number_of_cuts(tmp_path: Path) -> None:
-    """16 MiB at a time, a 10 GB log would take its worker thread (and a stop) eight seconds: 32 cuts at most."""
-    path = tmp_path / "tuco.log"
-    total = 40 * _RELEASE_SLICE
-    with path.open("wb") as created:
-        created.truncate(total)  # sparse: the sizes are what the test watches
-    file = OsLogFile(path)
+def sizes_while_released(path: Path, file: OsLogFile) -> list[int]:
+    """Unlink ``path`` (as the compaction's rename does), release ``file``, and return the sizes seen meanwhile."""
     watcher = os.open(path, os.O_RDONLY)
     path.unlink()
     sizes: list[int] = []
@@ -855,6 +834,29 @@ def test_a_large_replaced_log_is_released_in_a_bounded_number_of_cuts(tmp_path: 
         sizes.append(os.fstat(watcher).st_size)
     finally:
         os.close(watcher)
+    return sizes
+
+
+def test_a_replaced_log_gives_its_blocks_back_a_slice_at_a_time(tmp_path: Path) -> None:
+    """Freed at its last close, a replaced log's blocks held the next sync 40-56 ms (300 MB): cut back first."""
+    path = tmp_path / "tuco.log"
+    path.write_bytes(b"r" * (3 * _RELEASE_SLICE))
+    file = OsLogFile(path)
+    sizes = sizes_while_released(path, file)
+    assert sizes == sorted(sizes, reverse=True)
+    assert set(sizes) <= {3 * _RELEASE_SLICE, 2 * _RELEASE_SLICE, _RELEASE_SLICE, 0}
+    assert {2 * _RELEASE_SLICE, _RELEASE_SLICE, 0} <= set(sizes)
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(file.fd)  # and closed
+
+
+def test_a_large_replaced_log_is_released_in_a_bounded_number_of_cuts(tmp_path: Path) -> None:
+    """16 MiB at a time, a 10 GB log would take its worker thread (and a stop) eight seconds: 32 cuts at most."""
+    path = tmp_path / "tuco.log"
+    total = 40 * _RELEASE_SLICE
+    with path.open("wb") as created:
+        created.truncate(total)  # sparse: the sizes are what the test watches
+    sizes = sizes_while_released(path, OsLogFile(path))
     step = -(-total // _RELEASE_CUTS)
     assert set(sizes) <= {max(0, total - cut * step) for cut in range(_RELEASE_CUTS + 1)}
     assert sizes[-1] == 0
