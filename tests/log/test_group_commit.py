@@ -10,7 +10,7 @@ import pytest
 from tuco.core.events import ABSENT, Event, EventType, Precondition
 from tuco.core.store import Store
 from tuco.errors import LogFailedError, PreconditionFailedError
-from tuco.log.batching import Mutation, Outcome, Written
+from tuco.log.batching import GroupCommit, Mutation, Outcome, Written
 from tuco.ports import CommitSink
 from tuco.testing import MemoryLog
 
@@ -221,3 +221,25 @@ def test_an_apply_that_fails_acknowledges_what_was_applied_and_fails_the_rest() 
         await log.aclose()
 
     asyncio.run(main())
+
+
+def test_a_failure_in_the_loop_turn_before_a_batch_leaves_nothing_to_commit() -> None:
+    """The group commit gives the loop a turn before taking a batch; a failure in that turn empties the queue."""
+    batches: list[list[Mutation]] = []
+
+    async def commit(batch: Sequence[Mutation]) -> Sequence[Outcome]:
+        batches.append(list(batch))
+        return [Event(i + 1, m.type, m.key, m.value) for i, m in enumerate(batch)]
+
+    async def main() -> None:
+        commits = GroupCommit(commit)
+        commits.start(lambda event: None)
+        written = commits.submit(EventType.PUT, "k", b"v")
+        # Runs after the task's first step, which found the write pending and yielded: inside that turn.
+        asyncio.get_running_loop().call_soon(commits.fail, LogFailedError("the disk is gone"))
+        with pytest.raises(LogFailedError, match="the disk is gone"):
+            await written
+        await commits.aclose()
+
+    asyncio.run(main())
+    assert batches == []

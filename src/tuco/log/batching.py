@@ -335,6 +335,8 @@ class GroupCommit:
             # a batch that is already large: its sync is worth its bytes, and more only lengthen its write.
             if self._pending_bytes < _JOIN_BELOW_BYTES:
                 await asyncio.sleep(0)
+                if not self._pending:  # a failure in that turn failed them all: nothing to commit
+                    continue
             batch, waiters = self._take_batch()  # the rest, if any, is the next batch
             self._space.set()
             started = time.perf_counter()
