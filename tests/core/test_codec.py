@@ -190,6 +190,33 @@ def test_flipped_byte_is_a_failure(position: int) -> None:
     assert decoder.offset == len(good)
 
 
+@settings(max_examples=300, deadline=None)
+@given(items=events_strategy, data=st.data())
+def test_a_damaged_log_fails_alike_however_it_is_chunked(
+    items: list[tuple[EventType, str, bytes]], data: st.DataObject
+) -> None:
+    """One damaged byte anywhere: the same events, failure, offset and search start, fed whole or in any chunks.
+
+    A record cut by a chunk's end is completed from the next chunk and decoded apart: where a failure is
+    reported must not depend on where the chunks ended.
+    """
+    events = [Event(i, t, k, v if t is EventType.PUT else b"") for i, (t, k, v) in enumerate(items, start=1)]
+    encoded = bytearray(encode_all(events))
+    if encoded:
+        encoded[data.draw(st.integers(0, len(encoded) - 1))] ^= data.draw(st.integers(1, 255))
+    damaged = bytes(encoded)
+    whole, whole_decoder = decode_all(damaged)
+    chunks = data.draw(st.lists(st.integers(1, max(1, len(damaged))), max_size=40))
+    chunked, chunked_decoder = decode_all(damaged, chunks)
+    assert chunked == whole
+    assert chunked_decoder.failure == whole_decoder.failure
+    assert (chunked_decoder.offset, chunked_decoder.next_sequence) == (
+        whole_decoder.offset,
+        whole_decoder.next_sequence,
+    )
+    assert chunked_decoder.pending_bytes == whole_decoder.pending_bytes
+
+
 def test_flipped_payload_byte_is_a_checksum_mismatch() -> None:
     """A damaged payload byte is reported as a checksum mismatch at the record's offset."""
     first = encode_record(1, EventType.PUT, "a", b"1")

@@ -131,22 +131,41 @@ class RecordDecoder:
         (no event built per record); any other records come as lists of
         :class:`Event`, and compacted entries as a list before them.
         """
-        if self.failure is not None:
+        stopped = self.failure  # a local: mypy would keep self.failure narrowed to None past _decode's calls
+        if stopped is not None:
             return []
-        buf = self._buffer + data if self._buffer else data
+        pending = self._buffer
+        if not pending:
+            return self._decode(data, 0)
+        # The record cut by the last chunk's end is completed from the head of this one and decoded alone, then
+        # this chunk in place: joining the few pending bytes to the whole chunk copied every chunk of a replay
+        # (a fifth of a million-key start-up, its pages faulted in afresh each time).
+        missing = _missing_bytes(pending)
+        if not 0 < missing < len(data):
+            return self._decode(pending + data, 0)
+        batches = self._decode(pending + data[:missing], 0)
+        if self.failure is not None:
+            return batches
+        if self._buffer:  # not consumed whole (never, by the record's own length): join the rest as before
+            return batches + self._decode(self._buffer + data[missing:], 0)
+        batches.extend(self._decode(data, missing))
+        return batches
+
+    def _decode(self, buf: bytes, start: int) -> list[Sequence[Event]]:
+        """Decode the records of ``buf`` from ``start``; keep what is left of it pending, or why decoding stopped."""
         batches: list[Sequence[Event]] = []
-        pos = 0
+        pos = start
         failure = None
         search_from: int | None = None
         if self._entries_below:
             entries: list[Event] = []
-            pos, failure, search_from = self._decode_entries(buf, entries)
+            pos, failure, search_from = self._decode_entries(buf, pos, entries)
             if entries:
                 batches.append(entries)
         if failure is None and not self._entries_below:
             pos, failure, search_from = self._decode_records(buf, pos, batches)
-        base = self.offset
-        self.offset += pos
+        base = self.offset - start  # the absolute offset of buf[0]
+        self.offset += pos - start
         if failure is not None:
             self.failure = DecodeFailure(self.offset, failure, None if search_from is None else base + search_from)
             self._buffer = b""
@@ -285,14 +304,13 @@ class RecordDecoder:
         self._origin_bytes = last_origin
         return pos, failure, search_from
 
-    def _decode_entries(self, buf: bytes, events: list[Event]) -> tuple[int, str | None, int | None]:
-        """Decode the compacted entries at the start of ``buf``; return where they end, and why they stopped.
+    def _decode_entries(self, buf: bytes, pos: int, events: list[Event]) -> tuple[int, str | None, int | None]:
+        """Decode the compacted entries of ``buf`` from ``pos``; return where they end, and why they stopped.
 
         The section ends at the first record of another type (left to the
         ordinary loop, which judges it), so a failure here is always an entry's.
         """
         size = len(buf)
-        pos = 0
         below = self._entries_below
         last = self._last_entry
         unpack_head = _HEAD.unpack_from
@@ -375,6 +393,19 @@ class RecordDecoder:
         self._last_entry = last
         self.entries += count
         return pos, failure, search_from
+
+
+def _missing_bytes(pending: bytes) -> int:
+    """The bytes that would complete the record ``pending`` starts, by the length its frame declares; 0 if unknown.
+
+    Unknown while the length itself is incomplete, or when it is impossible (the decoder then judges it).
+    """
+    if len(pending) < _FRAME.size:
+        return 0
+    length: int = _LENGTH.unpack_from(pending)[0]
+    if length < _MIN_PAYLOAD or length > _MAX_ENTRY:
+        return 0
+    return _FRAME.size + length - len(pending)
 
 
 def _decode_token_entry(
