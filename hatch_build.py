@@ -1,4 +1,5 @@
-"""The wheel's build hook: compile tuco's request path with mypyc (``tuco._build.COMPILED`` names the modules).
+"""The wheel's build hook: compile tuco's request path with mypyc (``tuco._build.COMPILED`` names the modules),
+and our C extensions (``tuco._build.NATIVE``) beside it.
 
 ``TUCO_BUILD`` chooses: ``compiled`` (fail if it cannot be compiled: the image,
 CI), ``pure`` (no compiling), or unset: compile, and where that fails (no C
@@ -36,13 +37,36 @@ class CompileFailedError(Exception):
     """mypyc or the C compiler refused; the message ends with what they printed."""
 
 
-def compiled_modules(src: Path) -> list[str]:
-    """``COMPILED`` of ``src/tuco/_build.py``, read without importing tuco (the build has none of its dependencies)."""
+def compiled_modules(src: Path, name: str = "COMPILED") -> list[str]:
+    """``COMPILED`` (or ``NATIVE``) of ``src/tuco/_build.py``, read without importing tuco (the build has none of its
+    dependencies)."""
     tree = ast.parse((src / "tuco" / "_build.py").read_text(encoding="utf-8"))
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "COMPILED" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
             return [str(item) for item in ast.literal_eval(node.value)]
-    raise CompileFailedError("src/tuco/_build.py names no COMPILED modules")
+    raise CompileFailedError(f"src/tuco/_build.py names no {name} modules")
+
+
+NATIVE_FLAGS = ["-O3"]
+"""Compiler flags of our C extensions beyond Python's own (mypyc gives its modules -O3 too)."""
+
+
+def native_extensions(src: Path) -> list[tuple[str, str]]:
+    """Each C extension of ``NATIVE``: its module name and its source, a path under ``src``."""
+    return [(path.rpartition(".")[0].replace("/", "."), path) for path in compiled_modules(src, "NATIVE")]
+
+
+_BUILD_NATIVE = """\
+import sys
+from setuptools import Extension, setup
+names, sources = sys.argv[1::2], sys.argv[2::2]
+flags = {flags!r}
+setup(
+    name="tuco-native",
+    ext_modules=[Extension(n, [s], extra_compile_args=flags) for n, s in zip(names, sources)],
+    script_args=["build_ext", "--inplace"],
+)
+"""
 
 
 def mypyc_arguments(src: Path, work: Path) -> list[str]:
@@ -72,6 +96,11 @@ def compile_request_path(src: Path, work: Path) -> list[Path]:
     done = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise CompileFailedError(f"{' '.join(argv[1:4])} ... failed:\n{(done.stdout + done.stderr)[-4000:]}")
+    native = [item for pair in native_extensions(src) for item in pair]
+    argv = [sys.executable, "-c", _BUILD_NATIVE.format(flags=NATIVE_FLAGS), *native]
+    done = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise CompileFailedError(f"building {' '.join(native[1::2])} failed:\n{(done.stdout + done.stderr)[-4000:]}")
     built = work / "src" / "build"
     return sorted(path for path in tree.rglob("*") if path.suffix in (".so", ".pyd") and built not in path.parents)
 

@@ -10,7 +10,8 @@ holds as Debian lays them out (``usr/include/python3.X`` and ``usr/include/<targ
 Extensions are named as the target's Python looks for them (``.cpython-311-aarch64-linux-gnu.so``).
 
 ``--out`` gets the tree that ``scripts/package-serverless`` ships: ``tuco/`` (its sources with the compiled
-modules' extensions beside them) and mypyc's shared library at the top, as in ``build/compiled``.
+modules' extensions beside them, our C extensions too) and mypyc's shared library at the top, as in
+``build/compiled``.
 At most two compilers run at once. Run by ``tuco_cross_compiled`` (scripts/_env.sh), which installs the
 cross compiler and fills the sysroot.
 """
@@ -72,8 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     importlib.import_module("setuptools")  # before mypyc.build, which then makes setuptools' Extension objects
-    from hatch_build import compile_environment, mypyc_arguments
+    from hatch_build import NATIVE_FLAGS, compile_environment, mypyc_arguments, native_extensions
     from mypyc.build import mypycify
+    from setuptools import Extension  # type: ignore[import-untyped]  # no stubs in the build venv
 
     cc = f"{args.target}-gcc"
     if shutil.which(cc) is None:
@@ -95,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             opt_level=os.environ.get("MYPYC_OPT_LEVEL", "3"),
             debug_level=environment["MYPYC_DEBUG_LEVEL"],
         )
+        extensions += [
+            Extension(name, [path], extra_compile_args=NATIVE_FLAGS) for name, path in native_extensions(ROOT / "src")
+        ]
         # As setuptools composes them: the building Python's CFLAGS, then the caller's, then CCSHARED; -I of the
         # extension's directories, then Python's; -c; mypyc's flags last. Linked with -shared and the caller's CFLAGS.
         cflags = shlex.split(f"{sysconfig.get_config_var('CFLAGS')} {environment['CFLAGS']}")

@@ -78,16 +78,21 @@ COMPILED = (
     "tuco/cache.py",
 )
 
+NATIVE = ("tuco/core/_native.c",)
+"""C extensions of our own, compiled beside mypyc's modules (start-up replay's inner loops): paths under src/.
+
+Each is an optional speed-up its callers import inside ``try``; the pure build runs without it."""
+
 PURE = "pure"
 COMPILED_BUILD = "compiled"
 
 
 def compiled_modules() -> list[str]:
-    """The modules of :data:`COMPILED` that are extension files in this installation."""
+    """The modules of :data:`COMPILED` and :data:`NATIVE` that are extension files in this installation."""
     root = Path(__file__).resolve().parent.parent
     found = []
-    for module in COMPILED:
-        stem = root / module[: -len(".py")]
+    for module in (*COMPILED, *NATIVE):
+        stem = root / module.rpartition(".")[0]
         if any(stem.with_name(stem.name + suffix).is_file() for suffix in importlib.machinery.EXTENSION_SUFFIXES):
             found.append(module)
     return found
@@ -96,8 +101,9 @@ def compiled_modules() -> list[str]:
 def build() -> str:
     """``compiled``, ``pure``, or ``partly compiled (k of n modules)`` (a broken installation: reinstall)."""
     count = len(compiled_modules())
-    if count == len(COMPILED):
+    total = len(COMPILED) + len(NATIVE)
+    if count == total:
         return COMPILED_BUILD
     if count == 0:
         return PURE
-    return f"partly compiled ({count} of {len(COMPILED)} modules)"
+    return f"partly compiled ({count} of {total} modules)"

@@ -15,7 +15,7 @@ import pytest
 import tuco
 from tests.container.conftest import IMAGE, ROOT
 from tests.container.docker import Docker
-from tuco._build import COMPILED
+from tuco._build import COMPILED, NATIVE
 
 pytestmark = [pytest.mark.container, pytest.mark.xdist_group("container")]  # one engine, fixed host ports
 
@@ -82,10 +82,10 @@ def test_the_final_stage_has_nothing_to_build_with(docker: Docker, added: dict[s
 
 
 def test_the_image_serves_the_compiled_build(docker: Docker, added: dict[str, bytes]) -> None:
-    """Every module of tuco._build.COMPILED is an extension in the image, and ``tuco --version`` says compiled."""
+    """Every module of tuco._build.COMPILED and NATIVE is an extension in the image; `tuco --version` says compiled."""
     site = "opt/tuco/lib/python3.11/site-packages/"
-    for module in COMPILED:
-        stem = site + module[: -len(".py")]
+    for module in (*COMPILED, *NATIVE):
+        stem = site + module.rpartition(".")[0]
         assert [path for path in added if path.startswith(stem + ".cpython-311-") and path.endswith(".so")], module
     shown = docker("run", "--rm", IMAGE, "--version").stdout
     python = docker(

@@ -16,7 +16,7 @@ import pytest
 
 from tests.needs import command
 from tests.serverless.gateway import body_of, make_event
-from tuco._build import COMPILED
+from tuco._build import COMPILED, NATIVE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,8 +124,8 @@ def test_the_x86_64_archive_answers_the_same_events_in_a_clean_interpreter(tmp_p
     )
     assert not any(name.startswith("uvloop/") for name in names)
     # The compiled build for this CPU: each compiled module an extension, beside its source, and mypyc's runtime.
-    for module in COMPILED:
-        assert f"{module[: -len('.py')]}.cpython-311-x86_64-linux-gnu.so" in names, module
+    for module in (*COMPILED, *NATIVE):
+        assert f"{module.rpartition('.')[0]}.cpython-311-x86_64-linux-gnu.so" in names, module
     assert [name for name in names if name.endswith("__mypyc.cpython-311-x86_64-linux-gnu.so") and "/" not in name]
     task = _unpacked(archive, tmp_path)
     base_python = Path(sys.base_prefix) / "bin" / "python3"
@@ -161,13 +161,13 @@ def test_the_arm64_archive_is_cross_compiled_and_answers_under_qemu(tmp_path: Pa
     archive = _package("arm64", tmp_path)
     names = zipfile.ZipFile(archive).namelist()
     suffix = ".cpython-311-aarch64-linux-gnu.so"
-    for module in COMPILED:
-        assert f"{module[: -len('.py')]}{suffix}" in names, module
+    for module in (*COMPILED, *NATIVE):
+        assert f"{module.rpartition('.')[0]}{suffix}" in names, module
         assert module in names, module  # beside its source, as in the wheel
     runtime = [name for name in names if name.endswith(f"__mypyc{suffix}") and "/" not in name]
     assert len(runtime) == 1
     ours = [name for name in names if name.startswith("tuco/") and name.endswith(".so")]
-    assert sorted(ours) == sorted(f"{module[: -len('.py')]}{suffix}" for module in COMPILED)
+    assert sorted(ours) == sorted(f"{module.rpartition('.')[0]}{suffix}" for module in (*COMPILED, *NATIVE))
     assert any(name.startswith("asyncpg/protocol/protocol.cpython-") and name.endswith(suffix) for name in names)
     assert not any(name.startswith("uvloop/") for name in names)
     task = _unpacked(archive, tmp_path)

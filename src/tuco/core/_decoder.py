@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -44,6 +44,12 @@ from tuco.core.txn import decode_writes
 from tuco.errors import LogFormatError
 
 __all__ = ["DecodeFailure", "RecordDecoder", "RecordHead", "record_heads"]
+
+_native_decode: Callable[[bytes, int, int, int, list[str], list[bytes | None], list[Any], bytes, Any], int] | None
+try:  # the compiled build's C loop for the plain records; the pure build decodes each below
+    from tuco.core._native import decode_plain as _native_decode
+except ImportError:
+    _native_decode = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +209,27 @@ class RecordDecoder:
         events: list[Event] | None = None
         failure = None
         search_from: int | None = None
+        native = _native_decode
+        tried = -1  # where the C loop last stopped: the record there is this loop's to judge
         while size - pos >= head_size:
+            if native is not None and pos != tried:
+                if run is None:
+                    fresh = PlainWrites(sequence)
+                    after = native(
+                        buf, pos, sequence, max_length, fresh.keys, fresh.values, fresh.origins, last_origin, origin
+                    )
+                    if after != pos:
+                        events = None
+                        run = fresh
+                        batches.append(run)
+                        keys, values, origins = run.keys, run.values, run.origins
+                        sequence += len(keys)
+                else:
+                    before = len(keys)
+                    after = native(buf, pos, sequence, max_length, keys, values, origins, last_origin, origin)
+                    sequence += len(keys) - before
+                tried = pos = after
+                continue
             length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16 | buf[pos + 3] << 24
             if length < min_payload or length > max_length:
                 failure = f"record length {length} is impossible"

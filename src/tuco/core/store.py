@@ -39,6 +39,12 @@ from tuco.errors import NoSuchKeyError
 
 __all__ = ["ENTRY_BYTES", "ExpiringEntry", "Item", "Page", "Store", "key_bytes"]
 
+_native_apply: Callable[[dict[str, tuple[bytes, int, int, int]], list[str], list[bytes | None], int, int], int] | None
+try:  # the compiled build's C loop for a run of plain writes (entries made untracked by the collector)
+    from tuco.core._native import apply_plain as _native_apply
+except ImportError:
+    _native_apply = None
+
 DEFAULT_HISTORY_BYTES = 32 << 20
 ENTRY_BYTES = 240
 """What a key costs beyond its UTF-8 and its value's bytes: its str and bytes headers, the entry tuple
@@ -276,6 +282,9 @@ class Store:
 
         Most of a log's replay is here: an entry per PUT, as :meth:`apply` derives it, and no event ever built.
         """
+        if _native_apply is not None:
+            self.bytes += _native_apply(self._data, writes.keys, writes.values, writes.first_sequence, ENTRY_BYTES)
+            return writes.first_sequence + len(writes.keys) - 1
         data = self._data
         values = writes.values
         sequence = writes.first_sequence

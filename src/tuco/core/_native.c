@@ -1,0 +1,351 @@
+/* tuco.core._native: start-up replay's two inner loops in C (the compiled build only; see _native.pyi).
+ *
+ * decode_plain reads the log's common records (a PUT or DELETE, bare or attributed with the origin the records
+ * before it had) straight from the buffer: the checksum over the bytes in place, the key decoded and the value
+ * copied once, no slice or call per record. It takes only what the Python decoder (_decoder.py) would take the
+ * same way and stops before anything else, which that decoder then judges: a failure is always found there.
+ *
+ * apply_plain is Store._apply_plain: one entry tuple per PUT, made untracked by the cyclic collector (it holds
+ * bytes and ints only, as a collection would find), so the first collection after a replay has nothing to visit.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* The log format (src/tuco/core/_format.py). */
+#define FRAME_SIZE 8     /* length, CRC-32 */
+#define HEAD_SIZE 21     /* frame, sequence, type, key length */
+#define MIN_PAYLOAD 13   /* sequence, type, key length */
+#define ORIGIN_SIZE 9    /* an attributed record's moment and reason */
+#define PUT 1
+#define DELETE 2
+#define ATTRIBUTED 18
+
+static uint32_t crc_table[8][256];
+
+static void
+crc_init(void)
+{
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) {
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        }
+        crc_table[0][n] = c;
+    }
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = crc_table[0][n];
+        for (int t = 1; t < 8; t++) {
+            c = crc_table[0][c & 0xFF] ^ (c >> 8);
+            crc_table[t][n] = c;
+        }
+    }
+}
+
+/* zlib's CRC-32 (the same polynomial and result), eight bytes a step. */
+static uint32_t
+crc32_of(const unsigned char *p, Py_ssize_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    while (n >= 8) {
+        uint32_t lo, hi;
+        memcpy(&lo, p, 4);
+        memcpy(&hi, p + 4, 4);
+#if PY_BIG_ENDIAN
+        lo = __builtin_bswap32(lo);
+        hi = __builtin_bswap32(hi);
+#endif
+        lo ^= c;
+        c = crc_table[7][lo & 0xFF] ^ crc_table[6][(lo >> 8) & 0xFF] ^ crc_table[5][(lo >> 16) & 0xFF] ^
+            crc_table[4][lo >> 24] ^ crc_table[3][hi & 0xFF] ^ crc_table[2][(hi >> 8) & 0xFF] ^
+            crc_table[1][(hi >> 16) & 0xFF] ^ crc_table[0][hi >> 24];
+        p += 8;
+        n -= 8;
+    }
+    while (n-- > 0) {
+        c = crc_table[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
+static inline uint32_t
+u32_at(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t
+u64_at(const unsigned char *p)
+{
+    return (uint64_t)u32_at(p) | (uint64_t)u32_at(p + 4) << 32;
+}
+
+/* Append ``item`` to ``list``, consuming the reference; -1 with an exception set on failure. */
+static int
+append_stolen(PyObject *list, PyObject *item)
+{
+    if (item == NULL) {
+        return -1;
+    }
+    int failed = PyList_Append(list, item);
+    Py_DECREF(item);
+    return failed;
+}
+
+PyDoc_STRVAR(crc32_doc, "crc32(data, /)\n--\n\nzlib's CRC-32 of data, as decode_plain computes it.");
+
+static PyObject *
+native_crc32(PyObject *module, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    uint32_t c = crc32_of((const unsigned char *)view.buf, view.len);
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLong(c);
+}
+
+PyDoc_STRVAR(decode_plain_doc,
+             "decode_plain(buf, pos, sequence, max_length, keys, values, origins, origin_bytes, origin, /)\n--\n\n"
+             "Append the plain writes of buf from pos (sequences from sequence on) to the three lists; return\n"
+             "where the first other record starts.");
+
+static PyObject *
+native_decode_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "decode_plain takes 9 arguments");
+        return NULL;
+    }
+    PyObject *buffer = args[0], *keys = args[4], *values = args[5], *origins = args[6];
+    PyObject *origin_bytes = args[7], *origin = args[8];
+    if (!PyBytes_CheckExact(buffer) || !PyList_CheckExact(keys) || !PyList_CheckExact(values) ||
+        !PyList_CheckExact(origins) || !PyBytes_CheckExact(origin_bytes)) {
+        PyErr_SetString(PyExc_TypeError, "decode_plain: buf and origin_bytes are bytes, the three lists lists");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    unsigned long long sequence = PyLong_AsUnsignedLongLong(args[2]);
+    if (sequence == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t max_length = PyLong_AsSsize_t(args[3]);
+    if (max_length == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(buffer);
+    Py_ssize_t size = PyBytes_GET_SIZE(buffer);
+    const char *last_origin = PyBytes_AS_STRING(origin_bytes);
+    Py_ssize_t origin_length = PyBytes_GET_SIZE(origin_bytes);
+    if (pos < 0 || pos > size) {
+        PyErr_SetString(PyExc_ValueError, "decode_plain: pos is outside buf");
+        return NULL;
+    }
+    while (size - pos >= HEAD_SIZE) {
+        const unsigned char *record = buf + pos;
+        Py_ssize_t length = (Py_ssize_t)u32_at(record);
+        if (length < MIN_PAYLOAD || length > max_length || length > size - pos - FRAME_SIZE) {
+            break; /* impossible or incomplete: the Python decoder says which */
+        }
+        Py_ssize_t end = pos + FRAME_SIZE + length;
+        if (u64_at(record + 8) != sequence) {
+            break;
+        }
+        int kind = record[16];
+        Py_ssize_t key_start, key_length;
+        PyObject *record_origin = Py_None;
+        if (kind == PUT || kind == DELETE) {
+            key_start = pos + HEAD_SIZE;
+            key_length = (Py_ssize_t)u32_at(record + 17);
+        }
+        else if (kind == ATTRIBUTED) {
+            Py_ssize_t body = pos + HEAD_SIZE;
+            Py_ssize_t inner = body + ORIGIN_SIZE + (Py_ssize_t)u32_at(record + 17); /* the principal's length */
+            if (origin_length == 0 || inner - body != origin_length || inner + MIN_PAYLOAD > end ||
+                memcmp(buf + body, last_origin, (size_t)origin_length) != 0) {
+                break; /* another origin (decoded once there), or malformed */
+            }
+            kind = buf[inner + 8];
+            if ((kind != PUT && kind != DELETE) || u64_at(buf + inner) != sequence) {
+                break;
+            }
+            key_start = inner + MIN_PAYLOAD;
+            key_length = (Py_ssize_t)u32_at(buf + inner + 9);
+            record_origin = origin;
+        }
+        else {
+            break;
+        }
+        if (key_length > end - key_start || (kind == DELETE && key_start + key_length != end)) {
+            break;
+        }
+        if (crc32_of(record + FRAME_SIZE, length) != u32_at(record + 4)) {
+            break;
+        }
+        Py_ssize_t key_end = key_start + key_length;
+        PyObject *key = PyUnicode_DecodeUTF8((const char *)buf + key_start, key_length, NULL);
+        if (key == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                return NULL;
+            }
+            PyErr_Clear();
+            break;
+        }
+        if (append_stolen(keys, key) < 0) {
+            return NULL;
+        }
+        PyObject *value;
+        if (kind == PUT) {
+            value = PyBytes_FromStringAndSize((const char *)buf + key_end, end - key_end);
+        }
+        else {
+            value = Py_NewRef(Py_None);
+        }
+        if (append_stolen(values, value) < 0 || PyList_Append(origins, record_origin) < 0) {
+            return NULL;
+        }
+        sequence++;
+        pos = end;
+    }
+    return PyLong_FromSsize_t(pos);
+}
+
+/* The bytes of ``key`` in UTF-8, without making Python keep its UTF-8 form. */
+static Py_ssize_t
+utf8_length(PyObject *key)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(key);
+    if (PyUnicode_IS_ASCII(key)) {
+        return n;
+    }
+    int kind = PyUnicode_KIND(key);
+    const void *data = PyUnicode_DATA(key);
+    Py_ssize_t bytes = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        bytes += c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+    }
+    return bytes;
+}
+
+PyDoc_STRVAR(apply_plain_doc,
+             "apply_plain(data, keys, values, first_sequence, entry_bytes, /)\n--\n\n"
+             "Store._apply_plain's loop: each write into data as an entry; return what the store's bytes grow by.");
+
+static PyObject *
+native_apply_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "apply_plain takes 5 arguments");
+        return NULL;
+    }
+    PyObject *data = args[0], *keys = args[1], *values = args[2];
+    if (!PyDict_CheckExact(data) || !PyList_CheckExact(keys) || !PyList_CheckExact(values) ||
+        PyList_GET_SIZE(keys) != PyList_GET_SIZE(values)) {
+        PyErr_SetString(PyExc_TypeError, "apply_plain: a dict and two lists of one length");
+        return NULL;
+    }
+    unsigned long long sequence = PyLong_AsUnsignedLongLong(args[3]);
+    if (sequence == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t entry_bytes = PyLong_AsSsize_t(args[4]);
+    if (entry_bytes == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *one = PyLong_FromLong(1);
+    long long grown = 0;
+    Py_ssize_t count = PyList_GET_SIZE(keys);
+    for (Py_ssize_t i = 0; i < count; i++, sequence++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        PyObject *value = PyList_GET_ITEM(values, i);
+        if (!PyUnicode_CheckExact(key) || (value != Py_None && !PyBytes_CheckExact(value))) {
+            PyErr_SetString(PyExc_TypeError, "apply_plain: keys are str, values bytes or None");
+            goto failed;
+        }
+        PyObject *old = PyDict_GetItemWithError(data, key); /* borrowed */
+        if (old == NULL && PyErr_Occurred()) {
+            goto failed;
+        }
+        if (old != NULL && (!PyTuple_CheckExact(old) || PyTuple_GET_SIZE(old) != 4)) {
+            PyErr_SetString(PyExc_TypeError, "apply_plain: an entry is a tuple of four");
+            goto failed;
+        }
+        if (value == Py_None) {
+            if (old != NULL) {
+                grown -= utf8_length(key) + PyBytes_GET_SIZE(PyTuple_GET_ITEM(old, 0)) + entry_bytes;
+                if (PyDict_DelItem(data, key) < 0) {
+                    goto failed;
+                }
+            }
+            continue;
+        }
+        PyObject *revision = PyLong_FromUnsignedLongLong(sequence); /* one int for both revisions of a new key */
+        if (revision == NULL) {
+            goto failed;
+        }
+        PyObject *entry = PyTuple_New(4);
+        if (entry == NULL) {
+            Py_DECREF(revision);
+            goto failed;
+        }
+        PyTuple_SET_ITEM(entry, 0, Py_NewRef(value));
+        if (old == NULL) {
+            PyTuple_SET_ITEM(entry, 1, Py_NewRef(revision));
+            PyTuple_SET_ITEM(entry, 2, revision);
+            PyTuple_SET_ITEM(entry, 3, Py_NewRef(one));
+            grown += utf8_length(key) + PyBytes_GET_SIZE(value) + entry_bytes;
+        }
+        else {
+            PyObject *version = PyNumber_Add(PyTuple_GET_ITEM(old, 3), one);
+            if (version == NULL) {
+                Py_DECREF(revision);
+                Py_DECREF(entry);
+                goto failed;
+            }
+            PyTuple_SET_ITEM(entry, 1, Py_NewRef(PyTuple_GET_ITEM(old, 1)));
+            PyTuple_SET_ITEM(entry, 2, revision);
+            PyTuple_SET_ITEM(entry, 3, version);
+            grown += PyBytes_GET_SIZE(value) - PyBytes_GET_SIZE(PyTuple_GET_ITEM(old, 0));
+        }
+        PyObject_GC_UnTrack(entry); /* bytes and ints: what a collection would conclude, without one */
+        int failed = PyDict_SetItem(data, key, entry);
+        Py_DECREF(entry);
+        if (failed < 0) {
+            goto failed;
+        }
+    }
+    Py_DECREF(one);
+    return PyLong_FromLongLong(grown);
+failed:
+    Py_DECREF(one);
+    return NULL;
+}
+
+static PyMethodDef native_methods[] = {
+    {"crc32", (PyCFunction)native_crc32, METH_O, crc32_doc},
+    {"decode_plain", (PyCFunction)(void (*)(void))native_decode_plain, METH_FASTCALL, decode_plain_doc},
+    {"apply_plain", (PyCFunction)(void (*)(void))native_apply_plain, METH_FASTCALL, apply_plain_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef native_module = {
+    PyModuleDef_HEAD_INIT,
+    "tuco.core._native",
+    "Start-up replay's inner loops in C: the plain records decoded, and applied to the store.",
+    0,
+    native_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__native(void)
+{
+    crc_init();
+    return PyModule_Create(&native_module);
+}

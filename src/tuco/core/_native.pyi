@@ -1,0 +1,25 @@
+"""Types of tuco.core._native, the C extension of the compiled build (``_native.c``); the pure build has none."""
+
+from typing import Any
+
+def crc32(data: bytes, /) -> int: ...
+def decode_plain(
+    buf: bytes,
+    pos: int,
+    sequence: int,
+    max_length: int,
+    keys: list[str],
+    values: list[bytes | None],
+    origins: list[Any],
+    origin_bytes: bytes,
+    origin: Any,
+    /,
+) -> int: ...
+def apply_plain(
+    data: dict[str, tuple[bytes, int, int, int]],
+    keys: list[str],
+    values: list[bytes | None],
+    first_sequence: int,
+    entry_bytes: int,
+    /,
+) -> int: ...

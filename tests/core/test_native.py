@@ -1,0 +1,160 @@
+"""The compiled build's C loops (``tuco.core._native``) against the Python loops they stand in for.
+
+The C decoder takes only the plain records the Python loop would take the same way and leaves the rest to
+it; the C apply makes the entries ``Store._apply_plain`` makes. Here both run on the same input, the Python
+loop with the C one switched off, and must agree on everything: events, failure, offsets, entries, bytes.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import struct
+import zlib
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests import build
+from tuco.core import _decoder
+from tuco.core import store as store_module
+from tuco.core.codec import RecordDecoder, encode_event, encode_record
+from tuco.core.events import Event, EventType, PlainWrites
+from tuco.core.origin import Reason, new_origin
+from tuco.core.store import Store
+
+compiled_only = pytest.mark.skipif(build.EXPECTED != "compiled", reason="the pure build has no C extension")
+
+ORIGINS = [None, new_origin("alice", 1_700_000_000_000), new_origin("böb", 5), new_origin("alice", 9, Reason.DELETED)]
+KEYS = ["a", "b", "é", "🔑", "k" * 40]
+
+writes = st.lists(
+    st.tuples(
+        st.sampled_from([EventType.PUT, EventType.PUT, EventType.DELETE]),
+        st.sampled_from(KEYS),
+        st.binary(max_size=40),
+        st.integers(0, len(ORIGINS) - 1),
+    ),
+    max_size=30,
+)
+
+
+def _log(items: list[tuple[EventType, str, bytes, int]]) -> bytes:
+    return b"".join(
+        encode_event(Event(seq, kind, key, value if kind is EventType.PUT else b"", origin=ORIGINS[n]))
+        for seq, (kind, key, value, n) in enumerate(items, start=1)
+    )
+
+
+def _decode(data: bytes, sizes: list[int]) -> tuple[list[list[Event]], Any, int, int, int]:
+    decoder = RecordDecoder(start_offset=0)
+    batches: list[list[Event]] = []
+    pos = 0
+    for size in [*sizes, len(data)]:
+        batches.extend(list(batch) for batch in decoder.feed_batches(data[pos : pos + size]))
+        pos += size
+    return batches, decoder.failure, decoder.offset, decoder.next_sequence, decoder.pending_bytes
+
+
+def test_the_build_has_the_c_loops_exactly_when_it_is_compiled() -> None:
+    """The compiled build ships tuco.core._native and uses it; the pure build has none and runs the Python loops."""
+    found = importlib.util.find_spec("tuco.core._native") is not None
+    assert found == (build.EXPECTED == "compiled")
+    assert (_decoder._native_decode is not None) == found
+    assert (store_module._native_apply is not None) == found
+
+
+@compiled_only
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=300))
+def test_the_c_checksum_is_zlibs(data: bytes) -> None:
+    from tuco.core._native import crc32
+
+    assert crc32(data) == zlib.crc32(data)
+    assert crc32(bytes(range(256)) * 40) == zlib.crc32(bytes(range(256)) * 40)
+
+
+@compiled_only
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=writes, data=st.data())
+def test_the_c_decoder_and_the_python_loop_agree_on_any_damaged_log(
+    items: list[tuple[EventType, str, bytes, int]], data: st.DataObject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain writes, bare and attributed by several origins, with one byte damaged and fed in any chunks."""
+    encoded = bytearray(_log(items))
+    if encoded and data.draw(st.booleans()):
+        encoded[data.draw(st.integers(0, len(encoded) - 1))] ^= data.draw(st.integers(1, 255))
+    log = bytes(encoded)
+    sizes = data.draw(st.lists(st.integers(1, max(1, len(log))), max_size=8))
+    native = _decode(log, sizes)
+    with monkeypatch.context() as patched:
+        patched.setattr(_decoder, "_native_decode", None)
+        python = _decode(log, sizes)
+    assert native == python
+
+
+@compiled_only
+def test_the_c_decoder_leaves_every_other_record_to_the_python_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key that is not UTF-8, a DELETE with a value, a new origin, a sequence gap: the same verdicts either way."""
+    good = encode_event(Event(1, EventType.PUT, "a", b"1", origin=ORIGINS[1]))
+    payload = struct.pack("<QBI", 2, 1, 1) + b"\xff" + b"2"  # a PUT whose one-byte key is not UTF-8
+    not_utf8 = struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
+    cases = {
+        "not utf-8": (good + not_utf8, "key is not valid UTF-8"),
+        "new origin": (good + encode_event(Event(2, EventType.PUT, "b", b"2", origin=ORIGINS[2])), None),
+        "gap": (
+            good + encode_event(Event(3, EventType.PUT, "b", b"2", origin=ORIGINS[1])),
+            "sequence 3 where 2 was expected",
+        ),
+        "delete with a value": (good + encode_record(2, EventType.DELETE, "b", b"x"), None),  # an event, decoded apart
+    }
+    for name, (log, reason) in cases.items():
+        native = _decode(log, [])
+        with monkeypatch.context() as patched:
+            patched.setattr(_decoder, "_native_decode", None)
+            assert native == _decode(log, []), name
+        failure = native[1]
+        assert (failure.reason if failure else None) == reason, name
+        assert native[2] == (len(good) if reason else len(log)), name
+
+
+@compiled_only
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=writes, split=st.integers(0, 30))
+def test_the_c_apply_makes_the_python_loops_entries(
+    items: list[tuple[EventType, str, bytes, int]], split: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs applied one after the other: the same entries (values, revisions, versions) and the same bytes."""
+    runs = [PlainWrites(1), PlainWrites(min(split, len(items)) + 1)]
+    for i, (kind, key, value, _) in enumerate(items):
+        run = runs[0] if i < split else runs[1]
+        run.keys.append(key)
+        run.values.append(value if kind is EventType.PUT else None)
+        run.origins.append(None)
+    native, python = Store(), Store()
+    for run in runs:
+        native.apply_batch(run)
+    with monkeypatch.context() as patched:
+        patched.setattr(store_module, "_native_apply", None)
+        for run in runs:
+            python.apply_batch(run)
+    assert dict(native._data) == dict(python._data)
+    assert (native.bytes, native.last_sequence) == (python.bytes, python.last_sequence)
+
+
+@compiled_only
+def test_the_c_apply_leaves_the_entries_untracked_by_the_collector() -> None:
+    """Entries of bytes and ints, untracked as a collection would leave them: the first one after a replay is short."""
+    run = PlainWrites(1)
+    for i in range(1000):
+        run.keys.append(f"key-{i % 600}")
+        run.values.append(b"v" * (i % 9))
+        run.origins.append(None)
+    store = Store()
+    store.apply_batch(run)
+    assert len(store._data) == 600
+    assert not any(gc.is_tracked(entry) for entry in store._data.values())
+    assert store._data["key-599"] == (b"v" * (599 % 9), 600, 600, 1)
+    assert store._data["key-0"] == (b"v" * (600 % 9), 1, 601, 2)
