@@ -19,7 +19,7 @@ tuco_setup() {  # $1: runtime or dev
   fi
 }
 tuco_source_key() {  # what a compiled build is made from: src/, the build hook, the build lock (and the files in $@)
-  { find src -name '*.py' -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum;
+  { find src \( -name '*.py' -o -name '*.pyi' -o -name '*.c' \) -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum;
     sha256sum pyproject.toml hatch_build.py requirements/build.lock "$@"; } | sha256sum | cut -c1-16
 }
 tuco_build_venv() {  # .venv/build: mypy (mypyc), setuptools and hatchling as pinned in requirements/build.lock
