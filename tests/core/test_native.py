@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import os
+import re
+import shutil
 import struct
+import subprocess
+import sys
+import sysconfig
 import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import tuco
 from tests import build
+from tests.needs import command, unavailable
 from tuco.core import _decoder
 from tuco.core import store as store_module
 from tuco.core.codec import RecordDecoder, encode_event, encode_record
@@ -96,6 +105,22 @@ def test_the_c_decoder_and_the_python_loop_agree_on_any_damaged_log(
 
 
 @compiled_only
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=writes, garbage=st.binary(min_size=1, max_size=200), cut=st.integers(0, 1000))
+def test_the_c_decoder_and_the_python_loop_agree_on_any_bytes_after_good_records(
+    items: list[tuple[EventType, str, bytes, int]], garbage: bytes, cut: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Good records cut anywhere, then any bytes: lengths past the end, huge key lengths; nothing read past the end."""
+    good = _log(items)
+    log = good[: min(cut, len(good))] + garbage
+    native = _decode(log, [])
+    with monkeypatch.context() as patched:
+        patched.setattr(_decoder, "_native_decode", None)
+        python = _decode(log, [])
+    assert native == python
+
+
+@compiled_only
 def test_the_c_decoder_leaves_every_other_record_to_the_python_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     """A key that is not UTF-8, a DELETE with a value, a new origin, a sequence gap: the same verdicts either way."""
     good = encode_event(Event(1, EventType.PUT, "a", b"1", origin=ORIGINS[1]))
@@ -158,3 +183,48 @@ def test_the_c_apply_leaves_the_entries_untracked_by_the_collector() -> None:
     assert not any(gc.is_tracked(entry) for entry in store._data.values())
     assert store._data["key-599"] == (b"v" * (599 % 9), 600, 600, 1)
     assert store._data["key-0"] == (b"v" * (600 % 9), 1, 601, 2)
+
+
+@compiled_only
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_c_loops_read_and_write_nothing_out_of_bounds_under_the_address_sanitizer(tmp_path: Path) -> None:
+    """_native.c built with AddressSanitizer and UBSan into a copy of this build; the tests above run against it.
+
+    Every object is allocated by malloc (``PYTHONMALLOC=malloc``), so a read one byte past a record's buffer
+    stops the run: checked once by planting such a read (the run then ends in ``heap-buffer-overflow``).
+    """
+    gcc = command("gcc", "Debian's gcc: the compiled build needs it already")
+    runtimes = [
+        subprocess.run([gcc, f"-print-file-name={name}"], capture_output=True, text=True, check=True).stdout.strip()
+        for name in ("libasan.so", "libubsan.so")
+    ]
+    if not all(Path(runtime).is_absolute() for runtime in runtimes):
+        unavailable(f"gcc has no sanitizer runtimes ({' '.join(runtimes)}): Debian's libasan8 and libubsan1")
+    installed = Path(tuco.__file__).resolve().parent.parent
+    copy = tmp_path / "site"
+    shutil.copytree(installed, copy, ignore=shutil.ignore_patterns("__pycache__", "bin"))
+    (extension,) = (copy / "tuco" / "core").glob("_native.*.so")
+    sources = Path(__file__).resolve().parents[2] / "src" / "tuco" / "core" / "_native.c"
+    include = sysconfig.get_paths()["include"]
+    flags = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"]
+    subprocess.run([gcc, *flags, "-shared", "-fPIC", f"-I{include}", str(sources), "-o", str(extension)], check=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(copy),
+        "PYTHONMALLOC": "malloc",
+        "LD_PRELOAD": " ".join(runtimes),
+        "ASAN_OPTIONS": "detect_leaks=0",
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-m", "not slow", __file__],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    output = run.stdout + run.stderr
+    assert "AddressSanitizer" not in output and "runtime error" not in output, output[-4000:]
+    assert run.returncode == 0, output[-4000:]
+    assert re.search(r"\b7 passed\b", output), output[-2000:]
