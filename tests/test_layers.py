@@ -63,8 +63,10 @@ def _module_name(path: Path) -> str:
 
 
 def _import_graph() -> dict[str, set[str]]:
-    """Each module of src/tuco and the modules of src/tuco it imports, at any depth (under TYPE_CHECKING too)."""
-    modules = {_module_name(path): path for path in SRC.rglob("*.py")}
+    """Each module of src/tuco and the modules of src/tuco it imports, at any depth (under TYPE_CHECKING too).
+
+    An extension module of our own (C, no ``.py``) is a module by its stub, ``.pyi``."""
+    modules = {_module_name(path): path for path in [*SRC.rglob("*.py"), *SRC.rglob("*.pyi")]}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
