@@ -410,6 +410,45 @@ def test_compacted_section_decodes_to_puts_with_their_revisions_then_ordinary_re
     assert (decoder.failure, decoder.offset, decoder.next_sequence, decoder.entries) == (None, len(data), 9, 2)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    items=st.lists(st.tuples(awkward_keys, st.binary(max_size=30), st.integers(1, 3)), max_size=8),
+    ordinary=events_strategy,
+    data=st.data(),
+)
+def test_a_damaged_compacted_log_fails_alike_however_it_is_chunked(
+    items: list[tuple[str, bytes, int]], ordinary: list[tuple[EventType, str, bytes]], data: st.DataObject
+) -> None:
+    """Entries, then records, one byte damaged anywhere: fed whole or in any chunks, the same events and failure."""
+    entries: list[Event] = []
+    sequence = 0
+    for key, value, gap in items:
+        sequence += gap
+        entries.append(entry_event(sequence, key, value, sequence, 1))
+    first = sequence + 1
+    records = [Event(first + i, t, k, v) for i, (t, k, v) in enumerate(ordinary)]
+    encoded = bytearray(
+        b"".join(encode_entry(e.key, e.value, e.create_revision, e.sequence, e.version) for e in entries)
+    )
+    encoded += encode_all(records)
+    if encoded:
+        encoded[data.draw(st.integers(0, len(encoded) - 1))] ^= data.draw(st.integers(1, 255))
+    damaged = bytes(encoded)
+    chunks = data.draw(st.lists(st.integers(1, max(1, len(damaged))), max_size=30))
+    outcomes = []
+    for sizes in ([len(damaged) or 1], chunks):
+        decoder = RecordDecoder(first_sequence=first, start_offset=0, compacted=True)
+        decoded: list[Event] = []
+        pos = 0
+        sizes_left = iter(sizes)
+        while pos < len(damaged):
+            size = next(sizes_left, len(damaged) - pos)
+            decoded.extend(decoder.feed(damaged[pos : pos + size]))
+            pos += size
+        outcomes.append((decoded, decoder.failure, decoder.offset, decoder.next_sequence, decoder.pending_bytes))
+    assert outcomes[1] == outcomes[0]
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     items=st.lists(st.tuples(awkward_keys, st.binary(), st.integers(1, 3), st.integers(0, 2)), max_size=12),
