@@ -49,8 +49,12 @@ def encode_all(events: list[Event]) -> bytes:
     return b"".join(encode_record(e.sequence, e.type, e.key, e.value) for e in events)
 
 
-def decode_all(data: bytes, chunk_sizes: list[int] | None = None) -> tuple[list[Event], RecordDecoder]:
-    decoder = RecordDecoder(start_offset=0)
+def decode_all(
+    data: bytes, chunk_sizes: list[int] | None = None, decoder: RecordDecoder | None = None
+) -> tuple[list[Event], RecordDecoder]:
+    """``data`` fed to ``decoder`` (by default a plain log's, from offset 0) in chunks of these sizes, then the rest."""
+    if decoder is None:
+        decoder = RecordDecoder(start_offset=0)
     decoded: list[Event] = []
     pos = 0
     sizes = iter(chunk_sizes or [])
@@ -436,15 +440,10 @@ def test_a_damaged_compacted_log_fails_alike_however_it_is_chunked(
     damaged = bytes(encoded)
     chunks = data.draw(st.lists(st.integers(1, max(1, len(damaged))), max_size=30))
     outcomes = []
-    for sizes in ([len(damaged) or 1], chunks):
-        decoder = RecordDecoder(first_sequence=first, start_offset=0, compacted=True)
-        decoded: list[Event] = []
-        pos = 0
-        sizes_left = iter(sizes)
-        while pos < len(damaged):
-            size = next(sizes_left, len(damaged) - pos)
-            decoded.extend(decoder.feed(damaged[pos : pos + size]))
-            pos += size
+    for sizes in (None, chunks):
+        decoded, decoder = decode_all(
+            damaged, sizes, RecordDecoder(first_sequence=first, start_offset=0, compacted=True)
+        )
         outcomes.append((decoded, decoder.failure, decoder.offset, decoder.next_sequence, decoder.pending_bytes))
     assert outcomes[1] == outcomes[0]
 
@@ -472,14 +471,7 @@ def test_entries_and_records_round_trip_through_any_chunking(
     encoded = b"".join(encode_entry(e.key, e.value, e.create_revision, e.sequence, e.version) for e in entries)
     encoded += encode_all(records)
     chunks = data.draw(st.lists(st.integers(1, max(1, len(encoded))), max_size=30))
-    decoder = RecordDecoder(first_sequence=first, start_offset=0, compacted=True)
-    decoded: list[Event] = []
-    pos = 0
-    sizes = iter(chunks)
-    while pos < len(encoded):
-        size = next(sizes, len(encoded) - pos)
-        decoded.extend(decoder.feed(encoded[pos : pos + size]))
-        pos += size
+    decoded, decoder = decode_all(encoded, chunks, RecordDecoder(first_sequence=first, start_offset=0, compacted=True))
     assert decoded == entries + records
     assert (decoder.failure, decoder.pending_bytes, decoder.offset) == (None, 0, len(encoded))
     assert (decoder.next_sequence, decoder.entries) == (first + len(records), len(entries))
