@@ -19,6 +19,7 @@ from pathlib import Path
 # library). Not here: what mypyc cannot compile (the file and PostgreSQL logs' async generators; errors.py, whose
 # classes inherit KeyError and kin), what runs once (configuration, assembly, the CLI) and the client.
 COMPILED = (
+    "tuco/core/_untrack.py",
     "tuco/core/events.py",
     "tuco/core/origin.py",
     "tuco/core/history.py",

@@ -7,6 +7,9 @@
  *
  * apply_plain is Store._apply_plain: one entry tuple per PUT, made untracked by the cyclic collector (it holds
  * bytes and ints only, as a collection would find), so the first collection after a replay has nothing to visit.
+ *
+ * untracked does the same for one tuple the live write path makes (an entry, a history change, an origin): what
+ * the next young collection would conclude about it, concluded now, so that collection has nothing to visit.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -328,10 +331,39 @@ failed:
     return NULL;
 }
 
+PyDoc_STRVAR(untracked_doc,
+             "untracked(t, /)\n--\n\n"
+             "t itself, no longer tracked by the cyclic collector if nothing it holds can be in a cycle.");
+
+/* CPython's own rule for a tuple (_PyTuple_MaybeUntrack): every item is an object the collector never tracks
+ * (bytes, str, int, None), or a tuple that is untracked. Anything else (a dict, an instance) may be tracked or
+ * become so, and keeps the tuple tracked. */
+static PyObject *
+native_untracked(PyObject *module, PyObject *t)
+{
+    (void)module;
+    if (PyTuple_CheckExact(t) && PyObject_GC_IsTracked(t)) {
+        Py_ssize_t n = PyTuple_GET_SIZE(t);
+        Py_ssize_t i = 0;
+        for (; i < n; i++) {
+            PyObject *item = PyTuple_GET_ITEM(t, i);
+            if (PyObject_IS_GC(item) && (!PyTuple_CheckExact(item) || PyObject_GC_IsTracked(item))) {
+                break;
+            }
+        }
+        if (i == n) {
+            PyObject_GC_UnTrack(t);
+        }
+    }
+    Py_INCREF(t);
+    return t;
+}
+
 static PyMethodDef native_methods[] = {
     {"crc32", (PyCFunction)native_crc32, METH_O, crc32_doc},
     {"decode_plain", (PyCFunction)(void (*)(void))native_decode_plain, METH_FASTCALL, decode_plain_doc},
     {"apply_plain", (PyCFunction)(void (*)(void))native_apply_plain, METH_FASTCALL, apply_plain_doc},
+    {"untracked", (PyCFunction)native_untracked, METH_O, untracked_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,6 +1,8 @@
 """Types of tuco.core._native, the C extension of the compiled build (``_native.c``); the pure build has none."""
 
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 def crc32(data: bytes, /) -> int: ...
 def decode_plain(
@@ -23,3 +25,4 @@ def apply_plain(
     entry_bytes: int,
     /,
 ) -> int: ...
+def untracked(t: _T, /) -> _T: ...

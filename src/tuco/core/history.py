@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any
 
+from tuco.core._untrack import untracked as _untracked
 from tuco.core.events import Entry
 from tuco.errors import HistoryCompactedError
 
@@ -122,7 +123,9 @@ class History:
         """
         if sequence != self._first + len(self._changes) - self._start:
             self.reset(sequence - 1)  # a gap: nothing before it can be rebuilt
-        self._changes.append((sequence, code, key, value, previous, origin))
+        change = (sequence, code, key, value, previous, origin)
+        untrack = _untracked  # see tuco.core._untrack
+        self._changes.append(change if untrack is None else untrack(change))
         self._bytes += CHANGE_OVERHEAD_BYTES + len(key) + (len(previous[0]) if previous is not None else 0)
         if self._bytes > self.max_bytes:
             self._drop_oldest()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Final, TypeAlias
 
+from tuco.core._untrack import untracked as _untracked
+
 __all__ = [
     "ANONYMOUS",
     "EXPIRER",
@@ -73,7 +75,10 @@ def new_origin(by: str, at: int = 0, reason: int = Reason.NONE) -> Origin:
 
 def stamped(origin: Origin | None, at: int) -> Origin | None:
     """``origin`` at the moment ``at`` the log committed its change (None, unknown, stays None)."""
-    return None if origin is None else (origin[0], at, origin[2])
+    if origin is None:
+        return None
+    untrack = _untracked  # one per batch, kept in each change of it: see tuco.core._untrack
+    return (origin[0], at, origin[2]) if untrack is None else untrack((origin[0], at, origin[2]))
 
 
 def clip_by(name: str) -> str:

@@ -29,6 +29,7 @@ from sortedcontainers import SortedList
 
 from tuco.core._expiry import due_at, watch_again
 from tuco.core._listing import Item, Page, collect_page
+from tuco.core._untrack import untracked as _untracked
 from tuco.core.events import Entry, Event, EventType, Lifetime, PlainWrites
 from tuco.core.history import AgedHistory, Group, History
 from tuco.core.leases import Due, Leases
@@ -218,12 +219,16 @@ class Store:
                 # would box a new int object for each field, one more per key than pure Python keeps.
                 shared: Any = event
                 if create_revision:
-                    data[key] = (value, shared[4], shared[0], version)
+                    entry = (value, shared[4], shared[0], version)
                 elif old is None:
-                    data[key] = (value, shared[0], shared[0], 1)
+                    entry = (value, shared[0], shared[0], 1)
                 else:
                     kept: Any = old
-                    data[key] = (value, kept[1], shared[0], old[3] + 1)
+                    entry = (value, kept[1], shared[0], old[3] + 1)
+                # Bytes and ints: untracked now rather than by the next young collection, which then has less
+                # to visit (the compiled build's C helper; the pure build leaves it to the collector).
+                untrack = _untracked
+                data[key] = entry if untrack is None else untrack(entry)
                 self.bytes += (
                     len(value) - len(old[0])
                     if old is not None
