@@ -82,6 +82,21 @@ class _Transport(asyncio.Transport):
 _BOOTSTRAP = "instructions-bench-" + "0123456789abcdef" * 2
 
 
+def _collector_as_served() -> None:
+    """Set the cyclic collector up as ``tuco serve`` does after replay (``tuco.collector.freeze_start_up``).
+
+    Start-up's objects (modules, the store's containers) leave the collector, so the figure counts the
+    request path, not how many modules were imported; and the young generation's threshold is the server's.
+    A checkout from before ``tuco.collector`` only freezes.
+    """
+    try:
+        from tuco.collector import freeze_start_up
+    except ImportError:
+        gc.freeze()
+        return
+    freeze_start_up()
+
+
 async def _drive(what: str, requests: int, auth: bool = False, header_only: bool = False, metrics: bool = True) -> int:
     """Answer ``requests`` GETs or PUTs through real connection objects; return the responses written.
 
@@ -126,9 +141,7 @@ async def _drive(what: str, requests: int, auth: bool = False, header_only: bool
 
         _, token = await service.create_token("bench", [Grant("k", Permission.WRITE)])
         header = b"Authorization: Bearer %s\r\n" % token.encode()
-    # As `tuco serve` does after replay: start-up's objects (modules, the store's containers) leave the
-    # cyclic collector, so the figure counts the request path, not how many modules were imported.
-    gc.freeze()
+    _collector_as_served()
     loop = asyncio.get_running_loop()
     ctx = (
         ServerContext(handler, ServerSettings(), loop)

@@ -21,14 +21,15 @@ KEYS = 10_000
 HISTORY_BYTES = 8 << 20  # about 21,000 changes
 
 
-async def _write_steadily(tmp_path: Path) -> tuple[list[int], Service]:
+async def _write_steadily(tmp_path: Path, collections: list[int] | None = None) -> tuple[list[int], Service]:
     """Overwrite KEYS keys from WRITERS concurrent writers, as a server does after a restart.
 
     First 32,000 writes; then a restart, as ``tuco serve`` does it: replay, and
     :func:`~tuco.collector.freeze_start_up`; then 64,000 writes more, sampling the young generations' sizes
     every 6,400 of them. The history replay leaves is empty: it is full (and trimming, which is what balances
     CPython's count) for the last 43,000 of them, which made every change it still holds at the end. The
-    service returned is running; the caller closes it.
+    service returned is running; the caller closes it. ``collections`` gets the generation of each collection
+    started during the 64,000 writes.
     """
     origin = new_origin("writer")
 
@@ -49,11 +50,20 @@ async def _write_steadily(tmp_path: Path) -> tuple[list[int], Service]:
     restarted = service()
     await restarted.start()  # the replayed entries are made with the collector off, all of them tracked
     young: list[int] = []
+
+    def started(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and collections is not None:
+            collections.append(info["generation"])
+
+    threshold = gc.get_threshold()
     freeze_start_up()
+    gc.callbacks.append(started)
     try:
         await asyncio.gather(*(write(restarted, number, 1000, young) for number in range(WRITERS)))
     finally:
+        gc.callbacks.remove(started)
         gc.unfreeze()
+        gc.set_threshold(*threshold)
     return young, restarted
 
 
@@ -90,3 +100,22 @@ def test_no_history_change_stays_tracked_into_the_old_generation(tmp_path: Path)
     assert retained > 15_000  # the history is full and trimming
     assert old == 0
     assert tracked <= COLLECT_EVERY * (MIDDLE_EVERY + 1)  # only those no middle pass has reached yet
+
+
+def test_a_batch_of_writes_in_flight_starts_no_collection_of_its_own(tmp_path: Path) -> None:
+    """64 writers: young collections come from the pacer (one per COLLECT_EVERY writes), hardly ever from CPython.
+
+    A write in flight holds its containers until its batch commits, so 64 writers took CPython's count past
+    its threshold of 700 again and again: 183 collections during these 64,000 writes (140 of them the
+    pacer's) before :func:`~tuco.collector.freeze_start_up` raised it, each visiting the batch in flight.
+    Through the server, with a request, an answer and their slots per write, nearly every batch did.
+    """
+    collections: list[int] = []
+
+    async def main() -> None:
+        _, service = await _write_steadily(tmp_path, collections)
+        await service.aclose()
+
+    asyncio.run(main())
+    paced = 64_000 // COLLECT_EVERY  # 125 young ones, a middle one after every MIDDLE_EVERY of them
+    assert paced + paced // MIDDLE_EVERY <= len(collections) <= paced + paced // MIDDLE_EVERY + 10, len(collections)
