@@ -79,19 +79,9 @@ class PageServer:
         self.httpd.server_close()
 
 
-@pytest.mark.slow
-def test_a_browser_eventsource_receives_exact_events_across_origins(tuco: StartTuco, tmp_path: Path) -> None:
-    """Chromium's EventSource on another origin gets each put and delete, with ids and JSON, in order."""
-    browser = chromium()
-    page = PageServer("")
-    origin = f"http://127.0.0.1:{page.port}"
-    server = tuco(TUCO_CORS_ALLOW_ORIGINS=origin)
-    page.page = (PAGE % {"tuco": server.url, "count": 4}).encode()
-    with server.client() as client:
-        assert client.put("/v1/key/b%2F1", content=b"one").status_code == 201
-        assert client.put("/v1/key/a", content=b"not watched").status_code == 201
-        assert client.put("/v1/key/b%2F2", content="twö".encode()).status_code == 201
-    process = subprocess.Popen(
+def open_page(browser: str, tmp_path: Path, url: str) -> subprocess.Popen[bytes]:
+    """Headless chromium showing ``url``, with a profile of its own under ``tmp_path``."""
+    return subprocess.Popen(
         [
             browser,
             "--headless",
@@ -104,11 +94,26 @@ def test_a_browser_eventsource_receives_exact_events_across_origins(tuco: StartT
             "--disable-sync",
             "--remote-debugging-port=0",
             f"--user-data-dir={tmp_path / 'chromium'}",
-            origin + "/",
+            url,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+@pytest.mark.slow
+def test_a_browser_eventsource_receives_exact_events_across_origins(tuco: StartTuco, tmp_path: Path) -> None:
+    """Chromium's EventSource on another origin gets each put and delete, with ids and JSON, in order."""
+    browser = chromium()
+    page = PageServer("")
+    origin = f"http://127.0.0.1:{page.port}"
+    server = tuco(TUCO_CORS_ALLOW_ORIGINS=origin)
+    page.page = (PAGE % {"tuco": server.url, "count": 4}).encode()
+    with server.client() as client:
+        assert client.put("/v1/key/b%2F1", content=b"one").status_code == 201
+        assert client.put("/v1/key/a", content=b"not watched").status_code == 201
+        assert client.put("/v1/key/b%2F2", content="twö".encode()).status_code == 201
+    process = open_page(browser, tmp_path, origin + "/")
     try:
         time.sleep(1.0)
         with server.client() as client:  # live changes, after the page (probably) connected
@@ -166,3 +171,45 @@ def test_a_browser_eventsource_receives_exact_events_across_origins(tuco: StartT
             },
         },
     ]
+
+
+REFUSED_PAGE = """<!doctype html><html><body><script>
+async function report(what) {
+  await fetch("/result", {method: "POST", body: JSON.stringify(what)});
+}
+fetch("%(tuco)s/v1/key/big", {method: "PUT", body: new Uint8Array(%(size)d),
+                               headers: {"Content-Type": "application/octet-stream"}})
+  .then(async r => report({status: r.status, body: await r.json()}))
+  .catch(e => report({failed: String(e)}));
+</script></body></html>"""
+
+
+@pytest.mark.slow
+def test_a_browser_page_reads_why_its_value_was_refused_before_the_api(tuco: StartTuco, tmp_path: Path) -> None:
+    """A page's PUT of a value over the limit gets the 413 and its JSON, not a network error: CORS fields on it too.
+
+    tuco serve refuses the body from its Content-Length, before the request reaches the API and its CORS
+    layer; without the fields, chromium hid the answer from the page (``TypeError: Failed to fetch``).
+    """
+    browser = chromium()
+    page = PageServer("")
+    origin = f"http://127.0.0.1:{page.port}"
+    server = tuco(TUCO_CORS_ORIGINS=origin, TUCO_MAX_VALUE_BYTES="1024")
+    page.page = (REFUSED_PAGE % {"tuco": server.url, "size": 1025}).encode()
+    process = open_page(browser, tmp_path, origin + "/")
+    try:
+        assert page.received.wait(30), "the page reported nothing"
+    finally:
+        process.terminate()
+        process.wait(10)
+        page.close()
+    assert page.result is not None
+    got = json.loads(page.result)
+    assert got == {
+        "status": 413,
+        "body": {
+            "error": "value_too_large",
+            "message": "the value is over the 1024-byte limit (TUCO_MAX_VALUE_BYTES): send a smaller value, split "
+            "it across keys, or raise the limit",
+        },
+    }

@@ -204,6 +204,26 @@ def test_with_authentication_on_preflights_need_no_token_and_refusals_are_readab
 
 
 @FRONT_ENDS
+def test_a_body_refused_before_the_api_is_readable_by_the_page_that_sent_it(front_end: str) -> None:
+    """A value over the limit is refused (413) before the request reaches the API, with the same CORS fields.
+
+    Without them a browser hides the answer from the page: its fetch fails as a network error instead of
+    telling it that the value is too large and what the limit is.
+    """
+    too_large = b"v" * ((1 << 20) + 1)
+
+    async def check(client: httpx.AsyncClient) -> None:
+        refused = await client.put("/v1/key/a", content=too_large, headers={"Origin": APP})
+        assert (refused.status_code, refused.json()["error"]) == (413, "value_too_large")
+        assert cors_fields(refused) == allowed_answer()
+        other = await client.put("/v1/key/a", content=too_large, headers={"Origin": EVIL})
+        assert (other.status_code, cors_fields(other)) == (413, {"vary": "Origin"})
+        assert (await client.get("/v1/key/a")).status_code == 404
+
+    run(front_end, check, frozenset({APP}))
+
+
+@FRONT_ENDS
 def test_a_watch_is_a_fetch_stream_with_an_authorization_header(front_end: str) -> None:
     """A page's fetch of /v1/watch with a bearer token gets the stream, its CORS fields once each, and events."""
 

@@ -17,6 +17,7 @@ from typing import Protocol
 from tuco.errors import ConfigurationError
 from tuco.http._backlog import StreamBacklogs
 from tuco.http._clock import Clock
+from tuco.http.cors import Cors
 from tuco.http.messages import Deferred, Request, Response, StreamResponse
 from tuco.http.observer import RequestObserver
 
@@ -83,6 +84,7 @@ class ServerContext:
         "clock",
         "closing",
         "connections",
+        "cors",
         "date_tail",
         "handler",
         "handshake_timeout",
@@ -105,6 +107,10 @@ class ServerContext:
         clock: Clock | None = None,
     ) -> None:
         self.handler = handler
+        # With TUCO_CORS_ORIGINS the handler is the CORS layer's (KeyValueAPI.handle): refusals made before
+        # it, by the connections, get its fields too.
+        layer = getattr(handler, "__self__", None)
+        self.cors: Cors | None = layer if isinstance(layer, Cors) else None
         self.observer = observer
         self.settings = settings
         self.loop = loop

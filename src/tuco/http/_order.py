@@ -290,6 +290,9 @@ class AnswerOrder(RequestReader):
 
     def _reject(self, response: Response) -> None:
         """Answer the request being parsed with an error, in its turn, and close after it."""
+        cors = self._ctx.cors
+        if cors is not None:  # the headers read so far are this request's only while it is being read
+            response = cors.refusal(response, self._headers if self._in_request else ())
         self._abandon_request()
         if self._observer is not None:
             self._observer.refuse(response.status)

@@ -93,8 +93,12 @@ class KeyValueAPI:
             self._now = service.clock
             self.handle = self.answer_guarded
         origins = service.watch_settings.allow_origins
+        self.cors: Cors | None = None
+        """The CORS layer ``handle`` goes through, when origins are configured (front ends add its fields to
+        the refusals they make themselves)."""
         if origins:
-            self.handle = Cors(origins, self.handle).handle
+            self.cors = Cors(origins, self.handle)
+            self.handle = self.cors.handle
 
     def answer_guarded(self, request: Request) -> Answer:
         """``handle`` with authentication on: a plain GET by a credential verified before is answered here.

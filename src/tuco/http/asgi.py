@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 import structlog
@@ -160,12 +160,11 @@ class ASGIApp:
             try:
                 body = await _read_body(receive, length, limit, budget)
             except _BodyTooLargeError:
-                self._refused(413)
-                await _send(send, txn_body_too_large(limit) if txn else value_too_large(limit), head=False)
+                too_large = txn_body_too_large(limit) if txn else value_too_large(limit)
+                await _send(send, self._refusal(api, too_large, headers), head=False)
                 return
             except _BudgetExceededError:
-                self._refused(503)
-                await _send(send, SERVER_BUSY, head=False)
+                await _send(send, self._refusal(api, SERVER_BUSY, headers), head=False)
                 return
             except _ClientGoneError:
                 return  # a partial body is not a value: store nothing, and there is no one to answer
@@ -208,9 +207,11 @@ class ASGIApp:
         await send({"type": "http.response.start", "status": response.status, "headers": head})
         await send({"type": "http.response.body", "body": b"" if method == b"HEAD" else response.body})
 
-    def _refused(self, status: int) -> None:
+    def _refusal(self, api: KeyValueAPI, response: Response, headers: Iterable[tuple[bytes, bytes]]) -> Response:
+        """A refusal made here, before the API: counted, and with the CORS fields every answer has."""
         if self._observer is not None:
-            self._observer.refuse(status)
+            self._observer.refuse(response.status)
+        return response if api.cors is None else api.cors.refusal(response, headers)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

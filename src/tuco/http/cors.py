@@ -6,7 +6,8 @@ Configured, :class:`Cors` sits in front of everything else (the guard too): a
 preflight carries no credentials, so it is answered before authentication,
 from the route table alone. Every other answer gets the CORS fields for an
 allowed ``Origin`` and ``Vary: Origin`` whatever the origin (a shared cache
-must not hand one origin's answer to another).
+must not hand one origin's answer to another), refusals made before the API
+too (a body over the limit, the body budget spent: :meth:`Cors.refusal`).
 
 A listed origin is echoed with ``Access-Control-Allow-Credentials: true`` (a
 page of a trusted origin may send a client certificate); ``*`` allows any
@@ -17,7 +18,7 @@ need no credentials mode: ``Authorization`` is an allowed request header.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from tuco.http.answers import NOT_FOUND_PATH
@@ -67,18 +68,33 @@ class Cors:
             return ((b"Access-Control-Allow-Origin", b"*"), (b"Access-Control-Expose-Headers", EXPOSED_HEADERS))
         return ()
 
+    def fields(self, origin: bytes | None) -> Headers:
+        """What an answer (not a preflight's) to a request from ``origin`` adds: :meth:`allowed`, and Vary."""
+        fields = self.allowed(origin)
+        if self._origins:  # a listed origin is echoed: every answer varies by Origin
+            fields = (*fields, _VARY)
+        return fields
+
     def handle(self, request: Request) -> Answer:
         """Answer a preflight from the route table; anything else as the API does, with the CORS fields added."""
         origin = request.header(b"origin")
         if request.method == b"OPTIONS":
             return self._preflight(request, origin)
         answer = self._handle(request)
-        fields = self.allowed(origin)
-        if self._origins:  # a listed origin is echoed: every answer varies by Origin
-            fields = (*fields, _VARY)
+        fields = self.fields(origin)
         if not fields:
             return answer
         return _with(answer, fields)
+
+    def refusal(self, response: Response, headers: Iterable[tuple[bytes, bytes]]) -> Response:
+        """``response``, a refusal made before the request reached the API (413, 503...), with the CORS fields.
+
+        ``headers``: the request's, as far as they were read (a refusal inside the head may come before its
+        ``Origin``). A page must be able to read why its request was refused, as it can any other answer.
+        """
+        origin = next((value for name, value in headers if len(name) == 6 and name.lower() == b"origin"), None)
+        fields = self.fields(origin)
+        return _response_with(response, fields) if fields else response
 
     def _preflight(self, request: Request, origin: bytes | None) -> Response:
         """204 with the route's methods, and the CORS fields for an allowed origin; 404 for a path with no route.
