@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,6 +102,22 @@ def open_page(browser: str, tmp_path: Path, url: str) -> subprocess.Popen[bytes]
     )
 
 
+def stop(page: PageServer, process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    process.wait(10)
+    page.close()
+
+
+def reported(page: PageServer, process: subprocess.Popen[bytes]) -> Any:
+    """What the page POSTed back (within 30 s); the browser and the page's server are stopped either way."""
+    try:
+        assert page.received.wait(30), "the page reported nothing"
+    finally:
+        stop(page, process)
+    assert page.result is not None
+    return json.loads(page.result)
+
+
 @pytest.mark.slow
 def test_a_browser_eventsource_receives_exact_events_across_origins(tuco: StartTuco, tmp_path: Path) -> None:
     """Chromium's EventSource on another origin gets each put and delete, with ids and JSON, in order."""
@@ -119,13 +136,10 @@ def test_a_browser_eventsource_receives_exact_events_across_origins(tuco: StartT
         with server.client() as client:  # live changes, after the page (probably) connected
             assert client.delete("/v1/key/b%2F1").status_code == 200
             assert client.put("/v1/key/b%2F3", content=b"\xff\x00").status_code == 201
-        assert page.received.wait(30), "the page reported nothing"
-    finally:
-        process.terminate()
-        process.wait(10)
-        page.close()
-    assert page.result is not None
-    got = json.loads(page.result)
+    except BaseException:
+        stop(page, process)
+        raise
+    got = reported(page, process)
     b64 = lambda v: base64.b64encode(v).decode()  # noqa: E731
     moments = [event["data"].pop("at") for event in got]  # who changed what: the log's clock, in order
     assert all(isinstance(at, int) for at in moments) and moments == sorted(moments)
@@ -196,15 +210,7 @@ def test_a_browser_page_reads_why_its_value_was_refused_before_the_api(tuco: Sta
     origin = f"http://127.0.0.1:{page.port}"
     server = tuco(TUCO_CORS_ORIGINS=origin, TUCO_MAX_VALUE_BYTES="1024")
     page.page = (REFUSED_PAGE % {"tuco": server.url, "size": 1025}).encode()
-    process = open_page(browser, tmp_path, origin + "/")
-    try:
-        assert page.received.wait(30), "the page reported nothing"
-    finally:
-        process.terminate()
-        process.wait(10)
-        page.close()
-    assert page.result is not None
-    got = json.loads(page.result)
+    got = reported(page, open_page(browser, tmp_path, origin + "/"))
     assert got == {
         "status": 413,
         "body": {
