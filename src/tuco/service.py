@@ -28,7 +28,7 @@ from tuco.core.events import Entry, Event, EventType, Expiry, Precondition
 from tuco.core.history import Change
 from tuco.core.origin import Origin
 from tuco.core.snapshots import Snapshots, encode_state
-from tuco.core.store import DEFAULT_HISTORY_BYTES, Page, Store
+from tuco.core.store import DEFAULT_HISTORY_BYTES, ExpiringEntry, Page, Store
 from tuco.core.tokens import Access, Principal, Tokens
 from tuco.core.txn import Txn, TxnOutcome
 from tuco.core.watch import Selector
@@ -64,9 +64,10 @@ class Service(LeasesAndTokens):
     replica's store (raises NoSuchKeyError, also for a key past its deadline);
     it is the store's lookup itself, so for a live key with a deadline it raises
     :class:`~tuco.core.store.ExpiringEntry` carrying the entry and its deadline.
-    ``find(key)`` is the HTTP read path's lookup: the entry's plain tuple, with
-    no copy and no exception, for a key without a deadline; None otherwise
-    (absent, or expiring: then ask ``get``).
+    ``read(key)`` is ``get`` without raising: the entry, the ExpiringEntry, or
+    None for a key absent or expired. ``find(key)`` is the HTTP read path's
+    lookup: the entry's plain tuple, with no copy and no exception, for a key
+    without a deadline; None otherwise (absent, or expiring: then ask ``read``).
 
     ``reads`` is how it reads (:class:`~tuco.reads.ReadStrategy`): every key
     in memory (the default, :class:`~tuco.reads.FullCopy`), or a read-through
@@ -104,6 +105,7 @@ class Service(LeasesAndTokens):
         # Reads are the hot path: get is the store's own lookup, not a method calling it.
         self.find: Callable[[str], tuple[bytes, int, int, int] | None] = self.reads.find
         self.get: Callable[[str], Entry] = self.store.lookup
+        self.read: Callable[[str], Entry | ExpiringEntry | None] = self.store.read  # get without raising
         self._apply = self.reads.apply
         self._pace_collector = CollectorPacer().applied  # see tuco.collector: writes keep its own trigger from firing
         self.store.now = log.now_ms  # expiry is decided by the log's clock, and reads hide what it expired
@@ -364,6 +366,7 @@ class Service(LeasesAndTokens):
         await self.reads.refresh()
         store = self.store = self.caps.store = self.expirer.store = self.reads.store
         self.get = store.lookup
+        self.read = store.read
 
     async def aclose(self) -> None:
         """Stop serving keys and close the log after committing what is queued."""

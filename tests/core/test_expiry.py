@@ -56,6 +56,22 @@ def test_a_key_with_a_deadline_is_read_until_it_and_never_at_or_after_it() -> No
     assert "k" in store and len(store) == 1
 
 
+def test_read_is_lookup_without_raising() -> None:
+    """read returns what lookup returns or raises: the Entry, the ExpiringEntry, or None for absent and expired."""
+    clock = Clock()
+    store = store_at(clock)
+    store.apply(Event(1, PUT, "k", b"v", lifetime=Lifetime(2_000)))
+    store.apply(Event(2, PUT, "plain", b"p"))
+    assert store.read("plain") == Entry(b"p", 2, 2, 1) == store.lookup("plain")
+    assert type(store.read("plain")) is Entry
+    expiring = store.read("k")
+    assert isinstance(expiring, ExpiringEntry)
+    assert (expiring.entry, expiring.expires_at) == (Entry(b"v", 1, 1, 1), 2_000)
+    assert store.read("absent") is None
+    clock.now = 2_000
+    assert store.read("k") is None
+
+
 def test_keys_without_a_deadline_stay_in_the_plain_map() -> None:
     """A key without a deadline is looked up as before: lookup returns its Entry; it has no expiry."""
     store = Store()

@@ -144,10 +144,9 @@ class Store:
 
     def entry(self, key: str) -> Entry:
         """Return the value and revisions of ``key``; raise :class:`NoSuchKeyError` if absent (or expired)."""
-        try:
-            return _new(Entry, self._data[key])
-        except KeyError:
-            pass
+        found = self._data.get(key)
+        if found is not None:
+            return _new(Entry, found)
         found = self._expiring.get(key)
         if found is None or self.expires_at(key) <= self.now():
             raise NoSuchKeyError(key)
@@ -158,16 +157,27 @@ class Store:
 
         Raises :class:`NoSuchKeyError` if absent or expired.
         """
-        try:
-            return _new(Entry, self._data[key])
-        except KeyError:
-            pass
+        found = self.read(key)
+        if found is None:
+            raise NoSuchKeyError(key)
+        if isinstance(found, ExpiringEntry):
+            raise found
+        return found
+
+    def read(self, key: str) -> Entry | ExpiringEntry | None:
+        """:meth:`lookup` without raising: the HTTP read path's, where a miss is as common as a hit.
+
+        A live key with a deadline is its :class:`ExpiringEntry` (returned, not raised); absent or expired, None.
+        """
+        found = self._data.get(key)
+        if found is not None:
+            return _new(Entry, found)
         found = self._expiring.get(key)
         if found is not None:
             expires_at = self.expires_at(key)
             if expires_at > self.now():
-                raise ExpiringEntry(_new(Entry, found), expires_at)
-        raise NoSuchKeyError(key)
+                return ExpiringEntry(_new(Entry, found), expires_at)
+        return None
 
     def mod_revision(self, key: str) -> int:
         """The revision that last wrote ``key``, 0 if it is absent: what preconditions compare.
