@@ -86,6 +86,8 @@ class LoadScenario:
     (``ceiling``, ``asgi_bare``): the ratios to it are taken from rounds seconds apart."""
     auth: bool = False
     """TUCO_AUTH=token, and every request (preload and load) carries a bearer token granted write on the keys."""
+    preloaded: bool = True
+    """False: no key is written first, so every GET asks for an absent key (404)."""
 
     @property
     def reference(self) -> bool:
@@ -106,6 +108,7 @@ LOAD_SCENARIOS: list[LoadScenario] = [
     ),
     LoadScenario("mix", "90/10 GET/PUT, everysec", put_percent=10, env=RELAXED, quick=True, baseline="ceiling"),
     LoadScenario("mix_durable", "90/10 GET/PUT, durable log", put_percent=10),
+    LoadScenario("get_miss", "GET of absent keys (404)", preloaded=False),
     LoadScenario("get_1k", "GET, 1 KiB values", value_bytes=1024),
     LoadScenario("put_1k", "PUT, 1 KiB values, durable", put_percent=100, value_bytes=1024),
     LoadScenario("get_64k", "GET, 64 KiB values (1,000 keys)", keys=1000, value_bytes=65536, env=BIG_VALUES),
@@ -264,7 +267,8 @@ def _pure_twin(
     server = stack.enter_context(_start(sc, twin_dir, {**env, **pure_env()}, name=f"{sc.name}-pure"))
     server.wait_ready(timeout=30)
     header = _bench_token(server.url) if sc.auth else ""
-    preload_http(server.url, sc.keys, sc.value_bytes, tls=tls, header=header)
+    if sc.preloaded:
+        preload_http(server.url, sc.keys, sc.value_bytes, tls=tls, header=header)
     measure = _rounds_of(server, sc, header)
     measure(seconds=warmup)
     return measure
@@ -314,7 +318,7 @@ def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
         server = stack.enter_context(_start(sc, workdir, env))
         result["ready_seconds"] = round(server.wait_ready(timeout=30), 3)
         header = _bench_token(server.url) if sc.auth else ""
-        if not sc.reference:
+        if not sc.reference and sc.preloaded:
             result["preload_seconds"] = round(
                 preload_http(server.url, sc.keys, sc.value_bytes, tls=tls, header=header), 2
             )
