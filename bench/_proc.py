@@ -7,9 +7,10 @@ steadier on a noisy two-core machine than wall-clock throughput.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "open_fds", "status_kib", "tree_pids"]
+__all__ = ["cpu_seconds", "open_fds", "status_kib", "tree_pids", "wait_until_quiet"]
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -58,3 +59,30 @@ def status_kib(pid: int, field: str) -> int:
 def open_fds(pid: int) -> int:
     """Number of open file descriptors of the process."""
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _idle_and_total() -> tuple[int, int]:
+    """The machine's idle and total CPU ticks so far (/proc/stat; iowait counts as busy)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3], sum(fields[:8])  # user nice system idle iowait irq softirq steal (guests are in user)
+
+
+def wait_until_quiet(*, idle_share: float = 0.9, window: float = 0.25, limit: float = 10.0) -> float:
+    """Wait until the CPUs were idle ``idle_share`` of a ``window``, at most ``limit`` seconds; the seconds waited.
+
+    A round that starts right after another server's (a pure twin's, a baseline's) would otherwise share the
+    machine with what that server's load left running (a compaction, a replaced log cut back slice by slice,
+    the kernel writing back its pages) and pay for it in its tail. Bounded: a machine busy with others' work
+    is measured as it is.
+    """
+    started = time.monotonic()
+    idle, total = _idle_and_total()
+    while True:
+        time.sleep(window)
+        now_idle, now_total = _idle_and_total()
+        if now_total == total or (now_idle - idle) / (now_total - total) >= idle_share:
+            break
+        if time.monotonic() - started >= limit:
+            break
+        idle, total = now_idle, now_total
+    return time.monotonic() - started

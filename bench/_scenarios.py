@@ -301,6 +301,7 @@ def run_load(sc: LoadScenario, settings: Settings) -> dict[str, Any]:
         "keys": sc.keys,
         "value_bytes": sc.value_bytes,
         "put_percent": sc.put_percent,
+        "preloaded": sc.preloaded,
         "server_env": sc.env,
         "round_seconds": seconds,
     }

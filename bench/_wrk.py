@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from _proc import cpu_seconds
+from _proc import cpu_seconds, wait_until_quiet
 
 __all__ = ["WRK_DIR", "RoundResult", "ensure_wrk", "run_round"]
 
@@ -69,7 +69,7 @@ def run_round(
     put_percent: int = 0,
     header: str = "",
 ) -> RoundResult:
-    """Run wrk once and read the server's CPU time right before and right after.
+    """Run wrk once, on a quiet machine, and read the server's CPU time right before and right after.
 
     One wrk thread: on two cores, wrk gets one and the server the other.
     """
@@ -89,6 +89,7 @@ def run_round(
         str(value_bytes),
         str(put_percent),
     ]
+    wait_until_quiet()  # not on what the server before this round left running
     cpu_before = cpu_seconds(pid)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     cpu_after = cpu_seconds(pid)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ if str(BENCH) not in sys.path:
 # bench/ is scripts, not a package (nor type-checked): its modules are looked up by name.
 _report: Any = importlib.import_module("_report")
 _scenarios: Any = importlib.import_module("_scenarios")
+_proc: Any = importlib.import_module("_proc")
 
 
 def _results(**scenarios: dict[str, Any]) -> dict[str, Any]:
@@ -183,3 +185,36 @@ def test_the_heap_per_key_is_judged_against_the_pure_twins_heap() -> None:
     assert _rows(_results(startup={"heap_slope_bytes_per_key": 270.7, **spread, **twin}))[name]["verdict"] == "met"
     assert _rows(_results(startup={"heap_slope_bytes_per_key": 270.8, **spread, **twin}))[name]["verdict"] == "NOT met"
     assert _rows(_results())[name]["verdict"] == "not measured"
+
+
+def test_the_404s_of_the_absent_keys_scenario_are_not_errors_but_any_other_error_is() -> None:
+    """get_miss expects a 404 for every GET (wrk counts them as status errors); its other errors still show."""
+    scenario = next(s for s in _scenarios.LOAD_SCENARIOS if s.name == "get_miss")
+    assert (scenario.preloaded, scenario.put_percent) == (False, 0)
+    median = {"rps": 9_000.0, "p50_ms": 1.0, "p99_ms": 2.0, "max_ms": 3.0, "cpu_us_per_request": 30.0}
+    errors = {"connect": 0, "read": 2, "write": 0, "status": 270_000, "timeout": 1}
+    sc = {
+        "kind": "load",
+        "title": "GET of absent keys (404)",
+        "connections": 64,
+        "value_bytes": 64,
+        "peak_rss_kib": 51_200,
+        "median": {**median, "errors": errors},
+    }
+    missing = _report._load_table(_results(get_miss={**sc, "preloaded": False}))[2]
+    assert missing.endswith("| 50 | 3 |"), missing
+    present = _report._load_table(_results(get={**sc, "preloaded": True}))[2]
+    assert present.endswith("| 50 | 270003 |"), present
+
+
+def test_a_round_waits_for_the_machine_to_be_quiet_but_not_forever() -> None:
+    """wait_until_quiet returns after one window once the CPUs were idle enough, and after its limit if never."""
+    wait_until_quiet = _proc.wait_until_quiet
+    assert wait_until_quiet(idle_share=0.0, window=0.05, limit=5.0) < 1.0  # any machine is that idle
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # one core never idle: at most half
+    try:
+        waited = wait_until_quiet(idle_share=0.99, window=0.05, limit=0.5)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert 0.5 <= waited < 1.5
