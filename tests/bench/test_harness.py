@@ -23,6 +23,13 @@ def _results(**scenarios: dict[str, Any]) -> dict[str, Any]:
     return {"scenarios": scenarios, "fsync": {"p99_ms": 0.5}}
 
 
+def _load_scenario(title: str, median: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A load scenario's result as run.py writes it: 9,000 req/s, 64 connections of 64-byte values, 50 MiB at peak."""
+    figures = {"rps": 9_000.0, "p50_ms": 1.0, "p99_ms": 2.0, "max_ms": 3.0, "cpu_us_per_request": 30.0, "errors": {}}
+    scenario = {"kind": "load", "title": title, "connections": 64, "value_bytes": 64, "peak_rss_kib": 51_200}
+    return {**scenario, "median": {**figures, **median}, **fields}
+
+
 def _rows(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {row["target"]: row for row in _report.evaluate_targets(results)}
 
@@ -151,16 +158,7 @@ def test_replay_is_measured_against_the_naive_loop_and_each_p99_against_the_pure
 
 def test_a_paired_asgi_row_names_its_baseline() -> None:
     """The load table shows a scenario paired with asgi_bare as a bold share of asgi_bare."""
-    median = {"rps": 9_000.0, "p50_ms": 1.0, "p99_ms": 2.0, "max_ms": 3.0, "cpu_us_per_request": 30.0}
-    sc = {
-        "kind": "load",
-        "title": "tuco's ASGI app under uvicorn, GET",
-        "connections": 64,
-        "value_bytes": 64,
-        "baseline": "asgi_bare",
-        "peak_rss_kib": 51_200,
-        "median": {**median, "errors": {}, "ratio_to_asgi_bare": 0.85},
-    }
+    sc = _load_scenario("tuco's ASGI app under uvicorn, GET", {"ratio_to_asgi_bare": 0.85}, baseline="asgi_bare")
     lines = _report._load_table(_results(asgi_get=sc))
     assert lines[2] == (
         "| asgi_get: tuco's ASGI app under uvicorn, GET | 64 | 64 B | 9,000 | **85%** of asgi_bare (paired) "
@@ -191,16 +189,8 @@ def test_the_404s_of_the_absent_keys_scenario_are_not_errors_but_any_other_error
     """get_miss expects a 404 for every GET (wrk counts them as status errors); its other errors still show."""
     scenario = next(s for s in _scenarios.LOAD_SCENARIOS if s.name == "get_miss")
     assert (scenario.preloaded, scenario.put_percent) == (False, 0)
-    median = {"rps": 9_000.0, "p50_ms": 1.0, "p99_ms": 2.0, "max_ms": 3.0, "cpu_us_per_request": 30.0}
     errors = {"connect": 0, "read": 2, "write": 0, "status": 270_000, "timeout": 1}
-    sc = {
-        "kind": "load",
-        "title": "GET of absent keys (404)",
-        "connections": 64,
-        "value_bytes": 64,
-        "peak_rss_kib": 51_200,
-        "median": {**median, "errors": errors},
-    }
+    sc = _load_scenario("GET of absent keys (404)", {"errors": errors})
     missing = _report._load_table(_results(get_miss={**sc, "preloaded": False}))[2]
     assert missing.endswith("| 50 | 3 |"), missing
     present = _report._load_table(_results(get={**sc, "preloaded": True}))[2]
