@@ -77,8 +77,9 @@ def stamped(origin: Origin | None, at: int) -> Origin | None:
     """``origin`` at the moment ``at`` the log committed its change (None, unknown, stays None)."""
     if origin is None:
         return None
+    moment = (origin[0], at, origin[2])
     untrack = _untracked  # one per batch, kept in each change of it: see tuco.core._untrack
-    return (origin[0], at, origin[2]) if untrack is None else untrack((origin[0], at, origin[2]))
+    return moment if untrack is None else untrack(moment)
 
 
 def clip_by(name: str) -> str:

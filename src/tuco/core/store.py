@@ -144,13 +144,10 @@ class Store:
 
     def entry(self, key: str) -> Entry:
         """Return the value and revisions of ``key``; raise :class:`NoSuchKeyError` if absent (or expired)."""
-        found = self._data.get(key)
-        if found is not None:
-            return _new(Entry, found)
-        found = self._expiring.get(key)
-        if found is None or self.expires_at(key) <= self.now():
+        found = self.read(key)
+        if found is None:
             raise NoSuchKeyError(key)
-        return _new(Entry, found)
+        return found.entry if isinstance(found, ExpiringEntry) else found
 
     def lookup(self, key: str) -> Entry:
         """:meth:`entry` for the read path: a live key with a deadline raises :class:`ExpiringEntry` instead.
