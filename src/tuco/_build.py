@@ -42,6 +42,7 @@ COMPILED = (
     "tuco/watchers.py",
     "tuco/reads.py",
     "tuco/limits.py",
+    "tuco/http/_fast.py",
     "tuco/http/messages.py",
     "tuco/http/routes.py",
     "tuco/http/answers.py",

@@ -34,6 +34,7 @@ from tuco.core.codec import RecordDecoder, encode_event, encode_record
 from tuco.core.events import Event, EventType, PlainWrites
 from tuco.core.origin import Reason, new_origin, stamped
 from tuco.core.store import Store
+from tuco.http import _fast, _wire
 
 compiled_only = pytest.mark.skipif(build.EXPECTED != "compiled", reason="the pure build has no C extension")
 
@@ -75,6 +76,13 @@ def test_the_build_has_the_c_loops_exactly_when_it_is_compiled() -> None:
     assert (_decoder._native_decode is not None) == found
     assert (store_module._native_apply is not None) == found
     assert (_untrack.untracked is not None) == found
+    assert (
+        all(f is not None for f in (_fast.render_read, _fast.render_written, _fast.find_byte, _fast.plain_segment))
+        == found
+    )
+    assert (
+        all(f is None for f in (_fast.render_read, _fast.render_written, _fast.find_byte, _fast.plain_segment)) != found
+    )
 
 
 @compiled_only
@@ -245,6 +253,89 @@ def test_a_write_leaves_its_entry_its_change_and_its_origin_untracked_at_once() 
     assert [gc.is_tracked(t) for t in (origin, first, second, *changes)] == [False] * 6
 
 
+NUMBERS = [0, 1, 9, 10, 99, 100, 12345, 2**31, 2**32 + 7, 2**63 - 1, -1, -10, -(2**63)]
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+TAIL = b"\r\nDate: Sun, 06 Dec 2026 22:40:10 GMT\r\n\r\n"
+
+
+@compiled_only
+@pytest.mark.parametrize("body", [b"", b"v", bytes(range(256)) * 64])
+def test_the_c_answers_are_the_bytes_of_the_formats_they_stand_in_for(body: bytes) -> None:
+    """A key's read and a write's answer, rendered in C, byte for byte what _wire's two % formats render."""
+    from tuco.core._native import render_read, render_written
+
+    for n, number in enumerate(NUMBERS):
+        etag, revision, created, version = number, NUMBERS[n - 1], NUMBERS[n - 2], NUMBERS[n - 3]
+        expected = _wire._READ % (HEAD, etag, revision, created, version, len(body), TAIL, body)
+        assert render_read(HEAD, etag, revision, created, version, TAIL, body) == expected
+        assert render_written(HEAD, etag, revision, TAIL) == _wire._WRITTEN % (HEAD, etag, revision, TAIL)
+    assert render_read(b"", True, 2, 3, 4, b"", body) == _wire._READ % (b"", True, 2, 3, 4, len(body), b"", body)
+    read = render_read(HEAD, 7, 8, 3, 2, TAIL, b"abc")
+    assert read == (
+        HEAD + b'ETag: "7"\r\nX-Tuco-Revision: 8\r\nX-Tuco-Create-Revision: 3\r\nX-Tuco-Version: 2\r\n'
+        b"Content-Length: 3" + TAIL + b"abc"
+    )
+    assert render_written(HEAD, 7, 8, TAIL) == HEAD + b'ETag: "7"\r\nX-Tuco-Revision: 8\r\nContent-Length: 0' + TAIL
+
+
+@compiled_only
+def test_the_c_answers_leave_what_they_cannot_render_to_the_formats() -> None:
+    """An int over 64 bits is OverflowError, anything but an int or exact bytes TypeError: _wire then formats."""
+    from tuco.core._native import render_read, render_written
+
+    for number in (2**63, -(2**63) - 1, 10**30):
+        with pytest.raises(OverflowError):
+            render_read(HEAD, 1, number, 1, 1, TAIL, b"")
+        with pytest.raises(OverflowError):
+            render_written(HEAD, number, 1, TAIL)
+    bad: list[tuple[Any, ...]] = [
+        (HEAD, None, 1, 1, 1, TAIL, b""),
+        (HEAD, 1, 1, 1.5, 1, TAIL, b""),
+        (bytearray(HEAD), 1, 1, 1, 1, TAIL, b""),
+        (HEAD, 1, 1, 1, 1, TAIL, memoryview(b"x")),
+        (HEAD, 1, 1, 1, 1, TAIL),
+    ]
+    for args in bad:
+        with pytest.raises(TypeError):
+            render_read(*args)
+    with pytest.raises(TypeError):
+        render_written(HEAD, 1, "1", TAIL)
+
+
+@pytest.mark.parametrize("number", [2**64, -(2**70)])
+def test_an_answer_with_an_int_over_64_bits_is_rendered_by_the_format(number: int) -> None:
+    """Both builds: what C cannot render, _wire formats, to the same bytes the format always gave."""
+    from tuco.http.messages import Response
+
+    out: list[bytes] = []
+    read = Response(200, b"abc", b"application/octet-stream", (), number, 5, 3, number)
+    _wire.serialise(out, read, _wire.KEEP, False, b"", TAIL)
+    written = Response(201, b"", None, (), number, number)
+    _wire.serialise(out, written, _wire.KEEP, False, b"", TAIL)
+    assert out == [
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+        b'ETag: "%d"\r\nX-Tuco-Revision: 5\r\nX-Tuco-Create-Revision: 3\r\nX-Tuco-Version: %d\r\n'
+        b"Content-Length: 3%babc" % (number, number, TAIL),
+        b'HTTP/1.1 201 Created\r\nETag: "%d"\r\nX-Tuco-Revision: %d\r\nContent-Length: 0%b' % (number, number, TAIL),
+    ]
+
+
+@compiled_only
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=40) | st.sampled_from([b"", b".", b"..", b"...", b"%", b"/", b"a/b", b"%2F", b".a"]))
+def test_the_c_byte_search_and_segment_check_are_pythons(data: bytes) -> None:
+    """find_byte is bytes.find of one byte; plain_segment the key route's own check of its segment."""
+    from tuco.core._native import find_byte, plain_segment
+
+    for byte in (0, 0x25, 0x2F, 0x2E, 0x3F, 0x76, 0xFF):
+        assert find_byte(data, byte) == data.find(bytes([byte]))
+    assert plain_segment(data) == (bool(data) and b"%" not in data and b"/" not in data and data not in (b".", b".."))
+    with pytest.raises(ValueError):
+        find_byte(data, 256)
+    with pytest.raises(TypeError):
+        plain_segment(bytearray(data))  # type: ignore[arg-type]
+
+
 @compiled_only
 @pytest.mark.slow
 @pytest.mark.timeout(300)
@@ -287,7 +378,7 @@ def test_the_c_loops_read_and_write_nothing_out_of_bounds_under_the_address_sani
     output = run.stdout + run.stderr
     assert "AddressSanitizer" not in output and "runtime error" not in output, output[-4000:]
     assert run.returncode == 0, output[-4000:]
-    assert re.search(r"\b10 passed\b", output), output[-2000:]  # every test of this module but this one
+    assert re.search(r"\b17 passed\b", output), output[-2000:]  # every test of this module but this one
 
 
 @compiled_only

@@ -32,6 +32,7 @@ import structlog
 
 from tuco.http import answers
 from tuco.http._context import ServerContext
+from tuco.http._fast import find_byte as _find_byte
 from tuco.http._tls import Peer
 from tuco.http._wire import CLOSE, KEEP, KEEP_SAID
 from tuco.http.answers import CERTIFICATE_EXPIRED, INTERNAL_ERROR, SERVER_BUSY, txn_body_too_large, value_too_large
@@ -43,6 +44,7 @@ _logger = structlog.get_logger("tuco.http")
 _audit = structlog.get_logger("tuco.audit")
 
 _CONDITIONS: Final = (b"if-match", b"if-none-match")
+_QUERY: Final = 0x3F  # "?"
 
 SHUTTING_DOWN = answers.SHUTTING_DOWN
 _SHUTTING_DOWN = SHUTTING_DOWN
@@ -360,7 +362,8 @@ class RequestReader(asyncio.Protocol):
         if mode == CLOSE:
             self._stopped = True
         target = self._target
-        if target.find(b"?") >= 0:  # not ``in``: see tuco.http.api
+        find = _find_byte
+        if (find(target, _QUERY) if find is not None else target.find(b"?")) >= 0:  # not ``in``: see tuco.http.api
             path, _, query = target.partition(b"?")
         else:
             path, query = target, b""

@@ -19,6 +19,8 @@ from typing import Final
 
 import structlog
 
+from tuco.http._fast import render_read as _render_read
+from tuco.http._fast import render_written as _render_written
 from tuco.http.messages import Headers, Response, StreamResponse
 
 __all__ = [
@@ -102,6 +104,30 @@ _WRITTEN = b'%bETag: "%d"\r\nX-Tuco-Revision: %d\r\nContent-Length: 0%b'
 """A write's whole answer (no body): head, ETag, revision, the date's tail."""
 
 
+def _read_answer(
+    head: bytes, etag: int, revision: int, created: int, version: int | None, tail: bytes, body: bytes
+) -> bytes:
+    """``_READ``'s bytes: rendered in C in the compiled build, formatted here for what C leaves (ints over 64 bits)."""
+    render = _render_read
+    if render is not None and version is not None:
+        try:
+            return render(head, etag, revision, created, version, tail, body)
+        except (OverflowError, TypeError):
+            pass  # the format below renders it, or raises what it always raised
+    return _READ % (head, etag, revision, created, version, len(body), tail, body)
+
+
+def _written_answer(head: bytes, etag: int, revision: int, tail: bytes) -> bytes:
+    """``_WRITTEN``'s bytes, as :func:`_read_answer` renders ``_READ``'s."""
+    render = _render_written
+    if render is not None:
+        try:
+            return render(head, etag, revision, tail)
+        except (OverflowError, TypeError):
+            pass
+    return _WRITTEN % (head, etag, revision, tail)
+
+
 def _field_lines(fields: Headers) -> bytes:
     return b"".join([b"%b: %b\r\n" % pair for pair in fields])
 
@@ -150,11 +176,11 @@ def serialise(out: list[bytes], response: Response, mode: int, head_only: bool, 
         if not more and not response.fields:
             if created is not None:  # a key's read: the four numbers, the length and the body in one format
                 if not head_only and size <= JOIN_BODY_BYTES:
-                    data = _READ % (head, etag, revision, created, response.version, size, date_tail, body)
+                    data = _read_answer(head, etag, revision, created, response.version, date_tail, body)
                     out.append(data)
                     return len(data)
             elif not size and response.status != 204:  # a write's answer
-                data = _WRITTEN % (head, etag, revision, date_tail)
+                data = _written_answer(head, etag, revision, date_tail)
                 out.append(data)
                 return len(data)
         if created is not None:

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from tuco.core.origin import Reason
 from tuco.errors import InvalidKeyError, NotFoundError, TucoError
+from tuco.http._fast import plain_segment as _plain_segment
 from tuco.http.answers import NOT_FOUND_PATH, OCTET_STREAM, STARTING, error_answer
 from tuco.http.audit import ANONYMOUS_ORIGIN, origin
 from tuco.http.auth import Guard
@@ -177,7 +178,11 @@ class KeyValueAPI:
         if service.phase is _PHASE_STARTING:
             return STARTING
         try:
-            plain = segment and segment.find(b"%") < 0 and segment.find(b"/") < 0 and segment not in _DOTS
+            check = _plain_segment  # the same test in C, in the compiled build
+            if check is not None:
+                plain = check(segment)
+            else:
+                plain = bool(segment) and segment.find(b"%") < 0 and segment.find(b"/") < 0 and segment not in _DOTS
             key = segment.decode() if plain else decode_key(segment)
         except UnicodeDecodeError:
             return error_answer(InvalidKeyError(KEY_NOT_UTF8))

@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from tuco.http._fast import find_byte as _find_byte
 from tuco.http.answers import INTERNAL_ERROR, SERVER_BUSY, STARTING, txn_body_too_large, value_too_large
 from tuco.http.api import KeyValueAPI
 from tuco.http.messages import Deferred, Request, Response, StreamResponse
@@ -123,7 +124,9 @@ class ASGIApp:
         text = scope["method"]
         method = _METHODS.get(text) or text.encode()
         path = scope.get("raw_path") or scope["path"].encode()
-        if path.find(b"?") >= 0:  # some servers put the query in raw_path too (not ``in``: see tuco.http.api)
+        find = _find_byte
+        # Some servers put the query in raw_path too (bytes.find, not ``in``: see tuco.http.api).
+        if (find(path, 0x3F) if find is not None else path.find(b"?")) >= 0:
             path = path.partition(b"?")[0]
         headers = scope.get("headers") or []
         # One pass over the headers for everything the request path needs of them; names are lower case in
