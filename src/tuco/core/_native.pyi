@@ -1,5 +1,6 @@
 """Types of tuco.core._native, the C extension of the compiled build (``_native.c``); the pure build has none."""
 
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 _T = TypeVar("_T")
@@ -32,3 +33,6 @@ def render_read(
 def render_written(head: bytes, etag: int, revision: int, date_tail: bytes, /) -> bytes: ...
 def find_byte(data: bytes, byte: int, /) -> int: ...
 def plain_segment(segment: bytes, /) -> bool: ...
+def encode_plain(
+    events: Sequence[Any], crc32: Callable[[bytes, int], int], split_bytes: int, /
+) -> tuple[list[bytes], bool]: ...

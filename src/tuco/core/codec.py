@@ -73,7 +73,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tuco.core._decoder import DecodeFailure, RecordDecoder, RecordHead, record_heads
 from tuco.core._format import (
@@ -140,6 +140,13 @@ __all__ = [
 ]
 
 
+_native_encode: Callable[[Sequence[Event], Callable[[bytes, int], int], int], tuple[list[bytes], bool]] | None
+try:  # the compiled build's C loop for a batch's records (tuco.core._native.encode_plain)
+    from tuco.core._native import encode_plain as _native_encode
+except ImportError:
+    _native_encode = None
+
+
 def encode_record(sequence: int, type: EventType, key: str, value: bytes = b"") -> bytes:
     """Frame one event as a record."""
     key_bytes = key.encode("utf-8")
@@ -153,8 +160,11 @@ def encode_records(events: Sequence[Event]) -> tuple[list[bytes], bool]:
     A record's bytes are one buffer, except that a value of :data:`SPLIT_VALUE_BYTES`
     or more is a buffer of its own after its record's head (the checksum runs
     over both without joining them): a large value reaches the disk without
-    being copied. Returns the buffers and whether any value was split off.
+    being copied. Returns the buffers and whether any value was split off. The compiled build does it in C,
+    to the same bytes (``tests/core/test_native.py``).
     """
+    if _native_encode is not None:
+        return _native_encode(events, crc32, SPLIT_VALUE_BYTES)
     parts: list[bytes] = []
     append = parts.append
     pack_payload = _PAYLOAD.pack

@@ -176,11 +176,17 @@ def serialise(out: list[bytes], response: Response, mode: int, head_only: bool, 
         if not more and not response.fields:
             if created is not None:  # a key's read: the four numbers, the length and the body in one format
                 if not head_only and size <= JOIN_BODY_BYTES:
-                    data = _read_answer(head, etag, revision, created, response.version, date_tail, body)
+                    if _render_read is None:  # the pure build: no call in between
+                        data = _READ % (head, etag, revision, created, response.version, size, date_tail, body)
+                    else:
+                        data = _read_answer(head, etag, revision, created, response.version, date_tail, body)
                     out.append(data)
                     return len(data)
             elif not size and response.status != 204:  # a write's answer
-                data = _written_answer(head, etag, revision, date_tail)
+                if _render_written is None:
+                    data = _WRITTEN % (head, etag, revision, date_tail)
+                else:
+                    data = _written_answer(head, etag, revision, date_tail)
                 out.append(data)
                 return len(data)
         if created is not None:

@@ -179,10 +179,11 @@ class KeyValueAPI:
             return STARTING
         try:
             check = _plain_segment  # the same test in C, in the compiled build
-            if check is not None:
-                plain = check(segment)
+            plain: bytes | bool
+            if check is None:
+                plain = segment and segment.find(b"%") < 0 and segment.find(b"/") < 0 and segment not in _DOTS
             else:
-                plain = bool(segment) and segment.find(b"%") < 0 and segment.find(b"/") < 0 and segment not in _DOTS
+                plain = check(segment)
             key = segment.decode() if plain else decode_key(segment)
         except UnicodeDecodeError:
             return error_answer(InvalidKeyError(KEY_NOT_UTF8))
