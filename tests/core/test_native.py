@@ -35,6 +35,7 @@ from tuco.core.events import Event, EventType, PlainWrites
 from tuco.core.origin import Reason, new_origin, stamped
 from tuco.core.store import Store
 from tuco.http import _fast, _wire
+from tuco.http import asgi as asgi_module
 
 compiled_only = pytest.mark.skipif(build.EXPECTED != "compiled", reason="the pure build has no C extension")
 
@@ -366,6 +367,53 @@ def test_the_c_answers_leave_what_they_cannot_render_to_the_formats() -> None:
         render_written(HEAD, 1, "1", TAIL)  # type: ignore[arg-type]
 
 
+@compiled_only
+def test_the_c_asgi_headers_are_the_python_ones() -> None:
+    """The ASGI app's header list of a key's read, built in C: the list the Python code builds, pair for pair."""
+    from tuco.core._native import asgi_read_headers
+
+    pairs = [(b"content-type", b"application/octet-stream"), (b"cache-control", b"no-store")]
+    for n, number in enumerate(NUMBERS):
+        etag, revision, created, version = number, NUMBERS[n - 1], NUMBERS[n - 2], NUMBERS[n - 3]
+        length = n * 1000
+        assert asgi_read_headers(pairs, length, etag, revision, created, version) == [
+            (b"content-length", b"%d" % length),
+            *pairs,
+            (b"etag", b'"%d"' % etag),
+            (b"x-tuco-revision", b"%d" % revision),
+            (b"x-tuco-create-revision", b"%d" % created),
+            (b"x-tuco-version", b"%d" % version),
+        ]
+    assert asgi_read_headers([], 0, 1, 2, 3, 4)[1:] == [
+        (b"etag", b'"1"'),
+        (b"x-tuco-revision", b"2"),
+        (b"x-tuco-create-revision", b"3"),
+        (b"x-tuco-version", b"4"),
+    ]
+    with pytest.raises(OverflowError):
+        asgi_read_headers(pairs, 1, 1, 1, 2**64, 1)
+    with pytest.raises(TypeError):
+        asgi_read_headers(pairs, 1, 1, 1, 1, None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        asgi_read_headers(tuple(pairs), 1, 1, 1, 1, 1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("number", [2**64, -(2**70)])
+def test_an_asgi_read_with_an_int_over_64_bits_has_the_formats_headers(number: int) -> None:
+    """Both builds: what C cannot render, the ASGI app formats, as it always did."""
+    from tuco.http.messages import Response
+
+    read = Response(200, b"abc", b"application/octet-stream", (), number, 5, 3, number)
+    assert asgi_module._head(read) == [
+        (b"content-length", b"3"),
+        (b"content-type", b"application/octet-stream"),
+        (b"etag", b'"%d"' % number),
+        (b"x-tuco-revision", b"5"),
+        (b"x-tuco-create-revision", b"3"),
+        (b"x-tuco-version", b"%d" % number),
+    ]
+
+
 @pytest.mark.parametrize("number", [2**64, -(2**70)])
 def test_an_answer_with_an_int_over_64_bits_is_rendered_by_the_format(number: int) -> None:
     """Both builds: what C cannot render, _wire formats, to the same bytes the format always gave."""
@@ -442,7 +490,7 @@ def test_the_c_loops_read_and_write_nothing_out_of_bounds_under_the_address_sani
     output = run.stdout + run.stderr
     assert "AddressSanitizer" not in output and "runtime error" not in output, output[-4000:]
     assert run.returncode == 0, output[-4000:]
-    assert re.search(r"\b19 passed\b", output), output[-2000:]  # every test of this module but this one
+    assert re.search(r"\b22 passed\b", output), output[-2000:]  # every test of this module but this one
 
 
 @compiled_only

@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from tuco.http._fast import asgi_read_headers as _read_headers
 from tuco.http._fast import find_byte as _find_byte
 from tuco.http.answers import INTERNAL_ERROR, SERVER_BUSY, STARTING, txn_body_too_large, value_too_large
 from tuco.http.api import KeyValueAPI
@@ -171,7 +172,6 @@ class ASGIApp:
                 return
             except _ClientGoneError:
                 return  # a partial body is not a value: store nothing, and there is no one to answer
-        client = scope.get("client")
         request = Request(
             method,
             path,
@@ -180,7 +180,7 @@ class ASGIApp:
             body,
             None,  # no certificate identity: see _peer_unknown
             conditional,
-            f"{client[0]}:{client[1]}" if client else None,
+            scope.get("client") or None,  # (host, port), formatted only if a log line asks (Request.client)
             authorization,
             request_id,
         )
@@ -312,18 +312,30 @@ def _head(response: Response) -> list[tuple[bytes, bytes]]:
     pairs = _STATIC.get((content_type, static))
     if pairs is None:
         pairs = _static_headers(content_type, static)
+    etag, revision, created, version = response.etag, response.revision, response.created, response.version
+    render = _read_headers  # a key's read, the commonest answer, in C in the compiled build
+    if (
+        render is not None
+        and created is not None
+        and version is not None
+        and etag is not None
+        and revision is not None
+        and not response.fields
+        and response.status != 204
+    ):
+        try:
+            return render(pairs, len(response.body), etag, revision, created, version)
+        except (OverflowError, TypeError):
+            pass  # an int over 64 bits: rendered below
     # A 204 has no Content-Length (RFC 9110 8.6).
     headers = [(_CONTENT_LENGTH, b"%d" % len(response.body)), *pairs] if response.status != 204 else pairs.copy()
-    etag = response.etag
     if etag is not None:
         headers.append((b"etag", b'"%d"' % etag))
-    revision = response.revision
     if revision is not None:
         headers.append((b"x-tuco-revision", b"%d" % revision))
-    created = response.created
     if created is not None:
         headers.append((b"x-tuco-create-revision", b"%d" % created))
-        headers.append((b"x-tuco-version", b"%d" % (response.version or 0)))
+        headers.append((b"x-tuco-version", b"%d" % (version or 0)))
     for name, value in response.fields:
         headers.append((name.lower(), value))
     return headers

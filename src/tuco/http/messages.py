@@ -35,11 +35,11 @@ class Request:
     """One HTTP request: method, raw path, raw query, headers as received, body, TLS peer identity, client address."""
 
     __slots__ = (
+        "_client",
         "_params",
         "authorization",
         "body",
         "caller",
-        "client",
         "conditional",
         "headers",
         "method",
@@ -60,7 +60,7 @@ class Request:
         body: bytes = b"",
         peer: Peer | None = None,
         conditional: bool | None = None,
-        client: str | None = None,
+        client: str | tuple[str, int] | None = None,
         authorization: bytes | EllipsisType | None = ...,
         request_id: bytes | None = None,
     ) -> None:
@@ -70,8 +70,7 @@ class Request:
         self.headers: list[tuple[bytes, bytes]] = headers if headers is not None else []
         self.body = body
         self.peer = peer
-        self.client = client
-        """The client's address (``host:port``), for the audit log; None where the front end does not know it."""
+        self._client = client
         if conditional is None:
             conditional = any(len(name) in (8, 13) and name.lower() in _CONDITIONS for name, _ in self.headers)
         self.conditional = conditional
@@ -95,6 +94,17 @@ class Request:
         """The credential the guard authorized the request by (its grants, its id); None with authentication off,
         where a handler may do anything (:func:`~tuco.http.handlers.may`)."""
         self._params: dict[bytes, bytes] | None = None
+
+    @property
+    def client(self) -> str | None:
+        """The client's address (``host:port``), for the audit log; None where the front end does not know it.
+
+        An ASGI server's ``(host, port)`` is formatted only when asked: an answer rarely needs it.
+        """
+        client = self._client
+        if client is None or isinstance(client, str):
+            return client
+        return f"{client[0]}:{client[1]}"
 
     @classmethod
     def from_target(
