@@ -47,7 +47,6 @@ A transaction's is its :class:`~tuco.core.txn.TxnOutcome` (or LeaseNotFoundError
 _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__: these are made per write
 
 
-_precondition_of = operator.itemgetter(3)
 _expiry_of = operator.itemgetter(4)
 _origin_of = operator.itemgetter(6)
 
