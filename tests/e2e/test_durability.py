@@ -174,27 +174,45 @@ def test_a_drain_keeps_serving_with_readyz_503_until_it_ends(tuco: StartTuco) ->
     """With a drain, SIGTERM first only turns /readyz to 503: kept-alive and new connections are still served.
 
     The Compose recipe's stop, without one, lost a write: HAProxy sent it on a kept-alive connection just as
-    tuco closed that connection, and dropped its client's connection unanswered (CI at 793dd65).
+    tuco closed that connection, and dropped its client's connection unanswered (CI at 793dd65). The drain is
+    long and a second signal ends it once the requests are answered: with a drain of 3 s, a loaded machine
+    once took longer than that to send them, and the last one met a closed port.
     """
-    server = tuco(TUCO_SHUTDOWN_DRAIN_SECONDS="3")
+    server = tuco(TUCO_SHUTDOWN_DRAIN_SECONDS="600")
     with server.client() as kept:
         assert kept.put(key_path("before"), content=b"0").status_code == 201
         assert server.proc is not None
         server.proc.send_signal(signal.SIGTERM)
         server.wait_for("stopping")
+        draining_since = time.monotonic()
         assert httpx.get(f"{server.url}/readyz").status_code == 503
         assert kept.put(key_path("kept"), content=b"1").status_code == 201  # the same connection, still open
         assert httpx.put(f"{server.url}{key_path('new')}", content=b"2").status_code == 201  # still accepting
+        served_for = time.monotonic() - draining_since
+        server.proc.send_signal(signal.SIGTERM)  # the second signal ends the drain
         assert server.wait_exit(30) == 0, server.output()
     events = server.events()
     steps = [event["event"] for event in events if event.get("event") in (*_STOP_STEPS, "drained")]
     assert steps == ["stopping", "drained", "connections_closed", "log_closed", "stopped"]
     (stopping,) = [event for event in events if event.get("event") == "stopping"]
-    assert (stopping["drain_seconds"], stopping["grace_seconds"]) == (3.0, 10.0)
+    assert (stopping["drain_seconds"], stopping["grace_seconds"]) == (600.0, 10.0)
     (drained,) = [event for event in events if event.get("event") == "drained"]
-    assert drained["seconds"] >= 3.0  # the whole drain: nothing above ended it early
+    assert served_for <= drained["seconds"] < 60  # nothing above ended it early; the second signal did
     with tuco().client() as http:
         assert [http.get(key_path(key)).content for key in ("before", "kept", "new")] == [b"0", b"1", b"2"]
+
+
+def test_a_drain_ends_by_itself_after_its_time(tuco: StartTuco) -> None:
+    """One signal and nothing else: the drain lasts its configured time, then the stop goes on as usual."""
+    server = tuco(TUCO_SHUTDOWN_DRAIN_SECONDS="1.5")
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.wait_exit(30) == 0, server.output()
+    events = server.events()
+    steps = [event["event"] for event in events if event.get("event") in (*_STOP_STEPS, "drained")]
+    assert steps == ["stopping", "drained", "connections_closed", "log_closed", "stopped"]
+    (drained,) = [event for event in events if event.get("event") == "drained"]
+    assert 1.5 <= drained["seconds"] < 10
 
 
 def test_a_second_signal_ends_the_drain(tuco: StartTuco) -> None:
