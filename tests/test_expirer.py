@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.log.helpers import cancel_while_it_stops
 from tuco.core.events import EventType
 from tuco.expirer import Expirer
 from tuco.service import Service
@@ -79,5 +80,19 @@ def test_the_service_counts_its_expirer_s_rounds_and_expired_keys() -> None:
             assert service.expired_keys == service.expirer.expired_keys == 0
         finally:
             await service.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_cancel_of_aclose_reaches_its_caller() -> None:
+    """Expirer.aclose cancelled while it waits for its task to end raises CancelledError, as a timeout needs."""
+
+    async def main() -> None:
+        service = Service(MemoryLog())
+        await service.start()
+        expirer = service.expirer
+        running = expirer._task
+        assert await cancel_while_it_stops(expirer.aclose(), lambda: running)
+        await service.aclose()
 
     asyncio.run(main())

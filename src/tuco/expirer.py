@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
 import structlog
 
+from tuco._tasks import stop_task
 from tuco.core.events import Event, EventType, Expiry, Precondition
 from tuco.core.leases import Due
 from tuco.core.origin import EXPIRER, Reason, new_origin
@@ -70,9 +70,7 @@ class Expirer:
         """Stop the rounds (a write in flight is left to the log)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)  # a cancel of this close still reaches its caller
 
     async def run(self) -> None:
         """Round after round, forever. Never dies: a failure is logged and retried."""

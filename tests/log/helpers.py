@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +50,27 @@ def replay_fixture(path: Path) -> Store:
         store.apply_batch(batch)
     assert reader.report is not None and reader.report.problem is None
     return store
+
+
+async def cancel_while_it_stops(
+    closing: Coroutine[Any, Any, None], stopped: Callable[[], asyncio.Task[Any] | None]
+) -> bool:
+    """Run ``closing`` and cancel it once it cancelled the task ``stopped()`` names; whether the cancel reached it.
+
+    A close that cancels a helper task and then awaits it under ``suppress(CancelledError)`` also swallows a
+    cancel meant for itself (an ``asyncio.timeout`` around it would never fire).
+    """
+    closer = asyncio.ensure_future(closing)
+    for _ in range(10_000):
+        task = stopped()
+        if task is not None and task.cancelling():
+            break
+        await asyncio.sleep(0)
+    else:
+        raise AssertionError("the close never cancelled the task")
+    closer.cancel()
+    try:
+        await closer
+    except asyncio.CancelledError:
+        return True
+    return False

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from tests.log.helpers import open_log, wait_until
+from tests.log.helpers import cancel_while_it_stops, open_log, wait_until
 from tuco.core.codec import HEADER_SIZE, encode_header, encode_record
 from tuco.core.events import Event, EventType
 from tuco.core.store import Store
@@ -334,6 +334,21 @@ def test_everysec_writes_are_replayable_after_aclose(path: Path) -> None:
     events = asyncio.run(main())
     assert read_back(path) == events
     assert [e.sequence for e in events] == list(range(1, 22))
+
+
+def test_a_cancel_of_aclose_reaches_its_caller_and_a_second_aclose_finishes(path: Path) -> None:
+    """aclose cancelled while it stops the sync timer raises CancelledError; closing again closes the file."""
+
+    async def main() -> None:
+        log, _ = await open_log(path, sync=SyncMode.EVERYSEC, sync_interval=0.01, watch_interval=0)
+        assert await log.write_put("k", b"v") == put(1, "k", b"v")
+        assert await cancel_while_it_stops(log.aclose(), lambda: log._sync_task)
+        await log.aclose()
+        reopened, store = await open_log(path)  # the lock was released: the file opens again
+        assert store.last_sequence == 1
+        await reopened.aclose()
+
+    asyncio.run(main())
 
 
 def test_failing_disk_stops_the_log_and_loses_nothing_acknowledged(path: Path, failing_disk: FailingDisk) -> None:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from tuco._tasks import stop_task
 from tuco.client import _calls as calls
 from tuco.client import _history as history_calls
 from tuco.client import _tokens as token_calls
@@ -23,7 +24,6 @@ from tuco.client._history import HistoryPage
 from tuco.client._keeper import KeptLease
 from tuco.client._options import Backoff, Options
 from tuco.client._session import AsyncSession
-from tuco.client._tasks import stop_task
 from tuco.client._tokens import Grant, Token
 from tuco.client._txn import RangeDeleted, Txn, TxnResult
 from tuco.client._watch import WatchCursor, WatchEvent

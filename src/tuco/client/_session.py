@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
+from tuco._tasks import stop_task
 from tuco.client._async_coord import AsyncElection, AsyncLock, AsyncSemaphore
 from tuco.client._calls import Lease
 from tuco.client._election import Election
@@ -25,7 +26,6 @@ from tuco.client._errors import OutcomeUnknownError, SessionLostError
 from tuco.client._lock import Lock
 from tuco.client._protocols import AsyncKeys, Keys
 from tuco.client._semaphore import Semaphore
-from tuco.client._tasks import stop_task
 from tuco.errors import InvalidRequestError, LeaseNotFoundError, TucoError
 
 __all__ = ["AsyncSession", "Session", "SessionState"]

@@ -36,13 +36,13 @@ can open the log in between.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import cast
 
 import structlog
 
+from tuco._tasks import stop_task
 from tuco.core.codec import ENTRY_OVERHEAD, HEADER_SIZE, encode_event, encode_records
 from tuco.core.events import Event
 from tuco.core.txn import TxnOutcome
@@ -377,9 +377,7 @@ class FileTransactionLog(FileLogState, WritesThroughGroupCommit):
             await compaction
         for task in (self._sync_task, self._watch_task):
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await stop_task(task)  # a cancel of this close still reaches its caller
         self._sync_task = self._watch_task = None
         if self._file is not None:
             self._unsynced = True  # a sync cancelled above may not have finished: always sync once more
