@@ -13,12 +13,15 @@ is the compiled build's C helper (``_native.c``); in the pure build it is
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 __all__ = ["untracked"]
 
-untracked: Callable[[Any], Any] | None
+_loaded: Callable[[Any], Any] | None
 try:
-    from tuco.core._native import untracked
+    from tuco.core._native import untracked as _loaded
 except ImportError:
-    untracked = None
+    _loaded = None
+
+untracked: Final = _loaded
+"""Final: in the compiled build each caller reads a C static, not a module's dict (see tuco.http.observer)."""

@@ -8,10 +8,11 @@ numbers only when ``/metrics`` is scraped.
 from __future__ import annotations
 
 from bisect import bisect_left
+from typing import Final
 
 __all__ = ["BATCH_SIZE_BOUNDS", "SECONDS_BOUNDS", "Distribution"]
 
-SECONDS_BOUNDS: tuple[float, ...] = (
+SECONDS_BOUNDS: Final[tuple[float, ...]] = (
     0.0001,
     0.00025,
     0.0005,
@@ -31,7 +32,7 @@ SECONDS_BOUNDS: tuple[float, ...] = (
 )
 """Latency bucket bounds in seconds, 100 µs to 10 s (a loopback GET takes tens of µs, an fsync about a ms)."""
 
-BATCH_SIZE_BOUNDS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+BATCH_SIZE_BOUNDS: Final[tuple[float, ...]] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 """Bucket bounds for how many writes one commit carried."""
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import Any
+from typing import Any, Final
 
 from tuco.core._untrack import untracked as _untracked
 from tuco.core.events import Entry
@@ -24,10 +24,10 @@ __all__ = ["CHANGE_OVERHEAD_BYTES", "TXN_CODE", "AgedHistory", "Change", "Group"
 # What a retained change costs beyond its key's and its replaced value's bytes:
 # the change, event and entry tuples, their integers, the bytes object header
 # and the list slot (measured with tracemalloc: about 305 bytes).
-CHANGE_OVERHEAD_BYTES = 320
+CHANGE_OVERHEAD_BYTES: Final = 320
 
 
-_new = tuple.__new__
+_new: Final = tuple.__new__
 
 Change = tuple[int, int, str, bytes, Any, Any]
 """A retained change: (revision, type code 1 PUT / 2 DELETE, key, value, the replaced entry or None, origin).
@@ -40,7 +40,7 @@ last field is the tuple of its writes' changes, all at its revision: a revision
 is still one change, so cursors and offsets stay revision arithmetic.
 """
 
-TXN_CODE = 9
+TXN_CODE: Final = 9
 
 
 def flatten(changes: Iterable[Change]) -> Iterator[Change]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, islice
 from operator import itemgetter
-from typing import Any
+from typing import Any, Final
 
 from sortedcontainers import SortedList
 
@@ -46,21 +46,21 @@ try:  # the compiled build's C loop for a run of plain writes (entries made untr
 except ImportError:
     _native_apply = None
 
-DEFAULT_HISTORY_BYTES = 32 << 20
-ENTRY_BYTES = 240
+DEFAULT_HISTORY_BYTES: Final = 32 << 20
+ENTRY_BYTES: Final = 240
 """What a key costs beyond its UTF-8 and its value's bytes: its str and bytes headers, the entry tuple
 and its integers, the dict's slot (tracemalloc: 207 to 224 bytes with 16- and 64-byte keys, 10,000 and
 100,000 keys), with room for the dict's growth."""
-_new = tuple.__new__
-_first = itemgetter(0)
-_PUT = EventType.PUT
-_DELETE = EventType.DELETE
-_GRANT = EventType.LEASE_GRANT
-_HEAP_SLACK = 4096  # stale expirer items tolerated beyond twice the live ones
-_KEEPALIVE = EventType.LEASE_KEEPALIVE
-_TOKEN_CREATE = EventType.TOKEN_CREATE
-_TOKEN_REVOKE = EventType.TOKEN_REVOKE
-_TXN = EventType.TXN
+_new: Final = tuple.__new__
+_first: Final = itemgetter(0)
+_PUT: Final = EventType.PUT
+_DELETE: Final = EventType.DELETE
+_GRANT: Final = EventType.LEASE_GRANT
+_HEAP_SLACK: Final = 4096  # stale expirer items tolerated beyond twice the live ones
+_KEEPALIVE: Final = EventType.LEASE_KEEPALIVE
+_TOKEN_CREATE: Final = EventType.TOKEN_CREATE
+_TOKEN_REVOKE: Final = EventType.TOKEN_REVOKE
+_TXN: Final = EventType.TXN
 
 
 def _never() -> int:

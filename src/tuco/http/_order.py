@@ -44,7 +44,7 @@ __all__ = ["AnswerOrder"]
 
 _SAFE: Final = (b"GET", b"HEAD")  # what may run beside unanswered requests (OPTIONS and TRACE get 405 anyway)
 
-_CANCELLED = answers.CANCELLED
+_CANCELLED: Final = answers.CANCELLED
 
 
 class _Slot:

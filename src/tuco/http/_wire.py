@@ -51,10 +51,10 @@ JOIN_BODY_BYTES: Final = 16 * 1024
 CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK: Final = b"0\r\n\r\n"
 _MAX_CACHED_HEADS: Final = 1024
-_join = b"".join
+_join: Final = b"".join
 
 # RFC 9110 names where Python's table still has the older ones.
-_REASONS: dict[int, str] = {status.value: status.phrase for status in http.HTTPStatus}
+_REASONS: Final[dict[int, str]] = {status.value: status.phrase for status in http.HTTPStatus}
 _REASONS.update(
     {413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable", 422: "Unprocessable Content"}
 )
@@ -71,7 +71,7 @@ def date_tail(now: float) -> bytes:
 
 
 _HeadKey = tuple[int, bytes | None, tuple[tuple[bytes, bytes], ...], int]
-_HEADS: dict[_HeadKey, bytes] = {}
+_HEADS: Final[dict[_HeadKey, bytes]] = {}
 
 
 def _build_head(key: _HeadKey) -> bytes:
@@ -97,10 +97,10 @@ def _build_head(key: _HeadKey) -> bytes:
     return head
 
 
-_READ_LINES = b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Create-Revision: %d\r\nX-Tuco-Version: %d\r\n'
-_READ = b"%b" + _READ_LINES + b"Content-Length: %d%b%b"
+_READ_LINES: Final = b'ETag: "%d"\r\nX-Tuco-Revision: %d\r\nX-Tuco-Create-Revision: %d\r\nX-Tuco-Version: %d\r\n'
+_READ: Final = b"%b" + _READ_LINES + b"Content-Length: %d%b%b"
 """A key's whole read answer: head, ETag, revision, create revision, version, length, the date's tail, body."""
-_WRITTEN = b'%bETag: "%d"\r\nX-Tuco-Revision: %d\r\nContent-Length: 0%b'
+_WRITTEN: Final = b'%bETag: "%d"\r\nX-Tuco-Revision: %d\r\nContent-Length: 0%b'
 """A write's whole answer (no body): head, ETag, revision, the date's tail."""
 
 

@@ -10,6 +10,7 @@ server's log.
 from __future__ import annotations
 
 import json
+from typing import Final
 
 import structlog
 
@@ -70,9 +71,9 @@ __all__ = [
 
 _logger = structlog.get_logger("tuco.http")
 
-OCTET_STREAM = b"application/octet-stream"
-JSON = b"application/json"
-PROMETHEUS_TEXT = b"text/plain; version=0.0.4; charset=utf-8"
+OCTET_STREAM: Final = b"application/octet-stream"
+JSON: Final = b"application/json"
+PROMETHEUS_TEXT: Final = b"text/plain; version=0.0.4; charset=utf-8"
 
 
 def error_response(
@@ -121,47 +122,53 @@ def txn_body_too_large(limit: int) -> Response:
     )
 
 
-RETRY_SOON: Headers = ((b"Retry-After", b"1"),)
+RETRY_SOON: Final[Headers] = ((b"Retry-After", b"1"),)
 
 # The canned answers, each built once from its error class.
-STARTING = error_answer(StartingError("replaying the transaction log; try again shortly"))
-INTERNAL_ERROR = error_answer(TucoError("the server failed to handle the request; see its log"))
-SHUTTING_DOWN = error_answer(ShuttingDownError("the server is shutting down; retry on a new connection"))
-CANCELLED = error_answer(CancelledError("the request was cancelled before it was answered"))
-TOO_MANY_CONNECTIONS = error_answer(TooManyConnectionsError("the server has too many open connections; retry shortly"))
-SERVER_BUSY = error_answer(ServerBusyError("the server is receiving too many request bodies at once; retry shortly"))
-URI_TOO_LONG = error_answer(UriTooLongError("the request target is too long"))
-HEADERS_TOO_LARGE = error_answer(HeadersTooLargeError("too many request headers, or they are too large"))
-REQUEST_TIMEOUT = error_answer(RequestTimeoutError("the request was not received in time"))
-DUPLICATE_LENGTH = bad_request("more than one Content-Length header")
-AMBIGUOUS_LENGTH = bad_request("both Content-Length and Transfer-Encoding are present")
-BAD_TRANSFER_CODING = error_answer(UnsupportedTransferCodingError("only the chunked transfer coding is supported"))
-BAD_EXPECTATION = error_answer(ExpectationFailedError("only 'Expect: 100-continue' is supported"))
-NOT_FOUND_PATH = error_answer(
+STARTING: Final = error_answer(StartingError("replaying the transaction log; try again shortly"))
+INTERNAL_ERROR: Final = error_answer(TucoError("the server failed to handle the request; see its log"))
+SHUTTING_DOWN: Final = error_answer(ShuttingDownError("the server is shutting down; retry on a new connection"))
+CANCELLED: Final = error_answer(CancelledError("the request was cancelled before it was answered"))
+TOO_MANY_CONNECTIONS: Final = error_answer(
+    TooManyConnectionsError("the server has too many open connections; retry shortly")
+)
+SERVER_BUSY: Final = error_answer(
+    ServerBusyError("the server is receiving too many request bodies at once; retry shortly")
+)
+URI_TOO_LONG: Final = error_answer(UriTooLongError("the request target is too long"))
+HEADERS_TOO_LARGE: Final = error_answer(HeadersTooLargeError("too many request headers, or they are too large"))
+REQUEST_TIMEOUT: Final = error_answer(RequestTimeoutError("the request was not received in time"))
+DUPLICATE_LENGTH: Final = bad_request("more than one Content-Length header")
+AMBIGUOUS_LENGTH: Final = bad_request("both Content-Length and Transfer-Encoding are present")
+BAD_TRANSFER_CODING: Final = error_answer(
+    UnsupportedTransferCodingError("only the chunked transfer coding is supported")
+)
+BAD_EXPECTATION: Final = error_answer(ExpectationFailedError("only 'Expect: 100-continue' is supported"))
+NOT_FOUND_PATH: Final = error_answer(
     NotFoundError(
         "no such resource: a key is /v1/key/{key}, where the rest of the path is the key (/v1/key/app/config "
         "is the key app/config, as /v1/key/app%2Fconfig is); the book's /v1/{key} takes one segment only; "
         "every route is in /v1/openapi.json"
     )
 )
-NO_SUCH_KEY = error_answer(NoSuchKeyError())
-NOT_READY = json_response(503, {"ready": False})
-UNAUTHORIZED = error_answer(
+NO_SUCH_KEY: Final = error_answer(NoSuchKeyError())
+NOT_READY: Final = json_response(503, {"ready": False})
+UNAUTHORIZED: Final = error_answer(
     UnauthorizedError("authentication required: send Authorization: Bearer <token> with a valid token")
 )
-INVALID_TOKEN = error_answer(
+INVALID_TOKEN: Final = error_answer(
     UnauthorizedError(
         "the token is not valid (malformed, unknown, revoked or expired)",
         b'Bearer realm="tuco", error="invalid_token"',
     )
 )
-NOT_BEARER = error_answer(
+NOT_BEARER: Final = error_answer(
     UnauthorizedError(
         "the Authorization header must be 'Bearer <token>': the word Bearer, one space, then the token",
         b'Bearer realm="tuco", error="invalid_request"',
     )
 )
-CERTIFICATE_EXPIRED = error_answer(
+CERTIFICATE_EXPIRED: Final = error_answer(
     UnauthorizedError("the client certificate has expired; connect again with a valid one", None)
 )
 

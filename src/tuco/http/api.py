@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from tuco.core.origin import Reason
 from tuco.errors import InvalidKeyError, NotFoundError, TucoError
@@ -47,9 +48,11 @@ from tuco.service import Phase, Service
 __all__ = ["Answer", "KeyValueAPI", "decode_key", "decode_page_token", "encode_page_token", "parse_ttl"]
 
 
-_NOT_FOUND_PATH = NOT_FOUND_PATH
-_DOTS = (b".", b"..")  # refused by decode_key, as segments proxies resolve away
-_PHASE_STARTING = Phase.STARTING  # a module constant: reading an Enum member off its class costs a descriptor call
+_NOT_FOUND_PATH: Final = NOT_FOUND_PATH
+_DOTS: Final = (b".", b"..")  # refused by decode_key, as segments proxies resolve away
+_PHASE_STARTING: Final = (
+    Phase.STARTING
+)  # a module constant: reading an Enum member off its class costs a descriptor call
 
 
 def _not_built(name: str) -> Response:

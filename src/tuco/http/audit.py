@@ -8,6 +8,7 @@ for each one, and a refusal is audited the same way either way.
 from __future__ import annotations
 
 import functools
+from typing import Final
 
 import structlog
 
@@ -17,7 +18,7 @@ from tuco.http.messages import Request
 
 __all__ = ["ANONYMOUS_ORIGIN", "audit_denied", "may", "origin"]
 
-ANONYMOUS_ORIGIN = new_origin(ANONYMOUS, 0)
+ANONYMOUS_ORIGIN: Final = new_origin(ANONYMOUS, 0)
 """Who a change is recorded as with authentication off (a plain write): one object for every such write."""
 
 _audit = structlog.get_logger("tuco.audit")

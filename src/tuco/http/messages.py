@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from types import EllipsisType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import unquote_to_bytes
 
 if TYPE_CHECKING:
@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = ["KEY_ROUTE", "NO_ROUTE", "Answer", "Deferred", "Request", "Response", "Settling", "StreamResponse"]
 
-KEY_ROUTE = "/v1/key/{key}"
+KEY_ROUTE: Final = "/v1/key/{key}"
 """The route of nearly every request: a request's ``route`` until the API says otherwise."""
-NO_ROUTE = "none"
+NO_ROUTE: Final = "none"
 """The ``route`` of a request whose path no route matches."""
 
 Headers = tuple[tuple[bytes, bytes], ...]
@@ -146,7 +146,7 @@ class Request:
         return f"Request({self.method!r}, {self.path!r}, {self.query!r})"
 
 
-_CONDITIONS = (b"if-match", b"if-none-match")
+_CONDITIONS: Final = (b"if-match", b"if-none-match")
 
 
 def _unquote(raw: bytes) -> bytes:

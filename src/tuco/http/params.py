@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import re
+from typing import Final
 from urllib.parse import unquote_to_bytes
 
 from tuco.core.events import ABSENT, EXISTS, Precondition
@@ -52,7 +53,9 @@ _FOREIGN_TOKEN = (
     "the page token is not one this server issued: send next_page_token as it came, or start the listing again "
     "without page_token"
 )
-KEY_NOT_UTF8 = "the key is not valid UTF-8 after percent-decoding: percent-encode the key's UTF-8 bytes (%C3%A9 for é)"
+KEY_NOT_UTF8: Final = (
+    "the key is not valid UTF-8 after percent-decoding: percent-encode the key's UTF-8 bytes (%C3%A9 for é)"
+)
 
 _TTL = re.compile(rb"(\d{1,12}(?:\.\d{1,3})?)(ms|s|m|h|d)?")
 _TTL_UNITS_MS = {b"ms": 1, b"s": 1000, b"m": 60_000, b"h": 3_600_000, b"d": 86_400_000, None: 1000}

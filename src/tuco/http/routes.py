@@ -16,6 +16,8 @@ this table alone. Adding an endpoint here documents it.
 
 from __future__ import annotations
 
+from typing import Final
+
 from tuco.core.tokens import Permission
 from tuco.errors import (
     ForbiddenError,
@@ -102,7 +104,7 @@ def _lease_write(handler: str, summary: str, operation_id: str, answer: tuple[st
     )
 
 
-KEY = route(KEY_ROUTE, key_operations("keys.key", ""), (KEY_PARAM,))
+KEY: Final = route(KEY_ROUTE, key_operations("keys.key", ""), (KEY_PARAM,))
 LEASE = route(
     "/v1/leases/{id}",
     {
@@ -501,9 +503,9 @@ _ALIAS_PARAM: Schema = {
     "of the reserved names (those are resources).",
     "schema": {"type": "string", "minLength": 1, "not": {"enum": list(RESERVED)}},
 }
-ALIAS = route("/v1/{key}", key_operations("keys.key", "Alias"), (_ALIAS_PARAM,))
+ALIAS: Final = route("/v1/{key}", key_operations("keys.key", "Alias"), (_ALIAS_PARAM,))
 
-ROUTES: tuple[Route, ...] = (*_DECLARED, ALIAS)
+ROUTES: Final[tuple[Route, ...]] = (*_DECLARED, ALIAS)
 """Every route, in matching order (the alias last): the one table the front ends, the guard and the document read."""
 
 _FIXED: dict[bytes, Route] = {route.pattern.encode(): route for route in ROUTES if "{" not in route.pattern}

@@ -13,12 +13,13 @@ that function in one module here. Nothing else.
 from __future__ import annotations
 
 import importlib
+from typing import Final
 
 from tuco.http.handlers._base import Context, Handler
 
 __all__ = ["INLINE", "Context", "Handler", "resolve"]
 
-INLINE: frozenset[str] = frozenset({"keys.key"})
+INLINE: Final[frozenset[str]] = frozenset({"keys.key"})
 """Handler names the dispatch answers inline (the hot path: a call less per request is measurable)."""
 
 

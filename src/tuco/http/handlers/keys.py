@@ -7,6 +7,8 @@ here for everything else.
 
 from __future__ import annotations
 
+from typing import Final
+
 from tuco.core.events import Event, Precondition
 from tuco.core.store import ExpiringEntry
 from tuco.errors import (
@@ -36,12 +38,12 @@ __all__ = [
     "read_through",
 ]
 
-_NO_SUCH_KEY_BODY = NO_SUCH_KEY.body
-_MISSING = NoSuchKeyError.status
+_NO_SUCH_KEY_BODY: Final = NO_SUCH_KEY.body
+_MISSING: Final = NoSuchKeyError.status
 _CONSISTENT_READ_FAILED = "cannot reach the log for a consistent read; see the server's log"
 _READ_FAILED = "cannot reach the database to read the key; see the server's log"
-_CHANGED: Headers = ((b"X-Tuco-Wait", b"changed"),)
-_TIMED_OUT: Headers = ((b"X-Tuco-Wait", b"timeout"),)
+_CHANGED: Final[Headers] = ((b"X-Tuco-Wait", b"changed"),)
+_TIMED_OUT: Final[Headers] = ((b"X-Tuco-Wait", b"timeout"),)
 
 
 def read_now(service: Service, key: str, fields: Headers = ()) -> Response:
