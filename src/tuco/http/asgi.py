@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
@@ -239,9 +239,9 @@ class ASGIApp:
                 return
 
 
-_METHODS = {name: name.encode() for name in ("GET", "HEAD", "PUT", "DELETE", "POST", "PATCH", "OPTIONS")}
-_READS = (b"GET", b"HEAD")
-_HTTP1 = ("1.1", "1.0")
+_METHODS: Final = {name: name.encode() for name in ("GET", "HEAD", "PUT", "DELETE", "POST", "PATCH", "OPTIONS")}
+_READS: Final = (b"GET", b"HEAD")
+_HTTP1: Final = ("1.1", "1.0")
 
 
 async def _read_body(receive: Receive, length: bytes | None, limit: int, budget: _BodyBudget) -> bytes:
@@ -291,10 +291,10 @@ async def _read_body(receive: Receive, length: bytes | None, limit: int, budget:
 # client authenticates with a bearer token (the server may still require a client certificate).
 
 
-_CONTENT_LENGTH = b"content-length"
-_REQUEST_ID = b"x-request-id"
-_CONTENT_TYPE = b"content-type"
-_STATIC: dict[tuple[bytes | None, tuple[tuple[bytes, bytes], ...]], list[tuple[bytes, bytes]]] = {}
+_CONTENT_LENGTH: Final = b"content-length"
+_REQUEST_ID: Final = b"x-request-id"
+_CONTENT_TYPE: Final = b"content-type"
+_STATIC: Final[dict[tuple[bytes | None, tuple[tuple[bytes, bytes], ...]], list[tuple[bytes, bytes]]]] = {}
 """The type and static header pairs of each response shape, names lowered, built once (a handful of shapes)."""
 
 
