@@ -50,9 +50,8 @@ __all__ = ["Answer", "KeyValueAPI", "decode_key", "decode_page_token", "encode_p
 
 _NOT_FOUND_PATH: Final = NOT_FOUND_PATH
 _DOTS: Final = (b".", b"..")  # refused by decode_key, as segments proxies resolve away
-_PHASE_STARTING: Final = (
-    Phase.STARTING
-)  # a module constant: reading an Enum member off its class costs a descriptor call
+# A module constant: reading an Enum member off its class costs a descriptor call.
+_PHASE_STARTING: Final = Phase.STARTING
 
 
 def _not_built(name: str) -> Response:

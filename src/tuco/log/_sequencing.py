@@ -125,7 +125,7 @@ def stamp_origins(batch: Sequence[Mutation], outcomes: list[Outcome], now: Calla
     for m, outcome in zip(batch, outcomes, strict=True):
         origin = stamped(m[6], at)
         if origin is not None and isinstance(outcome, Event):
-            outcome = _new(Event, (*outcome[:7], origin))
+            outcome = _new(_EVENT, (*outcome[:7], origin))
         elif origin is not None and isinstance(outcome, TxnOutcome) and outcome.event is not None:
             outcome = outcome._replace(event=outcome.event._replace(origin=origin))
         with_origins.append(outcome)
